@@ -1,0 +1,152 @@
+using System.Numerics.Tensors;
+using Apb.Checkpoints;
+using Apb.Model;
+
+namespace Apb.Backends.Cpu;
+
+/// <summary>The fp32 reference backend: readable loops over managed arrays, vectorized and multi-threaded.</summary>
+public sealed class CpuBackend : IBackend
+{
+    public string Name => "cpu";
+
+    public Tensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
+    public IWeight Load(WeightView w) => new CpuWeight(w);
+
+    static CpuTensor C(Tensor t) => t as CpuTensor ?? throw new ArgumentException($"{t} does not belong to the CPU backend");
+    static CpuWeight C(IWeight w) => w as CpuWeight ?? throw new ArgumentException($"weight {w.Name} does not belong to the CPU backend");
+
+    static void Same(Tensor a, Tensor b, string op)
+    {
+        if (a.Rows != b.Rows || a.Cols != b.Cols) throw new ArgumentException($"{op}: shapes {a} and {b} differ");
+    }
+
+    public void Upload(ReadOnlySpan<float> src, Tensor dst)
+    {
+        if (src.Length != dst.Rows * dst.Cols) throw new ArgumentException($"upload of {src.Length} floats into {dst}");
+        src.CopyTo(C(dst).Span);
+    }
+
+    public void Download(Tensor src, Span<float> dst) => C(src).Span.CopyTo(dst);
+
+    public void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols)
+    {
+        var s = C(src); var d = C(dst);
+        if (srcRow < 0 || srcCol < 0 || srcRow + rows > s.Rows || srcCol + cols > s.Cols ||
+            dstRow < 0 || dstCol < 0 || dstRow + rows > d.Rows || dstCol + cols > d.Cols)
+            throw new ArgumentException($"copy of [{rows}, {cols}] from {s}@({srcRow},{srcCol}) to {d}@({dstRow},{dstCol}) is out of bounds");
+        for (int r = 0; r < rows; r++)
+            s.Row(srcRow + r).Slice(srcCol, cols).CopyTo(d.Row(dstRow + r).Slice(dstCol, cols));
+    }
+
+    public void GatherRows(Tensor src, ReadOnlySpan<int> rowIndex, Tensor dst)
+    {
+        var s = C(src); var d = C(dst);
+        if (d.Rows != rowIndex.Length || d.Cols != s.Cols) throw new ArgumentException($"gather of {rowIndex.Length} rows of {s} into {d}");
+        for (int i = 0; i < rowIndex.Length; i++) s.Row(rowIndex[i]).CopyTo(d.Row(i));
+    }
+
+    public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output)
+    {
+        var t = C(table); var o = C(output);
+        if (o.Rows != ids.Length || o.Cols != t.Cols) throw new ArgumentException($"embed of {ids.Length} ids into {o}");
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if ((uint)ids[i] >= (uint)t.Rows)
+                throw new ApbException($"token id {ids[i]} is outside the vocabulary (0..{t.Rows - 1})");
+            t.ReadRows(ids[i], o.Row(i));
+        }
+    }
+
+    public void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output)
+    {
+        var xs = C(x); var o = C(output); var w = C(weight);
+        Same(xs, o, "rms_norm");
+        var g = w.Vector;
+        Parallel.For(0, xs.Rows, r =>
+        {
+            var row = xs.Row(r);
+            double ss = 0;
+            foreach (float f in row) ss += (double)f * f;
+            float inv = (float)(1.0 / Math.Sqrt(ss / row.Length + eps));
+            var dst = o.Row(r);
+            TensorPrimitives.Multiply(row, inv, dst);
+            TensorPrimitives.Multiply(dst, g, dst);
+        });
+    }
+
+    public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)
+    {
+        var xs = C(x); var o = C(output); var wt = C(w);
+        if (xs.Cols != wt.Cols || o.Cols != wt.Rows || o.Rows != xs.Rows)
+            throw new ArgumentException($"linear {wt.Name}: x {xs} times W^T [{wt.Cols}, {wt.Rows}] into {o}");
+        if (xs.Rows == 0) return;
+        CpuMatMul.Run(xs, wt, bias is null ? null : C(bias), o);
+    }
+
+    public void AddInPlace(Tensor x, Tensor y)
+    {
+        Same(x, y, "add");
+        TensorPrimitives.Add(C(x).Span, C(y).Span, C(x).Span);
+    }
+
+    public void SiluMul(Tensor gate, Tensor up, Tensor output)
+    {
+        Same(gate, up, "silu_mul"); Same(gate, output, "silu_mul");
+        var g = C(gate); var u = C(up); var o = C(output);
+        Parallel.For(0, g.Rows, r =>
+        {
+            var gr = g.Row(r); var ur = u.Row(r); var or = o.Row(r);
+            for (int i = 0; i < gr.Length; i++) or[i] = gr[i] / (1 + MathF.Exp(-gr[i])) * ur[i];
+        });
+    }
+
+    public void Silu(Tensor x)
+    {
+        var s = C(x).Span;
+        for (int i = 0; i < s.Length; i++) s[i] = s[i] / (1 + MathF.Exp(-s[i]));
+    }
+
+    public void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table)
+    {
+        var xs = C(x);
+        int d = table.HeadDim, half = d / 2;
+        if (xs.Cols != heads * d || positions.Length != xs.Rows)
+            throw new ArgumentException($"rope on {xs} with {heads} heads of {d} and {positions.Length} positions");
+        var pos = positions.ToArray();
+        Parallel.For(0, xs.Rows, r =>
+        {
+            var row = xs.Row(r);
+            Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
+            for (int i = 0; i < half; i++) (cos[i], sin[i]) = table.At(pos[r], i);
+            for (int h = 0; h < heads; h++)
+            {
+                var v = row.Slice(h * d, d);
+                for (int i = 0; i < half; i++)
+                {
+                    float a = v[i], b = v[i + half];
+                    v[i] = a * cos[i] - b * sin[i];
+                    v[i + half] = b * cos[i] + a * sin[i];
+                }
+            }
+        });
+    }
+
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    {
+        var qs = C(q); var ks = C(k); var vs = C(v); var o = C(output);
+        if (heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
+            vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
+            (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
+            throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
+        CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse));
+    }
+
+    public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads)
+    {
+        Same(acc, part, "merge"); Same(accLse, partLse, "merge");
+        CpuAttention.Merge(C(acc), C(accLse), C(part), C(partLse), heads);
+    }
+
+    public void Synchronize() { }
+    public void Dispose() { }
+}

@@ -1,0 +1,68 @@
+using Apb.Checkpoints;
+using Apb.Model;
+
+namespace Apb.Backends;
+
+/// <summary>
+/// A weight matrix [Rows, Cols] (or vector, Cols = 1) kept by a backend: the CPU reads it from the memory-mapped file,
+/// a GPU backend holds its own copy.
+/// </summary>
+public interface IWeight
+{
+    string Name { get; }
+    int Rows { get; }
+    int Cols { get; }
+}
+
+/// <summary>Which keys a query row may see. Bottom-right alignment: query row i sees key j when j &lt;= i + (Tk - Tq).</summary>
+public enum AttentionMask { None, Causal }
+
+/// <summary>
+/// The operations the model and the parallel strategies are written in. Shapes are [tokens, features]; q has
+/// heads x headDim columns, k and v kvHeads x headDim. Every op checks its shapes and throws on a mismatch.
+/// A backend is not thread-safe: each rank owns its own instance.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+
+    Tensor Allocate(int rows, int cols);
+    IWeight Load(WeightView w);
+
+    /// <summary>Copies host floats into rows of a tensor (row-major, src.Length = rows x Cols).</summary>
+    void Upload(ReadOnlySpan<float> src, Tensor dst);
+    void Download(Tensor src, Span<float> dst);
+
+    /// <summary>dst[dstRow + r, dstCol + c] = src[srcRow + r, srcCol + c] for r &lt; rows, c &lt; cols.</summary>
+    void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols);
+
+    /// <summary>dst[i] = src[rowIndex[i]] for whole rows.</summary>
+    void GatherRows(Tensor src, ReadOnlySpan<int> rowIndex, Tensor dst);
+
+    void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output);
+    void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output);
+    /// <summary>output = x W^T (+ bias). W is [out_features, in_features] as checkpoints store it.</summary>
+    void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output);
+    void AddInPlace(Tensor x, Tensor y);
+    void SiluMul(Tensor gate, Tensor up, Tensor output);
+    void Silu(Tensor x);
+
+    /// <summary>Rotates each head's pairs (i, i + d/2) by position x inv_freq, as HF's rotate_half does.</summary>
+    void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table);
+
+    /// <summary>
+    /// Softmax(q k^T / sqrt(d)) v per head with GQA (query head h reads KV head h / (heads / kvHeads)).
+    /// lse (optional) receives the natural-log sum of exp of the scaled scores, [Tq, heads]; rows that see no key
+    /// get output 0 and lse = -inf.
+    /// </summary>
+    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse);
+
+    /// <summary>
+    /// Merges a partial attention result into an accumulated one: (acc, accLse) := softmax-weighted combination of
+    /// (acc, accLse) and (part, partLse), in fp32 with max subtraction. Rows with lse = -inf contribute nothing.
+    /// </summary>
+    void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads);
+
+    /// <summary>Blocks until queued work is done (a no-op on the CPU).</summary>
+    void Synchronize();
+}

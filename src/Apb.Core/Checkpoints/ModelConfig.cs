@@ -1,0 +1,220 @@
+using System.Text.Json;
+
+namespace Apb.Checkpoints;
+
+public enum RopeType { Default, Llama3, Linear }
+
+/// <summary>Rotary embedding parameters, already resolved from either config dialect.</summary>
+public sealed record RopeConfig(RopeType Type, double Theta, double Factor = 1, double LowFreqFactor = 1,
+    double HighFreqFactor = 4, int OriginalMaxPositions = 8192);
+
+/// <summary>
+/// The model's shape, read from config.json. Names follow the Hugging Face fields they come from. Two dialects exist:
+/// published checkpoints (transformers 4.x) write rope_theta + rope_scaling + torch_dtype; transformers 5.x writes
+/// rope_parameters (rope_theta inside) + dtype. Both are read; anything we cannot compute exactly is refused by name.
+/// </summary>
+public sealed record ModelConfig
+{
+    public required string Architecture { get; init; }      // LlamaForCausalLM | Qwen2ForCausalLM
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumHiddenLayers { get; init; }
+    public required int NumAttentionHeads { get; init; }
+    public required int NumKeyValueHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required double RmsNormEps { get; init; }
+    public required int MaxPositionEmbeddings { get; init; }
+    public required RopeConfig Rope { get; init; }
+    public required bool TieWordEmbeddings { get; init; }
+    /// <summary>Bias on q/k/v projections (Qwen2 always; Llama when attention_bias).</summary>
+    public required bool QkvBias { get; init; }
+    /// <summary>Bias on o_proj (Llama attention_bias only).</summary>
+    public required bool OutputBias { get; init; }
+    public required bool MlpBias { get; init; }
+    public required string TorchDtype { get; init; }
+    public int? BosTokenId { get; init; }
+    public IReadOnlyList<int> EosTokenIds { get; init; } = Array.Empty<int>();
+
+    public int GroupSize => NumAttentionHeads / NumKeyValueHeads;
+    public int QDim => NumAttentionHeads * HeadDim;
+    public int KvDim => NumKeyValueHeads * HeadDim;
+
+    public long ParameterCount
+    {
+        get
+        {
+            long h = HiddenSize, layer = h * QDim + 2 * h * KvDim + QDim * h + 3 * h * IntermediateSize + 2 * h;
+            if (QkvBias) layer += QDim + 2 * KvDim;
+            long embed = (long)VocabSize * h;
+            return NumHiddenLayers * layer + embed * (TieWordEmbeddings ? 1 : 2) + h;
+        }
+    }
+
+    public static ModelConfig Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new ApbException($"{path}: file not found (a Hugging Face model directory must contain config.json)");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new ApbException($"{path}: not valid JSON ({e.Message})"); }
+        using var _ = doc;
+        return Parse(doc.RootElement, path);
+    }
+
+    public static ModelConfig Parse(JsonElement root, string path = "config.json")
+    {
+        var r = new Reader(root, path);
+        string arch = r.Architecture();
+        bool qwen = arch == "Qwen2ForCausalLM";
+        string act = r.String("hidden_act") ?? "silu";
+        if (act != "silu")
+            throw new ApbException($"{path}: hidden_act is '{act}', only 'silu' (SwiGLU) is supported for {arch}");
+        if (qwen && r.Bool("use_sliding_window") == true)
+            throw new ApbException($"{path}: use_sliding_window is true; sliding-window attention is not supported (set it to false: Qwen2.5 checkpoints ship with it off)");
+
+        int hidden = r.RequiredInt("hidden_size");
+        int heads = r.RequiredInt("num_attention_heads");
+        int kvHeads = r.Int("num_key_value_heads") ?? heads;
+        if (heads % kvHeads != 0)
+            throw new ApbException($"{path}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
+        int? headDim = r.Int("head_dim");
+        if (headDim is null && hidden % heads != 0)
+            throw new ApbException($"{path}: hidden_size {hidden} is not divisible by num_attention_heads {heads} and head_dim is not given");
+        int hd = headDim ?? hidden / heads;
+        if (hd % 2 != 0)
+            throw new ApbException($"{path}: head_dim {hd} is odd; rotary embeddings need an even head dimension");
+        bool attnBias = r.Bool("attention_bias") ?? false;
+
+        return new ModelConfig
+        {
+            Architecture = arch,
+            VocabSize = r.RequiredInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = r.RequiredInt("intermediate_size"),
+            NumHiddenLayers = r.RequiredInt("num_hidden_layers"),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = kvHeads,
+            HeadDim = hd,
+            RmsNormEps = r.Double("rms_norm_eps") ?? 1e-6,
+            MaxPositionEmbeddings = r.Int("max_position_embeddings") ?? 2048,
+            Rope = r.Rope(),
+            TieWordEmbeddings = r.Bool("tie_word_embeddings") ?? false,
+            QkvBias = qwen || attnBias,
+            OutputBias = !qwen && attnBias,
+            MlpBias = !qwen && (r.Bool("mlp_bias") ?? false),
+            TorchDtype = r.String("torch_dtype") ?? r.String("dtype") ?? "float32",
+            BosTokenId = r.Int("bos_token_id"),
+            EosTokenIds = r.IntOrList("eos_token_id"),
+        };
+    }
+
+    /// <summary>Reads fields with errors that name the field, the expected type and what was found.</summary>
+    sealed class Reader(JsonElement root, string path)
+    {
+        static readonly string[] Supported = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
+
+        public string Architecture()
+        {
+            if (!root.TryGetProperty("architectures", out var a) || a.ValueKind != JsonValueKind.Array || a.GetArrayLength() == 0)
+            {
+                string? mt = String("model_type");
+                if (mt == "llama") return "LlamaForCausalLM";
+                if (mt == "qwen2") return "Qwen2ForCausalLM";
+                throw new ApbException($"{path}: no 'architectures' list and model_type '{mt ?? "(none)"}'; supported: {string.Join(", ", Supported)}");
+            }
+            string arch = a[0].GetString() ?? "";
+            if (!Supported.Contains(arch))
+                throw new ApbException($"{path}: architecture '{arch}' is not supported; supported: {string.Join(", ", Supported)}");
+            return arch;
+        }
+
+        JsonElement? Get(string name) =>
+            root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+        public string? String(string name)
+        {
+            var v = Get(name);
+            if (v is null) return null;
+            if (v.Value.ValueKind != JsonValueKind.String)
+                throw new ApbException($"{path}: '{name}' should be a string but is {v.Value.GetRawText()}");
+            return v.Value.GetString();
+        }
+
+        public int? Int(string name) => ToInt(Get(name), name);
+
+        int? ToInt(JsonElement? v, string name)
+        {
+            if (v is null) return null;
+            if (v.Value.ValueKind != JsonValueKind.Number || !v.Value.TryGetInt32(out int i))
+                throw new ApbException($"{path}: '{name}' should be an integer but is {v.Value.GetRawText()}");
+            return i;
+        }
+
+        public int RequiredInt(string name)
+        {
+            int v = Int(name) ?? throw new ApbException($"{path}: required field '{name}' is missing");
+            if (v <= 0) throw new ApbException($"{path}: '{name}' must be positive but is {v}");
+            return v;
+        }
+
+        public double? Double(string name) => ToDouble(Get(name), name);
+
+        double? ToDouble(JsonElement? v, string name)
+        {
+            if (v is null) return null;
+            if (v.Value.ValueKind != JsonValueKind.Number)
+                throw new ApbException($"{path}: '{name}' should be a number but is {v.Value.GetRawText()}");
+            return v.Value.GetDouble();
+        }
+
+        public bool? Bool(string name)
+        {
+            var v = Get(name);
+            if (v is null) return null;
+            return v.Value.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw new ApbException($"{path}: '{name}' should be true or false but is {v.Value.GetRawText()}"),
+            };
+        }
+
+        public IReadOnlyList<int> IntOrList(string name)
+        {
+            var v = Get(name);
+            if (v is null) return Array.Empty<int>();
+            if (v.Value.ValueKind == JsonValueKind.Array)
+                return v.Value.EnumerateArray().Select(e => ToInt(e, name)!.Value).ToArray();
+            return new[] { ToInt(v, name)!.Value };
+        }
+
+        // transformers 4.x: rope_theta at top level, rope_scaling {rope_type|type, factor, ...} or null.
+        // transformers 5.x: rope_parameters {rope_type, rope_theta, factor, ...}.
+        public RopeConfig Rope()
+        {
+            JsonElement? p = Get("rope_parameters") ?? Get("rope_scaling");
+            string where = Get("rope_parameters") is null ? "rope_scaling" : "rope_parameters";
+            double theta = Double("rope_theta") ?? 10000.0;
+            if (p is null) return new RopeConfig(RopeType.Default, theta);
+            if (p.Value.ValueKind != JsonValueKind.Object)
+                throw new ApbException($"{path}: '{where}' should be an object but is {p.Value.GetRawText()}");
+            var obj = p.Value;
+            double? Num(string n) => obj.TryGetProperty(n, out var x) && x.ValueKind != JsonValueKind.Null ? ToDouble(x, $"{where}.{n}") : null;
+            if (obj.TryGetProperty("rope_theta", out var th)) theta = ToDouble(th, $"{where}.rope_theta")!.Value;
+            string type = obj.TryGetProperty("rope_type", out var rt) ? rt.GetString() ?? "default"
+                        : obj.TryGetProperty("type", out var t2) ? t2.GetString() ?? "default" : "default";
+            return type switch
+            {
+                "default" => new RopeConfig(RopeType.Default, theta),
+                "linear" => new RopeConfig(RopeType.Linear, theta, Num("factor")
+                    ?? throw new ApbException($"{path}: {where} of type linear needs 'factor'")),
+                "llama3" => new RopeConfig(RopeType.Llama3, theta,
+                    Num("factor") ?? throw new ApbException($"{path}: {where} of type llama3 needs 'factor'"),
+                    Num("low_freq_factor") ?? 1, Num("high_freq_factor") ?? 4,
+                    (int)(Num("original_max_position_embeddings") ?? 8192)),
+                _ => throw new ApbException($"{path}: {where} type '{type}' is not supported (supported: default, linear, llama3)"),
+            };
+        }
+    }
+}

@@ -1,0 +1,165 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+
+namespace Apb.Checkpoints;
+
+/// <summary>One tensor's entry in a safetensors header: where its bytes are inside the data section.</summary>
+public sealed record TensorInfo(string Name, DType DType, long[] Shape, long Begin, long End, string File)
+{
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+}
+
+/// <summary>
+/// A memory-mapped safetensors file. Layout: 8-byte little-endian header length N, N bytes of JSON
+/// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the data section; offsets are
+/// relative to the data section. The whole header is validated up front so a corrupt file fails at open, naming the
+/// tensor, rather than as a wild read in the middle of a forward pass. No 2 GB limit: pointers, not arrays.
+/// </summary>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    // Real headers are a few MB at most (a 1M-token vocab model has < 2,000 tensors); this bound stops a corrupt length
+    // from making us allocate gigabytes.
+    const long MaxHeaderBytes = 100L << 20;
+
+    readonly MemoryMappedFile? _map;
+    readonly MemoryMappedViewAccessor? _view;
+    readonly byte* _base;
+    readonly long _dataStart;
+
+    public string Path { get; }
+    public long FileLength { get; }
+    public IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    SafeTensorsFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr,
+        long dataStart, Dictionary<string, TensorInfo> tensors, Dictionary<string, string> metadata)
+    {
+        Path = path; FileLength = length; _map = map; _view = view; _base = basePtr; _dataStart = dataStart;
+        Tensors = tensors; Metadata = metadata;
+    }
+
+    public static SafeTensorsFile Open(string path)
+    {
+        if (!File.Exists(path))
+            throw new ApbException($"{path}: file not found (expected a .safetensors weights file)");
+        long length = new FileInfo(path).Length;
+        if (length < 8)
+            throw new ApbException($"{path}: {length} bytes is too short for a safetensors file (it starts with an 8-byte header length): the file is truncated or not safetensors");
+        byte[] head = new byte[8];
+        using (var fs = File.OpenRead(path)) fs.ReadExactly(head);
+        long n = BitConverter.ToInt64(head);
+        if (n <= 0 || n > MaxHeaderBytes)
+            throw new ApbException($"{path}: header length field says {n} bytes (expected 1..{MaxHeaderBytes}): the file is corrupt or not safetensors");
+        if (8 + n > length)
+            throw new ApbException($"{path}: header length field says {n} bytes but the file has only {length - 8} bytes after it: the file is truncated");
+        byte[] json = new byte[n];
+        using (var fs = File.OpenRead(path)) { fs.Position = 8; fs.ReadExactly(json); }
+        long dataStart = 8 + n;
+        var (tensors, metadata) = ParseHeader(path, json, length - dataStart);
+
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        return new SafeTensorsFile(path, length, map, view, p + view.PointerOffset, dataStart, tensors, metadata);
+    }
+
+    static (Dictionary<string, TensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] json, long dataLength)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(json); }
+        catch (JsonException e)
+        {
+            throw new ApbException($"{path}: the header is not valid JSON ({e.Message}): the file is corrupt");
+        }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new ApbException($"{path}: the header is JSON {doc.RootElement.ValueKind}, expected an object of tensors: the file is corrupt");
+
+        var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (prop.Value.ValueKind == JsonValueKind.Object)
+                    foreach (var m in prop.Value.EnumerateObject())
+                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                continue;
+            }
+            tensors[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
+        }
+
+        // Overlapping byte ranges mean two tensors share storage: safetensors forbids it, and it signals corruption.
+        var ordered = tensors.Values.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToArray();
+        for (int i = 1; i < ordered.Length; i++)
+            if (ordered[i].Begin < ordered[i - 1].End)
+                throw new ApbException($"{path}: tensors '{ordered[i - 1].Name}' (bytes {ordered[i - 1].Begin}..{ordered[i - 1].End}) and '{ordered[i].Name}' (bytes {ordered[i].Begin}..{ordered[i].End}) overlap: the header is corrupt");
+        return (tensors, metadata);
+    }
+
+    static TensorInfo ParseEntry(string path, string name, JsonElement e, long dataLength)
+    {
+        string Where() => $"{path}: tensor '{name}'";
+        if (e.ValueKind != JsonValueKind.Object)
+            throw new ApbException($"{Where()}: header entry is {e.ValueKind}, expected an object with dtype, shape, data_offsets");
+        if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
+            throw new ApbException($"{Where()}: missing or non-string 'dtype'");
+        var dtype = DTypes.Parse(dt.GetString()!)
+            ?? throw new ApbException($"{Where()}: dtype '{dt.GetString()}' is not supported (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
+        if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
+            throw new ApbException($"{Where()}: missing or non-array 'shape'");
+        var shape = new long[sh.GetArrayLength()];
+        int i = 0;
+        long elements = 1;
+        foreach (var d in sh.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0)
+                throw new ApbException($"{Where()}: shape {sh.GetRawText()} has an entry that is not a non-negative integer");
+            shape[i++] = v;
+            elements = v == 0 || elements == 0 ? 0 : (elements > long.MaxValue / v ? -1 : elements * v);
+            if (elements < 0)
+                throw new ApbException($"{Where()}: shape {sh.GetRawText()} has more elements than can be addressed: the header is corrupt");
+        }
+        if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw new ApbException($"{Where()}: missing 'data_offsets' (expected [begin, end])");
+        long begin = 0, end = 0;
+        int k = 0;
+        foreach (var o in off.EnumerateArray())
+        {
+            if (o.ValueKind != JsonValueKind.Number || !o.TryGetInt64(out long v) || v < 0)
+                throw new ApbException($"{Where()}: data_offsets {off.GetRawText()} must be two non-negative integers");
+            if (k++ == 0) begin = v; else end = v;
+        }
+        if (end < begin)
+            throw new ApbException($"{Where()}: data_offsets [{begin}, {end}] end before they begin: the header is corrupt");
+        if (end > dataLength)
+            throw new ApbException($"{Where()}: ends at data byte {end} but the data section has only {dataLength} bytes: the file is truncated");
+        long expected = elements > long.MaxValue / DTypes.Size(dtype) ? -1 : elements * DTypes.Size(dtype);
+        if (expected != end - begin)
+            throw new ApbException($"{Where()}: shape {sh.GetRawText()} x {DTypes.Name(dtype)} needs {expected} bytes but data_offsets give {end - begin} bytes: the header is corrupt");
+        return new TensorInfo(name, dtype, shape, begin, end, path);
+    }
+
+    /// <summary>Pointer to the first byte of the tensor, valid while this file is open.</summary>
+    public byte* Pointer(TensorInfo t) => _base + _dataStart + t.Begin;
+
+    public ReadOnlySpan<byte> Bytes(TensorInfo t)
+    {
+        long len = t.End - t.Begin;
+        if (len > int.MaxValue)
+            throw new ApbException($"{Path}: tensor '{t.Name}' has {len} bytes, too large for a single span; read it through Pointer()");
+        return len == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(Pointer(t), (int)len);
+    }
+
+    public void Dispose()
+    {
+        if (_view != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+    }
+}

@@ -1,0 +1,38 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Model;
+
+namespace Apb.Distributed;
+
+/// <summary>
+/// Exact causal attention on one rank with a KV cache: the new rows get positions Length, Length+1, ... of their
+/// layer's cache, are rotated, appended, and attend to the whole cache with bottom-right causal alignment. Prefill
+/// and decode are the same call.
+/// </summary>
+public sealed class FullAttention : IAttention
+{
+    readonly IBackend _b;
+    readonly ModelConfig _c;
+    readonly RopeTable _rope;
+    public KvCache[] Caches { get; }
+
+    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity)
+    {
+        _b = backend; _c = config; _rope = rope;
+        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity)).ToArray();
+    }
+
+    public int Length => Caches[0].Length;
+
+    public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        var cache = Caches[layer];
+        int start = cache.Length;
+        var positions = new int[q.Rows];
+        for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
+        _b.Rope(q, _c.NumAttentionHeads, positions, _rope);
+        _b.Rope(k, _c.NumKeyValueHeads, positions, _rope);
+        cache.Append(k, v);
+        _b.Attention(q, cache.K, cache.V, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null);
+    }
+}

@@ -1,0 +1,87 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+
+namespace Apb.Model;
+
+/// <summary>Which rows get logits: none (a prefill whose output nobody reads), the last row, or every row.</summary>
+public enum LogitsFor { None, Last, All }
+
+/// <summary>
+/// The Llama-family decoder, written once in the checkpoint's vocabulary:
+///   x = embed(ids);  per layer: x += o_proj(attn(q, k, v of rms_norm(x)));  x += down(silu(gate(h)) * up(h)), h = rms_norm(x)
+///   logits = lm_head(norm(x)).
+/// Attention is one call into an <see cref="IAttention"/>: the model knows nothing of ranks, positions or caches.
+/// Per-call buffers are allocated once per distinct token count and reused across layers and steps.
+/// </summary>
+public sealed class LlamaModel
+{
+    public ModelConfig Config { get; }
+    public IBackend Backend { get; }
+    public LlamaWeights Weights { get; }
+    public RopeTable Rope { get; }
+
+    Workspace? _ws;
+
+    public LlamaModel(ModelConfig config, LlamaWeights weights, IBackend backend)
+    {
+        Config = config; Weights = weights; Backend = backend;
+        Rope = new RopeTable(config.Rope, config.HeadDim);
+    }
+
+    public static LlamaModel Load(ModelConfig config, CheckpointWeights checkpoint, IBackend backend) =>
+        new(config, LlamaWeights.Load(config, checkpoint, backend), backend);
+
+    sealed class Workspace(IBackend b, ModelConfig c, int t)
+    {
+        public readonly int T = t;
+        public readonly Tensor X = b.Allocate(t, c.HiddenSize), H = b.Allocate(t, c.HiddenSize), Tmp = b.Allocate(t, c.HiddenSize);
+        public readonly Tensor Q = b.Allocate(t, c.QDim), K = b.Allocate(t, c.KvDim), V = b.Allocate(t, c.KvDim);
+        public readonly Tensor Attn = b.Allocate(t, c.QDim);
+        public readonly Tensor Gate = b.Allocate(t, c.IntermediateSize), Up = b.Allocate(t, c.IntermediateSize);
+    }
+
+    /// <summary>Observes named intermediates (layer, name, tensor) for dumps and diffs; null in normal runs.</summary>
+    public Action<int, string, Tensor>? Trace { get; set; }
+
+    /// <summary>
+    /// Runs the tokens of one step through every layer. Returns logits [1 or T, vocab] (a fresh tensor) or null.
+    /// </summary>
+    public Tensor? Forward(ReadOnlySpan<int> ids, IAttention attention, LogitsFor logitsFor)
+    {
+        var c = Config; var b = Backend;
+        int T = ids.Length;
+        if (T == 0) throw new ArgumentException("forward of zero tokens");
+        var ws = _ws is { } w && w.T == T ? w : (_ws = new Workspace(b, c, T));
+        float eps = (float)c.RmsNormEps;
+
+        b.Embed(ids, Weights.EmbedTokens, ws.X);
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+        {
+            var L = Weights.Layers[l];
+            b.RmsNorm(ws.X, L.InputLayernorm, eps, ws.H);
+            b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
+            b.Linear(ws.H, L.KProj, L.KBias, ws.K);
+            b.Linear(ws.H, L.VProj, L.VBias, ws.V);
+            attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
+            Trace?.Invoke(l, "attn_out", ws.Attn);
+            b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
+            b.AddInPlace(ws.X, ws.Tmp);
+
+            b.RmsNorm(ws.X, L.PostAttentionLayernorm, eps, ws.H);
+            b.Linear(ws.H, L.GateProj, L.GateBias, ws.Gate);
+            b.Linear(ws.H, L.UpProj, L.UpBias, ws.Up);
+            b.SiluMul(ws.Gate, ws.Up, ws.Gate);
+            b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
+            b.AddInPlace(ws.X, ws.Tmp);
+            Trace?.Invoke(l, "layer_out", ws.X);
+        }
+        if (logitsFor == LogitsFor.None) return null;
+
+        var rows = logitsFor == LogitsFor.Last ? ws.X.RowSlice(T - 1, 1) : ws.X;
+        var normed = logitsFor == LogitsFor.Last ? ws.H.RowSlice(T - 1, 1) : ws.H;
+        b.RmsNorm(rows, Weights.Norm, eps, normed);
+        var logits = b.Allocate(rows.Rows, c.VocabSize);
+        b.Linear(normed, Weights.LmHead, null, logits);
+        return logits;
+    }
+}
