@@ -23,6 +23,16 @@ public sealed class FullAttention : IAttention
     }
 
     public int Length => Caches[0].Length;
+    public Diagnostics.Profile? Profile { get; set; }
+
+    /// <summary>Visible (query, key) pairs of Tq queries against Tk keys, causal with bottom-right alignment.</summary>
+    public static double CausalPairs(int tq, int tk)
+    {
+        double shift = tk - tq, pairs = 0;
+        // row i sees min(tk, i + shift + 1) keys, clamped at 0
+        for (int i = 0; i < tq; i++) pairs += Math.Clamp(i + shift + 1, 0, tk);
+        return pairs;
+    }
 
     public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
     {
@@ -30,9 +40,14 @@ public sealed class FullAttention : IAttention
         int start = cache.Length;
         var positions = new int[q.Rows];
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
-        _b.Rope(q, _c.NumAttentionHeads, positions, _rope);
-        _b.Rope(k, _c.NumKeyValueHeads, positions, _rope);
+        using (Profile?.Measure("other"))
+        {
+            _b.Rope(q, _c.NumAttentionHeads, positions, _rope);
+            _b.Rope(k, _c.NumKeyValueHeads, positions, _rope);
+        }
         cache.Append(k, v);
+        using var _ = Profile?.Measure("attention");
         _b.Attention(q, cache.K, cache.V, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null);
+        Profile?.AddAttention(CausalPairs(q.Rows, cache.Length), _c.NumAttentionHeads, _c.HeadDim);
     }
 }

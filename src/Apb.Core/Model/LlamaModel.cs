@@ -1,5 +1,6 @@
 using Apb.Backends;
 using Apb.Checkpoints;
+using Apb.Diagnostics;
 
 namespace Apb.Model;
 
@@ -40,6 +41,11 @@ public sealed class LlamaModel
         public readonly Tensor Gate = b.Allocate(t, c.IntermediateSize), Up = b.Allocate(t, c.IntermediateSize);
     }
 
+    /// <summary>Where time goes, by phase; null (the default) measures nothing.</summary>
+    public Profile? Profile { get; set; }
+
+    Profile.Scope? Measure(string phase) => Profile?.Measure(phase);
+
     /// <summary>Observes named intermediates (layer, name, tensor) for dumps and diffs; null in normal runs.</summary>
     public Action<int, string, Tensor>? Trace { get; set; }
 
@@ -54,29 +60,38 @@ public sealed class LlamaModel
         var ws = _ws is { } w && w.T == T ? w : (_ws = new Workspace(b, c, T));
         float eps = (float)c.RmsNormEps;
 
-        b.Embed(ids, Weights.EmbedTokens, ws.X);
+        using (Measure("other")) b.Embed(ids, Weights.EmbedTokens, ws.X);
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
             var L = Weights.Layers[l];
-            b.RmsNorm(ws.X, L.InputLayernorm, eps, ws.H);
-            b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
-            b.Linear(ws.H, L.KProj, L.KBias, ws.K);
-            b.Linear(ws.H, L.VProj, L.VBias, ws.V);
+            using (Measure("qkv"))
+            {
+                b.RmsNorm(ws.X, L.InputLayernorm, eps, ws.H);
+                b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
+                b.Linear(ws.H, L.KProj, L.KBias, ws.K);
+                b.Linear(ws.H, L.VProj, L.VBias, ws.V);
+            }
             attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
             Trace?.Invoke(l, "attn_out", ws.Attn);
-            b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
-            b.AddInPlace(ws.X, ws.Tmp);
-
-            b.RmsNorm(ws.X, L.PostAttentionLayernorm, eps, ws.H);
-            b.Linear(ws.H, L.GateProj, L.GateBias, ws.Gate);
-            b.Linear(ws.H, L.UpProj, L.UpBias, ws.Up);
-            b.SiluMul(ws.Gate, ws.Up, ws.Gate);
-            b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
-            b.AddInPlace(ws.X, ws.Tmp);
+            using (Measure("o_proj"))
+            {
+                b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
+                b.AddInPlace(ws.X, ws.Tmp);
+            }
+            using (Measure("ffn"))
+            {
+                b.RmsNorm(ws.X, L.PostAttentionLayernorm, eps, ws.H);
+                b.Linear(ws.H, L.GateProj, L.GateBias, ws.Gate);
+                b.Linear(ws.H, L.UpProj, L.UpBias, ws.Up);
+                b.SiluMul(ws.Gate, ws.Up, ws.Gate);
+                b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
+                b.AddInPlace(ws.X, ws.Tmp);
+            }
             Trace?.Invoke(l, "layer_out", ws.X);
         }
         if (logitsFor == LogitsFor.None) return null;
 
+        using var _ = Measure("other");
         var rows = logitsFor == LogitsFor.Last ? ws.X.RowSlice(T - 1, 1) : ws.X;
         var normed = logitsFor == LogitsFor.Last ? ws.H.RowSlice(T - 1, 1) : ws.H;
         b.RmsNorm(rows, Weights.Norm, eps, normed);
