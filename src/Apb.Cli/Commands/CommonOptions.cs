@@ -1,0 +1,39 @@
+using System.CommandLine;
+
+namespace Apb.Cli.Commands;
+
+/// <summary>Options several commands share, and where the embedded default model is found.</summary>
+static class CommonOptions
+{
+    public static Option<string?> Model() => new("--model", "-m")
+    {
+        Description = "Hugging Face model directory (config.json, *.safetensors, tokenizer.json); default: the embedded model",
+    };
+
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "where to run: cpu (more backends come with their issues)",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>
+    /// The embedded default ships beside the binary (models/embedded, copied at build) and in the repository; the first
+    /// that exists wins, so `dotnet run` and a published binary both find it.
+    /// </summary>
+    public static string ResolveModel(string? given)
+    {
+        if (!string.IsNullOrEmpty(given)) return given;
+        var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, "models", "embedded") };
+        for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
+            candidates.Add(Path.Combine(d.FullName, "models", "embedded"));
+        foreach (var c in candidates)
+            if (File.Exists(Path.Combine(c, "config.json"))) return c;
+        throw new ApbException($"no --model given and the embedded model was not found (looked in {string.Join(", ", candidates.Take(2))}); pass --model DIR");
+    }
+
+    public static Backends.IBackend Backend(string device) => device switch
+    {
+        "cpu" => new Backends.Cpu.CpuBackend(),
+        _ => throw new ApbException($"--device {device} is not available (supported here: cpu)"),
+    };
+}

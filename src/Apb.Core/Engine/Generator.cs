@@ -1,0 +1,45 @@
+using System.Diagnostics;
+using Apb.Tokenization;
+
+namespace Apb.Engine;
+
+public sealed record GenerationResult(
+    IReadOnlyList<int> OutputIds, string Text, string FinishReason, int PromptTokens,
+    TimeSpan PrefillTime, TimeSpan DecodeTime)
+{
+    public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
+    /// <summary>Decode steps per second: the first new token comes from the prefill's logits, each later one from a step.</summary>
+    public double DecodeTokensPerSecond => Math.Max(OutputIds.Count - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);
+}
+
+/// <summary>The decode loop: prefill, then sample / stop / stream one token at a time.</summary>
+public static class Generator
+{
+    public static GenerationResult Run(IInferenceSession session, HfTokenizer tokenizer, IReadOnlyList<int> context,
+        IReadOnlyList<int> query, SamplingOptions options, IReadOnlyCollection<int> stopTokens, Action<string>? onText = null,
+        CancellationToken cancel = default)
+    {
+        var sampler = new Sampler(options);
+        var decoder = new StreamingDecoder(tokenizer);
+        var output = new List<int>();
+        var sw = Stopwatch.StartNew();
+        var logits = session.Prefill(context, query);
+        var prefill = sw.Elapsed;
+        sw.Restart();
+        string finish = "length";
+        var text = new System.Text.StringBuilder();
+        for (int step = 0; step < options.MaxNewTokens; step++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            int next = sampler.Next(logits);
+            if (stopTokens.Contains(next)) { finish = "stop"; break; }
+            output.Add(next);
+            string piece = decoder.Push(next);
+            if (piece.Length > 0) { text.Append(piece); onText?.Invoke(piece); }
+            if (step + 1 < options.MaxNewTokens) logits = session.Decode(next);
+        }
+        string tail = decoder.Flush();
+        if (tail.Length > 0) { text.Append(tail); onText?.Invoke(tail); }
+        return new GenerationResult(output, text.ToString(), finish, context.Count + query.Count, prefill, sw.Elapsed);
+    }
+}
