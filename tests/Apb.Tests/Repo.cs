@@ -5,11 +5,16 @@ public static class Repo
 {
     public static string Root { get; } = FindRoot();
 
+    // The build stamps the source folder into the assembly, so tests find the repository even when built into an
+    // --artifacts-path outside it; walking up from the binary is the fallback.
     static string FindRoot()
     {
+        var stamped = typeof(Repo).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "RepoRoot")?.Value;
+        if (stamped != null && File.Exists(Path.Combine(stamped, "Apb.slnx"))) return Path.GetFullPath(stamped);
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "Apb.slnx"))) return d.FullName;
-        throw new InvalidOperationException($"no Apb.slnx above {AppContext.BaseDirectory}");
+        throw new InvalidOperationException($"no Apb.slnx above {AppContext.BaseDirectory} and no RepoRoot stamp");
     }
 
     public static string Fixture(string name) => Path.Combine(Root, "tests", "fixtures", "models", name);

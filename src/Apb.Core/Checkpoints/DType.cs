@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace Apb.Checkpoints;
 
@@ -58,7 +59,17 @@ public static class DTypes
             case DType.BF16:
             {
                 var s = (ushort*)src;
-                for (int i = 0; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+                int i = 0;
+                fixed (float* d = dst)
+                {
+                    // Eight at a time: zero-extend to 32 bits and shift into the high half.
+                    for (; i + 8 <= dst.Length; i += 8)
+                    {
+                        var wide = Vector256.WidenLower(Vector256.Create(Vector128.Load(s + i), Vector128<ushort>.Zero));
+                        Vector256.ShiftLeft(wide, 16).AsSingle().Store(d + i);
+                    }
+                }
+                for (; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
                 break;
             }
             case DType.F16:

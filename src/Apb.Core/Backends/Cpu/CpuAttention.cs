@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace Apb.Backends.Cpu;
 
@@ -6,7 +8,7 @@ namespace Apb.Backends.Cpu;
 /// Exact attention, the readable reference: for every (query row, head) the scores of all visible keys, softmax with the
 /// max subtracted, then the weighted sum of values. fp32 throughout; O(Tq x Tk) memory per thread is one score row.
 /// </summary>
-static class CpuAttention
+static unsafe class CpuAttention
 {
     [ThreadStatic] static float[]? t_scores;
 
@@ -34,19 +36,43 @@ static class CpuAttention
                     continue;
                 }
                 var sc = scores.AsSpan(0, visible);
-                for (int j = 0; j < visible; j++)
-                    sc[j] = TensorPrimitives.Dot(qi, k.Row(j).Slice(kh * d, d)) * scale;
-                float max = TensorPrimitives.Max(sc);
-                TensorPrimitives.Subtract(sc, max, sc);
-                TensorPrimitives.Exp(sc, sc);
-                float sum = TensorPrimitives.Sum(sc);
-                oi.Clear();
-                for (int j = 0; j < visible; j++)
-                    TensorPrimitives.MultiplyAdd(v.Row(j).Slice(kh * d, d), sc[j], oi, oi);
-                TensorPrimitives.Divide(oi, sum, oi);
-                if (lse != null) lse.Row(i)[h] = max + MathF.Log(sum);
+                fixed (float* qp = qi, kp = k.Row(0), vp = v.Row(0), op = oi, sp = sc)
+                {
+                    // One pass of dot products, softmax over the row, one pass of weighted value sums: the inner
+                    // loops are written out (no per-key library call) because they run Tq x Tk x heads times.
+                    float* kh0 = kp + kh * d, vh0 = vp + kh * d;
+                    for (int j = 0; j < visible; j++) sp[j] = Dot(qp, kh0 + (long)j * k.Cols, d) * scale;
+                    float m = TensorPrimitives.Max(sc);
+                    TensorPrimitives.Subtract(sc, m, sc);
+                    TensorPrimitives.Exp(sc, sc);
+                    float total = TensorPrimitives.Sum(sc);
+                    oi.Clear();
+                    for (int j = 0; j < visible; j++) Axpy(sp[j], vh0 + (long)j * v.Cols, op, d);
+                    TensorPrimitives.Divide(oi, total, oi);
+                    if (lse != null) lse.Row(i)[h] = m + MathF.Log(total);
+                }
             }
         });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Dot(float* a, float* b, int n)
+    {
+        int i = 0;
+        var acc = Vector256<float>.Zero;
+        for (; i + 8 <= n; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
+        float r = Vector256.Sum(acc);
+        for (; i < n; i++) r += a[i] * b[i];
+        return r;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Axpy(float alpha, float* x, float* y, int n)
+    {
+        int i = 0;
+        var a = Vector256.Create(alpha);
+        for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(a, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+        for (; i < n; i++) y[i] += alpha * x[i];
     }
 
     public static void Merge(CpuTensor acc, CpuTensor accLse, CpuTensor part, CpuTensor partLse, int heads)
