@@ -1,0 +1,111 @@
+using System.Text.Json;
+using Xunit;
+
+namespace Apb.Tests.Cli;
+
+/// <summary>The `apb` command run in-process: what a user sees on stdout/stderr and the exit code.</summary>
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Apb.Cli.Cli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void GenerateOnTheEmbeddedModelPrintsTextAndTimings()
+    {
+        var (code, output, err) = Run("generate", "--model", Repo.EmbeddedModel, "-n", "8");
+        Assert.Equal(0, code);
+        Assert.Contains("prefill:", err);
+        Assert.Contains("tok/s", err);
+        Assert.False(string.IsNullOrWhiteSpace(output) && err.Contains("finish: length"), "8 tokens were generated but nothing printed");
+    }
+
+    [Fact]
+    public void GreedyGenerationIsDeterministicAndSamplingFollowsTheSeed()
+    {
+        var a = Run("generate", "--model", Repo.EmbeddedModel, "-n", "6", "--prompt", "abc");
+        var b = Run("generate", "--model", Repo.EmbeddedModel, "-n", "6", "--prompt", "abc");
+        Assert.Equal(a.Out, b.Out);
+        var s1 = Run("generate", "--model", Repo.EmbeddedModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        var s2 = Run("generate", "--model", Repo.EmbeddedModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        Assert.Equal(0, s1.Code);
+        Assert.Equal(s1.Out, s2.Out);
+    }
+
+    [Fact]
+    public void LogitsWritesOneRowPerPositionMatchingTheFixture()
+    {
+        var fx = Model.ReferenceFixture.Load(Repo.Fixture("llama-tiny"));
+        string path = Path.Combine(Path.GetTempPath(), $"apb-logits-{Guid.NewGuid():N}.json");
+        try
+        {
+            var ids = string.Join(",", fx.PromptIds.Take(40));
+            var (code, _, err) = Run("logits", "--model", fx.Dir, "--ids", ids, "--out", path);
+            Assert.True(code == 0, err);
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var rows = doc.RootElement.GetProperty("logits").EnumerateArray().ToArray();
+            Assert.Equal(40, rows.Length);
+            // Causal: the first 40 rows of the 300-token reference are the logits of the 40-token prefix.
+            var got = rows.SelectMany(r => r.EnumerateArray().Select(x => x.GetSingle())).ToArray();
+            double e = Model.ReferenceFixture.RelativeError(got, fx.Logits.AsSpan(0, 40 * fx.Vocab));
+            Assert.True(e < 1e-4, $"relative error {e}");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void LogitsOfTextTokenizesLikeHuggingFace()
+    {
+        // reference.json's prompt_ids start with HF's tokenizer(prompt_text) (then random ids pad to 300).
+        var fx = Model.ReferenceFixture.Load(Repo.Fixture("qwen2-tiny"));
+        var tok = Apb.Tokenization.HfTokenizer.Load(Path.Combine(fx.Dir, "tokenizer.json"), Path.Combine(fx.Dir, "tokenizer_config.json"));
+        var ids = tok.Encode(fx.PromptText);
+        Assert.Equal(fx.PromptIds.Take(ids.Count), ids.Take(fx.PromptIds.Length));
+    }
+
+    [Fact]
+    public void InspectDescribesTheModel()
+    {
+        var (code, output, _) = Run("inspect", "--model", Repo.Fixture("qwen2-tiny"));
+        Assert.Equal(0, code);
+        Assert.Contains("Qwen2ForCausalLM", output);
+        Assert.Contains("5 heads, 1 kv heads", output);
+        Assert.Contains("tied embeddings", output);
+    }
+
+    [Theory]
+    [InlineData("token id 999999 is outside the vocabulary", "logits", "--ids", "1,2,999999")]
+    [InlineData("'x' is not an integer", "logits", "--ids", "1,x")]
+    [InlineData("exactly one of --ids or --prompt", "logits")]
+    [InlineData("model directory not found", "generate", "--model", "/nonexistent/model")]
+    [InlineData("temperature must be >= 0", "generate", "-t", "-1")]
+    [InlineData("top-p must be in (0, 1]", "generate", "--top-p", "0")]
+    [InlineData("prompt file not found", "generate", "--prompt-file", "/nonexistent/prompt.txt")]
+    [InlineData("exceeds max_position_embeddings", "generate", "-n", "40000")]
+    public void BadInputGivesOneClearErrorAndExitCode1(string expected, params string[] args)
+    {
+        var full = args.Contains("--model") ? args : args.Append("--model").Append(Repo.EmbeddedModel).ToArray();
+        var (code, _, err) = Run(full);
+        Assert.Equal(1, code);
+        Assert.Contains(expected, err);
+        Assert.DoesNotContain("   at ", err); // no stack trace
+    }
+
+    [Fact]
+    public void APromptLongerThanTheModelIsRefused()
+    {
+        // llama-headdim-sharded has max_position_embeddings 2048.
+        string path = Path.Combine(Path.GetTempPath(), $"apb-long-{Guid.NewGuid():N}.txt");
+        File.WriteAllText(path, string.Concat(Enumerable.Repeat("lorem ipsum dolor ", 3000)));
+        try
+        {
+            var (code, _, err) = Run("generate", "--model", Repo.Fixture("llama-headdim-sharded"), "--prompt-file", path, "--chat", "false");
+            Assert.Equal(1, code);
+            Assert.Contains("max_position_embeddings is 2048", err);
+        }
+        finally { File.Delete(path); }
+    }
+}
