@@ -32,6 +32,8 @@ public sealed class CheckpointWeights : IDisposable
 
     public static CheckpointWeights Open(string dir)
     {
+        if (!System.IO.Directory.Exists(dir))
+            throw new ApbException($"{dir}: checkpoint directory not found (expected a Hugging Face model directory with config.json and *.safetensors)");
         var w = new CheckpointWeights(dir);
         try
         {
@@ -41,9 +43,7 @@ public sealed class CheckpointWeights : IDisposable
             else if (File.Exists(single)) w.Add(SafeTensorsFile.Open(single));
             else
             {
-                var any = System.IO.Directory.Exists(dir)
-                    ? System.IO.Directory.GetFiles(dir, "*.safetensors").OrderBy(f => f, StringComparer.Ordinal).ToArray()
-                    : Array.Empty<string>();
+                var any = System.IO.Directory.GetFiles(dir, "*.safetensors").OrderBy(f => f, StringComparer.Ordinal).ToArray();
                 if (any.Length == 0)
                     throw new ApbException($"{dir}: no model.safetensors or model.safetensors.index.json found (expected a Hugging Face checkpoint directory; .bin/.pt weights are not supported: convert them to safetensors)");
                 foreach (var f in any) w.Add(SafeTensorsFile.Open(f));
@@ -61,31 +61,40 @@ public sealed class CheckpointWeights : IDisposable
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(indexPath)); }
-        catch (JsonException e) { throw new ApbException($"{indexPath}: not valid JSON ({e.Message})"); }
+        catch (JsonException e) { throw new ApbException($"{indexPath}: not valid JSON ({e.Message}); re-download it"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException($"{indexPath}: cannot read the file ({e.Message})", e); }
         using var _ = doc;
-        if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             throw new ApbException($"{indexPath}: missing 'weight_map' object (expected {{\"weight_map\": {{tensor: shard file}}}})");
         var wanted = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var e in map.EnumerateObject())
         {
             if (e.Value.ValueKind != JsonValueKind.String)
-                throw new ApbException($"{indexPath}: weight_map entry '{e.Name}' is not a file name");
-            wanted[e.Name] = e.Value.GetString()!;
+                throw new ApbException($"{indexPath}: weight_map entry '{e.Name}' is {e.Value.GetRawText()}, expected a shard file name");
+            if (!wanted.TryAdd(e.Name, e.Value.GetString()!))
+                throw new ApbException($"{indexPath}: weight_map lists tensor '{e.Name}' twice");
         }
+        if (wanted.Count == 0)
+            throw new ApbException($"{indexPath}: weight_map is empty (expected tensor names mapped to shard files)");
+
+        string root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(Directory));
+        var shardPaths = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var shard in wanted.Values.Distinct().OrderBy(s => s, StringComparer.Ordinal))
         {
-            if (shard.Contains("..") || Path.IsPathRooted(shard))
-                throw new ApbException($"{indexPath}: shard name '{shard}' points outside the checkpoint directory");
-            string p = Path.Combine(Directory, shard);
-            if (!File.Exists(p))
-                throw new ApbException($"{indexPath} lists shard '{shard}' but {p} does not exist: the download is incomplete");
-            Add(SafeTensorsFile.Open(p));
+            // Resolved, not pattern-matched: "a/../b" is fine, "../b", "/b" and "a/../../b" are not.
+            string? full = shard.Length == 0 || shard.Contains('\0') || Path.IsPathRooted(shard) ? null : Path.GetFullPath(Path.Combine(root, shard));
+            if (full is null || !full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new ApbException($"{indexPath}: shard name '{shard}' is not a file inside the checkpoint directory (expected a file name such as model-00001-of-00002.safetensors)");
+            if (!File.Exists(full))
+                throw new ApbException($"{indexPath} lists shard '{shard}' but {full} does not exist: the download is incomplete");
+            Add(SafeTensorsFile.Open(full));
+            shardPaths[shard] = full;
         }
         foreach (var (name, shard) in wanted)
             if (!_byName.TryGetValue(name, out var found))
-                throw new ApbException($"{indexPath} says tensor '{name}' is in '{shard}', but no shard holds it");
-            else if (Path.GetFileName(found.File.Path) != shard)
-                throw new ApbException($"{indexPath} says tensor '{name}' is in '{shard}', but it was found in '{Path.GetFileName(found.File.Path)}'");
+                throw new ApbException($"{indexPath} says tensor '{name}' is in '{shard}', but no shard holds it: the shard is incomplete or from another checkpoint");
+            else if (found.File.Path != shardPaths[shard])
+                throw new ApbException($"{indexPath} says tensor '{name}' is in '{shard}', but it was found in '{Path.GetRelativePath(root, found.File.Path)}': the index and the shards disagree");
     }
 
     void Add(SafeTensorsFile f)
@@ -106,13 +115,20 @@ public sealed class CheckpointWeights : IDisposable
         : throw new ApbException($"{Directory}: tensor '{name}' is missing from the checkpoint (it has {_byName.Count} tensors)");
 
     /// <summary>The tensor <paramref name="name"/>, which must have exactly <paramref name="shape"/> and a float dtype.</summary>
-    public unsafe WeightView Get(string name, params long[] shape)
+    public WeightView Get(string name, params long[] shape) => Get(name, shape, null);
+
+    /// <summary>
+    /// As <see cref="Get(string, long[])"/>; <paramref name="dims"/> names the config.json fields the shape comes from
+    /// ("vocab_size, hidden_size"), so a mismatch says which field disagrees with the weights.
+    /// </summary>
+    public unsafe WeightView Get(string name, long[] shape, string? dims)
     {
+        string implied = $"[{string.Join(", ", shape)}]" + (dims is null ? "" : $" ({dims})");
         if (!_byName.TryGetValue(name, out var e))
-            throw new ApbException($"{Directory}: tensor '{name}' is missing from the checkpoint (expected shape [{string.Join(", ", shape)}])");
+            throw new ApbException($"{Directory}: tensor '{name}' is missing from the checkpoint (expected shape {implied})");
         var t = e.Info;
         if (!t.Shape.SequenceEqual(shape))
-            throw new ApbException($"{t.File}: tensor '{name}' has shape {t.ShapeText} but config.json implies [{string.Join(", ", shape)}]: the weights do not belong to this config");
+            throw new ApbException($"{t.File}: tensor '{name}' has shape {t.ShapeText} but config.json implies {implied}: the weights do not belong to this config");
         if (t.DType is not (DType.F32 or DType.F16 or DType.BF16))
             throw new ApbException($"{t.File}: tensor '{name}' is {DTypes.Name(t.DType)}; weights must be F32, F16 or BF16 (quantized checkpoints are not supported)");
         return new WeightView(name, t.DType, t.Shape, e.File.Pointer(t));

@@ -10,24 +10,34 @@ public sealed record GenerationConfig(IReadOnlyList<int> EosTokenIds, double? Te
     public static GenerationConfig Load(string path)
     {
         if (!File.Exists(path)) return Empty;
-        try
+        string Fix(string what) => $"{path}: {what}; fix or delete the file (it is optional)";
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new ApbException(Fix($"not valid JSON ({e.Message})")); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException(Fix($"cannot read the file ({e.Message})"), e); }
+        using var _ = doc;
+        var r = doc.RootElement;
+        if (r.ValueKind != JsonValueKind.Object)
+            throw new ApbException(Fix($"expected a JSON object of generation settings but found {r.ValueKind}"));
+
+        // Fields we do not read may hold anything; the ones we read must have their documented type (null = absent).
+        JsonElement? Get(string n) => r.TryGetProperty(n, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+        int ToInt(JsonElement v, string n) => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)
+            ? i : throw new ApbException(Fix($"'{n}' should be an integer but is {v.GetRawText()}"));
+        double? D(string n) => Get(n) is not { } v ? null
+            : v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d) ? d
+            : throw new ApbException(Fix($"'{n}' should be a number but is {v.GetRawText()}"));
+        int? I(string n) => Get(n) is { } v ? ToInt(v, n) : null;
+        bool? B(string n) => Get(n) is not { } v ? null
+            : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
+            : throw new ApbException(Fix($"'{n}' should be true or false but is {v.GetRawText()}"));
+
+        var eos = Get("eos_token_id") switch
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            var r = doc.RootElement;
-            var eos = new List<int>();
-            if (r.TryGetProperty("eos_token_id", out var e))
-            {
-                if (e.ValueKind == JsonValueKind.Number) eos.Add(e.GetInt32());
-                else if (e.ValueKind == JsonValueKind.Array) eos.AddRange(e.EnumerateArray().Select(x => x.GetInt32()));
-            }
-            double? D(string n) => r.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-            int? I(string n) => r.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-            bool? B(string n) => r.TryGetProperty(n, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
-            return new GenerationConfig(eos, D("temperature"), D("top_p"), I("top_k"), B("do_sample"));
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
-        {
-            throw new ApbException($"{path}: cannot read ({ex.Message}); fix or delete the file (it is optional)");
-        }
+            null => Array.Empty<int>(),
+            { ValueKind: JsonValueKind.Array } a => a.EnumerateArray().Select(x => ToInt(x, "eos_token_id")).ToArray(),
+            { } one => new[] { ToInt(one, "eos_token_id") },
+        };
+        return new GenerationConfig(eos, D("temperature"), D("top_p"), I("top_k"), B("do_sample"));
     }
 }

@@ -58,11 +58,24 @@ public sealed record ModelConfig
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new ApbException($"{path}: not valid JSON ({e.Message})"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException($"{path}: cannot read the file ({e.Message})", e); }
         using var _ = doc;
         return Parse(doc.RootElement, path);
     }
 
     public static ModelConfig Parse(JsonElement root, string path = "config.json")
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new ApbException($"{path}: expected a JSON object of model settings but found {root.ValueKind}");
+        try { return ParseObject(root, path); }
+        catch (InvalidOperationException e)
+        {
+            // A string escape that is not valid UTF-16 (a lone surrogate) cannot become a .NET string.
+            throw new ApbException($"{path}: a string value is not valid Unicode ({e.Message})");
+        }
+    }
+
+    static ModelConfig ParseObject(JsonElement root, string path)
     {
         var r = new Reader(root, path);
         string arch = r.Architecture();
@@ -72,18 +85,24 @@ public sealed record ModelConfig
             throw new ApbException($"{path}: hidden_act is '{act}', only 'silu' (SwiGLU) is supported for {arch}");
         if (qwen && r.Bool("use_sliding_window") == true)
             throw new ApbException($"{path}: use_sliding_window is true; sliding-window attention is not supported (set it to false: Qwen2.5 checkpoints ship with it off)");
+        var layerTypes = r.StringList("layer_types");
+        for (int i = 0; i < layerTypes.Count; i++)
+            if (layerTypes[i] != "full_attention")
+                throw new ApbException($"{path}: layer_types[{i}] is '{layerTypes[i]}'; only 'full_attention' is supported (sliding-window attention is not)");
 
         int hidden = r.RequiredInt("hidden_size");
         int heads = r.RequiredInt("num_attention_heads");
-        int kvHeads = r.Int("num_key_value_heads") ?? heads;
+        int kvHeads = r.PositiveInt("num_key_value_heads") ?? heads;
         if (heads % kvHeads != 0)
             throw new ApbException($"{path}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
-        int? headDim = r.Int("head_dim");
+        int? headDim = r.PositiveInt("head_dim");
         if (headDim is null && hidden % heads != 0)
             throw new ApbException($"{path}: hidden_size {hidden} is not divisible by num_attention_heads {heads} and head_dim is not given");
         int hd = headDim ?? hidden / heads;
         if (hd % 2 != 0)
             throw new ApbException($"{path}: head_dim {hd} is odd; rotary embeddings need an even head dimension");
+        if ((long)heads * hd > int.MaxValue)
+            throw new ApbException($"{path}: num_attention_heads {heads} x head_dim {hd} is too large (over {int.MaxValue})");
         bool attnBias = r.Bool("attention_bias") ?? false;
 
         return new ModelConfig
@@ -96,34 +115,49 @@ public sealed record ModelConfig
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = hd,
-            RmsNormEps = r.Double("rms_norm_eps") ?? 1e-6,
-            MaxPositionEmbeddings = r.Int("max_position_embeddings") ?? 2048,
+            RmsNormEps = r.PositiveDouble("rms_norm_eps") ?? 1e-6,
+            MaxPositionEmbeddings = r.PositiveInt("max_position_embeddings") ?? 2048,
             Rope = r.Rope(),
             TieWordEmbeddings = r.Bool("tie_word_embeddings") ?? false,
             QkvBias = qwen || attnBias,
             OutputBias = !qwen && attnBias,
             MlpBias = !qwen && (r.Bool("mlp_bias") ?? false),
-            TorchDtype = r.String("torch_dtype") ?? r.String("dtype") ?? "float32",
+            TorchDtype = NormalizeDtype(r.String("torch_dtype") ?? r.String("dtype")) ?? "float32",
             BosTokenId = r.Int("bos_token_id"),
             EosTokenIds = r.IntOrList("eos_token_id"),
         };
+    }
+
+    // torch_dtype (4.x) and dtype (5.x) hold a torch dtype name; older writers spell it "torch.bfloat16" or use an alias.
+    static string? NormalizeDtype(string? s)
+    {
+        if (s is null) return null;
+        if (s.StartsWith("torch.", StringComparison.Ordinal)) s = s["torch.".Length..];
+        return s switch { "float" => "float32", "half" => "float16", _ => s };
     }
 
     /// <summary>Reads fields with errors that name the field, the expected type and what was found.</summary>
     sealed class Reader(JsonElement root, string path)
     {
         static readonly string[] Supported = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
+        static readonly string[] SupportedRope = ["default", "linear", "llama3"];
 
         public string Architecture()
         {
-            if (!root.TryGetProperty("architectures", out var a) || a.ValueKind != JsonValueKind.Array || a.GetArrayLength() == 0)
+            var a = Get("architectures");
+            if (a is { ValueKind: not JsonValueKind.Array })
+                throw new ApbException($"{path}: 'architectures' should be a list of class names but is {a.Value.GetRawText()}");
+            if (a is null || a.Value.GetArrayLength() == 0)
             {
                 string? mt = String("model_type");
                 if (mt == "llama") return "LlamaForCausalLM";
                 if (mt == "qwen2") return "Qwen2ForCausalLM";
                 throw new ApbException($"{path}: no 'architectures' list and model_type '{mt ?? "(none)"}'; supported: {string.Join(", ", Supported)}");
             }
-            string arch = a[0].GetString() ?? "";
+            var first = a.Value[0];
+            if (first.ValueKind != JsonValueKind.String)
+                throw new ApbException($"{path}: architectures[0] should be a class name such as \"LlamaForCausalLM\" but is {first.GetRawText()}");
+            string arch = first.GetString()!;
             if (!Supported.Contains(arch))
                 throw new ApbException($"{path}: architecture '{arch}' is not supported; supported: {string.Join(", ", Supported)}");
             return arch;
@@ -132,13 +166,23 @@ public sealed record ModelConfig
         JsonElement? Get(string name) =>
             root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
-        public string? String(string name)
+        public string? String(string name) => ToString(Get(name), name);
+
+        string? ToString(JsonElement? v, string name)
         {
-            var v = Get(name);
             if (v is null) return null;
             if (v.Value.ValueKind != JsonValueKind.String)
                 throw new ApbException($"{path}: '{name}' should be a string but is {v.Value.GetRawText()}");
             return v.Value.GetString();
+        }
+
+        public IReadOnlyList<string> StringList(string name)
+        {
+            var v = Get(name);
+            if (v is null) return Array.Empty<string>();
+            if (v.Value.ValueKind != JsonValueKind.Array)
+                throw new ApbException($"{path}: '{name}' should be a list of strings but is {v.Value.GetRawText()}");
+            return v.Value.EnumerateArray().Select((e, i) => ToString(e, $"{name}[{i}]")!).ToArray();
         }
 
         public int? Int(string name) => ToInt(Get(name), name);
@@ -151,21 +195,31 @@ public sealed record ModelConfig
             return i;
         }
 
-        public int RequiredInt(string name)
+        public int RequiredInt(string name) =>
+            PositiveInt(name) ?? throw new ApbException($"{path}: required field '{name}' is missing (expected a positive integer)");
+
+        public int? PositiveInt(string name) => Positive(ToInt(Get(name), name), name);
+
+        int? Positive(int? v, string name)
         {
-            int v = Int(name) ?? throw new ApbException($"{path}: required field '{name}' is missing");
             if (v <= 0) throw new ApbException($"{path}: '{name}' must be positive but is {v}");
             return v;
         }
 
-        public double? Double(string name) => ToDouble(Get(name), name);
+        public double? PositiveDouble(string name) => Positive(ToDouble(Get(name), name), name);
+
+        double? Positive(double? v, string name)
+        {
+            if (v <= 0) throw new ApbException($"{path}: '{name}' must be positive but is {v}");
+            return v;
+        }
 
         double? ToDouble(JsonElement? v, string name)
         {
             if (v is null) return null;
-            if (v.Value.ValueKind != JsonValueKind.Number)
+            if (v.Value.ValueKind != JsonValueKind.Number || !v.Value.TryGetDouble(out double d) || !double.IsFinite(d))
                 throw new ApbException($"{path}: '{name}' should be a number but is {v.Value.GetRawText()}");
-            return v.Value.GetDouble();
+            return d;
         }
 
         public bool? Bool(string name)
@@ -195,26 +249,45 @@ public sealed record ModelConfig
         {
             JsonElement? p = Get("rope_parameters") ?? Get("rope_scaling");
             string where = Get("rope_parameters") is null ? "rope_scaling" : "rope_parameters";
-            double theta = Double("rope_theta") ?? 10000.0;
+            double theta = PositiveDouble("rope_theta") ?? 10000.0;
             if (p is null) return new RopeConfig(RopeType.Default, theta);
             if (p.Value.ValueKind != JsonValueKind.Object)
                 throw new ApbException($"{path}: '{where}' should be an object but is {p.Value.GetRawText()}");
             var obj = p.Value;
-            double? Num(string n) => obj.TryGetProperty(n, out var x) && x.ValueKind != JsonValueKind.Null ? ToDouble(x, $"{where}.{n}") : null;
-            if (obj.TryGetProperty("rope_theta", out var th)) theta = ToDouble(th, $"{where}.rope_theta")!.Value;
-            string type = obj.TryGetProperty("rope_type", out var rt) ? rt.GetString() ?? "default"
-                        : obj.TryGetProperty("type", out var t2) ? t2.GetString() ?? "default" : "default";
-            return type switch
+            JsonElement? Field(string n) => obj.TryGetProperty(n, out var x) && x.ValueKind != JsonValueKind.Null ? x : null;
+            theta = Positive(ToDouble(Field("rope_theta"), $"{where}.rope_theta"), $"{where}.rope_theta") ?? theta;
+
+            string typeKey = Field("rope_type") is not null || Field("type") is null ? "rope_type" : "type";
+            string? type = ToString(Field(typeKey), $"{where}.{typeKey}");
+            // transformers 5.x may nest one set per layer type ({"full_attention": {...}, "sliding_attention": {...}}).
+            if (type is null)
+                foreach (var e in obj.EnumerateObject())
+                    if (e.Value.ValueKind == JsonValueKind.Object)
+                        throw new ApbException($"{path}: {where} holds per-layer-type parameters ('{e.Name}': {{...}}); only a single set of rope parameters is supported");
+            type ??= "default";
+
+            ApbException Missing(string n) => new($"{path}: {where} of type {type} needs '{n}', which is missing");
+            double Required(string n) =>
+                Positive(ToDouble(Field(n), $"{where}.{n}"), $"{where}.{n}") ?? throw Missing(n);
+            switch (type)
             {
-                "default" => new RopeConfig(RopeType.Default, theta),
-                "linear" => new RopeConfig(RopeType.Linear, theta, Num("factor")
-                    ?? throw new ApbException($"{path}: {where} of type linear needs 'factor'")),
-                "llama3" => new RopeConfig(RopeType.Llama3, theta,
-                    Num("factor") ?? throw new ApbException($"{path}: {where} of type llama3 needs 'factor'"),
-                    Num("low_freq_factor") ?? 1, Num("high_freq_factor") ?? 4,
-                    (int)(Num("original_max_position_embeddings") ?? 8192)),
-                _ => throw new ApbException($"{path}: {where} type '{type}' is not supported (supported: default, linear, llama3)"),
-            };
+                case "default":
+                    return new RopeConfig(RopeType.Default, theta);
+                case "linear":
+                    return new RopeConfig(RopeType.Linear, theta, Required("factor"));
+                case "llama3":
+                {
+                    // transformers refuses a llama3 config without any of these (KeyError); defaulting would silently differ.
+                    double factor = Required("factor"), low = Required("low_freq_factor"), high = Required("high_freq_factor");
+                    if (high <= low)
+                        throw new ApbException($"{path}: {where}.high_freq_factor {high} must be greater than low_freq_factor {low}");
+                    const string orig = "original_max_position_embeddings";
+                    int original = Positive(ToInt(Field(orig), $"{where}.{orig}"), $"{where}.{orig}") ?? throw Missing(orig);
+                    return new RopeConfig(RopeType.Llama3, theta, factor, low, high, original);
+                }
+                default:
+                    throw new ApbException($"{path}: {where}.{typeKey} is '{type}', which is not supported (supported: {string.Join(", ", SupportedRope)})");
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Apb.Checkpoints;
 
@@ -43,30 +45,60 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         if (!File.Exists(path))
             throw new ApbException($"{path}: file not found (expected a .safetensors weights file)");
-        long length = new FileInfo(path).Length;
-        if (length < 8)
-            throw new ApbException($"{path}: {length} bytes is too short for a safetensors file (it starts with an 8-byte header length): the file is truncated or not safetensors");
-        byte[] head = new byte[8];
-        using (var fs = File.OpenRead(path)) fs.ReadExactly(head);
-        long n = BitConverter.ToInt64(head);
-        if (n <= 0 || n > MaxHeaderBytes)
-            throw new ApbException($"{path}: header length field says {n} bytes (expected 1..{MaxHeaderBytes}): the file is corrupt or not safetensors");
-        if (8 + n > length)
-            throw new ApbException($"{path}: header length field says {n} bytes but the file has only {length - 8} bytes after it: the file is truncated");
-        byte[] json = new byte[n];
-        using (var fs = File.OpenRead(path)) { fs.Position = 8; fs.ReadExactly(json); }
-        long dataStart = 8 + n;
+        long length, dataStart;
+        byte[] json;
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            length = fs.Length;
+            if (length < 8)
+                throw new ApbException($"{path}: {length} bytes is too short for a safetensors file (it starts with an 8-byte header length): the file is truncated or not safetensors");
+            Span<byte> head = stackalloc byte[8];
+            fs.ReadExactly(head);
+            // The spec says u64; read it unsigned so a corrupt "negative" length is reported as the huge number it is.
+            ulong n = BinaryPrimitives.ReadUInt64LittleEndian(head);
+            if (n < 2 || n > (ulong)MaxHeaderBytes)
+                throw new ApbException($"{path}: header length field says {n} bytes (expected 2..{MaxHeaderBytes}): the file is corrupt or not safetensors");
+            if ((long)n > length - 8)
+                throw new ApbException($"{path}: header length field says {n} bytes but the file has only {length - 8} bytes after it: the file is truncated");
+            json = new byte[n];
+            fs.ReadExactly(json);
+            dataStart = 8 + (long)n;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ApbException($"{path}: cannot read the file ({e.Message})", e);
+        }
         var (tensors, metadata) = ParseHeader(path, json, length - dataStart);
 
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        byte* p = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        return new SafeTensorsFile(path, length, map, view, p + view.PointerOffset, dataStart, tensors, metadata);
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            // The file may have changed since we read the header; the view must cover every byte the header promised.
+            if (view.Capacity < length)
+                throw new ApbException($"{path}: the file shrank from {length} to {view.Capacity} bytes while it was being opened");
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            return new SafeTensorsFile(path, length, map, view, p + view.PointerOffset, dataStart, tensors, metadata);
+        }
+        catch (Exception e)
+        {
+            view?.Dispose();
+            map?.Dispose();
+            if (e is IOException or UnauthorizedAccessException)
+                throw new ApbException($"{path}: cannot memory-map the file ({e.Message})", e);
+            throw;
+        }
     }
 
     static (Dictionary<string, TensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] json, long dataLength)
     {
+        // Checked up front: JsonDocument accepts some invalid UTF-8 that later surfaces as InvalidOperationException.
+        if (!Utf8.IsValid(json))
+            throw new ApbException($"{path}: the header is not valid UTF-8: the file is corrupt or not safetensors");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json); }
         catch (JsonException e)
@@ -79,23 +111,51 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
         var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var prop in doc.RootElement.EnumerateObject())
+        try
         {
-            if (prop.Name == "__metadata__")
+            bool sawMetadata = false;
+            foreach (var prop in doc.RootElement.EnumerateObject())
             {
-                if (prop.Value.ValueKind == JsonValueKind.Object)
+                if (prop.Name == "__metadata__")
+                {
+                    if (sawMetadata)
+                        throw new ApbException($"{path}: the header has '__metadata__' twice: the file is corrupt");
+                    sawMetadata = true;
+                    if (prop.Value.ValueKind != JsonValueKind.Object)
+                        throw new ApbException($"{path}: '__metadata__' is {prop.Value.ValueKind}, expected an object of strings: the header is corrupt");
                     foreach (var m in prop.Value.EnumerateObject())
                         metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
-                continue;
+                    continue;
+                }
+                // JSON allows repeated keys; the second entry would silently replace the first.
+                if (tensors.ContainsKey(prop.Name))
+                    throw new ApbException($"{path}: tensor '{prop.Name}' appears twice in the header: the file is corrupt");
+                tensors[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
             }
-            tensors[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLength);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A string escape that is not valid UTF-16 (a lone surrogate, \ud800) cannot become a .NET string.
+            throw new ApbException($"{path}: the header has a string that is not valid Unicode ({e.Message}): the file is corrupt");
         }
 
-        // Overlapping byte ranges mean two tensors share storage: safetensors forbids it, and it signals corruption.
-        var ordered = tensors.Values.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToArray();
-        for (int i = 1; i < ordered.Length; i++)
-            if (ordered[i].Begin < ordered[i - 1].End)
-                throw new ApbException($"{path}: tensors '{ordered[i - 1].Name}' (bytes {ordered[i - 1].Begin}..{ordered[i - 1].End}) and '{ordered[i].Name}' (bytes {ordered[i].Begin}..{ordered[i].End}) overlap: the header is corrupt");
+        // As the reference implementation requires, tensors lie back to back and exactly fill the data section. Overlaps
+        // would mean shared storage; a gap or trailing bytes mean the offsets and the data went out of step (a header
+        // edited without moving the data), which would otherwise load silently shifted weights.
+        var ordered = tensors.Values.OrderBy(t => t.Begin).ThenBy(t => t.End).ToArray();
+        long covered = 0;
+        for (int i = 0; i < ordered.Length; i++)
+        {
+            var t = ordered[i];
+            string after = i == 0 ? "the data section starts at 0" : $"the previous tensor '{ordered[i - 1].Name}' ends at {covered}";
+            if (t.Begin < covered)
+                throw new ApbException($"{path}: tensors '{ordered[i - 1].Name}' (bytes {ordered[i - 1].Begin}..{ordered[i - 1].End}) and '{t.Name}' (bytes {t.Begin}..{t.End}) overlap: the header is corrupt");
+            if (t.Begin > covered)
+                throw new ApbException($"{path}: tensor '{t.Name}' starts at data byte {t.Begin} but {after}: safetensors stores tensors back to back, so the header is corrupt");
+            covered = t.End;
+        }
+        if (covered != dataLength)
+            throw new ApbException($"{path}: the tensors end at data byte {covered} but the data section has {dataLength} bytes: the header and the data do not match (the file is corrupt)");
         return (tensors, metadata);
     }
 
@@ -105,11 +165,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (e.ValueKind != JsonValueKind.Object)
             throw new ApbException($"{Where()}: header entry is {e.ValueKind}, expected an object with dtype, shape, data_offsets");
         if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
-            throw new ApbException($"{Where()}: missing or non-string 'dtype'");
+            throw new ApbException($"{Where()}: 'dtype' is {(e.TryGetProperty("dtype", out var x) ? x.GetRawText() : "missing")}, expected a string such as \"BF16\"");
         var dtype = DTypes.Parse(dt.GetString()!)
             ?? throw new ApbException($"{Where()}: dtype '{dt.GetString()}' is not supported (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
         if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
-            throw new ApbException($"{Where()}: missing or non-array 'shape'");
+            throw new ApbException($"{Where()}: 'shape' is {(e.TryGetProperty("shape", out var x) ? x.GetRawText() : "missing")}, expected an array of dimensions");
         var shape = new long[sh.GetArrayLength()];
         int i = 0;
         long elements = 1;
@@ -122,8 +182,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             if (elements < 0)
                 throw new ApbException($"{Where()}: shape {sh.GetRawText()} has more elements than can be addressed: the header is corrupt");
         }
-        if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+        if (!e.TryGetProperty("data_offsets", out var off))
             throw new ApbException($"{Where()}: missing 'data_offsets' (expected [begin, end])");
+        if (off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw new ApbException($"{Where()}: data_offsets is {off.GetRawText()}, expected [begin, end]: the header is corrupt");
         long begin = 0, end = 0;
         int k = 0;
         foreach (var o in off.EnumerateArray())
@@ -136,14 +198,22 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new ApbException($"{Where()}: data_offsets [{begin}, {end}] end before they begin: the header is corrupt");
         if (end > dataLength)
             throw new ApbException($"{Where()}: ends at data byte {end} but the data section has only {dataLength} bytes: the file is truncated");
-        long expected = elements > long.MaxValue / DTypes.Size(dtype) ? -1 : elements * DTypes.Size(dtype);
+        if (elements > long.MaxValue / DTypes.Size(dtype))
+            throw new ApbException($"{Where()}: shape {sh.GetRawText()} x {DTypes.Name(dtype)} has more bytes than can be addressed: the header is corrupt");
+        long expected = elements * DTypes.Size(dtype);
         if (expected != end - begin)
             throw new ApbException($"{Where()}: shape {sh.GetRawText()} x {DTypes.Name(dtype)} needs {expected} bytes but data_offsets give {end - begin} bytes: the header is corrupt");
         return new TensorInfo(name, dtype, shape, begin, end, path);
     }
 
     /// <summary>Pointer to the first byte of the tensor, valid while this file is open.</summary>
-    public byte* Pointer(TensorInfo t) => _base + _dataStart + t.Begin;
+    public byte* Pointer(TensorInfo t)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!ReferenceEquals(Tensors.GetValueOrDefault(t.Name), t))
+            throw new ArgumentException($"tensor '{t.Name}' does not belong to {Path}");
+        return _base + _dataStart + t.Begin;
+    }
 
     public ReadOnlySpan<byte> Bytes(TensorInfo t)
     {
@@ -153,8 +223,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return len == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(Pointer(t), (int)len);
     }
 
+    bool _disposed;
+
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (_view != null)
         {
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
