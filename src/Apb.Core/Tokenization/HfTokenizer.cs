@@ -1,0 +1,235 @@
+using System.Text;
+
+namespace Apb.Tokenization;
+
+/// <summary>
+/// A Hugging Face tokenizer.json of the byte-level BPE family (Llama-3, Qwen2/2.5/3, GPT-2-style), encoding and
+/// decoding exactly as HF's <c>tokenizers</c> library does. Thread-safe.
+/// <para>
+/// Pipeline, as in HF: added tokens are cut out of the raw text (leftmost-longest), the rest is normalized (NFC when
+/// the file says so), split by the pre-tokenizer regex(es), mapped to GPT-2's byte alphabet and merged by BPE; the
+/// post-processor adds BOS etc. when special tokens are requested. Ours rather than Microsoft.ML.Tokenizers': its
+/// BpeTokenizer cannot express Llama-3's ignore_merges, its TiktokenTokenizer keeps special tokens only in an evicting
+/// cache, and neither reads tokenizer.json; owning the code lets the tests hold every step to HF's Rust
+/// implementation.
+/// </para>
+/// </summary>
+public sealed class HfTokenizer
+{
+    private readonly BytePairModel _model;
+    private readonly PreTokenizer _preTokenizer;
+    private readonly AddedTokenMatcher? _rawMatcher;        // added tokens with normalized: false
+    private readonly AddedTokenMatcher? _normalizedMatcher; // added tokens with normalized: true
+    private readonly bool _nfc;
+    private readonly PostProcessor _post;
+    private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
+    private readonly string?[] _idToToken;
+    private readonly bool[] _special;
+    // Every token's bytes as HF's ByteLevel decoder yields them, back to back; token i is [_offsets[i], _offsets[i+1]).
+    private readonly byte[] _bytes;
+    private readonly int[] _offsets;
+
+    private HfTokenizer(TokenizerFile file, TokenizerConfig config, string? configPath)
+    {
+        _model = new BytePairModel(file.Vocab, file.Merges, file.UnkId, file.IgnoreMerges);
+        _preTokenizer = new PreTokenizer(file.Splits, file.AddPrefixSpace, file.ByteLevelRegex);
+        _nfc = file.Nfc;
+        _post = file.PostProcessor;
+
+        int size = 0;
+        foreach (int id in file.Vocab.Values) size = Math.Max(size, id + 1);
+        foreach (var t in file.AddedTokens) size = Math.Max(size, t.Id + 1);
+        VocabSize = size;
+
+        _idToToken = new string?[size];
+        _special = new bool[size];
+        foreach (var (token, id) in file.Vocab) _idToToken[id] = token;
+        foreach (var t in file.AddedTokens)
+        {
+            _idToToken[t.Id] = t.Content;
+            _special[t.Id] = t.Special;
+            _addedByContent[t.Content] = t.Id;
+        }
+
+        var raw = file.AddedTokens.Where(t => !t.Normalized).Select(t => (t.Content, t)).ToList();
+        var normalized = file.AddedTokens.Where(t => t.Normalized)
+            .Select(t => (file.Nfc ? Nfc.Normalize(t.Content) : t.Content, t)).ToList();
+        _rawMatcher = raw.Count > 0 ? new AddedTokenMatcher(raw) : null;
+        _normalizedMatcher = normalized.Count > 0 ? new AddedTokenMatcher(normalized) : null;
+
+        _offsets = new int[size + 1];
+        var bytes = new List<byte>(size * 8);
+        for (int id = 0; id < size; id++)
+        {
+            _offsets[id] = bytes.Count;
+            if (_idToToken[id] is { } token) bytes.AddRange(ByteLevel.DecodeToken(token));
+        }
+        _offsets[size] = bytes.Count;
+        _bytes = bytes.ToArray();
+
+        int specialCount = file.AddedTokens.Count(t => t.Special);
+        string style = file.RegexName is "Llama-3" or "Qwen2" or "GPT-2" ? file.RegexName + " style" : file.RegexName;
+        Kind = $"byte-level BPE ({style}{(file.IgnoreMerges ? ", ignore_merges" : "")}{(file.Nfc ? ", NFC" : "")}), " +
+               $"{size} tokens, {specialCount} special";
+
+        string configName = configPath ?? "tokenizer_config.json";
+        BosTokenId = ResolveConfigToken(config.BosToken, "bos_token", configName);
+        EosTokenId = ResolveConfigToken(config.EosToken, "eos_token", configName);
+        PadTokenId = ResolveConfigToken(config.PadToken, "pad_token", configName);
+        ChatTemplate = ChatTemplate.FromConfig(config.ChatTemplate, config.BosToken, configName);
+    }
+
+    /// <summary>
+    /// Loads tokenizer.json and, when given, tokenizer_config.json (special-token names, chat template).
+    /// Throws <see cref="ApbException"/> for a missing file, bad JSON, or a tokenizer shape we do not implement
+    /// (the message names the field and what is supported).
+    /// </summary>
+    public static HfTokenizer Load(string tokenizerJsonPath, string? tokenizerConfigJsonPath = null)
+    {
+        var file = TokenizerFile.Read(tokenizerJsonPath);
+        var config = tokenizerConfigJsonPath is null ? TokenizerConfig.Empty : TokenizerConfig.Read(tokenizerConfigJsonPath);
+        return new HfTokenizer(file, config, tokenizerConfigJsonPath);
+    }
+
+    /// <summary>Largest id + 1, added tokens included.</summary>
+    public int VocabSize { get; }
+
+    /// <summary>A one-line description, e.g. "byte-level BPE (Llama-3 style, ignore_merges), 128256 tokens, 256 special".</summary>
+    public string Kind { get; }
+
+    public int? BosTokenId { get; }
+    public int? EosTokenId { get; }
+    public int? PadTokenId { get; }
+
+    /// <summary>The template family tokenizer_config.json's chat_template belongs to; plain without a config.</summary>
+    public ChatTemplate ChatTemplate { get; }
+
+    /// <summary>
+    /// The ids HF's <c>tokenizer(text)["input_ids"]</c> gives: added and special tokens written in the text are
+    /// recognised as such either way; <paramref name="addSpecialTokens"/> only decides whether the post-processor
+    /// (e.g. Llama-3.1's BOS) is applied. Text rendered by a chat template already holds its BOS: encode it with
+    /// <see cref="ChatTemplate.EncodeWithSpecialTokens"/>.
+    /// </summary>
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        text = WithoutLoneSurrogates(text);
+        var ids = new List<int>(text.Length / 3 + 8);
+        var pieces = new List<Piece>();
+        if (_rawMatcher is null) EncodeNormalizing(text, ids, pieces);
+        else
+        {
+            var segments = new List<TextSegment>();
+            _rawMatcher.Split(text, segments);
+            foreach (var s in segments)
+            {
+                if (s.Token is not null) ids.Add(s.Token.Id);
+                else EncodeNormalizing(text.Substring(s.Start, s.Length), ids, pieces);
+            }
+        }
+        return (addSpecialTokens ? _post.Apply(ids) : ids).ToArray();
+    }
+
+    private void EncodeNormalizing(string text, List<int> ids, List<Piece> pieces)
+    {
+        if (_nfc) text = Nfc.Normalize(text);
+        if (_normalizedMatcher is null)
+        {
+            EncodeText(text, ids, pieces);
+            return;
+        }
+        var segments = new List<TextSegment>();
+        _normalizedMatcher.Split(text, segments);
+        foreach (var s in segments)
+        {
+            if (s.Token is not null) ids.Add(s.Token.Id);
+            else EncodeText(text.Substring(s.Start, s.Length), ids, pieces);
+        }
+    }
+
+    private void EncodeText(string text, List<int> ids, List<Piece> pieces)
+    {
+        _preTokenizer.Split(text, pieces);
+        foreach (var piece in pieces) _model.Tokenize(piece.Span, ids);
+    }
+
+    // HF receives Rust strings, which cannot hold an unpaired surrogate; UTF-8 encoding would turn one into U+FFFD.
+    private static string WithoutLoneSurrogates(string text)
+    {
+        int i = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (i < 0) return text;
+        StringBuilder? sb = null;
+        for (; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            if (!char.IsSurrogate(c)) continue;
+            sb ??= new StringBuilder(text);
+            sb[i] = '\uFFFD';
+        }
+        return sb?.ToString() ?? text;
+    }
+
+    /// <summary>
+    /// Text for <paramref name="ids"/> as HF's <c>decode</c> gives it: the tokens' bytes concatenated and read as UTF-8
+    /// (invalid sequences become U+FFFD); unknown ids are skipped, special ones too when
+    /// <paramref name="skipSpecialTokens"/>. No clean-up of spaces before punctuation (transformers' optional
+    /// clean_up_tokenization_spaces is not applied: it would break Decode(Encode(s)) == s).
+    /// </summary>
+    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = false)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        int total = 0;
+        foreach (int id in ids)
+            if (Decodes(id, skipSpecialTokens)) total += _offsets[id + 1] - _offsets[id];
+        var buffer = new byte[total];
+        int at = 0;
+        foreach (int id in ids)
+        {
+            if (!Decodes(id, skipSpecialTokens)) continue;
+            var span = TokenSpan(id);
+            span.CopyTo(buffer.AsSpan(at));
+            at += span.Length;
+        }
+        return Encoding.UTF8.GetString(buffer);
+    }
+
+    internal bool Decodes(int id, bool skipSpecialTokens) =>
+        (uint)id < (uint)VocabSize && _idToToken[id] is not null && !(skipSpecialTokens && _special[id]);
+
+    internal ReadOnlySpan<byte> TokenSpan(int id) => _bytes.AsSpan(_offsets[id], _offsets[id + 1] - _offsets[id]);
+
+    /// <summary>
+    /// The bytes token <paramref name="id"/> stands for: the byte-level alphabet mapped back to bytes (may be part of
+    /// a UTF-8 character); for added tokens the UTF-8 of their text. (Exactly: what HF's ByteLevel decoder makes of
+    /// the token, which differs from the text's UTF-8 only for an added token written entirely in non-ASCII byte-alphabet
+    /// characters such as "é"; no real tokenizer has one.)
+    /// </summary>
+    public byte[] TokenBytes(int id)
+    {
+        if ((uint)id >= (uint)VocabSize || _idToToken[id] is null)
+            throw new ArgumentOutOfRangeException(nameof(id), id,
+                $"token id {id} is not in this tokenizer (ids 0..{VocabSize - 1}, {Kind})");
+        return TokenSpan(id).ToArray();
+    }
+
+    /// <summary>True for added tokens marked special (BOS, EOS, &lt;|eot_id|&gt;, &lt;|im_start|&gt;, ...).</summary>
+    public bool IsSpecial(int id) => (uint)id < (uint)VocabSize && _special[id];
+
+    /// <summary>The id of a token written as in the vocabulary (byte-level form, e.g. "Ġthe") or an added token's text.</summary>
+    public int? TokenToId(string token) =>
+        _addedByContent.TryGetValue(token, out int id) ? id : _model.TokenToId(token);
+
+    /// <summary>The token as the vocabulary writes it (byte-level form, e.g. "Ġthe"), or an added token's text.</summary>
+    public string? IdToToken(int id) => (uint)id < (uint)VocabSize ? _idToToken[id] : null;
+
+    public override string ToString() => Kind;
+
+    private int? ResolveConfigToken(string? token, string field, string configName)
+    {
+        if (token is null) return null;
+        return TokenToId(token) ?? throw new ApbException(
+            $"{configName}: {field} is \"{token}\", but tokenizer.json has no such token (neither in model.vocab nor " +
+            "in added_tokens). The two files do not belong to the same model; use the pair from one model repository.");
+    }
+}

