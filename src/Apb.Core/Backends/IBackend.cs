@@ -27,6 +27,12 @@ public interface IBackend : IDisposable
     string Name { get; }
 
     Tensor Allocate(int rows, int cols);
+
+    /// <summary>
+    /// A tensor that keeps fp32 precision whatever the backend's activation type: log-sum-exp rows, whose rounding to bf16
+    /// would put a 1e-2 relative error into every merge weight. Backends that allocate fp32 anyway need not override it.
+    /// </summary>
+    Tensor AllocateF32(int rows, int cols) => Allocate(rows, cols);
     IWeight Load(WeightView w);
 
     /// <summary>Copies host floats into rows of a tensor (row-major, src.Length = rows x Cols).</summary>
@@ -62,6 +68,39 @@ public interface IBackend : IDisposable
     /// (acc, accLse) and (part, partLse), in fp32 with max subtraction. Rows with lse = -inf contribute nothing.
     /// </summary>
     void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads);
+
+    /// <summary>
+    /// output[t, h] = dot(x[t, head h], vec[0, head h]) for each of <paramref name="heads"/> heads: one score per token and
+    /// head (APB's query-aware scorer). x is [T, heads x d], vec [1, heads x d], output [T, heads]. The default goes through
+    /// the host; a device backend should override it with a kernel.
+    /// </summary>
+    void HeadDot(Tensor x, Tensor vec, int heads, Tensor output)
+    {
+        int d = x.Cols / heads;
+        if (x.Cols != heads * d || vec.Rows != 1 || vec.Cols != x.Cols || output.Rows != x.Rows || output.Cols != heads)
+            throw new ArgumentException($"head_dot: x {x}, vec {vec}, {heads} heads, out {output}");
+        var xs = new float[x.Rows * x.Cols]; var vs = new float[vec.Cols]; var o = new float[x.Rows * heads];
+        Download(x, xs); Download(vec, vs);
+        for (int t = 0; t < x.Rows; t++)
+            for (int h = 0; h < heads; h++)
+                o[t * heads + h] = System.Numerics.Tensors.TensorPrimitives.Dot(
+                    xs.AsSpan(t * x.Cols + h * d, d), vs.AsSpan(h * d, d));
+        Upload(o, output);
+    }
+
+    /// <summary>
+    /// dst[i, head h] = src[rowIndex[i x heads + h], head h]: rows chosen separately per head (APB's passing block keeps
+    /// different tokens for each KV head). The default is one Copy per (row, head); a device backend should override it.
+    /// </summary>
+    void GatherHeadRows(Tensor src, int heads, ReadOnlySpan<int> rowIndex, Tensor dst)
+    {
+        int d = src.Cols / heads;
+        if (src.Cols != heads * d || dst.Cols != src.Cols || rowIndex.Length != dst.Rows * heads)
+            throw new ArgumentException($"gather_head_rows: {rowIndex.Length} indices for {heads} heads of {src} into {dst}");
+        for (int i = 0; i < dst.Rows; i++)
+            for (int h = 0; h < heads; h++)
+                Copy(src, rowIndex[i * heads + h], h * d, dst, i, h * d, 1, d);
+    }
 
     /// <summary>Blocks until queued work is done (a no-op on the CPU).</summary>
     void Synchronize();

@@ -1,0 +1,39 @@
+using Apb.Backends;
+
+namespace Apb.Distributed;
+
+/// <summary>
+/// The attention of APB (and Star, with no passing block) on one rank, as two standard causal calls. Keys are laid out
+/// [passing (P); anchor (A); block], queries [anchor; block]:
+///   | query rows   | passing keys | anchor keys   | block keys   |
+///   | anchor row i | not visible  | causal (&lt;= i) | not visible  |
+///   | block row t  | all visible  | all visible   | causal (&lt;= t) |
+/// Call 1: anchor rows against anchor keys, causal. Call 2: block rows against all keys, causal with bottom-right
+/// alignment, which shifts the diagonal by P + A so that every passing and anchor key is visible to every block row.
+/// </summary>
+static class AnchoredAttention
+{
+    /// <param name="q">[A + L, q_dim] local queries, post-RoPE</param>
+    /// <param name="k">[A + L, kv_dim] local keys, post-RoPE (v likewise)</param>
+    /// <param name="keys">[P + A + L, kv_dim] with the passing keys already in rows [0, P); ignored when P = 0 (values likewise)</param>
+    /// <returns>visible (query, key) pairs, for the FLOP count</returns>
+    public static double Run(IBackend b, int heads, int kvHeads, Tensor q, Tensor k, Tensor v, int anchorRows,
+        int passingRows, Tensor? keys, Tensor? values, Tensor output)
+    {
+        int a = anchorRows, t = q.Rows, l = t - a, p = passingRows;
+        if (a > 0)
+            b.Attention(q.RowSlice(0, a), k.RowSlice(0, a), v.RowSlice(0, a), heads, kvHeads, AttentionMask.Causal,
+                output.RowSlice(0, a), null);
+        Tensor allK = k, allV = v;
+        if (p > 0)
+        {
+            if (keys is null || values is null || keys.Rows != p + t || values.Rows != p + t)
+                throw new ArgumentException($"anchored attention: keys {keys} / values {values} must have {p} passing + {t} local rows");
+            b.Copy(k, 0, 0, keys, p, 0, t, k.Cols);
+            b.Copy(v, 0, 0, values, p, 0, t, v.Cols);
+            allK = keys; allV = values;
+        }
+        b.Attention(q.RowSlice(a, l), allK, allV, heads, kvHeads, AttentionMask.Causal, output.RowSlice(a, l), null);
+        return Distributed.FullAttention.CausalPairs(a, a) + Distributed.FullAttention.CausalPairs(l, p + t);
+    }
+}

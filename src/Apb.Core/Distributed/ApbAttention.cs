@@ -1,0 +1,114 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Model;
+
+namespace Apb.Distributed;
+
+/// <summary>
+/// APB's prefill attention on one rank, per layer (apb-algorithm.md, step 3), on the local rows [anchor; block]:
+///   score the block's real tokens (retaining heads on pre-RoPE q/k/v, or query-aware on post-RoPE K) -> RoPE (anchor
+///   at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
+///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]
+///   (<see cref="AnchoredAttention"/>). The passing block is dropped after the call; only the block's real rows are cached.
+/// The last rank's selection would be read by nobody, so it sends none; a block with no more real tokens than l_p is
+/// passed whole without scoring.
+/// </summary>
+public sealed class ApbAttention : SequenceParallelAttention
+{
+    readonly RetainingHeadScorer? _retaining;
+    readonly QueryAwareScorer? _queryAware;
+
+    public ApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
+        RetainingHeadScorer? retaining)
+        : base(backend, config, rope, plan, comm)
+    {
+        _retaining = retaining;
+        _queryAware = retaining is null ? new QueryAwareScorer(backend, config) : null;
+        CheckScorer(plan, queryAware: _queryAware != null);
+    }
+
+    /// <summary>The query-aware scorer reads the query from the anchor: refuse plans that must score without one.</summary>
+    public static void CheckScorer(SequencePlan plan, bool queryAware)
+    {
+        bool scores = Enumerable.Range(0, plan.Ranks).Any(r => plan.SentRows(r) > 0 && plan.SentRows(r) < plan.RealRows(r));
+        if (queryAware && scores && (plan.AnchorLength == 0 || plan.QueryLength == 0))
+            throw new ApbException(
+                $"the query-aware scorer reads the query from the anchor, but {(plan.QueryLength == 0 ? "there is no query" : "the anchor is empty (--anchor 0)")}: " +
+                "pass a query and an anchor that holds it, use --passing large enough to keep whole blocks, or use --scorer retaining");
+    }
+
+    public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        int a = Plan.AnchorRows(Rank), lb = Plan.BlockLength, t = a + lb;
+        if (q.Rows != t) throw new ArgumentException($"apb: rank {Rank} got {q.Rows} rows, the plan says {t}");
+        int real = Plan.RealRows(Rank), sent = Plan.SentRows(Rank);
+        bool passes = Plan.PassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
+        bool scores = sent > 0 && sent < real;
+        Tensor qb = q.RowSlice(a, lb), kb = k.RowSlice(a, lb), vb = v.RowSlice(a, lb);
+
+        float[]? s = null;
+        if (scores && _retaining != null)
+            using (Measure("scoring")) s = _retaining.Score(layer, qb, kb, vb, real);
+        Rotate(q, k, Plan.LocalPositions(Rank));
+        if (passes && _queryAware != null) s = QueryAwareScores(q, kb, real, scores);
+
+        int p = Plan.PassingRows(Rank);
+        Tensor? keys = null, values = null;
+        if (passes)
+        {
+            var send = Buffer("send", 2 * sent, C.KvDim);
+            if (sent > 0)
+                using (Measure("scoring"))
+                {
+                    var picked = s is null ? PassingSelector.All(sent, KvHeads) : PassingSelector.Select(s, real, KvHeads, sent);
+                    B.GatherHeadRows(kb, KvHeads, picked, send.RowSlice(0, sent));
+                    B.GatherHeadRows(vb, KvHeads, picked, send.RowSlice(sent, sent));
+                }
+            var counts = new int[Ranks];
+            int total = 0;
+            for (int j = 0; j < Ranks; j++) total += counts[j] = 2 * Plan.SentRows(j);
+            var gathered = Buffer("gathered", total, C.KvDim);
+            Comm.AllGather(send, gathered, counts);
+
+            // Rank j's message is [K_j; V_j]; rank r's passing block is K_0..K_{r-1} (and V likewise), in rank order.
+            keys = Buffer("keys", p + t, C.KvDim);
+            values = Buffer("values", p + t, C.KvDim);
+            using (Measure("other"))
+            {
+                int at = 0, row = 0;
+                for (int j = 0; j < Rank; j++)
+                {
+                    int n = Plan.SentRows(j);
+                    B.Copy(gathered, at, 0, keys, row, 0, n, C.KvDim);
+                    B.Copy(gathered, at + n, 0, values, row, 0, n, C.KvDim);
+                    at += 2 * n; row += n;
+                }
+            }
+        }
+
+        using (Measure("attention"))
+            CountAttention(AnchoredAttention.Run(B, Heads, KvHeads, q, k, v, a, passes ? p : 0, keys, values, output));
+        CacheOwnBlock(layer, k, v, a);
+    }
+
+    /// <summary>
+    /// Query-aware scores of this rank's real block rows, or null when it passes its block whole. Ranks >= 1 hold the query
+    /// in their anchors and compute qbar themselves; rank 0 has no anchor, so rank 1 (the lowest rank holding the query:
+    /// every anchor is the same, so its qbar is exactly what any anchored rank computes) sends it qbar each layer.
+    /// </summary>
+    float[]? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
+    {
+        bool rank0Scores = Plan.SentRows(0) > 0 && Plan.SentRows(0) < Plan.RealRows(0);
+        var qbar = Buffer("qbar", 1, C.KvDim);
+        if (Rank >= 1 && (scores || (Rank == 1 && rank0Scores)))
+            using (Measure("scoring")) _queryAware!.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
+        if (rank0Scores)
+        {
+            if (Rank == 1) Comm.Send(qbar, 0);
+            else if (Rank == 0) Comm.Recv(qbar, 1);
+        }
+        if (!scores) return null;
+        using var _ = Measure("scoring");
+        return _queryAware!.Score(kb, qbar, real);
+    }
+}

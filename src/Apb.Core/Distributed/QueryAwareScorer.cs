@@ -1,0 +1,47 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+
+namespace Apb.Distributed;
+
+/// <summary>
+/// Training-free importance (Spava): s[t, h] = mean over query tokens of dot(K[t, h], mean over h's GQA group of Q[h]),
+/// post-RoPE, fp32, unscaled. The dot product is linear, so the mean over query tokens moves inside it: one vector per KV
+/// head, qbar[h] = mean over (query tokens x group heads) of Q, and s[t, h] = dot(K[t, h], qbar[h]). That vector is also
+/// all a rank without the query needs to receive (n_kv x d values per layer).
+/// </summary>
+public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
+{
+    Tensor? _scores;
+
+    /// <summary>qbar into <paramref name="result"/> [1, kv_dim], from the query's rows of Q [T_query, q_dim] (post-RoPE).</summary>
+    public void QueryMean(Tensor queryRows, Tensor result)
+    {
+        int heads = config.NumAttentionHeads, kv = config.NumKeyValueHeads, d = config.HeadDim, g = config.GroupSize;
+        int t = queryRows.Rows;
+        if (t == 0) throw new ArgumentException("query-aware scoring needs at least one query row");
+        var q = new float[t * config.QDim];
+        backend.Download(queryRows, q);
+        var acc = new double[kv * d];
+        for (int i = 0; i < t; i++)
+            for (int h = 0; h < heads; h++)
+            {
+                var row = q.AsSpan(i * config.QDim + h * d, d);
+                int o = h / g * d;
+                for (int c = 0; c < d; c++) acc[o + c] += row[c];
+            }
+        var mean = new float[kv * d];
+        for (int c = 0; c < mean.Length; c++) mean[c] = (float)(acc[c] / (t * g));
+        backend.Upload(mean, result);
+    }
+
+    /// <summary>Scores of the first <paramref name="rows"/> rows of K (post-RoPE), [rows, n_kv] row-major on the host.</summary>
+    public float[] Score(Tensor keys, Tensor queryMean, int rows)
+    {
+        var result = new float[rows * config.NumKeyValueHeads];
+        if (rows == 0) return result;
+        if (_scores is null || _scores.Rows != rows) _scores = backend.AllocateF32(rows, config.NumKeyValueHeads);
+        backend.HeadDot(keys.RowSlice(0, rows), queryMean, config.NumKeyValueHeads, _scores);
+        backend.Download(_scores, result);
+        return result;
+    }
+}

@@ -1,0 +1,66 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Diagnostics;
+using Apb.Model;
+
+namespace Apb.Distributed;
+
+/// <summary>
+/// What every prefill strategy of one rank shares: the plan, the communicator, RoPE with the plan's positions, and the
+/// KV caches that keep the rank's own block only (real rows, post-RoPE) for the star phase that follows.
+/// </summary>
+public abstract class SequenceParallelAttention : IAttention
+{
+    protected readonly IBackend B;
+    protected readonly ModelConfig C;
+    protected readonly RopeTable RopeTable;
+    protected readonly SequencePlan Plan;
+    protected readonly ICommunicator Comm;
+
+    protected int Rank => Comm.Rank;
+    protected int Ranks => Comm.WorldSize;
+    protected int Heads => C.NumAttentionHeads;
+    protected int KvHeads => C.NumKeyValueHeads;
+
+    /// <summary>Per layer: the post-RoPE K/V of this rank's real block rows, in block order.</summary>
+    public KvCache[] Caches { get; }
+    public Profile? Profile { get; set; }
+
+    protected SequenceParallelAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
+    {
+        if (plan.Ranks != comm.WorldSize)
+            throw new ArgumentException($"plan for {plan.Ranks} ranks used with a group of {comm.WorldSize}");
+        B = backend; C = config; RopeTable = rope; Plan = plan; Comm = comm;
+        Caches = Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(_ => new KvCache(backend, config.KvDim, plan.RealRows(comm.Rank))).ToArray();
+    }
+
+    protected Profile.Scope? Measure(string phase) => Profile?.Measure(phase);
+
+    public abstract void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output);
+
+    protected void Rotate(Tensor q, Tensor k, int[] positions)
+    {
+        using var _ = Measure("other");
+        B.Rope(q, Heads, positions, RopeTable);
+        B.Rope(k, KvHeads, positions, RopeTable);
+    }
+
+    /// <summary>Appends the block's real rows (pad rows are a suffix of the block and stay out).</summary>
+    protected void CacheOwnBlock(int layer, Tensor k, Tensor v, int blockStart)
+    {
+        using var _ = Measure("other");
+        Caches[layer].Append(k, v, blockStart, Plan.RealRows(Rank));
+    }
+
+    protected void CountAttention(double visiblePairs) => Profile?.AddAttention(visiblePairs, Heads, C.HeadDim);
+
+    // Buffers reused across layers: shapes repeat every layer, so one allocation per distinct (name, shape) suffices.
+    readonly Dictionary<string, Tensor> _buffers = new(StringComparer.Ordinal);
+
+    protected Tensor Buffer(string name, int rows, int cols, bool fp32 = false)
+    {
+        if (_buffers.TryGetValue(name, out var t) && t.Rows == rows && t.Cols == cols) return t;
+        return _buffers[name] = fp32 ? B.AllocateF32(rows, cols) : B.Allocate(rows, cols);
+    }
+}

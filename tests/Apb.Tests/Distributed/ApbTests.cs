@@ -1,0 +1,221 @@
+using Apb.Backends;
+using Apb.Backends.Cpu;
+using Apb.Distributed;
+using Xunit;
+using Xunit.Abstractions;
+using static Apb.Tests.Distributed.DistributedFixture;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>APB and Star: the invariants of apb-algorithm.md, and the approximate strategies run end to end.</summary>
+public class ApbTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(2, 37)]
+    [InlineData(3, 50)]
+    [InlineData(4, 61)]
+    [InlineData(8, 101)]
+    public void ApbWithoutAnchorPassingWholeBlocksEqualsFull(int ranks, int n)
+    {
+        var m = LoadModel("llama-tiny");
+        var context = Ids(n, n, m.Config.VocabSize);
+        var query = Ids(3, n + 1, m.Config.VocabSize);
+        int lb = (n + ranks - 1) / ranks;
+        using var s = Session(m, Options(StrategyKind.Apb, ranks) with { AnchorLength = 0, PassingLength = lb });
+        double err = RelativeError(s.AllLogits(context, query), FullLogits(m, context, query));
+        Assert.True(err < 1e-5, $"apb (l_a 0, l_p = l_b = {lb}) x {ranks}, n = {n}: relative error {err:E3} against full");
+    }
+
+    [Theory]
+    [InlineData(3, 40)]
+    [InlineData(4, 61)]
+    public void StarEqualsApbWithFirstBlockAnchorAndNoPassing(int ranks, int n)
+    {
+        var m = LoadModel("embedded");
+        var context = Ids(n, 5, m.Config.VocabSize);
+        int lb = (n + ranks - 1) / ranks;
+        using var star = Session(m, Options(StrategyKind.Star, ranks));
+        using var apb = Session(m, Options(StrategyKind.Apb, ranks) with { AnchorLength = lb, PassingLength = 0, AnchorInsertAt = 3 });
+        var a = star.AllLogits(context, []);
+        var b = apb.AllLogits(context, []);
+        double err = RelativeError(a, b);
+        Assert.True(err < 1e-6, $"star vs apb(l_a = l_b, l_p = 0): relative error {err:E3}");
+        // ... and both are approximations: the anchor is not the whole past.
+        Assert.True(RelativeError(a, FullLogits(m, context, [])) > 1e-4);
+    }
+
+    /// <summary>The two causal calls against an explicit mask built from the table of apb-algorithm.md step 3f.</summary>
+    [Theory]
+    [InlineData(0, 0, 7)]
+    [InlineData(0, 5, 7)]
+    [InlineData(6, 4, 9)]
+    [InlineData(11, 0, 3)]
+    public void AnchoredAttentionEqualsTheVisibilityTable(int passing, int anchor, int block)
+    {
+        const int heads = 6, kvHeads = 2, d = 8;
+        var b = new CpuBackend();
+        var rng = new Random(passing * 100 + anchor * 10 + block);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        int t = anchor + block, kvd = kvHeads * d;
+        var q = R(t * heads * d); var k = R(t * kvd); var v = R(t * kvd);
+        var pk = R(passing * kvd); var pv = R(passing * kvd);
+
+        Tensor Up(float[] x, int rows, int cols) { var tt = b.Allocate(rows, cols); b.Upload(x, tt); return tt; }
+        var keys = Up([.. pk, .. new float[t * kvd]], passing + t, kvd);
+        var values = Up([.. pv, .. new float[t * kvd]], passing + t, kvd);
+        var o = b.Allocate(t, heads * d);
+        AnchoredAttention.Run(b, heads, kvHeads, Up(q, t, heads * d), Up(k, t, kvd), Up(v, t, kvd), anchor, passing, keys, values, o);
+        var got = new float[t * heads * d];
+        b.Download(o, got);
+
+        // Keys [passing; anchor; block]: column j < passing is passing, then anchor, then block.
+        bool Visible(int row, int j)
+        {
+            bool anchorRow = row < anchor;
+            if (j < passing) return !anchorRow;
+            int a = j - passing;
+            if (a < anchor) return anchorRow ? a <= row : true;
+            int blk = a - anchor;
+            return !anchorRow && blk <= row - anchor;
+        }
+        var allK = pk.Concat(k).ToArray(); var allV = pv.Concat(v).ToArray();
+        var want = new float[got.Length];
+        for (int row = 0; row < t; row++)
+            for (int h = 0; h < heads; h++)
+            {
+                int kh = h / (heads / kvHeads);
+                var s = new List<(double W, int J)>();
+                for (int j = 0; j < passing + t; j++)
+                {
+                    if (!Visible(row, j)) continue;
+                    double dot = 0;
+                    for (int c = 0; c < d; c++) dot += q[row * heads * d + h * d + c] * allK[j * kvd + kh * d + c];
+                    s.Add((dot / Math.Sqrt(d), j));
+                }
+                double max = s.Max(x => x.W), sum = s.Sum(x => Math.Exp(x.W - max));
+                for (int c = 0; c < d; c++)
+                    want[row * heads * d + h * d + c] = (float)(s.Sum(x => Math.Exp(x.W - max) * allV[x.J * kvd + kh * d + c]) / sum);
+            }
+        double err = RelativeError(got, want);
+        Assert.True(err < 1e-5, $"P {passing}, A {anchor}, L {block}: relative error {err:E3}");
+    }
+
+    [Theory]
+    [InlineData(StrategyKind.Ring, 37, 4)]
+    [InlineData(StrategyKind.Zigzag, 37, 4)]
+    [InlineData(StrategyKind.Ulysses, 37, 2)]
+    [InlineData(StrategyKind.Star, 37, 8)]
+    [InlineData(StrategyKind.Apb, 17, 8)]   // l_b 3: rank 5 holds 2 real tokens and a pad, and must score and select 1
+    [InlineData(StrategyKind.Apb, 37, 8)]
+    public void PadTokensChangeNothing(StrategyKind strategy, int n, int ranks)
+    {
+        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "llama-tiny");
+        var context = Ids(n, 11, m.Config.VocabSize);
+        var query = Ids(1, 12, m.Config.VocabSize);
+        var o = Options(strategy, ranks);
+        if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 2, PassingLength = 1 };
+        using var a = Session(m, o with { PadTokenId = 0 });
+        using var b = Session(m, o with { PadTokenId = 9 });
+        var la = a.AllLogits(context, query);
+        var lb = b.AllLogits(context, query);
+        Assert.True(a.Plan!.PaddedLength > n, "the case must have padding");
+        Assert.Equal(0.0, RelativeError(la, lb));
+    }
+
+    [Theory]
+    [InlineData(StrategyKind.Ring, 4)]
+    [InlineData(StrategyKind.Zigzag, 3)]
+    [InlineData(StrategyKind.Ulysses, 2)]
+    [InlineData(StrategyKind.Star, 4)]
+    [InlineData(StrategyKind.Apb, 4)]
+    [InlineData(StrategyKind.Apb, 8)]
+    public void CachesHoldOnlyTheOwnBlockAndTheLastRankTheNewTokens(StrategyKind strategy, int ranks)
+    {
+        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded");
+        const int n = 83;
+        var context = Ids(n, 2, m.Config.VocabSize);
+        var query = Ids(4, 3, m.Config.VocabSize);
+        var o = Options(strategy, ranks);
+        if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
+        using var s = Session(m, o);
+        var logits = s.Prefill(context, query);
+        var plan = s.Plan!;
+        var lengths = s.CacheLengths();
+        for (int r = 0; r < ranks; r++)
+            Assert.Equal(plan.RealRows(r) + (r == ranks - 1 ? query.Length : 0), lengths[r]);
+        s.Decode(Engine.Sampler.ArgMax(logits));
+        Assert.Equal(n + query.Length + 1, s.CacheLengths().Sum());
+        Assert.Equal(n + query.Length + 1, s.Length);
+    }
+
+    [Fact]
+    public void ApbAndStarOnTheEmbeddedModelRunEndToEnd()
+    {
+        var m = LoadModel("embedded");
+        const int n = 200, insertAt = 4;
+        var context = Ids(n, 21, m.Config.VocabSize);
+        var query = Ids(6, 22, m.Config.VocabSize);
+        var full = FullLogits(m, context, query);
+        int v = m.Config.VocabSize;
+
+        string retaining = RetainingHeadsFile.Write(m.Config, hidden: 16, seed: 5);
+        var runs = new (string Name, StrategyOptions Options)[]
+        {
+            ("star", Options(StrategyKind.Star, 4)),
+            ("apb query, defaults", Options(StrategyKind.Apb, 4) with { AnchorInsertAt = insertAt }),
+            ("apb query, l_a 16 l_p 8", Options(StrategyKind.Apb, 4) with { AnchorInsertAt = insertAt, AnchorLength = 16, PassingLength = 8 }),
+            ("apb retaining, l_a 16 l_p 8", Options(StrategyKind.Apb, 4) with
+                { AnchorInsertAt = insertAt, AnchorLength = 16, PassingLength = 8, Scorer = ScorerKind.Retaining, RetainingHeadsPath = retaining }),
+        };
+        foreach (var (name, o) in runs)
+        {
+            using var s = Session(m, o with { Timings = true });
+            var got = s.AllLogits(context, query);
+            double all = RelativeError(got, full);
+            double q = RelativeError(got.AsSpan(n * v), full.AsSpan(n * v));
+            output.WriteLine($"{name} ({s.Plan}): relative error vs full, all rows {all:E3}, query rows {q:E3}");
+            Assert.True(all > 1e-6 && all < 2, $"{name}: relative error {all:E3} outside (1e-6, 2)");
+            Assert.True(q < 2, $"{name}: query rows relative error {q:E3}");
+            if (name.StartsWith("apb query, l_a"))
+            {
+                output.WriteLine(s.FormatTimings());
+                var p = s.PrefillProfiles!;
+                Assert.Equal(4, p.Count);
+                Assert.All(p, x => Assert.True(x.AttentionFlops > 0 && x.Times.ContainsKey("ffn")));
+                Assert.True(p[0].BytesSent > 0 && p[3].BytesReceived > 0, "APB passes blocks forward");
+                Assert.Contains("max/mean", s.FormatTimings());
+            }
+        }
+    }
+
+    [Fact]
+    public void ShortContextsFallBackToFullOnOneRank()
+    {
+        var m = LoadModel("embedded");
+        var context = Ids(50, 1, m.Config.VocabSize);
+        var query = Ids(3, 2, m.Config.VocabSize);
+        using var s = Session(m, Options(StrategyKind.Apb, 4) with { FallbackBelow = 64 });
+        var got = s.AllLogits(context, query);
+        Assert.Equal(StrategyKind.Full, s.Strategy);
+        Assert.Equal(1, s.Ranks);
+        Assert.Contains("below 64", s.Note);
+        Assert.True(RelativeError(got, FullLogits(m, context, query)) < 1e-6);
+    }
+
+    [Theory]
+    [InlineData(32 * 1024, 1024, 512)]
+    [InlineData(64 * 1024, 2048, 1024)]
+    [InlineData(128 * 1024, 4096, 2048)]
+    [InlineData(256 * 1024, 8192, 4096)]
+    [InlineData(512 * 1024, 8192, 8192)]
+    [InlineData(1024 * 1024, 8192, 8192)]
+    [InlineData(10000, 256, 128)]   // 312 and 156, rounded down to multiples of 128
+    [InlineData(2000, 62, 31)]      // too short for 128: proportional
+    public void DefaultLengthsFollowThePaperTable(int n, int anchor, int passing)
+    {
+        Assert.Equal((anchor, passing), ApbDefaults.For(n, 8));
+    }
+
+    [Fact]
+    public void DefaultLengthsNeverExceedTheBlock() => Assert.Equal((10, 10), ApbDefaults.For(1000 * 64, 6400));
+}

@@ -1,0 +1,68 @@
+using Apb.Backends.Cpu;
+using Apb.Checkpoints;
+using Apb.Distributed;
+using Apb.Engine;
+using Apb.Model;
+using Apb.Tests.Model;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>
+/// Fixture models loaded once per test run (weights are shared by every rank and every test, as the session shares them),
+/// random token ids, and the single-rank oracle every strategy is compared with.
+/// </summary>
+static class DistributedFixture
+{
+    public sealed record Loaded(string Name, ModelConfig Config, LlamaWeights Weights);
+
+    static readonly Dictionary<string, Loaded> s_models = new();
+
+    public static Loaded LoadModel(string name)
+    {
+        lock (s_models)
+        {
+            if (s_models.TryGetValue(name, out var m)) return m;
+            string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
+            var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+            var ckpt = CheckpointWeights.Open(dir); // kept open for the whole run: the weights point into it
+            return s_models[name] = new Loaded(name, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));
+        }
+    }
+
+    public static int[] Ids(int count, int seed, int vocab)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ => rng.Next(3, vocab)).ToArray();
+    }
+
+    /// <summary>Options for the short test contexts: the fallback to one rank is off so every strategy really runs.</summary>
+    public static StrategyOptions Options(StrategyKind strategy, int ranks) =>
+        new() { Strategy = strategy, Ranks = ranks, FallbackBelow = 0 };
+
+    public static DistributedSession Session(Loaded m, StrategyOptions options) =>
+        new(m.Config, m.Weights, _ => new CpuBackend(), options);
+
+    public static float[] FullLogits(Loaded m, IReadOnlyList<int> context, IReadOnlyList<int> query)
+    {
+        var session = new LocalSession(new LlamaModel(m.Config, m.Weights, new CpuBackend()), context.Count + query.Count);
+        return session.AllLogits(context.Concat(query).ToArray());
+    }
+
+    /// <summary>Greedy tokens and every step's logits: the prefill's, then one per decoded token.</summary>
+    public static (List<int> Tokens, List<float[]> Logits) Generate(IInferenceSession s, IReadOnlyList<int> context, IReadOnlyList<int> query, int count)
+    {
+        var logits = s.Prefill(context, query);
+        var tokens = new List<int>();
+        var all = new List<float[]> { logits };
+        for (int i = 0; i < count; i++)
+        {
+            int next = Sampler.ArgMax(logits);
+            tokens.Add(next);
+            logits = s.Decode(next);
+            all.Add(logits);
+        }
+        return (tokens, all);
+    }
+
+    public static double RelativeError(ReadOnlySpan<float> a, ReadOnlySpan<float> b) => ReferenceFixture.RelativeError(a, b);
+}

@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using Apb.Distributed;
+using Xunit;
+using static Apb.Tests.Distributed.DistributedFixture;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>A failing or stuck rank stops every rank within seconds, and the error names it. Never a hang.</summary>
+public class FaultTests
+{
+    [Theory(Timeout = 60_000)]
+    [InlineData(StrategyKind.Ring)]
+    [InlineData(StrategyKind.Apb)]
+    [InlineData(StrategyKind.Ulysses)]
+    public async Task ARankThatThrowsStopsAllRanksAndIsNamed(StrategyKind strategy)
+    {
+        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded");
+        var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(30) };
+        if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
+        var s = Session(m, o);
+        s.BeforeAttention = (rank, layer) =>
+        {
+            if (rank == 2 && layer == 1) throw new InvalidOperationException("injected fault");
+        };
+        var watch = Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
+            s.Prefill(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize))));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+        Assert.StartsWith("rank 2 failed in layer 1 attention", e.Message);
+        Assert.Contains("injected fault", e.Message);
+        // The session is unusable afterwards, and says why.
+        var again = Assert.Throws<InvalidOperationException>(() => s.Decode(5));
+        Assert.Contains("rank 2 failed", again.Message);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task ARankThatFailsDuringDecodeIsNamed()
+    {
+        var m = LoadModel("embedded");
+        var s = Session(m, Options(StrategyKind.Zigzag, 3));
+        var logits = s.Prefill(Ids(60, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize));
+        s.BeforeAttention = (rank, layer) => { if (rank == 1 && layer == 3) throw new ApbException("out of memory (injected)"); };
+        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => s.Decode(Engine.Sampler.ArgMax(logits))));
+        Assert.Equal("rank 1 failed in layer 3 attention (decode step 1): out of memory (injected)", e.Message);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task AStuckRankMakesTheOthersTimeOutNamingIt()
+    {
+        var m = LoadModel("embedded");
+        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(1) });
+        s.BeforeAttention = (rank, layer) => { if (rank == 3 && layer == 0) Thread.Sleep(3000); };
+        var watch = Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
+            s.Prefill(Ids(40, 1, m.Config.VocabSize), Ids(2, 2, m.Config.VocabSize))));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+        Assert.Matches("^rank [0-2] failed in layer 0 attention \\(ring prefill\\): recv from rank [0-3] timed out after 1 s", e.Message);
+        Assert.Contains("rank(s) 3 never reached a communication call", e.Message);
+    }
+}

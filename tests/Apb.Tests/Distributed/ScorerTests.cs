@@ -1,0 +1,143 @@
+using Apb.Backends;
+using Apb.Backends.Cpu;
+using Apb.Checkpoints;
+using Apb.Distributed;
+using Xunit;
+using static Apb.Tests.Distributed.DistributedFixture;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>The two importance scorers against a direct computation, and the pool + top-k selection.</summary>
+public class ScorerTests
+{
+    static float[] Random(int n, Random rng) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+
+    static Tensor Up(IBackend b, float[] x, int rows, int cols)
+    {
+        var t = b.Allocate(rows, cols);
+        b.Upload(x, t);
+        return t;
+    }
+
+    [Fact]
+    public void RetainingHeadScoresEqualADirectComputation()
+    {
+        var c = LoadModel("embedded").Config;
+        const int hidden = 24, rows = 9, layer = 2;
+        string path = RetainingHeadsFile.Write(c, hidden, seed: 3);
+        using var heads = RetainingHeads.Open(path, c);
+        Assert.Equal(hidden, heads.HiddenSize);
+        var b = new CpuBackend();
+        var scorer = new RetainingHeadScorer(b, c, heads);
+        var rng = new Random(1);
+        var q = Random((rows + 2) * c.QDim, rng); var k = Random((rows + 2) * c.KvDim, rng); var v = Random((rows + 2) * c.KvDim, rng);
+        var got = scorer.Score(layer, Up(b, q, rows + 2, c.QDim), Up(b, k, rows + 2, c.KvDim), Up(b, v, rows + 2, c.KvDim), rows);
+
+        // fc1 and fc2 straight from the file's bytes: fc2(silu(fc1([q, k, v]))).
+        using var file = SafeTensorsFile.Open(path);
+        float[] W(string name) { var bytes = file.Bytes(file.Tensors[name]).ToArray(); var f = new float[bytes.Length / 4]; Buffer.BlockCopy(bytes, 0, f, 0, bytes.Length); return f; }
+        var fc1 = W($"model.layers.{layer}.self_attn.fc1.weight");
+        var fc2 = W($"model.layers.{layer}.self_attn.fc2.weight");
+        int input = c.QDim + 2 * c.KvDim, kv = c.NumKeyValueHeads;
+        var want = new float[rows * kv];
+        for (int t = 0; t < rows; t++)
+        {
+            var x = q.Skip(t * c.QDim).Take(c.QDim).Concat(k.Skip(t * c.KvDim).Take(c.KvDim)).Concat(v.Skip(t * c.KvDim).Take(c.KvDim)).ToArray();
+            var h = new double[hidden];
+            for (int i = 0; i < hidden; i++)
+            {
+                double s = 0;
+                for (int j = 0; j < input; j++) s += (double)fc1[i * input + j] * x[j];
+                h[i] = s / (1 + Math.Exp(-s));
+            }
+            for (int o = 0; o < kv; o++)
+            {
+                double s = 0;
+                for (int i = 0; i < hidden; i++) s += fc2[o * hidden + i] * h[i];
+                want[t * kv + o] = (float)s;
+            }
+        }
+        Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
+    }
+
+    [Fact]
+    public void QueryAwareScoresEqualTheMeanOfPerTokenDots()
+    {
+        var c = LoadModel("llama-tiny").Config; // 6 heads over 2 KV heads: groups of 3
+        var b = new CpuBackend();
+        var rng = new Random(2);
+        const int queryRows = 4, rows = 11;
+        var q = Random(queryRows * c.QDim, rng);
+        var k = Random(rows * c.KvDim, rng);
+        var scorer = new QueryAwareScorer(b, c);
+        var qbar = b.Allocate(1, c.KvDim);
+        scorer.QueryMean(Up(b, q, queryRows, c.QDim), qbar);
+        var got = scorer.Score(Up(b, k, rows, c.KvDim), qbar, rows - 2);
+
+        int d = c.HeadDim, g = c.GroupSize, kv = c.NumKeyValueHeads;
+        var want = new float[(rows - 2) * kv];
+        for (int t = 0; t < rows - 2; t++)
+            for (int h = 0; h < kv; h++)
+            {
+                double sum = 0;
+                for (int i = 0; i < queryRows; i++)
+                    for (int c2 = 0; c2 < d; c2++)
+                    {
+                        double groupMean = 0;
+                        for (int m = 0; m < g; m++) groupMean += q[i * c.QDim + (h * g + m) * d + c2];
+                        sum += k[t * c.KvDim + h * d + c2] * groupMean / g;
+                    }
+                want[t * kv + h] = (float)(sum / queryRows);
+            }
+        Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
+    }
+
+    [Fact]
+    public void SelectionPoolsOverFiveAndKeepsTheTopPerHeadInOrder()
+    {
+        // Two heads; head 0 has one spike at row 6, head 1 a spike at row 0 and one at row 9.
+        const int rows = 12, heads = 2;
+        var s = new float[rows * heads];
+        s[6 * heads + 0] = 5;
+        s[0 * heads + 1] = 3; s[9 * heads + 1] = 4;
+        var pooled = PassingSelector.MaxPool(s, rows, heads);
+        for (int t = 0; t < rows; t++) Assert.Equal(Math.Abs(t - 6) <= 2 ? 5f : 0f, pooled[t * heads]);
+        var picked = PassingSelector.Select(s, rows, heads, 5);
+        Assert.Equal(new[] { 4, 5, 6, 7, 8 }, Enumerable.Range(0, 5).Select(i => picked[i * heads]));
+        // head 1: rows 7..11 pool to 4 (window around 9), rows 0..2 to 3; the top 5 are 7..11.
+        Assert.Equal(new[] { 7, 8, 9, 10, 11 }, Enumerable.Range(0, 5).Select(i => picked[i * heads + 1]));
+        // Ties go to the earlier row.
+        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(i => PassingSelector.Select(new float[rows * heads], rows, heads, 2)[i * heads]));
+    }
+
+    [Fact]
+    public void MissingRetainingHeadsFileIsAClearError()
+    {
+        var c = LoadModel("embedded").Config;
+        var e = Assert.Throws<ApbException>(() => RetainingHeads.Open("/nonexistent/heads.safetensors", c));
+        Assert.Contains("/nonexistent/heads.safetensors", e.Message);
+        Assert.Contains("--scorer query", e.Message);
+    }
+
+    [Fact]
+    public void WrongRetainingHeadShapesNameTensorExpectedAndFound()
+    {
+        var c = LoadModel("embedded").Config; // fc2 must be [2, hidden]
+        string path = RetainingHeadsFile.Write(c, 16, 1, (layer, kind, shape) => layer == 2 && kind == "fc2" ? [3, 16] : shape);
+        var e = Assert.Throws<ApbException>(() => RetainingHeads.Open(path, c));
+        Assert.Contains("model.layers.2.self_attn.fc2.weight", e.Message);
+        Assert.Contains("[3, 16]", e.Message);
+        Assert.Contains("[2, 16]", e.Message);
+
+        string wrongInput = RetainingHeadsFile.Write(c, 16, 1, (layer, kind, shape) => kind == "fc1" ? [16, 100] : shape);
+        e = Assert.Throws<ApbException>(() => RetainingHeads.Open(wrongInput, c));
+        Assert.Contains("model.layers.0.self_attn.fc1.weight", e.Message);
+        Assert.Contains("[16, 100]", e.Message);
+        Assert.Contains($"[16, {c.QDim + 2 * c.KvDim}]", e.Message);
+
+        string missing = RetainingHeadsFile.Write(c, 16, 1, layers: 3);
+        e = Assert.Throws<ApbException>(() => RetainingHeads.Open(missing, c));
+        Assert.Contains("model.layers.3.self_attn.fc1.weight", e.Message);
+        Assert.Contains("missing", e.Message);
+    }
+}
