@@ -1,0 +1,59 @@
+using System.CommandLine;
+using Apb.Engine;
+using Apb.Server;
+using Apb.Serving;
+
+namespace Apb.Cli.Commands;
+
+/// <summary>`apb serve`: the model behind an OpenAI-compatible HTTP API until Ctrl+C.</summary>
+static class ServeCommand
+{
+    public static Command Create(Io io)
+    {
+        var model = CommonOptions.Model();
+        var device = CommonOptions.Device();
+        var host = new Option<string>("--host") { Description = "address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 (every interface), ::1, localhost", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8000 };
+        var concurrency = new Option<int>("--concurrency") { Description = "requests generating at once (default 1: on the CPU one request already uses every core)", DefaultValueFactory = _ => 1 };
+        var maxQueue = new Option<int>("--max-queue") { Description = "requests that may wait for a slot; one more gets HTTP 429 at once", DefaultValueFactory = _ => 64 };
+        var defaultMax = new Option<int>("--default-max-tokens") { Description = "max_tokens for chat requests that give none", DefaultValueFactory = _ => 1024 };
+        var maxBytes = new Option<long>("--max-request-bytes") { Description = "largest request body accepted (HTTP 413 above it)", DefaultValueFactory = _ => 64L << 20 };
+        var name = new Option<string?>("--served-model-name") { Description = "the model name clients send (default: the model folder's name)" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "no per-request log lines on stderr" };
+
+        var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
+        {
+            model, device, host, port, concurrency, maxQueue, defaultMax, maxBytes, name, quiet,
+        };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            int n = r.GetValue(concurrency);
+            if (n < 1) throw new ApbException($"--concurrency must be at least 1, got {n}");
+            if (r.GetValue(maxQueue) < 0) throw new ApbException($"--max-queue must be 0 or more, got {r.GetValue(maxQueue)}");
+            if (r.GetValue(defaultMax) < 1) throw new ApbException($"--default-max-tokens must be at least 1, got {r.GetValue(defaultMax)}");
+            if (r.GetValue(maxBytes) < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
+            string dev = r.GetValue(device)!;
+            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            var served = ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name));
+            var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
+            var options = new ServerOptions
+            {
+                Host = r.GetValue(host)!, Port = r.GetValue(port), Concurrency = n, MaxQueue = r.GetValue(maxQueue),
+                DefaultMaxTokens = r.GetValue(defaultMax), MaxRequestBytes = r.GetValue(maxBytes), Log = log,
+            };
+            return Serve(io, served, bundle, dev, options).GetAwaiter().GetResult();
+        }));
+        return cmd;
+    }
+
+    static async Task<int> Serve(Io io, ServedModel served, ModelBundle bundle, string device, ServerOptions options)
+    {
+        await using var server = await ApbServer.StartAsync(served, options);
+        io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} as '{served.Id}' on {device}; context {served.MaxPositions} tokens; " +
+                         $"{bundle.Tokenizer.ChatTemplate.Name} chat template; concurrency {options.Concurrency}, queue {options.MaxQueue}");
+        io.Err.WriteLine($"listening on {server.Address} (OpenAI base URL {server.Address}v1); Ctrl+C stops");
+        await server.WaitForShutdownAsync();
+        io.Err.WriteLine("stopped");
+        return 0;
+    }
+}

@@ -1,0 +1,23 @@
+using Apb.Engine;
+
+namespace Apb.Serving;
+
+/// <summary>One generation to run: the prompt, how to sample, and the text that ends it early.</summary>
+public sealed record CompletionJob(Prompt Prompt, SamplingOptions Sampling, IReadOnlyList<string> StopSequences)
+{
+    /// <summary>When the request arrived (Stopwatch timestamp), so time to first token includes the wait in line.</summary>
+    public long ArrivedAt { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
+}
+
+/// <summary>
+/// The outcome of a <see cref="CompletionJob"/>. <see cref="Text"/> is what the client sees (cut before any stop
+/// sequence); <see cref="FinishReason"/> is OpenAI's: "stop" (stop token or stop sequence) or "length" (max tokens).
+/// </summary>
+public sealed record CompletionResult(
+    string Text, string FinishReason, int PromptTokens, int CompletionTokens,
+    TimeSpan QueueTime, TimeSpan PrefillTime, TimeSpan DecodeTime, TimeSpan TimeToFirstToken)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+    public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
+    public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);
+}

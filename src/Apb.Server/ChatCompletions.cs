@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Apb.Serving;
+using Apb.Tokenization;
+using Microsoft.AspNetCore.Http;
+
+namespace Apb.Server;
+
+/// <summary>POST /v1/chat/completions: a conversation in, the assistant's reply out (whole or streamed).</summary>
+sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
+{
+    static readonly string[] Roles = ["system", "developer", "user", "assistant", "tool"];
+
+    public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
+    {
+        long arrived = Stopwatch.GetTimestamp();
+        var model = runner.Model;
+        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.ChatCompletionRequest, options.MaxRequestBytes);
+        RequestFields.CheckModel(req.Model, model);
+        RequestFields.CheckN(req.N);
+        if (req.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+            throw new InvalidRequestException("'tools' is not supported: this server generates plain text. Remove the tools.", "tools", "unsupported_parameter");
+        if (req.Logprobs == true)
+            throw new InvalidRequestException("'logprobs' is not supported by this server; leave it out or set it to false.", "logprobs", "unsupported_parameter");
+        var stop = RequestFields.Stop(req.Stop);
+        var messages = Messages(req.Messages);
+        var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, 1);
+
+        // APB's cut (Prompt.FromChat): the last user message up to its last blank line is the document (context,
+        // spread over ranks), its final paragraph the question (query, given to every rank).
+        Prompt prompt;
+        try { prompt = Prompt.FromChat(model.Tokenizer, messages); }
+        catch (ApbException e) when (e is not InvalidRequestException) { throw new InvalidRequestException(e.Message, "messages"); }
+        string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
+        int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
+        var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
+
+        var slot = await runner.Queue.EnterAsync(cancel.Token);
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (req.Stream != true)
+        {
+            var r = await runner.RunAsync(slot, job, null, cancel.Token);
+            var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
+                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r));
+            await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
+            return;
+        }
+
+        var events = new EventStream(ctx.Response);
+        ChatCompletionChunk Chunk(ChatDelta delta, string? finish) =>
+            new(id, "chat.completion.chunk", created, model.Id, [new ChatChunkChoice(0, delta, null, finish)], null);
+        var type = ServerJson.Api.ChatCompletionChunk;
+        try
+        {
+            await events.StartAsync(cancel.Token);
+            await events.WriteAsync(Chunk(new ChatDelta("assistant", ""), null), type, cancel.Token);
+        }
+        catch { slot.Dispose(); throw; }
+        var result = await EventStream.PumpAsync(runner, slot, job,
+            text => events.WriteAsync(Chunk(new ChatDelta(null, text), null), type, cancel.Token), cancel);
+        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason), type, cancel.Token);
+        if (RequestFields.IncludeUsage(req.StreamOptions))
+            await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
+        await events.DoneAsync(cancel.Token);
+    }
+
+    static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
+    {
+        if (messages is null)
+            throw new InvalidRequestException("Missing required parameter: 'messages' (an array of {\"role\", \"content\"} objects).", "messages", "missing_required_parameter");
+        if (messages.Count == 0)
+            throw new InvalidRequestException("'messages' is empty; give at least one message, e.g. [{\"role\": \"user\", \"content\": \"Hello\"}].", "messages", "empty_array");
+        var list = new List<ChatMessage>(messages.Count);
+        for (int i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i] ?? throw new InvalidRequestException($"'messages[{i}]' is null; expected a {{\"role\", \"content\"}} object.", $"messages[{i}]", "invalid_type");
+            if (m.Role is null)
+                throw new InvalidRequestException($"Missing required parameter: 'messages[{i}].role'.", $"messages[{i}].role", "missing_required_parameter");
+            if (!Roles.Contains(m.Role))
+                throw new InvalidRequestException(
+                    $"Invalid value for 'messages[{i}].role': '{m.Role}'. Supported roles: {string.Join(", ", Roles)}.",
+                    $"messages[{i}].role", "invalid_value");
+            // OpenAI's "developer" is the newer name of "system"; the models' templates know only the latter.
+            string role = m.Role == "developer" ? "system" : m.Role;
+            list.Add(new ChatMessage(role, Content(m.Content, role, i)));
+        }
+        return list;
+    }
+
+    // A string, or an array of content parts of which only {"type": "text", "text": ...} are served here.
+    static string Content(JsonElement? content, string role, int i)
+    {
+        string param = $"messages[{i}].content";
+        if (content is not { } c || c.ValueKind == JsonValueKind.Null)
+        {
+            // An assistant turn that only called tools has no content.
+            if (role == "assistant") return "";
+            throw new InvalidRequestException($"Missing required parameter: '{param}' (a {role} message needs text).", param, "missing_required_parameter");
+        }
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array)
+            throw new InvalidRequestException(
+                $"Invalid type for '{param}': expected a string or an array of content parts, got {RequestBody.Kind(c.ValueKind)} {RequestBody.Preview(c)}.",
+                param, "invalid_type");
+        var text = new StringBuilder();
+        int j = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string p = $"{param}[{j}]";
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                throw new InvalidRequestException($"Invalid content part '{p}': expected an object like {{\"type\": \"text\", \"text\": \"...\"}}.", p, "invalid_type");
+            if (type.GetString() != "text")
+                throw new InvalidRequestException($"'{p}' has type '{type.GetString()}'; this server reads text parts only.", $"{p}.type", "invalid_value");
+            if (!part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                throw new InvalidRequestException($"Invalid content part '{p}': 'text' must be a string.", $"{p}.text", "invalid_type");
+            // Parts are joined by a newline, as vLLM does, so "part 1" "part 2" do not run together.
+            if (j > 0) text.Append('\n');
+            text.Append(t.GetString());
+            j++;
+        }
+        return text.ToString();
+    }
+}
