@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Apb.Engine;
-using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;
 
@@ -22,11 +21,16 @@ static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1 };
         var seed = new Option<int?>("--seed") { Description = "random seed for sampling" };
+        var context = new Option<string?>("--context") { Description = "the long document (APB's context); the question goes in --query" };
+        var contextFile = new Option<string?>("--context-file") { Description = "read the document from this UTF-8 file" };
+        var query = new Option<string?>("--query", "-q") { Description = "the question about the document" };
+        var strategy = new StrategyFlags();
 
         var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default)")
         {
-            model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed,
+            model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query,
         };
+        strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             var options = new SamplingOptions
@@ -35,45 +39,40 @@ static class GenerateCommand
                 Seed = r.GetValue(seed), MaxNewTokens = r.GetValue(maxNew),
             };
             options.Validate();
-            string text = ReadPrompt(r.GetValue(prompt), r.GetValue(promptFile)) ?? DefaultPrompt;
+            string? document = ReadPrompt(r.GetValue(context), r.GetValue(contextFile), "--context");
+            string? text = ReadPrompt(r.GetValue(prompt), r.GetValue(promptFile));
+            if (document != null && text != null) throw new ApbException("give either a prompt (--prompt/--prompt-file) or a document (--context/--context-file) with --query, not both");
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var tok = bundle.Tokenizer;
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
-            string rendered = useChat
-                ? tok.ChatTemplate.Render(Messages(r.GetValue(system), text), addGenerationPrompt: true)
-                : text;
-            // The chat template writes BOS itself; a raw prompt gets what the tokenizer's post-processor adds.
-            var ids = tok.Encode(rendered, addSpecialTokens: !useChat);
-            CheckLength(ids.Count, options.MaxNewTokens, bundle.Config.MaxPositionEmbeddings);
+            string question = r.GetValue(query) ?? "";
+            if (document == null)
+                (document, question) = useChat ? PromptTokens.SplitPrompt(text ?? DefaultPrompt) : (text ?? DefaultPrompt, question);
+            var tokens = PromptTokens.Build(tok, useChat, r.GetValue(system), document, question);
+            CheckLength(tokens.Count, options.MaxNewTokens, bundle.Config.MaxPositionEmbeddings);
 
-            var backend = CommonOptions.Backend(r.GetValue(device));
-            var m = bundle.LoadModel(backend);
-            using var session = new LocalSession(m, ids.Count + options.MaxNewTokens);
-            io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {backend.Name}; prompt {ids.Count} tokens{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}");
-            var result = Generator.Run(session, tok, ids, Array.Empty<int>(), options, bundle.StopTokens.ToHashSet(),
+            string dev = r.GetValue(device)!;
+            var so = strategy.Options(r, tokens, tok.PadTokenId ?? 0);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens);
+            io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
+                $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Strategy.ToString().ToLowerInvariant()} x{so.Ranks}");
+            var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),
                 piece => { io.Out.Write(piece); io.Out.Flush(); });
             io.Out.WriteLine();
+            StrategyFlags.Report(io, session, strategy.Timings(r));
             io.Err.WriteLine(Stats(result));
             return 0;
         }));
         return cmd;
     }
 
-    public static string? ReadPrompt(string? prompt, string? file)
+    public static string? ReadPrompt(string? inline, string? file, string name = "--prompt")
     {
-        if (prompt != null && file != null) throw new ApbException("give either --prompt or --prompt-file, not both");
-        if (file == null) return prompt;
-        if (!File.Exists(file)) throw new ApbException($"{file}: prompt file not found");
+        if (inline != null && file != null) throw new ApbException($"give either {name} or {name}-file, not both");
+        if (file == null) return inline;
+        if (!File.Exists(file)) throw new ApbException($"{file}: {name.TrimStart('-')} file not found");
         return File.ReadAllText(file);
-    }
-
-    static List<ChatMessage> Messages(string? system, string user)
-    {
-        var m = new List<ChatMessage>();
-        if (!string.IsNullOrEmpty(system)) m.Add(new ChatMessage("system", system));
-        m.Add(new ChatMessage("user", user));
-        return m;
     }
 
     public static void CheckLength(int promptTokens, int maxNew, int maxPositions)

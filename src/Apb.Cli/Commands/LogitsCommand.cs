@@ -18,14 +18,29 @@ static class LogitsCommand
         var ids = new Option<string?>("--ids") { Description = "comma-separated token ids, e.g. --ids 1,2,3" };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "text, tokenized as HF tokenizer(text)" };
         var output = new Option<string?>("--out", "-o") { Description = "write {\"ids\": [...], \"logits\": [[...], ...]} to this JSON file" };
-        var cmd = new Command("logits", "print or save the model's logits for a prompt") { model, device, ids, prompt, output };
+        var query = new Option<string?>("--query", "-q") { Description = "query text after the context (APB puts it in its anchor); tokenized without special tokens" };
+        var insertAt = new Option<int>("--anchor-insert-at") { Description = "context tokens before the query in APB's anchor (the chat header; 0 for plain text)" };
+        var strategy = new StrategyFlags();
+        var cmd = new Command("logits", "print or save the model's logits for a prompt") { model, device, ids, prompt, output, query, insertAt };
+        strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
-            var tokens = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle);
+            var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle);
+            var q = r.GetValue(query) is { } qt ? bundle.Tokenizer.Encode(qt, addSpecialTokens: false) : Array.Empty<int>();
+            var request = new PromptTokens(context, q, r.GetValue(insertAt));
+            var tokens = request.All;
             GenerateCommand.CheckLength(tokens.Count, 0, bundle.Config.MaxPositionEmbeddings);
-            var m = bundle.LoadModel(CommonOptions.Backend(r.GetValue(device)));
-            var logits = new LocalSession(m, tokens.Count).AllLogits(tokens);
+            string dev = r.GetValue(device)!;
+            var so = strategy.Options(r, request, bundle.Tokenizer.PadTokenId ?? 0);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count);
+            var logits = session switch
+            {
+                LocalSession l => l.AllLogits(tokens),
+                Distributed.DistributedSession d => d.AllLogits(context, q),
+                _ => throw new InvalidOperationException(session.GetType().Name),
+            };
+            StrategyFlags.Report(io, session, strategy.Timings(r));
             int vocab = bundle.Config.VocabSize;
             if (r.GetValue(output) is { } path) Write(path, tokens, logits, vocab);
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();

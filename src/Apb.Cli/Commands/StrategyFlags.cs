@@ -1,0 +1,71 @@
+using System.CommandLine;
+using Apb.Backends;
+using Apb.Distributed;
+using Apb.Engine;
+
+namespace Apb.Cli.Commands;
+
+/// <summary>
+/// The sequence-parallel flags `generate` and `logits` share, and the session they describe: full attention on one
+/// rank by default, or a strategy over --ranks in-process ranks (each a thread with its own backend).
+/// </summary>
+sealed class StrategyFlags
+{
+    readonly Option<string> _strategy = new("--strategy", "-s")
+    {
+        Description = "full | ring | zigzag | ulysses | star | apb", DefaultValueFactory = _ => "full",
+    };
+    readonly Option<int?> _ranks = new("--ranks", "-r") { Description = "ranks to split the context over (default 1 for full, 4 otherwise)" };
+    readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
+    readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table)" };
+    readonly Option<string> _scorer = new("--scorer") { Description = "APB token scorer: query (training-free) | retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
+    readonly Option<string?> _heads = new("--retaining-heads") { Description = "safetensors file with the retaining heads (model.layers.{i}.self_attn.fc1/fc2.weight)" };
+    readonly Option<int> _fallback = new("--fallback-below")
+    {
+        Description = $"run star/apb as full attention on one rank below this many context tokens (0 = never; default {StrategyOptions.DefaultFallbackBelow})",
+        DefaultValueFactory = _ => StrategyOptions.DefaultFallbackBelow,
+    };
+    readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in new Option[] { _strategy, _ranks, _anchor, _passing, _scorer, _heads, _fallback, _timings }) c.Options.Add(o);
+    }
+
+    public bool Timings(ParseResult r) => r.GetValue(_timings);
+
+    public StrategyOptions Options(ParseResult r, PromptTokens prompt, int padTokenId)
+    {
+        var kind = StrategyOptions.ParseStrategy(r.GetValue(_strategy)!);
+        return new StrategyOptions
+        {
+            Strategy = kind,
+            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : 4),
+            AnchorLength = r.GetValue(_anchor),
+            PassingLength = r.GetValue(_passing),
+            Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),
+            RetainingHeadsPath = r.GetValue(_heads),
+            AnchorInsertAt = prompt.AnchorInsertAt,
+            FallbackBelow = r.GetValue(_fallback),
+            PadTokenId = padTokenId,
+            Timings = r.GetValue(_timings),
+        };
+    }
+
+    /// <summary>One rank with full attention runs as a plain local session; anything else as a distributed one.</summary>
+    public static IInferenceSession Session(ModelBundle bundle, StrategyOptions o, Func<IBackend> backend, int capacity)
+    {
+        if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
+            return new LocalSession(bundle.LoadModel(backend()), capacity);
+        var first = backend();
+        var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, first);
+        return new DistributedSession(bundle.Config, weights, rank => rank == 0 ? first : backend(), o);
+    }
+
+    public static void Report(Io io, IInferenceSession session, bool timings)
+    {
+        if (session is not DistributedSession d) return;
+        if (d.Note is { } note) io.Err.WriteLine(note);
+        if (timings) io.Err.Write(d.FormatTimings());
+    }
+}
