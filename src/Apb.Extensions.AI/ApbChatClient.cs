@@ -9,7 +9,7 @@ namespace Apb.Extensions.AI;
 
 /// <summary>
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over the engine in this process (no HTTP): the same admission
-/// queue, prompt cut (document / question, see <see cref="Prompt.FromChat"/>), sampling and stop rules as
+/// queue, prompt cut (document / question, see <see cref="PromptTokens.FromChat"/>), sampling and stop rules as
 /// `apb serve`. Honors <see cref="ChatOptions"/>' MaxOutputTokens, Temperature, TopP, TopK, Seed, StopSequences,
 /// Instructions and ModelId; reports usage and the finish reason; cancellation stops generation between tokens and
 /// frees the request's session at once. Safe to call from many threads: requests beyond the runner's concurrency wait
@@ -110,7 +110,7 @@ public sealed class ApbChatClient : IChatClient
         var list = Messages(messages, options?.Instructions);
         try
         {
-            var prompt = Prompt.FromChat(model.Tokenizer, list);
+            var prompt = PromptTokens.FromChat(model.Tokenizer, list);
             int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, options?.MaxOutputTokens, _defaultMaxOutputTokens,
                 nameof(ChatOptions.MaxOutputTokens), "messages");
             long? seed = options?.Seed;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using Apb.Engine;
 using Apb.Serving;
 using Apb.Tokenization;
 using Microsoft.AspNetCore.Http;
@@ -27,10 +28,10 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         var messages = Messages(req.Messages);
         var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, 1);
 
-        // APB's cut (Prompt.FromChat): the last user message up to its last blank line is the document (context,
+        // APB's cut (PromptTokens.FromChat): the last user message up to its last blank line is the document (context,
         // spread over ranks), its final paragraph the question (query, given to every rank).
-        Prompt prompt;
-        try { prompt = Prompt.FromChat(model.Tokenizer, messages); }
+        PromptTokens prompt;
+        try { prompt = PromptTokens.FromChat(model.Tokenizer, messages); }
         catch (ApbException e) when (e is not InvalidRequestException) { throw new InvalidRequestException(e.Message, "messages"); }
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);

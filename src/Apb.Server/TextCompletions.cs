@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Apb.Engine;
 using Apb.Serving;
 using Microsoft.AspNetCore.Http;
 
@@ -54,15 +55,15 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
     }
 
     // A string, a one-element array of strings, or token ids; several prompts per request are not served.
-    static Prompt PromptOf(JsonElement? prompt, ServedModel model)
+    static PromptTokens PromptOf(JsonElement? prompt, ServedModel model)
     {
         if (prompt is not { } p || p.ValueKind == JsonValueKind.Null)
             throw new InvalidRequestException("Missing required parameter: 'prompt' (a string).", "prompt", "missing_required_parameter");
-        if (p.ValueKind == JsonValueKind.String) return Prompt.FromText(model.Tokenizer, p.GetString()!);
+        if (p.ValueKind == JsonValueKind.String) return PromptTokens.FromText(model.Tokenizer, p.GetString()!);
         if (p.ValueKind == JsonValueKind.Array)
         {
             int n = p.GetArrayLength();
-            if (n == 1 && p[0].ValueKind == JsonValueKind.String) return Prompt.FromText(model.Tokenizer, p[0].GetString()!);
+            if (n == 1 && p[0].ValueKind == JsonValueKind.String) return PromptTokens.FromText(model.Tokenizer, p[0].GetString()!);
             if (n > 0 && p[0].ValueKind is JsonValueKind.String or JsonValueKind.Array)
                 throw new InvalidRequestException($"'prompt' holds {n} prompts; this server takes one per request. Send them separately.", "prompt", "invalid_value");
             var ids = new int[n];
@@ -77,7 +78,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
                 if ((uint)ids[i] >= (uint)vocab)
                     throw new InvalidRequestException($"'prompt[{i}]' is token id {ids[i]}, outside the vocabulary (0..{vocab - 1}).", $"prompt[{i}]", "invalid_value");
             }
-            return new Prompt(ids, Array.Empty<int>());
+            return new PromptTokens(ids, Array.Empty<int>(), 0);
         }
         throw new InvalidRequestException(
             $"Invalid type for 'prompt': expected a string, got {RequestBody.Kind(p.ValueKind)} {RequestBody.Preview(p)}.", "prompt", "invalid_type");

@@ -47,13 +47,18 @@ static class GenerateCommand
             var tok = bundle.Tokenizer;
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";
-            if (document == null)
-                (document, question) = useChat ? PromptTokens.SplitPrompt(text ?? DefaultPrompt) : (text ?? DefaultPrompt, question);
-            var tokens = PromptTokens.Build(tok, useChat, r.GetValue(system), document, question);
+            // A single prompt is cut at its last blank line (document, then question), as the server cuts a user turn.
+            var tokens = (useChat, document) switch
+            {
+                (true, null) => PromptTokens.FromChat(tok, r.GetValue(system), text ?? DefaultPrompt, ""),
+                (true, _) => PromptTokens.FromChat(tok, r.GetValue(system), document, question),
+                (false, null) => PromptTokens.FromText(tok, text ?? DefaultPrompt),
+                (false, _) => PromptTokens.FromParts(tok, document, question),
+            };
             CheckLength(tokens.Count, options.MaxNewTokens, bundle.Config.MaxPositionEmbeddings);
 
             string dev = r.GetValue(device)!;
-            var so = strategy.Options(r, tokens, tok.PadTokenId ?? 0);
+            var so = strategy.Options(r, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
             using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens);
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
                 $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Strategy.ToString().ToLowerInvariant()} x{so.Ranks}");

@@ -32,7 +32,7 @@ static class LogitsCommand
             var tokens = request.All;
             GenerateCommand.CheckLength(tokens.Count, 0, bundle.Config.MaxPositionEmbeddings);
             string dev = r.GetValue(device)!;
-            var so = strategy.Options(r, request, bundle.Tokenizer.PadTokenId ?? 0);
+            var so = strategy.Options(r, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
             using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count);
             var logits = session switch
             {

@@ -20,11 +20,13 @@ static class ServeCommand
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "largest request body accepted (HTTP 413 above it)", DefaultValueFactory = _ => 64L << 20 };
         var name = new Option<string?>("--served-model-name") { Description = "the model name clients send (default: the model folder's name)" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no per-request log lines on stderr" };
+        var strategy = new StrategyFlags();
 
         var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
         {
             model, device, host, port, concurrency, maxQueue, defaultMax, maxBytes, name, quiet,
         };
+        strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             int n = r.GetValue(concurrency);
@@ -34,7 +36,16 @@ static class ServeCommand
             if (r.GetValue(maxBytes) < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             string dev = r.GetValue(device)!;
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
-            var served = ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name));
+            var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0);
+            so.Validate(bundle.Config);
+            // Full attention on one rank keeps a pool of model replicas; a strategy builds its ranks per request, with
+            // APB's anchor insertion point taken from that request's chat header.
+            var served = so.Strategy == Distributed.StrategyKind.Full && so.Ranks == 1
+                ? ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name))
+                : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
+                    bundle.Config.MaxPositionEmbeddings, bundle.StopTokens,
+                    (prompt, capacity) => StrategyFlags.Session(bundle, so with { AnchorInsertAt = prompt.AnchorInsertAt, Timings = false },
+                        () => CommonOptions.Backend(dev), capacity));
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {

@@ -34,7 +34,7 @@ sealed class StrategyFlags
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
 
-    public StrategyOptions Options(ParseResult r, PromptTokens prompt, int padTokenId)
+    public StrategyOptions Options(ParseResult r, int anchorInsertAt, int padTokenId)
     {
         var kind = StrategyOptions.ParseStrategy(r.GetValue(_strategy)!);
         return new StrategyOptions
@@ -45,7 +45,7 @@ sealed class StrategyFlags
             PassingLength = r.GetValue(_passing),
             Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),
             RetainingHeadsPath = r.GetValue(_heads),
-            AnchorInsertAt = prompt.AnchorInsertAt,
+            AnchorInsertAt = anchorInsertAt,
             FallbackBelow = r.GetValue(_fallback),
             PadTokenId = padTokenId,
             Timings = r.GetValue(_timings),

@@ -3,58 +3,102 @@ using Apb.Tokenization;
 namespace Apb.Engine;
 
 /// <summary>
-/// A request's tokens split the way APB needs them: the long context (the document, with the chat template's header
-/// before it) and the short query (the question, end of turn and assistant header), plus where the query goes into
-/// APB's anchor: after the header's tokens.
+/// A request's tokens split the way APB needs them: the long <see cref="Context"/> (the document, with everything the
+/// chat template writes before it), prefilled across ranks, and the short <see cref="Query"/> (the question, end of turn
+/// and assistant header), which APB also puts into every rank's anchor after <see cref="AnchorInsertAt"/> context tokens
+/// (the template's header). Context + Query are always exactly the ids of the whole rendered prompt.
 /// </summary>
 public sealed record PromptTokens(IReadOnlyList<int> Context, IReadOnlyList<int> Query, int AnchorInsertAt)
 {
     public int Count => Context.Count + Query.Count;
     public IReadOnlyList<int> All => Context.Concat(Query).ToArray();
 
+    const string Paragraph = "\n\n";
+    // Stands in for the question while locating it in a rendered multi-turn conversation: private-use characters that
+    // no template rewrites and real text does not contain.
+    const string Marker = "\uE000apb-question\uE000";
+
     /// <summary>
-    /// Tokenizes the whole prompt once, then finds the boundaries by encoding its leading parts: BPE can merge tokens
-    /// across a boundary (a document ending in "." before "\n\n"), so each boundary is the longest common prefix of the
-    /// whole prompt's ids and the part's ids. The ids are always exactly those of the whole prompt.
+    /// A conversation rendered by the model's template and cut for APB: the document is everything in the last user
+    /// message before its final paragraph (up to its last "\n\n"), the question that final paragraph. Everything before
+    /// the question (earlier turns too) is context. A last user message without a blank line is all document.
     /// </summary>
-    public static PromptTokens Build(HfTokenizer tok, bool chat, string? system, string document, string question)
+    public static PromptTokens FromChat(HfTokenizer tokenizer, IReadOnlyList<ChatMessage> messages)
     {
-        string header, context, full;
-        bool special;
-        if (chat)
+        var template = tokenizer.ChatTemplate;
+        string full = template.Render(messages, addGenerationPrompt: true);
+        int last = -1;
+        for (int i = messages.Count - 1; i >= 0 && last < 0; i--) if (messages[i].Role == "user") last = i;
+        if (last < 0) return Cut(tokenizer, full, full, "");
+
+        string content = messages[last].Content;
+        string header = HeaderOf(full, messages);
+        int cut = content.LastIndexOf(Paragraph, StringComparison.Ordinal);
+        if (cut < 0)
         {
-            var p = tok.ChatTemplate.Split(system, document, question);
-            header = p.Prefix; context = p.Prefix + p.Document; full = context + p.Suffix;
-            if (question.Length == 0)
-            {
-                // No question: the user turn is the document alone, rendered as the template renders it (Split would
-                // add the blank line that separates a question).
-                var messages = new List<ChatMessage>();
-                if (system != null) messages.Add(new ChatMessage("system", system));
-                messages.Add(new ChatMessage("user", document));
-                full = tok.ChatTemplate.Render(messages, addGenerationPrompt: true);
-            }
-            special = tok.ChatTemplate.EncodeWithSpecialTokens;
+            // No question: the context ends where the user's text does.
+            int end = LocateContentEnd(template, messages, last, content);
+            return end < 0 ? Cut(tokenizer, full, full, header) : Cut(tokenizer, full, full[..end], header);
         }
-        else
-        {
-            header = ""; context = document; full = document + question;
-            special = true;
-        }
-        var ids = tok.Encode(full, special);
-        int n = CommonPrefix(ids, tok.Encode(context, special));
-        int h = header.Length == 0 ? 0 : Math.Min(n, CommonPrefix(ids, tok.Encode(header, special)));
-        return new PromptTokens(ids.Take(n).ToArray(), ids.Skip(n).ToArray(), h);
+        var marked = messages.ToArray();
+        marked[last] = messages[last] with { Content = content[..cut] + Paragraph + Marker };
+        string withMarker = template.Render(marked, addGenerationPrompt: true);
+        int at = withMarker.IndexOf(Marker, StringComparison.Ordinal) - Paragraph.Length;
+        if (at < 0 || at > full.Length || string.CompareOrdinal(full, 0, withMarker, 0, at) != 0) return Cut(tokenizer, full, full, header);
+        return Cut(tokenizer, full, full[..at], header);
+    }
+
+    /// <summary>The CLI's request: an optional system message and one user turn, document + "\n\n" + question.</summary>
+    public static PromptTokens FromChat(HfTokenizer tokenizer, string? system, string document, string question)
+    {
+        var m = new List<ChatMessage>();
+        if (!string.IsNullOrEmpty(system)) m.Add(new ChatMessage("system", system));
+        m.Add(new ChatMessage("user", question.Length == 0 ? document : document + Paragraph + question));
+        return FromChat(tokenizer, m);
     }
 
     /// <summary>
-    /// A single chat prompt split at its last blank line: everything before is the document, the final paragraph the
-    /// question (the template puts the blank line back between them). A prompt without a blank line is all document.
+    /// Raw text (no template), encoded as HF's tokenizer(text): context up to the last "\n\n", query from there on;
+    /// without a blank line it is all context.
     /// </summary>
-    public static (string Document, string Question) SplitPrompt(string prompt)
+    public static PromptTokens FromText(HfTokenizer tokenizer, string text)
     {
-        int cut = prompt.TrimEnd().LastIndexOf("\n\n", StringComparison.Ordinal);
-        return cut < 0 ? (prompt, "") : (prompt[..cut], prompt[(cut + 2)..]);
+        int cut = text.LastIndexOf(Paragraph, StringComparison.Ordinal);
+        return Cut(tokenizer, text, cut < 0 ? text : text[..cut], "", special: true);
+    }
+
+    /// <summary>Raw document and question given apart: the context is the document, the query the question.</summary>
+    public static PromptTokens FromParts(HfTokenizer tokenizer, string document, string question) =>
+        Cut(tokenizer, document + question, document, "", special: true);
+
+    /// <summary>
+    /// Tokenizes the whole prompt once and places each boundary at the longest common prefix of the whole prompt's ids and
+    /// the ids of the text before it: BPE can merge tokens across a boundary (a document's "." with the "\n\n" after it).
+    /// </summary>
+    static PromptTokens Cut(HfTokenizer tok, string full, string context, string header, bool? special = null)
+    {
+        bool s = special ?? tok.ChatTemplate.EncodeWithSpecialTokens;
+        var ids = tok.Encode(full, s);
+        int n = CommonPrefix(ids, tok.Encode(context, s));
+        int h = header.Length == 0 ? 0 : Math.Min(n, CommonPrefix(ids, tok.Encode(header, s)));
+        return new PromptTokens(ids.Take(n).ToArray(), ids.Skip(n).ToArray(), h);
+    }
+
+    // The template's text before the first user content: BOS, the system block and the user header.
+    static string HeaderOf(string full, IReadOnlyList<ChatMessage> messages)
+    {
+        var firstUser = messages.FirstOrDefault(m => m.Role == "user");
+        if (firstUser is null || firstUser.Content.Length == 0) return "";
+        int at = full.IndexOf(firstUser.Content.Trim(), StringComparison.Ordinal);
+        return at < 0 ? "" : full[..at];
+    }
+
+    static int LocateContentEnd(ChatTemplate template, IReadOnlyList<ChatMessage> messages, int last, string content)
+    {
+        var marked = messages.ToArray();
+        marked[last] = messages[last] with { Content = content + Marker };
+        string withMarker = template.Render(marked, addGenerationPrompt: true);
+        return withMarker.IndexOf(Marker, StringComparison.Ordinal);
     }
 
     static int CommonPrefix(IReadOnlyList<int> a, IReadOnlyList<int> b)

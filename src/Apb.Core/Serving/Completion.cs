@@ -3,7 +3,7 @@ using Apb.Engine;
 namespace Apb.Serving;
 
 /// <summary>One generation to run: the prompt, how to sample, and the text that ends it early.</summary>
-public sealed record CompletionJob(Prompt Prompt, SamplingOptions Sampling, IReadOnlyList<string> StopSequences)
+public sealed record CompletionJob(PromptTokens Prompt, SamplingOptions Sampling, IReadOnlyList<string> StopSequences)
 {
     /// <summary>When the request arrived (Stopwatch timestamp), so time to first token includes the wait in line.</summary>
     public long ArrivedAt { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();

@@ -62,7 +62,7 @@ public sealed class InferenceRunner
             onText?.Invoke(piece);
         }
 
-        using var session = new MeteredSession(Model.NewSession(prompt.Count + job.Sampling.MaxNewTokens));
+        using var session = new MeteredSession(Model.NewSession(prompt, prompt.Count + job.Sampling.MaxNewTokens));
         string finish;
         int generated;
         try

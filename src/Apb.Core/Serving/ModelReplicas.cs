@@ -21,7 +21,7 @@ public sealed class ModelReplicas
         if (_count == 0) throw new ApbException("a model pool needs at least one replica");
     }
 
-    public IInferenceSession NewSession(int capacity)
+    public IInferenceSession NewSession(PromptTokens prompt, int capacity)
     {
         if (!_free.TryTake(out var model))
             throw new InvalidOperationException(

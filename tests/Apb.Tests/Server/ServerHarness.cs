@@ -128,10 +128,10 @@ sealed class ProbeSessions
     public int Decodes => Volatile.Read(ref _decodes);
     public void FailNextPrefill() => Volatile.Write(ref _failNext, 1);
 
-    public IInferenceSession New(int capacity)
+    public IInferenceSession New(PromptTokens prompt, int capacity)
     {
         Interlocked.Increment(ref _created);
-        return new Probe(this, _real.NewSession(capacity));
+        return new Probe(this, _real.NewSession(prompt, capacity));
     }
 
     sealed class Probe(ProbeSessions owner, IInferenceSession inner) : IInferenceSession

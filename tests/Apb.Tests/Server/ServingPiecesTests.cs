@@ -1,3 +1,4 @@
+using Apb.Engine;
 using Apb.Serving;
 using Apb.Tokenization;
 using Xunit;
@@ -59,17 +60,23 @@ public class ServingPiecesTests
         List<ChatMessage> single = [new("system", "Be brief."), new("user", "Part one.\n\nPart two.\n\nWhat is in part two?")];
         List<ChatMessage> multi = [new("user", "First question?"), new("assistant", "First answer."), new("user", "A document.\n\nSecond question?")];
         List<ChatMessage> noBlank = [new("user", "Just a question?")];
-        foreach (var (messages, question) in new[] { (single, "What is in part two?"), (multi, "Second question?"), (noBlank, "Just a question?") })
+        foreach (var (messages, question) in new[] { (single, "What is in part two?"), (multi, "Second question?") })
         {
-            var p = Prompt.FromChat(tok, messages);
+            var p = PromptTokens.FromChat(tok, messages);
             string context = tok.Decode(p.Context), query = tok.Decode(p.Query);
             Assert.Equal(t.Render(messages, addGenerationPrompt: true), context + query);
             Assert.DoesNotContain(question, context);
-            Assert.StartsWith(messages[^1].Content.Contains("\n\n") ? "\n\n" + question : question, query);
+            Assert.StartsWith("\n\n" + question, query);
         }
+        // Without a blank line the whole user text is document (a long single paragraph must not become a query that
+        // every rank's anchor has to hold); the query is the end of turn and the assistant header.
+        var whole = PromptTokens.FromChat(tok, noBlank);
+        Assert.Equal(t.Render(noBlank, addGenerationPrompt: true), tok.Decode(whole.Context) + tok.Decode(whole.Query));
+        Assert.Contains("Just a question?", tok.Decode(whole.Context));
+        Assert.DoesNotContain("question", tok.Decode(whole.Query));
         // The [system, user] case is exactly ChatTemplate.Split's cut.
         var split = t.Split("Be brief.", "Part one.\n\nPart two.", "What is in part two?");
-        var ps = Prompt.FromChat(tok, single);
+        var ps = PromptTokens.FromChat(tok, single);
         Assert.Equal(split.Prefix + split.Document, tok.Decode(ps.Context));
         Assert.Equal(split.Suffix, tok.Decode(ps.Query));
     }
@@ -78,10 +85,10 @@ public class ServingPiecesTests
     public void TextPromptIsCutAtTheLastBlankLine()
     {
         var tok = Harness.Bundle.Tokenizer;
-        var p = Prompt.FromText(tok, "Doc line.\n\nMore doc.\n\nQuestion?");
+        var p = PromptTokens.FromText(tok, "Doc line.\n\nMore doc.\n\nQuestion?");
         Assert.Equal("Doc line.\n\nMore doc.", tok.Decode(p.Context).TrimStart());
         Assert.Equal("\n\nQuestion?", tok.Decode(p.Query));
-        var whole = Prompt.FromText(tok, "no blank line");
+        var whole = PromptTokens.FromText(tok, "no blank line");
         Assert.Empty(whole.Query);
     }
 
