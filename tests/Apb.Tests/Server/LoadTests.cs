@@ -55,7 +55,10 @@ public class LoadTests(ITestOutputHelper output)
             gone = server.Metrics.Requests("/v1/chat/completions", 499) + server.Metrics.Requests("/v1/completions", 499);
             return ok + gone == Requests + 8;
         }, "every request to be counted once");
-        Assert.InRange(gone, 1, Cancellations);
+        // How many disconnects reach the server before their generation ends depends on timing and on when the random
+        // model emits its stop token, so only the bound is asserted here; AdmissionTests pins cancellation down with a
+        // session that cannot finish on its own.
+        Assert.InRange(gone, 0, Cancellations);
     }
 
     static long Heap()
