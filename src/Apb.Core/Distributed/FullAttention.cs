@@ -15,6 +15,7 @@ public sealed class FullAttention : IAttention
     readonly ModelConfig _c;
     readonly RopeTable _rope;
     public KvCache[] Caches { get; }
+    int[] _positions = [];
 
     public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity)
     {
@@ -38,7 +39,8 @@ public sealed class FullAttention : IAttention
     {
         var cache = Caches[layer];
         int start = cache.Length;
-        var positions = new int[q.Rows];
+        if (_positions.Length < q.Rows) _positions = new int[q.Rows];
+        var positions = _positions.AsSpan(0, q.Rows);
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
         using (Profile?.Measure("other"))
         {

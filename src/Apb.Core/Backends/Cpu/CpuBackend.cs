@@ -9,6 +9,8 @@ public sealed class CpuBackend : IBackend
 {
     public string Name => "cpu";
 
+    int[] _positions = new int[256];
+
     public Tensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
     public IWeight Load(WeightView w) => new CpuWeight(w);
 
@@ -112,7 +114,10 @@ public sealed class CpuBackend : IBackend
         int d = table.HeadDim, half = d / 2;
         if (xs.Cols != heads * d || positions.Length != xs.Rows)
             throw new ArgumentException($"rope on {xs} with {heads} heads of {d} and {positions.Length} positions");
-        var pos = positions.ToArray();
+        // A span cannot be captured by the parallel body; the copy goes to a buffer kept across calls.
+        if (_positions.Length < positions.Length) _positions = new int[positions.Length];
+        positions.CopyTo(_positions);
+        var pos = _positions;
         Parallel.For(0, xs.Rows, r =>
         {
             var row = xs.Row(r);
