@@ -12,7 +12,7 @@ static class CommonOptions
 
     public static Option<string> Device() => new("--device")
     {
-        Description = "where to run: cpu (more backends come with their issues)",
+        Description = "where to run: cpu, or cuda / cuda:N (an NVIDIA GPU, compute 8.0+; `apb doctor` checks)",
         DefaultValueFactory = _ => "cpu",
     };
 
@@ -34,6 +34,12 @@ static class CommonOptions
     public static Backends.IBackend Backend(string device) => device switch
     {
         "cpu" => new Backends.Cpu.CpuBackend(),
-        _ => throw new ApbException($"--device {device} is not available (supported here: cpu)"),
+        _ when CudaOrdinal(device) is int n => new Cuda.CudaBackend(n),
+        _ => throw new ApbException($"--device {device} is not available (supported: cpu, cuda, cuda:N)"),
     };
+
+    /// <summary>N for "cuda" (0) or "cuda:N"; null for anything else.</summary>
+    public static int? CudaOrdinal(string device) =>
+        device == "cuda" ? 0 :
+        device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device.AsSpan(5), out int n) && n >= 0 ? n : null;
 }

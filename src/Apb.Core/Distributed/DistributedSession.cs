@@ -109,14 +109,13 @@ public sealed class DistributedSession : IInferenceSession
                 var t = rk.Backend.AllocateF32(1, 1);
                 if (rk.Rank == 0) rk.Backend.Upload([token], t);
                 rk.Comm.Broadcast(t, 0);
-                var got = new float[1];
-                rk.Backend.Download(t, got);
-                id = (int)got[0];
+                id = (int)Download(rk.Backend, t)[0];
             }
             var attention = (IAttention?)rk.Full ?? rk.Phase!;
             var logits = rk.Model.Forward([id], new RankAttention(attention, rk, $"decode step {step}", BeforeAttention), LogitsFor.Last)!;
             rk.Phase?.Advance(1);
-            return rk.Rank == 0 ? Download(rk.Backend, logits) : null;
+            var row = Download(rk.Backend, logits);
+            return rk.Rank == 0 ? row : null;
         });
         Length++;
         return results[0]!;
@@ -219,8 +218,8 @@ public sealed class DistributedSession : IInferenceSession
         var q = rk.Model.Forward(query.ToArray(), new RankAttention(rk.Phase, rk, "query, star phase", BeforeAttention),
             allLogits ? LogitsFor.All : LogitsFor.Last)!;
         rk.Phase.Advance(query.Count);
-        if (rk.Rank != 0) return null;
         var ql = Download(rk.Backend, q);
+        if (rk.Rank != 0) return null;
         return contextLogits is null ? ql : [.. contextLogits, .. ql];
     }
 
@@ -246,8 +245,8 @@ public sealed class DistributedSession : IInferenceSession
         rk.Comm.Profile = null;
         try { rk.Comm.AllGather(logits.RowSlice(plan.AnchorRows(rk.Rank), counts[rk.Rank]), all, counts); }
         finally { rk.Comm.Profile = profile; }
-        if (rk.Rank != 0) return null;
         var rows = Download(rk.Backend, all);
+        if (rk.Rank != 0) return null;
         var ordered = new float[rows.Length];
         int at = 0;
         for (int r = 0; r < plan.Ranks; r++)
@@ -268,10 +267,12 @@ public sealed class DistributedSession : IInferenceSession
         if (rk.Phase != null) rk.Phase.Profile = p;
     }
 
+    // Every tensor downloaded here was made for this one step; a GPU backend holds device memory until it is disposed.
     static float[] Download(IBackend b, Tensor t)
     {
         var r = new float[t.Rows * t.Cols];
         b.Download(t, r);
+        (t as IDisposable)?.Dispose();
         return r;
     }
 

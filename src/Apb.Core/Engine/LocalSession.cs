@@ -31,13 +31,16 @@ public sealed class LocalSession : IInferenceSession
         var t = _model.Forward(ids.ToArray(), _attention, LogitsFor.All)!;
         var r = new float[t.Rows * t.Cols];
         _model.Backend.Download(t, r);
+        (t as IDisposable)?.Dispose();
         return r;
     }
 
+    // Logits are a fresh tensor per step; a GPU backend holds device memory for it until it is disposed.
     float[] Last(Backends.Tensor logits)
     {
         var r = new float[logits.Cols];
         _model.Backend.Download(logits, r);
+        (logits as IDisposable)?.Dispose();
         return r;
     }
 

@@ -1,0 +1,122 @@
+using Apb.Cuda;
+using Apb.Cuda.Native;
+using Xunit;
+
+namespace Apb.Tests.Cuda;
+
+/// <summary>The CUDA backend's host side, testable without a GPU: library resolution, the kernel cache key, doctor.</summary>
+public class CudaHostTests
+{
+    static string TempDir()
+    {
+        string d = Path.Combine(Path.GetTempPath(), "apb-cuda-test-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(d);
+        return d;
+    }
+
+    [Fact]
+    public void SearchFoldersFollowTheDocumentedOrder()
+    {
+        var env = new Dictionary<string, string> { ["APB_CUDA_LIB_DIR"] = "/opt/a:/opt/b", ["CUDA_HOME"] = "/opt/cuda" };
+        var dirs = NativeResolver.SearchFolders(n => env.GetValueOrDefault(n));
+        Assert.Equal(["/opt/a", "/opt/b", "/opt/cuda/lib64", "/opt/cuda/lib", "/usr/local/cuda/lib64", "/usr/local/nvidia/lib64", "/usr/lib/x86_64-linux-gnu"],
+            dirs.Take(7));
+    }
+
+    [Fact]
+    public void MissingLibraryLeavesAReadableTraceAndNoCrash()
+    {
+        string empty = TempDir();
+        var r = new NativeResolver(n => n == "APB_CUDA_LIB_DIR" ? empty : null);
+        nint h = r.TryLoad("driver", "libapb-test-missing.so.1");
+        Assert.Equal(0, h);
+        string trace = r.TraceText;
+        Assert.Contains($"{empty}/libapb-test-missing.so.1: not found", trace);
+        Assert.Contains("not found by the loader's default search either", trace);
+    }
+
+    [Fact]
+    public void AFileThatIsNotALibrarySaysDlopenFailed()
+    {
+        string dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "libapb-test-bogus.so.1"), "not an ELF file");
+        var r = new NativeResolver(n => n == "APB_CUDA_LIB_DIR" ? dir : null);
+        Assert.Equal(0, r.TryLoad("bogus", "libapb-test-bogus.so.1"));
+        Assert.Contains("exists but dlopen failed", r.TraceText);
+    }
+
+    [Fact]
+    public void CacheKeyChangesWithEveryInput()
+    {
+        string[] opts = ["--gpu-architecture=sm_90a", "--std=c++17"];
+        string k = KernelCompiler.CacheKey("src", opts, "sm_90a", "13.0");
+        Assert.Equal(k, KernelCompiler.CacheKey("src", opts, "sm_90a", "13.0"));
+        Assert.Equal(64, k.Length);
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src ", opts, "sm_90a", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", ["--gpu-architecture=sm_90a"], "sm_90a", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", opts, "sm_80", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", opts, "sm_90a", "12.9"));
+        // Length prefixes: moving a character between two options is a different key.
+        Assert.NotEqual(KernelCompiler.CacheKey("s", ["ab", "c"], "a", "v"), KernelCompiler.CacheKey("s", ["a", "bc"], "a", "v"));
+    }
+
+    [Fact]
+    public void ArchitectureIsSm90aOnHopperAndRefusesPreAmpere()
+    {
+        Assert.Equal("sm_90a", KernelCompiler.Architecture(9, 0));
+        Assert.Equal("sm_80", KernelCompiler.Architecture(8, 0));
+        Assert.Equal("sm_89", KernelCompiler.Architecture(8, 9));
+        var e = Assert.Throws<ApbException>(() => KernelCompiler.Architecture(7, 5));
+        Assert.Contains("8.0 or newer", e.Message);
+    }
+
+    [Fact]
+    public void EveryKernelTheBackendLaunchesIsInTheEmbeddedSources()
+    {
+        string elementwise = KernelCompiler.Source("elementwise.cu"), attention = KernelCompiler.Source("attention.cu");
+        foreach (var name in new[] { "apb_convert_f32_bf16", "apb_convert_f16_bf16", "apb_embed", "apb_rms_norm", "apb_add", "apb_silu_mul",
+                     "apb_silu", "apb_rope", "apb_copy2d_u16", "apb_copy2d_u32", "apb_gather_rows_u16", "apb_gather_rows_u32", "apb_merge_attention" })
+            Assert.Contains($"void {name}(", elementwise);
+        foreach (var name in new[] { "apb_attention_generic", "apb_attention_mma_d64", "apb_attention_mma_d128", "apb_attention_mma2_d64", "apb_attention_mma2_d128" })
+            Assert.Contains(name + "(", attention);
+        // NVRTC has no default include path and the machine may have no CUDA headers: our kernels include nothing.
+        Assert.DoesNotContain("#include", elementwise);
+        Assert.DoesNotContain("#include", attention);
+    }
+
+    [Fact]
+    public void PoolRoundsSizesSoBlocksAreReused()
+    {
+        Assert.Equal(512, DeviceMemory.RoundedSize(1));
+        Assert.Equal(1024, DeviceMemory.RoundedSize(513));
+        Assert.Equal(2L << 20, DeviceMemory.RoundedSize((2L << 20) - 1));
+        Assert.Equal(4L << 20, DeviceMemory.RoundedSize((2L << 20) + 1));
+    }
+
+    [Fact]
+    public void DoctorExitsZeroAndSaysWhetherThereIsAGpu()
+    {
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        int rc = Apb.Cli.Cli.Run(["doctor", "--no-compile"], stdout, stderr);
+        Assert.Equal(0, rc);
+        string text = stdout.ToString();
+        if (GpuFactAttribute.Probe() is null)
+            Assert.Contains("cuda:0", text);
+        else
+        {
+            Assert.Contains("no GPU available", text);
+            Assert.Contains("load trace:", text);
+            Assert.Contains("libcuda.so.1", text);
+        }
+    }
+
+    [Fact]
+    public void CudaDeviceWithoutAGpuIsAClearError()
+    {
+        if (GpuFactAttribute.Probe() is null) return; // meaningful only where there is no GPU
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        int rc = Apb.Cli.Cli.Run(["logits", "--device", "cuda", "--ids", "1,2,3", "--model", Repo.Fixture("llama-tiny")], stdout, stderr);
+        Assert.Equal(1, rc);
+        Assert.Contains("no CUDA driver found", stderr.ToString());
+    }
+}
