@@ -5,21 +5,28 @@ using Apb.Model;
 namespace Apb.Distributed;
 
 /// <summary>
-/// Ring attention (exact), contiguous layout. Each rank starts with its own block's K/V and passes what it holds to the
-/// next rank H-1 times; at step s it holds block j = (r - s) mod H. Its queries see an earlier block whole, their own
-/// block causally and later blocks not at all; the partial results are merged by LSE. K and V travel as one message of
+/// Ring attention (exact), the part both layouts share. Each rank first attends its own block causally, then passes what
+/// it holds to the next rank H-1 times; at step s it holds rank j = (r - s) mod H's block, which the layout decides how
+/// its queries see (<see cref="AttendHeld"/>); partial results are merged by LSE. K and V travel as one message of
 /// [2 l_b, kv_dim] (K rows then V rows). On a GPU the send of step s overlaps the attention of step s; here they alternate.
 /// </summary>
-public sealed class RingAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
+public abstract class RingAttentionBase(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
     : SequenceParallelAttention(backend, config, rope, plan, comm)
 {
+    protected abstract SequenceLayout Layout { get; }
+
+    /// <summary>Attends the local queries to rank <paramref name="owner"/>'s block (hk, hv) and merges into output/lse.</summary>
+    protected abstract void AttendHeld(int owner, Tensor q, Tensor hk, Tensor hv, Tensor output, Tensor lse, Tensor part, Tensor partLse);
+
     public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
     {
+        if (Plan.Layout != Layout) throw new ArgumentException($"{GetType().Name} needs a {Layout} plan, got {Plan.Layout}");
         int lb = Plan.BlockLength;
         if (q.Rows != lb) throw new ArgumentException($"ring: rank {Rank} got {q.Rows} rows, the plan says {lb}");
         Rotate(q, k, Plan.Positions(Rank));
         CacheOwnBlock(layer, k, v, 0);
 
+        // The local rows are in position order in both layouts, so plain causal masking over them is exact.
         var lse = Buffer("lse", lb, Heads, fp32: true);
         using (Measure("attention"))
         {
@@ -41,12 +48,27 @@ public sealed class RingAttention(IBackend backend, ModelConfig config, RopeTabl
         {
             Comm.SendRecv(held, (Rank + 1) % Ranks, next, (Rank - 1 + Ranks) % Ranks);
             (held, next) = (next, held);
-            int j = (Rank - s + Ranks) % Ranks;
-            if (j > Rank) continue; // a later block: invisible to every query here, only passed on
+            int owner = (Rank - s + Ranks) % Ranks;
             using var _ = Measure("attention");
-            B.Attention(q, held.RowSlice(0, lb), held.RowSlice(lb, lb), Heads, KvHeads, AttentionMask.None, part, partLse);
-            B.MergeAttention(output, lse, part, partLse, Heads);
-            CountAttention((double)lb * lb);
+            AttendHeld(owner, q, held.RowSlice(0, lb), held.RowSlice(lb, lb), output, lse, part, partLse);
         }
+    }
+}
+
+/// <summary>
+/// Contiguous layout: queries see an earlier block whole and a later block not at all (it is only passed on), so rank
+/// H-1 does H times the causal work of rank 0.
+/// </summary>
+public sealed class RingAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
+    : RingAttentionBase(backend, config, rope, plan, comm)
+{
+    protected override SequenceLayout Layout => SequenceLayout.Contiguous;
+
+    protected override void AttendHeld(int owner, Tensor q, Tensor hk, Tensor hv, Tensor output, Tensor lse, Tensor part, Tensor partLse)
+    {
+        if (owner > Rank) return;
+        B.Attention(q, hk, hv, Heads, KvHeads, AttentionMask.None, part, partLse);
+        B.MergeAttention(output, lse, part, partLse, Heads);
+        CountAttention((double)q.Rows * q.Rows);
     }
 }
