@@ -16,9 +16,11 @@ public static class Cli
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(LogitsCommand.Create(io));
         root.Subcommands.Add(InspectCommand.Create(io));
+        root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(DoctorCommand.Create(io));
         root.Subcommands.Add(CheckKernelsCommand.Create(io));
         root.Subcommands.Add(ServeCommand.Create(io));
+        root.Subcommands.Add(LaunchCommand.Create(io));
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }

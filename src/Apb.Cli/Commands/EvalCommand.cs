@@ -1,0 +1,174 @@
+using System.CommandLine;
+using Apb.Backends.Cpu;
+using Apb.Distributed;
+using Apb.Engine;
+using Apb.Eval;
+using Apb.Model;
+using Apb.Tokenization;
+
+namespace Apb.Cli.Commands;
+
+/// <summary>
+/// `apb eval generate` writes RULER-style samples (strings + token ids) as JSON lines, for training and inspection;
+/// `apb eval ruler` runs them through one or more strategies and prints accuracy per task.
+/// </summary>
+static class EvalCommand
+{
+    public static Command Create(Io io)
+    {
+        var cmd = new Command("eval", "RULER-style accuracy: generate samples, or run them through strategies");
+        cmd.Subcommands.Add(Generate(io));
+        cmd.Subcommands.Add(Ruler(io));
+        return cmd;
+    }
+
+    static Option<string> Tasks() => new("--tasks") { Description = "all, niah, or a comma list of: " + string.Join(", ", RulerTasks.All.Select(t => t.Name)), DefaultValueFactory = _ => "all" };
+    static Option<string> Length(string dflt) => new("--length", "-l") { Description = "target tokens (context + query) per sample: 4096, 4k, 16K; comma list for several", DefaultValueFactory = _ => dflt };
+    static Option<int> Samples(int dflt) => new("--samples", "-s") { Description = "samples per task and length", DefaultValueFactory = _ => dflt };
+    static Option<int> Seed() => new("--seed") { Description = "samples depend only on (seed, task, length, index)", DefaultValueFactory = _ => 0 };
+    static Option<int> Threads() => new("--threads") { Description = "threads generating samples (0 = all cores)", DefaultValueFactory = _ => 0 };
+
+    static Command Generate(Io io)
+    {
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "folder with tokenizer.json (+ tokenizer_config.json) that measures the length; default: the embedded model's" };
+        var tasks = Tasks(); var length = Length("4k"); var samples = Samples(100); var seed = Seed(); var threads = Threads();
+        var output = new Option<string>("--out", "-o") { Description = "JSON lines file to write ('-' for stdout)", Required = true };
+        var format = new Option<string>("--format") { Description = "jsonl (strings and ids) or ids (task TAB context ids TAB query ids TAB answer ids: compact, for training)", DefaultValueFactory = _ => "jsonl" };
+        var cmd = new Command("generate", "write samples as JSON lines: strings and context_ids / query_ids / answer_ids")
+        {
+            tokenizer, tasks, length, samples, seed, threads, output, format,
+        };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            string fmt = r.GetValue(format)!;
+            if (fmt is not ("jsonl" or "ids")) throw new ApbException($"--format {fmt}: expected jsonl or ids");
+            var taskList = RulerTasks.Parse(r.GetValue(tasks)!);
+            var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
+            int n = CheckSamples(r.GetValue(samples));
+            var tok = LoadTokenizer(CommonOptions.ResolveModel(r.GetValue(tokenizer)));
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var all = new SampleGenerator(tok).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads));
+            string path = r.GetValue(output)!;
+            if (path == "-")
+            {
+                using var so = Console.OpenStandardOutput();
+                Write(so, all, fmt);
+            }
+            else
+            {
+                using var f = File.Create(path);
+                Write(f, all, fmt);
+            }
+            io.Err.WriteLine($"{all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}), mean {all.Average(s => s.PromptTokens):F0} prompt tokens, in {sw.Elapsed.TotalSeconds:F1} s -> {path}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    static Command Ruler(Io io)
+    {
+        var model = CommonOptions.Model();
+        var tasks = Tasks(); var length = Length("4k"); var samples = Samples(10); var seed = Seed(); var threads = Threads();
+        var strategies = new Option<string>("--strategies") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
+        var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (CPU ranks as threads)", DefaultValueFactory = _ => 4 };
+        var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
+        var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: by context length)" };
+        var scorer = new Option<string>("--scorer") { Description = "APB token scorer: query (training-free) or retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
+        var heads = new Option<string?>("--retaining-heads") { Description = "safetensors file of retaining heads (default: retaining_heads.safetensors in the model folder, if there)" };
+        var json = new Option<string?>("--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction)" };
+        var samplesOut = new Option<string?>("--samples-out") { Description = "also write the samples used as JSON lines here" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
+        var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
+        {
+            model, tasks, length, samples, seed, threads, strategies, ranks, anchor, passing, scorer, heads, json, samplesOut, verbose,
+        };
+        cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, () =>
+        {
+            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            var taskList = RulerTasks.Parse(r.GetValue(tasks)!);
+            var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
+            foreach (var len in lengths)
+                if (len + 64 > bundle.Config.MaxPositionEmbeddings)
+                    throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
+            int n = CheckSamples(r.GetValue(samples));
+            int rankCount = r.GetValue(ranks);
+            var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => StrategyOptions.ParseStrategy(s) == StrategyKind.Full ? new StrategySpec("full", 1) : new StrategySpec(s.ToLowerInvariant(), rankCount))
+                .Distinct().ToList();
+            if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
+
+            string? headsPath = r.GetValue(heads);
+            var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
+            if (scorerKind == ScorerKind.Retaining && headsPath is null)
+            {
+                string dflt = Path.Combine(bundle.Directory, "retaining_heads.safetensors");
+                headsPath = File.Exists(dflt) ? dflt : throw new ApbException($"--scorer retaining needs --retaining-heads FILE (no {dflt} either)");
+            }
+
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var all = new SampleGenerator(bundle.Tokenizer).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads), cancel);
+            io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)}; {all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}) generated in {sw.Elapsed.TotalSeconds:F1} s; strategies {string.Join(", ", specs)}");
+            if (r.GetValue(samplesOut) is string so)
+            {
+                using var f = File.Create(so);
+                SampleJsonl.Write(f, all);
+            }
+
+            var config = bundle.Config;
+            var weights = LlamaWeights.Load(config, bundle.Checkpoint, new CpuBackend());
+            int pad = bundle.Tokenizer.PadTokenId ?? 0;
+            IInferenceSession Session(StrategySpec spec, EncodedSample e)
+            {
+                var kind = StrategyOptions.ParseStrategy(spec.Name);
+                if (kind == StrategyKind.Full) return new LocalSession(new LlamaModel(config, weights, new CpuBackend()), RulerHarness.Capacity(e));
+                // APB's anchor holds the query plus the first context tokens; at short lengths the paper's l_a = n/32 is
+                // smaller than the query itself, so the default grows to the query + 64 tokens (never past the block).
+                int? la = r.GetValue(anchor);
+                if (la is null && kind == StrategyKind.Apb)
+                {
+                    int n = e.ContextIds.Length, lb = (n + spec.Ranks - 1) / spec.Ranks;
+                    la = Math.Min(Math.Max(ApbDefaults.For(n, spec.Ranks).Anchor, e.QueryIds.Length + 64), lb);
+                }
+                // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
+                var options = new StrategyOptions
+                {
+                    Strategy = kind, Ranks = spec.Ranks, AnchorLength = la, PassingLength = r.GetValue(passing),
+                    Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0, PadTokenId = pad,
+                };
+                return new DistributedSession(config, weights, _ => new CpuBackend(), options);
+            }
+
+            bool verb = r.GetValue(verbose);
+            var rows = RulerHarness.Run(all, specs, Session, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
+                row => io.Err.WriteLine($"{row.Strategy}{(row.Ranks > 1 ? $" x{row.Ranks}" : "")} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s)"),
+                verb ? o => io.Err.WriteLine($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}") : null,
+                cancel);
+            io.Out.Write(RulerHarness.FormatTable(rows));
+            if (r.GetValue(json) is string jp)
+            {
+                using var f = File.Create(jp);
+                RulerHarness.WriteJson(f, rows);
+            }
+            return 0;
+        })));
+        return cmd;
+    }
+
+    static void Write(Stream s, IReadOnlyList<EncodedSample> all, string format)
+    {
+        if (format == "ids") SampleJsonl.WriteIds(s, all);
+        else SampleJsonl.Write(s, all);
+    }
+
+    static string Quote(string s) => "\"" + s.Replace("\n", "\\n") + "\"";
+
+    static int CheckSamples(int n) => n >= 1 ? n : throw new ApbException($"--samples must be at least 1, got {n}");
+
+    static HfTokenizer LoadTokenizer(string dir)
+    {
+        string path = File.Exists(dir) ? dir : Path.Combine(dir, "tokenizer.json");
+        if (!File.Exists(path)) throw new ApbException($"{path}: tokenizer.json not found (--tokenizer takes a model folder or a tokenizer.json file)");
+        string cfg = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json");
+        return HfTokenizer.Load(path, File.Exists(cfg) ? cfg : null);
+    }
+}

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using Apb.Engine;
+using Apb.Tokenization;
+
+namespace Apb.Eval;
+
+/// <summary>A strategy as the harness names it: "full" on 1 rank, "apb" on 4, ...</summary>
+public sealed record StrategySpec(string Name, int Ranks)
+{
+    public override string ToString() => Ranks == 1 ? Name : $"{Name}x{Ranks}";
+}
+
+/// <summary>One row of the result table: a strategy at a length on a task.</summary>
+public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples, double Seconds);
+
+/// <summary>What one sample produced, for --verbose and tests.</summary>
+public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
+
+/// <summary>
+/// Runs the same samples through each strategy with greedy decoding and scores them RULER's way. Sessions come from a
+/// factory (strategy, KV capacity) so the harness knows nothing of ranks: full attention is a LocalSession, the
+/// distributed strategies a DistributedSession, a future GPU path whatever implements IInferenceSession. The factory sees
+/// the sample, so it can size caches and APB's anchor (which must hold the query) per request.
+/// </summary>
+public static class RulerHarness
+{
+    /// <summary>Tokens generated beyond the expected answer's own length (stop tokens usually end it sooner).</summary>
+    public const int ExtraNewTokens = 4;
+
+    /// <summary>Greedy budget: the expected answer's length plus <see cref="ExtraNewTokens"/>.</summary>
+    public static int MaxNewTokens(EncodedSample e) => e.AnswerIds.Length + ExtraNewTokens;
+
+    /// <summary>KV rows a session needs for the sample: prompt plus generation budget.</summary>
+    public static int Capacity(EncodedSample e) => e.PromptTokens + MaxNewTokens(e);
+
+    public static List<RulerRow> Run(IReadOnlyList<EncodedSample> samples, IReadOnlyList<StrategySpec> strategies,
+        Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory, HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens,
+        Action<RulerRow>? onRow = null, Action<SampleOutcome>? onSample = null, CancellationToken cancel = default)
+    {
+        var rows = new List<RulerRow>();
+        var groups = samples.GroupBy(s => (s.Sample.TargetTokens, s.Sample.Task)).ToList();
+        foreach (var spec in strategies)
+            foreach (var g in groups)
+            {
+                var sw = Stopwatch.StartNew();
+                var scores = new List<double>();
+                foreach (var e in g)
+                {
+                    var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel);
+                    scores.Add(outcome.Score);
+                    onSample?.Invoke(outcome);
+                }
+                var row = new RulerRow(spec.Name, spec.Ranks, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds);
+                rows.Add(row);
+                onRow?.Invoke(row);
+            }
+        return rows;
+    }
+
+    public static SampleOutcome RunOne(StrategySpec spec, EncodedSample e, Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory,
+        HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens, CancellationToken cancel = default)
+    {
+        var options = new SamplingOptions { MaxNewTokens = MaxNewTokens(e) };
+        using var session = sessionFactory(spec, e);
+        var result = Generator.Run(session, tokenizer, e.ContextIds, e.QueryIds, options, stopTokens, cancel: cancel);
+        return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers));
+    }
+
+    /// <summary>Markdown table: one row per task and length, one accuracy column per strategy (x100, as RULER prints).</summary>
+    public static string FormatTable(IReadOnlyList<RulerRow> rows)
+    {
+        var strategies = rows.Select(r => (r.Strategy, r.Ranks)).Distinct().ToList();
+        string Name((string S, int R) s) => s.R == 1 ? s.S : $"{s.S} x{s.R}";
+        var sb = new System.Text.StringBuilder();
+        sb.Append("| length | task | samples |");
+        foreach (var s in strategies) sb.Append($" {Name(s)} | {Name(s)} s |");
+        sb.AppendLine();
+        sb.Append("|---|---|---|");
+        foreach (var _ in strategies) sb.Append("---|---|");
+        sb.AppendLine();
+        var keys = rows.Select(r => (r.Length, r.Task)).Distinct().ToList();
+        foreach (var (len, task) in keys)
+        {
+            var any = rows.First(r => r.Length == len && r.Task == task);
+            sb.Append($"| {len} | {task} | {any.Samples} |");
+            foreach (var s in strategies)
+            {
+                var r = rows.FirstOrDefault(x => x.Length == len && x.Task == task && x.Strategy == s.Strategy && x.Ranks == s.Ranks);
+                sb.Append(r is null ? " | |" : $" {100 * r.Accuracy:F1} | {r.Seconds:F1} |");
+            }
+            sb.AppendLine();
+        }
+        foreach (var len in rows.Select(r => r.Length).Distinct())
+        {
+            sb.Append($"| {len} | **mean** | |");
+            foreach (var s in strategies)
+            {
+                var rs = rows.Where(x => x.Length == len && x.Strategy == s.Strategy && x.Ranks == s.Ranks).ToList();
+                sb.Append(rs.Count == 0 ? " | |" : $" **{100 * rs.Average(x => x.Accuracy):F1}** | {rs.Sum(x => x.Seconds):F1} |");
+            }
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>{"results": [{"strategy", "ranks", "length", "task", "accuracy" (0..1), "samples", "seconds"}, ...]}</summary>
+    public static void WriteJson(Stream stream, IReadOnlyList<RulerRow> rows)
+    {
+        using var w = new System.Text.Json.Utf8JsonWriter(stream, new System.Text.Json.JsonWriterOptions { Indented = true });
+        w.WriteStartObject();
+        w.WriteStartArray("results");
+        foreach (var r in rows)
+        {
+            w.WriteStartObject();
+            w.WriteString("strategy", r.Strategy);
+            w.WriteNumber("ranks", r.Ranks);
+            w.WriteNumber("length", r.Length);
+            w.WriteString("task", r.Task);
+            w.WriteNumber("accuracy", Math.Round(r.Accuracy, 6));
+            w.WriteNumber("samples", r.Samples);
+            w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+}
