@@ -41,6 +41,7 @@ static class LogitsCommand
                 _ => throw new InvalidOperationException(session.GetType().Name),
             };
             StrategyFlags.Report(io, session, strategy.Timings(r));
+            if (session is Distributed.DistributedSession { ReportsResults: false }) return 0; // apb launch: rank 0 reports
             int vocab = bundle.Config.VocabSize;
             if (r.GetValue(output) is { } path) Write(path, tokens, logits, vocab);
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();

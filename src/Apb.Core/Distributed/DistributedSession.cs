@@ -11,6 +11,8 @@ namespace Apb.Distributed;
 /// talking through an <see cref="InProcessGroup"/>. Prefill runs the context with the chosen strategy, then the query
 /// through the exact <see cref="StarPhaseAttention"/>; Decode runs one token the same way. Rank 0 plays the caller's
 /// part: it receives the sampled token and broadcasts it, and its logits are returned (all ranks hold the same ones).
+/// In process-group mode (the constructor taking a communicator, for `apb launch`) the session is ONE rank of a group
+/// whose other ranks are other processes: the same code runs for this rank alone, over the given communicator.
 /// </summary>
 public sealed class DistributedSession : IInferenceSession
 {
@@ -20,13 +22,18 @@ public sealed class DistributedSession : IInferenceSession
     readonly RetainingHeads? _heads;
     RankState[] _ranks = [];
     InProcessGroup? _group;
+    // Process-group mode: this process's backend and its end of the communicator (null: all ranks are threads here).
+    readonly (IBackend Backend, ICommunicator Comm)? _process;
+    bool _started;
     string? _failure;
     int _decodeSteps;
 
     public StrategyOptions Options { get; }
     /// <summary>The strategy that ran: the requested one, or Full when the context was below the fallback threshold.</summary>
     public StrategyKind Strategy { get; private set; }
-    public int Ranks => _ranks.Length;
+    public int Ranks { get; private set; }
+    /// <summary>False on the ranks other than 0 of a process group: their Prefill/AllLogits return no logits to report.</summary>
+    public bool ReportsResults => _process is null || _process.Value.Comm.Rank == 0;
     /// <summary>Which rank held which tokens (null for Full).</summary>
     public SequencePlan? Plan { get; private set; }
     public int Length { get; private set; }
@@ -48,6 +55,18 @@ public sealed class DistributedSession : IInferenceSession
         Strategy = options.Strategy;
         if (options.Strategy == StrategyKind.Apb && options.Scorer == ScorerKind.Retaining)
             _heads = RetainingHeads.Open(options.RetainingHeadsPath!, config);
+    }
+
+    /// <summary>
+    /// Process-group mode: this process is rank <c>comm.Rank</c> of <c>comm.WorldSize</c> (one GPU each, NCCL), with its own
+    /// backend; options.Ranks must equal the world size. The session owns both and disposes them.
+    /// </summary>
+    public DistributedSession(ModelConfig config, LlamaWeights weights, IBackend backend, ICommunicator comm, StrategyOptions options)
+        : this(config, weights, _ => backend, options)
+    {
+        if (options.Ranks != comm.WorldSize)
+            throw new ApbException($"--ranks {options.Ranks} differs from the {comm.WorldSize} processes launched: under apb launch, --ranks must equal --nproc-per-node x --nnodes (or be left out)");
+        _process = (backend, comm);
     }
 
     sealed class RankState(int rank, IBackend backend, LlamaModel model, ICommunicator comm)
@@ -114,8 +133,8 @@ public sealed class DistributedSession : IInferenceSession
             var attention = (IAttention?)rk.Full ?? rk.Phase!;
             var logits = rk.Model.Forward([id], new RankAttention(attention, rk, $"decode step {step}", BeforeAttention), LogitsFor.Last)!;
             rk.Phase?.Advance(1);
-            var row = Download(rk.Backend, logits);
-            return rk.Rank == 0 ? row : null;
+            // Every rank holds the same row: a process-group rank samples from its own.
+            return Download(rk.Backend, logits);
         });
         Length++;
         return results[0]!;
@@ -146,18 +165,24 @@ public sealed class DistributedSession : IInferenceSession
         Note = Strategy == o.Strategy ? null
             : $"{o.Strategy.ToString().ToLowerInvariant()}: the context of {n} tokens is below {o.FallbackBelow} (StrategyOptions.FallbackBelow), so full attention ran on one rank";
 
-        _group = new InProcessGroup(ranks, o.CollectiveTimeout);
-        _ranks = new RankState[ranks];
-        for (int r = 0; r < ranks; r++)
+        _started = true;
+        Ranks = ranks;
+        // In a process group every process runs its own rank; after the short-context fallback each runs full attention
+        // alone (no communication) and rank 0 reports.
+        var local = _process is { } pg ? new[] { pg.Comm.Rank } : Enumerable.Range(0, ranks).ToArray();
+        if (_process is null) _group = new InProcessGroup(ranks, o.CollectiveTimeout);
+        _ranks = new RankState[local.Length];
+        for (int i = 0; i < local.Length; i++)
         {
-            var backend = _backendFactory(r);
-            var rk = new RankState(r, backend, new LlamaModel(_config, _weights, backend), _group.Communicator(r, backend));
+            int r = local[i];
+            var backend = _process?.Backend ?? _backendFactory(r);
+            var rk = new RankState(r, backend, new LlamaModel(_config, _weights, backend), _process?.Comm ?? _group!.Communicator(r, backend));
             if (o.Timings)
             {
                 rk.PrefillProfile = new Profile(backend);
                 rk.DecodeProfile = new Profile(backend);
             }
-            _ranks[r] = rk;
+            _ranks[i] = rk;
         }
         PrefillProfiles = o.Timings ? _ranks.Select(r => r.PrefillProfile!).ToArray() : null;
         DecodeProfiles = o.Timings ? _ranks.Select(r => r.DecodeProfile!).ToArray() : null;
@@ -219,7 +244,8 @@ public sealed class DistributedSession : IInferenceSession
             allLogits ? LogitsFor.All : LogitsFor.Last)!;
         rk.Phase.Advance(query.Count);
         var ql = Download(rk.Backend, q);
-        if (rk.Rank != 0) return null;
+        // Every rank holds the query's logits (a process-group rank needs them to sample); only rank 0 has the context's.
+        if (rk.Rank != 0) return allLogits ? null : ql;
         return contextLogits is null ? ql : [.. contextLogits, .. ql];
     }
 
@@ -278,6 +304,7 @@ public sealed class DistributedSession : IInferenceSession
 
     T[] RunRanks<T>(Func<RankState, T> body)
     {
+        if (_process is { } pg) return RunLocalRank(body, pg.Comm);
         try
         {
             return _group!.Run(r => body(_ranks[r]), r => _ranks[r].Doing);
@@ -289,11 +316,32 @@ public sealed class DistributedSession : IInferenceSession
         }
     }
 
+    /// <summary>
+    /// Process-group mode: the body runs on this thread for this rank alone. A failure aborts the communicator, so the
+    /// other processes' waits end (at the latest at their collective timeout) instead of hanging.
+    /// </summary>
+    T[] RunLocalRank<T>(Func<RankState, T> body, ICommunicator comm)
+    {
+        var rk = _ranks[0];
+        try
+        {
+            return [body(rk)];
+        }
+        catch (Exception e)
+        {
+            if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerExceptions[0];
+            string msg = e is ApbException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            _failure = $"rank {rk.Rank} failed in {rk.Doing}: {msg}";
+            (comm as NcclCommunicator)?.Abort(_failure);
+            throw new ApbException(_failure, e);
+        }
+    }
+
     void CheckUsable(bool prefilled)
     {
         if (_failure != null) throw new InvalidOperationException($"this session failed earlier and cannot continue: {_failure}");
-        if (prefilled && _group is null) throw new InvalidOperationException("Decode before Prefill");
-        if (!prefilled && _group is not null) throw new InvalidOperationException("a session serves one request: Prefill was already called");
+        if (prefilled && !_started) throw new InvalidOperationException("Decode before Prefill");
+        if (!prefilled && _started) throw new InvalidOperationException("a session serves one request: Prefill was already called");
     }
 
     /// <summary>Per rank, the KV rows held for layer 0 (after prefill: the rank's own real block rows).</summary>
@@ -312,6 +360,16 @@ public sealed class DistributedSession : IInferenceSession
 
     public void Dispose()
     {
+        if (_process is { } pg)
+        {
+            pg.Comm.Dispose();
+            // After a failure the device may still be busy with work that waits on an aborted transfer; synchronizing
+            // would hang, and the process is about to exit, which frees the GPU anyway.
+            if (_failure is null) pg.Backend.Dispose();
+            _ranks = [];
+            _heads?.Dispose();
+            return;
+        }
         foreach (var r in _ranks)
         {
             r.Comm.Dispose();

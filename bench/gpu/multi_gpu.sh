@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Multi-GPU check on the 2-GPU machine (`bash bench/gpu/multi_gpu.sh` from the repository root, with the Native AOT
+# binary published here beforehand into publish/linux-x64). Each step is bounded by a timeout.
+#   1. references: full attention on one GPU (`logits --device cuda`), and on the CPU every strategy with 2 in-process ranks
+#   2. `apb launch --nproc-per-node 2 -- logits ... --strategy S --device cuda` for ring, zigzag, ulysses, star, apb:
+#      exact ones against the CPU's full attention, star/apb against the CPU's same strategy; tolerance = 3x the error of
+#      one GPU's full attention against the CPU (the bf16 rounding floor, as flash-attention's tests set it) + 1e-3
+#   3. faults: (a) rank 1 stalls and is killed with SIGKILL: the launcher must stop rank 0 and name rank 1 within 60 s;
+#      (b) rank 1 stalls: rank 0's collective must time out (--collective-timeout 15), abort NCCL and fail within 60 s
+# Logs and JSON go to $OUT (at most 8 files come back) and bench/results/multi-gpu-<stamp>/; a short table is printed last.
+set -u
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+APB=${APB:-$ROOT/publish/linux-x64/apb}
+OUT=${OUT:-$ROOT/.out}
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+RES=${RES:-$ROOT/bench/results/multi-gpu-$STAMP}
+WORK=$(mktemp -d /tmp/apb-multi-gpu.XXXX)   # logits files: too many to come back one by one
+mkdir -p "$OUT" "$RES"
+export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
+LOG="$OUT/multi-gpu.log"
+MODEL=tests/fixtures/models/llama-tiny
+# 191 context tokens (odd: the plans pad and split unevenly) and a short query (exercises the star phase on the GPUs).
+IDS=$(awk 'BEGIN{for(i=0;i<191;i++){printf "%s%d", (i?",":""), (i*37+11)%640}}')
+QUERY=" the end of it"
+COMMON=(--model "$MODEL" --ids "$IDS" --query "$QUERY")
+STRATS=(ring zigzag ulysses star apb)
+extra() { case $1 in apb) echo "--anchor 32 --passing 16";; *) echo "";; esac; }
+
+[ -x "$APB" ] || { echo "no apb binary at $APB: publish it first"; exit 2; }
+status=0
+step() { echo "== $*" | tee -a "$LOG"; }
+declare -A ROW
+
+step "nvidia-smi"
+timeout 30 nvidia-smi --query-gpu=index,name,driver_version,memory.used --format=csv 2>&1 | tee -a "$LOG"
+timeout 30 nvidia-smi topo -m 2>&1 | tee -a "$LOG"
+
+step "reference: full attention, one GPU"
+timeout 120 "$APB" logits "${COMMON[@]}" --device cuda --out "$WORK/gpu1-full.json" >>"$LOG" 2>&1 || { echo "single-GPU reference failed"; status=1; }
+step "reference: CPU, full and every strategy with 2 in-process ranks"
+timeout 60 "$APB" logits "${COMMON[@]}" --device cpu --out "$WORK/cpu-full.json" >>"$LOG" 2>&1 || status=1
+for s in "${STRATS[@]}"; do
+  timeout 60 "$APB" logits "${COMMON[@]}" --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cpu --out "$WORK/cpu-$s.json" >>"$LOG" 2>&1 || status=1
+done
+BASE=$(python3 bench/gpu/compare_logits.py "$WORK/cpu-full.json" "$WORK/gpu1-full.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rel"])' 2>/dev/null || echo 1)
+TOL=$(python3 -c "print(3*$BASE+1e-3)")
+echo "one GPU vs CPU (full): rel $BASE; tolerance $TOL" | tee -a "$LOG"
+
+for s in "${STRATS[@]}"; do
+  step "apb launch --nproc-per-node 2 -- logits --strategy $s"
+  t0=$(date +%s.%N)
+  timeout 180 "$APB" launch --nproc-per-node 2 --timeout 150 --collective-timeout 60 -- logits "${COMMON[@]}" \
+    --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cuda --timings --out "$WORK/gpu2-$s.json" >>"$LOG" 2>&1
+  rc=$?; secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  case $s in star|apb) ref="$WORK/cpu-$s.json"; refname="cpu $s";; *) ref="$WORK/cpu-full.json"; refname="cpu full";; esac
+  if [ $rc -ne 0 ]; then ROW[$s]="$s|launch rc=$rc|-|-|-|${secs}s|FAIL"; status=1; continue; fi
+  c1=$(python3 bench/gpu/compare_logits.py "$ref" "$WORK/gpu2-$s.json"); c2=$(python3 bench/gpu/compare_logits.py "$WORK/gpu1-full.json" "$WORK/gpu2-$s.json")
+  echo "$s vs $refname: $c1; vs one GPU full: $c2" | tee -a "$LOG"
+  ROW[$s]=$(python3 - "$s" "$refname" "$c1" "$c2" "$TOL" "$secs" <<'PY'
+import json, sys
+s, refname, c1, c2, tol, secs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+ok = "rel" in c1 and c1["rel"] <= tol
+print(f"{s}|vs {refname}: rel {c1.get('rel', float('nan')):.2e}, argmax {c1.get('argmax_agree', 0):.3f}|vs 1-GPU full: rel {c2.get('rel', float('nan')):.2e}|tol {tol:.2e}|{secs}s|{'ok' if ok else 'FAIL'}")
+PY
+)
+  [[ ${ROW[$s]} == *"|ok" ]] || status=1
+done
+
+fault_kill() {
+  step "fault: rank 1 stalls, then SIGKILL; the launcher must stop rank 0 and name rank 1"
+  local log="$WORK/fault-kill.log" t0 pid rc secs
+  APB_TEST_STALL_RANK=1 timeout 120 "$APB" launch --nproc-per-node 2 --collective-timeout 300 -- logits "${COMMON[@]}" \
+    --strategy ring --ranks 2 --device cuda >"$log" 2>&1 &
+  local launcher=$!
+  for _ in $(seq 600); do grep -q "stalling" "$log" && break; sleep 0.1; done
+  pid=$(sed -n 's/^\[launch\] rank 1: pid \([0-9]*\).*/\1/p' "$log")
+  t0=$(date +%s.%N)
+  [ -n "$pid" ] && kill -9 "$pid"
+  wait $launcher; rc=$?
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  cat "$log" >>"$LOG"
+  if [ $rc -ne 0 ] && grep -q "error: rank 1 exited with code 137" "$log" && python3 -c "import sys; sys.exit(0 if $secs < 60 else 1)"; then
+    ROW[fault-kill]="fault: kill rank 1|launcher rc=$rc, names rank 1|-|-|${secs}s|ok"
+  else ROW[fault-kill]="fault: kill rank 1|launcher rc=$rc ($(grep -m1 '^error' "$log"))|-|-|${secs}s|FAIL"; status=1; fi
+}
+fault_timeout() {
+  step "fault: rank 1 stalls; rank 0's collective must time out, abort NCCL and fail"
+  local log="$WORK/fault-timeout.log" t0 rc secs
+  t0=$(date +%s.%N)
+  APB_TEST_STALL_RANK=1 timeout 120 "$APB" launch --nproc-per-node 2 --timeout 100 --collective-timeout 15 -- logits "${COMMON[@]}" \
+    --strategy ring --ranks 2 --device cuda >"$log" 2>&1
+  rc=$?
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  cat "$log" >>"$LOG"
+  if [ $rc -ne 0 ] && grep -q "timed out after 15 s" "$log" && grep -q "error: rank 0 exited" "$log" && python3 -c "import sys; sys.exit(0 if $secs < 60 else 1)"; then
+    ROW[fault-timeout]="fault: rank 1 stalls|rank 0 timed out, aborted, launcher rc=$rc|-|-|${secs}s|ok"
+  else ROW[fault-timeout]="fault: rank 1 stalls|rc=$rc ($(grep -m1 'error' "$log" | cut -c1-120))|-|-|${secs}s|FAIL"; status=1; fi
+}
+fault_kill
+fault_timeout
+step "processes left (must be none)"
+pgrep -a -f "$APB" | grep -v pgrep | tee -a "$LOG" || echo "none" | tee -a "$LOG"
+
+{
+  echo "| check | result | vs one GPU | tolerance | time | verdict |"
+  echo "|---|---|---|---|---|---|"
+  for k in "${STRATS[@]}" fault-kill fault-timeout; do echo "|${ROW[$k]:-$k|not run|-|-|-|FAIL}|"; done
+} > "$OUT/table.md"
+tar czf "$OUT/logits.tar.gz" -C "$WORK" . 2>/dev/null
+cp "$OUT"/* "$RES/" 2>/dev/null
+echo
+echo "== multi-GPU: llama-tiny, 191 context + query tokens, 2 ranks ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x2)"
+cat "$OUT/table.md"
+exit $status

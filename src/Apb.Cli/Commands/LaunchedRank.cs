@@ -1,0 +1,29 @@
+using Apb.Backends;
+using Apb.Distributed;
+using Apb.Distributed.Launch;
+using Apb.Engine;
+
+namespace Apb.Cli.Commands;
+
+/// <summary>
+/// How `generate` and `logits` run when `apb launch` started this process (RANK/WORLD_SIZE set): as one rank of the
+/// group, on GPU LOCAL_RANK, over NCCL. Rank 0 reports; the launcher shows only rank 0's stdout.
+/// </summary>
+static class LaunchedRank
+{
+    public static IInferenceSession Session(ModelBundle bundle, StrategyOptions o, LaunchEnvironment env, Func<IBackend> backend)
+    {
+        ProcessGroup.DieWithLauncher(env);
+        var b = backend();
+        try
+        {
+            var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b);
+            return ProcessGroup.OpenSession(bundle.Config, weights, b, o, env);
+        }
+        catch
+        {
+            b.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using Apb.Distributed.Launch;
+using Xunit;
+
+namespace Apb.Tests.Distributed.Launch;
+
+/// <summary>The launcher with fake children: /bin/sh scripts that read the rank from the environment.</summary>
+public class LauncherTests
+{
+    static LaunchOptions Shell(string script, int nproc = 2) => new()
+    {
+        NprocPerNode = nproc, Executable = "/bin/sh", ExecutablePrefix = ["-c", script, "sh"], ChildArgs = ["logits", "--x"],
+        KillWait = TimeSpan.FromSeconds(5),
+    };
+
+    static (int Code, string Out, string Err, TimeSpan Took) Run(LaunchOptions o)
+    {
+        var (so, se) = (new StringWriter(), new StringWriter());
+        var sw = Stopwatch.StartNew();
+        int code = Launcher.Run(o, so, se);
+        return (code, so.ToString(), se.ToString(), sw.Elapsed);
+    }
+
+    static bool Alive(int pid) => Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ");
+
+    [Fact]
+    public void ChildrenGetTheirRanksAndOnlyRankZerosStdoutIsTheResult()
+    {
+        var r = Run(Shell("echo \"out $RANK/$WORLD_SIZE/$LOCAL_RANK $MASTER_ADDR nvls=$NCCL_NVLS_ENABLE args=$*\"; echo \"err $RANK\" >&2"));
+        Assert.Equal(0, r.Code);
+        Assert.Equal("out 0/2/0 127.0.0.1 nvls=0 args=logits --x" + Environment.NewLine, r.Out);
+        Assert.Contains("[rank 1] out 1/2/1 127.0.0.1 nvls=0 args=logits --x", r.Err);
+        Assert.Contains("[rank 1] err 1", r.Err);
+        Assert.Contains("err 0", r.Err);
+        Assert.DoesNotContain("[rank 0]", r.Err);
+    }
+
+    [Fact]
+    public void AFailingRankStopsTheOthersAndIsNamed()
+    {
+        string pids = Path.Combine(Path.GetTempPath(), $"apb-launch-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(pids);
+        try
+        {
+            // Rank 0 would run for a minute; rank 1 fails once rank 0 is up.
+            var r = Run(Shell($"echo $$ > {pids}/$RANK; if [ $RANK = 1 ]; then sleep 0.5; exit 3; fi; sleep 60"));
+            Assert.Equal(1, r.Code);
+            Assert.Contains("error: rank 1 exited with code 3; stopped rank(s) 0", r.Err);
+            Assert.True(r.Took < TimeSpan.FromSeconds(15), $"took {r.Took}");
+            int rank0 = int.Parse(File.ReadAllText(Path.Combine(pids, "0")).Trim());
+            Assert.False(Alive(rank0), "rank 0 was left running");
+        }
+        finally { Directory.Delete(pids, true); }
+    }
+
+    [Fact]
+    public void ARunPastItsTimeoutIsKilled()
+    {
+        var r = Run(Shell("sleep 60") with { Timeout = TimeSpan.FromSeconds(1) });
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--timeout 1 s with rank(s) 0, 1 still running", r.Err);
+        Assert.True(r.Took < TimeSpan.FromSeconds(15), $"took {r.Took}");
+    }
+
+    [Fact]
+    public void ASecondNodeNumbersItsRanksAfterTheFirst()
+    {
+        var o = Shell("echo \"$RANK $LOCAL_RANK $NODE_RANK $MASTER_ADDR:$MASTER_PORT\"") with
+            { Nnodes = 2, NodeRank = 1, MasterAddr = "10.1.2.3", MasterPort = 29511 };
+        var r = Run(o);
+        Assert.Equal(0, r.Code);
+        Assert.Equal("", r.Out); // rank 0 lives on node 0
+        Assert.Contains("[rank 2] 2 0 1 10.1.2.3:29511", r.Err);
+        Assert.Contains("[rank 3] 3 1 1 10.1.2.3:29511", r.Err);
+    }
+
+    [Fact]
+    public void OptionsAreCheckedBeforeAnythingStarts()
+    {
+        var e = Assert.Throws<ApbException>(() => Run(Shell("true") with { Nnodes = 2 }));
+        Assert.Contains("--master-port", e.Message);
+        e = Assert.Throws<ApbException>(() => Run(Shell("true") with { Nnodes = 2, NodeRank = 2, MasterPort = 1 }));
+        Assert.Contains("--node-rank 2", e.Message);
+        e = Assert.Throws<ApbException>(() => Run(Shell("true") with { ChildArgs = [] }));
+        Assert.Contains("nothing to launch", e.Message);
+        e = Assert.Throws<ApbException>(() => Run(Shell("true") with { Executable = "/nonexistent/apb" }));
+        Assert.Contains("could not start rank 0", e.Message);
+    }
+
+    [Fact]
+    public void TheCliRefusesCommandsThatCannotRunAsARank()
+    {
+        var (so, se) = (new StringWriter(), new StringWriter());
+        Assert.Equal(1, Apb.Cli.Cli.Run(["launch", "--nproc-per-node", "2", "--", "serve"], so, se));
+        Assert.Contains("apb launch runs one of generate, logits, bench after --, got 'serve'", se.ToString());
+        se.GetStringBuilder().Clear();
+        Assert.Equal(1, Apb.Cli.Cli.Run(["launch", "--nproc-per-node", "2"], so, se));
+        Assert.Contains("got ''", se.ToString());
+    }
+}
