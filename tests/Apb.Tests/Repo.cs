@@ -18,5 +18,8 @@ public static class Repo
     }
 
     public static string Fixture(string name) => Path.Combine(Root, "tests", "fixtures", "models", name);
+    /// <summary>The random-weight 1.7M-parameter Qwen2-shaped checkpoint: fast, for tests of the engine's plumbing.</summary>
+    public static string TinyModel => Fixture("embedded-random");
+    /// <summary>The embedded default: the trained small retrieval model.</summary>
     public static string EmbeddedModel => Path.Combine(Root, "models", "embedded");
 }

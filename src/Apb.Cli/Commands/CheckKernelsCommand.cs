@@ -26,7 +26,7 @@ static class CheckKernelsCommand
         var output = new Option<string?>("--out", "-o") { Description = "write the results as JSON to this file" };
         var bench = new Option<bool>("--bench") { Description = "also time attention (16K/64K/128K, 32 q heads, 8 kv heads, d=128, causal) and a bf16 GEMM" };
         var lengths = new Option<string>("--bench-lengths") { Description = "comma-separated sequence lengths for --bench", DefaultValueFactory = _ => "16384,65536,131072" };
-        var models = new Option<string?>("--models") { Description = "comma-separated model folders for the end-to-end check (default: tests/fixtures/models/* and models/embedded)" };
+        var models = new Option<string?>("--models") { Description = "comma-separated model folders for the end-to-end check (default: tests/fixtures/models/*)" };
         var seed = new Option<int>("--seed") { Description = "random seed (default: from the clock, printed)", DefaultValueFactory = _ => Environment.TickCount & 0xffff };
         var cmd = new Command("check-kernels", "check every CUDA op against the CPU reference (and optionally time attention)")
             { device, output, bench, lengths, models, seed };
@@ -412,17 +412,14 @@ static class CheckKernelsCommand
                 if (!Directory.Exists(fixtures)) continue;
                 foreach (var m in Directory.GetDirectories(fixtures).OrderBy(s => s, StringComparer.Ordinal))
                     if (File.Exists(Path.Combine(m, "config.json"))) yield return m;
-                string embedded = Path.Combine(dir.FullName, "models", "embedded");
-                if (File.Exists(Path.Combine(embedded, "config.json"))) yield return embedded;
                 yield break;
             }
         }
 
-        /// <summary>The prompt and greedy length from reference.json beside the model (models/embedded's lives with the fixtures).</summary>
+        /// <summary>The prompt and greedy length from reference.json beside the model, else a fixed prompt.</summary>
         static (int[] Prompt, int Greedy) Reference(string dir, int vocab)
         {
-            var candidates = new[] { Path.Combine(dir, "reference.json"),
-                Path.Combine(dir, "..", "..", "tests", "fixtures", "models", "embedded-random", "reference.json") };
+            var candidates = new[] { Path.Combine(dir, "reference.json") };
             foreach (var path in candidates)
             {
                 if (!File.Exists(path)) continue;

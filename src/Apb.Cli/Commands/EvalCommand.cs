@@ -121,14 +121,8 @@ static class EvalCommand
             {
                 var kind = StrategyOptions.ParseStrategy(spec.Name);
                 if (kind == StrategyKind.Full) return new LocalSession(new LlamaModel(config, weights, new CpuBackend()), RulerHarness.Capacity(e));
-                // APB's anchor holds the query plus the first context tokens; at short lengths the paper's l_a = n/32 is
-                // smaller than the query itself, so the default grows to the query + 64 tokens (never past the block).
+                // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
                 int? la = r.GetValue(anchor);
-                if (la is null && kind == StrategyKind.Apb)
-                {
-                    int n = e.ContextIds.Length, lb = (n + spec.Ranks - 1) / spec.Ranks;
-                    la = Math.Min(Math.Max(ApbDefaults.For(n, spec.Ranks).Anchor, e.QueryIds.Length + 64), lb);
-                }
                 // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
                 var options = new StrategyOptions
                 {

@@ -26,7 +26,7 @@ static class GenerateCommand
         var query = new Option<string?>("--query", "-q") { Description = "the question about the document" };
         var strategy = new StrategyFlags();
 
-        var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default)")
+        var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default); with no prompt and no --model, a demo: the embedded model answers a needle question with APB over 4 ranks and with full attention")
         {
             model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query,
         };
@@ -42,6 +42,9 @@ static class GenerateCommand
             string? document = ReadPrompt(r.GetValue(context), r.GetValue(contextFile), "--context");
             string? text = ReadPrompt(r.GetValue(prompt), r.GetValue(promptFile));
             if (document != null && text != null) throw new ApbException("give either a prompt (--prompt/--prompt-file) or a document (--context/--context-file) with --query, not both");
+            // No model and nothing to say: the embedded demo (a needle question, APB over 4 ranks against full attention).
+            if (document == null && text == null && r.GetValue(query) == null && r.GetValue(model) == null)
+                return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var tok = bundle.Tokenizer;

@@ -205,9 +205,10 @@ public sealed class DistributedSession : IInferenceSession
     {
         var (anchor, passing) = ApbDefaults.For(n, ranks);
         int lb = (n + ranks - 1) / Math.Max(ranks, 1);
-        // A default anchor too short for header + query grows to hold them (when the block allows); an explicit one is kept.
+        // The paper's l_a = n/32 is shorter than header + query at short lengths: a default anchor grows to hold them
+        // plus the first MinAnchorContext context tokens (when the block allows); an explicit one is kept as given.
         if (Options.AnchorLength is null && anchor > 0 && ranks > 1)
-            anchor = Math.Min(Math.Max(anchor, Options.AnchorInsertAt + queryLength), lb);
+            anchor = Math.Min(Math.Max(anchor, Options.AnchorInsertAt + queryLength + ApbDefaults.MinAnchorContext), lb);
         return SequencePlan.Apb(n, ranks, Options.AnchorLength ?? anchor, Options.PassingLength ?? passing, queryLength, Options.AnchorInsertAt);
     }
 

@@ -102,6 +102,8 @@ public sealed record StrategyOptions
 public static class ApbDefaults
 {
     public const int MaxLength = 8 * 1024;
+    /// <summary>Context tokens a default anchor keeps besides the chat header and the query.</summary>
+    public const int MinAnchorContext = 64;
 
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {

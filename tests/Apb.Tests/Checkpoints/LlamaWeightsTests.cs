@@ -40,7 +40,7 @@ public class LlamaWeightsTests : IDisposable
     [MemberData(nameof(Fixtures))]
     public void CommittedFixturesLoad(string name)
     {
-        string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
+        string dir = name == "embedded" ? Repo.TinyModel : Repo.Fixture(name);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         using var ckpt = CheckpointWeights.Open(dir);
         var w = LlamaWeights.Load(config, ckpt, new CpuBackend());

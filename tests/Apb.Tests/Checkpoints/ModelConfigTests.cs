@@ -75,7 +75,7 @@ public class ModelConfigTests : IDisposable
     [Fact]
     public void EmbeddedModel()
     {
-        var c = ModelConfig.Load(Path.Combine(Repo.EmbeddedModel, "config.json"));
+        var c = ModelConfig.Load(Path.Combine(Repo.TinyModel, "config.json"));
         Assert.Equal("Qwen2ForCausalLM", c.Architecture);
         Assert.Equal((640, 192, 512, 4, 6, 2, 32), (c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
         Assert.Equal(new RopeConfig(RopeType.Default, 1_000_000.0), c.Rope);   // rope_scaling: null

@@ -16,7 +16,7 @@ public class CliTests
     [Fact]
     public void GenerateOnTheEmbeddedModelPrintsTextAndTimings()
     {
-        var (code, output, err) = Run("generate", "--model", Repo.EmbeddedModel, "-n", "8");
+        var (code, output, err) = Run("generate", "--model", Repo.TinyModel, "-n", "8");
         Assert.Equal(0, code);
         Assert.Contains("prefill:", err);
         Assert.Contains("tok/s", err);
@@ -24,13 +24,28 @@ public class CliTests
     }
 
     [Fact]
+    public void GenerateWithNoArgumentsRunsTheNeedleDemoWithApbAndFull()
+    {
+        // The README's first command: the trained embedded model finds the needle with APB over 4 ranks and with full.
+        // Like `dotnet run` from the repository root, the CLI looks for models/embedded above the working directory.
+        Directory.SetCurrentDirectory(Repo.Root);
+        var (code, output, err) = Run("generate");
+        Assert.True(code == 0, err);
+        Assert.Contains("expected:", output);
+        Assert.Contains("apb x4:", output);
+        Assert.Matches(@"apb x4: .*\(correct", output);
+        Assert.Contains("APB and full attention agree.", output);
+        Assert.Contains("max/mean", err); // the per-rank timing table
+    }
+
+    [Fact]
     public void GreedyGenerationIsDeterministicAndSamplingFollowsTheSeed()
     {
-        var a = Run("generate", "--model", Repo.EmbeddedModel, "-n", "6", "--prompt", "abc");
-        var b = Run("generate", "--model", Repo.EmbeddedModel, "-n", "6", "--prompt", "abc");
+        var a = Run("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
+        var b = Run("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
         Assert.Equal(a.Out, b.Out);
-        var s1 = Run("generate", "--model", Repo.EmbeddedModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
-        var s2 = Run("generate", "--model", Repo.EmbeddedModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        var s1 = Run("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        var s2 = Run("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
         Assert.Equal(0, s1.Code);
         Assert.Equal(s1.Out, s2.Out);
     }
@@ -87,7 +102,7 @@ public class CliTests
     [InlineData("exceeds max_position_embeddings", "generate", "-n", "40000")]
     public void BadInputGivesOneClearErrorAndExitCode1(string expected, params string[] args)
     {
-        var full = args.Contains("--model") ? args : args.Append("--model").Append(Repo.EmbeddedModel).ToArray();
+        var full = args.Contains("--model") ? args : args.Append("--model").Append(Repo.TinyModel).ToArray();
         var (code, _, err) = Run(full);
         Assert.Equal(1, code);
         Assert.Contains(expected, err);

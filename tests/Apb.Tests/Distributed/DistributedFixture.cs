@@ -22,7 +22,7 @@ static class DistributedFixture
         lock (s_models)
         {
             if (s_models.TryGetValue(name, out var m)) return m;
-            string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
+            string dir = name == "embedded" ? Repo.TinyModel : Repo.Fixture(name);
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var ckpt = CheckpointWeights.Open(dir); // kept open for the whole run: the weights point into it
             return s_models[name] = new Loaded(name, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));

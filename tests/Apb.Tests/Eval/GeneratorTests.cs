@@ -8,8 +8,8 @@ namespace Apb.Tests.Eval;
 /// <summary>The RULER task generators: seeded, on budget, and answerable from the context.</summary>
 public class GeneratorTests
 {
-    internal static readonly HfTokenizer Tok = HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
-        Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json"));
+    internal static readonly HfTokenizer Tok = HfTokenizer.Load(Path.Combine(Repo.TinyModel, "tokenizer.json"),
+        Path.Combine(Repo.TinyModel, "tokenizer_config.json"));
     static readonly SampleGenerator Gen = new(Tok);
 
     public static TheoryData<string> Tasks() => new(RulerTasks.All.Select(t => t.Name));

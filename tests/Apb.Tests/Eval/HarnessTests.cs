@@ -9,12 +9,12 @@ using Xunit;
 namespace Apb.Tests.Eval;
 
 /// <summary>
-/// The harness end to end on the CPU: on the trained models/small-retrieval it must retrieve (an accuracy floor); on the
+/// The harness end to end on the CPU: on the trained models/embedded it must retrieve (an accuracy floor); on the
 /// random embedded model only the plumbing is checked (its accuracy is ~0 by construction).
 /// </summary>
 public class HarnessTests
 {
-    static string SmallModel => Path.Combine(Repo.Root, "models", "small-retrieval");
+    static string SmallModel => Repo.EmbeddedModel;
 
     static (int Code, string Out, string Err) Run(params string[] args)
     {
@@ -44,7 +44,7 @@ public class HarnessTests
         string json = Path.Combine(Path.GetTempPath(), $"apb-ruler-{Guid.NewGuid():N}.json");
         try
         {
-            var (code, output, err) = Run("eval", "ruler", "--model", Repo.EmbeddedModel, "--tasks", "niah_single_1,fwe", "--length", "640",
+            var (code, output, err) = Run("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1,fwe", "--length", "640",
                 "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--json", json);
             Assert.True(code == 0, err);
             Assert.Contains("| length | task | samples | full |", output);
@@ -70,7 +70,7 @@ public class HarnessTests
         string path = Path.Combine(Path.GetTempPath(), $"apb-gen-{Guid.NewGuid():N}.jsonl");
         try
         {
-            var (code, _, err) = Run("eval", "generate", "--tokenizer", Repo.EmbeddedModel, "--tasks", "niah,vt", "--length", "512,1k", "--samples", "2", "--out", path);
+            var (code, _, err) = Run("eval", "generate", "--tokenizer", Repo.TinyModel, "--tasks", "niah,vt", "--length", "512,1k", "--samples", "2", "--out", path);
             Assert.True(code == 0, err);
             var lines = File.ReadAllLines(path);
             Assert.Equal(9 * 2 * 2, lines.Length);
@@ -81,7 +81,7 @@ public class HarnessTests
             var bad = Run("eval", "generate", "--tasks", "nope", "--out", path);
             Assert.Equal(1, bad.Code);
             Assert.Contains("unknown task 'nope'", bad.Err);
-            bad = Run("eval", "ruler", "--model", Repo.EmbeddedModel, "--length", "64k");
+            bad = Run("eval", "ruler", "--model", Repo.TinyModel, "--length", "64k");
             Assert.Equal(1, bad.Code);
             Assert.Contains("max_position_embeddings", bad.Err);
         }

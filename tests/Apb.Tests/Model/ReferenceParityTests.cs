@@ -13,8 +13,7 @@ public class ReferenceParityTests
 
     static (LlamaModel, CheckpointWeights) Load(string fixtureDir)
     {
-        // The embedded default model lives in models/embedded; its HF reference stays with the other fixtures.
-        string dir = File.Exists(Path.Combine(fixtureDir, "config.json")) ? fixtureDir : Repo.EmbeddedModel;
+        string dir = fixtureDir;
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var ckpt = CheckpointWeights.Open(dir);
         return (LlamaModel.Load(config, ckpt, new CpuBackend()), ckpt);

@@ -47,13 +47,16 @@ public sealed class SharedServer : IAsyncLifetime
 /// <summary>The embedded model opened once for every server test; servers on it start in milliseconds.</summary>
 static class Harness
 {
-    static readonly Lazy<ModelBundle> LazyBundle = new(() => ModelBundle.Open(Repo.EmbeddedModel));
+    static readonly Lazy<ModelBundle> LazyBundle = new(() => ModelBundle.Open(Repo.TinyModel));
     public static ModelBundle Bundle => LazyBundle.Value;
 
-    public static ServedModel Model(int replicas = 1) => ServedModel.Local(Bundle, () => new CpuBackend(), replicas);
+    // The tiny random checkpoint's folder is embedded-random; the tests call the served model "embedded".
+    public const string Id = "embedded";
+
+    public static ServedModel Model(int replicas = 1) => ServedModel.Local(Bundle, () => new CpuBackend(), replicas, Id);
 
     public static ServedModel Model(SessionFactory sessions) =>
-        new(ServedModel.DefaultId(Bundle.Directory), Bundle.Tokenizer, Bundle.Config.MaxPositionEmbeddings, Bundle.StopTokens, sessions);
+        new(Id, Bundle.Tokenizer, Bundle.Config.MaxPositionEmbeddings, Bundle.StopTokens, sessions);
 
     public static Task<ApbServer> StartAsync(ServedModel model, ServerOptions? options = null) =>
         ApbServer.StartAsync(model, (options ?? new ServerOptions()) with { Host = "127.0.0.1", Port = 0 });

@@ -39,7 +39,7 @@ public class ServingPiecesTests
             {
                 ["chat_template"] = chatTemplate, ["eos_token"] = "<|im_end|>", ["bos_token"] = "<|begin_of_text|>",
             }));
-            return HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"), config);
+            return HfTokenizer.Load(Path.Combine(Repo.TinyModel, "tokenizer.json"), config);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -17,7 +17,7 @@ public class ChatTemplateFixtureTests
     public void RenderAndIdsMatchHuggingFace(string fixture, string expectedTemplate)
     {
         string refDir = Repo.Fixture(fixture);
-        string modelDir = File.Exists(Path.Combine(refDir, "tokenizer.json")) ? refDir : Repo.EmbeddedModel;
+        string modelDir = File.Exists(Path.Combine(refDir, "tokenizer.json")) ? refDir : Repo.TinyModel;
         var tok = HfTokenizer.Load(Path.Combine(modelDir, "tokenizer.json"), Path.Combine(modelDir, "tokenizer_config.json"));
         Assert.Equal(expectedTemplate, tok.ChatTemplate.Name);
 
