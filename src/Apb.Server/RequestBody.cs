@@ -38,7 +38,13 @@ static class RequestBody
 
     static async Task<byte[]> ReadBytesAsync(HttpContext ctx, long maxBytes)
     {
-        if (ctx.Request.ContentLength > maxBytes) throw TooLarge(ctx.Request.ContentLength.Value, maxBytes);
+        if (ctx.Request.ContentLength is long declared && declared > maxBytes)
+        {
+            // A client that is still sending when we answer and close gets a broken pipe instead of our 413: read and
+            // drop a body of moderate size first (one many times the limit is cut off, and gets the broken pipe).
+            if (declared <= 4 * maxBytes) await DrainAsync(ctx, TimeSpan.FromSeconds(10));
+            throw TooLarge(declared, maxBytes);
+        }
         using var buffer = new MemoryStream();
         var chunk = new byte[16 * 1024];
         try
@@ -55,6 +61,17 @@ static class RequestBody
             throw TooLarge(maxBytes + 1, maxBytes);
         }
         return buffer.ToArray();
+    }
+
+    static async Task DrainAsync(HttpContext ctx, TimeSpan limit)
+    {
+        var sizeLimit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
+        if (sizeLimit is { IsReadOnly: false }) sizeLimit.MaxRequestBodySize = null;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        timeout.CancelAfter(limit);
+        var chunk = new byte[64 * 1024];
+        try { while (await ctx.Request.Body.ReadAsync(chunk, timeout.Token) > 0) { } }
+        catch (Exception e) when (e is OperationCanceledException or IOException or BadHttpRequestException) { }
     }
 
     static InvalidRequestException TooLarge(long size, long max) =>
