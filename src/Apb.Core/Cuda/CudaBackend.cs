@@ -484,6 +484,16 @@ public sealed unsafe class CudaBackend : IBackend
         }
     }
 
+    /// <summary>
+    /// Benchmarks: gives back every device block rented after <paramref name="mark"/> (<see cref="DeviceMemory.Mark"/>)
+    /// except the backend's own index scratch, which it keeps using: a finished session's tensors, never disposed one by one.
+    /// </summary>
+    public int ReleaseSince(long mark)
+    {
+        Enter();
+        return Memory.ReleaseSince(mark, _ints);
+    }
+
     public void Dispose()
     {
         if (_disposed) return;

@@ -14,6 +14,9 @@ public sealed unsafe class DeviceMemory : IDisposable
     readonly CudaContext _ctx;
     readonly Dictionary<long, Stack<ulong>> _idle = new();
     readonly Dictionary<ulong, long> _live = new();
+    // When each live block was rented (a counter), for ReleaseSince.
+    readonly Dictionary<ulong, long> _bornAt = new();
+    long _serial;
 
     public long BytesInUse { get; private set; }
     public long BytesIdle { get; private set; }
@@ -59,6 +62,7 @@ public sealed unsafe class DeviceMemory : IDisposable
     ulong Track(ulong p, long size)
     {
         _live[p] = size;
+        _bornAt[p] = ++_serial;
         BytesInUse += size;
         if (BytesInUse > PeakBytes) PeakBytes = BytesInUse;
         return p;
@@ -68,6 +72,7 @@ public sealed unsafe class DeviceMemory : IDisposable
     public void Return(ulong ptr)
     {
         if (!_live.Remove(ptr, out long size)) return;
+        _bornAt.Remove(ptr);
         BytesInUse -= size;
         BytesIdle += size;
         if (!_idle.TryGetValue(size, out var stack)) _idle[size] = stack = new Stack<ulong>();
@@ -84,6 +89,25 @@ public sealed unsafe class DeviceMemory : IDisposable
         BytesIdle = 0;
     }
 
+    /// <summary>A point in the pool's history, for <see cref="ReleaseSince"/>.</summary>
+    public long Mark() => _serial;
+
+    /// <summary>Peak bytes in use from now on (benchmarks measure one run's peak).</summary>
+    public void ResetPeak() => PeakBytes = BytesInUse;
+
+    /// <summary>
+    /// Benchmarks: returns to the pool every block rented after <paramref name="mark"/> and still live, except
+    /// <paramref name="keep"/>: the tensors of a finished run that nobody disposes (a session's workspace and caches).
+    /// The caller guarantees no tensor of that run is used again; the stream is drained first.
+    /// </summary>
+    public int ReleaseSince(long mark, params ulong[] keep)
+    {
+        _ctx.Synchronize();
+        var old = _bornAt.Where(kv => kv.Value > mark && !keep.Contains(kv.Key)).Select(kv => kv.Key).ToList();
+        foreach (var p in old) Return(p);
+        return old.Count;
+    }
+
     static string Mib(long b) => b >= 1L << 30 ? $"{b / (double)(1L << 30):F2} GiB" : $"{b / (double)(1L << 20):F1} MiB";
 
     public void Dispose()
@@ -92,6 +116,7 @@ public sealed unsafe class DeviceMemory : IDisposable
         Driver.cuStreamSynchronize(_ctx.Stream);
         foreach (var p in _live.Keys) Driver.cuMemFree(p);
         _live.Clear();
+        _bornAt.Clear();
         foreach (var s in _idle.Values)
             while (s.Count > 0) Driver.cuMemFree(s.Pop());
         _idle.Clear();

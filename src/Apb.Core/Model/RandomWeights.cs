@@ -1,0 +1,118 @@
+using System.Runtime.CompilerServices;
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Cuda;
+
+namespace Apb.Model;
+
+/// <summary>
+/// Model shapes for random-weight runs (benchmarks, tests) without a checkpoint: `--shape NAME`.
+/// llama-3.1-8b is Llama-3.1-8B's config.json with max_position_embeddings raised to 2M so long-context benchmarks are
+/// not refused; small and tiny keep the same architecture at sizes a CPU test or a quick GPU check can afford.
+/// </summary>
+public static class ModelShapes
+{
+    public static readonly string[] Names = ["llama-3.1-8b", "small", "tiny"];
+
+    public static ModelConfig Get(string name) => name.ToLowerInvariant() switch
+    {
+        "llama-3.1-8b" or "llama3.1-8b" or "8b" => Llama(layers: 32, hidden: 4096, heads: 32, kvHeads: 8, headDim: 128, inter: 14336, vocab: 128256),
+        // A few hundred MB on a GPU: every kernel path of the 8B shape (d = 128, GQA 4) at a fraction of the time.
+        "small" => Llama(layers: 4, hidden: 1024, heads: 8, kvHeads: 2, headDim: 128, inter: 3584, vocab: 32000),
+        // For CPU tests: 2 KV heads so Ulysses runs on 2 ranks.
+        "tiny" => Llama(layers: 2, hidden: 64, heads: 4, kvHeads: 2, headDim: 16, inter: 128, vocab: 256),
+        _ => throw new ApbException($"unknown model shape '{name}': expected one of {string.Join(", ", Names)} (or pass --model DIR)"),
+    };
+
+    static ModelConfig Llama(int layers, int hidden, int heads, int kvHeads, int headDim, int inter, int vocab) => new()
+    {
+        Architecture = "LlamaForCausalLM",
+        VocabSize = vocab, HiddenSize = hidden, IntermediateSize = inter, NumHiddenLayers = layers,
+        NumAttentionHeads = heads, NumKeyValueHeads = kvHeads, HeadDim = headDim,
+        RmsNormEps = 1e-5, MaxPositionEmbeddings = 1 << 21,
+        Rope = new RopeConfig(RopeType.Llama3, 500000, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192),
+        TieWordEmbeddings = false, QkvBias = false, OutputBias = false, MlpBias = false, TorchDtype = "bfloat16",
+        BosTokenId = Math.Min(128000, vocab - 1), EosTokenIds = [Math.Min(128001, vocab - 1)],
+    };
+}
+
+/// <summary>
+/// Random weights for a <see cref="ModelConfig"/>: every matrix uniform in [-s, s] with s = 0.02 x sqrt(3) (standard
+/// deviation 0.02, Hugging Face's initializer_range), norms 1, biases 0.02-uniform. Each tensor is stream i of a
+/// counter-based hash, so values depend only on (seed, tensor, element): the CUDA backend fills them on the device with
+/// a kernel (no host copy of the model), other backends get host bf16 buffers, and both hold the same bits.
+/// </summary>
+public static unsafe class RandomWeights
+{
+    public const float Scale = 0.02f * 1.7320508f;
+
+    // Host buffers live as long as the weights that point into them.
+    static readonly ConditionalWeakTable<LlamaWeights, List<ushort[]>> HostBuffers = new();
+
+    public static LlamaWeights Create(ModelConfig c, IBackend backend, ulong seed = 1)
+    {
+        var buffers = new List<ushort[]>();
+        ulong stream = 0;
+        IWeight W(string name, int rows, int cols, float scale = Scale, float offset = 0f)
+        {
+            ulong s = stream++;
+            if (backend is CudaBackend cuda) return RandomFill.Weight(cuda, name, rows, cols, seed, s, scale, offset);
+            var data = GC.AllocateUninitializedArray<ushort>(checked(rows * cols), pinned: true);
+            ulong key = Key(seed, s);
+            for (int i = 0; i < data.Length; i++) data[i] = DTypes.FloatToBF16(Value(key, i, scale, offset));
+            buffers.Add(data);
+            fixed (ushort* p = data)
+                return backend.Load(new WeightView(name, DType.BF16, rows == 1 || cols == 1 ? [(long)rows * cols] : [rows, cols], (byte*)p));
+        }
+        IWeight Norm(string name) => W(name, c.HiddenSize, 1, 0f, 1f);
+        IWeight? Bias(bool present, string name, int n) => present ? W(name, n, 1) : null;
+
+        int h = c.HiddenSize, q = c.QDim, kv = c.KvDim, inter = c.IntermediateSize;
+        var embed = W("model.embed_tokens.weight", c.VocabSize, h);
+        var layers = new LayerWeights[c.NumHiddenLayers];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            string p = $"model.layers.{i}.";
+            layers[i] = new LayerWeights(
+                Norm(p + "input_layernorm.weight"),
+                W(p + "self_attn.q_proj.weight", q, h), Bias(c.QkvBias, p + "self_attn.q_proj.bias", q),
+                W(p + "self_attn.k_proj.weight", kv, h), Bias(c.QkvBias, p + "self_attn.k_proj.bias", kv),
+                W(p + "self_attn.v_proj.weight", kv, h), Bias(c.QkvBias, p + "self_attn.v_proj.bias", kv),
+                W(p + "self_attn.o_proj.weight", h, q), Bias(c.OutputBias, p + "self_attn.o_proj.bias", h),
+                Norm(p + "post_attention_layernorm.weight"),
+                W(p + "mlp.gate_proj.weight", inter, h), Bias(c.MlpBias, p + "mlp.gate_proj.bias", inter),
+                W(p + "mlp.up_proj.weight", inter, h), Bias(c.MlpBias, p + "mlp.up_proj.bias", inter),
+                W(p + "mlp.down_proj.weight", h, inter), Bias(c.MlpBias, p + "mlp.down_proj.bias", h));
+        }
+        var norm = Norm("model.norm.weight");
+        var head = c.TieWordEmbeddings ? embed : W("lm_head.weight", c.VocabSize, h);
+        backend.Synchronize();
+        var weights = new LlamaWeights { EmbedTokens = embed, Layers = layers, Norm = norm, LmHead = head };
+        if (buffers.Count > 0) HostBuffers.Add(weights, buffers);
+        return weights;
+    }
+
+    /// <summary>Bytes the weights take on a bf16 device.</summary>
+    public static long Bytes(ModelConfig c) => c.ParameterCount * 2;
+
+    /// <summary>The hash key of one tensor (stream) of a seed.</summary>
+    public static ulong Key(ulong seed, ulong stream) => Mix(seed ^ Mix(stream));
+
+    /// <summary>Element i of the tensor with this key: offset + (2u - 1) x scale, u = 24 hash bits / 2^24 (what random.cu computes).</summary>
+    public static float Value(ulong key, long i, float scale, float offset)
+    {
+        ulong hsh = Mix(key + (ulong)i);
+        float u = (float)(uint)(hsh >> 40) * 5.9604644775390625e-8f;
+        float centered = (u + u) - 1f;
+        float scaled = centered * scale;
+        return offset + scaled;
+    }
+
+    static ulong Mix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}

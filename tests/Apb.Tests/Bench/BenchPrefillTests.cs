@@ -1,0 +1,150 @@
+using System.Text.Json;
+using Apb.Backends;
+using Apb.Backends.Cpu;
+using Apb.Checkpoints;
+using Apb.Model;
+using Xunit;
+
+namespace Apb.Tests.Bench;
+
+/// <summary>`apb bench prefill` on the CPU with a tiny random-weight shape, and the random-weight generator itself.</summary>
+public class BenchPrefillTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Apb.Cli.Cli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void PrefillBenchRunsEveryStrategyAndWritesSaneJson()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"apb-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, output, err) = Run("bench", "prefill", "--shape", "tiny", "--ranks", "2", "--lengths", "64,128",
+                "--strategies", "full,ring,zigzag,ulysses,star,apb", "--query", "8", "--warmup", "1", "--repeats", "2", "--out", dir);
+            Assert.True(code == 0, err + output);
+            Assert.Contains("| apb | 128 | 2 |", output);
+            Assert.True(File.Exists(Path.Combine(dir, "prefill.md")));
+
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
+            var root = doc.RootElement;
+            Assert.Equal("tiny", root.GetProperty("model").GetString());
+            Assert.Equal(2, root.GetProperty("shape").GetProperty("layers").GetInt32());
+            var results = root.GetProperty("results").EnumerateArray().ToList();
+            Assert.Equal(12, results.Count);
+            var phases = root.GetProperty("phases").EnumerateArray().Select(p => p.GetString()!).ToArray();
+            foreach (var r in results)
+            {
+                string s = r.GetProperty("strategy").GetString()!;
+                Assert.Equal("ok", r.GetProperty("status").GetString());
+                Assert.Equal(s == "full" ? 1 : 2, r.GetProperty("ranks").GetInt32());
+                double secs = r.GetProperty("seconds").GetDouble();
+                Assert.InRange(secs, 1e-6, 60);
+                Assert.Equal(2, r.GetProperty("seconds_runs").GetArrayLength());
+                Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
+                var p = r.GetProperty("profile");
+                var totals = p.GetProperty("rank_total_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+                Assert.Equal(s == "full" ? 1 : 2, totals.Length);
+                Assert.All(totals, t => Assert.True(t > 0));
+                Assert.InRange(p.GetProperty("imbalance").GetDouble(), 1.0, 1e3);
+                int slow = p.GetProperty("slowest_rank").GetInt32();
+                Assert.Equal(totals.Max(), totals[slow]);
+                var slowest = p.GetProperty("slowest_phases_ms");
+                Assert.All(phases, ph => Assert.True(slowest.GetProperty(ph).GetDouble() >= 0));
+                // The phases add up to the slowest rank's total.
+                Assert.InRange(phases.Sum(ph => slowest.GetProperty(ph).GetDouble()) - totals[slow], -1e-3, 1e-3);
+                Assert.True(slowest.GetProperty("attention").GetDouble() > 0);
+                if (s is "ring" or "zigzag" or "ulysses" or "apb")
+                    Assert.True(p.GetProperty("rank_sent_mb").EnumerateArray().Sum(x => x.GetDouble()) > 0, $"{s} sent nothing");
+                if (s == "apb") Assert.StartsWith("l_a ", r.GetProperty("plan").GetString());
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void UnknownShapeAndBadLengthsAreErrorsNotCrashes()
+    {
+        var a = Run("bench", "prefill", "--shape", "nope", "--lengths", "64", "--out", Path.GetTempPath());
+        Assert.Equal(1, a.Code);
+        Assert.Contains("unknown model shape 'nope'", a.Err);
+        var b = Run("bench", "prefill", "--shape", "tiny", "--lengths", "12q", "--out", Path.GetTempPath());
+        Assert.Equal(1, b.Code);
+        Assert.Contains("--lengths", b.Err);
+    }
+
+    [Fact]
+    public void LengthsAcceptAKSuffix()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"apb-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, _, err) = Run("bench", "prefill", "--shape", "tiny", "--lengths", "1k", "--strategies", "full",
+                "--warmup", "0", "--repeats", "1", "--no-profile", "--out", dir);
+            Assert.True(code == 0, err);
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
+            Assert.Equal(1024, doc.RootElement.GetProperty("results")[0].GetProperty("length").GetInt32());
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void Llama8BShapeMatchesTheCheckpointConfig()
+    {
+        var c = ModelShapes.Get("llama-3.1-8b");
+        Assert.Equal((32, 4096, 32, 8, 128, 14336, 128256), (c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.IntermediateSize, c.VocabSize));
+        Assert.Equal(new RopeConfig(RopeType.Llama3, 500000, 8, 1, 4, 8192), c.Rope);
+        Assert.InRange(c.ParameterCount, 8.0e9, 8.1e9);
+        Assert.True(c.MaxPositionEmbeddings >= 1 << 20);
+    }
+
+    [Fact]
+    public void RandomWeightsAreDeterministicSmallAndRunOnTheCpu()
+    {
+        var c = ModelShapes.Get("tiny");
+        using var b = new CpuBackend();
+        var w1 = RandomWeights.Create(c, b, seed: 5);
+        var w2 = RandomWeights.Create(c, b, seed: 5);
+        var w3 = RandomWeights.Create(c, b, seed: 6);
+        float[] Read(IWeight w) { var cw = (CpuWeight)w; var v = new float[cw.Rows * cw.Cols]; cw.ReadRows(0, v); return v; }
+        var q1 = Read(w1.Layers[0].QProj);
+        Assert.Equal(q1, Read(w2.Layers[0].QProj));
+        Assert.NotEqual(q1, Read(w3.Layers[0].QProj));
+        Assert.NotEqual(q1, Read(w1.Layers[1].QProj));
+        Assert.All(q1, x => Assert.InRange(x, -RandomWeights.Scale * 1.01f, RandomWeights.Scale * 1.01f));
+        double mean = q1.Average(x => (double)x), std = Math.Sqrt(q1.Average(x => (double)x * x));
+        Assert.InRange(mean, -0.003, 0.003);
+        Assert.InRange(std, 0.017, 0.023);
+        Assert.All(Read(w1.Layers[0].InputLayernorm), x => Assert.Equal(1f, x));
+        Assert.Equal(c.VocabSize, w1.EmbedTokens.Rows);
+
+        // The model runs on them and gives finite logits.
+        var model = new LlamaModel(c, w1, b);
+        var session = new Apb.Engine.LocalSession(model, 64);
+        var logits = session.Prefill([1, 2, 3, 4, 5], []);
+        Assert.Equal(c.VocabSize, logits.Length);
+        Assert.All(logits, x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
+    public void HostValuesFollowTheDocumentedFormula()
+    {
+        // value = offset + (2u - 1) x scale, u = top 24 bits of the hash / 2^24: in [-scale, scale), and offset alone at scale 0.
+        ulong key = RandomWeights.Key(1, 0);
+        for (long i = 0; i < 1000; i++)
+        {
+            float v = RandomWeights.Value(key, i, 0.5f, 0f);
+            Assert.InRange(v, -0.5f, 0.5f);
+            Assert.Equal(1f, RandomWeights.Value(key, i, 0f, 1f));
+        }
+    }
+}
