@@ -290,7 +290,51 @@ static class CheckKernelsCommand
                 Compare("ops", "merge_attention (out)", $"T={T} {heads}x{d}", Down(_gpu, ga), Down(_cpu, ca), Tol);
                 CompareLse("ops", "merge_attention (lse)", $"T={T} {heads}x{d}", Down(_gpu, gl), Down(_cpu, cl), 1e-5, "");
             }
+            ApbChecks();
             _gpu.Synchronize();
+        }
+
+        /// <summary>APB's scoring and selection ops: head_dot, gather_head_rows, select_passing (max-pool + top-k per head).</summary>
+        // The CPU backend's default-bodied interface methods (HeadDot, GatherHeadRows, SelectPassing) are the reference.
+        IBackend Ref => _cpu;
+
+        void ApbChecks()
+        {
+            // head_dot: fp32 scores of bf16 keys against qbar (bf16 as the strategy keeps it, and fp32), on a row slice.
+            foreach (var (rows, heads, d, vecF32) in new[] { (37, 4, 64, false), (1000, 8, 128, false), (4099, 8, 128, true), (9, 3, 16, true) })
+            {
+                var x = Rand((long)(rows + 3) * heads * d); var vec = Rand((long)heads * d);
+                var co = Ref.AllocateF32(rows, heads);
+                Ref.HeadDot(Cpu(x, rows + 3, heads * d).RowSlice(3, rows), Cpu(vec, 1, heads * d), heads, co);
+                var go = GpuPoisoned(rows, heads, CudaDType.F32);
+                _gpu.HeadDot(Gpu(x, rows + 3, heads * d).RowSlice(3, rows), Gpu(vec, 1, heads * d, vecF32 ? CudaDType.F32 : CudaDType.BF16), heads, go);
+                Compare("ops", "head_dot", $"[{rows}, {heads}x{d}] vec {(vecF32 ? "f32" : "bf16")}", Down(_gpu, go), Down(_cpu, co), 1e-5);
+            }
+
+            // gather_head_rows: rows picked separately per head, both element types; exact.
+            foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
+                foreach (var (srcRows, picked, heads, d) in new[] { (60, 17, 8, 64), (4096, 1024, 8, 128), (9, 9, 3, 16) })
+                {
+                    var src = Rand((long)srcRows * heads * d);
+                    var idx = Enumerable.Range(0, picked * heads).Select(_ => _rng.Next(srcRows)).ToArray();
+                    var cg = _cpu.Allocate(picked, heads * d); Ref.GatherHeadRows(Cpu(src, srcRows, heads * d), heads, idx, cg);
+                    var gg = GpuPoisoned(picked, heads * d, dt); _gpu.GatherHeadRows(Gpu(src, srcRows, heads * d, dt), heads, idx, gg);
+                    Compare("ops", "gather_head_rows", $"{picked} of [{srcRows}, {heads}x{d}] {dt}", Down(_gpu, gg), Down(_cpu, cg), 0);
+                }
+
+            // select_passing: the same scores on both sides, so the picked rows must match exactly, ties included (the
+            // max-pool makes runs of equal values; "coarse" scores add many more). The GPU's index scratch is poisoned
+            // (-1) before every selection.
+            foreach (var (rows, heads, count, coarse, f32) in new[] { (1000, 8, 100, false, true), (65536, 8, 2048, false, true),
+                         (65536, 8, 1024, true, false), (300, 3, 300, false, true), (50, 2, 1, true, true), (7, 8, 5, true, false) })
+            {
+                var sc = Rand((long)rows * heads, 3f);
+                if (coarse) for (int i = 0; i < sc.Length; i++) sc[i] = MathF.Round(sc[i] * 2) / 2;
+                var want = Ref.SelectPassing(Cpu(sc, rows, heads), heads, count);
+                var got = _gpu.SelectPassing(Gpu(sc, rows, heads, f32 ? CudaDType.F32 : CudaDType.BF16), heads, count);
+                Compare("ops", "select_passing", $"{count} of {rows} rows x {heads} heads{(coarse ? " (coarse: ties)" : "")} {(f32 ? "f32" : "bf16")}",
+                    got.Select(i => (float)i).ToArray(), want.Select(i => (float)i).ToArray(), 0);
+            }
         }
 
         /// <summary>LSE: the -inf pattern must match exactly; finite values by max absolute error.</summary>

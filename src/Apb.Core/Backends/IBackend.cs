@@ -102,6 +102,21 @@ public interface IBackend : IDisposable
                 Copy(src, rowIndex[i * heads + h], h * d, dst, i, h * d, 1, d);
     }
 
+    /// <summary>
+    /// APB's selection (<see cref="Apb.Distributed.PassingSelector.Select"/>): max-pool <paramref name="scores"/>
+    /// [rows, heads] along the rows (window 5), then per head the <paramref name="count"/> rows with the highest pooled score
+    /// (ties to the earlier row), ascending; entry i x heads + h is head h's i-th row. The default downloads the scores and
+    /// selects on the host; a device backend should pool and select with kernels and download only the indices.
+    /// </summary>
+    int[] SelectPassing(Tensor scores, int heads, int count)
+    {
+        if (scores.Cols != heads || count < 0 || count > scores.Rows)
+            throw new ArgumentException($"select_passing: {count} of the rows of {scores} for {heads} heads");
+        var s = new float[scores.Rows * heads];
+        Download(scores, s);
+        return Apb.Distributed.PassingSelector.Select(s, scores.Rows, heads, count);
+    }
+
     /// <summary>Blocks until queued work is done (a no-op on the CPU).</summary>
     void Synchronize();
 }

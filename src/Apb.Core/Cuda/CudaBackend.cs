@@ -21,6 +21,7 @@ public sealed unsafe class CudaBackend : IBackend
 {
     const string Elementwise = "elementwise.cu";
     const string AttentionFile = "attention.cu";
+    const string ApbFile = "apb.cu";
 
     public CudaContext Context { get; }
     public DeviceMemory Memory { get; }
@@ -29,6 +30,8 @@ public sealed unsafe class CudaBackend : IBackend
     readonly List<ulong> _weights = new();
     readonly HashSet<nint> _raisedSmem = new();
     ulong _ints;          // device scratch for ids / positions / row indices
+    ulong _pooled, _picked; // APB selection scratch: pooled scores (fp32) and picked row indices
+    long _pooledBytes, _pickedBytes;
     long _intsCapacity;
     void* _pinned;        // pinned host staging for uploads, downloads and weight loads
     long _pinnedBytes;
@@ -458,6 +461,84 @@ public sealed unsafe class CudaBackend : IBackend
         Context.Synchronize();
     }
 
+    // ---------------------------------------------------------------------------------------------------- APB scoring
+
+    /// <summary>Query-aware scores on the device: one warp per (row, head), fp32 accumulation.</summary>
+    public void HeadDot(Tensor x, Tensor vec, int heads, Tensor output)
+    {
+        var xs = Bf16(x, "head_dot"); var vs = C(vec); var o = C(output);
+        int d = heads > 0 ? xs.Cols / heads : 0;
+        if (heads <= 0 || xs.Cols != heads * d || vs.Rows != 1 || vs.Cols != xs.Cols || o.Rows != xs.Rows || o.Cols != heads)
+            throw new ArgumentException($"head_dot: x {xs}, vec {vs}, {heads} heads, out {o}");
+        if (xs.Rows == 0) return;
+        Enter();
+        ulong xp = xs.Ptr, vp = vs.Ptr, op = o.Ptr;
+        long xStride = xs.Cols;
+        int vecF32 = vs.DType == CudaDType.F32 ? 1 : 0, outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows;
+        long pairs = (long)rows * heads;
+        void** args = stackalloc void*[] { &xp, &xStride, &vp, &vecF32, &op, &outF32, &rows, &heads, &d };
+        Context.Launch(Context.Function(ApbFile, "apb_head_dot"), "apb_head_dot", ((uint)((pairs + 7) / 8), 1, 1), 256, 0, args);
+    }
+
+    /// <summary>The passing-block gather: one launch for all rows and heads, indices uploaded once.</summary>
+    public void GatherHeadRows(Tensor src, int heads, ReadOnlySpan<int> rowIndex, Tensor dst)
+    {
+        var s = C(src); var d = C(dst);
+        int hd = heads > 0 ? s.Cols / heads : 0;
+        if (heads <= 0 || s.Cols != heads * hd || d.Cols != s.Cols || rowIndex.Length != (long)d.Rows * heads || s.DType != d.DType)
+            throw new ArgumentException($"gather_head_rows: {rowIndex.Length} indices for {heads} heads of {s} into {d}");
+        foreach (int r in rowIndex)
+            if ((uint)r >= (uint)s.Rows) throw new ArgumentException($"gather_head_rows: row {r} is outside {s}");
+        if (d.Rows == 0) return;
+        Enter();
+        ulong idx = UploadInts(rowIndex);
+        ulong sp = s.Ptr, dp = d.Ptr;
+        string fn = s.ElementSize == 2 ? "apb_gather_head_rows_u16" : "apb_gather_head_rows_u32";
+        void** args = stackalloc void*[] { &sp, &idx, &dp, &heads, &hd };
+        Context.Launch(Context.Function(ApbFile, fn), fn, ((uint)d.Rows, (uint)heads, 1), (uint)Math.Clamp(hd, 32, 256), 0, args);
+    }
+
+    /// <summary>
+    /// Max-pool and top-k per head on the device (one block per head, radix select); only the picked indices come back,
+    /// [count, heads] row-major, the same as <see cref="Apb.Distributed.PassingSelector.Select"/> on the same scores.
+    /// </summary>
+    public int[] SelectPassing(Tensor scores, int heads, int count)
+    {
+        var s = C(scores);
+        if (heads <= 0 || s.Cols != heads || count < 0 || count > s.Rows)
+            throw new ArgumentException($"select_passing: {count} of the rows of {s} for {heads} heads");
+        var picked = new int[(long)count * heads];
+        if (count == 0) return picked;
+        Enter();
+        int rows = s.Rows;
+        long n = (long)rows * heads;
+        if (n * 4 > _pooledBytes)
+        {
+            if (_pooled != 0) Memory.Return(_pooled);
+            _pooledBytes = Math.Max(n * 4, 4096);
+            _pooled = Memory.Rent(_pooledBytes, "APB pooled scores");
+        }
+        if (picked.Length * 4L > _pickedBytes)
+        {
+            if (_picked != 0) Memory.Return(_picked);
+            _pickedBytes = Math.Max(picked.Length * 4L, 4096);
+            _picked = Memory.Rent(_pickedBytes, "APB picked rows");
+        }
+        ulong sp = s.Ptr, pp = _pooled, ip = _picked;
+        // -1 in every index slot first: an entry the kernel failed to write is caught by the caller's bounds checks.
+        Driver.Check(Driver.cuMemsetD32Async(ip, 0xffffffffu, (nuint)picked.Length, Context.Stream), "cuMemsetD32Async(picked rows)");
+        int f32 = s.DType == CudaDType.F32 ? 1 : 0;
+        void** pa = stackalloc void*[] { &sp, &f32, &pp, &rows, &heads };
+        Context.Launch(Context.Function(ApbFile, "apb_max_pool5"), "apb_max_pool5", (GridFor(n), 1, 1), 256, 0, pa);
+        void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &ip };
+        Context.Launch(Context.Function(ApbFile, "apb_topk_rows"), "apb_topk_rows", ((uint)heads, 1, 1), 1024, 0, ta);
+        var pinned = Pinned(Math.Max(StagingBytes, picked.Length * 4L));
+        Driver.Check(Driver.cuMemcpyDtoHAsync(pinned, ip, (nuint)(picked.Length * 4L), Context.Stream), "cuMemcpyDtoHAsync(picked rows)");
+        Context.Synchronize();
+        new ReadOnlySpan<int>(pinned, picked.Length).CopyTo(picked);
+        return picked;
+    }
+
     // ---------------------------------------------------------------------------------------------------- timing
 
     /// <summary>Milliseconds of device time <paramref name="work"/> takes, measured with events on the backend's stream.</summary>
@@ -486,12 +567,12 @@ public sealed unsafe class CudaBackend : IBackend
 
     /// <summary>
     /// Benchmarks: gives back every device block rented after <paramref name="mark"/> (<see cref="DeviceMemory.Mark"/>)
-    /// except the backend's own index scratch, which it keeps using: a finished session's tensors, never disposed one by one.
+    /// except the backend's own index and APB selection scratch, which it keeps using: a finished session's tensors, never disposed one by one.
     /// </summary>
     public int ReleaseSince(long mark)
     {
         Enter();
-        return Memory.ReleaseSince(mark, _ints);
+        return Memory.ReleaseSince(mark, _ints, _pooled, _picked);
     }
 
     public void Dispose()

@@ -46,9 +46,9 @@ public sealed class ApbAttention : SequenceParallelAttention
         bool scores = sent > 0 && sent < real;
         Tensor qb = q.RowSlice(a, lb), kb = k.RowSlice(a, lb), vb = v.RowSlice(a, lb);
 
-        float[]? s = null;
+        Tensor? s = null; // [real, n_kv] scores, left on the backend: SelectPassing pools and picks where they are
         if (scores && _retaining != null)
-            using (Measure("scoring")) s = _retaining.Score(layer, qb, kb, vb, real);
+            using (Measure("scoring")) s = _retaining.ScoreOnDevice(layer, qb, kb, vb, real);
         Rotate(q, k, Plan.LocalPositions(Rank));
         if (passes && _queryAware != null) s = QueryAwareScores(q, kb, real, scores);
 
@@ -60,7 +60,7 @@ public sealed class ApbAttention : SequenceParallelAttention
             if (sent > 0)
                 using (Measure("scoring"))
                 {
-                    var picked = s is null ? PassingSelector.All(sent, KvHeads) : PassingSelector.Select(s, real, KvHeads, sent);
+                    var picked = s is null ? PassingSelector.All(sent, KvHeads) : B.SelectPassing(s, KvHeads, sent);
                     B.GatherHeadRows(kb, KvHeads, picked, send.RowSlice(0, sent));
                     B.GatherHeadRows(vb, KvHeads, picked, send.RowSlice(sent, sent));
                 }
@@ -96,7 +96,7 @@ public sealed class ApbAttention : SequenceParallelAttention
     /// in their anchors and compute qbar themselves; rank 0 has no anchor, so rank 1 (the lowest rank holding the query:
     /// every anchor is the same, so its qbar is exactly what any anchored rank computes) sends it qbar each layer.
     /// </summary>
-    float[]? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
+    Tensor? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
     {
         bool rank0Scores = Plan.SentRows(0) > 0 && Plan.SentRows(0) < Plan.RealRows(0);
         var qbar = Buffer("qbar", 1, C.KvDim);
@@ -109,6 +109,6 @@ public sealed class ApbAttention : SequenceParallelAttention
         }
         if (!scores) return null;
         using var _ = Measure("scoring");
-        return _queryAware!.Score(kb, qbar, real);
+        return _queryAware!.ScoreOnDevice(kb, qbar, real);
     }
 }

@@ -226,6 +226,7 @@ public sealed class DistributedSession : IInferenceSession
         var plan = Plan!;
         rk.Doing = stage;
         rk.Strategy = CreateStrategy(rk, plan);
+        rk.Strategy.ReserveStarPhase(query.Count);
         rk.Strategy.Profile = rk.PrefillProfile;
         var ids = plan.LocalIds(rk.Rank, context, query, Options.PadTokenId);
         var logits = rk.Model.Forward(ids, new RankAttention(rk.Strategy, rk, stage, BeforeAttention), allLogits ? LogitsFor.All : LogitsFor.None);

@@ -39,9 +39,19 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
     {
         var result = new float[rows * config.NumKeyValueHeads];
         if (rows == 0) return result;
+        backend.Download(ScoreOnDevice(keys, queryMean, rows), result);
+        return result;
+    }
+
+    /// <summary>
+    /// The same scores left on the backend, [rows, n_kv] fp32 (a buffer reused by the next call): what
+    /// <see cref="IBackend.SelectPassing"/> reads, so a device backend never moves them to the host.
+    /// </summary>
+    public Tensor ScoreOnDevice(Tensor keys, Tensor queryMean, int rows)
+    {
+        if (rows <= 0) throw new ArgumentException("query-aware scoring of no rows");
         if (_scores is null || _scores.Rows != rows) _scores = backend.AllocateF32(rows, config.NumKeyValueHeads);
         backend.HeadDot(keys.RowSlice(0, rows), queryMean, config.NumKeyValueHeads, _scores);
-        backend.Download(_scores, result);
-        return result;
+        return _scores;
     }
 }

@@ -27,6 +27,16 @@ public sealed class RetainingHeadScorer
     /// <summary>Scores of the first <paramref name="rows"/> rows, [rows, n_kv] row-major on the host.</summary>
     public float[] Score(int layer, Tensor q, Tensor k, Tensor v, int rows)
     {
+        var result = new float[rows * _c.NumKeyValueHeads];
+        if (rows == 0) return result;
+        _b.Download(ScoreOnDevice(layer, q, k, v, rows), result);
+        return result;
+    }
+
+    /// <summary>The same scores left on the backend, [rows, n_kv] (a buffer reused by the next call).</summary>
+    public Tensor ScoreOnDevice(int layer, Tensor q, Tensor k, Tensor v, int rows)
+    {
+        if (rows <= 0) throw new ArgumentException("retaining-head scoring of no rows");
         int qd = _c.QDim, kvd = _c.KvDim;
         if (_x is null || _x.Rows != rows)
         {
@@ -34,15 +44,12 @@ public sealed class RetainingHeadScorer
             _h = _b.Allocate(rows, _hidden);
             _s = _b.Allocate(rows, _c.NumKeyValueHeads);
         }
-        var result = new float[rows * _c.NumKeyValueHeads];
-        if (rows == 0) return result;
         _b.Copy(q, 0, 0, _x, 0, 0, rows, qd);
         _b.Copy(k, 0, 0, _x, 0, qd, rows, kvd);
         _b.Copy(v, 0, 0, _x, 0, qd + kvd, rows, kvd);
         _b.Linear(_x, _fc1[layer], null, _h!);
         _b.Silu(_h!);
         _b.Linear(_h!, _fc2[layer], null, _s!);
-        _b.Download(_s!, result);
-        return result;
+        return _s!;
     }
 }

@@ -35,6 +35,20 @@ public abstract class SequenceParallelAttention : IAttention
             .Select(_ => new KvCache(backend, config.KvDim, plan.RealRows(comm.Rank))).ToArray();
     }
 
+    /// <summary>Rows reserved past the query for decoded tokens on the last rank (128 KiB of cache a row at the 8B shape).</summary>
+    public const int DecodeReserve = 256;
+
+    /// <summary>
+    /// The star phase appends the query and then every decoded token to the last rank's caches: reserve room for
+    /// <paramref name="queryRows"/> + <see cref="DecodeReserve"/> rows before prefill, so the block is never copied into a
+    /// larger buffer with both alive (call before the first layer runs; other ranks ignore it).
+    /// </summary>
+    public void ReserveStarPhase(int queryRows)
+    {
+        if (Rank != Ranks - 1) return;
+        foreach (var c in Caches) c.Reserve(Plan.RealRows(Rank) + queryRows + DecodeReserve);
+    }
+
     protected Profile.Scope? Measure(string phase) => Profile?.Measure(phase);
 
     public abstract void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output);

@@ -1,0 +1,160 @@
+// APB's per-layer scoring and selection on the device (apb-algorithm.md, steps 3b and 3d): the query-aware score
+// (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and the gather of the
+// chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit patterns, fp32
+// accumulation, no CUDA headers (NVRTC alone).
+
+typedef unsigned short bf16;
+
+__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned)b) << 16); }
+
+__device__ __forceinline__ float load_any(const void* p, long i, int f32)
+{
+    return f32 ? ((const float*)p)[i] : bf2f(((const bf16*)p)[i]);
+}
+
+// out[t, h] = dot(x[t, h*d .. h*d+d), vec[h*d .. h*d+d)): one warp per (row, head), fp32 accumulation. x is bf16 with row
+// stride xStride; vec and out are bf16 or fp32 (flags). Block: 256 threads = 8 (row, head) pairs.
+extern "C" __global__ void apb_head_dot(const bf16* __restrict__ x, long xStride, const void* __restrict__ vec, int vecF32,
+    void* __restrict__ out, int outF32, int rows, int heads, int d)
+{
+    long pair = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (pair >= (long)rows * heads) return;
+    long t = pair / heads;
+    int h = (int)(pair - t * heads);
+    const bf16* row = x + t * xStride + (long)h * d;
+    float acc = 0.f;
+    for (int c = lane; c < d; c += 32) acc += bf2f(row[c]) * load_any(vec, (long)h * d + c, vecF32);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0)
+    {
+        if (outF32) ((float*)out)[pair] = acc;
+        else
+        {
+            unsigned u = __float_as_uint(acc);
+            if ((u & 0x7fffffffu) > 0x7f800000u) ((bf16*)out)[pair] = (bf16)((u >> 16) | 0x40u);
+            else { u += 0x7fffu + ((u >> 16) & 1u); ((bf16*)out)[pair] = (bf16)(u >> 16); }
+        }
+    }
+}
+
+// dst[i, h*d + c] = src[index[i*heads + h], h*d + c]: rows chosen per head. Grid (dst rows, heads); cols = heads x d.
+extern "C" __global__ void apb_gather_head_rows_u16(const unsigned short* __restrict__ src, const int* __restrict__ index,
+    unsigned short* __restrict__ dst, int heads, int d)
+{
+    long cols = (long)heads * d;
+    int i = blockIdx.x, h = blockIdx.y;
+    const unsigned short* s = src + (long)index[(long)i * heads + h] * cols + (long)h * d;
+    unsigned short* o = dst + (long)i * cols + (long)h * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
+}
+
+extern "C" __global__ void apb_gather_head_rows_u32(const unsigned* __restrict__ src, const int* __restrict__ index,
+    unsigned* __restrict__ dst, int heads, int d)
+{
+    long cols = (long)heads * d;
+    int i = blockIdx.x, h = blockIdx.y;
+    const unsigned* s = src + (long)index[(long)i * heads + h] * cols + (long)h * d;
+    unsigned* o = dst + (long)i * cols + (long)h * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
+}
+
+// pooled[t, h] = max of scores[u, h] for |u - t| <= 2 inside [0, rows): PassingSelector.MaxPool. Scores bf16 or fp32,
+// pooled fp32. fmaxf would drop a NaN where the host's MathF.Max keeps it: compare by hand to match.
+extern "C" __global__ void apb_max_pool5(const void* __restrict__ scores, int scoresF32, float* __restrict__ pooled, int rows, int heads)
+{
+    long n = (long)rows * heads;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    {
+        long t = i / heads;
+        int h = (int)(i - t * heads);
+        long lo = t - 2 < 0 ? 0 : t - 2, hi = t + 2 > rows - 1 ? rows - 1 : t + 2;
+        float m = __int_as_float(0xff800000);
+        for (long u = lo; u <= hi; u++)
+        {
+            float v = load_any(scores, u * heads + h, scoresF32);
+            if (v != v || m != m) m = __int_as_float(0x7fc00000); else if (v > m) m = v;
+        }
+        pooled[i] = m;
+    }
+}
+
+// Orders floats as float.CompareTo does: NaN below everything, -0 equal to +0; larger float -> larger key.
+__device__ __forceinline__ unsigned order_key(float f)
+{
+    if (f != f) return 0u;
+    if (f == 0.f) f = 0.f;
+    unsigned u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+#define APB_TOPK_THREADS 1024
+
+// For each head (one block each) the `count` rows of pooled[:, h] with the largest values, ties to the earlier row, written
+// in ascending row order: picked[i*heads + h] = head h's i-th row (PassingSelector.Select after its max-pool).
+// Radix select on the order keys, 8 bits per pass from the top, finds the count-th largest key T and how many rows equal
+// to T are taken (the earliest ones); then every thread walks a contiguous chunk of rows twice to write its picks in order.
+extern "C" __global__ void __launch_bounds__(APB_TOPK_THREADS) apb_topk_rows(const float* __restrict__ pooled, int rows, int heads,
+    int count, int* __restrict__ picked)
+{
+    __shared__ unsigned hist[256];
+    __shared__ int eqScan[APB_TOPK_THREADS], pickScan[APB_TOPK_THREADS];
+    __shared__ unsigned sPrefix;
+    __shared__ int sK;
+    int h = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    if (count <= 0) return;
+    unsigned prefix = 0u, mask = 0u;
+    int k = count;
+    for (int shift = 24; shift >= 0; shift -= 8)
+    {
+        for (int b = tid; b < 256; b += nt) hist[b] = 0u;
+        __syncthreads();
+        for (int t = tid; t < rows; t += nt)
+        {
+            unsigned key = order_key(pooled[(long)t * heads + h]);
+            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (tid == 0)
+        {
+            int cum = 0, sel = 0;
+            for (int b = 255; b >= 0; b--)
+            {
+                if (cum + (int)hist[b] >= k) { sel = b; break; }
+                cum += (int)hist[b];
+            }
+            sK = k - cum;
+            sPrefix = prefix | ((unsigned)sel << shift);
+        }
+        __syncthreads();
+        prefix = sPrefix; k = sK;
+        mask |= 255u << shift;
+        __syncthreads();
+    }
+    // prefix = T (the count-th largest key); k = how many rows with key T are taken, the earliest ones.
+    int chunk = (rows + nt - 1) / nt, lo = tid * chunk, hi = lo + chunk < rows ? lo + chunk : rows;
+    int eq = 0, gt = 0;
+    for (int t = lo; t < hi; t++)
+    {
+        unsigned key = order_key(pooled[(long)t * heads + h]);
+        eq += key == prefix; gt += key > prefix;
+    }
+    eqScan[tid] = eq;
+    __syncthreads();
+    if (tid == 0) { int s = 0; for (int i = 0; i < nt; i++) { int v = eqScan[i]; eqScan[i] = s; s += v; } }
+    __syncthreads();
+    int eqBefore = eqScan[tid];
+    int takeEq = k - eqBefore < 0 ? 0 : (k - eqBefore > eq ? eq : k - eqBefore);
+    pickScan[tid] = gt + takeEq;
+    __syncthreads();
+    if (tid == 0) { int s = 0; for (int i = 0; i < nt; i++) { int v = pickScan[i]; pickScan[i] = s; s += v; } }
+    __syncthreads();
+    int pos = pickScan[tid], seen = eqBefore;
+    for (int t = lo; t < hi; t++)
+    {
+        unsigned key = order_key(pooled[(long)t * heads + h]);
+        bool take = key > prefix;
+        if (key == prefix) { take = seen < k; seen++; }
+        if (take) { picked[(long)pos * heads + h] = t; pos++; }
+    }
+}
