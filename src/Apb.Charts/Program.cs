@@ -1,0 +1,1 @@
+return Apb.Charts.ChartsCli.Run(args, Console.Out, Console.Error);

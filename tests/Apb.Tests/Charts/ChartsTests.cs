@@ -1,0 +1,153 @@
+using Apb.Charts;
+using SkiaSharp;
+using Xunit;
+
+namespace Apb.Tests.Charts;
+
+/// <summary>`apb-charts ruler|prefill`: PNGs from the committed result files and from tiny hand-made JSON; bad input.</summary>
+public sealed class ChartsTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), $"apb-charts-test-{Guid.NewGuid():N}");
+
+    public ChartsTests() => Directory.CreateDirectory(_dir);
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    static string PrefillRun => Path.Combine(Repo.Root, "bench", "results", "prefill-20261128-135235");
+
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = ChartsCli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    string Temp(string name) => Path.Combine(_dir, name);
+
+    string WriteJson(string name, string json) { var p = Temp(name); File.WriteAllText(p, json); return p; }
+
+    /// <summary>A real PNG of the chart size, with more than one colour in it (bars/lines/text drawn, not a blank canvas).</summary>
+    static void AssertChartPng(string path)
+    {
+        Assert.True(File.Exists(path), $"{path} was not written");
+        var bytes = File.ReadAllBytes(path);
+        Assert.True(bytes.Length > 1000, $"{path}: only {bytes.Length} bytes");
+        Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, bytes[..8]);
+        using var bmp = SKBitmap.Decode(bytes);
+        Assert.NotNull(bmp);
+        Assert.Equal((ChartsCli.Width, ChartsCli.Height), (bmp.Width, bmp.Height));
+        var colours = new HashSet<uint>();
+        for (int y = 0; y < bmp.Height; y += 7)
+            for (int x = 0; x < bmp.Width; x += 7)
+                colours.Add((uint)bmp.GetPixel(x, y));
+        Assert.True(colours.Count >= 4, $"{path}: {colours.Count} distinct colours");
+    }
+
+    [Fact]
+    public void RulerChartOfTheCommittedEmbeddedModelResults()
+    {
+        var output = Temp("ruler.png");
+        var (code, stdout, stderr) = Run("ruler", "--json", Path.Combine(Repo.EmbeddedModel, "ruler_1k.json"), "--out", output);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("wrote", stdout);
+        AssertChartPng(output);
+        Assert.False(File.Exists(RulerChart.ByLengthPath(output)), "one length: no by-length chart");
+    }
+
+    [Fact]
+    public void RulerChartOfSeveralLengthsAlsoWritesTheByLengthChart()
+    {
+        var a = WriteJson("a.json", """
+            {"results": [
+              {"strategy": "apb", "ranks": 4, "length": 4096, "task": "niah_single_1", "accuracy": 1, "samples": 2},
+              {"strategy": "apb", "ranks": 4, "length": 4096, "task": "vt", "accuracy": 0.5, "samples": 2},
+              {"strategy": "apb", "ranks": 4, "length": 16384, "task": "niah_single_1", "accuracy": 0.5, "samples": 2},
+              {"strategy": "apb", "ranks": 4, "length": 16384, "task": "vt", "accuracy": 0, "samples": 2}
+            ]}
+            """);
+        var b = WriteJson("b.json", """
+            {"results": [
+              {"strategy": "full", "ranks": 1, "length": 4096, "task": "niah_single_1", "accuracy": 1, "samples": 2, "seconds": 1.5},
+              {"strategy": "full", "ranks": 1, "length": 16384, "task": "niah_single_1", "accuracy": 1, "samples": 2, "seconds": 3}
+            ]}
+            """);
+        var output = Temp("tiny-ruler.png");
+        var (code, stdout, stderr) = Run("ruler", "--json", a, "--json", b, "--out", output);
+        Assert.True(code == 0, stderr);
+        AssertChartPng(output);
+        Assert.Equal(Temp("tiny-ruler-by-length.png"), RulerChart.ByLengthPath(output));
+        AssertChartPng(Temp("tiny-ruler-by-length.png"));
+        Assert.Contains("tiny-ruler-by-length.png", stdout);
+    }
+
+    [Fact]
+    public void PrefillChartOfTheCommittedBenchRunFilesAndFolder()
+    {
+        var output = Temp("prefill.png");
+        var (code, _, stderr) = Run("prefill", "--json", Path.Combine(PrefillRun, "gpu1-prefill.json"),
+            "--json", Path.Combine(PrefillRun, "gpu2-prefill.json"), "--json", Path.Combine(PrefillRun, "hf.json"), "--out", output);
+        Assert.True(code == 0, stderr);
+        AssertChartPng(output);
+
+        var data = ResultFiles.LoadPrefill([PrefillRun], TextWriter.Null); // the folder: the kernel files are skipped
+        Assert.Equal(24.3387869, data.Points.Single(p => p.Series == "full x1" && p.Length == 131072).Seconds, 6);
+        Assert.Equal(12.451663970947266, data.Points.Single(p => p.Series == "zigzag x2" && p.Length == 131072).Seconds, 6);
+        Assert.True(data.Points.Single(p => p.Series.StartsWith("HF", StringComparison.Ordinal) && p.Length == 32768).Peer);
+        Assert.Equal(3 + 5 + 4 + 3, data.Points.Count); // full 3 lengths, 2-GPU 5 at 128K + 4 at 64K, HF 3
+        Assert.Equal(["NVIDIA H200"], data.Devices);
+    }
+
+    [Fact]
+    public void PrefillChartOfTinyHandMadeFilesSkipsUnmeasuredCases()
+    {
+        var ours = WriteJson("ours.json", """
+            {"model": "tiny", "device": "CPU", "world_size": 2, "query_tokens": 8, "results": [
+              {"strategy": "apb", "length": 1024, "ranks": 2, "status": "ok", "seconds": 0.5},
+              {"strategy": "apb", "length": 4096, "ranks": 2, "status": "ok", "seconds": 2.5},
+              {"strategy": "ring", "length": 4096, "ranks": 2, "status": "skipped", "note": "too big"}
+            ]}
+            """);
+        var peer = WriteJson("peer.json", """
+            {"peer": "hf_transformers_sdpa", "device": "CPU", "results": [
+              {"length": 1024, "status": "ok", "seconds": 0.4}, {"length": 4096, "status": "oom"}
+            ]}
+            """);
+        var output = Temp("tiny-prefill.png");
+        var (code, _, stderr) = Run("prefill", "--json", ours, "--json", peer, "--out", output);
+        Assert.True(code == 0, stderr);
+        AssertChartPng(output);
+        var data = ResultFiles.LoadPrefill([ours, peer]);
+        Assert.Equal(3, data.Points.Count);
+    }
+
+    [Theory]
+    [InlineData("missing")]
+    [InlineData("not-json")]
+    [InlineData("no-results")]
+    [InlineData("ruler-as-prefill")]
+    [InlineData("prefill-as-ruler")]
+    [InlineData("no-out")]
+    [InlineData("unknown-kind")]
+    public void BadInputIsOneErrorLineAndExitCodeOne(string kind)
+    {
+        var ruler = Path.Combine(Repo.EmbeddedModel, "ruler_1k.json");
+        var prefill = Path.Combine(PrefillRun, "hf.json");
+        var output = Temp("bad.png");
+        string[] args = kind switch
+        {
+            "missing" => ["ruler", "--json", Temp("nope.json"), "--out", output],
+            "not-json" => ["ruler", "--json", WriteJson("x.json", "{\"results\": [ oops"), "--out", output],
+            "no-results" => ["prefill", "--json", WriteJson("y.json", "{\"rows\": []}"), "--out", output],
+            "ruler-as-prefill" => ["prefill", "--json", ruler, "--out", output],
+            "prefill-as-ruler" => ["ruler", "--json", prefill, "--out", output],
+            "no-out" => ["ruler", "--json", ruler],
+            _ => ["pie", "--json", ruler, "--out", output],
+        };
+        var (code, _, stderr) = Run(args);
+        Assert.Equal(1, code);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("apb-charts: ", lines[0]);
+        Assert.False(File.Exists(output));
+        if (kind == "missing") Assert.Contains("file not found", lines[0]);
+    }
+}
