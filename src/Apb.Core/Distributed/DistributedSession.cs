@@ -112,6 +112,21 @@ public sealed class DistributedSession : IInferenceSession
     /// </summary>
     public float[] AllLogits(IReadOnlyList<int> context, IReadOnlyList<int> query) => RunPrefill(context, query, allLogits: true);
 
+    /// <summary>One process per rank: rank 0's token, broadcast. In-process ranks share one decode loop already.</summary>
+    public int Agree(int token)
+    {
+        if (_process is null || Ranks == 1) return token;
+        CheckUsable(prefilled: true);
+        return RunRanks(rk =>
+        {
+            rk.Doing = "agreeing on the next token";
+            var t = rk.Backend.AllocateF32(1, 1);
+            if (rk.Rank == 0) rk.Backend.Upload([token], t);
+            rk.Comm.Broadcast(t, 0);
+            return (int)Download(rk.Backend, t)[0];
+        })[0];
+    }
+
     public float[] Decode(int token)
     {
         CheckUsable(prefilled: true);
