@@ -37,6 +37,7 @@ static class DoctorCommand
         o.WriteLine($"  driver             : {r.DriverPath}, CUDA {r.DriverVersion}");
         o.WriteLine($"  nvrtc              : {(r.NvrtcProblem == null ? $"{r.NvrtcPath}, {r.NvrtcVersion}" : "MISSING: " + r.NvrtcProblem.Split('\n')[0])}");
         o.WriteLine($"  cublasLt           : {(r.CublasLtProblem == null ? $"{r.CublasLtPath}, {r.CublasLtVersion}" : "MISSING: " + r.CublasLtProblem.Split('\n')[0])}");
+        o.WriteLine($"  nccl               : {Nccl()}");
         o.WriteLine($"  cuda headers       : {KernelCompiler.IncludePath() ?? "not found (our kernels need none)"}");
         o.WriteLine($"  kernel cache       : {KernelCompiler.CacheFolder()}");
         if (r.Devices.Count == 0) o.WriteLine("  gpus               : none visible (the driver loaded; check CUDA_VISIBLE_DEVICES)");
@@ -70,5 +71,14 @@ static class DoctorCommand
                 }
             }
         return 0;
+    }
+
+    // NCCL is needed only for `apb launch` (one process per GPU); its absence is reported, not an error.
+    static string Nccl()
+    {
+        if (Apb.Cuda.Native.Nccl.TryInitialize() is { } why)
+            return "not found (needed only for apb launch across GPUs): " + why.Split('\n')[0];
+        int v = Apb.Cuda.Native.Nccl.Version;
+        return $"{Apb.Cuda.Native.Nccl.LibraryPath}, {v / 10000}.{v / 100 % 100}.{v % 100}";
     }
 }

@@ -370,8 +370,9 @@ public sealed class DistributedSession : IInferenceSession
     {
         if (PrefillProfiles is null) return "timings were not recorded (set StrategyOptions.Timings)";
         string what = $"{Strategy.ToString().ToLowerInvariant()}, {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
-        var text = RankProfileTable.Format($"prefill: {what}", PrefillProfiles);
-        if (_decodeSteps > 0) text += Environment.NewLine + RankProfileTable.Format($"decode: {_decodeSteps} step(s)", DecodeProfiles!);
+        int first = _process?.Comm.Rank ?? 0;
+        var text = RankProfileTable.Format($"prefill: {what}", PrefillProfiles, first);
+        if (_decodeSteps > 0) text += Environment.NewLine + RankProfileTable.Format($"decode: {_decodeSteps} step(s)", DecodeProfiles!, first);
         return text;
     }
 

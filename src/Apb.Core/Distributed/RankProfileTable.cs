@@ -13,7 +13,8 @@ namespace Apb.Distributed;
 /// </summary>
 public static class RankProfileTable
 {
-    public static string Format(string title, IReadOnlyList<Profile> profiles)
+    /// <param name="firstRank">the rank of profiles[0]: one process of a launched group holds only its own rank's</param>
+    public static string Format(string title, IReadOnlyList<Profile> profiles, int firstRank = 0)
     {
         var inv = CultureInfo.InvariantCulture;
         var headers = new List<string> { "rank" };
@@ -32,7 +33,7 @@ public static class RankProfileTable
 
         var rows = new List<string[]>();
         for (int r = 0; r < values.Count; r++)
-            rows.Add([r.ToString(inv), .. values[r].Select(x => x.ToString(x >= 100 ? "0" : "0.000", inv))]);
+            rows.Add([(firstRank + r).ToString(inv), .. values[r].Select(x => x.ToString(x >= 100 ? "0" : "0.000", inv))]);
         if (values.Count > 1)
         {
             var imbalance = new List<string> { "max/mean" };
