@@ -36,8 +36,6 @@ public sealed class Profile
 
     public void Add(string phase, TimeSpan t) => _times[phase] = _times.GetValueOrDefault(phase) + t;
 
-    public void Reset() { _times.Clear(); BytesSent = BytesReceived = 0; AttentionFlops = 0; }
-
     public readonly struct Scope(Profile p, string phase, long start) : IDisposable
     {
         public void Dispose()

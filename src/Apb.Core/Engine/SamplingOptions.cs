@@ -9,8 +9,6 @@ public sealed record SamplingOptions
     public int? Seed { get; init; }
     public int MaxNewTokens { get; init; } = 64;
 
-    public static readonly SamplingOptions Greedy = new();
-
     public void Validate()
     {
         if (Temperature < 0 || double.IsNaN(Temperature)) throw new ApbException($"temperature must be >= 0 (0 = greedy), got {Temperature}");

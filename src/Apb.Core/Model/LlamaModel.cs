@@ -46,8 +46,6 @@ public sealed class LlamaModel
 
     Profile.Scope? Measure(string phase) => Profile?.Measure(phase);
 
-    /// <summary>Observes named intermediates (layer, name, tensor) for dumps and diffs; null in normal runs.</summary>
-    public Action<int, string, Tensor>? Trace { get; set; }
 
     /// <summary>
     /// Runs the tokens of one step through every layer. Returns logits [1 or T, vocab] (a fresh tensor) or null.
@@ -72,7 +70,6 @@ public sealed class LlamaModel
                 b.Linear(ws.H, L.VProj, L.VBias, ws.V);
             }
             attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
-            Trace?.Invoke(l, "attn_out", ws.Attn);
             using (Measure("o_proj"))
             {
                 b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
@@ -87,7 +84,6 @@ public sealed class LlamaModel
                 b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
                 b.AddInPlace(ws.X, ws.Tmp);
             }
-            Trace?.Invoke(l, "layer_out", ws.X);
         }
         if (logitsFor == LogitsFor.None) return null;
 
