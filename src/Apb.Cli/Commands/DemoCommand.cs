@@ -32,11 +32,11 @@ static class DemoCommand
         {
             Strategy = StrategyKind.Apb, Ranks = Ranks, FallbackBelow = 0, PadTokenId = tok.PadTokenId ?? 0, Timings = true,
         };
-        var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, CommonOptions.Backend(device));
-        var (apb, apbTime, apbSession) = Answer(() => new DistributedSession(bundle.Config, weights,
-            _ => CommonOptions.Backend(device), apbOptions), sample, tok, sampling, stop);
-        var (full, fullTime, _) = Answer(() => new LocalSession(bundle.LoadModel(CommonOptions.Backend(device)),
-            RulerHarness.Capacity(sample)), sample, tok, sampling, stop);
+        // The same session construction as `generate --strategy ...` (weights loaded once per session, on rank 0's backend).
+        IInferenceSession Open(StrategyOptions o) =>
+            StrategyFlags.Session(bundle, o, () => CommonOptions.Backend(device), RulerHarness.Capacity(sample));
+        var (apb, apbTime, apbSession) = Answer(() => Open(apbOptions), sample, tok, sampling, stop);
+        var (full, fullTime, _) = Answer(() => Open(new StrategyOptions()), sample, tok, sampling, stop);
 
         double apbScore = RulerScore.Score(apb, sample.Sample.Answers), fullScore = RulerScore.Score(full, sample.Sample.Answers);
         io.Out.WriteLine($"expected: {string.Join(", ", sample.Sample.Answers)}");
@@ -44,13 +44,13 @@ static class DemoCommand
         io.Out.WriteLine($"full x1:  {full.Trim()}   ({(fullScore == 1 ? "correct" : "wrong")}, {fullTime.TotalSeconds:F2} s)");
         io.Out.WriteLine(apb == full ? "APB and full attention agree." : "APB and full attention differ.");
         io.Err.WriteLine();
-        io.Err.Write(apbSession.FormatTimings());
+        io.Err.Write(((DistributedSession)apbSession).FormatTimings());
         io.Err.WriteLine("try: apb generate --prompt \"...\"; apb eval ruler --tasks all --length 4k --strategies full,star,apb --ranks 4");
         return 0;
     }
 
-    static (string Text, TimeSpan Time, T Session) Answer<T>(Func<T> open, EncodedSample s, Tokenization.HfTokenizer tok,
-        SamplingOptions sampling, IReadOnlyCollection<int> stop) where T : IInferenceSession
+    static (string Text, TimeSpan Time, IInferenceSession Session) Answer(Func<IInferenceSession> open, EncodedSample s,
+        Tokenization.HfTokenizer tok, SamplingOptions sampling, IReadOnlyCollection<int> stop)
     {
         var sw = Stopwatch.StartNew();
         var session = open();

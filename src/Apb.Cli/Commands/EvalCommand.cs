@@ -3,7 +3,6 @@ using Apb.Backends.Cpu;
 using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
-using Apb.Model;
 using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;
@@ -114,22 +113,18 @@ static class EvalCommand
                 SampleJsonl.Write(f, all);
             }
 
-            var config = bundle.Config;
-            var weights = LlamaWeights.Load(config, bundle.Checkpoint, new CpuBackend());
             int pad = bundle.Tokenizer.PadTokenId ?? 0;
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
-                var kind = StrategyOptions.ParseStrategy(spec.Name);
-                if (kind == StrategyKind.Full) return new LocalSession(new LlamaModel(config, weights, new CpuBackend()), RulerHarness.Capacity(e));
                 // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
-                int? la = r.GetValue(anchor);
                 // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
                 var options = new StrategyOptions
                 {
-                    Strategy = kind, Ranks = spec.Ranks, AnchorLength = la, PassingLength = r.GetValue(passing),
-                    Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0, PadTokenId = pad,
+                    Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
+                    PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
+                    PadTokenId = pad,
                 };
-                return new DistributedSession(config, weights, _ => new CpuBackend(), options);
+                return StrategyFlags.Session(bundle, options, () => new CpuBackend(), RulerHarness.Capacity(e));
             }
 
             bool verb = r.GetValue(verbose);
