@@ -45,7 +45,7 @@ timeout 60 "$APB" logits "${COMMON[@]}" --device cpu --out "$WORK/cpu-full.json"
 for s in "${STRATS[@]}"; do
   timeout 60 "$APB" logits "${COMMON[@]}" --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cpu --out "$WORK/cpu-$s.json" >>"$LOG" 2>&1 || status=1
 done
-BASE=$(python3 bench/gpu/compare_logits.py "$WORK/cpu-full.json" "$WORK/gpu1-full.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rel"])' 2>/dev/null || echo 1)
+BASE=$(python3 tools/compare_logits.py --json "$WORK/cpu-full.json" "$WORK/gpu1-full.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rel"])' 2>/dev/null || echo 1)
 TOL=$(python3 -c "print(3*$BASE+1e-3)")
 echo "one GPU vs CPU (full): rel $BASE; tolerance $TOL" | tee -a "$LOG"
 
@@ -57,7 +57,7 @@ for s in "${STRATS[@]}"; do
   rc=$?; secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
   case $s in star|apb) ref="$WORK/cpu-$s.json"; refname="cpu $s";; *) ref="$WORK/cpu-full.json"; refname="cpu full";; esac
   if [ $rc -ne 0 ]; then ROW[$s]="$s|launch rc=$rc|-|-|-|${secs}s|FAIL"; status=1; continue; fi
-  c1=$(python3 bench/gpu/compare_logits.py "$ref" "$WORK/gpu2-$s.json"); c2=$(python3 bench/gpu/compare_logits.py "$WORK/gpu1-full.json" "$WORK/gpu2-$s.json")
+  c1=$(python3 tools/compare_logits.py --json "$ref" "$WORK/gpu2-$s.json"); c2=$(python3 tools/compare_logits.py --json "$WORK/gpu1-full.json" "$WORK/gpu2-$s.json")
   echo "$s vs $refname: $c1; vs one GPU full: $c2" | tee -a "$LOG"
   ROW[$s]=$(python3 - "$s" "$refname" "$c1" "$c2" "$TOL" "$secs" <<'PY'
 import json, sys
