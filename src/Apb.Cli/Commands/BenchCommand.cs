@@ -21,13 +21,14 @@ namespace Apb.Cli.Commands;
 /// On GPUs the ranks are processes: `apb launch --nproc-per-node N -- bench prefill --device cuda ...`; `full` runs
 /// without the launcher on one GPU. On the CPU, --ranks N in-process ranks.
 /// </summary>
-static class BenchCommand
+static partial class BenchCommand
 {
     public static Command Create(Io io)
     {
-        var cmd = new Command("bench", "benchmarks: prefill per strategy and length (bench prefill), the attention kernel (bench attention)");
+        var cmd = new Command("bench", "benchmarks: prefill per strategy and length (bench prefill), the attention kernel (bench attention), decode ms/token (bench decode)");
         cmd.Subcommands.Add(PrefillCommand(io));
         cmd.Subcommands.Add(AttentionCommand(io));
+        cmd.Subcommands.Add(DecodeCommand(io));
         return cmd;
     }
 

@@ -13,18 +13,19 @@ namespace Apb.Cli.Commands;
 /// <summary>
 /// `apb check-kernels`: every CudaBackend op against the fp32 CpuBackend on fresh random non-zero inputs over a grid of
 /// shapes, outputs poisoned with NaN first so an unwritten element fails; then each fixture model's logits and greedy
-/// continuation on cuda vs cpu; optionally (--bench) the attention kernels timed with CUDA events.
+/// continuation on cuda vs cpu; optionally (--bench) the attention kernels timed with CUDA events. The split-KV decode
+/// kernel's cases and timings live in CheckKernelsCommand.Decode.cs.
 /// Attention uses FlashAttention's rule: our error against the fp32 reference may be at most twice the error of a naive
 /// bf16 implementation against the same reference, plus a small floor. That separates bugs from rounding.
 /// Inputs are rounded to bf16 before either backend sees them, so both compute from identical values.
 /// </summary>
-static class CheckKernelsCommand
+static partial class CheckKernelsCommand
 {
     public static Command Create(Io io)
     {
         var device = new Option<string>("--device") { Description = "the GPU to check, cuda or cuda:N", DefaultValueFactory = _ => "cuda:0" };
         var output = new Option<string?>("--out", "-o") { Description = "write the results as JSON to this file" };
-        var bench = new Option<bool>("--bench") { Description = "also time attention (16K/64K/128K, 32 q heads, 8 kv heads, d=128, causal) and a bf16 GEMM" };
+        var bench = new Option<bool>("--bench") { Description = "also time attention (16K/64K/128K, 32 q heads, 8 kv heads, d=128, causal), decode attention (1 query row against those lengths) and a bf16 GEMM" };
         var lengths = new Option<string>("--bench-lengths") { Description = "comma-separated sequence lengths for --bench", DefaultValueFactory = _ => "16384,65536,131072" };
         var models = new Option<string?>("--models") { Description = "comma-separated model folders for the end-to-end check (default: tests/fixtures/models/*)" };
         var seed = new Option<int>("--seed") { Description = "random seed (default: from the clock, printed)", DefaultValueFactory = _ => Environment.TickCount & 0xffff };
@@ -41,9 +42,9 @@ static class CheckKernelsCommand
     }
 
     sealed record Result(string Group, string Op, string Shape, string Kernel, double Error, double Limit, bool Pass, string Note = "");
-    sealed record Timing(string Name, string Shape, double MedianMs, double MinMs, double Tflops, int Repeats);
+    sealed record Timing(string Name, string Shape, double MedianMs, double MinMs, double Tflops, int Repeats, double GBps = 0);
 
-    sealed unsafe class Checker : IDisposable
+    sealed unsafe partial class Checker : IDisposable
     {
         readonly Io _io;
         readonly int _seed;
@@ -67,8 +68,9 @@ static class CheckKernelsCommand
             var total = System.Diagnostics.Stopwatch.StartNew();
             Step("ops", OpChecks);
             Step("attention", AttentionChecks);
+            Step("decode", DecodeChecks);
             Step("models", () => ModelChecks(models));
-            if (bench) Step("bench", () => Bench(lengths));
+            if (bench) Step("bench", () => { Bench(lengths); BenchDecode(lengths); });
             Print();
             if (outPath != null) WriteJson(outPath, total.Elapsed.TotalSeconds);
             int failed = _results.Count(r => !r.Pass);
@@ -203,7 +205,7 @@ static class CheckKernelsCommand
                 Compare("ops", "embed", $"{T} ids, [{vocab}, {hidden}] {DTypes.Name(dt)}", Down(_gpu, go), Down(_cpu, co), dt == DType.BF16 ? 0 : 4e-3);
             }
 
-            foreach (var (rows, cols) in new[] { (1, 64), (33, 1000), (7, 8192) })
+            foreach (var (rows, cols) in new[] { (1, 64), (33, 1000), (7, 8192), (130, 4096) })
             {
                 var x = Rand((long)rows * cols, 3f);
                 var g = Rand(cols);
@@ -211,6 +213,20 @@ static class CheckKernelsCommand
                 var co = _cpu.Allocate(rows, cols); _cpu.RmsNorm(Cpu(x, rows, cols), _cpu.Load(w), 1e-5f, co);
                 var go = GpuPoisoned(rows, cols); _gpu.RmsNorm(Gpu(x, rows, cols), _gpu.Load(w), 1e-5f, go);
                 Compare("ops", "rms_norm", $"[{rows}, {cols}]", Down(_gpu, go), Down(_cpu, co), Tol);
+
+                // The fused residual add + norm: both the updated residual and the normed rows. The CPU sums in fp32, the
+                // GPU rounds the sum to bf16 before normalizing it (as the unfused GPU ops do): a bf16-rounding difference.
+                var y = Rand((long)rows * cols);
+                var cx = Cpu(x, rows, cols); var cn = _cpu.Allocate(rows, cols);
+                _cpu.AddRmsNorm(cx, Cpu(y, rows, cols), _cpu.Load(w), 1e-5f, cn);
+                var gx = Gpu(x, rows, cols); var gn = GpuPoisoned(rows, cols);
+                _gpu.AddRmsNorm(gx, Gpu(y, rows, cols), _gpu.Load(w), 1e-5f, gn);
+                Compare("ops", "add_rms_norm (residual)", $"[{rows}, {cols}]", Down(_gpu, gx), Down(_cpu, cx), Tol);
+                Compare("ops", "add_rms_norm (normed)", $"[{rows}, {cols}]", Down(_gpu, gn), Down(_cpu, cn), Tol);
+                // Against the GPU's own unfused pair: the same bf16 arithmetic in the same order, so exactly equal.
+                var ux = Gpu(x, rows, cols); var un = GpuPoisoned(rows, cols);
+                _gpu.AddInPlace(ux, Gpu(y, rows, cols)); _gpu.RmsNorm(ux, _gpu.Load(w), 1e-5f, un);
+                Compare("ops", "add_rms_norm = add + rms_norm", $"[{rows}, {cols}] (cuda vs cuda)", Down(_gpu, gn), Down(_gpu, un), 0);
             }
 
             int li = 0;
@@ -294,8 +310,8 @@ static class CheckKernelsCommand
             _gpu.Synchronize();
         }
 
-        /// <summary>APB's scoring and selection ops: head_dot, gather_head_rows, select_passing (max-pool + top-k per head).</summary>
-        // The CPU backend's default-bodied interface methods (HeadDot, GatherHeadRows, SelectPassing) are the reference.
+        /// <summary>APB's scoring and selection ops: head_dot, group_mean, gather_head_rows, select_passing (max-pool + top-k per head).</summary>
+        // The CPU backend's default-bodied interface methods (HeadDot, GroupMean, GatherHeadRows, SelectPassing) are the reference.
         IBackend Ref => _cpu;
 
         void ApbChecks()
@@ -309,6 +325,18 @@ static class CheckKernelsCommand
                 var go = GpuPoisoned(rows, heads, CudaDType.F32);
                 _gpu.HeadDot(Gpu(x, rows + 3, heads * d).RowSlice(3, rows), Gpu(vec, 1, heads * d, vecF32 ? CudaDType.F32 : CudaDType.BF16), heads, go);
                 Compare("ops", "head_dot", $"[{rows}, {heads}x{d}] vec {(vecF32 ? "f32" : "bf16")}", Down(_gpu, go), Down(_cpu, co), 1e-5);
+            }
+
+            // group_mean (APB's qbar): query rows from the middle of a tensor, group sizes 1, 3 and 4, fp32 and bf16 out.
+            foreach (var (rows, heads, groups, d, outF32) in new[] { (64, 32, 8, 128, true), (1, 4, 4, 64, true), (7, 6, 2, 16, false), (333, 32, 8, 128, false) })
+            {
+                var x = Rand((long)(rows + 5) * heads * d);
+                var co = Ref.AllocateF32(1, groups * d);
+                Ref.GroupMean(Cpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, co);
+                var go = GpuPoisoned(1, groups * d, outF32 ? CudaDType.F32 : CudaDType.BF16);
+                _gpu.GroupMean(Gpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, go);
+                Compare("ops", "group_mean", $"{rows} rows, {heads} heads in {groups} groups x d={d} {(outF32 ? "f32" : "bf16")}",
+                    Down(_gpu, go), Down(_cpu, co), outF32 ? 1e-5 : 1e-2);
             }
 
             // gather_head_rows: rows picked separately per head, both element types; exact.
@@ -593,9 +621,9 @@ static class CheckKernelsCommand
             if (_timings.Count > 0)
             {
                 o.WriteLine();
-                o.WriteLine($"{"timing",-22} {"shape",-32} {"median ms",10} {"min ms",10} {"TFLOP/s",8}");
+                o.WriteLine($"{"timing",-22} {"shape",-32} {"median ms",10} {"min ms",10} {"TFLOP/s",8} {"GB/s",8}");
                 foreach (var t in _timings)
-                    o.WriteLine($"{t.Name,-22} {t.Shape,-32} {t.MedianMs,10:F3} {t.MinMs,10:F3} {t.Tflops,8:F1}");
+                    o.WriteLine($"{t.Name,-22} {t.Shape,-32} {t.MedianMs,10:F3} {t.MinMs,10:F3} {t.Tflops,8:F1} {(t.GBps > 0 ? t.GBps.ToString("F0") : "-"),8}");
             }
         }
 
@@ -633,6 +661,7 @@ static class CheckKernelsCommand
                 w.WriteStartObject();
                 w.WriteString("name", t.Name); w.WriteString("shape", t.Shape); w.WriteNumber("median_ms", t.MedianMs);
                 w.WriteNumber("min_ms", t.MinMs); w.WriteNumber("tflops", t.Tflops); w.WriteNumber("repeats", t.Repeats);
+                if (t.GBps > 0) w.WriteNumber("gb_per_s", t.GBps);
                 w.WriteEndObject();
             }
             w.WriteEndArray();

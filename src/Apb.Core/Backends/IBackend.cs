@@ -50,6 +50,17 @@ public interface IBackend : IDisposable
     /// <summary>output = x W^T (+ bias). W is [out_features, in_features] as checkpoints store it.</summary>
     void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output);
     void AddInPlace(Tensor x, Tensor y);
+
+    /// <summary>
+    /// The residual add fused with the RMSNorm that follows it: x += y, then output = rms_norm(x) * weight, reading the
+    /// sum as it is stored (so the result equals AddInPlace then RmsNorm). One pass over the residual stream instead of
+    /// three. output must not alias x or y. The default is the two ops; device backends fuse them in one kernel.
+    /// </summary>
+    void AddRmsNorm(Tensor x, Tensor y, IWeight weight, float eps, Tensor output)
+    {
+        AddInPlace(x, y);
+        RmsNorm(x, weight, eps, output);
+    }
     void SiluMul(Tensor gate, Tensor up, Tensor output);
     void Silu(Tensor x);
 
@@ -68,6 +79,33 @@ public interface IBackend : IDisposable
     /// (acc, accLse) and (part, partLse), in fp32 with max subtraction. Rows with lse = -inf contribute nothing.
     /// </summary>
     void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads);
+
+    /// <summary>
+    /// output[0, g x d + c] = mean over the rows t of x and over the heads h of group g (h / (heads / groups) = g) of
+    /// x[t, h x d + c]: APB's query-aware qbar, the query rows averaged per KV head over its group of query heads. x is
+    /// [T, heads x d], output [1, groups x d]. The default goes through the host (sums in double); a device backend should
+    /// override it with a kernel, so that the scorer never waits for the device.
+    /// </summary>
+    void GroupMean(Tensor x, int heads, int groups, Tensor output)
+    {
+        int d = heads > 0 ? x.Cols / heads : 0;
+        if (heads <= 0 || groups <= 0 || heads % groups != 0 || x.Cols != heads * d || x.Rows == 0 || output.Rows != 1 || output.Cols != groups * d)
+            throw new ArgumentException($"group_mean: x {x} with {heads} heads in {groups} groups into {output}");
+        int g = heads / groups, t = x.Rows;
+        var xs = new float[t * x.Cols];
+        Download(x, xs);
+        var acc = new double[groups * d];
+        for (int i = 0; i < t; i++)
+            for (int h = 0; h < heads; h++)
+            {
+                var row = xs.AsSpan(i * x.Cols + h * d, d);
+                int o = h / g * d;
+                for (int c = 0; c < d; c++) acc[o + c] += row[c];
+            }
+        var mean = new float[groups * d];
+        for (int c = 0; c < mean.Length; c++) mean[c] = (float)(acc[c] / ((double)t * g));
+        Upload(mean, output);
+    }
 
     /// <summary>
     /// output[t, h] = dot(x[t, head h], vec[0, head h]) for each of <paramref name="heads"/> heads: one score per token and

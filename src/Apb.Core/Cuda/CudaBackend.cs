@@ -17,7 +17,7 @@ public enum AttentionKernel { Auto, Generic, TensorCore, TensorCoreV1 }
 /// cuBLASLt, our own kernels (compiled by NVRTC) for everything else. Ops are queued on one stream and return at once;
 /// Download and Synchronize wait. Like every backend it is single-threaded: one instance per rank.
 /// </summary>
-public sealed unsafe class CudaBackend : IBackend
+public sealed unsafe partial class CudaBackend : IBackend
 {
     const string Elementwise = "elementwise.cu";
     const string AttentionFile = "attention.cu";
@@ -326,6 +326,21 @@ public sealed unsafe class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_rms_norm"), "apb_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
     }
 
+    /// <summary>x += y, then output = rms_norm(x) * weight: one block per row reads x and y once, writes x and output.</summary>
+    public void AddRmsNorm(Tensor x, Tensor y, IWeight weight, float eps, Tensor output)
+    {
+        var xs = Bf16(x, "add_rms_norm"); var ys = Bf16(y, "add_rms_norm"); var o = Bf16(output, "add_rms_norm"); var w = C(weight);
+        Same(xs, ys, "add_rms_norm"); Same(xs, o, "add_rms_norm");
+        if ((long)w.Rows * w.Cols != xs.Cols) throw new ArgumentException($"add_rms_norm: weight {w.Name} has {w.Rows * w.Cols} elements for rows of {xs.Cols}");
+        if (o.Ptr == xs.Ptr || o.Ptr == ys.Ptr) throw new ArgumentException($"add_rms_norm: the output {o} must not alias the residual or the addend");
+        if (xs.Rows == 0) return;
+        Enter();
+        ulong xp = xs.Ptr, yp = ys.Ptr, wp = w.Ptr, op = o.Ptr;
+        int cols = xs.Cols;
+        void** args = stackalloc void*[] { &xp, &yp, &wp, &op, &cols, &eps };
+        Context.Launch(Context.Function(Elementwise, "apb_add_rms_norm"), "apb_add_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
+    }
+
     public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)
     {
         var xs = Bf16(x, "linear"); var o = Bf16(output, "linear"); var wt = C(w);
@@ -408,6 +423,7 @@ public sealed unsafe class CudaBackend : IBackend
         if (Tq == 0) return;
         Enter();
         CudaTensor? l = lse is null ? null : C(lse);
+        if (kernel == AttentionKernel.Auto && TryDecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l)) return;
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr, lp = l?.Ptr ?? 0;
         int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
         long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;
@@ -478,6 +494,21 @@ public sealed unsafe class CudaBackend : IBackend
         long pairs = (long)rows * heads;
         void** args = stackalloc void*[] { &xp, &xStride, &vp, &vecF32, &op, &outF32, &rows, &heads, &d };
         Context.Launch(Context.Function(ApbFile, "apb_head_dot"), "apb_head_dot", ((uint)((pairs + 7) / 8), 1, 1), 256, 0, args);
+    }
+
+    /// <summary>APB's qbar on the device (the query rows averaged per KV-head group): no download, no wait.</summary>
+    public void GroupMean(Tensor x, int heads, int groups, Tensor output)
+    {
+        var xs = Bf16(x, "group_mean"); var o = C(output);
+        int d = heads > 0 ? xs.Cols / heads : 0;
+        if (heads <= 0 || groups <= 0 || heads % groups != 0 || xs.Cols != heads * d || xs.Rows == 0 || o.Rows != 1 || o.Cols != groups * d)
+            throw new ArgumentException($"group_mean: x {xs} with {heads} heads in {groups} groups into {o}");
+        Enter();
+        ulong xp = xs.Ptr, op = o.Ptr;
+        long xStride = xs.Cols;
+        int outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows, groupSize = heads / groups;
+        void** args = stackalloc void*[] { &xp, &xStride, &op, &outF32, &rows, &groups, &groupSize, &d };
+        Context.Launch(Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", ((uint)((groups * d + 31) / 32), 1, 1), 256, 0, args);
     }
 
     /// <summary>The passing-block gather: one launch for all rows and heads, indices uploaded once.</summary>
@@ -567,12 +598,13 @@ public sealed unsafe class CudaBackend : IBackend
 
     /// <summary>
     /// Benchmarks: gives back every device block rented after <paramref name="mark"/> (<see cref="DeviceMemory.Mark"/>)
-    /// except the backend's own index and APB selection scratch, which it keeps using: a finished session's tensors, never disposed one by one.
+    /// except the backend's own index, APB selection and decode scratch, which it keeps using: a finished session's
+    /// tensors, never disposed one by one.
     /// </summary>
     public int ReleaseSince(long mark)
     {
         Enter();
-        return Memory.ReleaseSince(mark, _ints, _pooled, _picked);
+        return Memory.ReleaseSince(mark, _ints, _pooled, _picked, _decodeScratch);
     }
 
     public void Dispose()

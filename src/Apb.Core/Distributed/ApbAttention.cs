@@ -99,7 +99,8 @@ public sealed class ApbAttention : SequenceParallelAttention
     Tensor? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
     {
         bool rank0Scores = Plan.SentRows(0) > 0 && Plan.SentRows(0) < Plan.RealRows(0);
-        var qbar = Buffer("qbar", 1, C.KvDim);
+        // fp32: the kernel's mean is fp32 and the scores are dots against it; bf16 would round every qbar entry.
+        var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
         if (Rank >= 1 && (scores || (Rank == 1 && rank0Scores)))
             using (Measure("scoring")) _queryAware!.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
         if (rank0Scores)

@@ -13,25 +13,14 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
 {
     Tensor? _scores;
 
-    /// <summary>qbar into <paramref name="result"/> [1, kv_dim], from the query's rows of Q [T_query, q_dim] (post-RoPE).</summary>
+    /// <summary>
+    /// qbar into <paramref name="result"/> [1, kv_dim], from the query's rows of Q [T_query, q_dim] (post-RoPE): one backend
+    /// op (<see cref="IBackend.GroupMean"/>), a kernel on the GPU, so nothing waits for the device here.
+    /// </summary>
     public void QueryMean(Tensor queryRows, Tensor result)
     {
-        int heads = config.NumAttentionHeads, kv = config.NumKeyValueHeads, d = config.HeadDim, g = config.GroupSize;
-        int t = queryRows.Rows;
-        if (t == 0) throw new ArgumentException("query-aware scoring needs at least one query row");
-        var q = new float[t * config.QDim];
-        backend.Download(queryRows, q);
-        var acc = new double[kv * d];
-        for (int i = 0; i < t; i++)
-            for (int h = 0; h < heads; h++)
-            {
-                var row = q.AsSpan(i * config.QDim + h * d, d);
-                int o = h / g * d;
-                for (int c = 0; c < d; c++) acc[o + c] += row[c];
-            }
-        var mean = new float[kv * d];
-        for (int c = 0; c < mean.Length; c++) mean[c] = (float)(acc[c] / (t * g));
-        backend.Upload(mean, result);
+        if (queryRows.Rows == 0) throw new ArgumentException("query-aware scoring needs at least one query row");
+        backend.GroupMean(queryRows, config.NumAttentionHeads, config.NumKeyValueHeads, result);
     }
 
     /// <summary>Scores of the first <paramref name="rows"/> rows of K (post-RoPE), [rows, n_kv] row-major on the host.</summary>

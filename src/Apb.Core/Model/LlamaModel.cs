@@ -11,6 +11,7 @@ public enum LogitsFor { None, Last, All }
 /// The Llama-family decoder, written once in the checkpoint's vocabulary:
 ///   x = embed(ids);  per layer: x += o_proj(attn(q, k, v of rms_norm(x)));  x += down(silu(gate(h)) * up(h)), h = rms_norm(x)
 ///   logits = lm_head(norm(x)).
+/// Each residual add is fused with the RMSNorm that reads its sum (<see cref="IBackend.AddRmsNorm"/>).
 /// Attention is one call into an <see cref="IAttention"/>: the model knows nothing of ranks, positions or caches.
 /// Per-call buffers are allocated once per distinct token count and reused across layers and steps.
 /// </summary>
@@ -59,12 +60,13 @@ public sealed class LlamaModel
         float eps = (float)c.RmsNormEps;
 
         using (Measure("other")) b.Embed(ids, Weights.EmbedTokens, ws.X);
+        using (Measure("qkv")) b.RmsNorm(ws.X, Weights.Layers[0].InputLayernorm, eps, ws.H);
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
             var L = Weights.Layers[l];
+            // ws.H holds input_layernorm(x) here: each residual add below is fused with the norm that reads its sum.
             using (Measure("qkv"))
             {
-                b.RmsNorm(ws.X, L.InputLayernorm, eps, ws.H);
                 b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
                 b.Linear(ws.H, L.KProj, L.KBias, ws.K);
                 b.Linear(ws.H, L.VProj, L.VBias, ws.V);
@@ -73,16 +75,17 @@ public sealed class LlamaModel
             using (Measure("o_proj"))
             {
                 b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
-                b.AddInPlace(ws.X, ws.Tmp);
+                b.AddRmsNorm(ws.X, ws.Tmp, L.PostAttentionLayernorm, eps, ws.H);
             }
             using (Measure("ffn"))
             {
-                b.RmsNorm(ws.X, L.PostAttentionLayernorm, eps, ws.H);
                 b.Linear(ws.H, L.GateProj, L.GateBias, ws.Gate);
                 b.Linear(ws.H, L.UpProj, L.UpBias, ws.Up);
                 b.SiluMul(ws.Gate, ws.Up, ws.Gate);
                 b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
-                b.AddInPlace(ws.X, ws.Tmp);
+                // The last layer's sum goes to the final norm, which may read one row only: a plain add there.
+                if (l + 1 < c.NumHiddenLayers) b.AddRmsNorm(ws.X, ws.Tmp, Weights.Layers[l + 1].InputLayernorm, eps, ws.H);
+                else b.AddInPlace(ws.X, ws.Tmp);
             }
         }
         if (logitsFor == LogitsFor.None) return null;

@@ -74,7 +74,7 @@ public class CudaHostTests
     public void EveryKernelTheBackendLaunchesIsInTheEmbeddedSources()
     {
         string elementwise = KernelCompiler.Source("elementwise.cu"), attention = KernelCompiler.Source("attention.cu");
-        foreach (var name in new[] { "apb_convert_f32_bf16", "apb_convert_f16_bf16", "apb_embed", "apb_rms_norm", "apb_add", "apb_silu_mul",
+        foreach (var name in new[] { "apb_convert_f32_bf16", "apb_convert_f16_bf16", "apb_embed", "apb_rms_norm", "apb_add_rms_norm", "apb_add", "apb_silu_mul",
                      "apb_silu", "apb_rope", "apb_copy2d_u16", "apb_copy2d_u32", "apb_gather_rows_u16", "apb_gather_rows_u32", "apb_merge_attention" })
             Assert.Contains($"void {name}(", elementwise);
         foreach (var name in new[] { "apb_attention_generic", "apb_attention_mma_d64", "apb_attention_mma_d128", "apb_attention_mma2_d64", "apb_attention_mma2_d128" })
@@ -82,6 +82,18 @@ public class CudaHostTests
         // NVRTC has no default include path and the machine may have no CUDA headers: our kernels include nothing.
         Assert.DoesNotContain("#include", elementwise);
         Assert.DoesNotContain("#include", attention);
+    }
+
+    [Fact]
+    public void DecodeAndApbKernelsAreInTheEmbeddedSources()
+    {
+        string decode = KernelCompiler.Source("decode.cu"), apb = KernelCompiler.Source("apb.cu");
+        foreach (var name in new[] { "apb_decode_split_d64", "apb_decode_split_d128", "apb_decode_merge" })
+            Assert.Contains($" {name}(", decode);
+        foreach (var name in new[] { "apb_head_dot", "apb_group_mean", "apb_gather_head_rows_u16", "apb_max_pool5", "apb_topk_rows" })
+            Assert.Contains($" {name}(", apb);
+        Assert.DoesNotContain("#include", decode);
+        Assert.DoesNotContain("#include", apb);
     }
 
     [Fact]

@@ -64,16 +64,31 @@ public sealed class CpuBackend : IBackend
         var xs = C(x); var o = C(output); var w = C(weight);
         Same(xs, o, "rms_norm");
         var g = w.Vector;
+        Parallel.For(0, xs.Rows, r => NormRow(xs.Row(r), g, eps, o.Row(r)));
+    }
+
+    /// <summary>x += y and output = rms_norm(x) * weight, row by row: the same arithmetic as AddInPlace then RmsNorm.</summary>
+    public void AddRmsNorm(Tensor x, Tensor y, IWeight weight, float eps, Tensor output)
+    {
+        var xs = C(x); var ys = C(y); var o = C(output); var w = C(weight);
+        Same(xs, ys, "add_rms_norm"); Same(xs, o, "add_rms_norm");
+        var g = w.Vector;
         Parallel.For(0, xs.Rows, r =>
         {
             var row = xs.Row(r);
-            double ss = 0;
-            foreach (float f in row) ss += (double)f * f;
-            float inv = (float)(1.0 / Math.Sqrt(ss / row.Length + eps));
-            var dst = o.Row(r);
-            TensorPrimitives.Multiply(row, inv, dst);
-            TensorPrimitives.Multiply(dst, g, dst);
+            TensorPrimitives.Add(row, ys.Row(r), row);
+            NormRow(row, g, eps, o.Row(r));
         });
+    }
+
+    // HF's LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) * weight; the mean of squares in double.
+    static void NormRow(ReadOnlySpan<float> row, ReadOnlySpan<float> g, float eps, Span<float> dst)
+    {
+        double ss = 0;
+        foreach (float f in row) ss += (double)f * f;
+        float inv = (float)(1.0 / Math.Sqrt(ss / row.Length + eps));
+        TensorPrimitives.Multiply(row, inv, dst);
+        TensorPrimitives.Multiply(dst, g, dst);
     }
 
     public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)

@@ -1,7 +1,7 @@
-// APB's per-layer scoring and selection on the device (apb-algorithm.md, steps 3b and 3d): the query-aware score
-// (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and the gather of the
-// chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit patterns, fp32
-// accumulation, no CUDA headers (NVRTC alone).
+// APB's per-layer scoring and selection on the device (apb-algorithm.md, steps 3b and 3d): the query mean and the
+// query-aware score (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and
+// the gather of the chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit
+// patterns, fp32 accumulation, no CUDA headers (NVRTC alone).
 
 typedef unsigned short bf16;
 
@@ -10,6 +10,15 @@ __device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigne
 __device__ __forceinline__ float load_any(const void* p, long i, int f32)
 {
     return f32 ? ((const float*)p)[i] : bf2f(((const bf16*)p)[i]);
+}
+
+// Round to nearest even for bf16 (NaN kept quiet), as elementwise.cu's f2bf and the host's DTypes.FloatToBF16.
+__device__ __forceinline__ void store_any(void* p, long i, int f32, float v)
+{
+    if (f32) { ((float*)p)[i] = v; return; }
+    unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) ((bf16*)p)[i] = (bf16)((u >> 16) | 0x40u);
+    else { u += 0x7fffu + ((u >> 16) & 1u); ((bf16*)p)[i] = (bf16)(u >> 16); }
 }
 
 // out[t, h] = dot(x[t, h*d .. h*d+d), vec[h*d .. h*d+d)): one warp per (row, head), fp32 accumulation. x is bf16 with row
@@ -26,16 +35,35 @@ extern "C" __global__ void apb_head_dot(const bf16* __restrict__ x, long xStride
     float acc = 0.f;
     for (int c = lane; c < d; c += 32) acc += bf2f(row[c]) * load_any(vec, (long)h * d + c, vecF32);
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0)
+    if (lane == 0) store_any(out, pair, outF32, acc);
+}
+
+// APB's qbar: out[g*d + c] = mean over rows t and the groupSize heads h of group g of x[t, h*d + c] (the query rows
+// averaged per KV head over its group of query heads), fp32 sums. Block: 256 threads = 32 adjacent output columns x 8
+// slices that split the rows; the slices' partial sums meet in shared memory. Grid: ceil(groups x d / 32) column tiles.
+// out is bf16 or fp32 (flag).
+extern "C" __global__ void apb_group_mean(const bf16* __restrict__ x, long xStride, void* __restrict__ out, int outF32,
+    int rows, int groups, int groupSize, int d)
+{
+    __shared__ float part[8][32];
+    int lane = threadIdx.x & 31, slice = threadIdx.x >> 5;
+    int col = blockIdx.x * 32 + lane, cols = groups * d;
+    float acc = 0.f;
+    if (col < cols)
     {
-        if (outF32) ((float*)out)[pair] = acc;
-        else
+        int g = col / d, c = col - g * d;
+        for (int t = slice; t < rows; t += 8)
         {
-            unsigned u = __float_as_uint(acc);
-            if ((u & 0x7fffffffu) > 0x7f800000u) ((bf16*)out)[pair] = (bf16)((u >> 16) | 0x40u);
-            else { u += 0x7fffu + ((u >> 16) & 1u); ((bf16*)out)[pair] = (bf16)(u >> 16); }
+            const bf16* p = x + (long)t * xStride + (long)g * groupSize * d + c;
+            for (int j = 0; j < groupSize; j++) acc += bf2f(p[(long)j * d]);
         }
     }
+    part[slice][lane] = acc;
+    __syncthreads();
+    if (slice != 0 || col >= cols) return;
+    float sum = 0.f;
+    for (int i = 0; i < 8; i++) sum += part[i][lane];
+    store_any(out, col, outF32, sum / ((float)rows * (float)groupSize));
 }
 
 // dst[i, h*d + c] = src[index[i*heads + h], h*d + c]: rows chosen per head. Grid (dst rows, heads); cols = heads x d.

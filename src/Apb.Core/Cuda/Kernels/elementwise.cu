@@ -1,6 +1,6 @@
-// Elementwise and row-wise kernels of the CUDA backend: conversions, embedding, RMSNorm, residual add, SiLU, RoPE,
-// copies and the LSE merge. Activations are bf16 (stored as raw 16-bit patterns so that no CUDA header is needed and the
-// file compiles with NVRTC alone); every reduction accumulates in fp32.
+// Elementwise and row-wise kernels of the CUDA backend: conversions, embedding, RMSNorm, residual add (alone and fused
+// with the RMSNorm after it), SiLU, RoPE, copies and the LSE merge. Activations are bf16 (stored as raw 16-bit patterns
+// so that no CUDA header is needed and the file compiles with NVRTC alone); every reduction accumulates in fp32.
 // Index arithmetic uses long where a product of two sizes can pass 2^31 (a 128K x 16K tensor has 2^31 elements).
 
 typedef unsigned short bf16;
@@ -69,6 +69,29 @@ extern "C" __global__ void apb_rms_norm(const bf16* __restrict__ x, const bf16* 
     const bf16* row = x + (long)blockIdx.x * cols;
     float ss = 0.f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) { float f = bf2f(row[c]); ss += f * f; }
+    ss = block_sum(ss, scratch);
+    float inv = rsqrtf(ss / (float)cols + eps);
+    bf16* dst = out + (long)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
+}
+
+// The residual add and the RMSNorm after it, one block per row: x += y (rounded to bf16, as the residual stream is
+// stored), then out = x * rsqrt(mean(x^2) + eps) * w computed from the rounded sum, so the result is bit-for-bit what
+// apb_add followed by apb_rms_norm give. Each thread re-reads in the second loop only the columns it wrote in the first.
+extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __restrict__ y, const bf16* __restrict__ w,
+                                            bf16* __restrict__ out, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    bf16* row = x + (long)blockIdx.x * cols;
+    const bf16* add = y + (long)blockIdx.x * cols;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        bf16 s = f2bf(bf2f(row[c]) + bf2f(add[c]));
+        row[c] = s;
+        float f = bf2f(s);
+        ss += f * f;
+    }
     ss = block_sum(ss, scratch);
     float inv = rsqrtf(ss / (float)cols + eps);
     bf16* dst = out + (long)blockIdx.x * cols;

@@ -1,0 +1,114 @@
+using Apb.Backends;
+using Apb.Cuda.Native;
+
+namespace Apb.Cuda;
+
+/// <summary>
+/// Host side of the split-KV decode attention (Kernels/decode.cu): a few query rows against a long cache, the keys cut
+/// into splits so that every SM streams a share of the cache, then one merge by LSE. <see cref="Attention"/> hands a call
+/// here (Auto only) when <see cref="TryDecodeAttention"/> accepts it; the kernel's shared-memory layout is mirrored by
+/// <see cref="DecodeSharedBytes"/>.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    const string DecodeFile = "decode.cu";
+
+    /// <summary>The most query rows the decode kernel takes: one decode step up to a handful of drafted tokens.</summary>
+    public const int DecodeMaxQueryRows = 16;
+
+    const int DecodeTile = 64, DecodeRows = 64, DecodeThreads = 128; // DEC_TILE, DEC_ROWS, DEC_THREADS in decode.cu
+
+    /// <summary>Whether Auto sends decode-sized calls to the split-KV kernel (APB_DECODE=0 keeps them on the prefill kernel, to compare).</summary>
+    public bool DecodeKernelEnabled { get; set; } = Environment.GetEnvironmentVariable("APB_DECODE") != "0";
+
+    ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
+    long _decodeScratchBytes;
+
+    /// <summary>Bytes of dynamic shared memory for R = min(64, Tq x group) pairs: q, one K/V tile, scores, output, 3 per-pair floats.</summary>
+    static uint DecodeSharedBytes(int pairs, int d)
+    {
+        int r = Math.Min(pairs, DecodeRows), w = d / 2 + 1;
+        return (uint)(4 * (r * w + DecodeTile * w + r * (DecodeTile + 1) + r * d + 3 * r));
+    }
+
+    /// <summary>
+    /// How many splits of whole 64-key tiles: enough blocks for about four per SM over (KV heads x row groups), never
+    /// more than there are tiles. Returns (splits, tiles per split).
+    /// </summary>
+    (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit)
+    {
+        int tiles = Math.Max(1, (tk + DecodeTile - 1) / DecodeTile);
+        int want = Math.Max(1, 4 * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
+        int per = (tiles + Math.Min(want, tiles) - 1) / Math.Min(want, tiles);
+        return ((tiles + per - 1) / per, per);
+    }
+
+    /// <summary>
+    /// Runs attention with the split-KV decode kernels when the call is decode-shaped (Tq &lt;= 16, head dim 64 or 128,
+    /// rows 16-byte aligned) and returns true; returns false, having done nothing, for any other call. Shapes must have
+    /// been checked by the caller (<see cref="Attention"/> does).
+    /// </summary>
+    public bool TryDecodeAttention(CudaTensor q, CudaTensor k, CudaTensor v, int heads, int kvHeads, AttentionMask mask,
+                                   CudaTensor output, CudaTensor? lse)
+    {
+        int tq = q.Rows, tk = k.Rows, d = q.Cols / heads;
+        bool aligned = (q.Ptr | k.Ptr | v.Ptr | output.Ptr) % 16 == 0 && q.Cols % 8 == 0 && k.Cols % 8 == 0 && output.Cols % 8 == 0;
+        if (!DecodeKernelEnabled || tq == 0 || tq > DecodeMaxQueryRows || d is not (64 or 128) || !aligned) return false;
+        DecodeAttention(q, k, v, heads, kvHeads, mask, output, lse);
+        return true;
+    }
+
+    /// <summary>
+    /// The split-KV decode attention itself (check-kernels calls it directly): same contract as <see cref="Attention"/>
+    /// for Tq &lt;= 16 and head dim 64 or 128. Shapes are checked here too, so a direct call cannot read out of bounds.
+    /// </summary>
+    public void DecodeAttention(CudaTensor q, CudaTensor k, CudaTensor v, int heads, int kvHeads, AttentionMask mask,
+                                CudaTensor output, CudaTensor? lse)
+    {
+        var qs = Bf16(q, "decode attention"); var ks = Bf16(k, "decode attention"); var vs = Bf16(v, "decode attention");
+        var o = Bf16(output, "decode attention");
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
+            vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
+            (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
+            throw new ArgumentException($"decode attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
+        int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
+        if (tq > DecodeMaxQueryRows || d is not (64 or 128))
+            throw new ArgumentException($"decode attention takes at most {DecodeMaxQueryRows} query rows and head dim 64 or 128 (got Tq={tq}, d={d}): use Attention");
+        if ((qs.Ptr | ks.Ptr | vs.Ptr | o.Ptr) % 16 != 0 || qs.Cols % 8 != 0 || ks.Cols % 8 != 0 || o.Cols % 8 != 0)
+            throw new ArgumentException("decode attention reads 16-byte vectors: q, k, v and output rows must be 16-byte aligned");
+        if (tq == 0) return;
+        Enter();
+
+        int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
+        var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks);
+        long rowsOut = (long)tq * heads;
+        long bytes = rowsOut * splits * (d + 1) * 4L;
+        if (bytes > _decodeScratchBytes)
+        {
+            // Work queued on the stream that still reads the old block is ordered before any reuse of it.
+            if (_decodeScratch != 0) Memory.Return(_decodeScratch);
+            _decodeScratchBytes = Math.Max(bytes, 1L << 20);
+            _decodeScratch = Memory.Rent(_decodeScratchBytes, "decode attention partials");
+        }
+        ulong partO = _decodeScratch, partLse = _decodeScratch + (ulong)(rowsOut * splits * d * 4L);
+
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr;
+        long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;
+        float scale = 1f / MathF.Sqrt(d);
+        int causal = mask == AttentionMask.Causal ? 1 : 0;
+        string fn = d == 64 ? "apb_decode_split_d64" : "apb_decode_split_d128";
+        uint smem = DecodeSharedBytes(pairs, d);
+        nint f = Context.Function(DecodeFile, fn);
+        if (smem > 48 * 1024 && _raisedSmem.Add(f))
+            Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)DecodeSharedBytes(DecodeRows, 128)),
+                $"cuFuncSetAttribute({fn}, {smem} bytes of shared memory)");
+        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
+        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), DecodeThreads, smem, sa);
+
+        CudaTensor? l = lse is null ? null : C(lse);
+        ulong lp = l?.Ptr ?? 0;
+        int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
+        void** ma = stackalloc void*[] { &partO, &partLse, &op, &oStride, &lp, &lseF32, &heads, &d, &splits };
+        Context.Launch(Context.Function(DecodeFile, "apb_decode_merge"), "apb_decode_merge", ((uint)rowsOut, 1, 1), 128, 0, ma);
+    }
+}

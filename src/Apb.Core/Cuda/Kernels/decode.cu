@@ -1,0 +1,240 @@
+// Decode attention, split over the keys (flash-decoding): a few query rows (Tq <= 16: one decode step, or a handful of
+// tokens) against a long KV cache. The prefill kernel gives each (64-row query tile, head) one block that walks the whole
+// cache: at Tq = 1 that is `heads` blocks for 132 SMs, each streaming up to 128K keys alone. Here the keys are cut into
+// splits instead. apb_decode_split_d{64,128}: one block per (split, KV head, group of <= 64 (query row, head) pairs)
+// reads each K/V tile of its split once for every query head of the GQA group, keeps a running softmax over its tiles,
+// and writes its output normalized by its own sum plus that sum's LSE. apb_decode_merge combines the splits of each
+// (row, head) by their LSEs.
+// Conventions as attention.cu: bf16 as raw 16-bit patterns (NVRTC alone, no headers), fp32 math, natural-log LSE, causal
+// = bottom-right aligned (query row i sees key j when j <= i + Tk - Tq), a row that sees no key gets output 0, LSE -inf.
+// Partial results are fp32: partO [Tq x heads][splits][D], partLse [Tq x heads][splits] (row = i x heads + h).
+
+typedef unsigned short bf16;
+
+#define DEC_NEG_INF __int_as_float(0xff800000)
+#define DEC_THREADS 128
+#define DEC_TILE 64   // keys per tile
+#define DEC_ROWS 64   // (query row, head) pairs per block at most
+
+__device__ __forceinline__ float dec_lo(unsigned w) { return __uint_as_float(w << 16); }          // element 2c
+__device__ __forceinline__ float dec_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }  // element 2c + 1
+
+// Round to nearest even, NaN kept quiet: elementwise.cu's f2bf.
+__device__ __forceinline__ bf16 dec_f2bf(float f)
+{
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+
+// Rows [0, n) of a K or V tile into shared memory: 16-byte global loads (8 bf16 each; the host checks the alignment),
+// stored as four 32-bit words because the shared row stride (D/2 + 1 words, odd so that threads reading different rows
+// at the same column hit different banks) is not a multiple of 16 bytes.
+template <int D>
+__device__ __forceinline__ void dec_load_tile(const bf16* __restrict__ src, long stride, int n, unsigned* __restrict__ dst)
+{
+    const int W = D / 2 + 1, V = D / 8;
+    for (int e = threadIdx.x; e < n * V; e += DEC_THREADS)
+    {
+        int j = e / V, c = e - j * V;
+        uint4 x = *(const uint4*)(src + (long)j * stride + c * 8);
+        unsigned* d = dst + j * W + c * 4;
+        d[0] = x.x; d[1] = x.y; d[2] = x.z; d[3] = x.w;
+    }
+}
+
+// Shared memory, one dynamic block, in 32-bit words (the host's DecodeSharedBytes computes the same total);
+// R = min(DEC_ROWS, Tq x group), the same for every block of a launch:
+//   sq [R][D/2 + 1]        the block's query rows (bf16 pairs)
+//   skv [DEC_TILE][D/2 + 1] the K tile, then the V tile
+//   ss [R][DEC_TILE + 1]   scores, then probabilities (fp32)
+//   so [R][D]              the running output (fp32); columns 2w, 2w + 1 of pair p belong, for the whole tile loop and
+//                          the final write, to the thread that takes index p x D/2 + w (so no barrier guards them)
+//   sm, sl, sa [R]         running max, running sum, and this tile's rescale factor per pair
+template <int D>
+__device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+    float* __restrict__ partO, float* __restrict__ partLse, int Tq, int Tk, int heads, int kvHeads,
+    long qStride, long kStride, float scale, int causal, int tilesPerSplit)
+{
+    extern __shared__ unsigned dec_smem[];
+    const int W = D / 2 + 1, HALF = D / 2;
+    int split = blockIdx.x, splits = gridDim.x, kh = blockIdx.y;
+    int g = heads / kvHeads, pairs = Tq * g, p0 = blockIdx.z * DEC_ROWS;
+    int R = pairs < DEC_ROWS ? pairs : DEC_ROWS;            // layout size
+    int rows = pairs - p0 < DEC_ROWS ? pairs - p0 : DEC_ROWS; // pairs of this block
+    unsigned* sq = dec_smem;
+    unsigned* skv = sq + R * W;
+    float* ss = (float*)(skv + DEC_TILE * W);
+    float* so = ss + R * (DEC_TILE + 1);
+    float* sm = so + R * D;
+    float* sl = sm + R;
+    float* sa = sl + R;
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+
+    // Pair p of this block is query row i = (p0 + p) / g, head h = kh x g + (p0 + p) % g.
+    for (int e = tid; e < rows * HALF; e += DEC_THREADS)
+    {
+        int p = e / HALF, w = e - p * HALF, pp = p0 + p;
+        int i = pp / g, h = kh * g + (pp - i * g);
+        sq[p * W + w] = ((const unsigned*)(q + (long)i * qStride + (long)h * D))[w];
+    }
+    for (int p = tid; p < rows; p += DEC_THREADS) { sm[p] = DEC_NEG_INF; sl[p] = 0.f; }
+    for (int e = tid; e < rows * D; e += DEC_THREADS) so[e] = 0.f;
+
+    long splitStart = (long)split * tilesPerSplit * DEC_TILE;
+    long keyEnd = splitStart + (long)tilesPerSplit * DEC_TILE;
+    if (keyEnd > Tk) keyEnd = Tk;
+    if (causal)
+    {
+        long last = (long)Tk - Tq + (p0 + rows - 1) / g + 1; // keys the block's last (widest-seeing) row sees
+        if (keyEnd > last) keyEnd = last;
+    }
+    const bf16* kb = k + (long)kh * D;
+    const bf16* vb = v + (long)kh * D;
+    __syncthreads();
+
+    for (long t0 = splitStart; t0 < keyEnd; t0 += DEC_TILE)
+    {
+        int n = keyEnd - t0 < DEC_TILE ? (int)(keyEnd - t0) : DEC_TILE;
+        dec_load_tile<D>(kb + t0 * kStride, kStride, n, skv);
+        __syncthreads();
+
+        // Scores: consecutive threads take consecutive keys of one pair (query words broadcast, key rows bank-spread).
+        for (int e = tid; e < rows * DEC_TILE; e += DEC_THREADS)
+        {
+            int p = e / DEC_TILE, j = e - p * DEC_TILE;
+            long limit = causal ? (long)Tk - Tq + (p0 + p) / g + 1 : (long)Tk;
+            float s = DEC_NEG_INF;
+            if (j < n && t0 + j < limit)
+            {
+                const unsigned* a = sq + p * W;
+                const unsigned* b = skv + j * W;
+                float acc = 0.f;
+#pragma unroll 8
+                for (int w = 0; w < HALF; w++)
+                {
+                    unsigned x = a[w], y = b[w];
+                    acc = fmaf(dec_lo(x), dec_lo(y), acc);
+                    acc = fmaf(dec_hi(x), dec_hi(y), acc);
+                }
+                s = acc * scale;
+            }
+            ss[p * (DEC_TILE + 1) + j] = s;
+        }
+        __syncthreads();
+
+        // Online softmax, one warp per pair (each lane holds keys lane and lane + 32 of the tile).
+        for (int p = warp; p < rows; p += DEC_THREADS / 32)
+        {
+            float* row = ss + p * (DEC_TILE + 1);
+            float a = row[lane], b = row[lane + 32];
+            float mx = fmaxf(a, b);
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float mOld = sm[p], mNew = fmaxf(mOld, mx);
+            // mNew = -inf: no visible key yet; every probability is 0 and the state (0, 0) stays as it is.
+            float ea = mNew == DEC_NEG_INF ? 0.f : expf(a - mNew);
+            float eb = mNew == DEC_NEG_INF ? 0.f : expf(b - mNew);
+            row[lane] = ea; row[lane + 32] = eb;
+            float sum = ea + eb;
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            __syncwarp();
+            if (lane == 0)
+            {
+                float alpha = mOld == DEC_NEG_INF ? 0.f : expf(mOld - mNew);
+                sa[p] = alpha;
+                sl[p] = sl[p] * alpha + sum;
+                sm[p] = mNew;
+            }
+        }
+        // The K tile is no longer read (the scores are in ss, behind the barrier above): V goes in its place.
+        dec_load_tile<D>(vb + t0 * kStride, kStride, n, skv);
+        __syncthreads();
+
+        // o = o x alpha + P V; each thread owns two adjacent columns of a pair (one V word per key).
+        for (int e = tid; e < rows * HALF; e += DEC_THREADS)
+        {
+            int p = e / HALF, w = e - p * HALF;
+            const float* pr = ss + p * (DEC_TILE + 1);
+            float a0 = 0.f, a1 = 0.f;
+            for (int j = 0; j < n; j++)
+            {
+                unsigned x = skv[j * W + w];
+                float pj = pr[j];
+                a0 = fmaf(pj, dec_lo(x), a0);
+                a1 = fmaf(pj, dec_hi(x), a1);
+            }
+            float alpha = sa[p];
+            float* o = so + p * D + 2 * w;
+            o[0] = o[0] * alpha + a0;
+            o[1] = o[1] * alpha + a1;
+        }
+        __syncthreads(); // the next tile overwrites skv and ss
+    }
+
+    // This split's result per pair: output / sum and LSE = max + log(sum); a pair that saw no key writes 0 and -inf
+    // (the merge skips it, but never reads garbage). Element ownership as in the loop above, so no barrier is needed
+    // for so; sm and sl were last written before the loop's final barrier.
+    for (int e = tid; e < rows * HALF; e += DEC_THREADS)
+    {
+        int p = e / HALF, w = e - p * HALF, pp = p0 + p;
+        int i = pp / g, h = kh * g + (pp - i * g);
+        float l = sl[p], inv = l > 0.f ? 1.f / l : 0.f;
+        long row = (long)i * heads + h;
+        float* dst = partO + (row * splits + split) * D + 2 * w;
+        dst[0] = so[p * D + 2 * w] * inv;
+        dst[1] = so[p * D + 2 * w + 1] * inv;
+        if (w == 0) partLse[row * splits + split] = l > 0.f ? sm[p] + logf(l) : DEC_NEG_INF;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d64(const bf16* q, const bf16* k, const bf16* v,
+    float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
+    int tilesPerSplit)
+{
+    decode_split<64>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit);
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d128(const bf16* q, const bf16* k, const bf16* v,
+    float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
+    int tilesPerSplit)
+{
+    decode_split<128>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit);
+}
+
+// One block per (query row, head) = row: out = sum_s w_s O_s / sum_s w_s with w_s = exp(lse_s - max lse), in fp32;
+// lse (optional, fp32 or bf16) = max + log(sum_s w_s). Splits with lse -inf are skipped; all -inf gives 0 and -inf.
+extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* __restrict__ partO, const float* __restrict__ partLse,
+    bf16* __restrict__ out, long oStride, void* __restrict__ lse, int lseF32, int heads, int d, int splits)
+{
+    long row = blockIdx.x;
+    long i = row / heads;
+    int h = (int)(row - i * heads);
+    const float* pl = partLse + row * splits;
+    float mx = DEC_NEG_INF;
+    for (int s = 0; s < splits; s++) mx = fmaxf(mx, pl[s]);
+    bf16* o = out + i * oStride + (long)h * d;
+    if (mx == DEC_NEG_INF)
+    {
+        for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0;
+        if (threadIdx.x == 0 && lse)
+        {
+            if (lseF32) ((float*)lse)[row] = DEC_NEG_INF; else ((bf16*)lse)[row] = dec_f2bf(DEC_NEG_INF);
+        }
+        return;
+    }
+    float total = 0.f;
+    for (int s = 0; s < splits; s++) if (pl[s] != DEC_NEG_INF) total += expf(pl[s] - mx);
+    for (int c = threadIdx.x; c < d; c += blockDim.x)
+    {
+        float acc = 0.f;
+        for (int s = 0; s < splits; s++)
+            if (pl[s] != DEC_NEG_INF) acc = fmaf(expf(pl[s] - mx), partO[(row * splits + s) * d + c], acc);
+        o[c] = dec_f2bf(acc / total);
+    }
+    if (threadIdx.x == 0 && lse)
+    {
+        float l = mx + logf(total);
+        if (lseF32) ((float*)lse)[row] = l; else ((bf16*)lse)[row] = dec_f2bf(l);
+    }
+}
