@@ -68,7 +68,8 @@ else:
 print()
 tf = {}
 for r in (attn or {}).get("results", []):
-    tf[("ours (apb mma2)", r["n"])] = r["tflops"]
+    # The kernel Auto picked is not in the JSON: name the selector ("auto" = the Hopper kernel on sm_90, mma2 elsewhere).
+    tf[(f"ours (apb {str((attn or {}).get('kernel', '?')).lower()})", r["n"])] = r["tflops"]
 for r in (sdpa or {}).get("results", []):
     tf[(f"torch sdpa {r['backend']}", r["n"])] = r.get("tflops", r.get("status"))
 alens = sorted({n for _, n in tf})

@@ -39,7 +39,11 @@ if command -v nvcc >/dev/null; then
   echo "== ptxas -v (sm_90a)"
   for f in src/Apb.Core/Cuda/Kernels/*.cu; do
     timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/$(basename $f).cubin -Xptxas -v "$f" 2>&1
-  done | grep -E "Compiling entry|registers|spill|error" | tee "$OUT/ptxas.txt"
+  done | grep -E "Compiling entry|registers|spill|error|warning" | tee "$OUT/ptxas.txt"
+  # A matrix kernel on Hopper's fast path shows HGMMA in its SASS; only HMMA means the mma.sync path.
+  for f in /tmp/attention_hopper.cu.cubin /tmp/attention.cu.cubin; do
+    [ -f "$f" ] && echo "$(basename $f): $(cuobjdump -sass "$f" | grep -c HGMMA) HGMMA, $(cuobjdump -sass "$f" | grep -c HMMA) HMMA instructions"
+  done | tee -a "$OUT/ptxas.txt"
 fi
 
 echo "== apb check-kernels --bench (lengths $LENGTHS)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peer for `apb bench attention`: torch SDPA causal forward, 32 query / 8 KV heads, d = 128, bf16, batch 1, with the
+"""Peer for `apb bench attention`: torch SDPA forward (causal, or --mask none), 32 query / 8 KV heads, d = 128, bf16, batch 1, with the
 FLASH_ATTENTION (FlashAttention-2) and CUDNN_ATTENTION backends. TFLOP/s = 4 N^2 d heads / 2 over the CUDA-event median.
 GQA goes through enable_gqa=True where the backend takes it, else K/V are expanded to 32 heads (same FLOPs).
 Run on the GPU machine only. Prints a markdown table; --out writes JSON."""
@@ -40,8 +40,10 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--mask", choices=["causal", "none"], default="causal")
     ap.add_argument("--out")
     args = ap.parse_args()
+    causal = args.mask == "causal"
     h, kv, d = args.heads, args.kv_heads, args.head_dim
     results = []
     for n in lengths(args.lengths):
@@ -49,16 +51,16 @@ def main():
         q = torch.randn(1, h, n, d, device="cuda", dtype=torch.bfloat16, generator=g)
         k = torch.randn(1, kv, n, d, device="cuda", dtype=torch.bfloat16, generator=g)
         v = torch.randn(1, kv, n, d, device="cuda", dtype=torch.bfloat16, generator=g)
-        flops = 4.0 * n * n * d * h / 2
+        flops = 4.0 * n * n * d * h / (2 if causal else 1)
         for name, backend in (("flash (FA2)", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
-            r = dict(backend=name, n=n, heads=h, kv_heads=kv, head_dim=d)
+            r = dict(backend=name, n=n, heads=h, kv_heads=kv, head_dim=d, mask=args.mask)
             for gqa in (True, False):
                 try:
                     if gqa:
-                        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
                     else:
                         ke, ve = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
-                        fn = lambda: F.scaled_dot_product_attention(q, ke, ve, is_causal=True)
+                        fn = lambda: F.scaled_dot_product_attention(q, ke, ve, is_causal=causal)
                     with sdpa_kernel([backend]):
                         med, mn = time_ms(fn, 1, args.repeats)
                     r.update(status="ok", gqa="enable_gqa" if gqa else "expanded", median_ms=med, min_ms=mn,

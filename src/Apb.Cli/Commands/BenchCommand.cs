@@ -561,9 +561,11 @@ static partial class BenchCommand
         var headDim = new Option<int>("--head-dim") { Description = "head dimension", DefaultValueFactory = _ => 128 };
         var repeats = new Option<int>("--repeats") { Description = "timed calls per length (median)", DefaultValueFactory = _ => 5 };
         var output = new Option<string?>("--out", "-o") { Description = "write attention.json to this folder" };
-        var cmd = new Command("attention", "time our causal attention kernel (CUDA events, median): TFLOP/s with FlashAttention's 4 N^2 d heads / 2")
+        var maskOpt = new Option<string>("--mask") { Description = "causal (bottom-right aligned) or none", DefaultValueFactory = _ => "causal" };
+        var extraKeys = new Option<int>("--extra-keys") { Description = "keys beyond the N query rows (APB's passing block: Tk = N + this)", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("attention", "time our attention kernel (CUDA events, median): TFLOP/s with FlashAttention's 4 d heads x (visible pairs), N^2 / 2 when causal")
         {
-            lengths, device, heads, kvHeads, headDim, repeats, output,
+            lengths, device, heads, kvHeads, headDim, repeats, output, maskOpt, extraKeys,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
@@ -571,29 +573,39 @@ static partial class BenchCommand
                 throw new ApbException("bench attention times the CUDA kernel: pass --device cuda");
             using var _ = gpu;
             int h = r.GetValue(heads), kv = r.GetValue(kvHeads), d = r.GetValue(headDim), reps = Math.Max(1, r.GetValue(repeats));
+            var mask = r.GetValue(maskOpt) switch
+            {
+                "causal" => AttentionMask.Causal,
+                "none" => AttentionMask.None,
+                var m => throw new ApbException($"--mask must be causal or none (got '{m}')"),
+            };
+            int extra = r.GetValue(extraKeys);
+            if (extra < 0) throw new ApbException($"--extra-keys must be >= 0 (got {extra})");
             var rows = new List<(int N, double Median, double Min, double Tflops)>();
             foreach (int n in ParseLengths(r.GetValue(lengths)!))
             {
                 using var q = gpu.Allocate(n, h * d, CudaDType.BF16);
-                using var k = gpu.Allocate(n, kv * d, CudaDType.BF16);
-                using var v = gpu.Allocate(n, kv * d, CudaDType.BF16);
+                using var k = gpu.Allocate(n + extra, kv * d, CudaDType.BF16);
+                using var v = gpu.Allocate(n + extra, kv * d, CudaDType.BF16);
                 using var o = gpu.Allocate(n, h * d, CudaDType.BF16);
                 using var l = gpu.AllocateF32(n, h);
                 // Inputs of the size of real q/k (|x| ~ 1): scores spread, not all equal.
                 RandomFill.Fill(q, 7, 1, 1f); RandomFill.Fill(k, 7, 2, 1f); RandomFill.Fill(v, 7, 3, 1f);
-                gpu.Attention(q, k, v, h, kv, AttentionMask.Causal, o, l);
+                gpu.Attention(q, k, v, h, kv, mask, o, l);
                 gpu.Synchronize();
                 var ms = new List<double>();
-                for (int i = 0; i < reps; i++) ms.Add(gpu.TimeMs(() => gpu.Attention(q, k, v, h, kv, AttentionMask.Causal, o, l)));
+                for (int i = 0; i < reps; i++) ms.Add(gpu.TimeMs(() => gpu.Attention(q, k, v, h, kv, mask, o, l)));
                 ms.Sort();
-                double med = ms[ms.Count / 2], flops = 4.0 * n * (double)n * d * h / 2;
+                double pairs = mask == AttentionMask.Causal ? (double)n * extra + (double)n * n / 2 : (double)n * (n + extra);
+                double med = ms[ms.Count / 2], flops = 4.0 * d * h * pairs;
                 rows.Add((n, med, ms[0], flops / (med * 1e-3) / 1e12));
                 io.Err.WriteLine($"attention N={n}: {med:F3} ms median, {rows[^1].Tflops:F1} TFLOP/s");
             }
-            io.Out.WriteLine($"| kernel | N | heads q/kv | d | median ms | min ms | TFLOP/s |");
-            io.Out.WriteLine("|---|---|---|---|---|---|---|");
+            string shape = (mask == AttentionMask.Causal ? "causal" : "full") + (extra > 0 ? $", +{extra} keys" : "");
+            io.Out.WriteLine($"| kernel | N | heads q/kv | d | mask | median ms | min ms | TFLOP/s |");
+            io.Out.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var x in rows)
-                io.Out.WriteLine($"| apb {gpu.AttentionKernel.ToString().ToLowerInvariant()} | {x.N} | {h}/{kv} | {d} | {x.Median.ToString("F3", Inv)} | {x.Min.ToString("F3", Inv)} | {x.Tflops.ToString("F1", Inv)} |");
+                io.Out.WriteLine($"| apb {gpu.AttentionKernel.ToString().ToLowerInvariant()} | {x.N} | {h}/{kv} | {d} | {shape} | {x.Median.ToString("F3", Inv)} | {x.Min.ToString("F3", Inv)} | {x.Tflops.ToString("F1", Inv)} |");
             if (r.GetValue(output) is { } dir)
             {
                 Directory.CreateDirectory(dir);
@@ -602,6 +614,8 @@ static partial class BenchCommand
                 w.WriteStartObject();
                 w.WriteString("device", gpu.Context.Device.Name);
                 w.WriteString("kernel", gpu.AttentionKernel.ToString());
+                w.WriteString("mask", mask == AttentionMask.Causal ? "causal" : "none");
+                w.WriteNumber("extra_keys", extra);
                 w.WriteStartArray("results");
                 foreach (var x in rows)
                 {

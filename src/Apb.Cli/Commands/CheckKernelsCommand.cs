@@ -383,7 +383,7 @@ static partial class CheckKernelsCommand
 
         void AttentionChecks()
         {
-            var shapes = new[] { (1, 1), (1, 300), (77, 77), (129, 300), (300, 129), (600, 1000) };
+            var shapes = new[] { (1, 1), (1, 300), (77, 77), (129, 300), (300, 129), (600, 1000), (1000, 1337) };
             var gqa = new[] { (4, 4), (8, 2), (16, 2) };
             foreach (var (tq, tk) in shapes)
                 foreach (var (heads, kv) in gqa)
@@ -413,6 +413,7 @@ static partial class CheckKernelsCommand
             var kernels = d is 64 or 128
                 ? new[] { AttentionKernel.Generic, AttentionKernel.TensorCoreV1, AttentionKernel.TensorCore }
                 : new[] { AttentionKernel.Generic };
+            if (d is 64 or 128 && _gpu.HopperAttentionAvailable) kernels = [.. kernels, AttentionKernel.Hopper];
             foreach (var kernel in kernels)
             {
                 var go = GpuPoisoned(tq, heads * d); var gl = GpuPoisoned(tq, heads, CudaDType.F32);
@@ -427,6 +428,7 @@ static partial class CheckKernelsCommand
 
         static string KernelName(AttentionKernel k) => k switch
         {
+            AttentionKernel.Hopper => "hopper",
             AttentionKernel.TensorCore => "mma2",
             AttentionKernel.TensorCoreV1 => "mma1",
             AttentionKernel.Generic => "generic",
@@ -562,7 +564,9 @@ static partial class CheckKernelsCommand
                 FillRandom(q); FillRandom(k); FillRandom(v);
                 // FlashAttention's convention: causal FLOPs = 4 N^2 d heads / 2.
                 double flops = 4.0 * n * (double)n * d * heads / 2;
-                foreach (var kernel in new[] { AttentionKernel.TensorCore, AttentionKernel.TensorCoreV1, AttentionKernel.Generic })
+                var kernels = new[] { AttentionKernel.TensorCore, AttentionKernel.TensorCoreV1, AttentionKernel.Generic };
+                if (_gpu.HopperAttentionAvailable) kernels = [AttentionKernel.Hopper, .. kernels];
+                foreach (var kernel in kernels)
                 {
                     if (kernel == AttentionKernel.Generic && n > 16384) continue; // minutes at 64K: not worth the lease
                     int repeats = kernel == AttentionKernel.Generic ? 3 : n >= 65536 ? 5 : 20;

@@ -7,10 +7,11 @@ using Apb.Model;
 namespace Apb.Cuda;
 
 /// <summary>
-/// Which attention kernel to run. Auto: the newest tensor-core kernel where it applies (head dim 64 or 128, 16-byte
-/// aligned rows), else the generic one. TensorCoreV1 stays for comparison (`check-kernels` checks and times every kernel).
+/// Which attention kernel to run. Auto: on Hopper (sm_90a) the wgmma/TMA kernel for prefill-sized calls, else the newest
+/// mma.sync kernel where it applies (head dim 64 or 128, 16-byte aligned rows), else the generic one. TensorCoreV1 stays
+/// for comparison (`check-kernels` checks and times every kernel).
 /// </summary>
-public enum AttentionKernel { Auto, Generic, TensorCore, TensorCoreV1 }
+public enum AttentionKernel { Auto, Generic, TensorCore, TensorCoreV1, Hopper }
 
 /// <summary>
 /// The CUDA backend: bf16 activations on one GPU, fp32 accumulation in every kernel, LSE and merges in fp32, GEMMs in
@@ -43,6 +44,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         "generic" => AttentionKernel.Generic,
         "mma" or "tensorcore" => AttentionKernel.TensorCore,
         "mma-v1" => AttentionKernel.TensorCoreV1,
+        "hopper" or "wgmma" => AttentionKernel.Hopper,
         _ => AttentionKernel.Auto,
     };
 
@@ -434,7 +436,13 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (kernel is AttentionKernel.TensorCore or AttentionKernel.TensorCoreV1 && !tensorCore)
             throw new ArgumentException($"attention: the tensor-core kernels need head dim 64 or 128 and 16-byte aligned rows (got d={d})");
         if (kernel == AttentionKernel.Generic) tensorCore = false;
-        if (tensorCore)
+        if (kernel == AttentionKernel.Hopper && !(tensorCore && HopperAttentionAvailable))
+            throw new ArgumentException($"attention: the Hopper kernel needs an sm_90 GPU with a CUDA 12+ driver, head dim 64 or 128 and 16-byte aligned rows (got {Context.Arch}, d={d})");
+        bool hopper = kernel == AttentionKernel.Hopper ||
+                      (kernel == AttentionKernel.Auto && tensorCore && HopperAttentionAvailable && Tq >= HopperMinRows);
+        if (hopper)
+            AttentionHopper(qp, kp, vp, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
+        else if (tensorCore)
         {
             bool v1 = kernel == AttentionKernel.TensorCoreV1;
             string fn = v1 ? (d == 64 ? "apb_attention_mma_d64" : "apb_attention_mma_d128")

@@ -68,6 +68,9 @@ public static unsafe class KernelCompiler
     {
         var o = new List<string> { $"--gpu-architecture={arch}", "--std=c++17", "-default-device", "-lineinfo" };
         if (IncludePath() is { } inc) o.Add($"--include-path={inc}");
+        // Kernel experiments without a rebuild: APB_KERNEL_DEFINES="HOP_PINGPONG=0,X=1" adds -D options (part of the cache key).
+        foreach (var d in (Environment.GetEnvironmentVariable("APB_KERNEL_DEFINES") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            o.Add($"-D{d}");
         return o;
     }
 

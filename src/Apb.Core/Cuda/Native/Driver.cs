@@ -67,6 +67,11 @@ public static unsafe class Driver
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
+    /// <summary>TMA descriptors (CUDA 12+ drivers, sm_90 devices). Null on older drivers: the Hopper attention kernel is then not offered.</summary>
+    public static delegate* unmanaged<void*, int, uint, ulong, ulong*, ulong*, uint*, uint*, int, int, int, int, int> cuTensorMapEncodeTiled;
+    public const int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+    public const int CU_TENSOR_MAP_SWIZZLE_128B = 3;
+    public const int CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
 
     /// <summary>
     /// Loads libcuda and calls cuInit once. Returns null when the driver is usable, else why not (with the load trace).
@@ -136,6 +141,8 @@ public static unsafe class Driver
             cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F(lib, "cuLaunchKernel");
             cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorString");
             cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorName");
+            cuTensorMapEncodeTiled = NativeLibrary.TryGetExport(lib, "cuTensorMapEncodeTiled", out var tmap)
+                ? (delegate* unmanaged<void*, int, uint, ulong, ulong*, ulong*, uint*, uint*, int, int, int, int, int>)tmap : null;
         }
         catch (ApbException e)
         {

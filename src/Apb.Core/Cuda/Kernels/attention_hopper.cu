@@ -1,0 +1,422 @@
+// Attention forward for Hopper (sm_90a only; attention.cu's mma.sync kernels serve every other GPU): the same contract
+// as attention.cu (bf16 q/k/v/o, GQA by index, bottom-right causal alignment, fp32 online softmax, LSE out), built on
+// the instructions that make an H100/H200 fast:
+//  - wgmma (warpgroup MMA) for both products: S = Q K^T with Q and K read from shared memory, O += P V with P taken
+//    from registers (the S accumulators turned into bf16 A fragments: wgmma's accumulator layout per warp is the
+//    mma.sync m16n8 layout, and the register A operand has the m16k16 fragment layout, so no shuffle is needed).
+//  - TMA (cp.async.bulk.tensor) for Q, K and V tiles, 128-byte swizzled (the layout wgmma's descriptors read without
+//    bank conflicts), landing on mbarriers: a producer warp streams K/V tiles into a ring of stages while two consumer
+//    warpgroups compute; a stage is refilled only after both consumers released it.
+//  - Warp specialization with setmaxnreg: the producer warpgroup drops to 24 registers so each consumer thread can
+//    hold its 64 x 128 S and O accumulators (2 x 64 fp32) without spilling.
+// V is read through a transposed copy (vt: [kvHeads * D][Tk], made by apb_transpose_v before the attention kernel):
+// then both products take their B operand K-major, through one kind of shared-memory descriptor. The copy costs one
+// pass over V (2 bytes x Tk x kvHeads x D each way), under 1% of the attention time at the lengths this kernel serves.
+//
+// Block: 3 warpgroups (384 threads). Warpgroup 0 = producer (one thread issues TMA), warpgroups 1 and 2 = consumers,
+// 64 query rows each (a 128-row query tile per block). Grid: (query tiles, heads), longest causal tiles first.
+// Overlap: each consumer issues S of tile j + 1 right behind P V of tile j and waits for both at once, so its two
+// products run back to back on the tensor cores; the two consumers are independent, so one's softmax runs while the
+// other's products do. (FA3-style softmax-during-P V pipelining and named-barrier ping-pong were tried and measured
+// slower here, because ptxas serialized their wgmma: docs/kernels/attention.md.)
+// Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
+
+typedef unsigned short bf16;
+
+#define APB_NEG_INF __int_as_float(0xff800000)
+#define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
+#define HOP_BN 128      // keys per K/V tile
+#define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
+
+// A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
+struct __align__(64) TensorMap { unsigned long long opaque[16]; };
+
+__device__ __forceinline__ bf16 f2bf(float f)
+{
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+
+// Two floats to a bf16 pair (round to nearest even) in one instruction: P is packed 16,384 times per 128 x 128 tile,
+// and a software rounding costs ~6 integer instructions per value there.
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
+{
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ void store_lse(void* p, int isF32, long i, float v)
+{
+    if (isF32) ((float*)p)[i] = v; else ((bf16*)p)[i] = f2bf(v);
+}
+
+__device__ __forceinline__ unsigned smem_u32(const void* p)
+{
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// ---- mbarriers (shared-memory arrive/wait objects; TMA completes "transaction bytes" on them)
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
+}
+
+// Blocks until the phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity)
+{
+    unsigned done;
+    do
+    {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    } while (!done);
+}
+
+// One 2-D TMA box global -> shared, completing on bar. c0 = innermost coordinate (elements), c1 = row.
+__device__ __forceinline__ void tma_load_2d(unsigned dst, const TensorMap* map, int c0, int c1, unsigned bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+                 :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar) : "memory");
+}
+
+// ---- wgmma
+
+// Shared-memory matrix descriptor for a K-major tile written by TMA with 128-byte swizzle: rows of 64 bf16 (128 B),
+// 8-row swizzle atoms 1024 B apart (stride byte offset); the leading byte offset is unused for swizzled K-major tiles.
+// A k-step of 16 elements inside the 64-wide row is a +32 B start address: the hardware applies the same address-based
+// XOR swizzle TMA used when writing, so the offset composes (the atoms are 1024-byte aligned).
+__device__ __forceinline__ unsigned long long sw128_desc(unsigned addr)
+{
+    return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+
+// 2^x on the special-function unit (-inf gives +0), without exp2f's extra range handling.
+__device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// The operand lists below are long but mechanical: accumulator element (n8 block i, slot e) is register 4 i + e.
+__device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], unsigned long long descA, unsigned long long descB, int scaleD)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "l"(descA), "l"(descB), "r"(scaleD));
+}
+
+__device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[16][4], const unsigned (&a)[4], unsigned long long descB)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[8][4], const unsigned (&a)[4], unsigned long long descB)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(1));
+}
+
+// Pins accumulator registers in place around asynchronous wgmma: the compiler sees the wgmma asm "write" them when it
+// is issued, so without this it could move reads of the results above wgmma.wait_group, or initial values below it.
+template <int N>
+__device__ __forceinline__ void fence_acc(float (&d)[N][4])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[i][e]) :: "memory");
+}
+
+template <int D>
+__device__ __forceinline__ void wgmma_pv(float (&o)[D / 8][4], const unsigned (&a)[4], unsigned long long descB)
+{
+    if constexpr (D == 128) wgmma_m64n128k16_rs(o, a, descB);
+    else wgmma_m64n64k16_rs(o, a, descB);
+}
+
+// Shared-memory layout of one block (byte offsets from a 1024-aligned base). Every TMA box is 64 bf16 wide (128 B, the
+// 128-byte swizzle's limit), so a D-wide row is D / 64 boxes side by side in separate "column chunks".
+template <int D>
+struct HopperSmem
+{
+    static constexpr unsigned QChunk = HOP_BM * 128;          // one 64-column chunk of the 128-row Q tile
+    static constexpr unsigned QBytes = (D / 64) * QChunk;
+    static constexpr unsigned KChunk = HOP_BN * 128;          // one 64-column chunk of a 128-key K tile
+    static constexpr unsigned KBytes = (D / 64) * KChunk;
+    static constexpr unsigned VChunk = D * 128;               // one 64-key chunk of the D-row Vt tile
+    static constexpr unsigned VBytes = (HOP_BN / 64) * VChunk;
+    static constexpr unsigned StageBytes = KBytes + VBytes;
+    static constexpr unsigned Barriers = QBytes + HOP_STAGES * StageBytes; // qFull, full[STAGES], empty[STAGES]
+    static constexpr unsigned Total = Barriers + 8 * (1 + 2 * HOP_STAGES);
+};
+
+template <int D>
+__device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
+                                                 bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
+                                                 int kvHeads, long oStride, float scale, int causal)
+{
+    using L = HopperSmem<D>;
+    extern __shared__ unsigned char smraw[];
+    // TMA's 128-byte swizzle and the wgmma descriptors both assume 1024-byte aligned tiles (the host adds 1 KB of slack).
+    const unsigned base = (smem_u32(smraw) + 1023u) & ~1023u;
+    const unsigned qFull = base + L::Barriers;
+    auto full = [&](int s) { return base + L::Barriers + 8u * (1 + s); };
+    auto empty = [&](int s) { return base + L::Barriers + 8u * (1 + HOP_STAGES + s); };
+    auto kTile = [&](int s) { return base + L::QBytes + (unsigned)s * L::StageBytes; };
+    auto vTile = [&](int s) { return kTile(s) + L::KBytes; };
+
+    // The warpgroup index through a shuffle: ptxas then knows it is uniform across the warp, so the role branches and the
+    // loops below are not "divergent paths" around wgmma (where it would serialize every wgmma: warning C7518).
+    const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
+    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest causal rows first: they set the grid's tail
+    const int h = blockIdx.y, kh = h / (heads / kvHeads);
+    const int shift = Tk - Tq;
+    const int m0 = qb * HOP_BM;
+
+    // Keys this block needs: up to the causal limit of its last row (all of Tk without a mask).
+    int keyEnd = Tk;
+    if (causal)
+    {
+        int lastRow = min(m0 + HOP_BM - 1, Tq - 1);
+        keyEnd = max(0, min(Tk, lastRow + shift + 1));
+    }
+    const int tiles = (keyEnd + HOP_BN - 1) / HOP_BN;
+
+    if (threadIdx.x == 0)
+    {
+        mbar_init(qFull, 1);
+        for (int s = 0; s < HOP_STAGES; s++) { mbar_init(full(s), 1); mbar_init(empty(s), 2); }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0)
+    {
+        // Producer. All four warps lower their register budget (setmaxnreg is warpgroup-wide); one thread issues.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+        if (threadIdx.x == 0 && tiles > 0) // no copy may still be in flight when the block exits
+        {
+            mbar_expect_tx(qFull, L::QBytes);
+            for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
+            for (int j = 0; j < tiles; j++)
+            {
+                int s = j % HOP_STAGES;
+                if (j >= HOP_STAGES) mbar_wait(empty(s), ((j / HOP_STAGES) - 1) & 1);
+                mbar_expect_tx(full(s), L::StageBytes);
+                for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
+                for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+    const int cw = wg - 1;                              // consumer warpgroup: rows m0 + 64 cw ...
+    const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int wgRow0 = m0 + cw * 64;
+    const int rA = wgRow0 + warp * 16 + g, rB = rA + 8;
+    // This warpgroup's own key range: its last row's causal limit (it still takes part in every stage's release).
+    int myEnd = keyEnd;
+    if (causal) myEnd = max(0, min(Tk, min(wgRow0 + 63, Tq - 1) + shift + 1));
+    const int myTiles = (myEnd + HOP_BN - 1) / HOP_BN;
+
+    float oacc[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) { oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f; }
+    float mA = APB_NEG_INF, mB = APB_NEG_INF, lA = 0.f, lB = 0.f;
+    const float sl2 = scale * 1.4426950408889634f;
+    const unsigned qBase = base + (unsigned)cw * 64 * 128;   // this warpgroup's 64 rows inside each Q chunk
+
+    bool pvPending = false;
+    int pvStage = 0;
+    if (tiles > 0) mbar_wait(qFull, 0);
+    for (int j = 0; j < tiles; j++)
+    {
+        const int s = j % HOP_STAGES, n0 = j * HOP_BN;
+        mbar_wait(full(s), (j / HOP_STAGES) & 1);
+        if (j < myTiles)
+        {
+            // S = Q K^T over D / 16 k-steps (each 16 columns = 32 bytes into a 64-column chunk).
+            float sacc[HOP_BN / 8][4];
+            fence_acc(sacc);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++)
+            {
+                unsigned off = (unsigned)(kk & 3) * 32u;
+                unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
+                unsigned long long db = sw128_desc(kTile(s) + (unsigned)(kk >> 2) * L::KChunk + off);
+                wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+            wgmma_wait0();   // S_j (and, deferred, the previous tile's P V)
+            fence_acc(sacc);
+            if (pvPending)
+            {
+                fence_acc(oacc);
+                if (tid == 0) mbar_arrive(empty(pvStage));
+                pvPending = false;
+            }
+
+            bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
+            if (needMask)
+            {
+#pragma unroll
+                for (int nb = 0; nb < HOP_BN / 8; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                    {
+                        int key = n0 + nb * 8 + 2 * t + (e & 1);
+                        int row = e < 2 ? rA : rB;
+                        if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
+                    }
+            }
+
+            // Online softmax: a row's 128 scores sit in the 4 lanes of a quad (t = 0..3).
+            float tA = APB_NEG_INF, tB = APB_NEG_INF;
+#pragma unroll
+            for (int nb = 0; nb < HOP_BN / 8; nb++)
+            {
+                tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
+                tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
+            }
+            tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+            tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+            float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
+            mA = nA; mB = nB;
+            lA *= cA; lB *= cB;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
+
+            // P in bf16 as the A operand of P V: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1.
+            unsigned pa[HOP_BN / 16][4];
+#pragma unroll
+            for (int kb = 0; kb < HOP_BN / 16; kb++)
+            {
+                float p[8];
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                {
+                    p[e] = fast_exp2(sacc[2 * kb][e] * sl2 - (e < 2 ? offA : offB));
+                    p[4 + e] = fast_exp2(sacc[2 * kb + 1][e] * sl2 - (e < 2 ? offA : offB));
+                }
+                lA += p[0] + p[1] + p[4] + p[5];
+                lB += p[2] + p[3] + p[6] + p[7];
+                pa[kb][0] = pack_bf16(p[0], p[1]);
+                pa[kb][1] = pack_bf16(p[2], p[3]);
+                pa[kb][2] = pack_bf16(p[4], p[5]);
+                pa[kb][3] = pack_bf16(p[6], p[7]);
+            }
+
+            // O += P V: B = Vt tile (D rows x 128 keys, K-major), k-step kb = 16 keys of a 64-key chunk.
+            fence_acc(oacc);
+            wgmma_fence();
+#pragma unroll
+            for (int kb = 0; kb < HOP_BN / 16; kb++)
+                wgmma_pv<D>(oacc, pa[kb], sw128_desc(vTile(s) + (unsigned)(kb >> 2) * L::VChunk + (unsigned)(kb & 3) * 32u));
+            wgmma_commit();
+            pvPending = true; pvStage = s;   // waited for with the next S, so the two products run back to back
+            continue;
+        }
+        if (pvPending)
+        {
+            wgmma_wait0();
+            fence_acc(oacc);
+            if (tid == 0) mbar_arrive(empty(pvStage));
+            pvPending = false;
+        }
+        // Both consumer warpgroups release every stage (a tile past this warpgroup's causal range too); the producer
+        // refills it once both did. The wgmma.wait_group before each release means this warpgroup's reads are done.
+        if (tid == 0) mbar_arrive(empty(s));
+    }
+    if (pvPending)
+    {
+        wgmma_wait0();
+        fence_acc(oacc);
+        if (tid == 0) mbar_arrive(empty(pvStage));
+    }
+
+    lA += __shfl_xor_sync(0xffffffffu, lA, 1); lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 1); lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+    float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
+    if (rA < Tq)
+    {
+        bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][0] * iA, oacc[i][1] * iA);
+        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rA * heads + h, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
+    }
+    if (rB < Tq)
+    {
+        bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][2] * iB, oacc[i][3] * iB);
+        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rB * heads + h, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(384, 1)
+apb_attention_hopper_d64(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
+                         const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
+                         int kvHeads, long oStride, float scale, int causal)
+{
+    attention_hopper<64>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(384, 1)
+apb_attention_hopper_d128(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
+                          const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
+                          int kvHeads, long oStride, float scale, int causal)
+{
+    attention_hopper<128>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal);
+}
+
+// vt[c][key] = v[key][c] for the kvHeads x D columns of v: 32 x 32 tiles through shared memory (padded against bank
+// conflicts), so both the reads and the writes are coalesced. Keys past Tk in vt's padded rows are never read.
+extern "C" __global__ void __launch_bounds__(256)
+apb_transpose_v(const bf16* __restrict__ v, bf16* __restrict__ vt, int Tk, int cols, long vStride, long vtStride)
+{
+    __shared__ bf16 tile[32][33];
+    int c0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    for (int r = ty; r < 32; r += 8)
+    {
+        int key = k0 + r, c = c0 + tx;
+        if (key < Tk && c < cols) tile[r][tx] = v[(long)key * vStride + c];
+    }
+    __syncthreads();
+    for (int r = ty; r < 32; r += 8)
+    {
+        int c = c0 + r, key = k0 + tx;
+        if (key < Tk && c < cols) vt[(long)c * vtStride + key] = tile[tx][r];
+    }
+}
