@@ -7,6 +7,7 @@
 #      one GPU's full attention against the CPU (the bf16 rounding floor, as flash-attention's tests set it) + 1e-3
 #   3. faults: (a) rank 1 stalls and is killed with SIGKILL: the launcher must stop rank 0 and name rank 1 within 60 s;
 #      (b) rank 1 stalls: rank 0's collective must time out (--collective-timeout 15), abort NCCL and fail within 60 s
+#   4. multi-node path: two launchers with --nnodes 2 (one GPU each, NCCL over sockets) must equal one node with 2 GPUs
 # Logs and JSON go to $OUT (at most 8 files come back) and bench/results/multi-gpu-<stamp>/; a short table is printed last.
 set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -21,7 +22,7 @@ WORK=$(mktemp -d /tmp/apb-multi-gpu.XXXX)   # logits files: too many to come bac
 mkdir -p "$OUT" "$RES"
 export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 LOG="$OUT/multi-gpu.log"
-MODEL=tests/fixtures/models/llama-tiny
+MODEL=${MODEL:-tests/fixtures/models/llama-tiny}
 # 191 context tokens (odd: the plans pad and split unevenly) and a short query (exercises the star phase on the GPUs).
 IDS=$(awk 'BEGIN{for(i=0;i<191;i++){printf "%s%d", (i?",":""), (i*37+11)%640}}')
 QUERY=" the end of it"
@@ -69,6 +70,32 @@ PY
   [[ ${ROW[$s]} == *"|ok" ]] || status=1
 done
 
+multi_node() {
+  # Issue #5's multi-node path on one machine: two launcher invocations, --nnodes 2, one GPU each, rendezvous over
+  # loopback, NCCL with P2P and shared memory disabled so it takes its socket transport. Must equal one node with 2 GPUs.
+  step "multi-node: 2 launchers x 1 GPU, --nnodes 2, NCCL sockets (zigzag)"
+  local port=$((29500 + RANDOM % 400)) t0 rc secs
+  t0=$(date +%s.%N)
+  ( export CUDA_VISIBLE_DEVICES=1 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1
+    timeout 180 "$APB" launch --nnodes 2 --node-rank 1 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port $port --timeout 150 \
+      --collective-timeout 60 -- logits "${COMMON[@]}" --strategy zigzag --ranks 2 --fallback-below 0 --device cuda \
+      --out "$WORK/nnodes-node1.json" >"$WORK/nnodes-node1.log" 2>&1 ) &
+  local other=$!
+  CUDA_VISIBLE_DEVICES=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 timeout 180 "$APB" launch --nnodes 2 --node-rank 0 --nproc-per-node 1 \
+    --master-addr 127.0.0.1 --master-port $port --timeout 150 --collective-timeout 60 -- logits "${COMMON[@]}" --strategy zigzag \
+    --ranks 2 --fallback-below 0 --device cuda --out "$WORK/nnodes.json" >"$WORK/nnodes-node0.log" 2>&1
+  rc=$?; wait $other; local rc1=$?
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  cat "$WORK/nnodes-node0.log" "$WORK/nnodes-node1.log" >>"$LOG"
+  if [ $rc -eq 0 ] && [ $rc1 -eq 0 ] && [ -f "$WORK/gpu2-zigzag.json" ]; then
+    local c; c=$(python3 tools/compare_logits.py --json "$WORK/gpu2-zigzag.json" "$WORK/nnodes.json")
+    echo "nnodes 2 vs one node x2 (zigzag): $c" | tee -a "$LOG"
+    local ok; ok=$(python3 -c "import json,sys; c=json.loads(sys.argv[1]); print('ok' if c.get('rel', 1) <= 1e-6 else 'FAIL')" "$c")
+    ROW[nnodes]="multi-node (2 x 1 GPU, sockets)|vs one node: rel $(python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('rel'))" "$c")|-|identical|${secs}s|$ok"
+    [ "$ok" = ok ] || status=1
+  else ROW[nnodes]="multi-node (2 x 1 GPU, sockets)|node 0 rc=$rc, node 1 rc=$rc1|-|-|${secs}s|FAIL"; status=1; fi
+}
+
 fault_kill() {
   step "fault: rank 1 stalls, then SIGKILL; the launcher must stop rank 0 and name rank 1"
   local log="$WORK/fault-kill.log" t0 pid rc secs
@@ -99,6 +126,7 @@ fault_timeout() {
     ROW[fault-timeout]="fault: rank 1 stalls|rank 0 timed out, aborted, launcher rc=$rc|-|-|${secs}s|ok"
   else ROW[fault-timeout]="fault: rank 1 stalls|rc=$rc ($(grep -m1 'error' "$log" | cut -c1-120))|-|-|${secs}s|FAIL"; status=1; fi
 }
+multi_node
 fault_kill
 fault_timeout
 step "processes left (must be none)"
@@ -107,11 +135,11 @@ pgrep -a -f "$APB" | grep -v pgrep | tee -a "$LOG" || echo "none" | tee -a "$LOG
 {
   echo "| check | result | vs one GPU | tolerance | time | verdict |"
   echo "|---|---|---|---|---|---|"
-  for k in "${STRATS[@]}" fault-kill fault-timeout; do echo "|${ROW[$k]:-$k|not run|-|-|-|FAIL}|"; done
+  for k in "${STRATS[@]}" nnodes fault-kill fault-timeout; do echo "|${ROW[$k]:-$k|not run|-|-|-|FAIL}|"; done
 } > "$OUT/table.md"
 tar czf "$OUT/logits.tar.gz" -C "$WORK" . 2>/dev/null
 cp "$OUT"/* "$RES/" 2>/dev/null
 echo
-echo "== multi-GPU: llama-tiny, 191 context + query tokens, 2 ranks ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x2)"
+echo "== multi-GPU: $MODEL, 191 context + query tokens, 2 ranks ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x2)"
 cat "$OUT/table.md"
 exit $status
