@@ -63,7 +63,9 @@ static partial class BenchCommand
         var seed = new Option<ulong>("--seed") { Description = "weights and token ids", DefaultValueFactory = _ => 1 };
         var peak = new Option<double>("--peak-tflops") { Description = "bf16 rate per GPU for the FLOP floor (measured cuBLAS 8192^3 on the H200)", DefaultValueFactory = _ => 790 };
         var instrumented = new Option<bool>("--no-profile") { Description = "skip the instrumented run (per-phase breakdown)" };
-        var cmd = new Command("prefill", "prefill seconds per strategy and context length, per-phase breakdown, imbalance, peak memory")
+        var cmd = new Command("prefill", "prefill seconds per strategy and context length, per-phase breakdown, imbalance, peak memory. " +
+            "Ring/zigzag overlap each K/V transfer with the block attention and APB its all-gather with the anchor attention; " +
+            "APB_OVERLAP=0 in the environment serializes them instead, to measure what overlap buys (recorded in the output)")
         {
             shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, instrumented,
         };
@@ -430,7 +432,7 @@ static partial class BenchCommand
         {
             var sb = new StringBuilder();
             string dev = _cuda != null ? $"{_cuda.Context.Device.Name}" : _backend.Name;
-            sb.AppendLine($"## apb bench prefill: {_modelName}, query {_o.Query} tokens, {dev}");
+            sb.AppendLine($"## apb bench prefill: {_modelName}, query {_o.Query} tokens, {dev}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}");
             sb.AppendLine();
             sb.AppendLine("| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: qkv / scoring / comm / attn / o_proj / ffn / other | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
             sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -481,6 +483,7 @@ static partial class BenchCommand
             w.WriteString("device", _cuda != null ? _cuda.Context.Device.Name : _backend.Name);
             w.WriteNumber("world_size", _comm?.WorldSize ?? 1);
             w.WriteNumber("query_tokens", _o.Query);
+            w.WriteBoolean("overlap", StrategyOptions.OverlapFromEnvironment);
             w.WriteNumber("warmup", _o.Warmup); w.WriteNumber("repeats", _o.Repeats); w.WriteNumber("repeat_budget_s", _o.RepeatBudget);
             w.WriteNumber("peak_tflops", _o.PeakTflops);
             w.WriteStartArray("phases");

@@ -11,7 +11,9 @@ namespace Apb.Distributed;
 ///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]
 ///   (<see cref="AnchoredAttention"/>). The passing block is dropped after the call; only the block's real rows are cached.
 /// The last rank's selection would be read by nobody, so it sends none; a block with no more real tokens than l_p is
-/// passed whole without scoring.
+/// passed whole without scoring. The all-gather is started before the work that does not need it (the anchor rows'
+/// attention, placing the local keys/values, caching the block) and completed before the block rows' attention, which
+/// reads it (rank 0, which reads none of it, completes it after that attention).
 /// </summary>
 public sealed class ApbAttention : SequenceParallelAttention
 {
@@ -53,7 +55,8 @@ public sealed class ApbAttention : SequenceParallelAttention
         if (passes && _queryAware != null) s = QueryAwareScores(q, kb, real, scores);
 
         int p = Plan.PassingRows(Rank);
-        Tensor? keys = null, values = null;
+        Tensor? keys = null, values = null, gathered = null;
+        IPendingTransfer? gather = null;
         if (passes)
         {
             var send = Buffer("send", 2 * sent, C.KvDim);
@@ -67,28 +70,45 @@ public sealed class ApbAttention : SequenceParallelAttention
             var counts = new int[Ranks];
             int total = 0;
             for (int j = 0; j < Ranks; j++) total += counts[j] = 2 * Plan.SentRows(j);
-            var gathered = Buffer("gathered", total, C.KvDim);
-            Comm.AllGather(send, gathered, counts);
-
-            // Rank j's message is [K_j; V_j]; rank r's passing block is K_0..K_{r-1} (and V likewise), in rank order.
+            gathered = Buffer("gathered", total, C.KvDim);
+            // In flight (with Overlap) while the work below that does not need it runs: send is not written and gathered
+            // not read until it completes.
+            gather = Started(Comm.StartAllGather(send, gathered, counts));
             keys = Buffer("keys", p + t, C.KvDim);
             values = Buffer("values", p + t, C.KvDim);
+        }
+
+        // Independent of the passing block: the anchor rows' attention, the local rows' place in keys/values, the cache.
+        double pairs;
+        using (Measure("attention"))
+        {
+            pairs = AnchoredAttention.AnchorRows(B, Heads, KvHeads, q, k, v, a, output);
+            if (passes) AnchoredAttention.PlaceLocal(B, k, v, p, keys, values);
+        }
+        CacheOwnBlock(layer, k, v, a);
+
+        // Rank 0 reads nothing of the gather (no passing block): it completes it after its attention instead.
+        if (gather != null && p > 0)
+        {
+            gather.Complete();
+            // Rank j's message is [K_j; V_j]; rank r's passing block is K_0..K_{r-1} (and V likewise), in rank order.
             using (Measure("other"))
             {
                 int at = 0, row = 0;
                 for (int j = 0; j < Rank; j++)
                 {
                     int n = Plan.SentRows(j);
-                    B.Copy(gathered, at, 0, keys, row, 0, n, C.KvDim);
-                    B.Copy(gathered, at + n, 0, values, row, 0, n, C.KvDim);
+                    B.Copy(gathered!, at, 0, keys!, row, 0, n, C.KvDim);
+                    B.Copy(gathered!, at + n, 0, values!, row, 0, n, C.KvDim);
                     at += 2 * n; row += n;
                 }
             }
         }
 
         using (Measure("attention"))
-            CountAttention(AnchoredAttention.Run(B, Heads, KvHeads, q, k, v, a, passes ? p : 0, keys, values, output));
-        CacheOwnBlock(layer, k, v, a);
+            pairs += AnchoredAttention.BlockRows(B, Heads, KvHeads, q, k, v, a, passes ? p : 0, keys, values, output);
+        CountAttention(pairs);
+        gather?.Complete();
     }
 
     /// <summary>

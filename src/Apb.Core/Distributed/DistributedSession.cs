@@ -268,12 +268,12 @@ public sealed class DistributedSession : IInferenceSession
 
     SequenceParallelAttention CreateStrategy(RankState rk, SequencePlan plan) => Strategy switch
     {
-        StrategyKind.Ring => new RingAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm),
-        StrategyKind.Zigzag => new ZigzagRingAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm),
+        StrategyKind.Ring => new RingAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm) { Overlap = Options.Overlap },
+        StrategyKind.Zigzag => new ZigzagRingAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm) { Overlap = Options.Overlap },
         StrategyKind.Ulysses => new UlyssesAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm),
         StrategyKind.Star => new StarAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm),
         StrategyKind.Apb => new ApbAttention(rk.Backend, _config, rk.Model.Rope, plan, rk.Comm,
-            _heads is null ? null : new RetainingHeadScorer(rk.Backend, _config, _heads)),
+            _heads is null ? null : new RetainingHeadScorer(rk.Backend, _config, _heads)) { Overlap = Options.Overlap },
         _ => throw new InvalidOperationException($"no sequence-parallel strategy for {Strategy}"),
     };
 

@@ -34,10 +34,41 @@ public interface ICommunicator : IDisposable
     /// </summary>
     void SendRecv(Tensor send, int to, Tensor recv, int from);
 
+    /// <summary>
+    /// <see cref="SendRecv"/> started and left in flight: returns once the transfer is queued (on a GPU it runs on the
+    /// communicator's stream, after the compute work queued before this call), so the caller can queue work that does not
+    /// need it. Until <see cref="IPendingTransfer.Complete"/> returns, the caller must not write <paramref name="send"/>
+    /// nor read <paramref name="recv"/>. <paramref name="label"/> (e.g. "ring step 2") names the transfer in errors.
+    /// </summary>
+    IPendingTransfer StartSendRecv(Tensor send, int to, Tensor recv, int from, string? label = null);
+
+    /// <summary><see cref="AllGather(Tensor, Tensor, ReadOnlySpan{int})"/> started and left in flight, on the terms of <see cref="StartSendRecv"/>.</summary>
+    IPendingTransfer StartAllGather(Tensor send, Tensor recv, ReadOnlySpan<int> rowsPerRank);
+
     /// <summary>Every rank's t becomes root's t.</summary>
     void Broadcast(Tensor t, int root);
 
     void Barrier();
+}
+
+/// <summary>A transfer in flight, from <see cref="ICommunicator.StartSendRecv"/> or <see cref="ICommunicator.StartAllGather"/>.</summary>
+public interface IPendingTransfer
+{
+    /// <summary>
+    /// Waits, bounded by the communicator's timeout, until the transfer is done, and orders the caller's later work after
+    /// it (on a GPU the compute stream waits for it on the device): from then on the received data may be read and the sent
+    /// buffer reused. A dead, stuck or failed peer turns into an error here naming this rank and the transfer, as the
+    /// synchronous calls do. Timed as "communication". Calling it again after it returned does nothing.
+    /// </summary>
+    void Complete();
+}
+
+/// <summary>A transfer that was done when it started (a communicator that moves the data at once).</summary>
+public sealed class CompletedTransfer : IPendingTransfer
+{
+    public static readonly CompletedTransfer Instance = new();
+    CompletedTransfer() { }
+    public void Complete() { }
 }
 
 public static class CommunicatorExtensions

@@ -85,10 +85,15 @@ public sealed class InProcessCommunicator : ICommunicator
     public void Recv(Tensor t, int peer)
     {
         CheckPeer(peer, "recv");
+        Receive(t, peer, $"recv from rank {peer}");
+    }
+
+    void Receive(Tensor t, int peer, string op)
+    {
         using var _ = Profile?.Measure("communication");
-        var data = _group.Take(peer, Rank, $"recv from rank {peer}");
+        var data = _group.Take(peer, Rank, op);
         if (data.Length != t.Rows * t.Cols)
-            throw new ApbException($"recv on rank {Rank}: rank {peer} sent {data.Length} values, expected {t} = {t.Rows * t.Cols}");
+            throw new ApbException($"rank {Rank}: {op}: rank {peer} sent {data.Length} values, expected {t} = {t.Rows * t.Cols}");
         if (data.Length > 0) _b.Upload(data, t);
         Count(0, data.Length);
     }
@@ -97,6 +102,37 @@ public sealed class InProcessCommunicator : ICommunicator
     {
         Send(send, to);
         Recv(recv, from);
+    }
+
+    /// <summary>
+    /// The send is posted now (a snapshot: it never blocks), the receive is taken in Complete: between the two the peer's
+    /// message may arrive while this rank computes, and a peer that never sends makes Complete time out naming it.
+    /// </summary>
+    public IPendingTransfer StartSendRecv(Tensor send, int to, Tensor recv, int from, string? label = null)
+    {
+        CheckPeer(to, "send");
+        CheckPeer(from, "recv");
+        Send(send, to);
+        return new PendingReceive(this, recv, from, (label is null ? "" : label + ": ") + $"recv from rank {from}");
+    }
+
+    /// <summary>Done at once: a collective here is a rendezvous of the rank threads (Complete does nothing).</summary>
+    public IPendingTransfer StartAllGather(Tensor send, Tensor recv, ReadOnlySpan<int> rowsPerRank)
+    {
+        AllGather(send, recv, rowsPerRank);
+        return CompletedTransfer.Instance;
+    }
+
+    sealed class PendingReceive(InProcessCommunicator c, Tensor recv, int from, string op) : IPendingTransfer
+    {
+        bool _done;
+
+        public void Complete()
+        {
+            if (_done) return;
+            c.Receive(recv, from, op);
+            _done = true;
+        }
     }
 
     public void Broadcast(Tensor t, int root)

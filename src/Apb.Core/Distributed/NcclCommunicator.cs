@@ -8,11 +8,13 @@ namespace Apb.Distributed;
 
 /// <summary>
 /// One rank's end of an NCCL communicator, one process per GPU. Transfers go device to device in the tensors' own type
-/// (bf16 activations, fp32 LSE rows) on a stream of its own: each call waits (on the device) for the compute work queued
-/// before it, and the compute stream waits (on the device) for the transfer, so overlapping communication with compute
-/// later needs only a deferred host wait. For now every call also waits on the host, polling the completion event and
-/// ncclCommGetAsyncError, so a dead or stuck peer turns into an error after <see cref="Timeout"/> and an ncclCommAbort
-/// instead of a hang. A watchdog thread covers the calls that block inside NCCL on the host (init, connection set-up).
+/// (bf16 activations, fp32 LSE rows) on a stream of its own. Each transfer starts (on the device) after the compute work
+/// queued before it and records its own completion event; completing it makes the compute stream wait (on the device)
+/// for that event and waits on the host, polling the event and ncclCommGetAsyncError, so a dead or stuck peer turns into
+/// an error after <see cref="Timeout"/> and an ncclCommAbort instead of a hang. The synchronous calls complete at once;
+/// <see cref="StartSendRecv"/> and <see cref="StartAllGather"/> leave the transfer in flight until the caller completes
+/// it, so compute queued in between overlaps it. A watchdog thread covers the calls that block inside NCCL on the host
+/// (init, connection set-up).
 /// </summary>
 public sealed unsafe class NcclCommunicator : ICommunicator
 {
@@ -28,7 +30,10 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     };
 
     readonly CudaBackend _b;
-    readonly nint _stream, _ready, _done;
+    readonly nint _stream, _ready;
+    // Completion events: one per transfer in flight (each keeps its own until completed), reused after; all destroyed at Dispose.
+    readonly Stack<nint> _idleEvents = new();
+    readonly List<nint> _events = [];
     readonly CudaTensor _scalar;
     readonly object _abortLock = new();
     nint _comm;
@@ -49,11 +54,10 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     {
         _b = backend; Rank = rank; WorldSize = worldSize; Timeout = timeout;
         backend.Context.MakeCurrent();
-        nint s, e1, e2;
+        nint s, e1;
         Driver.Check(Driver.cuStreamCreate(&s, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate (communication)");
         Driver.Check(Driver.cuEventCreate(&e1, Nccl.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-        Driver.Check(Driver.cuEventCreate(&e2, Nccl.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-        _stream = s; _ready = e1; _done = e2;
+        _stream = s; _ready = e1;
         _scalar = backend.AllocateF32(1, 1);
         new Thread(Watch) { IsBackground = true, Name = $"apb nccl watchdog rank {rank}" }.Start();
     }
@@ -102,7 +106,10 @@ public sealed unsafe class NcclCommunicator : ICommunicator
 
     void CountBytes(long sent, long received) => Profile?.AddBytes(sent, received);
 
-    public void AllGather(Tensor send, Tensor recv, ReadOnlySpan<int> rowsPerRank)
+    public void AllGather(Tensor send, Tensor recv, ReadOnlySpan<int> rowsPerRank) =>
+        StartAllGather(send, recv, rowsPerRank).Complete();
+
+    public IPendingTransfer StartAllGather(Tensor send, Tensor recv, ReadOnlySpan<int> rowsPerRank)
     {
         var s = C(send); var r = C(recv);
         SameType(s, r, "all-gather");
@@ -118,7 +125,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         for (int i = 1; i < WorldSize; i++) offsets[i] = offsets[i - 1] + rowsPerRank[i - 1];
         var counts = rowsPerRank.ToArray();
         using var _ = Profile?.Measure("communication");
-        Run("all-gather", () =>
+        var pending = Enqueue("all-gather", () =>
         {
             if (equal)
             {
@@ -143,6 +150,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
             });
         });
         CountBytes((long)counts[Rank] * cols * es * (WorldSize - 1), ((long)total - counts[Rank]) * cols * es);
+        return pending;
     }
 
     public void AllToAll(Tensor send, Tensor recv)
@@ -202,7 +210,9 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         CountBytes(0, n * c.ElementSize);
     }
 
-    public void SendRecv(Tensor send, int to, Tensor recv, int from)
+    public void SendRecv(Tensor send, int to, Tensor recv, int from) => StartSendRecv(send, to, recv, from).Complete();
+
+    public IPendingTransfer StartSendRecv(Tensor send, int to, Tensor recv, int from, string? label = null)
     {
         var s = C(send); var r = C(recv);
         SameType(s, r, "send-recv");
@@ -210,7 +220,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         CheckPeer(from, "recv", self: true);
         long ns = (long)s.Rows * s.Cols, nr = (long)r.Rows * r.Cols;
         using var _ = Profile?.Measure("communication");
-        Run($"send to rank {to} / recv from rank {from}", () =>
+        var pending = Enqueue((label is null ? "" : label + ": ") + $"send to rank {to} / recv from rank {from}", () =>
         {
             if (to == Rank && from == Rank)
             {
@@ -225,6 +235,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
             });
         });
         CountBytes(ns * s.ElementSize, nr * r.ElementSize);
+        return pending;
     }
 
     public void Broadcast(Tensor t, int root)
@@ -267,11 +278,39 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         finally { Call(Nccl.ncclGroupEnd(), "ncclGroupEnd"); }
     }
 
+    /// <summary>A synchronous call: the transfer enqueued and completed at once.</summary>
+    void Run(string op, Action enqueue) => Finish(Enqueue(op, enqueue));
+
+    /// <summary>A transfer in flight: its completion event on the communication stream, until <see cref="Complete"/>.</summary>
+    sealed class Pending(NcclCommunicator owner, string op, nint done) : IPendingTransfer
+    {
+        public readonly string Op = op;
+        /// <summary>The completion event; 0 once completed (the event went back to the pool).</summary>
+        public nint Done = done;
+
+        public void Complete()
+        {
+            if (Done == 0) return;
+            using var _ = owner.Profile?.Measure("communication");
+            owner.Finish(this);
+        }
+    }
+
+    nint RentEvent()
+    {
+        if (_idleEvents.TryPop(out var e)) return e;
+        nint ev;
+        Driver.Check(Driver.cuEventCreate(&ev, Nccl.CU_EVENT_DISABLE_TIMING), "cuEventCreate (transfer done)");
+        _events.Add(ev);
+        return ev;
+    }
+
     /// <summary>
-    /// Orders the transfer after the compute work already queued, enqueues it, orders later compute after it, then waits
-    /// on the host, bounded: the event is polled together with NCCL's asynchronous error.
+    /// Orders the transfer after the compute work already queued (event on the compute stream, waited for by the
+    /// communication stream), enqueues it and records its completion event on the communication stream. Returns without
+    /// waiting for it. A failure here aborts the communicator.
     /// </summary>
-    void Run(string op, Action enqueue)
+    Pending Enqueue(string op, Action enqueue)
     {
         if (_aborted is { } why) throw new ApbException($"rank {Rank}: {op}: the NCCL communicator was aborted earlier ({why})");
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -280,12 +319,13 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         Begin(op);
         try
         {
+            nint done = RentEvent();
             Driver.Check(Driver.cuEventRecord(_ready, compute), "cuEventRecord");
+            // The wait captures the event's state now, so _ready can be recorded again by the next transfer.
             Driver.Check(Nccl.cuStreamWaitEvent(_stream, _ready, 0), "cuStreamWaitEvent (communication after compute)");
             enqueue();
-            Driver.Check(Driver.cuEventRecord(_done, _stream), "cuEventRecord");
-            Driver.Check(Nccl.cuStreamWaitEvent(compute, _done, 0), "cuStreamWaitEvent (compute after communication)");
-            Wait(op);
+            Driver.Check(Driver.cuEventRecord(done, _stream), "cuEventRecord (transfer done)");
+            return new Pending(this, op, done);
         }
         catch (Exception e) when (e is not RankAbortedException && _aborted is null)
         {
@@ -295,12 +335,38 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         finally { End(); }
     }
 
-    void Wait(string op)
+    /// <summary>
+    /// Orders later compute after the transfer (the compute stream waits for its event on the device), then waits on the
+    /// host, bounded: the event is polled together with NCCL's asynchronous error. A failure aborts the communicator.
+    /// </summary>
+    void Finish(Pending p)
+    {
+        if (p.Done == 0) return;
+        if (_aborted is { } why) throw new ApbException($"rank {Rank}: {p.Op}: the NCCL communicator was aborted earlier ({why})");
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _b.Context.MakeCurrent();
+        Begin(p.Op);
+        try
+        {
+            Driver.Check(Nccl.cuStreamWaitEvent(_b.Context.Stream, p.Done, 0), "cuStreamWaitEvent (compute after communication)");
+            Wait(p.Op, p.Done);
+            _idleEvents.Push(p.Done);
+            p.Done = 0;
+        }
+        catch (Exception e) when (e is not RankAbortedException && _aborted is null)
+        {
+            Abort($"{p.Op} failed: {e.Message}");
+            throw;
+        }
+        finally { End(); }
+    }
+
+    void Wait(string op, nint done)
     {
         long start = Stopwatch.GetTimestamp();
         for (int spin = 0; ; spin++)
         {
-            int rc = Nccl.cuEventQuery(_done);
+            int rc = Nccl.cuEventQuery(done);
             if (rc == Driver.CUDA_SUCCESS) return;
             if (rc != Nccl.CUDA_ERROR_NOT_READY) Driver.Check(rc, $"{op}: the transfer or an earlier kernel failed");
             int async;
@@ -390,7 +456,9 @@ public sealed unsafe class NcclCommunicator : ICommunicator
             _b.Context.MakeCurrent();
             _scalar.Dispose();
             Driver.cuEventDestroy(_ready);
-            Driver.cuEventDestroy(_done);
+            foreach (var e in _events) Driver.cuEventDestroy(e);
+            _events.Clear();
+            _idleEvents.Clear();
             Driver.cuStreamDestroy(_stream);
         }
         catch (ObjectDisposedException) { }

@@ -22,6 +22,13 @@ public abstract class SequenceParallelAttention : IAttention
     protected int Heads => C.NumAttentionHeads;
     protected int KvHeads => C.NumKeyValueHeads;
 
+    /// <summary>
+    /// Overlap transfers with the work that does not need them (<see cref="StrategyOptions.Overlap"/>): a transfer is
+    /// started, independent work is queued, then it is completed. Off: every transfer completes as soon as it starts,
+    /// the serialized schedule, to measure what overlap buys. The results are the same either way.
+    /// </summary>
+    public bool Overlap { get; init; } = true;
+
     /// <summary>Per layer: the post-RoPE K/V of this rank's real block rows, in block order.</summary>
     public KvCache[] Caches { get; }
     public Profile? Profile { get; set; }
@@ -65,6 +72,13 @@ public abstract class SequenceParallelAttention : IAttention
     {
         using var _ = Measure("other");
         Caches[layer].Append(k, v, blockStart, Plan.RealRows(Rank));
+    }
+
+    /// <summary>A transfer just started: left in flight, or completed at once when <see cref="Overlap"/> is off.</summary>
+    protected IPendingTransfer Started(IPendingTransfer transfer)
+    {
+        if (!Overlap) transfer.Complete();
+        return transfer;
     }
 
     protected void CountAttention(double visiblePairs) => Profile?.AddAttention(visiblePairs, Heads, C.HeadDim);

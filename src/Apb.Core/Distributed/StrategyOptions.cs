@@ -56,6 +56,19 @@ public sealed record StrategyOptions
     public bool Timings { get; init; }
     /// <summary>Longest a rank waits in one collective before it fails naming the ranks it waited for.</summary>
     public TimeSpan CollectiveTimeout { get; init; } = InProcessGroup.DefaultTimeout;
+    /// <summary>
+    /// Overlap transfers with the compute that does not need them (ring/zigzag: the next K/V block travels during the
+    /// current block's attention; APB: the passing all-gather during the anchor rows' attention). False restores the
+    /// serialized schedule (each transfer completes as soon as it starts), to measure what overlap buys; results are
+    /// identical. Default: <see cref="OverlapFromEnvironment"/>.
+    /// </summary>
+    public bool Overlap { get; init; } = OverlapFromEnvironment;
+
+    /// <summary>APB_OVERLAP, read once per process: 0, false, off or no turns overlap off; unset or anything else leaves it on.</summary>
+    public static readonly bool OverlapFromEnvironment = ParseOverlap(Environment.GetEnvironmentVariable("APB_OVERLAP"));
+
+    public static bool ParseOverlap(string? value) =>
+        value?.Trim().ToLowerInvariant() is not ("0" or "false" or "off" or "no");
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {
