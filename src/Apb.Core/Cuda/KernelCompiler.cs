@@ -9,7 +9,7 @@ namespace Apb.Cuda;
 /// <summary>
 /// Compiles the embedded .cu sources with NVRTC for one device architecture and caches the cubins on disk
 /// (APB_KERNEL_CACHE, else ~/.cache/apb/kernels). The cache key hashes everything that changes the output: source text,
-/// options, architecture and NVRTC version; a cached file is only ever a pure function of its key, so a stale or
+/// the embedded headers, options, architecture and NVRTC version; a cached file is only ever a pure function of its key, so a stale or
 /// foreign cache can never be picked up (correctness state stays out of the cache).
 /// </summary>
 public static unsafe class KernelCompiler
@@ -30,13 +30,18 @@ public static unsafe class KernelCompiler
         return Path.Combine(home, ".cache", "apb", "kernels");
     }
 
-    /// <summary>Hex SHA-256 of (source, options, arch, NVRTC version), each length-prefixed so no two inputs collide by concatenation.</summary>
-    public static string CacheKey(string source, IReadOnlyList<string> options, string arch, string nvrtcVersion)
+    /// <summary>
+    /// Hex SHA-256 of (source, headers, options, arch, NVRTC version), each length-prefixed so no two inputs collide by
+    /// concatenation. The headers are part of what is compiled: a change to bf16.cuh must miss every cached cubin.
+    /// </summary>
+    public static string CacheKey(string source, IReadOnlyList<(string Name, string Text)> headers, IReadOnlyList<string> options, string arch, string nvrtcVersion)
     {
         var sb = new StringBuilder();
         void Part(string s) => sb.Append(s.Length).Append(':').Append(s).Append('\n');
-        Part("apb-kernel-cache-v1");
+        Part("apb-kernel-cache-v2");
         Part(source);
+        Part(headers.Count.ToString());
+        foreach (var (name, text) in headers) { Part(name); Part(text); }
         Part(options.Count.ToString());
         foreach (var o in options) Part(o);
         Part(arch);
@@ -54,6 +59,25 @@ public static unsafe class KernelCompiler
         using var r = new StreamReader(s);
         return r.ReadToEnd();
     }
+
+    /// <summary>
+    /// The embedded headers (Kernels/*.cuh, e.g. bf16.cuh) as (include name, text): handed to NVRTC with every program,
+    /// so a kernel file's `#include "bf16.cuh"` resolves without a file system, and hashed into every cache key.
+    /// </summary>
+    public static IReadOnlyList<(string Name, string Text)> Headers() => s_headers.Value;
+
+    static readonly Lazy<(string Name, string Text)[]> s_headers = new(() =>
+    {
+        var asm = typeof(KernelCompiler).Assembly;
+        return asm.GetManifestResourceNames().Where(n => n.EndsWith(".cuh", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
+            .Select(n =>
+            {
+                using var r = new StreamReader(asm.GetManifestResourceStream(n)!);
+                // Resource names are namespace-dotted ("Apb.Core.Cuda.Kernels.bf16.cuh"): the include name is the file name.
+                string file = n[(n.LastIndexOf('.', n.Length - 5) + 1)..];
+                return (file, r.ReadToEnd());
+            }).ToArray();
+    });
 
     /// <summary>--include-path for the CUDA headers: our kernels need none, but later ones (cuda_bf16.h, cuda/pipeline) will.</summary>
     public static string? IncludePath()
@@ -93,7 +117,7 @@ public static unsafe class KernelCompiler
         string source = Source(file);
         string version = NvrtcVersionText();
         var options = Options(arch);
-        string key = CacheKey(source, options, arch, version);
+        string key = CacheKey(source, Headers(), options, arch, version);
         string dir = CacheFolder();
         string path = Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(file)}-{arch}-{key[..16]}.cubin");
         if (File.Exists(path))
@@ -136,8 +160,21 @@ public static unsafe class KernelCompiler
         nint prog;
         var src = Driver.Utf8Z(source);
         var name = Driver.Utf8Z(file);
-        fixed (byte* s = src, n = name)
-            Nvrtc.Check(Nvrtc.nvrtcCreateProgram(&prog, s, n, 0, null, null), "nvrtcCreateProgram");
+        var headers = Headers();
+        var texts = headers.Select(h => GCHandle.Alloc(Driver.Utf8Z(h.Text), GCHandleType.Pinned)).ToArray();
+        var names = headers.Select(h => GCHandle.Alloc(Driver.Utf8Z(h.Name), GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var hp = stackalloc byte*[Math.Max(1, texts.Length)];
+            var np = stackalloc byte*[Math.Max(1, names.Length)];
+            for (int i = 0; i < texts.Length; i++) { hp[i] = (byte*)texts[i].AddrOfPinnedObject(); np[i] = (byte*)names[i].AddrOfPinnedObject(); }
+            fixed (byte* s = src, n = name)
+                Nvrtc.Check(Nvrtc.nvrtcCreateProgram(&prog, s, n, texts.Length, hp, np), "nvrtcCreateProgram");
+        }
+        finally
+        {
+            foreach (var h in texts.Concat(names)) h.Free();
+        }
         try
         {
             var opts = options.Select(Driver.Utf8Z).ToArray();

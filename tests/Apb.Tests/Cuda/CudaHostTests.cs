@@ -49,15 +49,19 @@ public class CudaHostTests
     public void CacheKeyChangesWithEveryInput()
     {
         string[] opts = ["--gpu-architecture=sm_90a", "--std=c++17"];
-        string k = KernelCompiler.CacheKey("src", opts, "sm_90a", "13.0");
-        Assert.Equal(k, KernelCompiler.CacheKey("src", opts, "sm_90a", "13.0"));
+        (string, string)[] H = [("bf16.cuh", "typedef unsigned short bf16;")];
+        string k = KernelCompiler.CacheKey("src", H, opts, "sm_90a", "13.0");
+        Assert.Equal(k, KernelCompiler.CacheKey("src", H, opts, "sm_90a", "13.0"));
         Assert.Equal(64, k.Length);
-        Assert.NotEqual(k, KernelCompiler.CacheKey("src ", opts, "sm_90a", "13.0"));
-        Assert.NotEqual(k, KernelCompiler.CacheKey("src", ["--gpu-architecture=sm_90a"], "sm_90a", "13.0"));
-        Assert.NotEqual(k, KernelCompiler.CacheKey("src", opts, "sm_80", "13.0"));
-        Assert.NotEqual(k, KernelCompiler.CacheKey("src", opts, "sm_90a", "12.9"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src ", H, opts, "sm_90a", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", H, ["--gpu-architecture=sm_90a"], "sm_90a", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", H, opts, "sm_80", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", H, opts, "sm_90a", "12.9"));
+        // A header is compiled with every file: changing its text, or adding one, is a different key.
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", [("bf16.cuh", "typedef unsigned short bf16; ")], opts, "sm_90a", "13.0"));
+        Assert.NotEqual(k, KernelCompiler.CacheKey("src", [.. H, ("x.cuh", "")], opts, "sm_90a", "13.0"));
         // Length prefixes: moving a character between two options is a different key.
-        Assert.NotEqual(KernelCompiler.CacheKey("s", ["ab", "c"], "a", "v"), KernelCompiler.CacheKey("s", ["a", "bc"], "a", "v"));
+        Assert.NotEqual(KernelCompiler.CacheKey("s", H, ["ab", "c"], "a", "v"), KernelCompiler.CacheKey("s", H, ["a", "bc"], "a", "v"));
     }
 
     [Fact]
@@ -79,9 +83,33 @@ public class CudaHostTests
             Assert.Contains($"void {name}(", elementwise);
         foreach (var name in new[] { "apb_attention_generic", "apb_attention_mma_d64", "apb_attention_mma_d128", "apb_attention_mma2_d64", "apb_attention_mma2_d128" })
             Assert.Contains(name + "(", attention);
-        // NVRTC has no default include path and the machine may have no CUDA headers: our kernels include nothing.
-        Assert.DoesNotContain("#include", elementwise);
-        Assert.DoesNotContain("#include", attention);
+        AssertIncludesOnlyEmbeddedHeaders(elementwise);
+        AssertIncludesOnlyEmbeddedHeaders(attention);
+    }
+
+    /// <summary>
+    /// NVRTC has no default include path and the machine may have no CUDA headers: a kernel file may include only our own
+    /// embedded headers (KernelCompiler hands them to NVRTC by name), never a system or CUDA header.
+    /// </summary>
+    static void AssertIncludesOnlyEmbeddedHeaders(string source)
+    {
+        var embedded = KernelCompiler.Headers().Select(h => h.Name).ToHashSet();
+        foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(source, @"^\s*#\s*include\s*(\S+)", System.Text.RegularExpressions.RegexOptions.Multiline))
+        {
+            string target = m.Groups[1].Value;
+            Assert.True(target.Length > 2 && target[0] == '"' && target[^1] == '"' && embedded.Contains(target[1..^1]),
+                $"{m.Value.Trim()}: kernels may include only the embedded headers ({string.Join(", ", embedded)})");
+        }
+    }
+
+    [Fact]
+    public void EveryKernelFileIncludesOnlyEmbeddedHeaders()
+    {
+        Assert.Contains(KernelCompiler.Headers(), h => h.Name == "bf16.cuh" && h.Text.Contains("f2bf("));
+        foreach (var file in new[] { "elementwise.cu", "attention.cu", "attention_hopper.cu", "decode.cu", "apb.cu", "random.cu" })
+            AssertIncludesOnlyEmbeddedHeaders(KernelCompiler.Source(file));
+        // Headers are no kernel sources: Source() must not pick bf16.cuh for a name that ends the same way.
+        Assert.Throws<InvalidOperationException>(() => KernelCompiler.Source("bf16.cu"));
     }
 
     [Fact]
@@ -92,8 +120,8 @@ public class CudaHostTests
             Assert.Contains($" {name}(", decode);
         foreach (var name in new[] { "apb_head_dot", "apb_group_mean", "apb_gather_head_rows_u16", "apb_max_pool5", "apb_topk_rows" })
             Assert.Contains($" {name}(", apb);
-        Assert.DoesNotContain("#include", decode);
-        Assert.DoesNotContain("#include", apb);
+        AssertIncludesOnlyEmbeddedHeaders(decode);
+        AssertIncludesOnlyEmbeddedHeaders(apb);
     }
 
     [Fact]

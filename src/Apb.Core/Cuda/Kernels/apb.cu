@@ -1,25 +1,9 @@
 // APB's per-layer scoring and selection on the device (apb-algorithm.md, steps 3b and 3d): the query mean and the
 // query-aware score (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and
 // the gather of the chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit
-// patterns, fp32 accumulation, no CUDA headers (NVRTC alone).
+// patterns (bf16.cuh), fp32 accumulation, no CUDA headers.
 
-typedef unsigned short bf16;
-
-__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned)b) << 16); }
-
-__device__ __forceinline__ float load_any(const void* p, long i, int f32)
-{
-    return f32 ? ((const float*)p)[i] : bf2f(((const bf16*)p)[i]);
-}
-
-// Round to nearest even for bf16 (NaN kept quiet), as elementwise.cu's f2bf and the host's DTypes.FloatToBF16.
-__device__ __forceinline__ void store_any(void* p, long i, int f32, float v)
-{
-    if (f32) { ((float*)p)[i] = v; return; }
-    unsigned u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) ((bf16*)p)[i] = (bf16)((u >> 16) | 0x40u);
-    else { u += 0x7fffu + ((u >> 16) & 1u); ((bf16*)p)[i] = (bf16)(u >> 16); }
-}
+#include "bf16.cuh"
 
 // out[t, h] = dot(x[t, h*d .. h*d+d), vec[h*d .. h*d+d)): one warp per (row, head), fp32 accumulation. x is bf16 with row
 // stride xStride; vec and out are bf16 or fp32 (flags). Block: 256 threads = 8 (row, head) pairs.

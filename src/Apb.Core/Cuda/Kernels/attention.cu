@@ -9,24 +9,7 @@
 //    64 query rows per block (4 warps x 16 rows), 64-key tiles of K and V staged in shared memory.
 //    The Hopper (wgmma + TMA) kernel is a later issue.
 
-typedef unsigned short bf16;
-
-#define APB_NEG_INF __int_as_float(0xff800000)
-
-__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned)b) << 16); }
-
-__device__ __forceinline__ bf16 f2bf(float f)
-{
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
-
-__device__ __forceinline__ void store_lse(void* p, int isF32, long i, float v)
-{
-    if (isF32) ((float*)p)[i] = v; else ((bf16*)p)[i] = f2bf(v);
-}
+#include "bf16.cuh"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Generic path. Block: APB_GENERIC_WARPS warps, each one query row of head blockIdx.y. Shared memory: the warp's query
@@ -101,7 +84,7 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
         int c = lane + 32 * e;
         if (c < d) orow[c] = f2bf(acc[e] * inv);
     }
-    if (lse != 0 && lane == 0) store_lse(lse, lseF32, (long)i * heads + h, visible > 0 ? m + logf(l) : APB_NEG_INF);
+    if (lse != 0 && lane == 0) store_any(lse, (long)i * heads + h, lseF32, visible > 0 ? m + logf(l) : APB_NEG_INF);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -120,11 +103,6 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
 
 #define APB_BM 64
 #define APB_BN 64
-
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
-{
-    return (unsigned)f2bf(lo) | ((unsigned)f2bf(hi) << 16);
-}
 
 __device__ __forceinline__ void mma_bf16(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1)
 {
@@ -295,14 +273,14 @@ __device__ __forceinline__ void attention_mma(const bf16* __restrict__ q, const 
         bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][0] * iA, oacc[nb][1] * iA);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rA * heads + h, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
     }
     if (rB < Tq)
     {
         bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][2] * iB, oacc[nb][3] * iB);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rB * heads + h, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
     }
 }
 
@@ -326,13 +304,6 @@ apb_attention_mma_d128(const bf16* q, const bf16* k, const bf16* v, bf16* o, voi
 // staged by cp.async into two shared buffers, so tile j+1 streams in while tile j is computed.
 // Shared memory: 2 stages x (K, V) x 64 rows x (D + 8) bf16 = 69,632 bytes at D = 128 (dynamic; the host raises the
 // 48 KB default).
-
-__device__ __forceinline__ unsigned smem_addr(const void* p)
-{
-    unsigned a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
 
 __device__ __forceinline__ void ldsm_x4(unsigned addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3)
 {
@@ -364,8 +335,8 @@ __device__ __forceinline__ void load_tile_async(bf16* ks, bf16* vs, const bf16* 
         int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
         bool in = n0 + r < Tk;
         long row = in ? n0 + r : 0; // a valid address even when nothing is read
-        cp_async16(smem_addr(ks + r * LD + c), kbase + row * kStride + c, in ? 16 : 0);
-        cp_async16(smem_addr(vs + r * LD + c), vbase + row * kStride + c, in ? 16 : 0);
+        cp_async16(smem_u32(ks + r * LD + c), kbase + row * kStride + c, in ? 16 : 0);
+        cp_async16(smem_u32(vs + r * LD + c), vbase + row * kStride + c, in ? 16 : 0);
     }
 }
 
@@ -444,7 +415,7 @@ __device__ __forceinline__ void attention_mma2(const bf16* __restrict__ q, const
         else cp_async_wait_0();
         __syncthreads();
 
-        unsigned kAddr = smem_addr(ks + kOff), vAddr = smem_addr(vs + vOff);
+        unsigned kAddr = smem_u32(ks + kOff), vAddr = smem_u32(vs + vOff);
         float s[APB_BN / 8][4];
 #pragma unroll
         for (int nb = 0; nb < APB_BN / 8; nb++)
@@ -527,14 +498,14 @@ __device__ __forceinline__ void attention_mma2(const bf16* __restrict__ q, const
         bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][0] * iA, oacc[nb][1] * iA);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rA * heads + h, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
     }
     if (rB < Tq)
     {
         bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][2] * iB, oacc[nb][3] * iB);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rB * heads + h, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
     }
 }
 

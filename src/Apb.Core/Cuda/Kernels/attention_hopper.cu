@@ -21,9 +21,7 @@
 // slower here, because ptxas serialized their wgmma: docs/kernels/attention.md.)
 // Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
 
-typedef unsigned short bf16;
-
-#define APB_NEG_INF __int_as_float(0xff800000)
+#include "bf16.cuh"
 #define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
 #define HOP_BN 128      // keys per K/V tile
 #define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
@@ -31,34 +29,6 @@ typedef unsigned short bf16;
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
 struct __align__(64) TensorMap { unsigned long long opaque[16]; };
 
-__device__ __forceinline__ bf16 f2bf(float f)
-{
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
-
-// Two floats to a bf16 pair (round to nearest even) in one instruction: P is packed 16,384 times per 128 x 128 tile,
-// and a software rounding costs ~6 integer instructions per value there.
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
-{
-    unsigned r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-__device__ __forceinline__ void store_lse(void* p, int isF32, long i, float v)
-{
-    if (isF32) ((float*)p)[i] = v; else ((bf16*)p)[i] = f2bf(v);
-}
-
-__device__ __forceinline__ unsigned smem_u32(const void* p)
-{
-    unsigned a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
 
 // ---- mbarriers (shared-memory arrive/wait objects; TMA completes "transaction bytes" on them)
 
@@ -373,14 +343,14 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][0] * iA, oacc[i][1] * iA);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rA * heads + h, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
     }
     if (rB < Tq)
     {
         bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][2] * iB, oacc[i][3] * iB);
-        if (lse != 0 && t == 0) store_lse(lse, lseF32, (long)rB * heads + h, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
     }
 }
 

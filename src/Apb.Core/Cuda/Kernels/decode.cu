@@ -5,28 +5,18 @@
 // reads each K/V tile of its split once for every query head of the GQA group, keeps a running softmax over its tiles,
 // and writes its output normalized by its own sum plus that sum's LSE. apb_decode_merge combines the splits of each
 // (row, head) by their LSEs.
-// Conventions as attention.cu: bf16 as raw 16-bit patterns (NVRTC alone, no headers), fp32 math, natural-log LSE, causal
+// Conventions as attention.cu: bf16 as raw 16-bit patterns (bf16.cuh; no CUDA headers), fp32 math, natural-log LSE, causal
 // = bottom-right aligned (query row i sees key j when j <= i + Tk - Tq), a row that sees no key gets output 0, LSE -inf.
 // Partial results are fp32: partO [Tq x heads][splits][D], partLse [Tq x heads][splits] (row = i x heads + h).
 
-typedef unsigned short bf16;
+#include "bf16.cuh"
 
-#define DEC_NEG_INF __int_as_float(0xff800000)
 #define DEC_THREADS 128
 #define DEC_TILE 64   // keys per tile
 #define DEC_ROWS 64   // (query row, head) pairs per block at most
 
 __device__ __forceinline__ float dec_lo(unsigned w) { return __uint_as_float(w << 16); }          // element 2c
 __device__ __forceinline__ float dec_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }  // element 2c + 1
-
-// Round to nearest even, NaN kept quiet: elementwise.cu's f2bf.
-__device__ __forceinline__ bf16 dec_f2bf(float f)
-{
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
 
 // Rows [0, n) of a K or V tile into shared memory: 16-byte global loads (8 bf16 each; the host checks the alignment),
 // stored as four 32-bit words because the shared row stride (D/2 + 1 words, odd so that threads reading different rows
@@ -79,7 +69,7 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
         int i = pp / g, h = kh * g + (pp - i * g);
         sq[p * W + w] = ((const unsigned*)(q + (long)i * qStride + (long)h * D))[w];
     }
-    for (int p = tid; p < rows; p += DEC_THREADS) { sm[p] = DEC_NEG_INF; sl[p] = 0.f; }
+    for (int p = tid; p < rows; p += DEC_THREADS) { sm[p] = APB_NEG_INF; sl[p] = 0.f; }
     for (int e = tid; e < rows * D; e += DEC_THREADS) so[e] = 0.f;
 
     long splitStart = (long)split * tilesPerSplit * DEC_TILE;
@@ -105,7 +95,7 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
         {
             int p = e / DEC_TILE, j = e - p * DEC_TILE;
             long limit = causal ? (long)Tk - Tq + (p0 + p) / g + 1 : (long)Tk;
-            float s = DEC_NEG_INF;
+            float s = APB_NEG_INF;
             if (j < n && t0 + j < limit)
             {
                 const unsigned* a = sq + p * W;
@@ -133,15 +123,15 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             float mOld = sm[p], mNew = fmaxf(mOld, mx);
             // mNew = -inf: no visible key yet; every probability is 0 and the state (0, 0) stays as it is.
-            float ea = mNew == DEC_NEG_INF ? 0.f : expf(a - mNew);
-            float eb = mNew == DEC_NEG_INF ? 0.f : expf(b - mNew);
+            float ea = mNew == APB_NEG_INF ? 0.f : expf(a - mNew);
+            float eb = mNew == APB_NEG_INF ? 0.f : expf(b - mNew);
             row[lane] = ea; row[lane + 32] = eb;
             float sum = ea + eb;
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
             __syncwarp();
             if (lane == 0)
             {
-                float alpha = mOld == DEC_NEG_INF ? 0.f : expf(mOld - mNew);
+                float alpha = mOld == APB_NEG_INF ? 0.f : expf(mOld - mNew);
                 sa[p] = alpha;
                 sl[p] = sl[p] * alpha + sum;
                 sm[p] = mNew;
@@ -184,7 +174,7 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
         float* dst = partO + (row * splits + split) * D + 2 * w;
         dst[0] = so[p * D + 2 * w] * inv;
         dst[1] = so[p * D + 2 * w + 1] * inv;
-        if (w == 0) partLse[row * splits + split] = l > 0.f ? sm[p] + logf(l) : DEC_NEG_INF;
+        if (w == 0) partLse[row * splits + split] = l > 0.f ? sm[p] + logf(l) : APB_NEG_INF;
     }
 }
 
@@ -211,30 +201,30 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
     long i = row / heads;
     int h = (int)(row - i * heads);
     const float* pl = partLse + row * splits;
-    float mx = DEC_NEG_INF;
+    float mx = APB_NEG_INF;
     for (int s = 0; s < splits; s++) mx = fmaxf(mx, pl[s]);
     bf16* o = out + i * oStride + (long)h * d;
-    if (mx == DEC_NEG_INF)
+    if (mx == APB_NEG_INF)
     {
         for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0;
         if (threadIdx.x == 0 && lse)
         {
-            if (lseF32) ((float*)lse)[row] = DEC_NEG_INF; else ((bf16*)lse)[row] = dec_f2bf(DEC_NEG_INF);
+            if (lseF32) ((float*)lse)[row] = APB_NEG_INF; else ((bf16*)lse)[row] = f2bf(APB_NEG_INF);
         }
         return;
     }
     float total = 0.f;
-    for (int s = 0; s < splits; s++) if (pl[s] != DEC_NEG_INF) total += expf(pl[s] - mx);
+    for (int s = 0; s < splits; s++) if (pl[s] != APB_NEG_INF) total += expf(pl[s] - mx);
     for (int c = threadIdx.x; c < d; c += blockDim.x)
     {
         float acc = 0.f;
         for (int s = 0; s < splits; s++)
-            if (pl[s] != DEC_NEG_INF) acc = fmaf(expf(pl[s] - mx), partO[(row * splits + s) * d + c], acc);
-        o[c] = dec_f2bf(acc / total);
+            if (pl[s] != APB_NEG_INF) acc = fmaf(expf(pl[s] - mx), partO[(row * splits + s) * d + c], acc);
+        o[c] = f2bf(acc / total);
     }
     if (threadIdx.x == 0 && lse)
     {
         float l = mx + logf(total);
-        if (lseF32) ((float*)lse)[row] = l; else ((bf16*)lse)[row] = dec_f2bf(l);
+        if (lseF32) ((float*)lse)[row] = l; else ((bf16*)lse)[row] = f2bf(l);
     }
 }

@@ -3,21 +3,7 @@
 // so that no CUDA header is needed and the file compiles with NVRTC alone); every reduction accumulates in fp32.
 // Index arithmetic uses long where a product of two sizes can pass 2^31 (a 128K x 16K tensor has 2^31 elements).
 
-typedef unsigned short bf16;
-
-// NVRTC has no <math.h>: INFINITY is spelled out.
-#define APB_NEG_INF __int_as_float(0xff800000)
-
-__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned)b) << 16); }
-
-// Round to nearest even, NaN kept quiet: the same rule as DTypes.FloatToBF16 on the host.
-__device__ __forceinline__ bf16 f2bf(float f)
-{
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
+#include "bf16.cuh"
 
 // IEEE half -> float by bit manipulation (subnormals, inf and NaN included), so no cuda_fp16.h is needed.
 __device__ __forceinline__ float h2f(unsigned short h)
@@ -171,16 +157,6 @@ extern "C" __global__ void apb_gather_rows_u32(const unsigned* __restrict__ src,
     for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
 }
 
-__device__ __forceinline__ float load_lse(const void* p, int isF32, long i)
-{
-    return isF32 ? ((const float*)p)[i] : bf2f(((const bf16*)p)[i]);
-}
-
-__device__ __forceinline__ void store_lse(void* p, int isF32, long i, float v)
-{
-    if (isF32) ((float*)p)[i] = v; else ((bf16*)p)[i] = f2bf(v);
-}
-
 // (acc, accLse) := the softmax-weighted combination of (acc, accLse) and (part, partLse), in fp32 with the max
 // subtracted. One block per row, one warp per head at a time; lane 0 writes the new LSE after the whole warp has read
 // the old one.
@@ -192,7 +168,7 @@ extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf
     for (int h = warp; h < heads; h += warps)
     {
         long li = row * heads + h;
-        float l1 = load_lse(accLse, lseF32, li), l2 = load_lse(partLse, lseF32, li);
+        float l1 = load_any(accLse, li, lseF32), l2 = load_any(partLse, li, lseF32);
         if (l2 == APB_NEG_INF) continue;
         bf16* a = acc + (row * heads + h) * d;
         const bf16* p = part + (row * heads + h) * d;
@@ -206,6 +182,6 @@ extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf
         }
         for (int c = lane; c < d; c += 32) a[c] = w1 == 0.f ? p[c] : f2bf(w1 * bf2f(a[c]) + w2 * bf2f(p[c]));
         __syncwarp();
-        if (lane == 0) store_lse(accLse, lseF32, li, lse);
+        if (lane == 0) store_any(accLse, li, lseF32, lse);
     }
 }

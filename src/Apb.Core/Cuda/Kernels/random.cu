@@ -3,16 +3,9 @@
 // (RandomWeights.Value). value = offset + (2u - 1) x scale with u uniform on [0, 1) in 24 bits, rounded to bf16 (nearest even).
 // Every float op is spelled with an explicit rounding intrinsic so the compiler cannot contract it into an FMA.
 
-typedef unsigned short bf16;
-typedef unsigned long long u64;
+#include "bf16.cuh"
 
-__device__ __forceinline__ bf16 f2bf(float f)
-{
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
-}
+typedef unsigned long long u64;
 
 __device__ __forceinline__ u64 mix64(u64 z)
 {

@@ -1,0 +1,50 @@
+// What every kernel file shares: bf16 kept as raw 16-bit patterns (so that no CUDA header is needed and NVRTC compiles
+// the files alone), its conversions, and loads/stores of tensors that are bf16 or fp32 by a flag (LSE rows, scores).
+// KernelCompiler hands this file to NVRTC under its own name, so `#include "bf16.cuh"` resolves there as it does for
+// nvcc beside the .cu files.
+#pragma once
+
+typedef unsigned short bf16;
+
+// NVRTC has no <math.h>: -INFINITY spelled out.
+#define APB_NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned)b) << 16); }
+
+// Round to nearest even, NaN kept quiet: the same rule as DTypes.FloatToBF16 on the host.
+__device__ __forceinline__ bf16 f2bf(float f)
+{
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+
+// Two floats to a bf16 pair, lo in the low half, in one instruction (sm_80+): the same rounding as f2bf for every
+// non-NaN value. The attention kernels pack P with it, 16,384 values per 128 x 128 tile, where f2bf's ~6 integer
+// instructions per value were measured to be the Hopper kernel's bottleneck (docs/kernels/attention.md, v3).
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
+{
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// Element i of a tensor that is fp32 when f32 != 0, else bf16.
+__device__ __forceinline__ float load_any(const void* p, long i, int f32)
+{
+    return f32 ? ((const float*)p)[i] : bf2f(((const bf16*)p)[i]);
+}
+
+__device__ __forceinline__ void store_any(void* p, long i, int f32, float v)
+{
+    if (f32) ((float*)p)[i] = v; else ((bf16*)p)[i] = f2bf(v);
+}
+
+// A shared-memory pointer as the 32-bit address PTX's shared-state instructions take.
+__device__ __forceinline__ unsigned smem_u32(const void* p)
+{
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
