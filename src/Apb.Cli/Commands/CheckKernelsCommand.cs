@@ -411,7 +411,7 @@ static partial class CheckKernelsCommand
             string shape = $"Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}";
             var gq = Gpu(q, tq, heads * d); var gk = Gpu(k, tk, kv * d); var gv = Gpu(v, tk, kv * d);
             var kernels = d is 64 or 128
-                ? new[] { AttentionKernel.Generic, AttentionKernel.TensorCoreV1, AttentionKernel.TensorCore }
+                ? new[] { AttentionKernel.Generic, AttentionKernel.TensorCore }
                 : new[] { AttentionKernel.Generic };
             if (d is 64 or 128 && _gpu.HopperAttentionAvailable) kernels = [.. kernels, AttentionKernel.Hopper];
             foreach (var kernel in kernels)
@@ -430,7 +430,6 @@ static partial class CheckKernelsCommand
         {
             AttentionKernel.Hopper => "hopper",
             AttentionKernel.TensorCore => "mma2",
-            AttentionKernel.TensorCoreV1 => "mma1",
             AttentionKernel.Generic => "generic",
             _ => "auto",
         };
@@ -564,7 +563,7 @@ static partial class CheckKernelsCommand
                 FillRandom(q); FillRandom(k); FillRandom(v);
                 // FlashAttention's convention: causal FLOPs = 4 N^2 d heads / 2.
                 double flops = 4.0 * n * (double)n * d * heads / 2;
-                var kernels = new[] { AttentionKernel.TensorCore, AttentionKernel.TensorCoreV1, AttentionKernel.Generic };
+                var kernels = new[] { AttentionKernel.TensorCore, AttentionKernel.Generic };
                 if (_gpu.HopperAttentionAvailable) kernels = [AttentionKernel.Hopper, .. kernels];
                 foreach (var kernel in kernels)
                 {

@@ -8,10 +8,10 @@ namespace Apb.Cuda;
 
 /// <summary>
 /// Which attention kernel to run. Auto: on Hopper (sm_90a) the wgmma/TMA kernel for prefill-sized calls, else the newest
-/// mma.sync kernel where it applies (head dim 64 or 128, 16-byte aligned rows), else the generic one. TensorCoreV1 stays
-/// for comparison (`check-kernels` checks and times every kernel).
+/// mma.sync kernel where it applies (head dim 64 or 128, 16-byte aligned rows), else the generic one (`check-kernels`
+/// checks and times every kernel).
 /// </summary>
-public enum AttentionKernel { Auto, Generic, TensorCore, TensorCoreV1, Hopper }
+public enum AttentionKernel { Auto, Generic, TensorCore, Hopper }
 
 /// <summary>
 /// The CUDA backend: bf16 activations on one GPU, fp32 accumulation in every kernel, LSE and merges in fp32, GEMMs in
@@ -43,7 +43,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         "generic" => AttentionKernel.Generic,
         "mma" or "tensorcore" => AttentionKernel.TensorCore,
-        "mma-v1" => AttentionKernel.TensorCoreV1,
         "hopper" or "wgmma" => AttentionKernel.Hopper,
         _ => AttentionKernel.Auto,
     };
@@ -433,7 +432,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
         bool tensorCore = (d == 64 || d == 128) && aligned;
-        if (kernel is AttentionKernel.TensorCore or AttentionKernel.TensorCoreV1 && !tensorCore)
+        if (kernel == AttentionKernel.TensorCore && !tensorCore)
             throw new ArgumentException($"attention: the tensor-core kernels need head dim 64 or 128 and 16-byte aligned rows (got d={d})");
         if (kernel == AttentionKernel.Generic) tensorCore = false;
         if (kernel == AttentionKernel.Hopper && !(tensorCore && HopperAttentionAvailable))
@@ -444,11 +443,9 @@ public sealed unsafe partial class CudaBackend : IBackend
             AttentionHopper(qp, kp, vp, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
         else if (tensorCore)
         {
-            bool v1 = kernel == AttentionKernel.TensorCoreV1;
-            string fn = v1 ? (d == 64 ? "apb_attention_mma_d64" : "apb_attention_mma_d128")
-                           : (d == 64 ? "apb_attention_mma2_d64" : "apb_attention_mma2_d128");
-            // v2 double-buffers K and V tiles: 2 stages x 2 tiles x 64 rows x (d + 8) bf16, above the 48 KB default at d = 128.
-            uint smem = v1 ? 0u : (uint)(2 * 2 * 64 * (d + 8) * 2);
+            string fn = d == 64 ? "apb_attention_mma2_d64" : "apb_attention_mma2_d128";
+            // K and V tiles double-buffered: 2 stages x 2 tiles x 64 rows x (d + 8) bf16, above the 48 KB default at d = 128.
+            uint smem = (uint)(2 * 2 * 64 * (d + 8) * 2);
             nint f = Context.Function(AttentionFile, fn);
             if (smem > 48 * 1024 && _raisedSmem.Add(f))
                 Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem), $"cuFuncSetAttribute({fn}, {smem} bytes of shared memory)");

@@ -29,7 +29,7 @@ public class CudaBackendTests
     {
         using var gpu = new CudaBackend();
         // Every tensor-core kernel this GPU runs: the Hopper (wgmma + TMA) kernel only where the device is sm_90.
-        var kernels = new List<AttentionKernel> { AttentionKernel.TensorCoreV1, AttentionKernel.TensorCore };
+        var kernels = new List<AttentionKernel> { AttentionKernel.TensorCore };
         if (gpu.HopperAttentionAvailable) kernels.Add(AttentionKernel.Hopper);
         foreach (var kernel in kernels) AttentionMatchesCpu(gpu, kernel);
     }

@@ -2,12 +2,12 @@
 // repeated copy), bottom-right causal alignment (row i sees key j when j <= i + Tk - Tq), fp32 online softmax, LSE out
 // (natural log, of the scaled scores). Rows that see no key get output 0 and LSE -inf.
 //
-// Two kernels:
+// Two kernels (attention_hopper.cu has the sm_90 one, decode.cu the one for a few query rows):
 //  - apb_attention_generic: any head dim <= 256; one warp per (query row, head); 32 keys per step, one per lane. Slow,
 //    simple, the fallback for the tiny fixtures' head dims and the yardstick for the tensor-core kernel.
-//  - apb_attention_mma_d64 / _d128: FlashAttention-2 on mma.sync.m16n8k16 (bf16 in, fp32 accumulate), sm_80+.
-//    64 query rows per block (4 warps x 16 rows), 64-key tiles of K and V staged in shared memory.
-//    The Hopper (wgmma + TMA) kernel is a later issue.
+//  - apb_attention_mma2_d64 / _d128: FlashAttention-2 on mma.sync.m16n8k16 (bf16 in, fp32 accumulate), sm_80+.
+//    64 query rows per block (4 warps x 16 rows), 64-key tiles of K and V double-buffered in shared memory.
+//    (The first version, without ldmatrix and cp.async, was removed once this one replaced it: docs/kernels/attention.md.)
 
 #include "bf16.cuh"
 
@@ -94,10 +94,8 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
 //   A (16x16, row): a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
 //   B (16x8, col):  b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
 //   C (16x8, f32):  c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
-// S = Q K^T: A = Q rows (registers for the whole kernel), B[k][n] = K[key n][dim k]: two adjacent dims of one key row,
-// one 32-bit shared load. O += P V: the C fragments of two adjacent 8-key S blocks are exactly the A fragment of P
-// (FA2's register reuse); B[k][n] = V[key k][dim n] pairs two key rows, so it is built from two 16-bit loads (ldmatrix
-// .trans is the next step).
+// S = Q K^T: A = Q rows (registers for the whole kernel), B[k][n] = K[key n][dim k]. O += P V: the C fragments of two
+// adjacent 8-key S blocks are exactly the A fragment of P (FA2's register reuse); B[k][n] = V[key k][dim n].
 // Shared rows are padded by 8 bf16 (16 bytes): a row stride of d + 8 elements puts the 8 rows a fragment load touches
 // in different banks.
 
@@ -111,197 +109,9 @@ __device__ __forceinline__ void mma_bf16(float* c, unsigned a0, unsigned a1, uns
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-template <int D>
-__device__ __forceinline__ void attention_mma(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                                              bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,
-                                              long qStride, long kStride, long oStride, float scale, int causal)
-{
-    constexpr int LD = D + 8;           // padded shared row, in bf16
-    constexpr int KSTEPS = D / 16;      // k-steps of S = Q K^T
-    constexpr int DBLK = D / 8;         // 8-wide output column blocks
-    __shared__ __align__(16) bf16 ks[APB_BN * LD];
-    __shared__ __align__(16) bf16 vs[APB_BN * LD];
-
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    // Longest query blocks (most keys under the causal mask) first, so the tail of the grid is short work.
-    int qb = gridDim.x - 1 - blockIdx.x;
-    int h = blockIdx.y, kh = h / (heads / kvHeads);
-    int shift = Tk - Tq;
-    int row0 = qb * APB_BM + warp * 16;           // this warp's first query row
-    int rA = row0 + g, rB = row0 + g + 8;         // the two rows this thread holds
-
-    // Q fragments for the whole kernel.
-    unsigned qa[KSTEPS][4];
-    {
-        const bf16* qA = q + (long)rA * qStride + (long)h * D;
-        const bf16* qB = q + (long)rB * qStride + (long)h * D;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++)
-        {
-            int c = kk * 16 + 2 * t;
-            qa[kk][0] = rA < Tq ? *(const unsigned*)(qA + c) : 0u;
-            qa[kk][1] = rB < Tq ? *(const unsigned*)(qB + c) : 0u;
-            qa[kk][2] = rA < Tq ? *(const unsigned*)(qA + c + 8) : 0u;
-            qa[kk][3] = rB < Tq ? *(const unsigned*)(qB + c + 8) : 0u;
-        }
-    }
-
-    float oacc[DBLK][4];
-#pragma unroll
-    for (int nb = 0; nb < DBLK; nb++) { oacc[nb][0] = oacc[nb][1] = oacc[nb][2] = oacc[nb][3] = 0.f; }
-    float mA = APB_NEG_INF, mB = APB_NEG_INF, lA = 0.f, lB = 0.f;   // running max (raw scores) and this thread's partial sums
-    const float sl2 = scale * 1.4426950408889634f;                   // exp(x * scale) = exp2(x * scale * log2 e)
-
-    // Keys this block can see: up to the last row's limit under the mask.
-    int keyEnd = Tk;
-    if (causal)
-    {
-        int lastRow = qb * APB_BM + APB_BM - 1;
-        if (lastRow > Tq - 1) lastRow = Tq - 1;
-        keyEnd = lastRow + shift + 1;
-        if (keyEnd > Tk) keyEnd = Tk;
-        if (keyEnd < 0) keyEnd = 0;
-    }
-
-    const bf16* kbase = k + (long)kh * D;
-    const bf16* vbase = v + (long)kh * D;
-    for (int n0 = 0; n0 < keyEnd; n0 += APB_BN)
-    {
-        // Stage K and V tiles: 16-byte loads, rows past Tk zero-filled (a garbage V row times p = 0 could still be NaN).
-        constexpr int CHUNKS = APB_BN * D / 8;
-        for (int idx = threadIdx.x; idx < CHUNKS; idx += blockDim.x)
-        {
-            int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
-            uint4 kv4 = make_uint4(0u, 0u, 0u, 0u), vv4 = make_uint4(0u, 0u, 0u, 0u);
-            if (n0 + r < Tk)
-            {
-                kv4 = *(const uint4*)(kbase + (long)(n0 + r) * kStride + c);
-                vv4 = *(const uint4*)(vbase + (long)(n0 + r) * kStride + c);
-            }
-            *(uint4*)(ks + r * LD + c) = kv4;
-            *(uint4*)(vs + r * LD + c) = vv4;
-        }
-        __syncthreads();
-
-        // S = Q K^T for this warp's 16 rows x 64 keys.
-        float s[APB_BN / 8][4];
-#pragma unroll
-        for (int nb = 0; nb < APB_BN / 8; nb++)
-        {
-            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-            const bf16* krow = ks + (nb * 8 + g) * LD + 2 * t;
-#pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++)
-            {
-                unsigned b0 = *(const unsigned*)(krow + kk * 16);
-                unsigned b1 = *(const unsigned*)(krow + kk * 16 + 8);
-                mma_bf16(s[nb], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
-            }
-        }
-
-        // Mask keys past Tk and, under the causal mask, keys right of each row's diagonal. Only tiles that reach past
-        // the first row's limit or past Tk need it.
-        bool needMask = n0 + APB_BN > Tk || (causal && n0 + APB_BN - 1 > row0 + shift);
-        if (needMask)
-        {
-#pragma unroll
-            for (int nb = 0; nb < APB_BN / 8; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                {
-                    int key = n0 + nb * 8 + 2 * t + (e & 1);
-                    int row = e < 2 ? rA : rB;
-                    bool visible = key < Tk && (!causal || key <= row + shift);
-                    if (!visible) s[nb][e] = APB_NEG_INF;
-                }
-        }
-
-        // Online softmax: row max over the tile (thread-local, then across the 4 threads of a quad that share a row).
-        float tA = APB_NEG_INF, tB = APB_NEG_INF;
-#pragma unroll
-        for (int nb = 0; nb < APB_BN / 8; nb++)
-        {
-            tA = fmaxf(tA, fmaxf(s[nb][0], s[nb][1]));
-            tB = fmaxf(tB, fmaxf(s[nb][2], s[nb][3]));
-        }
-        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
-        float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-        // A row that has seen nothing yet keeps max -inf: use 0 as the offset so exp2(-inf - 0) = 0, never NaN.
-        float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
-        float cA = exp2f(mA * sl2 - offA), cB = exp2f(mB * sl2 - offB);   // mA = -inf gives 0
-        mA = nA; mB = nB;
-        lA *= cA; lB *= cB;
-#pragma unroll
-        for (int nb = 0; nb < DBLK; nb++) { oacc[nb][0] *= cA; oacc[nb][1] *= cA; oacc[nb][2] *= cB; oacc[nb][3] *= cB; }
-#pragma unroll
-        for (int nb = 0; nb < APB_BN / 8; nb++)
-        {
-            s[nb][0] = exp2f(s[nb][0] * sl2 - offA); s[nb][1] = exp2f(s[nb][1] * sl2 - offA);
-            s[nb][2] = exp2f(s[nb][2] * sl2 - offB); s[nb][3] = exp2f(s[nb][3] * sl2 - offB);
-            lA += s[nb][0] + s[nb][1];
-            lB += s[nb][2] + s[nb][3];
-        }
-
-        // O += P V, P from the S registers (rounded to bf16, as every flash-attention kernel does).
-#pragma unroll
-        for (int kb = 0; kb < APB_BN / 16; kb++)
-        {
-            unsigned a0 = pack_bf16(s[2 * kb][0], s[2 * kb][1]);
-            unsigned a1 = pack_bf16(s[2 * kb][2], s[2 * kb][3]);
-            unsigned a2 = pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]);
-            unsigned a3 = pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3]);
-            const bf16* v0 = vs + (kb * 16 + 2 * t) * LD + g;
-#pragma unroll
-            for (int nb = 0; nb < DBLK; nb++)
-            {
-                const bf16* vp = v0 + nb * 8;
-                unsigned b0 = (unsigned)vp[0] | ((unsigned)vp[LD] << 16);
-                unsigned b1 = (unsigned)vp[8 * LD] | ((unsigned)vp[9 * LD] << 16);
-                mma_bf16(oacc[nb], a0, a1, a2, a3, b0, b1);
-            }
-        }
-        __syncthreads(); // before the next tile overwrites ks/vs
-    }
-
-    // The row sums are split over the quad: add them up, then normalize and store.
-    lA += __shfl_xor_sync(0xffffffffu, lA, 1); lA += __shfl_xor_sync(0xffffffffu, lA, 2);
-    lB += __shfl_xor_sync(0xffffffffu, lB, 1); lB += __shfl_xor_sync(0xffffffffu, lB, 2);
-    float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
-    if (rA < Tq)
-    {
-        bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
-#pragma unroll
-        for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][0] * iA, oacc[nb][1] * iA);
-        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
-    }
-    if (rB < Tq)
-    {
-        bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
-#pragma unroll
-        for (int nb = 0; nb < DBLK; nb++) *(unsigned*)(out + nb * 8) = pack_bf16(oacc[nb][2] * iB, oacc[nb][3] * iB);
-        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
-    }
-}
-
-extern "C" __global__ void __launch_bounds__(128)
-apb_attention_mma_d64(const bf16* q, const bf16* k, const bf16* v, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                      int kvHeads, long qStride, long kStride, long oStride, float scale, int causal)
-{
-    attention_mma<64>(q, k, v, o, lse, lseF32, Tq, Tk, heads, kvHeads, qStride, kStride, oStride, scale, causal);
-}
-
-extern "C" __global__ void __launch_bounds__(128)
-apb_attention_mma_d128(const bf16* q, const bf16* k, const bf16* v, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                       int kvHeads, long qStride, long kStride, long oStride, float scale, int causal)
-{
-    attention_mma<128>(q, k, v, o, lse, lseF32, Tq, Tk, heads, kvHeads, qStride, kStride, oStride, scale, causal);
-}
-
 // ---------------------------------------------------------------------------------------------------------------------
-// Tensor-core path v2: v1's schedule with (1) K and V fragments by ldmatrix (x4: one instruction gives the B fragments of
-// two mma; .trans transposes V on the way, replacing four 16-bit loads and two packs per V fragment) and (2) K/V tiles
-// staged by cp.async into two shared buffers, so tile j+1 streams in while tile j is computed.
+// K and V fragments come by ldmatrix (x4: one instruction gives the B fragments of two mma; .trans transposes V on the
+// way), and K/V tiles are staged by cp.async into two shared buffers, so tile j+1 streams in while tile j is computed.
 // Shared memory: 2 stages x (K, V) x 64 rows x (D + 8) bf16 = 69,632 bytes at D = 128 (dynamic; the host raises the
 // 48 KB default).
 
