@@ -116,13 +116,16 @@ static partial class BenchCommand
             Log($"n={n}: prefill {prefill:F2} s (not timed)");
 
             // The same cache for both variants: the second decodes a few tokens further (2 x (warmup + tokens) at most).
+            // On CUDA the decode kernel and, for comparison, the prefill kernel (mma.sync: what Auto picks for one row
+            // without the decode kernel); the prefill above ran with the backend's own choice.
             var names = cuda != null ? new[] { "split-kv", "prefill-kernel" } : new[] { backend.Name };
-            bool? saved = cuda?.DecodeKernelEnabled;
+            var kernels = new[] { AttentionKernel.SplitKv, AttentionKernel.TensorCore };
+            var saved = cuda?.AttentionKernel;
             try
             {
                 for (int v = 0; v < names.Length; v++)
                 {
-                    if (cuda != null) cuda.DecodeKernelEnabled = v == 0;
+                    if (cuda != null) cuda.AttentionKernel = kernels[v];
                     for (int i = 0; i < warmup; i++) next = Sampler.ArgMax(session.Decode(next));
                     var ms = new double[tokens];
                     for (int i = 0; i < tokens; i++)
@@ -139,7 +142,7 @@ static partial class BenchCommand
             }
             finally
             {
-                if (cuda != null) cuda.DecodeKernelEnabled = saved!.Value;
+                if (cuda != null) cuda.AttentionKernel = saved!.Value;
             }
         }
 

@@ -49,7 +49,7 @@ static partial class CheckKernelsCommand
             var gq = (CudaTensor)Gpu(q, tq, heads * d);
             var go = (CudaTensor)GpuPoisoned(tq, heads * d);
             var gl = (CudaTensor)GpuPoisoned(tq, heads, lseF32 ? CudaDType.F32 : CudaDType.BF16);
-            _gpu.DecodeAttention(gq, (CudaTensor)gk.RowSlice(0, tk), (CudaTensor)gv.RowSlice(0, tk), heads, kv, mask, go, gl);
+            _gpu.Attention(gq, gk.RowSlice(0, tk), gv.RowSlice(0, tk), heads, kv, mask, go, gl, AttentionKernel.SplitKv);
             string shape = $"Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}{(lseF32 ? "" : " lse bf16")}";
             Compare("decode", "decode attention (out)", shape, Down(_gpu, go), refO, 2 * naiveErr + 1e-3, "split-kv");
             // A bf16 LSE is rounded to 8 bits of mantissa: |lse| ~ 10 gives steps of 0.06.
@@ -74,7 +74,7 @@ static partial class CheckKernelsCommand
                 double bytes = 2.0 * n * kv * d * 2;
                 foreach (var (name, run) in new (string, Action)[]
                          {
-                             ("decode split-kv", () => _gpu.DecodeAttention(q, k, v, heads, kv, AttentionMask.Causal, o, l)),
+                             ("decode split-kv", () => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, AttentionKernel.SplitKv)),
                              ("decode via mma2", () => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, AttentionKernel.TensorCore)),
                          })
                 {

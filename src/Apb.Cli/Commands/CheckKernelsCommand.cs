@@ -429,6 +429,7 @@ static partial class CheckKernelsCommand
         static string KernelName(AttentionKernel k) => k switch
         {
             AttentionKernel.Hopper => "hopper",
+            AttentionKernel.SplitKv => "split-kv",
             AttentionKernel.TensorCore => "mma2",
             AttentionKernel.Generic => "generic",
             _ => "auto",

@@ -6,8 +6,8 @@ namespace Apb.Cuda;
 /// <summary>
 /// Host side of the split-KV decode attention (Kernels/decode.cu): a few query rows against a long cache, the keys cut
 /// into splits so that every SM streams a share of the cache, then one merge by LSE. <see cref="Attention"/> hands a call
-/// here (Auto only) when <see cref="TryDecodeAttention"/> accepts it; the kernel's shared-memory layout is mirrored by
-/// <see cref="DecodeSharedBytes"/>.
+/// here when <see cref="ChooseAttentionKernel"/> picks <see cref="AttentionKernel.SplitKv"/>; the kernel's shared-memory
+/// layout is mirrored by <see cref="DecodeSharedBytes"/>.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -17,9 +17,6 @@ public sealed unsafe partial class CudaBackend
     public const int DecodeMaxQueryRows = 16;
 
     const int DecodeTile = 64, DecodeRows = 64, DecodeThreads = 128; // DEC_TILE, DEC_ROWS, DEC_THREADS in decode.cu
-
-    /// <summary>Whether Auto sends decode-sized calls to the split-KV kernel (APB_DECODE=0 keeps them on the prefill kernel, to compare).</summary>
-    public bool DecodeKernelEnabled { get; set; } = Environment.GetEnvironmentVariable("APB_DECODE") != "0";
 
     ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
     long _decodeScratchBytes;
@@ -44,40 +41,14 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Runs attention with the split-KV decode kernels when the call is decode-shaped (Tq &lt;= 16, head dim 64 or 128,
-    /// rows 16-byte aligned) and returns true; returns false, having done nothing, for any other call. Shapes must have
-    /// been checked by the caller (<see cref="Attention"/> does).
+    /// The split-KV decode attention: same contract as <see cref="Attention"/>, which validated the shapes and chose this
+    /// kernel (<see cref="ChooseAttentionKernel"/>: at most <see cref="DecodeMaxQueryRows"/> rows, head dim 64 or 128,
+    /// 16-byte aligned rows).
     /// </summary>
-    public bool TryDecodeAttention(CudaTensor q, CudaTensor k, CudaTensor v, int heads, int kvHeads, AttentionMask mask,
-                                   CudaTensor output, CudaTensor? lse)
+    void DecodeAttention(CudaTensor qs, CudaTensor ks, CudaTensor vs, int heads, int kvHeads, AttentionMask mask,
+                         CudaTensor o, CudaTensor? l)
     {
-        int tq = q.Rows, tk = k.Rows, d = q.Cols / heads;
-        bool aligned = (q.Ptr | k.Ptr | v.Ptr | output.Ptr) % 16 == 0 && q.Cols % 8 == 0 && k.Cols % 8 == 0 && output.Cols % 8 == 0;
-        if (!DecodeKernelEnabled || tq == 0 || tq > DecodeMaxQueryRows || d is not (64 or 128) || !aligned) return false;
-        DecodeAttention(q, k, v, heads, kvHeads, mask, output, lse);
-        return true;
-    }
-
-    /// <summary>
-    /// The split-KV decode attention itself (check-kernels calls it directly): same contract as <see cref="Attention"/>
-    /// for Tq &lt;= 16 and head dim 64 or 128. Shapes are checked here too, so a direct call cannot read out of bounds.
-    /// </summary>
-    public void DecodeAttention(CudaTensor q, CudaTensor k, CudaTensor v, int heads, int kvHeads, AttentionMask mask,
-                                CudaTensor output, CudaTensor? lse)
-    {
-        var qs = Bf16(q, "decode attention"); var ks = Bf16(k, "decode attention"); var vs = Bf16(v, "decode attention");
-        var o = Bf16(output, "decode attention");
-        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
-            vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
-            (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
-            throw new ArgumentException($"decode attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
-        if (tq > DecodeMaxQueryRows || d is not (64 or 128))
-            throw new ArgumentException($"decode attention takes at most {DecodeMaxQueryRows} query rows and head dim 64 or 128 (got Tq={tq}, d={d}): use Attention");
-        if ((qs.Ptr | ks.Ptr | vs.Ptr | o.Ptr) % 16 != 0 || qs.Cols % 8 != 0 || ks.Cols % 8 != 0 || o.Cols % 8 != 0)
-            throw new ArgumentException("decode attention reads 16-byte vectors: q, k, v and output rows must be 16-byte aligned");
-        if (tq == 0) return;
-        Enter();
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
         var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks);
@@ -105,7 +76,6 @@ public sealed unsafe partial class CudaBackend
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), DecodeThreads, smem, sa);
 
-        CudaTensor? l = lse is null ? null : C(lse);
         ulong lp = l?.Ptr ?? 0;
         int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
         void** ma = stackalloc void*[] { &partO, &partLse, &op, &oStride, &lp, &lseF32, &heads, &d, &splits };

@@ -7,11 +7,11 @@ using Apb.Model;
 namespace Apb.Cuda;
 
 /// <summary>
-/// Which attention kernel to run. Auto: on Hopper (sm_90a) the wgmma/TMA kernel for prefill-sized calls, else the newest
-/// mma.sync kernel where it applies (head dim 64 or 128, 16-byte aligned rows), else the generic one (`check-kernels`
-/// checks and times every kernel).
+/// Which attention kernel to run; <see cref="CudaBackend.ChooseAttentionKernel"/> resolves Auto and checks a forced one.
+/// TensorCore is the mma.sync kernel (sm_80+), Hopper the wgmma/TMA one (sm_90), SplitKv the decode kernel (at most
+/// 16 query rows). `check-kernels` checks and times every kernel.
 /// </summary>
-public enum AttentionKernel { Auto, Generic, TensorCore, Hopper }
+public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
 
 /// <summary>
 /// The CUDA backend: bf16 activations on one GPU, fp32 accumulation in every kernel, LSE and merges in fp32, GEMMs in
@@ -44,6 +44,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         "generic" => AttentionKernel.Generic,
         "mma" or "tensorcore" => AttentionKernel.TensorCore,
         "hopper" or "wgmma" => AttentionKernel.Hopper,
+        "split-kv" or "decode" => AttentionKernel.SplitKv,
         _ => AttentionKernel.Auto,
     };
 
@@ -424,24 +425,18 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (Tq == 0) return;
         Enter();
         CudaTensor? l = lse is null ? null : C(lse);
-        if (kernel == AttentionKernel.Auto && TryDecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l)) return;
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr, lp = l?.Ptr ?? 0;
         int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
         long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
-        bool tensorCore = (d == 64 || d == 128) && aligned;
-        if (kernel == AttentionKernel.TensorCore && !tensorCore)
-            throw new ArgumentException($"attention: the tensor-core kernels need head dim 64 or 128 and 16-byte aligned rows (got d={d})");
-        if (kernel == AttentionKernel.Generic) tensorCore = false;
-        if (kernel == AttentionKernel.Hopper && !(tensorCore && HopperAttentionAvailable))
-            throw new ArgumentException($"attention: the Hopper kernel needs an sm_90 GPU with a CUDA 12+ driver, head dim 64 or 128 and 16-byte aligned rows (got {Context.Arch}, d={d})");
-        bool hopper = kernel == AttentionKernel.Hopper ||
-                      (kernel == AttentionKernel.Auto && tensorCore && HopperAttentionAvailable && Tq >= HopperMinRows);
-        if (hopper)
+        var chosen = ChooseAttentionKernel(kernel, Tq, d, aligned, HopperAttentionAvailable);
+        if (chosen == AttentionKernel.SplitKv)
+            DecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l);
+        else if (chosen == AttentionKernel.Hopper)
             AttentionHopper(qp, kp, vp, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
-        else if (tensorCore)
+        else if (chosen == AttentionKernel.TensorCore)
         {
             string fn = d == 64 ? "apb_attention_mma2_d64" : "apb_attention_mma2_d128";
             // K and V tiles double-buffered: 2 stages x 2 tiles x 64 rows x (d + 8) bf16, above the 48 KB default at d = 128.
@@ -454,11 +449,37 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
         else
         {
-            if (d > 256) throw new ArgumentException($"attention: head dim {d} is above the generic kernel's 256");
             const string fn = "apb_attention_generic";
             void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &d, &qStride, &kStride, &oStride, &scale, &causal };
             Context.Launch(Context.Function(AttentionFile, fn), fn, ((uint)((Tq + 3) / 4), (uint)heads, 1), 128, 0, args);
         }
+    }
+
+    /// <summary>
+    /// The one place a call's attention kernel is decided. Auto: the split-KV decode kernel for at most
+    /// <see cref="DecodeMaxQueryRows"/> query rows, the Hopper kernel for at least <see cref="HopperMinRows"/> where the
+    /// device has it, the mma.sync kernel otherwise; all three need head dim 64 or 128 and 16-byte aligned rows, else the
+    /// generic kernel (head dim up to 256). A forced kernel that cannot take the call is an error that says why.
+    /// </summary>
+    public static AttentionKernel ChooseAttentionKernel(AttentionKernel requested, int tq, int d, bool aligned, bool hopperAvailable)
+    {
+        bool tensorCore = d is 64 or 128 && aligned;
+        var chosen = requested != AttentionKernel.Auto ? requested
+            : !tensorCore ? AttentionKernel.Generic
+            : tq <= DecodeMaxQueryRows ? AttentionKernel.SplitKv
+            : hopperAvailable && tq >= HopperMinRows ? AttentionKernel.Hopper
+            : AttentionKernel.TensorCore;
+        string? why = chosen switch
+        {
+            AttentionKernel.Generic when d > 256 => $"head dim {d} is above the generic kernel's 256",
+            AttentionKernel.TensorCore or AttentionKernel.Hopper or AttentionKernel.SplitKv when !tensorCore =>
+                $"the {chosen} kernel needs head dim 64 or 128 and 16-byte aligned rows (got d={d}{(aligned ? "" : ", unaligned rows")})",
+            AttentionKernel.Hopper when !hopperAvailable => "the Hopper kernel needs an sm_90 GPU and a driver that encodes TMA tensor maps (CUDA 12+)",
+            AttentionKernel.SplitKv when tq > DecodeMaxQueryRows => $"the split-KV decode kernel takes at most {DecodeMaxQueryRows} query rows (got {tq}): use Auto",
+            _ => null,
+        };
+        if (why != null) throw new ArgumentException($"attention: {why}");
+        return chosen;
     }
 
     public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads)

@@ -124,6 +124,31 @@ public class CudaHostTests
         AssertIncludesOnlyEmbeddedHeaders(apb);
     }
 
+    [Theory]
+    [InlineData(1, 128, true, true, AttentionKernel.SplitKv)]      // a decode step
+    [InlineData(16, 64, true, false, AttentionKernel.SplitKv)]
+    [InlineData(17, 128, true, true, AttentionKernel.TensorCore)]   // too few rows for a 128-row Hopper tile
+    [InlineData(64, 128, true, true, AttentionKernel.Hopper)]
+    [InlineData(64, 128, true, false, AttentionKernel.TensorCore)]  // not an sm_90 device
+    [InlineData(100, 32, true, true, AttentionKernel.Generic)]      // head dim the tensor-core kernels do not take
+    [InlineData(1, 128, false, true, AttentionKernel.Generic)]      // rows not 16-byte aligned
+    public void AutoPicksOneKernelByShapeAndDevice(int tq, int d, bool aligned, bool hopper, AttentionKernel want) =>
+        Assert.Equal(want, CudaBackend.ChooseAttentionKernel(AttentionKernel.Auto, tq, d, aligned, hopper));
+
+    [Theory]
+    [InlineData(AttentionKernel.Hopper, 256, 128, true, false, "sm_90")]
+    [InlineData(AttentionKernel.SplitKv, 17, 128, true, true, "at most 16 query rows")]
+    [InlineData(AttentionKernel.TensorCore, 100, 32, true, true, "head dim 64 or 128")]
+    [InlineData(AttentionKernel.Hopper, 256, 128, false, true, "aligned")]
+    [InlineData(AttentionKernel.Generic, 10, 512, true, true, "256")]
+    public void AForcedKernelThatCannotTakeTheCallSaysWhy(AttentionKernel forced, int tq, int d, bool aligned, bool hopper, string why)
+    {
+        var e = Assert.Throws<ArgumentException>(() => CudaBackend.ChooseAttentionKernel(forced, tq, d, aligned, hopper));
+        Assert.Contains(why, e.Message);
+        // Any kernel that can take the call is kept as forced, e.g. the mma.sync kernel for a single row.
+        Assert.Equal(AttentionKernel.TensorCore, CudaBackend.ChooseAttentionKernel(AttentionKernel.TensorCore, 1, 128, true, true));
+    }
+
     [Fact]
     public void PoolRoundsSizesSoBlocksAreReused()
     {
