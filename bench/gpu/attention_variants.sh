@@ -3,12 +3,7 @@
 # GPU machine, with the apb binary published beforehand): each entry of VARIANTS is handed to NVRTC as -D options through
 # APB_KERNEL_DEFINES, so no rebuild is needed. Also prints the compiler's full resource report for the kernel and, when
 # Nsight Compute is installed, a short profile of the default variant. Results: $OUT/variants.md (+ ncu.txt).
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}; mkdir -p "$OUT"
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
+source "$(dirname "$0")/env.sh"
 LENGTHS=${LENGTHS:-16k,128k}
 VARIANTS=${VARIANTS:-"HOP_SERIAL=1;HOP_PINGPONG=0;HOP_PINGPONG=1"}
 F=src/Apb.Core/Cuda/Kernels/attention_hopper.cu

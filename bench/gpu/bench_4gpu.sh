@@ -3,18 +3,15 @@
 # full attention on another (in parallel, first), then every sequence-parallel strategy over 4 GPUs with apb launch.
 # Run from the repository root with the Native AOT binary in publish/linux-x64; logs/JSON go to $OUT and to
 # bench/results/prefill4-<stamp>/; a short table is printed last.
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
-ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}; STAMP=$(date -u +%Y%m%d-%H%M%S)
+source "$(dirname "$0")/env.sh"
+STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/prefill4-$STAMP}; WORK=$(mktemp -d /tmp/apb-bench4.XXXX)
-mkdir -p "$OUT" "$RES"; export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
+mkdir -p "$OUT" "$RES"
 LENGTH=${LENGTH:-128k}; HF_LENGTH=${HF_LENGTH:-131072}; NPROC=${NPROC:-4}
 STRATEGIES=${STRATEGIES:-apb,zigzag,ulysses,star}
 COMMON=(--device cuda --shape llama-3.1-8b --query 64 --warmup 0 --repeats 2 --repeat-budget 6)
 LOG="$OUT/bench4.log"
-[ -x "$APB" ] || { echo "no apb binary at $APB: publish it first"; exit 2; }
+require_apb
 echo "== $(date -u +%T) GPU 0: apb full $LENGTH | GPU 1: HF $HF_LENGTH" | tee -a "$LOG"
 ( CUDA_VISIBLE_DEVICES=0 timeout 150 "$APB" bench prefill "${COMMON[@]}" --lengths "$LENGTH" --strategies full --out "$WORK/full" >>"$LOG" 2>&1 ) &
 ( CUDA_VISIBLE_DEVICES=1 timeout 150 python3 bench/peers/hf_prefill.py --lengths "$HF_LENGTH" --query 64 --repeats 1 --out "$OUT/hf.json" >>"$LOG" 2>&1 ) &

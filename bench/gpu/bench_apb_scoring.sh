@@ -7,18 +7,12 @@
 #   3. prefill_summary.py (seconds by strategy x length, ratios) and a short table: seconds, scoring ms of the slowest rank,
 #      peak GiB per rank, zigzag/APB and full/APB.
 # Files go to $OUT and bench/results/prefill-<stamp>/; the short table is printed last.
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+source "$(dirname "$0")/env.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/prefill-$STAMP}
 WORK=$(mktemp -d /tmp/apb-bench-scoring.XXXX)
 mkdir -p "$OUT" "$RES"
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 LOG="$OUT/bench-prefill.log"
 
 SHAPE=${SHAPE:-llama-3.1-8b}
@@ -30,7 +24,7 @@ REPEAT_BUDGET=${REPEAT_BUDGET:-8}
 T_CHECK=${T_CHECK:-120}; T_FULL=${T_FULL:-150}; T_MULTI=${T_MULTI:-200}
 COMMON=(--device cuda --shape "$SHAPE" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
-[ -x "$APB" ] || { echo "no apb binary at $APB: publish it first"; exit 2; }
+require_apb
 step() { echo "== $(date -u +%T) $*" | tee -a "$LOG"; }
 t_start=$(date +%s)
 step "nvidia-smi"

@@ -14,18 +14,12 @@
 # Lengths run longest first, so a timeout costs the short ones. The instrumented run of each case (per-phase times) runs
 # first and doubles as its warm-up; repeats stop once a case's timed runs pass REPEAT_BUDGET seconds.
 # Files go to $OUT (at most 8 come back) and bench/results/prefill-<stamp>/; the summary is printed last.
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+source "$(dirname "$0")/env.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/prefill-$STAMP}
 WORK=$(mktemp -d /tmp/apb-bench-prefill.XXXX)
 mkdir -p "$OUT" "$RES"
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 LOG="$OUT/bench-prefill.log"
 
 SHAPE=${SHAPE:-llama-3.1-8b}
@@ -44,7 +38,7 @@ DECODE_TOKENS=${DECODE_TOKENS:-32}
 T_DECODE=${T_DECODE:-240}; T_HF_DECODE=${T_HF_DECODE:-300}
 COMMON=(--device cuda --shape "$SHAPE" --lengths "$LENGTHS" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
-[ -x "$APB" ] || { echo "no apb binary at $APB: publish it first"; exit 2; }
+require_apb
 step() { echo "== $(date -u +%T) $*" | tee -a "$LOG"; }
 t_start=$(date +%s)
 

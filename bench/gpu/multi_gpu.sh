@@ -9,18 +9,12 @@
 #      (b) rank 1 stalls: rank 0's collective must time out (--collective-timeout 15), abort NCCL and fail within 60 s
 #   4. multi-node path: two launchers with --nnodes 2 (one GPU each, NCCL over sockets) must equal one node with 2 GPUs
 # Logs and JSON go to $OUT (at most 8 files come back) and bench/results/multi-gpu-<stamp>/; a short table is printed last.
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+source "$(dirname "$0")/env.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/multi-gpu-$STAMP}
 WORK=$(mktemp -d /tmp/apb-multi-gpu.XXXX)   # logits files: too many to come back one by one
 mkdir -p "$OUT" "$RES"
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 LOG="$OUT/multi-gpu.log"
 MODEL=${MODEL:-tests/fixtures/models/llama-tiny}
 # 191 context tokens (odd: the plans pad and split unevenly) and a short query (exercises the star phase on the GPUs).
@@ -30,7 +24,7 @@ COMMON=(--model "$MODEL" --ids "$IDS" --query "$QUERY")
 STRATS=(ring zigzag ulysses star apb)
 extra() { case $1 in apb) echo "--anchor 32 --passing 16";; *) echo "";; esac; }
 
-[ -x "$APB" ] || { echo "no apb binary at $APB: publish it first"; exit 2; }
+require_apb
 status=0
 step() { echo "== $*" | tee -a "$LOG"; }
 declare -A ROW

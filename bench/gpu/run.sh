@@ -6,24 +6,14 @@
 #   3. apb check-kernels    (every CUDA op vs the CPU reference, fixture models end to end, --bench: attention timings)
 # Full logs and JSON go to $OUT (the device tool brings them back) and to bench/results/cuda-<utc stamp>/; a short table
 # is printed last. Exit status: non-zero when any check failed.
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+source "$(dirname "$0")/env.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/cuda-$STAMP}
 mkdir -p "$OUT" "$RES"
-# The kernel cache lives outside $OUT (only a few files come back from there); a fresh machine compiles once.
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 LENGTHS=${LENGTHS:-16384,65536,131072}
 
-if [ ! -x "$APB" ]; then
-  echo "no apb binary at $APB: publish it first (dotnet publish src/Apb.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish/linux-x64)"
-  exit 2
-fi
+require_apb
 
 status=0
 echo "== nvidia-smi"

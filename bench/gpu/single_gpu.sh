@@ -6,14 +6,9 @@
 #      torch SDPA (FA2, cuDNN) where SDPA has the same shape
 #   3. decode ms/token: apb bench decode and bench/peers/hf_decode.py (32K, 128K contexts)
 # Everything lands in $OUT/single/ (summary.md + one tar of all logs and JSON: few files come back from $OUT).
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
-ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
+source "$(dirname "$0")/env.sh"
 DEST="$OUT/single"; WORK=$(mktemp -d /tmp/apb-single.XXXX)
 mkdir -p "$DEST"
-export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 DECODE_CONTEXTS=${DECODE_CONTEXTS:-32k,128k}
 S="$DEST/summary.md"
 t0=$(date +%s)

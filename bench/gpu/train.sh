@@ -12,14 +12,8 @@
 # Samples, data and the unpacked checkpoints stay in $WORK (default /tmp/apb-train), outside $OUT.
 # Environment: APB (binary), OUT, SECONDS_BUDGET, INIT (default models/embedded), WORK, EXTRA (more script flags for the
 # real run, e.g. EXTRA="--task-weights vt=3 --lr 7e-4"). CUDA_VISIBLE_DEVICES is used as the caller set it (one GPU).
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONUNBUFFERED=1
+source "$(dirname "$0")/env.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
-APB=${APB:-$ROOT/publish/linux-x64/apb}
-OUT=${OUT:-$ROOT/.out}
 SECONDS_BUDGET=${SECONDS_BUDGET:-480}
 INIT=${INIT:-models/embedded}
 WORK=${WORK:-/tmp/apb-train}
@@ -30,10 +24,7 @@ rm -rf "$WORK/smoke" "$WORK/smoke-pack" "$WORK/smoke-restore" "$WORK/run"
 rm -f "$DEST"/model.tar.part-* "$DEST/metrics.json" "$DEST/smoke.log" "$DEST/train.log"
 T_START=$(date +%s)
 
-if [ ! -x "$APB" ]; then
-  echo "no apb binary at $APB: publish it first (dotnet publish src/Apb.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish/linux-x64)"
-  exit 2
-fi
+require_apb
 for f in config.json model.safetensors tokenizer.json; do
   [ -f "$INIT/$f" ] || { echo "no $INIT/$f: INIT must be a HF checkpoint folder"; exit 2; }
 done
