@@ -9,14 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-
-def lengths(text):
-    out = []
-    for s in text.split(','):
-        s = s.strip().lower()
-        mult = 1024 if s.endswith('k') else 1 << 20 if s.endswith('m') else 1
-        out.append(int(s.rstrip('km')) * mult)
-    return out
+from peer_common import lengths
 
 
 def time_ms(fn, warmup, repeats):

@@ -13,7 +13,8 @@ import torch
 import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_prefill import build, lengths  # the same random 8B-shape model and length syntax as the prefill peer
+from hf_prefill import build  # the same random 8B-shape model as the prefill peer
+from peer_common import lengths
 
 
 def floor_ms(config, params, n, bandwidth_tbs):

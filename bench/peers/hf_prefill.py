@@ -10,14 +10,7 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-
-def lengths(text):
-    out = []
-    for s in text.split(','):
-        s = s.strip().lower()
-        mult = 1024 if s.endswith('k') else 1 << 20 if s.endswith('m') else 1
-        out.append(int(s.rstrip('km')) * mult)
-    return out
+from peer_common import lengths
 
 
 def build(args):
