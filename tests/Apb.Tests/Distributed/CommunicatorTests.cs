@@ -3,19 +3,12 @@ using Apb.Backends.Cpu;
 using Apb.Diagnostics;
 using Apb.Distributed;
 using Xunit;
+using static Apb.Tests.Distributed.DistributedFixture;
 
 namespace Apb.Tests.Distributed;
 
 public class CommunicatorTests
 {
-    static float[] Values(CpuBackend b, Tensor t) { var a = new float[t.Rows * t.Cols]; b.Download(t, a); return a; }
-    static Tensor Filled(CpuBackend b, int rows, int cols, Func<int, float> f)
-    {
-        var t = b.Allocate(rows, cols);
-        b.Upload(Enumerable.Range(0, rows * cols).Select(f).ToArray(), t);
-        return t;
-    }
-
     [Fact]
     public void CollectivesMoveTheRightRowsAndCountBytes()
     {

@@ -1,3 +1,4 @@
+using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
 using Apb.Distributed;
@@ -9,7 +10,7 @@ namespace Apb.Tests.Distributed;
 
 /// <summary>
 /// Fixture models loaded once per test run (weights are shared by every rank and every test, as the session shares them),
-/// random token ids, and the single-rank oracle every strategy is compared with.
+/// random token ids, the single-rank oracle every strategy is compared with, and small tensor helpers.
 /// </summary>
 static class DistributedFixture
 {
@@ -65,4 +66,15 @@ static class DistributedFixture
     }
 
     public static double RelativeError(ReadOnlySpan<float> a, ReadOnlySpan<float> b) => ReferenceFixture.RelativeError(a, b);
+
+    /// <summary>A CPU tensor's values, row-major.</summary>
+    public static float[] Values(CpuBackend b, Tensor t) { var a = new float[t.Rows * t.Cols]; b.Download(t, a); return a; }
+
+    /// <summary>A new CPU tensor whose element i (row-major) is f(i).</summary>
+    public static Tensor Filled(CpuBackend b, int rows, int cols, Func<int, float> f)
+    {
+        var t = b.Allocate(rows, cols);
+        b.Upload(Enumerable.Range(0, rows * cols).Select(f).ToArray(), t);
+        return t;
+    }
 }

@@ -15,14 +15,6 @@ namespace Apb.Tests.Distributed;
 /// </summary>
 public class OverlapTests
 {
-    static float[] Values(CpuBackend b, Tensor t) { var a = new float[t.Rows * t.Cols]; b.Download(t, a); return a; }
-    static Tensor Filled(CpuBackend b, int rows, int cols, Func<int, float> f)
-    {
-        var t = b.Allocate(rows, cols);
-        b.Upload(Enumerable.Range(0, rows * cols).Select(f).ToArray(), t);
-        return t;
-    }
-
     [Theory]
     [InlineData("llama-tiny", StrategyKind.Ring, 2, 37)]
     [InlineData("llama-tiny", StrategyKind.Ring, 4, 50)]
@@ -118,26 +110,39 @@ public class OverlapTests
         }
     }
 
+    /// <summary>
+    /// Three ring steps on every rank of <paramref name="group"/>: step 1 completes at once, step 2 is left in flight while
+    /// <paramref name="duringStep2"/> runs (the block attention's place), then completed, then step 3. The group's error.
+    /// </summary>
+    static Task<ApbException> RingWithFaultDuringStep2(InProcessGroup group, Action<int> duringStep2)
+    {
+        int h = group.WorldSize;
+        return Assert.ThrowsAsync<ApbException>(() => Task.Run(() => group.Run(r =>
+        {
+            var b = new CpuBackend();
+            var c = group.Communicator(r, b);
+            var recv = b.Allocate(1, 4);
+            c.StartSendRecv(Filled(b, 1, 4, _ => r), (r + 1) % h, recv, (r + h - 1) % h, "ring step 1").Complete();
+            var t = c.StartSendRecv(recv, (r + 1) % h, b.Allocate(1, 4), (r + h - 1) % h, "ring step 2");
+            duringStep2(r);
+            t.Complete();
+            c.StartSendRecv(recv, (r + 1) % h, b.Allocate(1, 4), (r + h - 1) % h, "ring step 3").Complete();
+            return 0;
+        }, r => $"rank {r}'s ring")));
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task APeerThatFailsWhileATransferIsInFlightIsNamed()
     {
         const int H = 4;
         var group = new InProcessGroup(H, TimeSpan.FromSeconds(30));
         var watch = Stopwatch.StartNew();
-        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => group.Run(r =>
+        // Rank 2 fails while its step-2 transfer is in flight. Rank 3 still gets rank 2's step-2 block (it was sent at
+        // start), so it waits at step 3 with the others.
+        var e = await RingWithFaultDuringStep2(group, r =>
         {
-            var b = new CpuBackend();
-            var c = group.Communicator(r, b);
-            var recv = b.Allocate(1, 4);
-            // Step 1 goes through on every rank; rank 2 fails while its step-2 transfer is in flight.
-            c.StartSendRecv(Filled(b, 1, 4, _ => r), (r + 1) % H, recv, (r + H - 1) % H, "ring step 1").Complete();
-            var t = c.StartSendRecv(recv, (r + 1) % H, b.Allocate(1, 4), (r + H - 1) % H, "ring step 2");
             if (r == 2) throw new InvalidOperationException("injected fault during the block attention");
-            t.Complete();
-            // Rank 3 still gets rank 2's step-2 block (it was sent at start), so it waits at step 3 with the others.
-            c.StartSendRecv(recv, (r + 1) % H, b.Allocate(1, 4), (r + H - 1) % H, "ring step 3").Complete();
-            return 0;
-        }, r => $"rank {r}'s ring")));
+        });
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
         Assert.StartsWith("rank 2 failed in rank 2's ring: InvalidOperationException: injected fault", e.Message);
     }
@@ -148,18 +153,10 @@ public class OverlapTests
         const int H = 3;
         var group = new InProcessGroup(H, TimeSpan.FromSeconds(1));
         var watch = Stopwatch.StartNew();
-        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => group.Run(r =>
+        var e = await RingWithFaultDuringStep2(group, r =>
         {
-            var b = new CpuBackend();
-            var c = group.Communicator(r, b);
-            var recv = b.Allocate(1, 4);
-            c.StartSendRecv(Filled(b, 1, 4, _ => r), (r + 1) % H, recv, (r + H - 1) % H, "ring step 1").Complete();
-            var t = c.StartSendRecv(recv, (r + 1) % H, b.Allocate(1, 4), (r + H - 1) % H, "ring step 2");
             if (r == 1) Thread.Sleep(4000); // stuck in its attention: never completes, never starts step 3
-            t.Complete();
-            c.StartSendRecv(recv, (r + 1) % H, b.Allocate(1, 4), (r + H - 1) % H, "ring step 3").Complete();
-            return 0;
-        }, r => $"rank {r}'s ring")));
+        });
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
         // Rank 2 waits for rank 1's step-3 block: it names the step, the peer and the rank that never came.
         Assert.StartsWith("rank 2 failed in rank 2's ring: ring step 3: recv from rank 1 timed out after 1 s", e.Message);
