@@ -33,14 +33,7 @@ static partial class CheckKernelsCommand
         void CheckDecode(int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32)
         {
             var mask = causal ? AttentionMask.Causal : AttentionMask.None;
-            var q = Rand((long)tq * heads * d, 1.5f); var k = Rand((long)tk * kv * d, 1.5f); var v = Rand((long)tk * kv * d);
-            var co = _cpu.Allocate(tq, heads * d); var cl = _cpu.Allocate(tq, heads);
-            _cpu.Attention(Cpu(q, tq, heads * d), Cpu(k, tk, kv * d), Cpu(v, tk, kv * d), heads, kv, mask, co, cl);
-            var refO = Down(_cpu, co); var refL = Down(_cpu, cl);
-            var (naiveO, naiveL) = NaiveBf16Attention(q, k, v, tq, tk, heads, kv, d, causal);
-            double naiveErr = RelErr(naiveO, refO), naiveLse = 0;
-            for (int i = 0; i < refL.Length; i++)
-                if (!float.IsNegativeInfinity(refL[i])) naiveLse = Math.Max(naiveLse, Math.Abs(naiveL[i] - refL[i]));
+            var (q, k, v, refO, refL, naiveErr, naiveLse) = AttentionReference(tq, tk, heads, kv, d, causal);
 
             // The cache buffer has room past Tk (poisoned: a read past the last key shows up as NaN).
             const int spare = 17;

@@ -396,7 +396,12 @@ static partial class CheckKernelsCommand
                         }
         }
 
-        void CheckAttention(int tq, int tk, int heads, int kv, int d, bool causal)
+        /// <summary>
+        /// Random non-zero q/k/v of one attention shape, the fp32 CPU reference (output, LSE) and the errors a plain bf16
+        /// implementation makes against it: FlashAttention's tolerance rule allows a kernel twice those (+ 1e-3).
+        /// </summary>
+        (float[] Q, float[] K, float[] V, float[] RefO, float[] RefL, double NaiveErr, double NaiveLse) AttentionReference(
+            int tq, int tk, int heads, int kv, int d, bool causal)
         {
             var mask = causal ? AttentionMask.Causal : AttentionMask.None;
             var q = Rand((long)tq * heads * d, 1.5f); var k = Rand((long)tk * kv * d, 1.5f); var v = Rand((long)tk * kv * d);
@@ -404,10 +409,16 @@ static partial class CheckKernelsCommand
             _cpu.Attention(Cpu(q, tq, heads * d), Cpu(k, tk, kv * d), Cpu(v, tk, kv * d), heads, kv, mask, co, cl);
             var refO = Down(_cpu, co); var refL = Down(_cpu, cl);
             var (naiveO, naiveL) = NaiveBf16Attention(q, k, v, tq, tk, heads, kv, d, causal);
-            double naiveErr = RelErr(naiveO, refO);
             double naiveLse = 0;
             for (int i = 0; i < refL.Length; i++)
                 if (!float.IsNegativeInfinity(refL[i])) naiveLse = Math.Max(naiveLse, Math.Abs(naiveL[i] - refL[i]));
+            return (q, k, v, refO, refL, RelErr(naiveO, refO), naiveLse);
+        }
+
+        void CheckAttention(int tq, int tk, int heads, int kv, int d, bool causal)
+        {
+            var mask = causal ? AttentionMask.Causal : AttentionMask.None;
+            var (q, k, v, refO, refL, naiveErr, naiveLse) = AttentionReference(tq, tk, heads, kv, d, causal);
             string shape = $"Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}";
             var gq = Gpu(q, tq, heads * d); var gk = Gpu(k, tk, kv * d); var gv = Gpu(v, tk, kv * d);
             var kernels = d is 64 or 128
