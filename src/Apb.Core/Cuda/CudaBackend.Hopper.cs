@@ -11,8 +11,8 @@ public sealed unsafe partial class CudaBackend
     const string HopperFile = "attention_hopper.cu";
 
     /// <summary>
-    /// Below this many query rows Auto keeps the mma.sync kernel: a 128-row tile would be mostly empty, and the V
-    /// transpose (a pass over the whole cache) would cost more than the attention itself for decode-sized calls.
+    /// Below this many query rows Auto keeps the mma.sync kernel (64-row tiles): a 128-row tile would be more than half
+    /// empty, and the V transpose reads and writes every key for little work. A judgement, not a measured crossover.
     /// </summary>
     public const int HopperMinRows = 64;
 
