@@ -21,8 +21,9 @@ __device__ __forceinline__ bf16 f2bf(float f)
 }
 
 // Two floats to a bf16 pair, lo in the low half, in one instruction (sm_80+): the same rounding as f2bf for every
-// non-NaN value. The attention kernels pack P with it, 16,384 values per 128 x 128 tile: replacing f2bf there took
-// the Hopper kernel from 414 / 422 to 595.5 / 563.2 TFLOP/s at 16K / 128K (docs/kernels/attention.md, v3).
+// non-NaN value. The attention kernels pack P with it, 16,384 values per 128 x 128 tile: replacing f2bf there (and
+// going from 2 to 3 stages, which alone changed nothing) took the Hopper kernel from 414 / 422 to 595.5 / 563.2
+// TFLOP/s at 16K / 128K (docs/kernels/attention.md, v3).
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
 {
     unsigned r;
