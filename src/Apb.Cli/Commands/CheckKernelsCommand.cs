@@ -529,8 +529,9 @@ static partial class CheckKernelsCommand
                 var (prompt, greedy) = Reference(dir, config.VocabSize);
                 var cpuModel = LlamaModel.Load(config, ckpt, _cpu);
                 var gpuModel = LlamaModel.Load(config, ckpt, _gpu);
-                var want = new LocalSession(cpuModel, prompt.Length).AllLogits(prompt);
-                var got = new LocalSession(gpuModel, prompt.Length).AllLogits(prompt);
+                float[] want, got;
+                using (var s = new LocalSession(cpuModel, prompt.Length)) want = s.AllLogits(prompt);
+                using (var s = new LocalSession(gpuModel, prompt.Length)) got = s.AllLogits(prompt);
                 string shape = $"{prompt.Length} tokens, {config.NumHiddenLayers} layers, d={config.HeadDim}, h={config.NumAttentionHeads}/{config.NumKeyValueHeads}";
                 Compare("models", $"logits {name}", shape, got, want, 5e-2, _gpu.AttentionKernel.ToString());
                 var (a, margins) = Greedy(cpuModel, prompt, greedy); var (b, _) = Greedy(gpuModel, prompt, greedy);
@@ -542,12 +543,36 @@ static partial class CheckKernelsCommand
                     same == greedy ? "identical continuation"
                         : $"first {same} of {greedy} tokens agree; at token {same} the CPU's top-2 logit gap is {margins[same]:F4} " +
                           $"(cpu {string.Join(',', a)} / cuda {string.Join(',', b)})"));
+                SessionMemoryCheck(name, gpuModel, prompt);
             }
+        }
+
+        /// <summary>
+        /// A server runs session after session on one loaded model: each one's KV cache must go back to the memory pool
+        /// when it is disposed, or device memory leaks a cache per request. One session first (the model's own scratch
+        /// buffers for these shapes stay with the model), then three more; bytes in use after each against before them.
+        /// </summary>
+        void SessionMemoryCheck(string name, LlamaModel model, int[] prompt)
+        {
+            long before = 0, worst = 0;
+            for (int i = 0; i < 4; i++)
+            {
+                if (i == 1) { _gpu.Synchronize(); before = _gpu.Memory.BytesInUse; }
+                using (var s = new LocalSession(model, prompt.Length + 4))
+                {
+                    s.Prefill(prompt, Array.Empty<int>());
+                    s.Decode(prompt[0]);
+                }
+                _gpu.Synchronize();
+                if (i >= 1) worst = Math.Max(worst, _gpu.Memory.BytesInUse - before);
+            }
+            _results.Add(new Result("models", $"session memory {name}", "3 sessions, prefill + 1 decode each", "", worst, 0, worst == 0,
+                worst == 0 ? "every session's cache returned to the pool" : $"{worst} bytes still in use after the sessions were disposed"));
         }
 
         static (List<int> Tokens, List<float> Margins) Greedy(LlamaModel m, int[] prompt, int n)
         {
-            var s = new LocalSession(m, prompt.Length + n);
+            using var s = new LocalSession(m, prompt.Length + n);
             var logits = s.Prefill(prompt, Array.Empty<int>());
             var got = new List<int>();
             var margins = new List<float>();

@@ -58,7 +58,7 @@ sealed class StrategyFlags
     {
         if (Distributed.Launch.LaunchEnvironment.Current is { } launched) return LaunchedRank.Session(bundle, o, launched, backend);
         if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
-            return new LocalSession(bundle.LoadModel(backend()), capacity);
+            return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true);
         var first = backend();
         var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, first);
         return new DistributedSession(bundle.Config, weights, rank => rank == 0 ? first : backend(), o);

@@ -7,9 +7,9 @@ namespace Apb.Distributed;
 /// <summary>
 /// Exact causal attention on one rank with a KV cache: the new rows get positions Length, Length+1, ... of their
 /// layer's cache, are rotated, appended, and attend to the whole cache with bottom-right causal alignment. Prefill
-/// and decode are the same call.
+/// and decode are the same call. Owns its caches: Dispose gives them back to the backend.
 /// </summary>
-public sealed class FullAttention : IAttention
+public sealed class FullAttention : IAttention, IDisposable
 {
     readonly IBackend _b;
     readonly ModelConfig _c;
@@ -51,5 +51,10 @@ public sealed class FullAttention : IAttention
         using var _ = Profile?.Measure("attention");
         _b.Attention(q, cache.K, cache.V, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null);
         Profile?.AddAttention(CausalPairs(q.Rows, cache.Length), _c.NumAttentionHeads, _c.HeadDim);
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in Caches) c.Dispose();
     }
 }

@@ -7,9 +7,10 @@ namespace Apb.Distributed;
 /// append (so a <see cref="Reserve"/> before it costs no second allocation) and grow by a quarter when full; the old
 /// buffers are given back as soon as they are copied (a device cache of a 64K-row block is ~128 MiB a layer: keeping old
 /// and new alive together across 32 layers is what made the last rank peak 16 GiB above the others).
-/// Positions are not stored: whoever appends knows them.
+/// Positions are not stored: whoever appends knows them. Dispose gives the buffers back: a device backend's memory
+/// pool only reuses what is disposed, so a server that drops a request's cache without it loses that memory for good.
 /// </summary>
-public sealed class KvCache
+public sealed class KvCache : IDisposable
 {
     readonly IBackend _b;
     Tensor? _k, _v;
@@ -28,8 +29,11 @@ public sealed class KvCache
     public Tensor K => Buffers().k.RowSlice(0, Length);
     public Tensor V => Buffers().v.RowSlice(0, Length);
 
+    bool _disposed;
+
     (Tensor k, Tensor v) Buffers()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_k is null || _v is null)
         {
             _k = _b.Allocate(_capacity, Cols);
@@ -76,5 +80,15 @@ public sealed class KvCache
         (_k as IDisposable)?.Dispose();
         (_v as IDisposable)?.Dispose();
         _k = k; _v = v; _capacity = capacity;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        (_k as IDisposable)?.Dispose();
+        (_v as IDisposable)?.Dispose();
+        _k = _v = null;
+        Length = 0;
     }
 }

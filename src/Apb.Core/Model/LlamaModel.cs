@@ -33,13 +33,31 @@ public sealed class LlamaModel
     public static LlamaModel Load(ModelConfig config, CheckpointWeights checkpoint, IBackend backend) =>
         new(config, LlamaWeights.Load(config, checkpoint, backend), backend);
 
-    sealed class Workspace(IBackend b, ModelConfig c, int t)
+    /// <summary>
+    /// The activations of one step of T tokens, kept while steps keep that T (a decode loop) and given back when T
+    /// changes: a device backend's pool only reuses disposed memory, and a dropped prefill workspace is gigabytes.
+    /// </summary>
+    sealed class Workspace(IBackend b, ModelConfig c, int t) : IDisposable
     {
         public readonly int T = t;
         public readonly Tensor X = b.Allocate(t, c.HiddenSize), H = b.Allocate(t, c.HiddenSize), Tmp = b.Allocate(t, c.HiddenSize);
         public readonly Tensor Q = b.Allocate(t, c.QDim), K = b.Allocate(t, c.KvDim), V = b.Allocate(t, c.KvDim);
         public readonly Tensor Attn = b.Allocate(t, c.QDim);
         public readonly Tensor Gate = b.Allocate(t, c.IntermediateSize), Up = b.Allocate(t, c.IntermediateSize);
+
+        // Work already queued on the stream that reads these is ordered before any reuse of their memory.
+        public void Dispose()
+        {
+            foreach (var x in new[] { X, H, Tmp, Q, K, V, Attn, Gate, Up }) (x as IDisposable)?.Dispose();
+        }
+    }
+
+    Workspace WorkspaceFor(int t)
+    {
+        if (_ws is { } w && w.T == t) return w;
+        _ws?.Dispose();
+        _ws = null; // a failed allocation below must not leave a disposed workspace in place
+        return _ws = new Workspace(Backend, Config, t);
     }
 
     /// <summary>Where time goes, by phase; null (the default) measures nothing.</summary>
@@ -56,7 +74,7 @@ public sealed class LlamaModel
         var c = Config; var b = Backend;
         int T = ids.Length;
         if (T == 0) throw new ArgumentException("forward of zero tokens");
-        var ws = _ws is { } w && w.T == T ? w : (_ws = new Workspace(b, c, T));
+        var ws = WorkspaceFor(T);
         float eps = (float)c.RmsNormEps;
 
         using (Measure("other")) b.Embed(ids, Weights.EmbedTokens, ws.X);

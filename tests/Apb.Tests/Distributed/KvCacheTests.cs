@@ -64,4 +64,16 @@ public class KvCacheTests
         AssertRows((CpuTensor)cache.K, 5, 2, 1);
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.Truncate(6));
     }
+
+    [Fact]
+    public void DisposeGivesTheBuffersBackAndRefusesLaterUse()
+    {
+        var cache = new KvCache(new CpuBackend(), cols: 4, capacity: 8);
+        cache.Append(Rows(0, 5, 4, 1), Rows(0, 5, 4, -1));
+        cache.Dispose();
+        Assert.Equal(0, cache.Length);
+        Assert.Throws<ObjectDisposedException>(() => cache.K);
+        Assert.Throws<ObjectDisposedException>(() => cache.Append(Rows(0, 1, 4, 1), Rows(0, 1, 4, -1)));
+        cache.Dispose(); // twice is harmless
+    }
 }
