@@ -69,7 +69,8 @@ static class EvalCommand
         var model = CommonOptions.Model();
         var tasks = Tasks(); var length = Length("4k"); var samples = Samples(10); var seed = Seed(); var threads = Threads();
         var strategies = new Option<string>("--strategies") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
-        var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (CPU ranks as threads)", DefaultValueFactory = _ => 4 };
+        var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => 4 };
+        var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
         var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: by context length)" };
         var scorer = new Option<string>("--scorer") { Description = "APB token scorer: query (training-free) or retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
@@ -79,7 +80,7 @@ static class EvalCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            model, tasks, length, samples, seed, threads, strategies, ranks, anchor, passing, scorer, heads, json, samplesOut, verbose,
+            model, tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, json, samplesOut, verbose,
         };
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, () =>
         {
@@ -104,9 +105,15 @@ static class EvalCommand
                 headsPath = File.Exists(dflt) ? dflt : throw new ApbException($"--scorer retaining needs --retaining-heads FILE (no {dflt} either)");
             }
 
+            // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
+            // hold it to the end: every sample's session opens and closes its own backends, and on a GPU this one keeps
+            // the device's context (and loaded kernels' cache) alive between them instead of a new context per sample.
+            string dev = r.GetValue(device)!;
+            using var held = CommonOptions.Backend(dev);
+
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(bundle.Tokenizer).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads), cancel);
-            io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)}; {all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}) generated in {sw.Elapsed.TotalSeconds:F1} s; strategies {string.Join(", ", specs)}");
+            io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; {all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}) generated in {sw.Elapsed.TotalSeconds:F1} s; strategies {string.Join(", ", specs)}");
             if (r.GetValue(samplesOut) is string so)
             {
                 using var f = File.Create(so);
@@ -124,7 +131,7 @@ static class EvalCommand
                     PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
                     PadTokenId = pad,
                 };
-                return StrategyFlags.Session(bundle, options, () => new CpuBackend(), RulerHarness.Capacity(e));
+                return StrategyFlags.Session(bundle, options, () => CommonOptions.Backend(dev), RulerHarness.Capacity(e));
             }
 
             bool verb = r.GetValue(verbose);
