@@ -1,14 +1,15 @@
 namespace Apb.Charts;
 
 /// <summary>
-/// `apb-charts ruler|prefill --json FILE [--json FILE2 ...] --out FILE.png`: PNG charts of result files.
+/// `apb-charts ruler|prefill --json FILE [--json FILE2 ...] --out FILE.png`: PNG charts of result files (ruler also
+/// takes FILE=VARIANT, naming the variant of a file's non-full rows that do not name their own).
 /// Every failure (bad arguments, missing file, wrong JSON shape) is one line on stderr and exit code 1.
 /// </summary>
 public static class ChartsCli
 {
     public const int Width = 1200, Height = 700;
 
-    const string Usage = "usage: apb-charts ruler|prefill --json FILE [--json FILE2 ...] --out FILE.png";
+    const string Usage = "usage: apb-charts ruler|prefill --json FILE [--json FILE2 ...] --out FILE.png (ruler: --json FILE=VARIANT labels that file's non-full rows)";
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {

@@ -2,8 +2,8 @@ using System.Text.Json;
 
 namespace Apb.Charts;
 
-/// <summary>One row of `apb eval ruler --json` (RulerHarness.WriteJson).</summary>
-public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples);
+/// <summary>One row of `apb eval ruler --json` (RulerHarness.WriteJson); Variant: what the run changed from the strategy's defaults.</summary>
+public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples, string? Variant = null);
 
 /// <summary>One measured prefill point: an `apb bench prefill` result row, or a peer's (bench/peers/hf_prefill.py).</summary>
 public sealed record PrefillPoint(string Series, bool Peer, int Length, double Seconds);
@@ -15,11 +15,20 @@ public sealed record PrefillData(IReadOnlyList<PrefillPoint> Points, IReadOnlyLi
 /// <summary>Reads result JSON files; every problem is a <see cref="ChartInputException"/> naming the file.</summary>
 public static class ResultFiles
 {
+    /// <summary>
+    /// Each argument is a file, or FILE=VARIANT: then that file's rows of strategies other than full that carry no
+    /// "variant" of their own get VARIANT (files written before the harness recorded it: "apb" with the retaining heads
+    /// and "apb" with the query-aware scorer would otherwise be one series).
+    /// </summary>
     public static IReadOnlyList<RulerRow> LoadRuler(IEnumerable<string> paths)
     {
         var rows = new List<RulerRow>();
-        foreach (var path in paths)
+        foreach (var arg in paths)
         {
+            string path = arg; string? label = null;
+            int eq = arg.LastIndexOf('=');
+            if (!File.Exists(arg) && eq > 0) { path = arg[..eq]; label = arg[(eq + 1)..]; }
+            if (label is "") throw new ChartInputException($"{arg}: empty variant after '=' (FILE=VARIANT, e.g. run.json=\"retaining heads\")");
             using var doc = Parse(path);
             var results = Results(doc, path, "apb eval ruler --json");
             int i = 0;
@@ -27,8 +36,11 @@ public static class ResultFiles
             {
                 string where = $"{path}: results[{i++}]";
                 if (r.ValueKind != JsonValueKind.Object) throw new ChartInputException($"{where} is not an object");
-                rows.Add(new RulerRow(Str(r, "strategy", where), Int(r, "ranks", where), Int(r, "length", where), Str(r, "task", where),
-                    Num(r, "accuracy", where), Int(r, "samples", where)));
+                string strategy = Str(r, "strategy", where);
+                string? variant = r.TryGetProperty("variant", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()
+                    : strategy == "full" ? null : label;
+                rows.Add(new RulerRow(strategy, Int(r, "ranks", where), Int(r, "length", where), Str(r, "task", where),
+                    Num(r, "accuracy", where), Int(r, "samples", where), variant));
             }
         }
         if (rows.Count == 0) throw new ChartInputException("no RULER results in the given files");

@@ -3,7 +3,7 @@ using ScottPlot;
 namespace Apb.Charts;
 
 /// <summary>
-/// RULER accuracy: grouped bars per task (one bar per strategy x ranks, plus a "mean" group), and when the results span
+/// RULER accuracy: grouped bars per task (one bar per strategy x ranks x variant, plus a "mean" group), and when the results span
 /// several context lengths a second chart, mean accuracy vs length, one line per strategy.
 /// </summary>
 public static class RulerChart
@@ -11,8 +11,8 @@ public static class RulerChart
     /// <summary>Writes <paramref name="output"/> (and <c>&lt;out&gt;-by-length.png</c> for several lengths); returns the paths.</summary>
     public static IReadOnlyList<string> Render(IReadOnlyList<RulerRow> rows, string output)
     {
-        var series = rows.Select(r => (r.Strategy, r.Ranks)).Distinct().ToList();
-        var labels = series.Select(s => $"{s.Strategy} x{s.Ranks}").ToList();
+        var series = rows.Select(r => (r.Strategy, r.Ranks, r.Variant)).Distinct().ToList();
+        var labels = series.Select(s => $"{s.Strategy} x{s.Ranks}" + (s.Variant is null ? "" : $" ({s.Variant})")).ToList();
         var colors = ChartStyle.Colors(labels);
         var tasks = rows.Select(r => r.Task).Distinct().ToList();
         var lengths = rows.Select(r => r.Length).Distinct().Order().ToList();
@@ -44,10 +44,10 @@ public static class RulerChart
         return n > 0 ? hit / n : null;
     }
 
-    static Plot TaskBars(IReadOnlyList<RulerRow> rows, List<(string Strategy, int Ranks)> series, List<string> labels, Color[] colors,
+    static Plot TaskBars(IReadOnlyList<RulerRow> rows, List<(string Strategy, int Ranks, string? Variant)> series, List<string> labels, Color[] colors,
         List<string> tasks, List<int> lengths)
     {
-        var sampleCounts = rows.GroupBy(r => (r.Strategy, r.Ranks, r.Task)).Select(g => g.Sum(r => r.Samples)).Distinct().ToList();
+        var sampleCounts = rows.GroupBy(r => (r.Strategy, r.Ranks, r.Variant, r.Task)).Select(g => g.Sum(r => r.Samples)).Distinct().ToList();
         string samples = sampleCounts.Count == 1 ? $"{sampleCounts[0]} samples per task" : $"{sampleCounts.Min()}-{sampleCounts.Max()} samples per task";
         string context = lengths.Count == 1 ? $"context {ChartStyle.Tokens(lengths[0])}"
             : $"pooled over contexts {string.Join(", ", lengths.Select(ChartStyle.Tokens))}";
@@ -59,7 +59,7 @@ public static class RulerChart
         var groups = tasks.Append("mean").ToList();
         for (int s = 0; s < n; s++)
         {
-            var mine = rows.Where(r => r.Strategy == series[s].Strategy && r.Ranks == series[s].Ranks).ToList();
+            var mine = rows.Where(r => r.Strategy == series[s].Strategy && r.Ranks == series[s].Ranks && r.Variant == series[s].Variant).ToList();
             var perTask = tasks.Select(t => Pooled(mine.Where(r => r.Task == t))).ToList();
             var present = perTask.Where(v => v.HasValue).Select(v => v!.Value).ToList();
             perTask.Add(present.Count > 0 ? present.Average() : null); // mean over tasks, RULER's summary number
@@ -100,14 +100,14 @@ public static class RulerChart
         return plot;
     }
 
-    static Plot ByLength(IReadOnlyList<RulerRow> rows, List<(string Strategy, int Ranks)> series, List<string> labels, Color[] colors,
+    static Plot ByLength(IReadOnlyList<RulerRow> rows, List<(string Strategy, int Ranks, string? Variant)> series, List<string> labels, Color[] colors,
         List<int> lengths)
     {
         var plot = ChartStyle.NewPlot("RULER mean accuracy vs context length (mean over tasks)", "context length (tokens)", "mean accuracy (%)");
         for (int s = 0; s < series.Count; s++)
         {
             var xs = new List<double>(); var ys = new List<double>();
-            var mine = rows.Where(r => r.Strategy == series[s].Strategy && r.Ranks == series[s].Ranks).ToList();
+            var mine = rows.Where(r => r.Strategy == series[s].Strategy && r.Ranks == series[s].Ranks && r.Variant == series[s].Variant).ToList();
             foreach (int len in lengths)
             {
                 var perTask = mine.Where(r => r.Length == len).GroupBy(r => r.Task).Select(g => Pooled(g)!.Value).ToList();

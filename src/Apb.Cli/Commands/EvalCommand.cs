@@ -93,7 +93,8 @@ static class EvalCommand
             int n = CheckSamples(r.GetValue(samples));
             int rankCount = r.GetValue(ranks);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(s => StrategyOptions.ParseStrategy(s) == StrategyKind.Full ? new StrategySpec("full", 1) : new StrategySpec(s.ToLowerInvariant(), rankCount))
+                .Select(s => StrategyOptions.ParseStrategy(s) == StrategyKind.Full ? new StrategySpec("full", 1)
+                    : new StrategySpec(s.ToLowerInvariant(), rankCount, Variant(StrategyOptions.ParseStrategy(s), r.GetValue(scorer)!, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -148,6 +149,16 @@ static class EvalCommand
             return 0;
         })));
         return cmd;
+    }
+
+    /// <summary>What a run changes from a strategy's defaults, for its table column and JSON rows; null when nothing.</summary>
+    static string? Variant(StrategyKind kind, string scorer, int? anchor, int? passing)
+    {
+        var parts = new List<string>();
+        if (kind == StrategyKind.Apb && StrategyOptions.ParseScorer(scorer) == ScorerKind.Retaining) parts.Add("retaining heads");
+        if (kind is StrategyKind.Apb or StrategyKind.Star && anchor is int a) parts.Add($"l_a {a}");
+        if (kind == StrategyKind.Apb && passing is int p) parts.Add($"l_p {p}");
+        return parts.Count == 0 ? null : string.Join(", ", parts);
     }
 
     static void Write(Stream s, IReadOnlyList<EncodedSample> all, string format)

@@ -4,14 +4,18 @@ using Apb.Tokenization;
 
 namespace Apb.Eval;
 
-/// <summary>A strategy as the harness names it: "full" on 1 rank, "apb" on 4, ...</summary>
-public sealed record StrategySpec(string Name, int Ranks)
+/// <summary>
+/// A strategy as the harness names it: "full" on 1 rank, "apb" on 4, ...; <see cref="Variant"/> says what differs from
+/// the strategy's defaults ("retaining heads", "l_p 1024"), so two APB runs in one table or chart stay apart.
+/// </summary>
+public sealed record StrategySpec(string Name, int Ranks, string? Variant = null)
 {
-    public override string ToString() => Ranks == 1 ? Name : $"{Name}x{Ranks}";
+    public override string ToString() => (Ranks == 1 ? Name : $"{Name}x{Ranks}") + (Variant is null ? "" : $" ({Variant})");
 }
 
-/// <summary>One row of the result table: a strategy at a length on a task.</summary>
-public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples, double Seconds);
+/// <summary>One row of the result table: a strategy (and its variant, if any) at a length on a task.</summary>
+public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples, double Seconds,
+    string? Variant = null);
 
 /// <summary>What one sample produced, for --verbose and tests.</summary>
 public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
@@ -50,7 +54,7 @@ public static class RulerHarness
                     scores.Add(outcome.Score);
                     onSample?.Invoke(outcome);
                 }
-                var row = new RulerRow(spec.Name, spec.Ranks, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds);
+                var row = new RulerRow(spec.Name, spec.Ranks, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds, spec.Variant);
                 rows.Add(row);
                 onRow?.Invoke(row);
             }
@@ -69,8 +73,8 @@ public static class RulerHarness
     /// <summary>Markdown table: one row per task and length, one accuracy column per strategy (x100, as RULER prints).</summary>
     public static string FormatTable(IReadOnlyList<RulerRow> rows)
     {
-        var strategies = rows.Select(r => (r.Strategy, r.Ranks)).Distinct().ToList();
-        string Name((string S, int R) s) => s.R == 1 ? s.S : $"{s.S} x{s.R}";
+        var strategies = rows.Select(r => (r.Strategy, r.Ranks, r.Variant)).Distinct().ToList();
+        string Name((string S, int R, string? V) s) => (s.R == 1 ? s.S : $"{s.S} x{s.R}") + (s.V is null ? "" : $" ({s.V})");
         var sb = new System.Text.StringBuilder();
         sb.Append("| length | task | samples |");
         foreach (var s in strategies) sb.Append($" {Name(s)} | {Name(s)} s |");
@@ -85,7 +89,7 @@ public static class RulerHarness
             sb.Append($"| {len} | {task} | {any.Samples} |");
             foreach (var s in strategies)
             {
-                var r = rows.FirstOrDefault(x => x.Length == len && x.Task == task && x.Strategy == s.Strategy && x.Ranks == s.Ranks);
+                var r = rows.FirstOrDefault(x => x.Length == len && x.Task == task && x.Strategy == s.Strategy && x.Ranks == s.Ranks && x.Variant == s.Variant);
                 sb.Append(r is null ? " | |" : $" {100 * r.Accuracy:F1} | {r.Seconds:F1} |");
             }
             sb.AppendLine();
@@ -95,7 +99,7 @@ public static class RulerHarness
             sb.Append($"| {len} | **mean** | |");
             foreach (var s in strategies)
             {
-                var rs = rows.Where(x => x.Length == len && x.Strategy == s.Strategy && x.Ranks == s.Ranks).ToList();
+                var rs = rows.Where(x => x.Length == len && x.Strategy == s.Strategy && x.Ranks == s.Ranks && x.Variant == s.Variant).ToList();
                 sb.Append(rs.Count == 0 ? " | |" : $" **{100 * rs.Average(x => x.Accuracy):F1}** | {rs.Sum(x => x.Seconds):F1} |");
             }
             sb.AppendLine();
@@ -103,7 +107,7 @@ public static class RulerHarness
         return sb.ToString();
     }
 
-    /// <summary>{"results": [{"strategy", "ranks", "length", "task", "accuracy" (0..1), "samples", "seconds"}, ...]}</summary>
+    /// <summary>{"results": [{"strategy", "ranks", "length", "task", "accuracy" (0..1), "samples", "seconds", "variant" (when set)}, ...]}</summary>
     public static void WriteJson(Stream stream, IReadOnlyList<RulerRow> rows)
     {
         using var w = new System.Text.Json.Utf8JsonWriter(stream, new System.Text.Json.JsonWriterOptions { Indented = true });
@@ -119,6 +123,7 @@ public static class RulerHarness
             w.WriteNumber("accuracy", Math.Round(r.Accuracy, 6));
             w.WriteNumber("samples", r.Samples);
             w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
+            if (r.Variant is not null) w.WriteString("variant", r.Variant);
             w.WriteEndObject();
         }
         w.WriteEndArray();

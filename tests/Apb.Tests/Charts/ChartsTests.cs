@@ -80,6 +80,35 @@ public sealed class ChartsTests : IDisposable
     }
 
     [Fact]
+    public void RulerSeriesAreKeptApartByVariantFromTheFileOrFromTheArgument()
+    {
+        var query = WriteJson("query.json", """
+            {"results": [
+              {"strategy": "full", "ranks": 1, "length": 4096, "task": "vt", "accuracy": 1, "samples": 2},
+              {"strategy": "apb", "ranks": 4, "length": 4096, "task": "vt", "accuracy": 0.5, "samples": 2}
+            ]}
+            """);
+        var retaining = WriteJson("retaining.json", """
+            {"results": [{"strategy": "apb", "ranks": 4, "length": 4096, "task": "vt", "accuracy": 1, "samples": 2}]}
+            """);
+        var named = WriteJson("named.json", """
+            {"results": [{"strategy": "apb", "ranks": 4, "length": 4096, "task": "vt", "accuracy": 0.75, "samples": 2, "variant": "l_p 1024"}]}
+            """);
+        var rows = ResultFiles.LoadRuler([query, retaining + "=retaining heads", named + "=ignored: the file names its own"]);
+        Assert.Equal([null, null, "retaining heads", "l_p 1024"], rows.Select(r => r.Variant).ToArray());
+        Assert.Null(rows[0].Variant); // full never takes a label
+
+        var output = Temp("variants.png");
+        var (code, _, stderr) = Run("ruler", "--json", query, "--json", retaining + "=retaining heads", "--json", named, "--out", output);
+        Assert.True(code == 0, stderr);
+        AssertChartPng(output);
+
+        var (bad, _, err) = Run("ruler", "--json", retaining + "=", "--out", Temp("x.png"));
+        Assert.Equal(1, bad);
+        Assert.Contains("empty variant", err);
+    }
+
+    [Fact]
     public void PrefillChartOfTheCommittedBenchRunFilesAndFolder()
     {
         var output = Temp("prefill.png");

@@ -65,6 +65,25 @@ public class HarnessTests
     }
 
     [Fact]
+    public void RulerRunsThatChangeApbsDefaultsNameTheVariantInTableAndJson()
+    {
+        string json = Path.Combine(Path.GetTempPath(), $"apb-ruler-{Guid.NewGuid():N}.json");
+        try
+        {
+            var (code, output, err) = Run("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
+                "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--json", json);
+            Assert.True(code == 0, err);
+            Assert.Contains("| apb x2 (l_p 64) |", output);
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+            var byStrategy = doc.RootElement.GetProperty("results").EnumerateArray()
+                .ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
+            Assert.Equal("l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
+            Assert.False(byStrategy["full"].TryGetProperty("variant", out _), "full attention has no APB settings to name");
+        }
+        finally { File.Delete(json); }
+    }
+
+    [Fact]
     public void GenerateCommandWritesOneLinePerSampleAndExplainsBadInput()
     {
         string path = Path.Combine(Path.GetTempPath(), $"apb-gen-{Guid.NewGuid():N}.jsonl");
