@@ -1,9 +1,5 @@
 using System.Text.Json;
-using Apb.Backends.Cpu;
-using Apb.Checkpoints;
-using Apb.Engine;
 using Apb.Eval;
-using Apb.Model;
 using Xunit;
 
 namespace Apb.Tests.Eval;
@@ -23,19 +19,41 @@ public class HarnessTests
         return (code, o.ToString(), e.ToString());
     }
 
+    /// <summary>
+    /// The CI slice of the accuracy issue: every task, 2 samples each at 1K tokens, through the CLI on the CPU. Measured
+    /// on the committed model (run 4): full 94.4 (every needle task and vt 100), APB x4 with the retaining heads 89.2.
+    /// The floors sit well under that, so only a real regression in the engine (or a worse model) trips them.
+    /// </summary>
     [Fact]
-    public void TrainedSmallModelRetrievesSingleNeedlesWithFullAttention()
+    public void TrainedSmallModelKeepsItsAccuracyOnAOneKSliceOfEveryTask()
     {
-        if (!File.Exists(Path.Combine(SmallModel, "model.safetensors"))) return; // the model is not committed yet
-        using var bundle = ModelBundle.Open(SmallModel);
-        var weights = LlamaWeights.Load(bundle.Config, bundle.Checkpoint, new CpuBackend());
-        var samples = new SampleGenerator(bundle.Tokenizer).GenerateAll(RulerTasks.Parse("niah_single_1,niah_single_2,niah_single_3"), [512], 2, seed: 0);
-        var rows = RulerHarness.Run(samples, [new StrategySpec("full", 1)],
-            (_, e) => new LocalSession(new LlamaModel(bundle.Config, weights, new CpuBackend()), RulerHarness.Capacity(e)),
-            bundle.Tokenizer, bundle.StopTokens.ToHashSet());
-        Assert.Equal(3, rows.Count);
-        double mean = rows.Average(r => r.Accuracy);
-        Assert.True(mean >= 0.8, $"mean accuracy {mean:F2} on single needles at 512 tokens; the model scored 1.0 when trained:\n{RulerHarness.FormatTable(rows)}");
+        string full = Path.Combine(Path.GetTempPath(), $"apb-ci-full-{Guid.NewGuid():N}.json");
+        string apb = Path.Combine(Path.GetTempPath(), $"apb-ci-apb-{Guid.NewGuid():N}.json");
+        try
+        {
+            string[] common = ["eval", "ruler", "--model", SmallModel, "--tasks", "all", "--length", "1k", "--samples", "2", "--ranks", "4"];
+            var (code, table, err) = Run([.. common, "--strategies", "full", "--json", full]);
+            Assert.True(code == 0, err);
+            var rows = Accuracies(full);
+            Assert.Equal(11, rows.Count);
+            string[] retrieval = [.. RulerTasks.All.Select(t => t.Name).Where(n => n.StartsWith("niah_", StringComparison.Ordinal)), "vt"];
+            double retrievalMean = retrieval.Average(t => rows[t]), fullMean = rows.Values.Average();
+            Assert.True(retrievalMean >= 0.9, $"full attention: needle tasks and vt {retrievalMean:F3} (was 1.0 when committed)\n{table}");
+            Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (was 0.944 when committed)\n{table}");
+
+            (code, table, err) = Run([.. common, "--strategies", "apb", "--scorer", "retaining", "--json", apb]);
+            Assert.True(code == 0, err);
+            double apbMean = Accuracies(apb).Values.Average();
+            Assert.True(apbMean >= fullMean - 0.12, $"APB x4 with the retaining heads: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
+        }
+        finally { File.Delete(full); File.Delete(apb); }
+    }
+
+    static Dictionary<string, double> Accuracies(string json)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        return doc.RootElement.GetProperty("results").EnumerateArray()
+            .ToDictionary(r => r.GetProperty("task").GetString()!, r => r.GetProperty("accuracy").GetDouble());
     }
 
     [Fact]
