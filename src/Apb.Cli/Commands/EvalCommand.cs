@@ -92,14 +92,15 @@ static class EvalCommand
                     throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
             int n = CheckSamples(r.GetValue(samples));
             int rankCount = r.GetValue(ranks);
+            var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(s => StrategyOptions.ParseStrategy(s) == StrategyKind.Full ? new StrategySpec("full", 1)
-                    : new StrategySpec(s.ToLowerInvariant(), rankCount, Variant(StrategyOptions.ParseStrategy(s), r.GetValue(scorer)!, r.GetValue(anchor), r.GetValue(passing))))
+                .Select(StrategyOptions.ParseStrategy)
+                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
+                    : new StrategySpec(k.ToString().ToLowerInvariant(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
             string? headsPath = r.GetValue(heads);
-            var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
             if (scorerKind == ScorerKind.Retaining && headsPath is null)
             {
                 string dflt = Path.Combine(bundle.Directory, "retaining_heads.safetensors");
@@ -137,7 +138,7 @@ static class EvalCommand
 
             bool verb = r.GetValue(verbose);
             var rows = RulerHarness.Run(all, specs, Session, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
-                row => io.Err.WriteLine($"{row.Strategy}{(row.Ranks > 1 ? $" x{row.Ranks}" : "")} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s)"),
+                row => io.Err.WriteLine($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s)"),
                 verb ? o => io.Err.WriteLine($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}") : null,
                 cancel);
             io.Out.Write(RulerHarness.FormatTable(rows));
@@ -152,10 +153,10 @@ static class EvalCommand
     }
 
     /// <summary>What a run changes from a strategy's defaults, for its table column and JSON rows; null when nothing.</summary>
-    static string? Variant(StrategyKind kind, string scorer, int? anchor, int? passing)
+    static string? Variant(StrategyKind kind, ScorerKind scorer, int? anchor, int? passing)
     {
         var parts = new List<string>();
-        if (kind == StrategyKind.Apb && StrategyOptions.ParseScorer(scorer) == ScorerKind.Retaining) parts.Add("retaining heads");
+        if (kind == StrategyKind.Apb && scorer == ScorerKind.Retaining) parts.Add("retaining heads");
         if (kind is StrategyKind.Apb or StrategyKind.Star && anchor is int a) parts.Add($"l_a {a}");
         if (kind == StrategyKind.Apb && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

@@ -10,12 +10,12 @@ namespace Apb.Eval;
 /// </summary>
 public sealed record StrategySpec(string Name, int Ranks, string? Variant = null)
 {
-    public override string ToString() => (Ranks == 1 ? Name : $"{Name}x{Ranks}") + (Variant is null ? "" : $" ({Variant})");
+    /// <summary>The label in tables and progress lines: "full", "apb x4", "apb x4 (retaining heads)".</summary>
+    public override string ToString() => (Ranks == 1 ? Name : $"{Name} x{Ranks}") + (Variant is null ? "" : $" ({Variant})");
 }
 
-/// <summary>One row of the result table: a strategy (and its variant, if any) at a length on a task.</summary>
-public sealed record RulerRow(string Strategy, int Ranks, int Length, string Task, double Accuracy, int Samples, double Seconds,
-    string? Variant = null);
+/// <summary>One row of the result table: a strategy at a length on a task.</summary>
+public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, double Accuracy, int Samples, double Seconds);
 
 /// <summary>What one sample produced, for --verbose and tests.</summary>
 public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
@@ -54,7 +54,7 @@ public static class RulerHarness
                     scores.Add(outcome.Score);
                     onSample?.Invoke(outcome);
                 }
-                var row = new RulerRow(spec.Name, spec.Ranks, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds, spec.Variant);
+                var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds);
                 rows.Add(row);
                 onRow?.Invoke(row);
             }
@@ -73,11 +73,10 @@ public static class RulerHarness
     /// <summary>Markdown table: one row per task and length, one accuracy column per strategy (x100, as RULER prints).</summary>
     public static string FormatTable(IReadOnlyList<RulerRow> rows)
     {
-        var strategies = rows.Select(r => (r.Strategy, r.Ranks, r.Variant)).Distinct().ToList();
-        string Name((string S, int R, string? V) s) => (s.R == 1 ? s.S : $"{s.S} x{s.R}") + (s.V is null ? "" : $" ({s.V})");
+        var strategies = rows.Select(r => r.Strategy).Distinct().ToList();
         var sb = new System.Text.StringBuilder();
         sb.Append("| length | task | samples |");
-        foreach (var s in strategies) sb.Append($" {Name(s)} | {Name(s)} s |");
+        foreach (var s in strategies) sb.Append($" {s} | {s} s |");
         sb.AppendLine();
         sb.Append("|---|---|---|");
         foreach (var _ in strategies) sb.Append("---|---|");
@@ -89,7 +88,7 @@ public static class RulerHarness
             sb.Append($"| {len} | {task} | {any.Samples} |");
             foreach (var s in strategies)
             {
-                var r = rows.FirstOrDefault(x => x.Length == len && x.Task == task && x.Strategy == s.Strategy && x.Ranks == s.Ranks && x.Variant == s.Variant);
+                var r = rows.FirstOrDefault(x => x.Length == len && x.Task == task && x.Strategy == s);
                 sb.Append(r is null ? " | |" : $" {100 * r.Accuracy:F1} | {r.Seconds:F1} |");
             }
             sb.AppendLine();
@@ -99,7 +98,7 @@ public static class RulerHarness
             sb.Append($"| {len} | **mean** | |");
             foreach (var s in strategies)
             {
-                var rs = rows.Where(x => x.Length == len && x.Strategy == s.Strategy && x.Ranks == s.Ranks && x.Variant == s.Variant).ToList();
+                var rs = rows.Where(x => x.Length == len && x.Strategy == s).ToList();
                 sb.Append(rs.Count == 0 ? " | |" : $" **{100 * rs.Average(x => x.Accuracy):F1}** | {rs.Sum(x => x.Seconds):F1} |");
             }
             sb.AppendLine();
@@ -116,14 +115,14 @@ public static class RulerHarness
         foreach (var r in rows)
         {
             w.WriteStartObject();
-            w.WriteString("strategy", r.Strategy);
-            w.WriteNumber("ranks", r.Ranks);
+            w.WriteString("strategy", r.Strategy.Name);
+            w.WriteNumber("ranks", r.Strategy.Ranks);
             w.WriteNumber("length", r.Length);
             w.WriteString("task", r.Task);
             w.WriteNumber("accuracy", Math.Round(r.Accuracy, 6));
             w.WriteNumber("samples", r.Samples);
             w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
-            if (r.Variant is not null) w.WriteString("variant", r.Variant);
+            if (r.Strategy.Variant is { } variant) w.WriteString("variant", variant);
             w.WriteEndObject();
         }
         w.WriteEndArray();
