@@ -7,10 +7,8 @@
 #      GPU 1: the peers: bench/peers/attention_sdpa.py (torch SDPA flash = FA2 and cuDNN), bench/peers/hf_prefill.py
 #             (HF transformers, same 8B shape, random bf16 weights, sdpa, one GPU)
 #   2. apb launch --nproc-per-node 2 -- bench prefill --strategies apb,zigzag,ulysses,ring,star (one process per GPU, NCCL)
-#   3. only with DECODE=1, side by side again: GPU 0 apb bench decode (split-KV kernel and prefill kernel on the same
-#      cache), GPU 1 bench/peers/hf_decode.py (HF, sdpa, dynamic cache): ms/token after DECODE_CONTEXTS-token prompts
-#   4. bench/gpu/prefill_summary.py: one table, strategy x length seconds, the ratios and the attention TFLOP/s
-#      (with DECODE=1 the two decode tables follow it in summary.md; their JSON goes to the log and $RES)
+#   3. bench/gpu/prefill_summary.py: one table, strategy x length seconds, the ratios and the attention TFLOP/s
+# Decode (ms/token, ours and HF) is not measured here: bench/gpu/single_gpu.sh does it (its step 3).
 # Lengths run longest first, so a timeout costs the short ones. The instrumented run of each case (per-phase times) runs
 # first and doubles as its warm-up; repeats stop once a case's timed runs pass REPEAT_BUDGET seconds.
 # Files go to $OUT (at most 8 come back) and bench/results/prefill-<stamp>/; the summary is printed last.
@@ -32,10 +30,6 @@ REPEATS=${REPEATS:-3}
 REPEAT_BUDGET=${REPEAT_BUDGET:-8}
 QUERY=${QUERY:-64}
 T_ATTN=${T_ATTN:-60}; T_FULL=${T_FULL:-180}; T_SDPA=${T_SDPA:-90}; T_HF=${T_HF:-180}; T_MULTI=${T_MULTI:-300}
-DECODE=${DECODE:-0}
-DECODE_CONTEXTS=${DECODE_CONTEXTS:-32k,128k}
-DECODE_TOKENS=${DECODE_TOKENS:-32}
-T_DECODE=${T_DECODE:-240}; T_HF_DECODE=${T_HF_DECODE:-300}
 COMMON=(--device cuda --shape "$SHAPE" --lengths "$LENGTHS" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
 require_apb
@@ -77,37 +71,7 @@ echo "apb launch bench prefill rc=$?" >>"$WORK/gpu2.log"
 { echo "---- gpu2 (stderr)"; cat "$WORK/gpu2.log"; echo "---- gpu2 (stdout)"; cat "$WORK/gpu2.md"; } >>"$LOG" 2>/dev/null
 step "step 2 done after $(( $(date +%s) - t_start )) s"
 
-if [ "$DECODE" = 1 ]; then
-  step "3. GPU 0: apb bench decode | GPU 1: hf_decode.py (contexts $DECODE_CONTEXTS, $DECODE_TOKENS tokens)"
-  (
-    export CUDA_VISIBLE_DEVICES=0
-    timeout $T_DECODE "$APB" bench decode --device cuda --shape "$SHAPE" --contexts "$DECODE_CONTEXTS" --tokens "$DECODE_TOKENS" \
-      --out "$WORK/ours-decode" >"$WORK/ours-decode.md" 2>"$WORK/ours-decode.log"
-    echo "apb bench decode rc=$?" >>"$WORK/ours-decode.log"
-  ) &
-  p0=$!
-  (
-    export CUDA_VISIBLE_DEVICES=1
-    timeout $T_HF_DECODE python3 bench/peers/hf_decode.py --contexts "$DECODE_CONTEXTS" --tokens "$DECODE_TOKENS" --layers "$HF_LAYERS" \
-      --out "$WORK/hf-decode.json" >"$WORK/hf-decode.md" 2>"$WORK/hf-decode.log"
-    echo "hf_decode.py rc=$?" >>"$WORK/hf-decode.log"
-  ) &
-  p1=$!
-  wait $p0; wait $p1
-  for f in ours-decode hf-decode; do
-    { echo "---- $f (stderr)"; cat "$WORK/$f.log"; echo "---- $f (stdout)"; cat "$WORK/$f.md"; } >>"$LOG" 2>/dev/null
-  done
-  { echo "---- decode JSON (ours)"; cat "$WORK/ours-decode/decode.json"; echo; echo "---- decode JSON (hf)"; cat "$WORK/hf-decode.json"; echo; } >>"$LOG" 2>/dev/null
-  cp "$WORK/ours-decode/decode.json" "$RES/ours-decode.json" 2>/dev/null
-  cp "$WORK/hf-decode.json" "$RES/hf-decode.json" 2>/dev/null
-  step "step 3 done after $(( $(date +%s) - t_start )) s"
-fi
-
 python3 bench/gpu/prefill_summary.py "$WORK" >"$OUT/summary.md" 2>>"$LOG"
-if [ "$DECODE" = 1 ]; then
-  { echo; echo "## decode ms/token (apb bench decode | bench/peers/hf_decode.py)"; echo;
-    grep -E "^\|" "$WORK/ours-decode.md"; echo; grep -E "^\|" "$WORK/hf-decode.md"; } >>"$OUT/summary.md" 2>/dev/null
-fi
 cp "$WORK/gpu1/prefill.json" "$OUT/gpu1-prefill.json" 2>/dev/null
 cp "$WORK/gpu2/prefill.json" "$OUT/gpu2-prefill.json" 2>/dev/null
 cp "$WORK/hf.json" "$WORK/sdpa.json" "$OUT/" 2>/dev/null
