@@ -3,16 +3,14 @@
 weights (built as hf_prefill.py builds it), sdpa attention, one GPU. Per context length: a random prompt prefilled into
 the cache (not timed), then --warmup untimed and --tokens timed greedy steps; a step is one token through the model with
 the cache, the argmax of its logits, and .item() (which waits for the GPU), timed by perf_counter. Median ms/token.
---cache dynamic (HF's default: DynamicCache, whose per-step torch.cat copies the cache) or static (StaticCache sized to
-the prompt plus the steps, filled by a prefill in --chunk-token pieces so that sdpa's mask stays small).
+The cache is HF's default DynamicCache (whose per-step torch.cat copies the cache).
 The floor is apb bench decode's: bf16 weights except the embedding table plus the whole KV cache, at --bandwidth-tbs.
 Run on the GPU machine only. Prints a markdown table; --out writes JSON with apb bench decode's result fields."""
-import argparse, json, os, statistics, sys, time
+import argparse, json, statistics, sys, time
 
 import torch
 import transformers
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hf_prefill import build  # the same random 8B-shape model as the prefill peer
 from peer_common import lengths
 
@@ -25,30 +23,14 @@ def floor_ms(config, params, n, bandwidth_tbs):
     return (weights + kv) / (bandwidth_tbs * 1e12) * 1e3
 
 
-def static_cache(config, max_len):
-    from transformers import StaticCache
-    try:  # transformers 5.x
-        return StaticCache(config=config, max_cache_len=max_len)
-    except TypeError:  # 4.x
-        return StaticCache(config=config, max_batch_size=1, max_cache_len=max_len, device="cuda", dtype=torch.bfloat16)
-
-
 def run_context(model, config, n, args, gen):
     ids = torch.randint(0, config.vocab_size, (1, n), device="cuda", generator=gen)
     steps = args.warmup + args.tokens
     torch.cuda.synchronize()
     t = time.perf_counter()
     with torch.inference_mode():
-        if args.cache == "static":
-            cache = static_cache(config, n + steps + 1)
-            out = None
-            for s in range(0, n, args.chunk):
-                e = min(n, s + args.chunk)
-                out = model(input_ids=ids[:, s:e], past_key_values=cache, use_cache=True,
-                            cache_position=torch.arange(s, e, device="cuda"), logits_to_keep=1)
-        else:
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         nxt.item()
     prefill_s = time.perf_counter() - t
@@ -56,17 +38,14 @@ def run_context(model, config, n, args, gen):
     ms = []
     with torch.inference_mode():
         for i in range(steps):
-            pos = n + i
             torch.cuda.synchronize()
             t = time.perf_counter()
-            kw = dict(cache_position=torch.tensor([pos], device="cuda")) if args.cache == "static" else {}
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True, **kw)
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             nxt.item()  # greedy decoding needs the token on the host: waits for the GPU
             if i >= args.warmup:
                 ms.append((time.perf_counter() - t) * 1e3)
-            if args.cache != "static":
-                cache = out.past_key_values
+            cache = out.past_key_values
             del out
     return prefill_s, ms
 
@@ -76,8 +55,6 @@ def main():
     ap.add_argument("--contexts", default="32k,128k")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=4)
-    ap.add_argument("--cache", choices=["dynamic", "static"], default="dynamic")
-    ap.add_argument("--chunk", type=int, default=8192, help="prefill piece for --cache static")
     ap.add_argument("--bandwidth-tbs", type=float, default=4.3)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
@@ -90,7 +67,7 @@ def main():
     torch.cuda.synchronize()
     dev = torch.cuda.get_device_name(0)
     print(f"hf decode: {params / 1e9:.2f}B parameters, transformers {transformers.__version__}, "
-          f"torch {torch.__version__}, {dev}, attn {config._attn_implementation}, cache {args.cache}, built in {time.perf_counter() - t0:.1f} s",
+          f"torch {torch.__version__}, {dev}, attn {config._attn_implementation}, cache dynamic, built in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr, flush=True)
     gen = torch.Generator(device="cuda").manual_seed(args.seed + 1)
     results = []
@@ -101,14 +78,14 @@ def main():
         try:
             prefill_s, ms = run_context(model, config, n, args, gen)
             med = statistics.median(ms)
-            r = dict(context=n, attention=f"sdpa, {args.cache} cache", status="ok", floor_ms=fl, ms_per_token=med, ms_runs=ms,
+            r = dict(context=n, attention="sdpa, dynamic cache", status="ok", floor_ms=fl, ms_per_token=med, ms_runs=ms,
                      tokens_per_s=1000 / med, floor_fraction=fl / med, prefill_s=prefill_s,
                      peak_gib=torch.cuda.max_memory_allocated() / 2**30)
         except torch.cuda.OutOfMemoryError as e:
-            r = dict(context=n, attention=f"sdpa, {args.cache} cache", status="oom", floor_ms=fl,
+            r = dict(context=n, attention="sdpa, dynamic cache", status="oom", floor_ms=fl,
                      note=f"OOM: {str(e).splitlines()[0][:200]}")
         except Exception as e:  # an API difference between transformers versions must not lose the other lengths
-            r = dict(context=n, attention=f"sdpa, {args.cache} cache", status="error", floor_ms=fl,
+            r = dict(context=n, attention="sdpa, dynamic cache", status="error", floor_ms=fl,
                      note=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
         results.append(r)
         print(f"hf decode n={n}: {json.dumps({k: v for k, v in r.items() if k != 'ms_runs'})}", file=sys.stderr, flush=True)
@@ -124,7 +101,7 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(engine="hf_transformers_sdpa", device=dev, transformers=transformers.__version__, torch=torch.__version__,
-                           cache=args.cache, layers=args.layers, tokens=args.tokens, warmup=args.warmup,
+                           cache="dynamic", layers=args.layers, tokens=args.tokens, warmup=args.warmup,
                            bandwidth_tbs=args.bandwidth_tbs, results=results), f, indent=1)
 
 
