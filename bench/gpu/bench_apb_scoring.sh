@@ -25,8 +25,6 @@ T_CHECK=${T_CHECK:-120}; T_FULL=${T_FULL:-150}; T_MULTI=${T_MULTI:-200}
 COMMON=(--device cuda --shape "$SHAPE" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
 require_apb
-step() { echo "== $(date -u +%T) $*" | tee -a "$LOG"; }
-t_start=$(date +%s)
 step "nvidia-smi"
 timeout 30 nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv 2>&1 | tee -a "$LOG"
 
@@ -40,15 +38,15 @@ p1=$!
   echo "apb bench prefill full rc=$?" >>"$WORK/gpu1.log" ) &
 p0=$!
 wait $p0; wait $p1
-{ echo "---- gpu1 (stderr)"; cat "$WORK/gpu1.log"; echo "---- gpu1 (stdout)"; cat "$WORK/gpu1.md"; } >>"$LOG" 2>/dev/null
-step "step 1 done after $(( $(date +%s) - t_start )) s"
+append_log gpu1
+step "step 1 done"
 
 step "2. apb launch --nproc-per-node 2 -- bench prefill --strategies apb,zigzag --lengths $LENGTHS"
 timeout $T_MULTI "$APB" launch --nproc-per-node 2 --timeout $((T_MULTI - 10)) --collective-timeout 60 -- \
   bench prefill "${COMMON[@]}" --lengths "$LENGTHS" --strategies apb,zigzag --out "$WORK/gpu2" >"$WORK/gpu2.md" 2>"$WORK/gpu2.log"
 echo "apb launch bench prefill rc=$?" >>"$WORK/gpu2.log"
-{ echo "---- gpu2 (stderr)"; cat "$WORK/gpu2.log"; echo "---- gpu2 (stdout)"; cat "$WORK/gpu2.md"; } >>"$LOG" 2>/dev/null
-step "step 2 done after $(( $(date +%s) - t_start )) s"
+append_log gpu2
+step "step 2 done"
 
 python3 bench/gpu/prefill_summary.py "$WORK" >"$OUT/summary.md" 2>>"$LOG"
 cp "$WORK/gpu1/prefill.json" "$OUT/gpu1-prefill.json" 2>/dev/null
@@ -86,5 +84,5 @@ cp "$OUT"/* "$RES/" 2>/dev/null
 echo; echo "== per-case tables: $RES/tables.md"
 grep -E "^\| (full|zigzag|apb) " "$OUT/tables.md" | cut -c1-400
 echo; cat "$OUT/summary.md"
-echo; echo "== $SHAPE, query $QUERY; $(( $(date +%s) - t_start )) s"
+echo; echo "== $SHAPE, query $QUERY; $(( $(date +%s) - t0 )) s"
 cat "$OUT/short.md"

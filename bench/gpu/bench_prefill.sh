@@ -33,8 +33,6 @@ T_ATTN=${T_ATTN:-60}; T_FULL=${T_FULL:-180}; T_SDPA=${T_SDPA:-90}; T_HF=${T_HF:-
 COMMON=(--device cuda --shape "$SHAPE" --lengths "$LENGTHS" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
 require_apb
-step() { echo "== $(date -u +%T) $*" | tee -a "$LOG"; }
-t_start=$(date +%s)
 
 step "nvidia-smi"
 timeout 30 nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$LOG"
@@ -59,17 +57,15 @@ p0=$!
 ) &
 p1=$!
 wait $p0; wait $p1
-for f in ours-attention gpu1 sdpa hf; do
-  { echo "---- $f (stderr)"; cat "$WORK/$f.log"; echo "---- $f (stdout)"; cat "$WORK/$f.md"; } >>"$LOG" 2>/dev/null
-done
-step "step 1 done after $(( $(date +%s) - t_start )) s"
+append_log ours-attention gpu1 sdpa hf
+step "step 1 done"
 
 step "2. apb launch --nproc-per-node 2 -- bench prefill --strategies $STRATEGIES"
 timeout $T_MULTI "$APB" launch --nproc-per-node 2 --timeout $((T_MULTI - 10)) --collective-timeout 60 -- \
   bench prefill "${COMMON[@]}" --strategies "$STRATEGIES" --out "$WORK/gpu2" >"$WORK/gpu2.md" 2>"$WORK/gpu2.log"
 echo "apb launch bench prefill rc=$?" >>"$WORK/gpu2.log"
-{ echo "---- gpu2 (stderr)"; cat "$WORK/gpu2.log"; echo "---- gpu2 (stdout)"; cat "$WORK/gpu2.md"; } >>"$LOG" 2>/dev/null
-step "step 2 done after $(( $(date +%s) - t_start )) s"
+append_log gpu2
+step "step 2 done"
 
 python3 bench/gpu/prefill_summary.py "$WORK" >"$OUT/summary.md" 2>>"$LOG"
 cp "$WORK/gpu1/prefill.json" "$OUT/gpu1-prefill.json" 2>/dev/null
@@ -83,5 +79,5 @@ echo
 echo "== per-case tables (ours): $RES/tables.md"
 grep -E "^\| (full|ring|zigzag|ulysses|star|apb) " "$OUT/tables.md" | cut -c1-400
 echo
-echo "== prefill: $SHAPE, query $QUERY tokens; $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x$(nvidia-smi -L | wc -l); $(( $(date +%s) - t_start )) s"
+echo "== prefill: $SHAPE, query $QUERY tokens; $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x$(nvidia-smi -L | wc -l); $(( $(date +%s) - t0 )) s"
 cat "$OUT/summary.md"

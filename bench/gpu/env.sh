@@ -3,6 +3,7 @@
 #   - the repository root as the working directory; APB = the published binary, OUT = where results go (the device
 #     tool brings back what lands under its $OUT), both overridable
 #   - the NVRTC kernel cache outside $OUT (only a few files come back from there; a fresh machine compiles once)
+#   - step (a step's heading, with the time and the seconds since the start) and append_log (a step's output into $LOG)
 set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,4 +18,25 @@ require_apb() {
   [ -x "$APB" ] && return 0
   echo "no apb binary at $APB: publish it first (dotnet publish src/Apb.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish/linux-x64)"
   exit 2
+}
+
+# The script's start, for step's "+N s". LOG starts empty: a script that sets it (after sourcing this) gets step's lines
+# appended to that file as well.
+t0=$(date +%s)
+LOG=
+
+# Prints "== HH:MM:SS (+N s) <text>" (N: seconds since the start), and appends it to $LOG when LOG is set.
+step() {
+  local line
+  line="== $(date -u +%T) (+$(( $(date +%s) - t0 )) s) $*"
+  if [ -n "$LOG" ]; then echo "$line" | tee -a "$LOG"; else echo "$line"; fi
+}
+
+# For each NAME: appends $WORK/NAME.log (the command's stderr) and $WORK/NAME.md (its stdout) to $LOG, each under a
+# "---- NAME (stderr)" / "---- NAME (stdout)" line (a missing file leaves its line with nothing under it).
+append_log() {
+  local f
+  for f; do
+    { echo "---- $f (stderr)"; cat "$WORK/$f.log"; echo "---- $f (stdout)"; cat "$WORK/$f.md"; } >>"$LOG" 2>/dev/null
+  done
 }

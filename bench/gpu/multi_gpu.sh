@@ -26,7 +26,6 @@ extra() { case $1 in apb) echo "--anchor 32 --passing 16";; *) echo "";; esac; }
 
 require_apb
 status=0
-step() { echo "== $*" | tee -a "$LOG"; }
 declare -A ROW
 
 step "nvidia-smi"
@@ -46,10 +45,10 @@ echo "one GPU vs CPU (full): rel $BASE; tolerance $TOL" | tee -a "$LOG"
 
 for s in "${STRATS[@]}"; do
   step "apb launch --nproc-per-node 2 -- logits --strategy $s"
-  t0=$(date +%s.%N)
+  ts=$(date +%s.%N)
   timeout 180 "$APB" launch --nproc-per-node 2 --timeout 150 --collective-timeout 60 -- logits "${COMMON[@]}" \
     --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cuda --timings --out "$WORK/gpu2-$s.json" >>"$LOG" 2>&1
-  rc=$?; secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  rc=$?; secs=$(python3 -c "print(f'{$(date +%s.%N)-$ts:.1f}')")
   case $s in star|apb) ref="$WORK/cpu-$s.json"; refname="cpu $s";; *) ref="$WORK/cpu-full.json"; refname="cpu full";; esac
   if [ $rc -ne 0 ]; then ROW[$s]="$s|launch rc=$rc|-|-|-|${secs}s|FAIL"; status=1; continue; fi
   c1=$(python3 tools/compare_logits.py --json "$ref" "$WORK/gpu2-$s.json"); c2=$(python3 tools/compare_logits.py --json "$WORK/gpu1-full.json" "$WORK/gpu2-$s.json")
@@ -68,8 +67,8 @@ multi_node() {
   # Issue #5's multi-node path on one machine: two launcher invocations, --nnodes 2, one GPU each, rendezvous over
   # loopback, NCCL with P2P and shared memory disabled so it takes its socket transport. Must equal one node with 2 GPUs.
   step "multi-node: 2 launchers x 1 GPU, --nnodes 2, NCCL sockets (zigzag)"
-  local port=$((29500 + RANDOM % 400)) t0 rc secs
-  t0=$(date +%s.%N)
+  local port=$((29500 + RANDOM % 400)) ts rc secs
+  ts=$(date +%s.%N)
   ( export CUDA_VISIBLE_DEVICES=1 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1
     timeout 180 "$APB" launch --nnodes 2 --node-rank 1 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port $port --timeout 150 \
       --collective-timeout 60 -- logits "${COMMON[@]}" --strategy zigzag --ranks 2 --fallback-below 0 --device cuda \
@@ -79,7 +78,7 @@ multi_node() {
     --master-addr 127.0.0.1 --master-port $port --timeout 150 --collective-timeout 60 -- logits "${COMMON[@]}" --strategy zigzag \
     --ranks 2 --fallback-below 0 --device cuda --out "$WORK/nnodes.json" >"$WORK/nnodes-node0.log" 2>&1
   rc=$?; wait $other; local rc1=$?
-  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$ts:.1f}')")
   cat "$WORK/nnodes-node0.log" "$WORK/nnodes-node1.log" >>"$LOG"
   if [ $rc -eq 0 ] && [ $rc1 -eq 0 ] && [ -f "$WORK/gpu2-zigzag.json" ]; then
     local c; c=$(python3 tools/compare_logits.py --json "$WORK/gpu2-zigzag.json" "$WORK/nnodes.json")
@@ -92,16 +91,16 @@ multi_node() {
 
 fault_kill() {
   step "fault: rank 1 stalls, then SIGKILL; the launcher must stop rank 0 and name rank 1"
-  local log="$WORK/fault-kill.log" t0 pid rc secs
+  local log="$WORK/fault-kill.log" ts pid rc secs
   APB_TEST_STALL_RANK=1 timeout 120 "$APB" launch --nproc-per-node 2 --collective-timeout 300 -- logits "${COMMON[@]}" \
     --strategy ring --ranks 2 --device cuda >"$log" 2>&1 &
   local launcher=$!
   for _ in $(seq 600); do grep -q "stalling" "$log" && break; sleep 0.1; done
   pid=$(sed -n 's/^\[launch\] rank 1: pid \([0-9]*\).*/\1/p' "$log")
-  t0=$(date +%s.%N)
+  ts=$(date +%s.%N)
   [ -n "$pid" ] && kill -9 "$pid"
   wait $launcher; rc=$?
-  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$ts:.1f}')")
   cat "$log" >>"$LOG"
   if [ $rc -ne 0 ] && grep -q "error: rank 1 exited with code 137" "$log" && python3 -c "import sys; sys.exit(0 if $secs < 60 else 1)"; then
     ROW[fault-kill]="fault: kill rank 1|launcher rc=$rc, names rank 1|-|-|${secs}s|ok"
@@ -109,12 +108,12 @@ fault_kill() {
 }
 fault_timeout() {
   step "fault: rank 1 stalls; rank 0's collective must time out, abort NCCL and fail"
-  local log="$WORK/fault-timeout.log" t0 rc secs
-  t0=$(date +%s.%N)
+  local log="$WORK/fault-timeout.log" ts rc secs
+  ts=$(date +%s.%N)
   APB_TEST_STALL_RANK=1 timeout 120 "$APB" launch --nproc-per-node 2 --timeout 100 --collective-timeout 15 -- logits "${COMMON[@]}" \
     --strategy ring --ranks 2 --device cuda >"$log" 2>&1
   rc=$?
-  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.1f}')")
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$ts:.1f}')")
   cat "$log" >>"$LOG"
   if [ $rc -ne 0 ] && grep -q "timed out after 15 s" "$log" && grep -q "error: rank 0 exited" "$log" && python3 -c "import sys; sys.exit(0 if $secs < 60 else 1)"; then
     ROW[fault-timeout]="fault: rank 1 stalls|rank 0 timed out, aborted, launcher rc=$rc|-|-|${secs}s|ok"

@@ -11,8 +11,6 @@ DEST="$OUT/single"; WORK=$(mktemp -d /tmp/apb-single.XXXX)
 mkdir -p "$DEST"
 DECODE_CONTEXTS=${DECODE_CONTEXTS:-32k,128k}
 S="$DEST/summary.md"
-t0=$(date +%s)
-step() { echo "== $(date -u +%T) (+$(( $(date +%s) - t0 )) s) $*"; }
 
 step "1. run.sh (check-kernels)"
 APB="$APB" OUT="$WORK/check" RES="$WORK/check-res" CHECK_TIMEOUT=${CHECK_TIMEOUT:-240} timeout 300 bash bench/gpu/run.sh >"$WORK/run.log" 2>&1
