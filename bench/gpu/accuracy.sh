@@ -29,27 +29,26 @@ status=0
 [ -f "$MODEL/config.json" ] || { echo "no $MODEL/config.json: MODEL must be a HF checkpoint folder"; exit 2; }
 
 COMMON=(--model "$MODEL" --device cuda --tasks all --length "$LENGTHS" --samples "$SAMPLES" --ranks "$RANKS")
-echo "== $TAG: ${STRATEGIES} x${RANKS}, $LENGTHS, $SAMPLES samples per task ($(date -u +%T))" | tee -a "$LOG"
-t=$(date +%s)
-timeout "$T_EVAL" "$APB" eval ruler "${COMMON[@]}" --strategies "$STRATEGIES" --json "$DEST/$TAG.json" \
-  >"$DEST/$TAG.md" 2>>"$LOG"
-rc=$?; echo "rc=$rc in $(( $(date +%s) - t )) s" | tee -a "$LOG"; [ $rc -eq 0 ] || status=1
+# One eval step: eval_ruler NAME HEADING FLAGS...: `apb eval ruler` with COMMON and FLAGS, bounded by T_EVAL; writes
+# $DEST/NAME.json and NAME.md, its stderr and "rc=... in N s" go to $LOG; a non-zero rc sets status=1.
+eval_ruler() {
+  local name=$1 heading=$2 t rc
+  shift 2
+  echo "== $name: $heading ($(date -u +%T))" | tee -a "$LOG"
+  t=$(date +%s)
+  timeout "$T_EVAL" "$APB" eval ruler "${COMMON[@]}" "$@" --json "$DEST/$name.json" >"$DEST/$name.md" 2>>"$LOG"
+  rc=$?; echo "rc=$rc in $(( $(date +%s) - t )) s" | tee -a "$LOG"; [ $rc -eq 0 ] || status=1
+}
+
+eval_ruler "$TAG" "${STRATEGIES} x${RANKS}, $LENGTHS, $SAMPLES samples per task" --strategies "$STRATEGIES"
 cat "$DEST/$TAG.md"
 
 if [ -f "$MODEL/retaining_heads.safetensors" ] && [[ ",$STRATEGIES," == *",apb,"* ]]; then
-  echo "== $TAG-retaining: apb x${RANKS} with the retaining heads ($(date -u +%T))" | tee -a "$LOG"
-  t=$(date +%s)
-  timeout "$T_EVAL" "$APB" eval ruler "${COMMON[@]}" --strategies apb --scorer retaining --json "$DEST/$TAG-retaining.json" \
-    >"$DEST/$TAG-retaining.md" 2>>"$LOG"
-  rc=$?; echo "rc=$rc in $(( $(date +%s) - t )) s" | tee -a "$LOG"; [ $rc -eq 0 ] || status=1
+  eval_ruler "$TAG-retaining" "apb x${RANKS} with the retaining heads" --strategies apb --scorer retaining
   cat "$DEST/$TAG-retaining.md"
 fi
 for lp in ${PASSING//,/ }; do
-  echo "== $TAG-lp$lp: apb x${RANKS}, query-aware, passing length $lp ($(date -u +%T))" | tee -a "$LOG"
-  t=$(date +%s)
-  timeout "$T_EVAL" "$APB" eval ruler "${COMMON[@]}" --strategies apb --passing "$lp" --json "$DEST/$TAG-lp$lp.json" \
-    >"$DEST/$TAG-lp$lp.md" 2>>"$LOG"
-  rc=$?; echo "rc=$rc in $(( $(date +%s) - t )) s" | tee -a "$LOG"; [ $rc -eq 0 ] || status=1
+  eval_ruler "$TAG-lp$lp" "apb x${RANKS}, query-aware, passing length $lp" --strategies apb --passing "$lp"
   grep -F "**mean**" "$DEST/$TAG-lp$lp.md"
 done
 exit $status
