@@ -44,7 +44,8 @@ rc=$?
 [ $rc -eq 124 ] && echo "check-kernels TIMED OUT" | tee -a "$OUT/check-kernels.err"
 cat "$OUT/check-kernels.err"
 
-cp "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.err "$RES/" 2>/dev/null
+# (RES may be OUT itself, as single_gpu.sh sets it: then there is nothing to copy, and cp would fail on each file)
+[ "$RES" -ef "$OUT" ] || cp "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.err "$RES/" 2>/dev/null
 
 echo
 echo "== failures (full table: $RES/check-kernels.txt)"

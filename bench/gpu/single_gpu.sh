@@ -13,7 +13,7 @@ DECODE_CONTEXTS=${DECODE_CONTEXTS:-32k,128k}
 S="$DEST/summary.md"
 
 step "1. run.sh (check-kernels)"
-APB="$APB" OUT="$WORK/check" RES="$WORK/check-res" CHECK_TIMEOUT=${CHECK_TIMEOUT:-240} timeout 300 bash bench/gpu/run.sh >"$WORK/run.log" 2>&1
+APB="$APB" OUT="$WORK/check" RES="$WORK/check" CHECK_TIMEOUT=${CHECK_TIMEOUT:-240} timeout 300 bash bench/gpu/run.sh >"$WORK/run.log" 2>&1
 echo "run.sh rc=$?" >>"$WORK/run.log"
 { echo "# single-GPU checks and benchmarks ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F))"; echo;
   echo '```'; grep -E "^check-kernels:|FAIL" "$WORK/check/check-kernels.txt" | head -30; sed -n '/^timing/,$p' "$WORK/check/check-kernels.txt"; echo '```'; } >"$S"
