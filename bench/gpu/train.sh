@@ -73,14 +73,11 @@ if ls "$DEST"/model.tar.part-* >/dev/null 2>&1; then
   echo "pack sha256 $sum (metrics.json: ${want:-none}) $([ "$sum" = "$want" ] && echo OK || echo MISMATCH)"
   cat "$DEST"/model.tar.part-* | tar t
 fi
+# (the select and eval lines are in train.log already: tools/train_small_model.py logs them)
 python3 - "$DEST/metrics.json" <<'EOF' 2>/dev/null
 import json, sys
 m = json.load(open(sys.argv[1]))
 print("steps", m.get("steps"), "final length", m.get("final_length"), "best", m.get("best"))
-for s in m.get("select", []):
-    print("select step", s["step"], "score", s["score"], s["groups"], s["by_length"])
-for L, row in m.get("eval", {}).items():
-    print("eval", L, " ".join(f"{k}={v}" for k, v in row.items()))
 EOF
 n=$(find "$DEST" -type f | wc -l)
 [ "$n" -le 8 ] || echo "WARNING: $n files under $DEST: only 8 come back"
