@@ -3,12 +3,32 @@
 # GPU machine, with the apb binary published beforehand): each entry of VARIANTS is handed to NVRTC as -D options through
 # APB_KERNEL_DEFINES, so no rebuild is needed. Also prints the compiler's full resource report for the kernel and, when
 # Nsight Compute is installed, a short profile of the default variant. Results: $OUT/variants.md (+ ncu.txt).
+# VARIANTS is required (there is no default): ';' between variants, ',' between the NAME=VALUE defines of one variant,
+# e.g. VARIANTS="HOP_X=0;HOP_X=1". Each NAME must be a macro the kernel guards with #ifndef NAME (a default the -D can
+# replace); a -D of any other name compiles the same kernel, so the variants would time one kernel several times. The
+# committed kernel has no such knob: add it there first. (The HOP_SERIAL / HOP_PINGPONG / HOP_FAST_EXP / HOP_DEFER_PV /
+# HOP_STAGES rows in bench/results/cuda-20261128-hopper/variants-*.md come from kernel versions never committed.)
 source "$(dirname "$0")/env.sh"
 LENGTHS=${LENGTHS:-16k,128k}
-VARIANTS=${VARIANTS:-"HOP_SERIAL=1;HOP_PINGPONG=0;HOP_PINGPONG=1"}
+VARIANTS=${VARIANTS:-}
 F=src/Apb.Core/Cuda/Kernels/attention_hopper.cu
 
+knob_error() {
+  echo "attention_variants.sh: $1"
+  echo "  VARIANTS=\"A=1;A=0,B=2\" (';' between variants, ',' between defines); each name must be a macro that $F"
+  echo "  guards with #ifndef NAME, so that the -D replaces its default. A name the kernel does not guard changes nothing and"
+  echo "  the variants would time the same kernel. Add the #ifndef-guarded knob to the kernel first."
+  exit 2
+}
+[ -n "$VARIANTS" ] || knob_error "VARIANTS is required (there is no default set of variants)."
 IFS=';' read -ra VS <<< "$VARIANTS"
+for v in "${VS[@]}"; do
+  IFS=',' read -ra DS <<< "$v"
+  for d in "${DS[@]}"; do
+    name=${d%%=*}
+    grep -Eq "^[[:space:]]*#[[:space:]]*ifndef[[:space:]]+$name([[:space:]]|$)" "$F" || knob_error "$name is not an #ifndef-guarded macro in $F."
+  done
+done
 if command -v nvcc >/dev/null; then
   for v in "${VS[@]}"; do
     echo "== ptxas -v $F ($v)"
