@@ -9,32 +9,25 @@ public class BenchDecodeTests
     [Fact]
     public void DecodeBenchTimesEveryContextAndWritesTheSharedJsonFields()
     {
-        var dir = Path.Combine(Path.GetTempPath(), $"apb-bench-decode-{Guid.NewGuid():N}");
-        try
-        {
-            var o = new StringWriter(); var e = new StringWriter();
-            int code = Apb.Cli.Cli.Run(["bench", "decode", "--shape", "tiny", "--contexts", "40,1k", "--tokens", "3", "--warmup", "1", "--out", dir], o, e);
-            Assert.True(code == 0, e.ToString() + o);
-            Assert.Contains("| apb | cpu | 1024 |", o.ToString());
+        using var tmp = new TempDir();
+        var dir = tmp.File("bench"); // not there yet: the bench creates it
+        var (code, output, err) = CliRun.Apb("bench", "decode", "--shape", "tiny", "--contexts", "40,1k", "--tokens", "3", "--warmup", "1", "--out", dir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("| apb | cpu | 1024 |", output);
 
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "decode.json")));
-            var root = doc.RootElement;
-            Assert.Equal("apb", root.GetProperty("engine").GetString());
-            Assert.Equal(3, root.GetProperty("tokens").GetInt32());
-            var results = root.GetProperty("results").EnumerateArray().ToList();
-            Assert.Equal([40, 1024], results.Select(r => r.GetProperty("context").GetInt32()));
-            foreach (var r in results)
-            {
-                Assert.Equal("ok", r.GetProperty("status").GetString());
-                Assert.Equal(3, r.GetProperty("ms_runs").GetArrayLength());
-                Assert.InRange(r.GetProperty("ms_per_token").GetDouble(), 1e-4, 1e4);
-                Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
-                Assert.Equal(JsonValueKind.Null, r.GetProperty("floor_ms").ValueKind); // no HBM floor on the CPU
-            }
-        }
-        finally
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "decode.json")));
+        var root = doc.RootElement;
+        Assert.Equal("apb", root.GetProperty("engine").GetString());
+        Assert.Equal(3, root.GetProperty("tokens").GetInt32());
+        var results = root.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal([40, 1024], results.Select(r => r.GetProperty("context").GetInt32()));
+        foreach (var r in results)
         {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            Assert.Equal("ok", r.GetProperty("status").GetString());
+            Assert.Equal(3, r.GetProperty("ms_runs").GetArrayLength());
+            Assert.InRange(r.GetProperty("ms_per_token").GetDouble(), 1e-4, 1e4);
+            Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
+            Assert.Equal(JsonValueKind.Null, r.GetProperty("floor_ms").ValueKind); // no HBM floor on the CPU
         }
     }
 }

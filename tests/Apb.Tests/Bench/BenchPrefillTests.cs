@@ -10,71 +10,58 @@ namespace Apb.Tests.Bench;
 /// <summary>`apb bench prefill` on the CPU with a tiny random-weight shape, and the random-weight generator itself.</summary>
 public class BenchPrefillTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Apb.Cli.Cli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
     [Fact]
     public void PrefillBenchRunsEveryStrategyAndWritesSaneJson()
     {
-        var dir = Path.Combine(Path.GetTempPath(), $"apb-bench-test-{Guid.NewGuid():N}");
-        try
-        {
-            var (code, output, err) = Run("bench", "prefill", "--shape", "tiny", "--ranks", "2", "--lengths", "64,128",
-                "--strategies", "full,ring,zigzag,ulysses,star,apb", "--query", "8", "--warmup", "1", "--repeats", "2", "--out", dir);
-            Assert.True(code == 0, err + output);
-            Assert.Contains("| apb | 128 | 2 |", output);
-            Assert.True(File.Exists(Path.Combine(dir, "prefill.md")));
+        using var tmp = new TempDir();
+        var dir = tmp.File("bench"); // not there yet: the bench creates it
+        var (code, output, err) = CliRun.Apb("bench", "prefill", "--shape", "tiny", "--ranks", "2", "--lengths", "64,128",
+            "--strategies", "full,ring,zigzag,ulysses,star,apb", "--query", "8", "--warmup", "1", "--repeats", "2", "--out", dir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("| apb | 128 | 2 |", output);
+        Assert.True(File.Exists(Path.Combine(dir, "prefill.md")));
 
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
-            var root = doc.RootElement;
-            Assert.Equal("tiny", root.GetProperty("model").GetString());
-            Assert.Equal(2, root.GetProperty("shape").GetProperty("layers").GetInt32());
-            var results = root.GetProperty("results").EnumerateArray().ToList();
-            Assert.Equal(12, results.Count);
-            var phases = root.GetProperty("phases").EnumerateArray().Select(p => p.GetString()!).ToArray();
-            foreach (var r in results)
-            {
-                string s = r.GetProperty("strategy").GetString()!;
-                Assert.Equal("ok", r.GetProperty("status").GetString());
-                Assert.Equal(s == "full" ? 1 : 2, r.GetProperty("ranks").GetInt32());
-                double secs = r.GetProperty("seconds").GetDouble();
-                Assert.InRange(secs, 1e-6, 60);
-                Assert.Equal(2, r.GetProperty("seconds_runs").GetArrayLength());
-                Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
-                var p = r.GetProperty("profile");
-                var totals = p.GetProperty("rank_total_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
-                Assert.Equal(s == "full" ? 1 : 2, totals.Length);
-                Assert.All(totals, t => Assert.True(t > 0));
-                Assert.InRange(p.GetProperty("imbalance").GetDouble(), 1.0, 1e3);
-                int slow = p.GetProperty("slowest_rank").GetInt32();
-                Assert.Equal(totals.Max(), totals[slow]);
-                var slowest = p.GetProperty("slowest_phases_ms");
-                Assert.All(phases, ph => Assert.True(slowest.GetProperty(ph).GetDouble() >= 0));
-                // The phases add up to the slowest rank's total.
-                Assert.InRange(phases.Sum(ph => slowest.GetProperty(ph).GetDouble()) - totals[slow], -1e-3, 1e-3);
-                Assert.True(slowest.GetProperty("attention").GetDouble() > 0);
-                if (s is "ring" or "zigzag" or "ulysses" or "apb")
-                    Assert.True(p.GetProperty("rank_sent_mb").EnumerateArray().Sum(x => x.GetDouble()) > 0, $"{s} sent nothing");
-                if (s == "apb") Assert.StartsWith("l_a ", r.GetProperty("plan").GetString());
-            }
-        }
-        finally
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
+        var root = doc.RootElement;
+        Assert.Equal("tiny", root.GetProperty("model").GetString());
+        Assert.Equal(2, root.GetProperty("shape").GetProperty("layers").GetInt32());
+        var results = root.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(12, results.Count);
+        var phases = root.GetProperty("phases").EnumerateArray().Select(p => p.GetString()!).ToArray();
+        foreach (var r in results)
         {
-            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+            string s = r.GetProperty("strategy").GetString()!;
+            Assert.Equal("ok", r.GetProperty("status").GetString());
+            Assert.Equal(s == "full" ? 1 : 2, r.GetProperty("ranks").GetInt32());
+            double secs = r.GetProperty("seconds").GetDouble();
+            Assert.InRange(secs, 1e-6, 60);
+            Assert.Equal(2, r.GetProperty("seconds_runs").GetArrayLength());
+            Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
+            var p = r.GetProperty("profile");
+            var totals = p.GetProperty("rank_total_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(s == "full" ? 1 : 2, totals.Length);
+            Assert.All(totals, t => Assert.True(t > 0));
+            Assert.InRange(p.GetProperty("imbalance").GetDouble(), 1.0, 1e3);
+            int slow = p.GetProperty("slowest_rank").GetInt32();
+            Assert.Equal(totals.Max(), totals[slow]);
+            var slowest = p.GetProperty("slowest_phases_ms");
+            Assert.All(phases, ph => Assert.True(slowest.GetProperty(ph).GetDouble() >= 0));
+            // The phases add up to the slowest rank's total.
+            Assert.InRange(phases.Sum(ph => slowest.GetProperty(ph).GetDouble()) - totals[slow], -1e-3, 1e-3);
+            Assert.True(slowest.GetProperty("attention").GetDouble() > 0);
+            if (s is "ring" or "zigzag" or "ulysses" or "apb")
+                Assert.True(p.GetProperty("rank_sent_mb").EnumerateArray().Sum(x => x.GetDouble()) > 0, $"{s} sent nothing");
+            if (s == "apb") Assert.StartsWith("l_a ", r.GetProperty("plan").GetString());
         }
     }
 
     [Fact]
     public void UnknownShapeAndBadLengthsAreErrorsNotCrashes()
     {
-        var a = Run("bench", "prefill", "--shape", "nope", "--lengths", "64", "--out", Path.GetTempPath());
+        var a = CliRun.Apb("bench", "prefill", "--shape", "nope", "--lengths", "64", "--out", Path.GetTempPath());
         Assert.Equal(1, a.Code);
         Assert.Contains("unknown model shape 'nope'", a.Err);
-        var b = Run("bench", "prefill", "--shape", "tiny", "--lengths", "12q", "--out", Path.GetTempPath());
+        var b = CliRun.Apb("bench", "prefill", "--shape", "tiny", "--lengths", "12q", "--out", Path.GetTempPath());
         Assert.Equal(1, b.Code);
         Assert.Contains("--lengths", b.Err);
     }
@@ -82,19 +69,13 @@ public class BenchPrefillTests
     [Fact]
     public void LengthsAcceptAKSuffix()
     {
-        var dir = Path.Combine(Path.GetTempPath(), $"apb-bench-test-{Guid.NewGuid():N}");
-        try
-        {
-            var (code, _, err) = Run("bench", "prefill", "--shape", "tiny", "--lengths", "1k", "--strategies", "full",
-                "--warmup", "0", "--repeats", "1", "--no-profile", "--out", dir);
-            Assert.True(code == 0, err);
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
-            Assert.Equal(1024, doc.RootElement.GetProperty("results")[0].GetProperty("length").GetInt32());
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        }
+        using var tmp = new TempDir();
+        var dir = tmp.File("bench");
+        var (code, _, err) = CliRun.Apb("bench", "prefill", "--shape", "tiny", "--lengths", "1k", "--strategies", "full",
+            "--warmup", "0", "--repeats", "1", "--no-profile", "--out", dir);
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "prefill.json")));
+        Assert.Equal(1024, doc.RootElement.GetProperty("results")[0].GetProperty("length").GetInt32());
     }
 
     [Fact]

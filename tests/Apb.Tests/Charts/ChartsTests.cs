@@ -7,21 +7,12 @@ namespace Apb.Tests.Charts;
 /// <summary>`apb-charts ruler|prefill`: PNGs from the committed result files and from tiny hand-made JSON; bad input.</summary>
 public sealed class ChartsTests : IDisposable
 {
-    readonly string _dir = Path.Combine(Path.GetTempPath(), $"apb-charts-test-{Guid.NewGuid():N}");
-
-    public ChartsTests() => Directory.CreateDirectory(_dir);
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+    readonly TempDir _tmp = new();
+    public void Dispose() => _tmp.Dispose();
 
     static string PrefillRun => Path.Combine(Repo.Root, "bench", "results", "prefill-20261128-135235");
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = ChartsCli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
-    string Temp(string name) => Path.Combine(_dir, name);
+    string Temp(string name) => _tmp.File(name);
 
     string WriteJson(string name, string json) { var p = Temp(name); File.WriteAllText(p, json); return p; }
 
@@ -46,7 +37,7 @@ public sealed class ChartsTests : IDisposable
     public void RulerChartOfTheCommittedEmbeddedModelResults()
     {
         var output = Temp("ruler.png");
-        var (code, stdout, stderr) = Run("ruler", "--json", Path.Combine(Repo.EmbeddedModel, "ruler_1k.json"), "--out", output);
+        var (code, stdout, stderr) = CliRun.Charts("ruler", "--json", Path.Combine(Repo.EmbeddedModel, "ruler_1k.json"), "--out", output);
         Assert.True(code == 0, stderr);
         Assert.Contains("wrote", stdout);
         AssertChartPng(output);
@@ -71,7 +62,7 @@ public sealed class ChartsTests : IDisposable
             ]}
             """);
         var output = Temp("tiny-ruler.png");
-        var (code, stdout, stderr) = Run("ruler", "--json", a, "--json", b, "--out", output);
+        var (code, stdout, stderr) = CliRun.Charts("ruler", "--json", a, "--json", b, "--out", output);
         Assert.True(code == 0, stderr);
         AssertChartPng(output);
         Assert.Equal(Temp("tiny-ruler-by-length.png"), RulerChart.ByLengthPath(output));
@@ -99,11 +90,11 @@ public sealed class ChartsTests : IDisposable
         Assert.Null(rows[0].Variant); // full never takes a label
 
         var output = Temp("variants.png");
-        var (code, _, stderr) = Run("ruler", "--json", query, "--json", retaining + "=retaining heads", "--json", named, "--out", output);
+        var (code, _, stderr) = CliRun.Charts("ruler", "--json", query, "--json", retaining + "=retaining heads", "--json", named, "--out", output);
         Assert.True(code == 0, stderr);
         AssertChartPng(output);
 
-        var (bad, _, err) = Run("ruler", "--json", retaining + "=", "--out", Temp("x.png"));
+        var (bad, _, err) = CliRun.Charts("ruler", "--json", retaining + "=", "--out", Temp("x.png"));
         Assert.Equal(1, bad);
         Assert.Contains("empty variant", err);
     }
@@ -112,7 +103,7 @@ public sealed class ChartsTests : IDisposable
     public void PrefillChartOfTheCommittedBenchRunFilesAndFolder()
     {
         var output = Temp("prefill.png");
-        var (code, _, stderr) = Run("prefill", "--json", Path.Combine(PrefillRun, "gpu1-prefill.json"),
+        var (code, _, stderr) = CliRun.Charts("prefill", "--json", Path.Combine(PrefillRun, "gpu1-prefill.json"),
             "--json", Path.Combine(PrefillRun, "gpu2-prefill.json"), "--json", Path.Combine(PrefillRun, "hf.json"), "--out", output);
         Assert.True(code == 0, stderr);
         AssertChartPng(output);
@@ -141,7 +132,7 @@ public sealed class ChartsTests : IDisposable
             ]}
             """);
         var output = Temp("tiny-prefill.png");
-        var (code, _, stderr) = Run("prefill", "--json", ours, "--json", peer, "--out", output);
+        var (code, _, stderr) = CliRun.Charts("prefill", "--json", ours, "--json", peer, "--out", output);
         Assert.True(code == 0, stderr);
         AssertChartPng(output);
         var data = ResultFiles.LoadPrefill([ours, peer]);
@@ -171,7 +162,7 @@ public sealed class ChartsTests : IDisposable
             "no-out" => ["ruler", "--json", ruler],
             _ => ["pie", "--json", ruler, "--out", output],
         };
-        var (code, _, stderr) = Run(args);
+        var (code, _, stderr) = CliRun.Charts(args);
         Assert.Equal(1, code);
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Single(lines);

@@ -6,17 +6,10 @@ namespace Apb.Tests.Cli;
 /// <summary>The `apb` command run in-process: what a user sees on stdout/stderr and the exit code.</summary>
 public class CliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Apb.Cli.Cli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
     [Fact]
     public void GenerateOnTheEmbeddedModelPrintsTextAndTimings()
     {
-        var (code, output, err) = Run("generate", "--model", Repo.TinyModel, "-n", "8");
+        var (code, output, err) = CliRun.Apb("generate", "--model", Repo.TinyModel, "-n", "8");
         Assert.Equal(0, code);
         Assert.Contains("prefill:", err);
         Assert.Contains("tok/s", err);
@@ -29,7 +22,7 @@ public class CliTests
         // The README's first command: the trained embedded model finds the needle with APB over 4 ranks and with full.
         // Like `dotnet run` from the repository root, the CLI looks for models/embedded above the working directory.
         Directory.SetCurrentDirectory(Repo.Root);
-        var (code, output, err) = Run("generate");
+        var (code, output, err) = CliRun.Apb("generate");
         Assert.True(code == 0, err);
         Assert.Contains("expected:", output);
         Assert.Contains("apb x4:", output);
@@ -41,11 +34,11 @@ public class CliTests
     [Fact]
     public void GreedyGenerationIsDeterministicAndSamplingFollowsTheSeed()
     {
-        var a = Run("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
-        var b = Run("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
+        var a = CliRun.Apb("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
+        var b = CliRun.Apb("generate", "--model", Repo.TinyModel, "-n", "6", "--prompt", "abc");
         Assert.Equal(a.Out, b.Out);
-        var s1 = Run("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
-        var s2 = Run("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        var s1 = CliRun.Apb("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
+        var s2 = CliRun.Apb("generate", "--model", Repo.TinyModel, "-n", "12", "--prompt", "abc", "-t", "1.5", "--seed", "7", "--top-k", "50", "--top-p", "0.95");
         Assert.Equal(0, s1.Code);
         Assert.Equal(s1.Out, s2.Out);
     }
@@ -58,7 +51,7 @@ public class CliTests
         try
         {
             var ids = string.Join(",", fx.PromptIds.Take(40));
-            var (code, _, err) = Run("logits", "--model", fx.Dir, "--ids", ids, "--out", path);
+            var (code, _, err) = CliRun.Apb("logits", "--model", fx.Dir, "--ids", ids, "--out", path);
             Assert.True(code == 0, err);
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
             var rows = doc.RootElement.GetProperty("logits").EnumerateArray().ToArray();
@@ -84,7 +77,7 @@ public class CliTests
     [Fact]
     public void InspectDescribesTheModel()
     {
-        var (code, output, _) = Run("inspect", "--model", Repo.Fixture("qwen2-tiny"));
+        var (code, output, _) = CliRun.Apb("inspect", "--model", Repo.Fixture("qwen2-tiny"));
         Assert.Equal(0, code);
         Assert.Contains("Qwen2ForCausalLM", output);
         Assert.Contains("5 heads, 1 kv heads", output);
@@ -103,7 +96,7 @@ public class CliTests
     public void BadInputGivesOneClearErrorAndExitCode1(string expected, params string[] args)
     {
         var full = args.Contains("--model") ? args : args.Append("--model").Append(Repo.TinyModel).ToArray();
-        var (code, _, err) = Run(full);
+        var (code, _, err) = CliRun.Apb(full);
         Assert.Equal(1, code);
         Assert.Contains(expected, err);
         Assert.DoesNotContain("   at ", err); // no stack trace
@@ -117,7 +110,7 @@ public class CliTests
         File.WriteAllText(path, string.Concat(Enumerable.Repeat("lorem ipsum dolor ", 3000)));
         try
         {
-            var (code, _, err) = Run("generate", "--model", Repo.Fixture("llama-headdim-sharded"), "--prompt-file", path, "--chat", "false");
+            var (code, _, err) = CliRun.Apb("generate", "--model", Repo.Fixture("llama-headdim-sharded"), "--prompt-file", path, "--chat", "false");
             Assert.Equal(1, code);
             Assert.Contains("max_position_embeddings is 2048", err);
         }

@@ -7,13 +7,6 @@ namespace Apb.Tests.Cuda;
 /// <summary>The CUDA backend's host side, testable without a GPU: library resolution, the kernel cache key, doctor.</summary>
 public class CudaHostTests
 {
-    static string TempDir()
-    {
-        string d = Path.Combine(Path.GetTempPath(), "apb-cuda-test-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(d);
-        return d;
-    }
-
     [Fact]
     public void SearchFoldersFollowTheDocumentedOrder()
     {
@@ -26,7 +19,8 @@ public class CudaHostTests
     [Fact]
     public void MissingLibraryLeavesAReadableTraceAndNoCrash()
     {
-        string empty = TempDir();
+        using var tmp = new TempDir();
+        string empty = tmp.Path;
         var r = new NativeResolver(n => n == "APB_CUDA_LIB_DIR" ? empty : null);
         nint h = r.TryLoad("driver", "libapb-test-missing.so.1");
         Assert.Equal(0, h);
@@ -38,7 +32,8 @@ public class CudaHostTests
     [Fact]
     public void AFileThatIsNotALibrarySaysDlopenFailed()
     {
-        string dir = TempDir();
+        using var tmp = new TempDir();
+        string dir = tmp.Path;
         File.WriteAllText(Path.Combine(dir, "libapb-test-bogus.so.1"), "not an ELF file");
         var r = new NativeResolver(n => n == "APB_CUDA_LIB_DIR" ? dir : null);
         Assert.Equal(0, r.TryLoad("bogus", "libapb-test-bogus.so.1"));
@@ -161,10 +156,8 @@ public class CudaHostTests
     [Fact]
     public void DoctorExitsZeroAndSaysWhetherThereIsAGpu()
     {
-        var stdout = new StringWriter(); var stderr = new StringWriter();
-        int rc = Apb.Cli.Cli.Run(["doctor", "--no-compile"], stdout, stderr);
+        var (rc, text, _) = CliRun.Apb("doctor", "--no-compile");
         Assert.Equal(0, rc);
-        string text = stdout.ToString();
         if (GpuFactAttribute.Probe() is null)
             Assert.Contains("cuda:0", text);
         else
@@ -179,9 +172,8 @@ public class CudaHostTests
     public void CudaDeviceWithoutAGpuIsAClearError()
     {
         if (GpuFactAttribute.Probe() is null) return; // meaningful only where there is no GPU
-        var stdout = new StringWriter(); var stderr = new StringWriter();
-        int rc = Apb.Cli.Cli.Run(["logits", "--device", "cuda", "--ids", "1,2,3", "--model", Repo.Fixture("llama-tiny")], stdout, stderr);
+        var (rc, _, err) = CliRun.Apb("logits", "--device", "cuda", "--ids", "1,2,3", "--model", Repo.Fixture("llama-tiny"));
         Assert.Equal(1, rc);
-        Assert.Contains("no CUDA driver found", stderr.ToString());
+        Assert.Contains("no CUDA driver found", err);
     }
 }

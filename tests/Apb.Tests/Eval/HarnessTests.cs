@@ -12,13 +12,6 @@ public class HarnessTests
 {
     static string SmallModel => Repo.EmbeddedModel;
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Apb.Cli.Cli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
     /// <summary>
     /// The CI slice of the accuracy issue: every task, 2 samples each at 1K tokens, through the CLI on the CPU. Measured
     /// on the committed model (run 4): full 94.4 (every needle task and vt 100), APB x4 with the retaining heads 89.2.
@@ -27,26 +20,22 @@ public class HarnessTests
     [Fact]
     public void TrainedSmallModelKeepsItsAccuracyOnAOneKSliceOfEveryTask()
     {
-        string full = Path.Combine(Path.GetTempPath(), $"apb-ci-full-{Guid.NewGuid():N}.json");
-        string apb = Path.Combine(Path.GetTempPath(), $"apb-ci-apb-{Guid.NewGuid():N}.json");
-        try
-        {
-            string[] common = ["eval", "ruler", "--model", SmallModel, "--tasks", "all", "--length", "1k", "--samples", "2", "--ranks", "4"];
-            var (code, table, err) = Run([.. common, "--strategies", "full", "--json", full]);
-            Assert.True(code == 0, err);
-            var rows = Accuracies(full);
-            Assert.Equal(11, rows.Count);
-            string[] retrieval = [.. RulerTasks.All.Select(t => t.Name).Where(n => n.StartsWith("niah_", StringComparison.Ordinal)), "vt"];
-            double retrievalMean = retrieval.Average(t => rows[t]), fullMean = rows.Values.Average();
-            Assert.True(retrievalMean >= 0.9, $"full attention: needle tasks and vt {retrievalMean:F3} (was 1.0 when committed)\n{table}");
-            Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (was 0.944 when committed)\n{table}");
+        using var tmp = new TempDir();
+        string full = tmp.File("full.json"), apb = tmp.File("apb.json");
+        string[] common = ["eval", "ruler", "--model", SmallModel, "--tasks", "all", "--length", "1k", "--samples", "2", "--ranks", "4"];
+        var (code, table, err) = CliRun.Apb([.. common, "--strategies", "full", "--json", full]);
+        Assert.True(code == 0, err);
+        var rows = Accuracies(full);
+        Assert.Equal(11, rows.Count);
+        string[] retrieval = [.. RulerTasks.All.Select(t => t.Name).Where(n => n.StartsWith("niah_", StringComparison.Ordinal)), "vt"];
+        double retrievalMean = retrieval.Average(t => rows[t]), fullMean = rows.Values.Average();
+        Assert.True(retrievalMean >= 0.9, $"full attention: needle tasks and vt {retrievalMean:F3} (was 1.0 when committed)\n{table}");
+        Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (was 0.944 when committed)\n{table}");
 
-            (code, table, err) = Run([.. common, "--strategies", "apb", "--scorer", "retaining", "--json", apb]);
-            Assert.True(code == 0, err);
-            double apbMean = Accuracies(apb).Values.Average();
-            Assert.True(apbMean >= fullMean - 0.12, $"APB x4 with the retaining heads: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
-        }
-        finally { File.Delete(full); File.Delete(apb); }
+        (code, table, err) = CliRun.Apb([.. common, "--strategies", "apb", "--scorer", "retaining", "--json", apb]);
+        Assert.True(code == 0, err);
+        double apbMean = Accuracies(apb).Values.Average();
+        Assert.True(apbMean >= fullMean - 0.12, $"APB x4 with the retaining heads: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
     }
 
     static Dictionary<string, double> Accuracies(string json)
@@ -59,69 +48,60 @@ public class HarnessTests
     [Fact]
     public void RulerCommandOnTheEmbeddedModelReportsFractionsPerStrategyLengthAndTask()
     {
-        string json = Path.Combine(Path.GetTempPath(), $"apb-ruler-{Guid.NewGuid():N}.json");
-        try
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json");
+        var (code, output, err) = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1,fwe", "--length", "640",
+            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--json", json);
+        Assert.True(code == 0, err);
+        Assert.Contains("| length | task | samples | full |", output);
+        Assert.Contains("apb x2", output);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(4, results.Count); // 2 strategies x 1 length x 2 tasks
+        foreach (var r in results)
         {
-            var (code, output, err) = Run("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1,fwe", "--length", "640",
-                "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--json", json);
-            Assert.True(code == 0, err);
-            Assert.Contains("| length | task | samples | full |", output);
-            Assert.Contains("apb x2", output);
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
-            var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
-            Assert.Equal(4, results.Count); // 2 strategies x 1 length x 2 tasks
-            foreach (var r in results)
-            {
-                double acc = r.GetProperty("accuracy").GetDouble();
-                Assert.InRange(acc, 0.0, 1.0);
-                Assert.Equal(640, r.GetProperty("length").GetInt32());
-                Assert.Equal(1, r.GetProperty("samples").GetInt32());
-                Assert.Equal(r.GetProperty("strategy").GetString() == "apb" ? 2 : 1, r.GetProperty("ranks").GetInt32());
-            }
+            double acc = r.GetProperty("accuracy").GetDouble();
+            Assert.InRange(acc, 0.0, 1.0);
+            Assert.Equal(640, r.GetProperty("length").GetInt32());
+            Assert.Equal(1, r.GetProperty("samples").GetInt32());
+            Assert.Equal(r.GetProperty("strategy").GetString() == "apb" ? 2 : 1, r.GetProperty("ranks").GetInt32());
         }
-        finally { File.Delete(json); }
     }
 
     [Fact]
     public void RulerRunsThatChangeApbsDefaultsNameTheVariantInTableAndJson()
     {
-        string json = Path.Combine(Path.GetTempPath(), $"apb-ruler-{Guid.NewGuid():N}.json");
-        try
-        {
-            var (code, output, err) = Run("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
-                "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--json", json);
-            Assert.True(code == 0, err);
-            Assert.Contains("| apb x2 (l_p 64) |", output);
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
-            var byStrategy = doc.RootElement.GetProperty("results").EnumerateArray()
-                .ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
-            Assert.Equal("l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
-            Assert.False(byStrategy["full"].TryGetProperty("variant", out _), "full attention has no APB settings to name");
-        }
-        finally { File.Delete(json); }
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json");
+        var (code, output, err) = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
+            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--json", json);
+        Assert.True(code == 0, err);
+        Assert.Contains("| apb x2 (l_p 64) |", output);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var byStrategy = doc.RootElement.GetProperty("results").EnumerateArray()
+            .ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
+        Assert.Equal("l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
+        Assert.False(byStrategy["full"].TryGetProperty("variant", out _), "full attention has no APB settings to name");
     }
 
     [Fact]
     public void GenerateCommandWritesOneLinePerSampleAndExplainsBadInput()
     {
-        string path = Path.Combine(Path.GetTempPath(), $"apb-gen-{Guid.NewGuid():N}.jsonl");
-        try
-        {
-            var (code, _, err) = Run("eval", "generate", "--tokenizer", Repo.TinyModel, "--tasks", "niah,vt", "--length", "512,1k", "--samples", "2", "--out", path);
-            Assert.True(code == 0, err);
-            var lines = File.ReadAllLines(path);
-            Assert.Equal(9 * 2 * 2, lines.Length);
-            using var first = JsonDocument.Parse(lines[0]);
-            Assert.Equal("niah_single_1", first.RootElement.GetProperty("task").GetString());
-            Assert.True(first.RootElement.GetProperty("context_ids").GetArrayLength() > 300);
+        using var tmp = new TempDir();
+        string path = tmp.File("samples.jsonl");
+        var (code, _, err) = CliRun.Apb("eval", "generate", "--tokenizer", Repo.TinyModel, "--tasks", "niah,vt", "--length", "512,1k", "--samples", "2", "--out", path);
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(path);
+        Assert.Equal(9 * 2 * 2, lines.Length);
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.Equal("niah_single_1", first.RootElement.GetProperty("task").GetString());
+        Assert.True(first.RootElement.GetProperty("context_ids").GetArrayLength() > 300);
 
-            var bad = Run("eval", "generate", "--tasks", "nope", "--out", path);
-            Assert.Equal(1, bad.Code);
-            Assert.Contains("unknown task 'nope'", bad.Err);
-            bad = Run("eval", "ruler", "--model", Repo.TinyModel, "--length", "64k");
-            Assert.Equal(1, bad.Code);
-            Assert.Contains("max_position_embeddings", bad.Err);
-        }
-        finally { File.Delete(path); }
+        var bad = CliRun.Apb("eval", "generate", "--tasks", "nope", "--out", path);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("unknown task 'nope'", bad.Err);
+        bad = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--length", "64k");
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("max_position_embeddings", bad.Err);
     }
 }

@@ -90,11 +90,11 @@ public class LauncherTests
     [Fact]
     public void TheCliRefusesCommandsThatCannotRunAsARank()
     {
-        var (so, se) = (new StringWriter(), new StringWriter());
-        Assert.Equal(1, Apb.Cli.Cli.Run(["launch", "--nproc-per-node", "2", "--", "serve"], so, se));
-        Assert.Contains("apb launch runs one of generate, logits, bench after --, got 'serve'", se.ToString());
-        se.GetStringBuilder().Clear();
-        Assert.Equal(1, Apb.Cli.Cli.Run(["launch", "--nproc-per-node", "2"], so, se));
-        Assert.Contains("got ''", se.ToString());
+        var serve = CliRun.Apb("launch", "--nproc-per-node", "2", "--", "serve");
+        Assert.Equal(1, serve.Code);
+        Assert.Contains("apb launch runs one of generate, logits, bench after --, got 'serve'", serve.Err);
+        var nothing = CliRun.Apb("launch", "--nproc-per-node", "2");
+        Assert.Equal(1, nothing.Code);
+        Assert.Contains("got ''", nothing.Err);
     }
 }
