@@ -14,7 +14,13 @@ public class HarnessTests
 
     /// <summary>
     /// The CI slice of the accuracy issue: every task, 2 samples each at 1K tokens, through the CLI on the CPU. Measured
-    /// on the committed model (run 4): full 94.4 (every needle task and vt 100), APB x4 with the retaining heads 89.2.
+    /// on the committed model (models/embedded, run 4) with the published binary on 2026-11-28:
+    /// <list type="bullet">
+    /// <item>full 94.4 (every needle task and vt 100):
+    /// <c>apb eval ruler --tasks all --length 1k --samples 2 --strategies full,apb --ranks 4</c></item>
+    /// <item>APB x4 with the retaining heads 89.2:
+    /// <c>apb eval ruler --tasks all --length 1k --samples 2 --strategies apb --scorer retaining --ranks 4</c></item>
+    /// </list>
     /// The floors sit well under that, so only a real regression in the engine (or a worse model) trips them.
     /// </summary>
     [Fact]
