@@ -38,7 +38,7 @@ static partial class BenchCommand
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             if (r.GetValue(shape) != null && r.GetValue(model) != null) throw new ApbException("give --shape or --model, not both");
-            var bench = new DecodeBench(io, r.GetValue(device)!, ParseLengths(r.GetValue(contexts)!), Math.Max(1, r.GetValue(tokens)),
+            var bench = new DecodeBench(io, r.GetValue(device)!, [.. Eval.SampleGenerator.ParseLengths(r.GetValue(contexts)!, "--contexts")], Math.Max(1, r.GetValue(tokens)),
                 Math.Max(0, r.GetValue(warmup)), r.GetValue(bandwidth), r.GetValue(seed), r.GetValue(output),
                 "apb " + string.Join(' ', r.Tokens.Select(t => t.Value)));
             return bench.Run(r.GetValue(shape), r.GetValue(model));

@@ -34,17 +34,6 @@ static partial class BenchCommand
 
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>"32k" = 32768, "1m" = 1048576, plain integers as they are.</summary>
-    public static int[] ParseLengths(string text) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(s =>
-    {
-        string t = s.ToLowerInvariant();
-        int mult = t.EndsWith('k') ? 1024 : t.EndsWith('m') ? 1 << 20 : 1;
-        if (mult > 1) t = t[..^1];
-        if (!int.TryParse(t, NumberStyles.Integer, Inv, out int v) || v <= 0 || (long)v * mult > int.MaxValue)
-            throw new ApbException($"--lengths: '{s}' is not a positive length (e.g. 32k, 65536, 1m)");
-        return v * mult;
-    }).ToArray();
-
     // ---------------------------------------------------------------------------------------------------- prefill
 
     static Command PrefillCommand(Io io)
@@ -76,7 +65,7 @@ static partial class BenchCommand
                 Shape = r.GetValue(shape), Model = r.GetValue(model),
                 Strategies = r.GetValue(strategies)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                     .Select(StrategyOptions.ParseStrategy).ToArray(),
-                Lengths = ParseLengths(r.GetValue(lengths)!),
+                Lengths = [.. Eval.SampleGenerator.ParseLengths(r.GetValue(lengths)!, "--lengths")],
                 Ranks = r.GetValue(ranks), Device = r.GetValue(device)!,
                 Warmup = Math.Max(0, r.GetValue(warmup)), Repeats = Math.Max(1, r.GetValue(repeats)), RepeatBudget = r.GetValue(budget),
                 Query = Math.Max(0, r.GetValue(query)),
@@ -585,7 +574,7 @@ static partial class BenchCommand
             int extra = r.GetValue(extraKeys);
             if (extra < 0) throw new ApbException($"--extra-keys must be >= 0 (got {extra})");
             var rows = new List<(int N, double Median, double Min, double Tflops)>();
-            foreach (int n in ParseLengths(r.GetValue(lengths)!))
+            foreach (int n in Eval.SampleGenerator.ParseLengths(r.GetValue(lengths)!, "--lengths"))
             {
                 using var q = gpu.Allocate(n, h * d, CudaDType.BF16);
                 using var k = gpu.Allocate(n + extra, kv * d, CudaDType.BF16);

@@ -85,8 +85,11 @@ public sealed class SampleGenerator(HfTokenizer tokenizer)
         return r;
     }
 
-    /// <summary>"4k" = 4096, "16K" = 16384, "1m" = 1048576, "300" = 300; comma lists allowed.</summary>
-    public static IReadOnlyList<int> ParseLengths(string spec)
+    /// <summary>
+    /// "4k" = 4096, "16K" = 16384, "1m" = 1048576, "300" = 300; comma lists allowed. <paramref name="option"/> names the
+    /// flag in errors (every command that takes lengths parses them here).
+    /// </summary>
+    public static IReadOnlyList<int> ParseLengths(string spec, string option = "--length")
     {
         var r = new List<int>();
         foreach (var p in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -95,10 +98,10 @@ public sealed class SampleGenerator(HfTokenizer tokenizer)
             long mult = s.EndsWith('k') ? 1024 : s.EndsWith('m') ? 1024 * 1024 : 1;
             if (mult > 1) s = s[..^1];
             if (!long.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) || v * mult <= 0 || v * mult > int.MaxValue)
-                throw new ApbException($"--length '{p}' is not a length: use a token count like 4096, 4k or 16K (comma lists allowed)");
+                throw new ApbException($"{option} '{p}' is not a length: use a token count like 4096, 4k or 16K (comma lists allowed)");
             r.Add((int)(v * mult));
         }
-        if (r.Count == 0) throw new ApbException("--length names no length: use e.g. 4k or 4k,16k");
+        if (r.Count == 0) throw new ApbException($"{option} names no length: use e.g. 4k or 4k,16k");
         return r;
     }
 }
