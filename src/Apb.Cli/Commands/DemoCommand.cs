@@ -44,7 +44,7 @@ static class DemoCommand
         io.Out.WriteLine($"full x1:  {full.Trim()}   ({(fullScore == 1 ? "correct" : "wrong")}, {fullTime.TotalSeconds:F2} s)");
         io.Out.WriteLine(apb == full ? "APB and full attention agree." : "APB and full attention differ.");
         io.Err.WriteLine();
-        io.Err.Write(((DistributedSession)apbSession).FormatTimings());
+        StrategyFlags.Report(io, apbSession, timings: true);
         io.Err.WriteLine("try: apb generate --prompt \"...\"; apb eval ruler --tasks all --length 4k --strategies full,star,apb --ranks 4");
         return 0;
     }
