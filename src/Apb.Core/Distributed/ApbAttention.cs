@@ -74,6 +74,11 @@ public sealed class ApbAttention : SequenceParallelAttention
             // In flight (with Overlap) while the work below that does not need it runs: send is not written and gathered
             // not read until it completes.
             gather = Started(Comm.StartAllGather(send, gathered, counts));
+        }
+        // [passing; anchor; block] only where there is a passing block (p is 0 on rank 0 and whenever nothing passes):
+        // without one the block rows attend to k and v as they are.
+        if (p > 0)
+        {
             keys = Buffer("keys", p + t, C.KvDim);
             values = Buffer("values", p + t, C.KvDim);
         }
@@ -83,7 +88,7 @@ public sealed class ApbAttention : SequenceParallelAttention
         using (Measure("attention"))
         {
             pairs = AnchoredAttention.AnchorRows(B, Heads, KvHeads, q, k, v, a, output);
-            if (passes) AnchoredAttention.PlaceLocal(B, k, v, p, keys, values);
+            AnchoredAttention.PlaceLocal(B, k, v, p, keys, values);
         }
         CacheOwnBlock(layer, k, v, a);
 
@@ -106,7 +111,7 @@ public sealed class ApbAttention : SequenceParallelAttention
         }
 
         using (Measure("attention"))
-            pairs += AnchoredAttention.BlockRows(B, Heads, KvHeads, q, k, v, a, passes ? p : 0, keys, values, output);
+            pairs += AnchoredAttention.BlockRows(B, Heads, KvHeads, q, k, v, a, p, keys, values, output);
         CountAttention(pairs);
         gather?.Complete();
     }

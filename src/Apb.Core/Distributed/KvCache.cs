@@ -5,8 +5,9 @@ namespace Apb.Distributed;
 /// <summary>
 /// Post-RoPE keys and values of one layer, [Length, kv_heads x head_dim] each. The buffers are allocated on the first
 /// append (so a <see cref="Reserve"/> before it costs no second allocation) and grow by a quarter when full; the old
-/// buffers are given back as soon as they are copied (a device cache of a 64K-row block is ~128 MiB a layer: keeping old
-/// and new alive together across 32 layers is what made the last rank peak 16 GiB above the others).
+/// buffers are given back as soon as they are copied (a 64K-row block of an 8B-shape model, kv_dim 1024 in bf16, is
+/// 128 MiB for K and as much for V in each layer: keeping old and new alive together across 32 layers is what made the
+/// last rank peak 16 GiB above the others in bench/results/prefill-20261128-135235).
 /// Positions are not stored: whoever appends knows them. Dispose gives the buffers back: a device backend's memory
 /// pool only reuses what is disposed, so a server that drops a request's cache without it loses that memory for good.
 /// </summary>
@@ -45,9 +46,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Makes room for at least <paramref name="capacity"/> rows in all (free before the first append).</summary>
     public void Reserve(int capacity)
     {
-        if (capacity <= _capacity) return;
-        if (_k is null) _capacity = capacity;
-        else Grow(capacity);
+        if (capacity > _capacity) Grow(capacity);
     }
 
     public void Append(Tensor k, Tensor v, int rowStart = 0, int rows = -1)
