@@ -92,9 +92,6 @@ public static unsafe class RandomWeights
         return weights;
     }
 
-    /// <summary>Bytes the weights take on a bf16 device.</summary>
-    public static long Bytes(ModelConfig c) => c.ParameterCount * 2;
-
     /// <summary>The hash key of one tensor (stream) of a seed.</summary>
     public static ulong Key(ulong seed, ulong stream) => Mix(seed ^ Mix(stream));
 
