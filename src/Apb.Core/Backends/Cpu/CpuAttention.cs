@@ -89,15 +89,18 @@ static unsafe class CpuAttention
     /// <summary>Attention for KV head <paramref name="kh"/>'s query heads at positions [i0, i0 + p.Positions).</summary>
     /// <remarks>
     /// AggressiveOptimization here and on the kernels: compiled fully optimised at the first call. At tier 0 the vector
-    /// wrappers are not inlined and a kernel runs ~50x slower, and short calls (a decode step) took ~100 of them to tier up.
+    /// wrappers are not inlined, and short calls (a decode step) ran many times before tiering up (docs/kernels/cpu-attention.md:
+    /// the old kernel's decode at 4K was 1.1 ms cold against 0.43 ms warm).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void QueryBlock<TV>(Problem p, int kh, int i0) where TV : struct, IVec<TV>
     {
         // Row r = (i - i0) x group + g is query head kh x group + g at position i; R rounds the rows up to whole vectors
-        // (the padding rows compute garbage that is never read).
+        // (the padding rows compute garbage that is never read). The value pass, 4 rows at a time, stops at the real rows
+        // rounded up to 4: a decode step (one position) with 16-lane vectors and a GQA group of 4 has 4 real rows of 16.
         int d = p.D, group = p.Group, P = p.Positions, W = TV.Count, R = (group * P + W - 1) / W * W;
         int valid = Math.Min(P, p.Tq - i0);
+        int valueRows = Math.Min(R, (group * valid + 3) & ~3);
         int keyEnd = p.Limit(i0 + valid - 1);  // the last row sees the most keys
         int maskFrom = p.Limit(i0);           // blocks reaching past this need the per-row causal mask
 
@@ -132,7 +135,7 @@ static unsafe class CpuAttention
                 Scores<TV>(qt, kh0 + (long)kb * p.K.Cols, p.K.Cols, d, st, R, nk);
                 if (kb + nk > maskFrom) Mask<TV>(st, limit, kb, R, nk);
                 Softmax<TV>(st, m, l, alpha, R, nk);
-                AccumulateValues<TV>(st, vh0 + (long)kb * p.V.Cols, p.V.Cols, d, alpha, o, R, nk);
+                AccumulateValues<TV>(st, vh0 + (long)kb * p.V.Cols, p.V.Cols, d, alpha, o, R, valueRows, nk);
             }
 
             // o / l into the output rows; a row that saw no key (causal, Tk < Tq) gets zeros and lse = -inf.
@@ -250,15 +253,16 @@ static unsafe class CpuAttention
     /// o[r, :] = alpha[r] o[r, :] + sum over j &lt; nk of st[j, r] v[j, :]. Register tile: 4 rows x 4 vectors along the
     /// head dimension, 16 accumulators; per key four V-vector loads and four broadcast weights feed 16 FMAs. Head
     /// dimensions that are not a multiple of 4 vectors finish with 4 rows x 1 vector, then scalar columns.
-    /// The block's sum starts from zero and is added to o at the end: summing block by block keeps the fp32 rounding of
-    /// a 16K-key row near 1e-6, where one running sum over all keys drifts to 1e-5.
+    /// The block's sum starts from zero and is added to o at the end: summing block by block kept a 16K-key decode row at
+    /// 4.5e-7 relative error against float64, where one running sum over all keys gave 2.3e-6 (docs/kernels/cpu-attention.md).
+    /// Only the first <paramref name="rows"/> rows (the real ones, rounded up to 4) are summed; R is the row stride of st.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void AccumulateValues<TV>(float* st, float* v, int vStride, int d, float* alpha, float* o, int R, int nk)
+    static void AccumulateValues<TV>(float* st, float* v, int vStride, int d, float* alpha, float* o, int R, int rows, int nk)
         where TV : struct, IVec<TV>
     {
         int W = TV.Count;
-        for (int r = 0; r < R; r += 4)
+        for (int r = 0; r < rows; r += 4)
         {
             float* o0 = o + r * d, o1 = o0 + d, o2 = o1 + d, o3 = o2 + d;
             TV s0 = TV.Broadcast(alpha[r]), s1 = TV.Broadcast(alpha[r + 1]);
