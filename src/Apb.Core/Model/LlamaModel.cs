@@ -90,23 +90,29 @@ public sealed class LlamaModel
                 b.Linear(ws.H, L.VProj, L.VBias, ws.V);
             }
             attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
+            bool lastLayer = l + 1 == c.NumHiddenLayers;
+            // After the last attention only the logits read anything: none of it without logits (the caches are
+            // written), the last row of it for LogitsFor.Last.
+            if (lastLayer && logitsFor == LogitsFor.None) return null;
+            bool lastRow = lastLayer && logitsFor == LogitsFor.Last && T > 1;
+            Tensor Rows(Tensor t) => lastRow ? t.RowSlice(T - 1, 1) : t;
+            Tensor x = Rows(ws.X), h = Rows(ws.H), tmp = Rows(ws.Tmp), gate = Rows(ws.Gate), up = Rows(ws.Up);
             using (Measure("o_proj"))
             {
-                b.Linear(ws.Attn, L.OProj, L.OBias, ws.Tmp);
-                b.AddRmsNorm(ws.X, ws.Tmp, L.PostAttentionLayernorm, eps, ws.H);
+                b.Linear(Rows(ws.Attn), L.OProj, L.OBias, tmp);
+                b.AddRmsNorm(x, tmp, L.PostAttentionLayernorm, eps, h);
             }
             using (Measure("ffn"))
             {
-                b.Linear(ws.H, L.GateProj, L.GateBias, ws.Gate);
-                b.Linear(ws.H, L.UpProj, L.UpBias, ws.Up);
-                b.SiluMul(ws.Gate, ws.Up, ws.Gate);
-                b.Linear(ws.Gate, L.DownProj, L.DownBias, ws.Tmp);
-                // The last layer's sum goes to the final norm, which may read one row only: a plain add there.
-                if (l + 1 < c.NumHiddenLayers) b.AddRmsNorm(ws.X, ws.Tmp, Weights.Layers[l + 1].InputLayernorm, eps, ws.H);
-                else b.AddInPlace(ws.X, ws.Tmp);
+                b.Linear(h, L.GateProj, L.GateBias, gate);
+                b.Linear(h, L.UpProj, L.UpBias, up);
+                b.SiluMul(gate, up, gate);
+                b.Linear(gate, L.DownProj, L.DownBias, tmp);
+                // The last layer's sum goes to the final norm below: a plain add there.
+                if (!lastLayer) b.AddRmsNorm(x, tmp, Weights.Layers[l + 1].InputLayernorm, eps, h);
+                else b.AddInPlace(x, tmp);
             }
         }
-        if (logitsFor == LogitsFor.None) return null;
 
         using var _ = Measure("other");
         var rows = logitsFor == LogitsFor.Last ? ws.X.RowSlice(T - 1, 1) : ws.X;
