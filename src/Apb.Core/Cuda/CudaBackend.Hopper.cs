@@ -16,8 +16,14 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     public const int HopperMinRows = 64;
 
-    /// <summary>The wgmma + TMA kernel runs here: an sm_90 device (compiled as sm_90a) and a driver that encodes tensor maps.</summary>
-    public bool HopperAttentionAvailable => Context.Arch == "sm_90a" && Driver.cuTensorMapEncodeTiled != null;
+    /// <summary>
+    /// The wgmma + TMA kernel runs here: an sm_90 device, an NVRTC that compiles for sm_90a (not the compute_80 PTX
+    /// fallback of an older one) and a driver that encodes tensor maps.
+    /// </summary>
+    public bool HopperAttentionAvailable =>
+        _hopperAvailable ??= Context.Arch == "sm_90a" && Driver.cuTensorMapEncodeTiled != null && KernelCompiler.CompilesFor(Context.Arch);
+
+    bool? _hopperAvailable;
 
     /// <summary>Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 7 mbarriers + 1 KB to align to 1024.</summary>
     static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 8 * 7 + 1024);

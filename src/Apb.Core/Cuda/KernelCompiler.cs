@@ -14,7 +14,7 @@ namespace Apb.Cuda;
 /// </summary>
 public static unsafe class KernelCompiler
 {
-    /// <summary>Kernels are written for sm_80 and newer (bf16 mma.sync); Hopper gets sm_90a so later kernels may use wgmma.</summary>
+    /// <summary>Kernels are written for sm_80 and newer (bf16 mma.sync); Hopper gets sm_90a, which the wgmma + TMA attention kernel needs.</summary>
     public static string Architecture(int major, int minor)
     {
         if (major < 8)
@@ -70,13 +70,9 @@ public static unsafe class KernelCompiler
     {
         var asm = typeof(KernelCompiler).Assembly;
         return asm.GetManifestResourceNames().Where(n => n.EndsWith(".cuh", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
-            .Select(n =>
-            {
-                using var r = new StreamReader(asm.GetManifestResourceStream(n)!);
-                // Resource names are namespace-dotted ("Apb.Core.Cuda.Kernels.bf16.cuh"): the include name is the file name.
-                string file = n[(n.LastIndexOf('.', n.Length - 5) + 1)..];
-                return (file, r.ReadToEnd());
-            }).ToArray();
+            // Resource names are namespace-dotted ("Apb.Core.Cuda.Kernels.bf16.cuh"): the include name is the file name.
+            .Select(n => n[(n.LastIndexOf('.', n.Length - 5) + 1)..])
+            .Select(file => (file, Source(file))).ToArray();
     });
 
     /// <summary>--include-path for the CUDA headers: our kernels need none, but later ones (cuda_bf16.h, cuda/pipeline) will.</summary>
@@ -92,10 +88,21 @@ public static unsafe class KernelCompiler
     {
         var o = new List<string> { $"--gpu-architecture={arch}", "--std=c++17", "-default-device", "-lineinfo" };
         if (IncludePath() is { } inc) o.Add($"--include-path={inc}");
-        // Kernel experiments without a rebuild: APB_KERNEL_DEFINES="HOP_PINGPONG=0,X=1" adds -D options (part of the cache key).
+        // Kernel experiments without a rebuild: APB_KERNEL_DEFINES="NAME=1,OTHER=0" adds -D options (part of the cache key);
+        // a knob must be an #ifndef-guarded macro in the kernel (bench/gpu/attention_variants.sh times such variants).
         foreach (var d in (Environment.GetEnvironmentVariable("APB_KERNEL_DEFINES") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             o.Add($"-D{d}");
         return o;
+    }
+
+    /// <summary>
+    /// Whether this NVRTC compiles for <paramref name="arch"/> itself: sm_90a needs CUDA 12.0 or newer. An older NVRTC makes
+    /// <see cref="Compile"/> fall back to compute_80 PTX, which the Hopper-only kernels cannot be.
+    /// </summary>
+    public static bool CompilesFor(string arch)
+    {
+        Nvrtc.Initialize();
+        return arch != "sm_90a" || Nvrtc.Version().Major >= 12;
     }
 
     public static string NvrtcVersionText()
