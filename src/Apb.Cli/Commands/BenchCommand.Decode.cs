@@ -28,7 +28,7 @@ static partial class BenchCommand
         var contexts = new Option<string>("--contexts") { Description = "prompt lengths before decoding, e.g. 32k,128k", DefaultValueFactory = _ => "32k,128k" };
         var tokens = new Option<int>("--tokens", "-n") { Description = "timed decode steps per context (median reported)", DefaultValueFactory = _ => 32 };
         var warmup = new Option<int>("--warmup") { Description = "untimed decode steps before the timed ones", DefaultValueFactory = _ => 4 };
-        var bandwidth = new Option<double>("--bandwidth-tbs") { Description = "HBM TB/s for the memory floor (H200: 4.3 measured by copies)", DefaultValueFactory = _ => 4.3 };
+        var bandwidth = new Option<double>("--bandwidth-tbs") { Description = "HBM TB/s for the memory floor (default 4.3: an assumed ~90% of the H200's 4.8 TB/s peak, not measured here)", DefaultValueFactory = _ => 4.3 };
         var seed = new Option<ulong>("--seed") { Description = "weights and prompt ids", DefaultValueFactory = _ => 1 };
         var output = new Option<string?>("--out", "-o") { Description = "folder for decode.json" };
         var cmd = new Command("decode", "decode ms/token after a prompt of each context length (prefill untimed), against the memory floor")

@@ -583,21 +583,17 @@ static partial class BenchCommand
                 using var l = gpu.AllocateF32(n, h);
                 // Inputs of the size of real q/k (|x| ~ 1): scores spread, not all equal.
                 RandomFill.Fill(q, 7, 1, 1f); RandomFill.Fill(k, 7, 2, 1f); RandomFill.Fill(v, 7, 3, 1f);
-                gpu.Attention(q, k, v, h, kv, mask, o, l);
-                gpu.Synchronize();
-                var ms = new List<double>();
-                for (int i = 0; i < reps; i++) ms.Add(gpu.TimeMs(() => gpu.Attention(q, k, v, h, kv, mask, o, l)));
-                ms.Sort();
+                var (med, min) = gpu.TimeMedianMs(() => gpu.Attention(q, k, v, h, kv, mask, o, l), reps);
                 double pairs = mask == AttentionMask.Causal ? (double)n * extra + (double)n * n / 2 : (double)n * (n + extra);
-                double med = ms[ms.Count / 2], flops = 4.0 * d * h * pairs;
-                rows.Add((n, med, ms[0], flops / (med * 1e-3) / 1e12));
+                double flops = 4.0 * d * h * pairs;
+                rows.Add((n, med, min, flops / (med * 1e-3) / 1e12));
                 io.Err.WriteLine($"attention N={n}: {med:F3} ms median, {rows[^1].Tflops:F1} TFLOP/s");
             }
             string shape = (mask == AttentionMask.Causal ? "causal" : "full") + (extra > 0 ? $", +{extra} keys" : "");
             io.Out.WriteLine($"| kernel | N | heads q/kv | d | mask | median ms | min ms | TFLOP/s |");
             io.Out.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var x in rows)
-                io.Out.WriteLine($"| apb {gpu.AttentionKernel.ToString().ToLowerInvariant()} | {x.N} | {h}/{kv} | {d} | {shape} | {x.Median.ToString("F3", Inv)} | {x.Min.ToString("F3", Inv)} | {x.Tflops.ToString("F1", Inv)} |");
+                io.Out.WriteLine($"| apb {AttentionKernels.Name(gpu.AttentionKernel)} | {x.N} | {h}/{kv} | {d} | {shape} | {x.Median.ToString("F3", Inv)} | {x.Min.ToString("F3", Inv)} | {x.Tflops.ToString("F1", Inv)} |");
             if (r.GetValue(output) is { } dir)
             {
                 Directory.CreateDirectory(dir);
@@ -605,7 +601,7 @@ static partial class BenchCommand
                 using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true });
                 w.WriteStartObject();
                 w.WriteString("device", gpu.Context.Device.Name);
-                w.WriteString("kernel", gpu.AttentionKernel.ToString());
+                w.WriteString("kernel", AttentionKernels.Name(gpu.AttentionKernel));
                 w.WriteString("mask", mask == AttentionMask.Causal ? "causal" : "none");
                 w.WriteNumber("extra_keys", extra);
                 w.WriteStartArray("results");

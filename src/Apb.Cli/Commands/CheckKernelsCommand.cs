@@ -429,22 +429,13 @@ static partial class CheckKernelsCommand
             {
                 var go = GpuPoisoned(tq, heads * d); var gl = GpuPoisoned(tq, heads, CudaDType.F32);
                 _gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl, kernel);
-                string kname = KernelName(kernel);
+                string kname = AttentionKernels.Name(kernel);
                 Compare("attention", "attention (out)", shape, Down(_gpu, go), refO, 2 * naiveErr + 1e-3, kname);
                 CompareLse("attention", "attention (lse)", shape, Down(_gpu, gl), refL, 2 * naiveLse + 1e-3, kname);
                 ((CudaTensor)go).Dispose(); ((CudaTensor)gl).Dispose();
             }
             ((CudaTensor)gq).Dispose(); ((CudaTensor)gk).Dispose(); ((CudaTensor)gv).Dispose();
         }
-
-        static string KernelName(AttentionKernel k) => k switch
-        {
-            AttentionKernel.Hopper => "hopper",
-            AttentionKernel.SplitKv => "split-kv",
-            AttentionKernel.TensorCore => "mma2",
-            AttentionKernel.Generic => "generic",
-            _ => "auto",
-        };
 
         static float B(float f) => DTypes.BF16ToFloat(DTypes.FloatToBF16(f));
 
@@ -533,7 +524,7 @@ static partial class CheckKernelsCommand
                 using (var s = new LocalSession(cpuModel, prompt.Length)) want = s.AllLogits(prompt);
                 using (var s = new LocalSession(gpuModel, prompt.Length)) got = s.AllLogits(prompt);
                 string shape = $"{prompt.Length} tokens, {config.NumHiddenLayers} layers, d={config.HeadDim}, h={config.NumAttentionHeads}/{config.NumKeyValueHeads}";
-                Compare("models", $"logits {name}", shape, got, want, 5e-2, _gpu.AttentionKernel.ToString());
+                Compare("models", $"logits {name}", shape, got, want, 5e-2, AttentionKernels.Name(_gpu.AttentionKernel));
                 var (a, margins) = Greedy(cpuModel, prompt, greedy); var (b, _) = Greedy(gpuModel, prompt, greedy);
                 int same = 0;
                 while (same < a.Count && a[same] == b[same]) same++;
@@ -597,7 +588,7 @@ static partial class CheckKernelsCommand
             {
                 var q = _gpu.Allocate(n, heads * d, CudaDType.BF16); var k = _gpu.Allocate(n, kv * d, CudaDType.BF16); var v = _gpu.Allocate(n, kv * d, CudaDType.BF16);
                 var o = _gpu.Allocate(n, heads * d, CudaDType.BF16); var l = _gpu.AllocateF32(n, heads);
-                FillRandom(q); FillRandom(k); FillRandom(v);
+                RandomFill.Fill(q, 7, 1, 1f); RandomFill.Fill(k, 7, 2, 1f); RandomFill.Fill(v, 7, 3, 1f);
                 // FlashAttention's convention: causal FLOPs = 4 N^2 d heads / 2.
                 double flops = 4.0 * n * (double)n * d * heads / 2;
                 var kernels = new[] { AttentionKernel.TensorCore, AttentionKernel.Generic };
@@ -606,46 +597,22 @@ static partial class CheckKernelsCommand
                 {
                     if (kernel == AttentionKernel.Generic && n > 16384) continue; // minutes at 64K: not worth the lease
                     int repeats = kernel == AttentionKernel.Generic ? 3 : n >= 65536 ? 5 : 20;
-                    _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, kernel); // warm-up (module load, clocks)
-                    _gpu.Synchronize();
-                    var ms = new List<double>();
-                    for (int r = 0; r < repeats; r++)
-                        ms.Add(_gpu.TimeMs(() => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, kernel)));
-                    ms.Sort();
-                    double med = ms[ms.Count / 2];
-                    _timings.Add(new Timing($"attention {KernelName(kernel)}",
-                        $"N={n} h={heads}/{kv} d={d} causal", med, ms[0], flops / (med * 1e-3) / 1e12, repeats));
+                    var (med, min) = _gpu.TimeMedianMs(() => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, kernel), repeats);
+                    _timings.Add(new Timing($"attention {AttentionKernels.Name(kernel)}",
+                        $"N={n} h={heads}/{kv} d={d} causal", med, min, flops / (med * 1e-3) / 1e12, repeats));
                     _io.Err.WriteLine($"  bench {_timings[^1].Name} N={n}: {med:F3} ms median, {_timings[^1].Tflops:F1} TFLOP/s");
                 }
                 q.Dispose(); k.Dispose(); v.Dispose(); o.Dispose(); l.Dispose();
             }
             {
-                // The GEMM ceiling through our cuBLASLt path, the number the prefill floor in gpu-machine.md assumes.
+                // The GEMM ceiling through our cuBLASLt path: what `apb bench prefill --peak-tflops` and the prefill floor assume.
                 int m = 8192;
                 var x = _gpu.Allocate(m, m, CudaDType.BF16); var y = _gpu.Allocate(m, m, CudaDType.BF16);
-                FillRandom(x);
-                var wv = Weight("gemm", Rand((long)m * m, 0.01f), [m, m], DType.BF16);
-                var w = _gpu.Load(wv);
-                _gpu.Linear(x, w, null, y);
-                _gpu.Synchronize();
-                var ms = new List<double>();
-                for (int r = 0; r < 10; r++) ms.Add(_gpu.TimeMs(() => _gpu.Linear(x, w, null, y)));
-                ms.Sort();
-                double med = ms[ms.Count / 2];
-                _timings.Add(new Timing("gemm cuBLASLt bf16", $"{m}^3", med, ms[0], 2.0 * m * m * (double)m / (med * 1e-3) / 1e12, 10));
+                RandomFill.Fill(x, 7, 4, 1f);
+                var w = RandomFill.Weight(_gpu, "gemm", m, m, 7, 5, 0.01f, 0f);
+                var (med, min) = _gpu.TimeMedianMs(() => _gpu.Linear(x, w, null, y), 10);
+                _timings.Add(new Timing("gemm cuBLASLt bf16", $"{m}^3", med, min, 2.0 * m * m * (double)m / (med * 1e-3) / 1e12, 10));
                 x.Dispose(); y.Dispose();
-            }
-        }
-
-        void FillRandom(CudaTensor t)
-        {
-            // Random rows uploaded in slices: the host array stays small even for a 128K x 4096 tensor.
-            int rowsPer = Math.Max(1, (1 << 22) / t.Cols);
-            var chunk = Rand((long)rowsPer * t.Cols);
-            for (int r = 0; r < t.Rows; r += rowsPer)
-            {
-                int n = Math.Min(rowsPer, t.Rows - r);
-                _gpu.Upload(chunk.AsSpan(0, n * t.Cols), t.RowSlice(r, n));
             }
         }
 

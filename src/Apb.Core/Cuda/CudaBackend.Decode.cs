@@ -54,14 +54,8 @@ public sealed unsafe partial class CudaBackend
         var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks);
         long rowsOut = (long)tq * heads;
         long bytes = rowsOut * splits * (d + 1) * 4L;
-        if (bytes > _decodeScratchBytes)
-        {
-            // Work queued on the stream that still reads the old block is ordered before any reuse of it.
-            if (_decodeScratch != 0) Memory.Return(_decodeScratch);
-            _decodeScratchBytes = Math.Max(bytes, 1L << 20);
-            _decodeScratch = Memory.Rent(_decodeScratchBytes, "decode attention partials");
-        }
-        ulong partO = _decodeScratch, partLse = _decodeScratch + (ulong)(rowsOut * splits * d * 4L);
+        ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
+        ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
 
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr;
         long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;

@@ -13,6 +13,29 @@ namespace Apb.Cuda;
 /// </summary>
 public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
 
+/// <summary>The attention kernels' names in reports and in APB_ATTENTION (one table, so they cannot drift apart).</summary>
+public static class AttentionKernels
+{
+    public static string Name(AttentionKernel k) => k switch
+    {
+        AttentionKernel.Hopper => "hopper",
+        AttentionKernel.SplitKv => "split-kv",
+        AttentionKernel.TensorCore => "mma2",
+        AttentionKernel.Generic => "generic",
+        _ => "auto",
+    };
+
+    /// <summary>A name (or an older alias) to its kernel; anything else, unset included, is Auto.</summary>
+    public static AttentionKernel Parse(string? name) => name?.ToLowerInvariant() switch
+    {
+        "generic" => AttentionKernel.Generic,
+        "mma2" or "mma" or "tensorcore" => AttentionKernel.TensorCore,
+        "hopper" or "wgmma" => AttentionKernel.Hopper,
+        "split-kv" or "decode" => AttentionKernel.SplitKv,
+        _ => AttentionKernel.Auto,
+    };
+}
+
 /// <summary>
 /// The CUDA backend: bf16 activations on one GPU, fp32 accumulation in every kernel, LSE and merges in fp32, GEMMs in
 /// cuBLASLt, our own kernels (compiled by NVRTC) for everything else. Ops are queued on one stream and return at once;
@@ -28,7 +51,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     public DeviceMemory Memory { get; }
     readonly Gemm _gemm;
     readonly Dictionary<RopeTable, ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
-    readonly List<ulong> _weights = new();
     readonly HashSet<nint> _raisedSmem = new();
     ulong _ints;          // device scratch for ids / positions / row indices
     ulong _pooled, _picked; // APB selection scratch: pooled scores (fp32) and picked row indices
@@ -39,14 +61,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     bool _disposed;
 
     public string Name => $"cuda:{Context.Device.Ordinal}";
-    public AttentionKernel AttentionKernel { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION") switch
-    {
-        "generic" => AttentionKernel.Generic,
-        "mma" or "tensorcore" => AttentionKernel.TensorCore,
-        "hopper" or "wgmma" => AttentionKernel.Hopper,
-        "split-kv" or "decode" => AttentionKernel.SplitKv,
-        _ => AttentionKernel.Auto,
-    };
+    public AttentionKernel AttentionKernel { get; set; } = AttentionKernels.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION"));
 
     public CudaBackend(int device = 0)
     {
@@ -122,16 +137,23 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     const long StagingBytes = 32L << 20;
 
-    /// <summary>Host ints to the device scratch. Copied through pinned memory after draining the stream: small, and safe to reuse.</summary>
+    /// <summary>
+    /// The backend's own scratch (<paramref name="block"/> of <paramref name="capacity"/> bytes), grown to at least
+    /// <paramref name="bytes"/> and reused call after call. Growing gives the old block back: work queued on the stream
+    /// that still reads it is ordered before any reuse of its memory (one stream per backend).
+    /// </summary>
+    ulong Scratch(ref ulong block, ref long capacity, long bytes, long minimum, string what)
+    {
+        if (bytes <= capacity) return block;
+        if (block != 0) Memory.Return(block);
+        capacity = Math.Max(bytes, minimum);
+        return block = Memory.Rent(capacity, what, backendOwned: true);
+    }
+
+    /// <summary>Host ints to the device index scratch.</summary>
     ulong UploadInts(ReadOnlySpan<int> values)
     {
-        long bytes = Math.Max(values.Length, 1) * 4L;
-        if (bytes > _intsCapacity)
-        {
-            if (_ints != 0) { Context.Synchronize(); Memory.Return(_ints); }
-            _intsCapacity = Math.Max(bytes, 4096);
-            _ints = Memory.Rent(_intsCapacity, "index scratch");
-        }
+        Scratch(ref _ints, ref _intsCapacity, Math.Max(values.Length, 1) * 4L, 4096, "index scratch");
         // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
         fixed (int* p = values)
             Driver.Check(Driver.cuMemcpyHtoDAsync(_ints, p, (nuint)(values.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(indices)");
@@ -147,7 +169,6 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ApbException($"tensor '{w.Name}' has {w.Shape.Length} dimensions; weights are matrices or vectors");
         long n = w.ElementCount;
         ulong dst = Memory.Rent(n * 2, $"weight {w.Name}");
-        _weights.Add(dst);
         UploadAsBf16(w.Data, w.DType, n, dst, w.Name);
         return new CudaWeight(w.Name, w.Rows, w.Cols, dst);
     }
@@ -194,7 +215,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
     }
 
-    static uint GridFor(long n) => (uint)Math.Clamp((n + 255) / 256, 1, 65536);
+    /// <summary>Blocks of 256 threads for a grid-stride loop over n elements (at most 65536 blocks).</summary>
+    internal static uint GridFor(long n) => (uint)Math.Clamp((n + 255) / 256, 1, 65536);
 
     // ---------------------------------------------------------------------------------------------------- transfers
 
@@ -400,7 +422,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         if (!_ropeTables.TryGetValue(table, out ulong inv))
         {
-            inv = Memory.Rent(table.InvFreq.Length * 4L, "rope frequencies");
+            inv = Memory.Rent(table.InvFreq.Length * 4L, "rope frequencies", backendOwned: true);
             fixed (float* p = table.InvFreq)
                 Driver.Check(Driver.cuMemcpyHtoDAsync(inv, p, (nuint)(table.InvFreq.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(inv_freq)");
             _ropeTables[table] = inv;
@@ -569,19 +591,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         int rows = s.Rows;
         long n = (long)rows * heads;
-        if (n * 4 > _pooledBytes)
-        {
-            if (_pooled != 0) Memory.Return(_pooled);
-            _pooledBytes = Math.Max(n * 4, 4096);
-            _pooled = Memory.Rent(_pooledBytes, "APB pooled scores");
-        }
-        if (picked.Length * 4L > _pickedBytes)
-        {
-            if (_picked != 0) Memory.Return(_picked);
-            _pickedBytes = Math.Max(picked.Length * 4L, 4096);
-            _picked = Memory.Rent(_pickedBytes, "APB picked rows");
-        }
-        ulong sp = s.Ptr, pp = _pooled, ip = _picked;
+        ulong sp = s.Ptr;
+        ulong pp = Scratch(ref _pooled, ref _pooledBytes, n * 4, 4096, "APB pooled scores");
+        ulong ip = Scratch(ref _picked, ref _pickedBytes, picked.Length * 4L, 4096, "APB picked rows");
         // -1 in every index slot first: an entry the kernel failed to write is caught by the caller's bounds checks.
         Driver.Check(Driver.cuMemsetD32Async(ip, 0xffffffffu, (nuint)picked.Length, Context.Stream), "cuMemsetD32Async(picked rows)");
         int f32 = s.DType == CudaDType.F32 ? 1 : 0;
@@ -597,6 +609,20 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     // ---------------------------------------------------------------------------------------------------- timing
+
+    /// <summary>
+    /// A benchmark's timing: one warm-up call (module load, clocks), then <paramref name="repeats"/> calls each timed by
+    /// <see cref="TimeMs"/>; the median (upper middle for an even count) and the minimum, in ms.
+    /// </summary>
+    public (double Median, double Min) TimeMedianMs(Action work, int repeats)
+    {
+        work();
+        Synchronize();
+        var ms = new double[Math.Max(repeats, 1)];
+        for (int i = 0; i < ms.Length; i++) ms[i] = TimeMs(work);
+        Array.Sort(ms);
+        return (ms[ms.Length / 2], ms[0]);
+    }
 
     /// <summary>Milliseconds of device time <paramref name="work"/> takes, measured with events on the backend's stream.</summary>
     public float TimeMs(Action work)
@@ -624,13 +650,12 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     /// <summary>
     /// Benchmarks: gives back every device block rented after <paramref name="mark"/> (<see cref="DeviceMemory.Mark"/>)
-    /// except the backend's own index, APB selection and decode scratch, which it keeps using: a finished session's
-    /// tensors, never disposed one by one.
+    /// but the backend's own scratch (rented backend-owned): a finished session's tensors, never disposed one by one.
     /// </summary>
     public int ReleaseSince(long mark)
     {
         Enter();
-        return Memory.ReleaseSince(mark, _ints, _pooled, _picked, _decodeScratch);
+        return Memory.ReleaseSince(mark);
     }
 
     public void Dispose()

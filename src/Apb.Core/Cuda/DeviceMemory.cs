@@ -13,9 +13,8 @@ public sealed unsafe class DeviceMemory : IDisposable
 {
     readonly CudaContext _ctx;
     readonly Dictionary<long, Stack<ulong>> _idle = new();
-    readonly Dictionary<ulong, long> _live = new();
-    // When each live block was rented (a counter), for ReleaseSince.
-    readonly Dictionary<ulong, long> _bornAt = new();
+    // Each live block's size and when it was rented (a counter, for ReleaseSince; 0 for the backend's own scratch).
+    readonly Dictionary<ulong, (long Size, long Born)> _live = new();
     long _serial;
 
     public long BytesInUse { get; private set; }
@@ -32,14 +31,16 @@ public sealed unsafe class DeviceMemory : IDisposable
         return (bytes + unit - 1) / unit * unit;
     }
 
-    public ulong Rent(long bytes, string what)
+    /// <param name="backendOwned">the backend's own long-lived scratch (index buffers, rope tables): never a run's
+    /// tensor, so <see cref="ReleaseSince"/> leaves it alone</param>
+    public ulong Rent(long bytes, string what, bool backendOwned = false)
     {
         long size = RoundedSize(bytes);
         if (_idle.TryGetValue(size, out var stack) && stack.Count > 0)
         {
             ulong p = stack.Pop();
             BytesIdle -= size;
-            return Track(p, size);
+            return Track(p, size, backendOwned);
         }
         _ctx.MakeCurrent();
         var (free, total) = _ctx.MemoryInfo();
@@ -56,13 +57,12 @@ public sealed unsafe class DeviceMemory : IDisposable
         if (rc == 2 /* CUDA_ERROR_OUT_OF_MEMORY */)
             throw new ApbException($"{what} needs {Mib(size)} of GPU memory; the driver refused it with {Mib(free)} reported free (fragmentation or another process)");
         Driver.Check(rc, $"cuMemAlloc({size} bytes for {what})");
-        return Track(ptr, size);
+        return Track(ptr, size, backendOwned);
     }
 
-    ulong Track(ulong p, long size)
+    ulong Track(ulong p, long size, bool backendOwned)
     {
-        _live[p] = size;
-        _bornAt[p] = ++_serial;
+        _live[p] = (size, backendOwned ? 0 : ++_serial);
         BytesInUse += size;
         if (BytesInUse > PeakBytes) PeakBytes = BytesInUse;
         return p;
@@ -71,8 +71,8 @@ public sealed unsafe class DeviceMemory : IDisposable
     /// <summary>Returns a block to the pool. Work queued on the stream that still reads it is ordered before any reuse.</summary>
     public void Return(ulong ptr)
     {
-        if (!_live.Remove(ptr, out long size)) return;
-        _bornAt.Remove(ptr);
+        if (!_live.Remove(ptr, out var block)) return;
+        long size = block.Size;
         BytesInUse -= size;
         BytesIdle += size;
         if (!_idle.TryGetValue(size, out var stack)) _idle[size] = stack = new Stack<ulong>();
@@ -96,14 +96,14 @@ public sealed unsafe class DeviceMemory : IDisposable
     public void ResetPeak() => PeakBytes = BytesInUse;
 
     /// <summary>
-    /// Benchmarks: returns to the pool every block rented after <paramref name="mark"/> and still live, except
-    /// <paramref name="keep"/>: the tensors of a finished run that nobody disposes (a session's workspace and caches).
+    /// Benchmarks: returns to the pool every block rented after <paramref name="mark"/> and still live (the backend's own
+    /// scratch excepted): the tensors of a finished run that nobody disposes (a session's workspace and caches).
     /// The caller guarantees no tensor of that run is used again; the stream is drained first.
     /// </summary>
-    public int ReleaseSince(long mark, params ulong[] keep)
+    public int ReleaseSince(long mark)
     {
         _ctx.Synchronize();
-        var old = _bornAt.Where(kv => kv.Value > mark && !keep.Contains(kv.Key)).Select(kv => kv.Key).ToList();
+        var old = _live.Where(kv => kv.Value.Born > mark).Select(kv => kv.Key).ToList();
         foreach (var p in old) Return(p);
         return old.Count;
     }
@@ -116,7 +116,6 @@ public sealed unsafe class DeviceMemory : IDisposable
         Driver.cuStreamSynchronize(_ctx.Stream);
         foreach (var p in _live.Keys) Driver.cuMemFree(p);
         _live.Clear();
-        _bornAt.Clear();
         foreach (var s in _idle.Values)
             while (s.Count > 0) Driver.cuMemFree(s.Pop());
         _idle.Clear();

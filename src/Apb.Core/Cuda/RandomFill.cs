@@ -33,7 +33,6 @@ public static unsafe class RandomFill
     {
         if (n == 0) return;
         void** args = stackalloc void*[] { &dst, &n, &key, &scale, &offset };
-        uint grid = (uint)Math.Clamp((n + 255) / 256, 1, 65536);
-        b.Context.Launch(b.Context.Function(File, Fn), Fn, (grid, 1, 1), 256, 0, args);
+        b.Context.Launch(b.Context.Function(File, Fn), Fn, (CudaBackend.GridFor(n), 1, 1), 256, 0, args);
     }
 }
