@@ -1,8 +1,8 @@
 using System.CommandLine;
-using Apb.Backends.Cpu;
 using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
+using Apb.Model;
 using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;
@@ -108,10 +108,11 @@ static class EvalCommand
             }
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
-            // hold it to the end: every sample's session opens and closes its own backends, and on a GPU this one keeps
-            // the device's context (and loaded kernels' cache) alive between them instead of a new context per sample.
+            // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
+            // GPU it keeps the device's context alive between the other strategies' sessions, which open their own ranks.
             string dev = r.GetValue(device)!;
             using var held = CommonOptions.Backend(dev);
+            LlamaModel? fullModel = null;
 
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(bundle.Tokenizer).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads), cancel);
@@ -125,6 +126,7 @@ static class EvalCommand
             int pad = bundle.Tokenizer.PadTokenId ?? 0;
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
+                if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e));
                 // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
                 // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
                 var options = new StrategyOptions
