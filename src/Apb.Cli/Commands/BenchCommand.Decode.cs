@@ -89,7 +89,7 @@ static partial class BenchCommand
                 }
                 catch (ApbException e)
                 {
-                    bool oom = e.Message.Contains("GPU memory", StringComparison.Ordinal);
+                    bool oom = Cuda.DeviceOutOfMemoryException.In(e);
                     _results.Add(new DecodeResult(n, "-", oom ? "oom" : "error", e.Message, [], 0, FloorMs(n), 0));
                     Log($"n={n}: {(oom ? "oom" : "error")}: {e.Message}");
                 }

@@ -273,7 +273,7 @@ static partial class BenchCommand
             }
             catch (ApbException e)
             {
-                bool oom = e.Message.Contains("GPU memory", StringComparison.Ordinal);
+                bool oom = Cuda.DeviceOutOfMemoryException.In(e);
                 if (_comm != null && ranks > 1) _commDead = e.Message.Length > 160 ? e.Message[..160] + "…" : e.Message;
                 return baseResult with
                 {

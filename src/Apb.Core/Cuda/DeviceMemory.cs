@@ -50,12 +50,12 @@ public sealed unsafe class DeviceMemory : IDisposable
             (free, total) = _ctx.MemoryInfo();
         }
         if (size > free)
-            throw new ApbException($"{what} needs {Mib(size)} of GPU memory but only {Mib(free)} of {Mib(total)} is free on cuda:{_ctx.Device.Ordinal} " +
+            throw new DeviceOutOfMemoryException($"{what} needs {Mib(size)} of GPU memory but only {Mib(free)} of {Mib(total)} is free on cuda:{_ctx.Device.Ordinal} " +
                                    $"(this backend holds {Mib(BytesInUse)}): use a shorter context, a smaller model, or more GPUs");
         ulong ptr;
         int rc = Driver.cuMemAlloc(&ptr, (nuint)size);
         if (rc == 2 /* CUDA_ERROR_OUT_OF_MEMORY */)
-            throw new ApbException($"{what} needs {Mib(size)} of GPU memory; the driver refused it with {Mib(free)} reported free (fragmentation or another process)");
+            throw new DeviceOutOfMemoryException($"{what} needs {Mib(size)} of GPU memory; the driver refused it with {Mib(free)} reported free (fragmentation or another process)");
         Driver.Check(rc, $"cuMemAlloc({size} bytes for {what})");
         return Track(ptr, size, backendOwned);
     }
@@ -120,5 +120,17 @@ public sealed unsafe class DeviceMemory : IDisposable
             while (s.Count > 0) Driver.cuMemFree(s.Pop());
         _idle.Clear();
         BytesInUse = BytesIdle = 0;
+    }
+}
+
+/// <summary>A device allocation that does not fit: a benchmark reports the case as "oom" instead of an error.</summary>
+public sealed class DeviceOutOfMemoryException(string message) : ApbException(message)
+{
+    /// <summary>Whether <paramref name="e"/> or an exception it wraps (a rank's failure inside the group's) is one.</summary>
+    public static bool In(Exception? e)
+    {
+        for (; e != null; e = e.InnerException)
+            if (e is DeviceOutOfMemoryException) return true;
+        return false;
     }
 }

@@ -183,4 +183,14 @@ public class CudaHostTests
         Assert.Equal(1, rc);
         Assert.Contains("no CUDA driver found", err);
     }
+
+    [Fact]
+    public void OutOfMemoryIsKnownByItsTypeThroughTheRankGroupsWrapping()
+    {
+        var oom = new DeviceOutOfMemoryException("a [131072, 4096] BF16 tensor needs 1.00 GiB of GPU memory but only 0.5 GiB is free");
+        Assert.True(DeviceOutOfMemoryException.In(oom));
+        Assert.True(DeviceOutOfMemoryException.In(new ApbException("rank 1 failed in layer 3 attention: ...", oom)));
+        Assert.False(DeviceOutOfMemoryException.In(new ApbException("not enough GPU memory to say so by type")));
+        Assert.False(DeviceOutOfMemoryException.In(null));
+    }
 }
