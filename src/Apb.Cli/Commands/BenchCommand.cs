@@ -383,9 +383,11 @@ static partial class BenchCommand
                 _ => 2 * lb,
             };
             long workspace = rows * (3L * c.HiddenSize + 2L * c.QDim + 2L * c.KvDim + 2L * c.IntermediateSize) * 2;
-            // x2: the last rank's caches are sized to its block and regrow when the query is appended (old + new live at
-            // once), seen on the H200 as rank 1 peaking ~16 GiB above rank 0 at 128K.
-            long cache = 2L * c.NumHiddenLayers * (s == StrategyKind.Full ? n + q + 64 : lb + q) * 2 * c.KvDim * 2;
+            // K and V of every layer, reserved once (KvCache.Reserve: the regrow that once left old and new caches alive
+            // together is gone). Against bench/results/prefill-20261128-152251 (8B shape, 2 H200, 128K; peaks there include
+            // the ~15 GiB of weights): this estimate is ~18 GiB for APB against a measured 15.2 beyond the weights, ~26 for
+            // Star against 20.7, ~34 for full against 28.9.
+            long cache = c.NumHiddenLayers * (long)(s == StrategyKind.Full ? n + q + 64 : lb + q) * 2 * c.KvDim * 2;
             long attention = 3 * keys * (c.QDim + 2L * c.KvDim) * 2 + 2 * rows * c.NumAttentionHeads * 4L;
             long logits = (long)q * c.VocabSize * 4;
             return workspace + cache + attention + logits + (1L << 30);
