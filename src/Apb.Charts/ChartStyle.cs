@@ -80,6 +80,19 @@ static class ChartStyle
     }
 
     /// <summary>"1K", "128K", "1M", or the plain number of tokens.</summary>
+    /// <summary>
+    /// A context-length x axis: log2 positions, one labelled tick per length, padded at both ends. Returns the x limits.
+    /// </summary>
+    public static (double Lo, double Hi) LengthAxis(Plot plot, IReadOnlyList<int> lengths)
+    {
+        plot.Axes.Bottom.SetTicks(lengths.Select(l => Math.Log2(l)).ToArray(), lengths.Select(Tokens).ToArray());
+        double lo = Math.Log2(lengths[0]), hi = Math.Log2(lengths[^1]), pad = Math.Max(0.25, (hi - lo) * 0.06);
+        return (lo - pad, hi + pad);
+    }
+
+    /// <summary>A 0-100 % y axis labelled every 20.</summary>
+    public static void PercentTicks(Plot plot) => plot.Axes.Left.SetTicks([0, 20, 40, 60, 80, 100], ["0", "20", "40", "60", "80", "100"]);
+
     public static string Tokens(int n) =>
         n >= 1 << 20 && n % (1 << 20) == 0 ? $"{n >> 20}M" : n >= 1024 && n % 1024 == 0 ? $"{n >> 10}K" : n.ToString();
 

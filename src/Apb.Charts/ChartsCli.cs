@@ -46,17 +46,7 @@ public static class ChartsCli
             foreach (var w in written) stdout.WriteLine($"wrote {w}");
             return 0;
         }
-        catch (ChartInputException e)
-        {
-            stderr.WriteLine($"apb-charts: {e.Message}");
-            return 1;
-        }
-        catch (IOException e)
-        {
-            stderr.WriteLine($"apb-charts: {e.Message}");
-            return 1;
-        }
-        catch (UnauthorizedAccessException e)
+        catch (Exception e) when (e is ChartInputException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"apb-charts: {e.Message}");
             return 1;

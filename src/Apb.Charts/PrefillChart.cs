@@ -31,14 +31,13 @@ public static class PrefillChart
             if (pts[0].Peer) { sc.LinePattern = LinePattern.Dashed; sc.MarkerShape = MarkerShape.OpenCircle; }
         }
 
-        plot.Axes.Bottom.SetTicks(lengths.Select(l => Math.Log2(l)).ToArray(), lengths.Select(ChartStyle.Tokens).ToArray());
-        double lo = Math.Log2(lengths[0]), hi = Math.Log2(lengths[^1]), pad = Math.Max(0.25, (hi - lo) * 0.06);
+        var (xLo, xHi) = ChartStyle.LengthAxis(plot, lengths);
         double yMin = data.Points.Min(p => p.Seconds), yMax = data.Points.Max(p => p.Seconds);
         // Down to the 1-2-5 tick under the fastest point, so the bottom of the axis is labelled.
         double yLo = Math.Min(Math.Log10(yMin) - 0.08, Math.Log10(Tick125Below(yMin / 1.05)) - 0.02), yHi = Math.Log10(yMax) + 0.08;
         var (ticks, tickLabels) = LogTicks(yLo, yHi);
         plot.Axes.Left.SetTicks(ticks, tickLabels);
-        plot.Axes.SetLimits(lo - pad, hi + pad, yLo, yHi);
+        plot.Axes.SetLimits(xLo, xHi, yLo, yHi);
         // Times grow with length, so the upper-left corner is empty: the legend goes there, inside, leaving the width
         // to the data.
         plot.ShowLegend(Alignment.UpperLeft);

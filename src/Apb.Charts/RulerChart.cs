@@ -91,7 +91,7 @@ public static class RulerChart
         plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleRight;
         plot.Axes.Bottom.MinimumSize = 100;
         plot.Axes.SetLimits(-0.6, groups.Count - 0.4, 0, 108);
-        plot.Axes.Left.SetTicks([0, 20, 40, 60, 80, 100], ["0", "20", "40", "60", "80", "100"]);
+        ChartStyle.PercentTicks(plot);
         plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
 
         for (int s = 0; s < n; s++)
@@ -117,10 +117,9 @@ public static class RulerChart
             var sc = plot.Add.Scatter(xs.ToArray(), ys.ToArray());
             sc.LegendText = labels[s]; sc.Color = colors[s]; sc.LineWidth = 2.5f; sc.MarkerSize = 9;
         }
-        plot.Axes.Bottom.SetTicks(lengths.Select(l => Math.Log2(l)).ToArray(), lengths.Select(ChartStyle.Tokens).ToArray());
-        double lo = Math.Log2(lengths[0]), hi = Math.Log2(lengths[^1]), pad = Math.Max(0.25, (hi - lo) * 0.06);
-        plot.Axes.SetLimits(lo - pad, hi + pad, 0, 105);
-        plot.Axes.Left.SetTicks([0, 20, 40, 60, 80, 100], ["0", "20", "40", "60", "80", "100"]);
+        var (xLo, xHi) = ChartStyle.LengthAxis(plot, lengths);
+        plot.Axes.SetLimits(xLo, xHi, 0, 105);
+        ChartStyle.PercentTicks(plot);
         plot.ShowLegend(Edge.Right);
         return plot;
     }
