@@ -22,8 +22,8 @@ static partial class BenchCommand
 {
     static Command DecodeCommand(Io io)
     {
-        var shape = new Option<string?>("--shape") { Description = $"random-weight model shape: {string.Join(" | ", ModelShapes.Names)} (default llama-3.1-8b unless --model)" };
-        var model = new Option<string?>("--model", "-m") { Description = "a Hugging Face model directory instead of a random-weight shape" };
+        var shape = ShapeOption();
+        var model = ModelOption();
         var device = CommonOptions.Device();
         var contexts = new Option<string>("--contexts") { Description = "prompt lengths before decoding, e.g. 32k,128k", DefaultValueFactory = _ => "32k,128k" };
         var tokens = new Option<int>("--tokens", "-n") { Description = "timed decode steps per context (median reported)", DefaultValueFactory = _ => 32 };
@@ -37,7 +37,6 @@ static partial class BenchCommand
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
-            if (r.GetValue(shape) != null && r.GetValue(model) != null) throw new ApbException("give --shape or --model, not both");
             var bench = new DecodeBench(io, r.GetValue(device)!, [.. Eval.SampleGenerator.ParseLengths(r.GetValue(contexts)!, "--contexts")], Math.Max(1, r.GetValue(tokens)),
                 Math.Max(0, r.GetValue(warmup)), r.GetValue(bandwidth), r.GetValue(seed), r.GetValue(output),
                 "apb " + string.Join(' ', r.Tokens.Select(t => t.Value)));
@@ -48,15 +47,7 @@ static partial class BenchCommand
 
     sealed record DecodeResult(int Context, string Attention, string Status, string? Note, double[] StepMs, double PrefillSeconds, double FloorMs, double PeakGiB)
     {
-        public double Median
-        {
-            get
-            {
-                if (StepMs.Length == 0) return double.NaN;
-                var a = StepMs.Order().ToArray();
-                return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-            }
-        }
+        public double Median => BenchCommand.Median(StepMs);
     }
 
     sealed class DecodeBench(Io io, string device, int[] contexts, int tokens, int warmup, double bandwidthTbs, ulong seed, string? outDir, string commandLine)
@@ -72,11 +63,9 @@ static partial class BenchCommand
         {
             using var backend = CommonOptions.Backend(device);
             var cuda = backend as CudaBackend;
-            _onGpu = cuda != null;
-            using var bundle = modelDir != null ? ModelBundle.Open(modelDir) : null;
-            LlamaWeights weights;
-            if (bundle != null) { _config = bundle.Config; weights = LlamaWeights.Load(_config, bundle.Checkpoint, backend); _modelName = modelDir!; }
-            else { _modelName = shape ?? "llama-3.1-8b"; _config = ModelShapes.Get(_modelName); weights = RandomWeights.Create(_config, backend, seed); }
+            var (bundle, config, weights, name) = OpenModel(shape, modelDir, backend, seed);
+            using var _ = bundle;
+            (_config, _modelName) = (config, name);
             Log($"{_modelName}: {_config.ParameterCount / 1e9:F2}B parameters on {backend.Name}; {tokens} timed steps after {warmup} warm-up per context");
 
             foreach (int n in contexts)
@@ -108,7 +97,7 @@ static partial class BenchCommand
         {
             int variants = cuda != null ? 2 : 1;
             var session = new LocalSession(new LlamaModel(_config, weights, backend), n + variants * (warmup + tokens) + 1);
-            var rng = new Random(unchecked((int)seed) ^ n);
+            var rng = CaseRandom(seed, n);
             var prompt = Enumerable.Range(0, n).Select(_ => rng.Next(_config.VocabSize)).ToArray();
             var sw = Stopwatch.StartNew();
             int next = Sampler.ArgMax(session.Prefill(prompt, []));
@@ -156,8 +145,8 @@ static partial class BenchCommand
         }
 
         // HBM bandwidth means nothing on the CPU: no floor there (NaN, written as null / '-').
-        double FloorMs(int n) => _onGpu ? FloorBytes(n) / (bandwidthTbs * 1e12) * 1e3 : double.NaN;
-        bool _onGpu;
+        // A memory floor only means something for an HBM device.
+        double FloorMs(int n) => CommonOptions.CudaOrdinal(device) != null ? FloorBytes(n) / (bandwidthTbs * 1e12) * 1e3 : double.NaN;
 
         void Print()
         {
@@ -168,7 +157,7 @@ static partial class BenchCommand
             o.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var r in _results)
             {
-                if (r.Status != "ok") { o.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Status} | - | - | {F(r.FloorMs)} | - | - | - | {r.Note?.Replace("|", "\\|").Replace("\n", " ")} |"); continue; }
+                if (r.Status != "ok") { o.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Status} | - | - | {F(r.FloorMs)} | - | - | - | {Md(r.Note)} |"); continue; }
                 o.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Median:F2} | {r.StepMs.Min():F2} | {1000 / r.Median:F1} | {F(r.FloorMs)} | {F(r.FloorMs / r.Median)} | {r.PrefillSeconds:F2} | {r.PeakGiB:F1} | |");
             }
             o.WriteLine();

@@ -34,12 +34,48 @@ static partial class BenchCommand
 
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
+    // ---------------------------------------------------------------------------------------------------- shared by the benches
+
+    static Option<string?> ShapeOption() => new("--shape") { Description = $"random-weight model shape: {string.Join(" | ", ModelShapes.Names)} (default llama-3.1-8b unless --model)" };
+    static Option<string?> ModelOption() => new("--model", "-m") { Description = "a Hugging Face model directory instead of a random-weight shape" };
+
+    /// <summary>
+    /// The model a bench runs: a checkpoint folder (its weights loaded on <paramref name="backend"/>), or a random-weight
+    /// shape made there. The bundle, when there is one, is the caller's to dispose.
+    /// </summary>
+    static (ModelBundle? Bundle, ModelConfig Config, LlamaWeights Weights, string Name) OpenModel(string? shape, string? modelDir, IBackend backend, ulong seed)
+    {
+        if (shape != null && modelDir != null) throw new ApbException("give --shape or --model, not both");
+        if (modelDir != null)
+        {
+            var bundle = ModelBundle.Open(modelDir);
+            return (bundle, bundle.Config, LlamaWeights.Load(bundle.Config, bundle.Checkpoint, backend), modelDir);
+        }
+        string name = shape ?? "llama-3.1-8b";
+        var config = ModelShapes.Get(name);
+        return (null, config, RandomWeights.Create(config, backend, seed), name);
+    }
+
+    /// <summary>Token ids of a case: the same for a seed and length on every rank and in every run.</summary>
+    static Random CaseRandom(ulong seed, int n) => new(unchecked((int)seed) ^ n);
+
+    /// <summary>The median of timed runs (the mean of the middle two for an even count); NaN for none.</summary>
+    static double Median(IEnumerable<double> xs)
+    {
+        var a = xs.Order().ToArray();
+        if (a.Length == 0) return double.NaN;
+        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+    }
+
+    /// <summary>Text for a markdown table cell.</summary>
+    static string Md(string? s) => s is null ? "" : s.Replace("|", "\\|").Replace("\n", " ");
+
     // ---------------------------------------------------------------------------------------------------- prefill
 
     static Command PrefillCommand(Io io)
     {
-        var shape = new Option<string?>("--shape") { Description = $"random-weight model shape: {string.Join(" | ", ModelShapes.Names)} (default llama-3.1-8b unless --model)" };
-        var model = new Option<string?>("--model", "-m") { Description = "a Hugging Face model directory instead of a random-weight shape" };
+        var shape = ShapeOption();
+        var model = ModelOption();
         var strategies = new Option<string>("--strategies") { Description = "comma-separated: full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full,ring,zigzag,ulysses,star,apb" };
         var lengths = new Option<string>("--lengths") { Description = "context lengths, e.g. 32k,64k,128k,256k", DefaultValueFactory = _ => "32k,64k,128k,256k" };
         var ranks = new Option<int?>("--ranks", "-r") { Description = "ranks of the parallel strategies (under apb launch: the processes; on the CPU default 2)" };
@@ -73,7 +109,6 @@ static partial class BenchCommand
                 Seed = r.GetValue(seed), PeakTflops = r.GetValue(peak), Profile = !r.GetValue(instrumented),
                 CommandLine = "apb bench prefill " + string.Join(' ', r.Tokens.Select(t => t.Value)),
             };
-            if (o.Shape != null && o.Model != null) throw new ApbException("give --shape or --model, not both");
             if (o.Strategies.Length == 0) throw new ApbException("--strategies is empty");
             using var bench = new PrefillBench(o, io);
             return bench.Run();
@@ -95,15 +130,7 @@ static partial class BenchCommand
         public double[]? PeakGiB { get; init; }               // per rank, max over the runs
         public double? NeedGiB { get; init; }                 // predicted per-rank need (device only)
         public double[][]? Profiles { get; init; }            // per rank: phase ms..., total ms, sent MB, recv MB, attn GFLOP
-        public double Median
-        {
-            get
-            {
-                if (Seconds.Count == 0) return double.NaN;
-                var a = Seconds.Order().ToArray();
-                return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-            }
-        }
+        public double Median => BenchCommand.Median(Seconds);
     }
 
     sealed class PrefillBench : IDisposable
@@ -163,19 +190,7 @@ static partial class BenchCommand
                 _comm = ProcessGroup.ConnectNccl(_env, _cuda, _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout);
             }
             var sw = Stopwatch.StartNew();
-            if (_o.Model != null)
-            {
-                _bundle = ModelBundle.Open(_o.Model);
-                _config = _bundle.Config;
-                _weights = LlamaWeights.Load(_config, _bundle.Checkpoint, _backend);
-                _modelName = _o.Model;
-            }
-            else
-            {
-                _modelName = _o.Shape ?? "llama-3.1-8b";
-                _config = ModelShapes.Get(_modelName);
-                _weights = RandomWeights.Create(_config, _backend, _o.Seed);
-            }
+            (_bundle, _config, _weights, _modelName) = OpenModel(_o.Shape, _o.Model, _backend, _o.Seed);
             Log($"{_modelName}: {_config.ParameterCount / 1e9:F2}B parameters on {_backend.Name} in {sw.Elapsed.TotalSeconds:F1} s" +
                 (_comm != null ? $", rank 0 of {_comm.WorldSize} (NCCL)" : ""));
 
@@ -187,9 +202,9 @@ static partial class BenchCommand
                     Log($"{Describe(result)}");
                     if (Reports) Write();
                 }
+            // Written after every case above (a crash keeps what was measured); here only the table for the terminal.
             if (Reports)
             {
-                Write();
                 _io.Out.Write(Markdown());
                 _io.Out.WriteLine($"wrote {Path.Combine(_o.Out, "prefill.json")} and prefill.md");
             }
@@ -225,7 +240,7 @@ static partial class BenchCommand
                 Strategy = s, Ranks = ranks, FallbackBelow = 0, AnchorInsertAt = 0, PadTokenId = 0,
                 CollectiveTimeout = _env?.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
             };
-            var rng = new Random(unchecked((int)_o.Seed) ^ n);
+            var rng = CaseRandom(_o.Seed, n);
             var context = Enumerable.Range(0, n).Select(_ => rng.Next(_config.VocabSize)).ToArray();
             var query = Enumerable.Range(0, Math.Max(_o.Query, 1)).Select(_ => rng.Next(_config.VocabSize)).ToArray();
             string? plan = s switch
@@ -454,7 +469,6 @@ static partial class BenchCommand
             return sb.ToString();
         }
 
-        static string Md(string? s) => s is null ? "" : s.Replace("|", "\\|").Replace("\n", " ");
 
         void Write()
         {

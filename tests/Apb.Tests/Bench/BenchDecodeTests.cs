@@ -30,4 +30,22 @@ public class BenchDecodeTests
             Assert.Equal(JsonValueKind.Null, r.GetProperty("floor_ms").ValueKind); // no HBM floor on the CPU
         }
     }
+
+    [Theory]
+    [InlineData("decode")]
+    [InlineData("prefill")]
+    public void ShapeAndModelTogetherAreRefusedWithTheReason(string bench)
+    {
+        var (code, _, err) = CliRun.Apb("bench", bench, "--shape", "tiny", "--model", Repo.Fixture("llama-tiny"));
+        Assert.Equal(1, code);
+        Assert.Contains("give --shape or --model, not both", err);
+    }
+
+    [Fact]
+    public void ContextsThatAreNotLengthsAreNamedInTheError()
+    {
+        var (code, _, err) = CliRun.Apb("bench", "decode", "--shape", "tiny", "--contexts", "12q");
+        Assert.Equal(1, code);
+        Assert.Contains("--contexts '12q' is not a length", err);
+    }
 }
