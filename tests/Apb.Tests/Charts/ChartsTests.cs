@@ -86,7 +86,7 @@ public sealed class ChartsTests : IDisposable
             {"results": [{"strategy": "apb", "ranks": 4, "length": 4096, "task": "vt", "accuracy": 0.75, "samples": 2, "variant": "l_p 1024"}]}
             """);
         var rows = ResultFiles.LoadRuler([query, retaining + "=retaining heads", named + "=ignored: the file names its own"]);
-        Assert.Equal([null, null, "retaining heads", "l_p 1024"], rows.Select(r => r.Variant).ToArray());
+        Assert.Equal(new string?[] { null, null, "retaining heads", "l_p 1024" }, rows.Select(r => r.Variant));
         Assert.Null(rows[0].Variant); // full never takes a label
 
         var output = Temp("variants.png");
