@@ -609,7 +609,7 @@ static partial class CheckKernelsCommand
                 int m = 8192;
                 var x = _gpu.Allocate(m, m, CudaDType.BF16); var y = _gpu.Allocate(m, m, CudaDType.BF16);
                 RandomFill.Fill(x, 7, 4, 1f);
-                var w = RandomFill.Weight(_gpu, "gemm", m, m, 7, 5, 0.01f, 0f);
+                var w = _gpu.LoadRandom("gemm", m, m, Model.RandomWeights.Key(7, 5), 0.01f, 0f);
                 var (med, min) = _gpu.TimeMedianMs(() => _gpu.Linear(x, w, null, y), 10);
                 _timings.Add(new Timing("gemm cuBLASLt bf16", $"{m}^3", med, min, 2.0 * m * m * (double)m / (med * 1e-3) / 1e12, 10));
                 x.Dispose(); y.Dispose();

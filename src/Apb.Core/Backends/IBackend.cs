@@ -35,6 +35,14 @@ public interface IBackend : IDisposable
     Tensor AllocateF32(int rows, int cols) => Allocate(rows, cols);
     IWeight Load(WeightView w);
 
+    /// <summary>
+    /// A [rows, cols] weight of <see cref="Model.RandomWeights"/>' counter-based values for <paramref name="key"/>
+    /// (benchmarks and tests without a checkpoint). The default computes them on the host and loads them; a device
+    /// backend should fill them where they live.
+    /// </summary>
+    IWeight LoadRandom(string name, int rows, int cols, ulong key, float scale, float offset) =>
+        Model.RandomWeights.LoadOnHost(this, name, rows, cols, key, scale, offset);
+
     /// <summary>Copies host floats into rows of a tensor (row-major, src.Length = rows x Cols).</summary>
     void Upload(ReadOnlySpan<float> src, Tensor dst);
     void Download(Tensor src, Span<float> dst);

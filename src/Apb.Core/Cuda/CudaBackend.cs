@@ -162,6 +162,10 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     // ---------------------------------------------------------------------------------------------------- weights
 
+    /// <summary>Random weights filled on the device by a kernel (<see cref="RandomFill"/>): no host copy of the model.</summary>
+    public IWeight LoadRandom(string name, int rows, int cols, ulong key, float scale, float offset) =>
+        RandomFill.Weight(this, name, rows, cols, key, scale, offset);
+
     public IWeight Load(WeightView w)
     {
         Enter();
@@ -213,6 +217,19 @@ public sealed unsafe partial class CudaBackend : IBackend
         {
             if (staging != 0) Memory.Return(staging);
         }
+    }
+
+    /// <summary>
+    /// Kernel <paramref name="fn"/> of <paramref name="file"/>, allowed up to <paramref name="maxSmem"/> bytes of dynamic
+    /// shared memory: above the default 48 KB the limit must be raised on the function, once.
+    /// </summary>
+    nint KernelWithSmem(string file, string fn, uint maxSmem)
+    {
+        nint f = Context.Function(file, fn);
+        if (maxSmem > 48 * 1024 && _raisedSmem.Add(f))
+            Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)maxSmem),
+                $"cuFuncSetAttribute({fn}, {maxSmem} bytes of shared memory)");
+        return f;
     }
 
     /// <summary>Blocks of 256 threads for a grid-stride loop over n elements (at most 65536 blocks).</summary>
@@ -463,9 +480,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             string fn = d == 64 ? "apb_attention_mma2_d64" : "apb_attention_mma2_d128";
             // K and V tiles double-buffered: 2 stages x 2 tiles x 64 rows x (d + 8) bf16, above the 48 KB default at d = 128.
             uint smem = (uint)(2 * 2 * 64 * (d + 8) * 2);
-            nint f = Context.Function(AttentionFile, fn);
-            if (smem > 48 * 1024 && _raisedSmem.Add(f))
-                Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem), $"cuFuncSetAttribute({fn}, {smem} bytes of shared memory)");
+            nint f = KernelWithSmem(AttentionFile, fn, smem);
             void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &qStride, &kStride, &oStride, &scale, &causal };
             Context.Launch(f, fn, ((uint)((Tq + 63) / 64), (uint)heads, 1), 128, smem, args);
         }

@@ -11,13 +11,13 @@ public static unsafe class RandomFill
     const string File = "random.cu";
     const string Fn = "apb_fill_uniform_bf16";
 
-    /// <summary>A [rows, cols] bf16 weight with values offset + U(-scale, scale) from (seed, stream).</summary>
-    public static CudaWeight Weight(CudaBackend b, string name, int rows, int cols, ulong seed, ulong stream, float scale, float offset)
+    /// <summary>A [rows, cols] bf16 weight with values offset + U(-scale, scale) from the tensor's key.</summary>
+    public static CudaWeight Weight(CudaBackend b, string name, int rows, int cols, ulong key, float scale, float offset)
     {
         long n = (long)rows * cols;
         b.Context.MakeCurrent();
         ulong p = b.Memory.Rent(n * 2, $"weight {name}");
-        Fill(b, p, n, RandomWeights.Key(seed, stream), scale, offset);
+        Fill(b, p, n, key, scale, offset);
         return new CudaWeight(name, rows, cols, p);
     }
 

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using Apb.Backends;
 using Apb.Checkpoints;
-using Apb.Cuda;
 
 namespace Apb.Model;
 
@@ -39,31 +38,22 @@ public static class ModelShapes
 /// <summary>
 /// Random weights for a <see cref="ModelConfig"/>: every matrix uniform in [-s, s] with s = 0.02 x sqrt(3) (standard
 /// deviation 0.02, Hugging Face's initializer_range), norms 1, biases 0.02-uniform. Each tensor is stream i of a
-/// counter-based hash, so values depend only on (seed, tensor, element): the CUDA backend fills them on the device with
-/// a kernel (no host copy of the model), other backends get host bf16 buffers, and both hold the same bits.
+/// counter-based hash, so values depend only on (seed, tensor, element): a backend makes each tensor with
+/// <see cref="IBackend.LoadRandom"/> (the CUDA backend on the device with a kernel, no host copy of the model; others
+/// from host bf16 buffers, <see cref="LoadOnHost"/>), and all hold the same bits.
 /// </summary>
 public static unsafe class RandomWeights
 {
     public const float Scale = 0.02f * 1.7320508f;
 
-    // Host buffers live as long as the weights that point into them.
-    static readonly ConditionalWeakTable<LlamaWeights, List<ushort[]>> HostBuffers = new();
+    // Host buffers live as long as the weights that point into them (a host backend's weight wraps the memory it gets).
+    static readonly ConditionalWeakTable<IWeight, ushort[]> HostBuffers = new();
 
     public static LlamaWeights Create(ModelConfig c, IBackend backend, ulong seed = 1)
     {
-        var buffers = new List<ushort[]>();
         ulong stream = 0;
-        IWeight W(string name, int rows, int cols, float scale = Scale, float offset = 0f)
-        {
-            ulong s = stream++;
-            if (backend is CudaBackend cuda) return RandomFill.Weight(cuda, name, rows, cols, seed, s, scale, offset);
-            var data = GC.AllocateUninitializedArray<ushort>(checked(rows * cols), pinned: true);
-            ulong key = Key(seed, s);
-            for (int i = 0; i < data.Length; i++) data[i] = DTypes.FloatToBF16(Value(key, i, scale, offset));
-            buffers.Add(data);
-            fixed (ushort* p = data)
-                return backend.Load(new WeightView(name, DType.BF16, rows == 1 || cols == 1 ? [(long)rows * cols] : [rows, cols], (byte*)p));
-        }
+        IWeight W(string name, int rows, int cols, float scale = Scale, float offset = 0f) =>
+            backend.LoadRandom(name, rows, cols, Key(seed, stream++), scale, offset);
         IWeight Norm(string name) => W(name, c.HiddenSize, 1, 0f, 1f);
         IWeight? Bias(bool present, string name, int n) => present ? W(name, n, 1) : null;
 
@@ -87,9 +77,19 @@ public static unsafe class RandomWeights
         var norm = Norm("model.norm.weight");
         var head = c.TieWordEmbeddings ? embed : W("lm_head.weight", c.VocabSize, h);
         backend.Synchronize();
-        var weights = new LlamaWeights { EmbedTokens = embed, Layers = layers, Norm = norm, LmHead = head };
-        if (buffers.Count > 0) HostBuffers.Add(weights, buffers);
-        return weights;
+        return new LlamaWeights { EmbedTokens = embed, Layers = layers, Norm = norm, LmHead = head };
+    }
+
+    /// <summary><see cref="IBackend.LoadRandom"/> through the host: bf16 values in a pinned buffer that lives as long as the weight.</summary>
+    public static IWeight LoadOnHost(IBackend backend, string name, int rows, int cols, ulong key, float scale, float offset)
+    {
+        var data = GC.AllocateUninitializedArray<ushort>(checked(rows * cols), pinned: true);
+        for (int i = 0; i < data.Length; i++) data[i] = DTypes.FloatToBF16(Value(key, i, scale, offset));
+        IWeight w;
+        fixed (ushort* p = data)
+            w = backend.Load(new WeightView(name, DType.BF16, rows == 1 || cols == 1 ? [(long)rows * cols] : [rows, cols], (byte*)p));
+        HostBuffers.Add(w, data);
+        return w;
     }
 
     /// <summary>The hash key of one tensor (stream) of a seed.</summary>
