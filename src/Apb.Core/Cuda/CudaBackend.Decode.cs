@@ -63,10 +63,8 @@ public sealed unsafe partial class CudaBackend
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         string fn = d == 64 ? "apb_decode_split_d64" : "apb_decode_split_d128";
         uint smem = DecodeSharedBytes(pairs, d);
-        nint f = Context.Function(DecodeFile, fn);
-        if (smem > 48 * 1024 && _raisedSmem.Add(f))
-            Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)DecodeSharedBytes(DecodeRows, 128)),
-                $"cuFuncSetAttribute({fn}, {smem} bytes of shared memory)");
+        // The limit goes to what any call may need (the widest row block at d = 128): smem varies from call to call.
+        nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), DecodeThreads, smem, sa);
 

@@ -53,9 +53,7 @@ public sealed unsafe partial class CudaBackend
 
             string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
             uint smem = HopperSharedBytes(d);
-            nint f = Context.Function(HopperFile, fn);
-            if (_raisedSmem.Add(f))
-                Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem), $"cuFuncSetAttribute({fn}, {smem} bytes of shared memory)");
+            nint f = KernelWithSmem(HopperFile, fn, smem);
             void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal };
             Context.Launch(f, fn, ((uint)((Tq + 127) / 128), (uint)heads, 1), 384, smem, args);
         }
