@@ -49,35 +49,18 @@ public static unsafe class RandomWeights
     // Host buffers live as long as the weights that point into them (a host backend's weight wraps the memory it gets).
     static readonly ConditionalWeakTable<IWeight, ushort[]> HostBuffers = new();
 
+    /// <summary>Every tensor of <see cref="LlamaWeights.Build"/>'s table, in its order, as stream 0, 1, 2, ... of the seed.</summary>
     public static LlamaWeights Create(ModelConfig c, IBackend backend, ulong seed = 1)
     {
         ulong stream = 0;
-        IWeight W(string name, int rows, int cols, float scale = Scale, float offset = 0f) =>
-            backend.LoadRandom(name, rows, cols, Key(seed, stream++), scale, offset);
-        IWeight Norm(string name) => W(name, c.HiddenSize, 1, 0f, 1f);
-        IWeight? Bias(bool present, string name, int n) => present ? W(name, n, 1) : null;
-
-        int h = c.HiddenSize, q = c.QDim, kv = c.KvDim, inter = c.IntermediateSize;
-        var embed = W("model.embed_tokens.weight", c.VocabSize, h);
-        var layers = new LayerWeights[c.NumHiddenLayers];
-        for (int i = 0; i < layers.Length; i++)
+        var weights = LlamaWeights.Build(c, t =>
         {
-            string p = $"model.layers.{i}.";
-            layers[i] = new LayerWeights(
-                Norm(p + "input_layernorm.weight"),
-                W(p + "self_attn.q_proj.weight", q, h), Bias(c.QkvBias, p + "self_attn.q_proj.bias", q),
-                W(p + "self_attn.k_proj.weight", kv, h), Bias(c.QkvBias, p + "self_attn.k_proj.bias", kv),
-                W(p + "self_attn.v_proj.weight", kv, h), Bias(c.QkvBias, p + "self_attn.v_proj.bias", kv),
-                W(p + "self_attn.o_proj.weight", h, q), Bias(c.OutputBias, p + "self_attn.o_proj.bias", h),
-                Norm(p + "post_attention_layernorm.weight"),
-                W(p + "mlp.gate_proj.weight", inter, h), Bias(c.MlpBias, p + "mlp.gate_proj.bias", inter),
-                W(p + "mlp.up_proj.weight", inter, h), Bias(c.MlpBias, p + "mlp.up_proj.bias", inter),
-                W(p + "mlp.down_proj.weight", h, inter), Bias(c.MlpBias, p + "mlp.down_proj.bias", h));
-        }
-        var norm = Norm("model.norm.weight");
-        var head = c.TieWordEmbeddings ? embed : W("lm_head.weight", c.VocabSize, h);
+            bool norm = t.Role == LlamaWeights.Role.Norm;
+            int rows = (int)t.Shape[0], cols = t.Shape.Length > 1 ? (int)t.Shape[1] : 1;
+            return backend.LoadRandom(t.Name, rows, cols, Key(seed, stream++), norm ? 0f : Scale, norm ? 1f : 0f);
+        });
         backend.Synchronize();
-        return new LlamaWeights { EmbedTokens = embed, Layers = layers, Norm = norm, LmHead = head };
+        return weights;
     }
 
     /// <summary><see cref="IBackend.LoadRandom"/> through the host: bf16 values in a pinned buffer that lives as long as the weight.</summary>
