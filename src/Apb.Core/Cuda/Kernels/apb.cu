@@ -81,7 +81,7 @@ extern "C" __global__ void apb_max_pool5(const void* __restrict__ scores, int sc
         long t = i / heads;
         int h = (int)(i - t * heads);
         long lo = t - 2 < 0 ? 0 : t - 2, hi = t + 2 > rows - 1 ? rows - 1 : t + 2;
-        float m = __int_as_float(0xff800000);
+        float m = APB_NEG_INF;
         for (long u = lo; u <= hi; u++)
         {
             float v = load_any(scores, u * heads + h, scoresF32);

@@ -209,7 +209,7 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
         for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0;
         if (threadIdx.x == 0 && lse)
         {
-            if (lseF32) ((float*)lse)[row] = APB_NEG_INF; else ((bf16*)lse)[row] = f2bf(APB_NEG_INF);
+            store_any(lse, row, lseF32, APB_NEG_INF);
         }
         return;
     }
@@ -222,9 +222,5 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
             if (pl[s] != APB_NEG_INF) acc = fmaf(expf(pl[s] - mx), partO[(row * splits + s) * d + c], acc);
         o[c] = f2bf(acc / total);
     }
-    if (threadIdx.x == 0 && lse)
-    {
-        float l = mx + logf(total);
-        if (lseF32) ((float*)lse)[row] = l; else ((bf16*)lse)[row] = f2bf(l);
-    }
+    if (threadIdx.x == 0 && lse) store_any(lse, row, lseF32, mx + logf(total));
 }
