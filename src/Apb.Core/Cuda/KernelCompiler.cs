@@ -168,35 +168,17 @@ public static unsafe class KernelCompiler
         var src = Driver.Utf8Z(source);
         var name = Driver.Utf8Z(file);
         var headers = Headers();
-        var texts = headers.Select(h => GCHandle.Alloc(Driver.Utf8Z(h.Text), GCHandleType.Pinned)).ToArray();
-        var names = headers.Select(h => GCHandle.Alloc(Driver.Utf8Z(h.Name), GCHandleType.Pinned)).ToArray();
-        try
+        using (var texts = new PinnedStrings(headers.Select(h => h.Text)))
+        using (var names = new PinnedStrings(headers.Select(h => h.Name)))
         {
-            var hp = stackalloc byte*[Math.Max(1, texts.Length)];
-            var np = stackalloc byte*[Math.Max(1, names.Length)];
-            for (int i = 0; i < texts.Length; i++) { hp[i] = (byte*)texts[i].AddrOfPinnedObject(); np[i] = (byte*)names[i].AddrOfPinnedObject(); }
             fixed (byte* s = src, n = name)
-                Nvrtc.Check(Nvrtc.nvrtcCreateProgram(&prog, s, n, texts.Length, hp, np), "nvrtcCreateProgram");
-        }
-        finally
-        {
-            foreach (var h in texts.Concat(names)) h.Free();
+                Nvrtc.Check(Nvrtc.nvrtcCreateProgram(&prog, s, n, texts.Count, texts.Pointers, names.Pointers), "nvrtcCreateProgram");
         }
         try
         {
-            var opts = options.Select(Driver.Utf8Z).ToArray();
-            var handles = opts.Select(o => GCHandle.Alloc(o, GCHandleType.Pinned)).ToArray();
             int rc;
-            try
-            {
-                var ptrs = stackalloc byte*[opts.Length];
-                for (int i = 0; i < opts.Length; i++) ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
-                rc = Nvrtc.nvrtcCompileProgram(prog, opts.Length, ptrs);
-            }
-            finally
-            {
-                foreach (var h in handles) h.Free();
-            }
+            using (var opts = new PinnedStrings(options))
+                rc = Nvrtc.nvrtcCompileProgram(prog, opts.Count, opts.Pointers);
             if (rc != 0)
             {
                 string log = ProgramLog(prog);
@@ -229,5 +211,30 @@ public static unsafe class KernelCompiler
         var buf = new byte[size];
         fixed (byte* p = buf) Nvrtc.nvrtcGetProgramLog(prog, p);
         return Encoding.UTF8.GetString(buf, 0, (int)size - 1);
+    }
+}
+
+/// <summary>UTF-8, zero-terminated copies of strings, pinned for a native call (an array of char* there) until disposed.</summary>
+sealed unsafe class PinnedStrings : IDisposable
+{
+    readonly GCHandle[] _handles;
+    readonly byte*[] _pointers;
+    GCHandle _array;
+
+    public PinnedStrings(IEnumerable<string> items)
+    {
+        _handles = items.Select(x => GCHandle.Alloc(Driver.Utf8Z(x), GCHandleType.Pinned)).ToArray();
+        _pointers = new byte*[Math.Max(1, _handles.Length)];
+        for (int i = 0; i < _handles.Length; i++) _pointers[i] = (byte*)_handles[i].AddrOfPinnedObject();
+        _array = GCHandle.Alloc(_pointers, GCHandleType.Pinned);
+    }
+
+    public int Count => _handles.Length;
+    public byte** Pointers => (byte**)_array.AddrOfPinnedObject();
+
+    public void Dispose()
+    {
+        if (_array.IsAllocated) _array.Free();
+        foreach (var h in _handles) h.Free();
     }
 }
