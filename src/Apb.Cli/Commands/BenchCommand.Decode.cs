@@ -2,10 +2,11 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Apb.Backends;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -78,7 +79,7 @@ static partial class BenchCommand
                 }
                 catch (ApbException e)
                 {
-                    bool oom = Cuda.DeviceOutOfMemoryException.In(e);
+                    bool oom = Backends.Cuda.DeviceOutOfMemoryException.In(e);
                     _results.Add(new DecodeResult(n, "-", oom ? "oom" : "error", e.Message, [], 0, FloorMs(n), 0));
                     Log($"n={n}: {(oom ? "oom" : "error")}: {e.Message}");
                 }

@@ -4,13 +4,16 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Apb.Backends;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
+using Apb.Comms;
 using Apb.Diagnostics;
-using Apb.Distributed;
-using Apb.Distributed.Launch;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Strategies.Apb;
+using Apb.Runtime;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 
@@ -288,7 +291,7 @@ static partial class BenchCommand
             }
             catch (ApbException e)
             {
-                bool oom = Cuda.DeviceOutOfMemoryException.In(e);
+                bool oom = Backends.Cuda.DeviceOutOfMemoryException.In(e);
                 if (_comm != null && ranks > 1) _commDead = e.Message.Length > 160 ? e.Message[..160] + "…" : e.Message;
                 return baseResult with
                 {

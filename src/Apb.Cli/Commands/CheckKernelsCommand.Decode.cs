@@ -1,5 +1,5 @@
 using Apb.Backends;
-using Apb.Cuda;
+using Apb.Backends.Cuda;
 
 namespace Apb.Cli.Commands;
 

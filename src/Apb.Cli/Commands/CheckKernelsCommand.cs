@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Apb.Backends;
 using Apb.Backends.Cpu;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Apb.Backends;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
+using Apb.Strategies;
 
 namespace Apb.Cli.Commands;
 

@@ -1,8 +1,9 @@
 using System.CommandLine;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;

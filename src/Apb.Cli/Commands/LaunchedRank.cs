@@ -1,7 +1,7 @@
 using Apb.Backends;
-using Apb.Distributed;
-using Apb.Distributed.Launch;
 using Apb.Engine;
+using Apb.Strategies;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Apb.Engine;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -37,11 +38,11 @@ static class LogitsCommand
             var logits = session switch
             {
                 LocalSession l => l.AllLogits(tokens),
-                Distributed.DistributedSession d => d.AllLogits(context, q),
+                Runtime.DistributedSession d => d.AllLogits(context, q),
                 _ => throw new InvalidOperationException(session.GetType().Name),
             };
             StrategyFlags.Report(io, session, strategy.Timings(r));
-            if (session is Distributed.DistributedSession { ReportsResults: false }) return 0; // apb launch: rank 0 reports
+            if (session is Runtime.DistributedSession { ReportsResults: false }) return 0; // apb launch: rank 0 reports
             int vocab = bundle.Config.VocabSize;
             if (r.GetValue(output) is { } path) Write(path, tokens, logits, vocab);
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();

@@ -40,7 +40,7 @@ static class ServeCommand
             so.Validate(bundle.Config);
             // Full attention on one rank keeps a pool of model replicas; a strategy builds its ranks per request, with
             // APB's anchor insertion point taken from that request's chat header.
-            var served = so.Strategy == Distributed.StrategyKind.Full && so.Ranks == 1
+            var served = so.Strategy == Strategies.StrategyKind.Full && so.Ranks == 1
                 ? ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name))
                 : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
                     bundle.Config.MaxPositionEmbeddings, bundle.StopTokens,

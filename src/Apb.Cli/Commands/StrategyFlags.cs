@@ -1,7 +1,8 @@
 using System.CommandLine;
 using Apb.Backends;
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Strategies;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -41,7 +42,7 @@ sealed class StrategyFlags
         {
             Strategy = kind,
             // Under apb launch the ranks are the processes launched.
-            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : Distributed.Launch.LaunchEnvironment.Current?.WorldSize ?? 4),
+            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : Runtime.Launch.LaunchEnvironment.Current?.WorldSize ?? 4),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),
@@ -56,7 +57,7 @@ sealed class StrategyFlags
     /// <summary>One rank with full attention runs as a plain local session; anything else as a distributed one.</summary>
     public static IInferenceSession Session(ModelBundle bundle, StrategyOptions o, Func<IBackend> backend, int capacity)
     {
-        if (Distributed.Launch.LaunchEnvironment.Current is { } launched) return LaunchedRank.Session(bundle, o, launched, backend);
+        if (Runtime.Launch.LaunchEnvironment.Current is { } launched) return LaunchedRank.Session(bundle, o, launched, backend);
         if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
             return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true);
         var first = backend();

@@ -149,7 +149,7 @@ public interface IBackend : IDisposable
     }
 
     /// <summary>
-    /// APB's selection (<see cref="Apb.Distributed.PassingSelector.Select"/>): max-pool <paramref name="scores"/>
+    /// APB's selection (<see cref="global::Apb.Strategies.Apb.PassingSelector.Select"/>): max-pool <paramref name="scores"/>
     /// [rows, heads] along the rows (window 5), then per head the <paramref name="count"/> rows with the highest pooled score
     /// (ties to the earlier row), ascending; entry i x heads + h is head h's i-th row. The default downloads the scores and
     /// selects on the host; a device backend should pool and select with kernels and download only the indices.
@@ -160,7 +160,7 @@ public interface IBackend : IDisposable
             throw new ArgumentException($"select_passing: {count} of the rows of {scores} for {heads} heads");
         var s = new float[scores.Rows * heads];
         Download(scores, s);
-        return Apb.Distributed.PassingSelector.Select(s, scores.Rows, heads, count);
+        return global::Apb.Strategies.Apb.PassingSelector.Select(s, scores.Rows, heads, count);
     }
 
     /// <summary>Blocks until queued work is done (a no-op on the CPU).</summary>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Serving;
 

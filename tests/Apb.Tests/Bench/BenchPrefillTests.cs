@@ -110,7 +110,7 @@ public class BenchPrefillTests
 
         // The model runs on them and gives finite logits.
         var model = new LlamaModel(c, w1, b);
-        var session = new Apb.Engine.LocalSession(model, 64);
+        var session = new Apb.Runtime.LocalSession(model, 64);
         var logits = session.Prefill([1, 2, 3, 4, 5], []);
         Assert.Equal(c.VocabSize, logits.Length);
         Assert.All(logits, x => Assert.True(float.IsFinite(x)));

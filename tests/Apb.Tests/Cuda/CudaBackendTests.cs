@@ -1,9 +1,10 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 using Xunit;
 
 namespace Apb.Tests.Cuda;

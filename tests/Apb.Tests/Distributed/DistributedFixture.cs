@@ -1,9 +1,11 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tests.Model;
 
 namespace Apb.Tests.Distributed;

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

@@ -1,7 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
+using Apb.Strategies.Apb;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

@@ -1,6 +1,7 @@
 using Apb.Backends.Cpu;
-using Apb.Distributed;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Serving;
 using OpenAI.Chat;
 using Xunit;

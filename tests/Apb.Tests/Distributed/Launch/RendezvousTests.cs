@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;
