@@ -86,7 +86,7 @@ static partial class BenchCommand
                 finally
                 {
                     // The session is dropped, not disposed: its caches and workspaces go back to the pool here.
-                    cuda?.ReleaseSince(mark);
+                    cuda?.Memory.ReleaseSince(mark);
                 }
                 Write();
             }

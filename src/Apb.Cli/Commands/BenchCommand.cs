@@ -357,7 +357,7 @@ static partial class BenchCommand
             {
                 // The session is dropped, not disposed (that would close the backend and the communicator it shares):
                 // its device tensors go back to the pool here.
-                _cuda?.ReleaseSince(mark);
+                _cuda?.Memory.ReleaseSince(mark);
             }
         }
 
@@ -602,7 +602,7 @@ static partial class BenchCommand
                 using var l = gpu.AllocateF32(n, h);
                 // Inputs of the size of real q/k (|x| ~ 1): scores spread, not all equal.
                 RandomFill.Fill(q, 7, 1, 1f); RandomFill.Fill(k, 7, 2, 1f); RandomFill.Fill(v, 7, 3, 1f);
-                var (med, min) = gpu.TimeMedianMs(() => gpu.Attention(q, k, v, h, kv, mask, o, l), reps);
+                var (med, min) = GpuTiming.MedianMs(gpu, () => gpu.Attention(q, k, v, h, kv, mask, o, l), reps);
                 double pairs = mask == AttentionMask.Causal ? (double)n * extra + (double)n * n / 2 : (double)n * (n + extra);
                 double flops = 4.0 * d * h * pairs;
                 rows.Add((n, med, min, flops / (med * 1e-3) / 1e12));

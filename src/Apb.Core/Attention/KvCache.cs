@@ -76,8 +76,8 @@ public sealed class KvCache : IDisposable
             _b.Copy(_v, 0, 0, v, 0, 0, Length, Cols);
         }
         // Work queued on the stream that still reads the old buffers is ordered before any reuse of their memory.
-        (_k as IDisposable)?.Dispose();
-        (_v as IDisposable)?.Dispose();
+        _k?.Dispose();
+        _v?.Dispose();
         _k = k; _v = v; _capacity = capacity;
     }
 
@@ -85,8 +85,8 @@ public sealed class KvCache : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        (_k as IDisposable)?.Dispose();
-        (_v as IDisposable)?.Dispose();
+        _k?.Dispose();
+        _v?.Dispose();
         _k = _v = null;
         Length = 0;
     }

@@ -14,7 +14,7 @@ namespace Apb.Attention;
 /// causally. The partial (out, lse) of all ranks are all-gathered and merged in fp32 with max subtraction in rank
 /// order, so every rank ends with bit-identical outputs and runs the rest of the layer identically.
 /// </summary>
-public sealed class StarPhaseAttention : IAttention
+public sealed class StarPhaseAttention : IAttention, IDisposable
 {
     readonly IBackend _b;
     readonly ModelConfig _c;
@@ -49,8 +49,9 @@ public sealed class StarPhaseAttention : IAttention
         }
         if (_part is null || _part.Rows != t)
         {
+            DisposeBuffers();
             _part = _b.Allocate(t, _c.QDim); _partLse = _b.AllocateF32(t, heads);
-            _outs = _b.Allocate(h * t, _c.QDim); _lses = _b.AllocateF32(h * t, heads);
+            if (h > 1) { _outs = _b.Allocate(h * t, _c.QDim); _lses = _b.AllocateF32(h * t, heads); }
         }
 
         var cache = _caches[layer];
@@ -85,19 +86,16 @@ public sealed class StarPhaseAttention : IAttention
         _comm.AllGather(_part, _outs!);
         _comm.AllGather(_partLse!, _lses!);
         using var _ = Profile?.Measure("attention");
-        Merge(_b, _outs!, _lses!, h, t, heads, output);
+        // Every rank merges the same gathered parts in rank order, in fp32, rounding once: identical bits on every rank.
+        _b.MergeAttentionParts(_outs!, _lses!, h, heads, output);
     }
 
-    /// <summary>
-    /// Merges the ranks' partial results ([H x T] rows each, rank-major) into output, in rank order: the pairwise
-    /// max-subtracted merge equals m = max lse_r; out = sum exp(lse_r - m) out_r / sum exp(lse_r - m).
-    /// </summary>
-    internal static void Merge(IBackend b, Tensor outs, Tensor lses, int ranks, int t, int heads, Tensor output)
+    void DisposeBuffers()
     {
-        var acc = outs.RowSlice(0, t);
-        var accLse = lses.RowSlice(0, t);
-        for (int r = 1; r < ranks; r++)
-            b.MergeAttention(acc, accLse, outs.RowSlice(r * t, t), lses.RowSlice(r * t, t), heads);
-        b.Copy(acc, 0, 0, output, 0, 0, t, output.Cols);
+        foreach (var t in new[] { _part, _partLse, _outs, _lses }) t?.Dispose();
+        _part = _partLse = _outs = _lses = null;
     }
+
+    /// <summary>Gives back the step buffers (not the caches: whoever made them owns them).</summary>
+    public void Dispose() => DisposeBuffers();
 }

@@ -49,6 +49,13 @@ public interface ICommunicator : IDisposable
     void Broadcast(Tensor t, int root);
 
     void Barrier();
+
+    /// <summary>
+    /// Ends every wait of this rank and its peers at once (theirs at their next wait, NCCL's by ncclCommAbort): after a
+    /// failure on this rank, so the others report it instead of waiting for a transfer that will never come. The
+    /// communicator is unusable afterwards; <paramref name="reason"/> is what the peers' errors name.
+    /// </summary>
+    void Abort(string reason);
 }
 
 /// <summary>A transfer in flight, from <see cref="ICommunicator.StartSendRecv"/> or <see cref="ICommunicator.StartAllGather"/>.</summary>

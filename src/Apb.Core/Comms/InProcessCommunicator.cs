@@ -161,5 +161,7 @@ public sealed class InProcessCommunicator : ICommunicator
             throw new ArgumentOutOfRangeException(nameof(peer), $"{what}: rank {peer} is outside the group of {WorldSize}");
     }
 
+    public void Abort(string reason) => _group.Abort();
+
     public void Dispose() { }
 }

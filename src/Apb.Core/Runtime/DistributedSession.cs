@@ -322,7 +322,7 @@ public sealed class DistributedSession : IInferenceSession
     {
         var r = new float[t.Rows * t.Cols];
         b.Download(t, r);
-        (t as IDisposable)?.Dispose();
+        t?.Dispose();
         return r;
     }
 
@@ -356,7 +356,7 @@ public sealed class DistributedSession : IInferenceSession
             if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerExceptions[0];
             string msg = e is ApbException ? e.Message : $"{e.GetType().Name}: {e.Message}";
             _failure = $"rank {rk.Rank} failed in {rk.Doing}: {msg}";
-            (comm as NcclCommunicator)?.Abort(_failure);
+            comm.Abort(_failure);
             throw new ApbException(_failure, e);
         }
     }

@@ -45,7 +45,7 @@ public sealed class LocalSession : IInferenceSession
         var t = _model.Forward(ids.ToArray(), _attention, LogitsFor.All)!;
         var r = new float[t.Rows * t.Cols];
         _model.Backend.Download(t, r);
-        (t as IDisposable)?.Dispose();
+        t?.Dispose();
         return r;
     }
 
@@ -54,7 +54,7 @@ public sealed class LocalSession : IInferenceSession
     {
         var r = new float[logits.Cols];
         _model.Backend.Download(logits, r);
-        (logits as IDisposable)?.Dispose();
+        logits?.Dispose();
         return r;
     }
 

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using Apb.Backends.Cuda.Native;
 using Apb.Checkpoints;
-using Apb.Model;
 
 namespace Apb.Backends.Cuda;
 
@@ -52,8 +51,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly Dictionary<RopeTable, ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly HashSet<nint> _raisedSmem = new();
     ulong _ints;          // device scratch for ids / positions / row indices
-    ulong _pooled, _picked; // APB selection scratch: pooled scores (fp32) and picked row indices
-    long _pooledBytes, _pickedBytes;
     long _intsCapacity;
     void* _pinned;        // pinned host staging for uploads, downloads and weight loads
     long _pinnedBytes;
@@ -283,18 +280,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
     }
 
-    /// <summary>Fills a tensor with NaN (for checks: an element no kernel wrote stays NaN).</summary>
-    public void Poison(Tensor t)
-    {
-        var c = C(t);
-        Enter();
-        long n = (long)c.Rows * c.Cols;
-        if (c.DType == CudaDType.BF16)
-            Driver.Check(Driver.cuMemsetD16Async(c.Ptr, 0x7fc0, (nuint)n, Context.Stream), "cuMemsetD16Async");
-        else
-            Driver.Check(Driver.cuMemsetD32Async(c.Ptr, 0x7fc00000u, (nuint)n, Context.Stream), "cuMemsetD32Async");
-    }
-
     public void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols)
     {
         var s = C(src); var d = C(dst);
@@ -317,23 +302,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         string fn = es == 2 ? "apb_copy2d_u16" : "apb_copy2d_u32";
         void** args = stackalloc void*[] { &sp, &ss, &dp, &ds, &rows, &cols };
         Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)Math.Min((cols + 255) / 256, 64), (uint)Math.Min(rows, 65535), 1), 256, 0, args);
-    }
-
-    public void GatherRows(Tensor src, ReadOnlySpan<int> rowIndex, Tensor dst)
-    {
-        var s = C(src); var d = C(dst);
-        if (d.Rows != rowIndex.Length || d.Cols != s.Cols || s.DType != d.DType)
-            throw new ArgumentException($"gather of {rowIndex.Length} rows of {s} into {d}");
-        foreach (int r in rowIndex)
-            if ((uint)r >= (uint)s.Rows) throw new ArgumentException($"gather: row {r} is outside {s}");
-        if (rowIndex.Length == 0) return;
-        Enter();
-        ulong idx = UploadInts(rowIndex);
-        ulong sp = s.Ptr, dp = d.Ptr;
-        int cols = s.Cols;
-        string fn = s.ElementSize == 2 ? "apb_gather_rows_u16" : "apb_gather_rows_u32";
-        void** args = stackalloc void*[] { &sp, &idx, &dp, &cols };
-        Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)rowIndex.Length, 1, 1), 256, 0, args);
     }
 
     // ---------------------------------------------------------------------------------------------------- model ops
@@ -533,143 +501,24 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_merge_attention"), "apb_merge_attention", ((uint)a.Rows, 1, 1), 128, 0, args);
     }
 
+    public void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output)
+    {
+        var p = Bf16(parts, "merge parts"); var l = C(lses); var o = Bf16(output, "merge parts");
+        long rows = o.Rows;
+        if (count < 1 || p.Rows != count * rows || p.Cols != o.Cols || l.Rows != count * rows || l.Cols != heads || heads <= 0 || o.Cols % heads != 0)
+            throw new ArgumentException($"merge of {count} parts: parts {p}, lses {l}, {heads} heads into {o}");
+        if (rows == 0) return;
+        Enter();
+        ulong pp = p.Ptr, lp = l.Ptr, op = o.Ptr;
+        int lseF32 = l.DType == CudaDType.F32 ? 1 : 0, d = o.Cols / heads;
+        void** args = stackalloc void*[] { &pp, &lp, &lseF32, &op, &count, &rows, &heads, &d };
+        Context.Launch(Context.Function(Elementwise, "apb_merge_parts"), "apb_merge_parts", ((uint)rows, 1, 1), 128, 0, args);
+    }
+
     public void Synchronize()
     {
         Enter();
         Context.Synchronize();
-    }
-
-    // ---------------------------------------------------------------------------------------------------- APB scoring
-
-    /// <summary>Query-aware scores on the device: one warp per (row, head), fp32 accumulation.</summary>
-    public void HeadDot(Tensor x, Tensor vec, int heads, Tensor output)
-    {
-        var xs = Bf16(x, "head_dot"); var vs = C(vec); var o = C(output);
-        int d = heads > 0 ? xs.Cols / heads : 0;
-        if (heads <= 0 || xs.Cols != heads * d || vs.Rows != 1 || vs.Cols != xs.Cols || o.Rows != xs.Rows || o.Cols != heads)
-            throw new ArgumentException($"head_dot: x {xs}, vec {vs}, {heads} heads, out {o}");
-        if (xs.Rows == 0) return;
-        Enter();
-        ulong xp = xs.Ptr, vp = vs.Ptr, op = o.Ptr;
-        long xStride = xs.Cols;
-        int vecF32 = vs.DType == CudaDType.F32 ? 1 : 0, outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows;
-        long pairs = (long)rows * heads;
-        void** args = stackalloc void*[] { &xp, &xStride, &vp, &vecF32, &op, &outF32, &rows, &heads, &d };
-        Context.Launch(Context.Function(ApbFile, "apb_head_dot"), "apb_head_dot", ((uint)((pairs + 7) / 8), 1, 1), 256, 0, args);
-    }
-
-    /// <summary>APB's qbar on the device (the query rows averaged per KV-head group): no download, no wait.</summary>
-    public void GroupMean(Tensor x, int heads, int groups, Tensor output)
-    {
-        var xs = Bf16(x, "group_mean"); var o = C(output);
-        int d = heads > 0 ? xs.Cols / heads : 0;
-        if (heads <= 0 || groups <= 0 || heads % groups != 0 || xs.Cols != heads * d || xs.Rows == 0 || o.Rows != 1 || o.Cols != groups * d)
-            throw new ArgumentException($"group_mean: x {xs} with {heads} heads in {groups} groups into {o}");
-        Enter();
-        ulong xp = xs.Ptr, op = o.Ptr;
-        long xStride = xs.Cols;
-        int outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows, groupSize = heads / groups;
-        void** args = stackalloc void*[] { &xp, &xStride, &op, &outF32, &rows, &groups, &groupSize, &d };
-        Context.Launch(Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", ((uint)((groups * d + 31) / 32), 1, 1), 256, 0, args);
-    }
-
-    /// <summary>The passing-block gather: one launch for all rows and heads, indices uploaded once.</summary>
-    public void GatherHeadRows(Tensor src, int heads, ReadOnlySpan<int> rowIndex, Tensor dst)
-    {
-        var s = C(src); var d = C(dst);
-        int hd = heads > 0 ? s.Cols / heads : 0;
-        if (heads <= 0 || s.Cols != heads * hd || d.Cols != s.Cols || rowIndex.Length != (long)d.Rows * heads || s.DType != d.DType)
-            throw new ArgumentException($"gather_head_rows: {rowIndex.Length} indices for {heads} heads of {s} into {d}");
-        foreach (int r in rowIndex)
-            if ((uint)r >= (uint)s.Rows) throw new ArgumentException($"gather_head_rows: row {r} is outside {s}");
-        if (d.Rows == 0) return;
-        Enter();
-        ulong idx = UploadInts(rowIndex);
-        ulong sp = s.Ptr, dp = d.Ptr;
-        string fn = s.ElementSize == 2 ? "apb_gather_head_rows_u16" : "apb_gather_head_rows_u32";
-        void** args = stackalloc void*[] { &sp, &idx, &dp, &heads, &hd };
-        Context.Launch(Context.Function(ApbFile, fn), fn, ((uint)d.Rows, (uint)heads, 1), (uint)Math.Clamp(hd, 32, 256), 0, args);
-    }
-
-    /// <summary>
-    /// Max-pool and top-k per head on the device (one block per head, radix select); only the picked indices come back,
-    /// [count, heads] row-major, the same as <see cref="Apb.Distributed.PassingSelector.Select"/> on the same scores.
-    /// </summary>
-    public int[] SelectPassing(Tensor scores, int heads, int count)
-    {
-        var s = C(scores);
-        if (heads <= 0 || s.Cols != heads || count < 0 || count > s.Rows)
-            throw new ArgumentException($"select_passing: {count} of the rows of {s} for {heads} heads");
-        var picked = new int[(long)count * heads];
-        if (count == 0) return picked;
-        Enter();
-        int rows = s.Rows;
-        long n = (long)rows * heads;
-        ulong sp = s.Ptr;
-        ulong pp = Scratch(ref _pooled, ref _pooledBytes, n * 4, 4096, "APB pooled scores");
-        ulong ip = Scratch(ref _picked, ref _pickedBytes, picked.Length * 4L, 4096, "APB picked rows");
-        // -1 in every index slot first: an entry the kernel failed to write is caught by the caller's bounds checks.
-        Driver.Check(Driver.cuMemsetD32Async(ip, 0xffffffffu, (nuint)picked.Length, Context.Stream), "cuMemsetD32Async(picked rows)");
-        int f32 = s.DType == CudaDType.F32 ? 1 : 0;
-        void** pa = stackalloc void*[] { &sp, &f32, &pp, &rows, &heads };
-        Context.Launch(Context.Function(ApbFile, "apb_max_pool5"), "apb_max_pool5", (GridFor(n), 1, 1), 256, 0, pa);
-        void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &ip };
-        Context.Launch(Context.Function(ApbFile, "apb_topk_rows"), "apb_topk_rows", ((uint)heads, 1, 1), 1024, 0, ta);
-        var pinned = Pinned(Math.Max(StagingBytes, picked.Length * 4L));
-        Driver.Check(Driver.cuMemcpyDtoHAsync(pinned, ip, (nuint)(picked.Length * 4L), Context.Stream), "cuMemcpyDtoHAsync(picked rows)");
-        Context.Synchronize();
-        new ReadOnlySpan<int>(pinned, picked.Length).CopyTo(picked);
-        return picked;
-    }
-
-    // ---------------------------------------------------------------------------------------------------- timing
-
-    /// <summary>
-    /// A benchmark's timing: one warm-up call (module load, clocks), then <paramref name="repeats"/> calls each timed by
-    /// <see cref="TimeMs"/>; the median (upper middle for an even count) and the minimum, in ms.
-    /// </summary>
-    public (double Median, double Min) TimeMedianMs(Action work, int repeats)
-    {
-        work();
-        Synchronize();
-        var ms = new double[Math.Max(repeats, 1)];
-        for (int i = 0; i < ms.Length; i++) ms[i] = TimeMs(work);
-        Array.Sort(ms);
-        return (ms[ms.Length / 2], ms[0]);
-    }
-
-    /// <summary>Milliseconds of device time <paramref name="work"/> takes, measured with events on the backend's stream.</summary>
-    public float TimeMs(Action work)
-    {
-        Enter();
-        nint start, stop;
-        Driver.Check(Driver.cuEventCreate(&start, Driver.CU_EVENT_DEFAULT), "cuEventCreate");
-        Driver.Check(Driver.cuEventCreate(&stop, Driver.CU_EVENT_DEFAULT), "cuEventCreate");
-        try
-        {
-            Driver.Check(Driver.cuEventRecord(start, Context.Stream), "cuEventRecord");
-            work();
-            Driver.Check(Driver.cuEventRecord(stop, Context.Stream), "cuEventRecord");
-            Driver.Check(Driver.cuEventSynchronize(stop), "cuEventSynchronize (the timed work failed)");
-            float ms;
-            Driver.Check(Driver.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
-            return ms;
-        }
-        finally
-        {
-            Driver.cuEventDestroy(start);
-            Driver.cuEventDestroy(stop);
-        }
-    }
-
-    /// <summary>
-    /// Benchmarks: gives back every device block rented after <paramref name="mark"/> (<see cref="DeviceMemory.Mark"/>)
-    /// but the backend's own scratch (rented backend-owned): a finished session's tensors, never disposed one by one.
-    /// </summary>
-    public int ReleaseSince(long mark)
-    {
-        Enter();
-        return Memory.ReleaseSince(mark);
     }
 
     public void Dispose()

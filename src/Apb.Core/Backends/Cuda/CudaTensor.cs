@@ -9,7 +9,7 @@ public enum CudaDType { BF16, F32 }
 /// A row-major [Rows, Cols] tensor in device memory. Views (row slices) point into their parent's block and never own it;
 /// disposing the owner returns the block to the backend's pool. Undisposed tensors are freed with the backend.
 /// </summary>
-public sealed class CudaTensor : Tensor, IDisposable
+public sealed class CudaTensor : Tensor
 {
     readonly CudaBackend? _owner;   // null for views
     public CudaBackend Backend { get; }
@@ -31,7 +31,7 @@ public sealed class CudaTensor : Tensor, IDisposable
         return new CudaTensor(Backend, Ptr + (ulong)((long)start * Cols * ElementSize), count, Cols, DType, owns: false);
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         if (_owner != null && Ptr != 0) _owner.Memory.Return(Ptr);
         Ptr = 0;

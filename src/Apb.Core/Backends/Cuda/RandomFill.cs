@@ -1,4 +1,3 @@
-using Apb.Model;
 
 namespace Apb.Backends.Cuda;
 
@@ -26,7 +25,7 @@ public static unsafe class RandomFill
     {
         if (t.DType != CudaDType.BF16) throw new ArgumentException($"random fill: {t} must be bf16");
         t.Backend.Context.MakeCurrent();
-        Fill(t.Backend, t.Ptr, (long)t.Rows * t.Cols, RandomWeights.Key(seed, stream), scale, 0f);
+        Fill(t.Backend, t.Ptr, (long)t.Rows * t.Cols, RandomValues.Key(seed, stream), scale, 0f);
     }
 
     static void Fill(CudaBackend b, ulong dst, long n, ulong key, float scale, float offset)

@@ -40,6 +40,16 @@ public sealed class ApbAttention : SequenceParallelAttention
                 "pass a query and an anchor that holds it, use --passing large enough to keep whole blocks, or use --scorer retaining");
     }
 
+    PassingRows? _picked;
+
+    // The selection's row indices, reused across layers (the count is the same in every layer).
+    PassingRows Picked(int count)
+    {
+        if (_picked is { } p && p.Count == count) return p;
+        _picked?.Dispose();
+        return _picked = B.Passing.AllocateRows(count, KvHeads);
+    }
+
     public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
     {
         int a = Plan.AnchorRows(Rank), lb = Plan.BlockLength, t = a + lb;
@@ -49,7 +59,7 @@ public sealed class ApbAttention : SequenceParallelAttention
         bool scores = sent > 0 && sent < real;
         Tensor qb = q.RowSlice(a, lb), kb = k.RowSlice(a, lb), vb = v.RowSlice(a, lb);
 
-        Tensor? s = null; // [real, n_kv] scores, left on the backend: SelectPassing pools and picks where they are
+        Tensor? s = null; // [real, n_kv] scores, left on the backend: the selection pools and picks where they are
         if (scores && _retaining != null)
             using (Measure("scoring")) s = _retaining.ScoreOnDevice(layer, qb, kb, vb, real);
         Rotate(q, k, Plan.LocalPositions(Rank));
@@ -64,9 +74,19 @@ public sealed class ApbAttention : SequenceParallelAttention
             if (sent > 0)
                 using (Measure("scoring"))
                 {
-                    var picked = s is null ? PassingSelector.All(sent, KvHeads) : B.SelectPassing(s, KvHeads, sent);
-                    B.GatherHeadRows(kb, KvHeads, picked, send.RowSlice(0, sent));
-                    B.GatherHeadRows(vb, KvHeads, picked, send.RowSlice(sent, sent));
+                    if (s is null)
+                    {
+                        // Nothing to drop: the block's first `sent` rows (all its real rows) for every head.
+                        B.Copy(kb, 0, 0, send, 0, 0, sent, C.KvDim);
+                        B.Copy(vb, 0, 0, send, sent, 0, sent, C.KvDim);
+                    }
+                    else
+                    {
+                        var picked = Picked(sent);
+                        B.Passing.SelectPassing(s, KvHeads, picked);
+                        B.Passing.GatherHeadRows(kb, KvHeads, picked, send.RowSlice(0, sent));
+                        B.Passing.GatherHeadRows(vb, KvHeads, picked, send.RowSlice(sent, sent));
+                    }
                 }
             var counts = new int[Ranks];
             int total = 0;

@@ -15,12 +15,12 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
 
     /// <summary>
     /// qbar into <paramref name="result"/> [1, kv_dim], from the query's rows of Q [T_query, q_dim] (post-RoPE): one backend
-    /// op (<see cref="IBackend.GroupMean"/>), a kernel on the GPU, so nothing waits for the device here.
+    /// op (<see cref="IPassingOps.GroupMean"/>), a kernel on the GPU, so nothing waits for the device here.
     /// </summary>
     public void QueryMean(Tensor queryRows, Tensor result)
     {
         if (queryRows.Rows == 0) throw new ArgumentException("query-aware scoring needs at least one query row");
-        backend.GroupMean(queryRows, config.NumAttentionHeads, config.NumKeyValueHeads, result);
+        backend.Passing.GroupMean(queryRows, config.NumAttentionHeads, config.NumKeyValueHeads, result);
     }
 
     /// <summary>Scores of the first <paramref name="rows"/> rows of K (post-RoPE), [rows, n_kv] row-major on the host.</summary>
@@ -34,13 +34,13 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
 
     /// <summary>
     /// The same scores left on the backend, [rows, n_kv] fp32 (a buffer reused by the next call): what
-    /// <see cref="IBackend.SelectPassing"/> reads, so a device backend never moves them to the host.
+    /// <see cref="IPassingOps.SelectPassing"/> reads, so a device backend never moves them to the host.
     /// </summary>
     public Tensor ScoreOnDevice(Tensor keys, Tensor queryMean, int rows)
     {
         if (rows <= 0) throw new ArgumentException("query-aware scoring of no rows");
         if (_scores is null || _scores.Rows != rows) _scores = backend.AllocateF32(rows, config.NumKeyValueHeads);
-        backend.HeadDot(keys.RowSlice(0, rows), queryMean, config.NumKeyValueHeads, _scores);
+        backend.Passing.HeadDot(keys.RowSlice(0, rows), queryMean, config.NumKeyValueHeads, _scores);
         return _scores;
     }
 }

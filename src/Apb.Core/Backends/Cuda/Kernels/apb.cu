@@ -51,27 +51,32 @@ extern "C" __global__ void apb_group_mean(const bf16* __restrict__ x, long xStri
 }
 
 // dst[i, h*d + c] = src[index[i*heads + h], h*d + c]: rows chosen per head. Grid (dst rows, heads); cols = heads x d.
-extern "C" __global__ void apb_gather_head_rows_u16(const unsigned short* __restrict__ src, const int* __restrict__ index,
+// An index outside [0, srcRows) (a selection that failed to write its slot, which is set to -1 first) fills the row's
+// slice with all-ones bits, a NaN in bf16 and fp32 alike, so the failure shows in every check instead of reading memory
+// out of bounds.
+extern "C" __global__ void apb_gather_head_rows_u16(const unsigned short* __restrict__ src, int srcRows, const int* __restrict__ index,
     unsigned short* __restrict__ dst, int heads, int d)
 {
     long cols = (long)heads * d;
-    int i = blockIdx.x, h = blockIdx.y;
-    const unsigned short* s = src + (long)index[(long)i * heads + h] * cols + (long)h * d;
+    int i = blockIdx.x, h = blockIdx.y, r = index[(long)i * heads + h];
     unsigned short* o = dst + (long)i * cols + (long)h * d;
+    if (r < 0 || r >= srcRows) { for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0xffffu; return; }
+    const unsigned short* s = src + (long)r * cols + (long)h * d;
     for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
 }
 
-extern "C" __global__ void apb_gather_head_rows_u32(const unsigned* __restrict__ src, const int* __restrict__ index,
+extern "C" __global__ void apb_gather_head_rows_u32(const unsigned* __restrict__ src, int srcRows, const int* __restrict__ index,
     unsigned* __restrict__ dst, int heads, int d)
 {
     long cols = (long)heads * d;
-    int i = blockIdx.x, h = blockIdx.y;
-    const unsigned* s = src + (long)index[(long)i * heads + h] * cols + (long)h * d;
+    int i = blockIdx.x, h = blockIdx.y, r = index[(long)i * heads + h];
     unsigned* o = dst + (long)i * cols + (long)h * d;
+    if (r < 0 || r >= srcRows) { for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0xffffffffu; return; }
+    const unsigned* s = src + (long)r * cols + (long)h * d;
     for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
 }
 
-// pooled[t, h] = max of scores[u, h] for |u - t| <= 2 inside [0, rows): PassingSelector.MaxPool. Scores bf16 or fp32,
+// pooled[t, h] = max of scores[u, h] for |u - t| <= 2 inside [0, rows): CpuPassingOps.MaxPool. Scores bf16 or fp32,
 // pooled fp32. fmaxf would drop a NaN where the host's MathF.Max keeps it: compare by hand to match.
 extern "C" __global__ void apb_max_pool5(const void* __restrict__ scores, int scoresF32, float* __restrict__ pooled, int rows, int heads)
 {
@@ -103,7 +108,7 @@ __device__ __forceinline__ unsigned order_key(float f)
 #define APB_TOPK_THREADS 1024
 
 // For each head (one block each) the `count` rows of pooled[:, h] with the largest values, ties to the earlier row, written
-// in ascending row order: picked[i*heads + h] = head h's i-th row (PassingSelector.Select after its max-pool).
+// in ascending row order: picked[i*heads + h] = head h's i-th row (CpuPassingOps.Select after its max-pool).
 // Radix select on the order keys, 8 bits per pass from the top, finds the count-th largest key T and how many rows equal
 // to T are taken (the earliest ones); then every thread walks a contiguous chunk of rows twice to write its picks in order.
 extern "C" __global__ void __launch_bounds__(APB_TOPK_THREADS) apb_topk_rows(const float* __restrict__ pooled, int rows, int heads,

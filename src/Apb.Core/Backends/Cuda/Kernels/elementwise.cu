@@ -143,20 +143,6 @@ extern "C" __global__ void apb_copy2d_u32(const unsigned* __restrict__ src, long
             dst[r * dstStride + c] = src[r * srcStride + c];
 }
 
-extern "C" __global__ void apb_gather_rows_u16(const unsigned short* __restrict__ src, const int* __restrict__ index, unsigned short* __restrict__ dst, int cols)
-{
-    const unsigned short* s = src + (long)index[blockIdx.x] * cols;
-    unsigned short* d = dst + (long)blockIdx.x * cols;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
-}
-
-extern "C" __global__ void apb_gather_rows_u32(const unsigned* __restrict__ src, const int* __restrict__ index, unsigned* __restrict__ dst, int cols)
-{
-    const unsigned* s = src + (long)index[blockIdx.x] * cols;
-    unsigned* d = dst + (long)blockIdx.x * cols;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
-}
-
 // (acc, accLse) := the softmax-weighted combination of (acc, accLse) and (part, partLse), in fp32 with the max
 // subtracted. One block per row, one warp per head at a time; lane 0 writes the new LSE after the whole warp has read
 // the old one.
@@ -183,5 +169,39 @@ extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf
         for (int c = lane; c < d; c += 32) a[c] = w1 == 0.f ? p[c] : f2bf(w1 * bf2f(a[c]) + w2 * bf2f(p[c]));
         __syncwarp();
         if (lane == 0) store_any(accLse, li, lseF32, lse);
+    }
+}
+
+// output[row] = the exact merge of `count` partial results stacked part-major ([count x rows, heads x d], LSEs
+// [count x rows, heads]): m = max over parts of lse, w = exp(lse - m), output = sum w part / sum w, summed in fp32 in part
+// order and rounded to bf16 once. One block per row, one warp per head at a time. A head every part left empty gets 0.
+extern "C" __global__ void apb_merge_parts(const bf16* __restrict__ parts, const void* __restrict__ lses, int lseF32,
+                                           bf16* __restrict__ out, int count, long rows, int heads, int d)
+{
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    long row = blockIdx.x;
+    long cols = (long)heads * d;
+    for (int h = warp; h < heads; h += warps)
+    {
+        float m = APB_NEG_INF;
+        for (int r = 0; r < count; r++) m = fmaxf(m, load_any(lses, ((long)r * rows + row) * heads + h, lseF32));
+        bf16* o = out + row * cols + (long)h * d;
+        if (m == APB_NEG_INF)
+        {
+            for (int c = lane; c < d; c += 32) o[c] = f2bf(0.f);
+            continue;
+        }
+        float sum = 0.f;
+        for (int r = 0; r < count; r++) sum += expf(load_any(lses, ((long)r * rows + row) * heads + h, lseF32) - m);
+        for (int c = lane; c < d; c += 32)
+        {
+            float acc = 0.f;
+            for (int r = 0; r < count; r++)
+            {
+                float w = expf(load_any(lses, ((long)r * rows + row) * heads + h, lseF32) - m);
+                if (w != 0.f) acc += w * bf2f(parts[((long)r * rows + row) * cols + (long)h * d + c]);
+            }
+            o[c] = f2bf(acc / sum);
+        }
     }
 }
