@@ -71,8 +71,8 @@ static partial class BenchCommand
 
             foreach (int n in contexts)
             {
-                long mark = cuda?.Memory.Mark() ?? 0;
-                cuda?.Memory.ResetPeak();
+                long mark = cuda?.Pool.Mark() ?? 0;
+                cuda?.Pool.ResetPeak();
                 try
                 {
                     Context(backend, cuda, weights, n);
@@ -86,7 +86,7 @@ static partial class BenchCommand
                 finally
                 {
                     // The session is dropped, not disposed: its caches and workspaces go back to the pool here.
-                    cuda?.Memory.ReleaseSince(mark);
+                    cuda?.Pool.ReleaseSince(mark);
                 }
                 Write();
             }
@@ -124,7 +124,7 @@ static partial class BenchCommand
                         next = Sampler.ArgMax(session.Decode(next)); // Decode downloads the logits: the device is done
                         ms[i] = sw.Elapsed.TotalMilliseconds;
                     }
-                    double peak = cuda != null ? cuda.Memory.PeakBytes / (double)(1L << 30) : 0;
+                    double peak = cuda != null ? cuda.Pool.PeakBytes / (double)(1L << 30) : 0;
                     var r = new DecodeResult(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak);
                     _results.Add(r);
                     Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s), floor {r.FloorMs:F2} ms ({r.FloorMs / r.Median:P0} of it)");

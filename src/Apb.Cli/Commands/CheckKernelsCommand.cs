@@ -552,14 +552,14 @@ static partial class CheckKernelsCommand
             long before = 0, worst = 0;
             for (int i = 0; i < 4; i++)
             {
-                if (i == 1) { _gpu.Synchronize(); before = _gpu.Memory.BytesInUse; }
+                if (i == 1) { _gpu.Synchronize(); before = _gpu.Pool.BytesInUse; }
                 using (var s = new LocalSession(model, prompt.Length + 4))
                 {
                     s.Prefill(prompt, Array.Empty<int>());
                     s.Decode(prompt[0]);
                 }
                 _gpu.Synchronize();
-                if (i >= 1) worst = Math.Max(worst, _gpu.Memory.BytesInUse - before);
+                if (i >= 1) worst = Math.Max(worst, _gpu.Pool.BytesInUse - before);
             }
             _results.Add(new Result("models", $"session memory {name}", "3 sessions, prefill + 1 decode each", "", worst, 0, worst == 0,
                 worst == 0 ? "every session's cache returned to the pool" : $"{worst} bytes still in use after the sessions were disposed"));

@@ -13,6 +13,16 @@ public interface IWeight
     int Cols { get; }
 }
 
+/// <summary>
+/// A backend's memory: bytes its tensors and weights hold now, the most they held since <see cref="IBackend.ResetPeakMemory"/>,
+/// what the device has in all, and what more it could still hold (the device's free memory plus what its own pool keeps
+/// idle). All 0 where the backend does not track memory: the CPU backend's arrays belong to the GC.
+/// </summary>
+public readonly record struct MemoryStats(long InUseBytes, long PeakBytes, long DeviceBytes, long AvailableBytes)
+{
+    public bool Tracked => DeviceBytes > 0;
+}
+
 /// <summary>Which keys a query row may see. Bottom-right alignment: query row i sees key j when j &lt;= i + (Tk - Tq).</summary>
 public enum AttentionMask { None, Causal }
 
@@ -94,6 +104,12 @@ public interface IBackend : IDisposable
     /// part left empty (lse = -inf) get 0. The order of the sum is fixed, so equal inputs give equal bits on every rank.
     /// </summary>
     void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output);
+
+    /// <summary>What this backend's memory holds now (see <see cref="MemoryStats"/>).</summary>
+    MemoryStats Memory { get; }
+
+    /// <summary>Starts a new peak: <see cref="MemoryStats.PeakBytes"/> becomes what is in use now.</summary>
+    void ResetPeakMemory();
 
     /// <summary>Blocks until queued work is done (a no-op on the CPU).</summary>
     void Synchronize();

@@ -6,7 +6,7 @@ namespace Apb.Comms;
 /// The shared state of H ranks that live as threads of one process: a rendezvous for collectives, mailboxes for
 /// point-to-point messages, and an abort flag. Data crosses ranks as host fp32 snapshots taken by the sender, so a rank
 /// may reuse its buffers as soon as a call returns (the semantics NCCL gives once a stream is synchronized).
-/// A group serves one run of collectives; after an abort it stays aborted.
+/// After an abort it stays aborted until <see cref="Reset"/> (once every rank thread has ended).
 /// </summary>
 public sealed class InProcessGroup
 {
@@ -35,10 +35,33 @@ public sealed class InProcessGroup
     readonly bool[] _gaveUp;
 
     volatile bool _aborted;
+    int _running;
 
     public int WorldSize { get; }
     public TimeSpan Timeout { get; }
     public bool Aborted => _aborted;
+
+    /// <summary>Rank threads of <see cref="Run"/> still alive (a stuck rank keeps this above 0 after Run gave up on it).</summary>
+    public int RunningRanks => Volatile.Read(ref _running);
+
+    /// <summary>
+    /// Makes an aborted group usable again: clears the abort, the half-assembled collective and the mailboxes. Only
+    /// when no rank thread is alive (<see cref="RunningRanks"/> is 0): then no rank can be inside a collective.
+    /// </summary>
+    public void Reset()
+    {
+        lock (_lock)
+        {
+            if (_running > 0) throw new InvalidOperationException($"{_running} rank thread(s) still running: the group cannot be reset");
+            _aborted = false;
+            _slots = new float[]?[WorldSize]; _ops = new string?[WorldSize]; _arrived = new bool[WorldSize];
+            _count = 0; _generation++;
+            _doneSlots = []; _doneOps = [];
+            foreach (var box in _mail) box.Clear();
+            Array.Clear(_waitingIn);
+            Array.Clear(_gaveUp);
+        }
+    }
 
     public InProcessGroup(int worldSize, TimeSpan? timeout = null)
     {
@@ -180,8 +203,10 @@ public sealed class InProcessGroup
                     lock (gate) first ??= (rank, what, e);
                     Abort();
                 }
+                finally { Interlocked.Decrement(ref _running); }
             }) { IsBackground = true, Name = $"apb rank {rank}" };
         }
+        Interlocked.Add(ref _running, WorldSize);
         foreach (var t in threads) t.Start();
 
         long? abortedAt = null;
@@ -198,6 +223,8 @@ public sealed class InProcessGroup
 
         if (first is { } f)
         {
+            // Ranks agree on a cancellation (they stop at the same layer): that is the request's end, not a failure.
+            if (f.Error is OperationCanceledException oce && stuck.Length == 0) throw new OperationCanceledException(oce.Message, oce);
             string msg = f.Error is ApbException ? f.Error.Message : $"{f.Error.GetType().Name}: {f.Error.Message}";
             if (stuck.Length > 0) msg += $" (rank(s) {string.Join(", ", stuck)} did not stop within {StopTimeout.TotalSeconds:0} s)";
             throw new ApbException($"rank {f.Rank} failed in {f.Doing}: {msg}", f.Error);

@@ -37,7 +37,6 @@ public sealed class ModelReplicas
         public int Length => inner.Length;
         public float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query) => inner.Prefill(context, query);
         public float[] Decode(int token) => inner.Decode(token);
-        public int Agree(int token) => ((IInferenceSession)inner).Agree(token);
 
         public void Dispose()
         {

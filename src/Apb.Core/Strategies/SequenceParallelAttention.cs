@@ -11,7 +11,7 @@ namespace Apb.Strategies;
 /// What every prefill strategy of one rank shares: the plan, the communicator, RoPE with the plan's positions, and the
 /// KV caches that keep the rank's own block only (real rows, post-RoPE) for the star phase that follows.
 /// </summary>
-public abstract class SequenceParallelAttention : IAttention
+public abstract class SequenceParallelAttention : IAttention, IDisposable
 {
     protected readonly IBackend B;
     protected readonly ModelConfig C;
@@ -90,7 +90,25 @@ public abstract class SequenceParallelAttention : IAttention
 
     protected Tensor Buffer(string name, int rows, int cols, bool fp32 = false)
     {
-        if (_buffers.TryGetValue(name, out var t) && t.Rows == rows && t.Cols == cols) return t;
+        if (_buffers.TryGetValue(name, out var t))
+        {
+            if (t.Rows == rows && t.Cols == cols) return t;
+            t.Dispose();
+            _buffers.Remove(name);
+        }
         return _buffers[name] = fp32 ? B.AllocateF32(rows, cols) : B.Allocate(rows, cols);
     }
+
+    /// <summary>
+    /// Gives back the per-layer buffers (and a subclass's own, <see cref="DisposeBuffers"/>), not <see cref="Caches"/>:
+    /// the caches outlive the prefill (the star phase reads them) and belong to whoever holds the sequence.
+    /// </summary>
+    public void Dispose()
+    {
+        foreach (var t in _buffers.Values) t.Dispose();
+        _buffers.Clear();
+        DisposeBuffers();
+    }
+
+    protected virtual void DisposeBuffers() { }
 }

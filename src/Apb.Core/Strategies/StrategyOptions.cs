@@ -63,14 +63,20 @@ public sealed record StrategyOptions
         _ => throw new ApbException($"unknown scorer '{name}': expected retaining or query"),
     };
 
+    /// <summary>
+    /// Why Ulysses cannot run on <paramref name="ranks"/> ranks, or null: it shards attention heads over the ranks, and a
+    /// GQA group must stay whole, so the rank count must divide the KV heads.
+    /// </summary>
+    public static string? UlyssesProblem(int kvHeads, int ranks) => kvHeads % ranks == 0 ? null
+        : $"ulysses shards attention heads over ranks, so the rank count must divide the KV heads: use --ranks N where N divides num_key_value_heads={kvHeads}, or choose ring/zigzag";
+
     /// <summary>Checks what does not depend on the request: rank count against the model, files, lengths' signs.</summary>
     public void Validate(ModelConfig config)
     {
         if (Ranks < 1) throw new ApbException($"--ranks must be at least 1, got {Ranks}");
         if (Strategy == StrategyKind.Full && Ranks != 1)
             throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star or apb");
-        if (Strategy == StrategyKind.Ulysses && config.NumKeyValueHeads % Ranks != 0)
-            throw new ApbException($"ulysses shards attention heads over ranks, so the rank count must divide the KV heads: use --ranks N where N divides num_key_value_heads={config.NumKeyValueHeads}, or choose ring/zigzag");
+        if (Strategy == StrategyKind.Ulysses && UlyssesProblem(config.NumKeyValueHeads, Ranks) is { } why) throw new ApbException(why);
         if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
         if (PassingLength < 0) throw new ApbException($"--passing must be >= 0, got {PassingLength}");
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");

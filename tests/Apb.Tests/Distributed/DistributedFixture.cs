@@ -42,8 +42,11 @@ static class DistributedFixture
     public static StrategyOptions Options(StrategyKind strategy, int ranks) =>
         new() { Strategy = strategy, Ranks = ranks, FallbackBelow = 0 };
 
-    public static DistributedSession Session(Loaded m, StrategyOptions options) =>
-        new(m.Config, m.Weights, _ => new CpuBackend(), options);
+    /// <summary>A request on a rank group of CPU threads made for it (the session owns the group).</summary>
+    public static GroupSession Session(Loaded m, StrategyOptions options) => Session(m, options, _ => new CpuBackend());
+
+    public static GroupSession Session(Loaded m, StrategyOptions options, Func<int, IBackend> backendFor) =>
+        new(RankGroup.Create(m.Config, options, backendFor, _ => m.Weights), ownsGroup: true);
 
     public static float[] FullLogits(Loaded m, IReadOnlyList<int> context, IReadOnlyList<int> query)
     {

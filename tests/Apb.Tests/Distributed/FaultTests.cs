@@ -17,11 +17,9 @@ public class FaultTests
         var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded");
         var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(30) };
         if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
-        var s = Session(m, o);
-        s.BeforeAttention = (rank, layer) =>
-        {
-            if (rank == 2 && layer == 1) throw new InvalidOperationException("injected fault");
-        };
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        backends[2].Arm(layer => { if (layer == 1) throw new InvalidOperationException("injected fault"); });
+        var s = Session(m, o, r => backends[r]);
         var watch = Stopwatch.StartNew();
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize))));
@@ -37,9 +35,10 @@ public class FaultTests
     public async Task ARankThatFailsDuringDecodeIsNamed()
     {
         var m = LoadModel("embedded");
-        var s = Session(m, Options(StrategyKind.Zigzag, 3));
+        var backends = Enumerable.Range(0, 3).Select(_ => new FaultyBackend()).ToArray();
+        var s = Session(m, Options(StrategyKind.Zigzag, 3), r => backends[r]);
         var logits = s.Prefill(Ids(60, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize));
-        s.BeforeAttention = (rank, layer) => { if (rank == 1 && layer == 3) throw new ApbException("out of memory (injected)"); };
+        backends[1].Arm(layer => { if (layer == 3) throw new ApbException("out of memory (injected)"); });
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => s.Decode(Engine.Sampler.ArgMax(logits))));
         Assert.Equal("rank 1 failed in layer 3 attention (decode step 1): out of memory (injected)", e.Message);
     }
@@ -48,8 +47,9 @@ public class FaultTests
     public async Task AStuckRankMakesTheOthersTimeOutNamingIt()
     {
         var m = LoadModel("embedded");
-        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(1) });
-        s.BeforeAttention = (rank, layer) => { if (rank == 3 && layer == 0) Thread.Sleep(3000); };
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        backends[3].Arm(layer => { if (layer == 0) Thread.Sleep(3000); });
+        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(1) }, r => backends[r]);
         var watch = Stopwatch.StartNew();
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(40, 1, m.Config.VocabSize), Ids(2, 2, m.Config.VocabSize))));

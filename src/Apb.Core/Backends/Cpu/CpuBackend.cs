@@ -169,6 +169,10 @@ public sealed class CpuBackend : IBackend
         CpuAttention.MergeParts(p, l, count, heads, o);
     }
 
+    /// <summary>Not tracked: CPU tensors are managed arrays, freed by the GC.</summary>
+    public MemoryStats Memory => default;
+    public void ResetPeakMemory() { }
+
     public void Synchronize() { }
     public void Dispose() { }
 }

@@ -33,7 +33,7 @@ public sealed unsafe partial class CudaBackend
     {
         int cols = kvHeads * d;
         long tkPad = (Tk + 7L) / 8 * 8; // TMA strides are multiples of 16 bytes
-        ulong vt = Memory.Rent(cols * tkPad * 2, "attention (transposed V)");
+        ulong vt = Pool.Rent(cols * tkPad * 2, "attention (transposed V)");
         try
         {
             {
@@ -59,7 +59,7 @@ public sealed unsafe partial class CudaBackend
         }
         finally
         {
-            Memory.Return(vt); // stream-ordered: a later renter's work queues behind this kernel
+            Pool.Return(vt); // stream-ordered: a later renter's work queues behind this kernel
         }
     }
 

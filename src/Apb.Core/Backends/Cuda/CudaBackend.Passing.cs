@@ -17,7 +17,7 @@ public sealed unsafe partial class CudaBackend
 
         public override void Dispose()
         {
-            if (Ptr != 0) Owner.Memory.Return(Ptr);
+            if (Ptr != 0) Owner.Pool.Return(Ptr);
             Ptr = 0;
         }
     }
@@ -67,7 +67,7 @@ public sealed unsafe partial class CudaBackend
             if (count < 0 || heads <= 0) throw new ArgumentException($"cannot hold [{count}, {heads}] row indices");
             b.Enter();
             long bytes = Math.Max((long)count * heads * 4, 4);
-            return new DeviceRows(b, b.Memory.Rent(bytes, $"[{count}, {heads}] passing row indices"), count, heads);
+            return new DeviceRows(b, b.Pool.Rent(bytes, $"[{count}, {heads}] passing row indices"), count, heads);
         }
 
         /// <summary>Max-pool and top-k per head on the device (one block per head, radix select); the indices stay there.</summary>

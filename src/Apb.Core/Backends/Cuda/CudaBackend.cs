@@ -46,7 +46,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     const string ApbFile = "apb.cu";
 
     public CudaContext Context { get; }
-    public DeviceMemory Memory { get; }
+    public DeviceMemory Pool { get; }
     readonly Gemm _gemm;
     readonly Dictionary<RopeTable, ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly HashSet<nint> _raisedSmem = new();
@@ -63,14 +63,14 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         Driver.Initialize();
         Context = new CudaContext(device);
-        Memory = new DeviceMemory(Context);
+        Pool = new DeviceMemory(Context);
         try
         {
-            _gemm = new Gemm(Context, Memory);
+            _gemm = new Gemm(Context, Pool);
         }
         catch
         {
-            Memory.Dispose();
+            Pool.Dispose();
             Context.Dispose();
             throw;
         }
@@ -108,7 +108,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (rows < 0 || cols <= 0) throw new ArgumentException($"cannot allocate a [{rows}, {cols}] tensor");
         Enter();
         long bytes = (long)rows * cols * (dtype == CudaDType.BF16 ? 2 : 4);
-        return new CudaTensor(this, Memory.Rent(bytes, $"a [{rows}, {cols}] {dtype} tensor"), rows, cols, dtype, owns: true);
+        return new CudaTensor(this, Pool.Rent(bytes, $"a [{rows}, {cols}] {dtype} tensor"), rows, cols, dtype, owns: true);
     }
 
     void Enter()
@@ -141,9 +141,9 @@ public sealed unsafe partial class CudaBackend : IBackend
     ulong Scratch(ref ulong block, ref long capacity, long bytes, long minimum, string what)
     {
         if (bytes <= capacity) return block;
-        if (block != 0) Memory.Return(block);
+        if (block != 0) Pool.Return(block);
         capacity = Math.Max(bytes, minimum);
-        return block = Memory.Rent(capacity, what, backendOwned: true);
+        return block = Pool.Rent(capacity, what, backendOwned: true);
     }
 
     /// <summary>Host ints to the device index scratch.</summary>
@@ -168,7 +168,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (w.Shape.Length > 2)
             throw new ApbException($"tensor '{w.Name}' has {w.Shape.Length} dimensions; weights are matrices or vectors");
         long n = w.ElementCount;
-        ulong dst = Memory.Rent(n * 2, $"weight {w.Name}");
+        ulong dst = Pool.Rent(n * 2, $"weight {w.Name}");
         UploadAsBf16(w.Data, w.DType, n, dst, w.Name);
         return new CudaWeight(w.Name, w.Rows, w.Cols, dst);
     }
@@ -189,7 +189,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong to = 0;
         long count = 0;
         void** args = stackalloc void*[] { &staging, &to, &count };
-        if (type != DType.BF16) staging = Memory.Rent(StagingBytes, "weight conversion staging");
+        if (type != DType.BF16) staging = Pool.Rent(StagingBytes, "weight conversion staging");
         try
         {
             for (long i = 0; i < n; i += chunk)
@@ -211,7 +211,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
         finally
         {
-            if (staging != 0) Memory.Return(staging);
+            if (staging != 0) Pool.Return(staging);
         }
     }
 
@@ -406,7 +406,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         if (!_ropeTables.TryGetValue(table, out ulong inv))
         {
-            inv = Memory.Rent(table.InvFreq.Length * 4L, "rope frequencies", backendOwned: true);
+            inv = Pool.Rent(table.InvFreq.Length * 4L, "rope frequencies", backendOwned: true);
             fixed (float* p = table.InvFreq)
                 Driver.Check(Driver.cuMemcpyHtoDAsync(inv, p, (nuint)(table.InvFreq.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(inv_freq)");
             _ropeTables[table] = inv;
@@ -515,6 +515,17 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_merge_parts"), "apb_merge_parts", ((uint)rows, 1, 1), 128, 0, args);
     }
 
+    public MemoryStats Memory
+    {
+        get
+        {
+            Enter();
+            var (free, total) = Context.MemoryInfo();
+            return new(Pool.BytesInUse, Pool.PeakBytes, total, free + Pool.BytesIdle);
+        }
+    }
+    public void ResetPeakMemory() => Pool.ResetPeak();
+
     public void Synchronize()
     {
         Enter();
@@ -527,7 +538,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.MakeCurrent();
         Driver.cuStreamSynchronize(Context.Stream);
         _gemm.Dispose();
-        Memory.Dispose();
+        Pool.Dispose();
         if (_pinned != null) Driver.cuMemFreeHost(_pinned);
         _pinned = null;
         Context.Dispose();

@@ -33,7 +33,7 @@ public sealed class CudaTensor : Tensor
 
     public override void Dispose()
     {
-        if (_owner != null && Ptr != 0) _owner.Memory.Return(Ptr);
+        if (_owner != null && Ptr != 0) _owner.Pool.Return(Ptr);
         Ptr = 0;
     }
 

@@ -15,7 +15,7 @@ public static unsafe class RandomFill
     {
         long n = (long)rows * cols;
         b.Context.MakeCurrent();
-        ulong p = b.Memory.Rent(n * 2, $"weight {name}");
+        ulong p = b.Pool.Rent(n * 2, $"weight {name}");
         Fill(b, p, n, key, scale, offset);
         return new CudaWeight(name, rows, cols, p);
     }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Apb.Backends.Cuda;
 using Apb.Backends.Cuda.Native;
@@ -16,18 +17,33 @@ public static partial class ProcessGroup
     /// <summary>
     /// Rank 0 makes the ncclUniqueId and serves it on MASTER_ADDR:MASTER_PORT; the others fetch it; then every rank
     /// joins the NCCL communicator on <paramref name="backend"/>'s GPU. Each step is bounded by <paramref name="timeout"/>.
+    /// The rendezvous connections stay open as the group's control channel (rank 0 to each rank).
     /// </summary>
-    public static NcclCommunicator ConnectNccl(LaunchEnvironment env, CudaBackend backend, TimeSpan timeout)
+    public static (NcclCommunicator Comm, Func<Action<int, string>, ControlChannel> Control) ConnectNccl(LaunchEnvironment env,
+        CudaBackend backend, TimeSpan timeout)
     {
         if (Nccl.TryInitialize() is { } missing) throw new ApbException($"rank {env.Rank}: {missing}");
         byte[] id;
+        Socket?[] followers = [];
+        Socket? leader = null;
         if (env.Rank == 0)
         {
             id = NcclCommunicator.NewUniqueId().ToArray();
-            if (env.WorldSize > 1) Rendezvous.Serve(new IPEndPoint(ListenAddress(env.MasterAddr), env.MasterPort), env.WorldSize, id, timeout);
+            followers = env.WorldSize > 1 ? Rendezvous.Serve(new IPEndPoint(ListenAddress(env.MasterAddr), env.MasterPort), env.WorldSize, id, timeout)
+                : new Socket?[1];
         }
-        else id = Rendezvous.Join(env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, timeout);
-        return NcclCommunicator.Create(backend, env.Rank, env.WorldSize, NcclUniqueId.From(id), timeout);
+        else (id, leader) = Rendezvous.Join(env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, timeout);
+        try
+        {
+            var comm = NcclCommunicator.Create(backend, env.Rank, env.WorldSize, NcclUniqueId.From(id), timeout);
+            return (comm, onLost => leader is null ? ControlChannel.Leader(followers, onLost) : ControlChannel.Follower(leader));
+        }
+        catch
+        {
+            foreach (var f in followers) f?.Dispose();
+            leader?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Loopback stays loopback (one node, nothing exposed); anything else listens on every interface.</summary>
@@ -61,11 +77,11 @@ public static partial class ProcessGroup
 public static partial class ProcessGroup
 {
     /// <summary>
-    /// The session of this process's rank: joins the group over NCCL on <paramref name="backend"/>'s GPU and runs the
-    /// strategy for this rank alone (<see cref="DistributedSession"/> in process-group mode). The session owns the backend.
-    /// APB_TEST_STALL_RANK=r makes rank r stop before layer 1's attention (for fault checks: its peers must time out).
+    /// This process's rank of the group `apb launch` started: joins the others over NCCL on <paramref name="backend"/>'s
+    /// GPU (GPU LOCAL_RANK) and returns the group (which owns the backend). Rank 0 leads it; the other ranks call
+    /// <see cref="RankGroup.Follow"/> and serve rank 0's commands until it shuts the group down.
     /// </summary>
-    public static DistributedSession OpenSession(Checkpoints.ModelConfig config, Model.LlamaWeights weights, Backends.IBackend backend,
+    public static RankGroup Open(Checkpoints.ModelConfig config, Model.LlamaWeights weights, Backends.IBackend backend,
         StrategyOptions options, LaunchEnvironment env)
     {
         if (backend is not CudaBackend cuda)
@@ -74,23 +90,7 @@ public static partial class ProcessGroup
         if (options.Strategy == StrategyKind.Full)
             throw new ApbException("strategy full runs on one GPU: under apb launch choose ring, zigzag, ulysses, star or apb (or run without the launcher)");
         var timeout = env.CollectiveTimeout ?? options.CollectiveTimeout;
-        var comm = ConnectNccl(env, cuda, timeout);
-        try
-        {
-            var session = new DistributedSession(config, weights, backend, comm, options with { CollectiveTimeout = timeout });
-            if (int.TryParse(Environment.GetEnvironmentVariable("APB_TEST_STALL_RANK"), out int stall) && stall == env.Rank)
-                session.BeforeAttention = (rank, layer) =>
-                {
-                    if (layer != 1) return;
-                    Console.Error.WriteLine($"rank {rank}: APB_TEST_STALL_RANK: stalling before layer 1 attention");
-                    Thread.Sleep(Timeout.Infinite);
-                };
-            return session;
-        }
-        catch
-        {
-            comm.Dispose();
-            throw;
-        }
+        var (comm, control) = ConnectNccl(env, cuda, timeout);
+        return RankGroup.Join(config, options with { CollectiveTimeout = timeout }, backend, weights, comm, control);
     }
 }

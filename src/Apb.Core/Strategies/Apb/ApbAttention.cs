@@ -26,21 +26,18 @@ public sealed class ApbAttention : SequenceParallelAttention
         : base(backend, config, rope, plan, comm)
     {
         _retaining = retaining;
+        // SequencePlanner refused plans the query-aware scorer cannot score (no query in the anchor).
         _queryAware = retaining is null ? new QueryAwareScorer(backend, config) : null;
-        CheckScorer(plan, queryAware: _queryAware != null);
-    }
-
-    /// <summary>The query-aware scorer reads the query from the anchor: refuse plans that must score without one.</summary>
-    public static void CheckScorer(SequencePlan plan, bool queryAware)
-    {
-        bool scores = Enumerable.Range(0, plan.Ranks).Any(r => plan.SentRows(r) > 0 && plan.SentRows(r) < plan.RealRows(r));
-        if (queryAware && scores && (plan.AnchorLength == 0 || plan.QueryLength == 0))
-            throw new ApbException(
-                $"the query-aware scorer reads the query from the anchor, but {(plan.QueryLength == 0 ? "there is no query" : "the anchor is empty (--anchor 0)")}: " +
-                "pass a query and an anchor that holds it, use --passing large enough to keep whole blocks, or use --scorer retaining");
     }
 
     PassingRows? _picked;
+
+    protected override void DisposeBuffers()
+    {
+        _picked?.Dispose();
+        _picked = null;
+        _queryAware?.Dispose();
+    }
 
     // The selection's row indices, reused across layers (the count is the same in every layer).
     PassingRows Picked(int count)

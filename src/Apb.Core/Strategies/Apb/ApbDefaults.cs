@@ -12,6 +12,19 @@ public static class ApbDefaults
     /// <summary>Context tokens a default anchor keeps besides the chat header and the query.</summary>
     public const int MinAnchorContext = 64;
 
+    /// <summary>
+    /// The anchor a request gets when none was given: the table's, grown to hold the chat header, the query and
+    /// <see cref="MinAnchorContext"/> context tokens (the paper's l_a = n/32 is shorter than that at short lengths), and
+    /// never longer than the block. An anchor given explicitly is kept as it is (the plan refuses one that cannot hold the query).
+    /// </summary>
+    public static int Anchor(int contextLength, int ranks, int insertAt, int queryLength)
+    {
+        int anchor = For(contextLength, ranks).Anchor;
+        if (anchor == 0 || ranks <= 1) return anchor;
+        int lb = (contextLength + ranks - 1) / ranks;
+        return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), lb);
+    }
+
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {
         int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);

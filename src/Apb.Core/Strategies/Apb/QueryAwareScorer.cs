@@ -9,7 +9,7 @@ namespace Apb.Strategies.Apb;
 /// head, qbar[h] = mean over (query tokens x group heads) of Q, and s[t, h] = dot(K[t, h], qbar[h]). That vector is also
 /// all a rank without the query needs to receive (n_kv x d values per layer).
 /// </summary>
-public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
+public sealed class QueryAwareScorer(IBackend backend, ModelConfig config) : IDisposable
 {
     Tensor? _scores;
 
@@ -39,8 +39,18 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config)
     public Tensor ScoreOnDevice(Tensor keys, Tensor queryMean, int rows)
     {
         if (rows <= 0) throw new ArgumentException("query-aware scoring of no rows");
-        if (_scores is null || _scores.Rows != rows) _scores = backend.AllocateF32(rows, config.NumKeyValueHeads);
+        if (_scores is null || _scores.Rows != rows)
+        {
+            _scores?.Dispose();
+            _scores = backend.AllocateF32(rows, config.NumKeyValueHeads);
+        }
         backend.Passing.HeadDot(keys.RowSlice(0, rows), queryMean, config.NumKeyValueHeads, _scores);
         return _scores;
+    }
+
+    public void Dispose()
+    {
+        _scores?.Dispose();
+        _scores = null;
     }
 }

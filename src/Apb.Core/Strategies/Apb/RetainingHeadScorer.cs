@@ -40,6 +40,7 @@ public sealed class RetainingHeadScorer
         int qd = _c.QDim, kvd = _c.KvDim;
         if (_x is null || _x.Rows != rows)
         {
+            ReleaseBuffers();
             _x = _b.Allocate(rows, qd + 2 * kvd);
             _h = _b.Allocate(rows, _hidden);
             _s = _b.Allocate(rows, _c.NumKeyValueHeads);
@@ -51,5 +52,15 @@ public sealed class RetainingHeadScorer
         _b.Silu(_h!);
         _b.Linear(_h!, _fc2[layer], null, _s!);
         return _s!;
+    }
+
+    /// <summary>
+    /// Gives back the scratch sized for the last request's block (the weights stay): a resident scorer otherwise keeps
+    /// a block's worth of [rows, (n_h + 2 n_kv) d] activations between requests.
+    /// </summary>
+    public void ReleaseBuffers()
+    {
+        foreach (var t in new[] { _x, _h, _s }) t?.Dispose();
+        _x = _h = _s = null;
     }
 }

@@ -17,8 +17,7 @@ public sealed class UlyssesAttention : SequenceParallelAttention
     public UlyssesAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
         : base(backend, config, rope, plan, comm)
     {
-        if (config.NumKeyValueHeads % comm.WorldSize != 0)
-            throw new ApbException($"ulysses: use --ranks N where N divides num_key_value_heads={config.NumKeyValueHeads}, or choose ring/zigzag");
+        // StrategyOptions.Validate refused rank counts that do not divide the KV heads before any rank was built.
     }
 
     public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
