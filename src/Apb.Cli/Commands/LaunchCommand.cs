@@ -11,7 +11,7 @@ namespace Apb.Cli.Commands;
 static class LaunchCommand
 {
     /// <summary>The commands that know how to run as one rank of a group.</summary>
-    public static readonly string[] Launchable = ["generate", "logits", "bench"];
+    public static readonly string[] Launchable = ["generate", "logits", "bench", "serve"];
 
     public static Command Create(Io io)
     {

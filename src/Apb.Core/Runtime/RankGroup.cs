@@ -368,6 +368,7 @@ public sealed class RankGroup : IDisposable
     {
         _failure ??= why;
         foreach (var r in _ranks) r.Comm.Abort(_failure);
+        if (_control is { IsLeader: true }) _control.Abort();
     }
 
     void CheckUsable()

@@ -83,6 +83,17 @@ public sealed class ControlChannel : IDisposable
     /// <summary>Leader: from now on a closing connection is the followers leaving, not a failure.</summary>
     public void Close() => _closing = true;
 
+    /// <summary>
+    /// Leader, after the group failed: closes every connection, so followers waiting for a command see the end of the
+    /// stream and exit instead of waiting for one that will never come. Safe from a watcher thread.
+    /// </summary>
+    public void Abort()
+    {
+        _closing = true;
+        foreach (var s in _followers)
+            try { s?.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+    }
+
     void Watch(int rank, Action<int, string> onLost)
     {
         var s = _followers[rank]!;
@@ -122,8 +133,11 @@ public sealed class ControlChannel : IDisposable
     public void Dispose()
     {
         _closing = true;
-        foreach (var s in _followers) s?.Dispose();
-        _leader?.Dispose();
+        foreach (var s in _followers.Append(_leader))
+        {
+            try { s?.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            s?.Dispose();
+        }
         foreach (var t in _watchers) t.Join(TimeSpan.FromSeconds(5));
     }
 }

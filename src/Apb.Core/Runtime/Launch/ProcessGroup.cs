@@ -15,27 +15,35 @@ namespace Apb.Runtime.Launch;
 public static partial class ProcessGroup
 {
     /// <summary>
-    /// Rank 0 makes the ncclUniqueId and serves it on MASTER_ADDR:MASTER_PORT; the others fetch it; then every rank
-    /// joins the NCCL communicator on <paramref name="backend"/>'s GPU. Each step is bounded by <paramref name="timeout"/>.
-    /// The rendezvous connections stay open as the group's control channel (rank 0 to each rank).
+    /// Joins this process's rank to the others: rank 0 serves a rendezvous on MASTER_ADDR:MASTER_PORT and the others
+    /// check in; then a CUDA backend joins an NCCL communicator (rank 0 made its id and handed it out), any other backend
+    /// a mesh of TCP connections (<see cref="SocketMesh"/>, <see cref="SocketCommunicator"/>). Each step is bounded by
+    /// <paramref name="timeout"/>. The rendezvous connections stay open as the group's control channel.
     /// </summary>
-    public static (NcclCommunicator Comm, Func<Action<int, string>, ControlChannel> Control) ConnectNccl(LaunchEnvironment env,
-        CudaBackend backend, TimeSpan timeout)
+    public static (ICommunicator Comm, Func<Action<int, string>, ControlChannel> Control) Connect(LaunchEnvironment env,
+        Backends.IBackend backend, TimeSpan timeout)
     {
-        if (Nccl.TryInitialize() is { } missing) throw new ApbException($"rank {env.Rank}: {missing}");
+        var cuda = backend as CudaBackend;
+        if (cuda != null && Nccl.TryInitialize() is { } missing) throw new ApbException($"rank {env.Rank}: {missing}");
         byte[] id;
         Socket?[] followers = [];
         Socket? leader = null;
         if (env.Rank == 0)
         {
-            id = NcclCommunicator.NewUniqueId().ToArray();
+            id = cuda != null ? NcclCommunicator.NewUniqueId().ToArray() : SocketsMarker;
             followers = env.WorldSize > 1 ? Rendezvous.Serve(new IPEndPoint(ListenAddress(env.MasterAddr), env.MasterPort), env.WorldSize, id, timeout)
                 : new Socket?[1];
         }
         else (id, leader) = Rendezvous.Join(env.MasterAddr, env.MasterPort, env.Rank, env.WorldSize, timeout);
         try
         {
-            var comm = NcclCommunicator.Create(backend, env.Rank, env.WorldSize, NcclUniqueId.From(id), timeout);
+            bool sockets = id.AsSpan().SequenceEqual(SocketsMarker);
+            if (sockets != (cuda is null))
+                throw new ApbException($"rank {env.Rank} runs on {backend.Name} but rank 0 chose {(sockets ? "sockets (a CPU rank)" : "NCCL (a GPU rank)")}: give every rank the same --device");
+            ICommunicator comm = sockets
+                ? new SocketCommunicator(backend, env.Rank,
+                    leader is null ? SocketMesh.Lead(followers, env.MasterAddr, timeout) : SocketMesh.Follow(leader, env.Rank, env.WorldSize, timeout), timeout)
+                : NcclCommunicator.Create(cuda!, env.Rank, env.WorldSize, NcclUniqueId.From(id), timeout);
             return (comm, onLost => leader is null ? ControlChannel.Leader(followers, onLost) : ControlChannel.Follower(leader));
         }
         catch
@@ -45,6 +53,9 @@ public static partial class ProcessGroup
             throw;
         }
     }
+
+    // What rank 0 hands out instead of an NCCL id when the ranks talk over TCP.
+    static readonly byte[] SocketsMarker = "APB-SOCKETS"u8.ToArray();
 
     /// <summary>Loopback stays loopback (one node, nothing exposed); anything else listens on every interface.</summary>
     static IPAddress ListenAddress(string masterAddr) =>
@@ -77,20 +88,17 @@ public static partial class ProcessGroup
 public static partial class ProcessGroup
 {
     /// <summary>
-    /// This process's rank of the group `apb launch` started: joins the others over NCCL on <paramref name="backend"/>'s
-    /// GPU (GPU LOCAL_RANK) and returns the group (which owns the backend). Rank 0 leads it; the other ranks call
-    /// <see cref="RankGroup.Follow"/> and serve rank 0's commands until it shuts the group down.
+    /// This process's rank of the group `apb launch` (or Slurm, or Open MPI) started: joins the others (NCCL on a GPU,
+    /// GPU LOCAL_RANK; TCP for CPU ranks) and returns the group, which owns the backend. Rank 0 leads it; the other ranks
+    /// call <see cref="RankGroup.Follow"/> and serve rank 0's commands until it shuts the group down.
     /// </summary>
     public static RankGroup Open(Checkpoints.ModelConfig config, Model.LlamaWeights weights, Backends.IBackend backend,
         StrategyOptions options, LaunchEnvironment env)
     {
-        if (backend is not CudaBackend cuda)
-            throw new ApbException($"apb launch runs one rank per GPU over NCCL, but rank {env.Rank} got the {backend.Name} backend: pass --device cuda " +
-                "(each rank takes GPU LOCAL_RANK); CPU ranks run as threads of one process with --ranks N and no launcher");
         if (options.Strategy == StrategyKind.Full)
-            throw new ApbException("strategy full runs on one GPU: under apb launch choose ring, zigzag, ulysses, star or apb (or run without the launcher)");
+            throw new ApbException("strategy full runs on one rank: under apb launch choose ring, zigzag, ulysses, star or apb (or run without the launcher)");
         var timeout = env.CollectiveTimeout ?? options.CollectiveTimeout;
-        var (comm, control) = ConnectNccl(env, cuda, timeout);
+        var (comm, control) = Connect(env, backend, timeout);
         return RankGroup.Join(config, options with { CollectiveTimeout = timeout }, backend, weights, comm, control);
     }
 }
