@@ -14,7 +14,7 @@ public class FaultTests
     [InlineData(StrategyKind.Ulysses)]
     public async Task ARankThatThrowsStopsAllRanksAndIsNamed(StrategyKind strategy)
     {
-        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded");
+        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded-random");
         var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(30) };
         if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
         var s = Session(m, o);
@@ -36,7 +36,7 @@ public class FaultTests
     [Fact(Timeout = 60_000)]
     public async Task ARankThatFailsDuringDecodeIsNamed()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var s = Session(m, Options(StrategyKind.Zigzag, 3));
         var logits = s.Prefill(Ids(60, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize));
         s.BeforeAttention = (rank, layer) => { if (rank == 1 && layer == 3) throw new ApbException("out of memory (injected)"); };
@@ -47,7 +47,7 @@ public class FaultTests
     [Fact(Timeout = 60_000)]
     public async Task AStuckRankMakesTheOthersTimeOutNamingIt()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(1) });
         s.BeforeAttention = (rank, layer) => { if (rank == 3 && layer == 0) Thread.Sleep(3000); };
         var watch = Stopwatch.StartNew();

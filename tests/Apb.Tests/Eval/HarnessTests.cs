@@ -6,7 +6,7 @@ namespace Apb.Tests.Eval;
 
 /// <summary>
 /// The harness end to end on the CPU: on the trained models/embedded it must retrieve (an accuracy floor); on the
-/// random embedded model only the plumbing is checked (its accuracy is ~0 by construction).
+/// random-weight fixture (embedded-random) only the plumbing is checked (its accuracy is ~0 by construction).
 /// </summary>
 public class HarnessTests
 {
@@ -52,7 +52,7 @@ public class HarnessTests
     }
 
     [Fact]
-    public void RulerCommandOnTheEmbeddedModelReportsFractionsPerStrategyLengthAndTask()
+    public void RulerCommandOnTheRandomFixtureReportsFractionsPerStrategyLengthAndTask()
     {
         using var tmp = new TempDir();
         string json = tmp.File("ruler.json");
