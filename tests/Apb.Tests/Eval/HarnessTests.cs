@@ -62,7 +62,18 @@ public class HarnessTests
         Assert.Contains("| length | task | samples | full |", output);
         Assert.Contains("apb x2", output);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
-        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        // What made the file: the command to run it again, the seed, and the hashes of the files that decide the numbers.
+        var root = doc.RootElement;
+        Assert.Equal($"apb eval ruler --model {Repo.TinyModel} --tasks niah_single_1,fwe --length 640 --samples 1 --strategies full,apb --ranks 2 --json {json}",
+            root.GetProperty("command").GetString());
+        Assert.Equal(0, root.GetProperty("seed").GetInt32());
+        Assert.Equal("cpu", root.GetProperty("device").GetString());
+        Assert.Equal(Path.GetFullPath(Repo.TinyModel), root.GetProperty("model").GetString());
+        var hashes = root.GetProperty("sha256").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString());
+        Assert.Equal(["model.safetensors", "tokenizer.json"], hashes.Keys);
+        foreach (var (name, hash) in hashes)
+            Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(Repo.TinyModel, name)))), hash);
+        var results = root.GetProperty("results").EnumerateArray().ToList();
         Assert.Equal(4, results.Count); // 2 strategies x 1 length x 2 tasks
         foreach (var r in results)
         {
