@@ -14,12 +14,13 @@ public class HarnessTests
 
     /// <summary>
     /// The CI slice of the accuracy issue: every task, 2 samples each at 1K tokens, through the CLI on the CPU. Measured
-    /// on the committed model (models/embedded, run 4) with the published binary on 2026-11-28:
+    /// on the committed model (models/embedded, sha256 3a7a98c4...) with the commands recorded in
+    /// bench/results/cpu-20261203/ruler-1k-full.json and ruler-1k-apb-retaining.json (the same runs as this test):
     /// <list type="bullet">
     /// <item>full 94.4 (every needle task and vt 100):
-    /// <c>apb eval ruler --tasks all --length 1k --samples 2 --strategies full,apb --ranks 4</c></item>
+    /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies full</c></item>
     /// <item>APB x4 with the retaining heads 89.2:
-    /// <c>apb eval ruler --tasks all --length 1k --samples 2 --strategies apb --scorer retaining --ranks 4</c></item>
+    /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies apb --scorer retaining</c></item>
     /// </list>
     /// The floors sit well under that, so only a real regression in the engine (or a worse model) trips them.
     /// </summary>
