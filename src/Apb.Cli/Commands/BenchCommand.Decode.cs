@@ -2,10 +2,11 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Apb.Backends;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -70,22 +71,22 @@ static partial class BenchCommand
 
             foreach (int n in contexts)
             {
-                long mark = cuda?.Memory.Mark() ?? 0;
-                cuda?.Memory.ResetPeak();
+                long mark = cuda?.Pool.Mark() ?? 0;
+                cuda?.Pool.ResetPeak();
                 try
                 {
                     Context(backend, cuda, weights, n);
                 }
                 catch (ApbException e)
                 {
-                    bool oom = Cuda.DeviceOutOfMemoryException.In(e);
+                    bool oom = Backends.Cuda.DeviceOutOfMemoryException.In(e);
                     _results.Add(new DecodeResult(n, "-", oom ? "oom" : "error", e.Message, [], 0, FloorMs(n), 0));
                     Log($"n={n}: {(oom ? "oom" : "error")}: {e.Message}");
                 }
                 finally
                 {
                     // The session is dropped, not disposed: its caches and workspaces go back to the pool here.
-                    cuda?.ReleaseSince(mark);
+                    cuda?.Pool.ReleaseSince(mark);
                 }
                 Write();
             }
@@ -123,7 +124,7 @@ static partial class BenchCommand
                         next = Sampler.ArgMax(session.Decode(next)); // Decode downloads the logits: the device is done
                         ms[i] = sw.Elapsed.TotalMilliseconds;
                     }
-                    double peak = cuda != null ? cuda.Memory.PeakBytes / (double)(1L << 30) : 0;
+                    double peak = cuda != null ? cuda.Pool.PeakBytes / (double)(1L << 30) : 0;
                     var r = new DecodeResult(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak);
                     _results.Add(r);
                     Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s), floor {r.FloorMs:F2} ms ({r.FloorMs / r.Median:P0} of it)");

@@ -4,13 +4,16 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Apb.Backends;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
+using Apb.Comms;
 using Apb.Diagnostics;
-using Apb.Distributed;
-using Apb.Distributed.Launch;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Strategies.Apb;
+using Apb.Runtime;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 
@@ -156,8 +159,10 @@ static partial class BenchCommand
         readonly LaunchEnvironment? _env = LaunchEnvironment.Current;
         readonly IBackend _backend;
         readonly CudaBackend? _cuda;
-        ICommunicator? _comm;
-        string? _commDead;
+        // The ranks: one group per rank count in this process, or this process's rank of a launched group (_launched).
+        readonly Dictionary<int, RankGroup> _groups = new();
+        RankGroup? _launched;
+        readonly List<IBackend> _extraBackends = [];
         ModelBundle? _bundle;
         ModelConfig _config = null!;
         LlamaWeights _weights = null!;
@@ -173,8 +178,7 @@ static partial class BenchCommand
             _cuda = _backend as CudaBackend;
         }
 
-        int Rank => _comm?.Rank ?? 0;
-        bool Reports => Rank == 0;
+        bool Reports => _launched?.IsLeader ?? true;
 
         void Log(string line)
         {
@@ -183,16 +187,23 @@ static partial class BenchCommand
 
         public int Run()
         {
-            if (_env != null)
-            {
-                if (_cuda == null)
-                    throw new ApbException($"apb launch runs one rank per GPU: pass --device cuda (got {_o.Device}); CPU ranks run in one process with --ranks N");
-                _comm = ProcessGroup.ConnectNccl(_env, _cuda, _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout);
-            }
+            if (_env != null && _cuda == null)
+                throw new ApbException($"apb launch runs one rank per GPU: pass --device cuda (got {_o.Device}); CPU ranks run in one process with --ranks N");
             var sw = Stopwatch.StartNew();
             (_bundle, _config, _weights, _modelName) = OpenModel(_o.Shape, _o.Model, _backend, _o.Seed);
+            if (_env != null)
+            {
+                var options = new StrategyOptions
+                {
+                    Strategy = StrategyKind.Ring, Ranks = _env.WorldSize, FallbackBelow = 0, PadTokenId = 0,
+                    CollectiveTimeout = _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
+                };
+                _launched = ProcessGroup.Open(_config, _weights, _backend, options, _env);
+                // Ranks 1..: serve rank 0's commands (it runs every case) until it is done.
+                if (!_launched.IsLeader) { _launched.Follow(); return 0; }
+            }
             Log($"{_modelName}: {_config.ParameterCount / 1e9:F2}B parameters on {_backend.Name} in {sw.Elapsed.TotalSeconds:F1} s" +
-                (_comm != null ? $", rank 0 of {_comm.WorldSize} (NCCL)" : ""));
+                (_launched != null ? $", rank 0 of {_launched.WorldSize} (NCCL)" : ""));
 
             foreach (int n in _o.Lengths)
                 foreach (var s in _o.Strategies)
@@ -218,28 +229,43 @@ static partial class BenchCommand
               (r.PeakGiB is { } p ? $", peak {string.Join("/", p.Select(x => x.ToString("F1", Inv)))} GiB" : "")
             : $"{r.Strategy} n={r.Length}: {r.Status}: {r.Note}";
 
-        int RanksFor(StrategyKind s) => s == StrategyKind.Full ? 1 : _comm?.WorldSize ?? _o.Ranks ?? 2;
+        int RanksFor(StrategyKind s) => s == StrategyKind.Full ? 1 : _launched?.WorldSize ?? _o.Ranks ?? 2;
+
+        /// <summary>
+        /// The ranks a case runs on: the launched group, or a group of threads of this process made once per rank count
+        /// (rank 0 on the bench's own backend, the others on backends of the same device, sharing the weights).
+        /// </summary>
+        RankGroup GroupFor(int ranks)
+        {
+            if (_launched != null) return _launched;
+            if (_groups.TryGetValue(ranks, out var g)) return g;
+            var options = new StrategyOptions
+            {
+                Strategy = ranks == 1 ? StrategyKind.Full : StrategyKind.Ring, Ranks = ranks, FallbackBelow = 0, PadTokenId = 0,
+            };
+            return _groups[ranks] = RankGroup.Create(_config, options, r =>
+            {
+                if (r == 0) return _backend;
+                var b = CommonOptions.Backend(_o.Device);
+                _extraBackends.Add(b);
+                return b;
+            }, _ => _weights, ownsBackends: false);
+        }
 
         CaseResult RunCase(StrategyKind s, int n)
         {
             int ranks = RanksFor(s);
             var baseResult = new CaseResult { Strategy = Name(s), Length = n, Ranks = ranks };
             CaseResult Skip(string why, string status = "skipped") => baseResult with { Status = status, Note = why };
-            if (_comm != null && s == StrategyKind.Full) return Skip("full runs on one GPU: run bench prefill --strategies full without apb launch");
-            if (_comm == null && _cuda != null && ranks > 1)
-                return Skip($"on GPUs the ranks are processes: run under apb launch --nproc-per-node {ranks} -- bench prefill --device cuda ...");
-            if (_o.Ranks is int given && _comm != null && given != _comm.WorldSize)
-                throw new ApbException($"--ranks {given} differs from the {_comm.WorldSize} processes launched");
-            if (s == StrategyKind.Ulysses && _config.NumKeyValueHeads % ranks != 0)
-                return Skip($"ulysses needs a rank count dividing the {_config.NumKeyValueHeads} KV heads");
-            if (_commDead != null && ranks > 1) return Skip($"the communicator was aborted by an earlier failure ({_commDead})");
+            if (_launched != null && s == StrategyKind.Full) return Skip("full runs on one GPU: run bench prefill --strategies full without apb launch");
+            if (_o.Ranks is int given && _launched != null && given != _launched.WorldSize)
+                throw new ApbException($"--ranks {given} differs from the {_launched.WorldSize} processes launched");
+            if (s == StrategyKind.Ulysses && StrategyOptions.UlyssesProblem(_config.NumKeyValueHeads, ranks) is { } why) return Skip(why);
+            if (_launched?.Failure is { } dead) return Skip($"the group failed in an earlier case ({dead})");
             if ((long)n + _o.Query > _config.MaxPositionEmbeddings) return Skip($"{n} + {_o.Query} tokens exceed max_position_embeddings {_config.MaxPositionEmbeddings}");
 
-            var options = new StrategyOptions
-            {
-                Strategy = s, Ranks = ranks, FallbackBelow = 0, AnchorInsertAt = 0, PadTokenId = 0,
-                CollectiveTimeout = _env?.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
-            };
+            var group = GroupFor(ranks);
+            var options = group.Options with { Strategy = s, Ranks = ranks };
             var rng = CaseRandom(_o.Seed, n);
             var context = Enumerable.Range(0, n).Select(_ => rng.Next(_config.VocabSize)).ToArray();
             var query = Enumerable.Range(0, Math.Max(_o.Query, 1)).Select(_ => rng.Next(_config.VocabSize)).ToArray();
@@ -255,16 +281,16 @@ static partial class BenchCommand
             if (_cuda != null)
             {
                 long bytes = EstimateBytes(s, n, query.Length, ranks);
-                var (free, _) = _cuda.Context.MemoryInfo();
-                long have = free + _cuda.Memory.BytesIdle;
                 need = bytes / (double)(1L << 30);
-                var all = Gather([bytes, have]);
-                for (int r = 0; r < all.Length / 2; r++)
-                    if (all[2 * r] > all[2 * r + 1] * 0.95)
+                // Ranks of one process share a device: each needs its bytes out of what that device has.
+                var memory = group.Memory();
+                long sharing = _launched != null ? 1 : ranks;
+                for (int r = 0; r < memory.Count; r++)
+                    if (bytes * sharing > memory[r].AvailableBytes * 0.95)
                         return baseResult with
                         {
                             Status = "oom", NeedGiB = need,
-                            Note = $"OOM: needs {all[2 * r] / (1L << 30):F1} GiB on rank {r}, has {all[2 * r + 1] / (1L << 30):F1} GiB free (predicted; not run)",
+                            Note = $"OOM: needs {bytes * sharing / (double)(1L << 30):F1} GiB on rank {r}'s device, has {memory[r].AvailableBytes / (double)(1L << 30):F1} GiB free (predicted; not run)",
                         };
             }
 
@@ -274,22 +300,26 @@ static partial class BenchCommand
             double[]? rankSeconds = null;
             try
             {
-                if (_o.Profile) profiles = Once(options with { Timings = true }, context, query, peaks).Profiles;
-                for (int w = 0; w < _o.Warmup; w++) Once(options, context, query, peaks);
+                if (_o.Profile)
+                {
+                    var profiled = Once(group, options with { Timings = true }, context, query, peaks);
+                    profiles = profiled.Profiles;
+                    // A profiled run synchronizes at every phase: its per-rank totals say where each rank spent its time.
+                    rankSeconds = profiles!.Select(p => p[Profile.Phases.Length] / 1000).ToArray();
+                }
+                for (int w = 0; w < _o.Warmup; w++) Once(group, options, context, query, peaks);
                 double spent = 0;
                 for (int i = 0; i < _o.Repeats; i++)
                 {
-                    var run = Once(options, context, query, peaks);
-                    seconds.Add(run.Seconds.Max());
-                    rankSeconds = run.Seconds;
-                    spent += run.Seconds.Max();
+                    var run = Once(group, options, context, query, peaks);
+                    seconds.Add(run.Seconds);
+                    spent += run.Seconds;
                     if (_o.RepeatBudget > 0 && spent >= _o.RepeatBudget) break;
                 }
             }
             catch (ApbException e)
             {
-                bool oom = Cuda.DeviceOutOfMemoryException.In(e);
-                if (_comm != null && ranks > 1) _commDead = e.Message.Length > 160 ? e.Message[..160] + "…" : e.Message;
+                bool oom = Backends.Cuda.DeviceOutOfMemoryException.In(e);
                 return baseResult with
                 {
                     Status = oom ? "oom" : "error", NeedGiB = need,
@@ -312,66 +342,29 @@ static partial class BenchCommand
             return $"l_a {a}, l_p {p}";
         }
 
-        sealed record RunResult(double[] Seconds, double[][]? Profiles);
+        sealed record RunResult(double Seconds, double[][]? Profiles);
 
-        /// <summary>One prefill on a fresh session; per rank: wall seconds, profile; the peak memory goes into peaks.</summary>
-        RunResult Once(StrategyOptions options, int[] context, int[] query, double[] peaks)
+        /// <summary>
+        /// One prefill on the group, timed on rank 0 from the call to its logits (which need every rank's part: the query's
+        /// star phase gathers from all of them), then released. Per rank: the profile when timed, and the peak memory.
+        /// </summary>
+        RunResult Once(RankGroup group, StrategyOptions options, int[] context, int[] query, double[] peaks)
         {
-            long mark = _cuda?.Memory.Mark() ?? 0;
-            _cuda?.Memory.ResetPeak();
+            group.Memory(resetPeak: true);
+            var sw = Stopwatch.StartNew();
+            var r = group.Prefill(new PrefillRequest(context, query, AnchorInsertAt: 0, DecodeBudget: 0, Options: options));
+            double secs = sw.Elapsed.TotalSeconds;
+            double[][]? profiles = null;
             try
             {
-                _comm?.Barrier();
-                _backend.Synchronize();
-                var sw = Stopwatch.StartNew();
-                var session = _comm != null
-                    ? new DistributedSession(_config, _weights, _backend, _comm, options)
-                    : new DistributedSession(_config, _weights, r => r == 0 ? _backend : CommonOptions.Backend(_o.Device), options);
-                session.Prefill(context, query); // downloads the logits: the device work is done
-                double secs = sw.Elapsed.TotalSeconds;
-                double peak = _cuda != null ? _cuda.Memory.PeakBytes / (double)(1L << 30) : 0;
-
-                double[][]? profiles = null;
-                if (session.PrefillProfiles is { } ps)
-                    profiles = ps.Select(p => Profile.Phases.Select(ph => p.Times.GetValueOrDefault(ph).TotalMilliseconds)
+                if (options.Timings)
+                    profiles = group.Reports(r.Sequence).Select(x => x.Prefill!).Select(p => Profile.Phases.Select(ph => p.Times.GetValueOrDefault(ph).TotalMilliseconds)
                         .Concat([p.Total.TotalMilliseconds, p.BytesSent / 1e6, p.BytesReceived / 1e6, p.AttentionFlops / 1e9]).ToArray()).ToArray();
-                if (_comm == null)
-                {
-                    peaks[0] = Math.Max(peaks[0], peak);
-                    return new RunResult(Enumerable.Repeat(secs, options.Ranks).ToArray(), profiles);
-                }
-                // One row per rank: seconds, peak GiB, then the profile (when there is one).
-                var mine = new double[2 + K];
-                mine[0] = secs; mine[1] = peak;
-                profiles?[0].CopyTo(mine, 2);
-                var all = Gather(mine);
-                int w = mine.Length, world = all.Length / w;
-                for (int r = 0; r < world; r++) peaks[r] = Math.Max(peaks[r], all[r * w + 1]);
-                return new RunResult(Enumerable.Range(0, world).Select(r => all[r * w]).ToArray(),
-                    profiles is null ? null : Enumerable.Range(0, world).Select(r => all.AsSpan(r * w + 2, K).ToArray()).ToArray());
             }
-            finally
-            {
-                // The session is dropped, not disposed (that would close the backend and the communicator it shares):
-                // its device tensors go back to the pool here.
-                _cuda?.ReleaseSince(mark);
-            }
-        }
-
-        /// <summary>Every rank's values, in rank order (this rank's alone without a communicator). Travels as fp32.</summary>
-        double[] Gather(double[] mine)
-        {
-            if (_comm == null || _cuda == null) return mine;
-            using var send = _cuda.AllocateF32(1, mine.Length);
-            using var recv = _cuda.AllocateF32(_comm.WorldSize, mine.Length);
-            _cuda.Upload(mine.Select(x => (float)x).ToArray(), send);
-            var profile = _comm.Profile;
-            _comm.Profile = null;
-            try { _comm.AllGather(send, recv); }
-            finally { _comm.Profile = profile; }
-            var f = new float[_comm.WorldSize * mine.Length];
-            _cuda.Download(recv, f);
-            return f.Select(x => (double)x).ToArray();
+            finally { group.Release([r.Sequence]); }
+            var memory = group.Memory();
+            for (int i = 0; i < Math.Min(peaks.Length, memory.Count); i++) peaks[i] = Math.Max(peaks[i], memory[i].PeakBytes / (double)(1L << 30));
+            return new RunResult(secs, profiles);
         }
 
         /// <summary>
@@ -486,7 +479,7 @@ static partial class BenchCommand
             w.WriteNumber("vocab", c.VocabSize); w.WriteNumber("parameters", c.ParameterCount);
             w.WriteEndObject();
             w.WriteString("device", _cuda != null ? _cuda.Context.Device.Name : _backend.Name);
-            w.WriteNumber("world_size", _comm?.WorldSize ?? 1);
+            w.WriteNumber("world_size", _launched?.WorldSize ?? 1);
             w.WriteNumber("query_tokens", _o.Query);
             w.WriteBoolean("overlap", StrategyOptions.OverlapFromEnvironment);
             w.WriteNumber("warmup", _o.Warmup); w.WriteNumber("repeats", _o.Repeats); w.WriteNumber("repeat_budget_s", _o.RepeatBudget);
@@ -551,7 +544,9 @@ static partial class BenchCommand
 
         public void Dispose()
         {
-            _comm?.Dispose();
+            _launched?.Dispose();
+            foreach (var g in _groups.Values) g.Dispose();
+            foreach (var b in _extraBackends) b.Dispose();
             _backend.Dispose();
             _bundle?.Dispose();
         }
@@ -599,7 +594,7 @@ static partial class BenchCommand
                 using var l = gpu.AllocateF32(n, h);
                 // Inputs of the size of real q/k (|x| ~ 1): scores spread, not all equal.
                 RandomFill.Fill(q, 7, 1, 1f); RandomFill.Fill(k, 7, 2, 1f); RandomFill.Fill(v, 7, 3, 1f);
-                var (med, min) = gpu.TimeMedianMs(() => gpu.Attention(q, k, v, h, kv, mask, o, l), reps);
+                var (med, min) = GpuTiming.MedianMs(gpu, () => gpu.Attention(q, k, v, h, kv, mask, o, l), reps);
                 double pairs = mask == AttentionMask.Causal ? (double)n * extra + (double)n * n / 2 : (double)n * (n + extra);
                 double flops = 4.0 * d * h * pairs;
                 rows.Add((n, med, min, flops / (med * 1e-3) / 1e12));

@@ -1,5 +1,5 @@
 using Apb.Backends;
-using Apb.Cuda;
+using Apb.Backends.Cuda;
 
 namespace Apb.Cli.Commands;
 
@@ -71,7 +71,7 @@ static partial class CheckKernelsCommand
                              ("decode via mma2", () => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, AttentionKernel.TensorCore)),
                          })
                 {
-                    var (med, min) = _gpu.TimeMedianMs(run, 20);
+                    var (med, min) = GpuTiming.MedianMs(_gpu, run, 20);
                     double flops = 4.0 * n * d * heads;
                     _timings.Add(new Timing(name, $"Tq=1 Tk={n} h={heads}/{kv} d={d}", med, min, flops / (med * 1e-3) / 1e12, 20, bytes / (med * 1e-3) / 1e9));
                     _io.Err.WriteLine($"  bench {name} Tk={n}: {med:F3} ms median, {_timings[^1].GBps:F0} GB/s");

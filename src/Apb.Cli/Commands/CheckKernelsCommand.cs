@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Apb.Backends;
 using Apb.Backends.Cpu;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
-using Apb.Cuda;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -124,8 +125,11 @@ static partial class CheckKernelsCommand
 
         Tensor GpuPoisoned(int rows, int cols, CudaDType dtype = CudaDType.BF16)
         {
+            // NaN everywhere: an element no kernel writes stays NaN and fails the comparison.
             var t = _gpu.Allocate(rows, cols, dtype);
-            _gpu.Poison(t);
+            var nan = new float[(long)rows * cols];
+            Array.Fill(nan, float.NaN);
+            _gpu.Upload(nan, t);
             return t;
         }
 
@@ -285,11 +289,6 @@ static partial class CheckKernelsCommand
                 var cw = Cpu(w0, 40, 64); _cpu.Copy(Cpu(s.AsSpan(0, 20 * 64).ToArray(), 20, 64), 2, 0, cw, 9, 0, 17, 64);
                 var gw = Gpu(w0, 40, 64, dt); _gpu.Copy(Gpu(s.AsSpan(0, 20 * 64).ToArray(), 20, 64, dt), 2, 0, gw, 9, 0, 17, 64);
                 Compare("ops", "copy (rows)", $"17 rows of [20, 64] into [40, 64] {dt}", Down(_gpu, gw), Down(_cpu, cw), 0);
-                var src = Rand(50 * 384);
-                var idx = Enumerable.Range(0, 23).Select(_ => _rng.Next(50)).ToArray();
-                var cg = _cpu.Allocate(23, 384); _cpu.GatherRows(Cpu(src, 50, 384), idx, cg);
-                var gg = GpuPoisoned(23, 384, dt); _gpu.GatherRows(Gpu(src, 50, 384, dt), idx, gg);
-                Compare("ops", "gather_rows", $"23 of [50, 384] {dt}", Down(_gpu, gg), Down(_cpu, cg), 0);
             }
 
             foreach (var (T, heads, d) in new[] { (37, 8, 64), (5, 32, 128), (11, 6, 16) })
@@ -311,8 +310,8 @@ static partial class CheckKernelsCommand
         }
 
         /// <summary>APB's scoring and selection ops: head_dot, group_mean, gather_head_rows, select_passing (max-pool + top-k per head).</summary>
-        // The CPU backend's default-bodied interface methods (HeadDot, GroupMean, GatherHeadRows, SelectPassing) are the reference.
-        IBackend Ref => _cpu;
+        // The CPU backend's passing ops are the reference.
+        IPassingOps Ref => _cpu.Passing;
 
         void ApbChecks()
         {
@@ -320,10 +319,10 @@ static partial class CheckKernelsCommand
             foreach (var (rows, heads, d, vecF32) in new[] { (37, 4, 64, false), (1000, 8, 128, false), (4099, 8, 128, true), (9, 3, 16, true) })
             {
                 var x = Rand((long)(rows + 3) * heads * d); var vec = Rand((long)heads * d);
-                var co = Ref.AllocateF32(rows, heads);
+                var co = _cpu.Allocate(rows, heads);
                 Ref.HeadDot(Cpu(x, rows + 3, heads * d).RowSlice(3, rows), Cpu(vec, 1, heads * d), heads, co);
                 var go = GpuPoisoned(rows, heads, CudaDType.F32);
-                _gpu.HeadDot(Gpu(x, rows + 3, heads * d).RowSlice(3, rows), Gpu(vec, 1, heads * d, vecF32 ? CudaDType.F32 : CudaDType.BF16), heads, go);
+                _gpu.Passing.HeadDot(Gpu(x, rows + 3, heads * d).RowSlice(3, rows), Gpu(vec, 1, heads * d, vecF32 ? CudaDType.F32 : CudaDType.BF16), heads, go);
                 Compare("ops", "head_dot", $"[{rows}, {heads}x{d}] vec {(vecF32 ? "f32" : "bf16")}", Down(_gpu, go), Down(_cpu, co), 1e-5);
             }
 
@@ -331,10 +330,10 @@ static partial class CheckKernelsCommand
             foreach (var (rows, heads, groups, d, outF32) in new[] { (64, 32, 8, 128, true), (1, 4, 4, 64, true), (7, 6, 2, 16, false), (333, 32, 8, 128, false) })
             {
                 var x = Rand((long)(rows + 5) * heads * d);
-                var co = Ref.AllocateF32(1, groups * d);
+                var co = _cpu.Allocate(1, groups * d);
                 Ref.GroupMean(Cpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, co);
                 var go = GpuPoisoned(1, groups * d, outF32 ? CudaDType.F32 : CudaDType.BF16);
-                _gpu.GroupMean(Gpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, go);
+                _gpu.Passing.GroupMean(Gpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, go);
                 Compare("ops", "group_mean", $"{rows} rows, {heads} heads in {groups} groups x d={d} {(outF32 ? "f32" : "bf16")}",
                     Down(_gpu, go), Down(_cpu, co), outF32 ? 1e-5 : 1e-2);
             }
@@ -345,8 +344,10 @@ static partial class CheckKernelsCommand
                 {
                     var src = Rand((long)srcRows * heads * d);
                     var idx = Enumerable.Range(0, picked * heads).Select(_ => _rng.Next(srcRows)).ToArray();
-                    var cg = _cpu.Allocate(picked, heads * d); Ref.GatherHeadRows(Cpu(src, srcRows, heads * d), heads, idx, cg);
-                    var gg = GpuPoisoned(picked, heads * d, dt); _gpu.GatherHeadRows(Gpu(src, srcRows, heads * d, dt), heads, idx, gg);
+                    using var ci = Ref.AllocateRows(picked, heads); Ref.Upload(idx, ci);
+                    using var gi = _gpu.Passing.AllocateRows(picked, heads); _gpu.Passing.Upload(idx, gi);
+                    var cg = _cpu.Allocate(picked, heads * d); Ref.GatherHeadRows(Cpu(src, srcRows, heads * d), heads, ci, cg);
+                    var gg = GpuPoisoned(picked, heads * d, dt); _gpu.Passing.GatherHeadRows(Gpu(src, srcRows, heads * d, dt), heads, gi, gg);
                     Compare("ops", "gather_head_rows", $"{picked} of [{srcRows}, {heads}x{d}] {dt}", Down(_gpu, gg), Down(_cpu, cg), 0);
                 }
 
@@ -358,8 +359,11 @@ static partial class CheckKernelsCommand
             {
                 var sc = Rand((long)rows * heads, 3f);
                 if (coarse) for (int i = 0; i < sc.Length; i++) sc[i] = MathF.Round(sc[i] * 2) / 2;
-                var want = Ref.SelectPassing(Cpu(sc, rows, heads), heads, count);
-                var got = _gpu.SelectPassing(Gpu(sc, rows, heads, f32 ? CudaDType.F32 : CudaDType.BF16), heads, count);
+                using var ci = Ref.AllocateRows(count, heads); using var gi = _gpu.Passing.AllocateRows(count, heads);
+                Ref.SelectPassing(Cpu(sc, rows, heads), heads, ci);
+                _gpu.Passing.SelectPassing(Gpu(sc, rows, heads, f32 ? CudaDType.F32 : CudaDType.BF16), heads, gi);
+                var want = new int[count * heads]; Ref.Download(ci, want);
+                var got = new int[count * heads]; _gpu.Passing.Download(gi, got);
                 Compare("ops", "select_passing", $"{count} of {rows} rows x {heads} heads{(coarse ? " (coarse: ties)" : "")} {(f32 ? "f32" : "bf16")}",
                     got.Select(i => (float)i).ToArray(), want.Select(i => (float)i).ToArray(), 0);
             }
@@ -548,14 +552,14 @@ static partial class CheckKernelsCommand
             long before = 0, worst = 0;
             for (int i = 0; i < 4; i++)
             {
-                if (i == 1) { _gpu.Synchronize(); before = _gpu.Memory.BytesInUse; }
+                if (i == 1) { _gpu.Synchronize(); before = _gpu.Pool.BytesInUse; }
                 using (var s = new LocalSession(model, prompt.Length + 4))
                 {
                     s.Prefill(prompt, Array.Empty<int>());
                     s.Decode(prompt[0]);
                 }
                 _gpu.Synchronize();
-                if (i >= 1) worst = Math.Max(worst, _gpu.Memory.BytesInUse - before);
+                if (i >= 1) worst = Math.Max(worst, _gpu.Pool.BytesInUse - before);
             }
             _results.Add(new Result("models", $"session memory {name}", "3 sessions, prefill + 1 decode each", "", worst, 0, worst == 0,
                 worst == 0 ? "every session's cache returned to the pool" : $"{worst} bytes still in use after the sessions were disposed"));
@@ -597,7 +601,7 @@ static partial class CheckKernelsCommand
                 {
                     if (kernel == AttentionKernel.Generic && n > 16384) continue; // minutes at 64K: not worth the lease
                     int repeats = kernel == AttentionKernel.Generic ? 3 : n >= 65536 ? 5 : 20;
-                    var (med, min) = _gpu.TimeMedianMs(() => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, kernel), repeats);
+                    var (med, min) = GpuTiming.MedianMs(_gpu, () => _gpu.Attention(q, k, v, heads, kv, AttentionMask.Causal, o, l, kernel), repeats);
                     _timings.Add(new Timing($"attention {AttentionKernels.Name(kernel)}",
                         $"N={n} h={heads}/{kv} d={d} causal", med, min, flops / (med * 1e-3) / 1e12, repeats));
                     _io.Err.WriteLine($"  bench {_timings[^1].Name} N={n}: {med:F3} ms median, {_timings[^1].Tflops:F1} TFLOP/s");
@@ -609,8 +613,8 @@ static partial class CheckKernelsCommand
                 int m = 8192;
                 var x = _gpu.Allocate(m, m, CudaDType.BF16); var y = _gpu.Allocate(m, m, CudaDType.BF16);
                 RandomFill.Fill(x, 7, 4, 1f);
-                var w = _gpu.LoadRandom("gemm", m, m, Model.RandomWeights.Key(7, 5), 0.01f, 0f);
-                var (med, min) = _gpu.TimeMedianMs(() => _gpu.Linear(x, w, null, y), 10);
+                var w = _gpu.LoadRandom("gemm", m, m, RandomValues.Key(7, 5), 0.01f, 0f);
+                var (med, min) = GpuTiming.MedianMs(_gpu, () => _gpu.Linear(x, w, null, y), 10);
                 _timings.Add(new Timing("gemm cuBLASLt bf16", $"{m}^3", med, min, 2.0 * m * m * (double)m / (med * 1e-3) / 1e12, 10));
                 x.Dispose(); y.Dispose();
             }

@@ -1,8 +1,9 @@
 using System.CommandLine;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;
@@ -124,18 +125,27 @@ static class EvalCommand
             }
 
             int pad = bundle.Tokenizer.PadTokenId ?? 0;
+            // One resident rank group per strategy (weights loaded once for all its samples), each request a sequence on it.
+            var groups = new Dictionary<StrategySpec, RankGroup>();
+            using var disposeGroups = new Disposer(() => { foreach (var g in groups.Values) g.Dispose(); });
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
                 if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e));
-                // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
-                // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
-                var options = new StrategyOptions
+                if (!groups.TryGetValue(spec, out var group))
                 {
-                    Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
-                    PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
-                    PadTokenId = pad,
-                };
-                return StrategyFlags.Session(bundle, options, () => CommonOptions.Backend(dev), RulerHarness.Capacity(e));
+                    // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
+                    // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
+                    var options = new StrategyOptions
+                    {
+                        Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
+                        PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
+                        PadTokenId = pad,
+                    };
+                    groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
+                        b => LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+                }
+                int prompt = e.ContextIds.Length + e.QueryIds.Length;
+                return new GroupSession(group, anchorInsertAt: 0, decodeBudget: RulerHarness.Capacity(e) - prompt);
             }
 
             bool verb = r.GetValue(verbose);
@@ -187,4 +197,10 @@ static class EvalCommand
         string cfg = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json");
         return HfTokenizer.Load(path, File.Exists(cfg) ? cfg : null);
     }
+}
+
+/// <summary>Runs an action at the end of a using block.</summary>
+sealed class Disposer(Action action) : IDisposable
+{
+    public void Dispose() => action();
 }

@@ -62,7 +62,8 @@ static class GenerateCommand
 
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
-            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens, tokens.Count);
+            if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
                 $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Strategy.ToString().ToLowerInvariant()} x{so.Ranks}");
             var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),

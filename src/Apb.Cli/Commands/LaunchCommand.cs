@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 

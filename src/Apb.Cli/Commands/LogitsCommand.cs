@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Apb.Engine;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -33,15 +34,15 @@ static class LogitsCommand
             GenerateCommand.CheckLength(tokens.Count, 0, bundle.Config.MaxPositionEmbeddings);
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
-            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count, tokens.Count);
+            if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             var logits = session switch
             {
                 LocalSession l => l.AllLogits(tokens),
-                Distributed.DistributedSession d => d.AllLogits(context, q),
+                GroupSession g => g.AllLogits(context, q),
                 _ => throw new InvalidOperationException(session.GetType().Name),
             };
             StrategyFlags.Report(io, session, strategy.Timings(r));
-            if (session is Distributed.DistributedSession { ReportsResults: false }) return 0; // apb launch: rank 0 reports
             int vocab = bundle.Config.VocabSize;
             if (r.GetValue(output) is { } path) Write(path, tokens, logits, vocab);
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();

@@ -38,14 +38,16 @@ static class ServeCommand
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0);
             so.Validate(bundle.Config);
-            // Full attention on one rank keeps a pool of model replicas; a strategy builds its ranks per request, with
-            // APB's anchor insertion point taken from that request's chat header.
-            var served = so.Strategy == Distributed.StrategyKind.Full && so.Ranks == 1
+            // Full attention on one rank keeps a pool of model replicas; a strategy runs every request as a sequence on
+            // one resident rank group (weights loaded once), with APB's anchor insertion point from the request's chat header.
+            using var group = so.Strategy == Strategies.StrategyKind.Full && so.Ranks == 1 ? null
+                : Runtime.RankGroup.Create(bundle.Config, so with { Timings = false }, _ => CommonOptions.Backend(dev),
+                    b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+            var served = group is null
                 ? ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name))
                 : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
                     bundle.Config.MaxPositionEmbeddings, bundle.StopTokens,
-                    (prompt, capacity) => StrategyFlags.Session(bundle, so with { AnchorInsertAt = prompt.AnchorInsertAt, Timings = false },
-                        () => CommonOptions.Backend(dev), capacity));
+                    (prompt, capacity) => new Runtime.GroupSession(group, prompt.AnchorInsertAt, capacity - prompt.Count));
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {

@@ -31,7 +31,7 @@ public static class Generator
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
             cancel.ThrowIfCancellationRequested();
-            int next = session.Agree(sampler.Next(logits));
+            int next = sampler.Next(logits);
             if (stopTokens.Contains(next)) { finish = "stop"; break; }
             output.Add(next);
             string piece = decoder.Push(next);

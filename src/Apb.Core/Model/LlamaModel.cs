@@ -48,7 +48,7 @@ public sealed class LlamaModel
         // Work already queued on the stream that reads these is ordered before any reuse of their memory.
         public void Dispose()
         {
-            foreach (var x in new[] { X, H, Tmp, Q, K, V, Attn, Gate, Up }) (x as IDisposable)?.Dispose();
+            foreach (var x in new[] { X, H, Tmp, Q, K, V, Attn, Gate, Up }) x.Dispose();
         }
     }
 

@@ -139,7 +139,7 @@ public class BenchPrefillTests
 
         // The model runs on them and gives finite logits.
         var model = new LlamaModel(c, w1, b);
-        var session = new Apb.Engine.LocalSession(model, 64);
+        var session = new Apb.Runtime.LocalSession(model, 64);
         var logits = session.Prefill([1, 2, 3, 4, 5], []);
         Assert.Equal(c.VocabSize, logits.Length);
         Assert.All(logits, x => Assert.True(float.IsFinite(x)));
@@ -149,12 +149,12 @@ public class BenchPrefillTests
     public void HostValuesFollowTheDocumentedFormula()
     {
         // value = offset + (2u - 1) x scale, u = top 24 bits of the hash / 2^24: in [-scale, scale), and offset alone at scale 0.
-        ulong key = RandomWeights.Key(1, 0);
+        ulong key = RandomValues.Key(1, 0);
         for (long i = 0; i < 1000; i++)
         {
-            float v = RandomWeights.Value(key, i, 0.5f, 0f);
+            float v = RandomValues.Value(key, i, 0.5f, 0f);
             Assert.InRange(v, -0.5f, 0.5f);
-            Assert.Equal(1f, RandomWeights.Value(key, i, 0f, 1f));
+            Assert.Equal(1f, RandomValues.Value(key, i, 0f, 1f));
         }
     }
 }

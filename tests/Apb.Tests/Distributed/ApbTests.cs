@@ -1,6 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
-using Apb.Distributed;
+using Apb.Strategies;
+using Apb.Strategies.Apb;
 using Xunit;
 using Xunit.Abstractions;
 using static Apb.Tests.Distributed.DistributedFixture;

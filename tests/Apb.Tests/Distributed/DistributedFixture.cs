@@ -1,9 +1,11 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tests.Model;
 
 namespace Apb.Tests.Distributed;
@@ -41,8 +43,11 @@ static class DistributedFixture
     public static StrategyOptions Options(StrategyKind strategy, int ranks) =>
         new() { Strategy = strategy, Ranks = ranks, FallbackBelow = 0 };
 
-    public static DistributedSession Session(Loaded m, StrategyOptions options) =>
-        new(m.Config, m.Weights, _ => new CpuBackend(), options);
+    /// <summary>A request on a rank group of CPU threads made for it (the session owns the group).</summary>
+    public static GroupSession Session(Loaded m, StrategyOptions options) => Session(m, options, _ => new CpuBackend());
+
+    public static GroupSession Session(Loaded m, StrategyOptions options, Func<int, IBackend> backendFor) =>
+        new(RankGroup.Create(m.Config, options, backendFor, _ => m.Weights), ownsGroup: true);
 
     public static float[] FullLogits(Loaded m, IReadOnlyList<int> context, IReadOnlyList<int> query)
     {

@@ -1,6 +1,7 @@
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

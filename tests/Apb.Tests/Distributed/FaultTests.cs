@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -18,11 +18,9 @@ public class FaultTests
         // No collective times out during the test: the others can only stop because rank 2's failure aborted them.
         var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromMinutes(10) };
         if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
-        var s = Session(m, o);
-        s.BeforeAttention = (rank, layer) =>
-        {
-            if (rank == 2 && layer == 1) throw new InvalidOperationException("injected fault");
-        };
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        backends[2].Arm(layer => { if (layer == 1) throw new InvalidOperationException("injected fault"); });
+        var s = Session(m, o, r => backends[r]);
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize))));
         Assert.StartsWith("rank 2 failed in layer 1 attention", e.Message);
@@ -38,9 +36,10 @@ public class FaultTests
     public async Task ARankThatFailsDuringDecodeIsNamed()
     {
         var m = LoadModel("embedded-random");
-        var s = Session(m, Options(StrategyKind.Zigzag, 3));
+        var backends = Enumerable.Range(0, 3).Select(_ => new FaultyBackend()).ToArray();
+        var s = Session(m, Options(StrategyKind.Zigzag, 3), r => backends[r]);
         var logits = s.Prefill(Ids(60, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize));
-        s.BeforeAttention = (rank, layer) => { if (rank == 1 && layer == 3) throw new ApbException("out of memory (injected)"); };
+        backends[1].Arm(layer => { if (layer == 3) throw new ApbException("out of memory (injected)"); });
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => s.Decode(Engine.Sampler.ArgMax(logits))));
         Assert.Equal("rank 1 failed in layer 3 attention (decode step 1): out of memory (injected)", e.Message);
     }
@@ -50,18 +49,20 @@ public class FaultTests
     {
         var m = LoadModel("embedded-random");
         var timeout = TimeSpan.FromSeconds(1);
-        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = timeout });
         // Rank 3 is stuck until the others have all entered layer 0's attention, and then for 4 timeouts more: they
         // give up first however slowly a loaded machine schedules them. It then reaches a wait, sees the abort, stops.
         int entered = 0;
         var othersIn = new ManualResetEventSlim();
-        s.BeforeAttention = (rank, layer) =>
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        for (int r = 0; r < 3; r++)
+            backends[r].Arm(layer => { if (layer == 0 && Interlocked.Increment(ref entered) == 3) othersIn.Set(); });
+        backends[3].Arm(layer =>
         {
             if (layer != 0) return;
-            if (rank != 3) { if (Interlocked.Increment(ref entered) == 3) othersIn.Set(); return; }
             othersIn.Wait(TimeSpan.FromSeconds(60));
             Thread.Sleep(4 * timeout);
-        };
+        });
+        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = timeout }, r => backends[r]);
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(40, 1, m.Config.VocabSize), Ids(2, 2, m.Config.VocabSize))));
         // The ring's transfers are in flight during the block attention; the wait that gives up names the step.

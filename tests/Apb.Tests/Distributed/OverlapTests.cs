@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using Apb.Backends;
 using Apb.Backends.Cpu;
+using Apb.Comms;
 using Apb.Diagnostics;
-using Apb.Distributed;
+using Apb.Eval;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

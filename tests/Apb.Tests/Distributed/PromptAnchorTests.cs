@@ -1,5 +1,5 @@
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Strategies;
 using Apb.Tests.Tokenization;
 using Xunit;
 

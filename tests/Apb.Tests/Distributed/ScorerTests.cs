@@ -1,7 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
+using Apb.Strategies.Apb;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -100,14 +100,14 @@ public class ScorerTests
         var s = new float[rows * heads];
         s[6 * heads + 0] = 5;
         s[0 * heads + 1] = 3; s[9 * heads + 1] = 4;
-        var pooled = PassingSelector.MaxPool(s, rows, heads);
+        var pooled = CpuPassingOps.MaxPool(s, rows, heads);
         for (int t = 0; t < rows; t++) Assert.Equal(Math.Abs(t - 6) <= 2 ? 5f : 0f, pooled[t * heads]);
-        var picked = PassingSelector.Select(s, rows, heads, 5);
+        var picked = CpuPassingOps.Select(s, rows, heads, 5);
         Assert.Equal(new[] { 4, 5, 6, 7, 8 }, Enumerable.Range(0, 5).Select(i => picked[i * heads]));
         // head 1: rows 7..11 pool to 4 (window around 9), rows 0..2 to 3; the top 5 are 7..11.
         Assert.Equal(new[] { 7, 8, 9, 10, 11 }, Enumerable.Range(0, 5).Select(i => picked[i * heads + 1]));
         // Ties go to the earlier row.
-        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(i => PassingSelector.Select(new float[rows * heads], rows, heads, 2)[i * heads]));
+        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(i => CpuPassingOps.Select(new float[rows * heads], rows, heads, 2)[i * heads]));
     }
 
     [Fact]

@@ -1,4 +1,4 @@
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

@@ -366,6 +366,34 @@ static unsafe class CpuAttention
         });
     }
 
+    /// <summary>Merges count stacked partial results of the same rows (IBackend.MergeAttentionParts), in rank order.</summary>
+    public static void MergeParts(CpuTensor parts, CpuTensor lses, int count, int heads, CpuTensor output)
+    {
+        int t = output.Rows, d = output.Cols / heads;
+        Parallel.For(0, t, i =>
+        {
+            var o = output.Row(i);
+            var w = new float[count];
+            for (int h = 0; h < heads; h++)
+            {
+                float m = float.NegativeInfinity;
+                for (int r = 0; r < count; r++) m = MathF.Max(m, lses.Row(r * t + i)[h]);
+                var oh = o.Slice(h * d, d);
+                oh.Clear();
+                if (float.IsNegativeInfinity(m)) continue;
+                float sum = 0;
+                for (int r = 0; r < count; r++) sum += w[r] = MathF.Exp(lses.Row(r * t + i)[h] - m);
+                for (int r = 0; r < count; r++)
+                {
+                    if (w[r] == 0) continue;
+                    var ph = parts.Row(r * t + i).Slice(h * d, d);
+                    for (int c = 0; c < d; c++) oh[c] += w[r] * ph[c];
+                }
+                for (int c = 0; c < d; c++) oh[c] /= sum;
+            }
+        });
+    }
+
     /// <summary>
     /// The few vector operations the kernels use, over one hardware vector of floats. Implemented by thin wrappers of
     /// Vector512/256/128 so that each kernel is written once; every member inlines to one or a few instructions.

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;
