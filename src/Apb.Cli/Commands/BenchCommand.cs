@@ -336,9 +336,7 @@ static partial class BenchCommand
 
         string ApbLengths(int n, int ranks, int q)
         {
-            var (a, p) = ApbDefaults.For(n, ranks);
-            int lb = (n + ranks - 1) / ranks;
-            a = Math.Min(Math.Max(a, q + ApbDefaults.MinAnchorContext), lb); // as DistributedSession grows a default anchor
+            int a = ApbDefaults.Anchor(n, ranks, insertAt: 0, q), p = ApbDefaults.For(n, ranks).Passing;
             return $"l_a {a}, l_p {p}";
         }
 
@@ -380,7 +378,7 @@ static partial class BenchCommand
             {
                 StrategyKind.Full => n + q,
                 StrategyKind.Star => 2 * lb,
-                StrategyKind.Apb => lb + Math.Max(anchor, q + ApbDefaults.MinAnchorContext),
+                StrategyKind.Apb => lb + ApbDefaults.Anchor(n, ranks, insertAt: 0, q),
                 _ => lb,
             };
             long keys = s switch

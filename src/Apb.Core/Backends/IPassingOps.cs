@@ -1,7 +1,7 @@
 namespace Apb.Backends;
 
 /// <summary>
-/// APB's own operations (docs/apb-algorithm.md, steps 3b and 3d): the query-aware score, the max-pooled top-l_p
+/// APB's own operations (docs/apb-algorithm.md, steps 2.3b and 2.3d): the query-aware score, the max-pooled top-l_p
 /// selection per KV head, and the gather of the selected rows. Kept apart from <see cref="IBackend"/>, which holds only
 /// what every model needs. <see cref="Cpu.CpuPassingOps"/> is the reference every other implementation is tested against.
 /// Selected row indices stay where the backend keeps them (<see cref="PassingRows"/>), so a device backend scores,

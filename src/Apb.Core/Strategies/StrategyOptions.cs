@@ -8,7 +8,8 @@ public sealed record StrategyOptions
 {
     /// <summary>
     /// Contexts shorter than this run APB and Star as full attention on one rank, where splitting costs more than it saves.
-    /// 32K is the apb-algorithm.md estimate ("below ~32K one GPU is best"); it is a placeholder until measured on the H200.
+    /// 32K is where the paper's length table starts (docs/apb-algorithm.md, 2.5); at 32K, APB on two H200s already took
+    /// 0.49 of full attention's time (bench/results/prefill-20261128-152251); shorter contexts have not been measured.
     /// </summary>
     public const int DefaultFallbackBelow = 32 * 1024;
 

@@ -8,7 +8,7 @@ using static Apb.Tests.Distributed.DistributedFixture;
 
 namespace Apb.Tests.Distributed;
 
-/// <summary>APB and Star: the invariants of apb-algorithm.md, and the approximate strategies run end to end.</summary>
+/// <summary>APB and Star: the properties of docs/apb-algorithm.md (section 5), and the approximate strategies run end to end.</summary>
 public class ApbTests(ITestOutputHelper output)
 {
     [Theory]
@@ -45,7 +45,7 @@ public class ApbTests(ITestOutputHelper output)
         Assert.True(RelativeError(a, FullLogits(m, context, [])) > 1e-4);
     }
 
-    /// <summary>The two causal calls against an explicit mask built from the table of apb-algorithm.md step 3f.</summary>
+    /// <summary>The two causal calls against an explicit mask built from the table of docs/apb-algorithm.md, step 2.3f.</summary>
     [Theory]
     [InlineData(0, 0, 7)]
     [InlineData(0, 5, 7)]

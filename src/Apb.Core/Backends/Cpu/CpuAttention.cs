@@ -89,8 +89,8 @@ static unsafe class CpuAttention
     /// <summary>Attention for KV head <paramref name="kh"/>'s query heads at positions [i0, i0 + p.Positions).</summary>
     /// <remarks>
     /// AggressiveOptimization here and on the kernels: compiled fully optimised at the first call. At tier 0 the vector
-    /// wrappers are not inlined, and short calls (a decode step) ran many times before tiering up (docs/kernels/cpu-attention.md:
-    /// the old kernel's decode at 4K was 1.1 ms cold against 0.43 ms warm).
+    /// wrappers are not inlined, and short calls (a decode step) would run many times before tiering up
+    /// (docs/kernels/cpu-attention.md).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void QueryBlock<TV>(Problem p, int kh, int i0) where TV : struct, IVec<TV>

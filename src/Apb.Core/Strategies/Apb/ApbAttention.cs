@@ -6,7 +6,7 @@ using Apb.Model;
 namespace Apb.Strategies.Apb;
 
 /// <summary>
-/// APB's prefill attention on one rank, per layer (apb-algorithm.md, step 3), on the local rows [anchor; block]:
+/// APB's prefill attention on one rank, per layer (docs/apb-algorithm.md, section 2.3), on the local rows [anchor; block]:
 ///   score the block's real tokens (retaining heads on pre-RoPE q/k/v, or query-aware on post-RoPE K) -> RoPE (anchor
 ///   at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
 ///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]

@@ -1,4 +1,4 @@
-// APB's per-layer scoring and selection on the device (apb-algorithm.md, steps 3b and 3d): the query mean and the
+// APB's per-layer scoring and selection on the device (docs/apb-algorithm.md, steps 2.3b and 2.3d): the query mean and the
 // query-aware score (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and
 // the gather of the chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit
 // patterns (bf16.cuh), fp32 accumulation, no CUDA headers.
