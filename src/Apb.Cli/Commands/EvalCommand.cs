@@ -156,8 +156,10 @@ static class EvalCommand
             io.Out.Write(RulerHarness.FormatTable(rows));
             if (r.GetValue(json) is string jp)
             {
+                var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
+                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining ? headsPath : null);
                 using var f = File.Create(jp);
-                RulerHarness.WriteJson(f, rows);
+                RulerHarness.WriteJson(f, run, rows);
             }
             return 0;
         })));
@@ -181,6 +183,10 @@ static class EvalCommand
     }
 
     static string Quote(string s) => "\"" + s.Replace("\n", "\\n") + "\"";
+
+    /// <summary>An argument as a POSIX shell reads it back: bare when it is plain, else single-quoted.</summary>
+    static string ShellWord(string s) =>
+        s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "-_=.,:/+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 
     static int CheckSamples(int n) => n >= 1 ? n : throw new ApbException($"--samples must be at least 1, got {n}");
 

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.Intrinsics;
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Xunit;
@@ -199,32 +197,5 @@ public class CpuAttentionTests(ITestOutputHelper log)
                 Assert.True(Math.Abs(l - want) < 1e-5 * Math.Max(1, Math.Abs(want)), $"{what}: row {i} head {h} lse {l} vs {want}");
             }
         return worst;
-    }
-
-    /// <summary>Stopwatch benchmark, 6 heads / 2 KV heads, causal, Tq = Tk: runs only with APB_PERF=1 (CI skips it).</summary>
-    [Fact]
-    [Trait("Category", "Perf")]
-    public void Benchmark()
-    {
-        if (Environment.GetEnvironmentVariable("APB_PERF") != "1") return;
-        foreach (int t in new[] { 4096, 16384 })
-            foreach (int d in new[] { 64, 128 })
-            {
-                int heads = 6, kvHeads = 2;
-                var rng = new Random(1);
-                var q = Random(rng, t, heads * d, 1); var k = Random(rng, t, kvHeads * d, 1); var v = Random(rng, t, kvHeads * d, 1);
-                var o = new CpuTensor(t, heads * d); var lse = new CpuTensor(t, heads);
-                CpuAttention.Run(q, k, v, heads, kvHeads, AttentionMask.Causal, o, lse); // warm-up
-                double best = double.MaxValue;
-                for (int rep = 0; rep < 3; rep++)
-                {
-                    var sw = Stopwatch.StartNew();
-                    CpuAttention.Run(q, k, v, heads, kvHeads, AttentionMask.Causal, o, lse);
-                    best = Math.Min(best, sw.Elapsed.TotalSeconds);
-                }
-                double pairs = (double)heads * t * (t + 1) / 2;
-                log.WriteLine($"T {t} d {d}: {best * 1e3:F1} ms, {best / pairs * 1e9:F2} ns/pair, {pairs * 4 * d / best / 1e9:F1} GFLOP/s " +
-                              $"(Vector512 {Vector512.IsHardwareAccelerated})");
-            }
     }
 }

@@ -16,19 +16,20 @@ namespace Apb.Tests.Distributed;
 /// </summary>
 static class DistributedFixture
 {
-    public sealed record Loaded(string Name, ModelConfig Config, LlamaWeights Weights);
+    public sealed record Loaded(string Name, string Dir, ModelConfig Config, LlamaWeights Weights);
 
     static readonly Dictionary<string, Loaded> s_models = new();
 
+    /// <summary>"embedded": the shipped trained model (models/embedded); any other name: tests/fixtures/models/NAME.</summary>
     public static Loaded LoadModel(string name)
     {
         lock (s_models)
         {
             if (s_models.TryGetValue(name, out var m)) return m;
-            string dir = name == "embedded" ? Repo.TinyModel : Repo.Fixture(name);
+            string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var ckpt = CheckpointWeights.Open(dir); // kept open for the whole run: the weights point into it
-            return s_models[name] = new Loaded(name, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));
+            return s_models[name] = new Loaded(name, dir, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));
         }
     }
 

@@ -22,7 +22,7 @@ public class ScorerTests
     [Fact]
     public void RetainingHeadScoresEqualADirectComputation()
     {
-        var c = LoadModel("embedded").Config;
+        var c = LoadModel("embedded-random").Config;
         const int hidden = 24, rows = 9, layer = 2;
         string path = RetainingHeadsFile.Write(c, hidden, seed: 3);
         using var heads = RetainingHeads.Open(path, c);
@@ -113,7 +113,7 @@ public class ScorerTests
     [Fact]
     public void MissingRetainingHeadsFileIsAClearError()
     {
-        var c = LoadModel("embedded").Config;
+        var c = LoadModel("embedded-random").Config;
         var e = Assert.Throws<ApbException>(() => RetainingHeads.Open("/nonexistent/heads.safetensors", c));
         Assert.Contains("/nonexistent/heads.safetensors", e.Message);
         Assert.Contains("--scorer query", e.Message);
@@ -122,7 +122,7 @@ public class ScorerTests
     [Fact]
     public void WrongRetainingHeadShapesNameTensorExpectedAndFound()
     {
-        var c = LoadModel("embedded").Config; // fc2 must be [2, hidden]
+        var c = LoadModel("embedded-random").Config; // fc2 must be [2, hidden]
         string path = RetainingHeadsFile.Write(c, 16, 1, (layer, kind, shape) => layer == 2 && kind == "fc2" ? [3, 16] : shape);
         var e = Assert.Throws<ApbException>(() => RetainingHeads.Open(path, c));
         Assert.Contains("model.layers.2.self_attn.fc2.weight", e.Message);

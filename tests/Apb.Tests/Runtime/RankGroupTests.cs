@@ -22,7 +22,7 @@ public class RankGroupTests
     [Fact]
     public void RefusedRequestsCostNothingAndTheGroupServesTheNextOne()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         using var g = Group(m, Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 4 });
         var context = Ids(60, 1, m.Config.VocabSize);
         var query = Ids(3, 2, m.Config.VocabSize);
@@ -50,7 +50,7 @@ public class RankGroupTests
     [Fact(Timeout = 60_000)]
     public async Task ARequestThatFailsMidPrefillIsFreedOnEveryRankAndTheGroupGoesOn()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var backends = Enumerable.Range(0, 3).Select(_ => new FaultyBackend()).ToArray();
         using var g = Group(m, Options(StrategyKind.Ring, 3), r => backends[r]);
         var context = Ids(60, 1, m.Config.VocabSize);
@@ -72,7 +72,7 @@ public class RankGroupTests
     [Fact(Timeout = 60_000)]
     public async Task ACancelledPrefillStopsOnEveryRankAtTheSameLayerAndIsFreed()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
         using var g = Group(m, Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 4 }, r => backends[r]);
         using var cancel = new CancellationTokenSource();
@@ -94,7 +94,7 @@ public class RankGroupTests
     [InlineData(StrategyKind.Apb, 4)]
     public void ABatchedDecodeStepEqualsEachSequenceAlone(StrategyKind strategy, int ranks)
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var o = Options(strategy, ranks) with { AnchorLength = 8, PassingLength = 4 };
         var prompts = new[] { (Ids(50, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize)),
                               (Ids(70, 3, m.Config.VocabSize), Ids(4, 4, m.Config.VocabSize)),

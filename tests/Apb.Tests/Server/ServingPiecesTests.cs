@@ -46,7 +46,7 @@ public class ServingPiecesTests
 
     public static TheoryData<string?> Templates => new()
     {
-        null, // the embedded model: plain
+        null, // the random-weight fixture's own: plain
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}",
         "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}",
     };
