@@ -1,0 +1,95 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using static Apb.Bench.Markdown;
+
+namespace Apb.Bench.Kernels;
+
+/// <summary>
+/// `apb bench kernel NAME`: the harness's correctness check, then each size timed; a markdown table and one line of
+/// arithmetic per row on the output, JSON with --out.
+/// </summary>
+public static class KernelBench
+{
+    public static int Run(KernelBenchSettings settings, TextWriter output, TextWriter log)
+    {
+        var harness = KernelHarnesses.Find(settings.Name);
+        var sizes = settings.Sizes ?? harness.DefaultSizes;
+        using var ctx = KernelBenchContext.Open(harness, settings, log);
+        log.WriteLine($"bench kernel {harness.Name} on {ctx.DeviceName}: {harness.Summary}");
+        harness.Check(ctx);
+        var rows = new List<KernelRow>();
+        foreach (int size in sizes)
+            foreach (var row in harness.Time(ctx, size))
+            {
+                rows.Add(row);
+                log.WriteLine($"  {row.Kernel} {row.Variant} {row.Shape}: {row.Time.MedianMs:F3} ms median of {row.Time.RunsMs.Length}, {F(row.Rate, "F2")} {row.RateUnit}");
+            }
+
+        output.WriteLine($"## apb bench kernel {harness.Name}: {ctx.DeviceName}");
+        output.WriteLine();
+        output.WriteLine("| kernel | variant | shape | median ms | min ms | runs | rate | of peak |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|");
+        foreach (var r in rows)
+            output.WriteLine($"| {r.Kernel} | {r.Variant} | {Cell(r.Shape)} | {F(r.Time.MedianMs)} | {F(r.Time.MinMs)} | {r.Time.RunsMs.Length} | {F(r.Rate, "F2")} {r.RateUnit} | {r.OfPeak} |");
+        output.WriteLine();
+        foreach (var r in rows) output.WriteLine($"{r.Kernel} {r.Variant} {r.Shape}: {r.Arithmetic}");
+        if (settings.Out is { } path)
+        {
+            Write(path, settings, harness, ctx, rows);
+            output.WriteLine($"wrote {path}");
+        }
+        return 0;
+    }
+
+    static void Write(string path, KernelBenchSettings settings, KernelHarness harness, KernelBenchContext ctx, List<KernelRow> rows)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir != null) Directory.CreateDirectory(dir);
+        using var fs = File.Create(path);
+        using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        w.WriteStartObject();
+        w.WriteString("harness", harness.Name);
+        w.WriteString("command", settings.CommandLine);
+        w.WriteString("device", ctx.DeviceName);
+        if (settings.Variants is [var only]) w.WriteString("kernel", only);
+        w.WriteStartArray("checks");
+        foreach (var c in ctx.Checks)
+        {
+            w.WriteStartObject();
+            w.WriteString("what", c.What); w.WriteNumber("error", c.Error); w.WriteNumber("limit", c.Limit);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartArray("results");
+        foreach (var r in rows)
+        {
+            w.WriteStartObject();
+            w.WriteString("kernel", r.Kernel); w.WriteString("variant", r.Variant); w.WriteString("shape", r.Shape);
+            w.WriteNumber("n", r.Size);
+            w.WriteNumber("median_ms", r.Time.MedianMs); w.WriteNumber("min_ms", r.Time.MinMs);
+            w.WriteStartArray("runs_ms");
+            foreach (var x in r.Time.RunsMs) w.WriteNumberValue(x);
+            w.WriteEndArray();
+            w.WriteString("bound", r.Work.Bound.ToString().ToLowerInvariant());
+            w.WriteString("formula", r.Work.Formula);
+            switch (r.Work.Bound)
+            {
+                case Bound.Compute:
+                    w.WriteNumber("flops", r.Work.Amount); w.WriteNumber("tflops", r.Rate);
+                    w.WriteNumber("fraction_of_spec", r.OfSpec); w.WriteNumber("fraction_of_achievable", r.OfAchievable);
+                    break;
+                case Bound.Memory:
+                    w.WriteNumber("bytes", r.Work.Amount); w.WriteNumber("tb_per_s", r.Rate); w.WriteNumber("fraction_of_hbm", r.OfSpec);
+                    break;
+                default:
+                    w.WriteNumber("pairs", r.Work.Amount); w.WriteNumber("ns_per_pair", r.Rate);
+                    w.WriteNumber("gflops", r.Work.Flops / (r.Time.MedianMs * 1e-3) / 1e9);
+                    break;
+            }
+            w.WriteString("arithmetic", r.Arithmetic);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+}
