@@ -36,6 +36,8 @@ public static class OpCases
         yield return new("ops", "silu [17, 1000]", c => Silu(c, 17, 1000));
         foreach (var (heads, d, theta, far) in new[] { (8, 64, 500000.0, false), (8, 128, 500000.0, true), (6, 16, 10000.0, true), (32, 128, 500000.0, true) })
             yield return new("ops", $"rope {heads} heads x d={d} theta {theta:G}, positions {(far ? "< 128K random" : "3..31")}", c => Rope(c, heads, d, theta, far));
+        foreach (var (rows, cols, scale) in new[] { (333, 1000, 1f), (1, 4096, 0.02f) })
+            yield return new("ops", $"random fill [{rows}, {cols}] x {scale:G} = RandomValues on the host", c => RandomFillMatchesHost(c, rows, cols, scale));
         foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
         {
             yield return new("ops", $"copy (window) [10, 200] of [20, 300] into [30, 500] {dt}", c => CopyWindow(c, dt));
@@ -137,6 +139,21 @@ public static class OpCases
         var cx = c.OnCpu(x, T, heads * d); c.Cpu.Rope(cx, heads, positions, table);
         var gx = c.OnGpu(x, T, heads * d); c.Gpu.Rope(gx, heads, positions, table);
         c.Compare("rope", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
+    }
+
+    /// <summary>
+    /// random.cu fills random-weight models and benchmark inputs on the device; RandomValues computes the same values on
+    /// the host (CPU backend, tests). Both must give the same bits, or a random model differs between the backends.
+    /// </summary>
+    static void RandomFillMatchesHost(GpuCheck c, int rows, int cols, float scale)
+    {
+        const ulong seed = 7, stream = 3;
+        var t = c.Gpu.Allocate(rows, cols, CudaDType.BF16);
+        RandomFill.Fill(t, seed, stream, scale);
+        ulong key = RandomValues.Key(seed, stream);
+        var want = new float[(long)rows * cols];
+        for (long i = 0; i < want.Length; i++) want[i] = Bf16(RandomValues.Value(key, i, scale, 0f));
+        c.Compare("device fill vs host values", Down(c.Gpu, t), want, 0);
     }
 
     static void CopyWindow(GpuCheck c, CudaDType dt)
