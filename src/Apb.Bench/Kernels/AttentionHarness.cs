@@ -15,6 +15,9 @@ public sealed class AttentionHarness : KernelHarness
     /// <summary>The generic kernel takes minutes per call beyond this; it is timed there only when asked for by name.</summary>
     const int GenericMaxDefault = 16384;
 
+    public override bool HasVariants => true;
+    public override bool HasMasks => true;
+
     public override string Name => "attention";
     public override string Summary => $"prefill attention, {Heads}/{KvHeads} heads, d {D}, causal and full; variants hopper / mma / generic (auto: the backend's own pick)";
     public override string SizeMeaning => "N: query rows and keys (keys + --extra-keys)";

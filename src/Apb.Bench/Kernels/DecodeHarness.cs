@@ -13,6 +13,8 @@ public sealed class DecodeHarness : KernelHarness
 {
     const int Heads = 32, KvHeads = 8, D = 128;
 
+    public override bool HasVariants => true;
+
     public override string Name => "decode";
     public override string Summary => $"decode attention, 1 query row, {Heads}/{KvHeads} heads, d {D}, causal; split-kv against mma";
     public override string SizeMeaning => "Tk: keys in the cache";

@@ -14,6 +14,10 @@ public static class KernelBench
     {
         var harness = KernelHarnesses.Find(settings.Name);
         var sizes = settings.Sizes ?? harness.DefaultSizes;
+        if (settings.Variants != null && !harness.HasVariants)
+            throw new ApbException($"bench kernel {harness.Name} has no variants to choose: --variants is for attention and decode");
+        if ((settings.Masks != null || settings.ExtraKeys != 0) && !harness.HasMasks)
+            throw new ApbException($"bench kernel {harness.Name} takes no --mask or --extra-keys: they are for attention");
         using var ctx = KernelBenchContext.Open(harness, settings, log);
         log.WriteLine($"bench kernel {harness.Name} on {ctx.DeviceName}: {harness.Summary}");
         harness.Check(ctx);
@@ -56,7 +60,7 @@ public static class KernelBench
         foreach (var c in ctx.Checks)
         {
             w.WriteStartObject();
-            w.WriteString("what", c.What); w.WriteNumber("error", c.Error); w.WriteNumber("limit", c.Limit);
+            w.WriteString("what", c.What); Number("error", c.Error); Number("limit", c.Limit);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -66,7 +70,7 @@ public static class KernelBench
             w.WriteStartObject();
             w.WriteString("kernel", r.Kernel); w.WriteString("variant", r.Variant); w.WriteString("shape", r.Shape);
             w.WriteNumber("n", r.Size);
-            w.WriteNumber("median_ms", r.Time.MedianMs); w.WriteNumber("min_ms", r.Time.MinMs);
+            Number("median_ms", r.Time.MedianMs); Number("min_ms", r.Time.MinMs);
             w.WriteStartArray("runs_ms");
             foreach (var x in r.Time.RunsMs) w.WriteNumberValue(x);
             w.WriteEndArray();
@@ -75,15 +79,15 @@ public static class KernelBench
             switch (r.Work.Bound)
             {
                 case Bound.Compute:
-                    w.WriteNumber("flops", r.Work.Amount); w.WriteNumber("tflops", r.Rate);
-                    w.WriteNumber("fraction_of_spec", r.OfSpec); w.WriteNumber("fraction_of_achievable", r.OfAchievable);
+                    Number("flops", r.Work.Amount); Number("tflops", r.Rate);
+                    Number("fraction_of_spec", r.OfSpec); Number("fraction_of_achievable", r.OfAchievable);
                     break;
                 case Bound.Memory:
-                    w.WriteNumber("bytes", r.Work.Amount); w.WriteNumber("tb_per_s", r.Rate); w.WriteNumber("fraction_of_hbm", r.OfSpec);
+                    Number("bytes", r.Work.Amount); Number("tb_per_s", r.Rate); Number("fraction_of_hbm", r.OfSpec);
                     break;
                 default:
-                    w.WriteNumber("pairs", r.Work.Amount); w.WriteNumber("ns_per_pair", r.Rate);
-                    w.WriteNumber("gflops", r.Work.Flops / (r.Time.MedianMs * 1e-3) / 1e9);
+                    Number("pairs", r.Work.Amount); Number("ns_per_pair", r.Rate);
+                    Number("gflops", r.Work.Flops / (r.Time.MedianMs * 1e-3) / 1e9);
                     break;
             }
             w.WriteString("arithmetic", r.Arithmetic);
@@ -91,5 +95,11 @@ public static class KernelBench
         }
         w.WriteEndArray();
         w.WriteEndObject();
+
+        // JSON has no NaN or infinity (a zero-time run would give one): null instead.
+        void Number(string name, double x)
+        {
+            if (double.IsFinite(x)) w.WriteNumber(name, x); else w.WriteNull(name);
+        }
     }
 }

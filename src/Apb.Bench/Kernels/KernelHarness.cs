@@ -15,6 +15,10 @@ public abstract class KernelHarness
     public abstract string SizeMeaning { get; }
     public abstract int[] DefaultSizes { get; }
     public virtual bool NeedsGpu => true;
+    /// <summary>Whether --variants means something here (attention, decode).</summary>
+    public virtual bool HasVariants => false;
+    /// <summary>Whether --mask and --extra-keys mean something here (attention).</summary>
+    public virtual bool HasMasks => false;
 
     public abstract void Check(KernelBenchContext ctx);
     public abstract IEnumerable<KernelRow> Time(KernelBenchContext ctx, int size);

@@ -64,6 +64,17 @@ public class BenchKernelTests
     }
 
     [Theory]
+    [InlineData("gemm", "--variants", "mma", "bench kernel gemm has no variants to choose")]
+    [InlineData("cpu-attention", "--extra-keys", "64", "bench kernel cpu-attention takes no --mask or --extra-keys")]
+    [InlineData("cpu-attention", "--mask", "causal", "bench kernel cpu-attention takes no --mask or --extra-keys")]
+    public void OptionsAHarnessDoesNotTakeAreRefused(string name, string option, string value, string message)
+    {
+        var (code, _, err) = CliRun.Apb("bench", "kernel", name, option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(message, err);
+    }
+
+    [Theory]
     [InlineData("--mask", "diagonal", "--mask must be causal, none or both (got 'diagonal')")]
     [InlineData("--device", "cpu", "--device must be cuda or cuda:N (got 'cpu')")]
     [InlineData("--repeats", "0", "--repeats must be at least 1 (got 0)")]
