@@ -54,7 +54,7 @@ for k in $KERNELS; do
   echo "== apb bench kernel $k (lengths $LENGTHS)"
   # gemm's size is its side (8192 by default), not a sequence length.
   lens=(--lengths "$LENGTHS"); [ "$k" = gemm ] && lens=()
-  timeout ${KERNEL_TIMEOUT:-240} "$APB" bench kernel "$k" "${lens[@]}" --out "$OUT/kernel-$k.json" > "$OUT/kernel-$k.md" 2> "$OUT/kernel-$k.log"
+  timeout ${KERNEL_TIMEOUT:-240} "$APB" bench kernel "$k" ${lens[@]+"${lens[@]}"} --out "$OUT/kernel-$k.json" > "$OUT/kernel-$k.md" 2> "$OUT/kernel-$k.log"
   krc=$?
   [ $krc -eq 0 ] || { status=1; echo "bench kernel $k failed (rc=$krc):"; tail -5 "$OUT/kernel-$k.log"; }
 done
