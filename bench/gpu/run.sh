@@ -64,7 +64,7 @@ done
 
 echo
 echo "== GPU test failures (full list: $RES/gpu-tests.txt)"
-grep -E "^FAIL|^  " "$OUT/gpu-tests.txt" | head -40
+grep -E "^FAIL|^  |^error" "$OUT/gpu-tests.txt" | head -40
 echo "== kernel timings"
 for k in $KERNELS; do grep -E "^\|" "$OUT/kernel-$k.md"; done
 echo "== summary"
