@@ -15,7 +15,16 @@ fi
 results="$(pwd)/TestResults"
 rm -rf "$results"
 status=0
-dotnet test Apb.slnx -c Release --logger "trx;LogFileName=tests.trx" --results-directory "$results" "$@" || status=$?
+# One build of the solution, then each test project of Apb.slnx with a TRX file of its own (one shared LogFileName would
+# let the last project overwrite the others' counts). Arguments go to every `dotnet test` (e.g. --filter).
+if dotnet build Apb.slnx -c Release; then
+  for project in $(grep -o 'tests/[^"]*\.csproj' Apb.slnx); do
+    name=$(basename "$project" .csproj)
+    dotnet test "$project" -c Release --no-build --logger "trx;LogFileName=$name.trx" --results-directory "$results" "$@" || status=$?
+  done
+else
+  status=$?
+fi
 
 # TRX counters: failed, error, timeout and aborted are all failures; total - executed are the skipped ones.
 counter() { sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$2"; }

@@ -18,7 +18,6 @@ public static class Cli
         root.Subcommands.Add(InspectCommand.Create(io));
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(DoctorCommand.Create(io));
-        root.Subcommands.Add(CheckKernelsCommand.Create(io));
         root.Subcommands.Add(ServeCommand.Create(io));
         root.Subcommands.Add(LaunchCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));

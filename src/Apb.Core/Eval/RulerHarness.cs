@@ -23,7 +23,7 @@ public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, 
 /// <summary>
 /// Runs the same samples through each strategy with greedy decoding and scores them RULER's way. Sessions come from a
 /// factory (strategy, KV capacity) so the harness knows nothing of ranks: full attention is a LocalSession, the
-/// distributed strategies a DistributedSession, a future GPU path whatever implements IInferenceSession. The factory sees
+/// distributed strategies a GroupSession on a resident rank group, a future path whatever implements IInferenceSession. The factory sees
 /// the sample, so it can size caches and APB's anchor (which must hold the query) per request.
 /// </summary>
 public static class RulerHarness

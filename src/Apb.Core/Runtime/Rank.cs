@@ -275,6 +275,7 @@ public sealed class Rank : IDisposable
     {
         ReleaseAll();
         Retaining?.ReleaseBuffers();
+        Model.Dispose();
         Comm.Dispose();
         if (_ownsBackend) Backend.Dispose();
     }

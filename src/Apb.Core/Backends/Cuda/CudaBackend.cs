@@ -7,7 +7,7 @@ namespace Apb.Backends.Cuda;
 /// <summary>
 /// Which attention kernel to run; <see cref="CudaBackend.ChooseAttentionKernel"/> resolves Auto and checks a forced one.
 /// TensorCore is the mma.sync kernel (sm_80+), Hopper the wgmma/TMA one (sm_90), SplitKv the decode kernel (at most
-/// 16 query rows). `check-kernels` checks and times every kernel.
+/// 16 query rows). tests/Apb.Gpu.Tests checks every kernel; `apb bench kernel attention|decode` times them.
 /// </summary>
 public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
 
@@ -417,10 +417,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
     }
 
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse) =>
-        Attention(q, k, v, heads, kvHeads, mask, output, lse, AttentionKernel);
-
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, AttentionKernel kernel)
+    /// <summary>Attention with the kernel <see cref="AttentionKernel"/> asks for (Auto unless APB_ATTENTION or a caller set one).</summary>
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
     {
         var qs = Bf16(q, "attention"); var ks = Bf16(k, "attention"); var vs = Bf16(v, "attention"); var o = Bf16(output, "attention");
         if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
@@ -437,7 +435,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
-        var chosen = ChooseAttentionKernel(kernel, Tq, d, aligned, HopperAttentionAvailable);
+        var chosen = ChooseAttentionKernel(AttentionKernel, Tq, d, aligned, HopperAttentionAvailable);
         if (chosen == AttentionKernel.SplitKv)
             DecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l);
         else if (chosen == AttentionKernel.Hopper)

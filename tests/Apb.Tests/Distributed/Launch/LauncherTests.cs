@@ -98,9 +98,9 @@ public class LauncherTests
     [Fact]
     public void TheCliRefusesCommandsThatCannotRunAsARank()
     {
-        var serve = CliRun.Apb("launch", "--nproc-per-node", "2", "--", "serve");
-        Assert.Equal(1, serve.Code);
-        Assert.Contains("apb launch runs one of generate, logits, bench after --, got 'serve'", serve.Err);
+        var inspect = CliRun.Apb("launch", "--nproc-per-node", "2", "--", "inspect");
+        Assert.Equal(1, inspect.Code);
+        Assert.Contains("apb launch runs one of generate, logits, bench, serve after --, got 'inspect'", inspect.Err);
         var nothing = CliRun.Apb("launch", "--nproc-per-node", "2");
         Assert.Equal(1, nothing.Code);
         Assert.Contains("got ''", nothing.Err);
