@@ -104,7 +104,6 @@ public sealed class TokenizerLoadErrorTests : IDisposable
 
     [Theory]
     [InlineData("""{"type": "Whitespace"}""", "Whitespace")]
-    [InlineData("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}""", "Metaspace")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel"}]}""", "Digits")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": false}, {"type": "ByteLevel"}]}""", "Removed")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{Han}+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel"}]}""", "\\p{Han}")]
@@ -133,7 +132,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     }
 
     [Fact]
-    public void SentencePieceStyleBpeIsRefused()
+    public void ByteFallbackWithByteLevelIsRefused()
     {
         var json = SmallTokenizer();
         json["model"]!["byte_fallback"] = true;
