@@ -30,6 +30,20 @@ public sealed class JinjaChatTemplate : ChatTemplate
     /// <summary>The file the template came from.</summary>
     public string Source => _source;
 
+    /// <summary>
+    /// Template arguments from JSON (vLLM's chat_template_kwargs): an object whose values become template values as
+    /// Python's json.loads makes them. <paramref name="what"/> names the field or flag in the error.
+    /// </summary>
+    public static IReadOnlyDictionary<string, object?> ArgumentsFromJson(System.Text.Json.JsonElement value, string what)
+    {
+        if (value.ValueKind != System.Text.Json.JsonValueKind.Object)
+            throw new ApbException($"{what} must be a JSON object of template arguments, e.g. {{\"enable_thinking\": false}}; " +
+                                   $"got {value.ValueKind.ToString().ToLowerInvariant()}.");
+        var arguments = new Dictionary<string, object?>();
+        foreach (var p in value.EnumerateObject()) arguments[p.Name] = JinjaTemplate.FromJson(p.Value);
+        return arguments;
+    }
+
     public override ChatTemplate WithArguments(IReadOnlyDictionary<string, object?> arguments)
     {
         foreach (string name in Reserved)

@@ -7,7 +7,7 @@ namespace Apb.Tokenization;
 /// as UTF-8: a UTF-16 file or invalid UTF-8 is refused with the file and byte offset instead of being read as
 /// replacement characters or failing later inside the JSON reader.
 /// </summary>
-internal static class Utf8File
+public static class Utf8File
 {
     /// <summary>The file's bytes without a UTF-8 byte order mark; <paramref name="what"/> says what the file should be.</summary>
     public static byte[] ReadBytes(string path, string what)
@@ -46,7 +46,7 @@ internal static class Utf8File
     /// The error for a JSON string whose \u escapes are not valid UTF-16 (a lone surrogate such as "\ud800"):
     /// System.Text.Json reports it as InvalidOperationException when the string is read.
     /// </summary>
-    public static ApbException InvalidEscape(string path, string what, InvalidOperationException e) => new(
+    internal static ApbException InvalidEscape(string path, string what, InvalidOperationException e) => new(
         $"{path}: a string in the file is not valid Unicode ({e.Message}); expected {what} whose \\u escapes form " +
         "valid UTF-16 (a lone surrogate such as \\ud800 is not). The file is damaged; download it again.", e);
 }
