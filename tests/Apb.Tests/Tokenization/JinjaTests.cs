@@ -52,6 +52,18 @@ public class JinjaTests
     }
 
     [Fact]
+    public void JsonValuesKeepPythonsTypes()
+    {
+        // json.loads gives int for 7 and float for 2.5; arithmetic, printing and tests follow the type.
+        var values = System.Text.Json.JsonDocument.Parse("""{"n": 7, "f": 2.5, "l": [3, 1, 2]}""").RootElement;
+        var vars = values.EnumerateObject().Select(p => (p.Name, JinjaTemplate.FromJson(p.Value))).ToArray();
+        Assert.Equal("3 -4 49 True 3.5 6 [1, 2, 3] 7", Render(
+            "{{ n // 2 }} {{ -n // 2 }} {{ n ** 2 }} {{ n is integer }} {{ n / 2 }} {{ l | sum }} {{ l | sort }} {{ -n | abs }}", vars));
+        Assert.Equal("-0.0 2.0 -2.0 3.14", Render("{{ -0.0 }} {{ 2.5 | round }} {{ -2.5 | round }} {{ 3.14159 | round(2) }}"));
+        Assert.Equal("['x', 'y  '] ['  x', 'y']", Render("{{ '  x  y  '.split(None, 1) }} {{ '  x  y  '.rsplit(None, 1) }}"));
+    }
+
+    [Fact]
     public void SlicesAndIndicesAreByCodePoint()
     {
         var items = L(1L, 2L, 3L, 4L);

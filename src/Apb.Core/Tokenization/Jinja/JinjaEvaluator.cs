@@ -238,7 +238,13 @@ internal sealed class JinjaEvaluator
                 return u.Op switch
                 {
                     "not" => !Py.Truthy(operand),
-                    "-" => Py.Arithmetic("-", 0L, operand, u.Line),
+                    "-" => operand switch
+                    {
+                        double d => -d,
+                        long l => (object)-l,
+                        bool b => b ? -1L : 0L,
+                        _ => throw new TemplateException(u.Line, $"bad operand for unary -: {Py.TypeName(operand)}"),
+                    },
                     _ => Py.IsNumber(operand) ? operand : throw new TemplateException(u.Line, $"bad operand for unary +: {Py.TypeName(operand)}"),
                 };
             case BinaryExpr b:

@@ -14,7 +14,7 @@ internal static class JinjaFilters
 
     private static readonly Dictionary<string, Filter> Filters = new()
     {
-        ["abs"] = (v, a) => { a.Done(); return v switch { long l => Math.Abs(l), double d => Math.Abs(d), bool b => b ? 1L : 0L, _ => throw Type(a, "abs", v) }; },
+        ["abs"] = (v, a) => { a.Done(); return v switch { long l => (object)Math.Abs(l), double d => Math.Abs(d), bool b => b ? 1L : 0L, _ => throw Type(a, "abs", v) }; },
         ["attr"] = (v, a) => { string name = a.String(0, "name"); a.Done(); return JinjaEvaluator.GetAttribute(v, name, a.Line); },
         ["capitalize"] = (v, a) => { a.Done(); string s = Py.Str(v); return s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant(); },
         ["count"] = (v, a) => { a.Done(); return Py.Length(v, a.Line); },
@@ -82,7 +82,7 @@ internal static class JinjaFilters
             double scale = Math.Pow(10, precision);
             return method switch
             {
-                "common" => Math.Round(x * scale, MidpointRounding.AwayFromZero) / scale,
+                "common" => Math.Round(x, (int)Math.Clamp(precision, 0, 15), MidpointRounding.ToEven), // Python's round()
                 "floor" => Math.Floor(x * scale) / scale,
                 "ceil" => Math.Ceiling(x * scale) / scale,
                 _ => throw new TemplateException(a.Line, "round: method must be 'common', 'floor' or 'ceil'"),

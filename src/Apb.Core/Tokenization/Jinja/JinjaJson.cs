@@ -17,7 +17,7 @@ internal static class JinjaJson
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.String => e.GetString(),
-        JsonValueKind.Number => IsInteger(e.GetRawText()) && e.TryGetInt64(out long l) ? l : e.GetDouble(),
+        JsonValueKind.Number => IsInteger(e.GetRawText()) && e.TryGetInt64(out long l) ? (object)l : e.GetDouble(),
         JsonValueKind.Array => e.EnumerateArray().Select(FromJson).ToList(),
         JsonValueKind.Object => ToDict(e),
         _ => null,

@@ -155,16 +155,17 @@ internal static class JinjaMethods
                 while (i < s.Length && !Py.IsSpace(s[i])) i++;
                 words.Add((start, i));
             }
-            if (maxSplit < 0 || words.Count <= maxSplit + 1) return words.Select(w => s[w.Start..w.End]).ToList();
+            // Only a split that uses up maxsplit leaves a remainder, which keeps its outer whitespace (Python's).
+            if (maxSplit < 0 || words.Count <= maxSplit) return words.Select(w => s[w.Start..w.End]).ToList();
             if (!fromRight)
             {
                 parts.AddRange(words.Take((int)maxSplit).Select(w => s[w.Start..w.End]));
-                parts.Add(Py.Strip(s[words[(int)maxSplit].Start..], null, false, true));
+                parts.Add(s[words[(int)maxSplit].Start..]); // the rest keeps its trailing whitespace, as Python's
             }
             else
             {
                 int keep = words.Count - (int)maxSplit;
-                parts.Add(Py.Strip(s[..words[keep - 1].End], null, true, false));
+                parts.Add(s[..words[keep - 1].End]);
                 parts.AddRange(words.Skip(keep).Select(w => s[w.Start..w.End]));
             }
             return parts;
