@@ -260,19 +260,9 @@ internal sealed class JinjaParser
         return new ConditionalExpr(line, test, value, otherwise);
     }
 
-    private Expr ParseOr()
-    {
-        var left = ParseAnd();
-        while (Current.IsName("or")) left = new BinaryExpr(Next().Line, "or", left, ParseAnd());
-        return left;
-    }
+    private Expr ParseOr() => LeftAssociative(ParseAnd, t => t.IsName("or"));
 
-    private Expr ParseAnd()
-    {
-        var left = ParseNot();
-        while (Current.IsName("and")) left = new BinaryExpr(Next().Line, "and", left, ParseNot());
-        return left;
-    }
+    private Expr ParseAnd() => LeftAssociative(ParseNot, t => t.IsName("and"));
 
     private Expr ParseNot() =>
         Current.IsName("not") ? new UnaryExpr(Next().Line, "not", ParseNot()) : ParseCompare();
@@ -304,39 +294,24 @@ internal sealed class JinjaParser
         return rest.Count == 0 ? first : new CompareExpr(first.Line, first, rest);
     }
 
-    private Expr ParseMath1()
+    private Expr ParseMath1() => LeftAssociative(ParseConcat, t => t.Kind == TokenKind.Operator && t.Value is "+" or "-");
+
+    private Expr ParseConcat() => LeftAssociative(ParseMath2, t => t.IsOperator("~"));
+
+    private Expr ParseMath2() =>
+        LeftAssociative(ParsePow, t => t.Kind == TokenKind.Operator && t.Value is "*" or "/" or "//" or "%");
+
+    // Jinja's ** groups to the left, unlike Python's.
+    private Expr ParsePow() => LeftAssociative(() => ParseUnary(withFilter: true), t => t.IsOperator("**"));
+
+    private Expr LeftAssociative(Func<Expr> operand, Func<Token, bool> isOperator)
     {
-        var left = ParseConcat();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "+" or "-")
+        var left = operand();
+        while (isOperator(Current))
         {
             var op = Next();
-            left = new BinaryExpr(op.Line, op.Value, left, ParseConcat());
+            left = new BinaryExpr(op.Line, op.Value, left, operand());
         }
-        return left;
-    }
-
-    private Expr ParseConcat()
-    {
-        var left = ParseMath2();
-        while (Current.IsOperator("~")) left = new BinaryExpr(Next().Line, "~", left, ParseMath2());
-        return left;
-    }
-
-    private Expr ParseMath2()
-    {
-        var left = ParsePow();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "*" or "/" or "//" or "%")
-        {
-            var op = Next();
-            left = new BinaryExpr(op.Line, op.Value, left, ParsePow());
-        }
-        return left;
-    }
-
-    private Expr ParsePow()
-    {
-        var left = ParseUnary(withFilter: true);
-        while (Current.IsOperator("**")) left = new BinaryExpr(Next().Line, "**", left, ParseUnary(withFilter: true));
         return left;
     }
 
