@@ -187,6 +187,24 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     }
 
     [Fact]
+    public void ChatTemplateComesFromTheNamedListOrTheJinjaFileBeside()
+    {
+        string tokenizer = Write(SmallTokenizer());
+        string config = Write("""
+            {"eos_token": "<|endoftext|>", "chat_template": [
+              {"name": "tool_use", "template": "tools"},
+              {"name": "default", "template": "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"}]}
+            """, "tokenizer_config.json");
+        var t = HfTokenizer.Load(tokenizer, config);
+        Assert.Equal("hi<|endoftext|>", t.ChatTemplate.Render([new ChatMessage("user", "hi")], true));
+
+        // As in transformers, chat_template.jinja beside the config replaces the config's template.
+        File.WriteAllText(Path.Combine(_dir, "chat_template.jinja"), "[{{ messages[0].content }}]\n");
+        t = HfTokenizer.Load(tokenizer, config);
+        Assert.Equal("[hi]", t.ChatTemplate.Render([new ChatMessage("user", "hi")], true));
+    }
+
+    [Fact]
     public void ConfigTokenMissingFromVocabulary()
     {
         string config = Write("""{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "<|endoftext|>"}""", "tokenizer_config.json");
