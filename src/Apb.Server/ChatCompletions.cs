@@ -31,7 +31,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         // APB's cut (PromptTokens.FromChat): the last user message up to its last blank line is the document (context,
         // spread over ranks), its final paragraph the question (query, given to every rank).
         PromptTokens prompt;
-        try { prompt = PromptTokens.FromChat(model.Tokenizer, messages); }
+        try { prompt = PromptTokens.FromChat(TokenizeEndpoints.WithTemplateArguments(model.Tokenizer, req.ChatTemplateKwargs), messages); }
         catch (ApbException e) when (e is not InvalidRequestException) { throw new InvalidRequestException(e.Message, "messages"); }
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
@@ -67,7 +67,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         await events.DoneAsync(cancel.Token);
     }
 
-    static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
+    internal static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
     {
         if (messages is null)
             throw new InvalidRequestException("Missing required parameter: 'messages' (an array of {\"role\", \"content\"} objects).", "messages", "missing_required_parameter");

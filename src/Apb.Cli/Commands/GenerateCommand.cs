@@ -25,12 +25,14 @@ static class GenerateCommand
         var contextFile = new Option<string?>("--context-file") { Description = "read the document from this UTF-8 file" };
         var query = new Option<string?>("--query", "-q") { Description = "the question about the document" };
         var strategy = new StrategyFlags();
+        var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default); with no prompt and no --model, a demo: the embedded model answers a needle question with APB over 4 ranks and with full attention")
         {
             model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query,
         };
         strategy.AddTo(cmd);
+        templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             var options = new SamplingOptions
@@ -47,7 +49,7 @@ static class GenerateCommand
                 return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
-            var tok = bundle.Tokenizer;
+            var tok = templateFlags.Apply(bundle.Tokenizer, r);
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";
             // A single prompt is cut at its last blank line (document, then question), as the server cuts a user turn.

@@ -21,12 +21,14 @@ static class ServeCommand
         var name = new Option<string?>("--served-model-name") { Description = "the model name clients send (default: the model folder's name)" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no per-request log lines on stderr" };
         var strategy = new StrategyFlags();
+        var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
         {
             model, device, host, port, concurrency, maxQueue, defaultMax, maxBytes, name, quiet,
         };
         strategy.AddTo(cmd);
+        templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             int n = r.GetValue(concurrency);
@@ -48,6 +50,7 @@ static class ServeCommand
                 : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
                     bundle.Config.MaxPositionEmbeddings, bundle.StopTokens,
                     (prompt, capacity) => new Runtime.GroupSession(group, prompt.AnchorInsertAt, capacity - prompt.Count));
+            served = templateFlags.Apply(served, r);
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {
@@ -63,7 +66,7 @@ static class ServeCommand
     {
         await using var server = await ApbServer.StartAsync(served, options);
         io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} as '{served.Id}' on {device}; context {served.MaxPositions} tokens; " +
-                         $"{bundle.Tokenizer.ChatTemplate.Name} chat template; concurrency {options.Concurrency}, queue {options.MaxQueue}");
+                         $"{served.Tokenizer.ChatTemplate.Name} chat template; concurrency {options.Concurrency}, queue {options.MaxQueue}");
         io.Err.WriteLine($"listening on {server.Address} (OpenAI base URL {server.Address}v1); Ctrl+C stops");
         await server.WaitForShutdownAsync();
         io.Err.WriteLine("stopped");
