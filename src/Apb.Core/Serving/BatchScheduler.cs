@@ -42,7 +42,7 @@ public sealed record SchedulerOptions
 public sealed class BatchScheduler : IDisposable
 {
     readonly RankGroup _group;
-    readonly HfTokenizer _tokenizer;
+    readonly HfTokenizer? _tokenizer;
     readonly IReadOnlySet<int> _stopTokens;
     readonly SchedulerOptions _o;
     readonly Thread _thread;
@@ -55,7 +55,8 @@ public sealed class BatchScheduler : IDisposable
     volatile bool _stopping;
     string? _failure;
 
-    public BatchScheduler(RankGroup group, HfTokenizer tokenizer, IReadOnlySet<int> stopTokens, SchedulerOptions options)
+    /// <param name="tokenizer">decodes the generated ids into text; null counts tokens only (benchmarks on random weights)</param>
+    public BatchScheduler(RankGroup group, HfTokenizer? tokenizer, IReadOnlySet<int> stopTokens, SchedulerOptions options)
     {
         options.Validate();
         _group = group; _tokenizer = tokenizer; _stopTokens = stopTokens; _o = options;
@@ -77,6 +78,9 @@ public sealed class BatchScheduler : IDisposable
     public long PromptTokens => Interlocked.Read(ref _promptTokens);
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
     public long DecodeSteps => Interlocked.Read(ref _steps);
+
+    /// <summary>After each decode step, on the scheduler's thread: the batch size and how long the step took.</summary>
+    public event Action<int, TimeSpan>? Stepped;
     long _promptTokens, _generatedTokens, _steps;
 
     /// <summary>
@@ -107,10 +111,12 @@ public sealed class BatchScheduler : IDisposable
     }
 
     /// <summary>Runs a completion: admitted when memory allows, batched with the others, streamed through <paramref name="onText"/>.</summary>
-    public Task<CompletionResult> RunAsync(CompletionJob job, Action<string>? onText, CancellationToken cancel)
+    /// <param name="onFirstToken">called on the scheduler's thread when the prefill's token is out (the request decodes from then on)</param>
+    public Task<CompletionResult> RunAsync(CompletionJob job, Action<string>? onText, CancellationToken cancel, Action? onFirstToken = null)
     {
         Check(job.Prompt, job.Sampling.MaxNewTokens);
-        var a = new Active(job, onText, cancel, Plan(job.Prompt));
+        if (_tokenizer is null && job.StopSequences.Count > 0) throw new InvalidRequestException("stop sequences need a tokenizer", "stop");
+        var a = new Active(job, onText, cancel, Plan(job.Prompt)) { OnFirstToken = onFirstToken };
         a.Bytes = Bytes(a.Plan, job.Prompt, job.Sampling.MaxNewTokens);
         a.Workspace = WorkspaceBytes(a.Plan, job.Prompt);
         lock (_lock)
@@ -134,6 +140,7 @@ public sealed class BatchScheduler : IDisposable
         public readonly PrefillPlan Plan = plan;
         public readonly TaskCompletionSource<CompletionResult> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public CancellationTokenRegistration Registration;
+        public Action? OnFirstToken;
         public long Bytes, Workspace;
         public int? Sequence;
         public int Prefilled;            // prompt tokens in the cache (chunked prefill)
@@ -220,7 +227,7 @@ public sealed class BatchScheduler : IDisposable
         {
             a.PrefillStart = Stopwatch.GetTimestamp();
             a.Sampler = new Sampler(a.Job.Sampling);
-            a.Decoder = new StreamingDecoder(_tokenizer);
+            a.Decoder = _tokenizer is null ? null : new StreamingDecoder(_tokenizer);
             a.Filter = new StopSequenceFilter(a.Job.StopSequences);
             int max = a.Job.Sampling.MaxNewTokens;
             // Full attention in chunks: the first chunk creates the sequence with room for the rest of the prompt.
@@ -251,6 +258,7 @@ public sealed class BatchScheduler : IDisposable
     {
         a.FirstTokenAt = Stopwatch.GetTimestamp();
         Interlocked.Add(ref _promptTokens, a.Job.Prompt.Count);
+        a.OnFirstToken?.Invoke();
         Next(a, logits);
     }
 
@@ -270,6 +278,7 @@ public sealed class BatchScheduler : IDisposable
         }
         var took = Stopwatch.GetElapsedTime(start);
         Interlocked.Increment(ref _steps);
+        Stepped?.Invoke(batch.Count, took);
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].DecodeTime += took;
@@ -286,8 +295,8 @@ public sealed class BatchScheduler : IDisposable
         if (_stopTokens.Contains(token)) { Finish(a, reason: "stop"); return; }
         a.Generated++;
         Interlocked.Increment(ref _generatedTokens);
-        Emit(a, a.Filter!.Push(a.Decoder!.Push(token)));
-        if (a.Filter.Stopped) { Finish(a, reason: "stop"); return; }
+        if (a.Decoder != null) Emit(a, a.Filter!.Push(a.Decoder.Push(token)));
+        if (a.Filter!.Stopped) { Finish(a, reason: "stop"); return; }
         if (a.Generated >= a.Job.Sampling.MaxNewTokens) { Finish(a, reason: "length"); return; }
         a.Pending = token;
     }
@@ -315,8 +324,8 @@ public sealed class BatchScheduler : IDisposable
         a.Registration.Dispose();
         if (cancelled) { a.Done.TrySetCanceled(a.Cancel.IsCancellationRequested ? a.Cancel : CancellationToken.None); return; }
         if (error != null) { a.Done.TrySetException(error); return; }
-        if (!a.Filter!.Stopped) Emit(a, a.Filter.Push(a.Decoder!.Flush()));
-        Emit(a, a.Filter.Flush());
+        if (a.Decoder != null && !a.Filter!.Stopped) Emit(a, a.Filter.Push(a.Decoder.Flush()));
+        Emit(a, a.Filter!.Flush());
         var queued = Stopwatch.GetElapsedTime(a.Job.ArrivedAt, a.AdmittedAt);
         var prefill = Stopwatch.GetElapsedTime(a.PrefillStart, a.FirstTokenAt);
         var ttft = Stopwatch.GetElapsedTime(a.Job.ArrivedAt, a.FirstTokenAt);
