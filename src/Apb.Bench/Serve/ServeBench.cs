@@ -181,10 +181,18 @@ public sealed class ServeBench
         for (int rep = 0; rep < _o.Repeats; rep++)
         {
             using var stop = new CancellationTokenSource();
-            var decoding = new CountdownEvent(_o.Batch);
+            using var decoding = new CountdownEvent(_o.Batch);
+            // Long enough to decode through the probe's prefill; cancelled once it is measured.
+            int backgroundTokens = Math.Max(_o.OutputTokens, 4096);
             var background = Enumerable.Range(0, _o.Batch).Select(i =>
-                engine.Send(_o.BackgroundLength, 1_000_000, 2000 + i, stop.Token, () => decoding.Signal())).ToArray();
-            decoding.Wait();
+                engine.Send(_o.BackgroundLength, backgroundTokens, 2000 + i, stop.Token, () => decoding.Signal())).ToArray();
+            // Every background request decoding, or one of them failed (refused, out of memory): then say why.
+            while (!decoding.Wait(TimeSpan.FromMilliseconds(200)))
+                if (background.FirstOrDefault(t => t.IsFaulted || (t.IsCompleted && t.Result.Error != null)) is { } bad)
+                {
+                    stop.Cancel();
+                    throw new ApbException($"a background request failed before decoding: {bad.Exception?.InnerException?.Message ?? bad.Result.Error}");
+                }
             // The background's decode steps stop while the probe is prefilled: the gap that spans the prefill is closed
             // by the first step after it, so the handler stays until that step.
             long last = Stopwatch.GetTimestamp();
