@@ -26,13 +26,17 @@ internal sealed class PreTokenizer
         _byteLevelRegex = byteLevelRegex;
     }
 
-    /// <summary>Replaces the content of <paramref name="pieces"/> with the pieces of <paramref name="segment"/>, in order.</summary>
-    public void Split(string segment, List<Piece> pieces)
+    /// <summary>
+    /// Replaces the content of <paramref name="pieces"/> with the pieces of <paramref name="segment"/>, in order; stops
+    /// with the pieces of a prefix of the segment once there are more than <paramref name="maxPieces"/> (later steps
+    /// only split pieces further, so the whole segment has more too).
+    /// </summary>
+    public void Split(string segment, List<Piece> pieces, int maxPieces = int.MaxValue)
     {
         pieces.Clear();
         if (segment.Length == 0) return; // HF drops empty splits before any step sees them
         pieces.Add(new Piece(segment, 0, segment.Length));
-        foreach (var regex in _splits) SplitAll(regex, pieces);
+        foreach (var regex in _splits) SplitAll(regex, pieces, maxPieces);
         if (_addPrefixSpace)
         {
             for (int i = 0; i < pieces.Count; i++)
@@ -42,10 +46,10 @@ internal sealed class PreTokenizer
                     pieces[i] = new Piece(spaced, 0, spaced.Length);
                 }
         }
-        if (_byteLevelRegex is not null) SplitAll(_byteLevelRegex, pieces);
+        if (_byteLevelRegex is not null) SplitAll(_byteLevelRegex, pieces, maxPieces);
     }
 
-    private static void SplitAll(Regex regex, List<Piece> pieces)
+    private static void SplitAll(Regex regex, List<Piece> pieces, int maxPieces)
     {
         var current = pieces.ToArray();
         pieces.Clear();
@@ -59,6 +63,7 @@ internal sealed class PreTokenizer
             int previous = vStart;
             foreach (var m in regex.EnumerateMatches(view.Text.AsSpan(vStart, vEnd - vStart)))
             {
+                if (pieces.Count > maxPieces) return;
                 if (m.Length == 0) continue;
                 int mStart = vStart + m.Index, mEnd = mStart + m.Length;
                 if (mStart > previous) pieces.Add(view.ToOriginal(piece.Text, previous, mStart));
