@@ -97,7 +97,7 @@ public sealed class DistributedSession : IInferenceSession
     public float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query)
     {
         // An empty query moves the last context token into the exact phase, which is where the logits come from.
-        if (query.Count == 0 && context.Count > 0)
+        if (MovesLastContextToken(context.Count, query.Count))
         {
             query = [context[^1]];
             context = context.Take(context.Count - 1).ToArray();
@@ -160,23 +160,8 @@ public sealed class DistributedSession : IInferenceSession
         CheckUsable(prefilled: false);
         int n = context.Count;
         var o = Options;
-        Strategy = o.Strategy;
-        int ranks = o.Ranks;
-        if ((Strategy is StrategyKind.Apb or StrategyKind.Star) && n < o.FallbackBelow)
-        {
-            Strategy = StrategyKind.Full;
-            ranks = 1;
-        }
-        Plan = Strategy switch
-        {
-            StrategyKind.Full => null,
-            StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(n, ranks),
-            StrategyKind.Zigzag => SequencePlan.Zigzag(n, ranks),
-            StrategyKind.Star => SequencePlan.Star(n, ranks),
-            _ => ApbPlan(n, ranks, query.Count),
-        };
-        if (Strategy == StrategyKind.Full && n + query.Count == 0) throw new ApbException("nothing to prefill: both context and query are empty");
-        if (Strategy == StrategyKind.Apb) ApbAttention.CheckScorer(Plan!, queryAware: _heads is null);
+        (Strategy, Plan) = PlanFor(o, n, query.Count);
+        int ranks = Plan?.Ranks ?? 1;
         Note = Strategy == o.Strategy ? null
             : $"{o.Strategy.ToString().ToLowerInvariant()}: the context of {n} tokens is below {o.FallbackBelow} (StrategyOptions.FallbackBelow), so full attention ran on one rank";
 
@@ -216,15 +201,45 @@ public sealed class DistributedSession : IInferenceSession
         return results[0]!;
     }
 
-    SequencePlan ApbPlan(int n, int ranks, int queryLength)
+    static bool MovesLastContextToken(int contextLength, int queryLength) => queryLength == 0 && contextLength > 0;
+
+    /// <summary>
+    /// Throws the ApbException <see cref="Prefill"/> of a prompt this long would fail with (too few tokens for the ranks,
+    /// a query longer than APB's anchor): a server checks a request here before the request takes a run slot.
+    /// </summary>
+    public static void CheckPrefill(StrategyOptions o, int contextLength, int queryLength)
+    {
+        if (MovesLastContextToken(contextLength, queryLength)) (contextLength, queryLength) = (contextLength - 1, 1);
+        PlanFor(o, contextLength, queryLength);
+    }
+
+    /// <summary>The strategy that runs (Full below the fallback threshold) and its plan (null for Full), checked.</summary>
+    static (StrategyKind Strategy, SequencePlan? Plan) PlanFor(StrategyOptions o, int n, int queryLength)
+    {
+        var strategy = (o.Strategy is StrategyKind.Apb or StrategyKind.Star) && n < o.FallbackBelow ? StrategyKind.Full : o.Strategy;
+        var plan = strategy switch
+        {
+            StrategyKind.Full => null,
+            StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(n, o.Ranks),
+            StrategyKind.Zigzag => SequencePlan.Zigzag(n, o.Ranks),
+            StrategyKind.Star => SequencePlan.Star(n, o.Ranks),
+            _ => ApbPlan(o, n, o.Ranks, queryLength),
+        };
+        if (strategy == StrategyKind.Full && n + queryLength == 0) throw new ApbException("nothing to prefill: both context and query are empty");
+        // Retaining heads are opened exactly for APB with the retaining scorer; every other APB run scores by the query.
+        if (strategy == StrategyKind.Apb) ApbAttention.CheckScorer(plan!, queryAware: o.Scorer != ScorerKind.Retaining);
+        return (strategy, plan);
+    }
+
+    static SequencePlan ApbPlan(StrategyOptions o, int n, int ranks, int queryLength)
     {
         var (anchor, passing) = ApbDefaults.For(n, ranks);
         int lb = (n + ranks - 1) / Math.Max(ranks, 1);
         // The paper's l_a = n/32 is shorter than header + query at short lengths: a default anchor grows to hold them
         // plus the first MinAnchorContext context tokens (when the block allows); an explicit one is kept as given.
-        if (Options.AnchorLength is null && anchor > 0 && ranks > 1)
-            anchor = Math.Min(Math.Max(anchor, Options.AnchorInsertAt + queryLength + ApbDefaults.MinAnchorContext), lb);
-        return SequencePlan.Apb(n, ranks, Options.AnchorLength ?? anchor, Options.PassingLength ?? passing, queryLength, Options.AnchorInsertAt);
+        if (o.AnchorLength is null && anchor > 0 && ranks > 1)
+            anchor = Math.Min(Math.Max(anchor, o.AnchorInsertAt + queryLength + ApbDefaults.MinAnchorContext), lb);
+        return SequencePlan.Apb(n, ranks, o.AnchorLength ?? anchor, o.PassingLength ?? passing, queryLength, o.AnchorInsertAt);
     }
 
     float[]? FullPrefill(RankState rk, IReadOnlyList<int> context, IReadOnlyList<int> query, bool allLogits, string stage)
