@@ -44,7 +44,7 @@ static class RequestFields
     public static IReadOnlyList<string> Stop(JsonElement? stop)
     {
         if (stop is not { } e || e.ValueKind == JsonValueKind.Null) return Array.Empty<string>();
-        if (e.ValueKind == JsonValueKind.String) return [NonEmpty(e.GetString()!, "stop")];
+        if (e.ValueKind == JsonValueKind.String) return [NonEmpty(RequestBody.Text(e, "stop"), "stop")];
         if (e.ValueKind != JsonValueKind.Array)
             throw new InvalidRequestException(
                 $"Invalid type for 'stop': expected a string or an array of strings, got {RequestBody.Kind(e.ValueKind)} {RequestBody.Preview(e)}.",
@@ -60,7 +60,7 @@ static class RequestFields
                 throw new InvalidRequestException(
                     $"Invalid type for 'stop[{i}]': expected a string, got {RequestBody.Kind(s.ValueKind)} {RequestBody.Preview(s)}.",
                     $"stop[{i}]", "invalid_type");
-            list.Add(NonEmpty(s.GetString()!, $"stop[{i}]"));
+            list.Add(NonEmpty(RequestBody.Text(s, $"stop[{i}]"), $"stop[{i}]"));
             i++;
         }
         return list;
