@@ -30,6 +30,9 @@ public sealed class CheckpointWeights : IDisposable
 
     CheckpointWeights(string dir) { Directory = dir; }
 
+    // A real index lists a few thousand tensors (~100 KB); this bound only stops a wrong file from being read whole.
+    const long MaxJsonBytes = 64L << 20;
+
     public static CheckpointWeights Open(string dir)
     {
         if (!System.IO.Directory.Exists(dir))
@@ -60,9 +63,8 @@ public sealed class CheckpointWeights : IDisposable
     void OpenSharded(string indexPath)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(indexPath)); }
+        try { doc = JsonDocument.Parse(InputFile.ReadAllBytes(indexPath, MaxJsonBytes, "safetensors index")); }
         catch (JsonException e) { throw new ApbException($"{indexPath}: not valid JSON ({e.Message}); re-download it"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException($"{indexPath}: cannot read the file ({e.Message})", e); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             throw new ApbException($"{indexPath}: missing 'weight_map' object (expected {{\"weight_map\": {{tensor: shard file}}}})");
