@@ -16,7 +16,7 @@ public class HostileCliTests : IDisposable
     static string Tiny => Repo.TinyModel;
 
     /// <summary>Exit 1, exactly one "error:" line holding <paramref name="expected"/>, no stack trace.</summary>
-    public static void AssertUserError((int Code, string Out, string Err) run, string expected)
+    internal static void AssertUserError((int Code, string Out, string Err) run, string expected)
     {
         Assert.True(run.Code == 1, $"exit {run.Code}, expected 1:\n{run.Err}");
         var errors = run.Err.Split('\n').Where(l => l.StartsWith("error: ", StringComparison.Ordinal)).ToList();

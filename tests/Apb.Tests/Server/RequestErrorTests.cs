@@ -42,6 +42,17 @@ public class RequestErrorTests(SharedServer shared)
         { "/v1/completions", """{"prompt": [1, 2, 99999]}""", 400, "prompt[2]", "outside the vocabulary" },
         { "/v1/completions", """{"prompt": ["a", "b"]}""", 400, "prompt", "one per request" },
         { "/v1/completions", """{"prompt": "a", "echo": true}""", 400, "echo", "not supported" },
+        // Issue #16: escaped lone surrogates were 500s ("this is a bug"); int.MaxValue max_tokens must not wrap.
+        { Chat, """{"messages": [{"role": "user", "content": "a\ud800b"}]}""", 400, "messages[0].content", "lone surrogate" },
+        { Chat, """{"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}""", 400, "messages[0].content[0].text", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "stop": "\ud800"}""", 400, "stop", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "stop": ["ok", "x\udfff"]}""", 400, "stop[1]", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "model": "\ud800"}""", 400, "model", "lone surrogate" },
+        { Chat, """{"messages": [{"role": "\ud800", "content": "Hi"}]}""", 400, "messages[0].role", "lone surrogate" },
+        { "/v1/completions", """{"prompt": "\ud800"}""", 400, "prompt", "lone surrogate" },
+        { "/v1/completions", """{"prompt": ["\ud800"]}""", 400, "prompt[0]", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
+        { "/v1/completions", """{"prompt": "Hi", "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
     };
 
     [Theory]
