@@ -12,7 +12,7 @@ public sealed record GenerationConfig(IReadOnlyList<int> EosTokenIds, double? Te
         if (!File.Exists(path)) return Empty;
         string Fix(string what) => $"{path}: {what}; fix or delete the file (it is optional)";
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(InputFile.ReadAllBytes(path, 1L << 20, "generation config")); }
+        try { doc = JsonDocument.Parse(InputFile.ReadJsonBytes(path, 1L << 20, "generation config")); }
         catch (JsonException e) { throw new ApbException(Fix($"not valid JSON ({e.Message})")); }
         using var _ = doc;
         var r = doc.RootElement;

@@ -71,6 +71,18 @@ public static class InputFile
     }
 
     /// <summary>
+    /// A JSON file's bytes, checked to be UTF-8 up front: JsonDocument accepts some invalid UTF-8 inside strings and fails
+    /// only when one is read, far from the cause and not as an ApbException.
+    /// </summary>
+    public static byte[] ReadJsonBytes(string path, long maxBytes, string what)
+    {
+        var bytes = ReadAllBytes(path, maxBytes, what);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new ApbException($"{path}: the {what} is not valid UTF-8 text (JSON files are UTF-8): the file is corrupt");
+        return bytes;
+    }
+
+    /// <summary>
     /// <see cref="ReadAllBytes"/> as text, decoded as File.ReadAllText does: UTF-8 unless a byte order mark says
     /// otherwise, invalid bytes as U+FFFD.
     /// </summary>

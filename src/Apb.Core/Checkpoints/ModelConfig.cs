@@ -62,7 +62,7 @@ public sealed record ModelConfig
         if (!File.Exists(path))
             throw new ApbException($"{path}: file not found (a Hugging Face model directory must contain config.json)");
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(InputFile.ReadAllBytes(path, 1L << 20, "model config")); }
+        try { doc = JsonDocument.Parse(InputFile.ReadJsonBytes(path, 1L << 20, "model config")); }
         catch (JsonException e) { throw new ApbException($"{path}: not valid JSON ({e.Message})"); }
         using var _ = doc;
         return Parse(doc.RootElement, path);
