@@ -107,6 +107,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
             if (!ctx.Response.HasStarted)
             {
                 if (status == StatusCodes.Status429TooManyRequests) ctx.Response.Headers.RetryAfter = "1";
+                if (LeavesBodyUnread(ctx)) ctx.Response.Headers.Connection = "close";
                 await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ErrorResponse, status);
             }
             else if (ctx.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
@@ -122,6 +123,15 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
             ctx.Items[Aborted] = true;
         }
     }
+
+    // Refused before its body was read, a request leaves the rest of the body on the connection. Kestrel reads it away
+    // before the next request when it is within the body limit; a larger or unannounced one makes Kestrel drop the
+    // connection after the answer, and a client that sent its next request on it meanwhile gets no answer. Saying
+    // "Connection: close" tells the client not to reuse it.
+    bool LeavesBodyUnread(HttpContext ctx) =>
+        !ctx.Items.ContainsKey(RequestBody.BytesRead)
+        && ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true
+        && !(ctx.Request.ContentLength <= options.RequestBytesFor(runner.Model.MaxPositions));
 
     void LogError(HttpContext ctx, Exception e)
     {

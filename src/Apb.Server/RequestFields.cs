@@ -9,6 +9,8 @@ static class RequestFields
 {
     /// <summary>OpenAI allows 4; we allow a few more since each one is only a substring search per token.</summary>
     public const int MaxStopSequences = 16;
+    /// <summary>Text held back while it may still become a stop sequence is compared against each one per token: bounded.</summary>
+    public const int MaxStopLength = 1024;
 
     public static void CheckModel(string? requested, ServedModel model)
     {
@@ -66,8 +68,12 @@ static class RequestFields
         return list;
     }
 
-    static string NonEmpty(string s, string param) => s.Length > 0 ? s
-        : throw new InvalidRequestException($"'{param}' is an empty string; a stop sequence needs at least one character", param, "invalid_value");
+    static string NonEmpty(string s, string param) => s.Length switch
+    {
+        0 => throw new InvalidRequestException($"'{param}' is an empty string; a stop sequence needs at least one character", param, "invalid_value"),
+        > MaxStopLength => throw new InvalidRequestException($"'{param}' has {s.Length} characters; a stop sequence may have at most {MaxStopLength}", param, "invalid_value"),
+        _ => s,
+    };
 
     public static bool IncludeUsage(StreamOptionsRequest? options) => options?.IncludeUsage == true;
 }
