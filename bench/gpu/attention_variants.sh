@@ -11,7 +11,7 @@
 source "$(dirname "$0")/env.sh"
 LENGTHS=${LENGTHS:-16k,128k}
 VARIANTS=${VARIANTS:-}
-F=src/Apb.Core/Cuda/Kernels/attention_hopper.cu
+F=src/Apb.Core/Backends/Cuda/Kernels/attention_hopper.cu
 
 knob_error() {
   echo "attention_variants.sh: $1"
@@ -38,19 +38,19 @@ if command -v nvcc >/dev/null; then
   done | tee "$OUT/ptxas-hopper.txt"
 fi
 
-echo "| defines | kernel | N | heads q/kv | d | median ms | min ms | TFLOP/s |" | tee "$OUT/variants.md"
-echo "|---|---|---|---|---|---|---|---|" | tee -a "$OUT/variants.md"
+echo "| defines | kernel | variant | shape | median ms | min ms | runs | rate | of peak |" | tee "$OUT/variants.md"
+echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$OUT/variants.md"
 for v in "${VS[@]}"; do
-  APB_KERNEL_DEFINES="$v" APB_ATTENTION=hopper timeout 90 "$APB" bench attention --device cuda --lengths "$LENGTHS" --repeats 5 2>/dev/null \
-    | grep "^| apb" | sed "s/^/| $v /" | tee -a "$OUT/variants.md"
+  APB_KERNEL_DEFINES="$v" timeout 90 "$APB" bench kernel attention --variants hopper --mask causal --lengths "$LENGTHS" --repeats 5 2>/dev/null \
+    | grep "^| attention" | sed "s/^/| $v /" | tee -a "$OUT/variants.md"
 done
-APB_ATTENTION=mma timeout 60 "$APB" bench attention --device cuda --lengths "$LENGTHS" --repeats 3 2>/dev/null | grep "^| apb" | sed "s/^/| mma2 /" | tee -a "$OUT/variants.md"
+timeout 60 "$APB" bench kernel attention --variants mma --mask causal --lengths "$LENGTHS" --repeats 3 2>/dev/null | grep "^| attention" | sed "s/^/| - /" | tee -a "$OUT/variants.md"
 
 if command -v ncu >/dev/null && [ "${NCU:-1}" = 1 ]; then
   echo "== ncu (default variant, 16K, one launch)"
   APB_ATTENTION=hopper timeout 180 ncu --kernel-name regex:apb_attention_hopper --launch-skip 1 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
-    "$APB" bench attention --device cuda --lengths 16k --repeats 1 > "$OUT/ncu.txt" 2>&1
+    "$APB" bench kernel attention --variants hopper --mask causal --lengths 16k --repeats 1 > "$OUT/ncu.txt" 2>&1
   grep -E "Throughput|Pipe|Stall|Active|Issued|Eligible|Duration|Warp Cycles|%" "$OUT/ncu.txt" | head -60
 else
   echo "no ncu here"

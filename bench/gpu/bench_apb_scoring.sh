@@ -2,7 +2,8 @@
 # APB with its scoring and selection on the GPU (HeadDot / SelectPassing / GatherHeadRows kernels) against zigzag on
 # 2 GPUs and full on 1 GPU, in one device call (`bash bench/gpu/bench_apb_scoring.sh` from the repository root on the
 # nvidia-h200-x2 machine, with the Native AOT binary published into publish/linux-x64 beforehand):
-#   1. side by side: GPU 1 `apb check-kernels` (every op, the new APB ones included) | GPU 0 bench prefill --strategies full
+#   1. side by side: GPU 1 the GPU tests (tests/Apb.Gpu.Tests: every op, APB's passing ops included) | GPU 0 bench prefill
+#      --strategies full
 #   2. apb launch --nproc-per-node 2 -- bench prefill --strategies apb,zigzag
 #   3. prefill_summary.py (seconds by strategy x length, ratios) and a short table: seconds, scoring ms of the slowest rank,
 #      peak GiB per rank, zigzag/APB and full/APB.
@@ -25,13 +26,14 @@ T_CHECK=${T_CHECK:-120}; T_FULL=${T_FULL:-150}; T_MULTI=${T_MULTI:-200}
 COMMON=(--device cuda --shape "$SHAPE" --query "$QUERY" --warmup 0 --repeats "$REPEATS" --repeat-budget "$REPEAT_BUDGET")
 
 require_apb
+require_gpu_tests
 step "nvidia-smi"
 timeout 30 nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv 2>&1 | tee -a "$LOG"
 
-step "1. GPU 1: apb check-kernels | GPU 0: apb bench prefill --strategies full --lengths $FULL_LENGTHS"
+step "1. GPU 1: GPU tests | GPU 0: apb bench prefill --strategies full --lengths $FULL_LENGTHS"
 ( export CUDA_VISIBLE_DEVICES=1
-  timeout $T_CHECK "$APB" check-kernels --device cuda:0 --out "$OUT/check-kernels.json" >"$OUT/check-kernels.txt" 2>&1
-  echo "check-kernels rc=$?" >>"$OUT/check-kernels.txt" ) &
+  timeout $T_CHECK "$GPU_TESTS" --out "$OUT/gpu-tests.json" >"$OUT/gpu-tests.txt" 2>&1
+  echo "GPU tests rc=$?" >>"$OUT/gpu-tests.txt" ) &
 p1=$!
 ( export CUDA_VISIBLE_DEVICES=0
   timeout $T_FULL "$APB" bench prefill "${COMMON[@]}" --lengths "$FULL_LENGTHS" --strategies full --out "$WORK/gpu1" >"$WORK/gpu1.md" 2>"$WORK/gpu1.log"
@@ -78,7 +80,7 @@ for (s, n) in sorted(rows, key=lambda k: (k[1], k[0])):
     print(f"| {s} | {n // 1024}K | {ranks} | {fmt(sec)} | {fmt(sc, '{:.0f}')} | {' / '.join(f'{g:.1f}' for g in peak) if peak else '-'} | {ratio(z)} | {ratio(fu)} |")
 PY
 # (at most 8 files come back from the device: the APB ops' check lines go into short.md rather than a file of their own)
-{ echo; echo "check-kernels, APB ops:"; echo '```'; grep -E "head_dot|gather_head_rows|select_passing|passed, .* failed" "$OUT/check-kernels.txt"; echo '```'; } >>"$OUT/short.md" 2>/dev/null
+{ echo; echo "GPU tests, APB's passing ops:"; echo '```'; grep -E " passing/|^[0-9]+ passed, [0-9]+ failed" "$OUT/gpu-tests.txt"; echo '```'; } >>"$OUT/short.md" 2>/dev/null
 cp "$OUT"/* "$RES/" 2>/dev/null
 
 echo; echo "== per-case tables: $RES/tables.md"

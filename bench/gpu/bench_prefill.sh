@@ -3,7 +3,8 @@
 # binary published here beforehand into publish/linux-x64). Every step is bounded by a timeout; a step that fails or
 # runs out of time leaves its rows empty ('-') and the rest still runs.
 #   1. side by side, one GPU each (the two never share a GPU):
-#      GPU 0: apb bench attention (our kernel, 16K/64K/128K), then apb bench prefill --strategies full (one GPU)
+#      GPU 0: apb bench kernel attention (the kernel the backend picks, causal, 16K/64K/128K), then apb bench prefill
+#             --strategies full (one GPU)
 #      GPU 1: the peers: bench/peers/attention_sdpa.py (torch SDPA flash = FA2 and cuDNN), bench/peers/hf_prefill.py
 #             (HF transformers, same 8B shape, random bf16 weights, sdpa, one GPU)
 #   2. apb launch --nproc-per-node 2 -- bench prefill --strategies apb,zigzag,ulysses,ring,star (one process per GPU, NCCL)
@@ -38,11 +39,12 @@ step "nvidia-smi"
 timeout 30 nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$LOG"
 timeout 30 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "gpus", torch.cuda.device_count())' 2>&1 | tee -a "$LOG"
 
-step "1. GPU 0: apb bench attention + apb bench prefill --strategies full | GPU 1: attention_sdpa.py + hf_prefill.py"
+step "1. GPU 0: apb bench kernel attention + apb bench prefill --strategies full | GPU 1: attention_sdpa.py + hf_prefill.py"
 (
   export CUDA_VISIBLE_DEVICES=0
-  timeout $T_ATTN "$APB" bench attention --device cuda --lengths "$ATTN_LENGTHS" --out "$WORK/ours-attention" >"$WORK/ours-attention.md" 2>"$WORK/ours-attention.log"
-  echo "apb bench attention rc=$?" >>"$WORK/ours-attention.log"
+  timeout $T_ATTN "$APB" bench kernel attention --variants auto --mask causal --lengths "$ATTN_LENGTHS" \
+    --out "$WORK/ours-attention/attention.json" >"$WORK/ours-attention.md" 2>"$WORK/ours-attention.log"
+  echo "apb bench kernel attention rc=$?" >>"$WORK/ours-attention.log"
   timeout $T_FULL "$APB" bench prefill "${COMMON[@]}" --strategies full --out "$WORK/gpu1" >"$WORK/gpu1.md" 2>"$WORK/gpu1.log"
   echo "apb bench prefill full rc=$?" >>"$WORK/gpu1.log"
 ) &

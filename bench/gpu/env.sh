@@ -1,7 +1,8 @@
 # Sourced first by every bench/gpu script: the settings every run on the GPU machine needs, in one place.
 #   - NVLink multicast off for NCCL, torch and NVSHMEM (it can take the host's GPUs out of service there)
-#   - the repository root as the working directory; APB = the published binary, OUT = where results go (the device
-#     tool brings back what lands under its $OUT), both overridable
+#   - the repository root as the working directory; APB = the published apb binary, GPU_TESTS = the published GPU test
+#     binary (tests/Apb.Gpu.Tests), OUT = where results go (the device tool brings back what lands under its $OUT), all
+#     overridable
 #   - the NVRTC kernel cache outside $OUT (only a few files come back from there; a fresh machine compiles once)
 #   - step (a step's heading, with the time and the seconds since the start) and append_log (a step's output into $LOG)
 set -u
@@ -9,6 +10,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 APB=${APB:-$ROOT/publish/linux-x64/apb}
+GPU_TESTS=${GPU_TESTS:-$ROOT/publish/gpu-tests/Apb.Gpu.Tests}
 OUT=${OUT:-$ROOT/.out}
 mkdir -p "$OUT"
 export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
@@ -17,6 +19,14 @@ export APB_KERNEL_CACHE=${APB_KERNEL_CACHE:-/tmp/apb-kernel-cache}
 require_apb() {
   [ -x "$APB" ] && return 0
   echo "no apb binary at $APB: publish it first (dotnet publish src/Apb.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish/linux-x64)"
+  exit 2
+}
+
+# Stops the script when there is no GPU test binary to run (xz-compressed, as it may travel, is unpacked first).
+require_gpu_tests() {
+  [ ! -x "$GPU_TESTS" ] && [ -f "$GPU_TESTS.xz" ] && xz -dk "$GPU_TESTS.xz" && chmod +x "$GPU_TESTS"
+  [ -x "$GPU_TESTS" ] && return 0
+  echo "no GPU test binary at $GPU_TESTS: publish it first (dotnet publish tests/Apb.Gpu.Tests -c Release -r linux-x64 -p:PublishAot=true -o publish/gpu-tests)"
   exit 2
 }
 

@@ -3,8 +3,9 @@
 # binary published here beforehand into publish/linux-x64). Each step is bounded by a timeout.
 #   1. references: full attention on one GPU (`logits --device cuda`), and on the CPU every strategy with 2 in-process ranks
 #   2. `apb launch --nproc-per-node 2 -- logits ... --strategy S --device cuda` for ring, zigzag, ulysses, star, apb:
-#      exact ones against the CPU's full attention, star/apb against the CPU's same strategy; tolerance = 3x the error of
-#      one GPU's full attention against the CPU (the bf16 rounding floor, as flash-attention's tests set it) + 1e-3
+#      exact ones against the CPU's full attention, star/apb against the CPU's same strategy. Tolerance: relative error
+#      <= 5e-2, the fixed limit `apb check-kernels` sets for a model's bf16 GPU logits against the fp32 CPU (its "models"
+#      step); one GPU's full attention must meet it too, so a broken single-GPU path fails instead of widening the bound
 #   3. faults: (a) rank 1 stalls and is killed with SIGKILL: the launcher must stop rank 0 and name rank 1 within 60 s;
 #      (b) rank 1 stalls: rank 0's collective must time out (--collective-timeout 15), abort NCCL and fail within 60 s
 #   4. multi-node path: two launchers with --nnodes 2 (one GPU each, NCCL over sockets) must equal one node with 2 GPUs
@@ -39,9 +40,11 @@ timeout 60 "$APB" logits "${COMMON[@]}" --device cpu --out "$WORK/cpu-full.json"
 for s in "${STRATS[@]}"; do
   timeout 60 "$APB" logits "${COMMON[@]}" --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cpu --out "$WORK/cpu-$s.json" >>"$LOG" 2>&1 || status=1
 done
-BASE=$(python3 tools/compare_logits.py --json "$WORK/cpu-full.json" "$WORK/gpu1-full.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rel"])' 2>/dev/null || echo 1)
-TOL=$(python3 -c "print(3*$BASE+1e-3)")
-echo "one GPU vs CPU (full): rel $BASE; tolerance $TOL" | tee -a "$LOG"
+TOL=5e-2   # check-kernels' model-logits limit (bf16 on the GPU vs fp32 on the CPU); fixed, not scaled by any measurement
+BASE=$(python3 tools/compare_logits.py --json "$WORK/cpu-full.json" "$WORK/gpu1-full.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rel"])' 2>/dev/null || echo nan)
+if python3 -c "import sys; sys.exit(0 if float('$BASE') <= $TOL else 1)"; then verdict=ok; else verdict=FAIL; status=1; fi
+echo "one GPU vs CPU (full): rel $BASE; tolerance $TOL: $verdict" | tee -a "$LOG"
+ROW[gpu1]="full, one GPU|vs cpu full: rel $BASE|-|tol $TOL|-|$verdict"
 
 for s in "${STRATS[@]}"; do
   step "apb launch --nproc-per-node 2 -- logits --strategy $s"
@@ -128,7 +131,7 @@ pgrep -a -f "$APB" | grep -v pgrep | tee -a "$LOG" || echo "none" | tee -a "$LOG
 {
   echo "| check | result | vs one GPU | tolerance | time | verdict |"
   echo "|---|---|---|---|---|---|"
-  for k in "${STRATS[@]}" nnodes fault-kill fault-timeout; do echo "|${ROW[$k]:-$k|not run|-|-|-|FAIL}|"; done
+  for k in gpu1 "${STRATS[@]}" nnodes fault-kill fault-timeout; do echo "|${ROW[$k]:-$k|not run|-|-|-|FAIL}|"; done
 } > "$OUT/table.md"
 tar czf "$OUT/logits.tar.gz" -C "$WORK" . 2>/dev/null
 cp "$OUT"/* "$RES/" 2>/dev/null

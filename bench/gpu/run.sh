@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# The one script run on the GPU machine (`bash bench/gpu/run.sh` from the repository root, with the Native AOT binary
-# published here beforehand into publish/linux-x64: no .NET is needed there). It runs, each step bounded by a timeout:
+# The one-GPU check run on the GPU machine (`bash bench/gpu/run.sh` from the repository root), with two Native AOT
+# binaries published here beforehand (no .NET is needed there):
+#   dotnet publish src/Apb.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish/linux-x64
+#   dotnet publish tests/Apb.Gpu.Tests -c Release -r linux-x64 -p:PublishAot=true -o publish/gpu-tests
+# It runs, each step bounded by a timeout:
 #   1. nvidia-smi (card, driver, clocks as found; nothing is changed)
 #   2. apb doctor           (libraries found, versions, kernels compiled by NVRTC for the device)
-#   3. apb check-kernels    (every CUDA op vs the CPU reference, fixture models end to end, --bench: attention timings)
-# Full logs and JSON go to $OUT (the device tool brings them back) and to bench/results/cuda-<utc stamp>/; a short table
-# is printed last. Exit status: non-zero when any check failed.
+#   3. the GPU tests        (tests/Apb.Gpu.Tests: every CUDA op vs the CPU reference, every attention kernel, split-KV
+#                            decode, APB's passing ops, the merges, fixture models end to end; `--filter` with FILTER)
+#   4. kernel timings       (apb bench kernel attention / decode / gemm at $LENGTHS; KERNELS to choose others)
+# Logs and JSON go to $OUT (the device tool brings them back) and to bench/results/cuda-<utc stamp>/; a short table is
+# printed last. Exit status: non-zero when a GPU test failed or a step failed.
 source "$(dirname "$0")/env.sh"
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RES=${RES:-$ROOT/bench/results/cuda-$STAMP}
 mkdir -p "$OUT" "$RES"
-LENGTHS=${LENGTHS:-16384,65536,131072}
+LENGTHS=${LENGTHS:-16k,64k,128k}
+KERNELS=${KERNELS:-attention decode gemm}
+FILTER=${FILTER:-}
 
 require_apb
+require_gpu_tests
 
 status=0
 echo "== nvidia-smi"
@@ -27,7 +35,7 @@ timeout 180 "$APB" doctor 2>&1 | tee "$OUT/doctor.txt"
 # The compiler's resource report (registers, spills, shared memory) for each kernel, when nvcc is there: costs seconds.
 if command -v nvcc >/dev/null; then
   echo "== ptxas -v (sm_90a)"
-  for f in src/Apb.Core/Cuda/Kernels/*.cu; do
+  for f in src/Apb.Core/Backends/Cuda/Kernels/*.cu; do
     timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/$(basename $f).cubin -Xptxas -v "$f" 2>&1
   done | grep -E "Compiling entry|registers|spill|error|warning" | tee "$OUT/ptxas.txt"
   # A matrix kernel on Hopper's fast path shows HGMMA in its SASS; only HMMA means the mma.sync path.
@@ -36,22 +44,29 @@ if command -v nvcc >/dev/null; then
   done | tee -a "$OUT/ptxas.txt"
 fi
 
-echo "== apb check-kernels --bench (lengths $LENGTHS)"
-timeout ${CHECK_TIMEOUT:-400} "$APB" check-kernels --bench --bench-lengths "$LENGTHS" --out "$OUT/check-kernels.json" \
-  > "$OUT/check-kernels.txt" 2> "$OUT/check-kernels.err"
+echo "== GPU tests ($GPU_TESTS${FILTER:+ --filter $FILTER})"
+timeout ${TESTS_TIMEOUT:-400} "$GPU_TESTS" ${FILTER:+--filter "$FILTER"} --out "$OUT/gpu-tests.json" > "$OUT/gpu-tests.txt" 2>&1
 rc=$?
 [ $rc -eq 0 ] || status=1
-[ $rc -eq 124 ] && echo "check-kernels TIMED OUT" | tee -a "$OUT/check-kernels.err"
-cat "$OUT/check-kernels.err"
+[ $rc -eq 124 ] && echo "GPU tests TIMED OUT" | tee -a "$OUT/gpu-tests.txt"
+
+for k in $KERNELS; do
+  echo "== apb bench kernel $k (lengths $LENGTHS)"
+  # gemm's size is its side (8192 by default), not a sequence length.
+  lens=(--lengths "$LENGTHS"); [ "$k" = gemm ] && lens=()
+  timeout ${KERNEL_TIMEOUT:-240} "$APB" bench kernel "$k" ${lens[@]+"${lens[@]}"} --out "$OUT/kernel-$k.json" > "$OUT/kernel-$k.md" 2> "$OUT/kernel-$k.log"
+  krc=$?
+  [ $krc -eq 0 ] || { status=1; echo "bench kernel $k failed (rc=$krc):"; tail -5 "$OUT/kernel-$k.log"; }
+done
 
 # (RES may be OUT itself, as single_gpu.sh sets it: then there is nothing to copy, and cp would fail on each file)
-[ "$RES" -ef "$OUT" ] || cp "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.err "$RES/" 2>/dev/null
+[ "$RES" -ef "$OUT" ] || cp "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.md "$OUT"/*.log "$RES/" 2>/dev/null
 
 echo
-echo "== failures (full table: $RES/check-kernels.txt)"
-grep -E "FAIL" "$OUT/check-kernels.txt" | head -40
-echo "== attention / gemm timings"
-sed -n '/^timing/,$p' "$OUT/check-kernels.txt"
+echo "== GPU test failures (full list: $RES/gpu-tests.txt)"
+grep -E "^FAIL|^  |^error" "$OUT/gpu-tests.txt" | head -40
+echo "== kernel timings"
+for k in $KERNELS; do grep -E "^\|" "$OUT/kernel-$k.md"; done
 echo "== summary"
-grep -E "^check-kernels:" "$OUT/check-kernels.txt" || echo "check-kernels printed no summary (rc=$rc)"
+grep -E "^[0-9]+ passed, [0-9]+ failed" "$OUT/gpu-tests.txt" || echo "the GPU tests printed no summary (rc=$rc)"
 exit $status

@@ -17,6 +17,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     const string Aborted = "apb.aborted";
     readonly ChatCompletions _chat = new(runner, options);
     readonly TextCompletions _text = new(runner, options);
+    readonly TokenizeEndpoints _tokenize = new(runner, options);
 
     public void Map(WebApplication app)
     {
@@ -25,6 +26,8 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         app.MapGet("/v1/models/{id}", Guarded(Model));
         app.MapPost("/v1/chat/completions", Guarded(_chat.HandleAsync));
         app.MapPost("/v1/completions", Guarded(_text.HandleAsync));
+        app.MapPost("/tokenize", Guarded(_tokenize.TokenizeAsync));
+        app.MapPost("/detokenize", Guarded(_tokenize.DetokenizeAsync));
         app.MapGet("/health", Guarded(Health));
         app.MapGet("/metrics", Guarded(Metrics));
         app.MapFallback(Guarded(NotFound));
@@ -32,7 +35,8 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
 
     static readonly (string Path, string Method)[] Routes =
     [
-        ("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"), ("/health", "GET"), ("/metrics", "GET"),
+        ("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"), ("/tokenize", "POST"),
+        ("/detokenize", "POST"), ("/health", "GET"), ("/metrics", "GET"),
     ];
 
     static Task NotFound(HttpContext ctx, CancellationTokenSource _)

@@ -66,14 +66,15 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
 
         // APB's cut (PromptTokens.FromChat): the last user message up to its last blank line is the document (context,
         // spread over ranks), its final paragraph the question (query, given to every rank).
-        var prompt = RequestPrompt.Build(model, limit => PromptTokens.FromChat(model.Tokenizer, messages, limit), "messages");
+        var tokenizer = TokenizeEndpoints.WithTemplateArguments(model.Tokenizer, req.ChatTemplateKwargs);
+        var prompt = RequestPrompt.Build(model, limit => PromptTokens.FromChat(tokenizer, messages, limit), "messages");
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
         return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
     }
 
-    static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
+    internal static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
     {
         if (messages is null)
             throw new InvalidRequestException("Missing required parameter: 'messages' (an array of {\"role\", \"content\"} objects).", "messages", "missing_required_parameter");

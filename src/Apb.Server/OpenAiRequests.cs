@@ -22,6 +22,8 @@ public sealed class ChatCompletionRequest
     public int? N { get; set; }
     public bool? Logprobs { get; set; }
     public JsonElement? Tools { get; set; }
+    /// <summary>vLLM's extra template arguments, e.g. {"enable_thinking": false} for Qwen3.</summary>
+    public JsonElement? ChatTemplateKwargs { get; set; }
 }
 
 public sealed class ChatMessageRequest

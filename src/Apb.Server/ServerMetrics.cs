@@ -23,7 +23,7 @@ public sealed class ServerMetrics
     /// <summary>The label for a path: the API's own paths, everything else "other" so clients cannot grow the series.</summary>
     public static string Endpoint(string? path) => path switch
     {
-        "/v1/chat/completions" or "/v1/completions" or "/v1/models" or "/health" or "/metrics" => path,
+        "/v1/chat/completions" or "/v1/completions" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
         _ => "other",
     };
 

@@ -50,14 +50,14 @@ static class CommonOptions
     public static Backends.IBackend Backend(string device) => device switch
     {
         "cpu" => new Backends.Cpu.CpuBackend(),
-        _ when CudaOrdinal(device) is int n => new Cuda.CudaBackend(LaunchedOrdinal(device, n)),
+        _ when CudaOrdinal(device) is int n => new Backends.Cuda.CudaBackend(LaunchedOrdinal(device, n)),
         _ => throw new ApbException($"--device {device} is not available (supported: cpu, cuda, cuda:N)"),
     };
 
     /// <summary>Under `apb launch` each rank takes GPU LOCAL_RANK: "cuda" means that one, and an explicit cuda:N is refused.</summary>
     static int LaunchedOrdinal(string device, int n)
     {
-        if (Distributed.Launch.LaunchEnvironment.Current is not { } env) return n;
+        if (Runtime.Launch.LaunchEnvironment.Current is not { } env) return n;
         if (device != "cuda")
             throw new ApbException($"--device {device}: under apb launch each rank uses GPU LOCAL_RANK ({env.LocalRank} here); pass --device cuda");
         return env.LocalRank;

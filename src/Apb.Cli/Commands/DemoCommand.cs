@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Apb.Backends;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
+using Apb.Strategies;
 
 namespace Apb.Cli.Commands;
 
@@ -32,9 +32,10 @@ static class DemoCommand
         {
             Strategy = StrategyKind.Apb, Ranks = Ranks, FallbackBelow = 0, PadTokenId = tok.PadTokenId ?? 0, Timings = true,
         };
-        // The same session construction as `generate --strategy ...` (weights loaded once per session, on rank 0's backend).
+        // The same session construction as `generate --strategy ...`: a rank group made for the one request.
+        int prompt = sample.ContextIds.Length + sample.QueryIds.Length;
         IInferenceSession Open(StrategyOptions o) =>
-            StrategyFlags.Session(bundle, o, () => CommonOptions.Backend(device), RulerHarness.Capacity(sample));
+            StrategyFlags.Session(bundle, o, () => CommonOptions.Backend(device), RulerHarness.Capacity(sample), prompt)!;
         var (apb, apbTime, apbSession) = Answer(() => Open(apbOptions), sample, tok, sampling, stop);
         var (full, fullTime, _) = Answer(() => Open(new StrategyOptions()), sample, tok, sampling, stop);
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
-using Apb.Cuda;
+using Apb.Backends.Cuda;
+using Apb.Backends.Cuda.Native;
 
 namespace Apb.Cli.Commands;
 
@@ -76,9 +77,9 @@ static class DoctorCommand
     // NCCL is needed only for `apb launch` (one process per GPU); its absence is reported, not an error.
     static string Nccl()
     {
-        if (Apb.Cuda.Native.Nccl.TryInitialize() is { } why)
+        if (Backends.Cuda.Native.Nccl.TryInitialize() is { } why)
             return "not found (needed only for apb launch across GPUs): " + why.Split('\n')[0];
-        int v = Apb.Cuda.Native.Nccl.Version;
-        return $"{Apb.Cuda.Native.Nccl.LibraryPath}, {v / 10000}.{v / 100 % 100}.{v % 100}";
+        int v = Backends.Cuda.Native.Nccl.Version;
+        return $"{Backends.Cuda.Native.Nccl.LibraryPath}, {v / 10000}.{v / 100 % 100}.{v % 100}";
     }
 }

@@ -1,8 +1,9 @@
 using System.CommandLine;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tokenization;
 
 namespace Apb.Cli.Commands;
@@ -116,18 +117,27 @@ static class EvalCommand
             if (samplesFile is not null) SampleJsonl.Write(samplesFile, all);
 
             int pad = bundle.Tokenizer.PadTokenId ?? 0;
+            // One resident rank group per strategy (weights loaded once for all its samples), each request a sequence on it.
+            var groups = new Dictionary<StrategySpec, RankGroup>();
+            using var disposeGroups = new Disposer(() => { foreach (var g in groups.Values) g.Dispose(); });
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
                 if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e));
-                // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
-                // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
-                var options = new StrategyOptions
+                if (!groups.TryGetValue(spec, out var group))
                 {
-                    Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
-                    PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
-                    PadTokenId = pad,
-                };
-                return StrategyFlags.Session(bundle, options, () => CommonOptions.Backend(dev), RulerHarness.Capacity(e));
+                    // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
+                    // FallbackBelow 0: the point of an accuracy run is the approximation itself, also at short lengths.
+                    var options = new StrategyOptions
+                    {
+                        Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
+                        PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
+                        PadTokenId = pad,
+                    };
+                    groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
+                        b => LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+                }
+                int prompt = e.ContextIds.Length + e.QueryIds.Length;
+                return new GroupSession(group, anchorInsertAt: 0, decodeBudget: RulerHarness.Capacity(e) - prompt);
             }
 
             bool verb = r.GetValue(verbose);
@@ -136,7 +146,12 @@ static class EvalCommand
                 verb ? o => io.Err.WriteLine($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}") : null,
                 cancel);
             io.Out.Write(RulerHarness.FormatTable(rows));
-            if (jsonFile is not null) RulerHarness.WriteJson(jsonFile, rows);
+            if (jsonFile is not null)
+            {
+                var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
+                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining ? headsPath : null);
+                RulerHarness.WriteJson(jsonFile, run, rows);
+            }
             return 0;
         })));
         return cmd;
@@ -160,9 +175,13 @@ static class EvalCommand
 
     static string Quote(string s) => "\"" + s.Replace("\n", "\\n") + "\"";
 
+    /// <summary>An argument as a POSIX shell reads it back: bare when it is plain, else single-quoted.</summary>
+    static string ShellWord(string s) =>
+        s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "-_=.,:/+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
+
     /// <summary>
-    /// Every sample is held in memory (text and ids, ~10 bytes a token) until the run ends: 2^28 tokens is ~3 GB, 30 times
-    /// the 16K x 13 tasks x 40 samples of the accuracy runs in the README.
+    /// Every sample is held in memory until the run ends (4 bytes a token of ids, and its text as UTF-16, ~8 more):
+    /// 2^28 tokens is ~3 GB, 37 times the 16K x 11 tasks x 40 samples of the accuracy runs in the README.
     /// </summary>
     const long MaxSampleTokens = 1L << 28;
 
@@ -182,4 +201,10 @@ static class EvalCommand
         string cfg = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json");
         return HfTokenizer.Load(path, File.Exists(cfg) ? cfg : null);
     }
+}
+
+/// <summary>Runs an action at the end of a using block.</summary>
+sealed class Disposer(Action action) : IDisposable
+{
+    public void Dispose() => action();
 }

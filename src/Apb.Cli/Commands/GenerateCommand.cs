@@ -26,12 +26,14 @@ static class GenerateCommand
         var contextFile = new Option<string?>("--context-file") { Description = "read the document from this UTF-8 file" };
         var query = new Option<string?>("--query", "-q") { Description = "the question about the document" };
         var strategy = new StrategyFlags();
+        var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default); with no prompt and no --model, a demo: the embedded model answers a needle question with APB over 4 ranks and with full attention")
         {
             model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query,
         };
         strategy.AddTo(cmd);
+        templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             var options = new SamplingOptions
@@ -48,7 +50,7 @@ static class GenerateCommand
                 return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
-            var tok = bundle.Tokenizer;
+            var tok = templateFlags.Apply(bundle.Tokenizer, r);
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";
             int limit = bundle.Config.MaxPositionEmbeddings;
@@ -64,7 +66,8 @@ static class GenerateCommand
 
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
-            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens, tokens.Count);
+            if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
                 $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Strategy.ToString().ToLowerInvariant()} x{so.Ranks}");
             var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),

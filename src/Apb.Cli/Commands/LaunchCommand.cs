@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 
@@ -11,7 +11,7 @@ namespace Apb.Cli.Commands;
 static class LaunchCommand
 {
     /// <summary>The commands that know how to run as one rank of a group.</summary>
-    public static readonly string[] Launchable = ["generate", "logits", "bench"];
+    public static readonly string[] Launchable = ["generate", "logits", "bench", "serve"];
 
     public static Command Create(Io io)
     {

@@ -1,24 +1,25 @@
 using Apb.Backends;
-using Apb.Distributed;
-using Apb.Distributed.Launch;
 using Apb.Engine;
+using Apb.Strategies;
+using Apb.Runtime;
+using Apb.Runtime.Launch;
 
 namespace Apb.Cli.Commands;
 
 /// <summary>
 /// How `generate` and `logits` run when `apb launch` started this process (RANK/WORLD_SIZE set): as one rank of the
-/// group, on GPU LOCAL_RANK, over NCCL. Rank 0 reports; the launcher shows only rank 0's stdout.
+/// group, on GPU LOCAL_RANK, over NCCL. Rank 0 leads and reports; the others follow its commands.
 /// </summary>
 static class LaunchedRank
 {
-    public static IInferenceSession Session(ModelBundle bundle, StrategyOptions o, LaunchEnvironment env, Func<IBackend> backend)
+    public static RankGroup Group(ModelBundle bundle, StrategyOptions o, LaunchEnvironment env, Func<IBackend> backend)
     {
         ProcessGroup.DieWithLauncher(env);
         var b = backend();
         try
         {
             var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b);
-            return ProcessGroup.OpenSession(bundle.Config, weights, b, o, env);
+            return ProcessGroup.Open(bundle.Config, weights, b, o, env);
         }
         catch
         {

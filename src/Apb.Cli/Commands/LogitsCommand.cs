@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Apb.Engine;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -27,7 +28,7 @@ static class LogitsCommand
         {
             // The output file is opened first: a folder that does not exist is said now, not after the forward pass. Under
             // apb launch only rank 0 reports, so only it writes.
-            bool reports = Distributed.Launch.LaunchEnvironment.Current is null or { Rank: 0 };
+            bool reports = Runtime.Launch.LaunchEnvironment.Current is null or { Rank: 0 };
             using var output = r.GetValue(outPath) is { } path && reports ? CommonOptions.CreateOutput(path, "--out") : null;
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             int limit = bundle.Config.MaxPositionEmbeddings;
@@ -41,15 +42,15 @@ static class LogitsCommand
             GenerateCommand.CheckLength(tokens.Count, 0, limit);
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
-            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count);
+            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count, tokens.Count);
+            if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             var logits = session switch
             {
                 LocalSession l => l.AllLogits(tokens),
-                Distributed.DistributedSession d => d.AllLogits(context, q),
+                GroupSession g => g.AllLogits(context, q),
                 _ => throw new InvalidOperationException(session.GetType().Name),
             };
             StrategyFlags.Report(io, session, strategy.Timings(r));
-            if (session is Distributed.DistributedSession { ReportsResults: false }) return 0; // apb launch: rank 0 reports
             int vocab = bundle.Config.VocabSize;
             for (int t = 0; t < tokens.Count; t++) Generator.CheckFinite(logits.AsSpan(t * vocab, vocab), t + 1);
             if (output is not null) Write(output, tokens, logits, vocab);

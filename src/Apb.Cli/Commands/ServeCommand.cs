@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Server;
 using Apb.Serving;
@@ -32,12 +31,14 @@ static class ServeCommand
         };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no per-request log lines on stderr" };
         var strategy = new StrategyFlags();
+        var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
         {
             model, device, host, port, concurrency, maxQueue, defaultMax, maxBytes, name, allowedHosts, allowedOrigins, quiet,
         };
         strategy.AddTo(cmd);
+        templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             int n = r.GetValue(concurrency);
@@ -49,19 +50,22 @@ static class ServeCommand
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0);
             so.Validate(bundle.Config);
-            // Full attention on one rank keeps a pool of model replicas; a strategy builds its ranks per request, with
-            // APB's anchor insertion point taken from that request's chat header.
-            // A prompt the strategy cannot run (too few tokens for the ranks, a query longer than the anchor) is refused
-            // with a 400 before it takes a slot, by the plan check its prefill would make.
-            StrategyOptions For(PromptTokens prompt) => so with { AnchorInsertAt = prompt.AnchorInsertAt, Timings = false };
-            var served = so.Strategy == StrategyKind.Full && so.Ranks == 1
+            // Full attention on one rank keeps a pool of model replicas; a strategy runs every request as a sequence on
+            // one resident rank group (weights loaded once), with APB's anchor insertion point from the request's chat header.
+            using var group = so.Strategy == Strategies.StrategyKind.Full && so.Ranks == 1 ? null
+                : Runtime.RankGroup.Create(bundle.Config, so with { Timings = false }, _ => CommonOptions.Backend(dev),
+                    b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+            var served = group is null
                 ? ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name))
                 : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
                     bundle.Config.MaxPositionEmbeddings, bundle.StopTokens,
-                    (prompt, capacity) => StrategyFlags.Session(bundle, For(prompt), () => CommonOptions.Backend(dev), capacity))
+                    (prompt, capacity) => new Runtime.GroupSession(group, prompt.AnchorInsertAt, capacity - prompt.Count))
                 {
-                    CheckPrompt = prompt => DistributedSession.CheckPrefill(For(prompt), prompt.Context.Count, prompt.Query.Count),
+                    // A prompt the group cannot run (fewer context tokens than ranks, a query longer than APB's anchor) is
+                    // a 400 before it takes a slot, by the plan its prefill would make.
+                    CheckPrompt = prompt => Runtime.GroupSession.CheckPrefill(group, prompt.Context.Count, prompt.Query.Count, prompt.AnchorInsertAt),
                 };
+            served = templateFlags.Apply(served, r);
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {
@@ -82,7 +86,7 @@ static class ServeCommand
     {
         await using var server = await ApbServer.StartAsync(served, options);
         io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} as '{served.Id}' on {device}; context {served.MaxPositions} tokens; " +
-                         $"{bundle.Tokenizer.ChatTemplate.Name} chat template; concurrency {options.Concurrency}, queue {options.MaxQueue}");
+                         $"{served.Tokenizer.ChatTemplate.Name} chat template; concurrency {options.Concurrency}, queue {options.MaxQueue}");
         io.Err.WriteLine($"listening on {server.Address} (OpenAI base URL {server.Address}v1); Ctrl+C stops");
         await server.WaitForShutdownAsync();
         io.Err.WriteLine("stopped");

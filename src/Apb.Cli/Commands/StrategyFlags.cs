@@ -1,7 +1,8 @@
 using System.CommandLine;
 using Apb.Backends;
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Strategies;
+using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
 
@@ -41,7 +42,7 @@ sealed class StrategyFlags
         {
             Strategy = kind,
             // Under apb launch the ranks are the processes launched.
-            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : Distributed.Launch.LaunchEnvironment.Current?.WorldSize ?? 4),
+            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : Runtime.Launch.LaunchEnvironment.Current?.WorldSize ?? 4),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),
@@ -53,21 +54,33 @@ sealed class StrategyFlags
         };
     }
 
-    /// <summary>One rank with full attention runs as a plain local session; anything else as a distributed one.</summary>
-    public static IInferenceSession Session(ModelBundle bundle, StrategyOptions o, Func<IBackend> backend, int capacity)
+    /// <summary>
+    /// One rank with full attention runs as a plain local session; anything else as a request on a rank group made for
+    /// it (in-process ranks, or one process per GPU under `apb launch`). Null on ranks 1.. of a launched group: they
+    /// served rank 0's commands until it finished, and have nothing to report.
+    /// </summary>
+    public static IInferenceSession? Session(ModelBundle bundle, StrategyOptions o, Func<IBackend> backend, int capacity, int promptTokens)
     {
-        if (Distributed.Launch.LaunchEnvironment.Current is { } launched) return LaunchedRank.Session(bundle, o, launched, backend);
+        if (Runtime.Launch.LaunchEnvironment.Current is { } launched)
+        {
+            var group = LaunchedRank.Group(bundle, o, launched, backend);
+            if (!group.IsLeader)
+            {
+                using (group) group.Follow();
+                return null;
+            }
+            return new GroupSession(group, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
+        }
         if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
             return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true);
-        var first = backend();
-        var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, first);
-        return new DistributedSession(bundle.Config, weights, rank => rank == 0 ? first : backend(), o);
+        var g = RankGroup.Create(bundle.Config, o, _ => backend(), b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+        return new GroupSession(g, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
     }
 
     public static void Report(Io io, IInferenceSession session, bool timings)
     {
-        if (session is not DistributedSession d) return;
-        if (d.Note is { } note) io.Err.WriteLine(note);
-        if (timings) io.Err.Write(d.FormatTimings());
+        if (session is not GroupSession g) return;
+        if (g.Note is { } note) io.Err.WriteLine(note);
+        if (timings) io.Err.Write(g.FormatTimings());
     }
 }

@@ -18,7 +18,9 @@ public static class InputFile
     {
         if (Directory.Exists(path)) throw new ApbException($"{path}: is a directory, but the {what} must be a file");
         if (!File.Exists(path)) throw new ApbException($"{path}: {what} not found");
-        var open = Task.Run(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read));
+        // A thread of its own, not the pool's: under load the pool may not start the open within the time limit.
+        var open = Task.Factory.StartNew(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {
             if (!open.Wait(OpenTimeout))

@@ -36,6 +36,24 @@ public sealed class Profile
 
     public void Add(string phase, TimeSpan t) => _times[phase] = _times.GetValueOrDefault(phase) + t;
 
+    /// <summary>Entries of <see cref="ToValues"/>: ms per phase, bytes sent, bytes received, attention FLOPs.</summary>
+    public static int ValueCount => Phases.Length + 3;
+
+    /// <summary>The profile as numbers, for sending to another rank (<see cref="FromValues"/> reads them back).</summary>
+    public double[] ToValues() =>
+        [.. Phases.Select(p => _times.GetValueOrDefault(p).TotalMilliseconds), BytesSent, BytesReceived, AttentionFlops];
+
+    public static Profile FromValues(ReadOnlySpan<double> v)
+    {
+        if (v.Length != ValueCount) throw new ArgumentException($"{v.Length} profile values, expected {ValueCount}");
+        var p = new Profile();
+        for (int i = 0; i < Phases.Length; i++) if (v[i] != 0) p.Add(Phases[i], TimeSpan.FromMilliseconds(v[i]));
+        int k = Phases.Length;
+        p.AddBytes((long)v[k], (long)v[k + 1]);
+        p.AttentionFlops = v[k + 2];
+        return p;
+    }
+
     public readonly struct Scope(Profile p, string phase, long start) : IDisposable
     {
         public void Dispose()

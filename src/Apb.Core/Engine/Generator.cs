@@ -32,7 +32,7 @@ public static class Generator
         {
             cancel.ThrowIfCancellationRequested();
             CheckFinite(logits, context.Count + query.Count + step);
-            int next = session.Agree(sampler.Next(logits));
+            int next = sampler.Next(logits);
             if (stopTokens.Contains(next)) { finish = "stop"; break; }
             output.Add(next);
             string piece = decoder.Push(next);

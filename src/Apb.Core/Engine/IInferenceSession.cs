@@ -10,12 +10,6 @@ public interface IInferenceSession : IDisposable
     float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query);
     float[] Decode(int token);
 
-    /// <summary>
-    /// The token the whole group goes on with: rank 0's choice. Every process samples from its own copy of the logits;
-    /// when those differ in the last bit (GPUs), ranks could disagree on stopping and wait on each other forever, so the
-    /// decode loop asks here before it checks for a stop token. One process: the token itself.
-    /// </summary>
-    int Agree(int token) => token;
     /// <summary>Tokens held in the cache(s) so far.</summary>
     int Length { get; }
 }

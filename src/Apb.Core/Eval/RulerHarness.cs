@@ -23,7 +23,7 @@ public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, 
 /// <summary>
 /// Runs the same samples through each strategy with greedy decoding and scores them RULER's way. Sessions come from a
 /// factory (strategy, KV capacity) so the harness knows nothing of ranks: full attention is a LocalSession, the
-/// distributed strategies a DistributedSession, a future GPU path whatever implements IInferenceSession. The factory sees
+/// distributed strategies a GroupSession on a resident rank group, a future path whatever implements IInferenceSession. The factory sees
 /// the sample, so it can size caches and APB's anchor (which must hold the query) per request.
 /// </summary>
 public static class RulerHarness
@@ -106,11 +106,21 @@ public static class RulerHarness
         return sb.ToString();
     }
 
-    /// <summary>{"results": [{"strategy", "ranks", "length", "task", "accuracy" (0..1), "samples", "seconds", "variant" (when set)}, ...]}</summary>
-    public static void WriteJson(Stream stream, IReadOnlyList<RulerRow> rows)
+    /// <summary>
+    /// {"command", "seed", "device", "model", "sha256": {file: hash}, "results": [{"strategy", "ranks", "length", "task",
+    /// "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when set)}, ...]}
+    /// </summary>
+    public static void WriteJson(Stream stream, RulerRun run, IReadOnlyList<RulerRow> rows)
     {
         using var w = new System.Text.Json.Utf8JsonWriter(stream, new System.Text.Json.JsonWriterOptions { Indented = true });
         w.WriteStartObject();
+        w.WriteString("command", run.Command);
+        w.WriteNumber("seed", run.Seed);
+        w.WriteString("device", run.Device);
+        w.WriteString("model", run.Model);
+        w.WriteStartObject("sha256");
+        foreach (var f in run.Files) w.WriteString(f.Name, f.Sha256);
+        w.WriteEndObject();
         w.WriteStartArray("results");
         foreach (var r in rows)
         {

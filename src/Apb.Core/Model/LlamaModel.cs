@@ -15,7 +15,7 @@ public enum LogitsFor { None, Last, All }
 /// Attention is one call into an <see cref="IAttention"/>: the model knows nothing of ranks, positions or caches.
 /// Per-call buffers are allocated once per distinct token count and reused across layers and steps.
 /// </summary>
-public sealed class LlamaModel
+public sealed class LlamaModel : IDisposable
 {
     public ModelConfig Config { get; }
     public IBackend Backend { get; }
@@ -48,7 +48,7 @@ public sealed class LlamaModel
         // Work already queued on the stream that reads these is ordered before any reuse of their memory.
         public void Dispose()
         {
-            foreach (var x in new[] { X, H, Tmp, Q, K, V, Attn, Gate, Up }) (x as IDisposable)?.Dispose();
+            foreach (var x in new[] { X, H, Tmp, Q, K, V, Attn, Gate, Up }) x.Dispose();
         }
     }
 
@@ -58,6 +58,13 @@ public sealed class LlamaModel
         _ws?.Dispose();
         _ws = null; // a failed allocation below must not leave a disposed workspace in place
         return _ws = new Workspace(Backend, Config, t);
+    }
+
+    /// <summary>Gives back the activation workspace (not the weights: whoever loaded them owns them).</summary>
+    public void Dispose()
+    {
+        _ws?.Dispose();
+        _ws = null;
     }
 
     /// <summary>Where time goes, by phase; null (the default) measures nothing.</summary>

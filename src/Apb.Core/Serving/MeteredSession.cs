@@ -26,8 +26,6 @@ sealed class MeteredSession(IInferenceSession inner) : IInferenceSession
         return logits;
     }
 
-    public int Agree(int token) => inner.Agree(token);
-
     public float[] Decode(int token)
     {
         long start = Stopwatch.GetTimestamp();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 
 namespace Apb.Serving;
 
@@ -36,7 +37,6 @@ public sealed class ModelReplicas
         public int Length => inner.Length;
         public float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query) => inner.Prefill(context, query);
         public float[] Decode(int token) => inner.Decode(token);
-        public int Agree(int token) => ((IInferenceSession)inner).Agree(token);
 
         public void Dispose()
         {

@@ -4,9 +4,12 @@ using System.Text;
 namespace Apb.Tokenization;
 
 /// <summary>
-/// Byte-level BPE over one pre-token with HF's <c>BPE</c> model semantics (models/bpe/word.rs): merges ranked by their
-/// line in "merges" (not tiktoken's rank-by-id, which differs where a file lists several merges for one token), the
-/// lowest rank first, leftmost among equals; Llama-3's ignore_merges; a memo of recent words.
+/// BPE over one pre-token with HF's <c>BPE</c> model semantics (models/bpe/model.rs merge_word, word.rs merge_all):
+/// merges ranked by their line in "merges" (not tiktoken's rank-by-id, which differs where a file lists several merges
+/// for one token), the lowest rank first, leftmost among equals; Llama-3's ignore_merges; a memo of recent words.
+/// The starting symbols are either the word's bytes in GPT-2's byte alphabet (byte-level BPE: Llama-3, Qwen) or its
+/// characters (SentencePiece-style BPE: Llama-2, Mistral, Yi), where a character missing from the vocabulary becomes
+/// its UTF-8 bytes as &lt;0xNN&gt; tokens (byte_fallback) or the unknown token (fused over a run when fuse_unk).
 /// </summary>
 internal sealed class BytePairModel
 {
@@ -17,31 +20,48 @@ internal sealed class BytePairModel
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabBySpan;
     private readonly Dictionary<long, (int Rank, int NewId)> _merges;
-    private readonly int[] _byteIds; // id of the single-byte token, -1 when the vocabulary lacks it
+    private readonly bool _byteLevel;
+    private readonly int[] _byteIds; // byte-level: the single-byte token; byte fallback: <0xNN>; -1 where missing
     private readonly int? _unkId;
+    private readonly bool _fuseUnk;
     private readonly bool _ignoreMerges;
     // A memo only: the result for a word never depends on what was encoded before.
     private readonly ConcurrentDictionary<string, int[]> _cache = new();
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
     private int _cacheCount;
 
-    public BytePairModel(Dictionary<string, int> vocab, Dictionary<long, (int Rank, int NewId)> merges,
-        int? unkId, bool ignoreMerges)
+    public BytePairModel(Dictionary<string, int> vocab, Dictionary<long, (int Rank, int NewId)> merges, BpeOptions options)
     {
         _vocab = vocab;
         _vocabBySpan = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _merges = merges;
-        _unkId = unkId;
-        _ignoreMerges = ignoreMerges;
+        _byteLevel = options.ByteLevel;
+        _unkId = options.UnkId;
+        _fuseUnk = options.FuseUnk;
+        _ignoreMerges = options.IgnoreMerges;
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
         _byteIds = new int[256];
         for (int b = 0; b < 256; b++)
-            _byteIds[b] = vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id) ? id : -1;
+        {
+            string name = options.ByteLevel ? ByteLevel.ByteToChar[b].ToString()
+                : options.ByteFallback ? ByteFallbackName(b) : "";
+            _byteIds[b] = vocab.TryGetValue(name, out int id) ? id : -1;
+        }
+        EveryPieceHasAnId = _unkId is not null || Array.TrueForAll(_byteIds, id => id >= 0);
     }
+
+    /// <summary>
+    /// True when no character is ever dropped (every byte has a token, or there is an unknown token): each non-empty
+    /// pre-token then yields at least one id, so counting pre-tokens bounds the count of ids from below.
+    /// </summary>
+    public bool EveryPieceHasAnId { get; }
+
+    /// <summary>How SentencePiece-style vocabularies write a raw byte: &lt;0x0A&gt;.</summary>
+    public static string ByteFallbackName(int b) => $"<0x{b:X2}>";
 
     public static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
 
-    /// <summary>Appends the ids of one pre-token (original text, before the byte-level mapping).</summary>
+    /// <summary>Appends the ids of one pre-token (original text, before any byte-level mapping).</summary>
     public void Tokenize(ReadOnlySpan<char> word, List<int> output)
     {
         if (word.IsEmpty) return;
@@ -69,26 +89,79 @@ internal sealed class BytePairModel
         int byteCount = Encoding.UTF8.GetByteCount(word);
         Span<byte> bytes = byteCount <= 256 ? stackalloc byte[byteCount] : new byte[byteCount];
         Encoding.UTF8.GetBytes(word, bytes);
-
-        if (_ignoreMerges)
-        {
-            // Llama-3 sets ignore_merges: a pre-token that is itself in the vocabulary is one token, even where the
-            // merges would have split it differently.
-            Span<char> mapped = byteCount <= 256 ? stackalloc char[byteCount] : new char[byteCount];
-            for (int i = 0; i < byteCount; i++) mapped[i] = ByteLevel.ByteToChar[bytes[i]];
-            if (_vocabBySpan.TryGetValue(mapped, out int whole)) return [whole];
-        }
-
         Span<int> symbols = byteCount <= 256 ? stackalloc int[byteCount] : new int[byteCount];
         int n = 0;
-        foreach (byte b in bytes)
+        var unk = new UnknownRun(_unkId, _fuseUnk);
+
+        if (_byteLevel)
         {
-            int id = _byteIds[b];
-            if (id >= 0) symbols[n++] = id;
-            else if (_unkId is int unk) symbols[n++] = unk; // HF drops bytes it cannot map when there is no unk token
+            if (_ignoreMerges)
+            {
+                // Llama-3 sets ignore_merges: a pre-token that is itself in the vocabulary is one token, even where
+                // the merges would have split it differently.
+                Span<char> mapped = byteCount <= 256 ? stackalloc char[byteCount] : new char[byteCount];
+                for (int i = 0; i < byteCount; i++) mapped[i] = ByteLevel.ByteToChar[bytes[i]];
+                if (_vocabBySpan.TryGetValue(mapped, out int whole)) return [whole];
+            }
+            foreach (byte b in bytes)
+            {
+                if (_byteIds[b] >= 0) unk.Known(_byteIds[b], symbols, ref n);
+                else unk.Unknown(symbols, ref n);
+            }
         }
+        else
+        {
+            if (_ignoreMerges && _vocabBySpan.TryGetValue(word, out int whole)) return [whole];
+            int at = 0; // byte offset of the current character
+            for (int i = 0; i < word.Length;)
+            {
+                int length = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
+                int charBytes = Encoding.UTF8.GetByteCount(word.Slice(i, length));
+                if (_vocabBySpan.TryGetValue(word.Slice(i, length), out int id)) unk.Known(id, symbols, ref n);
+                else if (AllBytesKnown(bytes.Slice(at, charBytes)))
+                    // HF adds the byte tokens without closing a pending unknown run first (model.rs merge_word).
+                    foreach (byte b in bytes.Slice(at, charBytes)) symbols[n++] = _byteIds[b];
+                else unk.Unknown(symbols, ref n);
+                i += length;
+                at += charBytes;
+            }
+        }
+        unk.Close(symbols, ref n);
         symbols = symbols[..n];
         return n <= SmallWord ? MergeSmall(symbols) : MergeWithHeap(symbols);
+    }
+
+    private bool AllBytesKnown(ReadOnlySpan<byte> bytes)
+    {
+        foreach (byte b in bytes)
+            if (_byteIds[b] < 0) return false;
+        return true;
+    }
+
+    // HF's unknown-token rule: without an unk token the symbol is dropped; with fuse_unk a run of unknown characters
+    // becomes one unk.
+    private struct UnknownRun(int? unkId, bool fuse)
+    {
+        private bool _pending;
+
+        public void Known(int id, Span<int> symbols, ref int n)
+        {
+            Close(symbols, ref n);
+            symbols[n++] = id;
+        }
+
+        public void Unknown(Span<int> symbols, ref int n)
+        {
+            if (unkId is null) return;
+            if (_pending && !fuse) symbols[n++] = unkId.Value;
+            _pending = true;
+        }
+
+        public void Close(Span<int> symbols, ref int n)
+        {
+            if (_pending) symbols[n++] = unkId!.Value;
+            _pending = false;
+        }
     }
 
     private const int SmallWord = 48;
@@ -175,3 +248,6 @@ internal sealed class BytePairModel
 
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
 }
+
+/// <summary>The BPE model's switches from tokenizer.json.</summary>
+internal sealed record BpeOptions(bool ByteLevel, bool ByteFallback, int? UnkId, bool FuseUnk, bool IgnoreMerges);

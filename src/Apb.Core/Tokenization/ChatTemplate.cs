@@ -1,26 +1,18 @@
+using Apb.Tokenization.Jinja;
+
 namespace Apb.Tokenization;
 
-/// <summary>One chat turn. Roles are the Hugging Face ones: "system", "user", "assistant" (and "tool" for ChatML).</summary>
+/// <summary>One chat turn. Roles are the Hugging Face ones: "system", "user", "assistant", "tool".</summary>
 public record ChatMessage(string Role, string Content);
 
 /// <summary>
-/// A rendered APB prompt cut at the two places the engine cares about: <see cref="Prefix"/> (template text before the
-/// user's content), <see cref="Document"/> (the long context, spread over ranks) and <see cref="Suffix"/> (the question,
-/// end of turn and assistant header). Concatenated they equal the rendered conversation.
-/// </summary>
-public record ChatPieces(string Prefix, string Document, string Suffix)
-{
-    public string Text => Prefix + Document + Suffix;
-}
-
-/// <summary>
-/// A chat template, reimplemented in C# for the template families we support instead of interpreting the Jinja
-/// source: the product has no Jinja engine, and these few formats are what the supported models use.
-/// Chosen by <see cref="FromConfig"/> from tokenizer_config.json's "chat_template".
+/// How a conversation becomes the model's prompt text: the checkpoint's Jinja chat_template rendered as transformers'
+/// apply_chat_template renders it (<see cref="JinjaChatTemplate"/>), or, for base models without one, the plain join
+/// of <see cref="PlainChatTemplate"/>. Chosen by <see cref="FromConfig(string?, string?, string?, string)"/>.
 /// </summary>
 public abstract class ChatTemplate
 {
-    /// <summary>"llama3", "chatml", "plain" or "unsupported".</summary>
+    /// <summary>"jinja", "plain" or "unsupported" (a template outside the interpreter's subset).</summary>
     public abstract string Name { get; }
 
     /// <summary>The conversation as the model's template writes it, with the assistant header at the end when
@@ -28,44 +20,65 @@ public abstract class ChatTemplate
     public abstract string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt);
 
     /// <summary>
-    /// For one optional system message and the user turn <c>document + "\n\n" + question</c>: the pieces whose
-    /// concatenation is <c>Render([system?, user], addGenerationPrompt: true)</c>.
-    /// </summary>
-    public abstract ChatPieces Split(string? system, string document, string question);
-
-    /// <summary>The text that closes a turn ("&lt;|eot_id|&gt;", "&lt;|im_end|&gt;"); a natural stop token. Null for plain.</summary>
-    public virtual string? EndOfTurn => null;
-
-    /// <summary>
     /// Whether rendered text should be encoded with <c>addSpecialTokens: true</c>. Chat templates write BOS themselves
     /// (HF's apply_chat_template encodes without special tokens); plain prompts rely on the tokenizer's post-processor.
     /// </summary>
     public virtual bool EncodeWithSpecialTokens => false;
 
+    /// <summary>
+    /// This template with extra template variables (vLLM's chat_template_kwargs, e.g. Qwen3's enable_thinking: false).
+    /// Templates without variables ignore them.
+    /// </summary>
+    public virtual ChatTemplate WithArguments(IReadOnlyDictionary<string, object?> arguments) => this;
+
     public override string ToString() => Name;
 
     /// <summary>
-    /// Picks the template family from the Jinja source: "llama3" when it contains &lt;|start_header_id|&gt;, "chatml" when
-    /// it contains &lt;|im_start|&gt;, "plain" when there is none, "unsupported" otherwise (rendering then fails with a
-    /// message naming <paramref name="source"/>).
+    /// The template for tokenizer_config.json's chat_template (or chat_template.jinja) text: plain when there is none;
+    /// "unsupported" when it uses something outside the interpreter's subset, which then fails at rendering with
+    /// the construct and line, naming <paramref name="source"/> (the tokenizer still encodes and decodes).
     /// </summary>
-    public static ChatTemplate FromConfig(string? chatTemplate, string? bosToken, string source = "tokenizer_config.json")
+    public static ChatTemplate FromConfig(string? chatTemplate, string? bosToken, string? eosToken = null,
+        string source = "tokenizer_config.json") =>
+        FromSource(chatTemplate, SpecialTokens(bosToken, eosToken, null, null), source);
+
+    internal static ChatTemplate FromTokenizerConfig(TokenizerConfig config, string source) =>
+        FromSource(config.ChatTemplate, SpecialTokens(config.BosToken, config.EosToken, config.UnkToken, config.PadToken), source);
+
+    /// <summary>A template file given on the command line (--chat-template), with the tokenizer's special tokens.</summary>
+    public static ChatTemplate Load(string path, HfTokenizer tokenizer)
     {
-        if (string.IsNullOrEmpty(chatTemplate)) return new PlainChatTemplate();
-        if (chatTemplate.Contains("<|start_header_id|>")) return new Llama3ChatTemplate(bosToken ?? "");
-        if (chatTemplate.Contains("<|im_start|>"))
-            return new ChatMlChatTemplate(ChatMlChatTemplate.DefaultSystemIn(chatTemplate), chatTemplate.Contains("<think>"));
-        return new UnsupportedChatTemplate(source);
+        if (!File.Exists(path))
+            throw new ApbException($"chat template file '{path}' does not exist: expected a Jinja template (the text of a " +
+                                   "model's chat_template). Check the path.");
+        string text = Utf8File.ReadText(path, "a Jinja chat template");
+        if (string.IsNullOrWhiteSpace(text)) throw new ApbException($"{path}: the chat template file is empty; expected a Jinja template.");
+        var template = FromSource(text, SpecialTokens(tokenizer.BosToken, tokenizer.EosToken, null, null), path);
+        if (template is UnsupportedChatTemplate unsupported) throw unsupported.Error();
+        return template;
     }
 
-    // Python's str.strip() set (what Jinja's trim uses): .NET's whitespace plus the separators U+001C..U+001F.
-    internal static bool IsPythonSpace(char c) => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f';
-
-    internal static string PythonStrip(string s)
+    private static ChatTemplate FromSource(string? text, IReadOnlyDictionary<string, object?> specialTokens, string source)
     {
-        int start = 0, end = s.Length;
-        while (start < end && IsPythonSpace(s[start])) start++;
-        while (end > start && IsPythonSpace(s[end - 1])) end--;
-        return s[start..end];
+        if (string.IsNullOrEmpty(text)) return new PlainChatTemplate();
+        try
+        {
+            return new JinjaChatTemplate(JinjaTemplate.Parse(text), specialTokens, new Dictionary<string, object?>(), source);
+        }
+        catch (TemplateException e)
+        {
+            return new UnsupportedChatTemplate(source, e);
+        }
+    }
+
+    // transformers passes the tokenizer's special tokens that are set (special_tokens_map) as template variables.
+    private static Dictionary<string, object?> SpecialTokens(string? bos, string? eos, string? unk, string? pad)
+    {
+        var tokens = new Dictionary<string, object?>();
+        if (bos is not null) tokens["bos_token"] = bos;
+        if (eos is not null) tokens["eos_token"] = eos;
+        if (unk is not null) tokens["unk_token"] = unk;
+        if (pad is not null) tokens["pad_token"] = pad;
+        return tokens;
     }
 }

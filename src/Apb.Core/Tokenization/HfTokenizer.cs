@@ -3,15 +3,16 @@ using System.Text;
 namespace Apb.Tokenization;
 
 /// <summary>
-/// A Hugging Face tokenizer.json of the byte-level BPE family (Llama-3, Qwen2/2.5/3, GPT-2-style), encoding and
-/// decoding exactly as HF's <c>tokenizers</c> library does. Thread-safe.
+/// A Hugging Face tokenizer.json of the BPE families (byte-level: Llama-3, Qwen2/2.5/3, GPT-2-style; SentencePiece-style
+/// with byte fallback: Llama-2, Mistral, Yi), encoding and decoding exactly as HF's <c>tokenizers</c> library does.
+/// Thread-safe.
 /// <para>
-/// Pipeline, as in HF: added tokens are cut out of the raw text (leftmost-longest), the rest is normalized (NFC when
-/// the file says so), split by the pre-tokenizer regex(es), mapped to GPT-2's byte alphabet and merged by BPE; the
-/// post-processor adds BOS etc. when special tokens are requested. Ours rather than Microsoft.ML.Tokenizers': its
-/// BpeTokenizer cannot express Llama-3's ignore_merges, its TiktokenTokenizer keeps special tokens only in an evicting
-/// cache, and neither reads tokenizer.json; owning the code lets the tests hold every step to HF's Rust
-/// implementation.
+/// Pipeline, as in HF: added tokens are cut out of the raw text (leftmost-longest), the rest is normalized (NFC, or
+/// SentencePiece's "▁" prefix and space replacement), split by the pre-tokenizer (regexes then GPT-2's byte alphabet,
+/// or Metaspace, or not at all) and merged by BPE; the post-processor adds BOS etc. when special tokens are requested.
+/// Ours rather than Microsoft.ML.Tokenizers': its BpeTokenizer cannot express Llama-3's ignore_merges, its
+/// TiktokenTokenizer keeps special tokens only in an evicting cache, and neither reads tokenizer.json; owning the code
+/// lets the tests hold every step to HF's Rust implementation.
 /// </para>
 /// </summary>
 public sealed class HfTokenizer
@@ -20,20 +21,17 @@ public sealed class HfTokenizer
     private readonly PreTokenizer _preTokenizer;
     private readonly AddedTokenMatcher? _rawMatcher;        // added tokens with normalized: false
     private readonly AddedTokenMatcher? _normalizedMatcher; // added tokens with normalized: true
-    private readonly bool _nfc;
+    private readonly Normalizer _normalizer;
     private readonly PostProcessor _post;
     private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
     private readonly string?[] _idToToken;
     private readonly bool[] _special;
-    // Every token's bytes as HF's ByteLevel decoder yields them, back to back; token i is [_offsets[i], _offsets[i+1]).
-    private readonly byte[] _bytes;
-    private readonly int[] _offsets;
 
     private HfTokenizer(TokenizerFile file, TokenizerConfig config, string? configPath)
     {
-        _model = new BytePairModel(file.Vocab, file.Merges, file.UnkId, file.IgnoreMerges);
-        _preTokenizer = new PreTokenizer(file.Splits, file.AddPrefixSpace, file.ByteLevelRegex);
-        _nfc = file.Nfc;
+        _model = new BytePairModel(file.Vocab, file.Merges, file.Bpe);
+        _preTokenizer = file.PreTokenizer;
+        _normalizer = file.Normalizer;
         _post = file.PostProcessor;
 
         int size = 0;
@@ -52,31 +50,37 @@ public sealed class HfTokenizer
         }
 
         var raw = file.AddedTokens.Where(t => !t.Normalized).Select(t => (t.Content, t)).ToList();
-        var normalized = file.AddedTokens.Where(t => t.Normalized)
-            .Select(t => (file.Nfc ? Nfc.Normalize(t.Content) : t.Content, t)).ToList();
+        // HF matches these in normalized text, against their content normalized the same way.
+        var normalized = file.AddedTokens.Where(t => t.Normalized).Select(t => (_normalizer.Normalize(t.Content), t)).ToList();
         _rawMatcher = raw.Count > 0 ? new AddedTokenMatcher(raw) : null;
         _normalizedMatcher = normalized.Count > 0 ? new AddedTokenMatcher(normalized) : null;
-
-        _offsets = new int[size + 1];
-        var bytes = new List<byte>(size * 8);
-        for (int id = 0; id < size; id++)
-        {
-            _offsets[id] = bytes.Count;
-            if (_idToToken[id] is { } token) bytes.AddRange(ByteLevel.DecodeToken(token));
-        }
-        _offsets[size] = bytes.Count;
-        _bytes = bytes.ToArray();
+        Decoding = new DecodeTable(file.Decoder, _idToToken, _special);
 
         int specialCount = file.AddedTokens.Count(t => t.Special);
-        string style = file.RegexName is "Llama-3" or "Qwen2" or "GPT-2" ? file.RegexName + " style" : file.RegexName;
-        Kind = $"byte-level BPE ({style}{(file.IgnoreMerges ? ", ignore_merges" : "")}{(file.Nfc ? ", NFC" : "")}), " +
-               $"{size} tokens, {specialCount} special";
+        Kind = $"{Describe(file)}, {size} tokens, {specialCount} special";
 
         string configName = configPath ?? "tokenizer_config.json";
         BosTokenId = ResolveConfigToken(config.BosToken, "bos_token", configName);
         EosTokenId = ResolveConfigToken(config.EosToken, "eos_token", configName);
         PadTokenId = ResolveConfigToken(config.PadToken, "pad_token", configName);
-        ChatTemplate = ChatTemplate.FromConfig(config.ChatTemplate, config.BosToken, configName);
+        BosToken = config.BosToken;
+        EosToken = config.EosToken;
+        ChatTemplate = ChatTemplate.FromTokenizerConfig(config, config.ChatTemplateSource ?? configName);
+    }
+
+    private static string Describe(TokenizerFile file)
+    {
+        if (file.Bpe.ByteLevel)
+        {
+            string name = file.PreTokenizerName;
+            string style = name is "Llama-3" or "Qwen2" or "GPT-2" ? name + " style" : name;
+            return $"byte-level BPE ({style}{(file.Bpe.IgnoreMerges ? ", ignore_merges" : "")}{(file.Normalizer.HasNfc ? ", NFC" : "")})";
+        }
+        var details = new List<string>();
+        if (!file.Normalizer.IsNone) details.Add(file.Normalizer.ToString());
+        if (file.PreTokenizer != PreTokenizer.None) details.Add(file.PreTokenizerName);
+        if (file.Bpe.ByteFallback) details.Add("byte fallback");
+        return $"SentencePiece-style BPE ({string.Join(", ", details)})";
     }
 
     /// <summary>
@@ -101,8 +105,23 @@ public sealed class HfTokenizer
     public int? EosTokenId { get; }
     public int? PadTokenId { get; }
 
-    /// <summary>The template family tokenizer_config.json's chat_template belongs to; plain without a config.</summary>
-    public ChatTemplate ChatTemplate { get; }
+    /// <summary>tokenizer_config.json's bos_token / eos_token text (chat templates read them), or null.</summary>
+    public string? BosToken { get; }
+    public string? EosToken { get; }
+
+    /// <summary>The chat template of tokenizer_config.json or chat_template.jinja; plain without one.</summary>
+    public ChatTemplate ChatTemplate { get; private set; }
+
+    /// <summary>This tokenizer with another chat template (the CLI's --chat-template); the two share everything else.</summary>
+    public HfTokenizer WithChatTemplate(ChatTemplate template)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        var copy = (HfTokenizer)MemberwiseClone();
+        copy.ChatTemplate = template;
+        return copy;
+    }
+
+    internal DecodeTable Decoding { get; }
 
     /// <summary>
     /// The ids HF's <c>tokenizer(text)["input_ids"]</c> gives: added and special tokens written in the text are
@@ -113,10 +132,9 @@ public sealed class HfTokenizer
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true) => Encode(text, addSpecialTokens, int.MaxValue);
 
     /// <summary>
-    /// As <see cref="Encode(string, bool)"/>, but stops as soon as the text is known to need more than
-    /// <paramref name="maxTokens"/> ids (every pre-token becomes at least one id): the result then holds more than
-    /// <paramref name="maxTokens"/> ids and is not the whole encoding. A text far too long for a context costs work in
-    /// proportion to the limit, not to the text.
+    /// As <see cref="Encode(string, bool)"/>, but stops merging once more than <paramref name="maxTokens"/> ids are out:
+    /// the result then holds more than <paramref name="maxTokens"/> ids, the start of the whole encoding. A text far too
+    /// long for a context costs BPE work in proportion to the limit, not to the text.
     /// </summary>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens, int maxTokens)
     {
@@ -124,7 +142,7 @@ public sealed class HfTokenizer
         text = WithoutLoneSurrogates(text);
         var ids = new List<int>(Math.Min(text.Length / 3, maxTokens) + 8);
         var pieces = new List<Piece>();
-        if (_rawMatcher is null) EncodeNormalizing(text, ids, pieces, maxTokens);
+        if (_rawMatcher is null) EncodeNormalizing(text, atTextStart: true, ids, pieces, maxTokens);
         else
         {
             var segments = new List<TextSegment>();
@@ -133,18 +151,18 @@ public sealed class HfTokenizer
             {
                 if (ids.Count > maxTokens) break;
                 if (s.Token is not null) ids.Add(s.Token.Id);
-                else EncodeNormalizing(text.Substring(s.Start, s.Length), ids, pieces, maxTokens);
+                else EncodeNormalizing(text.Substring(s.Start, s.Length), s.Start == 0, ids, pieces, maxTokens);
             }
         }
         return (addSpecialTokens ? _post.Apply(ids) : ids).ToArray();
     }
 
-    private void EncodeNormalizing(string text, List<int> ids, List<Piece> pieces, int maxTokens)
+    private void EncodeNormalizing(string text, bool atTextStart, List<int> ids, List<Piece> pieces, int maxTokens)
     {
-        if (_nfc) text = Nfc.Normalize(text);
+        text = _normalizer.Normalize(text);
         if (_normalizedMatcher is null)
         {
-            EncodeText(text, ids, pieces, maxTokens);
+            EncodeText(text, atTextStart, ids, pieces, maxTokens);
             return;
         }
         var segments = new List<TextSegment>();
@@ -153,13 +171,13 @@ public sealed class HfTokenizer
         {
             if (ids.Count > maxTokens) return;
             if (s.Token is not null) ids.Add(s.Token.Id);
-            else EncodeText(text.Substring(s.Start, s.Length), ids, pieces, maxTokens);
+            else EncodeText(text.Substring(s.Start, s.Length), atTextStart && s.Start == 0, ids, pieces, maxTokens);
         }
     }
 
-    private void EncodeText(string text, List<int> ids, List<Piece> pieces, int maxTokens)
+    private void EncodeText(string text, bool atTextStart, List<int> ids, List<Piece> pieces, int maxTokens)
     {
-        _preTokenizer.Split(text, pieces, maxTokens - ids.Count);
+        _preTokenizer.Split(text, atTextStart, pieces, _model.EveryPieceHasAnId ? maxTokens - ids.Count : int.MaxValue);
         foreach (var piece in pieces)
         {
             if (ids.Count > maxTokens) return;
@@ -185,46 +203,29 @@ public sealed class HfTokenizer
     }
 
     /// <summary>
-    /// Text for <paramref name="ids"/> as HF's <c>decode</c> gives it: the tokens' bytes concatenated and read as UTF-8
-    /// (invalid sequences become U+FFFD); unknown ids are skipped, special ones too when
+    /// Text for <paramref name="ids"/> as HF's <c>decode</c> gives it (the tokenizer.json decoder: byte-level tokens'
+    /// bytes read as UTF-8 with U+FFFD for invalid sequences; SentencePiece's "▁" as spaces, &lt;0xNN&gt; runs as
+    /// UTF-8, the leading space stripped where the file says so); unknown ids are skipped, special ones too when
     /// <paramref name="skipSpecialTokens"/>. No clean-up of spaces before punctuation (transformers' optional
     /// clean_up_tokenization_spaces is not applied: it would break Decode(Encode(s)) == s).
     /// </summary>
     public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        int total = 0;
-        foreach (int id in ids)
-            if (Decodes(id, skipSpecialTokens)) total += _offsets[id + 1] - _offsets[id];
-        var buffer = new byte[total];
-        int at = 0;
-        foreach (int id in ids)
-        {
-            if (!Decodes(id, skipSpecialTokens)) continue;
-            var span = TokenSpan(id);
-            span.CopyTo(buffer.AsSpan(at));
-            at += span.Length;
-        }
-        return Encoding.UTF8.GetString(buffer);
+        return Decoding.Decode(ids, skipSpecialTokens);
     }
 
-    internal bool Decodes(int id, bool skipSpecialTokens) =>
-        (uint)id < (uint)VocabSize && _idToToken[id] is not null && !(skipSpecialTokens && _special[id]);
-
-    internal ReadOnlySpan<byte> TokenSpan(int id) => _bytes.AsSpan(_offsets[id], _offsets[id + 1] - _offsets[id]);
-
     /// <summary>
-    /// The bytes token <paramref name="id"/> stands for: the byte-level alphabet mapped back to bytes (may be part of
-    /// a UTF-8 character); for added tokens the UTF-8 of their text. (Exactly: what HF's ByteLevel decoder makes of
-    /// the token, which differs from the text's UTF-8 only for an added token written entirely in non-ASCII byte-alphabet
-    /// characters such as "é"; no real tokenizer has one.)
+    /// The bytes token <paramref name="id"/> stands for in decoded text (may be part of a UTF-8 character): a byte-level
+    /// token's alphabet mapped back to bytes, a &lt;0xNN&gt; token's byte, otherwise the UTF-8 of the token's text with
+    /// SentencePiece's "▁" as a space; for added tokens the UTF-8 of their text.
     /// </summary>
     public byte[] TokenBytes(int id)
     {
         if ((uint)id >= (uint)VocabSize || _idToToken[id] is null)
             throw new ArgumentOutOfRangeException(nameof(id), id,
                 $"token id {id} is not in this tokenizer (ids 0..{VocabSize - 1}, {Kind})");
-        return TokenSpan(id).ToArray();
+        return Decoding.Bytes(id).ToArray();
     }
 
     /// <summary>True for added tokens marked special (BOS, EOS, &lt;|eot_id|&gt;, &lt;|im_start|&gt;, ...).</summary>

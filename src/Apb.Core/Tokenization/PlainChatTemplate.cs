@@ -12,7 +12,4 @@ public sealed class PlainChatTemplate : ChatTemplate
 
     public override string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
         string.Join("\n\n", messages.Select(m => m.Content));
-
-    public override ChatPieces Split(string? system, string document, string question) =>
-        new(system is null ? "" : system + "\n\n", document, "\n\n" + question);
 }

@@ -8,7 +8,10 @@ internal sealed class TokenizerConfig
     public string? BosToken { get; private init; }
     public string? EosToken { get; private init; }
     public string? PadToken { get; private init; }
+    public string? UnkToken { get; private init; }
     public string? ChatTemplate { get; private init; }
+    /// <summary>The file the template came from (tokenizer_config.json or chat_template.jinja), for error messages.</summary>
+    public string? ChatTemplateSource { get; private init; }
 
     public static readonly TokenizerConfig Empty = new();
 
@@ -21,7 +24,7 @@ internal sealed class TokenizerConfig
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer_config.json"), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -35,13 +38,25 @@ internal sealed class TokenizerConfig
             if (root.ValueKind != JsonValueKind.Object)
                 throw new ApbException($"{path}: the top level is {root.ValueKind}; expected a JSON object. " +
                                        "This does not look like a tokenizer_config.json.");
-            return new TokenizerConfig
+            try
             {
-                BosToken = TokenName(root, "bos_token", path),
-                EosToken = TokenName(root, "eos_token", path),
-                PadToken = TokenName(root, "pad_token", path),
-                ChatTemplate = Template(root, path) ?? JinjaFileBeside(path),
-            };
+                // As transformers: chat_template.jinja beside the config replaces the config's own template.
+                string? jinja = JinjaFileBeside(path);
+                string? template = jinja is null ? Template(root, path) : null;
+                return new TokenizerConfig
+                {
+                    BosToken = TokenName(root, "bos_token", path),
+                    EosToken = TokenName(root, "eos_token", path),
+                    PadToken = TokenName(root, "pad_token", path),
+                    UnkToken = TokenName(root, "unk_token", path),
+                    ChatTemplate = template ?? (jinja is null ? null : Utf8File.ReadText(jinja, "a Jinja chat template")),
+                    ChatTemplateSource = template is not null ? path : jinja,
+                };
+            }
+            catch (InvalidOperationException e)
+            {
+                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer_config.json", e);
+            }
         }
     }
 
@@ -61,11 +76,11 @@ internal sealed class TokenizerConfig
         }
     }
 
-    // transformers 5.x writes the template to chat_template.jinja beside tokenizer_config.json instead of into it.
+    // transformers writes the template to chat_template.jinja beside tokenizer_config.json (5.x: instead of into it).
     private static string? JinjaFileBeside(string configPath)
     {
         string jinja = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath))!, "chat_template.jinja");
-        return File.Exists(jinja) ? File.ReadAllText(jinja) : null;
+        return File.Exists(jinja) ? jinja : null;
     }
 
     // A string, or a list of {"name", "template"} of which "default" is the chat template.

@@ -4,31 +4,32 @@ using System.Text.RegularExpressions;
 namespace Apb.Tokenization;
 
 /// <summary>
-/// What tokenizer.json says, read with <see cref="JsonDocument"/> (AOT-clean) and checked against the one shape we
-/// implement: byte-level BPE. Anything else is refused with the field, what we support and what was found.
+/// What tokenizer.json says, read with <see cref="JsonDocument"/> (AOT-clean) and checked against the shapes we
+/// implement: byte-level BPE (Llama-3, Qwen, GPT-2 style) and SentencePiece-style BPE with byte fallback (Llama-2,
+/// Mistral, Yi). Anything else is refused with the field, what we support and what was found.
 /// </summary>
 internal sealed class TokenizerFile
 {
     public required Dictionary<string, int> Vocab { get; init; }
     public required Dictionary<long, (int Rank, int NewId)> Merges { get; init; }
-    public required bool IgnoreMerges { get; init; }
-    public required int? UnkId { get; init; }
+    public required BpeOptions Bpe { get; init; }
     public required List<AddedToken> AddedTokens { get; init; }
-    public required bool Nfc { get; init; }
-    public required Regex[] Splits { get; init; }
-    public required bool AddPrefixSpace { get; init; }
-    public required Regex? ByteLevelRegex { get; init; }
-    public required string RegexName { get; init; }
+    public required Normalizer Normalizer { get; init; }
+    public required PreTokenizer PreTokenizer { get; init; }
+    /// <summary>"Llama-3 style", "Metaspace(▁, prepend first)", ... for <see cref="HfTokenizer.Kind"/>.</summary>
+    public required string PreTokenizerName { get; init; }
+    public required TokenDecoder Decoder { get; init; }
     public required PostProcessor PostProcessor { get; init; }
 
     // Far above any real vocabulary (the largest are ~260K); ids index dense tables.
     private const int MaxId = 1 << 24;
 
     private const string OtherKind =
-        "This tokenizer is of a kind Apb does not implement; use a checkpoint from the Llama-3 or Qwen families.";
+        "This tokenizer is of a kind Apb does not implement; use a checkpoint from the Llama-2/3, Mistral, Yi or Qwen families.";
 
     private const string Supported =
-        "supported: byte-level BPE tokenizers as Llama-3, Qwen2/2.5/3 and GPT-2-style ByteLevelBPETokenizer write them";
+        "supported: byte-level BPE as Llama-3, Qwen2/2.5/3 and GPT-2-style ByteLevelBPETokenizer write it, and " +
+        "SentencePiece-style BPE with byte fallback as Llama-2, Mistral and Yi write it";
 
     public static TokenizerFile Read(string path)
     {
@@ -39,7 +40,7 @@ internal sealed class TokenizerFile
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer.json"), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -50,7 +51,14 @@ internal sealed class TokenizerFile
         using (doc)
         {
             var reader = new FieldReader(path);
-            return reader.ReadRoot(doc.RootElement);
+            try
+            {
+                return reader.ReadRoot(doc.RootElement);
+            }
+            catch (InvalidOperationException e)
+            {
+                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer.json", e);
+            }
         }
     }
 
@@ -103,9 +111,6 @@ internal sealed class TokenizerFile
                 throw Error("model.type", "\"BPE\" (" + Supported + ")",
                     modelType is null ? "missing (and there are no merges)" : $"\"{modelType}\"",
                     "WordPiece (BERT), Unigram (T5, SentencePiece) and WordLevel tokenizers are not supported.");
-            if (Bool(model, "byte_fallback", "model", false))
-                throw Error("model.byte_fallback", "false (" + Supported + ")", "true",
-                    "This is a SentencePiece-style BPE (Llama-2, Mistral), which is not supported.");
             var dropout = Get(model, "dropout");
             if (dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() != 0)
                 throw Error("model.dropout", "null (deterministic encoding)", Describe(dropout));
@@ -114,7 +119,7 @@ internal sealed class TokenizerFile
                 var v = Get(model, affix);
                 if (v.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null)
                     && !(v.ValueKind == JsonValueKind.String && v.GetString() == ""))
-                    throw Error($"model.{affix}", "null or \"\" (byte-level BPE)", Describe(v));
+                    throw Error($"model.{affix}", "null or \"\" (" + Supported + ")", Describe(v));
             }
 
             var vocab = ReadVocab(model);
@@ -124,23 +129,26 @@ internal sealed class TokenizerFile
                 unkId = vocab.TryGetValue(unk.GetString()!, out int u) ? u : null;
 
             var added = ReadAddedTokens(root);
-            bool nfc = ReadNormalizer(Get(root, "normalizer"));
-            var (splits, prefixSpace, byteLevelRegex, regexName) = ReadPreTokenizer(Get(root, "pre_tokenizer"));
-            ReadDecoder(Get(root, "decoder"));
+            var normalizer = ReadNormalizer(Get(root, "normalizer"));
+            var (preTokenizer, preTokenizerName, byteLevel) = ReadPreTokenizer(Get(root, "pre_tokenizer"));
+            bool byteFallback = Bool(model, "byte_fallback", "model", false);
+            if (byteLevel && byteFallback)
+                throw Error("model.byte_fallback", "false with a ByteLevel pre-tokenizer (" + Supported + ")", "true",
+                    "Byte-level BPE has a token for every byte already.");
+            var decoder = byteLevel ? ReadByteLevelDecoder(Get(root, "decoder")) : ReadSentencePieceDecoder(Get(root, "decoder"));
             var post = ReadPostProcessor(Get(root, "post_processor"));
 
             return new TokenizerFile
             {
                 Vocab = vocab,
                 Merges = merges,
-                IgnoreMerges = Bool(model, "ignore_merges", "model", false),
-                UnkId = unkId,
+                Bpe = new BpeOptions(byteLevel, byteFallback, unkId, Bool(model, "fuse_unk", "model", false),
+                    Bool(model, "ignore_merges", "model", false)),
                 AddedTokens = added,
-                Nfc = nfc,
-                Splits = splits,
-                AddPrefixSpace = prefixSpace,
-                ByteLevelRegex = byteLevelRegex,
-                RegexName = regexName,
+                Normalizer = normalizer,
+                PreTokenizer = preTokenizer,
+                PreTokenizerName = preTokenizerName,
+                Decoder = decoder,
                 PostProcessor = post,
             };
         }
@@ -219,26 +227,95 @@ internal sealed class TokenizerFile
             return list;
         }
 
-        private bool ReadNormalizer(JsonElement n)
+        private Normalizer ReadNormalizer(JsonElement n)
         {
-            if (n.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return false;
-            string? type = TypeOf(n);
-            if (type == "NFC") return true;
-            if (type == "Sequence" && Get(n, "normalizers") is { ValueKind: JsonValueKind.Array } items)
+            if (n.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return Normalizer.None;
+            var steps = new List<Normalizer.Step>();
+            if (TypeOf(n) == "Sequence" && Get(n, "normalizers") is { ValueKind: JsonValueKind.Array } items)
             {
-                bool nfc = false;
-                foreach (var item in items.EnumerateArray())
-                {
-                    if (TypeOf(item) != "NFC")
-                        throw Error("normalizer.normalizers[]", "\"NFC\" (the only normalizer supported)", Describe(item), OtherKind);
-                    nfc = true;
-                }
-                return nfc;
+                int i = 0;
+                foreach (var item in items.EnumerateArray()) steps.Add(ReadNormalizerStep(item, $"normalizer.normalizers[{i++}]"));
             }
-            throw Error("normalizer", "null or {\"type\": \"NFC\"} (" + Supported + ")", Describe(n), OtherKind);
+            else steps.Add(ReadNormalizerStep(n, "normalizer"));
+            return new Normalizer(steps);
         }
 
-        private (Regex[] Splits, bool AddPrefixSpace, Regex? ByteLevelRegex, string Name) ReadPreTokenizer(JsonElement p)
+        private Normalizer.Step ReadNormalizerStep(JsonElement n, string field)
+        {
+            const string expected = "NFC, Prepend, Replace (a String pattern) or a Sequence of them";
+            switch (TypeOf(n))
+            {
+                case "NFC":
+                    return new Normalizer.NfcStep();
+                case "Prepend" when Get(n, "prepend") is { ValueKind: JsonValueKind.String } prepend:
+                    return new Normalizer.PrependStep(prepend.GetString()!);
+                case "Replace":
+                    var (from, to) = ReadReplacePair(n, field, "normalizer");
+                    return new Normalizer.ReplaceStep(from, to);
+                case "NFKC" or "NFKD" or "NFD":
+                    throw Error(field, expected, Describe(n),
+                        "Only NFC is implemented (the product runs without ICU); no supported model family uses the others.");
+                default:
+                    throw Error(field, expected + " (" + Supported + ")", Describe(n), OtherKind);
+            }
+        }
+
+        // {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}
+        private (string From, string To) ReadReplacePair(JsonElement n, string field, string where)
+        {
+            var pattern = Get(n, "pattern");
+            if (Get(pattern, "String") is not { ValueKind: JsonValueKind.String } literal || literal.GetString()!.Length == 0)
+                throw Error($"{field}.pattern", "{\"String\": \"...\"} (a literal; Regex patterns in the " + where +
+                                                " are not implemented)", Describe(pattern));
+            if (Get(n, "content") is not { ValueKind: JsonValueKind.String } content)
+                throw Error($"{field}.content", "a string", Describe(Get(n, "content")));
+            return (literal.GetString()!, content.GetString()!);
+        }
+
+        private (PreTokenizer PreTokenizer, string Name, bool ByteLevel) ReadPreTokenizer(JsonElement p)
+        {
+            if (p.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
+                return (PreTokenizer.None, "no pre-tokenizer", false);
+            var metaspace = TypeOf(p) == "Metaspace" ? p
+                : TypeOf(p) == "Sequence" && Get(p, "pretokenizers") is { ValueKind: JsonValueKind.Array } items
+                  && items.GetArrayLength() == 1 && TypeOf(items[0]) == "Metaspace" ? items[0] : default;
+            if (metaspace.ValueKind == JsonValueKind.Object)
+            {
+                var m = ReadMetaspace(metaspace, "pre_tokenizer");
+                return (m, m.ToString(), false);
+            }
+            var (splits, prefixSpace, byteLevelRegex, name) = ReadByteLevelPreTokenizer(p);
+            return (new ByteLevelPreTokenizer(splits, prefixSpace, byteLevelRegex), name, true);
+        }
+
+        // {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}; files written before
+        // prepend_scheme existed say add_prefix_space (true: always, false: never).
+        private MetaspacePreTokenizer ReadMetaspace(JsonElement m, string field)
+        {
+            char replacement = ReadReplacement(m, field);
+            PrependScheme scheme;
+            var s = Get(m, "prepend_scheme");
+            if (s.ValueKind == JsonValueKind.String)
+                scheme = s.GetString() switch
+                {
+                    "always" => PrependScheme.Always,
+                    "first" => PrependScheme.First,
+                    "never" => PrependScheme.Never,
+                    _ => throw Error($"{field}.prepend_scheme", "\"always\", \"first\" or \"never\"", Describe(s)),
+                };
+            else scheme = Bool(m, "add_prefix_space", field, true) ? PrependScheme.Always : PrependScheme.Never;
+            return new MetaspacePreTokenizer(replacement, scheme, Bool(m, "split", field, true));
+        }
+
+        private char ReadReplacement(JsonElement m, string field)
+        {
+            var r = Get(m, "replacement");
+            if (r.ValueKind != JsonValueKind.String || r.GetString()!.Length != 1)
+                throw Error($"{field}.replacement", "one character (\"▁\")", Describe(r));
+            return r.GetString()![0];
+        }
+
+        private (Regex[] Splits, bool AddPrefixSpace, Regex? ByteLevelRegex, string Name) ReadByteLevelPreTokenizer(JsonElement p)
         {
             const string expected = "Sequence[Split(Regex, behavior \"Isolated\"), ByteLevel(use_regex=false)] " +
                                     "(Llama-3, Qwen) or ByteLevel(use_regex=true) (GPT-2 style)";
@@ -299,13 +376,89 @@ internal sealed class TokenizerFile
             return (splits.ToArray(), prefixSpace, byteLevelRegex, name);
         }
 
-        private void ReadDecoder(JsonElement d)
+        private TokenDecoder ReadByteLevelDecoder(JsonElement d)
         {
-            if (TypeOf(d) == "ByteLevel") return;
+            if (TypeOf(d) == "ByteLevel") return TokenDecoder.ByteLevelDecoder;
             if (TypeOf(d) == "Sequence" && Get(d, "decoders") is { ValueKind: JsonValueKind.Array } items
                 && items.GetArrayLength() == 1 && TypeOf(items[0]) == "ByteLevel")
-                return;
-            throw Error("decoder", "{\"type\": \"ByteLevel\"} (" + Supported + ")", Describe(d), OtherKind);
+                return TokenDecoder.ByteLevelDecoder;
+            throw Error("decoder", "{\"type\": \"ByteLevel\"} (the decoder of a byte-level BPE)", Describe(d), OtherKind);
+        }
+
+        // Per-token steps (Replace, Metaspace), then ByteFallback, Fuse, Strip: the order SentencePiece converters write,
+        // and the one in which Strip sees the whole text.
+        private TokenDecoder ReadSentencePieceDecoder(JsonElement d)
+        {
+            const string expected = "Replace, ByteFallback, Fuse, Strip (in that order) or Metaspace: the decoder of a " +
+                                    "SentencePiece-style BPE (Llama-2: Sequence[Replace(▁→ ), ByteFallback, Fuse, Strip])";
+            var steps = new List<(JsonElement Step, string Field)>();
+            if (TypeOf(d) == "Sequence" && Get(d, "decoders") is { ValueKind: JsonValueKind.Array } items)
+            {
+                int i = 0;
+                foreach (var item in items.EnumerateArray()) steps.Add((item, $"decoder.decoders[{i++}]"));
+            }
+            else if (d.ValueKind == JsonValueKind.Object) steps.Add((d, "decoder"));
+            else throw Error("decoder", expected, Describe(d));
+
+            var replacements = new List<(string, string)>();
+            char? metaspace = null;
+            bool dropsInFirst = false, byteFallback = false, fuse = false;
+            int stripStart = 0, stage = 0; // 0: per-token steps, 1: after ByteFallback, 2: after Fuse, 3: after Strip
+            char stripContent = ' ';
+            foreach (var (step, field) in steps)
+            {
+                string? type = TypeOf(step);
+                int stepStage = type switch { "Replace" or "Metaspace" => 0, "ByteFallback" => 1, "Fuse" => 2, "Strip" => 3, _ => -1 };
+                if (stepStage < 0) throw Error(field, expected, Describe(step), OtherKind);
+                if (stepStage < stage || (stepStage == stage && stage > 0))
+                    throw Error(field, expected, $"{Describe(step)} out of that order");
+                stage = stepStage;
+                switch (type)
+                {
+                    case "Replace":
+                        replacements.Add(ReadReplacePair(step, field, "decoder"));
+                        break;
+                    case "Metaspace":
+                        if (metaspace is not null) throw Error(field, expected, "a second Metaspace step");
+                        var m = ReadMetaspace(step, field);
+                        metaspace = m.Replacement;
+                        dropsInFirst = Get(step, "prepend_scheme") is { ValueKind: JsonValueKind.String } s
+                            ? s.GetString() != "never"
+                            : Bool(step, "add_prefix_space", field, true);
+                        break;
+                    case "ByteFallback": byteFallback = true; break;
+                    case "Fuse": fuse = true; break;
+                    case "Strip":
+                        if (Get(step, "content") is not { ValueKind: JsonValueKind.String } content || content.GetString()!.Length != 1)
+                            throw Error($"{field}.content", "one character", Describe(Get(step, "content")));
+                        stripContent = content.GetString()![0];
+                        stripStart = Int(step, "start", field);
+                        if (Int(step, "stop", field) != 0)
+                            throw Error($"{field}.stop", "0 (no known tokenizer strips the end)", Describe(Get(step, "stop")));
+                        if (!fuse)
+                            throw Error(field, expected, "Strip without a Fuse before it (it would strip every token)");
+                        break;
+                }
+            }
+            if (metaspace is not null && replacements.Count > 0)
+                throw Error("decoder", expected, "both Replace and Metaspace steps");
+            return new TokenDecoder
+            {
+                Replacements = replacements,
+                MetaspaceReplacement = metaspace,
+                MetaspaceDropsInFirstToken = dropsInFirst,
+                ByteFallback = byteFallback,
+                StripContent = stripContent,
+                StripStart = stripStart,
+            };
+        }
+
+        private int Int(JsonElement obj, string name, string field)
+        {
+            var v = Get(obj, name);
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int value) || value < 0)
+                throw Error($"{field}.{name}", "a non-negative integer", Describe(v));
+            return value;
         }
 
         private PostProcessor ReadPostProcessor(JsonElement p)

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.Intrinsics;
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Xunit;
@@ -8,7 +6,7 @@ using Xunit.Abstractions;
 // Not Apb.Tests.Backends: that namespace would shadow Apb.Backends for "Backends.Cpu..." names in other test files.
 namespace Apb.Tests.CpuBackendTests;
 
-/// <summary>The blocked fp32 CPU attention against a naive float64 attention, over shapes that hit every edge of the blocking.</summary>
+/// <summary>The blocked fp32 CPU attention against the readable reference (ReferenceAttention), over shapes that hit every edge of the blocking.</summary>
 public class CpuAttentionTests(ITestOutputHelper log)
 {
     // (Tq, Tk): single rows, lengths that are not multiples of any block or vector width, Tq > Tk (causal rows that see
@@ -95,6 +93,20 @@ public class CpuAttentionTests(ITestOutputHelper log)
     }
 
     /// <summary>q, k and v as row views into larger tensors (the backend passes slices of the KV cache).</summary>
+    /// <summary>The reference's mask, entry by entry, on the cases that matter: equal lengths, a cache, more queries than keys.</summary>
+    [Fact]
+    public void ReferenceMaskIsBottomRightCausal()
+    {
+        Assert.True(ReferenceAttention.Visible(0, 0, 3, 3, AttentionMask.Causal));
+        Assert.False(ReferenceAttention.Visible(0, 1, 3, 3, AttentionMask.Causal));
+        Assert.True(ReferenceAttention.Visible(0, 5, 1, 6, AttentionMask.Causal));   // one new row sees the whole cache
+        Assert.True(ReferenceAttention.Visible(0, 4, 2, 6, AttentionMask.Causal));   // the first of two new rows sees itself...
+        Assert.False(ReferenceAttention.Visible(0, 5, 2, 6, AttentionMask.Causal));  // ...not the second
+        Assert.False(ReferenceAttention.Visible(1, 0, 4, 2, AttentionMask.Causal));  // Tq > Tk: the first two rows see nothing
+        Assert.True(ReferenceAttention.Visible(2, 0, 4, 2, AttentionMask.Causal));
+        Assert.True(ReferenceAttention.Visible(0, 9, 1, 3, AttentionMask.None));
+    }
+
     [Fact]
     public void RowViews()
     {
@@ -148,39 +160,13 @@ public class CpuAttentionTests(ITestOutputHelper log)
         return t;
     }
 
-    /// <summary>Textbook attention in float64: scores, max-subtracted softmax, weighted sum; empty rows give 0 and -inf.</summary>
+    /// <summary>The readable reference (<see cref="ReferenceAttention"/>), as double arrays for the comparison.</summary>
     static (double[] O, double[] Lse) Naive(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask)
     {
-        int tq = q.Rows, tk = k.Rows, d = q.Cols / heads, group = heads / kvHeads;
-        var o = new double[tq * heads * d]; var lse = new double[tq * heads];
-        var s = new double[Math.Max(tk, 1)];
-        double scale = 1.0 / Math.Sqrt(d);
-        for (int i = 0; i < tq; i++)
-            for (int h = 0; h < heads; h++)
-            {
-                int kh = h / group;
-                int visible = mask == AttentionMask.Causal ? Math.Clamp(i + tk - tq + 1, 0, tk) : tk;
-                if (visible == 0) { lse[i * heads + h] = double.NegativeInfinity; continue; }
-                var qi = q.Row(i).Slice(h * d, d);
-                double max = double.NegativeInfinity;
-                for (int j = 0; j < visible; j++)
-                {
-                    var kj = k.Row(j).Slice(kh * d, d);
-                    double dot = 0;
-                    for (int c = 0; c < d; c++) dot += (double)qi[c] * kj[c];
-                    s[j] = dot * scale;
-                    max = Math.Max(max, s[j]);
-                }
-                double sum = 0;
-                for (int j = 0; j < visible; j++) { s[j] = Math.Exp(s[j] - max); sum += s[j]; }
-                for (int j = 0; j < visible; j++)
-                {
-                    var vj = v.Row(j).Slice(kh * d, d);
-                    for (int c = 0; c < d; c++) o[(i * heads + h) * d + c] += s[j] / sum * vj[c];
-                }
-                lse[i * heads + h] = max + Math.Log(sum);
-            }
-        return (o, lse);
+        var o = new CpuTensor(q.Rows, q.Cols);
+        var lse = new CpuTensor(q.Rows, heads);
+        ReferenceAttention.Run(q, k, v, heads, kvHeads, mask, o, lse);
+        return (o.Span.ToArray().Select(x => (double)x).ToArray(), lse.Span.ToArray().Select(x => (double)x).ToArray());
     }
 
     /// <summary>Per (row, head): output error relative to the reference row's norm, and the lse error, both under 1e-5.</summary>
@@ -211,32 +197,5 @@ public class CpuAttentionTests(ITestOutputHelper log)
                 Assert.True(Math.Abs(l - want) < 1e-5 * Math.Max(1, Math.Abs(want)), $"{what}: row {i} head {h} lse {l} vs {want}");
             }
         return worst;
-    }
-
-    /// <summary>Stopwatch benchmark, 6 heads / 2 KV heads, causal, Tq = Tk: runs only with APB_PERF=1 (CI skips it).</summary>
-    [Fact]
-    [Trait("Category", "Perf")]
-    public void Benchmark()
-    {
-        if (Environment.GetEnvironmentVariable("APB_PERF") != "1") return;
-        foreach (int t in new[] { 4096, 16384 })
-            foreach (int d in new[] { 64, 128 })
-            {
-                int heads = 6, kvHeads = 2;
-                var rng = new Random(1);
-                var q = Random(rng, t, heads * d, 1); var k = Random(rng, t, kvHeads * d, 1); var v = Random(rng, t, kvHeads * d, 1);
-                var o = new CpuTensor(t, heads * d); var lse = new CpuTensor(t, heads);
-                CpuAttention.Run(q, k, v, heads, kvHeads, AttentionMask.Causal, o, lse); // warm-up
-                double best = double.MaxValue;
-                for (int rep = 0; rep < 3; rep++)
-                {
-                    var sw = Stopwatch.StartNew();
-                    CpuAttention.Run(q, k, v, heads, kvHeads, AttentionMask.Causal, o, lse);
-                    best = Math.Min(best, sw.Elapsed.TotalSeconds);
-                }
-                double pairs = (double)heads * t * (t + 1) / 2;
-                log.WriteLine($"T {t} d {d}: {best * 1e3:F1} ms, {best / pairs * 1e9:F2} ns/pair, {pairs * 4 * d / best / 1e9:F1} GFLOP/s " +
-                              $"(Vector512 {Vector512.IsHardwareAccelerated})");
-            }
     }
 }

@@ -28,15 +28,22 @@ public class BenchPrefillTests
         var results = root.GetProperty("results").EnumerateArray().ToList();
         Assert.Equal(12, results.Count);
         var phases = root.GetProperty("phases").EnumerateArray().Select(p => p.GetString()!).ToArray();
+        int query = root.GetProperty("query_tokens").GetInt32();
+        Assert.Equal(8, query);
         foreach (var r in results)
         {
             string s = r.GetProperty("strategy").GetString()!;
             Assert.Equal("ok", r.GetProperty("status").GetString());
             Assert.Equal(s == "full" ? 1 : 2, r.GetProperty("ranks").GetInt32());
+            // seconds and tokens_per_s feed every published table: the median of the timed runs, and the prefilled
+            // tokens (context + query) over it.
             double secs = r.GetProperty("seconds").GetDouble();
-            Assert.InRange(secs, 1e-6, 60);
-            Assert.Equal(2, r.GetProperty("seconds_runs").GetArrayLength());
-            Assert.True(r.GetProperty("tokens_per_s").GetDouble() > 0);
+            var runs = r.GetProperty("seconds_runs").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(2, runs.Length);
+            Assert.All(runs, x => Assert.InRange(x, 1e-6, 60));
+            AssertClose(Median(runs), secs, $"{s} n={r.GetProperty("length").GetInt32()}: seconds vs the median of seconds_runs");
+            AssertClose((r.GetProperty("length").GetInt32() + query) / secs, r.GetProperty("tokens_per_s").GetDouble(),
+                $"{s}: tokens_per_s vs (length + query) / seconds");
             var p = r.GetProperty("profile");
             var totals = p.GetProperty("rank_total_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
             Assert.Equal(s == "full" ? 1 : 2, totals.Length);
@@ -53,6 +60,28 @@ public class BenchPrefillTests
                 Assert.True(p.GetProperty("rank_sent_mb").EnumerateArray().Sum(x => x.GetDouble()) > 0, $"{s} sent nothing");
             if (s == "apb") Assert.StartsWith("l_a ", r.GetProperty("plan").GetString());
         }
+    }
+
+    /// <summary>The median as the bench tables define it: the middle run, or the mean of the middle two.</summary>
+    internal static double Median(double[] xs)
+    {
+        var a = xs.Order().ToArray();
+        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+    }
+
+    /// <summary>Equal up to the rounding of a JSON number written from a double (relative 1e-9).</summary>
+    internal static void AssertClose(double want, double got, string what) =>
+        Assert.True(Math.Abs(got - want) <= 1e-9 * Math.Abs(want), $"{what}: expected {want:R}, found {got:R}");
+
+    [Fact]
+    public void MedianAndCloseRejectWhatTheyMust()
+    {
+        Assert.Equal(2.0, Median([3.0, 1.0, 2.0]));
+        Assert.Equal(2.5, Median([4.0, 1.0, 2.0, 3.0]));
+        // The checks above must fail on a best-of or mean-of field, and on tokens/s over the context alone.
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => AssertClose(Median([1.0, 2.0, 9.0]), new[] { 1.0, 2.0, 9.0 }.Average(), "mean as median"));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => AssertClose(Median([1.0, 2.0, 9.0]), 1.0, "min as median"));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => AssertClose((128 + 8) / 0.5, 128 / 0.5, "context only"));
     }
 
     [Fact]
@@ -110,7 +139,7 @@ public class BenchPrefillTests
 
         // The model runs on them and gives finite logits.
         var model = new LlamaModel(c, w1, b);
-        var session = new Apb.Engine.LocalSession(model, 64);
+        var session = new Apb.Runtime.LocalSession(model, 64);
         var logits = session.Prefill([1, 2, 3, 4, 5], []);
         Assert.Equal(c.VocabSize, logits.Length);
         Assert.All(logits, x => Assert.True(float.IsFinite(x)));
@@ -120,12 +149,12 @@ public class BenchPrefillTests
     public void HostValuesFollowTheDocumentedFormula()
     {
         // value = offset + (2u - 1) x scale, u = top 24 bits of the hash / 2^24: in [-scale, scale), and offset alone at scale 0.
-        ulong key = RandomWeights.Key(1, 0);
+        ulong key = RandomValues.Key(1, 0);
         for (long i = 0; i < 1000; i++)
         {
-            float v = RandomWeights.Value(key, i, 0.5f, 0f);
+            float v = RandomValues.Value(key, i, 0.5f, 0f);
             Assert.InRange(v, -0.5f, 0.5f);
-            Assert.Equal(1f, RandomWeights.Value(key, i, 0f, 1f));
+            Assert.Equal(1f, RandomValues.Value(key, i, 0f, 1f));
         }
     }
 }

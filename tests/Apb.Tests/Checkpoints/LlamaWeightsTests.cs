@@ -34,13 +34,14 @@ public class LlamaWeightsTests : IDisposable
         }, parts);
     }
 
-    public static TheoryData<string> Fixtures => new() { "llama-tiny", "qwen2-tiny", "llama-headdim-sharded", "embedded" };
+    /// <summary>The test fixtures by folder name, and "embedded": the shipped model (models/embedded).</summary>
+    public static TheoryData<string> Fixtures => new() { "llama-tiny", "qwen2-tiny", "llama-headdim-sharded", "embedded-random", "embedded" };
 
     [Theory]
     [MemberData(nameof(Fixtures))]
     public void CommittedFixturesLoad(string name)
     {
-        string dir = name == "embedded" ? Repo.TinyModel : Repo.Fixture(name);
+        string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         using var ckpt = CheckpointWeights.Open(dir);
         var w = LlamaWeights.Load(config, ckpt, new CpuBackend());

@@ -73,7 +73,7 @@ public class ModelConfigTests : IDisposable
     }
 
     [Fact]
-    public void EmbeddedModel()
+    public void RandomWeightFixtureModel()
     {
         var c = ModelConfig.Load(Path.Combine(Repo.TinyModel, "config.json"));
         Assert.Equal("Qwen2ForCausalLM", c.Architecture);
@@ -82,6 +82,21 @@ public class ModelConfigTests : IDisposable
         Assert.True(c.TieWordEmbeddings);
         Assert.Equal("bfloat16", c.TorchDtype);
         Assert.Equal(32768, c.MaxPositionEmbeddings);
+    }
+
+    /// <summary>The shipped model (models/embedded): the shape its model card states, 11.02M parameters.</summary>
+    [Fact]
+    public void EmbeddedModel()
+    {
+        var c = ModelConfig.Load(Path.Combine(Repo.EmbeddedModel, "config.json"));
+        Assert.Equal("LlamaForCausalLM", c.Architecture);
+        Assert.Equal((2048, 384, 1024, 6, 6, 2, 64), (c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
+        Assert.Equal(new RopeConfig(RopeType.Default, 1_000_000.0), c.Rope);
+        Assert.False(c.TieWordEmbeddings);
+        Assert.False(c.QkvBias || c.OutputBias || c.MlpBias);
+        Assert.Equal("bfloat16", c.TorchDtype);
+        Assert.Equal(32768, c.MaxPositionEmbeddings);
+        Assert.InRange(c.ParameterCount, 11.01e6, 11.03e6);
     }
 
     // ---- both dialects mean the same thing ----

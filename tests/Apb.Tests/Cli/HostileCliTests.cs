@@ -130,13 +130,12 @@ public class HostileCliTests : IDisposable
     // ---- hangs and unbounded reads ----
 
     [Fact]
-    public void APromptFileThatIsAFifoWithoutWriterOrDevZeroEnds()
+    public void APromptFileThatIsAFifoWithoutWriterEnds()
     {
         if (OperatingSystem.IsWindows()) return;
         string fifo = Fifo.Make(_tmp.Path, "prompt.fifo");
         try { AssertUserError(CliRun.Apb("generate", "--model", Tiny, "--prompt-file", fifo), "FIFO (named pipe)"); }
         finally { Fifo.Release(fifo); }
-        AssertUserError(CliRun.Apb("generate", "--model", Tiny, "--prompt-file", "/dev/zero"), "has more than 67108864 bytes");
     }
 
     [Fact]
@@ -149,5 +148,20 @@ public class HostileCliTests : IDisposable
         var fifo = Fifo.Make(dir, "model.safetensors");
         try { AssertUserError(CliRun.Apb("inspect", "--model", dir), "FIFO (named pipe)"); }
         finally { Fifo.Release(fifo); }
+    }
+}
+
+/// <summary>
+/// Reads of a device that never ends stop at their limit (64 MiB for a prompt file). Run alone: the buffer is large
+/// enough to disturb tests that measure the process' heap.
+/// </summary>
+[Collection(HostileInput.FuzzCollection.Name)]
+public class UnboundedReadTests
+{
+    [Fact]
+    public void APromptFileThatNeverEndsIsReadOnlyUpToTheLimit()
+    {
+        if (!File.Exists("/dev/zero")) return;
+        HostileCliTests.AssertUserError(CliRun.Apb("generate", "--model", Repo.TinyModel, "--prompt-file", "/dev/zero"), "has more than 67108864 bytes");
     }
 }

@@ -1,5 +1,5 @@
-using Apb.Cuda;
-using Apb.Cuda.Native;
+using Apb.Backends.Cuda;
+using Apb.Backends.Cuda.Native;
 using Xunit;
 
 namespace Apb.Tests.Cuda;
@@ -74,7 +74,7 @@ public class CudaHostTests
     {
         string elementwise = KernelCompiler.Source("elementwise.cu"), attention = KernelCompiler.Source("attention.cu");
         foreach (var name in new[] { "apb_convert_f32_bf16", "apb_convert_f16_bf16", "apb_embed", "apb_rms_norm", "apb_add_rms_norm", "apb_add", "apb_silu_mul",
-                     "apb_silu", "apb_rope", "apb_copy2d_u16", "apb_copy2d_u32", "apb_gather_rows_u16", "apb_gather_rows_u32", "apb_merge_attention" })
+                     "apb_silu", "apb_rope", "apb_copy2d_u16", "apb_copy2d_u32", "apb_merge_attention", "apb_merge_parts" })
             Assert.Contains($"void {name}(", elementwise);
         foreach (var name in new[] { "apb_attention_generic", "apb_attention_mma2_d64", "apb_attention_mma2_d128" })
             Assert.Contains(name + "(", attention);

@@ -1,5 +1,5 @@
-using Apb.Cuda;
-using Apb.Cuda.Native;
+using Apb.Backends.Cuda;
+using Apb.Backends.Cuda.Native;
 using Xunit;
 
 namespace Apb.Tests.Cuda;

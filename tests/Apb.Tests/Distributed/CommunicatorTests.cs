@@ -1,7 +1,8 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
+using Apb.Comms;
 using Apb.Diagnostics;
-using Apb.Distributed;
+using Apb.Eval;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 

@@ -1,9 +1,11 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Eval;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Tests.Model;
 
 namespace Apb.Tests.Distributed;
@@ -14,19 +16,20 @@ namespace Apb.Tests.Distributed;
 /// </summary>
 static class DistributedFixture
 {
-    public sealed record Loaded(string Name, ModelConfig Config, LlamaWeights Weights);
+    public sealed record Loaded(string Name, string Dir, ModelConfig Config, LlamaWeights Weights);
 
     static readonly Dictionary<string, Loaded> s_models = new();
 
+    /// <summary>"embedded": the shipped trained model (models/embedded); any other name: tests/fixtures/models/NAME.</summary>
     public static Loaded LoadModel(string name)
     {
         lock (s_models)
         {
             if (s_models.TryGetValue(name, out var m)) return m;
-            string dir = name == "embedded" ? Repo.TinyModel : Repo.Fixture(name);
+            string dir = name == "embedded" ? Repo.EmbeddedModel : Repo.Fixture(name);
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var ckpt = CheckpointWeights.Open(dir); // kept open for the whole run: the weights point into it
-            return s_models[name] = new Loaded(name, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));
+            return s_models[name] = new Loaded(name, dir, config, LlamaWeights.Load(config, ckpt, new CpuBackend()));
         }
     }
 
@@ -40,8 +43,11 @@ static class DistributedFixture
     public static StrategyOptions Options(StrategyKind strategy, int ranks) =>
         new() { Strategy = strategy, Ranks = ranks, FallbackBelow = 0 };
 
-    public static DistributedSession Session(Loaded m, StrategyOptions options) =>
-        new(m.Config, m.Weights, _ => new CpuBackend(), options);
+    /// <summary>A request on a rank group of CPU threads made for it (the session owns the group).</summary>
+    public static GroupSession Session(Loaded m, StrategyOptions options) => Session(m, options, _ => new CpuBackend());
+
+    public static GroupSession Session(Loaded m, StrategyOptions options, Func<int, IBackend> backendFor) =>
+        new(RankGroup.Create(m.Config, options, backendFor, _ => m.Weights), ownsGroup: true);
 
     public static float[] FullLogits(Loaded m, IReadOnlyList<int> context, IReadOnlyList<int> query)
     {

@@ -1,6 +1,7 @@
-using Apb.Distributed;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -21,7 +22,7 @@ public class ExactStrategyTests
         d.Add("llama-tiny", StrategyKind.Zigzag, 3, 200);
         d.Add("qwen2-tiny", StrategyKind.Ring, 8, 13); // l_b = 2: the last rank holds 1 real token and one pad
         foreach (var (ranks, n) in new[] { (1, 37), (2, 45), (4, 103) }) d.Add("llama-headdim-sharded", StrategyKind.Ulysses, ranks, n);
-        d.Add("embedded", StrategyKind.Ulysses, 2, 77);
+        d.Add("embedded-random", StrategyKind.Ulysses, 2, 77);
         return d;
     }
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -14,20 +14,19 @@ public class FaultTests
     [InlineData(StrategyKind.Ulysses)]
     public async Task ARankThatThrowsStopsAllRanksAndIsNamed(StrategyKind strategy)
     {
-        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded");
-        var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(30) };
+        var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded-random");
+        // No collective times out during the test: the others can only stop because rank 2's failure aborted them.
+        var o = Options(strategy, 4) with { CollectiveTimeout = TimeSpan.FromMinutes(10) };
         if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
-        var s = Session(m, o);
-        s.BeforeAttention = (rank, layer) =>
-        {
-            if (rank == 2 && layer == 1) throw new InvalidOperationException("injected fault");
-        };
-        var watch = Stopwatch.StartNew();
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        backends[2].Arm(layer => { if (layer == 1) throw new InvalidOperationException("injected fault"); });
+        var s = Session(m, o, r => backends[r]);
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize))));
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
         Assert.StartsWith("rank 2 failed in layer 1 attention", e.Message);
         Assert.Contains("injected fault", e.Message);
+        // Every other rank stopped on the abort (a rank still running after the group's stop time would be named here).
+        Assert.DoesNotContain("did not stop", e.Message);
         // The session is unusable afterwards, and says why.
         var again = Assert.Throws<InvalidOperationException>(() => s.Decode(5));
         Assert.Contains("rank 2 failed", again.Message);
@@ -36,10 +35,11 @@ public class FaultTests
     [Fact(Timeout = 60_000)]
     public async Task ARankThatFailsDuringDecodeIsNamed()
     {
-        var m = LoadModel("embedded");
-        var s = Session(m, Options(StrategyKind.Zigzag, 3));
+        var m = LoadModel("embedded-random");
+        var backends = Enumerable.Range(0, 3).Select(_ => new FaultyBackend()).ToArray();
+        var s = Session(m, Options(StrategyKind.Zigzag, 3), r => backends[r]);
         var logits = s.Prefill(Ids(60, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize));
-        s.BeforeAttention = (rank, layer) => { if (rank == 1 && layer == 3) throw new ApbException("out of memory (injected)"); };
+        backends[1].Arm(layer => { if (layer == 3) throw new ApbException("out of memory (injected)"); });
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => s.Decode(Engine.Sampler.ArgMax(logits))));
         Assert.Equal("rank 1 failed in layer 3 attention (decode step 1): out of memory (injected)", e.Message);
     }
@@ -47,15 +47,27 @@ public class FaultTests
     [Fact(Timeout = 60_000)]
     public async Task AStuckRankMakesTheOthersTimeOutNamingIt()
     {
-        var m = LoadModel("embedded");
-        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = TimeSpan.FromSeconds(1) });
-        s.BeforeAttention = (rank, layer) => { if (rank == 3 && layer == 0) Thread.Sleep(3000); };
-        var watch = Stopwatch.StartNew();
+        var m = LoadModel("embedded-random");
+        var timeout = TimeSpan.FromSeconds(1);
+        // Rank 3 is stuck until the others have all entered layer 0's attention, and then for 4 timeouts more: they
+        // give up first however slowly a loaded machine schedules them. It then reaches a wait, sees the abort, stops.
+        int entered = 0;
+        var othersIn = new ManualResetEventSlim();
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        for (int r = 0; r < 3; r++)
+            backends[r].Arm(layer => { if (layer == 0 && Interlocked.Increment(ref entered) == 3) othersIn.Set(); });
+        backends[3].Arm(layer =>
+        {
+            if (layer != 0) return;
+            othersIn.Wait(TimeSpan.FromSeconds(60));
+            Thread.Sleep(4 * timeout);
+        });
+        var s = Session(m, Options(StrategyKind.Ring, 4) with { CollectiveTimeout = timeout }, r => backends[r]);
         var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() =>
             s.Prefill(Ids(40, 1, m.Config.VocabSize), Ids(2, 2, m.Config.VocabSize))));
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
         // The ring's transfers are in flight during the block attention; the wait that gives up names the step.
         Assert.Matches("^rank [0-2] failed in layer 0 attention \\(ring prefill\\): ring step [1-3]: recv from rank [0-3] timed out after 1 s", e.Message);
         Assert.Contains("rank(s) 3 never reached a communication call", e.Message);
+        Assert.DoesNotContain("did not stop", e.Message);
     }
 }

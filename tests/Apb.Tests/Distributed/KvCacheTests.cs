@@ -1,5 +1,5 @@
+using Apb.Attention;
 using Apb.Backends.Cpu;
-using Apb.Distributed;
 using Xunit;
 
 namespace Apb.Tests.Distributed;

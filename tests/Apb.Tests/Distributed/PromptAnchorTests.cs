@@ -1,5 +1,5 @@
-using Apb.Distributed;
 using Apb.Engine;
+using Apb.Strategies;
 using Apb.Tests.Tokenization;
 using Xunit;
 
@@ -21,11 +21,15 @@ public class PromptAnchorTests
         const string question = "Which word comes after word3?";
         var p = PromptTokens.FromChat(tok, "You are a careful reader.", document, question);
 
-        var pieces = tok.ChatTemplate.Split("You are a careful reader.", document, question);
-        var header = tok.Encode(pieces.Prefix, tok.ChatTemplate.EncodeWithSpecialTokens);
+        // The template's text before the user's content: render with a marker for the content and cut there.
+        const string marker = "\uE000marker\uE000";
+        List<Apb.Tokenization.ChatMessage> Conversation(string user) => [new("system", "You are a careful reader."), new("user", user)];
+        string withMarker = tok.ChatTemplate.Render(Conversation(marker), addGenerationPrompt: true);
+        var header = tok.Encode(withMarker[..withMarker.IndexOf(marker, StringComparison.Ordinal)], tok.ChatTemplate.EncodeWithSpecialTokens);
         Assert.Equal(header.Count, p.AnchorInsertAt);
         Assert.Equal(header, p.Context.Take(p.AnchorInsertAt));
-        Assert.Equal(pieces.Text, tok.Decode(p.Context) + tok.Decode(p.Query));
+        Assert.Equal(tok.ChatTemplate.Render(Conversation(document + "\n\n" + question), addGenerationPrompt: true),
+            tok.Decode(p.Context) + tok.Decode(p.Query));
         Assert.Contains(question, tok.Decode(p.Query));
 
         var plan = SequencePlan.Apb(p.Context.Count, 4, anchor: 128, passing: 16, p.Query.Count, p.AnchorInsertAt);

@@ -1,7 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
-using Apb.Distributed;
+using Apb.Strategies.Apb;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -22,7 +22,7 @@ public class ScorerTests
     [Fact]
     public void RetainingHeadScoresEqualADirectComputation()
     {
-        var c = LoadModel("embedded").Config;
+        var c = LoadModel("embedded-random").Config;
         const int hidden = 24, rows = 9, layer = 2;
         string path = RetainingHeadsFile.Write(c, hidden, seed: 3);
         using var heads = RetainingHeads.Open(path, c);
@@ -100,20 +100,20 @@ public class ScorerTests
         var s = new float[rows * heads];
         s[6 * heads + 0] = 5;
         s[0 * heads + 1] = 3; s[9 * heads + 1] = 4;
-        var pooled = PassingSelector.MaxPool(s, rows, heads);
+        var pooled = CpuPassingOps.MaxPool(s, rows, heads);
         for (int t = 0; t < rows; t++) Assert.Equal(Math.Abs(t - 6) <= 2 ? 5f : 0f, pooled[t * heads]);
-        var picked = PassingSelector.Select(s, rows, heads, 5);
+        var picked = CpuPassingOps.Select(s, rows, heads, 5);
         Assert.Equal(new[] { 4, 5, 6, 7, 8 }, Enumerable.Range(0, 5).Select(i => picked[i * heads]));
         // head 1: rows 7..11 pool to 4 (window around 9), rows 0..2 to 3; the top 5 are 7..11.
         Assert.Equal(new[] { 7, 8, 9, 10, 11 }, Enumerable.Range(0, 5).Select(i => picked[i * heads + 1]));
         // Ties go to the earlier row.
-        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(i => PassingSelector.Select(new float[rows * heads], rows, heads, 2)[i * heads]));
+        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(i => CpuPassingOps.Select(new float[rows * heads], rows, heads, 2)[i * heads]));
     }
 
     [Fact]
     public void MissingRetainingHeadsFileIsAClearError()
     {
-        var c = LoadModel("embedded").Config;
+        var c = LoadModel("embedded-random").Config;
         var e = Assert.Throws<ApbException>(() => RetainingHeads.Open("/nonexistent/heads.safetensors", c));
         Assert.Contains("/nonexistent/heads.safetensors", e.Message);
         Assert.Contains("--scorer query", e.Message);
@@ -122,7 +122,7 @@ public class ScorerTests
     [Fact]
     public void WrongRetainingHeadShapesNameTensorExpectedAndFound()
     {
-        var c = LoadModel("embedded").Config; // fc2 must be [2, hidden]
+        var c = LoadModel("embedded-random").Config; // fc2 must be [2, hidden]
         string path = RetainingHeadsFile.Write(c, 16, 1, (layer, kind, shape) => layer == 2 && kind == "fc2" ? [3, 16] : shape);
         var e = Assert.Throws<ApbException>(() => RetainingHeads.Open(path, c));
         Assert.Contains("model.layers.2.self_attn.fc2.weight", e.Message);

@@ -1,4 +1,4 @@
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 
 namespace Apb.Tests.Distributed;

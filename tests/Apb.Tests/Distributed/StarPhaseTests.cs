@@ -1,6 +1,7 @@
+using Apb.Attention;
 using Apb.Backends;
 using Apb.Backends.Cpu;
-using Apb.Distributed;
+using Apb.Comms;
 using Apb.Model;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;

@@ -1,4 +1,4 @@
-using Apb.Distributed;
+using Apb.Strategies;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
 
@@ -24,17 +24,17 @@ public class ValidationTests
     [Fact]
     public void AnchorLongerThanTheBlock() =>
         Assert.Contains("anchor of 30 tokens is longer than the block of 10 tokens",
-            Prefill("embedded", Options(StrategyKind.Apb, 4) with { AnchorLength = 30, PassingLength = 2 }, 40).Message);
+            Prefill("embedded-random", Options(StrategyKind.Apb, 4) with { AnchorLength = 30, PassingLength = 2 }, 40).Message);
 
     [Fact]
     public void PassingLongerThanTheBlock() =>
         Assert.Contains("passing length of 12 tokens is longer than the block of 10 tokens",
-            Prefill("embedded", Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 12 }, 40).Message);
+            Prefill("embedded-random", Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 12 }, 40).Message);
 
     [Fact]
     public void QueryLongerThanTheAnchor() =>
         Assert.Contains("query of 6 tokens is longer than the anchor of 4 tokens",
-            Prefill("embedded", Options(StrategyKind.Apb, 4) with { AnchorLength = 4, PassingLength = 2 }, 40, 6).Message);
+            Prefill("embedded-random", Options(StrategyKind.Apb, 4) with { AnchorLength = 4, PassingLength = 2 }, 40, 6).Message);
 
     [Fact]
     public void UlyssesWithRanksNotDividingKvHeads()
@@ -47,7 +47,7 @@ public class ValidationTests
     [Fact]
     public void RetainingScorerWithoutAFile()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         var e = Assert.Throws<ApbException>(() => Session(m, Options(StrategyKind.Apb, 2) with { Scorer = ScorerKind.Retaining }));
         Assert.Contains("--retaining-heads", e.Message);
     }
@@ -55,12 +55,12 @@ public class ValidationTests
     [Fact]
     public void QueryAwareScorerWithoutAQueryInTheAnchor() =>
         Assert.Contains("query-aware scorer",
-            Prefill("embedded", Options(StrategyKind.Apb, 4) with { AnchorLength = 0, PassingLength = 2 }, 40).Message);
+            Prefill("embedded-random", Options(StrategyKind.Apb, 4) with { AnchorLength = 0, PassingLength = 2 }, 40).Message);
 
     [Fact]
     public void FullOnSeveralRanks()
     {
-        var m = LoadModel("embedded");
+        var m = LoadModel("embedded-random");
         Assert.Contains("strategy full runs on one rank",
             Assert.Throws<ApbException>(() => Session(m, Options(StrategyKind.Full, 2))).Message);
     }

@@ -2,6 +2,7 @@ using Apb.Backends.Cpu;
 using Apb.Checkpoints;
 using Apb.Engine;
 using Apb.Model;
+using Apb.Runtime;
 using Xunit;
 
 namespace Apb.Tests.EngineTests;

@@ -6,7 +6,7 @@ using Xunit;
 
 namespace Apb.Tests.Server;
 
-/// <summary>The in-process IChatClient on the embedded model: same answers as the server, usage, options, cancellation.</summary>
+/// <summary>The in-process IChatClient on the random-weight fixture: same answers as the server, usage, options, cancellation.</summary>
 [Collection(ServerCollection.Name)]
 public class ChatClientTests
 {

@@ -4,10 +4,11 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Apb.Backends.Cpu;
-using Apb.Distributed;
 using Apb.Model;
+using Apb.Runtime;
 using Apb.Server;
 using Apb.Serving;
+using Apb.Strategies;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -93,9 +94,9 @@ public class HostileRequestTests(ITestOutputHelper log)
         allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         AssertError(status, error, 400, "context_length_exceeded", "more than 32768 tokens");
         log.WriteLine($"{body.Length / 1e6:F1} MB body past the context: {allocated / 1e6:F0} MB allocated");
-        // The text is rendered into the chat template (a few copies) and tokenized only until it cannot fit; counting
-        // every token of it, as before, took 57 bytes per body byte (236 MB for 4.1 MB; 101 MB with the bound).
-        Assert.True(allocated < 30L * body.Length, $"{allocated / 1e6:F0} MB allocated for a {body.Length / 1e6:F1} MB body");
+        // The text is rendered into the chat template (most of what remains) and tokenized only until it cannot fit;
+        // counting every token of it, as before, took 360 MB for this body (69 bytes per byte; 196 MB with the bound).
+        Assert.True(allocated < 55L * body.Length, $"{allocated / 1e6:F0} MB allocated for a {body.Length / 1e6:F1} MB body");
         Assert.Equal(0, server.Runner.Queue.Waiting + server.Runner.Queue.Running);
 
         // What the refused request held is handed back at once, not at some later collection.
@@ -128,18 +129,21 @@ public class HostileRequestTests(ITestOutputHelper log)
         var bundle = Harness.Bundle;
         var weights = LlamaWeights.Load(bundle.Config, bundle.Checkpoint, new CpuBackend());
         int sessions = 0;
-        ServedModel Strategy(StrategyOptions so) =>
-            new(Harness.Id, bundle.Tokenizer, bundle.Config.MaxPositionEmbeddings, bundle.StopTokens, (p, _) =>
+        // As apb serve builds it: a resident rank group, a session per request, the group's plan as the prompt check.
+        ServedModel Strategy(RankGroup group) =>
+            new(Harness.Id, bundle.Tokenizer, bundle.Config.MaxPositionEmbeddings, bundle.StopTokens, (p, capacity) =>
             {
                 Interlocked.Increment(ref sessions);
-                return new DistributedSession(bundle.Config, weights, _ => new CpuBackend(), so with { AnchorInsertAt = p.AnchorInsertAt });
+                return new GroupSession(group, p.AnchorInsertAt, capacity - p.Count);
             })
             {
-                CheckPrompt = p => DistributedSession.CheckPrefill(so with { AnchorInsertAt = p.AnchorInsertAt }, p.Context.Count, p.Query.Count),
+                CheckPrompt = p => GroupSession.CheckPrefill(group, p.Context.Count, p.Query.Count, p.AnchorInsertAt),
             };
 
         // APB with an 8-token anchor and a longer question: the CLI said so cleanly, the server answered 500.
-        await using (var apb = await Harness.StartAsync(Strategy(new StrategyOptions { Strategy = StrategyKind.Apb, Ranks = 2, AnchorLength = 8, FallbackBelow = 0 })))
+        using (var group = RankGroup.Create(bundle.Config, new StrategyOptions { Strategy = StrategyKind.Apb, Ranks = 2, AnchorLength = 8, FallbackBelow = 0 },
+                   _ => new CpuBackend(), _ => weights))
+        await using (var apb = await Harness.StartAsync(Strategy(group)))
         {
             using var http = Harness.Http(apb);
             string prompt = string.Concat(Enumerable.Repeat("The mill grinds grain. ", 20)) + "\n\nWhat exactly does the old mill by the river grind, and for whom?";
@@ -151,7 +155,8 @@ public class HostileRequestTests(ITestOutputHelper log)
         }
 
         // Ring over 8 ranks and a two-token prompt: streaming gave 200, an error event and no [DONE].
-        await using (var ring = await Harness.StartAsync(Strategy(new StrategyOptions { Strategy = StrategyKind.Ring, Ranks = 8 })))
+        using (var group = RankGroup.Create(bundle.Config, new StrategyOptions { Strategy = StrategyKind.Ring, Ranks = 8 }, _ => new CpuBackend(), _ => weights))
+        await using (var ring = await Harness.StartAsync(Strategy(group)))
         {
             using var http = Harness.Http(ring);
             var (status, events) = await Harness.StreamAsync(http, "/v1/completions", """{"prompt": "a b", "max_tokens": 2, "stream": true}""");

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace Apb.Tests.Server;
 
 /// <summary>
-/// A bounded mixed load on the real embedded model: every request ends in exactly one complete answer or one clean
+/// A bounded mixed load on the random-weight fixture (embedded-random): every request ends in exactly one complete answer or one clean
 /// error, mid-stream disconnects free their sessions, and the managed heap comes back to where it started.
 /// </summary>
 [Collection(ServerCollection.Name)]

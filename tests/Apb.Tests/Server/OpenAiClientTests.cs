@@ -5,7 +5,7 @@ using Xunit;
 
 namespace Apb.Tests.Server;
 
-/// <summary>The official OpenAI .NET client against `apb serve` on the embedded model (its text is gibberish).</summary>
+/// <summary>The official OpenAI .NET client against `apb serve` on the random-weight fixture (its text is gibberish).</summary>
 [Collection(ServerCollection.Name)]
 public class OpenAiClientTests(SharedServer shared)
 {

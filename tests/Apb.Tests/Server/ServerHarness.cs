@@ -22,7 +22,7 @@ public sealed class ServerCollection : ICollectionFixture<SharedServer>
 }
 
 /// <summary>
-/// One server on the embedded model for the tests that only read from it (one request at a time, 1 MiB body limit so
+/// One server on the random-weight fixture (embedded-random) for the tests that only read from it (one request at a time, 1 MiB body limit so
 /// the 413 test needs no big upload).
 /// </summary>
 public sealed class SharedServer : IAsyncLifetime
@@ -44,7 +44,7 @@ public sealed class SharedServer : IAsyncLifetime
     }
 }
 
-/// <summary>The embedded model opened once for every server test; servers on it start in milliseconds.</summary>
+/// <summary>The random-weight fixture (tests/fixtures/models/embedded-random) opened once for every server test; servers on it start in milliseconds.</summary>
 static class Harness
 {
     static readonly Lazy<ModelBundle> LazyBundle = new(() => ModelBundle.Open(Repo.TinyModel));
@@ -116,7 +116,7 @@ static class Harness
 }
 
 /// <summary>
-/// Wraps the real sessions of the embedded model so tests can hold a request in prefill (<see cref="Gate"/>), slow its
+/// Wraps the real sessions of the random-weight fixture so tests can hold a request in prefill (<see cref="Gate"/>), slow its
 /// decode down, make one fail, and see how many sessions are alive.
 /// </summary>
 sealed class ProbeSessions

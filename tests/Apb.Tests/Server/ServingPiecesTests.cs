@@ -46,7 +46,7 @@ public class ServingPiecesTests
 
     public static TheoryData<string?> Templates => new()
     {
-        null, // the embedded model: plain
+        null, // the random-weight fixture's own: plain
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}",
         "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}",
     };
@@ -74,11 +74,12 @@ public class ServingPiecesTests
         Assert.Equal(t.Render(noBlank, addGenerationPrompt: true), tok.Decode(whole.Context) + tok.Decode(whole.Query));
         Assert.Contains("Just a question?", tok.Decode(whole.Context));
         Assert.DoesNotContain("question", tok.Decode(whole.Query));
-        // The [system, user] case is exactly ChatTemplate.Split's cut.
-        var split = t.Split("Be brief.", "Part one.\n\nPart two.", "What is in part two?");
+        // The [system, user] case is cut right before the question's blank line.
+        string rendered = t.Render(single, addGenerationPrompt: true);
+        int cut = rendered.IndexOf("\n\nWhat is in part two?", StringComparison.Ordinal);
         var ps = PromptTokens.FromChat(tok, single);
-        Assert.Equal(split.Prefix + split.Document, tok.Decode(ps.Context));
-        Assert.Equal(split.Suffix, tok.Decode(ps.Query));
+        Assert.Equal(rendered[..cut], tok.Decode(ps.Context));
+        Assert.Equal(rendered[cut..], tok.Decode(ps.Query));
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using Apb.Backends.Cpu;
-using Apb.Distributed;
 using Apb.Model;
+using Apb.Strategies;
+using Apb.Runtime;
 using Apb.Serving;
 using OpenAI.Chat;
 using Xunit;
@@ -16,8 +17,9 @@ public class StrategyServingTests
     {
         var bundle = Harness.Bundle;
         var weights = LlamaWeights.Load(bundle.Config, bundle.Checkpoint, new CpuBackend());
-        var ring = Harness.Model((prompt, capacity) => new DistributedSession(bundle.Config, weights, _ => new CpuBackend(),
-            new StrategyOptions { Strategy = StrategyKind.Ring, Ranks = 3, AnchorInsertAt = prompt.AnchorInsertAt }));
+        using var group = RankGroup.Create(bundle.Config, new StrategyOptions { Strategy = StrategyKind.Ring, Ranks = 3 },
+            _ => new CpuBackend(), _ => weights);
+        var ring = Harness.Model((prompt, capacity) => new GroupSession(group, prompt.AnchorInsertAt, capacity - prompt.Count));
         string document = string.Join(" ", Enumerable.Repeat("The mill by the river grinds grain for the village.", 12));
         var messages = new List<ChatMessage> { new UserChatMessage(document + "\n\nWhat does the mill grind?") };
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 10, Temperature = 0 };

@@ -11,9 +11,9 @@ namespace Apb.Tests.Tokenization;
 public class ChatTemplateFixtureTests
 {
     [Theory]
-    [InlineData("llama-tiny", "llama3")]
-    [InlineData("qwen2-tiny", "chatml")]
-    [InlineData("embedded-random", "chatml")]
+    [InlineData("llama-tiny", "jinja")]
+    [InlineData("qwen2-tiny", "jinja")]
+    [InlineData("embedded-random", "jinja")]
     public void RenderAndIdsMatchHuggingFace(string fixture, string expectedTemplate)
     {
         string refDir = Repo.Fixture(fixture);

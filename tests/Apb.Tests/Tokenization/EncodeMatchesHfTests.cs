@@ -8,11 +8,19 @@ public class EncodeMatchesHfTests
 {
     private const int RandomCount = 3000;
 
-    public static TheoryData<string> AllShapes => new() { "llama3", "qwen3", "gpt2-shape", "gpt2-prefix-space", "split-prefix-space", "added-token-flags", "llama3-template-bos" };
+    public static TheoryData<string> AllShapes => new()
+    {
+        "llama3", "qwen3", "gpt2-shape", "gpt2-prefix-space", "split-prefix-space", "added-token-flags", "llama3-template-bos",
+        "llama3_1", "qwen2_5", "llama2", "yi", "llama2-non-legacy", "llama2-metaspace-split", "llama2-added-tokens",
+    };
 
     [Theory]
     [InlineData("llama3", 1)]
     [InlineData("qwen3", 2)]
+    [InlineData("llama3_1", 9)]
+    [InlineData("qwen2_5", 10)]
+    [InlineData("llama2", 11)]
+    [InlineData("yi", 12)]
     public void RandomStringsEncodeAndDecodeLikeHf(string name, int seed)
     {
         var t = TokenizerFixtures.Get(name);
@@ -22,12 +30,47 @@ public class EncodeMatchesHfTests
             string text = random.Text();
             var ours = t.Ours.Encode(text);
             AssertSameIds(t.Hf.Encode(text), ours, text, name);
-            Assert.Equal(ours, t.Ours.Encode(text, addSpecialTokens: false)); // these files' post-processors add nothing
-
-            // HF decodes with skip_special_tokens; without skipping, decoding gives the (normalized) text back.
+            // HF decodes with skip_special_tokens.
             Assert.Equal(t.Hf.Decode(ours.Select(id => (uint)id).ToArray()), t.Ours.Decode(ours, skipSpecialTokens: true));
-            string expected = name == "qwen3" ? Nfc.Normalize(text) : text;
-            Assert.Equal(expected, t.Ours.Decode(ours));
+            if (name is "llama3" or "qwen3")
+            {
+                // These files' post-processors add nothing, and byte-level decoding gives the (normalized) text back.
+                Assert.Equal(ours, t.Ours.Encode(text, addSpecialTokens: false));
+                string expected = name == "qwen3" ? Nfc.Normalize(text) : text;
+                Assert.Equal(expected, t.Ours.Decode(ours));
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(AllShapes))]
+    public void MultilingualSentencesEncodeAndDecodeLikeHf(string name)
+    {
+        var t = TokenizerFixtures.Get(name);
+        var all = new List<string>(MultilingualText.Sentences) { string.Join("\n\n", MultilingualText.Sentences) };
+        foreach (string text in all)
+        {
+            var ours = t.Ours.Encode(text);
+            AssertSameIds(t.Hf.Encode(text), ours, text, name);
+            Assert.Equal(t.Hf.Decode(ours.Select(id => (uint)id).ToArray()), t.Ours.Decode(ours, skipSpecialTokens: true));
+        }
+    }
+
+    [Theory]
+    [InlineData("llama2-non-legacy", 13)]
+    [InlineData("llama2-metaspace-split", 14)]
+    [InlineData("llama2-added-tokens", 15)]
+    public void SentencePieceShapesEncodeAndDecodeLikeHf(string name, int seed)
+    {
+        var t = TokenizerFixtures.Get(name);
+        var random = new RandomText(seed);
+        for (int i = 0; i < RandomCount / 3; i++)
+        {
+            string text = random.Text();
+            if (name == "llama2-added-tokens") text = text.Replace("<think>", "<tool>").Replace("<|im_start|>", "[INST]").Replace("<|im_end|>", " [/INST] ");
+            var ours = t.Ours.Encode(text);
+            AssertSameIds(t.Hf.Encode(text), ours, text, name);
+            Assert.Equal(t.Hf.Decode(ours.Select(id => (uint)id).ToArray()), t.Ours.Decode(ours, skipSpecialTokens: true));
         }
     }
 
@@ -61,12 +104,15 @@ public class EncodeMatchesHfTests
             "", " ", "\n", "x", "<|endoftext|><|endoftext|>", "<|reserved_special_token_250|>!", "   <|im_end|>   ",
             "a <think> b", "a\n\n<think>b", "a </think>  \n b", "x<tool_call>y", "x <tool_call> y", "é<tool_call>", "<tool_call>_",
             "<|fim_pad|>x<|fim_pad|>", " \t<|im_end|>\n\n<|im_end|>", "<think></think>", "日本<tool_call>語",
+            "<s>[INST] hi [/INST]</s>", "<s> x</s> <s>  y", "[INST]<tool> a <tool>b[/INST]", "  [/INST]  z", "<unk>?", "</s>",
+            "<|startoftext|>Hi<|endoftext|>", "x<s>", "▁<s>▁",
         ];
         foreach (string text in texts)
         {
             var hf = t.Hf.Encode(text);
             AssertSameIds(hf, t.Ours.Encode(text, addSpecialTokens: true), text, name);
-            var withoutPost = name == "llama3-template-bos" ? hf.Skip(1).ToArray() : hf;
+            bool addsBos = name is "llama3-template-bos" or "llama3_1" || name.StartsWith("llama2", StringComparison.Ordinal);
+            var withoutPost = addsBos ? hf.Skip(1).ToArray() : hf;
             AssertSameIds(withoutPost, t.Ours.Encode(text, addSpecialTokens: false), text, name + " without special tokens");
         }
     }
@@ -74,6 +120,8 @@ public class EncodeMatchesHfTests
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen3")]
+    [InlineData("llama2")]
+    [InlineData("yi")]
     public void LongPiecesEncodeLikeHf(string name)
     {
         // Long pre-tokens take the heap path of the BPE merge; short ones the array path.
@@ -104,14 +152,21 @@ public class EncodeMatchesHfTests
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen3")]
+    [InlineData("llama2")]
+    [InlineData("yi")]
+    [InlineData("llama2-metaspace-split")]
     public void RandomIdSequencesDecodeLikeHf(string name)
     {
         // Random ids split characters across tokens and produce invalid UTF-8: U+FFFD placement must match.
         var t = TokenizerFixtures.Get(name);
         var random = new Random(7);
+        // SentencePiece vocabularies: half the draws from the <0xNN> byte tokens, so that runs of them (valid and
+        // invalid UTF-8) are common.
+        int? firstByte = t.Ours.TokenToId("<0x00>");
+        int Draw() => firstByte is int b && random.Next(2) == 0 ? b + random.Next(256) : random.Next(t.Ours.VocabSize);
         for (int i = 0; i < 2000; i++)
         {
-            var ids = Enumerable.Range(0, 1 + random.Next(12)).Select(_ => random.Next(t.Ours.VocabSize)).ToArray();
+            var ids = Enumerable.Range(0, 1 + random.Next(12)).Select(_ => Draw()).ToArray();
             Assert.Equal(t.Hf.Decode(ids.Select(id => (uint)id).ToArray()), t.Ours.Decode(ids, skipSpecialTokens: true));
         }
     }

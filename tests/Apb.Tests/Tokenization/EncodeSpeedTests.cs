@@ -10,6 +10,8 @@ public class EncodeSpeedTests(ITestOutputHelper output)
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen3")]
+    [InlineData("llama2")] // no pre-tokenizer: the megabyte is one word for BPE
+    [InlineData("yi")]
     public void OneMegabyteEncodesInSeconds(string name)
     {
         var t = TokenizerFixtures.Get(name);

@@ -9,6 +9,8 @@ public class StreamingDecoderTests
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen3")]
+    [InlineData("llama2")]                 // <0xNN> byte-fallback tokens, leading space stripped
+    [InlineData("yi")]
     public void MultiByteCharactersSplitAcrossTokensComeOutWhole(string name)
     {
         var t = TokenizerFixtures.Get(name).Ours;
@@ -29,6 +31,11 @@ public class StreamingDecoderTests
     [Theory]
     [InlineData("llama3", true)]
     [InlineData("qwen3", false)]
+    [InlineData("llama2", true)]
+    [InlineData("llama2", false)]
+    [InlineData("yi", true)]
+    [InlineData("llama2-non-legacy", true)]
+    [InlineData("llama2-metaspace-split", false)]
     public void StreamEqualsDecodeOnRandomText(string name, bool skipSpecialTokens)
     {
         var t = TokenizerFixtures.Get(name).Ours;
@@ -58,6 +65,37 @@ public class StreamingDecoderTests
         Assert.Equal("", decoder.Flush());
         Assert.Equal("", decoder.Push(t.TokenToId("<|eot_id|>")!.Value)); // special tokens skipped by default
         Assert.Equal("", decoder.Push(-5));                               // unknown ids too, like HF decode
+    }
+
+    [Fact]
+    public void ByteFallbackRunsDecodeAsHfDoes()
+    {
+        var t = TokenizerFixtures.Llama2.Ours;
+        int b(int x) => t.TokenToId($"<0x{x:X2}>")!.Value;
+        int space = t.TokenToId("▁a")!.Value;
+
+        // "中" is E4 B8 AD: held back until whole, then once; the stream's first space is stripped as HF's Strip does.
+        var decoder = new StreamingDecoder(t);
+        Assert.Equal("", decoder.Push(b(0xE4)));
+        Assert.Equal("", decoder.Push(b(0xB8)));
+        Assert.Equal("中", decoder.Push(b(0xAD)));
+        Assert.Equal(" a", decoder.Push(space));
+        Assert.Equal("中 a", t.Decode([b(0xE4), b(0xB8), b(0xAD), space]));
+
+        // An unfinished run ends as one U+FFFD per byte, in the stream and in HF's decode alike.
+        decoder = new StreamingDecoder(t);
+        Assert.Equal("", decoder.Push(b(0xE4)));
+        Assert.Equal("", decoder.Push(b(0xB8)));
+        Assert.Equal("\uFFFD\uFFFD a", decoder.Push(space));
+        Assert.Equal("\uFFFD\uFFFD a", t.Decode([b(0xE4), b(0xB8), space]));
+        Assert.Equal("\uFFFD", decoder.Push(b(0x80))); // can never start a character
+        Assert.Equal("", decoder.Push(b(0xF0)));
+        Assert.Equal("\uFFFD", decoder.Flush());
+
+        // A leading space from the first token only: the stream strips it once.
+        decoder = new StreamingDecoder(t);
+        Assert.Equal("a", decoder.Push(space));
+        Assert.Equal(" a", decoder.Push(space));
     }
 
     private static string ByteLevelChar(byte b)

@@ -61,7 +61,45 @@ public static class TokenizerFixtures
             """);
     }));
 
+    private static readonly Lazy<Pair> s_llama31 = new(() => Load("llama3_1", Model("llama3_1", "tokenizer.json"), Model("llama3_1", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_qwen25 = new(() => Load("qwen2_5", Model("qwen2_5", "tokenizer.json"), Model("qwen2_5", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_llama2 = new(() => Load("llama2", Model("llama2", "tokenizer.json"), Model("llama2", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_yi = new(() => Load("yi", Model("yi", "tokenizer.json"), Model("yi", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_llama2NonLegacy = new(() => Variant("llama2", "llama2-non-legacy", root =>
+    {
+        // What transformers' LlamaConverter writes with legacy=False (Mistral v0.3, newer Llama-2 conversions): no
+        // normalizer, Metaspace adds "▁" only at the start of the text, never after a special token.
+        root["normalizer"] = null;
+        root["pre_tokenizer"] = JsonNode.Parse("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}""");
+    }));
+    private static readonly Lazy<Pair> s_llama2MetaspaceSplit = new(() => Variant("llama2", "llama2-metaspace-split", root =>
+    {
+        // The older SentencePiece shape: Metaspace splitting at every "▁", prefixing every stretch, and its decoder.
+        root["normalizer"] = null;
+        root["pre_tokenizer"] = JsonNode.Parse("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}""");
+        root["decoder"] = JsonNode.Parse("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}""");
+    }));
+    private static readonly Lazy<Pair> s_llama2AddedTokens = new(() => Variant("llama2", "llama2-added-tokens", root =>
+    {
+        // User-added tokens on a SentencePiece vocabulary: one matched after normalization ("▁" prefix and all), one
+        // before, one with whitespace stripping; and a missing byte token, so unknown characters fall back to <unk>.
+        var added = root["added_tokens"]!.AsArray();
+        // HF numbers added tokens after the vocabulary (by its entry count), special ones first, whatever the file says;
+        // these ids agree.
+        added.Add(JsonNode.Parse("""{"id": 32000, "content": "[INST]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}"""));
+        added.Add(JsonNode.Parse("""{"id": 32001, "content": "[/INST]", "single_word": false, "lstrip": true, "rstrip": true, "normalized": false, "special": true}"""));
+        added.Add(JsonNode.Parse("""{"id": 32002, "content": "<tool>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}"""));
+        var vocab = root["model"]!["vocab"]!.AsObject();
+        var f0 = vocab["<0xF0>"]!.GetValue<int>();
+        vocab.Remove("<0xF0>");
+        vocab["<no byte F0>"] = f0; // the same count of entries: HF numbers added tokens from it
+    }));
+
     public static Pair Llama3 => s_llama3.Value;
+    public static Pair Llama31 => s_llama31.Value;
+    public static Pair Qwen25 => s_qwen25.Value;
+    public static Pair Llama2 => s_llama2.Value;
+    public static Pair Yi => s_yi.Value;
     public static Pair Qwen3 => s_qwen3.Value;
     public static Pair Gpt2Shape => s_gpt2Shape.Value;
     public static Pair Gpt2PrefixSpace => s_gpt2PrefixSpace.Value;
@@ -78,6 +116,13 @@ public static class TokenizerFixtures
         "split-prefix-space" => SplitPrefixSpace,
         "added-token-flags" => AddedTokenFlags,
         "llama3-template-bos" => Llama31Bos,
+        "llama3_1" => Llama31,
+        "qwen2_5" => Qwen25,
+        "llama2" => Llama2,
+        "yi" => Yi,
+        "llama2-non-legacy" => s_llama2NonLegacy.Value,
+        "llama2-metaspace-split" => s_llama2MetaspaceSplit.Value,
+        "llama2-added-tokens" => s_llama2AddedTokens.Value,
         _ => throw new ArgumentException(name),
     };
 

@@ -104,7 +104,6 @@ public sealed class TokenizerLoadErrorTests : IDisposable
 
     [Theory]
     [InlineData("""{"type": "Whitespace"}""", "Whitespace")]
-    [InlineData("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}""", "Metaspace")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel"}]}""", "Digits")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": false}, {"type": "ByteLevel"}]}""", "Removed")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{Han}+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel"}]}""", "\\p{Han}")]
@@ -133,12 +132,76 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     }
 
     [Fact]
-    public void SentencePieceStyleBpeIsRefused()
+    public void ByteFallbackWithByteLevelIsRefused()
     {
         var json = SmallTokenizer();
         json["model"]!["byte_fallback"] = true;
         var e = LoadFails(Write(json));
         Assert.Contains("byte_fallback", e.Message);
+    }
+
+    [Fact]
+    public void InvalidUnicodeIsACleanError()
+    {
+        string good = SmallTokenizer().ToJsonString();
+        // A byte that is not UTF-8 in the middle of the file.
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(good);
+        bytes[bytes.Length / 2] = 0xFF;
+        string broken = Path.Combine(_dir, "broken.json");
+        File.WriteAllBytes(broken, bytes);
+        var e = LoadFails(broken);
+        Assert.Contains(broken, e.Message);
+        Assert.Contains("not valid UTF-8", e.Message);
+        Assert.Contains($"offset {bytes.Length / 2}", e.Message);
+
+        // A UTF-16 file (as some editors save JSON).
+        string utf16 = Path.Combine(_dir, "utf16.json");
+        File.WriteAllText(utf16, good, System.Text.Encoding.Unicode);
+        e = LoadFails(utf16);
+        Assert.Contains(utf16, e.Message);
+        Assert.Contains("UTF-16", e.Message);
+
+        // Valid JSON whose \u escape is a lone surrogate: not a string HF (Rust) can hold.
+        var json = SmallTokenizer();
+        json["added_tokens"]![0]!["content"] = "PLACEHOLDER";
+        string lone = Write(json.ToJsonString().Replace("PLACEHOLDER", "\\ud800x"), "lone.json");
+        e = LoadFails(lone);
+        Assert.Contains(lone, e.Message);
+        Assert.Contains("not valid Unicode", e.Message);
+
+        // The same for tokenizer_config.json and chat_template.jinja beside it.
+        string tokenizer = Write(SmallTokenizer());
+        string config = Path.Combine(_dir, "tokenizer_config.json");
+        File.WriteAllBytes(config, [.. "{\"eos_token\": \""u8, 0xC3, 0x28, .. "\"}"u8]);
+        e = LoadFails(tokenizer, config);
+        Assert.Contains("tokenizer_config.json", e.Message);
+        Assert.Contains("not valid UTF-8", e.Message);
+        File.WriteAllText(config, "{\"eos_token\": \"\\udc00\"}");
+        e = LoadFails(tokenizer, config);
+        Assert.Contains("tokenizer_config.json", e.Message);
+        File.WriteAllText(config, "{}");
+        File.WriteAllBytes(Path.Combine(_dir, "chat_template.jinja"), [.. "{{ messages }}"u8, 0xE2, 0x82]);
+        e = LoadFails(tokenizer, config);
+        Assert.Contains("chat_template.jinja", e.Message);
+        Assert.Contains("not valid UTF-8", e.Message);
+    }
+
+    [Fact]
+    public void ChatTemplateComesFromTheNamedListOrTheJinjaFileBeside()
+    {
+        string tokenizer = Write(SmallTokenizer());
+        string config = Write("""
+            {"eos_token": "<|endoftext|>", "chat_template": [
+              {"name": "tool_use", "template": "tools"},
+              {"name": "default", "template": "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"}]}
+            """, "tokenizer_config.json");
+        var t = HfTokenizer.Load(tokenizer, config);
+        Assert.Equal("hi<|endoftext|>", t.ChatTemplate.Render([new ChatMessage("user", "hi")], true));
+
+        // As in transformers, chat_template.jinja beside the config replaces the config's template.
+        File.WriteAllText(Path.Combine(_dir, "chat_template.jinja"), "[{{ messages[0].content }}]\n");
+        t = HfTokenizer.Load(tokenizer, config);
+        Assert.Equal("[hi]", t.ChatTemplate.Render([new ChatMessage("user", "hi")], true));
     }
 
     [Fact]

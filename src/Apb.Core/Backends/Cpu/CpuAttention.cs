@@ -89,8 +89,8 @@ static unsafe class CpuAttention
     /// <summary>Attention for KV head <paramref name="kh"/>'s query heads at positions [i0, i0 + p.Positions).</summary>
     /// <remarks>
     /// AggressiveOptimization here and on the kernels: compiled fully optimised at the first call. At tier 0 the vector
-    /// wrappers are not inlined, and short calls (a decode step) ran many times before tiering up (docs/kernels/cpu-attention.md:
-    /// the old kernel's decode at 4K was 1.1 ms cold against 0.43 ms warm).
+    /// wrappers are not inlined, and short calls (a decode step) would run many times before tiering up
+    /// (docs/kernels/cpu-attention.md).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void QueryBlock<TV>(Problem p, int kh, int i0) where TV : struct, IVec<TV>
@@ -362,6 +362,34 @@ static unsafe class CpuAttention
                 float w1 = MathF.Exp(l1 - m), w2 = MathF.Exp(l2 - m), sum = w1 + w2;
                 for (int c = 0; c < d; c++) ah[c] = (w1 * ah[c] + w2 * p[h * d + c]) / sum;
                 la[h] = m + MathF.Log(sum);
+            }
+        });
+    }
+
+    /// <summary>Merges count stacked partial results of the same rows (IBackend.MergeAttentionParts), in rank order.</summary>
+    public static void MergeParts(CpuTensor parts, CpuTensor lses, int count, int heads, CpuTensor output)
+    {
+        int t = output.Rows, d = output.Cols / heads;
+        Parallel.For(0, t, i =>
+        {
+            var o = output.Row(i);
+            var w = new float[count];
+            for (int h = 0; h < heads; h++)
+            {
+                float m = float.NegativeInfinity;
+                for (int r = 0; r < count; r++) m = MathF.Max(m, lses.Row(r * t + i)[h]);
+                var oh = o.Slice(h * d, d);
+                oh.Clear();
+                if (float.IsNegativeInfinity(m)) continue;
+                float sum = 0;
+                for (int r = 0; r < count; r++) sum += w[r] = MathF.Exp(lses.Row(r * t + i)[h] - m);
+                for (int r = 0; r < count; r++)
+                {
+                    if (w[r] == 0) continue;
+                    var ph = parts.Row(r * t + i).Slice(h * d, d);
+                    for (int c = 0; c < d; c++) oh[c] += w[r] * ph[c];
+                }
+                for (int c = 0; c < d; c++) oh[c] /= sum;
             }
         });
     }

@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using Apb.Checkpoints;
-using Apb.Model;
 
 namespace Apb.Backends.Cpu;
 
@@ -8,6 +7,7 @@ namespace Apb.Backends.Cpu;
 public sealed class CpuBackend : IBackend
 {
     public string Name => "cpu";
+    public IPassingOps Passing { get; } = new CpuPassingOps();
 
     int[] _positions = new int[256];
 
@@ -38,13 +38,6 @@ public sealed class CpuBackend : IBackend
             throw new ArgumentException($"copy of [{rows}, {cols}] from {s}@({srcRow},{srcCol}) to {d}@({dstRow},{dstCol}) is out of bounds");
         for (int r = 0; r < rows; r++)
             s.Row(srcRow + r).Slice(srcCol, cols).CopyTo(d.Row(dstRow + r).Slice(dstCol, cols));
-    }
-
-    public void GatherRows(Tensor src, ReadOnlySpan<int> rowIndex, Tensor dst)
-    {
-        var s = C(src); var d = C(dst);
-        if (d.Rows != rowIndex.Length || d.Cols != s.Cols) throw new ArgumentException($"gather of {rowIndex.Length} rows of {s} into {d}");
-        for (int i = 0; i < rowIndex.Length; i++) s.Row(rowIndex[i]).CopyTo(d.Row(i));
     }
 
     public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output)
@@ -166,6 +159,19 @@ public sealed class CpuBackend : IBackend
         Same(acc, part, "merge"); Same(accLse, partLse, "merge");
         CpuAttention.Merge(C(acc), C(accLse), C(part), C(partLse), heads);
     }
+
+    public void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output)
+    {
+        var p = C(parts); var l = C(lses); var o = C(output);
+        int t = o.Rows;
+        if (count < 1 || p.Rows != count * t || p.Cols != o.Cols || l.Rows != count * t || l.Cols != heads || o.Cols % heads != 0)
+            throw new ArgumentException($"merge of {count} parts: parts {p}, lses {l}, {heads} heads into {o}");
+        CpuAttention.MergeParts(p, l, count, heads, o);
+    }
+
+    /// <summary>Not tracked: CPU tensors are managed arrays, freed by the GC.</summary>
+    public MemoryStats Memory => default;
+    public void ResetPeakMemory() { }
 
     public void Synchronize() { }
     public void Dispose() { }

@@ -1,4 +1,4 @@
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;
@@ -42,11 +42,12 @@ public class LauncherTests
         Directory.CreateDirectory(pids);
         try
         {
-            // Rank 0 would run for a minute; rank 1 fails once rank 0 is up.
-            var r = Run(Shell($"echo $$ > {pids}/$RANK; if [ $RANK = 1 ]; then sleep 0.5; exit 3; fi; sleep 60"));
+            // Rank 0 would run for a minute and then leave a mark; rank 1 fails once rank 0 has written its pid. Only a
+            // launcher that stopped rank 0 returns with no mark there (one that waited for it returns after the minute).
+            var r = Run(Shell($"echo $$ > {pids}/$RANK; if [ $RANK = 1 ]; then while [ ! -s {pids}/0 ]; do sleep 0.05; done; exit 3; fi; sleep 60; touch {pids}/finished$RANK"));
             Assert.Equal(1, r.Code);
             Assert.Contains("error: rank 1 exited with code 3; stopped rank(s) 0", r.Err);
-            Assert.True(r.Took < TimeSpan.FromSeconds(15), $"took {r.Took}");
+            Assert.False(File.Exists(Path.Combine(pids, "finished0")), $"rank 0 ran to its end: it was not stopped (launcher took {r.Took})");
             int rank0 = int.Parse(File.ReadAllText(Path.Combine(pids, "0")).Trim());
             Assert.False(Alive(rank0), "rank 0 was left running");
         }
@@ -56,10 +57,17 @@ public class LauncherTests
     [Fact]
     public void ARunPastItsTimeoutIsKilled()
     {
-        var r = Run(Shell("sleep 60") with { Timeout = TimeSpan.FromSeconds(1) });
-        Assert.Equal(1, r.Code);
-        Assert.Contains("--timeout 1 s with rank(s) 0, 1 still running", r.Err);
-        Assert.True(r.Took < TimeSpan.FromSeconds(15), $"took {r.Took}");
+        string marks = Path.Combine(Path.GetTempPath(), $"apb-launch-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(marks);
+        try
+        {
+            // Each rank leaves a mark only if it runs its minute out: a killed run leaves none.
+            var r = Run(Shell($"sleep 60; touch {marks}/finished$RANK") with { Timeout = TimeSpan.FromSeconds(1) });
+            Assert.Equal(1, r.Code);
+            Assert.Contains("--timeout 1 s with rank(s) 0, 1 still running", r.Err);
+            Assert.Empty(Directory.GetFiles(marks));
+        }
+        finally { Directory.Delete(marks, true); }
     }
 
     [Fact]
@@ -90,9 +98,9 @@ public class LauncherTests
     [Fact]
     public void TheCliRefusesCommandsThatCannotRunAsARank()
     {
-        var serve = CliRun.Apb("launch", "--nproc-per-node", "2", "--", "serve");
-        Assert.Equal(1, serve.Code);
-        Assert.Contains("apb launch runs one of generate, logits, bench after --, got 'serve'", serve.Err);
+        var inspect = CliRun.Apb("launch", "--nproc-per-node", "2", "--", "inspect");
+        Assert.Equal(1, inspect.Code);
+        Assert.Contains("apb launch runs one of generate, logits, bench, serve after --, got 'inspect'", inspect.Err);
         var nothing = CliRun.Apb("launch", "--nproc-per-node", "2");
         Assert.Equal(1, nothing.Code);
         Assert.Contains("got ''", nothing.Err);

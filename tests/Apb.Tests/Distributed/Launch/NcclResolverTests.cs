@@ -1,4 +1,4 @@
-using Apb.Cuda.Native;
+using Apb.Backends.Cuda.Native;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Apb.Distributed.Launch;
+using Apb.Runtime.Launch;
 using Xunit;
 
 namespace Apb.Tests.Distributed.Launch;
@@ -40,8 +40,16 @@ public class RendezvousTests
         int port = Port(listener);
         var joins = Enumerable.Range(1, N - 1)
             .Select(r => Start(() => Rendezvous.Join("127.0.0.1", port, r, N, TimeSpan.FromSeconds(20)))).ToArray();
-        Rendezvous.Serve(listener, N, id, TimeSpan.FromSeconds(20));
-        foreach (var j in joins) Assert.Equal(id, j());
+        var followers = Rendezvous.Serve(listener, N, id, TimeSpan.FromSeconds(20));
+        Assert.Null(followers[0]);
+        Assert.All(followers.Skip(1), f => Assert.True(f!.Connected)); // kept open: the group's control channel
+        foreach (var j in joins)
+        {
+            var (got, connection) = j();
+            Assert.Equal(id, got);
+            connection.Dispose();
+        }
+        foreach (var f in followers) f?.Dispose();
     }
 
     [Fact]
@@ -52,8 +60,11 @@ public class RendezvousTests
         id[5] = 9;
         var join = Start(() => Rendezvous.Join("127.0.0.1", port, 1, 2, TimeSpan.FromSeconds(20)));
         Thread.Sleep(300);
-        Rendezvous.Serve(new IPEndPoint(IPAddress.Loopback, port), 2, id, TimeSpan.FromSeconds(20));
-        Assert.Equal(id, join());
+        var followers = Rendezvous.Serve(new IPEndPoint(IPAddress.Loopback, port), 2, id, TimeSpan.FromSeconds(20));
+        var (got, connection) = join();
+        Assert.Equal(id, got);
+        connection.Dispose();
+        foreach (var f in followers) f?.Dispose();
     }
 
     [Fact]
@@ -85,7 +96,7 @@ public class RendezvousTests
     {
         using var listener = Listen();
         int port = Port(listener);
-        _ = Start(() => { try { return Rendezvous.Join("127.0.0.1", port, 1, 3, TimeSpan.FromSeconds(5)); } catch (ApbException) { return null; } });
+        _ = Start(() => { try { Rendezvous.Join("127.0.0.1", port, 1, 3, TimeSpan.FromSeconds(5)).Connection.Dispose(); } catch (ApbException) { } return 0; });
         var e = Assert.Throws<ApbException>(() => Rendezvous.Serve(listener, 2, new byte[128], TimeSpan.FromSeconds(10)));
         Assert.Contains("WORLD_SIZE=3", e.Message);
     }

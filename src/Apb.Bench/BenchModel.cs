@@ -1,0 +1,29 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Engine;
+using Apb.Model;
+
+namespace Apb.Bench;
+
+/// <summary>
+/// The model a bench runs: a checkpoint folder (its weights loaded on the backend), or a random-weight shape made there
+/// (<see cref="ModelShapes"/>; llama-3.1-8b when neither is given). Bundle, when there is one, is the caller's to dispose.
+/// </summary>
+public sealed record BenchModel(ModelBundle? Bundle, ModelConfig Config, LlamaWeights Weights, string Name)
+{
+    public static BenchModel Open(string? shape, string? modelDir, IBackend backend, ulong seed)
+    {
+        if (shape != null && modelDir != null) throw new ApbException("give --shape or --model, not both");
+        if (modelDir != null)
+        {
+            var bundle = ModelBundle.Open(modelDir);
+            return new(bundle, bundle.Config, LlamaWeights.Load(bundle.Config, bundle.Checkpoint, backend), modelDir);
+        }
+        string name = shape ?? "llama-3.1-8b";
+        var config = ModelShapes.Get(name);
+        return new(null, config, RandomWeights.Create(config, backend, seed), name);
+    }
+
+    /// <summary>Token ids of a case: the same for a seed and length on every rank and in every run.</summary>
+    public static Random CaseRandom(ulong seed, int n) => new(unchecked((int)seed) ^ n);
+}

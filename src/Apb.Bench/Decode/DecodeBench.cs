@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using Apb.Bench.Timing;
+using Apb.Engine;
+using Apb.Checkpoints;
+using Apb.Model;
+using Apb.Runtime;
+using static Apb.Bench.Markdown;
+
+namespace Apb.Bench.Decode;
+
+/// <summary>What `apb bench decode` was asked to run.</summary>
+public sealed record DecodeSettings
+{
+    public string? Shape { get; init; }
+    public string? Model { get; init; }
+    /// <summary>The device as the user named it, for the report.</summary>
+    public required string Device { get; init; }
+    public required Func<IBackend> NewBackend { get; init; }
+    public required int[] Contexts { get; init; }
+    /// <summary>Timed decode steps per context (median reported).</summary>
+    public int Tokens { get; init; } = 32;
+    public int Warmup { get; init; } = 4;
+    /// <summary>HBM TB/s for the memory floor: an assumed ~90% of the H200's 4.8 TB/s, not measured here.</summary>
+    public double BandwidthTbs { get; init; } = 4.3;
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Folder for decode.json (none: the table only).</summary>
+    public string? Out { get; init; }
+    public required string CommandLine { get; init; }
+}
+
+/// <summary>
+/// Milliseconds per greedy decode step after a prompt of each context length, on one device (bench/peers/hf_decode.py
+/// measures Hugging Face's and writes the same JSON fields). The prefill is not timed. Each step is LocalSession.Decode
+/// (one token through the model, the logits downloaded: the stream is drained) plus the host argmax, timed by a
+/// stopwatch, after untimed warm-up steps. On CUDA the steps run twice on the same cache: with the split-KV decode
+/// kernel and with the prefill kernel. The floor is the bytes a step must read (bf16 weights except the embedding
+/// table, plus the whole KV cache) over the HBM bandwidth.
+/// </summary>
+public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter log)
+{
+    sealed record Result(int Context, string Attention, string Status, string? Note, double[] StepMs, double PrefillSeconds, double FloorMs, double PeakGiB)
+    {
+        public double Median => Stats.Median(StepMs);
+    }
+
+    readonly List<Result> _results = [];
+    readonly Stopwatch _clock = Stopwatch.StartNew();
+    ModelConfig _config = null!;
+    string _modelName = "";
+    bool _onDevice;
+
+    void Log(string line) { log.WriteLine($"[bench decode {_clock.Elapsed.TotalSeconds,6:F1}s] {line}"); log.Flush(); }
+
+    /// <summary>Every context in turn; 1 when any ended in an error (an out-of-memory context is reported, not an error).</summary>
+    public int Run()
+    {
+        using var backend = o.NewBackend();
+        var cuda = backend as CudaBackend;
+        _onDevice = cuda != null;
+        var model = BenchModel.Open(o.Shape, o.Model, backend, o.Seed);
+        using var _ = model.Bundle;
+        (_config, _modelName) = (model.Config, model.Name);
+        Log($"{_modelName}: {_config.ParameterCount / 1e9:F2}B parameters on {backend.Name}; {o.Tokens} timed steps after {o.Warmup} warm-up per context");
+
+        foreach (int n in o.Contexts)
+        {
+            backend.ResetPeakMemory();
+            try
+            {
+                Context(backend, cuda, model.Weights, n);
+            }
+            catch (ApbException e)
+            {
+                bool oom = DeviceOutOfMemoryException.In(e);
+                _results.Add(new Result(n, "-", oom ? "oom" : "error", e.Message, [], 0, FloorMs(n), 0));
+                Log($"n={n}: {(oom ? "oom" : "error")}: {e.Message}");
+            }
+            Write();
+        }
+        Print();
+        return _results.Any(r => r.Status == "error") ? 1 : 0;
+    }
+
+    void Context(IBackend backend, CudaBackend? cuda, LlamaWeights weights, int n)
+    {
+        int variants = cuda != null ? 2 : 1;
+        // Both given back when the context is done (an error included): the cache and the activations.
+        using var model = new LlamaModel(_config, weights, backend);
+        using var session = new LocalSession(model, n + variants * (o.Warmup + o.Tokens) + 1);
+        var rng = BenchModel.CaseRandom(o.Seed, n);
+        var prompt = Enumerable.Range(0, n).Select(_ => rng.Next(_config.VocabSize)).ToArray();
+        var sw = Stopwatch.StartNew();
+        int next = Sampler.ArgMax(session.Prefill(prompt, []));
+        double prefill = sw.Elapsed.TotalSeconds;
+        Log($"n={n}: prefill {prefill:F2} s (not timed)");
+
+        // The same cache for both variants: the second decodes a few tokens further (2 x (warmup + tokens) at most).
+        // On CUDA the decode kernel and, for comparison, the prefill kernel (mma.sync: what Auto picks for one row
+        // without the decode kernel); the prefill above ran with the backend's own choice.
+        var names = cuda != null ? new[] { "split-kv", "prefill-kernel" } : new[] { backend.Name };
+        var kernels = new[] { AttentionKernel.SplitKv, AttentionKernel.TensorCore };
+        var saved = cuda?.AttentionKernel;
+        try
+        {
+            for (int v = 0; v < names.Length; v++)
+            {
+                if (cuda != null) cuda.AttentionKernel = kernels[v];
+                for (int i = 0; i < o.Warmup; i++) next = Sampler.ArgMax(session.Decode(next));
+                var ms = new double[o.Tokens];
+                for (int i = 0; i < o.Tokens; i++)
+                {
+                    sw.Restart();
+                    next = Sampler.ArgMax(session.Decode(next)); // Decode downloads the logits: the device is done
+                    ms[i] = sw.Elapsed.TotalMilliseconds;
+                }
+                double peak = cuda != null ? backend.Memory.PeakBytes / (double)(1L << 30) : 0;
+                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak);
+                _results.Add(r);
+                Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s), floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)");
+            }
+        }
+        finally
+        {
+            if (cuda != null) cuda.AttentionKernel = saved!.Value;
+        }
+    }
+
+    /// <summary>Bytes one step must read: every bf16 weight but the embedding table (one row of it), and the KV cache.</summary>
+    double FloorBytes(int n)
+    {
+        var c = _config;
+        long weights = 2L * (c.ParameterCount - (c.TieWordEmbeddings ? 0 : (long)c.VocabSize * c.HiddenSize));
+        long kv = 2L * c.NumHiddenLayers * n * c.KvDim * 2;
+        return weights + kv;
+    }
+
+    /// <summary>The memory floor, for an HBM device only: NaN on the CPU (written as null / '-').</summary>
+    double FloorMs(int n) => _onDevice ? FloorBytes(n) / (o.BandwidthTbs * 1e12) * 1e3 : double.NaN;
+
+    void Print()
+    {
+        output.WriteLine($"## apb bench decode: {_modelName}, {o.Tokens} steps after {o.Warmup} warm-up, {o.Device}");
+        output.WriteLine();
+        output.WriteLine("| engine | attention | context | ms/token (median) | min | tok/s | floor ms | floor fraction | prefill s | peak GiB | note |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in _results)
+        {
+            if (r.Status != "ok") { output.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Status} | - | - | {F(r.FloorMs, "F2")} | - | - | - | {Cell(r.Note)} |"); continue; }
+            output.WriteLine($"| apb | {r.Attention} | {r.Context} | {F(r.Median, "F2")} | {F(r.StepMs.Min(), "F2")} | {F(1000 / r.Median, "F1")} | {F(r.FloorMs, "F2")} | " +
+                             $"{F(r.FloorMs / r.Median, "F2")} | {F(r.PrefillSeconds, "F2")} | {F(r.PeakGiB, "F1")} | |");
+        }
+        output.WriteLine();
+        output.WriteLine($"floor: bf16 weights except the embedding table + the whole KV cache, read once per step at {o.BandwidthTbs} TB/s.");
+    }
+
+    void Write()
+    {
+        if (o.Out is null) return;
+        Directory.CreateDirectory(o.Out);
+        using var fs = File.Create(Path.Combine(o.Out, "decode.json"));
+        using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true });
+        w.WriteStartObject();
+        w.WriteString("engine", "apb");
+        w.WriteString("command", o.CommandLine);
+        w.WriteString("model", _modelName);
+        w.WriteString("device", o.Device);
+        w.WriteNumber("tokens", o.Tokens);
+        w.WriteNumber("warmup", o.Warmup);
+        w.WriteNumber("bandwidth_tbs", o.BandwidthTbs);
+        w.WriteStartArray("results");
+        foreach (var r in _results)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("context", r.Context);
+            w.WriteString("attention", r.Attention);
+            w.WriteString("status", r.Status);
+            if (r.Note != null) w.WriteString("note", r.Note);
+            if (double.IsFinite(r.FloorMs)) w.WriteNumber("floor_ms", r.FloorMs); else w.WriteNull("floor_ms");
+            if (r.StepMs.Length > 0)
+            {
+                w.WriteNumber("ms_per_token", r.Median);
+                w.WriteStartArray("ms_runs");
+                foreach (var x in r.StepMs) w.WriteNumberValue(x);
+                w.WriteEndArray();
+                w.WriteNumber("tokens_per_s", 1000 / r.Median);
+                if (double.IsFinite(r.FloorMs)) w.WriteNumber("floor_fraction", r.FloorMs / r.Median); else w.WriteNull("floor_fraction");
+                w.WriteNumber("prefill_s", r.PrefillSeconds);
+                w.WriteNumber("peak_gib", r.PeakGiB);
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+}

@@ -1,0 +1,56 @@
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using static Apb.Bench.Kernels.KernelBenchContext;
+
+namespace Apb.Bench.Kernels;
+
+/// <summary>
+/// Decode attention: one query row (a decode step of the Llama-3.1-8B shape, 32 / 8 heads, d 128) against a long KV
+/// cache, with the split-KV kernel (Kernels/decode.cu) and with the prefill mma.sync kernel on the same inputs. A step
+/// must read all of K and V once: bytes = 2 x Tk x KV heads x d x 2, the number to hold against HBM bandwidth.
+/// </summary>
+public sealed class DecodeHarness : KernelHarness
+{
+    const int Heads = 32, KvHeads = 8, D = 128;
+
+    public override bool HasVariants => true;
+
+    public override string Name => "decode";
+    public override string Summary => $"decode attention, 1 query row, {Heads}/{KvHeads} heads, d {D}, causal; split-kv against mma";
+    public override string SizeMeaning => "Tk: keys in the cache";
+    public override int[] DefaultSizes => [16384, 65536, 131072];
+
+    static readonly string[] All = ["split-kv", "mma"];
+
+    static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant);
+
+    public override void Check(KernelBenchContext ctx)
+    {
+        const int tk = 1000;
+        var q = ctx.HostValues(Heads * D); var k = ctx.HostValues(tk * KvHeads * D); var v = ctx.HostValues(tk * KvHeads * D);
+        var co = ctx.Cpu.Allocate(1, Heads * D);
+        ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(k, tk, KvHeads * D), ctx.OnCpu(v, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
+        var want = Down(ctx.Cpu, co);
+        using var gq = ctx.OnGpu(q, 1, Heads * D); using var gk = ctx.OnGpu(k, tk, KvHeads * D); using var gv = ctx.OnGpu(v, tk, KvHeads * D);
+        using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
+        foreach (var variant in Pick(ctx, All, All))
+        {
+            ctx.WithKernel(Kernel(variant), () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
+            ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
+        }
+    }
+
+    public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int tk)
+    {
+        var gpu = ctx.Gpu;
+        using var q = ctx.DeviceRandom(1, Heads * D); using var k = ctx.DeviceRandom(tk, KvHeads * D); using var v = ctx.DeviceRandom(tk, KvHeads * D);
+        using var o = gpu.Allocate(1, Heads * D, CudaDType.BF16); using var l = gpu.AllocateF32(1, Heads);
+        var work = new Work(Bound.Memory, 2.0 * tk * KvHeads * D * 2, $"K + V: 2 x {tk} keys x {KvHeads} heads x d {D} x 2 B");
+        foreach (var variant in Pick(ctx, All, All))
+        {
+            Timing.TimingStats? time = null;
+            ctx.WithKernel(Kernel(variant), () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
+            yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work);
+        }
+    }
+}

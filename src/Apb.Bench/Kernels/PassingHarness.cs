@@ -1,0 +1,77 @@
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using static Apb.Bench.Kernels.KernelBenchContext;
+
+namespace Apb.Bench.Kernels;
+
+/// <summary>
+/// APB's passing ops on the device (Kernels/apb.cu, IBackend.Passing) at APB's own shapes: a 128K context over 8 ranks is
+/// a 16K-row block per rank, l_p = 2048 rows passed per KV head, 8 KV heads (Llama-3.1-8B), d 128, 64 query rows of
+/// 32 heads. group_mean makes qbar, head_dot scores the block's keys, select_passing max-pools and picks the top l_p rows
+/// per head, gather_head_rows copies those rows of K and V; "chain" is all four as ApbAttention runs them, the selected
+/// rows never leaving the device. Bytes: what each op must read and write once.
+/// </summary>
+public sealed class PassingHarness : KernelHarness
+{
+    const int Passing = 2048, KvHeads = 8, Heads = 32, D = 128, QueryRows = 64;
+
+    public override string Name => "passing";
+    public override string Summary => $"APB scoring + selection + gather: block rows x {KvHeads} KV heads x d {D}, l_p {Passing}, {QueryRows} query rows x {Heads} heads";
+    public override string SizeMeaning => "block rows per rank (context / ranks)";
+    public override int[] DefaultSizes => [16384];
+
+    public override void Check(KernelBenchContext ctx)
+    {
+        const int rows = 1000, count = 100, kv = 2, d = 64;
+        var ops = ctx.Gpu.Passing; var cpu = ctx.Cpu.Passing;
+        var k = ctx.HostValues((long)rows * kv * d); var vec = ctx.HostValues(kv * d); var v = ctx.HostValues((long)rows * kv * d);
+        var cs = ctx.Cpu.Allocate(rows, kv); cpu.HeadDot(ctx.OnCpu(k, rows, kv * d), ctx.OnCpu(vec, 1, kv * d), kv, cs);
+        using var gk = ctx.OnGpu(k, rows, kv * d); using var gvec = ctx.OnGpu(vec, 1, kv * d, CudaDType.F32);
+        using var gs = ctx.Gpu.AllocateF32(rows, kv);
+        ops.HeadDot(gk, gvec, kv, gs);
+        var scores = Down(ctx.Gpu, gs);
+        ctx.Expect($"head_dot [{rows}, {kv}x{d}]", scores, Down(ctx.Cpu, cs), 1e-5);
+
+        // Selection and gather from the GPU's own scores on both sides: identical inputs, so identical rows.
+        using var gRows = ops.AllocateRows(count, kv); ops.SelectPassing(gs, kv, gRows);
+        using var cRows = cpu.AllocateRows(count, kv); cpu.SelectPassing(ctx.OnCpu(scores, rows, kv), kv, cRows);
+        var got = new int[count * kv]; ops.Download(gRows, got);
+        var want = new int[count * kv]; cpu.Download(cRows, want);
+        ctx.Expect($"select_passing {count} of {rows} rows", got.Select(i => (float)i).ToArray(), want.Select(i => (float)i).ToArray(), 0);
+        using var gv = ctx.OnGpu(v, rows, kv * d); using var gg = ctx.Gpu.Allocate(count, kv * d, CudaDType.BF16);
+        ops.GatherHeadRows(gv, kv, gRows, gg);
+        var cg = ctx.Cpu.Allocate(count, kv * d); cpu.GatherHeadRows(ctx.OnCpu(v, rows, kv * d), kv, cRows, cg);
+        ctx.Expect($"gather_head_rows {count} of {rows} rows", Down(ctx.Gpu, gg), Down(ctx.Cpu, cg), 0);
+    }
+
+    public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int rows)
+    {
+        if (rows < Passing) throw new ApbException($"bench kernel passing: a block of {rows} rows cannot pass {Passing} rows per head; give --lengths of at least {Passing}");
+        var gpu = ctx.Gpu; var ops = gpu.Passing;
+        using var q = ctx.DeviceRandom(QueryRows, Heads * D);
+        using var k = ctx.DeviceRandom(rows, KvHeads * D); using var v = ctx.DeviceRandom(rows, KvHeads * D);
+        using var qbar = gpu.AllocateF32(1, KvHeads * D); using var scores = gpu.AllocateF32(rows, KvHeads);
+        using var picked = ops.AllocateRows(Passing, KvHeads);
+        using var sentK = gpu.Allocate(Passing, KvHeads * D, CudaDType.BF16); using var sentV = gpu.Allocate(Passing, KvHeads * D, CudaDType.BF16);
+        string shape = $"{rows} rows x {KvHeads} heads x d {D}, l_p {Passing}";
+        double qBytes = (double)QueryRows * Heads * D * 2, kBytes = (double)rows * KvHeads * D * 2, sBytes = (double)rows * KvHeads * 4;
+        double picks = (double)Passing * KvHeads * 4, gathered = 2.0 * Passing * KvHeads * D * 2;
+
+        void GroupMean() => ops.GroupMean(q, Heads, KvHeads, qbar);
+        void HeadDot() => ops.HeadDot(k, qbar, KvHeads, scores);
+        void Select() => ops.SelectPassing(scores, KvHeads, picked);
+        void Gather() { ops.GatherHeadRows(k, KvHeads, picked, sentK); ops.GatherHeadRows(v, KvHeads, picked, sentV); }
+        GroupMean(); HeadDot(); Select(); // inputs for the later ops when each is timed alone
+
+        yield return new KernelRow("group_mean", "cuda", $"{QueryRows} rows x {Heads} heads -> {KvHeads} x d {D}", rows, ctx.TimeGpu(GroupMean, 20),
+            new Work(Bound.Memory, qBytes, $"read q: {QueryRows} x {Heads} x {D} x 2 B"));
+        yield return new KernelRow("head_dot", "cuda", shape, rows, ctx.TimeGpu(HeadDot, 20),
+            new Work(Bound.Memory, kBytes + sBytes, $"read K + write scores: {rows} x {KvHeads} x ({D} x 2 + 4) B"));
+        yield return new KernelRow("select_passing", "cuda", shape, rows, ctx.TimeGpu(Select, 20),
+            new Work(Bound.Memory, 3 * sBytes + picks, $"read scores, write + read pooled: 3 x {rows} x {KvHeads} x 4 B + {Passing} x {KvHeads} indices x 4 B"));
+        yield return new KernelRow("gather_head_rows", "K + V", shape, rows, ctx.TimeGpu(Gather, 20),
+            new Work(Bound.Memory, 2 * gathered + picks, $"read + write: 2 x 2 x {Passing} x {KvHeads} x {D} x 2 B + indices"));
+        yield return new KernelRow("passing chain", "on device", shape, rows, ctx.TimeGpu(() => { GroupMean(); HeadDot(); Select(); Gather(); }, 20),
+            new Work(Bound.Memory, qBytes + kBytes + 4 * sBytes + 2 * picks + 2 * gathered, "the four ops' bytes together"));
+    }
+}

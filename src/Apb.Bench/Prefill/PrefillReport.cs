@@ -1,0 +1,146 @@
+using System.Text;
+using System.Text.Json;
+using Apb.Bench.Timing;
+using Apb.Diagnostics;
+using Apb.Checkpoints;
+using Apb.Model;
+using Apb.Strategies;
+using static Apb.Bench.Markdown;
+
+namespace Apb.Bench.Prefill;
+
+/// <summary>
+/// prefill.md and prefill.json of a run so far. "seconds" is the median of "seconds_runs", and "tokens_per_s" is
+/// (length + query_tokens) / seconds: the tokens one prefill takes in, context and query.
+/// </summary>
+public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConfig config, string device, int worldSize, bool onDevice,
+    IReadOnlyList<PrefillCase> results)
+{
+    int Tokens(PrefillCase r) => r.Length + o.QueryTokens;
+
+    static bool Exact(string s) => s is "full" or "ring" or "zigzag" or "ulysses";
+
+    /// <summary>The FLOP floor: exact strategies on a GPU only (a CPU has no bf16 peak to hold them against).</summary>
+    double? FloorSeconds(PrefillCase r) => Exact(r.Strategy) && onDevice
+        ? PrefillArithmetic.ExactFlops(config, Tokens(r)) / (r.Ranks * o.PeakTflops * 1e12) : null;
+
+    static int Slowest(double[][] p) => Enumerable.Range(0, p.Length).MaxBy(r => p[r][Profile.Phases.Length]);
+
+    static int CommIndex => Array.IndexOf(Profile.Phases, "communication");
+
+    static IEnumerable<double> Totals(double[][] p) => p.Select(x => x[Profile.Phases.Length]);
+    static IEnumerable<double> Busy(double[][] p) => p.Select(x => x[Profile.Phases.Length] - x[CommIndex]);
+
+    public string Markdown()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"## apb bench prefill: {modelName}, query {o.QueryTokens} tokens, {device}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}");
+        sb.AppendLine();
+        sb.AppendLine("| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: qkv / scoring / comm / attn / o_proj / ffn / other | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in results)
+        {
+            if (r.Status != "ok")
+            {
+                sb.AppendLine($"| {r.Strategy} | {r.Length} | {r.Ranks} | {r.Plan ?? "-"} | {r.Status} | - | - | - | - | - | - | {Cell(r.Note)} |");
+                continue;
+            }
+            double med = r.Median;
+            string floor = FloorSeconds(r) is double fl ? F(fl / med, "F2") : "-";
+            string phases = "-", totals = "-", imbalance = "-";
+            if (r.Profiles is { } p)
+            {
+                int slow = Slowest(p);
+                phases = $"r{slow}: " + string.Join(" / ", Enumerable.Range(0, Profile.Phases.Length).Select(i => F(p[slow][i], "F0")));
+                totals = string.Join(" / ", Totals(p).Select(x => F(x, "F0")));
+                imbalance = $"{F(Stats.Imbalance(Totals(p)), "F2")} ({F(Stats.Imbalance(Busy(p)), "F2")})";
+            }
+            string peak = r.PeakGiB is { } pk ? string.Join(" / ", pk.Select(x => F(x, "F1"))) : "-";
+            sb.AppendLine($"| {r.Strategy} | {r.Length} | {r.Ranks} | {r.Plan ?? "-"} | {F(med)} ({r.Seconds.Count}) | {F(Tokens(r) / med, "F0")} | {floor} | {phases} | {totals} | {imbalance} | {peak} | {Cell(r.Note)} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine($"floor fraction: exact strategies only, {o.PeakTflops:F0} TFLOP/s per GPU x ranks against 2 x parameters x tokens + causal attention FLOPs. " +
+                      "Busy = total minus communication (which includes waiting for peers). Phase times come from a separate instrumented run (synchronized at phase edges); the timed runs are not instrumented.");
+        return sb.ToString();
+    }
+
+    /// <summary>Writes prefill.md and prefill.json into <paramref name="dir"/> (created when missing).</summary>
+    public void Write(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "prefill.md"), Markdown());
+        using var fs = File.Create(Path.Combine(dir, "prefill.json"));
+        using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true });
+        var c = config;
+        w.WriteStartObject();
+        w.WriteString("command", o.CommandLine);
+        w.WriteString("model", modelName);
+        w.WriteStartObject("shape");
+        w.WriteNumber("layers", c.NumHiddenLayers); w.WriteNumber("hidden", c.HiddenSize); w.WriteNumber("heads", c.NumAttentionHeads);
+        w.WriteNumber("kv_heads", c.NumKeyValueHeads); w.WriteNumber("head_dim", c.HeadDim); w.WriteNumber("intermediate", c.IntermediateSize);
+        w.WriteNumber("vocab", c.VocabSize); w.WriteNumber("parameters", c.ParameterCount);
+        w.WriteEndObject();
+        w.WriteString("device", device);
+        w.WriteNumber("world_size", worldSize);
+        w.WriteNumber("query_tokens", o.QueryTokens);
+        w.WriteBoolean("overlap", StrategyOptions.OverlapFromEnvironment);
+        w.WriteNumber("warmup", o.Warmup); w.WriteNumber("repeats", o.Repeats); w.WriteNumber("repeat_budget_s", o.RepeatBudget);
+        w.WriteNumber("peak_tflops", o.PeakTflops);
+        w.WriteStartArray("phases");
+        foreach (var ph in Profile.Phases) w.WriteStringValue(ph);
+        w.WriteEndArray();
+        w.WriteStartArray("results");
+        foreach (var r in results)
+        {
+            w.WriteStartObject();
+            w.WriteString("strategy", r.Strategy); w.WriteNumber("length", r.Length); w.WriteNumber("ranks", r.Ranks);
+            w.WriteString("status", r.Status);
+            if (r.Note != null) w.WriteString("note", r.Note);
+            if (r.Plan != null) w.WriteString("plan", r.Plan);
+            if (r.NeedGiB is double need) w.WriteNumber("predicted_need_gib", Math.Round(need, 2));
+            if (r.Seconds.Count > 0)
+            {
+                w.WriteNumber("seconds", r.Median);
+                Array("seconds_runs", r.Seconds);
+                w.WriteNumber("tokens_per_s", Tokens(r) / r.Median);
+                if (FloorSeconds(r) is double fl) { w.WriteNumber("floor_seconds", fl); w.WriteNumber("floor_fraction", fl / r.Median); }
+            }
+            if (r.RankSeconds is { } rs) Array("rank_seconds", rs);
+            if (r.PeakGiB is { } pk) Array("peak_gib", pk);
+            if (r.Profiles is { } p)
+            {
+                int slow = Slowest(p);
+                w.WriteStartObject("profile");
+                w.WriteNumber("slowest_rank", slow);
+                w.WriteStartObject("slowest_phases_ms");
+                for (int i = 0; i < Profile.Phases.Length; i++) w.WriteNumber(Profile.Phases[i], p[slow][i]);
+                w.WriteEndObject();
+                Array("rank_total_ms", Totals(p));
+                Array("rank_busy_ms", Busy(p));
+                Array("rank_sent_mb", p.Select(x => x[Profile.Phases.Length + 1]));
+                Array("rank_attention_gflop", p.Select(x => x[Profile.Phases.Length + 3]));
+                w.WriteNumber("imbalance", Stats.Imbalance(Totals(p)));
+                w.WriteNumber("busy_imbalance", Stats.Imbalance(Busy(p)));
+                w.WriteStartArray("rank_phases_ms");
+                foreach (var x in p)
+                {
+                    w.WriteStartArray();
+                    for (int i = 0; i < Profile.Phases.Length; i++) w.WriteNumberValue(x[i]);
+                    w.WriteEndArray();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+
+        void Array(string name, IEnumerable<double> xs)
+        {
+            w.WriteStartArray(name);
+            foreach (var x in xs) w.WriteNumberValue(double.IsFinite(x) ? x : 0);
+            w.WriteEndArray();
+        }
+    }
+}

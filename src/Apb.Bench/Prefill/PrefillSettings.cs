@@ -1,0 +1,57 @@
+using Apb.Backends;
+using Apb.Bench.Timing;
+using Apb.Strategies;
+
+namespace Apb.Bench.Prefill;
+
+/// <summary>What `apb bench prefill` was asked to run (the CLI parses its options into this).</summary>
+public sealed record PrefillSettings
+{
+    /// <summary>A random-weight shape name, or null (then <see cref="Model"/>, or llama-3.1-8b).</summary>
+    public string? Shape { get; init; }
+    /// <summary>A Hugging Face checkpoint folder instead of a shape.</summary>
+    public string? Model { get; init; }
+    public required StrategyKind[] Strategies { get; init; }
+    public required int[] Lengths { get; init; }
+    /// <summary>Ranks of the parallel strategies: in-process on the CPU (default 2); under apb launch, the processes.</summary>
+    public int? Ranks { get; init; }
+    /// <summary>The device as the user named it (cpu, cuda, cuda:N), for messages.</summary>
+    public required string Device { get; init; }
+    /// <summary>Makes a backend on that device: rank 0's, and each further in-process rank's.</summary>
+    public required Func<IBackend> NewBackend { get; init; }
+    public int Warmup { get; init; } = 1;
+    public int Repeats { get; init; } = 3;
+    /// <summary>Stop repeating a case once its timed runs add up to this many seconds (0: always <see cref="Repeats"/>).</summary>
+    public double RepeatBudget { get; init; }
+    /// <summary>Query tokens after the context, at least one (APB puts them in its anchor).</summary>
+    public int Query { get; init; } = 64;
+    /// <summary>bf16 TFLOP/s per GPU for the FLOP floor of the exact strategies.</summary>
+    public double PeakTflops { get; init; } = H200.AchievableBf16Tflops;
+    /// <summary>Folder for prefill.json and prefill.md.</summary>
+    public required string Out { get; init; }
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Run each case once instrumented first (per-phase times, bytes moved).</summary>
+    public bool Profile { get; init; } = true;
+    /// <summary>The command line as typed, recorded in the JSON.</summary>
+    public required string CommandLine { get; init; }
+
+    /// <summary>The query tokens each case runs (one at least: a prefill ends on a query row).</summary>
+    public int QueryTokens => Math.Max(Query, 1);
+}
+
+/// <summary>One (strategy, length) result.</summary>
+public sealed record PrefillCase
+{
+    public required string Strategy { get; init; }
+    public required int Length { get; init; }
+    public int Ranks { get; init; }
+    public string Status { get; init; } = "ok";          // ok | oom | skipped | error
+    public string? Note { get; init; }
+    public string? Plan { get; init; }
+    public List<double> Seconds { get; init; } = [];      // each timed run: the slowest rank's wall time
+    public double[]? RankSeconds { get; init; }           // last timed run, per rank
+    public double[]? PeakGiB { get; init; }               // per rank, max over the runs
+    public double? NeedGiB { get; init; }                 // predicted per-rank need (device only)
+    public double[][]? Profiles { get; init; }            // per rank: phase ms..., total ms, sent MB, recv MB, attn GFLOP
+    public double Median => Stats.Median(Seconds);
+}

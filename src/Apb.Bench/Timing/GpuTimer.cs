@@ -1,0 +1,55 @@
+using Apb.Backends.Cuda;
+using Apb.Backends.Cuda.Native;
+
+namespace Apb.Bench.Timing;
+
+/// <summary>
+/// Device time of GPU work: two CUDA events recorded on the backend's stream around it, so the host's launch overhead
+/// and queueing do not count. Benchmark code only; the backend itself has no timing hooks.
+/// </summary>
+public sealed unsafe class GpuTimer : IDisposable
+{
+    readonly CudaBackend _gpu;
+    nint _start, _stop;
+
+    public GpuTimer(CudaBackend gpu)
+    {
+        _gpu = gpu;
+        gpu.Context.MakeCurrent();
+        nint start, stop;
+        Driver.Check(Driver.cuEventCreate(&start, Driver.CU_EVENT_DEFAULT), "cuEventCreate");
+        Driver.Check(Driver.cuEventCreate(&stop, Driver.CU_EVENT_DEFAULT), "cuEventCreate");
+        _start = start; _stop = stop;
+    }
+
+    /// <summary>Milliseconds of device time <paramref name="work"/> takes (waits for it to finish).</summary>
+    public double Ms(Action work)
+    {
+        var ctx = _gpu.Context;
+        ctx.MakeCurrent();
+        Driver.Check(Driver.cuEventRecord(_start, ctx.Stream), "cuEventRecord");
+        work();
+        Driver.Check(Driver.cuEventRecord(_stop, ctx.Stream), "cuEventRecord");
+        Driver.Check(Driver.cuEventSynchronize(_stop), "cuEventSynchronize (the timed work failed)");
+        float ms;
+        Driver.Check(Driver.cuEventElapsedTime(&ms, _start, _stop), "cuEventElapsedTime");
+        return ms;
+    }
+
+    /// <summary>Warm-up calls, then the device time of each of <paramref name="repeats"/> calls.</summary>
+    public TimingStats Measure(Action work, int repeats, int warmup = 1)
+    {
+        for (int i = 0; i < warmup; i++) work();
+        _gpu.Synchronize();
+        return TimingStats.Of(Enumerable.Range(0, Math.Max(repeats, 1)).Select(_ => Ms(work)).ToArray());
+    }
+
+    public void Dispose()
+    {
+        if (_start == 0) return;
+        _gpu.Context.MakeCurrent();
+        Driver.cuEventDestroy(_start);
+        Driver.cuEventDestroy(_stop);
+        _start = _stop = 0;
+    }
+}

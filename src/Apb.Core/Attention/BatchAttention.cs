@@ -1,0 +1,26 @@
+using Apb.Backends;
+using Apb.Model;
+
+namespace Apb.Attention;
+
+/// <summary>
+/// Attention for a step that carries several sequences' rows at once (a batched decode step): the model runs its
+/// projections and MLP over all rows together, which reads the weights once for the whole batch, and each sequence's
+/// rows attend through that sequence's own attention (its cache, positions and, for a distributed sequence, its ranks).
+/// Parts are visited in order, so every rank of a group makes its sequences' collectives in the same order.
+/// </summary>
+public sealed class BatchAttention(IReadOnlyList<(IAttention Attention, int Rows)> parts) : IAttention
+{
+    public int Rows { get; } = parts.Sum(p => p.Rows);
+
+    public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        if (q.Rows != Rows) throw new ArgumentException($"batch attention: {q.Rows} rows for parts of {Rows} in all");
+        int at = 0;
+        foreach (var (attention, rows) in parts)
+        {
+            attention.Attend(layer, q.RowSlice(at, rows), k.RowSlice(at, rows), v.RowSlice(at, rows), output.RowSlice(at, rows));
+            at += rows;
+        }
+    }
+}

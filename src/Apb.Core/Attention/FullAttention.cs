@@ -1,0 +1,61 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Diagnostics;
+using Apb.Model;
+
+namespace Apb.Attention;
+
+/// <summary>
+/// Exact causal attention on one rank with a KV cache: the new rows get positions Length, Length+1, ... of their
+/// layer's cache, are rotated, appended, and attend to the whole cache with bottom-right causal alignment. Prefill
+/// and decode are the same call. Owns its caches: Dispose gives them back to the backend.
+/// </summary>
+public sealed class FullAttention : IAttention, IDisposable
+{
+    readonly IBackend _b;
+    readonly ModelConfig _c;
+    readonly RopeTable _rope;
+    public KvCache[] Caches { get; }
+    int[] _positions = [];
+
+    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity)
+    {
+        _b = backend; _c = config; _rope = rope;
+        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity)).ToArray();
+    }
+
+    public int Length => Caches[0].Length;
+    public Diagnostics.Profile? Profile { get; set; }
+
+    /// <summary>Visible (query, key) pairs of Tq queries against Tk keys, causal with bottom-right alignment.</summary>
+    public static double CausalPairs(int tq, int tk)
+    {
+        double shift = tk - tq, pairs = 0;
+        // row i sees min(tk, i + shift + 1) keys, clamped at 0
+        for (int i = 0; i < tq; i++) pairs += Math.Clamp(i + shift + 1, 0, tk);
+        return pairs;
+    }
+
+    public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        var cache = Caches[layer];
+        int start = cache.Length;
+        if (_positions.Length < q.Rows) _positions = new int[q.Rows];
+        var positions = _positions.AsSpan(0, q.Rows);
+        for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
+        using (Profile?.Measure("other"))
+        {
+            _b.Rope(q, _c.NumAttentionHeads, positions, _rope);
+            _b.Rope(k, _c.NumKeyValueHeads, positions, _rope);
+        }
+        cache.Append(k, v);
+        using var _ = Profile?.Measure("attention");
+        _b.Attention(q, cache.K, cache.V, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null);
+        Profile?.AddAttention(CausalPairs(q.Rows, cache.Length), _c.NumAttentionHeads, _c.HeadDim);
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in Caches) c.Dispose();
+    }
+}

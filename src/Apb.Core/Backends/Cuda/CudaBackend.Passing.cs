@@ -1,0 +1,133 @@
+using Apb.Backends.Cuda.Native;
+
+namespace Apb.Backends.Cuda;
+
+public sealed unsafe partial class CudaBackend
+{
+    PassingOps? _passing;
+
+    /// <summary>APB's scoring, selection and gather as kernels of apb.cu; selected rows stay on the device.</summary>
+    public IPassingOps Passing => _passing ??= new PassingOps(this);
+
+    sealed class DeviceRows(CudaBackend owner, ulong ptr, int count, int heads) : PassingRows(count, heads)
+    {
+        public readonly CudaBackend Owner = owner;
+        public ulong Ptr { get; private set; } = ptr;
+        public long Bytes => (long)Count * Heads * 4;
+
+        public override void Dispose()
+        {
+            if (Ptr != 0) Owner.Pool.Return(Ptr);
+            Ptr = 0;
+        }
+    }
+
+    sealed class PassingOps(CudaBackend b) : IPassingOps
+    {
+        ulong _pooled;   // selection scratch: the pooled scores (fp32)
+        long _pooledBytes;
+
+        DeviceRows R(PassingRows r) =>
+            r is DeviceRows d && d.Owner == b && d.Ptr != 0 ? d : throw new ArgumentException($"{r} does not belong to {b.Name} (or was disposed)");
+
+        /// <summary>Query-aware scores on the device: one warp per (row, head), fp32 accumulation.</summary>
+        public void HeadDot(Tensor x, Tensor vec, int heads, Tensor output)
+        {
+            var xs = Bf16(x, "head_dot"); var vs = C(vec); var o = C(output);
+            int d = heads > 0 ? xs.Cols / heads : 0;
+            if (heads <= 0 || xs.Cols != heads * d || vs.Rows != 1 || vs.Cols != xs.Cols || o.Rows != xs.Rows || o.Cols != heads)
+                throw new ArgumentException($"head_dot: x {xs}, vec {vs}, {heads} heads, out {o}");
+            if (xs.Rows == 0) return;
+            b.Enter();
+            ulong xp = xs.Ptr, vp = vs.Ptr, op = o.Ptr;
+            long xStride = xs.Cols;
+            int vecF32 = vs.DType == CudaDType.F32 ? 1 : 0, outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows;
+            long pairs = (long)rows * heads;
+            void** args = stackalloc void*[] { &xp, &xStride, &vp, &vecF32, &op, &outF32, &rows, &heads, &d };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_head_dot"), "apb_head_dot", ((uint)((pairs + 7) / 8), 1, 1), 256, 0, args);
+        }
+
+        /// <summary>APB's qbar on the device (the query rows averaged per KV-head group): no download, no wait.</summary>
+        public void GroupMean(Tensor x, int heads, int groups, Tensor output)
+        {
+            var xs = Bf16(x, "group_mean"); var o = C(output);
+            int d = heads > 0 ? xs.Cols / heads : 0;
+            if (heads <= 0 || groups <= 0 || heads % groups != 0 || xs.Cols != heads * d || xs.Rows == 0 || o.Rows != 1 || o.Cols != groups * d)
+                throw new ArgumentException($"group_mean: x {xs} with {heads} heads in {groups} groups into {o}");
+            b.Enter();
+            ulong xp = xs.Ptr, op = o.Ptr;
+            long xStride = xs.Cols;
+            int outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows, groupSize = heads / groups;
+            void** args = stackalloc void*[] { &xp, &xStride, &op, &outF32, &rows, &groups, &groupSize, &d };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", ((uint)((groups * d + 31) / 32), 1, 1), 256, 0, args);
+        }
+
+        public PassingRows AllocateRows(int count, int heads)
+        {
+            if (count < 0 || heads <= 0) throw new ArgumentException($"cannot hold [{count}, {heads}] row indices");
+            b.Enter();
+            long bytes = Math.Max((long)count * heads * 4, 4);
+            return new DeviceRows(b, b.Pool.Rent(bytes, $"[{count}, {heads}] passing row indices"), count, heads);
+        }
+
+        /// <summary>Max-pool and top-k per head on the device (one block per head, radix select); the indices stay there.</summary>
+        public void SelectPassing(Tensor scores, int heads, PassingRows picked)
+        {
+            var s = C(scores); var p = R(picked);
+            int count = p.Count;
+            if (heads <= 0 || s.Cols != heads || p.Heads != heads || count > s.Rows)
+                throw new ArgumentException($"select_passing: {count} of the rows of {s} for {heads} heads");
+            if (count == 0) return;
+            b.Enter();
+            int rows = s.Rows;
+            long n = (long)rows * heads;
+            ulong sp = s.Ptr, ip = p.Ptr;
+            ulong pp = b.Scratch(ref _pooled, ref _pooledBytes, n * 4, 4096, "APB pooled scores");
+            // -1 in every index slot first: a slot the kernel failed to write makes the gather write NaN rows.
+            Driver.Check(Driver.cuMemsetD32Async(ip, 0xffffffffu, (nuint)((long)count * heads), b.Context.Stream), "cuMemsetD32Async(picked rows)");
+            int f32 = s.DType == CudaDType.F32 ? 1 : 0;
+            void** pa = stackalloc void*[] { &sp, &f32, &pp, &rows, &heads };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_max_pool5"), "apb_max_pool5", (GridFor(n), 1, 1), 256, 0, pa);
+            void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &ip };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_topk_rows"), "apb_topk_rows", ((uint)heads, 1, 1), 1024, 0, ta);
+        }
+
+        /// <summary>The passing-block gather: one launch for all rows and heads, reading the indices where they are.</summary>
+        public void GatherHeadRows(Tensor src, int heads, PassingRows rows, Tensor dst)
+        {
+            var s = C(src); var d = C(dst); var r = R(rows);
+            int hd = heads > 0 ? s.Cols / heads : 0;
+            if (heads <= 0 || s.Cols != heads * hd || d.Cols != s.Cols || r.Heads != heads || d.Rows != r.Count || s.DType != d.DType)
+                throw new ArgumentException($"gather_head_rows: {r} for {heads} heads of {s} into {d}");
+            if (d.Rows == 0) return;
+            b.Enter();
+            ulong sp = s.Ptr, dp = d.Ptr, ip = r.Ptr;
+            int srcRows = s.Rows;
+            string fn = s.ElementSize == 2 ? "apb_gather_head_rows_u16" : "apb_gather_head_rows_u32";
+            void** args = stackalloc void*[] { &sp, &srcRows, &ip, &dp, &heads, &hd };
+            b.Context.Launch(b.Context.Function(ApbFile, fn), fn, ((uint)d.Rows, (uint)heads, 1), (uint)Math.Clamp(hd, 32, 256), 0, args);
+        }
+
+        public void Download(PassingRows rows, Span<int> dst)
+        {
+            var r = R(rows);
+            if (dst.Length != r.Count * r.Heads) throw new ArgumentException($"download of {r} into {dst.Length} ints");
+            if (dst.Length == 0) return;
+            b.Enter();
+            fixed (int* p = dst)
+                Driver.Check(Driver.cuMemcpyDtoHAsync(p, r.Ptr, (nuint)(dst.Length * 4L), b.Context.Stream), "cuMemcpyDtoHAsync(row indices)");
+            b.Context.Synchronize();
+        }
+
+        public void Upload(ReadOnlySpan<int> src, PassingRows rows)
+        {
+            var r = R(rows);
+            if (src.Length != r.Count * r.Heads) throw new ArgumentException($"upload of {src.Length} indices into {r}");
+            if (src.Length == 0) return;
+            b.Enter();
+            // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
+            fixed (int* p = src)
+                Driver.Check(Driver.cuMemcpyHtoDAsync(r.Ptr, p, (nuint)(src.Length * 4L), b.Context.Stream), "cuMemcpyHtoDAsync(row indices)");
+        }
+    }
+}

@@ -1,0 +1,545 @@
+using System.Runtime.InteropServices;
+using Apb.Backends.Cuda.Native;
+using Apb.Checkpoints;
+
+namespace Apb.Backends.Cuda;
+
+/// <summary>
+/// Which attention kernel to run; <see cref="CudaBackend.ChooseAttentionKernel"/> resolves Auto and checks a forced one.
+/// TensorCore is the mma.sync kernel (sm_80+), Hopper the wgmma/TMA one (sm_90), SplitKv the decode kernel (at most
+/// 16 query rows). tests/Apb.Gpu.Tests checks every kernel; `apb bench kernel attention|decode` times them.
+/// </summary>
+public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
+
+/// <summary>The attention kernels' names in reports and in APB_ATTENTION (one table, so they cannot drift apart).</summary>
+public static class AttentionKernels
+{
+    public static string Name(AttentionKernel k) => k switch
+    {
+        AttentionKernel.Hopper => "hopper",
+        AttentionKernel.SplitKv => "split-kv",
+        AttentionKernel.TensorCore => "mma2",
+        AttentionKernel.Generic => "generic",
+        _ => "auto",
+    };
+
+    /// <summary>A name (or an older alias) to its kernel; anything else, unset included, is Auto.</summary>
+    public static AttentionKernel Parse(string? name) => name?.ToLowerInvariant() switch
+    {
+        "generic" => AttentionKernel.Generic,
+        "mma2" or "mma" or "tensorcore" => AttentionKernel.TensorCore,
+        "hopper" or "wgmma" => AttentionKernel.Hopper,
+        "split-kv" or "decode" => AttentionKernel.SplitKv,
+        _ => AttentionKernel.Auto,
+    };
+}
+
+/// <summary>
+/// The CUDA backend: bf16 activations on one GPU, fp32 accumulation in every kernel, LSE and merges in fp32, GEMMs in
+/// cuBLASLt, our own kernels (compiled by NVRTC) for everything else. Ops are queued on one stream and return at once;
+/// Download and Synchronize wait. Like every backend it is single-threaded: one instance per rank.
+/// </summary>
+public sealed unsafe partial class CudaBackend : IBackend
+{
+    const string Elementwise = "elementwise.cu";
+    const string AttentionFile = "attention.cu";
+    const string ApbFile = "apb.cu";
+
+    public CudaContext Context { get; }
+    public DeviceMemory Pool { get; }
+    readonly Gemm _gemm;
+    readonly Dictionary<RopeTable, ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
+    readonly HashSet<nint> _raisedSmem = new();
+    ulong _ints;          // device scratch for ids / positions / row indices
+    long _intsCapacity;
+    void* _pinned;        // pinned host staging for uploads, downloads and weight loads
+    long _pinnedBytes;
+    bool _disposed;
+
+    public string Name => $"cuda:{Context.Device.Ordinal}";
+    public AttentionKernel AttentionKernel { get; set; } = AttentionKernels.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION"));
+
+    public CudaBackend(int device = 0)
+    {
+        Driver.Initialize();
+        Context = new CudaContext(device);
+        Pool = new DeviceMemory(Context);
+        try
+        {
+            _gemm = new Gemm(Context, Pool);
+        }
+        catch
+        {
+            Pool.Dispose();
+            Context.Dispose();
+            throw;
+        }
+    }
+
+    static CudaTensor C(Tensor t) => t as CudaTensor ?? throw new ArgumentException($"{t} does not belong to the CUDA backend");
+    static CudaWeight C(IWeight w) => w as CudaWeight ?? throw new ArgumentException($"weight {w.Name} does not belong to the CUDA backend");
+
+    static CudaTensor Bf16(Tensor t, string op)
+    {
+        var c = C(t);
+        if (c.DType != CudaDType.BF16) throw new ArgumentException($"{op}: {c} must be bf16");
+        return c;
+    }
+
+    static void Same(Tensor a, Tensor b, string op)
+    {
+        if (a.Rows != b.Rows || a.Cols != b.Cols) throw new ArgumentException($"{op}: shapes {a} and {b} differ");
+    }
+
+    // ---------------------------------------------------------------------------------------------------- memory
+
+    public Tensor Allocate(int rows, int cols) => Allocate(rows, cols, CudaDType.BF16);
+
+    /// <summary>
+    /// An fp32 tensor, for LSE rows: IBackend.Allocate gives bf16, whose 8-bit mantissa would put a 1e-2 relative error
+    /// into every merge weight. Attention and MergeAttention accept both, exactly in fp32 and rounded in bf16.
+    /// </summary>
+    public CudaTensor AllocateF32(int rows, int cols) => Allocate(rows, cols, CudaDType.F32);
+    // LSE and merge weights stay fp32 on the GPU: the strategies ask through the interface.
+    Tensor IBackend.AllocateF32(int rows, int cols) => AllocateF32(rows, cols);
+
+    public CudaTensor Allocate(int rows, int cols, CudaDType dtype)
+    {
+        if (rows < 0 || cols <= 0) throw new ArgumentException($"cannot allocate a [{rows}, {cols}] tensor");
+        Enter();
+        long bytes = (long)rows * cols * (dtype == CudaDType.BF16 ? 2 : 4);
+        return new CudaTensor(this, Pool.Rent(bytes, $"a [{rows}, {cols}] {dtype} tensor"), rows, cols, dtype, owns: true);
+    }
+
+    void Enter()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Context.MakeCurrent();
+    }
+
+    void* Pinned(long bytes)
+    {
+        if (bytes <= _pinnedBytes) return _pinned;
+        Context.Synchronize(); // a queued copy may still read the old buffer
+        if (_pinned != null) Driver.cuMemFreeHost(_pinned);
+        _pinned = null;
+        _pinnedBytes = 0;
+        void* p;
+        Driver.Check(Driver.cuMemAllocHost(&p, (nuint)bytes), $"cuMemAllocHost({bytes} bytes)");
+        _pinned = p;
+        _pinnedBytes = bytes;
+        return p;
+    }
+
+    const long StagingBytes = 32L << 20;
+
+    /// <summary>
+    /// The backend's own scratch (<paramref name="block"/> of <paramref name="capacity"/> bytes), grown to at least
+    /// <paramref name="bytes"/> and reused call after call. Growing gives the old block back: work queued on the stream
+    /// that still reads it is ordered before any reuse of its memory (one stream per backend).
+    /// </summary>
+    ulong Scratch(ref ulong block, ref long capacity, long bytes, long minimum, string what)
+    {
+        if (bytes <= capacity) return block;
+        if (block != 0) Pool.Return(block);
+        capacity = Math.Max(bytes, minimum);
+        return block = Pool.Rent(capacity, what, backendOwned: true);
+    }
+
+    /// <summary>Host ints to the device index scratch.</summary>
+    ulong UploadInts(ReadOnlySpan<int> values)
+    {
+        Scratch(ref _ints, ref _intsCapacity, Math.Max(values.Length, 1) * 4L, 4096, "index scratch");
+        // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
+        fixed (int* p = values)
+            Driver.Check(Driver.cuMemcpyHtoDAsync(_ints, p, (nuint)(values.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(indices)");
+        return _ints;
+    }
+
+    // ---------------------------------------------------------------------------------------------------- weights
+
+    /// <summary>Random weights filled on the device by a kernel (<see cref="RandomFill"/>): no host copy of the model.</summary>
+    public IWeight LoadRandom(string name, int rows, int cols, ulong key, float scale, float offset) =>
+        RandomFill.Weight(this, name, rows, cols, key, scale, offset);
+
+    public IWeight Load(WeightView w)
+    {
+        Enter();
+        if (w.Shape.Length > 2)
+            throw new ApbException($"tensor '{w.Name}' has {w.Shape.Length} dimensions; weights are matrices or vectors");
+        long n = w.ElementCount;
+        ulong dst = Pool.Rent(n * 2, $"weight {w.Name}");
+        UploadAsBf16(w.Data, w.DType, n, dst, w.Name);
+        return new CudaWeight(w.Name, w.Rows, w.Cols, dst);
+    }
+
+    /// <summary>
+    /// Streams n elements from host memory (the memory-mapped checkpoint) to bf16 on the device, in chunks through pinned
+    /// memory: bf16 goes straight to its place, f16/f32 land in a device staging area and a kernel converts them. No
+    /// managed copy of the tensor is ever made.
+    /// </summary>
+    void UploadAsBf16(byte* src, DType type, long n, ulong dst, string what)
+    {
+        int size = DTypes.Size(type);
+        if (type is not (DType.BF16 or DType.F16 or DType.F32))
+            throw new ApbException($"weight {what} is {DTypes.Name(type)}; the CUDA backend loads F32, F16 or BF16");
+        var pinned = (byte*)Pinned(StagingBytes);
+        long chunk = StagingBytes / size;
+        ulong staging = 0;
+        ulong to = 0;
+        long count = 0;
+        void** args = stackalloc void*[] { &staging, &to, &count };
+        if (type != DType.BF16) staging = Pool.Rent(StagingBytes, "weight conversion staging");
+        try
+        {
+            for (long i = 0; i < n; i += chunk)
+            {
+                count = Math.Min(chunk, n - i);
+                Context.Synchronize(); // the pinned buffer is free again only when the previous chunk's copy is done
+                Buffer.MemoryCopy(src + i * size, pinned, StagingBytes, count * size);
+                if (type == DType.BF16)
+                {
+                    Driver.Check(Driver.cuMemcpyHtoDAsync(dst + (ulong)(i * 2), pinned, (nuint)(count * 2), Context.Stream), $"cuMemcpyHtoDAsync(weight {what})");
+                    continue;
+                }
+                Driver.Check(Driver.cuMemcpyHtoDAsync(staging, pinned, (nuint)(count * size), Context.Stream), $"cuMemcpyHtoDAsync(weight {what})");
+                to = dst + (ulong)(i * 2);
+                var fn = type == DType.F32 ? "apb_convert_f32_bf16" : "apb_convert_f16_bf16";
+                Context.Launch(Context.Function(Elementwise, fn), fn, (GridFor(count), 1, 1), 256, 0, args);
+            }
+            Context.Synchronize();
+        }
+        finally
+        {
+            if (staging != 0) Pool.Return(staging);
+        }
+    }
+
+    /// <summary>
+    /// Kernel <paramref name="fn"/> of <paramref name="file"/>, allowed up to <paramref name="maxSmem"/> bytes of dynamic
+    /// shared memory: above the default 48 KB the limit must be raised on the function, once.
+    /// </summary>
+    nint KernelWithSmem(string file, string fn, uint maxSmem)
+    {
+        nint f = Context.Function(file, fn);
+        if (maxSmem > 48 * 1024 && _raisedSmem.Add(f))
+            Driver.Check(Driver.cuFuncSetAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)maxSmem),
+                $"cuFuncSetAttribute({fn}, {maxSmem} bytes of shared memory)");
+        return f;
+    }
+
+    /// <summary>Blocks of 256 threads for a grid-stride loop over n elements (at most 65536 blocks).</summary>
+    internal static uint GridFor(long n) => (uint)Math.Clamp((n + 255) / 256, 1, 65536);
+
+    // ---------------------------------------------------------------------------------------------------- transfers
+
+    public void Upload(ReadOnlySpan<float> src, Tensor dst)
+    {
+        var d = C(dst);
+        if (src.Length != (long)d.Rows * d.Cols) throw new ArgumentException($"upload of {src.Length} floats into {d}");
+        Enter();
+        var pinned = Pinned(StagingBytes);
+        long chunk = StagingBytes / 4;
+        for (long i = 0; i < src.Length; i += chunk)
+        {
+            int count = (int)Math.Min(chunk, src.Length - i);
+            Context.Synchronize();
+            var part = src.Slice((int)i, count);
+            if (d.DType == CudaDType.F32)
+                part.CopyTo(new Span<float>(pinned, count));
+            else
+            {
+                var h = new Span<ushort>(pinned, count);
+                for (int j = 0; j < count; j++) h[j] = DTypes.FloatToBF16(part[j]);
+            }
+            Driver.Check(Driver.cuMemcpyHtoDAsync(d.Ptr + (ulong)(i * d.ElementSize), pinned, (nuint)(count * d.ElementSize), Context.Stream), "cuMemcpyHtoDAsync(upload)");
+        }
+        Context.Synchronize();
+    }
+
+    public void Download(Tensor src, Span<float> dst)
+    {
+        var s = C(src);
+        long n = (long)s.Rows * s.Cols;
+        if (dst.Length < n) throw new ArgumentException($"download of {s} into {dst.Length} floats");
+        Enter();
+        var pinned = Pinned(StagingBytes);
+        long chunk = StagingBytes / 4;
+        for (long i = 0; i < n; i += chunk)
+        {
+            int count = (int)Math.Min(chunk, n - i);
+            Driver.Check(Driver.cuMemcpyDtoHAsync(pinned, s.Ptr + (ulong)(i * s.ElementSize), (nuint)(count * s.ElementSize), Context.Stream), "cuMemcpyDtoHAsync(download)");
+            Context.Synchronize();
+            var part = dst.Slice((int)i, count);
+            if (s.DType == CudaDType.F32) new Span<float>(pinned, count).CopyTo(part);
+            else
+            {
+                var h = new ReadOnlySpan<ushort>(pinned, count);
+                for (int j = 0; j < count; j++) part[j] = DTypes.BF16ToFloat(h[j]);
+            }
+        }
+    }
+
+    public void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols)
+    {
+        var s = C(src); var d = C(dst);
+        if (srcRow < 0 || srcCol < 0 || srcRow + rows > s.Rows || srcCol + cols > s.Cols ||
+            dstRow < 0 || dstCol < 0 || dstRow + rows > d.Rows || dstCol + cols > d.Cols)
+            throw new ArgumentException($"copy of [{rows}, {cols}] from {s}@({srcRow},{srcCol}) to {d}@({dstRow},{dstCol}) is out of bounds");
+        if (s.DType != d.DType) throw new ArgumentException($"copy from {s} to {d}: element types differ");
+        if (rows == 0 || cols == 0) return;
+        Enter();
+        int es = s.ElementSize;
+        ulong sp = s.Ptr + (ulong)(((long)srcRow * s.Cols + srcCol) * es);
+        ulong dp = d.Ptr + (ulong)(((long)dstRow * d.Cols + dstCol) * es);
+        if (cols == s.Cols && cols == d.Cols)
+        {
+            // Whole rows are one contiguous range: the copy engine does it.
+            Driver.Check(Driver.cuMemcpyDtoDAsync(dp, sp, (nuint)((long)rows * cols * es), Context.Stream), "cuMemcpyDtoDAsync");
+            return;
+        }
+        long ss = s.Cols, ds = d.Cols;
+        string fn = es == 2 ? "apb_copy2d_u16" : "apb_copy2d_u32";
+        void** args = stackalloc void*[] { &sp, &ss, &dp, &ds, &rows, &cols };
+        Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)Math.Min((cols + 255) / 256, 64), (uint)Math.Min(rows, 65535), 1), 256, 0, args);
+    }
+
+    // ---------------------------------------------------------------------------------------------------- model ops
+
+    public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output)
+    {
+        var t = C(table); var o = Bf16(output, "embed");
+        if (o.Rows != ids.Length || o.Cols != t.Cols) throw new ArgumentException($"embed of {ids.Length} ids into {o}");
+        foreach (int id in ids)
+            if ((uint)id >= (uint)t.Rows) throw new ApbException($"token id {id} is outside the vocabulary (0..{t.Rows - 1})");
+        if (ids.Length == 0) return;
+        Enter();
+        ulong idp = UploadInts(ids);
+        ulong tp = t.Ptr, op = o.Ptr;
+        int cols = t.Cols;
+        void** args = stackalloc void*[] { &idp, &tp, &op, &cols };
+        Context.Launch(Context.Function(Elementwise, "apb_embed"), "apb_embed", ((uint)ids.Length, 1, 1), 256, 0, args);
+    }
+
+    public void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output)
+    {
+        var xs = Bf16(x, "rms_norm"); var o = Bf16(output, "rms_norm"); var w = C(weight);
+        Same(xs, o, "rms_norm");
+        if ((long)w.Rows * w.Cols != xs.Cols) throw new ArgumentException($"rms_norm: weight {w.Name} has {w.Rows * w.Cols} elements for rows of {xs.Cols}");
+        if (xs.Rows == 0) return;
+        Enter();
+        ulong xp = xs.Ptr, wp = w.Ptr, op = o.Ptr;
+        int cols = xs.Cols;
+        void** args = stackalloc void*[] { &xp, &wp, &op, &cols, &eps };
+        Context.Launch(Context.Function(Elementwise, "apb_rms_norm"), "apb_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
+    }
+
+    /// <summary>x += y, then output = rms_norm(x) * weight: one block per row reads x and y once, writes x and output.</summary>
+    public void AddRmsNorm(Tensor x, Tensor y, IWeight weight, float eps, Tensor output)
+    {
+        var xs = Bf16(x, "add_rms_norm"); var ys = Bf16(y, "add_rms_norm"); var o = Bf16(output, "add_rms_norm"); var w = C(weight);
+        Same(xs, ys, "add_rms_norm"); Same(xs, o, "add_rms_norm");
+        if ((long)w.Rows * w.Cols != xs.Cols) throw new ArgumentException($"add_rms_norm: weight {w.Name} has {w.Rows * w.Cols} elements for rows of {xs.Cols}");
+        if (o.Ptr == xs.Ptr || o.Ptr == ys.Ptr) throw new ArgumentException($"add_rms_norm: the output {o} must not alias the residual or the addend");
+        if (xs.Rows == 0) return;
+        Enter();
+        ulong xp = xs.Ptr, yp = ys.Ptr, wp = w.Ptr, op = o.Ptr;
+        int cols = xs.Cols;
+        void** args = stackalloc void*[] { &xp, &yp, &wp, &op, &cols, &eps };
+        Context.Launch(Context.Function(Elementwise, "apb_add_rms_norm"), "apb_add_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
+    }
+
+    public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)
+    {
+        var xs = Bf16(x, "linear"); var o = Bf16(output, "linear"); var wt = C(w);
+        if (xs.Cols != wt.Cols || o.Cols != wt.Rows || o.Rows != xs.Rows)
+            throw new ArgumentException($"linear {wt.Name}: x {xs} times W^T [{wt.Cols}, {wt.Rows}] into {o}");
+        if (bias != null && (long)bias.Rows * bias.Cols != wt.Rows)
+            throw new ArgumentException($"linear {wt.Name}: bias {bias.Name} has {bias.Rows * bias.Cols} elements for {wt.Rows} outputs");
+        if (xs.Rows == 0) return;
+        Enter();
+        _gemm.Run(xs.Ptr, wt.Ptr, bias is null ? null : C(bias).Ptr, o.Ptr, xs.Rows, wt.Rows, wt.Cols);
+    }
+
+    void Elementwise1(string fn, ulong a, long n)
+    {
+        void** args = stackalloc void*[] { &a, &n };
+        Context.Launch(Context.Function(Elementwise, fn), fn, (GridFor(n), 1, 1), 256, 0, args);
+    }
+
+    public void AddInPlace(Tensor x, Tensor y)
+    {
+        var xs = Bf16(x, "add"); var ys = Bf16(y, "add");
+        Same(xs, ys, "add");
+        Enter();
+        ulong xp = xs.Ptr, yp = ys.Ptr;
+        long n = (long)xs.Rows * xs.Cols;
+        void** args = stackalloc void*[] { &xp, &yp, &n };
+        Context.Launch(Context.Function(Elementwise, "apb_add"), "apb_add", (GridFor(n), 1, 1), 256, 0, args);
+    }
+
+    public void SiluMul(Tensor gate, Tensor up, Tensor output)
+    {
+        var g = Bf16(gate, "silu_mul"); var u = Bf16(up, "silu_mul"); var o = Bf16(output, "silu_mul");
+        Same(g, u, "silu_mul"); Same(g, o, "silu_mul");
+        Enter();
+        ulong gp = g.Ptr, up_ = u.Ptr, op = o.Ptr;
+        long n = (long)g.Rows * g.Cols;
+        void** args = stackalloc void*[] { &gp, &up_, &op, &n };
+        Context.Launch(Context.Function(Elementwise, "apb_silu_mul"), "apb_silu_mul", (GridFor(n), 1, 1), 256, 0, args);
+    }
+
+    public void Silu(Tensor x)
+    {
+        var xs = Bf16(x, "silu");
+        Enter();
+        Elementwise1("apb_silu", xs.Ptr, (long)xs.Rows * xs.Cols);
+    }
+
+    public void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table)
+    {
+        var xs = Bf16(x, "rope");
+        int d = table.HeadDim;
+        if (xs.Cols != heads * d || positions.Length != xs.Rows)
+            throw new ArgumentException($"rope on {xs} with {heads} heads of {d} and {positions.Length} positions");
+        if (xs.Rows == 0) return;
+        Enter();
+        if (!_ropeTables.TryGetValue(table, out ulong inv))
+        {
+            inv = Pool.Rent(table.InvFreq.Length * 4L, "rope frequencies", backendOwned: true);
+            fixed (float* p = table.InvFreq)
+                Driver.Check(Driver.cuMemcpyHtoDAsync(inv, p, (nuint)(table.InvFreq.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(inv_freq)");
+            _ropeTables[table] = inv;
+        }
+        ulong pos = UploadInts(positions);
+        ulong xp = xs.Ptr;
+        void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d };
+        Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
+    }
+
+    /// <summary>Attention with the kernel <see cref="AttentionKernel"/> asks for (Auto unless APB_ATTENTION or a caller set one).</summary>
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    {
+        var qs = Bf16(q, "attention"); var ks = Bf16(k, "attention"); var vs = Bf16(v, "attention"); var o = Bf16(output, "attention");
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
+            vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
+            (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
+            throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
+        int Tq = qs.Rows, Tk = ks.Rows, d = qs.Cols / heads;
+        if (Tq == 0) return;
+        Enter();
+        CudaTensor? l = lse is null ? null : C(lse);
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr, lp = l?.Ptr ?? 0;
+        int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
+        long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;
+        float scale = 1f / MathF.Sqrt(d);
+        int causal = mask == AttentionMask.Causal ? 1 : 0;
+        bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
+        var chosen = ChooseAttentionKernel(AttentionKernel, Tq, d, aligned, HopperAttentionAvailable);
+        if (chosen == AttentionKernel.SplitKv)
+            DecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l);
+        else if (chosen == AttentionKernel.Hopper)
+            AttentionHopper(qp, kp, vp, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
+        else if (chosen == AttentionKernel.TensorCore)
+        {
+            string fn = d == 64 ? "apb_attention_mma2_d64" : "apb_attention_mma2_d128";
+            // K and V tiles double-buffered: 2 stages x 2 tiles x 64 rows x (d + 8) bf16, above the 48 KB default at d = 128.
+            uint smem = (uint)(2 * 2 * 64 * (d + 8) * 2);
+            nint f = KernelWithSmem(AttentionFile, fn, smem);
+            void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &qStride, &kStride, &oStride, &scale, &causal };
+            Context.Launch(f, fn, ((uint)((Tq + 63) / 64), (uint)heads, 1), 128, smem, args);
+        }
+        else
+        {
+            const string fn = "apb_attention_generic";
+            void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &d, &qStride, &kStride, &oStride, &scale, &causal };
+            Context.Launch(Context.Function(AttentionFile, fn), fn, ((uint)((Tq + 3) / 4), (uint)heads, 1), 128, 0, args);
+        }
+    }
+
+    /// <summary>
+    /// The one place a call's attention kernel is decided. Auto: the split-KV decode kernel for at most
+    /// <see cref="DecodeMaxQueryRows"/> query rows, the Hopper kernel for at least <see cref="HopperMinRows"/> where the
+    /// device has it, the mma.sync kernel otherwise; all three need head dim 64 or 128 and 16-byte aligned rows, else the
+    /// generic kernel (head dim up to 256). A forced kernel that cannot take the call is an error that says why.
+    /// </summary>
+    public static AttentionKernel ChooseAttentionKernel(AttentionKernel requested, int tq, int d, bool aligned, bool hopperAvailable)
+    {
+        bool tensorCore = d is 64 or 128 && aligned;
+        var chosen = requested != AttentionKernel.Auto ? requested
+            : !tensorCore ? AttentionKernel.Generic
+            : tq <= DecodeMaxQueryRows ? AttentionKernel.SplitKv
+            : hopperAvailable && tq >= HopperMinRows ? AttentionKernel.Hopper
+            : AttentionKernel.TensorCore;
+        string? why = chosen switch
+        {
+            AttentionKernel.Generic when d > 256 => $"head dim {d} is above the generic kernel's 256",
+            AttentionKernel.TensorCore or AttentionKernel.Hopper or AttentionKernel.SplitKv when !tensorCore =>
+                $"the {chosen} kernel needs head dim 64 or 128 and 16-byte aligned rows (got d={d}{(aligned ? "" : ", unaligned rows")})",
+            AttentionKernel.Hopper when !hopperAvailable => "the Hopper kernel needs an sm_90 GPU and a driver that encodes TMA tensor maps (CUDA 12+)",
+            AttentionKernel.SplitKv when tq > DecodeMaxQueryRows => $"the split-KV decode kernel takes at most {DecodeMaxQueryRows} query rows (got {tq}): use Auto",
+            _ => null,
+        };
+        if (why != null) throw new ArgumentException($"attention: {why}");
+        return chosen;
+    }
+
+    public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads)
+    {
+        var a = Bf16(acc, "merge"); var p = Bf16(part, "merge"); var la = C(accLse); var lp = C(partLse);
+        Same(a, p, "merge"); Same(la, lp, "merge");
+        if (la.DType != lp.DType) throw new ArgumentException($"merge: LSE tensors {la} and {lp} differ in element type");
+        if (la.Rows != a.Rows || la.Cols != heads || a.Cols % heads != 0)
+            throw new ArgumentException($"merge: acc {a}, lse {la}, {heads} heads");
+        if (a.Rows == 0) return;
+        Enter();
+        ulong ap = a.Ptr, alp = la.Ptr, pp = p.Ptr, plp = lp.Ptr;
+        int lseF32 = la.DType == CudaDType.F32 ? 1 : 0, d = a.Cols / heads;
+        void** args = stackalloc void*[] { &ap, &alp, &pp, &plp, &lseF32, &heads, &d };
+        Context.Launch(Context.Function(Elementwise, "apb_merge_attention"), "apb_merge_attention", ((uint)a.Rows, 1, 1), 128, 0, args);
+    }
+
+    public void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output)
+    {
+        var p = Bf16(parts, "merge parts"); var l = C(lses); var o = Bf16(output, "merge parts");
+        long rows = o.Rows;
+        if (count < 1 || p.Rows != count * rows || p.Cols != o.Cols || l.Rows != count * rows || l.Cols != heads || heads <= 0 || o.Cols % heads != 0)
+            throw new ArgumentException($"merge of {count} parts: parts {p}, lses {l}, {heads} heads into {o}");
+        if (rows == 0) return;
+        Enter();
+        ulong pp = p.Ptr, lp = l.Ptr, op = o.Ptr;
+        int lseF32 = l.DType == CudaDType.F32 ? 1 : 0, d = o.Cols / heads;
+        void** args = stackalloc void*[] { &pp, &lp, &lseF32, &op, &count, &rows, &heads, &d };
+        Context.Launch(Context.Function(Elementwise, "apb_merge_parts"), "apb_merge_parts", ((uint)rows, 1, 1), 128, 0, args);
+    }
+
+    public MemoryStats Memory
+    {
+        get
+        {
+            Enter();
+            var (free, total) = Context.MemoryInfo();
+            return new(Pool.BytesInUse, Pool.PeakBytes, total, free + Pool.BytesIdle);
+        }
+    }
+    public void ResetPeakMemory() => Pool.ResetPeak();
+
+    public void Synchronize()
+    {
+        Enter();
+        Context.Synchronize();
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        Context.MakeCurrent();
+        Driver.cuStreamSynchronize(Context.Stream);
+        _gemm.Dispose();
+        Pool.Dispose();
+        if (_pinned != null) Driver.cuMemFreeHost(_pinned);
+        _pinned = null;
+        Context.Dispose();
+        _disposed = true;
+    }
+}

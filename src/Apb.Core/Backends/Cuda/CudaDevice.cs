@@ -1,0 +1,198 @@
+using Apb.Backends.Cuda.Native;
+
+namespace Apb.Backends.Cuda;
+
+/// <summary>What `apb doctor` and the backend need to know about one GPU.</summary>
+public sealed record CudaDeviceInfo(int Ordinal, string Name, int Major, int Minor, int Multiprocessors, long TotalBytes, long L2Bytes, int MaxSharedPerBlock)
+{
+    public string ComputeCapability => $"{Major}.{Minor}";
+
+    public static unsafe int Count()
+    {
+        Driver.Initialize();
+        int n;
+        Driver.Check(Driver.cuDeviceGetCount(&n), "cuDeviceGetCount");
+        return n;
+    }
+
+    public static unsafe CudaDeviceInfo Query(int ordinal)
+    {
+        Driver.Initialize();
+        int n = Count();
+        if (ordinal < 0 || ordinal >= n)
+            throw new ApbException($"cuda:{ordinal} does not exist: this machine has {n} CUDA device(s) (0..{n - 1}); check CUDA_VISIBLE_DEVICES");
+        int dev;
+        Driver.Check(Driver.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
+        nuint total;
+        Driver.Check(Driver.cuDeviceTotalMem(&total, dev), "cuDeviceTotalMem");
+        return new CudaDeviceInfo(ordinal, Driver.DeviceName(dev),
+            Driver.Attribute(dev, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+            Driver.Attribute(dev, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+            Driver.Attribute(dev, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+            (long)total,
+            Driver.Attribute(dev, Driver.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE),
+            Driver.Attribute(dev, Driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN));
+    }
+}
+
+/// <summary>
+/// The device's primary context, one stream and the loaded kernel modules. Everything the backend queues goes on this
+/// one stream, so ordering between ops is the stream's order and no op needs a host synchronization of its own.
+/// </summary>
+public sealed unsafe class CudaContext : IDisposable
+{
+    public CudaDeviceInfo Device { get; }
+    public nint Context { get; }
+    public nint Stream { get; }
+    public string Arch { get; }
+    readonly int _dev;
+    readonly Dictionary<string, nint> _modules = new();
+    readonly Dictionary<string, nint> _functions = new();
+    [ThreadStatic] static nint t_current;
+
+    public CudaContext(int ordinal)
+    {
+        Device = CudaDeviceInfo.Query(ordinal);
+        Arch = KernelCompiler.Architecture(Device.Major, Device.Minor);
+        int dev;
+        Driver.Check(Driver.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
+        _dev = dev;
+        nint ctx;
+        Driver.Check(Driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+        Context = ctx;
+        MakeCurrent();
+        nint s;
+        Driver.Check(Driver.cuStreamCreate(&s, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        Stream = s;
+    }
+
+    /// <summary>The driver's current context is per thread: every entry point calls this (a compare when already current).</summary>
+    public void MakeCurrent()
+    {
+        if (t_current == Context) return;
+        Driver.Check(Driver.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
+        t_current = Context;
+    }
+
+    /// <summary>The kernel <paramref name="name"/> from the embedded source <paramref name="file"/>, compiled and loaded on first use.</summary>
+    public nint Function(string file, string name)
+    {
+        string key = file + "/" + name;
+        if (_functions.TryGetValue(key, out var f)) return f;
+        if (!_modules.TryGetValue(file, out var module))
+        {
+            var image = KernelCompiler.Compile(file, Arch);
+            fixed (byte* p = image)
+                Driver.Check(Driver.cuModuleLoadData(&module, p), $"cuModuleLoadData({file}, {Arch})");
+            _modules[file] = module;
+        }
+        var bytes = Driver.Utf8Z(name);
+        fixed (byte* n = bytes)
+            Driver.Check(Driver.cuModuleGetFunction(&f, module, n), $"cuModuleGetFunction({file}: {name})");
+        _functions[key] = f;
+        return f;
+    }
+
+    /// <summary>
+    /// Queues a kernel. Launch-configuration errors surface here with the kernel's name; errors inside the kernel surface
+    /// at the next synchronization, or right here when APB_CUDA_SYNC=1 (slow; for finding which launch failed).
+    /// </summary>
+    public void Launch(nint function, string name, (uint X, uint Y, uint Z) grid, uint block, uint sharedBytes, void** args)
+    {
+        if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return;
+        Driver.Check(Driver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block, 1, 1, sharedBytes, Stream, args, null), $"cuLaunchKernel({name})");
+        if (s_syncEachLaunch) Driver.Check(Driver.cuStreamSynchronize(Stream), $"kernel {name} (APB_CUDA_SYNC=1)");
+    }
+
+    static readonly bool s_syncEachLaunch = Environment.GetEnvironmentVariable("APB_CUDA_SYNC") == "1";
+
+    public void Synchronize() => Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize (an earlier kernel or copy failed)");
+
+    public (long Free, long Total) MemoryInfo()
+    {
+        nuint free, total;
+        Driver.Check(Driver.cuMemGetInfo(&free, &total), "cuMemGetInfo");
+        return ((long)free, (long)total);
+    }
+
+    public void Dispose()
+    {
+        MakeCurrent();
+        Driver.cuStreamSynchronize(Stream);
+        foreach (var m in _modules.Values) Driver.cuModuleUnload(m);
+        _modules.Clear();
+        _functions.Clear();
+        Driver.cuStreamDestroy(Stream);
+        Driver.cuDevicePrimaryCtxRelease(_dev);
+        t_current = 0;
+    }
+}
+
+/// <summary>The whole CUDA picture of this machine, for `apb doctor` and the check report; never throws.</summary>
+public sealed class CudaReport
+{
+    public string? DriverProblem { get; init; }
+    public string? DriverPath { get; init; }
+    public string? DriverVersion { get; init; }
+    public List<(CudaDeviceInfo Info, long FreeBytes)> Devices { get; } = new();
+    public string? NvrtcPath { get; init; }
+    public string? NvrtcVersion { get; init; }
+    public string? NvrtcProblem { get; init; }
+    public string? CublasLtPath { get; init; }
+    public string? CublasLtVersion { get; init; }
+    public string? CublasLtProblem { get; init; }
+    public List<string> Problems { get; } = new();
+
+    public bool HasGpu => DriverProblem == null && Devices.Count > 0;
+
+    public static unsafe CudaReport Collect()
+    {
+        string? driverProblem = Driver.TryInitialize();
+        string? driverVersion = null;
+        if (driverProblem == null)
+        {
+            int v;
+            if (Driver.cuDriverGetVersion(&v) == Driver.CUDA_SUCCESS) driverVersion = Driver.VersionText(v);
+        }
+        string? nvrtcProblem = Nvrtc.TryInitialize(), nvrtcVersion = null;
+        if (nvrtcProblem == null)
+            try { nvrtcVersion = KernelCompiler.NvrtcVersionText(); }
+            catch (ApbException e) { nvrtcProblem = e.Message; }
+        string? blasProblem = CublasLt.TryInitialize(), blasVersion = null;
+        if (blasProblem == null)
+            try { blasVersion = CublasLt.VersionText(); }
+            catch (ApbException e) { blasProblem = e.Message; }
+        var r = new CudaReport
+        {
+            DriverProblem = driverProblem, DriverPath = Driver.LibraryPath, DriverVersion = driverVersion,
+            NvrtcPath = Nvrtc.LibraryPath, NvrtcVersion = nvrtcVersion, NvrtcProblem = nvrtcProblem,
+            CublasLtPath = CublasLt.LibraryPath, CublasLtVersion = blasVersion, CublasLtProblem = blasProblem,
+        };
+        if (driverProblem != null) return r;
+        try
+        {
+            int n = CudaDeviceInfo.Count();
+            for (int i = 0; i < n; i++)
+            {
+                var info = CudaDeviceInfo.Query(i);
+                long free = -1;
+                try
+                {
+                    // Free memory needs a context: retain the primary one briefly (it is what the backend would use anyway).
+                    int dev; nint ctx; nuint f, t;
+                    Driver.Check(Driver.cuDeviceGet(&dev, i), "cuDeviceGet");
+                    Driver.Check(Driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+                    Driver.Check(Driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+                    Driver.Check(Driver.cuMemGetInfo(&f, &t), "cuMemGetInfo");
+                    free = (long)f;
+                    Driver.cuCtxSetCurrent(0);
+                    Driver.cuDevicePrimaryCtxRelease(dev);
+                }
+                catch (ApbException e) { r.Problems.Add($"cuda:{i}: {e.Message}"); }
+                r.Devices.Add((info, free));
+            }
+        }
+        catch (ApbException e) { r.Problems.Add(e.Message); }
+        return r;
+    }
+}

@@ -1,0 +1,177 @@
+// APB's per-layer scoring and selection on the device (docs/apb-algorithm.md, steps 2.3b and 2.3d): the query mean and the
+// query-aware score (one dot per token and KV head), the max-pool over the sequence, the top-l_p rows per KV head, and
+// the gather of the chosen rows per head into the send buffer. Same conventions as elementwise.cu: bf16 as raw 16-bit
+// patterns (bf16.cuh), fp32 accumulation, no CUDA headers.
+
+#include "bf16.cuh"
+
+// out[t, h] = dot(x[t, h*d .. h*d+d), vec[h*d .. h*d+d)): one warp per (row, head), fp32 accumulation. x is bf16 with row
+// stride xStride; vec and out are bf16 or fp32 (flags). Block: 256 threads = 8 (row, head) pairs.
+extern "C" __global__ void apb_head_dot(const bf16* __restrict__ x, long xStride, const void* __restrict__ vec, int vecF32,
+    void* __restrict__ out, int outF32, int rows, int heads, int d)
+{
+    long pair = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (pair >= (long)rows * heads) return;
+    long t = pair / heads;
+    int h = (int)(pair - t * heads);
+    const bf16* row = x + t * xStride + (long)h * d;
+    float acc = 0.f;
+    for (int c = lane; c < d; c += 32) acc += bf2f(row[c]) * load_any(vec, (long)h * d + c, vecF32);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) store_any(out, pair, outF32, acc);
+}
+
+// APB's qbar: out[g*d + c] = mean over rows t and the groupSize heads h of group g of x[t, h*d + c] (the query rows
+// averaged per KV head over its group of query heads), fp32 sums. Block: 256 threads = 32 adjacent output columns x 8
+// slices that split the rows; the slices' partial sums meet in shared memory. Grid: ceil(groups x d / 32) column tiles.
+// out is bf16 or fp32 (flag).
+extern "C" __global__ void apb_group_mean(const bf16* __restrict__ x, long xStride, void* __restrict__ out, int outF32,
+    int rows, int groups, int groupSize, int d)
+{
+    __shared__ float part[8][32];
+    int lane = threadIdx.x & 31, slice = threadIdx.x >> 5;
+    int col = blockIdx.x * 32 + lane, cols = groups * d;
+    float acc = 0.f;
+    if (col < cols)
+    {
+        int g = col / d, c = col - g * d;
+        for (int t = slice; t < rows; t += 8)
+        {
+            const bf16* p = x + (long)t * xStride + (long)g * groupSize * d + c;
+            for (int j = 0; j < groupSize; j++) acc += bf2f(p[(long)j * d]);
+        }
+    }
+    part[slice][lane] = acc;
+    __syncthreads();
+    if (slice != 0 || col >= cols) return;
+    float sum = 0.f;
+    for (int i = 0; i < 8; i++) sum += part[i][lane];
+    store_any(out, col, outF32, sum / ((float)rows * (float)groupSize));
+}
+
+// dst[i, h*d + c] = src[index[i*heads + h], h*d + c]: rows chosen per head. Grid (dst rows, heads); cols = heads x d.
+// An index outside [0, srcRows) (a selection that failed to write its slot, which is set to -1 first) fills the row's
+// slice with all-ones bits, a NaN in bf16 and fp32 alike, so the failure shows in every check instead of reading memory
+// out of bounds.
+extern "C" __global__ void apb_gather_head_rows_u16(const unsigned short* __restrict__ src, int srcRows, const int* __restrict__ index,
+    unsigned short* __restrict__ dst, int heads, int d)
+{
+    long cols = (long)heads * d;
+    int i = blockIdx.x, h = blockIdx.y, r = index[(long)i * heads + h];
+    unsigned short* o = dst + (long)i * cols + (long)h * d;
+    if (r < 0 || r >= srcRows) { for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0xffffu; return; }
+    const unsigned short* s = src + (long)r * cols + (long)h * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
+}
+
+extern "C" __global__ void apb_gather_head_rows_u32(const unsigned* __restrict__ src, int srcRows, const int* __restrict__ index,
+    unsigned* __restrict__ dst, int heads, int d)
+{
+    long cols = (long)heads * d;
+    int i = blockIdx.x, h = blockIdx.y, r = index[(long)i * heads + h];
+    unsigned* o = dst + (long)i * cols + (long)h * d;
+    if (r < 0 || r >= srcRows) { for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0xffffffffu; return; }
+    const unsigned* s = src + (long)r * cols + (long)h * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = s[c];
+}
+
+// pooled[t, h] = max of scores[u, h] for |u - t| <= 2 inside [0, rows): CpuPassingOps.MaxPool. Scores bf16 or fp32,
+// pooled fp32. fmaxf would drop a NaN where the host's MathF.Max keeps it: compare by hand to match.
+extern "C" __global__ void apb_max_pool5(const void* __restrict__ scores, int scoresF32, float* __restrict__ pooled, int rows, int heads)
+{
+    long n = (long)rows * heads;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    {
+        long t = i / heads;
+        int h = (int)(i - t * heads);
+        long lo = t - 2 < 0 ? 0 : t - 2, hi = t + 2 > rows - 1 ? rows - 1 : t + 2;
+        float m = APB_NEG_INF;
+        for (long u = lo; u <= hi; u++)
+        {
+            float v = load_any(scores, u * heads + h, scoresF32);
+            if (v != v || m != m) m = __int_as_float(0x7fc00000); else if (v > m) m = v;
+        }
+        pooled[i] = m;
+    }
+}
+
+// Orders floats as float.CompareTo does: NaN below everything, -0 equal to +0; larger float -> larger key.
+__device__ __forceinline__ unsigned order_key(float f)
+{
+    if (f != f) return 0u;
+    if (f == 0.f) f = 0.f;
+    unsigned u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+#define APB_TOPK_THREADS 1024
+
+// For each head (one block each) the `count` rows of pooled[:, h] with the largest values, ties to the earlier row, written
+// in ascending row order: picked[i*heads + h] = head h's i-th row (CpuPassingOps.Select after its max-pool).
+// Radix select on the order keys, 8 bits per pass from the top, finds the count-th largest key T and how many rows equal
+// to T are taken (the earliest ones); then every thread walks a contiguous chunk of rows twice to write its picks in order.
+extern "C" __global__ void __launch_bounds__(APB_TOPK_THREADS) apb_topk_rows(const float* __restrict__ pooled, int rows, int heads,
+    int count, int* __restrict__ picked)
+{
+    __shared__ unsigned hist[256];
+    __shared__ int eqScan[APB_TOPK_THREADS], pickScan[APB_TOPK_THREADS];
+    __shared__ unsigned sPrefix;
+    __shared__ int sK;
+    int h = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    if (count <= 0) return;
+    unsigned prefix = 0u, mask = 0u;
+    int k = count;
+    for (int shift = 24; shift >= 0; shift -= 8)
+    {
+        for (int b = tid; b < 256; b += nt) hist[b] = 0u;
+        __syncthreads();
+        for (int t = tid; t < rows; t += nt)
+        {
+            unsigned key = order_key(pooled[(long)t * heads + h]);
+            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (tid == 0)
+        {
+            int cum = 0, sel = 0;
+            for (int b = 255; b >= 0; b--)
+            {
+                if (cum + (int)hist[b] >= k) { sel = b; break; }
+                cum += (int)hist[b];
+            }
+            sK = k - cum;
+            sPrefix = prefix | ((unsigned)sel << shift);
+        }
+        __syncthreads();
+        prefix = sPrefix; k = sK;
+        mask |= 255u << shift;
+        __syncthreads();
+    }
+    // prefix = T (the count-th largest key); k = how many rows with key T are taken, the earliest ones.
+    int chunk = (rows + nt - 1) / nt, lo = tid * chunk, hi = lo + chunk < rows ? lo + chunk : rows;
+    int eq = 0, gt = 0;
+    for (int t = lo; t < hi; t++)
+    {
+        unsigned key = order_key(pooled[(long)t * heads + h]);
+        eq += key == prefix; gt += key > prefix;
+    }
+    eqScan[tid] = eq;
+    __syncthreads();
+    if (tid == 0) { int s = 0; for (int i = 0; i < nt; i++) { int v = eqScan[i]; eqScan[i] = s; s += v; } }
+    __syncthreads();
+    int eqBefore = eqScan[tid];
+    int takeEq = k - eqBefore < 0 ? 0 : (k - eqBefore > eq ? eq : k - eqBefore);
+    pickScan[tid] = gt + takeEq;
+    __syncthreads();
+    if (tid == 0) { int s = 0; for (int i = 0; i < nt; i++) { int v = pickScan[i]; pickScan[i] = s; s += v; } }
+    __syncthreads();
+    int pos = pickScan[tid], seen = eqBefore;
+    for (int t = lo; t < hi; t++)
+    {
+        unsigned key = order_key(pooled[(long)t * heads + h]);
+        bool take = key > prefix;
+        if (key == prefix) { take = seen < k; seen++; }
+        if (take) { picked[(long)pos * heads + h] = t; pos++; }
+    }
+}

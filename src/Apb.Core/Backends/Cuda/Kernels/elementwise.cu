@@ -1,0 +1,207 @@
+// Elementwise and row-wise kernels of the CUDA backend: conversions, embedding, RMSNorm, residual add (alone and fused
+// with the RMSNorm after it), SiLU, RoPE, copies and the LSE merge. Activations are bf16 (stored as raw 16-bit patterns
+// so that no CUDA header is needed and the file compiles with NVRTC alone); every reduction accumulates in fp32.
+// Index arithmetic uses long where a product of two sizes can pass 2^31 (a 128K x 16K tensor has 2^31 elements).
+
+#include "bf16.cuh"
+
+// IEEE half -> float by bit manipulation (subnormals, inf and NaN included), so no cuda_fp16.h is needed.
+__device__ __forceinline__ float h2f(unsigned short h)
+{
+    unsigned sign = ((unsigned)h & 0x8000u) << 16, exp = ((unsigned)h >> 10) & 0x1fu, man = (unsigned)h & 0x3ffu;
+    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man << 13));
+    if (exp == 0)
+    {
+        if (man == 0) return __uint_as_float(sign);
+        float f = (float)man * 5.9604644775390625e-8f; // man x 2^-24
+        return sign ? -f : f;
+    }
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+extern "C" __global__ void apb_convert_f32_bf16(const float* __restrict__ src, bf16* __restrict__ dst, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = f2bf(src[i]);
+}
+
+extern "C" __global__ void apb_convert_f16_bf16(const unsigned short* __restrict__ src, bf16* __restrict__ dst, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = f2bf(h2f(src[i]));
+}
+
+// One block per token: ids were checked against the vocabulary on the host.
+extern "C" __global__ void apb_embed(const int* __restrict__ ids, const bf16* __restrict__ table, bf16* __restrict__ out, int cols)
+{
+    const bf16* src = table + (long)ids[blockIdx.x] * cols;
+    bf16* dst = out + (long)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = src[c];
+}
+
+__device__ __forceinline__ float block_sum(float v, float* scratch)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// One block per row (blockDim a multiple of 32). HF: x * rsqrt(mean(x^2) + eps) * weight, the mean in fp32.
+extern "C" __global__ void apb_rms_norm(const bf16* __restrict__ x, const bf16* __restrict__ w, bf16* __restrict__ out, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const bf16* row = x + (long)blockIdx.x * cols;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) { float f = bf2f(row[c]); ss += f * f; }
+    ss = block_sum(ss, scratch);
+    float inv = rsqrtf(ss / (float)cols + eps);
+    bf16* dst = out + (long)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
+}
+
+// The residual add and the RMSNorm after it, one block per row: x += y (rounded to bf16, as the residual stream is
+// stored), then out = x * rsqrt(mean(x^2) + eps) * w computed from the rounded sum, so the result is bit-for-bit what
+// apb_add followed by apb_rms_norm give. Each thread re-reads in the second loop only the columns it wrote in the first.
+extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __restrict__ y, const bf16* __restrict__ w,
+                                            bf16* __restrict__ out, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    bf16* row = x + (long)blockIdx.x * cols;
+    const bf16* add = y + (long)blockIdx.x * cols;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        bf16 s = f2bf(bf2f(row[c]) + bf2f(add[c]));
+        row[c] = s;
+        float f = bf2f(s);
+        ss += f * f;
+    }
+    ss = block_sum(ss, scratch);
+    float inv = rsqrtf(ss / (float)cols + eps);
+    bf16* dst = out + (long)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
+}
+
+extern "C" __global__ void apb_add(bf16* __restrict__ x, const bf16* __restrict__ y, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
+}
+
+// output may alias gate (the model writes silu(gate) * up back into gate): each element is read before it is written.
+extern "C" __global__ void apb_silu_mul(const bf16* gate, const bf16* up, bf16* out, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    {
+        float g = bf2f(gate[i]);
+        out[i] = f2bf(g / (1.f + expf(-g)) * bf2f(up[i]));
+    }
+}
+
+extern "C" __global__ void apb_silu(bf16* x, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    {
+        float g = bf2f(x[i]);
+        x[i] = f2bf(g / (1.f + expf(-g)));
+    }
+}
+
+// One block per token. The angle is fp32(position) x fp32(inv_freq) rounded to fp32 (__fmul_rn: never contracted), as
+// Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large angles at 128K).
+extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, const float* __restrict__ invFreq, int heads, int d)
+{
+    int half = d >> 1;
+    float pos = (float)positions[blockIdx.x];
+    bf16* row = x + (long)blockIdx.x * heads * d;
+    for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x)
+    {
+        int h = idx / half, i = idx - h * half;
+        float angle = __fmul_rn(pos, invFreq[i]);
+        float s, c;
+        sincosf(angle, &s, &c);
+        bf16* v = row + h * d;
+        float a = bf2f(v[i]), b = bf2f(v[i + half]);
+        v[i] = f2bf(a * c - b * s);
+        v[i + half] = f2bf(b * c + a * s);
+    }
+}
+
+// 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).
+extern "C" __global__ void apb_copy2d_u16(const unsigned short* __restrict__ src, long srcStride, unsigned short* __restrict__ dst, long dstStride, int rows, int cols)
+{
+    for (long r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+            dst[r * dstStride + c] = src[r * srcStride + c];
+}
+
+extern "C" __global__ void apb_copy2d_u32(const unsigned* __restrict__ src, long srcStride, unsigned* __restrict__ dst, long dstStride, int rows, int cols)
+{
+    for (long r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+            dst[r * dstStride + c] = src[r * srcStride + c];
+}
+
+// (acc, accLse) := the softmax-weighted combination of (acc, accLse) and (part, partLse), in fp32 with the max
+// subtracted. One block per row, one warp per head at a time; lane 0 writes the new LSE after the whole warp has read
+// the old one.
+extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf16* __restrict__ part, const void* __restrict__ partLse,
+                                               int lseF32, int heads, int d)
+{
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    long row = blockIdx.x;
+    for (int h = warp; h < heads; h += warps)
+    {
+        long li = row * heads + h;
+        float l1 = load_any(accLse, li, lseF32), l2 = load_any(partLse, li, lseF32);
+        if (l2 == APB_NEG_INF) continue;
+        bf16* a = acc + (row * heads + h) * d;
+        const bf16* p = part + (row * heads + h) * d;
+        float w1, w2, lse;
+        if (l1 == APB_NEG_INF) { w1 = 0.f; w2 = 1.f; lse = l2; } // acc may hold anything (even NaN): not read below
+        else
+        {
+            float m = fmaxf(l1, l2);
+            float e1 = expf(l1 - m), e2 = expf(l2 - m), s = e1 + e2;
+            w1 = e1 / s; w2 = e2 / s; lse = m + logf(s);
+        }
+        for (int c = lane; c < d; c += 32) a[c] = w1 == 0.f ? p[c] : f2bf(w1 * bf2f(a[c]) + w2 * bf2f(p[c]));
+        __syncwarp();
+        if (lane == 0) store_any(accLse, li, lseF32, lse);
+    }
+}
+
+// output[row] = the exact merge of `count` partial results stacked part-major ([count x rows, heads x d], LSEs
+// [count x rows, heads]): m = max over parts of lse, w = exp(lse - m), output = sum w part / sum w, summed in fp32 in part
+// order and rounded to bf16 once. One block per row, one warp per head at a time. A head every part left empty gets 0.
+extern "C" __global__ void apb_merge_parts(const bf16* __restrict__ parts, const void* __restrict__ lses, int lseF32,
+                                           bf16* __restrict__ out, int count, long rows, int heads, int d)
+{
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    long row = blockIdx.x;
+    long cols = (long)heads * d;
+    for (int h = warp; h < heads; h += warps)
+    {
+        float m = APB_NEG_INF;
+        for (int r = 0; r < count; r++) m = fmaxf(m, load_any(lses, ((long)r * rows + row) * heads + h, lseF32));
+        bf16* o = out + row * cols + (long)h * d;
+        if (m == APB_NEG_INF)
+        {
+            for (int c = lane; c < d; c += 32) o[c] = f2bf(0.f);
+            continue;
+        }
+        float sum = 0.f;
+        for (int r = 0; r < count; r++) sum += expf(load_any(lses, ((long)r * rows + row) * heads + h, lseF32) - m);
+        for (int c = lane; c < d; c += 32)
+        {
+            float acc = 0.f;
+            for (int r = 0; r < count; r++)
+            {
+                float w = expf(load_any(lses, ((long)r * rows + row) * heads + h, lseF32) - m);
+                if (w != 0.f) acc += w * bf2f(parts[((long)r * rows + row) * cols + (long)h * d + c]);
+            }
+            o[c] = f2bf(acc / sum);
+        }
+    }
+}

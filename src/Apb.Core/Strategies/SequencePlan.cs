@@ -1,0 +1,194 @@
+namespace Apb.Strategies;
+
+/// <summary>How context tokens are dealt to ranks.</summary>
+public enum SequenceLayout
+{
+    /// <summary>Rank r holds tokens [r l_b, (r+1) l_b).</summary>
+    Contiguous,
+    /// <summary>
+    /// 2H chunks of l_c tokens; rank r holds chunks r and 2H-1-r, so every rank has one early and one late chunk and the
+    /// causal work of a ring is balanced.
+    /// </summary>
+    Zigzag,
+}
+
+/// <summary>
+/// Which tokens each of H ranks holds during a sequence-parallel prefill of n context tokens (the query is not part of
+/// it: it goes through the exact "star" phase afterwards). The context is padded at the end to H x l_b; pad rows come
+/// after every real token, so causal masking alone keeps them invisible to real tokens, and they are never cached or
+/// selected. Ranks r >= 1 may carry an anchor in front of their block (APB, Star): l_a tokens at positions 0..l_a-1.
+/// </summary>
+public sealed class SequencePlan
+{
+    /// <summary>n: context tokens, without the query.</summary>
+    public int ContextLength { get; }
+    /// <summary>H.</summary>
+    public int Ranks { get; }
+    public SequenceLayout Layout { get; }
+    /// <summary>Rows of context each rank holds: l_b (zigzag: two chunks of <see cref="ChunkLength"/>).</summary>
+    public int BlockLength { get; }
+    /// <summary>Zigzag chunk length l_c; equals BlockLength for the contiguous layout.</summary>
+    public int ChunkLength { get; }
+    public int PaddedLength => Ranks * BlockLength;
+    /// <summary>l_a: anchor rows in front of the block on ranks >= 1 (0: no anchor).</summary>
+    public int AnchorLength { get; }
+    /// <summary>l_p: tokens per KV head each rank passes to the ranks after it (APB).</summary>
+    public int PassingLength { get; }
+    /// <summary>Query tokens inserted into the anchor (0 when the anchor is the plain context start, as in Star).</summary>
+    public int QueryLength { get; }
+    /// <summary>Where the query goes inside the anchor: after this many context tokens (the chat template's header).</summary>
+    public int AnchorInsertAt { get; }
+
+    SequencePlan(int n, int ranks, SequenceLayout layout, int chunk, int anchor, int passing, int query, int insertAt)
+    {
+        ContextLength = n; Ranks = ranks; Layout = layout; ChunkLength = chunk;
+        BlockLength = layout == SequenceLayout.Zigzag ? 2 * chunk : chunk;
+        AnchorLength = anchor; PassingLength = passing; QueryLength = query; AnchorInsertAt = insertAt;
+    }
+
+    /// <summary>Ring, Ulysses: contiguous blocks, no anchor.</summary>
+    public static SequencePlan Contiguous(int n, int ranks)
+    {
+        CheckRanks(n, ranks);
+        return new SequencePlan(n, ranks, SequenceLayout.Contiguous, Ceil(n, ranks), 0, 0, 0, 0);
+    }
+
+    /// <summary>Zigzag ring: 2H chunks of ceil(n / 2H), padded at the end to 2H chunks.</summary>
+    public static SequencePlan Zigzag(int n, int ranks)
+    {
+        CheckRanks(n, ranks);
+        return new SequencePlan(n, ranks, SequenceLayout.Zigzag, Ceil(n, 2 * ranks), 0, 0, 0, 0);
+    }
+
+    /// <summary>Star Attention: the anchor is the plain first block (l_a = l_b, no query), nothing is passed.</summary>
+    public static SequencePlan Star(int n, int ranks)
+    {
+        CheckRanks(n, ranks);
+        int lb = Ceil(n, ranks);
+        return new SequencePlan(n, ranks, SequenceLayout.Contiguous, lb, ranks > 1 ? lb : 0, 0, 0, 0);
+    }
+
+    /// <summary>
+    /// APB: anchor of <paramref name="anchor"/> tokens (the context start with the query inserted after
+    /// <paramref name="insertAt"/> tokens), <paramref name="passing"/> tokens per KV head passed forward by each rank.
+    /// </summary>
+    public static SequencePlan Apb(int n, int ranks, int anchor, int passing, int queryLength, int insertAt)
+    {
+        CheckRanks(n, ranks);
+        int lb = Ceil(n, ranks);
+        if (anchor < 0) throw new ApbException($"anchor length must be >= 0, got {anchor}");
+        if (passing < 0) throw new ApbException($"passing length must be >= 0, got {passing}");
+        if (anchor > lb)
+            throw new ApbException($"anchor of {anchor} tokens is longer than the block of {lb} tokens ({n} context tokens over {ranks} ranks): use --anchor {lb} or less, or fewer ranks");
+        if (passing > lb)
+            throw new ApbException($"passing length of {passing} tokens is longer than the block of {lb} tokens ({n} context tokens over {ranks} ranks): use --passing {lb} or less, or fewer ranks");
+        if (insertAt < 0 || insertAt > n)
+            throw new ApbException($"anchor insert position {insertAt} is outside the context of {n} tokens");
+        if (ranks > 1 && anchor > 0 && insertAt + queryLength > anchor)
+            throw new ApbException(queryLength > anchor
+                ? $"the query of {queryLength} tokens is longer than the anchor of {anchor} tokens: use --anchor {insertAt + queryLength} or more (the query goes after {insertAt} header tokens), or shorten the query"
+                : $"the query of {queryLength} tokens inserted after {insertAt} header tokens does not fit in the anchor of {anchor} tokens: use --anchor {insertAt + queryLength} or more");
+        return new SequencePlan(n, ranks, SequenceLayout.Contiguous, lb, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
+            queryLength, insertAt);
+    }
+
+    static void CheckRanks(int n, int ranks)
+    {
+        if (ranks < 1) throw new ApbException($"--ranks must be at least 1, got {ranks}");
+        if (n < ranks)
+            throw new ApbException($"the context has {n} tokens but {ranks} ranks were asked for: every rank needs at least one context token (use --ranks {Math.Max(1, n)} or fewer)");
+    }
+
+    static int Ceil(int a, int b) => (a + b - 1) / b;
+
+    /// <summary>Global positions of the rows of rank's block (pad rows continue past n).</summary>
+    public int[] Positions(int rank)
+    {
+        var p = new int[BlockLength];
+        if (Layout == SequenceLayout.Contiguous)
+            for (int i = 0; i < p.Length; i++) p[i] = rank * BlockLength + i;
+        else
+            for (int i = 0; i < ChunkLength; i++)
+            {
+                p[i] = rank * ChunkLength + i;
+                p[ChunkLength + i] = (2 * Ranks - 1 - rank) * ChunkLength + i;
+            }
+        return p;
+    }
+
+    /// <summary>
+    /// Real (non-pad) rows of rank's block. They are always a prefix of the block: padding is a suffix of the sequence, and
+    /// in the zigzag layout a rank's first chunk precedes its second, so pad in the first chunk means the second is all pad.
+    /// </summary>
+    public int RealRows(int rank)
+    {
+        int real = 0;
+        foreach (int p in Positions(rank)) if (p < ContextLength) real++;
+        return real;
+    }
+
+    /// <summary>Anchor rows in front of rank's block (rank 0 has none: its block is the context start).</summary>
+    public int AnchorRows(int rank) => rank == 0 ? 0 : AnchorLength;
+
+    /// <summary>Rows of rank's local sequence: [anchor; block].</summary>
+    public int LocalRows(int rank) => AnchorRows(rank) + BlockLength;
+
+    /// <summary>
+    /// Tokens per KV head rank contributes to the passing blocks: l_p, fewer when the block has fewer real tokens (pad is
+    /// never selected), none on the last rank (no rank after it would read them).
+    /// </summary>
+    public int SentRows(int rank) => rank == Ranks - 1 ? 0 : Math.Min(PassingLength, RealRows(rank));
+
+    /// <summary>Rows of rank's passing block: what ranks 0..rank-1 sent.</summary>
+    public int PassingRows(int rank)
+    {
+        int p = 0;
+        for (int j = 0; j < rank; j++) p += SentRows(j);
+        return p;
+    }
+
+    /// <summary>
+    /// The anchor's tokens: the context start with the query inserted after <see cref="AnchorInsertAt"/> tokens, truncated
+    /// to l_a. Star's anchor has no query (QueryLength 0), so it is the plain first block.
+    /// </summary>
+    public int[] AnchorIds(IReadOnlyList<int> context, IReadOnlyList<int> query)
+    {
+        Check(context, query);
+        var ids = new List<int>(AnchorLength + QueryLength);
+        for (int i = 0; i < AnchorInsertAt; i++) ids.Add(context[i]);
+        for (int i = 0; i < QueryLength; i++) ids.Add(query[i]);
+        for (int i = AnchorInsertAt; i < context.Count && ids.Count < AnchorLength; i++) ids.Add(context[i]);
+        return ids.Take(AnchorLength).ToArray();
+    }
+
+    /// <summary>Rank's local token ids: [anchor; block], pad rows filled with <paramref name="padId"/>.</summary>
+    public int[] LocalIds(int rank, IReadOnlyList<int> context, IReadOnlyList<int> query, int padId)
+    {
+        Check(context, query);
+        var ids = new int[LocalRows(rank)];
+        int a = AnchorRows(rank);
+        if (a > 0) AnchorIds(context, query).CopyTo(ids, 0);
+        var pos = Positions(rank);
+        for (int i = 0; i < pos.Length; i++) ids[a + i] = pos[i] < ContextLength ? context[pos[i]] : padId;
+        return ids;
+    }
+
+    /// <summary>Positions of rank's local rows: the anchor's 0..l_a-1, then the block's global positions.</summary>
+    public int[] LocalPositions(int rank)
+    {
+        int a = AnchorRows(rank);
+        var p = new int[a + BlockLength];
+        for (int i = 0; i < a; i++) p[i] = i;
+        Positions(rank).CopyTo(p, a);
+        return p;
+    }
+
+    void Check(IReadOnlyList<int> context, IReadOnlyList<int> query)
+    {
+        if (context.Count != ContextLength || query.Count < QueryLength)
+            throw new ArgumentException($"plan is for {ContextLength} context and {QueryLength} query tokens, got {context.Count} and {query.Count}");
+    }
+
+    public override string ToString() =>
+        $"{Ranks} ranks x {BlockLength} rows ({Layout}), n = {ContextLength}, pad {PaddedLength - ContextLength}, l_a = {AnchorLength}, l_p = {PassingLength}";
+}

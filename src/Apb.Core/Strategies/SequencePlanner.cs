@@ -1,0 +1,74 @@
+using Apb.Strategies.Apb;
+
+namespace Apb.Strategies;
+
+/// <summary>
+/// What one prefill runs: the strategy (the one asked for, or full attention below the fallback length), on how many
+/// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for.
+/// </summary>
+public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query)
+{
+    public bool Distributed => Plan is not null;
+
+    public override string ToString() =>
+        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({(Scorer == ScorerKind.Retaining ? "retaining heads" : "query-aware scorer")})" : "") +
+        $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
+}
+
+/// <summary>
+/// Turns a request (context and query lengths, where the query goes in the anchor) and the group's options into a
+/// <see cref="PrefillPlan"/>. Every rule about a request's shape lives here or in <see cref="SequencePlan"/>: the
+/// short-context fallback, APB's default lengths and anchor growth, the checks that make a request impossible. It runs
+/// before any rank does work, so a request it refuses costs nothing and leaves the group as it was.
+/// </summary>
+public static class SequencePlanner
+{
+    public static PrefillPlan Plan(StrategyOptions o, int contextLength, int queryLength, int anchorInsertAt)
+    {
+        if (contextLength < 0 || queryLength < 0) throw new ArgumentException("negative lengths");
+        if (contextLength + queryLength == 0) throw new ApbException("nothing to prefill: both context and query are empty");
+        var kind = o.Strategy;
+        if (kind is StrategyKind.Apb or StrategyKind.Star && contextLength < o.FallbackBelow)
+            return new PrefillPlan(StrategyKind.Full, 1, null,
+                $"{Name(kind)}: the context of {contextLength} tokens is below {o.FallbackBelow} (--fallback-below), so full attention ran on one rank");
+        if (kind == StrategyKind.Full) return new PrefillPlan(StrategyKind.Full, 1, null, null);
+
+        int ranks = o.Ranks;
+        var plan = kind switch
+        {
+            StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(contextLength, ranks),
+            StrategyKind.Zigzag => SequencePlan.Zigzag(contextLength, ranks),
+            StrategyKind.Star => SequencePlan.Star(contextLength, ranks),
+            _ => SequencePlan.Apb(contextLength, ranks,
+                o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength),
+                o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
+        };
+        if (kind == StrategyKind.Apb && o.Scorer == ScorerKind.Query) CheckQueryAware(plan);
+        return new PrefillPlan(kind, ranks, plan, null, o.Scorer);
+    }
+
+    /// <summary>
+    /// The plan a leader computed, from the numbers it sent (a process group's followers rebuild it exactly rather than
+    /// re-deriving it from options that could differ between machines).
+    /// </summary>
+    public static SequencePlan Rebuild(StrategyKind kind, int n, int ranks, int anchor, int passing, int queryLength, int insertAt) => kind switch
+    {
+        StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(n, ranks),
+        StrategyKind.Zigzag => SequencePlan.Zigzag(n, ranks),
+        StrategyKind.Star => SequencePlan.Star(n, ranks),
+        StrategyKind.Apb => SequencePlan.Apb(n, ranks, anchor, passing, queryLength, insertAt),
+        _ => throw new ArgumentException($"{kind} has no sequence plan"),
+    };
+
+    /// <summary>The query-aware scorer reads the query from the anchor: refuse plans that must score without one.</summary>
+    static void CheckQueryAware(SequencePlan plan)
+    {
+        bool scores = Enumerable.Range(0, plan.Ranks).Any(r => plan.SentRows(r) > 0 && plan.SentRows(r) < plan.RealRows(r));
+        if (scores && (plan.AnchorLength == 0 || plan.QueryLength == 0))
+            throw new ApbException(
+                $"the query-aware scorer reads the query from the anchor, but {(plan.QueryLength == 0 ? "there is no query" : "the anchor is empty (--anchor 0)")}: " +
+                "pass a query and an anchor that holds it, use --passing large enough to keep whole blocks, or use --scorer retaining");
+    }
+
+    static string Name(StrategyKind k) => k.ToString().ToLowerInvariant();
+}

@@ -1,0 +1,25 @@
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Comms;
+using Apb.Strategies.Apb;
+using Apb.Strategies.Ring;
+using Apb.Strategies.Star;
+using Apb.Strategies.Ulysses;
+
+namespace Apb.Strategies;
+
+/// <summary>One rank's prefill attention for a plan: the one place that maps a strategy to its class.</summary>
+public static class StrategyFactory
+{
+    /// <param name="retaining">APB's trained scorer on this rank's backend, or null for the query-aware one</param>
+    public static SequenceParallelAttention Create(StrategyKind kind, IBackend backend, ModelConfig config, RopeTable rope,
+        SequencePlan plan, ICommunicator comm, RetainingHeadScorer? retaining, bool overlap) => kind switch
+    {
+        StrategyKind.Ring => new RingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
+        StrategyKind.Zigzag => new ZigzagRingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
+        StrategyKind.Ulysses => new UlyssesAttention(backend, config, rope, plan, comm),
+        StrategyKind.Star => new StarAttention(backend, config, rope, plan, comm),
+        StrategyKind.Apb => new ApbAttention(backend, config, rope, plan, comm, retaining) { Overlap = overlap },
+        _ => throw new ArgumentException($"{kind} is not a sequence-parallel strategy"),
+    };
+}

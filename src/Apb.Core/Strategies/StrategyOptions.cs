@@ -1,0 +1,97 @@
+using Apb.Checkpoints;
+using Apb.Comms;
+
+namespace Apb.Strategies;
+
+/// <summary>What a distributed session runs: the strategy, its rank count and APB's lengths.</summary>
+public sealed record StrategyOptions
+{
+    /// <summary>
+    /// Contexts shorter than this run APB and Star as full attention on one rank, where splitting costs more than it saves.
+    /// 32K is where the paper's length table starts (docs/apb-algorithm.md, 2.5); at 32K, APB on two H200s already took
+    /// 0.49 of full attention's time (bench/results/prefill-20261128-152251); shorter contexts have not been measured.
+    /// </summary>
+    public const int DefaultFallbackBelow = 32 * 1024;
+
+    /// <summary>
+    /// Most ranks a strategy runs on: every rank holds its own activations and KV caches (in process also a thread and a
+    /// backend), so ranks past the devices at hand only cost memory. 64 is eight nodes of eight GPUs.
+    /// </summary>
+    public const int MaxRanks = 64;
+
+    public StrategyKind Strategy { get; init; } = StrategyKind.Full;
+    public int Ranks { get; init; } = 1;
+    /// <summary>l_a; null picks <see cref="ApbDefaults"/> by context length.</summary>
+    public int? AnchorLength { get; init; }
+    /// <summary>l_p; null picks <see cref="ApbDefaults"/> by context length.</summary>
+    public int? PassingLength { get; init; }
+    public ScorerKind Scorer { get; init; } = ScorerKind.Query;
+    /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
+    public string? RetainingHeadsPath { get; init; }
+    /// <summary>Context tokens before the query in APB's anchor: the chat template's header (e.g. 16 for Llama-3, 24 for Qwen-2.5, 0 for base models).</summary>
+    public int AnchorInsertAt { get; init; }
+    /// <summary>APB and Star run as full attention on one rank below this many context tokens (0: never).</summary>
+    public int FallbackBelow { get; init; } = DefaultFallbackBelow;
+    /// <summary>Token id of the pad rows that round the context up to a multiple of the rank count (never seen by real tokens).</summary>
+    public int PadTokenId { get; init; }
+    /// <summary>Per-rank time by phase (synchronizes the backend at phase edges).</summary>
+    public bool Timings { get; init; }
+    /// <summary>Longest a rank waits in one collective before it fails naming the ranks it waited for.</summary>
+    public TimeSpan CollectiveTimeout { get; init; } = InProcessGroup.DefaultTimeout;
+    /// <summary>
+    /// Overlap transfers with the compute that does not need them (ring/zigzag: the next K/V block travels during the
+    /// current block's attention; APB: the passing all-gather during the anchor rows' attention). False restores the
+    /// serialized schedule (each transfer completes as soon as it starts), to measure what overlap buys; results are
+    /// identical. Default: <see cref="OverlapFromEnvironment"/>.
+    /// </summary>
+    public bool Overlap { get; init; } = OverlapFromEnvironment;
+
+    /// <summary>APB_OVERLAP, read once per process: 0, false, off or no turns overlap off; unset or anything else leaves it on.</summary>
+    public static readonly bool OverlapFromEnvironment = ParseOverlap(Environment.GetEnvironmentVariable("APB_OVERLAP"));
+
+    public static bool ParseOverlap(string? value) =>
+        value?.Trim().ToLowerInvariant() is not ("0" or "false" or "off" or "no");
+
+    public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
+    {
+        "full" => StrategyKind.Full,
+        "ring" => StrategyKind.Ring,
+        "zigzag" or "zigzag-ring" or "zigzag_ring" => StrategyKind.Zigzag,
+        "ulysses" => StrategyKind.Ulysses,
+        "star" => StrategyKind.Star,
+        "apb" => StrategyKind.Apb,
+        _ => throw new ApbException($"unknown strategy '{name}': expected full, ring, zigzag, ulysses, star or apb"),
+    };
+
+    public static ScorerKind ParseScorer(string name) => name.ToLowerInvariant() switch
+    {
+        "query" or "query-aware" => ScorerKind.Query,
+        "retaining" or "retaining-heads" => ScorerKind.Retaining,
+        _ => throw new ApbException($"unknown scorer '{name}': expected retaining or query"),
+    };
+
+    /// <summary>
+    /// Why Ulysses cannot run on <paramref name="ranks"/> ranks, or null: it shards attention heads over the ranks, and a
+    /// GQA group must stay whole, so the rank count must divide the KV heads.
+    /// </summary>
+    public static string? UlyssesProblem(int kvHeads, int ranks) => kvHeads % ranks == 0 ? null
+        : $"ulysses shards attention heads over ranks, so the rank count must divide the KV heads: use --ranks N where N divides num_key_value_heads={kvHeads}, or choose ring/zigzag";
+
+    /// <summary>Checks what does not depend on the request: rank count against the model, files, lengths' signs.</summary>
+    public void Validate(ModelConfig config)
+    {
+        if (Ranks < 1) throw new ApbException($"--ranks must be at least 1, got {Ranks}");
+        if (Ranks > MaxRanks)
+            throw new ApbException($"--ranks {Ranks} is more than {MaxRanks}: every rank holds its own activations and KV cache, so ranks beyond the GPUs at hand only cost memory; use one rank per GPU ({MaxRanks} at most)");
+        if (Strategy == StrategyKind.Full && Ranks != 1)
+            throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star or apb");
+        if (Strategy == StrategyKind.Ulysses && UlyssesProblem(config.NumKeyValueHeads, Ranks) is { } why) throw new ApbException(why);
+        if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
+        if (PassingLength < 0) throw new ApbException($"--passing must be >= 0, got {PassingLength}");
+        if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");
+        if ((uint)PadTokenId >= (uint)config.VocabSize)
+            throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");
+        if (Strategy == StrategyKind.Apb && Scorer == ScorerKind.Retaining && string.IsNullOrEmpty(RetainingHeadsPath))
+            throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
+    }
+}

@@ -1,0 +1,53 @@
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using static Apb.Gpu.Tests.GpuCheck;
+
+namespace Apb.Gpu.Tests;
+
+/// <summary>
+/// The prefill attention kernels over a grid of shapes (query/key lengths, GQA groups, head dims, causal and full), every
+/// kernel the shape allows: generic always, mma.sync at d 64/128, the Hopper kernel there too where the device has it.
+/// Each against the fp32 CPU reference by FlashAttention's 2x-naive-bf16 rule (<see cref="AttentionReference"/>).
+/// </summary>
+public static class AttentionCases
+{
+    public static IEnumerable<GpuCase> All()
+    {
+        var shapes = new[] { (1, 1), (1, 300), (77, 77), (129, 300), (300, 129), (600, 1000), (1000, 1337) };
+        var gqa = new[] { (4, 4), (8, 2), (16, 2) };
+        foreach (var (tq, tk) in shapes)
+            foreach (var (heads, kv) in gqa)
+                foreach (int d in new[] { 16, 32, 64, 128 })
+                    foreach (bool causal in new[] { true, false })
+                    {
+                        // Keep the CPU reference affordable: the largest shapes only with the model-like head dim.
+                        if (tq * tk > 100_000 && d != 128) continue;
+                        yield return new("attention", $"Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
+                            c => Check(c, tq, tk, heads, kv, d, causal));
+                    }
+    }
+
+    /// <summary>The prefill kernels that can take head dim d on this GPU.</summary>
+    public static AttentionKernel[] Kernels(CudaBackend gpu, int d)
+    {
+        if (d is not (64 or 128)) return [AttentionKernel.Generic];
+        return gpu.HopperAttentionAvailable
+            ? [AttentionKernel.Generic, AttentionKernel.TensorCore, AttentionKernel.Hopper]
+            : [AttentionKernel.Generic, AttentionKernel.TensorCore];
+    }
+
+    static void Check(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal)
+    {
+        var mask = causal ? AttentionMask.Causal : AttentionMask.None;
+        var r = AttentionReference.Make(c, tq, tk, heads, kv, d, causal);
+        var gq = c.OnGpu(r.Q, tq, heads * d); var gk = c.OnGpu(r.K, tk, kv * d); var gv = c.OnGpu(r.V, tk, kv * d);
+        foreach (var kernel in Kernels(c.Gpu, d))
+        {
+            var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+            c.WithKernel(kernel, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+            string name = AttentionKernels.Name(kernel);
+            c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
+            c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
+        }
+    }
+}

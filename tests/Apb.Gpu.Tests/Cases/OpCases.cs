@@ -1,0 +1,174 @@
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using Apb.Checkpoints;
+using static Apb.Gpu.Tests.GpuCheck;
+
+namespace Apb.Gpu.Tests;
+
+/// <summary>
+/// Every CudaBackend op of the model against the CpuBackend on random non-zero inputs over a grid of shapes, outputs
+/// poisoned with NaN first so an unwritten element fails.
+/// </summary>
+public static class OpCases
+{
+    public static IEnumerable<GpuCase> All()
+    {
+        foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
+            yield return new("ops", $"upload/download [1001, 37] {dt}", c => UploadDownload(c, dt));
+        foreach (var dt in new[] { DType.BF16, DType.F16, DType.F32 })
+            yield return new("ops", $"embed 37 ids of [1000, 264] {DTypes.Name(dt)}", c => Embed(c, dt));
+        foreach (var (rows, cols) in new[] { (1, 64), (33, 1000), (7, 8192), (130, 4096) })
+        {
+            yield return new("ops", $"rms_norm [{rows}, {cols}]", c => RmsNorm(c, rows, cols));
+            yield return new("ops", $"add_rms_norm [{rows}, {cols}]", c => AddRmsNorm(c, rows, cols));
+        }
+        int li = 0;
+        foreach (var (m, n, k) in new[] { (1, 64, 96), (7, 256, 512), (333, 1000, 1024), (64, 4096, 4096), (1, 4096, 4096) })
+            foreach (bool bias in new[] { false, true })
+            {
+                // Every weight dtype over the grid: f16 and f32 weights are converted to bf16 at load.
+                var dt = (li++ % 3) switch { 0 => DType.BF16, 1 => DType.F16, _ => DType.F32 };
+                yield return new("ops", $"linear M={m} N={n} K={k}{(bias ? " +bias" : "")} W {DTypes.Name(dt)}", c => Linear(c, m, n, k, bias, dt));
+            }
+        yield return new("ops", "add_in_place [17, 1000]", c => AddInPlace(c, 17, 1000));
+        yield return new("ops", "silu_mul [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: false));
+        yield return new("ops", "silu_mul (out = gate) [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: true));
+        yield return new("ops", "silu [17, 1000]", c => Silu(c, 17, 1000));
+        foreach (var (heads, d, theta, far) in new[] { (8, 64, 500000.0, false), (8, 128, 500000.0, true), (6, 16, 10000.0, true), (32, 128, 500000.0, true) })
+            yield return new("ops", $"rope {heads} heads x d={d} theta {theta:G}, positions {(far ? "< 128K random" : "3..31")}", c => Rope(c, heads, d, theta, far));
+        foreach (var (rows, cols, scale) in new[] { (333, 1000, 1f), (1, 4096, 0.02f) })
+            yield return new("ops", $"random fill [{rows}, {cols}] x {scale:G} = RandomValues on the host", c => RandomFillMatchesHost(c, rows, cols, scale));
+        foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
+        {
+            yield return new("ops", $"copy (window) [10, 200] of [20, 300] into [30, 500] {dt}", c => CopyWindow(c, dt));
+            yield return new("ops", $"copy (rows) 17 rows of [20, 64] into [40, 64] {dt}", c => CopyRows(c, dt));
+        }
+    }
+
+    static void UploadDownload(GpuCheck c, CudaDType dt)
+    {
+        // Exact for bf16-representable values, in both element types.
+        var x = c.Rand(1001 * 37);
+        c.Compare("round trip", Down(c.Gpu, c.OnGpu(x, 1001, 37, dt)), x, 0);
+    }
+
+    static void Embed(GpuCheck c, DType dt)
+    {
+        int vocab = 1000, hidden = 264, T = 37;
+        var w = c.Weight("embed", c.Rand((long)vocab * hidden), [vocab, hidden], dt);
+        var ids = Enumerable.Range(0, T).Select(i => i == 0 ? 0 : i == 1 ? vocab - 1 : c.Rng.Next(vocab)).ToArray();
+        var co = c.Cpu.Allocate(T, hidden); c.Cpu.Embed(ids, c.Cpu.Load(w), co);
+        var go = c.Poisoned(T, hidden); c.Gpu.Embed(ids, c.Gpu.Load(w), go);
+        c.Compare("embed", Down(c.Gpu, go), Down(c.Cpu, co), dt == DType.BF16 ? 0 : 4e-3);
+    }
+
+    static void RmsNorm(GpuCheck c, int rows, int cols)
+    {
+        var x = c.Rand((long)rows * cols, 3f);
+        var w = c.Weight("norm", c.Rand(cols), [cols], DType.BF16);
+        var co = c.Cpu.Allocate(rows, cols); c.Cpu.RmsNorm(c.OnCpu(x, rows, cols), c.Cpu.Load(w), 1e-5f, co);
+        var go = c.Poisoned(rows, cols); c.Gpu.RmsNorm(c.OnGpu(x, rows, cols), c.Gpu.Load(w), 1e-5f, go);
+        c.Compare("rms_norm", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance);
+    }
+
+    /// <summary>
+    /// The fused residual add + norm: the updated residual and the normed rows. The CPU sums in fp32, the GPU rounds the sum
+    /// to bf16 before normalizing it (as its unfused ops do): a bf16-rounding difference against the CPU, none against
+    /// the GPU's own unfused pair (same arithmetic in the same order).
+    /// </summary>
+    static void AddRmsNorm(GpuCheck c, int rows, int cols)
+    {
+        var x = c.Rand((long)rows * cols, 3f); var y = c.Rand((long)rows * cols);
+        var w = c.Weight("norm", c.Rand(cols), [cols], DType.BF16);
+        var gw = c.Gpu.Load(w);
+        var cx = c.OnCpu(x, rows, cols); var cn = c.Cpu.Allocate(rows, cols);
+        c.Cpu.AddRmsNorm(cx, c.OnCpu(y, rows, cols), c.Cpu.Load(w), 1e-5f, cn);
+        var gx = c.OnGpu(x, rows, cols); var gn = c.Poisoned(rows, cols);
+        c.Gpu.AddRmsNorm(gx, c.OnGpu(y, rows, cols), gw, 1e-5f, gn);
+        c.Compare("residual", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
+        c.Compare("normed", Down(c.Gpu, gn), Down(c.Cpu, cn), Bf16Tolerance);
+        var ux = c.OnGpu(x, rows, cols); var un = c.Poisoned(rows, cols);
+        c.Gpu.AddInPlace(ux, c.OnGpu(y, rows, cols)); c.Gpu.RmsNorm(ux, gw, 1e-5f, un);
+        c.Compare("fused = add + rms_norm (cuda vs cuda)", Down(c.Gpu, gn), Down(c.Gpu, un), 0);
+    }
+
+    static void Linear(GpuCheck c, int m, int n, int k, bool bias, DType dt)
+    {
+        var x = c.Rand((long)m * k);
+        var wv = c.Weight("w", c.Rand((long)n * k, 1f / MathF.Sqrt(k)), [n, k], dt);
+        var bv = bias ? c.Weight("b", c.Rand(n), [n], dt) : (WeightView?)null;
+        var co = c.Cpu.Allocate(m, n);
+        c.Cpu.Linear(c.OnCpu(x, m, k), c.Cpu.Load(wv), bv is { } b1 ? c.Cpu.Load(b1) : null, co);
+        var go = c.Poisoned(m, n);
+        c.Gpu.Linear(c.OnGpu(x, m, k), c.Gpu.Load(wv), bv is { } b2 ? c.Gpu.Load(b2) : null, go);
+        c.Compare("linear", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, "cuBLASLt");
+    }
+
+    static void AddInPlace(GpuCheck c, int rows, int cols)
+    {
+        var x = c.Rand((long)rows * cols); var y = c.Rand((long)rows * cols);
+        var cx = c.OnCpu(x, rows, cols); c.Cpu.AddInPlace(cx, c.OnCpu(y, rows, cols));
+        var gx = c.OnGpu(x, rows, cols); c.Gpu.AddInPlace(gx, c.OnGpu(y, rows, cols));
+        c.Compare("add_in_place", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
+    }
+
+    static void SiluMul(GpuCheck c, int rows, int cols, bool outIsGate)
+    {
+        var gate = c.Rand((long)rows * cols, 3f); var up = c.Rand((long)rows * cols);
+        var co = c.Cpu.Allocate(rows, cols); c.Cpu.SiluMul(c.OnCpu(gate, rows, cols), c.OnCpu(up, rows, cols), co);
+        var gg = c.OnGpu(gate, rows, cols);
+        var go = outIsGate ? gg : c.Poisoned(rows, cols);
+        c.Gpu.SiluMul(gg, c.OnGpu(up, rows, cols), go);
+        c.Compare("silu_mul", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance);
+    }
+
+    static void Silu(GpuCheck c, int rows, int cols)
+    {
+        var x = c.Rand((long)rows * cols, 3f);
+        var cs = c.OnCpu(x, rows, cols); c.Cpu.Silu(cs);
+        var gs = c.OnGpu(x, rows, cols); c.Gpu.Silu(gs);
+        c.Compare("silu", Down(c.Gpu, gs), Down(c.Cpu, cs), Bf16Tolerance);
+    }
+
+    static void Rope(GpuCheck c, int heads, int d, double theta, bool far)
+    {
+        const int T = 29;
+        var table = new RopeTable(new RopeConfig(RopeType.Default, theta), d);
+        var positions = Enumerable.Range(0, T).Select(i => far ? c.Rng.Next(131072) : i + 3).ToArray();
+        var x = c.Rand((long)T * heads * d);
+        var cx = c.OnCpu(x, T, heads * d); c.Cpu.Rope(cx, heads, positions, table);
+        var gx = c.OnGpu(x, T, heads * d); c.Gpu.Rope(gx, heads, positions, table);
+        c.Compare("rope", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
+    }
+
+    /// <summary>
+    /// random.cu fills random-weight models and benchmark inputs on the device; RandomValues computes the same values on
+    /// the host (CPU backend, tests). Both must give the same bits, or a random model differs between the backends.
+    /// </summary>
+    static void RandomFillMatchesHost(GpuCheck c, int rows, int cols, float scale)
+    {
+        const ulong seed = 7, stream = 3;
+        var t = c.Gpu.Allocate(rows, cols, CudaDType.BF16);
+        RandomFill.Fill(t, seed, stream, scale);
+        ulong key = RandomValues.Key(seed, stream);
+        var want = new float[(long)rows * cols];
+        for (long i = 0; i < want.Length; i++) want[i] = Bf16(RandomValues.Value(key, i, scale, 0f));
+        c.Compare("device fill vs host values", Down(c.Gpu, t), want, 0);
+    }
+
+    static void CopyWindow(GpuCheck c, CudaDType dt)
+    {
+        var s = c.Rand(20 * 300); var d0 = c.Rand(30 * 500);
+        var cd = c.OnCpu(d0, 30, 500); c.Cpu.Copy(c.OnCpu(s, 20, 300), 3, 7, cd, 5, 11, 10, 200);
+        var gd = c.OnGpu(d0, 30, 500, dt); c.Gpu.Copy(c.OnGpu(s, 20, 300, dt), 3, 7, gd, 5, 11, 10, 200);
+        c.Compare("copy", Down(c.Gpu, gd), Down(c.Cpu, cd), 0);
+    }
+
+    static void CopyRows(GpuCheck c, CudaDType dt)
+    {
+        var s = c.Rand(20 * 64); var w0 = c.Rand(40 * 64);
+        var cw = c.OnCpu(w0, 40, 64); c.Cpu.Copy(c.OnCpu(s, 20, 64), 2, 0, cw, 9, 0, 17, 64);
+        var gw = c.OnGpu(w0, 40, 64, dt); c.Gpu.Copy(c.OnGpu(s, 20, 64, dt), 2, 0, gw, 9, 0, 17, 64);
+        c.Compare("copy", Down(c.Gpu, gw), Down(c.Cpu, cw), 0);
+    }
+}

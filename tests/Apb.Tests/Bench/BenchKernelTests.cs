@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Apb.Tests.Cuda;
+using Xunit;
+
+namespace Apb.Tests.Bench;
+
+/// <summary>`apb bench kernel NAME`: the CPU harness end to end at tiny sizes, and the errors a user can meet.</summary>
+public class BenchKernelTests
+{
+    [Fact]
+    public void CpuAttentionHarnessChecksTimesAndWritesTheArithmetic()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("out/cpu-attention.json"); // its folder is not there yet: the bench creates it
+        var (code, output, err) = CliRun.Apb("bench", "kernel", "cpu-attention", "--lengths", "64,128", "--repeats", "2", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("check causal T=64 h=6/2 d=64 against float64", err);
+        Assert.Contains("| cpu-attention | d 128 | T=128 h=6/2 d=128 causal |", output);
+        Assert.Contains("ns per pair", output);
+
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var root = doc.RootElement;
+        Assert.Equal("cpu-attention", root.GetProperty("harness").GetString());
+        Assert.StartsWith("apb bench kernel cpu-attention --lengths 64,128", root.GetProperty("command").GetString());
+        Assert.True(root.GetProperty("checks")[0].GetProperty("error").GetDouble() < 1e-5);
+        var rows = root.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal([(64, "d 64"), (64, "d 128"), (128, "d 64"), (128, "d 128")],
+            rows.Select(r => (r.GetProperty("n").GetInt32(), r.GetProperty("variant").GetString())));
+        foreach (var r in rows)
+        {
+            int t = r.GetProperty("n").GetInt32();
+            var runs = r.GetProperty("runs_ms").EnumerateArray().Select(x => x.GetDouble()).Order().ToArray();
+            Assert.Equal(2, runs.Length);
+            double median = r.GetProperty("median_ms").GetDouble();
+            Assert.Equal((runs[0] + runs[1]) / 2, median, 9);
+            Assert.Equal(6.0 * t * (t + 1) / 2, r.GetProperty("pairs").GetDouble());
+            Assert.Equal(median * 1e-3 / r.GetProperty("pairs").GetDouble() * 1e9, r.GetProperty("ns_per_pair").GetDouble(), 6);
+        }
+    }
+
+    [Theory]
+    [InlineData("attention")]
+    [InlineData("decode")]
+    [InlineData("gemm")]
+    [InlineData("rms-norm")]
+    [InlineData("rope")]
+    [InlineData("merge")]
+    [InlineData("passing")]
+    public void GpuHarnessesSayTheyNeedAGpu(string name)
+    {
+        if (GpuFactAttribute.Probe() is null) return; // meaningful only where there is no GPU
+        var (code, output, err) = CliRun.Apb("bench", "kernel", name, "--lengths", "64");
+        Assert.Equal(1, code);
+        Assert.Contains($"bench kernel {name} times a CUDA kernel and needs an NVIDIA GPU", err);
+        Assert.Equal("", output);
+    }
+
+    [Fact]
+    public void UnknownHarnessNamesTheOnesThereAre()
+    {
+        var (code, _, err) = CliRun.Apb("bench", "kernel", "softmax");
+        Assert.Equal(1, code);
+        Assert.Contains("no kernel harness 'softmax': choose one of attention, decode, gemm, rms-norm, rope, merge, passing, cpu-attention", err);
+    }
+
+    [Theory]
+    [InlineData("gemm", "--variants", "mma", "bench kernel gemm has no variants to choose")]
+    [InlineData("cpu-attention", "--extra-keys", "64", "bench kernel cpu-attention takes no --mask or --extra-keys")]
+    [InlineData("cpu-attention", "--mask", "causal", "bench kernel cpu-attention takes no --mask or --extra-keys")]
+    public void OptionsAHarnessDoesNotTakeAreRefused(string name, string option, string value, string message)
+    {
+        var (code, _, err) = CliRun.Apb("bench", "kernel", name, option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(message, err);
+    }
+
+    [Theory]
+    [InlineData("--mask", "diagonal", "--mask must be causal, none or both (got 'diagonal')")]
+    [InlineData("--device", "cpu", "--device must be cuda or cuda:N (got 'cpu')")]
+    [InlineData("--repeats", "0", "--repeats must be at least 1 (got 0)")]
+    [InlineData("--lengths", "12q", "--lengths '12q' is not a length")]
+    public void BadOptionsOfTheAttentionAliasAreNamed(string option, string value, string message)
+    {
+        var (code, _, err) = CliRun.Apb("bench", "attention", option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(message, err);
+    }
+}

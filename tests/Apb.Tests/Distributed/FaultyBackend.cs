@@ -1,0 +1,62 @@
+using Apb.Backends;
+using Apb.Backends.Cpu;
+using Apb.Checkpoints;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>
+/// A CPU backend that can fail or stall in a chosen layer's attention, for the fault tests: production types carry no
+/// test hooks. Every layer rotates q and k once (two Rope calls) before its attention, in prefill and in decode, so the
+/// layer of an attention call is (Rope calls / 2) - 1 since the last <see cref="Arm"/>.
+/// </summary>
+sealed class FaultyBackend : IBackend
+{
+    readonly CpuBackend _b = new();
+    int _ropes;
+    Action<int>? _beforeAttention;
+
+    /// <summary>From now on, <paramref name="beforeAttention"/> runs with the layer before each attention call.</summary>
+    public void Arm(Action<int> beforeAttention)
+    {
+        _ropes = 0;
+        _beforeAttention = beforeAttention;
+    }
+
+    public string Name => _b.Name;
+    public IPassingOps Passing => _b.Passing;
+    public MemoryStats Memory => _b.Memory;
+    public void ResetPeakMemory() => _b.ResetPeakMemory();
+    public Tensor Allocate(int rows, int cols) => _b.Allocate(rows, cols);
+    public Tensor AllocateF32(int rows, int cols) => ((IBackend)_b).AllocateF32(rows, cols);
+    public IWeight Load(WeightView w) => _b.Load(w);
+    public void Upload(ReadOnlySpan<float> src, Tensor dst) => _b.Upload(src, dst);
+    public void Download(Tensor src, Span<float> dst) => _b.Download(src, dst);
+    public void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols) =>
+        _b.Copy(src, srcRow, srcCol, dst, dstRow, dstCol, rows, cols);
+    public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output) => _b.Embed(ids, table, output);
+    public void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output) => _b.RmsNorm(x, weight, eps, output);
+    public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output) => _b.Linear(x, w, bias, output);
+    public void AddInPlace(Tensor x, Tensor y) => _b.AddInPlace(x, y);
+    public void AddRmsNorm(Tensor x, Tensor y, IWeight weight, float eps, Tensor output) => _b.AddRmsNorm(x, y, weight, eps, output);
+    public void SiluMul(Tensor gate, Tensor up, Tensor output) => _b.SiluMul(gate, up, output);
+    public void Silu(Tensor x) => _b.Silu(x);
+
+    public void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table)
+    {
+        _ropes++;
+        _b.Rope(x, heads, positions, table);
+    }
+
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    {
+        _beforeAttention?.Invoke(_ropes / 2 - 1);
+        _b.Attention(q, k, v, heads, kvHeads, mask, output, lse);
+    }
+
+    public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads) =>
+        _b.MergeAttention(acc, accLse, part, partLse, heads);
+    public void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output) =>
+        _b.MergeAttentionParts(parts, lses, count, heads, output);
+    public void Synchronize() => _b.Synchronize();
+    public void Dispose() => _b.Dispose();
+}

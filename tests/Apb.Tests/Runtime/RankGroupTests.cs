@@ -1,0 +1,153 @@
+using Apb.Backends.Cpu;
+using Apb.Engine;
+using Apb.Runtime;
+using Apb.Strategies;
+using Apb.Tests.Distributed;
+using Xunit;
+using static Apb.Tests.Distributed.DistributedFixture;
+
+namespace Apb.Tests.Runtime;
+
+/// <summary>
+/// The resident rank group: weights stay, each request is a sequence that is freed when it ends (or fails), decode
+/// steps batch several sequences, and a refused or failed request leaves the group serving the next one.
+/// </summary>
+public class RankGroupTests
+{
+    static RankGroup Group(Loaded m, StrategyOptions o, Func<int, Backends.IBackend>? backends = null) =>
+        RankGroup.Create(m.Config, o, backends ?? (_ => new CpuBackend()), _ => m.Weights);
+
+    static int Held(RankGroup g) => g.LocalRanks.Sum(r => r.SequenceCount);
+
+    [Fact]
+    public void RefusedRequestsCostNothingAndTheGroupServesTheNextOne()
+    {
+        var m = LoadModel("embedded-random");
+        using var g = Group(m, Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 4 });
+        var context = Ids(60, 1, m.Config.VocabSize);
+        var query = Ids(3, 2, m.Config.VocabSize);
+        var want = g.Prefill(new PrefillRequest(context, query)).Logits;
+
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        for (int i = 0; i < 20; i++)
+        {
+            // Fewer context tokens than ranks, and a query longer than the anchor: refused by the plan, before any rank works.
+            var short_ = Assert.Throws<ApbException>(() => g.Prefill(new PrefillRequest(Ids(2, 3, m.Config.VocabSize), query)));
+            Assert.Contains("4 ranks were asked for", short_.Message);
+            var longQuery = Assert.Throws<ApbException>(() => g.Prefill(new PrefillRequest(context, Ids(20, 4, m.Config.VocabSize))));
+            Assert.Contains("longer than the anchor", longQuery.Message);
+        }
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        // 40 refusals hold nothing: what is left is at most noise (the first sequence is still held: same before and after).
+        Assert.True(after - before < 256 * 1024, $"host memory grew by {after - before} bytes over 40 refused requests");
+        Assert.Equal(4, Held(g)); // the first request's sequence, on each of the 4 ranks
+
+        var again = g.Prefill(new PrefillRequest(context, query));
+        Assert.Equal(want, again.Logits);
+        Assert.Equal(8, Held(g));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task ARequestThatFailsMidPrefillIsFreedOnEveryRankAndTheGroupGoesOn()
+    {
+        var m = LoadModel("embedded-random");
+        var backends = Enumerable.Range(0, 3).Select(_ => new FaultyBackend()).ToArray();
+        using var g = Group(m, Options(StrategyKind.Ring, 3), r => backends[r]);
+        var context = Ids(60, 1, m.Config.VocabSize);
+        var query = Ids(3, 2, m.Config.VocabSize);
+        var want = FullLogits(m, context, query);
+
+        backends[1].Arm(layer => { if (layer == 2) throw new ApbException("out of memory (injected)"); });
+        var e = await Assert.ThrowsAsync<ApbException>(() => Task.Run(() => g.Prefill(new PrefillRequest(context, query))));
+        Assert.StartsWith("rank 1 failed in layer 2 attention (ring prefill)", e.Message);
+        Assert.Equal(0, Held(g)); // every rank let go of the caches it had filled for layers 0 and 1
+
+        backends[1].Arm(_ => { });
+        var r = g.Prefill(new PrefillRequest(context, query, AllLogits: true));
+        Assert.True(RelativeError(r.Logits, want) < 1e-5);
+        g.Release([r.Sequence]);
+        Assert.Equal(0, Held(g));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task ACancelledPrefillStopsOnEveryRankAtTheSameLayerAndIsFreed()
+    {
+        var m = LoadModel("embedded-random");
+        var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
+        using var g = Group(m, Options(StrategyKind.Apb, 4) with { AnchorLength = 8, PassingLength = 4 }, r => backends[r]);
+        using var cancel = new CancellationTokenSource();
+        int stoppedAt = -1;
+        // The client goes away while rank 3 works on layer 1: every rank must stop at a layer boundary, none waits.
+        backends[3].Arm(layer => { if (layer == 1) cancel.Cancel(); });
+        backends[0].Arm(layer => stoppedAt = layer);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.Run(() =>
+            g.Prefill(new PrefillRequest(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize)), cancel.Token)));
+        Assert.InRange(stoppedAt, 1, 2);
+        Assert.Equal(0, Held(g));
+        var next = g.Prefill(new PrefillRequest(Ids(80, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize)));
+        Assert.Equal(4, Held(g));
+        g.Release([next.Sequence]);
+    }
+
+    [Theory]
+    [InlineData(StrategyKind.Zigzag, 3)]
+    [InlineData(StrategyKind.Apb, 4)]
+    public void ABatchedDecodeStepEqualsEachSequenceAlone(StrategyKind strategy, int ranks)
+    {
+        var m = LoadModel("embedded-random");
+        var o = Options(strategy, ranks) with { AnchorLength = 8, PassingLength = 4 };
+        var prompts = new[] { (Ids(50, 1, m.Config.VocabSize), Ids(3, 2, m.Config.VocabSize)),
+                              (Ids(70, 3, m.Config.VocabSize), Ids(4, 4, m.Config.VocabSize)),
+                              (Ids(40, 5, m.Config.VocabSize), Ids(2, 6, m.Config.VocabSize)) };
+
+        // Alone: each sequence prefilled and decoded three steps by itself.
+        var alone = new List<float[]>[prompts.Length];
+        using (var g = Group(m, o))
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                var r = g.Prefill(new PrefillRequest(prompts[i].Item1, prompts[i].Item2));
+                alone[i] = [r.Logits];
+                for (int step = 0; step < 3; step++) alone[i].Add(g.Decode([r.Sequence], [Sampler.ArgMax(alone[i][^1])])[0]);
+                g.Release([r.Sequence]);
+            }
+
+        // Together: the same prefills (the third with full attention on rank 0 alone), then batched steps.
+        using (var g = Group(m, o))
+        {
+            var seqs = prompts.Select((p, i) => g.Prefill(new PrefillRequest(p.Item1, p.Item2,
+                Options: i == 2 ? o with { Strategy = StrategyKind.Full } : null))).ToArray();
+            Assert.False(seqs[2].Plan.Distributed);
+            var last = seqs.Select(s => s.Logits).ToArray();
+            for (int i = 0; i < 2; i++) Assert.Equal(alone[i][0], last[i]);
+            for (int step = 0; step < 3; step++)
+            {
+                var next = g.Decode(seqs.Select(s => s.Sequence).ToArray(), last.Select(l => Sampler.ArgMax(l)).ToArray());
+                for (int i = 0; i < 2; i++)
+                    Assert.True(RelativeError(next[i], alone[i][step + 1]) < 1e-5, $"sequence {i}, step {step + 1}");
+                last = next;
+            }
+            g.Release(seqs.Select(s => s.Sequence).ToArray());
+            Assert.Equal(0, Held(g));
+        }
+    }
+
+    [Fact]
+    public void CommandsCrossTheControlChannelUnchanged()
+    {
+        var plan = SequencePlanner.Plan(Options(StrategyKind.Apb, 4) with { AnchorLength = 16, PassingLength = 8 }, 100, 5, 3);
+        var prefill = new GroupCommand.Prefill(7, [1, 2, 3], [4, 5], plan, 33, true, true, false);
+        var back = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill));
+        Assert.Equal(prefill.Context, back.Context);
+        Assert.Equal(prefill.Query, back.Query);
+        Assert.Equal((7, 33, true, true, false), (back.Sequence, back.DecodeBudget, back.AllLogits, back.Cancellable, back.Timings));
+        Assert.Equal(plan.Plan!.ToString(), back.Plan.Plan!.ToString());
+        Assert.Equal((plan.Strategy, plan.Ranks, plan.Scorer), (back.Plan.Strategy, back.Plan.Ranks, back.Plan.Scorer));
+
+        var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12])));
+        Assert.Equal(new[] { 3, 9 }, decode.Sequences);
+        Assert.Equal(new[] { 11, 12 }, decode.Tokens);
+        Assert.IsType<GroupCommand.Shutdown>(GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Shutdown())));
+        var e = Assert.Throws<ApbException>(() => GroupCommand.Parse([99]));
+        Assert.Contains("unknown command", e.Message);
+    }
+}
