@@ -28,7 +28,8 @@ public class RequestFuzzTests(ITestOutputHelper log)
     const string AllowedOrigin = "http://localhost:3000";
 
     static readonly string[] ChatFields =
-        ["model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "logprobs", "tools", "user"];
+        ["model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "logprobs", "tools", "user", "chat_template_kwargs"];
+    static readonly string[] TokenizeFields = ["model", "prompt", "messages", "add_special_tokens", "add_generation_prompt", "chat_template_kwargs", "tokens"];
     static readonly string[] TextFields =
         ["model", "prompt", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "best_of", "echo", "logprobs", "suffix"];
     static readonly string[] ContentTypes =
@@ -114,8 +115,16 @@ public class RequestFuzzTests(ITestOutputHelper log)
         int kind = rng.Next(20);
         if (kind >= 18) return Other(rng);
         bool chat = kind < 10;
-        string path = chat ? "/v1/chat/completions" : "/v1/completions";
-        var body = chat ? ChatTemplate(rng) : TextTemplate(rng);
+        // vLLM's /tokenize and /detokenize: no generation, but the same bodies, templates and tokenizer.
+        string path = kind switch { < 10 => "/v1/chat/completions", 16 => "/tokenize", 17 => "/detokenize", _ => "/v1/completions" };
+        var body = kind switch
+        {
+            < 10 => ChatTemplate(rng),
+            16 => rng.Next(2) == 0 ? TextTemplate(rng) : ChatTemplate(rng),
+            17 => new JsonObject { ["tokens"] = new JsonArray(1, 2, 3) },
+            _ => TextTemplate(rng),
+        };
+        var fields = kind switch { < 10 => ChatFields, 16 or 17 => TokenizeFields, _ => TextFields };
         var what = new List<string>();
         var raws = new List<string>(); // spliced in place of Placeholder(i): raw JSON no JSON writer would produce
         if (chat && rng.Next(6) == 0)
@@ -131,7 +140,7 @@ public class RequestFuzzTests(ITestOutputHelper log)
             {
                 case 0 or 1:
                 {
-                    string field = rng.Pick(chat ? ChatFields : TextFields);
+                    string field = rng.Pick(fields);
                     string raw = Value(rng, field);
                     body[field] = Placeholder(raws.Count);
                     raws.Add(raw);
@@ -140,7 +149,7 @@ public class RequestFuzzTests(ITestOutputHelper log)
                 }
                 case 2:
                 {
-                    string field = rng.Pick(chat ? ChatFields : TextFields);
+                    string field = rng.Pick(fields);
                     body.Remove(field);
                     what.Add($"no {field}");
                     break;
