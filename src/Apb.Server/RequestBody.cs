@@ -71,7 +71,7 @@ static class RequestBody
         catch (InvalidOperationException) { throw NotText(param); }
     }
 
-    static InvalidRequestException NotText(string param) => new(
+    public static InvalidRequestException NotText(string param) => new(
         $"'{param}' holds an escaped lone surrogate (such as \\ud800 without the \\udc00..\\udfff that completes it), " +
         "which is not Unicode text. Escape characters outside the BMP as a full pair, or send them as UTF-8.",
         param.Length == 0 ? null : param, "invalid_value");

@@ -66,6 +66,7 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
         {
             throw new InvalidRequestException(e.Message, "chat_template_kwargs", "invalid_value");
         }
+        catch (InvalidOperationException) { throw RequestBody.NotText("chat_template_kwargs"); }
     }
 
     /// <summary>A JSON list of OpenAI-style messages (the CLI's --messages file), checked as a request's "messages".</summary>

@@ -52,6 +52,8 @@ public class RequestErrorTests(SharedServer shared)
         { Chat, """{"messages": [{"role": "\ud800", "content": "Hi"}]}""", 400, "messages[0].role", "lone surrogate" },
         { "/v1/completions", """{"prompt": "\ud800"}""", 400, "prompt", "lone surrogate" },
         { "/v1/completions", """{"prompt": ["\ud800"]}""", 400, "prompt[0]", "lone surrogate" },
+        { Chat, $$$"""{"messages": [{{{User}}}], "chat_template_kwargs": {"x": "\ud800"}}""", 400, "chat_template_kwargs", "lone surrogate" },
+        { Chat, $$$"""{"messages": [{{{User}}}], "chat_template_kwargs": {"\udc00": 1}}""", 400, "chat_template_kwargs", "lone surrogate" },
         { Chat, $$"""{"messages": [{{User}}], "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
         { "/v1/completions", """{"prompt": "Hi", "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
     };
