@@ -77,6 +77,9 @@ public sealed class ApbServer : IAsyncDisposable
     /// <summary>Completes when the host stops (Ctrl+C / SIGTERM, or <see cref="DisposeAsync"/>).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancel = default) => _app.WaitForShutdownAsync(cancel);
 
+    /// <summary>Stops listening and lets the requests in flight end (up to the host's shutdown timeout).</summary>
+    public Task StopAsync() => _app.StopAsync();
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync();

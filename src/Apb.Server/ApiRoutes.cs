@@ -95,6 +95,8 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
             InvalidRequestException r => (r.Status, OpenAiErrors.Body(r.Message, OpenAiErrors.InvalidRequest, r.Param, r.Code)),
             // OpenAI's own 429 body: type "requests", code "rate_limit_exceeded"; clients back off on either.
             QueueFullException q => (StatusCodes.Status429TooManyRequests, OpenAiErrors.Body(q.Message, "requests", null, "rate_limit_exceeded")),
+            // The ranks failed (a dead process, a communicator error): nothing here can serve; the server is stopping.
+            ServiceUnavailableException u => (StatusCodes.Status503ServiceUnavailable, OpenAiErrors.Body(u.Message, OpenAiErrors.ServerError)),
             OperationCanceledException when stopping.IsCancellationRequested =>
                 (StatusCodes.Status503ServiceUnavailable, OpenAiErrors.Body("The server is shutting down; retry against another instance or later.", OpenAiErrors.ServerError)),
             // The engine failed for a reason it can name (a rank, the device, the model's numbers): the server's side, not a crash.

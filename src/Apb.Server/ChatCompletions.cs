@@ -70,6 +70,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         var prompt = RequestPrompt.Build(model, limit => PromptTokens.FromChat(tokenizer, messages, limit), "messages");
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
+        model.Engine.Check(prompt, maxNew); // memory: what could never fit is refused now, not after the wait in line
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
         return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
     }

@@ -60,6 +60,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
         var prompt = RequestPrompt.Build(model, limit => PromptOf(req.Prompt, model, limit), "prompt");
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxTokens, options.DefaultCompletionMaxTokens,
             promptParam: "prompt");
+        model.Engine.Check(prompt, maxNew);
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
         return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
     }

@@ -47,7 +47,6 @@ sealed class ChatTemplateFlags
     public ServedModel Apply(ServedModel model, ParseResult r)
     {
         var tokenizer = Apply(model.Tokenizer, r);
-        return ReferenceEquals(tokenizer, model.Tokenizer) ? model
-            : new ServedModel(model.Id, tokenizer, model.MaxPositions, model.StopTokens, model.NewSession) { CheckPrompt = model.CheckPrompt };
+        return ReferenceEquals(tokenizer, model.Tokenizer) ? model : model.WithTokenizer(tokenizer);
     }
 }

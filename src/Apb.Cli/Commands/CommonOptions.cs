@@ -54,6 +54,15 @@ static class CommonOptions
         _ => throw new ApbException($"--device {device} is not available (supported: cpu, cuda, cuda:N)"),
     };
 
+    /// <summary>
+    /// The backend of in-process rank <paramref name="rank"/>: on "cuda", GPU rank mod the GPUs visible (ranks spread over
+    /// the GPUs instead of piling on one); "cuda:N" and "cpu" as for one rank.
+    /// </summary>
+    public static Backends.IBackend RankBackend(string device, int rank) =>
+        device == "cuda" && Runtime.Launch.LaunchEnvironment.Current is null
+            ? new Backends.Cuda.CudaBackend(rank % Math.Max(1, Backends.Cuda.CudaDeviceInfo.Count()))
+            : Backend(device);
+
     /// <summary>Under `apb launch` each rank takes GPU LOCAL_RANK: "cuda" means that one, and an explicit cuda:N is refused.</summary>
     static int LaunchedOrdinal(string device, int n)
     {

@@ -35,7 +35,7 @@ static class LaunchCommand
                     "apb launch --nproc-per-node 2 -- logits --model DIR --ids 1,2,3 --strategy ring --device cuda");
             if (LaunchEnvironment.Current is not null)
                 throw new ApbException("apb launch was started inside a launched rank (RANK/WORLD_SIZE are set): launchers do not nest");
-            var o = new LaunchOptions
+            return Run(io, new LaunchOptions
             {
                 NprocPerNode = r.GetValue(nproc), Nnodes = r.GetValue(nnodes), NodeRank = r.GetValue(nodeRank),
                 MasterAddr = r.GetValue(addr)!, MasterPort = r.GetValue(port),
@@ -43,12 +43,16 @@ static class LaunchCommand
                 CollectiveTimeout = r.GetValue(collective) is double c ? TimeSpan.FromSeconds(c) : null,
                 Executable = Environment.ProcessPath ?? throw new ApbException("cannot tell which binary this is (Environment.ProcessPath is null)"),
                 ChildArgs = child,
-            };
-            // Under `dotnet apb.dll` the process is dotnet itself: the children need the dll too.
-            if (Path.GetFileNameWithoutExtension(o.Executable) == "dotnet" && Environment.GetCommandLineArgs() is [var dll, ..] && dll.EndsWith(".dll", StringComparison.Ordinal))
-                o = o with { ExecutablePrefix = [dll] };
-            return Launcher.Run(o, io.Out, io.Err);
+            });
         }));
         return cmd;
+    }
+
+    /// <summary>Runs the launcher on this binary (under `dotnet apb.dll` the process is dotnet itself: the children get the dll too).</summary>
+    public static int Run(Io io, LaunchOptions o)
+    {
+        if (Path.GetFileNameWithoutExtension(o.Executable) == "dotnet" && Environment.GetCommandLineArgs() is [var dll, ..] && dll.EndsWith(".dll", StringComparison.Ordinal))
+            o = o with { ExecutablePrefix = [dll] };
+        return Launcher.Run(o, io.Out, io.Err);
     }
 }

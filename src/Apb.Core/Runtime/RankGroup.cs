@@ -57,6 +57,9 @@ public sealed class RankGroup : IDisposable
     /// <summary>Why the group is unusable, or null.</summary>
     public string? Failure => _failure;
 
+    /// <summary>Raised once when the group fails (a dead rank, a communicator error), with the reason; on any thread.</summary>
+    public event Action<string>? Failed;
+
     RankGroup(ModelConfig config, StrategyOptions options, Rank[] ranks, InProcessGroup? threads, ControlChannel? control,
         RetainingHeads? heads, int worldSize)
     {
@@ -141,8 +144,17 @@ public sealed class RankGroup : IDisposable
 
     // ------------------------------------------------------------------------------------------------ leader API
 
-    /// <summary>What a request would run, without running it: the plan, or the error that refuses the request.</summary>
+    /// <summary>
+    /// What a request would run, without running it: the plan, or the error that refuses the request. A prompt with no
+    /// query is planned as its prefill runs it, with the context's last token as the query (<see cref="Prefill"/>).
+    /// </summary>
     public PrefillPlan Plan(int contextLength, int queryLength, int? anchorInsertAt = null, StrategyOptions? options = null)
+    {
+        if (queryLength == 0 && contextLength > 0) (contextLength, queryLength) = (contextLength - 1, 1);
+        return PlanAsGiven(contextLength, queryLength, anchorInsertAt, options);
+    }
+
+    PrefillPlan PlanAsGiven(int contextLength, int queryLength, int? anchorInsertAt, StrategyOptions? options)
     {
         var o = RequestOptions(options);
         return SequencePlanner.Plan(o, contextLength, queryLength, anchorInsertAt ?? o.AnchorInsertAt);
@@ -164,12 +176,16 @@ public sealed class RankGroup : IDisposable
     }
 
     /// <summary>
-    /// Prefills a new sequence. A request the plan refuses throws before any rank does work. <paramref name="cancel"/>
+    /// Prefills a new sequence (a prompt with no query lends the context's last token to the query, whose exact phase
+    /// gives the logits). A request the plan refuses throws before any rank does work. <paramref name="cancel"/>
     /// stops the prefill between layers (every rank at the same layer) and frees what it held.
     /// </summary>
     public PrefillResult Prefill(PrefillRequest request, CancellationToken cancel = default)
     {
-        var plan = Plan(request.Context.Count, request.Query.Count, request.AnchorInsertAt, request.Options);
+        // The logits come from the query's exact phase: a prompt with no query lends it the context's last token.
+        if (request.Query.Count == 0 && request.Context.Count > 0 && !request.AllLogits)
+            request = request with { Context = request.Context.Take(request.Context.Count - 1).ToArray(), Query = [request.Context[^1]] };
+        var plan = PlanAsGiven(request.Context.Count, request.Query.Count, request.AnchorInsertAt, request.Options);
         if (request.DecodeBudget < 0) throw new ArgumentException($"decode budget {request.DecodeBudget} is negative");
         lock (_lock)
         {
@@ -374,6 +390,7 @@ public sealed class RankGroup : IDisposable
         if (_threads!.RunningRanks > 0)
         {
             _failure = $"{_threads.RunningRanks} rank thread(s) did not stop after a failure: the group is unusable";
+            Failed?.Invoke(_failure);
             return;
         }
         _threads.Reset();
@@ -387,7 +404,9 @@ public sealed class RankGroup : IDisposable
 
     void Fail(string why)
     {
+        bool first = _failure is null;
         _failure ??= why;
+        if (first) Failed?.Invoke(_failure);
         foreach (var r in _ranks) r.Comm.Abort(_failure);
         if (_control is { IsLeader: true }) _control.Abort();
     }

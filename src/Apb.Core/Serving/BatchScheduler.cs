@@ -17,6 +17,8 @@ public sealed record SchedulerOptions
     /// chunks of this many tokens, with a decode step of the running sequences between chunks.
     /// </summary>
     public int PrefillChunk { get; init; } = 8192;
+    /// <summary>The most positions one request may take (--max-model-len); null: the model's, or less where memory says so.</summary>
+    public int? MaxModelLength { get; init; }
     /// <summary>Share of a device's free memory (measured when the scheduler starts) that KV caches and activations may take.</summary>
     public double MemoryFraction { get; init; } = 0.9;
 
@@ -39,7 +41,7 @@ public sealed record SchedulerOptions
 /// memory half-way. A client that goes away stops its request within one layer during prefill (the ranks agree where)
 /// and within one step during decode; its memory returns at once.
 /// </summary>
-public sealed class BatchScheduler : IDisposable
+public sealed class BatchScheduler : IGenerationEngine
 {
     readonly RankGroup _group;
     readonly HfTokenizer? _tokenizer;
@@ -63,7 +65,12 @@ public sealed class BatchScheduler : IDisposable
         _elementBytes = group.LocalRanks[0].Backend.ActivationBytes;
         var memory = group.Memory();
         _budget = memory.All(m => m.Tracked) ? (long)(memory.Min(m => m.AvailableBytes) * options.MemoryFraction) : 0;
-        MaxModelLength = LongestThatFits(group.Config.MaxPositionEmbeddings);
+        int fits = LongestThatFits(group.Config.MaxPositionEmbeddings);
+        if (options.MaxModelLength is int asked && asked > fits)
+            throw new ApbException(asked > group.Config.MaxPositionEmbeddings
+                ? $"--max-model-len {asked} is more than the model's max_position_embeddings {group.Config.MaxPositionEmbeddings}"
+                : $"--max-model-len {asked}: one request that long needs more KV cache than the {_budget / (double)(1L << 30):F1} GiB this device has for it; the most is {fits}");
+        MaxModelLength = options.MaxModelLength ?? fits;
         _thread = new Thread(Loop) { IsBackground = true, Name = "apb scheduler" };
         _thread.Start();
     }
@@ -78,6 +85,11 @@ public sealed class BatchScheduler : IDisposable
     public long PromptTokens => Interlocked.Read(ref _promptTokens);
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
     public long DecodeSteps => Interlocked.Read(ref _steps);
+
+    public EngineLoad Load => new(Running, Waiting, ReservedBytes, BudgetBytes, PromptTokens, GeneratedTokens, DecodeSteps);
+
+    Task<CompletionResult> IGenerationEngine.RunAsync(CompletionJob job, Action<string>? onText, CancellationToken cancel) =>
+        RunAsync(job, onText, cancel);
 
     /// <summary>After each decode step, on the scheduler's thread: the batch size and how long the step took.</summary>
     public event Action<int, TimeSpan>? Stepped;

@@ -21,15 +21,12 @@ public static class RequestPrompt
                 $"{model.MaxPositions} tokens (counting stopped there). Shorten the prompt.", param, "context_length_exceeded");
         }
         catch (ApbException e) when (e is not InvalidRequestException) { throw new InvalidRequestException(e.Message, param); }
-        if (model.CheckPrompt is { } check)
+        try { model.Engine.Check(prompt, 0); }
+        catch (InvalidRequestException e) when (e.Code is "invalid_prompt" or "invalid_request_error")
         {
-            try { check(prompt); }
-            catch (ApbException e) when (e is not InvalidRequestException)
-            {
-                throw new InvalidRequestException(
-                    $"This server's strategy cannot run this prompt ({prompt.Context.Count} context + {prompt.Query.Count} query " +
-                    $"tokens): {e.Message}. Change the prompt, or the server's --strategy/--ranks/--anchor.", param, "invalid_prompt");
-            }
+            throw new InvalidRequestException(
+                $"This server's strategy cannot run this prompt ({prompt.Context.Count} context + {prompt.Query.Count} query " +
+                $"tokens): {e.Message}. Change the prompt, or the server's --strategy/--ranks/--anchor.", param, "invalid_prompt");
         }
         return prompt;
     }

@@ -1,51 +1,71 @@
 using Apb.Backends;
 using Apb.Engine;
+using Apb.Model;
+using Apb.Runtime;
+using Apb.Strategies;
 using Apb.Tokenization;
 
 namespace Apb.Serving;
 
 /// <summary>
 /// What a server or chat client needs to know about the model it runs: the name clients ask for, the tokenizer and
-/// chat template, the context limit, the stop tokens, and how to make a session for one request.
+/// chat template, the stop tokens, and the engine that runs its completions (whose length limit is the context a
+/// request may use). Disposing it disposes an engine it owns (made by <see cref="Local"/>).
 /// </summary>
-public sealed class ServedModel
+public sealed class ServedModel : IDisposable
 {
-    public ServedModel(string id, HfTokenizer tokenizer, int maxPositions, IEnumerable<int> stopTokens, SessionFactory newSession)
+    readonly IDisposable? _owned;
+
+    public ServedModel(string id, HfTokenizer tokenizer, IEnumerable<int> stopTokens, IGenerationEngine engine, IDisposable? owned = null)
     {
         if (string.IsNullOrWhiteSpace(id)) throw new ApbException("the served model needs a non-empty name");
-        if (maxPositions < 2) throw new ApbException($"max positions must be at least 2, got {maxPositions}");
-        Id = id; Tokenizer = tokenizer; MaxPositions = maxPositions; NewSession = newSession;
+        Id = id; Tokenizer = tokenizer; Engine = engine; _owned = owned;
         StopTokens = stopTokens.ToHashSet();
     }
+
+    /// <summary>A session per request (no batching), for sessions made outside the rank groups.</summary>
+    public ServedModel(string id, HfTokenizer tokenizer, int maxPositions, IEnumerable<int> stopTokens, SessionFactory newSession,
+        Action<PromptTokens>? checkPrompt = null)
+        : this(id, tokenizer, stopTokens, new SessionEngine(newSession, tokenizer, stopTokens.ToHashSet(), maxPositions, checkPrompt)) { }
 
     /// <summary>The model name of OpenAI's API ("model": ...), by default the checkpoint folder's name.</summary>
     public string Id { get; }
     public HfTokenizer Tokenizer { get; }
-    /// <summary>max_position_embeddings: prompt plus generated tokens must fit.</summary>
-    public int MaxPositions { get; }
+    public IGenerationEngine Engine { get; }
+    /// <summary>Prompt plus generated tokens must fit in this many positions (the engine's limit: --max-model-len).</summary>
+    public int MaxPositions => Engine.MaxModelLength;
     public IReadOnlySet<int> StopTokens { get; }
-    public SessionFactory NewSession { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
 
-    /// <summary>
-    /// Throws the ApbException a session from <see cref="NewSession"/> would fail with on this prompt (a sequence-parallel
-    /// strategy's plan: ranks against tokens, the query against APB's anchor); null when every prompt that fits the
-    /// context runs. <see cref="RequestPrompt"/> calls it before a request takes a run slot.
-    /// </summary>
-    public Action<PromptTokens>? CheckPrompt { get; init; }
+    /// <summary>The same model and engine with another tokenizer (a chat template given on the command line).</summary>
+    public ServedModel WithTokenizer(HfTokenizer tokenizer) => new(Id, tokenizer, StopTokens, Engine);
 
     /// <summary>
-    /// Single-rank exact attention over <paramref name="replicas"/> copies of the model, each on its own backend: a
-    /// model's scratch buffers and a backend serve one forward at a time, so each concurrent request needs its own.
-    /// On the CPU the copies share the memory-mapped weights.
+    /// Exact attention on one rank of this process (the CPU, or one GPU) with continuous batching of up to
+    /// <paramref name="maxBatch"/> requests: a rank group of one and its <see cref="BatchScheduler"/>, owned by the result.
     /// </summary>
-    public static ServedModel Local(ModelBundle bundle, Func<IBackend> newBackend, int replicas = 1, string? id = null)
+    public static ServedModel Local(ModelBundle bundle, Func<IBackend> newBackend, int maxBatch = 1, string? id = null)
     {
-        var pool = new ModelReplicas(Enumerable.Range(0, replicas).Select(_ => bundle.LoadModel(newBackend())));
-        return new ServedModel(id ?? DefaultId(bundle.Directory), bundle.Tokenizer, bundle.Config.MaxPositionEmbeddings,
-            bundle.StopTokens, pool.NewSession);
+        var group = RankGroup.Create(bundle.Config, new StrategyOptions(), _ => newBackend(), b => LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+        try
+        {
+            var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(), new SchedulerOptions { MaxBatch = maxBatch });
+            return new ServedModel(id ?? DefaultId(bundle.Directory), bundle.Tokenizer, bundle.StopTokens, scheduler, new Owned(scheduler, group));
+        }
+        catch
+        {
+            group.Dispose();
+            throw;
+        }
+    }
+
+    sealed class Owned(IDisposable first, IDisposable second) : IDisposable
+    {
+        public void Dispose() { first.Dispose(); second.Dispose(); }
     }
 
     public static string DefaultId(string modelDirectory) =>
         Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDirectory)));
+
+    public void Dispose() => _owned?.Dispose();
 }

@@ -128,23 +128,22 @@ public class HostileRequestTests(ITestOutputHelper log)
     {
         var bundle = Harness.Bundle;
         var weights = LlamaWeights.Load(bundle.Config, bundle.Checkpoint, new CpuBackend());
-        int sessions = 0;
-        // As apb serve builds it: a resident rank group, a session per request, the group's plan as the prompt check.
-        ServedModel Strategy(RankGroup group) =>
-            new(Harness.Id, bundle.Tokenizer, bundle.Config.MaxPositionEmbeddings, bundle.StopTokens, (p, capacity) =>
-            {
-                Interlocked.Increment(ref sessions);
-                return new GroupSession(group, p.AnchorInsertAt, capacity - p.Count);
-            })
-            {
-                CheckPrompt = p => GroupSession.CheckPrefill(group, p.Context.Count, p.Query.Count, p.AnchorInsertAt),
-            };
+        int prefills = 0;
+        // As apb serve builds it: a resident rank group behind the batching scheduler, whose check runs the group's plan.
+        ServedModel Strategy(RankGroup group)
+        {
+            var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(), new SchedulerOptions());
+            scheduler.Stepped += (_, _) => Interlocked.Increment(ref prefills);
+            return new ServedModel(Harness.Id, bundle.Tokenizer, bundle.StopTokens, scheduler, owned: scheduler);
+        }
 
         // APB with an 8-token anchor and a longer question: the CLI said so cleanly, the server answered 500.
         using (var group = RankGroup.Create(bundle.Config, new StrategyOptions { Strategy = StrategyKind.Apb, Ranks = 2, AnchorLength = 8, FallbackBelow = 0 },
                    _ => new CpuBackend(), _ => weights))
-        await using (var apb = await Harness.StartAsync(Strategy(group)))
+        using (var served = Strategy(group))
+        await using (var apb = await Harness.StartAsync(served))
         {
+            Assert.Equal(0, group.LocalRanks.Sum(r => r.SequenceCount));
             using var http = Harness.Http(apb);
             string prompt = string.Concat(Enumerable.Repeat("The mill grinds grain. ", 20)) + "\n\nWhat exactly does the old mill by the river grind, and for whom?";
             var (status, error) = await Harness.PostAsync(http, Chat, ChatBody(prompt));
@@ -156,7 +155,8 @@ public class HostileRequestTests(ITestOutputHelper log)
 
         // Ring over 8 ranks and a two-token prompt: streaming gave 200, an error event and no [DONE].
         using (var group = RankGroup.Create(bundle.Config, new StrategyOptions { Strategy = StrategyKind.Ring, Ranks = 8 }, _ => new CpuBackend(), _ => weights))
-        await using (var ring = await Harness.StartAsync(Strategy(group)))
+        using (var served = Strategy(group))
+        await using (var ring = await Harness.StartAsync(served))
         {
             using var http = Harness.Http(ring);
             var (status, events) = await Harness.StreamAsync(http, "/v1/completions", """{"prompt": "a b", "max_tokens": 2, "stream": true}""");
@@ -164,7 +164,7 @@ public class HostileRequestTests(ITestOutputHelper log)
             var (_, error) = await Harness.PostAsync(http, "/v1/completions", """{"prompt": "a b", "max_tokens": 2}""");
             AssertError(400, error, 400, "invalid_prompt", "every rank needs at least one context token");
         }
-        Assert.Equal(0, sessions);
+        Assert.Equal(0, prefills);
     }
 
     // ---- a body arriving too slowly ----

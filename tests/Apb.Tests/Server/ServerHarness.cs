@@ -3,6 +3,8 @@ using System.Text;
 using System.Text.Json;
 using Apb.Backends.Cpu;
 using Apb.Engine;
+using Apb.Model;
+using Apb.Runtime;
 using Apb.Server;
 using Apb.Serving;
 using OpenAI;
@@ -121,7 +123,9 @@ static class Harness
 /// </summary>
 sealed class ProbeSessions
 {
-    readonly ServedModel _real = Harness.Model(replicas: 4);
+    // Real sessions on a pool of four models of the random fixture (a session at a time per model).
+    static readonly System.Collections.Concurrent.ConcurrentBag<LlamaModel> Models =
+        new(Enumerable.Range(0, 4).Select(_ => Harness.Bundle.LoadModel(new CpuBackend())));
     int _created, _disposed, _decodes, _failNext;
 
     public ManualResetEventSlim Gate { get; } = new(initialState: true);
@@ -134,10 +138,11 @@ sealed class ProbeSessions
     public IInferenceSession New(PromptTokens prompt, int capacity)
     {
         Interlocked.Increment(ref _created);
-        return new Probe(this, _real.NewSession(prompt, capacity));
+        if (!Models.TryTake(out var model)) throw new InvalidOperationException("probe: more live sessions than the pool's four models");
+        return new Probe(this, new LocalSession(model, capacity), model);
     }
 
-    sealed class Probe(ProbeSessions owner, IInferenceSession inner) : IInferenceSession
+    sealed class Probe(ProbeSessions owner, IInferenceSession inner, LlamaModel model) : IInferenceSession
     {
         int _disposed;
         public int Length => inner.Length;
@@ -160,6 +165,7 @@ sealed class ProbeSessions
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             inner.Dispose();
+            Models.Add(model);
             Interlocked.Increment(ref owner._disposed);
         }
     }
