@@ -3,17 +3,22 @@ using Apb.Checkpoints;
 
 namespace Apb.Model;
 
-/// <summary>One decoder layer's weights, named as in the checkpoint (model.layers.{i}.*).</summary>
+/// <summary>
+/// One decoder layer's weights, named as in the checkpoint (model.layers.{i}.*). QNorm / KNorm: Qwen3's per-head
+/// RMSNorm weights over head_dim (self_attn.q_norm / k_norm), null for the architectures without them.
+/// </summary>
 public sealed record LayerWeights(
     IWeight InputLayernorm,
     IWeight QProj, IWeight? QBias, IWeight KProj, IWeight? KBias, IWeight VProj, IWeight? VBias,
     IWeight OProj, IWeight? OBias,
     IWeight PostAttentionLayernorm,
-    IWeight GateProj, IWeight? GateBias, IWeight UpProj, IWeight? UpBias, IWeight DownProj, IWeight? DownBias);
+    IWeight GateProj, IWeight? GateBias, IWeight UpProj, IWeight? UpBias, IWeight DownProj, IWeight? DownBias,
+    IWeight? QNorm = null, IWeight? KNorm = null);
 
 /// <summary>
-/// The weights of a LlamaForCausalLM / Qwen2ForCausalLM checkpoint, each checked against the shape config.json implies.
-/// Qwen2 is Llama with q/k/v biases (and usually tied embeddings), so one loader serves both.
+/// The weights of a LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM / MistralForCausalLM checkpoint, each checked
+/// against the shape config.json implies. Qwen2 is Llama with q/k/v biases (and usually tied embeddings), Qwen3 Llama
+/// with per-head q/k norms, Mistral Llama with a sliding window (an attention rule, no weights), so one loader serves all.
 /// </summary>
 public sealed class LlamaWeights
 {
@@ -23,7 +28,7 @@ public sealed class LlamaWeights
     public required IWeight LmHead { get; init; }
 
     /// <summary>What a tensor is, for whoever makes it: its error messages (checkpoints) or its values (random weights).</summary>
-    public enum Role { Embedding, Matrix, Norm, AttentionBias, MlpBias, LmHead }
+    public enum Role { Embedding, Matrix, Norm, HeadNorm, AttentionBias, MlpBias, LmHead }
 
     /// <summary>One tensor of the architecture: name, shape, the config fields its shape comes from, role, layer (-1: none).</summary>
     public sealed record Spec(string Name, long[] Shape, string Dims, Role Role, int Layer);
@@ -37,6 +42,7 @@ public sealed class LlamaWeights
     {
         long h = c.HiddenSize, inter = c.IntermediateSize, q = c.QDim, kv = c.KvDim;
         const string H = "hidden_size", I = "intermediate_size", Q = "num_attention_heads x head_dim", KV = "num_key_value_heads x head_dim";
+        const string D = "head_dim";
         int layer = -1;
         IWeight W(string name, long[] shape, string dims, Role role = Role.Matrix) => make(new Spec(name, shape, dims, role, layer));
         IWeight? B(bool present, string name, long n, string dims, Role role) => present ? W(name, [n], dims, role) : null;
@@ -56,7 +62,9 @@ public sealed class LlamaWeights
                 W(p + "post_attention_layernorm.weight", [h], H, Role.Norm),
                 W(p + "mlp.gate_proj.weight", [inter, h], $"{I}, {H}"), B(c.MlpBias, p + "mlp.gate_proj.bias", inter, I, Role.MlpBias),
                 W(p + "mlp.up_proj.weight", [inter, h], $"{I}, {H}"), B(c.MlpBias, p + "mlp.up_proj.bias", inter, I, Role.MlpBias),
-                W(p + "mlp.down_proj.weight", [h, inter], $"{H}, {I}"), B(c.MlpBias, p + "mlp.down_proj.bias", h, H, Role.MlpBias));
+                W(p + "mlp.down_proj.weight", [h, inter], $"{H}, {I}"), B(c.MlpBias, p + "mlp.down_proj.bias", h, H, Role.MlpBias),
+                B(c.QkNorm, p + "self_attn.q_norm.weight", c.HeadDim, D, Role.HeadNorm),
+                B(c.QkNorm, p + "self_attn.k_norm.weight", c.HeadDim, D, Role.HeadNorm));
         }
         layer = -1;
         var norm = W("model.norm.weight", [h], H, Role.Norm);
@@ -74,6 +82,7 @@ public sealed class LlamaWeights
                 ? $"{c.Architecture} always has q/k/v biases: the checkpoint is incomplete or is not a Qwen2 model"
                 : "config.json sets attention_bias true; set it to false if the model has no attention biases",
             Role.MlpBias => "config.json sets mlp_bias true; set it to false if the model has no MLP biases",
+            Role.HeadNorm => $"{c.Architecture} normalizes q and k per head before RoPE (self_attn.q_norm / k_norm): the checkpoint is incomplete or is not a {c.Architecture} model",
             Role.LmHead => "config.json says tie_word_embeddings false, so the output projection must be stored; set tie_word_embeddings to true if the model reuses model.embed_tokens.weight",
             _ when t.Layer >= 0 && !ckpt.Tensors.Any(x => x.Name.StartsWith($"model.layers.{t.Layer}.", StringComparison.Ordinal)) =>
                 $"the checkpoint has no layer {t.Layer} but config.json says num_hidden_layers {c.NumHiddenLayers}",
@@ -96,7 +105,8 @@ public sealed class LlamaWeights
         if (unused.Count > 0)
             throw new ApbException($"{ckpt.Directory}: {unused.Count} tensor(s) of the checkpoint are not part of {c.Architecture} as config.json describes it, e.g. "
                 + string.Join(", ", unused.Take(3).Select(n => $"'{n}'"))
-                + $": check num_hidden_layers ({c.NumHiddenLayers}), attention_bias, mlp_bias and tie_word_embeddings in config.json");
+                + $": check architectures, num_hidden_layers ({c.NumHiddenLayers}), attention_bias, mlp_bias and tie_word_embeddings in config.json"
+                + (unused.Any(n => n.EndsWith("self_attn.q_norm.weight", StringComparison.Ordinal)) ? " (self_attn.q_norm / k_norm are Qwen3ForCausalLM's)" : ""));
         return weights;
     }
 }
