@@ -73,7 +73,7 @@ static class InspectCommand
     {
         o.WriteLine();
         o.WriteLine($"GPU memory for a prefill of {n:N0} context + {q} query tokens (CUDA backend, bf16; fits = at most " +
-            $"{RankMemory.UsableFraction:P0} of an H200's {RankMemory.H200Bytes / 1e9:F0} GB):");
+            $"{RankMemory.UsableFraction * 100:F0}% of an H200's {RankMemory.H200Bytes / 1e9:F0} GB):");
         o.WriteLine($"  weights per GPU  {Size(RankMemory.WeightBytes(c))} (every strategy holds the whole model on every rank)");
         o.WriteLine($"  kv cache         {Size(RankMemory.KvBytesPerToken(c))} per token, {Size(RankMemory.KvBytesPerToken(c) * (n + (long)q))} for the whole sequence");
         if ((long)n + q > c.MaxPositionEmbeddings)

@@ -26,7 +26,7 @@ static class LogitsCommand
         strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle);
             var q = r.GetValue(query) is { } qt ? bundle.Tokenizer.Encode(qt, addSpecialTokens: false) : Array.Empty<int>();
             var request = new PromptTokens(context, q, r.GetValue(insertAt));

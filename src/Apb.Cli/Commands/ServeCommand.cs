@@ -37,14 +37,14 @@ static class ServeCommand
             if (r.GetValue(defaultMax) < 1) throw new ApbException($"--default-max-tokens must be at least 1, got {r.GetValue(defaultMax)}");
             if (r.GetValue(maxBytes) < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             string dev = r.GetValue(device)!;
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0);
             so.Validate(bundle.Config);
             // Full attention on one rank keeps a pool of model replicas; a strategy runs every request as a sequence on
             // one resident rank group (weights loaded once), with APB's anchor insertion point from the request's chat header.
             using var group = so.Strategy == Strategies.StrategyKind.Full && so.Ranks == 1 ? null
                 : Runtime.RankGroup.Create(bundle.Config, so with { Timings = false }, _ => CommonOptions.Backend(dev),
-                    b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+                    b => bundle.LoadWeights(b));
             var served = group is null
                 ? ServedModel.Local(bundle, () => CommonOptions.Backend(dev), n, r.GetValue(name))
                 : new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,

@@ -72,9 +72,33 @@ public sealed class LlamaWeights
         return new LlamaWeights { EmbedTokens = embed, Layers = layers, Norm = norm, LmHead = head };
     }
 
-    public static LlamaWeights Load(ModelConfig c, CheckpointWeights ckpt, IBackend backend)
+    /// <summary>The tensors <see cref="Build"/> asks for, in its order, without making any.</summary>
+    public static List<Spec> Specs(ModelConfig c)
+    {
+        var specs = new List<Spec>();
+        Build(c, t => { specs.Add(t); return Placeholder.Instance; });
+        return specs;
+    }
+
+    sealed class Placeholder : IWeight
+    {
+        public static readonly Placeholder Instance = new();
+        public string Name => "placeholder";
+        public int Rows => 0;
+        public int Cols => 0;
+    }
+
+    /// <summary>
+    /// The checkpoint's tensors on <paramref name="backend"/>, each checked against its expected shape;
+    /// <paramref name="progress"/> (optional) hears after each tensor how far the load is.
+    /// </summary>
+    public static LlamaWeights Load(ModelConfig c, CheckpointWeights ckpt, IBackend backend, Action<LoadProgress>? progress = null)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
+        // The tensors the config asks for that the checkpoint has: what a load moves, for progress reports.
+        var wanted = Specs(c).Where(t => ckpt.Contains(t.Name)).ToList();
+        long totalBytes = wanted.Sum(t => ckpt.Info(t.Name).End - ckpt.Info(t.Name).Begin), bytes = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         // Why a missing tensor is an error, in the terms of the config field that asked for it.
         string? WhyNeeded(Spec t) => t.Role switch
         {
@@ -93,7 +117,11 @@ public sealed class LlamaWeights
             if (!ckpt.Contains(t.Name) && WhyNeeded(t) is { } why)
                 throw new ApbException($"{ckpt.Directory}: tensor '{t.Name}' is missing from the checkpoint (expected shape [{string.Join(", ", t.Shape)}] ({t.Dims})): {why}");
             used.Add(t.Name);
-            return backend.Load(ckpt.Get(t.Name, t.Shape, t.Dims));
+            var weight = backend.Load(ckpt.Get(t.Name, t.Shape, t.Dims));
+            var info = ckpt.Info(t.Name);
+            bytes += info.End - info.Begin;
+            progress?.Invoke(new LoadProgress(bytes, totalBytes, used.Count, wanted.Count, clock.Elapsed));
+            return weight;
         });
 
         // A tensor nobody reads means config.json describes a different model (fewer layers, no biases) than the weights:
