@@ -5,7 +5,8 @@ namespace Apb.Cli;
 
 /// <summary>
 /// The `apb` command line. Every action runs inside <see cref="Guard"/>: an ApbException prints its message alone and
-/// exits 1; anything else is a bug, printed as one line (the stack trace only with APB_DEBUG=1) with exit code 2.
+/// exits 1, as do a file the system cannot read or write and running out of memory (causes outside the program); anything
+/// else is a bug, printed as one line (the stack trace only with APB_DEBUG=1) with exit code 2.
 /// </summary>
 public static class Cli
 {
@@ -35,6 +36,16 @@ public static class Cli
         catch (ApbException e)
         {
             io.Err.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            io.Err.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (OutOfMemoryException)
+        {
+            io.Err.WriteLine("error: out of memory: this run needs more memory than the machine has; use a shorter prompt, fewer --ranks or a smaller model");
             return 1;
         }
         catch (OperationCanceledException)

@@ -34,6 +34,7 @@ public sealed class ApbServer : IAsyncDisposable
     {
         var ip = ParseHost(options.Host);
         if (options.Port is < 0 or > 65535) throw new ApbException($"--port must be 0..65535, got {options.Port}");
+        var origins = new OriginPolicy(options);
         var runner = new InferenceRunner(model, options.Concurrency, options.MaxQueue);
         var metrics = new ServerMetrics();
         runner.Completed += metrics.Observe;
@@ -44,20 +45,29 @@ public sealed class ApbServer : IAsyncDisposable
         {
             k.AddServerHeader = false;
             // Our own reader enforces the limit with an OpenAI-style 413; Kestrel's is a backstop just above it.
-            k.Limits.MaxRequestBodySize = options.MaxRequestBytes + 1;
+            k.Limits.MaxRequestBodySize = options.RequestBytesFor(model.MaxPositions) + 1;
+            RequestLimits.Configure(k.Limits);
             k.Listen(ip, options.Port);
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         var app = builder.Build();
-        new ApiRoutes(runner, metrics, options, app.Lifetime.ApplicationStopping).Map(app);
+        new ApiRoutes(runner, metrics, options, origins, app.Lifetime.ApplicationStopping).Map(app);
         try
         {
             await app.StartAsync(cancel);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
             await app.DisposeAsync();
-            throw new ApbException($"cannot listen on {options.Host}:{options.Port}: {e.Message}. Is another server using the port? Pick another --port.", e);
+            var socket = e as System.Net.Sockets.SocketException ?? e.InnerException as System.Net.Sockets.SocketException;
+            string advice = socket?.SocketErrorCode switch
+            {
+                System.Net.Sockets.SocketError.AddressNotAvailable =>
+                    "that address is not one of this machine's: give one of its own (`ip addr` lists them), 127.0.0.1 or 0.0.0.0",
+                System.Net.Sockets.SocketError.AccessDenied => "ports below 1024 need privileges: pick a --port of 1024 or more",
+                _ => "is another server using the port? Pick another --port",
+            };
+            throw new ApbException($"cannot listen on {options.Host}:{options.Port}: {e.Message}; {advice}.", e);
         }
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
                     ?? $"http://{options.Host}:{options.Port}";

@@ -12,7 +12,7 @@ namespace Apb.Server;
 /// <see cref="Guarded"/>: whatever a request does wrong or whatever goes wrong while serving it ends as an
 /// OpenAI-style error for that request alone, never as a crash of the server.
 /// </summary>
-sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, CancellationToken stopping)
+sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, OriginPolicy origins, CancellationToken stopping)
 {
     const string Aborted = "apb.aborted";
     readonly ChatCompletions _chat = new(runner, options);
@@ -97,6 +97,9 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
             QueueFullException q => (StatusCodes.Status429TooManyRequests, OpenAiErrors.Body(q.Message, "requests", null, "rate_limit_exceeded")),
             OperationCanceledException when stopping.IsCancellationRequested =>
                 (StatusCodes.Status503ServiceUnavailable, OpenAiErrors.Body("The server is shutting down; retry against another instance or later.", OpenAiErrors.ServerError)),
+            // The engine failed for a reason it can name (a rank, the device, the model's numbers): the server's side, not a crash.
+            ApbException a => (StatusCodes.Status500InternalServerError, OpenAiErrors.Body(
+                $"The server could not complete this request: {a.Message}", OpenAiErrors.ServerError)),
             _ => (StatusCodes.Status500InternalServerError, OpenAiErrors.Body(
                 $"The server hit an internal error ({e.GetType().Name}: {e.Message}). This request was dropped; the server " +
                 "keeps serving. This is a bug in apb: please report it with the server log (APB_DEBUG=1 logs the stack trace).",
@@ -108,12 +111,15 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
             if (!ctx.Response.HasStarted)
             {
                 if (status == StatusCodes.Status429TooManyRequests) ctx.Response.Headers.RetryAfter = "1";
+                if (LeavesBodyUnread(ctx)) ctx.Response.Headers.Connection = "close";
                 await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ErrorResponse, status);
             }
             else if (ctx.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
             {
-                // Mid-stream the status line is gone; OpenAI then sends the error as one more event.
-                await new EventStream(ctx.Response).WriteAsync(body, ServerJson.Api.ErrorResponse, CancellationToken.None);
+                // Mid-stream the status line is gone; OpenAI then sends the error as one more event, and the stream still ends.
+                var events = new EventStream(ctx.Response);
+                await events.WriteAsync(body, ServerJson.Api.ErrorResponse, CancellationToken.None);
+                await events.DoneAsync(CancellationToken.None);
             }
         }
         catch (Exception) when (ctx.RequestAborted.IsCancellationRequested)
@@ -122,6 +128,15 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         }
     }
 
+    // Refused before its body was read, a request leaves the rest of the body on the connection. Kestrel reads it away
+    // before the next request when it is within the body limit; a larger or unannounced one makes Kestrel drop the
+    // connection after the answer, and a client that sent its next request on it meanwhile gets no answer. Saying
+    // "Connection: close" tells the client not to reuse it.
+    bool LeavesBodyUnread(HttpContext ctx) =>
+        !ctx.Items.ContainsKey(RequestBody.BytesRead)
+        && ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true
+        && !(ctx.Request.ContentLength <= options.RequestBytesFor(runner.Model.MaxPositions));
+
     void LogError(HttpContext ctx, Exception e)
     {
         if (options.Log is not { } log) return;
@@ -129,17 +144,30 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         if (Environment.GetEnvironmentVariable("APB_DEBUG") == "1") log.WriteLine(e);
     }
 
+    // Reading a request costs ~20 bytes of short-lived memory per byte of body (its JSON, strings, rendered template and
+    // tokenizer input); a full collection runs only much later, so without this a refused 30 MB request leaves the process
+    // 600 MB larger. Bodies this large are rare, and the heap a collection walks is small (weights are not on it).
+    const long ReleaseAfterBytes = 4L << 20;
+
+    static void ReleaseLargeRequest(HttpContext ctx)
+    {
+        if (ctx.Items[RequestBody.BytesRead] is long n && n >= ReleaseAfterBytes)
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+
     async Task CountAndLog(HttpContext ctx, RequestDelegate next)
     {
         long start = Stopwatch.GetTimestamp();
         try
         {
-            await next(ctx);
+            RequestLimits.Check(ctx);
+            if (!origins.Handle(ctx)) await next(ctx);
         }
         catch (Exception e)
         {
             await FailAsync(ctx, e);
         }
+        ReleaseLargeRequest(ctx);
         int status = ctx.Items.ContainsKey(Aborted) ? 499 : ctx.Response.StatusCode;
         metrics.CountRequest(ServerMetrics.Endpoint(ctx.Request.Path.Value), status);
         options.Log?.WriteLine($"{ctx.Request.Method} {ctx.Request.Path} {status} {Stopwatch.GetElapsedTime(start).TotalSeconds:F3} s");

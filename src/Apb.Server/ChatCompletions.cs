@@ -16,8 +16,44 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
         long arrived = Stopwatch.GetTimestamp();
+        RequestBody.CheckContentType(ctx);
+        // A place in line before the body is read: a full server refuses a large request without holding it.
+        using var admission = runner.Queue.Admit();
+        var (job, stream, includeUsage) = await ReadAsync(ctx, arrived);
+        await admission.EnterAsync(cancel.Token);
+
         var model = runner.Model;
-        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.ChatCompletionRequest, options.MaxRequestBytes);
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (!stream)
+        {
+            var r = await runner.RunAsync(admission, job, null, cancel.Token);
+            var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
+                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r));
+            await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
+            return;
+        }
+
+        var events = new EventStream(ctx.Response);
+        ChatCompletionChunk Chunk(ChatDelta delta, string? finish) =>
+            new(id, "chat.completion.chunk", created, model.Id, [new ChatChunkChoice(0, delta, null, finish)], null);
+        var type = ServerJson.Api.ChatCompletionChunk;
+        await events.StartAsync(cancel.Token);
+        await events.WriteAsync(Chunk(new ChatDelta("assistant", ""), null), type, cancel.Token);
+        var result = await EventStream.PumpAsync(runner, admission, job,
+            text => events.WriteAsync(Chunk(new ChatDelta(null, text), null), type, cancel.Token), cancel);
+        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason), type, cancel.Token);
+        if (includeUsage)
+            await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
+        await events.DoneAsync(cancel.Token);
+    }
+
+    // Everything that can refuse the request, before it takes a run slot. Only the job (token ids) outlives this method:
+    // the body, the parsed request and its strings are garbage once it returns, however long the generation runs.
+    async Task<(CompletionJob Job, bool Stream, bool IncludeUsage)> ReadAsync(HttpContext ctx, long arrived)
+    {
+        var model = runner.Model;
+        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.ChatCompletionRequest, options.RequestBytesFor(model.MaxPositions));
         RequestFields.CheckModel(req.Model, model);
         RequestFields.CheckN(req.N);
         if (req.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
@@ -30,41 +66,12 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
 
         // APB's cut (PromptTokens.FromChat): the last user message up to its last blank line is the document (context,
         // spread over ranks), its final paragraph the question (query, given to every rank).
-        PromptTokens prompt;
-        try { prompt = PromptTokens.FromChat(TokenizeEndpoints.WithTemplateArguments(model.Tokenizer, req.ChatTemplateKwargs), messages); }
-        catch (ApbException e) when (e is not InvalidRequestException) { throw new InvalidRequestException(e.Message, "messages"); }
+        var tokenizer = TokenizeEndpoints.WithTemplateArguments(model.Tokenizer, req.ChatTemplateKwargs);
+        var prompt = RequestPrompt.Build(model, limit => PromptTokens.FromChat(tokenizer, messages, limit), "messages");
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
-
-        var slot = await runner.Queue.EnterAsync(cancel.Token);
-        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (req.Stream != true)
-        {
-            var r = await runner.RunAsync(slot, job, null, cancel.Token);
-            var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
-                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r));
-            await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
-            return;
-        }
-
-        var events = new EventStream(ctx.Response);
-        ChatCompletionChunk Chunk(ChatDelta delta, string? finish) =>
-            new(id, "chat.completion.chunk", created, model.Id, [new ChatChunkChoice(0, delta, null, finish)], null);
-        var type = ServerJson.Api.ChatCompletionChunk;
-        try
-        {
-            await events.StartAsync(cancel.Token);
-            await events.WriteAsync(Chunk(new ChatDelta("assistant", ""), null), type, cancel.Token);
-        }
-        catch { slot.Dispose(); throw; }
-        var result = await EventStream.PumpAsync(runner, slot, job,
-            text => events.WriteAsync(Chunk(new ChatDelta(null, text), null), type, cancel.Token), cancel);
-        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason), type, cancel.Token);
-        if (RequestFields.IncludeUsage(req.StreamOptions))
-            await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
-        await events.DoneAsync(cancel.Token);
+        return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
     }
 
     internal static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)
@@ -100,7 +107,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
             if (role == "assistant") return "";
             throw new InvalidRequestException($"Missing required parameter: '{param}' (a {role} message needs text).", param, "missing_required_parameter");
         }
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.String) return RequestBody.Text(c, param);
         if (c.ValueKind != JsonValueKind.Array)
             throw new InvalidRequestException(
                 $"Invalid type for '{param}': expected a string or an array of content parts, got {RequestBody.Kind(c.ValueKind)} {RequestBody.Preview(c)}.",
@@ -112,13 +119,14 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
             string p = $"{param}[{j}]";
             if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
                 throw new InvalidRequestException($"Invalid content part '{p}': expected an object like {{\"type\": \"text\", \"text\": \"...\"}}.", p, "invalid_type");
-            if (type.GetString() != "text")
-                throw new InvalidRequestException($"'{p}' has type '{type.GetString()}'; this server reads text parts only.", $"{p}.type", "invalid_value");
+            string kind = RequestBody.Text(type, $"{p}.type");
+            if (kind != "text")
+                throw new InvalidRequestException($"'{p}' has type '{kind}'; this server reads text parts only.", $"{p}.type", "invalid_value");
             if (!part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                 throw new InvalidRequestException($"Invalid content part '{p}': 'text' must be a string.", $"{p}.text", "invalid_type");
             // Parts are joined by a newline, as vLLM does, so "part 1" "part 2" do not run together.
             if (j > 0) text.Append('\n');
-            text.Append(t.GetString());
+            text.Append(RequestBody.Text(t, $"{p}.text"));
             j++;
         }
         return text.ToString();

@@ -9,6 +9,8 @@ static class RequestFields
 {
     /// <summary>OpenAI allows 4; we allow a few more since each one is only a substring search per token.</summary>
     public const int MaxStopSequences = 16;
+    /// <summary>Text held back while it may still become a stop sequence is compared against each one per token: bounded.</summary>
+    public const int MaxStopLength = 1024;
 
     public static void CheckModel(string? requested, ServedModel model)
     {
@@ -44,7 +46,7 @@ static class RequestFields
     public static IReadOnlyList<string> Stop(JsonElement? stop)
     {
         if (stop is not { } e || e.ValueKind == JsonValueKind.Null) return Array.Empty<string>();
-        if (e.ValueKind == JsonValueKind.String) return [NonEmpty(e.GetString()!, "stop")];
+        if (e.ValueKind == JsonValueKind.String) return [NonEmpty(RequestBody.Text(e, "stop"), "stop")];
         if (e.ValueKind != JsonValueKind.Array)
             throw new InvalidRequestException(
                 $"Invalid type for 'stop': expected a string or an array of strings, got {RequestBody.Kind(e.ValueKind)} {RequestBody.Preview(e)}.",
@@ -60,14 +62,18 @@ static class RequestFields
                 throw new InvalidRequestException(
                     $"Invalid type for 'stop[{i}]': expected a string, got {RequestBody.Kind(s.ValueKind)} {RequestBody.Preview(s)}.",
                     $"stop[{i}]", "invalid_type");
-            list.Add(NonEmpty(s.GetString()!, $"stop[{i}]"));
+            list.Add(NonEmpty(RequestBody.Text(s, $"stop[{i}]"), $"stop[{i}]"));
             i++;
         }
         return list;
     }
 
-    static string NonEmpty(string s, string param) => s.Length > 0 ? s
-        : throw new InvalidRequestException($"'{param}' is an empty string; a stop sequence needs at least one character", param, "invalid_value");
+    static string NonEmpty(string s, string param) => s.Length switch
+    {
+        0 => throw new InvalidRequestException($"'{param}' is an empty string; a stop sequence needs at least one character", param, "invalid_value"),
+        > MaxStopLength => throw new InvalidRequestException($"'{param}' has {s.Length} characters; a stop sequence may have at most {MaxStopLength}", param, "invalid_value"),
+        _ => s,
+    };
 
     public static bool IncludeUsage(StreamOptionsRequest? options) => options?.IncludeUsage == true;
 }

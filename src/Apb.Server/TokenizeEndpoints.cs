@@ -15,7 +15,8 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
     public async Task TokenizeAsync(HttpContext ctx, CancellationTokenSource _)
     {
         var model = runner.Model;
-        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.TokenizeRequest, options.MaxRequestBytes);
+        RequestBody.CheckContentType(ctx);
+        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.TokenizeRequest, options.RequestBytesFor(model.MaxPositions));
         RequestFields.CheckModel(req.Model, model);
         IReadOnlyList<int> ids;
         if (req.Prompt is not null && req.Messages is not null)
@@ -40,7 +41,8 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
     public async Task DetokenizeAsync(HttpContext ctx, CancellationTokenSource _)
     {
         var model = runner.Model;
-        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.DetokenizeRequest, options.MaxRequestBytes);
+        RequestBody.CheckContentType(ctx);
+        var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.DetokenizeRequest, options.RequestBytesFor(model.MaxPositions));
         RequestFields.CheckModel(req.Model, model);
         var tokens = req.Tokens ?? throw new InvalidRequestException("Missing required parameter: 'tokens' (an array of token ids).",
             "tokens", "missing_required_parameter");
@@ -64,6 +66,7 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
         {
             throw new InvalidRequestException(e.Message, "chat_template_kwargs", "invalid_value");
         }
+        catch (InvalidOperationException) { throw RequestBody.NotText("chat_template_kwargs"); }
     }
 
     /// <summary>A JSON list of OpenAI-style messages (the CLI's --messages file), checked as a request's "messages".</summary>

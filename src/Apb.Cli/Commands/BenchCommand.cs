@@ -18,6 +18,7 @@ static partial class BenchCommand
                                        "one kernel family's timing harness (bench kernel NAME; bench attention = bench kernel attention)");
         cmd.Subcommands.Add(PrefillCommand(io));
         cmd.Subcommands.Add(DecodeCommand(io));
+        cmd.Subcommands.Add(ServeCommand(io));
         cmd.Subcommands.Add(KernelCommand(io));
         cmd.Subcommands.Add(AttentionCommand(io));
         return cmd;
@@ -71,6 +72,52 @@ static partial class BenchCommand
             };
             using var bench = new PrefillBench(settings, io.Out, io.Err);
             return bench.Run();
+        }));
+        return cmd;
+    }
+
+    static Command ServeCommand(Io io)
+    {
+        var url = new Option<string?>("--url") { Description = "a running server's base URL (http://host:port); without it the engine runs in this process" };
+        var shape = ShapeOption();
+        var model = ModelOption();
+        var device = CommonOptions.Device();
+        var strategy = new Option<string>("--strategy", "-s") { Description = "engine mode: full | ring | zigzag | ulysses | star | apb", DefaultValueFactory = _ => "full" };
+        var ranks = new Option<int>("--ranks", "-r") { Description = "engine mode: ranks of the strategy (threads of this process)", DefaultValueFactory = _ => 1 };
+        var experiment = new Option<string>("--experiment") { Description = "load (a stream of requests) | batch (decode tok/s alone vs --batch together) | ttft (a long prompt alone vs during --batch decodes)", DefaultValueFactory = _ => "load" };
+        var requests = new Option<int>("--requests") { Description = "load: requests to send", DefaultValueFactory = _ => 32 };
+        var concurrency = new Option<int>("--concurrency") { Description = "load: requests in flight at once (the cap when --rate is given)", DefaultValueFactory = _ => 8 };
+        var rate = new Option<double>("--rate") { Description = "load: requests per second, Poisson arrivals (0 = closed loop at --concurrency)", DefaultValueFactory = _ => 0 };
+        var lengths = new Option<string>("--prompt-lengths") { Description = "prompt lengths, used in turn (batch and ttft use the first)", DefaultValueFactory = _ => "1k" };
+        var output = new Option<int>("--output-tokens") { Description = "tokens each request generates", DefaultValueFactory = _ => 64 };
+        var batch = new Option<int>("--batch") { Description = "batch: requests decoding together; ttft: requests decoding in the background", DefaultValueFactory = _ => 16 };
+        var background = new Option<string>("--background-length") { Description = "ttft: the background requests' prompt length", DefaultValueFactory = _ => "8k" };
+        var maxBatch = new Option<int>("--max-batch") { Description = "engine mode: the scheduler's largest batch", DefaultValueFactory = _ => 16 };
+        var chunk = new Option<int>("--max-num-tokens") { Description = "engine mode: prompt tokens per prefill step (longer prompts go in chunks)", DefaultValueFactory = _ => 8192 };
+        var repeats = new Option<int>("--repeats") { Description = "ttft: measurements of each TTFT (median reported)", DefaultValueFactory = _ => 3 };
+        var seed = new Option<ulong>("--seed") { Description = "weights and token ids", DefaultValueFactory = _ => 1 };
+        var outDir = new Option<string?>("--out", "-o") { Description = "folder for serve.json and serve.md (default bench/results/serve-<utc stamp>)" };
+        var cmd = new Command("serve", "serving benchmark: TTFT and time per output token p50/p99, throughput and errors for a stream of requests " +
+            "against a running server (--url) or the engine in this process; --experiment batch|ttft measure batched decode and TTFT under load")
+        {
+            url, shape, model, device, strategy, ranks, experiment, requests, concurrency, rate, lengths, output, batch, background,
+            maxBatch, chunk, repeats, seed, outDir,
+        };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            string dev = r.GetValue(device)!;
+            var settings = new Bench.Serve.ServeSettings
+            {
+                Url = r.GetValue(url), Shape = r.GetValue(shape), Model = r.GetValue(model), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
+                Strategy = StrategyOptions.ParseStrategy(r.GetValue(strategy)!), Ranks = r.GetValue(ranks), Experiment = r.GetValue(experiment)!,
+                Requests = r.GetValue(requests), Concurrency = r.GetValue(concurrency), Rate = r.GetValue(rate),
+                PromptLengths = Lengths(r, lengths), OutputTokens = r.GetValue(output), Batch = r.GetValue(batch),
+                BackgroundLength = Lengths(r, background)[0], MaxBatch = r.GetValue(maxBatch), PrefillChunk = r.GetValue(chunk),
+                Repeats = Math.Max(1, r.GetValue(repeats)), Seed = r.GetValue(seed),
+                Out = r.GetValue(outDir) ?? Path.Combine("bench", "results", $"serve-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
+                CommandLine = CommandLine(r),
+            };
+            return new Bench.Serve.ServeBench(settings, io.Out, io.Err).Run();
         }));
         return cmd;
     }

@@ -48,6 +48,6 @@ sealed class ChatTemplateFlags
     {
         var tokenizer = Apply(model.Tokenizer, r);
         return ReferenceEquals(tokenizer, model.Tokenizer) ? model
-            : new ServedModel(model.Id, tokenizer, model.MaxPositions, model.StopTokens, model.NewSession);
+            : new ServedModel(model.Id, tokenizer, model.MaxPositions, model.StopTokens, model.NewSession) { CheckPrompt = model.CheckPrompt };
     }
 }

@@ -39,6 +39,22 @@ static class CommonOptions
         return bundle;
     }
 
+    /// <summary>
+    /// Creates (or truncates) an output file named by <paramref name="option"/>, before any work: a missing folder, a
+    /// directory in its place or a read-only location is an error now, not after a long run.
+    /// </summary>
+    public static FileStream CreateOutput(string path, string option)
+    {
+        if (Directory.Exists(path)) throw new ApbException($"{option} {path}: is a directory; give a file path such as {Path.Combine(path, "out.json")}");
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder != null && !Directory.Exists(folder)) throw new ApbException($"{option} {path}: the folder {folder} does not exist; create it first");
+        try { return File.Create(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ApbException($"{option} {path}: cannot write the file ({e.Message})", e);
+        }
+    }
+
     public static Backends.IBackend Backend(string device) => device switch
     {
         "cpu" => new Backends.Cpu.CpuBackend(),

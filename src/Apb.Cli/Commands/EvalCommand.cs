@@ -44,21 +44,13 @@ static class EvalCommand
             if (fmt is not ("jsonl" or "ids")) throw new ApbException($"--format {fmt}: expected jsonl or ids");
             var taskList = RulerTasks.Parse(r.GetValue(tasks)!);
             var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
-            int n = CheckSamples(r.GetValue(samples));
+            int n = CheckSamples(r.GetValue(samples), taskList, lengths);
+            string path = r.GetValue(output)!;
+            using var file = path == "-" ? null : CommonOptions.CreateOutput(path, "--out");
             var tok = LoadTokenizer(CommonOptions.ResolveModel(r.GetValue(tokenizer)));
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(tok).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads));
-            string path = r.GetValue(output)!;
-            if (path == "-")
-            {
-                using var so = Console.OpenStandardOutput();
-                Write(so, all, fmt);
-            }
-            else
-            {
-                using var f = File.Create(path);
-                Write(f, all, fmt);
-            }
+            using (var s = file ?? Console.OpenStandardOutput()) Write(s, all, fmt);
             io.Err.WriteLine($"{all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}), mean {all.Average(s => s.PromptTokens):F0} prompt tokens, in {sw.Elapsed.TotalSeconds:F1} s -> {path}");
             return 0;
         }));
@@ -91,7 +83,7 @@ static class EvalCommand
             foreach (var len in lengths)
                 if (len + 64 > bundle.Config.MaxPositionEmbeddings)
                     throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
-            int n = CheckSamples(r.GetValue(samples));
+            int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
             var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -111,6 +103,10 @@ static class EvalCommand
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
             // GPU it keeps the device's context alive between the other strategies' sessions, which open their own ranks.
+            // Output files are created before the run: an unwritable path is said now, not after an hour of evaluation.
+            using var jsonFile = r.GetValue(json) is string jp ? CommonOptions.CreateOutput(jp, "--json") : null;
+            using var samplesFile = r.GetValue(samplesOut) is string sop ? CommonOptions.CreateOutput(sop, "--samples-out") : null;
+
             string dev = r.GetValue(device)!;
             using var held = CommonOptions.Backend(dev);
             LlamaModel? fullModel = null;
@@ -118,11 +114,7 @@ static class EvalCommand
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(bundle.Tokenizer).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads), cancel);
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; {all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}) generated in {sw.Elapsed.TotalSeconds:F1} s; strategies {string.Join(", ", specs)}");
-            if (r.GetValue(samplesOut) is string so)
-            {
-                using var f = File.Create(so);
-                SampleJsonl.Write(f, all);
-            }
+            if (samplesFile is not null) SampleJsonl.Write(samplesFile, all);
 
             int pad = bundle.Tokenizer.PadTokenId ?? 0;
             // One resident rank group per strategy (weights loaded once for all its samples), each request a sequence on it.
@@ -154,12 +146,11 @@ static class EvalCommand
                 verb ? o => io.Err.WriteLine($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}") : null,
                 cancel);
             io.Out.Write(RulerHarness.FormatTable(rows));
-            if (r.GetValue(json) is string jp)
+            if (jsonFile is not null)
             {
                 var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
                     bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining ? headsPath : null);
-                using var f = File.Create(jp);
-                RulerHarness.WriteJson(f, run, rows);
+                RulerHarness.WriteJson(jsonFile, run, rows);
             }
             return 0;
         })));
@@ -188,7 +179,20 @@ static class EvalCommand
     static string ShellWord(string s) =>
         s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "-_=.,:/+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 
-    static int CheckSamples(int n) => n >= 1 ? n : throw new ApbException($"--samples must be at least 1, got {n}");
+    /// <summary>
+    /// Every sample is held in memory until the run ends (4 bytes a token of ids, and its text as UTF-16, ~8 more):
+    /// 2^28 tokens is ~3 GB, 37 times the 16K x 11 tasks x 40 samples of the accuracy runs in the README.
+    /// </summary>
+    const long MaxSampleTokens = 1L << 28;
+
+    static int CheckSamples(int n, IReadOnlyList<RulerTask> tasks, IReadOnlyList<int> lengths)
+    {
+        if (n < 1) throw new ApbException($"--samples must be at least 1, got {n}");
+        long tokens = (long)n * tasks.Count * lengths.Sum(l => (long)l);
+        if (tokens > MaxSampleTokens)
+            throw new ApbException($"--samples {n} x {tasks.Count} task(s) x --length {string.Join(",", lengths)} is {tokens} tokens of samples, all held in memory; at most {MaxSampleTokens} are made in one run: use fewer --samples, or several runs with different --seed");
+        return n;
+    }
 
     static HfTokenizer LoadTokenizer(string dir)
     {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Apb.Checkpoints;
 using Apb.Engine;
 
 namespace Apb.Cli.Commands;
@@ -52,15 +53,16 @@ static class GenerateCommand
             var tok = templateFlags.Apply(bundle.Tokenizer, r);
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";
+            int limit = bundle.Config.MaxPositionEmbeddings;
             // A single prompt is cut at its last blank line (document, then question), as the server cuts a user turn.
-            var tokens = (useChat, document) switch
+            var tokens = Tokenize(limit, () => (useChat, document) switch
             {
-                (true, null) => PromptTokens.FromChat(tok, r.GetValue(system), text ?? DefaultPrompt, ""),
-                (true, _) => PromptTokens.FromChat(tok, r.GetValue(system), document, question),
-                (false, null) => PromptTokens.FromText(tok, text ?? DefaultPrompt),
-                (false, _) => PromptTokens.FromParts(tok, document, question),
-            };
-            CheckLength(tokens.Count, options.MaxNewTokens, bundle.Config.MaxPositionEmbeddings);
+                (true, null) => PromptTokens.FromChat(tok, r.GetValue(system), text ?? DefaultPrompt, "", limit),
+                (true, _) => PromptTokens.FromChat(tok, r.GetValue(system), document, question, limit),
+                (false, null) => PromptTokens.FromText(tok, text ?? DefaultPrompt, limit),
+                (false, _) => PromptTokens.FromParts(tok, document, question, limit),
+            });
+            CheckLength(tokens.Count, options.MaxNewTokens, limit);
 
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
@@ -78,19 +80,35 @@ static class GenerateCommand
         return cmd;
     }
 
+    /// <summary>A prompt file holds text for one context: 64 MiB is ~16M tokens, past any model's.</summary>
+    const long MaxPromptFileBytes = 64L << 20;
+
     public static string? ReadPrompt(string? inline, string? file, string name = "--prompt")
     {
         if (inline != null && file != null) throw new ApbException($"give either {name} or {name}-file, not both");
         if (file == null) return inline;
-        if (!File.Exists(file)) throw new ApbException($"{file}: {name.TrimStart('-')} file not found");
-        return File.ReadAllText(file);
+        return InputFile.ReadAllText(file, MaxPromptFileBytes, $"{name.TrimStart('-')} file");
+    }
+
+    /// <summary>Builds the prompt with tokenization bounded by the context (<paramref name="maxPositions"/>), and refuses an empty one.</summary>
+    public static PromptTokens Tokenize(int maxPositions, Func<PromptTokens> build)
+    {
+        PromptTokens tokens;
+        try { tokens = build(); }
+        catch (PromptTooLongException e)
+        {
+            throw new ApbException($"{e.Message}, but the model's max_position_embeddings is {maxPositions}: shorten the prompt");
+        }
+        if (tokens.Count == 0) throw new ApbException("the prompt is empty after tokenization: give some text with --prompt or --prompt-file");
+        return tokens;
     }
 
     public static void CheckLength(int promptTokens, int maxNew, int maxPositions)
     {
         if (promptTokens > maxPositions)
             throw new ApbException($"the prompt has {promptTokens} tokens but the model's max_position_embeddings is {maxPositions}: shorten the prompt");
-        if (promptTokens + maxNew > maxPositions)
+        // In long: prompt + 2^31-1 new tokens must not wrap around to a small number and pass.
+        if ((long)promptTokens + maxNew > maxPositions)
             throw new ApbException($"prompt ({promptTokens} tokens) + --max-new-tokens ({maxNew}) exceeds max_position_embeddings ({maxPositions}): lower --max-new-tokens to {maxPositions - promptTokens} or less");
     }
 

@@ -30,6 +30,10 @@ static class InspectCommand
             if (q < 1) throw new ApbException($"--query must be at least 1, got {q}");
             using var b = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var c = b.Config;
+            // Every tensor checked against config.json as loading checks it (names, shapes, dtypes, nothing left over),
+            // so inspect never describes a checkpoint that generate would refuse. The CPU backend reads weights in
+            // place: this maps nothing new and copies nothing.
+            using (var cpu = new Backends.Cpu.CpuBackend()) Model.LlamaWeights.Load(c, b.Checkpoint, cpu);
             var tensors = b.Checkpoint.Tensors.ToList();
             long bytes = tensors.Sum(t => t.End - t.Begin);
             long elements = tensors.Sum(t => t.ElementCount);

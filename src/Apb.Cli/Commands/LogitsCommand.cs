@@ -18,20 +18,28 @@ static class LogitsCommand
         var device = CommonOptions.Device();
         var ids = new Option<string?>("--ids") { Description = "comma-separated token ids, e.g. --ids 1,2,3" };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "text, tokenized as HF tokenizer(text)" };
-        var output = new Option<string?>("--out", "-o") { Description = "write {\"ids\": [...], \"logits\": [[...], ...]} to this JSON file" };
+        var outPath = new Option<string?>("--out", "-o") { Description = "write {\"ids\": [...], \"logits\": [[...], ...]} to this JSON file" };
         var query = new Option<string?>("--query", "-q") { Description = "query text after the context (APB puts it in its anchor); tokenized without special tokens" };
         var insertAt = new Option<int>("--anchor-insert-at") { Description = "context tokens before the query in APB's anchor (the chat header; 0 for plain text)" };
         var strategy = new StrategyFlags();
-        var cmd = new Command("logits", "print or save the model's logits for a prompt") { model, device, ids, prompt, output, query, insertAt };
+        var cmd = new Command("logits", "print or save the model's logits for a prompt") { model, device, ids, prompt, outPath, query, insertAt };
         strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
+            // The output file is opened first: a folder that does not exist is said now, not after the forward pass. Under
+            // apb launch only rank 0 reports, so only it writes.
+            bool reports = Runtime.Launch.LaunchEnvironment.Current is null or { Rank: 0 };
+            using var output = r.GetValue(outPath) is { } path && reports ? CommonOptions.CreateOutput(path, "--out") : null;
             using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
-            var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle);
-            var q = r.GetValue(query) is { } qt ? bundle.Tokenizer.Encode(qt, addSpecialTokens: false) : Array.Empty<int>();
-            var request = new PromptTokens(context, q, r.GetValue(insertAt));
+            int limit = bundle.Config.MaxPositionEmbeddings;
+            var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle, limit);
+            var q = r.GetValue(query) is { } qt ? Encode(bundle, qt, addSpecialTokens: false, limit, "--query") : Array.Empty<int>();
+            int at = r.GetValue(insertAt);
+            if (at < 0 || at > context.Count)
+                throw new ApbException($"--anchor-insert-at {at} is outside the context of {context.Count} tokens: give 0..{context.Count} (the chat header's length; 0 for plain text)");
+            var request = new PromptTokens(context, q, at);
             var tokens = request.All;
-            GenerateCommand.CheckLength(tokens.Count, 0, bundle.Config.MaxPositionEmbeddings);
+            GenerateCommand.CheckLength(tokens.Count, 0, limit);
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
             using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count, tokens.Count);
@@ -44,7 +52,8 @@ static class LogitsCommand
             };
             StrategyFlags.Report(io, session, strategy.Timings(r));
             int vocab = bundle.Config.VocabSize;
-            if (r.GetValue(output) is { } path) Write(path, tokens, logits, vocab);
+            for (int t = 0; t < tokens.Count; t++) Generator.CheckFinite(logits.AsSpan(t * vocab, vocab), t + 1);
+            if (output is not null) Write(output, tokens, logits, vocab);
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();
             var top = Enumerable.Range(0, vocab).OrderByDescending(i => last[i]).Take(5);
             io.Out.WriteLine($"{tokens.Count} positions x {vocab} logits; last position's top 5: " +
@@ -54,12 +63,12 @@ static class LogitsCommand
         return cmd;
     }
 
-    static IReadOnlyList<int> Tokens(string? ids, string? prompt, ModelBundle bundle)
+    static IReadOnlyList<int> Tokens(string? ids, string? prompt, ModelBundle bundle, int limit)
     {
         if ((ids == null) == (prompt == null)) throw new ApbException("give exactly one of --ids or --prompt");
         if (prompt != null)
         {
-            var t = bundle.Tokenizer.Encode(prompt, addSpecialTokens: true);
+            var t = Encode(bundle, prompt, addSpecialTokens: true, limit, "--prompt");
             if (t.Count == 0) throw new ApbException("--prompt tokenizes to no tokens; give some text");
             return t;
         }
@@ -76,9 +85,16 @@ static class LogitsCommand
         return list;
     }
 
-    static void Write(string path, IReadOnlyList<int> ids, float[] logits, int vocab)
+    // Tokenization stops once the text cannot fit the model's context.
+    static IReadOnlyList<int> Encode(ModelBundle bundle, string text, bool addSpecialTokens, int limit, string option)
     {
-        using var fs = File.Create(path);
+        var t = bundle.Tokenizer.Encode(text, addSpecialTokens, limit);
+        return t.Count <= limit ? t
+            : throw new ApbException($"{option} has more than {limit} tokens (tokenization stopped there), but the model's max_position_embeddings is {limit}: shorten it");
+    }
+
+    static void Write(Stream fs, IReadOnlyList<int> ids, float[] logits, int vocab)
+    {
         using var w = new Utf8JsonWriter(fs);
         w.WriteStartObject();
         w.WriteStartArray("ids");

@@ -108,6 +108,9 @@ public interface IBackend : IDisposable
     /// </summary>
     void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output);
 
+    /// <summary>Bytes per element of an activation or KV-cache tensor (<see cref="Allocate"/>): 4 for fp32, 2 for bf16.</summary>
+    int ActivationBytes { get; }
+
     /// <summary>What this backend's memory holds now (see <see cref="MemoryStats"/>).</summary>
     MemoryStats Memory { get; }
 

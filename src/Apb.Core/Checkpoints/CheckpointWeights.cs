@@ -30,6 +30,9 @@ public sealed class CheckpointWeights : IDisposable
 
     CheckpointWeights(string dir) { Directory = dir; }
 
+    // A real index lists a few thousand tensors (~100 KB); this bound only stops a wrong file from being read whole.
+    const long MaxJsonBytes = 64L << 20;
+
     public static CheckpointWeights Open(string dir)
     {
         if (!System.IO.Directory.Exists(dir))
@@ -60,19 +63,26 @@ public sealed class CheckpointWeights : IDisposable
     void OpenSharded(string indexPath)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(indexPath)); }
+        try { doc = JsonDocument.Parse(InputFile.ReadJsonBytes(indexPath, MaxJsonBytes, "safetensors index")); }
         catch (JsonException e) { throw new ApbException($"{indexPath}: not valid JSON ({e.Message}); re-download it"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException($"{indexPath}: cannot read the file ({e.Message})", e); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             throw new ApbException($"{indexPath}: missing 'weight_map' object (expected {{\"weight_map\": {{tensor: shard file}}}})");
         var wanted = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var e in map.EnumerateObject())
+        try
         {
-            if (e.Value.ValueKind != JsonValueKind.String)
-                throw new ApbException($"{indexPath}: weight_map entry '{e.Name}' is {e.Value.GetRawText()}, expected a shard file name");
-            if (!wanted.TryAdd(e.Name, e.Value.GetString()!))
-                throw new ApbException($"{indexPath}: weight_map lists tensor '{e.Name}' twice");
+            foreach (var e in map.EnumerateObject())
+            {
+                if (e.Value.ValueKind != JsonValueKind.String)
+                    throw new ApbException($"{indexPath}: weight_map entry '{e.Name}' is {e.Value.GetRawText()}, expected a shard file name");
+                if (!wanted.TryAdd(e.Name, e.Value.GetString()!))
+                    throw new ApbException($"{indexPath}: weight_map lists tensor '{e.Name}' twice");
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            // An escape that is not valid UTF-16 (a lone surrogate) cannot become a .NET string.
+            throw new ApbException($"{indexPath}: a tensor or shard name is not valid Unicode ({e.Message}): the index is corrupt; re-download it");
         }
         if (wanted.Count == 0)
             throw new ApbException($"{indexPath}: weight_map is empty (expected tensor names mapped to shard files)");

@@ -12,9 +12,8 @@ public sealed record GenerationConfig(IReadOnlyList<int> EosTokenIds, double? Te
         if (!File.Exists(path)) return Empty;
         string Fix(string what) => $"{path}: {what}; fix or delete the file (it is optional)";
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        try { doc = JsonDocument.Parse(InputFile.ReadJsonBytes(path, 1L << 20, "generation config")); }
         catch (JsonException e) { throw new ApbException(Fix($"not valid JSON ({e.Message})")); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException(Fix($"cannot read the file ({e.Message})"), e); }
         using var _ = doc;
         var r = doc.RootElement;
         if (r.ValueKind != JsonValueKind.Object)
@@ -32,11 +31,13 @@ public sealed record GenerationConfig(IReadOnlyList<int> EosTokenIds, double? Te
             : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
             : throw new ApbException(Fix($"'{n}' should be true or false but is {v.GetRawText()}"));
 
+        int TokenId(JsonElement v) => ToInt(v, "eos_token_id") is var id && id >= 0 ? id
+            : throw new ApbException(Fix($"'eos_token_id' holds {id}; token ids are 0 or more"));
         var eos = Get("eos_token_id") switch
         {
             null => Array.Empty<int>(),
-            { ValueKind: JsonValueKind.Array } a => a.EnumerateArray().Select(x => ToInt(x, "eos_token_id")).ToArray(),
-            { } one => new[] { ToInt(one, "eos_token_id") },
+            { ValueKind: JsonValueKind.Array } a => a.EnumerateArray().Select(TokenId).ToArray(),
+            { } one => new[] { TokenId(one) },
         };
         return new GenerationConfig(eos, D("temperature"), D("top_p"), I("top_k"), B("do_sample"));
     }

@@ -52,6 +52,12 @@ public sealed record ModelConfig
     /// </summary>
     public int? SlidingWindow { get; init; }
 
+    /// <summary>
+    /// More layers than any model has (the largest published ones have ~130): a bound that keeps a corrupt count from
+    /// sizing per-layer tables before the weights are checked against it.
+    /// </summary>
+    public const int MaxLayers = 4096;
+
     public int GroupSize => NumAttentionHeads / NumKeyValueHeads;
     public int QDim => NumAttentionHeads * HeadDim;
     public int KvDim => NumKeyValueHeads * HeadDim;
@@ -73,9 +79,8 @@ public sealed record ModelConfig
         if (!File.Exists(path))
             throw new ApbException($"{path}: file not found (a Hugging Face model directory must contain config.json)");
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        try { doc = JsonDocument.Parse(InputFile.ReadJsonBytes(path, 1L << 20, "model config")); }
         catch (JsonException e) { throw new ApbException($"{path}: not valid JSON ({e.Message})"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ApbException($"{path}: cannot read the file ({e.Message})", e); }
         using var _ = doc;
         return Parse(doc.RootElement, path);
     }
@@ -127,14 +132,18 @@ public sealed record ModelConfig
         if ((long)heads * hd > int.MaxValue)
             throw new ApbException($"{path}: num_attention_heads {heads} x head_dim {hd} is too large (over {int.MaxValue})");
         bool attnBias = r.Bool("attention_bias") ?? false;
+        int layers = r.RequiredInt("num_hidden_layers");
+        if (layers > MaxLayers)
+            throw new ApbException($"{path}: num_hidden_layers is {layers}, more than any model has (at most {MaxLayers} are read): the file is corrupt or from another model");
+        int vocab = r.RequiredInt("vocab_size");
 
         return new ModelConfig
         {
             Architecture = arch,
-            VocabSize = r.RequiredInt("vocab_size"),
+            VocabSize = vocab,
             HiddenSize = hidden,
             IntermediateSize = r.RequiredInt("intermediate_size"),
-            NumHiddenLayers = r.RequiredInt("num_hidden_layers"),
+            NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = hd,
@@ -148,8 +157,8 @@ public sealed record ModelConfig
             OutputBias = attnBias && !qwen && !mistral,
             MlpBias = !qwen && !qwen3 && !mistral && (r.Bool("mlp_bias") ?? false),
             TorchDtype = NormalizeDtype(r.String("torch_dtype") ?? r.String("dtype")) ?? "float32",
-            BosTokenId = r.Int("bos_token_id"),
-            EosTokenIds = r.IntOrList("eos_token_id"),
+            BosTokenId = r.TokenId(r.Int("bos_token_id"), "bos_token_id", vocab),
+            EosTokenIds = r.IntOrList("eos_token_id").Select(id => r.TokenId(id, "eos_token_id", vocab)!.Value).ToArray(),
             QkNorm = qwen3,
             SlidingWindow = slidingWindow,
         };
@@ -269,6 +278,10 @@ public sealed record ModelConfig
         /// </summary>
         public int? SlidingWindow(int maxPositions) => PositiveInt("sliding_window") is int w && w < maxPositions ? w : null;
 
+        public int? TokenId(int? id, string name, int vocab) => id is int v && (v < 0 || v >= vocab)
+            ? throw new ApbException($"{path}: '{name}' holds token id {v}, outside the vocabulary (0..{vocab - 1}) that vocab_size gives")
+            : id;
+
         public IReadOnlyList<int> IntOrList(string name)
         {
             var v = Get(name);
@@ -278,6 +291,12 @@ public sealed record ModelConfig
             return new[] { ToInt(v, name)!.Value };
         }
 
+        // The frequencies are 1 / theta^(2i/d) in fp32 (as HF computes them): theta <= 1 gives frequencies that do not fall
+        // with i (nonsense positions, and NaN once theta underflows fp32 to 0), and theta past fp32's range gives infinity.
+        double? Theta(double? theta, string name) => theta is double t && (t <= 1 || t > float.MaxValue)
+            ? throw new ApbException($"{path}: '{name}' is {t}; the rotary base must be greater than 1 and within fp32's range (Llama 3 uses 500000, Qwen 2.5 1000000)")
+            : theta;
+
         // transformers 4.x: rope_theta at top level, rope_scaling {rope_type|type, factor, ...} or null.
         // transformers 5.x: rope_parameters {rope_type, rope_theta, factor, ...}.
         public RopeConfig Rope(int maxPositions)
@@ -285,13 +304,13 @@ public sealed record ModelConfig
             PartialRotaryFactor("partial_rotary_factor", Get("partial_rotary_factor"));
             JsonElement? p = Get("rope_parameters") ?? Get("rope_scaling");
             string where = Get("rope_parameters") is null ? "rope_scaling" : "rope_parameters";
-            double theta = PositiveDouble("rope_theta") ?? 10000.0;
+            double theta = Theta(PositiveDouble("rope_theta"), "rope_theta") ?? 10000.0;
             if (p is null) return new RopeConfig(RopeType.Default, theta);
             if (p.Value.ValueKind != JsonValueKind.Object)
                 throw new ApbException($"{path}: '{where}' should be an object but is {p.Value.GetRawText()}");
             var obj = p.Value;
             JsonElement? Field(string n) => obj.TryGetProperty(n, out var x) && x.ValueKind != JsonValueKind.Null ? x : null;
-            theta = Positive(ToDouble(Field("rope_theta"), $"{where}.rope_theta"), $"{where}.rope_theta") ?? theta;
+            theta = Theta(Positive(ToDouble(Field("rope_theta"), $"{where}.rope_theta"), $"{where}.rope_theta"), $"{where}.rope_theta") ?? theta;
 
             string typeKey = Field("rope_type") is not null || Field("type") is null ? "rope_type" : "type";
             string? type = ToString(Field(typeKey), $"{where}.{typeKey}");

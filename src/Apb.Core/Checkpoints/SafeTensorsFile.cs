@@ -50,7 +50,8 @@ public sealed unsafe partial class SafeTensorsFile : IDisposable
         byte[] json;
         try
         {
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            // A regular file: it is memory-mapped, and a FIFO in its place would block the open for ever.
+            using var fs = InputFile.OpenRegular(path, "safetensors weights file");
             length = fs.Length;
             if (length < 8)
                 throw new ApbException($"{path}: {length} bytes is too short for a safetensors file (it starts with an 8-byte header length): the file is truncated or not safetensors");

@@ -31,6 +31,7 @@ public static class Generator
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
             cancel.ThrowIfCancellationRequested();
+            CheckFinite(logits, context.Count + query.Count + step);
             int next = sampler.Next(logits);
             if (stopTokens.Contains(next)) { finish = "stop"; break; }
             output.Add(next);
@@ -41,5 +42,15 @@ public static class Generator
         string tail = decoder.Flush();
         if (tail.Length > 0) { text.Append(tail); onText?.Invoke(tail); }
         return new GenerationResult(output, text.ToString(), finish, context.Count + query.Count, prefill, sw.Elapsed);
+    }
+
+    /// <summary>NaN or infinite logits come from broken weights or a config that misdescribes them; sampling from them would emit noise.</summary>
+    public static void CheckFinite(ReadOnlySpan<float> logits, int afterTokens)
+    {
+        // One vectorized pass in the usual case: a NaN or an infinity makes the sum non-finite.
+        if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(logits))) return;
+        for (int i = 0; i < logits.Length; i++)
+            if (!float.IsFinite(logits[i]))
+                throw new ApbException($"the model's logits after {afterTokens} tokens hold {logits[i]} (token {i}): the checkpoint's weights contain NaN or infinite values, or config.json describes them wrongly (rope_theta, rms_norm_eps); the output would be noise");
     }
 }

@@ -22,14 +22,15 @@ public sealed record PromptTokens(IReadOnlyList<int> Context, IReadOnlyList<int>
     /// A conversation rendered by the model's template and cut for APB: the document is everything in the last user
     /// message before its final paragraph (up to its last "\n\n"), the question that final paragraph. Everything before
     /// the question (earlier turns too) is context. A last user message without a blank line is all document.
+    /// Every builder here throws <see cref="PromptTooLongException"/> once the prompt passes <paramref name="maxTokens"/>.
     /// </summary>
-    public static PromptTokens FromChat(HfTokenizer tokenizer, IReadOnlyList<ChatMessage> messages)
+    public static PromptTokens FromChat(HfTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, int maxTokens = int.MaxValue)
     {
         var template = tokenizer.ChatTemplate;
         string full = template.Render(messages, addGenerationPrompt: true);
         int last = -1;
         for (int i = messages.Count - 1; i >= 0 && last < 0; i--) if (messages[i].Role == "user") last = i;
-        if (last < 0) return Cut(tokenizer, full, full, "");
+        if (last < 0) return Cut(tokenizer, full, full, "", maxTokens);
 
         string content = messages[last].Content;
         string header = HeaderOf(full, messages);
@@ -38,49 +39,50 @@ public sealed record PromptTokens(IReadOnlyList<int> Context, IReadOnlyList<int>
         {
             // No question: the context ends where the user's text does.
             int end = LocateContentEnd(template, messages, last, content);
-            return end < 0 ? Cut(tokenizer, full, full, header) : Cut(tokenizer, full, full[..end], header);
+            return end < 0 ? Cut(tokenizer, full, full, header, maxTokens) : Cut(tokenizer, full, full[..end], header, maxTokens);
         }
         var marked = messages.ToArray();
         marked[last] = messages[last] with { Content = content[..cut] + Paragraph + Marker };
         string withMarker = template.Render(marked, addGenerationPrompt: true);
         int at = withMarker.IndexOf(Marker, StringComparison.Ordinal) - Paragraph.Length;
-        if (at < 0 || at > full.Length || string.CompareOrdinal(full, 0, withMarker, 0, at) != 0) return Cut(tokenizer, full, full, header);
-        return Cut(tokenizer, full, full[..at], header);
+        if (at < 0 || at > full.Length || string.CompareOrdinal(full, 0, withMarker, 0, at) != 0) return Cut(tokenizer, full, full, header, maxTokens);
+        return Cut(tokenizer, full, full[..at], header, maxTokens);
     }
 
     /// <summary>The CLI's request: an optional system message and one user turn, document + "\n\n" + question.</summary>
-    public static PromptTokens FromChat(HfTokenizer tokenizer, string? system, string document, string question)
+    public static PromptTokens FromChat(HfTokenizer tokenizer, string? system, string document, string question, int maxTokens = int.MaxValue)
     {
         var m = new List<ChatMessage>();
         if (!string.IsNullOrEmpty(system)) m.Add(new ChatMessage("system", system));
         m.Add(new ChatMessage("user", question.Length == 0 ? document : document + Paragraph + question));
-        return FromChat(tokenizer, m);
+        return FromChat(tokenizer, m, maxTokens);
     }
 
     /// <summary>
     /// Raw text (no template), encoded as HF's tokenizer(text): context up to the last "\n\n", query from there on;
     /// without a blank line it is all context.
     /// </summary>
-    public static PromptTokens FromText(HfTokenizer tokenizer, string text)
+    public static PromptTokens FromText(HfTokenizer tokenizer, string text, int maxTokens = int.MaxValue)
     {
         int cut = text.LastIndexOf(Paragraph, StringComparison.Ordinal);
-        return Cut(tokenizer, text, cut < 0 ? text : text[..cut], "", special: true);
+        return Cut(tokenizer, text, cut < 0 ? text : text[..cut], "", maxTokens, special: true);
     }
 
     /// <summary>Raw document and question given apart: the context is the document, the query the question.</summary>
-    public static PromptTokens FromParts(HfTokenizer tokenizer, string document, string question) =>
-        Cut(tokenizer, document + question, document, "", special: true);
+    public static PromptTokens FromParts(HfTokenizer tokenizer, string document, string question, int maxTokens = int.MaxValue) =>
+        Cut(tokenizer, document + question, document, "", maxTokens, special: true);
 
     /// <summary>
     /// Tokenizes the whole prompt once and places each boundary at the longest common prefix of the whole prompt's ids and
     /// the ids of the text before it: BPE can merge tokens across a boundary (a document's "." with the "\n\n" after it).
     /// </summary>
-    static PromptTokens Cut(HfTokenizer tok, string full, string context, string header, bool? special = null)
+    static PromptTokens Cut(HfTokenizer tok, string full, string context, string header, int maxTokens, bool? special = null)
     {
         bool s = special ?? tok.ChatTemplate.EncodeWithSpecialTokens;
-        var ids = tok.Encode(full, s);
-        int n = CommonPrefix(ids, tok.Encode(context, s));
-        int h = header.Length == 0 ? 0 : Math.Min(n, CommonPrefix(ids, tok.Encode(header, s)));
+        var ids = tok.Encode(full, s, maxTokens);
+        if (ids.Count > maxTokens) throw new PromptTooLongException(maxTokens);
+        int n = CommonPrefix(ids, tok.Encode(context, s, ids.Count));
+        int h = header.Length == 0 ? 0 : Math.Min(n, CommonPrefix(ids, tok.Encode(header, s, ids.Count)));
         return new PromptTokens(ids.Take(n).ToArray(), ids.Skip(n).ToArray(), h);
     }
 

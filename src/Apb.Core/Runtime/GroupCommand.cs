@@ -13,6 +13,9 @@ abstract record GroupCommand
     public sealed record Prefill(int Sequence, int[] Context, int[] Query, PrefillPlan Plan, int DecodeBudget, bool AllLogits,
         bool Cancellable, bool Timings) : GroupCommand;
 
+    /// <summary>More prompt tokens for a sequence of full attention (chunked prefill); logits of the last when asked.</summary>
+    public sealed record Extend(int Sequence, int[] Tokens, bool Logits) : GroupCommand;
+
     /// <summary>One new token for each sequence, in one batched step.</summary>
     public sealed record Decode(int[] Sequences, int[] Tokens) : GroupCommand;
 
@@ -28,7 +31,7 @@ abstract record GroupCommand
     /// <summary>The leader is done: followers leave their loop.</summary>
     public sealed record Shutdown : GroupCommand;
 
-    const byte PrefillTag = 1, DecodeTag = 2, ReleaseTag = 3, ShutdownTag = 4, ReportTag = 5, MemoryTag = 6;
+    const byte PrefillTag = 1, DecodeTag = 2, ReleaseTag = 3, ShutdownTag = 4, ReportTag = 5, MemoryTag = 6, ExtendTag = 7;
 
     public static byte[] Encode(GroupCommand c)
     {
@@ -56,6 +59,10 @@ abstract record GroupCommand
             case Release r:
                 w.Write(ReleaseTag);
                 Ints(w, r.Sequences);
+                break;
+            case Extend e:
+                w.Write(ExtendTag);
+                w.Write(e.Sequence); Ints(w, e.Tokens); w.Write(e.Logits);
                 break;
             case Memory m:
                 w.Write(MemoryTag);
@@ -100,6 +107,7 @@ abstract record GroupCommand
             case ReleaseTag: return new Release(Ints(r));
             case ReportTag: return new Report(r.ReadInt32());
             case MemoryTag: return new Memory(r.ReadBoolean());
+            case ExtendTag: return new Extend(r.ReadInt32(), Ints(r), r.ReadBoolean());
             case ShutdownTag: return new Shutdown();
             default: throw new ApbException($"the group's leader sent an unknown command (tag {tag}): are all ranks the same apb version?");
         }

@@ -49,13 +49,26 @@ public sealed class GroupSession : IInferenceSession
     public float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query)
     {
         // An empty query moves the last context token into the exact phase, which is where the logits come from.
-        if (query.Count == 0 && context.Count > 0)
+        if (MovesLastContextToken(context.Count, query.Count))
         {
             query = [context[^1]];
             context = context.Take(context.Count - 1).ToArray();
         }
         if (query.Count == 0) throw new ApbException("nothing to prefill: both context and query are empty");
         return Run(context, query, allLogits: false);
+    }
+
+    static bool MovesLastContextToken(int contextLength, int queryLength) => queryLength == 0 && contextLength > 0;
+
+    /// <summary>
+    /// Throws the ApbException <see cref="Prefill"/> of a prompt this long would fail with on <paramref name="group"/>
+    /// (fewer context tokens than ranks, a query longer than APB's anchor): a server checks a request with it before the
+    /// request takes a run slot.
+    /// </summary>
+    public static void CheckPrefill(RankGroup group, int contextLength, int queryLength, int? anchorInsertAt)
+    {
+        if (MovesLastContextToken(contextLength, queryLength)) (contextLength, queryLength) = (contextLength - 1, 1);
+        group.Plan(contextLength, queryLength, anchorInsertAt);
     }
 
     /// <summary>

@@ -55,6 +55,7 @@ public sealed class Rank : IDisposable
         {
             case GroupCommand.Prefill p: return Prefill(p, cancelled);
             case GroupCommand.Decode d: return Decode(d);
+            case GroupCommand.Extend e: return Extend(e);
             case GroupCommand.Release r: Release(r.Sequences); return null;
             case GroupCommand.Report r: return Report(r.Sequence);
             case GroupCommand.Memory m: return GatherMemory(m.ResetPeak);
@@ -161,6 +162,18 @@ public sealed class Rank : IDisposable
                 rows.AsSpan(at * vocab, vocab).CopyTo(ordered.AsSpan(pos[i] * vocab, vocab));
         }
         return ordered;
+    }
+
+    /// <summary>The next chunk of a full-attention sequence's prompt: its cache grows by the chunk.</summary>
+    float[]? Extend(GroupCommand.Extend c)
+    {
+        var seq = Sequence(c.Sequence);
+        if (seq.Plan.Distributed) throw new InvalidOperationException($"sequence {c.Sequence} is distributed: only full attention prefills in chunks");
+        if (c.Tokens.Length == 0) throw new ArgumentException("an empty chunk");
+        Doing = $"prefill chunk of {c.Tokens.Length} tokens";
+        var logits = Model.Forward(c.Tokens, new LayerGate(seq.Decoding, this, Doing, null), c.Logits ? LogitsFor.Last : LogitsFor.None);
+        Doing = "idle";
+        return logits is null ? null : Download(logits);
     }
 
     // ------------------------------------------------------------------------------------------------ decode

@@ -184,6 +184,27 @@ public sealed class RankGroup : IDisposable
         }
     }
 
+    /// <summary>
+    /// More prompt tokens for a sequence of full attention that was prefilled with the first chunk of its prompt (its
+    /// DecodeBudget reserved room for the rest): the chunks of one long prompt can then alternate with decode steps of
+    /// other sequences. Returns the last token's logits when <paramref name="logits"/> (the final chunk), else null.
+    /// </summary>
+    public float[]? Extend(int sequence, IReadOnlyList<int> tokens, bool logits)
+    {
+        lock (_lock)
+        {
+            CheckUsable();
+            var seq = _ranks[0].Sequence(sequence);
+            if (seq.Plan.Distributed) throw new InvalidOperationException($"sequence {sequence} is distributed: only full attention prefills in chunks");
+            try { return Run(new GroupCommand.Extend(sequence, [.. tokens], logits), everyRank: false); }
+            catch (ApbException) when (_failure is null)
+            {
+                Run(new GroupCommand.Release([sequence]), everyRank: false);
+                throw;
+            }
+        }
+    }
+
     /// <summary>One decode step for each sequence (its next token in <paramref name="tokens"/>): logits per sequence, in order.</summary>
     public float[][] Decode(IReadOnlyList<int> sequences, IReadOnlyList<int> tokens)
     {

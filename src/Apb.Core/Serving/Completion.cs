@@ -17,6 +17,8 @@ public sealed record CompletionResult(
     string Text, string FinishReason, int PromptTokens, int CompletionTokens,
     TimeSpan QueueTime, TimeSpan PrefillTime, TimeSpan DecodeTime, TimeSpan TimeToFirstToken)
 {
+    /// <summary>How the prefill ran (strategy, scorer, ranks), for logs; null where the engine does not say.</summary>
+    public string? Strategy { get; init; }
     public int TotalTokens => PromptTokens + CompletionTokens;
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
     public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);

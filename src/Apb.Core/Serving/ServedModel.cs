@@ -28,6 +28,13 @@ public sealed class ServedModel
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
 
     /// <summary>
+    /// Throws the ApbException a session from <see cref="NewSession"/> would fail with on this prompt (a sequence-parallel
+    /// strategy's plan: ranks against tokens, the query against APB's anchor); null when every prompt that fits the
+    /// context runs. <see cref="RequestPrompt"/> calls it before a request takes a run slot.
+    /// </summary>
+    public Action<PromptTokens>? CheckPrompt { get; init; }
+
+    /// <summary>
     /// Single-rank exact attention over <paramref name="replicas"/> copies of the model, each on its own backend: a
     /// model's scratch buffers and a backend serve one forward at a time, so each concurrent request needs its own.
     /// On the CPU the copies share the memory-mapped weights.

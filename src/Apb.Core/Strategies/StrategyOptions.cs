@@ -13,6 +13,12 @@ public sealed record StrategyOptions
     /// </summary>
     public const int DefaultFallbackBelow = 32 * 1024;
 
+    /// <summary>
+    /// Most ranks a strategy runs on: every rank holds its own activations and KV caches (in process also a thread and a
+    /// backend), so ranks past the devices at hand only cost memory. 64 is eight nodes of eight GPUs.
+    /// </summary>
+    public const int MaxRanks = 64;
+
     public StrategyKind Strategy { get; init; } = StrategyKind.Full;
     public int Ranks { get; init; } = 1;
     /// <summary>l_a; null picks <see cref="ApbDefaults"/> by context length.</summary>
@@ -88,6 +94,8 @@ public sealed record StrategyOptions
     public void Validate(ModelConfig config)
     {
         if (Ranks < 1) throw new ApbException($"--ranks must be at least 1, got {Ranks}");
+        if (Ranks > MaxRanks)
+            throw new ApbException($"--ranks {Ranks} is more than {MaxRanks}: every rank holds its own activations and KV cache, so ranks beyond the GPUs at hand only cost memory; use one rank per GPU ({MaxRanks} at most)");
         if (Strategy == StrategyKind.Full && Ranks != 1)
             throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star or apb");
         if (Strategy == StrategyKind.Ulysses && UlyssesProblem(config.NumKeyValueHeads, Ranks) is { } why) throw new ApbException(why);

@@ -20,12 +20,12 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
         _byteLevelRegex = byteLevelRegex;
     }
 
-    public override void Split(string segment, bool atTextStart, List<Piece> pieces)
+    public override void Split(string segment, bool atTextStart, List<Piece> pieces, int maxPieces = int.MaxValue)
     {
         pieces.Clear();
         if (segment.Length == 0) return; // HF drops empty splits before any step sees them
         pieces.Add(new Piece(segment, 0, segment.Length));
-        foreach (var regex in _splits) SplitAll(regex, pieces);
+        foreach (var regex in _splits) SplitAll(regex, pieces, maxPieces);
         if (_addPrefixSpace)
         {
             for (int i = 0; i < pieces.Count; i++)
@@ -35,10 +35,11 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
                     pieces[i] = new Piece(spaced, 0, spaced.Length);
                 }
         }
-        if (_byteLevelRegex is not null) SplitAll(_byteLevelRegex, pieces);
+        if (_byteLevelRegex is not null) SplitAll(_byteLevelRegex, pieces, maxPieces);
     }
 
-    private static void SplitAll(Regex regex, List<Piece> pieces)
+    // Later steps only split pieces further: once a step has more than maxPieces, the whole segment has too.
+    private static void SplitAll(Regex regex, List<Piece> pieces, int maxPieces)
     {
         var current = pieces.ToArray();
         pieces.Clear();
@@ -52,6 +53,7 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
             int previous = vStart;
             foreach (var m in regex.EnumerateMatches(view.Text.AsSpan(vStart, vEnd - vStart)))
             {
+                if (pieces.Count > maxPieces) return;
                 if (m.Length == 0) continue;
                 int mStart = vStart + m.Index, mEnd = mStart + m.Length;
                 if (mStart > previous) pieces.Add(view.ToOriginal(piece.Text, previous, mStart));

@@ -47,7 +47,14 @@ internal sealed class BytePairModel
                 : options.ByteFallback ? ByteFallbackName(b) : "";
             _byteIds[b] = vocab.TryGetValue(name, out int id) ? id : -1;
         }
+        EveryPieceHasAnId = _unkId is not null || Array.TrueForAll(_byteIds, id => id >= 0);
     }
+
+    /// <summary>
+    /// True when no character is ever dropped (every byte has a token, or there is an unknown token): each non-empty
+    /// pre-token then yields at least one id, so counting pre-tokens bounds the count of ids from below.
+    /// </summary>
+    public bool EveryPieceHasAnId { get; }
 
     /// <summary>How SentencePiece-style vocabularies write a raw byte: &lt;0x0A&gt;.</summary>
     public static string ByteFallbackName(int b) => $"<0x{b:X2}>";

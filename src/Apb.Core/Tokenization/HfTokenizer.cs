@@ -129,47 +129,60 @@ public sealed class HfTokenizer
     /// (e.g. Llama-3.1's BOS) is applied. Text rendered by a chat template already holds its BOS: encode it with
     /// <see cref="ChatTemplate.EncodeWithSpecialTokens"/>.
     /// </summary>
-    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true)
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true) => Encode(text, addSpecialTokens, int.MaxValue);
+
+    /// <summary>
+    /// As <see cref="Encode(string, bool)"/>, but stops merging once more than <paramref name="maxTokens"/> ids are out:
+    /// the result then holds more than <paramref name="maxTokens"/> ids, the start of the whole encoding. A text far too
+    /// long for a context costs BPE work in proportion to the limit, not to the text.
+    /// </summary>
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens, int maxTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
         text = WithoutLoneSurrogates(text);
-        var ids = new List<int>(text.Length / 3 + 8);
+        var ids = new List<int>(Math.Min(text.Length / 3, maxTokens) + 8);
         var pieces = new List<Piece>();
-        if (_rawMatcher is null) EncodeNormalizing(text, atTextStart: true, ids, pieces);
+        if (_rawMatcher is null) EncodeNormalizing(text, atTextStart: true, ids, pieces, maxTokens);
         else
         {
             var segments = new List<TextSegment>();
             _rawMatcher.Split(text, segments);
             foreach (var s in segments)
             {
+                if (ids.Count > maxTokens) break;
                 if (s.Token is not null) ids.Add(s.Token.Id);
-                else EncodeNormalizing(text.Substring(s.Start, s.Length), s.Start == 0, ids, pieces);
+                else EncodeNormalizing(text.Substring(s.Start, s.Length), s.Start == 0, ids, pieces, maxTokens);
             }
         }
         return (addSpecialTokens ? _post.Apply(ids) : ids).ToArray();
     }
 
-    private void EncodeNormalizing(string text, bool atTextStart, List<int> ids, List<Piece> pieces)
+    private void EncodeNormalizing(string text, bool atTextStart, List<int> ids, List<Piece> pieces, int maxTokens)
     {
         text = _normalizer.Normalize(text);
         if (_normalizedMatcher is null)
         {
-            EncodeText(text, atTextStart, ids, pieces);
+            EncodeText(text, atTextStart, ids, pieces, maxTokens);
             return;
         }
         var segments = new List<TextSegment>();
         _normalizedMatcher.Split(text, segments);
         foreach (var s in segments)
         {
+            if (ids.Count > maxTokens) return;
             if (s.Token is not null) ids.Add(s.Token.Id);
-            else EncodeText(text.Substring(s.Start, s.Length), atTextStart && s.Start == 0, ids, pieces);
+            else EncodeText(text.Substring(s.Start, s.Length), atTextStart && s.Start == 0, ids, pieces, maxTokens);
         }
     }
 
-    private void EncodeText(string text, bool atTextStart, List<int> ids, List<Piece> pieces)
+    private void EncodeText(string text, bool atTextStart, List<int> ids, List<Piece> pieces, int maxTokens)
     {
-        _preTokenizer.Split(text, atTextStart, pieces);
-        foreach (var piece in pieces) _model.Tokenize(piece.Span, ids);
+        _preTokenizer.Split(text, atTextStart, pieces, _model.EveryPieceHasAnId ? maxTokens - ids.Count : int.MaxValue);
+        foreach (var piece in pieces)
+        {
+            if (ids.Count > maxTokens) return;
+            _model.Tokenize(piece.Span, ids);
+        }
     }
 
     // HF receives Rust strings, which cannot hold an unpaired surrogate; UTF-8 encoding would turn one into U+FFFD.

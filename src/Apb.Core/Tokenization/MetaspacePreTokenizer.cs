@@ -20,7 +20,7 @@ internal sealed class MetaspacePreTokenizer(char replacement, PrependScheme sche
 {
     public char Replacement => replacement;
 
-    public override void Split(string segment, bool atTextStart, List<Piece> pieces)
+    public override void Split(string segment, bool atTextStart, List<Piece> pieces, int maxPieces = int.MaxValue)
     {
         pieces.Clear();
         if (segment.Length == 0) return;
@@ -36,6 +36,7 @@ internal sealed class MetaspacePreTokenizer(char replacement, PrependScheme sche
         for (int i = 1; i < text.Length; i++)
             if (text[i] == replacement)
             {
+                if (pieces.Count > maxPieces) return;
                 pieces.Add(new Piece(text, start, i - start));
                 start = i;
             }

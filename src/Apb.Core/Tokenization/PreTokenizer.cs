@@ -17,12 +17,13 @@ internal abstract class PreTokenizer
     /// <summary>
     /// Replaces the content of <paramref name="pieces"/> with the pieces of <paramref name="segment"/>, in order.
     /// <paramref name="atTextStart"/>: the segment begins at offset 0 of the encoded text (Metaspace's "first" scheme).
+    /// May stop with the pieces of a prefix of the segment once there are more than <paramref name="maxPieces"/>.
     /// </summary>
-    public abstract void Split(string segment, bool atTextStart, List<Piece> pieces);
+    public abstract void Split(string segment, bool atTextStart, List<Piece> pieces, int maxPieces = int.MaxValue);
 
     private sealed class WholeSegment : PreTokenizer
     {
-        public override void Split(string segment, bool atTextStart, List<Piece> pieces)
+        public override void Split(string segment, bool atTextStart, List<Piece> pieces, int maxPieces = int.MaxValue)
         {
             pieces.Clear();
             if (segment.Length > 0) pieces.Add(new Piece(segment, 0, segment.Length));

@@ -52,6 +52,8 @@ public class GenerationConfigTests : IDisposable
     [InlineData("{\"eos_token_id\": 1.5}", "'eos_token_id' should be an integer but is 1.5")]
     [InlineData("{\"eos_token_id\": 99999999999}", "'eos_token_id' should be an integer")]
     [InlineData("{\"eos_token_id\": {}}", "'eos_token_id' should be an integer")]
+    [InlineData("{\"eos_token_id\": -1}", "'eos_token_id' holds -1; token ids are 0 or more")]
+    [InlineData("{\"eos_token_id\": [2, -7]}", "'eos_token_id' holds -7")]
     [InlineData("{\"temperature\": \"0.7\"}", "'temperature' should be a number but is \"0.7\"")]
     [InlineData("{\"top_p\": 1e999}", "'top_p' should be a number")]
     [InlineData("{\"top_k\": 2.5}", "'top_k' should be an integer but is 2.5")]

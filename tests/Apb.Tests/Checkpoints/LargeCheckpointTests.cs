@@ -71,7 +71,7 @@ public class LargeCheckpointTests(ITestOutputHelper log) : IDisposable
             var json = Encoding.UTF8.GetBytes(header.ToJsonString());
             int padded = (json.Length + 7) / 8 * 8;
             using var fs = File.Create(Path.Combine(dir, name));
-            Span<byte> n = stackalloc byte[8];
+            var n = new byte[8];
             BinaryPrimitives.WriteInt64LittleEndian(n, padded);
             fs.Write(n);
             fs.Write(json);

@@ -305,6 +305,35 @@ public class ModelConfigTests : IDisposable
         Expect.Error(() => ModelConfig.Load(p), p, message);
     }
 
+    // ---- values of the right type that describe no model (issue #16) ----
+
+    [Fact]
+    public void LayerCountPastAnyModel() =>
+        // Was an OutOfMemoryException (exit 2): the per-layer table was sized before the weights were checked.
+        Error(o => o["num_hidden_layers"] = int.MaxValue, "num_hidden_layers is 2147483647", $"at most {ModelConfig.MaxLayers}");
+
+    [Theory]
+    [InlineData(1e-300)]
+    [InlineData(0.5)]
+    [InlineData(1.0)]
+    [InlineData(1e39)]
+    public void RopeThetaThatGivesNoFrequencies(double theta) =>
+        // theta <= 1e-300 underflows to 0 in fp32 and made every logit NaN, without a word.
+        Error(o => o["rope_theta"] = theta, "'rope_theta' is", "greater than 1");
+
+    [Fact]
+    public void RopeThetaInsideRopeParameters() =>
+        Error(o => { o.Remove("rope_scaling"); o["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 0.001 }; },
+            "'rope_parameters.rope_theta' is 0.001", "greater than 1");
+
+    [Theory]
+    [InlineData("eos_token_id", "-1", "'eos_token_id' holds token id -1")]
+    [InlineData("eos_token_id", "[6, -5]", "'eos_token_id' holds token id -5")]
+    [InlineData("eos_token_id", "640", "'eos_token_id' holds token id 640, outside the vocabulary (0..639)")]
+    [InlineData("bos_token_id", "-3", "'bos_token_id' holds token id -3")]
+    public void TokenIdOutsideTheVocabulary(string field, string json, string message) =>
+        Error(o => o[field] = JsonNode.Parse(json), message);
+
     [Fact]
     public void MissingConfigFile() =>
         Expect.Error(() => ModelConfig.Load(_tmp.File("config.json")), "config.json", "file not found");

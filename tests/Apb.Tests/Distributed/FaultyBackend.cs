@@ -25,6 +25,7 @@ sealed class FaultyBackend : IBackend
     public string Name => _b.Name;
     public IPassingOps Passing => _b.Passing;
     public MemoryStats Memory => _b.Memory;
+    public int ActivationBytes => _b.ActivationBytes;
     public void ResetPeakMemory() => _b.ResetPeakMemory();
     public Tensor Allocate(int rows, int cols) => _b.Allocate(rows, cols);
     public Tensor AllocateF32(int rows, int cols) => ((IBackend)_b).AllocateF32(rows, cols);

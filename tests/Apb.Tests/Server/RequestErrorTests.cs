@@ -37,11 +37,25 @@ public class RequestErrorTests(SharedServer shared)
         { Chat, $$"""{"messages": [{{User}}], "top_p": 1.5}""", 400, "top_p", "(0, 1]" },
         { Chat, $$"""{"messages": [{{User}}], "stop": 5}""", 400, "stop", "a string or an array of strings" },
         { Chat, $$"""{"messages": [{{User}}], "stop": ["ok", ""]}""", 400, "stop[1]", "empty string" },
+        { Chat, $$"""{"messages": [{{User}}], "stop": "{{new string('s', 1025)}}"}""", 400, "stop", "at most 1024" },
         { Chat, $$"""{"messages": [{{User}}], "n": 3}""", 400, "n", "one choice per request" },
         { "/v1/completions", """{"max_tokens": 3}""", 400, "prompt", "Missing required parameter: 'prompt'" },
         { "/v1/completions", """{"prompt": [1, 2, 99999]}""", 400, "prompt[2]", "outside the vocabulary" },
         { "/v1/completions", """{"prompt": ["a", "b"]}""", 400, "prompt", "one per request" },
         { "/v1/completions", """{"prompt": "a", "echo": true}""", 400, "echo", "not supported" },
+        // Issue #16: escaped lone surrogates were 500s ("this is a bug"); int.MaxValue max_tokens must not wrap.
+        { Chat, """{"messages": [{"role": "user", "content": "a\ud800b"}]}""", 400, "messages[0].content", "lone surrogate" },
+        { Chat, """{"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}""", 400, "messages[0].content[0].text", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "stop": "\ud800"}""", 400, "stop", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "stop": ["ok", "x\udfff"]}""", 400, "stop[1]", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "model": "\ud800"}""", 400, "model", "lone surrogate" },
+        { Chat, """{"messages": [{"role": "\ud800", "content": "Hi"}]}""", 400, "messages[0].role", "lone surrogate" },
+        { "/v1/completions", """{"prompt": "\ud800"}""", 400, "prompt", "lone surrogate" },
+        { "/v1/completions", """{"prompt": ["\ud800"]}""", 400, "prompt[0]", "lone surrogate" },
+        { Chat, $$$"""{"messages": [{{{User}}}], "chat_template_kwargs": {"x": "\ud800"}}""", 400, "chat_template_kwargs", "lone surrogate" },
+        { Chat, $$$"""{"messages": [{{{User}}}], "chat_template_kwargs": {"\udc00": 1}}""", 400, "chat_template_kwargs", "lone surrogate" },
+        { Chat, $$"""{"messages": [{{User}}], "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
+        { "/v1/completions", """{"prompt": "Hi", "max_tokens": 2147483647}""", 400, "max_tokens", "more than the model's whole context" },
     };
 
     [Theory]

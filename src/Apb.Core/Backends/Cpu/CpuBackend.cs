@@ -177,6 +177,8 @@ public sealed class CpuBackend : IBackend
         CpuAttention.MergeParts(p, l, count, heads, o);
     }
 
+    public int ActivationBytes => sizeof(float);
+
     /// <summary>Not tracked: CPU tensors are managed arrays, freed by the GC.</summary>
     public MemoryStats Memory => default;
     public void ResetPeakMemory() { }

@@ -525,6 +525,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_merge_parts"), "apb_merge_parts", ((uint)rows, 1, 1), 128, 0, args);
     }
 
+    public int ActivationBytes => 2;
+
     public MemoryStats Memory
     {
         get
