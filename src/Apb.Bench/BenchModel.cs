@@ -17,7 +17,7 @@ public sealed record BenchModel(ModelBundle? Bundle, ModelConfig Config, LlamaWe
         if (modelDir != null)
         {
             var bundle = ModelBundle.Open(modelDir);
-            return new(bundle, bundle.Config, LlamaWeights.Load(bundle.Config, bundle.Checkpoint, backend), modelDir);
+            return new(bundle, bundle.Config, bundle.LoadWeights(backend), modelDir);
         }
         string name = shape ?? "llama-3.1-8b";
         var config = ModelShapes.Get(name);

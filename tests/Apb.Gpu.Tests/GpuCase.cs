@@ -18,7 +18,7 @@ public static class GpuCases
     public static IReadOnlyList<GpuCase> All { get; } =
     [
         .. OpCases.All(), .. PassingCases.All(), .. MergeCases.All(), .. AttentionCases.All(), .. DecodeCases.All(),
-        .. SmokeCases.All(), .. ModelCases.All(),
+        .. SmokeCases.All(), .. FamilyCases.All(), .. ModelCases.All(),
     ];
 
     public static IEnumerable<string> Groups => All.Select(c => c.Group).Distinct();

@@ -145,13 +145,13 @@ public sealed class PrefillBench : IDisposable
         double? need = null;
         if (_cuda != null)
         {
-            long bytes = PrefillArithmetic.EstimateBytes(config, s, n, query.Length, ranks);
+            long bytes = RankMemory.BeyondWeights(config, s, n, query.Length, ranks);
             need = bytes / (double)(1L << 30);
             // Ranks that are threads of this process share its device: each needs its bytes out of what that device has.
             long sharing = _launched != null ? 1 : ranks;
             var memory = group.Memory();
             for (int r = 0; r < memory.Count; r++)
-                if (bytes * sharing > memory[r].AvailableBytes * 0.95)
+                if (!RankMemory.Fits(bytes * sharing, memory[r].AvailableBytes))
                     return baseResult with
                     {
                         Status = "oom", NeedGiB = need,

@@ -31,6 +31,14 @@ static class CommonOptions
         throw new ApbException($"no --model given and the embedded model was not found (looked in {string.Join(", ", candidates.Take(2))}); pass --model DIR");
     }
 
+    /// <summary>The model directory opened, its weight loads reporting their progress on stderr when they take seconds (a GPU's).</summary>
+    public static Engine.ModelBundle OpenModel(string? given, Io io)
+    {
+        var bundle = Engine.ModelBundle.Open(ResolveModel(given));
+        bundle.LoadProgress = new Model.LoadProgressLog(io.Err, TimeSpan.FromSeconds(2)).Report;
+        return bundle;
+    }
+
     /// <summary>
     /// Creates (or truncates) an output file named by <paramref name="option"/>, before any work: a missing folder, a
     /// directory in its place or a read-only location is an error now, not after a long run.

@@ -77,7 +77,7 @@ static class EvalCommand
         };
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, () =>
         {
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             var taskList = RulerTasks.Parse(r.GetValue(tasks)!);
             var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
             foreach (var len in lengths)
@@ -134,7 +134,7 @@ static class EvalCommand
                         PadTokenId = pad,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
-                        b => LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+                        b => bundle.LoadWeights(b));
                 }
                 int prompt = e.ContextIds.Length + e.QueryIds.Length;
                 return new GroupSession(group, anchorInsertAt: 0, decodeBudget: RulerHarness.Capacity(e) - prompt);

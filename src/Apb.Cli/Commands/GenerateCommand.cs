@@ -49,7 +49,7 @@ static class GenerateCommand
             if (document == null && text == null && r.GetValue(query) == null && r.GetValue(model) == null)
                 return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
 
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             var tok = templateFlags.Apply(bundle.Tokenizer, r);
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";

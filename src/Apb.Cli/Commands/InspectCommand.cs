@@ -1,18 +1,33 @@
 using System.CommandLine;
 using Apb.Checkpoints;
 using Apb.Engine;
+using Apb.Strategies;
 
 namespace Apb.Cli.Commands;
 
 /// <summary>`apb inspect`: what a checkpoint is and what it needs, without running it.</summary>
 static class InspectCommand
 {
+    static readonly StrategyKind[] Strategies =
+        [StrategyKind.Full, StrategyKind.Ring, StrategyKind.Zigzag, StrategyKind.Ulysses, StrategyKind.Star, StrategyKind.Apb];
+    static readonly int[] RankCounts = [1, 2, 4, 8];
+    const int MaxRanks = 1024;
+
     public static Command Create(Io io)
     {
         var model = CommonOptions.Model();
-        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { model };
+        var context = new Option<string?>("--context", "-c")
+        {
+            Description = "also print the GPU memory each strategy needs per rank at this context length (e.g. 128k), and the fewest H200s that hold it",
+        };
+        var query = new Option<int>("--query", "-q") { Description = "query tokens after the context, for --context (as bench prefill's --query)", DefaultValueFactory = _ => 64 };
+        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { model, context, query };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
+            int? n = r.GetValue(context) is { } spec ? Eval.SampleGenerator.ParseLengths(spec, "--context") is [var one] ? one
+                : throw new ApbException($"--context '{spec}' names several lengths: give one, e.g. 128k") : null;
+            int q = r.GetValue(query);
+            if (q < 1) throw new ApbException($"--query must be at least 1, got {q}");
             using var b = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
             var c = b.Config;
             // Every tensor checked against config.json as loading checks it (names, shapes, dtypes, nothing left over),
@@ -28,8 +43,9 @@ static class InspectCommand
             o.WriteLine($"model          {Path.GetFullPath(b.Directory)}");
             o.WriteLine($"architecture   {c.Architecture} ({c.TorchDtype})");
             o.WriteLine($"layers         {c.NumHiddenLayers}, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}");
-            o.WriteLine($"attention      {c.NumAttentionHeads} heads, {c.NumKeyValueHeads} kv heads, head_dim {c.HeadDim}{(c.QkvBias ? ", qkv bias" : "")}");
-            o.WriteLine($"rope           {c.Rope.Type.ToString().ToLowerInvariant()}, theta {c.Rope.Theta}{(c.Rope.Type == RopeType.Default ? "" : $", factor {c.Rope.Factor}")}; max positions {c.MaxPositionEmbeddings}");
+            o.WriteLine($"attention      {c.NumAttentionHeads} heads, {c.NumKeyValueHeads} kv heads, head_dim {c.HeadDim}{(c.QkvBias ? ", qkv bias" : "")}" +
+                $"{(c.QkNorm ? ", q/k norm" : "")}{(c.SlidingWindow is int w ? $", sliding window {w}" : "")}");
+            o.WriteLine($"rope           {Rope(c.Rope)}; max positions {c.MaxPositionEmbeddings}");
             o.WriteLine($"vocab          {c.VocabSize}{(c.TieWordEmbeddings ? ", tied embeddings" : "")}");
             o.WriteLine($"parameters     {elements:N0} in {tensors.Count} tensors ({string.Join(", ", dtypes)}); config implies {c.ParameterCount:N0}");
             o.WriteLine($"weights        {Size(bytes)} in {b.Checkpoint.Files.Count} file(s), memory-mapped");
@@ -37,9 +53,56 @@ static class InspectCommand
             o.WriteLine($"tokenizer      {b.Tokenizer.Kind}");
             o.WriteLine($"chat template  {b.Tokenizer.ChatTemplate.Name}");
             o.WriteLine($"stop tokens    {string.Join(", ", b.StopTokens)}");
+            if (n is int length) Memory(o, c, length, q);
             return 0;
         }));
         return cmd;
+    }
+
+    static string Rope(RopeConfig r) => r.Type switch
+    {
+        RopeType.Default => $"default, theta {r.Theta}",
+        RopeType.Linear => $"linear, theta {r.Theta}, factor {r.Factor}",
+        RopeType.Llama3 => $"llama3, theta {r.Theta}, factor {r.Factor}, original {r.OriginalMaxPositions}",
+        RopeType.Dynamic => $"dynamic (NTK), theta {r.Theta}, factor {r.Factor}, scaled past {r.OriginalMaxPositions}",
+        RopeType.Yarn => $"yarn, theta {r.Theta}, factor {r.Factor}, original {r.OriginalMaxPositions}, attention factor {r.AttentionFactor:G4}",
+        _ => r.Type.ToString(),
+    };
+
+    /// <summary>
+    /// Per strategy and rank count, the bytes one GPU needs (<see cref="RankMemory"/>: bf16 weights on every rank plus
+    /// the rank's share of the sequence), and the fewest ranks at which that fits an H200.
+    /// </summary>
+    static void Memory(TextWriter o, ModelConfig c, int n, int q)
+    {
+        o.WriteLine();
+        o.WriteLine($"GPU memory for a prefill of {n:N0} context + {q} query tokens (CUDA backend, bf16; fits = at most " +
+            $"{RankMemory.UsableFraction * 100:F0}% of an H200's {RankMemory.H200Bytes / 1e9:F0} GB):");
+        o.WriteLine($"  weights per GPU  {Size(RankMemory.WeightBytes(c))} (every strategy holds the whole model on every rank)");
+        o.WriteLine($"  kv cache         {Size(RankMemory.KvBytesPerToken(c))} per token, {Size(RankMemory.KvBytesPerToken(c) * (n + (long)q))} for the whole sequence");
+        if ((long)n + q > c.MaxPositionEmbeddings)
+            o.WriteLine($"  note             {n + (long)q:N0} tokens exceed max_position_embeddings {c.MaxPositionEmbeddings}: the model refuses such prompts");
+        o.WriteLine($"  {"strategy",-9}{string.Concat(RankCounts.Select(h => $"{$"{h} GPU{(h > 1 ? "s" : "")}",12}"))}   fewest H200s");
+        foreach (var s in Strategies)
+        {
+            string Cell(int ranks) => (s != StrategyKind.Full && ranks == 1) || RankMemory.Unrunnable(c, s, ranks) is not null
+                ? "-" : Size(RankMemory.PerRank(c, s, n, q, ranks));
+            o.WriteLine($"  {s.ToString().ToLowerInvariant(),-9}{string.Concat(RankCounts.Select(h => $"{Cell(h),12}"))}   {Fewest(c, s, n, q)}");
+        }
+        o.WriteLine("  (-: not a way to run it: full attention runs on one rank, the others on two or more, Ulysses on rank counts that divide the KV heads" +
+            (StrategyOptions.SequenceParallelProblem(c) is { } why ? $"; {why}" : "") + ")");
+    }
+
+    /// <summary>The smallest rank count (a power of two) whose per-rank bytes fit an H200, or why none does.</summary>
+    static string Fewest(ModelConfig c, StrategyKind s, int n, int q)
+    {
+        if (s == StrategyKind.Full)
+            return RankMemory.Fits(RankMemory.PerRank(c, s, n, q, 1), RankMemory.H200Bytes) ? "1" : "does not fit one";
+        if (StrategyOptions.SequenceParallelProblem(c) is not null) return "- (this model runs full attention only)";
+        for (int h = 2; h <= MaxRanks; h *= 2)
+            if (RankMemory.Unrunnable(c, s, h) is null && RankMemory.Fits(RankMemory.PerRank(c, s, n, q, h), RankMemory.H200Bytes))
+                return h.ToString();
+        return $"none up to {MaxRanks}";
     }
 
     static string Size(long bytes) => bytes switch

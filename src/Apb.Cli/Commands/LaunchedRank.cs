@@ -18,7 +18,7 @@ static class LaunchedRank
         var b = backend();
         try
         {
-            var weights = Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b);
+            var weights = bundle.LoadWeights(b);
             return ProcessGroup.Open(bundle.Config, weights, b, o, env);
         }
         catch

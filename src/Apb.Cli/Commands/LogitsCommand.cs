@@ -30,7 +30,7 @@ static class LogitsCommand
             // apb launch only rank 0 reports, so only it writes.
             bool reports = Runtime.Launch.LaunchEnvironment.Current is null or { Rank: 0 };
             using var output = r.GetValue(outPath) is { } path && reports ? CommonOptions.CreateOutput(path, "--out") : null;
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             int limit = bundle.Config.MaxPositionEmbeddings;
             var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle, limit);
             var q = r.GetValue(query) is { } qt ? Encode(bundle, qt, addSpecialTokens: false, limit, "--query") : Array.Empty<int>();

@@ -52,7 +52,7 @@ static class ServeCommand
             if (r.GetValue(defaultMax) < 1) throw new ApbException($"--default-max-tokens must be at least 1, got {r.GetValue(defaultMax)}");
             if (r.GetValue(maxBytes) is < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             if (r.GetValue(maxModelLen) is < 2) throw new ApbException($"--max-model-len must be at least 2, got {r.GetValue(maxModelLen)}");
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
             var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0) with { Timings = false };
             so.Validate(bundle.Config);
 
@@ -61,7 +61,7 @@ static class ServeCommand
             using var group = Runtime.Launch.LaunchEnvironment.Current is { } env
                 ? LaunchedRank.Group(bundle, so, env, () => CommonOptions.Backend(dev))
                 : Runtime.RankGroup.Create(bundle.Config, so, rank => CommonOptions.RankBackend(dev, rank),
-                    b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+                    b => bundle.LoadWeights(b));
             if (!group.IsLeader)
             {
                 group.Follow();

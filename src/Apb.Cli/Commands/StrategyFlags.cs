@@ -73,7 +73,7 @@ sealed class StrategyFlags
         }
         if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
             return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true);
-        var g = RankGroup.Create(bundle.Config, o, _ => backend(), b => Model.LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+        var g = RankGroup.Create(bundle.Config, o, _ => backend(), b => bundle.LoadWeights(b));
         return new GroupSession(g, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
     }
 

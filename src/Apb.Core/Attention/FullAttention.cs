@@ -8,7 +8,11 @@ namespace Apb.Attention;
 /// <summary>
 /// Exact causal attention on one rank with a KV cache: the new rows get positions Length, Length+1, ... of their
 /// layer's cache, are rotated, appended, and attend to the whole cache with bottom-right causal alignment. Prefill
-/// and decode are the same call. Owns its caches: Dispose gives them back to the backend.
+/// and decode are the same call. A sliding-window model (Mistral) sees only the window: the keys before the first
+/// row's window are not read at all, and the window itself is the attention op's mask when rows of the call need
+/// different windows (a decode row's window is exactly the slice, so decode keeps the fast kernels). Dynamic-NTK RoPE
+/// rotates with the table for this call's length (<see cref="RopeTable.ForLength"/>). Owns its caches: Dispose gives
+/// them back to the backend.
 /// </summary>
 public sealed class FullAttention : IAttention, IDisposable
 {
@@ -45,13 +49,19 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
         using (Profile?.Measure("other"))
         {
-            _b.Rope(q, _c.NumAttentionHeads, positions, _rope);
-            _b.Rope(k, _c.NumKeyValueHeads, positions, _rope);
+            var rope = _rope.ForLength(start + q.Rows);
+            _b.Rope(q, _c.NumAttentionHeads, positions, rope);
+            _b.Rope(k, _c.NumKeyValueHeads, positions, rope);
         }
         cache.Append(k, v);
         using var _ = Profile?.Measure("attention");
-        _b.Attention(q, cache.K, cache.V, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null);
-        Profile?.AddAttention(CausalPairs(q.Rows, cache.Length), _c.NumAttentionHeads, _c.HeadDim);
+        // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
+        // hides something only when some row would otherwise see more than W keys.
+        int w = _c.SlidingWindow ?? 0, from = w > 0 ? Math.Max(0, start - w + 1) : 0, keys = cache.Length - from;
+        int window = w > 0 && keys > w ? w : 0;
+        _b.Attention(q, cache.K.RowSlice(from, keys), cache.V.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
+            AttentionMask.Causal, output, null, window);
+        Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 
     public void Dispose()

@@ -60,6 +60,7 @@ public interface IBackend : IDisposable
     void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols);
 
     void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output);
+    /// <summary>output = x * rsqrt(mean(x^2) + eps) * weight, row by row; output may be x (in place).</summary>
     void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output);
     /// <summary>output = x W^T (+ bias). W is [out_features, in_features] as checkpoints store it.</summary>
     void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output);
@@ -84,9 +85,11 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Softmax(q k^T / sqrt(d)) v per head with GQA (query head h reads KV head h / (heads / kvHeads)).
     /// lse (optional) receives the natural-log sum of exp of the scaled scores, [Tq, heads]; rows that see no key
-    /// get output 0 and lse = -inf.
+    /// get output 0 and lse = -inf. <paramref name="window"/> &gt; 0 (causal only) is a sliding window: query row i sees
+    /// only the <paramref name="window"/> keys ending at its own, i + shift - window &lt; j &lt;= i + shift with
+    /// shift = Tk - Tq (Mistral's mask).
     /// </summary>
-    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse);
+    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0);
 
     /// <summary>
     /// Merges a partial attention result into an accumulated one: (acc, accLse) := softmax-weighted combination of

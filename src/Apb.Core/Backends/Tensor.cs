@@ -14,6 +14,18 @@ public abstract class Tensor : IDisposable
     /// <summary>Rows [start, start + count) as a tensor sharing this one's storage.</summary>
     public abstract Tensor RowSlice(int start, int count);
 
+    /// <summary>
+    /// The same elements, in the same order, seen as [rows, cols] (rows x cols = Rows x Cols), sharing this one's storage:
+    /// [T, heads x d] seen as [T x heads, d] lets a per-row op (RMSNorm) run per head.
+    /// </summary>
+    public abstract Tensor View(int rows, int cols);
+
+    protected void CheckView(int rows, int cols)
+    {
+        if (rows < 0 || cols <= 0 || (long)rows * cols != (long)Rows * Cols)
+            throw new ArgumentException($"a view [{rows}, {cols}] of {this} must have its {(long)Rows * Cols} elements");
+    }
+
     public virtual void Dispose() { }
 
     public override string ToString() => $"{GetType().Name}[{Rows}, {Cols}]";

@@ -2,11 +2,18 @@ using System.Text.Json;
 
 namespace Apb.Checkpoints;
 
-public enum RopeType { Default, Llama3, Linear }
+public enum RopeType { Default, Llama3, Linear, Dynamic, Yarn }
 
-/// <summary>Rotary embedding parameters, already resolved from either config dialect.</summary>
+/// <summary>
+/// Rotary embedding parameters, already resolved from either config dialect. OriginalMaxPositions is the length the
+/// frequencies were trained at: llama3's and yarn's original_max_position_embeddings, and for dynamic NTK
+/// max_position_embeddings (past which transformers raises the base). AttentionFactor is YaRN's cos/sin multiplier
+/// (resolved from attention_factor, or mscale / mscale_all_dim, or the factor); BetaFast, BetaSlow and Truncate are
+/// YaRN's correction range.
+/// </summary>
 public sealed record RopeConfig(RopeType Type, double Theta, double Factor = 1, double LowFreqFactor = 1,
-    double HighFreqFactor = 4, int OriginalMaxPositions = 8192);
+    double HighFreqFactor = 4, int OriginalMaxPositions = 8192,
+    double AttentionFactor = 1, double BetaFast = 32, double BetaSlow = 1, bool Truncate = true);
 
 /// <summary>
 /// The model's shape, read from config.json. Names follow the Hugging Face fields they come from. Two dialects exist:
@@ -15,7 +22,7 @@ public sealed record RopeConfig(RopeType Type, double Theta, double Factor = 1, 
 /// </summary>
 public sealed record ModelConfig
 {
-    public required string Architecture { get; init; }      // LlamaForCausalLM | Qwen2ForCausalLM
+    public required string Architecture { get; init; }      // LlamaForCausalLM | Qwen2ForCausalLM | Qwen3ForCausalLM | MistralForCausalLM
     public required int VocabSize { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -36,6 +43,15 @@ public sealed record ModelConfig
     public int? BosTokenId { get; init; }
     public IReadOnlyList<int> EosTokenIds { get; init; } = Array.Empty<int>();
 
+    /// <summary>Per-head RMSNorm of q and k over head_dim before RoPE (Qwen3: self_attn.q_norm / k_norm).</summary>
+    public bool QkNorm { get; init; }
+
+    /// <summary>
+    /// Mistral's sliding window: each token attends to the sliding_window tokens ending at itself (null: full causal).
+    /// Full attention honours it exactly; the sequence-parallel strategies refuse it (StrategyOptions.Validate).
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>
     /// More layers than any model has (the largest published ones have ~130): a bound that keeps a corrupt count from
     /// sizing per-layer tables before the weights are checked against it.
@@ -52,6 +68,7 @@ public sealed record ModelConfig
         {
             long h = HiddenSize, layer = h * QDim + 2 * h * KvDim + QDim * h + 3 * h * IntermediateSize + 2 * h;
             if (QkvBias) layer += QDim + 2 * KvDim;
+            if (QkNorm) layer += 2L * HeadDim;
             long embed = (long)VocabSize * h;
             return NumHiddenLayers * layer + embed * (TieWordEmbeddings ? 1 : 2) + h;
         }
@@ -85,13 +102,19 @@ public sealed record ModelConfig
         var r = new Reader(root, path);
         string arch = r.Architecture();
         bool qwen = arch == "Qwen2ForCausalLM";
+        bool qwen3 = arch == "Qwen3ForCausalLM", mistral = arch == "MistralForCausalLM";
         string act = r.String("hidden_act") ?? "silu";
         if (act != "silu")
             throw new ApbException($"{path}: hidden_act is '{act}', only 'silu' (SwiGLU) is supported for {arch}");
-        if (qwen && r.Bool("use_sliding_window") == true)
-            throw new ApbException($"{path}: use_sliding_window is true; sliding-window attention is not supported (set it to false: Qwen2.5 checkpoints ship with it off)");
+        if ((qwen || qwen3) && r.Bool("use_sliding_window") == true)
+            throw new ApbException($"{path}: use_sliding_window is true; sliding-window attention is not supported for {arch} (set it to false: Qwen2.5 and Qwen3 checkpoints ship with it off)");
+        int maxPositions = r.PositiveInt("max_position_embeddings") ?? 2048;
+        int? slidingWindow = mistral ? r.SlidingWindow(maxPositions) : null;
         var layerTypes = r.StringList("layer_types");
-        for (int i = 0; i < layerTypes.Count; i++)
+        // Mistral's model reads sliding_window alone and applies it to every layer: a uniform list says nothing more.
+        if (mistral && layerTypes.Distinct().Skip(1).Any())
+            throw new ApbException($"{path}: layer_types mixes {string.Join(" and ", layerTypes.Distinct().Select(t => $"'{t}'"))}; {arch} applies sliding_window to every layer, per-layer attention types are not supported");
+        for (int i = 0; i < layerTypes.Count && !mistral; i++)
             if (layerTypes[i] != "full_attention")
                 throw new ApbException($"{path}: layer_types[{i}] is '{layerTypes[i]}'; only 'full_attention' is supported (sliding-window attention is not)");
 
@@ -125,15 +148,19 @@ public sealed record ModelConfig
             NumKeyValueHeads = kvHeads,
             HeadDim = hd,
             RmsNormEps = r.PositiveDouble("rms_norm_eps") ?? 1e-6,
-            MaxPositionEmbeddings = r.PositiveInt("max_position_embeddings") ?? 2048,
-            Rope = r.Rope(),
+            MaxPositionEmbeddings = maxPositions,
+            Rope = r.Rope(maxPositions),
             TieWordEmbeddings = r.Bool("tie_word_embeddings") ?? false,
-            QkvBias = qwen || attnBias,
-            OutputBias = !qwen && attnBias,
-            MlpBias = !qwen && (r.Bool("mlp_bias") ?? false),
+            // As transformers builds each: Qwen2 always has q/k/v biases; Qwen3 and Llama follow attention_bias (o_proj
+            // too); Mistral has none; only Llama reads mlp_bias.
+            QkvBias = qwen || (attnBias && !mistral),
+            OutputBias = attnBias && !qwen && !mistral,
+            MlpBias = !qwen && !qwen3 && !mistral && (r.Bool("mlp_bias") ?? false),
             TorchDtype = NormalizeDtype(r.String("torch_dtype") ?? r.String("dtype")) ?? "float32",
             BosTokenId = r.TokenId(r.Int("bos_token_id"), "bos_token_id", vocab),
             EosTokenIds = r.IntOrList("eos_token_id").Select(id => r.TokenId(id, "eos_token_id", vocab)!.Value).ToArray(),
+            QkNorm = qwen3,
+            SlidingWindow = slidingWindow,
         };
     }
 
@@ -148,8 +175,8 @@ public sealed record ModelConfig
     /// <summary>Reads fields with errors that name the field, the expected type and what was found.</summary>
     sealed class Reader(JsonElement root, string path)
     {
-        static readonly string[] Supported = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
-        static readonly string[] SupportedRope = ["default", "linear", "llama3"];
+        static readonly string[] Supported = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"];
+        static readonly string[] SupportedRope = ["default", "linear", "llama3", "dynamic", "yarn"];
 
         public string Architecture()
         {
@@ -161,6 +188,8 @@ public sealed record ModelConfig
                 string? mt = String("model_type");
                 if (mt == "llama") return "LlamaForCausalLM";
                 if (mt == "qwen2") return "Qwen2ForCausalLM";
+                if (mt == "qwen3") return "Qwen3ForCausalLM";
+                if (mt == "mistral") return "MistralForCausalLM";
                 throw new ApbException($"{path}: no 'architectures' list and model_type '{mt ?? "(none)"}'; supported: {string.Join(", ", Supported)}");
             }
             var first = a.Value[0];
@@ -243,6 +272,12 @@ public sealed record ModelConfig
             };
         }
 
+        /// <summary>
+        /// Mistral's sliding_window: null (Mistral 7B v0.2 on) means full causal attention, and so does a window that
+        /// covers max_position_embeddings, the longest sequence the engine accepts (prompts are checked against it).
+        /// </summary>
+        public int? SlidingWindow(int maxPositions) => PositiveInt("sliding_window") is int w && w < maxPositions ? w : null;
+
         public int? TokenId(int? id, string name, int vocab) => id is int v && (v < 0 || v >= vocab)
             ? throw new ApbException($"{path}: '{name}' holds token id {v}, outside the vocabulary (0..{vocab - 1}) that vocab_size gives")
             : id;
@@ -264,8 +299,9 @@ public sealed record ModelConfig
 
         // transformers 4.x: rope_theta at top level, rope_scaling {rope_type|type, factor, ...} or null.
         // transformers 5.x: rope_parameters {rope_type, rope_theta, factor, ...}.
-        public RopeConfig Rope()
+        public RopeConfig Rope(int maxPositions)
         {
+            PartialRotaryFactor("partial_rotary_factor", Get("partial_rotary_factor"));
             JsonElement? p = Get("rope_parameters") ?? Get("rope_scaling");
             string where = Get("rope_parameters") is null ? "rope_scaling" : "rope_parameters";
             double theta = Theta(PositiveDouble("rope_theta"), "rope_theta") ?? 10000.0;
@@ -284,6 +320,7 @@ public sealed record ModelConfig
                     if (e.Value.ValueKind == JsonValueKind.Object)
                         throw new ApbException($"{path}: {where} holds per-layer-type parameters ('{e.Name}': {{...}}); only a single set of rope parameters is supported");
             type ??= "default";
+            PartialRotaryFactor($"{where}.partial_rotary_factor", Field("partial_rotary_factor"));
 
             ApbException Missing(string n) => new($"{path}: {where} of type {type} needs '{n}', which is missing");
             double Required(string n) =>
@@ -304,9 +341,51 @@ public sealed record ModelConfig
                     int original = Positive(ToInt(Field(orig), $"{where}.{orig}"), $"{where}.{orig}") ?? throw Missing(orig);
                     return new RopeConfig(RopeType.Llama3, theta, factor, low, high, original);
                 }
+                case "dynamic":
+                    // transformers' dynamic NTK scales from max_position_embeddings (it ignores an
+                    // original_max_position_embeddings inside the rope parameters).
+                    return new RopeConfig(RopeType.Dynamic, theta, Required("factor"), OriginalMaxPositions: maxPositions);
+                case "yarn":
+                    return Yarn(theta, maxPositions, where, Field, Missing);
+                case "longrope":
+                    throw new ApbException($"{path}: {where}.{typeKey} is 'longrope', which is not supported (supported: {string.Join(", ", SupportedRope)}): " +
+                        "Phi-3's per-dimension short_factor / long_factor lists, switched at original_max_position_embeddings, are not implemented");
                 default:
                     throw new ApbException($"{path}: {where}.{typeKey} is '{type}', which is not supported (supported: {string.Join(", ", SupportedRope)})");
             }
+        }
+
+        // YaRN as transformers 5 reads it: factor as given (or max_position_embeddings / original when the factor is
+        // missing), the original length from the rope parameters (else max_position_embeddings), and the attention
+        // factor given, or from mscale / mscale_all_dim (DeepSeek), or 0.1 ln(factor) + 1. (transformers 4.5x replaced a
+        // given factor by max_position_embeddings / original: the two agree whenever the config is consistent.)
+        RopeConfig Yarn(double theta, int maxPositions, string where, Func<string, JsonElement?> field, Func<string, ApbException> missing)
+        {
+            double? Num(string n) => ToDouble(field(n), $"{where}.{n}");
+            double? Pos(string n) => Positive(Num(n), $"{where}.{n}");
+            const string orig = "original_max_position_embeddings";
+            int original = Positive(ToInt(field(orig), $"{where}.{orig}"), $"{where}.{orig}") ?? maxPositions;
+            double factor = Pos("factor") ?? (field(orig) is not null ? (double)maxPositions / original : throw missing("factor"));
+            static double MScale(double scale, double m = 1) => scale <= 1 ? 1.0 : 0.1 * m * Math.Log(scale) + 1.0;
+            double? mscale = Num("mscale"), mscaleAllDim = Num("mscale_all_dim");
+            double attention = Pos("attention_factor")
+                ?? (mscale is { } a && a != 0 && mscaleAllDim is { } b && b != 0 ? MScale(factor, a) / MScale(factor, b) : MScale(factor));
+            // HF reads these with `or`: a missing, null or zero beta takes the default.
+            double betaFast = Num("beta_fast") is { } bf && bf != 0 ? bf : 32, betaSlow = Num("beta_slow") is { } bs && bs != 0 ? bs : 1;
+            var t = field("truncate");
+            bool truncate = t is null || t.Value.ValueKind != JsonValueKind.False;
+            if (t is { ValueKind: not (JsonValueKind.True or JsonValueKind.False) })
+                throw new ApbException($"{path}: {where}.truncate should be true or false but is {t.Value.GetRawText()}");
+            return new RopeConfig(RopeType.Yarn, theta, factor, OriginalMaxPositions: original,
+                AttentionFactor: attention, BetaFast: betaFast, BetaSlow: betaSlow, Truncate: truncate);
+        }
+
+        // Partial rotary embeddings (Phi, GPT-NeoX style) rotate only the first part of each head: not implemented.
+        void PartialRotaryFactor(string name, JsonElement? v)
+        {
+            double f = ToDouble(v, name) ?? 1.0;
+            if (f != 1.0)
+                throw new ApbException($"{path}: {name} is {f}; only full rotary embeddings (1.0) are supported");
         }
     }
 }

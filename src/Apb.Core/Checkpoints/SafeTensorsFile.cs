@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Unicode;
 
@@ -18,7 +19,7 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape, long Beg
 /// relative to the data section. The whole header is validated up front so a corrupt file fails at open, naming the
 /// tensor, rather than as a wild read in the middle of a forward pass. No 2 GB limit: pointers, not arrays.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+public sealed unsafe partial class SafeTensorsFile : IDisposable
 {
     // Real headers are a few MB at most (a 1M-token vocab model has < 2,000 tensors); this bound stops a corrupt length
     // from making us allocate gigabytes.
@@ -223,6 +224,33 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new ApbException($"{Path}: tensor '{t.Name}' has {len} bytes, too large for a single span; read it through Pointer()");
         return len == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(Pointer(t), (int)len);
     }
+
+    /// <summary>
+    /// Asks the kernel to start reading <paramref name="bytes"/> of a mapped file at <paramref name="p"/> into memory now,
+    /// in the background (madvise MADV_WILLNEED): a loader that copies weights chunk by chunk announces the next chunks
+    /// while it copies this one, so the disk streams instead of serving one page fault at a time. Advice only: where it
+    /// is not available (not Linux, no libc) nothing happens, and a copy still faults the pages in.
+    /// </summary>
+    public static void WillNeed(byte* p, long bytes)
+    {
+        if (bytes <= 0 || !s_madvise) return;
+        long page = Environment.SystemPageSize;
+        nint start = (nint)p & ~(nint)(page - 1);
+        try
+        {
+            madvise(start, (nuint)((nint)p - start + bytes), MADV_WILLNEED);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            s_madvise = false;
+        }
+    }
+
+    static bool s_madvise = OperatingSystem.IsLinux();
+    const int MADV_WILLNEED = 3;
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int madvise(nint addr, nuint length, int advice);
 
     bool _disposed;
 

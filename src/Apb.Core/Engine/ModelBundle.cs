@@ -39,7 +39,13 @@ public sealed class ModelBundle : IDisposable
         return new ModelBundle(dir, config, gen, ckpt, tok);
     }
 
-    public LlamaModel LoadModel(IBackend backend) => LlamaModel.Load(Config, Checkpoint, backend);
+    /// <summary>Told how far each weight load is (see <see cref="Model.LoadProgress"/>); null: nobody is told.</summary>
+    public Action<LoadProgress>? LoadProgress { get; set; }
+
+    /// <summary>The weights on <paramref name="backend"/>, reporting to <see cref="LoadProgress"/>.</summary>
+    public LlamaWeights LoadWeights(IBackend backend) => LlamaWeights.Load(Config, Checkpoint, backend, LoadProgress);
+
+    public LlamaModel LoadModel(IBackend backend) => new(Config, LoadWeights(backend), backend);
 
     /// <summary>Token ids that end generation: generation_config.json first, then config.json, then the tokenizer's eos.</summary>
     public IReadOnlyList<int> StopTokens

@@ -11,6 +11,8 @@ public enum LogitsFor { None, Last, All }
 /// The Llama-family decoder, written once in the checkpoint's vocabulary:
 ///   x = embed(ids);  per layer: x += o_proj(attn(q, k, v of rms_norm(x)));  x += down(silu(gate(h)) * up(h)), h = rms_norm(x)
 ///   logits = lm_head(norm(x)).
+/// Qwen3 adds q_norm / k_norm: an RMSNorm of each head's q and k over head_dim, before the strategy applies RoPE (a step
+/// that exists when the checkpoint has those weights). Mistral's sliding window is a rule of attention, not of the model.
 /// Each residual add is fused with the RMSNorm that reads its sum (<see cref="IBackend.AddRmsNorm"/>).
 /// Attention is one call into an <see cref="IAttention"/>: the model knows nothing of ranks, positions or caches.
 /// Per-call buffers are allocated once per distinct token count and reused across layers and steps.
@@ -84,6 +86,9 @@ public sealed class LlamaModel : IDisposable
         var ws = WorkspaceFor(T);
         float eps = (float)c.RmsNormEps;
 
+        // q or k seen as [T x heads, head_dim]: the row-wise norm, in place, is then one per head.
+        void HeadNorm(Tensor heads, IWeight weight) => b.RmsNorm(heads, weight, eps, heads);
+
         using (Measure("other")) b.Embed(ids, Weights.EmbedTokens, ws.X);
         using (Measure("qkv")) b.RmsNorm(ws.X, Weights.Layers[0].InputLayernorm, eps, ws.H);
         for (int l = 0; l < c.NumHiddenLayers; l++)
@@ -95,6 +100,8 @@ public sealed class LlamaModel : IDisposable
                 b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
                 b.Linear(ws.H, L.KProj, L.KBias, ws.K);
                 b.Linear(ws.H, L.VProj, L.VBias, ws.V);
+                if (L.QNorm is { } qNorm) HeadNorm(ws.Q.View(T * c.NumAttentionHeads, c.HeadDim), qNorm);
+                if (L.KNorm is { } kNorm) HeadNorm(ws.K.View(T * c.NumKeyValueHeads, c.HeadDim), kNorm);
             }
             attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
             bool lastLayer = l + 1 == c.NumHiddenLayers;

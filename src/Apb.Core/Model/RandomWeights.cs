@@ -5,7 +5,7 @@ namespace Apb.Model;
 
 /// <summary>
 /// Random weights for a <see cref="ModelConfig"/>: every matrix uniform in [-s, s] with s = 0.02 x sqrt(3) (standard
-/// deviation 0.02, Hugging Face's initializer_range), norms 1, biases 0.02-uniform. Each tensor is stream i of a
+/// deviation 0.02, Hugging Face's initializer_range), norms (q/k norms too) 1, biases 0.02-uniform. Each tensor is stream i of a
 /// counter-based hash, so values depend only on (seed, tensor, element): a backend makes each tensor with
 /// <see cref="IBackend.LoadRandom"/> (the CUDA backend on the device with a kernel, no host copy of the model; others
 /// from host bf16 buffers, <see cref="RandomValues.LoadOnHost"/>), and all hold the same bits.
@@ -20,7 +20,7 @@ public static class RandomWeights
         ulong stream = 0;
         var weights = LlamaWeights.Build(c, t =>
         {
-            bool norm = t.Role == LlamaWeights.Role.Norm;
+            bool norm = t.Role is LlamaWeights.Role.Norm or LlamaWeights.Role.HeadNorm;
             int rows = (int)t.Shape[0], cols = t.Shape.Length > 1 ? (int)t.Shape[1] : 1;
             return backend.LoadRandom(t.Name, rows, cols, RandomValues.Key(seed, stream++), norm ? 0f : Scale, norm ? 1f : 0f);
         });

@@ -46,7 +46,7 @@ public sealed class ServedModel : IDisposable
     /// </summary>
     public static ServedModel Local(ModelBundle bundle, Func<IBackend> newBackend, int maxBatch = 1, string? id = null)
     {
-        var group = RankGroup.Create(bundle.Config, new StrategyOptions(), _ => newBackend(), b => LlamaWeights.Load(bundle.Config, bundle.Checkpoint, b));
+        var group = RankGroup.Create(bundle.Config, new StrategyOptions(), _ => newBackend(), bundle.LoadWeights);
         try
         {
             var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(), new SchedulerOptions { MaxBatch = maxBatch });

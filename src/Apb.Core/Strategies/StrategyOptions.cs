@@ -77,6 +77,19 @@ public sealed record StrategyOptions
     public static string? UlyssesProblem(int kvHeads, int ranks) => kvHeads % ranks == 0 ? null
         : $"ulysses shards attention heads over ranks, so the rank count must divide the KV heads: use --ranks N where N divides num_key_value_heads={kvHeads}, or choose ring/zigzag";
 
+    /// <summary>
+    /// Why the sequence-parallel strategies cannot run this model, or null. They split a sequence over ranks and pass
+    /// whole blocks of keys: a sliding window (Mistral) would need every block, the passing and the star phase to hide
+    /// keys by distance, and dynamic-NTK RoPE takes its frequencies from the length of each forward call, which a split
+    /// prefill does not have. Neither is implemented there; full attention runs both exactly.
+    /// </summary>
+    public static string? SequenceParallelProblem(ModelConfig config) =>
+        config.SlidingWindow is int w
+            ? $"{config.Architecture} uses a sliding window of {w} tokens (sliding_window in config.json), which the sequence-parallel strategies do not implement: use --strategy full (exact, one rank)"
+        : config.Rope.Type == RopeType.Dynamic
+            ? "the model's rope_type is dynamic (NTK), whose frequencies depend on each forward call's length, which the sequence-parallel strategies do not implement: use --strategy full (exact, one rank)"
+        : null;
+
     /// <summary>Checks what does not depend on the request: rank count against the model, files, lengths' signs.</summary>
     public void Validate(ModelConfig config)
     {
@@ -86,6 +99,7 @@ public sealed record StrategyOptions
         if (Strategy == StrategyKind.Full && Ranks != 1)
             throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star or apb");
         if (Strategy == StrategyKind.Ulysses && UlyssesProblem(config.NumKeyValueHeads, Ranks) is { } why) throw new ApbException(why);
+        if (Strategy != StrategyKind.Full && SequenceParallelProblem(config) is { } model) throw new ApbException(model);
         if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
         if (PassingLength < 0) throw new ApbException($"--passing must be >= 0, got {PassingLength}");
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");

@@ -16,14 +16,15 @@ public sealed record AttentionReference(float[] Q, float[] K, float[] V, float[]
     public double OutLimit => 2 * NaiveErr + Floor;
     public double LseLimit => 2 * NaiveLse + Floor;
 
-    public static AttentionReference Make(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal)
+    /// <param name="window">a sliding window (causal only; 0: none), as <see cref="IBackend.Attention"/> takes it</param>
+    public static AttentionReference Make(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, int window = 0)
     {
         var mask = causal ? AttentionMask.Causal : AttentionMask.None;
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * kv * d, 1.5f); var v = c.Rand((long)tk * kv * d);
         var co = c.Cpu.Allocate(tq, heads * d); var cl = c.Cpu.Allocate(tq, heads);
-        c.Cpu.Attention(c.OnCpu(q, tq, heads * d), c.OnCpu(k, tk, kv * d), c.OnCpu(v, tk, kv * d), heads, kv, mask, co, cl);
+        c.Cpu.Attention(c.OnCpu(q, tq, heads * d), c.OnCpu(k, tk, kv * d), c.OnCpu(v, tk, kv * d), heads, kv, mask, co, cl, window);
         var refO = Down(c.Cpu, co); var refL = Down(c.Cpu, cl);
-        var (naiveO, naiveL) = NaiveBf16(q, k, v, tq, tk, heads, kv, d, causal);
+        var (naiveO, naiveL) = NaiveBf16(q, k, v, tq, tk, heads, kv, d, causal, window);
         double naiveLse = 0;
         for (int i = 0; i < refL.Length; i++)
             if (!float.IsNegativeInfinity(refL[i])) naiveLse = Math.Max(naiveLse, Math.Abs(naiveL[i] - refL[i]));
@@ -34,7 +35,7 @@ public sealed record AttentionReference(float[] Q, float[] K, float[] V, float[]
     /// What a plain bf16 implementation computes (FlashAttention's attention_ref without upcast): q pre-scaled and
     /// rounded, scores rounded to bf16, softmax in fp32 rounded to bf16, P V accumulated in fp32 and rounded.
     /// </summary>
-    static (float[] O, float[] Lse) NaiveBf16(float[] q, float[] k, float[] v, int tq, int tk, int heads, int kv, int d, bool causal)
+    static (float[] O, float[] Lse) NaiveBf16(float[] q, float[] k, float[] v, int tq, int tk, int heads, int kv, int d, bool causal, int window)
     {
         var o = new float[(long)tq * heads * d];
         var lse = new float[(long)tq * heads];
@@ -44,22 +45,23 @@ public sealed record AttentionReference(float[] Q, float[] K, float[] V, float[]
         {
             int i = task / heads, h = task % heads, kh = h / group;
             int visible = causal ? Math.Clamp(i + tk - tq + 1, 0, tk) : tk;
+            int first = window > 0 ? Math.Max(visible - window, 0) : 0;
             var oi = o.AsSpan((i * heads + h) * d, d);
             if (visible == 0) { oi.Clear(); lse[i * heads + h] = float.NegativeInfinity; return; }
             var qi = new float[d];
             for (int ch = 0; ch < d; ch++) qi[ch] = Bf16(q[(long)(i * heads + h) * d + ch] * scale);
             var s = new float[visible];
             float max = float.NegativeInfinity;
-            for (int j = 0; j < visible; j++)
+            for (int j = first; j < visible; j++)
             {
                 s[j] = Bf16(TensorPrimitives.Dot(qi, k.AsSpan((j * kv + kh) * d, d)));
                 max = Math.Max(max, s[j]);
             }
             double sum = 0;
-            for (int j = 0; j < visible; j++) sum += Math.Exp(s[j] - max);
+            for (int j = first; j < visible; j++) sum += Math.Exp(s[j] - max);
             lse[i * heads + h] = (float)(max + Math.Log(sum));
             var acc = new float[d];
-            for (int j = 0; j < visible; j++)
+            for (int j = first; j < visible; j++)
             {
                 float p = Bf16((float)(Math.Exp(s[j] - max) / sum));
                 TensorPrimitives.MultiplyAdd(v.AsSpan((j * kv + kh) * d, d), p, acc, acc);

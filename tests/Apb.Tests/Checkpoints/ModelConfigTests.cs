@@ -159,16 +159,16 @@ public class ModelConfigTests : IDisposable
     // ---- refused, by name ----
 
     [Theory]
-    [InlineData("MistralForCausalLM")]
     [InlineData("GPT2LMHeadModel")]
-    [InlineData("Qwen3ForCausalLM")]
+    [InlineData("Qwen3MoeForCausalLM")]
+    [InlineData("MixtralForCausalLM")]
     [InlineData("")]
     public void UnsupportedArchitecture(string arch) =>
         Error(o => o["architectures"] = new JsonArray(arch), $"architecture '{arch}' is not supported", "LlamaForCausalLM, Qwen2ForCausalLM");
 
     [Fact]
     public void UnsupportedModelTypeWithoutArchitectures() =>
-        Error(o => { o.Remove("architectures"); o["model_type"] = "mistral"; }, "model_type 'mistral'", "LlamaForCausalLM, Qwen2ForCausalLM");
+        Error(o => { o.Remove("architectures"); o["model_type"] = "gemma2"; }, "model_type 'gemma2'", "LlamaForCausalLM, Qwen2ForCausalLM");
 
     [Theory]
     [InlineData("5", "'architectures' should be a list")]
@@ -179,17 +179,16 @@ public class ModelConfigTests : IDisposable
         Error(o => o["architectures"] = JsonNode.Parse(json), message);
 
     [Theory]
-    [InlineData("rope_scaling", "rope_type", "yarn")]
-    [InlineData("rope_scaling", "rope_type", "dynamic")]
-    [InlineData("rope_scaling", "type", "dynamic")]
-    [InlineData("rope_parameters", "rope_type", "yarn")]
+    [InlineData("rope_scaling", "rope_type", "longrope")]
+    [InlineData("rope_scaling", "type", "su")]
     [InlineData("rope_parameters", "rope_type", "longrope")]
+    [InlineData("rope_parameters", "rope_type", "mrope")]
     public void UnsupportedRopeType(string where, string key, string type) =>
         Error(o =>
         {
             o.Remove("rope_scaling");
             o[where] = new JsonObject { [key] = type, ["factor"] = 4.0, ["original_max_position_embeddings"] = 4096 };
-        }, $"{where}.{key} is '{type}'", "not supported", "supported: default, linear, llama3");
+        }, $"{where}.{key} is '{type}'", "not supported", "supported: default, linear, llama3, dynamic, yarn");
 
     [Theory]
     [InlineData("{\"rope_type\": 5}", "'rope_scaling.rope_type' should be a string but is 5")]

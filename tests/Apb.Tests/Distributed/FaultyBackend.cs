@@ -48,10 +48,10 @@ sealed class FaultyBackend : IBackend
         _b.Rope(x, heads, positions, table);
     }
 
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0)
     {
         _beforeAttention?.Invoke(_ropes / 2 - 1);
-        _b.Attention(q, k, v, heads, kvHeads, mask, output, lse);
+        _b.Attention(q, k, v, heads, kvHeads, mask, output, lse, window);
     }
 
     public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads) =>

@@ -7,10 +7,15 @@ using Xunit;
 
 namespace Apb.Tests.Model;
 
-/// <summary>Our fp32 CPU forward pass against Hugging Face's float64 logits on the committed fixtures.</summary>
+/// <summary>
+/// Our fp32 CPU forward pass against Hugging Face's float64 logits on the committed fixtures: Llama 3.x and Qwen2, and
+/// the families (Qwen3, Qwen3 + YaRN, Mistral with its sliding window, Yi, Llama 3.2, dynamic NTK), whose theories skip
+/// naming the command that makes them while their folders are absent.
+/// </summary>
 public class ReferenceParityTests
 {
     public static TheoryData<string> Fixtures => new() { "llama-tiny", "qwen2-tiny", "llama-headdim-sharded", "embedded-random" };
+    public static TheoryData<string> Families => new(FamilyFixtures.Names);
 
     static (LlamaModel, CheckpointWeights) Load(string fixtureDir)
     {
@@ -22,7 +27,21 @@ public class ReferenceParityTests
 
     [Theory]
     [MemberData(nameof(Fixtures))]
-    public void LogitsMatchHuggingFace(string name)
+    public void LogitsMatchHuggingFace(string name) => Logits(name);
+
+    [FamilyFixturesTheory]
+    [MemberData(nameof(Families))]
+    public void FamilyLogitsMatchHuggingFace(string name) => Logits(name);
+
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public void GreedyContinuationMatchesHuggingFace(string name) => Greedy(name);
+
+    [FamilyFixturesTheory]
+    [MemberData(nameof(Families))]
+    public void FamilyGreedyContinuationMatchesHuggingFace(string name) => Greedy(name);
+
+    static void Logits(string name)
     {
         var fx = ReferenceFixture.Load(Repo.Fixture(name));
         var (model, ckpt) = Load(fx.Dir);
@@ -40,9 +59,7 @@ public class ReferenceParityTests
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Fixtures))]
-    public void GreedyContinuationMatchesHuggingFace(string name)
+    static void Greedy(string name)
     {
         var fx = ReferenceFixture.Load(Repo.Fixture(name));
         var (model, ckpt) = Load(fx.Dir);

@@ -33,29 +33,32 @@ static unsafe class CpuAttention
 
     [ThreadStatic] static float[]? t_scratch;
 
-    public static void Run(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
-        CpuTensor output, CpuTensor? lse)
-    {
-        int bits = Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
-        Run(q, k, v, heads, kvHeads, mask, output, lse, bits);
-    }
+    /// <summary>The widest vector (in bits) this machine accelerates: what <see cref="Run"/> uses.</summary>
+    public static int WidestVector => Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
 
-    /// <summary>Run with a chosen vector width (512, 256 or 128 bits): the tests use it to cover the narrower paths.</summary>
+    public static void Run(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
+        CpuTensor output, CpuTensor? lse) =>
+        Run(q, k, v, heads, kvHeads, mask, output, lse, WidestVector);
+
+    /// <summary>
+    /// Run with a chosen vector width (512, 256 or 128 bits; the tests use it to cover the narrower paths) and a sliding
+    /// window (0: none; see <see cref="IBackend.Attention"/>).
+    /// </summary>
     internal static void Run(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
-        CpuTensor output, CpuTensor? lse, int vectorBits)
+        CpuTensor output, CpuTensor? lse, int vectorBits, int window = 0)
     {
         switch (vectorBits)
         {
-            case 512: Run<V512>(q, k, v, heads, kvHeads, mask, output, lse); break;
-            case 256: Run<V256>(q, k, v, heads, kvHeads, mask, output, lse); break;
-            case 128: Run<V128>(q, k, v, heads, kvHeads, mask, output, lse); break;
+            case 512: Run<V512>(q, k, v, heads, kvHeads, mask, output, lse, window); break;
+            case 256: Run<V256>(q, k, v, heads, kvHeads, mask, output, lse, window); break;
+            case 128: Run<V128>(q, k, v, heads, kvHeads, mask, output, lse, window); break;
             default: throw new ArgumentOutOfRangeException(nameof(vectorBits), vectorBits, "512, 256 or 128");
         }
     }
 
     /// <summary>Shapes and tensors of one call, shared by its tasks.</summary>
     sealed class Problem(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
-        CpuTensor output, CpuTensor? lse, int positionsPerTask)
+        CpuTensor output, CpuTensor? lse, int positionsPerTask, int window)
     {
         public readonly CpuTensor Q = q, K = k, V = v, Output = output;
         public readonly CpuTensor? Lse = lse;
@@ -66,16 +69,19 @@ static unsafe class CpuAttention
 
         /// <summary>Keys [0, Limit(i)) are visible to query row i (causal: bottom-right aligned, so row i sees i + Tk - Tq).</summary>
         public int Limit(int i) => Causal ? Math.Clamp(i + Tk - Tq + 1, 0, Tk) : Tk;
+
+        /// <summary>The first key row i sees: 0, or with a sliding window the first of the window keys ending at Limit(i).</summary>
+        public int Start(int i) => window > 0 ? Math.Max(Limit(i) - window, 0) : 0;
     }
 
     static void Run<TV>(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
-        CpuTensor output, CpuTensor? lse) where TV : struct, IVec<TV>
+        CpuTensor output, CpuTensor? lse, int window) where TV : struct, IVec<TV>
     {
         if (q.Rows == 0) return;
         // Positions per task: TargetRows query rows counting the group's heads, fewer when there are fewer queries (a
         // decode step is one position: its task is then one vector of rows, not 64).
         int positions = Math.Min(Math.Max(1, TargetRows / (heads / kvHeads)), q.Rows);
-        var p = new Problem(q, k, v, heads, kvHeads, mask, output, lse, positions);
+        var p = new Problem(q, k, v, heads, kvHeads, mask, output, lse, positions, window);
         int blocks = (p.Tq + positions - 1) / positions;
         Parallel.For(0, kvHeads * blocks, task =>
         {
@@ -103,16 +109,18 @@ static unsafe class CpuAttention
         int valueRows = Math.Min(R, (group * valid + 3) & ~3);
         int keyEnd = p.Limit(i0 + valid - 1);  // the last row sees the most keys
         int maskFrom = p.Limit(i0);           // blocks reaching past this need the per-row causal mask
+        int keyStart = p.Start(i0);           // the first row's window starts first
+        int maskBelow = p.Start(i0 + valid - 1); // blocks starting before this need the per-row window edge
 
-        // Scratch: qt [d, R], st [KeyBlock, R], o [R, d], and per row m, l, alpha (this block's rescale) and limit.
-        int need = d * R + KeyBlock * R + R * d + 4 * R + 16;
+        // Scratch: qt [d, R], st [KeyBlock, R], o [R, d], and per row m, l, alpha (this block's rescale), limit and start.
+        int need = d * R + KeyBlock * R + R * d + 5 * R + 16;
         var buf = t_scratch is { } b && b.Length >= need ? b : (t_scratch = GC.AllocateUninitializedArray<float>(need, pinned: true));
         fixed (float* raw = buf, qd = p.Q.Data, kd = p.K.Data, vd = p.V.Data)
         {
             float* q0 = qd + p.Q.Offset, k0 = kd + p.K.Offset, v0 = vd + p.V.Offset;
             // 64-byte aligned so that whole-vector loads never straddle cache lines.
             float* qt = (float*)(((nint)raw + 63) & ~(nint)63);
-            float* st = qt + d * R, o = st + KeyBlock * R, m = o + R * d, l = m + R, alpha = l + R, limit = alpha + R;
+            float* st = qt + d * R, o = st + KeyBlock * R, m = o + R * d, l = m + R, alpha = l + R, limit = alpha + R, start = limit + R;
 
             // Queries, transposed and pre-multiplied by 1/sqrt(d) so that the score kernel's sums are the scaled scores.
             // Padding rows (past Tq, or rounding R up to a vector) get zero queries: harmless, and their results are dropped.
@@ -123,17 +131,19 @@ static unsafe class CpuAttention
                 float* qi = q0 + (long)(i0 + i) * p.Q.Cols + (kh * group + g) * d;
                 for (int c = 0; c < d; c++) qt[c * R + r] = real ? qi[c] * p.Scale : 0;
                 limit[r] = real ? p.Limit(i0 + i) : keyEnd;
+                start[r] = real ? p.Start(i0 + i) : keyStart;
                 m[r] = float.NegativeInfinity;
                 l[r] = 0;
             }
             new Span<float>(o, R * d).Clear();
 
             float* kh0 = k0 + kh * d, vh0 = v0 + kh * d;
-            for (int kb = 0; kb < keyEnd; kb += KeyBlock)
+            for (int kb = keyStart; kb < keyEnd; kb += KeyBlock)
             {
                 int nk = Math.Min(KeyBlock, keyEnd - kb);
                 Scores<TV>(qt, kh0 + (long)kb * p.K.Cols, p.K.Cols, d, st, R, nk);
                 if (kb + nk > maskFrom) Mask<TV>(st, limit, kb, R, nk);
+                if (kb < maskBelow) MaskBelow<TV>(st, start, kb, R, nk);
                 Softmax<TV>(st, m, l, alpha, R, nk);
                 AccumulateValues<TV>(st, vh0 + (long)kb * p.V.Cols, p.V.Cols, d, alpha, o, R, valueRows, nk);
             }
@@ -217,6 +227,21 @@ static unsafe class CpuAttention
             {
                 float* s = st + j * R + r;
                 TV.Store(TV.Select(TV.LessThan(key, TV.Load(limit + r)), TV.Load(s), masked), s);
+            }
+        }
+    }
+
+    /// <summary>The sliding window's lower edge: scores of keys before each row's start become -inf.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MaskBelow<TV>(float* st, float* start, int kb, int R, int nk) where TV : struct, IVec<TV>
+    {
+        for (int j = 0; j < nk; j++)
+        {
+            TV key = TV.Broadcast(kb + j), masked = TV.Broadcast(float.NegativeInfinity);
+            for (int r = 0; r < R; r += TV.Count)
+            {
+                float* s = st + j * R + r;
+                TV.Store(TV.Select(TV.LessThan(key, TV.Load(start + r)), masked, TV.Load(s)), s);
             }
         }
     }

@@ -144,14 +144,22 @@ public sealed class CpuBackend : IBackend
         });
     }
 
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0)
     {
         var qs = C(q); var ks = C(k); var vs = C(v); var o = C(output);
         if (heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
             vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
             (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
             throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
-        CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse));
+        CheckWindow(mask, window);
+        CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse), CpuAttention.WidestVector, window);
+    }
+
+    /// <summary>A sliding window is a causal mask's lower edge: with no mask it has no meaning.</summary>
+    internal static void CheckWindow(AttentionMask mask, int window)
+    {
+        if (window < 0 || (window > 0 && mask != AttentionMask.Causal))
+            throw new ArgumentException($"attention: a sliding window must be 0 (none) or positive with a causal mask (got {window} with mask {mask})");
     }
 
     public void MergeAttention(Tensor acc, Tensor accLse, Tensor part, Tensor partLse, int heads)

@@ -24,4 +24,10 @@ public sealed class CpuTensor : Tensor
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) of a {Rows}-row tensor");
         return new CpuTensor(Data, Offset + start * Cols, count, Cols);
     }
+
+    public override Tensor View(int rows, int cols)
+    {
+        CheckView(rows, cols);
+        return new CpuTensor(Data, Offset, rows, cols);
+    }
 }

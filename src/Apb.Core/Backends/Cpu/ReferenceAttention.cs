@@ -11,12 +11,13 @@ public static class ReferenceAttention
     /// <summary>
     /// Whether query row i (of tq) may see key j (of tk). Causal masks are aligned bottom-right: the last query row sees
     /// every key, so a query block that continues a cache (tq &lt; tk) sees the whole cache plus its own past, and when
-    /// tq &gt; tk the first tq - tk rows see nothing.
+    /// tq &gt; tk the first tq - tk rows see nothing. A sliding window (window &gt; 0, causal) also hides the keys more
+    /// than window - 1 places before the row's own: row i sees the window keys ending at i + (tk - tq).
     /// </summary>
-    public static bool Visible(int i, int j, int tq, int tk, AttentionMask mask) => mask switch
+    public static bool Visible(int i, int j, int tq, int tk, AttentionMask mask, int window = 0) => mask switch
     {
         AttentionMask.None => true,
-        AttentionMask.Causal => j <= i + (tk - tq),
+        AttentionMask.Causal => j <= i + (tk - tq) && (window == 0 || j > i + (tk - tq) - window),
         _ => throw new ArgumentOutOfRangeException(nameof(mask)),
     };
 
@@ -26,7 +27,7 @@ public static class ReferenceAttention
     /// sees no key gets output 0 and lse -inf.
     /// </summary>
     public static void Run(CpuTensor q, CpuTensor k, CpuTensor v, int heads, int kvHeads, AttentionMask mask,
-        CpuTensor output, CpuTensor? lse)
+        CpuTensor output, CpuTensor? lse, int window = 0)
     {
         int tq = q.Rows, tk = k.Rows, d = q.Cols / heads;
         if (heads % kvHeads != 0 || q.Cols != heads * d || k.Cols != kvHeads * d || v.Rows != tk || v.Cols != k.Cols ||
@@ -47,7 +48,7 @@ public static class ReferenceAttention
                 double max = double.NegativeInfinity;
                 for (int j = 0; j < tk; j++)
                 {
-                    if (!Visible(i, j, tq, tk, mask)) { score[j] = double.NegativeInfinity; continue; }
+                    if (!Visible(i, j, tq, tk, mask, window)) { score[j] = double.NegativeInfinity; continue; }
                     var kj = k.Row(j).Slice(kh * d, d);
                     double dot = 0;
                     for (int c = 0; c < d; c++) dot += (double)qi[c] * kj[c];

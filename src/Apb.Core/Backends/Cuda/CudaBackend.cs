@@ -48,10 +48,10 @@ public sealed unsafe partial class CudaBackend : IBackend
     public CudaContext Context { get; }
     public DeviceMemory Pool { get; }
     readonly Gemm _gemm;
-    readonly Dictionary<RopeTable, ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
     readonly HashSet<nint> _raisedSmem = new();
     ulong _ints;          // device scratch for ids / positions / row indices
     long _intsCapacity;
+    int[] _ropeArgs = new int[256]; // host staging of one rope call's positions and inv_freq bits
     void* _pinned;        // pinned host staging for uploads, downloads and weight loads
     long _pinnedBytes;
     bool _disposed;
@@ -195,6 +195,9 @@ public sealed unsafe partial class CudaBackend : IBackend
             for (long i = 0; i < n; i += chunk)
             {
                 count = Math.Min(chunk, n - i);
+                // The next two chunks are read from disk in the background while this one is copied (the source is the
+                // memory-mapped checkpoint): loading streams at disk speed instead of one page fault at a time.
+                SafeTensorsFile.WillNeed(src + (i + count) * size, Math.Min(2 * chunk, n - i - count) * size);
                 Context.Synchronize(); // the pinned buffer is free again only when the previous chunk's copy is done
                 Buffer.MemoryCopy(src + i * size, pinned, StagingBytes, count * size);
                 if (type == DType.BF16)
@@ -404,27 +407,32 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"rope on {xs} with {heads} heads of {d} and {positions.Length} positions");
         if (xs.Rows == 0) return;
         Enter();
-        if (!_ropeTables.TryGetValue(table, out ulong inv))
-        {
-            inv = Pool.Rent(table.InvFreq.Length * 4L, "rope frequencies", backendOwned: true);
-            fixed (float* p = table.InvFreq)
-                Driver.Check(Driver.cuMemcpyHtoDAsync(inv, p, (nuint)(table.InvFreq.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(inv_freq)");
-            _ropeTables[table] = inv;
-        }
-        ulong pos = UploadInts(positions);
+        // Positions and the table's frequencies go up together in one copy: a dynamic-NTK model rotates each call with
+        // the table for that call's length (RopeTable.ForLength), so frequencies are per call, not per model.
+        int t = positions.Length, half = table.InvFreq.Length;
+        if (_ropeArgs.Length < t + half) _ropeArgs = new int[t + half];
+        positions.CopyTo(_ropeArgs);
+        for (int i = 0; i < half; i++) _ropeArgs[t + i] = BitConverter.SingleToInt32Bits(table.InvFreq[i]);
+        ulong pos = UploadInts(_ropeArgs.AsSpan(0, t + half));
+        ulong inv = pos + (ulong)(t * 4L);
         ulong xp = xs.Ptr;
-        void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d };
+        float scale = table.AttentionScaling;
+        void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d, &scale };
         Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
     }
 
-    /// <summary>Attention with the kernel <see cref="AttentionKernel"/> asks for (Auto unless APB_ATTENTION or a caller set one).</summary>
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    /// <summary>
+    /// Attention with the kernel <see cref="AttentionKernel"/> asks for (Auto unless APB_ATTENTION or a caller set one).
+    /// A sliding window runs on the generic kernel only (<see cref="ChooseAttentionKernel"/>).
+    /// </summary>
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0)
     {
         var qs = Bf16(q, "attention"); var ks = Bf16(k, "attention"); var vs = Bf16(v, "attention"); var o = Bf16(output, "attention");
         if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols % heads != 0 || ks.Cols != kvHeads * (qs.Cols / heads) ||
             vs.Rows != ks.Rows || vs.Cols != ks.Cols || o.Rows != qs.Rows || o.Cols != qs.Cols ||
             (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
             throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
+        Cpu.CpuBackend.CheckWindow(mask, window);
         int Tq = qs.Rows, Tk = ks.Rows, d = qs.Cols / heads;
         if (Tq == 0) return;
         Enter();
@@ -435,7 +443,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
-        var chosen = ChooseAttentionKernel(AttentionKernel, Tq, d, aligned, HopperAttentionAvailable);
+        var chosen = ChooseAttentionKernel(AttentionKernel, Tq, d, aligned, HopperAttentionAvailable, window);
         if (chosen == AttentionKernel.SplitKv)
             DecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l);
         else if (chosen == AttentionKernel.Hopper)
@@ -452,7 +460,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         else
         {
             const string fn = "apb_attention_generic";
-            void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &d, &qStride, &kStride, &oStride, &scale, &causal };
+            void** args = stackalloc void*[] { &qp, &kp, &vp, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &d, &qStride, &kStride, &oStride, &scale, &causal, &window };
             Context.Launch(Context.Function(AttentionFile, fn), fn, ((uint)((Tq + 3) / 4), (uint)heads, 1), 128, 0, args);
         }
     }
@@ -461,19 +469,23 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// The one place a call's attention kernel is decided. Auto: the split-KV decode kernel for at most
     /// <see cref="DecodeMaxQueryRows"/> query rows, the Hopper kernel for at least <see cref="HopperMinRows"/> where the
     /// device has it, the mma.sync kernel otherwise; all three need head dim 64 or 128 and 16-byte aligned rows, else the
-    /// generic kernel (head dim up to 256). A forced kernel that cannot take the call is an error that says why.
+    /// generic kernel (head dim up to 256). A sliding window (<paramref name="window"/> &gt; 0, Mistral) runs on the
+    /// generic kernel: the others take a causal flag only. A forced kernel that cannot take the call is an error that
+    /// says why.
     /// </summary>
-    public static AttentionKernel ChooseAttentionKernel(AttentionKernel requested, int tq, int d, bool aligned, bool hopperAvailable)
+    public static AttentionKernel ChooseAttentionKernel(AttentionKernel requested, int tq, int d, bool aligned, bool hopperAvailable, int window = 0)
     {
         bool tensorCore = d is 64 or 128 && aligned;
         var chosen = requested != AttentionKernel.Auto ? requested
-            : !tensorCore ? AttentionKernel.Generic
+            : !tensorCore || window > 0 ? AttentionKernel.Generic
             : tq <= DecodeMaxQueryRows ? AttentionKernel.SplitKv
             : hopperAvailable && tq >= HopperMinRows ? AttentionKernel.Hopper
             : AttentionKernel.TensorCore;
         string? why = chosen switch
         {
             AttentionKernel.Generic when d > 256 => $"head dim {d} is above the generic kernel's 256",
+            not AttentionKernel.Generic when window > 0 =>
+                $"a sliding window of {window} keys runs on the generic kernel only (the {chosen} kernel has no window): unset APB_ATTENTION or use generic",
             AttentionKernel.TensorCore or AttentionKernel.Hopper or AttentionKernel.SplitKv when !tensorCore =>
                 $"the {chosen} kernel needs head dim 64 or 128 and 16-byte aligned rows (got d={d}{(aligned ? "" : ", unaligned rows")})",
             AttentionKernel.Hopper when !hopperAvailable => "the Hopper kernel needs an sm_90 GPU and a driver that encodes TMA tensor maps (CUDA 12+)",

@@ -6,7 +6,7 @@ namespace Apb.Backends.Cuda;
 public enum CudaDType { BF16, F32 }
 
 /// <summary>
-/// A row-major [Rows, Cols] tensor in device memory. Views (row slices) point into their parent's block and never own it;
+/// A row-major [Rows, Cols] tensor in device memory. Views (row slices, reshapes) point into their parent's block and never own it;
 /// disposing the owner returns the block to the backend's pool. Undisposed tensors are freed with the backend.
 /// </summary>
 public sealed class CudaTensor : Tensor
@@ -29,6 +29,12 @@ public sealed class CudaTensor : Tensor
         if (start < 0 || count < 0 || start + count > Rows)
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) of a {Rows}-row tensor");
         return new CudaTensor(Backend, Ptr + (ulong)((long)start * Cols * ElementSize), count, Cols, DType, owns: false);
+    }
+
+    public override Tensor View(int rows, int cols)
+    {
+        CheckView(rows, cols);
+        return new CudaTensor(Backend, Ptr, rows, cols, DType, owns: false);
     }
 
     public override void Dispose()

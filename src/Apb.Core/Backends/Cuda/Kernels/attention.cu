@@ -1,6 +1,7 @@
 // Attention forward: softmax(q k^T / sqrt(d)) v per head, GQA (query head h reads KV head h / (heads / kvHeads), never a
 // repeated copy), bottom-right causal alignment (row i sees key j when j <= i + Tk - Tq), fp32 online softmax, LSE out
-// (natural log, of the scaled scores). Rows that see no key get output 0 and LSE -inf.
+// (natural log, of the scaled scores). Rows that see no key get output 0 and LSE -inf. The generic kernel also takes a
+// sliding window (window > 0 with causal: row i sees only the window keys ending at its own, Mistral's mask).
 //
 // Two kernels (attention_hopper.cu has the sm_90 one, decode.cu the one for a few query rows):
 //  - apb_attention_generic: any head dim <= 256; one warp per (query row, head); 32 keys per step, one per lane. Slow,
@@ -19,7 +20,7 @@
 extern "C" __global__ void __launch_bounds__(APB_GENERIC_WARPS * 32)
 apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, bf16* __restrict__ o,
                       void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads, int d,
-                      long qStride, long kStride, long oStride, float scale, int causal)
+                      long qStride, long kStride, long oStride, float scale, int causal, int window)
 {
     __shared__ float qsh[APB_GENERIC_WARPS][256];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -32,6 +33,7 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
 
     int visible = Tk;
     if (causal) { visible = i + Tk - Tq + 1; visible = visible < 0 ? 0 : (visible > Tk ? Tk : visible); }
+    int first = window > 0 && visible > window ? visible - window : 0; // keys [first, visible) are seen
 
     float acc[8];
 #pragma unroll
@@ -40,7 +42,7 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
     const bf16* kh0 = k + (long)kh * d;
     const bf16* vh0 = v + (long)kh * d;
 
-    for (int j0 = 0; j0 < visible; j0 += 32)
+    for (int j0 = first; j0 < visible; j0 += 32)
     {
         int j = j0 + lane;
         float s = APB_NEG_INF;

@@ -49,7 +49,10 @@ __device__ __forceinline__ float block_sum(float v, float* scratch)
 }
 
 // One block per row (blockDim a multiple of 32). HF: x * rsqrt(mean(x^2) + eps) * weight, the mean in fp32.
-extern "C" __global__ void apb_rms_norm(const bf16* __restrict__ x, const bf16* __restrict__ w, bf16* __restrict__ out, int cols, float eps)
+// out may be x (Qwen3's q/k norms run in place on [T x heads, head_dim] views), so neither is __restrict__: block_sum's
+// barrier orders every read of the first loop before any write, and in the second loop each thread reads a column
+// before it writes that same column.
+extern "C" __global__ void apb_rms_norm(const bf16* x, const bf16* __restrict__ w, bf16* out, int cols, float eps)
 {
     __shared__ float scratch[32];
     const bf16* row = x + (long)blockIdx.x * cols;
@@ -110,7 +113,9 @@ extern "C" __global__ void apb_silu(bf16* x, long n)
 
 // One block per token. The angle is fp32(position) x fp32(inv_freq) rounded to fp32 (__fmul_rn: never contracted), as
 // Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large angles at 128K).
-extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, const float* __restrict__ invFreq, int heads, int d)
+// scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and sin are multiplied by it in fp32 first.
+extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, const float* __restrict__ invFreq, int heads, int d,
+                                    float scale)
 {
     int half = d >> 1;
     float pos = (float)positions[blockIdx.x];
@@ -121,6 +126,8 @@ extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, 
         float angle = __fmul_rn(pos, invFreq[i]);
         float s, c;
         sincosf(angle, &s, &c);
+        s = __fmul_rn(s, scale);
+        c = __fmul_rn(c, scale);
         bf16* v = row + h * d;
         float a = bf2f(v[i]), b = bf2f(v[i + half]);
         v[i] = f2bf(a * c - b * s);
