@@ -13,9 +13,14 @@ public sealed class BatchAttention(IReadOnlyList<(IAttention Attention, int Rows
 {
     public int Rows { get; } = parts.Sum(p => p.Rows);
 
+    // One decode row per sequence of full attention: the whole batch in one rotation and one attention call.
+    readonly FullAttention[]? _decoding = parts.All(p => p.Rows == 1 && p.Attention is FullAttention)
+        ? parts.Select(p => (FullAttention)p.Attention).ToArray() : null;
+
     public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
     {
         if (q.Rows != Rows) throw new ArgumentException($"batch attention: {q.Rows} rows for parts of {Rows} in all");
+        if (_decoding is not null && FullAttention.TryDecodeBatch(_decoding, layer, q, k, v, output)) return;
         int at = 0;
         foreach (var (attention, rows) in parts)
         {

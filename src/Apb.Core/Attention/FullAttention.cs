@@ -64,6 +64,46 @@ public sealed class FullAttention : IAttention, IDisposable
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 
+    /// <summary>
+    /// One decode row for each of several sequences (row i is sequence i's next token) in one pass: the rows rotated
+    /// together, appended to their own caches, and one <see cref="IBackend.DecodeAttention"/> call for the batch, where
+    /// one attention per sequence would leave a GPU mostly idle. False (nothing done) where the sequences cannot share
+    /// the calls: other backends or shapes, or a RoPE table that depends on each call's length (dynamic NTK).
+    /// </summary>
+    public static bool TryDecodeBatch(IReadOnlyList<FullAttention> seqs, int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        if (seqs.Count == 0 || q.Rows != seqs.Count) return false;
+        var first = seqs[0];
+        var b = first._b; var c = first._c;
+        foreach (var s in seqs)
+            if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope))
+                return false;
+        var positions = new int[seqs.Count];
+        for (int i = 0; i < seqs.Count; i++) positions[i] = seqs[i].Caches[layer].Length;
+        using (first.Profile?.Measure("other"))
+        {
+            b.Rope(q, c.NumAttentionHeads, positions, first._rope);
+            b.Rope(k, c.NumKeyValueHeads, positions, first._rope);
+        }
+        var keys = new Tensor[seqs.Count]; var values = new Tensor[seqs.Count];
+        int w = c.SlidingWindow ?? 0;
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            var cache = seqs[i].Caches[layer];
+            cache.Append(k, v, i, 1);
+            // A decode row's window is exactly the cache's last W rows: the slice is the whole mask.
+            int from = w > 0 ? Math.Max(0, cache.Length - w) : 0;
+            keys[i] = cache.K.RowSlice(from, cache.Length - from);
+            values[i] = cache.V.RowSlice(from, cache.Length - from);
+        }
+        using (first.Profile?.Measure("attention"))
+        {
+            b.DecodeAttention(q, keys, values, c.NumAttentionHeads, c.NumKeyValueHeads, output);
+            first.Profile?.AddAttention(keys.Sum(t => (double)t.Rows), c.NumAttentionHeads, c.HeadDim);
+        }
+        return true;
+    }
+
     public void Dispose()
     {
         foreach (var c in Caches) c.Dispose();

@@ -92,6 +92,20 @@ public interface IBackend : IDisposable
     void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0);
 
     /// <summary>
+    /// A decode step of several sequences at once: row i of q (one new token of sequence i, whose key and value are
+    /// already the last rows of keys[i] and values[i]) attends to every row of keys[i]/values[i], with GQA as in
+    /// <see cref="Attention"/>. The default is one <see cref="Attention"/> per row; a device backend does the batch in
+    /// one launch, which fills the device where one row of one sequence cannot.
+    /// </summary>
+    void DecodeAttention(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output)
+    {
+        if (keys.Count != q.Rows || values.Count != q.Rows || output.Rows != q.Rows)
+            throw new ArgumentException($"decode attention: {q.Rows} rows, {keys.Count} key and {values.Count} value tensors, output {output}");
+        for (int i = 0; i < q.Rows; i++)
+            Attention(q.RowSlice(i, 1), keys[i], values[i], heads, kvHeads, AttentionMask.None, output.RowSlice(i, 1), null);
+    }
+
+    /// <summary>
     /// Merges a partial attention result into an accumulated one: (acc, accLse) := softmax-weighted combination of
     /// (acc, accLse) and (part, partLse), in fp32 with max subtraction. Rows with lse = -inf contribute nothing.
     /// </summary>

@@ -26,6 +26,34 @@ public static class DecodeCases
         yield return Case(8, 65536, 32, 8, 128, causal: true, lseF32: true);
         yield return Case(16, 20000, 16, 2, 64, causal: true, lseF32: true);
         yield return Case(5, 65536, 16, 2, 64, causal: false, lseF32: true);
+        // A batched decode step (IBackend.DecodeAttention): sequences of very different lengths in one launch.
+        foreach (var (lengths, heads, kv, d) in new[] { (new[] { 1, 70, 4097, 300 }, 32, 8, 128), (new[] { 9000, 1, 64 }, 16, 2, 64),
+                     (Enumerable.Range(0, 16).Select(i => 500 + 977 * i).ToArray(), 32, 8, 128) })
+            yield return new GpuCase("decode", $"batch of {lengths.Length}: Tk {string.Join('/', lengths.Take(4))}{(lengths.Length > 4 ? "/..." : "")} h={heads}/{kv} d={d}",
+                c => CheckBatch(c, lengths, heads, kv, d));
+    }
+
+    /// <summary>
+    /// Each sequence's row against its own cache (every key visible), all in one call, against the CPU reference of each
+    /// alone; caches are slices of NaN-poisoned buffers, so a read past a sequence's last key shows up.
+    /// </summary>
+    static void CheckBatch(GpuCheck c, int[] lengths, int heads, int kv, int d)
+    {
+        int b = lengths.Length;
+        var refs = lengths.Select(tk => AttentionReference.Make(c, 1, tk, heads, kv, d, causal: false)).ToArray();
+        var keys = new Tensor[b]; var values = new Tensor[b];
+        for (int i = 0; i < b; i++)
+        {
+            var gk = c.Poisoned(lengths[i] + 9, kv * d); var gv = c.Poisoned(lengths[i] + 9, kv * d);
+            c.Gpu.Upload(refs[i].K, gk.RowSlice(0, lengths[i])); c.Gpu.Upload(refs[i].V, gv.RowSlice(0, lengths[i]));
+            keys[i] = gk.RowSlice(0, lengths[i]); values[i] = gv.RowSlice(0, lengths[i]);
+        }
+        var gq = c.OnGpu(refs.SelectMany(r => r.Q).ToArray(), b, heads * d);
+        var go = c.Poisoned(b, heads * d);
+        c.Gpu.DecodeAttention(gq, keys, values, heads, kv, go);
+        var got = Down(c.Gpu, go);
+        for (int i = 0; i < b; i++)
+            c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv batch");
     }
 
     static GpuCase Case(int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32) =>

@@ -42,15 +42,16 @@ __device__ __forceinline__ void dec_load_tile(const bf16* __restrict__ src, long
 //   so [R][D]              the running output (fp32); columns 2w, 2w + 1 of pair p belong, for the whole tile loop and
 //                          the final write, to the thread that takes index p x D/2 + w (so no barrier guards them)
 //   sm, sl, sa [R]         running max, running sum, and this tile's rescale factor per pair
+// rowBase: the first partial row of this call's query rows (0 for one sequence; b x heads for sequence b of a batch).
 template <int D>
 __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
     float* __restrict__ partO, float* __restrict__ partLse, int Tq, int Tk, int heads, int kvHeads,
-    long qStride, long kStride, float scale, int causal, int tilesPerSplit)
+    long qStride, long kStride, float scale, int causal, int tilesPerSplit, int p0, long rowBase)
 {
     extern __shared__ unsigned dec_smem[];
     const int W = D / 2 + 1, HALF = D / 2;
     int split = blockIdx.x, splits = gridDim.x, kh = blockIdx.y;
-    int g = heads / kvHeads, pairs = Tq * g, p0 = blockIdx.z * DEC_ROWS;
+    int g = heads / kvHeads, pairs = Tq * g;
     int R = pairs < DEC_ROWS ? pairs : DEC_ROWS;            // layout size
     int rows = pairs - p0 < DEC_ROWS ? pairs - p0 : DEC_ROWS; // pairs of this block
     unsigned* sq = dec_smem;
@@ -170,7 +171,7 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
         int p = e / HALF, w = e - p * HALF, pp = p0 + p;
         int i = pp / g, h = kh * g + (pp - i * g);
         float l = sl[p], inv = l > 0.f ? 1.f / l : 0.f;
-        long row = (long)i * heads + h;
+        long row = rowBase + (long)i * heads + h;
         float* dst = partO + (row * splits + split) * D + 2 * w;
         dst[0] = so[p * D + 2 * w] * inv;
         dst[1] = so[p * D + 2 * w + 1] * inv;
@@ -182,14 +183,39 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d64(c
     float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
     int tilesPerSplit)
 {
-    decode_split<64>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit);
+    decode_split<64>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit, blockIdx.z * DEC_ROWS, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d128(const bf16* q, const bf16* k, const bf16* v,
     float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
     int tilesPerSplit)
 {
-    decode_split<128>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit);
+    decode_split<128>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit, blockIdx.z * DEC_ROWS, 0);
+}
+
+// A decode step of B sequences in one launch: query row b (one new token, its key already appended) against sequence b's
+// own cache, every key visible. Grid (splits, KV heads, B): blockIdx.z picks the sequence, whose K and V start at
+// kv[2b], kv[2b + 1] (device addresses) and hold lens[b] rows; splits cut the longest cache, so a shorter one leaves
+// its last splits empty (they write -inf and the merge skips them). Partials as one call of B x heads rows.
+template <int D>
+__device__ __forceinline__ void decode_batch(const bf16* q, const unsigned long long* __restrict__ kv, const int* __restrict__ lens,
+    float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, int tilesPerSplit)
+{
+    int b = blockIdx.z;
+    decode_split<D>(q + (long)b * qStride, (const bf16*)kv[2 * b], (const bf16*)kv[2 * b + 1], partO, partLse, 1, lens[b],
+        heads, kvHeads, qStride, kStride, scale, 0, tilesPerSplit, 0, (long)b * heads);
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d64(const bf16* q, const unsigned long long* kv, const int* lens,
+    float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, int tilesPerSplit)
+{
+    decode_batch<64>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d128(const bf16* q, const unsigned long long* kv, const int* lens,
+    float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, int tilesPerSplit)
+{
+    decode_batch<128>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
 }
 
 // One block per (query row, head) = row: out = sum_s w_s O_s / sum_s w_s with w_s = exp(lse_s - max lse), in fp32;
