@@ -54,7 +54,7 @@ public sealed class ServerMetrics
         }
     }
 
-    public string Render(RequestQueue queue)
+    public string Render(RequestQueue queue, EngineLoad load)
     {
         var s = new StringBuilder();
         lock (_lock)
@@ -75,6 +75,16 @@ public sealed class ServerMetrics
                 _prefillSeconds > 0 ? _promptTokens / _prefillSeconds : 0);
             Gauge(s, "apb_decode_tokens_per_second", "Decode steps per second, over all finished generations.",
                 _decodeSeconds > 0 ? _decodeSteps / _decodeSeconds : 0);
+            if (load.Ranks is { } ranks)
+            {
+                PerRank(s, "apb_rank_sequences", "Sequences (requests' KV caches) each rank holds, as the rank last reported.",
+                    ranks.Select(r => (double)r.Sequences));
+                PerRank(s, "apb_rank_kv_cache_bytes", "Bytes of KV cache each rank holds, as the rank last reported.",
+                    ranks.Select(r => (double)r.KvCacheBytes));
+                if (ranks.All(r => r.Device.Tracked))
+                    PerRank(s, "apb_rank_device_bytes_in_use", "Device bytes each rank's backend holds (weights, caches, workspaces).",
+                        ranks.Select(r => (double)r.Device.InUseBytes));
+            }
             Header(s, "apb_time_to_first_token_seconds", "histogram", "From request arrival (waiting in line included) to the first token's logits.");
             for (int i = 0; i < TtftBuckets.Length; i++)
                 s.Append("apb_time_to_first_token_seconds_bucket{le=\"").Append(Num(TtftBuckets[i])).Append("\"} ").Append(_ttftCounts[i]).Append('\n');
@@ -87,6 +97,13 @@ public sealed class ServerMetrics
 
     static void Header(StringBuilder s, string name, string type, string help) =>
         s.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+
+    static void PerRank(StringBuilder s, string name, string help, IEnumerable<double> values)
+    {
+        Header(s, name, "gauge", help);
+        int r = 0;
+        foreach (var v in values) s.Append(name).Append("{rank=\"").Append(r++).Append("\"} ").Append(Num(v)).Append('\n');
+    }
 
     static void Gauge(StringBuilder s, string name, string help, double value)
     {

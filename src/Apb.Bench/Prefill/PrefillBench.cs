@@ -149,8 +149,8 @@ public sealed class PrefillBench : IDisposable
             need = bytes / (double)(1L << 30);
             // Ranks that are threads of this process share its device: each needs its bytes out of what that device has.
             long sharing = _launched != null ? 1 : ranks;
-            var memory = group.Memory();
-            for (int r = 0; r < memory.Count; r++)
+            var memory = group.Memory().Select(m => m.Device).ToArray();
+            for (int r = 0; r < memory.Length; r++)
                 if (!RankMemory.Fits(bytes * sharing, memory[r].AvailableBytes))
                     return baseResult with
                     {
@@ -222,8 +222,8 @@ public sealed class PrefillBench : IDisposable
                     .Concat([p.Total.TotalMilliseconds, p.BytesSent / 1e6, p.BytesReceived / 1e6, p.AttentionFlops / 1e9]).ToArray()).ToArray();
         }
         finally { group.Release([r.Sequence]); }
-        var memory = group.Memory();
-        for (int i = 0; i < Math.Min(peaks.Length, memory.Count); i++) peaks[i] = Math.Max(peaks[i], memory[i].PeakBytes / (double)(1L << 30));
+        var memory = group.Memory().Select(m => m.Device).ToArray();
+        for (int i = 0; i < Math.Min(peaks.Length, memory.Length); i++) peaks[i] = Math.Max(peaks[i], memory[i].PeakBytes / (double)(1L << 30));
         return new RunResult(seconds, profiles);
     }
 

@@ -21,6 +21,9 @@ public sealed class KvCache : IDisposable
     public int Capacity => _capacity;
     public int Cols { get; }
 
+    /// <summary>Bytes the K and V buffers take now (0 before the first append allocates them).</summary>
+    public long AllocatedBytes => _k is null ? 0 : 2L * _capacity * Cols * _b.ActivationBytes;
+
     public KvCache(IBackend backend, int cols, int capacity)
     {
         _b = backend; Cols = cols;

@@ -233,14 +233,17 @@ public sealed class Rank : IDisposable
         return result;
     }
 
-    /// <summary>Every rank's memory as [in use, peak, device, available] bytes, all-gathered to rank 0 (rank-major).</summary>
+    /// <summary>
+    /// Every rank's memory as [in use, peak, device, available bytes, sequences held, KV-cache bytes held],
+    /// all-gathered to rank 0 (rank-major, <see cref="RankMemoryUse.ValueCount"/> each).
+    /// </summary>
     float[]? GatherMemory(bool resetPeak)
     {
         Backend.Synchronize();
         if (resetPeak) Backend.ResetPeakMemory();
         var m = Backend.Memory;
-        // Bytes as fp32 keep 24 bits: to within 1e-7 relative, enough for GiB-sized budgets.
-        float[] mine = [m.InUseBytes, m.PeakBytes, m.DeviceBytes, m.AvailableBytes];
+        // Bytes as fp32 keep 24 bits: to within 1e-7 relative, enough for GiB-sized budgets (and 0 stays exactly 0).
+        float[] mine = [m.InUseBytes, m.PeakBytes, m.DeviceBytes, m.AvailableBytes, _sequences.Count, _sequences.Values.Sum(s => s.KvBytes)];
         if (Comm.WorldSize == 1) return mine;
         using var send = Backend.AllocateF32(1, mine.Length);
         using var all = Backend.AllocateF32(Comm.WorldSize, mine.Length);

@@ -287,15 +287,18 @@ public sealed class RankGroup : IDisposable
         }
     }
 
-    /// <summary>Every rank's memory (all processes), rank 0 first; <paramref name="resetPeak"/> starts a new peak on each.</summary>
-    public IReadOnlyList<Backends.MemoryStats> Memory(bool resetPeak = false)
+    /// <summary>
+    /// Every rank's memory and what it holds (all processes, asked of each rank, not assumed), rank 0 first;
+    /// <paramref name="resetPeak"/> starts a new peak on each.
+    /// </summary>
+    public IReadOnlyList<RankMemoryUse> Memory(bool resetPeak = false)
     {
         lock (_lock)
         {
             CheckUsable();
             var flat = Run(new GroupCommand.Memory(resetPeak), everyRank: true)!;
-            return Enumerable.Range(0, flat.Length / 4)
-                .Select(r => new Backends.MemoryStats((long)flat[4 * r], (long)flat[4 * r + 1], (long)flat[4 * r + 2], (long)flat[4 * r + 3])).ToArray();
+            return Enumerable.Range(0, flat.Length / RankMemoryUse.ValueCount)
+                .Select(r => RankMemoryUse.Read(flat.AsSpan(r * RankMemoryUse.ValueCount, RankMemoryUse.ValueCount))).ToArray();
         }
     }
 

@@ -37,6 +37,9 @@ sealed class RankSequence : IDisposable
     /// <summary>KV rows this rank holds for layer 0.</summary>
     public int CachedRows => _full?.Length ?? (_caches.Length > 0 ? _caches[0].Length : 0);
 
+    /// <summary>Bytes of KV cache this rank holds for the sequence (every layer, K and V, as allocated).</summary>
+    public long KvBytes => (_full?.Caches ?? _caches).Sum(c => c.AllocatedBytes);
+
     public FullAttention UseFull(FullAttention full) => _full = full;
 
     public void UseCaches(KvCache[] caches) => _caches = caches;

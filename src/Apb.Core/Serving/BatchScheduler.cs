@@ -63,7 +63,7 @@ public sealed class BatchScheduler : IGenerationEngine
         options.Validate();
         _group = group; _tokenizer = tokenizer; _stopTokens = stopTokens; _o = options;
         _elementBytes = group.LocalRanks[0].Backend.ActivationBytes;
-        var memory = group.Memory();
+        var memory = group.Memory().Select(m => m.Device).ToArray();
         _budget = memory.All(m => m.Tracked) ? (long)(memory.Min(m => m.AvailableBytes) * options.MemoryFraction) : 0;
         int fits = LongestThatFits(group.Config.MaxPositionEmbeddings);
         if (options.MaxModelLength is int asked && asked > fits)
@@ -86,7 +86,23 @@ public sealed class BatchScheduler : IGenerationEngine
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
     public long DecodeSteps => Interlocked.Read(ref _steps);
 
-    public EngineLoad Load => new(Running, Waiting, ReservedBytes, BudgetBytes, PromptTokens, GeneratedTokens, DecodeSteps);
+    public EngineLoad Load => new(Running, Waiting, ReservedBytes, BudgetBytes, PromptTokens, GeneratedTokens, DecodeSteps)
+        { Ranks = _ranks };
+
+    // What the ranks hold, asked of them (a collective of a few numbers) on the scheduler's thread: once after the
+    // engine goes idle with something changed, and at most once a second while it works. /metrics shows it, so a
+    // request that left KV cache behind on any rank shows up there.
+    static readonly TimeSpan RanksEvery = TimeSpan.FromSeconds(1);
+    volatile IReadOnlyList<RankMemoryUse>? _ranks;
+    volatile bool _ranksStale = true;
+    long _ranksAt;
+
+    void AskRanks()
+    {
+        _ranksStale = false;
+        _ranksAt = Stopwatch.GetTimestamp();
+        _ranks = _group.Memory();
+    }
 
     Task<CompletionResult> IGenerationEngine.RunAsync(CompletionJob job, Action<string>? onText, CancellationToken cancel) =>
         RunAsync(job, onText, cancel);
@@ -133,7 +149,7 @@ public sealed class BatchScheduler : IGenerationEngine
         a.Workspace = WorkspaceBytes(a.Plan, job.Prompt);
         lock (_lock)
         {
-            if (_failure != null) throw new ApbException($"the server's ranks failed and cannot serve: {_failure}");
+            if (_failure != null) throw new ServiceUnavailableException($"the server's ranks failed and cannot serve: {_failure}");
             if (_stopping) throw new ObjectDisposedException(nameof(BatchScheduler));
             _arrived.Enqueue(a);
             Monitor.Pulse(_lock);
@@ -172,14 +188,18 @@ public sealed class BatchScheduler : IGenerationEngine
     {
         while (true)
         {
+            bool idle;
             lock (_lock)
             {
                 while (_arrived.Count > 0) _waiting.Add(_arrived.Dequeue());
                 if (_stopping) break;
-                if (_waiting.Count == 0 && _running.Count == 0) { Monitor.Wait(_lock); continue; }
+                idle = _waiting.Count == 0 && _running.Count == 0;
+                if (idle && !_ranksStale) { Monitor.Wait(_lock); continue; }
             }
             try
             {
+                if (idle || Stopwatch.GetElapsedTime(_ranksAt) > RanksEvery) AskRanks();
+                if (idle) continue;
                 DropCancelled();
                 Admit();
                 DecodeStep();
@@ -323,6 +343,7 @@ public sealed class BatchScheduler : IGenerationEngine
     /// <summary>Ends a request: its sequence released (memory back at once), its task completed.</summary>
     void Finish(Active a, string? reason = null, bool cancelled = false, Exception? error = null)
     {
+        _ranksStale = true;
         lock (_lock)
         {
             if (!_running.Remove(a)) _waiting.Remove(a);

@@ -30,4 +30,11 @@ public interface IGenerationEngine : IDisposable
 /// rank and its budget (0 where memory is not tracked), and counters of prompt tokens, generated tokens and decode steps.
 /// </summary>
 public readonly record struct EngineLoad(int Running, int Waiting, long ReservedBytes, long BudgetBytes, long PromptTokens,
-    long GeneratedTokens, long DecodeSteps);
+    long GeneratedTokens, long DecodeSteps)
+{
+    /// <summary>
+    /// What each rank last said it holds (sequences, KV-cache bytes, device memory), rank 0 first; null where the
+    /// engine does not ask its ranks. Asked when the engine goes idle and about once a second while it works.
+    /// </summary>
+    public IReadOnlyList<Runtime.RankMemoryUse>? Ranks { get; init; }
+}

@@ -25,6 +25,12 @@ public sealed record LaunchOptions
     public required IReadOnlyList<string> ChildArgs { get; init; }
     /// <summary>How long killed children get to go before the launcher gives up waiting on them.</summary>
     public TimeSpan KillWait { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// After one rank fails, how long the others get to end on their own before they are killed: rank 0 of a server
+    /// learns of a dead rank at once (its control channel closes), answers the requests in flight with 503 and exits;
+    /// killing it first would cut those connections instead.
+    /// </summary>
+    public TimeSpan FailureGrace { get; init; } = TimeSpan.FromSeconds(5);
 
     public int WorldSize => NprocPerNode * Nnodes;
 
@@ -43,8 +49,9 @@ public sealed record LaunchOptions
 /// <summary>
 /// Runs one child process per local rank, like torchrun: each gets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT
 /// (and NVLink multicast switched off). Rank 0's stdout is passed through unchanged (the result); every other line is
-/// sent to stderr prefixed with [rank i]. When a child exits non-zero or the run outlives its timeout, the others are
-/// killed (process trees, no orphans) and the launcher fails naming the rank; when the launcher itself is stopped
+/// sent to stderr prefixed with [rank i]. When a child exits non-zero the others get <see cref="LaunchOptions.FailureGrace"/>
+/// to end on their own, then they are killed (process trees, no orphans), as they are at once when the run outlives its
+/// timeout; the launcher fails naming the rank. When the launcher itself is stopped
 /// (Ctrl-C, SIGTERM) it takes its children with it.
 /// </summary>
 public static class Launcher
@@ -91,6 +98,7 @@ public static class Launcher
 
             var started = Stopwatch.GetTimestamp();
             string? failure = null;
+            bool timedOut = false;
             while (failure is null && !children.All(c => c.HasExited))
             {
                 foreach (var (c, local) in children.Select((c, i) => (c, i)))
@@ -102,6 +110,7 @@ public static class Launcher
                 if (failure is null && o.Timeout is { } t && Stopwatch.GetElapsedTime(started) > t)
                 {
                     var running = children.Select((c, i) => (c, i)).Where(x => !x.c.HasExited).Select(x => first + x.i);
+                    timedOut = true;
                     failure = $"the run passed --timeout {t.TotalSeconds:0.#} s with rank(s) {string.Join(", ", running)} still running";
                 }
                 if (failure is null) Thread.Sleep(50);
@@ -114,6 +123,8 @@ public static class Launcher
             }
             if (failure is not null)
             {
+                var graceEnds = Stopwatch.GetTimestamp() + (long)((timedOut ? 0 : o.FailureGrace.TotalSeconds) * Stopwatch.Frequency);
+                while (!children.All(c => c.HasExited) && Stopwatch.GetTimestamp() < graceEnds) Thread.Sleep(50);
                 var stopped = children.Select((c, i) => (c, i)).Where(x => !x.c.HasExited).Select(x => first + x.i).ToArray();
                 KillAll(children, o.KillWait);
                 foreach (var r in readers) r.Join(TimeSpan.FromSeconds(2));

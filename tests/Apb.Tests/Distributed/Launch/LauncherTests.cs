@@ -55,6 +55,25 @@ public class LauncherTests
     }
 
     [Fact]
+    public void RanksThatEndOnTheirOwnAfterAFailureAreNotKilled()
+    {
+        string marks = Path.Combine(Path.GetTempPath(), $"apb-launch-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(marks);
+        try
+        {
+            // Rank 0 (a server) notices that rank 1 died, finishes its answers and exits on its own within the grace:
+            // it must not be killed half-way (its mark is written after the other rank is gone).
+            var r = Run(Shell($"if [ $RANK = 1 ]; then touch {marks}/gone; exit 3; fi; while [ ! -e {marks}/gone ]; do sleep 0.05; done; sleep 0.5; touch {marks}/drained; exit 1"));
+            Assert.Equal(1, r.Code);
+            Assert.True(File.Exists(Path.Combine(marks, "drained")), r.Err);
+            Assert.Contains("error: rank 1 exited with code 3", r.Err);
+            Assert.DoesNotContain("stopped rank(s)", r.Err);
+            Assert.True(r.Took < TimeSpan.FromSeconds(5), $"took {r.Took}"); // ended when rank 0 did, not at the grace's end
+        }
+        finally { Directory.Delete(marks, true); }
+    }
+
+    [Fact]
     public void ARunPastItsTimeoutIsKilled()
     {
         string marks = Path.Combine(Path.GetTempPath(), $"apb-launch-{Guid.NewGuid():N}");
