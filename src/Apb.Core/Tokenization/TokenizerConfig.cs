@@ -15,6 +15,10 @@ internal sealed class TokenizerConfig
 
     public static readonly TokenizerConfig Empty = new();
 
+    // Real configs are kilobytes, or a few megabytes with a large added_tokens_decoder.
+    private const long MaxBytes = 64L << 20;
+    private const string What = "Hugging Face tokenizer_config.json";
+
     public static TokenizerConfig Read(string path)
     {
         if (!File.Exists(path))
@@ -24,7 +28,7 @@ internal sealed class TokenizerConfig
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer_config.json"), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, What, MaxBytes), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -49,13 +53,13 @@ internal sealed class TokenizerConfig
                     EosToken = TokenName(root, "eos_token", path),
                     PadToken = TokenName(root, "pad_token", path),
                     UnkToken = TokenName(root, "unk_token", path),
-                    ChatTemplate = template ?? (jinja is null ? null : Utf8File.ReadText(jinja, "a Jinja chat template")),
+                    ChatTemplate = template ?? (jinja is null ? null : Utf8File.ReadText(jinja, Tokenization.ChatTemplate.FileWhat, Tokenization.ChatTemplate.MaxFileBytes)),
                     ChatTemplateSource = template is not null ? path : jinja,
                 };
             }
             catch (InvalidOperationException e)
             {
-                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer_config.json", e);
+                throw Utf8File.InvalidEscape(path, What, e);
             }
         }
     }

@@ -24,6 +24,11 @@ internal sealed class TokenizerFile
     // Far above any real vocabulary (the largest are ~260K); ids index dense tables.
     private const int MaxId = 1 << 24;
 
+    // Real files are at most tens of megabytes (a 260K vocabulary with its merges); more is the wrong file or a device
+    // such as /dev/zero.
+    private const long MaxBytes = 128L << 20;
+    private const string What = "Hugging Face tokenizer.json";
+
     private const string OtherKind =
         "This tokenizer is of a kind Apb does not implement; use a checkpoint from the Llama-2/3, Mistral, Yi or Qwen families.";
 
@@ -40,7 +45,7 @@ internal sealed class TokenizerFile
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer.json"), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, What, MaxBytes), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -57,7 +62,7 @@ internal sealed class TokenizerFile
             }
             catch (InvalidOperationException e)
             {
-                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer.json", e);
+                throw Utf8File.InvalidEscape(path, What, e);
             }
         }
     }
