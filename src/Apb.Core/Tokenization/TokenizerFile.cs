@@ -8,7 +8,7 @@ namespace Apb.Tokenization;
 /// implement: byte-level BPE (Llama-3, Qwen, GPT-2 style) and SentencePiece-style BPE with byte fallback (Llama-2,
 /// Mistral, Yi). Anything else is refused with the field, what we support and what was found.
 /// </summary>
-internal sealed class TokenizerFile
+internal sealed record TokenizerFile
 {
     public required Dictionary<string, int> Vocab { get; init; }
     public required Dictionary<long, (int Rank, int NewId)> Merges { get; init; }
@@ -20,6 +20,16 @@ internal sealed class TokenizerFile
     public required string PreTokenizerName { get; init; }
     public required TokenDecoder Decoder { get; init; }
     public required PostProcessor PostProcessor { get; init; }
+    /// <summary>How transformers rebuilt the file's pipeline (e.g. "as transformers' LlamaTokenizer, legacy"), or null.</summary>
+    public string? RebuiltAs { get; init; }
+
+    /// <summary>The id of an added token's content or of a vocabulary token, as HF's token_to_id looks it up.</summary>
+    public int? IdOf(string token)
+    {
+        foreach (var t in AddedTokens)
+            if (t.Content == token) return t.Id;
+        return Vocab.TryGetValue(token, out int id) ? id : null;
+    }
 
     // Far above any real vocabulary (the largest are ~260K); ids index dense tables.
     private const int MaxId = 1 << 24;
