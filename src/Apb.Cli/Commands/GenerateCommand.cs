@@ -81,7 +81,7 @@ static class GenerateCommand
     }
 
     /// <summary>A prompt file holds text for one context: 64 MiB is ~16M tokens, past any model's.</summary>
-    const long MaxPromptFileBytes = 64L << 20;
+    internal const long MaxPromptFileBytes = 64L << 20;
 
     public static string? ReadPrompt(string? inline, string? file, string name = "--prompt")
     {

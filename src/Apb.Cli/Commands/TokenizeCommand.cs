@@ -43,7 +43,7 @@ static class TokenizeCommand
                         throw new ApbException("the tokenizer has no chat template (no chat_template in tokenizer_config.json and no " +
                                                "chat_template.jinja), so a conversation cannot be rendered; pass --chat-template FILE, or --prompt TEXT.");
                     if (!File.Exists(file)) throw new ApbException($"messages file '{file}' does not exist: expected a JSON list of {{\"role\", \"content\"}} messages.");
-                    var conversation = TokenizeEndpoints.ParseMessages(Utf8File.ReadText(file!, "a JSON list of chat messages"), file!);
+                    var conversation = TokenizeEndpoints.ParseMessages(Utf8File.ReadText(file!, "JSON list of chat messages", GenerateCommand.MaxPromptFileBytes), file!);
                     string rendered = template.Render(conversation, addGenerationPrompt: true);
                     json.WriteString("text", rendered);
                     ids = tokenizer.Encode(rendered, template.EncodeWithSpecialTokens);

@@ -12,6 +12,10 @@ public record ChatMessage(string Role, string Content);
 /// </summary>
 public abstract class ChatTemplate
 {
+    /// <summary>A chat template file (chat_template.jinja, --chat-template) is read up to this size: real ones are kilobytes.</summary>
+    public const long MaxFileBytes = 16L << 20;
+    internal const string FileWhat = "Jinja chat template";
+
     /// <summary>"jinja", "plain" or "unsupported" (a template outside the interpreter's subset).</summary>
     public abstract string Name { get; }
 
@@ -51,7 +55,7 @@ public abstract class ChatTemplate
         if (!File.Exists(path))
             throw new ApbException($"chat template file '{path}' does not exist: expected a Jinja template (the text of a " +
                                    "model's chat_template). Check the path.");
-        string text = Utf8File.ReadText(path, "a Jinja chat template");
+        string text = Utf8File.ReadText(path, FileWhat, MaxFileBytes);
         if (string.IsNullOrWhiteSpace(text)) throw new ApbException($"{path}: the chat template file is empty; expected a Jinja template.");
         var template = FromSource(text, SpecialTokens(tokenizer.BosToken, tokenizer.EosToken, null, null), path);
         if (template is UnsupportedChatTemplate unsupported) throw unsupported.Error();

@@ -4,8 +4,9 @@ namespace Apb.Tokenization;
 
 /// <summary>
 /// A Hugging Face tokenizer.json of the BPE families (byte-level: Llama-3, Qwen2/2.5/3, GPT-2-style; SentencePiece-style
-/// with byte fallback: Llama-2, Mistral, Yi), encoding and decoding exactly as HF's <c>tokenizers</c> library does.
-/// Thread-safe.
+/// with byte fallback: Llama-2, Mistral, Yi), encoding and decoding exactly as HF's <c>tokenizers</c> library does,
+/// with the pipeline transformers builds from tokenizer_config.json where it rebuilds one
+/// (<see cref="TransformersTokenizerClass"/>). Thread-safe.
 /// <para>
 /// Pipeline, as in HF: added tokens are cut out of the raw text (leftmost-longest), the rest is normalized (NFC, or
 /// SentencePiece's "▁" prefix and space replacement), split by the pre-tokenizer (regexes then GPT-2's byte alphabet,
@@ -80,11 +81,14 @@ public sealed class HfTokenizer
         if (!file.Normalizer.IsNone) details.Add(file.Normalizer.ToString());
         if (file.PreTokenizer != PreTokenizer.None) details.Add(file.PreTokenizerName);
         if (file.Bpe.ByteFallback) details.Add("byte fallback");
+        if (file.RebuiltAs is not null) details.Add(file.RebuiltAs);
         return $"SentencePiece-style BPE ({string.Join(", ", details)})";
     }
 
     /// <summary>
-    /// Loads tokenizer.json and, when given, tokenizer_config.json (special-token names, chat template).
+    /// Loads tokenizer.json and, when given, tokenizer_config.json (special-token names, chat template, and the fields
+    /// by which transformers rebuilds the pipeline: <see cref="TransformersTokenizerClass"/>). With the config, Encode
+    /// gives transformers' ids (AutoTokenizer); without it, those of tokenizer.json alone (the tokenizers library).
     /// Throws <see cref="ApbException"/> for a missing file, bad JSON, or a tokenizer shape we do not implement
     /// (the message names the field and what is supported).
     /// </summary>
@@ -92,7 +96,7 @@ public sealed class HfTokenizer
     {
         var file = TokenizerFile.Read(tokenizerJsonPath);
         var config = tokenizerConfigJsonPath is null ? TokenizerConfig.Empty : TokenizerConfig.Read(tokenizerConfigJsonPath);
-        return new HfTokenizer(file, config, tokenizerConfigJsonPath);
+        return new HfTokenizer(TransformersTokenizerClass.Apply(file, config), config, tokenizerConfigJsonPath);
     }
 
     /// <summary>Largest id + 1, added tokens included.</summary>

@@ -2,7 +2,10 @@ using System.Text.Json;
 
 namespace Apb.Tokenization;
 
-/// <summary>The parts of tokenizer_config.json we use: the special-token names and the chat template.</summary>
+/// <summary>
+/// The parts of tokenizer_config.json we use: the special-token names, the chat template, and the fields by which
+/// transformers rebuilds the tokenizer (see <see cref="TransformersTokenizerClass"/>).
+/// </summary>
 internal sealed class TokenizerConfig
 {
     public string? BosToken { get; private init; }
@@ -12,8 +15,23 @@ internal sealed class TokenizerConfig
     public string? ChatTemplate { get; private init; }
     /// <summary>The file the template came from (tokenizer_config.json or chat_template.jinja), for error messages.</summary>
     public string? ChatTemplateSource { get; private init; }
+    /// <summary>"LlamaTokenizer", "LlamaTokenizerFast", "PreTrainedTokenizerFast", ...; null when absent.</summary>
+    public string? TokenizerClass { get; private init; }
+    /// <summary>legacy and add_prefix_space: null when absent or null (LlamaTokenizer then takes its defaults).</summary>
+    public bool? Legacy { get; private init; }
+    public bool? AddPrefixSpace { get; private init; }
+    /// <summary>
+    /// add_bos_token and add_eos_token: null only when absent; a null in the file is false, as transformers reads it
+    /// (the field is given, and its value is falsy).
+    /// </summary>
+    public bool? AddBosToken { get; private init; }
+    public bool? AddEosToken { get; private init; }
 
     public static readonly TokenizerConfig Empty = new();
+
+    // Real configs are kilobytes, or a few megabytes with a large added_tokens_decoder.
+    private const long MaxBytes = 64L << 20;
+    private const string What = "Hugging Face tokenizer_config.json";
 
     public static TokenizerConfig Read(string path)
     {
@@ -24,7 +42,7 @@ internal sealed class TokenizerConfig
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer_config.json"), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, What, MaxBytes), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -49,13 +67,18 @@ internal sealed class TokenizerConfig
                     EosToken = TokenName(root, "eos_token", path),
                     PadToken = TokenName(root, "pad_token", path),
                     UnkToken = TokenName(root, "unk_token", path),
-                    ChatTemplate = template ?? (jinja is null ? null : Utf8File.ReadText(jinja, "a Jinja chat template")),
+                    ChatTemplate = template ?? (jinja is null ? null : Utf8File.ReadText(jinja, Tokenization.ChatTemplate.FileWhat, Tokenization.ChatTemplate.MaxFileBytes)),
                     ChatTemplateSource = template is not null ? path : jinja,
+                    TokenizerClass = String(root, "tokenizer_class", path),
+                    Legacy = Bool(root, "legacy", path, nullValue: null),
+                    AddPrefixSpace = Bool(root, "add_prefix_space", path, nullValue: null),
+                    AddBosToken = Bool(root, "add_bos_token", path, nullValue: false),
+                    AddEosToken = Bool(root, "add_eos_token", path, nullValue: false),
                 };
             }
             catch (InvalidOperationException e)
             {
-                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer_config.json", e);
+                throw Utf8File.InvalidEscape(path, What, e);
             }
         }
     }
@@ -74,6 +97,25 @@ internal sealed class TokenizerConfig
                 throw new ApbException($"{path}: {name} is {v.GetRawText()}; expected a token string or " +
                                        "{\"content\": \"...\"}. Fix or remove the field.");
         }
+    }
+
+    private static string? String(JsonElement root, string name, string path)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind == JsonValueKind.String) return v.GetString();
+        throw new ApbException($"{path}: {name} is {v.GetRawText()}; expected a string. Fix or remove the field.");
+    }
+
+    private static bool? Bool(JsonElement root, string name, string path, bool? nullValue)
+    {
+        if (!root.TryGetProperty(name, out var v)) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.Null => nullValue,
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new ApbException($"{path}: {name} is {v.GetRawText()}; expected true, false or null. Fix or remove the field."),
+        };
     }
 
     // transformers writes the template to chat_template.jinja beside tokenizer_config.json (5.x: instead of into it).

