@@ -71,13 +71,17 @@ static class CommonOptions
             ? new Backends.Cuda.CudaBackend(rank % Math.Max(1, Backends.Cuda.CudaDeviceInfo.Count()))
             : Backend(device);
 
-    /// <summary>Under `apb launch` each rank takes GPU LOCAL_RANK: "cuda" means that one, and an explicit cuda:N is refused.</summary>
+    /// <summary>
+    /// Under `apb launch` (or srun, mpirun) each rank takes GPU LOCAL_RANK of those it sees: "cuda" means that one, and
+    /// an explicit cuda:N is refused. LOCAL_RANK is taken mod the GPUs visible, so a task that sees only its own GPU
+    /// (srun --gpus-per-task 1 sets CUDA_VISIBLE_DEVICES to one) uses that one.
+    /// </summary>
     static int LaunchedOrdinal(string device, int n)
     {
         if (Runtime.Launch.LaunchEnvironment.Current is not { } env) return n;
         if (device != "cuda")
             throw new ApbException($"--device {device}: under apb launch each rank uses GPU LOCAL_RANK ({env.LocalRank} here); pass --device cuda");
-        return env.LocalRank;
+        return env.LocalRank % Math.Max(1, Backends.Cuda.CudaDeviceInfo.Count());
     }
 
     /// <summary>N for "cuda" (0) or "cuda:N"; null for anything else.</summary>

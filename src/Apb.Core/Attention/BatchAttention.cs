@@ -21,11 +21,16 @@ public sealed class BatchAttention(IReadOnlyList<(IAttention Attention, int Rows
     {
         if (q.Rows != Rows) throw new ArgumentException($"batch attention: {q.Rows} rows for parts of {Rows} in all");
         if (_decoding is not null && FullAttention.TryDecodeBatch(_decoding, layer, q, k, v, output)) return;
+        // Distributed sequences (the star phase) attend together: one all-gather for all of them per layer, not one per
+        // sequence. Every rank holds the same distributed sequences in the same order, so the collectives match.
+        var star = new List<(StarPhaseAttention, int, int)>();
         int at = 0;
         foreach (var (attention, rows) in parts)
         {
-            attention.Attend(layer, q.RowSlice(at, rows), k.RowSlice(at, rows), v.RowSlice(at, rows), output.RowSlice(at, rows));
+            if (attention is StarPhaseAttention s) star.Add((s, at, rows));
+            else attention.Attend(layer, q.RowSlice(at, rows), k.RowSlice(at, rows), v.RowSlice(at, rows), output.RowSlice(at, rows));
             at += rows;
         }
+        if (star.Count > 0) StarPhaseAttention.AttendTogether(star, layer, q, k, v, output);
     }
 }

@@ -196,9 +196,12 @@ public sealed class Rank : IDisposable
             var attention = held.Count == 1
                 ? new LayerGate(held[0].Seq.Decoding, this, stage, null)
                 : new LayerGate(new BatchAttention(held.Select(h => (h.Seq.Decoding, 1)).ToArray()), this, stage, null);
-            var logits = Model.Forward(held.Select(h => h.Token).ToArray(), attention, held.Count == 1 ? LogitsFor.Last : LogitsFor.All)!;
+            // Only rank 0 samples: the others skip the LM head (a vocabulary-wide GEMM per row) altogether.
+            var want = Index != 0 ? LogitsFor.None : held.Count == 1 ? LogitsFor.Last : LogitsFor.All;
+            var logits = Model.Forward(held.Select(h => h.Token).ToArray(), attention, want);
             foreach (var (s, _) in held) { s.Advance(1); s.DecodeSteps++; }
             Doing = "idle";
+            if (logits is null) return null;
             if (Index != 0) { logits.Dispose(); return null; }
             return Download(logits);
         }
