@@ -32,6 +32,8 @@ public sealed record PrefillSettings
     public ulong Seed { get; init; } = 1;
     /// <summary>Run each case once instrumented first (per-phase times, bytes moved).</summary>
     public bool Profile { get; init; } = true;
+    /// <summary>An SVG chart of the seconds against length, written at the end (none: no chart).</summary>
+    public string? Chart { get; init; }
     /// <summary>The command line as typed, recorded in the JSON.</summary>
     public required string CommandLine { get; init; }
 
