@@ -21,7 +21,7 @@ public class FlagVocabularyTests
     [Theory]
     [InlineData("--max-tokns", "--max-tokens", "generate")]
     [InlineData("--temprature", "--temperature", "generate")]
-    [InlineData("--strategys", "--strategies", "eval", "ruler")]
+    [InlineData("--strategys", "--strategy", "eval", "ruler")]
     [InlineData("--lenghts", "--lengths", "bench", "prefill")]
     public void AMisspeltFlagGetsOneLineWithTheNearestName(string given, string suggested, params string[] command)
     {

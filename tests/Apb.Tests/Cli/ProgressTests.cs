@@ -14,7 +14,7 @@ public class ProgressTests
         p.Update("step 1/2, longer text", force: true);
         p.Update("step 2/2", force: true);
         p.Clear();
-        Assert.Equal("\rstep 1/2, longer text\rstep 2/2             \r                     \r", term.ToString());
+        Assert.Equal("\rstep 1/2, longer text\rstep 2/2             \r        \r", term.ToString());
         Assert.DoesNotContain('\n', term.ToString());
 
         var plain = new StringWriter();
