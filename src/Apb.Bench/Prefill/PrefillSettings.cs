@@ -13,7 +13,7 @@ public sealed record PrefillSettings
     public string? Model { get; init; }
     public required StrategyKind[] Strategies { get; init; }
     public required int[] Lengths { get; init; }
-    /// <summary>Ranks of the parallel strategies: in-process on the CPU (default 2); under apb launch, the processes.</summary>
+    /// <summary>Ranks of the parallel strategies: in-process threads (null: 2; the CLI passes its default, 4); under apb launch, the processes.</summary>
     public int? Ranks { get; init; }
     /// <summary>The device as the user named it (cpu, cuda, cuda:N), for messages.</summary>
     public required string Device { get; init; }

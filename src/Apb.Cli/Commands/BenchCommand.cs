@@ -30,7 +30,9 @@ static partial class BenchCommand
     /// <summary>The command line as typed (the parse's tokens start at the subcommand: `bench prefill ...`).</summary>
     static string CommandLine(ParseResult r) => "apb " + string.Join(' ', r.Tokens.Select(t => t.Value));
 
-    static int[] Lengths(ParseResult r, Option<string> option) => [.. Eval.SampleGenerator.ParseLengths(r.GetValue(option)!, option.Name)];
+    /// <summary>The lengths given, an error naming the spelling typed (--lengths, --length, --contexts).</summary>
+    static int[] Lengths(ParseResult r, Option<string> option) =>
+        [.. Eval.SampleGenerator.ParseLengths(r.GetValue(option)!, r.GetResult(option)?.IdentifierToken?.Value ?? option.Name)];
 
     static Command PrefillCommand(Io io)
     {
