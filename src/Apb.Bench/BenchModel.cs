@@ -11,7 +11,11 @@ namespace Apb.Bench;
 /// </summary>
 public sealed record BenchModel(ModelBundle? Bundle, ModelConfig Config, LlamaWeights Weights, string Name)
 {
-    public static BenchModel Open(string? shape, string? modelDir, IBackend backend, ulong seed)
+    /// <param name="cpu">on the CPU backend: a shape whose fp32 weights cannot fit this machine is refused before it is built</param>
+    /// <summary>The shape a bench runs when given neither --shape nor --model.</summary>
+    public const string DefaultShape = "llama-3.1-8b";
+
+    public static BenchModel Open(string? shape, string? modelDir, IBackend backend, ulong seed, bool cpu = false)
     {
         if (shape != null && modelDir != null) throw new ApbException("give --shape or --model, not both");
         if (modelDir != null)
@@ -19,8 +23,9 @@ public sealed record BenchModel(ModelBundle? Bundle, ModelConfig Config, LlamaWe
             var bundle = ModelBundle.Open(modelDir);
             return new(bundle, bundle.Config, bundle.LoadWeights(backend), modelDir);
         }
-        string name = shape ?? "llama-3.1-8b";
+        string name = shape ?? DefaultShape;
         var config = ModelShapes.Get(name);
+        if (cpu) CpuLimits.CheckWeights(config, $"--shape {name}");
         return new(null, config, RandomWeights.Create(config, backend, seed), name);
     }
 

@@ -4,7 +4,8 @@ using Apb.Cli.Commands;
 namespace Apb.Cli;
 
 /// <summary>
-/// The `apb` command line. Every action runs inside <see cref="Guard"/>: an ApbException prints its message alone and
+/// The `apb` command line. A command line that does not parse gets one error line with a suggestion (exit 1), not the
+/// help text (<see cref="ParseErrors"/>). Every action runs inside <see cref="Guard"/>: an ApbException prints its message alone and
 /// exits 1, as do a file the system cannot read or write and running out of memory (causes outside the program); anything
 /// else is a bug, printed as one line (the stack trace only with APB_DEBUG=1) with exit code 2.
 /// </summary>
@@ -13,7 +14,7 @@ public static class Cli
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = new RootCommand("apb: long-context LLM inference with APB sequence parallelism");
-        var io = new Io(stdout, stderr);
+        var io = new Io(stdout, stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(LogitsCommand.Create(io));
         root.Subcommands.Add(InspectCommand.Create(io));
@@ -24,8 +25,13 @@ public static class Cli
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(TokenizeCommand.Create(io));
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?")) return ParseErrors.Report(parse, stderr);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
+
+    /// <summary><see cref="Guard(Io, Func{int})"/> for a command with --quiet: the action's stderr is silent when it is set; errors still show.</summary>
+    public static int Guard(Io io, bool quiet, Func<Io, int> action) =>
+        Guard(io, () => action(quiet ? io with { Err = TextWriter.Null, ErrIsTerminal = false } : io));
 
     public static int Guard(Io io, Func<int> action)
     {
@@ -63,5 +69,13 @@ public static class Cli
     }
 }
 
-/// <summary>Where a command writes: stdout for results (generated text, JSON), stderr for progress and statistics.</summary>
-public sealed record Io(TextWriter Out, TextWriter Err);
+/// <summary>
+/// Where a command writes: stdout for results (generated text, JSON), stderr for progress and statistics;
+/// <paramref name="ErrIsTerminal"/> when stderr is a terminal (progress rewrites one line there, else prints plain lines).
+/// </summary>
+public sealed record Io(TextWriter Out, TextWriter Err, bool ErrIsTerminal = false)
+{
+    /// <summary>Progress on stderr, <paramref name="plainInterval"/> apart at most when stderr is not a terminal.</summary>
+    public Bench.Progress Progress(TimeSpan plainInterval) =>
+        ReferenceEquals(Err, TextWriter.Null) ? Bench.Progress.Silent : new Bench.Progress(Err, ErrIsTerminal, plainInterval);
+}

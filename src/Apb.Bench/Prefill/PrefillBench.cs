@@ -23,6 +23,7 @@ public sealed class PrefillBench : IDisposable
 {
     readonly PrefillSettings _o;
     readonly TextWriter _out, _log;
+    readonly Progress _progress;
     readonly LaunchEnvironment? _env = LaunchEnvironment.Current;
     readonly IBackend _backend;
     readonly CudaBackend? _cuda;
@@ -35,10 +36,11 @@ public sealed class PrefillBench : IDisposable
     readonly Stopwatch _clock = Stopwatch.StartNew();
 
     /// <param name="output">the results table</param>
-    /// <param name="log">progress lines (rank 0 only)</param>
-    public PrefillBench(PrefillSettings settings, TextWriter output, TextWriter log)
+    /// <param name="log">a line per case and what it measured (rank 0 only)</param>
+    /// <param name="progress">which case runs now, with an ETA (rank 0 only)</param>
+    public PrefillBench(PrefillSettings settings, TextWriter output, TextWriter log, Progress? progress = null)
     {
-        _o = settings; _out = output; _log = log;
+        _o = settings; _out = output; _log = log; _progress = progress ?? Progress.Silent;
         if (_o.Strategies.Length == 0) throw new ApbException("--strategies is empty");
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
@@ -56,6 +58,12 @@ public sealed class PrefillBench : IDisposable
     public int Run()
     {
         var sw = Stopwatch.StartNew();
+        if (_cuda is null && _o.Model is null)
+        {
+            var shape = ModelShapes.Get(_o.Shape ?? BenchModel.DefaultShape);
+            CpuLimits.CheckWeights(shape, $"--shape {_o.Shape ?? BenchModel.DefaultShape}");
+            CpuLimits.CheckPrefillTime(shape, $"--shape {_o.Shape ?? BenchModel.DefaultShape}", _o, CpuLimits.MeasureGflops());
+        }
         _model = BenchModel.Open(_o.Shape, _o.Model, _backend, _o.Seed);
         if (_env != null)
         {
@@ -68,13 +76,19 @@ public sealed class PrefillBench : IDisposable
             // Ranks 1..: serve rank 0's commands (it runs every case) until it is done.
             if (!_launched.IsLeader) { _launched.Follow(); return 0; }
         }
-        Log($"{_model.Name}: {_model.Config.ParameterCount / 1e9:F2}B parameters on {_backend.Name} in {sw.Elapsed.TotalSeconds:F1} s" +
+        Log($"{_model.Name}: {Markdown.Count(_model.Config.ParameterCount)} parameters on {_backend.Name} in {sw.Elapsed.TotalSeconds:F1} s" +
             (_launched != null ? $", rank 0 of {_launched.WorldSize} processes" : ""));
 
+        int cases = _o.Lengths.Length * _o.Strategies.Length, started = 0;
+        var runClock = Stopwatch.StartNew();
         foreach (int n in _o.Lengths)
             foreach (var s in _o.Strategies)
             {
+                // The ETA weighs cases equally: longer contexts come later and take longer, so it is a lower bound.
+                if (Reports) _progress.Update($"[bench {_clock.Elapsed.TotalSeconds,6:F1}s] case {Progress.Fraction(started, cases, runClock.Elapsed)}: {Name(s)} n={n}", force: true);
+                started++;
                 var result = RunCase(s, n);
+                _progress.Clear();
                 _results.Add(result);
                 Log(Describe(result));
                 if (Reports) Report().Write(_o.Out);
@@ -83,6 +97,11 @@ public sealed class PrefillBench : IDisposable
         {
             _out.Write(Report().Markdown());
             _out.WriteLine($"wrote {Path.Combine(_o.Out, "prefill.json")} and prefill.md");
+            if (_o.Chart is { } chart)
+            {
+                File.WriteAllText(chart, Charts.ResultCharts.Prefill(_results, _model.Name, _o.Device));
+                _out.WriteLine($"wrote {chart}");
+            }
         }
         return _results.Any(r => r.Status == "error") ? 1 : 0;
     }

@@ -59,7 +59,9 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
             sb.AppendLine($"| {r.Strategy} | {r.Length} | {r.Ranks} | {r.Plan ?? "-"} | {F(med)} ({r.Seconds.Count}) | {F(Tokens(r) / med, "F0")} | {floor} | {phases} | {totals} | {imbalance} | {peak} | {Cell(r.Note)} |");
         }
         sb.AppendLine();
-        sb.AppendLine($"floor fraction: exact strategies only, {o.PeakTflops:F0} TFLOP/s per GPU x ranks against 2 x parameters x tokens + causal attention FLOPs. " +
+        sb.AppendLine((onDevice
+                          ? $"floor fraction: exact strategies only, {o.PeakTflops:F0} TFLOP/s per GPU x ranks against 2 x parameters x tokens + causal attention FLOPs. "
+                          : "floor fraction: GPU runs only (a GPU's bf16 peak against 2 x parameters x tokens + causal attention FLOPs; a CPU has no such peak here). ") +
                       "Busy = total minus communication (which includes waiting for peers). Phase times come from a separate instrumented run (synchronized at phase edges); the timed runs are not instrumented.");
         return sb.ToString();
     }

@@ -13,7 +13,7 @@ public sealed record PrefillSettings
     public string? Model { get; init; }
     public required StrategyKind[] Strategies { get; init; }
     public required int[] Lengths { get; init; }
-    /// <summary>Ranks of the parallel strategies: in-process on the CPU (default 2); under apb launch, the processes.</summary>
+    /// <summary>Ranks of the parallel strategies: in-process threads (null: 2; the CLI passes its default, 4); under apb launch, the processes.</summary>
     public int? Ranks { get; init; }
     /// <summary>The device as the user named it (cpu, cuda, cuda:N), for messages.</summary>
     public required string Device { get; init; }
@@ -32,6 +32,8 @@ public sealed record PrefillSettings
     public ulong Seed { get; init; } = 1;
     /// <summary>Run each case once instrumented first (per-phase times, bytes moved).</summary>
     public bool Profile { get; init; } = true;
+    /// <summary>An SVG chart of the seconds against length, written at the end (none: no chart).</summary>
+    public string? Chart { get; init; }
     /// <summary>The command line as typed, recorded in the JSON.</summary>
     public required string CommandLine { get; init; }
 

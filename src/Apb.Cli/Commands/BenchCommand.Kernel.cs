@@ -33,7 +33,7 @@ static partial class BenchCommand
     /// <summary>Adds the harness options to <paramref name="cmd"/>; the function turns a parse into settings.</summary>
     static Func<ParseResult, string, KernelBenchSettings> KernelOptions(Command cmd)
     {
-        var lengths = new Option<string?>("--lengths") { Description = "sizes to time, e.g. 16k,64k (what a size means is the harness's; default: its own)" };
+        var lengths = CommonOptions.OptionalLengths("sizes to time, e.g. 16k,64k (what a size means is the harness's; default: its own)");
         var repeats = new Option<int?>("--repeats") { Description = "timed calls per row, median reported (default: the harness's, by size)" };
         var output = new Option<string?>("--out", "-o") { Description = "write the results as JSON to this file" };
         var device = new Option<string>("--device") { Description = "the GPU: cuda or cuda:N (cpu-attention runs on the CPU)", DefaultValueFactory = _ => "cuda" };
@@ -52,7 +52,7 @@ static partial class BenchCommand
             return new KernelBenchSettings
             {
                 Name = name, Sizes = r.GetValue(lengths) is { } l ? [.. Eval.SampleGenerator.ParseLengths(l, "--lengths")] : null,
-                Repeats = reps, Out = r.GetValue(output), Device = ordinal,
+                Repeats = reps, Out = CommonOptions.BenchOutput(r.GetValue(output), "bench kernel"), Device = ordinal,
                 Variants = r.GetValue(variants)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 Masks = r.GetValue(mask) switch
                 {

@@ -30,32 +30,38 @@ static partial class BenchCommand
     /// <summary>The command line as typed (the parse's tokens start at the subcommand: `bench prefill ...`).</summary>
     static string CommandLine(ParseResult r) => "apb " + string.Join(' ', r.Tokens.Select(t => t.Value));
 
-    static int[] Lengths(ParseResult r, Option<string> option) => [.. Eval.SampleGenerator.ParseLengths(r.GetValue(option)!, option.Name)];
+    /// <summary>The lengths given, an error naming the spelling typed (--lengths, --length, --contexts).</summary>
+    static int[] Lengths(ParseResult r, Option<string> option) =>
+        [.. Eval.SampleGenerator.ParseLengths(r.GetValue(option)!, r.GetResult(option)?.IdentifierToken?.Value ?? option.Name)];
 
     static Command PrefillCommand(Io io)
     {
         var shape = ShapeOption();
         var model = ModelOption();
-        var strategies = new Option<string>("--strategies") { Description = "comma-separated: full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full,ring,zigzag,ulysses,star,apb" };
-        var lengths = new Option<string>("--lengths") { Description = "context lengths, e.g. 32k,64k,128k,256k", DefaultValueFactory = _ => "32k,64k,128k,256k" };
-        var ranks = new Option<int?>("--ranks", "-r") { Description = "ranks of the parallel strategies (under apb launch: the processes; on the CPU default 2)" };
+        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma-separated: full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full,ring,zigzag,ulysses,star,apb" };
+        var lengths = CommonOptions.Lengths("context lengths", "32k,64k,128k,256k");
+        var ranks = new Option<int?>("--ranks", "-r") { Description = $"ranks of the parallel strategies (default {CommonOptions.DefaultRanks}; under apb launch: the processes)" };
         var device = CommonOptions.Device();
         var warmup = new Option<int>("--warmup") { Description = "untimed runs per case besides the instrumented one (which runs first and warms up too)", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per case (median reported)", DefaultValueFactory = _ => 3 };
         var budget = new Option<double>("--repeat-budget") { Description = "stop repeating a case once its timed runs add up to this many seconds (0 = always --repeats)", DefaultValueFactory = _ => 0 };
-        var query = new Option<int>("--query", "-q") { Description = "query tokens after the context, at least 1 (APB puts them in its anchor)", DefaultValueFactory = _ => 64 };
+        var query = new Option<int>("--query") { Description = "query tokens after the context, at least 1 (APB puts them in its anchor)", DefaultValueFactory = _ => 64 };
         var output = new Option<string?>("--out", "-o") { Description = "folder for prefill.json and prefill.md (default bench/results/prefill-<utc stamp>)" };
         var seed = new Option<ulong>("--seed") { Description = "weights and token ids", DefaultValueFactory = _ => 1 };
         var peak = new Option<double>("--peak-tflops") { Description = "bf16 rate per GPU for the FLOP floor (measured cuBLAS 8192^3 on the H200)", DefaultValueFactory = _ => Bench.Timing.H200.AchievableBf16Tflops };
         var noProfile = new Option<bool>("--no-profile") { Description = "skip the instrumented run (per-phase breakdown)" };
+        var chart = new Option<string?>("--chart") { Description = "also draw prefill seconds against context length as an SVG chart here" };
+        var quiet = CommonOptions.Quiet();
         var cmd = new Command("prefill", "prefill seconds per strategy and context length, per-phase breakdown, imbalance, peak memory. " +
             "Ring/zigzag overlap each K/V transfer with the block attention and APB its all-gather with the anchor attention; " +
             "APB_OVERLAP=0 in the environment serializes them instead, to measure what overlap buys (recorded in the output)")
         {
-            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, noProfile,
+            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, noProfile, chart, quiet,
         };
-        cmd.SetAction(r => Cli.Guard(io, () =>
+        cmd.SetAction(r => Cli.Guard(io, r.GetValue(quiet), io =>
         {
+            string? chartPath = r.GetValue(chart);
+            if (chartPath != null) CommonOptions.CreateOutput(chartPath, "--chart").Dispose();
             string dev = r.GetValue(device)!;
             var settings = new PrefillSettings
             {
@@ -63,14 +69,14 @@ static partial class BenchCommand
                 Strategies = r.GetValue(strategies)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                     .Select(StrategyOptions.ParseStrategy).ToArray(),
                 Lengths = Lengths(r, lengths),
-                Ranks = r.GetValue(ranks), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
+                Ranks = r.GetValue(ranks) ?? (Runtime.Launch.LaunchEnvironment.Current is null ? CommonOptions.DefaultRanks : null), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
                 Warmup = Math.Max(0, r.GetValue(warmup)), Repeats = Math.Max(1, r.GetValue(repeats)), RepeatBudget = r.GetValue(budget),
                 Query = Math.Max(1, r.GetValue(query)),
-                Out = r.GetValue(output) ?? Path.Combine("bench", "results", $"prefill-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
-                Seed = r.GetValue(seed), PeakTflops = r.GetValue(peak), Profile = !r.GetValue(noProfile),
+                Out = CommonOptions.BenchOutput(r.GetValue(output), "bench prefill") ?? Path.Combine("bench", "results", $"prefill-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
+                Seed = r.GetValue(seed), PeakTflops = r.GetValue(peak), Profile = !r.GetValue(noProfile), Chart = chartPath,
                 CommandLine = CommandLine(r),
             };
-            using var bench = new PrefillBench(settings, io.Out, io.Err);
+            using var bench = new PrefillBench(settings, io.Out, io.Err, io.Progress(TimeSpan.Zero));
             return bench.Run();
         }));
         return cmd;
@@ -83,7 +89,7 @@ static partial class BenchCommand
         var model = ModelOption();
         var device = CommonOptions.Device();
         var strategy = new Option<string>("--strategy", "-s") { Description = "engine mode: full | ring | zigzag | ulysses | star | apb", DefaultValueFactory = _ => "full" };
-        var ranks = new Option<int>("--ranks", "-r") { Description = "engine mode: ranks of the strategy (threads of this process)", DefaultValueFactory = _ => 1 };
+        var ranks = new Option<int?>("--ranks", "-r") { Description = $"engine mode: ranks of the strategy (threads of this process; default 1 for full, {CommonOptions.DefaultRanks} otherwise)" };
         var experiment = new Option<string>("--experiment") { Description = "load (a stream of requests) | batch (decode tok/s alone vs --batch together) | ttft (a long prompt alone vs during --batch decodes)", DefaultValueFactory = _ => "load" };
         var requests = new Option<int>("--requests") { Description = "load: requests to send", DefaultValueFactory = _ => 32 };
         var concurrency = new Option<int>("--concurrency") { Description = "load: requests in flight at once (the cap when --rate is given)", DefaultValueFactory = _ => 8 };
@@ -97,24 +103,26 @@ static partial class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "ttft: measurements of each TTFT (median reported)", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "weights and token ids", DefaultValueFactory = _ => 1 };
         var outDir = new Option<string?>("--out", "-o") { Description = "folder for serve.json and serve.md (default bench/results/serve-<utc stamp>)" };
+        var serveQuiet = CommonOptions.Quiet();
         var cmd = new Command("serve", "serving benchmark: TTFT and time per output token p50/p99, throughput and errors for a stream of requests " +
             "against a running server (--url) or the engine in this process; --experiment batch|ttft measure batched decode and TTFT under load")
         {
             url, shape, model, device, strategy, ranks, experiment, requests, concurrency, rate, lengths, output, batch, background,
-            maxBatch, chunk, repeats, seed, outDir,
+            maxBatch, chunk, repeats, seed, outDir, serveQuiet,
         };
-        cmd.SetAction(r => Cli.Guard(io, () =>
+        cmd.SetAction(r => Cli.Guard(io, r.GetValue(serveQuiet), io =>
         {
+            var kind = StrategyOptions.ParseStrategy(r.GetValue(strategy)!);
             string dev = r.GetValue(device)!;
             var settings = new Bench.Serve.ServeSettings
             {
                 Url = r.GetValue(url), Shape = r.GetValue(shape), Model = r.GetValue(model), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
-                Strategy = StrategyOptions.ParseStrategy(r.GetValue(strategy)!), Ranks = r.GetValue(ranks), Experiment = r.GetValue(experiment)!,
+                Strategy = kind, Ranks = CommonOptions.RanksFor(kind, r.GetValue(ranks)), Experiment = r.GetValue(experiment)!,
                 Requests = r.GetValue(requests), Concurrency = r.GetValue(concurrency), Rate = r.GetValue(rate),
                 PromptLengths = Lengths(r, lengths), OutputTokens = r.GetValue(output), Batch = r.GetValue(batch),
                 BackgroundLength = Lengths(r, background)[0], MaxBatch = r.GetValue(maxBatch), PrefillChunk = r.GetValue(chunk),
                 Repeats = Math.Max(1, r.GetValue(repeats)), Seed = r.GetValue(seed),
-                Out = r.GetValue(outDir) ?? Path.Combine("bench", "results", $"serve-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
+                Out = CommonOptions.BenchOutput(r.GetValue(outDir), "bench serve") ?? Path.Combine("bench", "results", $"serve-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
                 CommandLine = CommandLine(r),
             };
             return new Bench.Serve.ServeBench(settings, io.Out, io.Err).Run();

@@ -7,8 +7,31 @@ static class CommonOptions
 {
     public static Option<string?> Model() => new("--model", "-m")
     {
-        Description = "Hugging Face model directory (config.json, *.safetensors, tokenizer.json); default: the embedded model",
+        Description = "Hugging Face model directory (config.json, *.safetensors, tokenizer.json); also the first argument; default: the embedded model",
     };
+
+    /// <summary>-q everywhere: no progress or log lines on stderr, only results and errors.</summary>
+    public static Option<bool> Quiet() => new("--quiet", "-q") { Description = "no progress or log lines on stderr (results and errors still print)" };
+
+    /// <summary>
+    /// Context lengths, one name for every command that takes them: --lengths (-l), with --length and --contexts kept
+    /// as the older spellings.
+    /// </summary>
+    public static Option<string> Lengths(string description, string dflt) => new("--lengths", LengthAliases)
+    {
+        Description = description + " (4096, 4k, 16K; a comma list for several)", DefaultValueFactory = _ => dflt,
+    };
+
+    /// <summary><see cref="Lengths"/> where the default is the command's own choice (null when not given).</summary>
+    public static Option<string?> OptionalLengths(string description) => new("--lengths", LengthAliases) { Description = description };
+
+    static readonly string[] LengthAliases = ["--length", "-l", "--contexts"];
+
+    /// <summary>Ranks of a sequence-parallel strategy when --ranks is not given (full attention runs on one); under apb launch, the processes.</summary>
+    public const int DefaultRanks = 4;
+
+    public static int RanksFor(Strategies.StrategyKind kind, int? given) =>
+        given ?? (kind == Strategies.StrategyKind.Full ? 1 : Runtime.Launch.LaunchEnvironment.Current?.WorldSize ?? DefaultRanks);
 
     public static Option<string> Device() => new("--device")
     {
@@ -16,19 +39,24 @@ static class CommonOptions
         DefaultValueFactory = _ => "cpu",
     };
 
+    /// <summary>Where `dotnet publish` puts the embedded model: models/embedded beside the binary (Apb.Cli.csproj's Content items).</summary>
+    public static string BesideBinary => Path.Combine(AppContext.BaseDirectory, "models", "embedded");
+
     /// <summary>
-    /// The embedded default ships beside the binary (models/embedded, copied at build) and in the repository; the first
-    /// that exists wins, so `dotnet run` and a published binary both find it.
+    /// The embedded default is found beside the binary (a published or copied `apb` folder), else in models/embedded
+    /// of the working directory or a folder above it (`dotnet run` in the repository); the first that exists wins.
     /// </summary>
     public static string ResolveModel(string? given)
     {
         if (!string.IsNullOrEmpty(given)) return given;
-        var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, "models", "embedded") };
+        var candidates = new List<string> { BesideBinary };
         for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
             candidates.Add(Path.Combine(d.FullName, "models", "embedded"));
         foreach (var c in candidates)
             if (File.Exists(Path.Combine(c, "config.json"))) return c;
-        throw new ApbException($"no --model given and the embedded model was not found (looked in {string.Join(", ", candidates.Take(2))}); pass --model DIR");
+        throw new ApbException($"no --model given and the embedded model was not found: looked for config.json in {BesideBinary} " +
+            $"(beside the binary) and in models/embedded of {Directory.GetCurrentDirectory()} and every folder above it. " +
+            "Copy the whole publish folder (the binary and its models/ folder), or pass a model folder: apb generate DIR");
     }
 
     /// <summary>The model directory opened, its weight loads reporting their progress on stderr when they take seconds (a GPU's).</summary>
@@ -45,6 +73,7 @@ static class CommonOptions
     /// </summary>
     public static FileStream CreateOutput(string path, string option)
     {
+        if (path == "-") throw new ApbException($"{option} -: this command writes a file here, not stdout; give a file path");
         if (Directory.Exists(path)) throw new ApbException($"{option} {path}: is a directory; give a file path such as {Path.Combine(path, "out.json")}");
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder != null && !Directory.Exists(folder)) throw new ApbException($"{option} {path}: the folder {folder} does not exist; create it first");
@@ -54,6 +83,21 @@ static class CommonOptions
             throw new ApbException($"{option} {path}: cannot write the file ({e.Message})", e);
         }
     }
+
+    /// <summary>
+    /// An output named by <paramref name="option"/>: "-" is stdout (<paramref name="io"/>'s, UTF-8), anything else a file
+    /// created before any work (<see cref="CreateOutput"/>).
+    /// </summary>
+    public static Stream OpenOutput(string path, string option, Io io) =>
+        path == "-" ? new WriterStream(io.Out) : CreateOutput(path, option);
+
+    /// <summary>
+    /// A bench's --out: its JSON (and markdown) files go there, and its table to stdout already, so "-" is refused
+    /// rather than read as a file named "-".
+    /// </summary>
+    public static string? BenchOutput(string? path, string command) => path == "-"
+        ? throw new ApbException($"--out -: {command} prints its table on stdout and writes its JSON to a file or folder; give a path (stdout for JSON is for logits, eval generate and eval ruler)")
+        : path;
 
     public static Backends.IBackend Backend(string device) => device switch
     {

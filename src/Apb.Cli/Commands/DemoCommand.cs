@@ -46,7 +46,7 @@ static class DemoCommand
         io.Out.WriteLine(apb == full ? "APB and full attention agree." : "APB and full attention differ.");
         io.Err.WriteLine();
         StrategyFlags.Report(io, apbSession, timings: true);
-        io.Err.WriteLine("try: apb generate --prompt \"...\"; apb eval ruler --tasks all --length 4k --strategies full,star,apb --ranks 4");
+        io.Err.WriteLine("try: apb generate --prompt \"...\"; apb eval ruler --tasks all --lengths 4k --strategies full,star,apb --ranks 4 --chart ruler.svg");
         return 0;
     }
 

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Apb.Bench;
+using Apb.Bench.Charts;
 using Apb.Engine;
 using Apb.Eval;
 using Apb.Model;
@@ -23,8 +25,8 @@ static class EvalCommand
     }
 
     static Option<string> Tasks() => new("--tasks") { Description = "all, niah, or a comma list of: " + string.Join(", ", RulerTasks.All.Select(t => t.Name)), DefaultValueFactory = _ => "all" };
-    static Option<string> Length(string dflt) => new("--length", "-l") { Description = "target tokens (context + query) per sample: 4096, 4k, 16K; comma list for several", DefaultValueFactory = _ => dflt };
-    static Option<int> Samples(int dflt) => new("--samples", "-s") { Description = "samples per task and length", DefaultValueFactory = _ => dflt };
+    static Option<string> Length(string dflt) => CommonOptions.Lengths("target tokens (context + query) per sample", dflt);
+    static Option<int> Samples(int dflt) => new("--samples") { Description = "samples per task and length", DefaultValueFactory = _ => dflt };
     static Option<int> Seed() => new("--seed") { Description = "samples depend only on (seed, task, length, index)", DefaultValueFactory = _ => 0 };
     static Option<int> Threads() => new("--threads") { Description = "threads generating samples (0 = all cores)", DefaultValueFactory = _ => 0 };
 
@@ -46,11 +48,12 @@ static class EvalCommand
             var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             string path = r.GetValue(output)!;
-            using var file = path == "-" ? null : CommonOptions.CreateOutput(path, "--out");
+            using var file = CommonOptions.OpenOutput(path, "--out", io);
             var tok = LoadTokenizer(CommonOptions.ResolveModel(r.GetValue(tokenizer)));
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(tok).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads));
-            using (var s = file ?? Console.OpenStandardOutput()) Write(s, all, fmt);
+            Write(file, all, fmt);
+            file.Flush();
             io.Err.WriteLine($"{all.Count} samples ({taskList.Count} task(s) x {lengths.Count} length(s) x {n}), mean {all.Average(s => s.PromptTokens):F0} prompt tokens, in {sw.Elapsed.TotalSeconds:F1} s -> {path}");
             return 0;
         }));
@@ -59,25 +62,28 @@ static class EvalCommand
 
     static Command Ruler(Io io)
     {
-        var model = CommonOptions.Model();
+        var model = new ModelFlags();
         var tasks = Tasks(); var length = Length("4k"); var samples = Samples(10); var seed = Seed(); var threads = Threads();
-        var strategies = new Option<string>("--strategies") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
-        var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => 4 };
+        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
+        var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => CommonOptions.DefaultRanks };
         var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
         var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: by context length)" };
         var scorer = new Option<string>("--scorer") { Description = "APB token scorer: query (training-free) or retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
         var heads = new Option<string?>("--retaining-heads") { Description = "safetensors file of retaining heads (default: retaining_heads.safetensors in the model folder, if there)" };
-        var json = new Option<string?>("--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction)" };
+        var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
+        var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
+        var quiet = CommonOptions.Quiet();
         var samplesOut = new Option<string?>("--samples-out") { Description = "also write the samples used as JSON lines here" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            model, tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, json, samplesOut, verbose,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, json, samplesOut, verbose, chart, quiet,
         };
-        cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, () =>
+        model.AddTo(cmd);
+        cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
         {
-            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
+            using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             var taskList = RulerTasks.Parse(r.GetValue(tasks)!);
             var lengths = SampleGenerator.ParseLengths(r.GetValue(length)!);
             foreach (var len in lengths)
@@ -87,7 +93,7 @@ static class EvalCommand
             int rankCount = r.GetValue(ranks);
             var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(StrategyOptions.ParseStrategy)
+                .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
                     : new StrategySpec(k.ToString().ToLowerInvariant(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
@@ -104,7 +110,8 @@ static class EvalCommand
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
             // GPU it keeps the device's context alive between the other strategies' sessions, which open their own ranks.
             // Output files are created before the run: an unwritable path is said now, not after an hour of evaluation.
-            using var jsonFile = r.GetValue(json) is string jp ? CommonOptions.CreateOutput(jp, "--json") : null;
+            using var jsonFile = r.GetValue(json) is string jp ? CommonOptions.OpenOutput(jp, "--out", io) : null;
+            using var chartFile = r.GetValue(chart) is string cp ? CommonOptions.CreateOutput(cp, "--chart") : null;
             using var samplesFile = r.GetValue(samplesOut) is string sop ? CommonOptions.CreateOutput(sop, "--samples-out") : null;
 
             string dev = r.GetValue(device)!;
@@ -141,21 +148,43 @@ static class EvalCommand
             }
 
             bool verb = r.GetValue(verbose);
+            // A status line per sample (ETA from the rate so far), a line that stays per task.
+            using var progress = io.Progress(TimeSpan.FromSeconds(30));
+            long done = 0, total = (long)all.Count * specs.Count;
             var rows = RulerHarness.Run(all, specs, Session, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
-                row => io.Err.WriteLine($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s)"),
-                verb ? o => io.Err.WriteLine($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}") : null,
+                row => progress.Line($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s; " +
+                    $"{Progress.Fraction(done, total, progress.Elapsed)} samples in all)"),
+                o =>
+                {
+                    done++;
+                    if (verb) progress.Line($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}");
+                    progress.Update($"{o.Strategy} {o.Sample.Sample.TargetTokens} {o.Sample.Sample.Task}: sample {Progress.Fraction(done, total, progress.Elapsed)}");
+                },
                 cancel);
-            io.Out.Write(RulerHarness.FormatTable(rows));
+            progress.Clear();
+            (jsonFile is WriterStream ? io.Err : io.Out).Write(RulerHarness.FormatTable(rows));
+            if (chartFile is not null)
+            {
+                chartFile.Write(System.Text.Encoding.UTF8.GetBytes(ResultCharts.Ruler(rows)));
+                io.Err.WriteLine($"chart: {r.GetValue(chart)}");
+            }
             if (jsonFile is not null)
             {
                 var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
                     bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining ? headsPath : null);
                 RulerHarness.WriteJson(jsonFile, run, rows);
+                if (jsonFile is WriterStream) io.Out.WriteLine();
             }
             return 0;
         })));
         return cmd;
     }
+
+    /// <summary>A strategy name; a number where a strategy belongs is most likely the old `-s N` (now --samples N).</summary>
+    static StrategyKind ParseStrategy(string name) =>
+        int.TryParse(name, out _)
+            ? throw new ApbException($"--strategies {name}: a number where a strategy belongs; -s is --strategies (full, ring, zigzag, ulysses, star, apb), the sample count is --samples {name}")
+            : StrategyOptions.ParseStrategy(name);
 
     /// <summary>What a run changes from a strategy's defaults, for its table column and JSON rows; null when nothing.</summary>
     static string? Variant(StrategyKind kind, ScorerKind scorer, int? anchor, int? passing)

@@ -11,30 +11,32 @@ static class GenerateCommand
 
     public static Command Create(Io io)
     {
-        var model = CommonOptions.Model();
+        var model = new ModelFlags();
         var device = CommonOptions.Device();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "prompt text (default: a short demo prompt)" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "read the prompt from this UTF-8 file" };
         var system = new Option<string?>("--system") { Description = "system message (chat mode only)" };
         var chat = new Option<bool?>("--chat") { Description = "wrap the prompt in the model's chat template (default: on when the tokenizer has one); --chat false for raw text" };
-        var maxNew = new Option<int>("--max-new-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 64 };
+        var maxNew = new Option<int>("--max-new-tokens", "-n", "--max-tokens") { Description = "most tokens to generate", DefaultValueFactory = _ => 64 };
         var temperature = new Option<double>("--temperature", "-t") { Description = "0 = greedy", DefaultValueFactory = _ => 0 };
         var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1 };
         var seed = new Option<int?>("--seed") { Description = "random seed for sampling" };
         var context = new Option<string?>("--context") { Description = "the long document (APB's context); the question goes in --query" };
         var contextFile = new Option<string?>("--context-file") { Description = "read the document from this UTF-8 file" };
-        var query = new Option<string?>("--query", "-q") { Description = "the question about the document" };
+        var query = new Option<string?>("--query") { Description = "the question about the document" };
+        var quiet = CommonOptions.Quiet();
         var strategy = new StrategyFlags();
         var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("generate", "generate text from a prompt (CPU reference backend by default); with no prompt and no --model, a demo: the embedded model answers a needle question with APB over 4 ranks and with full attention")
         {
-            model, device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query,
+            device, prompt, promptFile, system, chat, maxNew, temperature, topK, topP, seed, context, contextFile, query, quiet,
         };
+        model.AddTo(cmd);
         strategy.AddTo(cmd);
         templateFlags.AddTo(cmd);
-        cmd.SetAction(r => Cli.Guard(io, () =>
+        cmd.SetAction(r => Cli.Guard(io, r.GetValue(quiet), io =>
         {
             var options = new SamplingOptions
             {
@@ -46,10 +48,10 @@ static class GenerateCommand
             string? text = ReadPrompt(r.GetValue(prompt), r.GetValue(promptFile));
             if (document != null && text != null) throw new ApbException("give either a prompt (--prompt/--prompt-file) or a document (--context/--context-file) with --query, not both");
             // No model and nothing to say: the embedded demo (a needle question, APB over 4 ranks against full attention).
-            if (document == null && text == null && r.GetValue(query) == null && r.GetValue(model) == null)
+            if (document == null && text == null && r.GetValue(query) == null && model.Get(r) == null)
                 return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
 
-            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
+            using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             var tok = templateFlags.Apply(bundle.Tokenizer, r);
             bool useChat = r.GetValue(chat) ?? tok.ChatTemplate.Name != "plain";
             string question = r.GetValue(query) ?? "";
@@ -66,14 +68,15 @@ static class GenerateCommand
 
             string dev = r.GetValue(device)!;
             var so = strategy.Options(r, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
-            using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens, tokens.Count);
-            if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
+            using var opened = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens, tokens.Count);
+            if (opened is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
+            var session = new PrefillProgress(opened, io.Progress(TimeSpan.FromSeconds(5)));
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
                 $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Strategy.ToString().ToLowerInvariant()} x{so.Ranks}");
             var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),
                 piece => { io.Out.Write(piece); io.Out.Flush(); });
             io.Out.WriteLine();
-            StrategyFlags.Report(io, session, strategy.Timings(r));
+            StrategyFlags.Report(io, opened, strategy.Timings(r));
             io.Err.WriteLine(Stats(result));
             return 0;
         }));
@@ -112,7 +115,16 @@ static class GenerateCommand
             throw new ApbException($"prompt ({promptTokens} tokens) + --max-new-tokens ({maxNew}) exceeds max_position_embeddings ({maxPositions}): lower --max-new-tokens to {maxPositions - promptTokens} or less");
     }
 
-    public static string Stats(GenerationResult r) =>
-        $"prefill: {r.PromptTokens} tokens in {r.PrefillTime.TotalSeconds:F3} s ({r.PrefillTokensPerSecond:F1} tok/s); " +
-        $"decode: {r.OutputIds.Count} tokens in {r.DecodeTime.TotalSeconds:F3} s ({r.DecodeTokensPerSecond:F1} tok/s); finish: {r.FinishReason}";
+    /// <summary>
+    /// The run's numbers on one line. The first new token comes from the prefill's logits; decode tok/s counts the steps
+    /// after it, so with one token (or none) there is no decode rate to give.
+    /// </summary>
+    public static string Stats(GenerationResult r)
+    {
+        int n = r.OutputIds.Count;
+        string decode = n <= 1
+            ? $"decode: {n} token{(n == 1 ? "" : "s")} (from the prefill's logits; no decode step to time)"
+            : $"decode: {n} tokens in {r.DecodeTime.TotalSeconds:F3} s ({r.DecodeTokensPerSecond:F1} tok/s)";
+        return $"prefill: {r.PromptTokens} tokens in {r.PrefillTime.TotalSeconds:F3} s ({r.PrefillTokensPerSecond:F1} tok/s); {decode}; finish: {r.FinishReason}";
+    }
 }

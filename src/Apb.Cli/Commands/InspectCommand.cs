@@ -15,20 +15,21 @@ static class InspectCommand
 
     public static Command Create(Io io)
     {
-        var model = CommonOptions.Model();
-        var context = new Option<string?>("--context", "-c")
+        var model = new ModelFlags();
+        var context = new Option<string?>("--context", "-c", "--length")
         {
             Description = "also print the GPU memory each strategy needs per rank at this context length (e.g. 128k), and the fewest H200s that hold it",
         };
-        var query = new Option<int>("--query", "-q") { Description = "query tokens after the context, for --context (as bench prefill's --query)", DefaultValueFactory = _ => 64 };
-        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { model, context, query };
+        var query = new Option<int>("--query") { Description = "query tokens after the context, for --context (as bench prefill's --query)", DefaultValueFactory = _ => 64 };
+        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query };
+        model.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             int? n = r.GetValue(context) is { } spec ? Eval.SampleGenerator.ParseLengths(spec, "--context") is [var one] ? one
                 : throw new ApbException($"--context '{spec}' names several lengths: give one, e.g. 128k") : null;
             int q = r.GetValue(query);
             if (q < 1) throw new ApbException($"--query must be at least 1, got {q}");
-            using var b = ModelBundle.Open(CommonOptions.ResolveModel(r.GetValue(model)));
+            using var b = ModelBundle.Open(CommonOptions.ResolveModel(model.Get(r)));
             var c = b.Config;
             // Every tensor checked against config.json as loading checks it (names, shapes, dtypes, nothing left over),
             // so inspect never describes a checkpoint that generate would refuse. The CPU backend reads weights in

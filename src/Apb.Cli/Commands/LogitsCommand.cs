@@ -14,23 +14,24 @@ static class LogitsCommand
 {
     public static Command Create(Io io)
     {
-        var model = CommonOptions.Model();
+        var model = new ModelFlags();
         var device = CommonOptions.Device();
         var ids = new Option<string?>("--ids") { Description = "comma-separated token ids, e.g. --ids 1,2,3" };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "text, tokenized as HF tokenizer(text)" };
-        var outPath = new Option<string?>("--out", "-o") { Description = "write {\"ids\": [...], \"logits\": [[...], ...]} to this JSON file" };
-        var query = new Option<string?>("--query", "-q") { Description = "query text after the context (APB puts it in its anchor); tokenized without special tokens" };
+        var outPath = new Option<string?>("--out", "-o") { Description = "write {\"ids\": [...], \"logits\": [[...], ...]} to this JSON file (- for stdout; the summary line then goes to stderr)" };
+        var query = new Option<string?>("--query") { Description = "query text after the context (APB puts it in its anchor); tokenized without special tokens" };
         var insertAt = new Option<int>("--anchor-insert-at") { Description = "context tokens before the query in APB's anchor (the chat header; 0 for plain text)" };
         var strategy = new StrategyFlags();
-        var cmd = new Command("logits", "print or save the model's logits for a prompt") { model, device, ids, prompt, outPath, query, insertAt };
+        var cmd = new Command("logits", "print or save the model's logits for a prompt") { device, ids, prompt, outPath, query, insertAt };
+        model.AddTo(cmd);
         strategy.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             // The output file is opened first: a folder that does not exist is said now, not after the forward pass. Under
             // apb launch only rank 0 reports, so only it writes.
             bool reports = Runtime.Launch.LaunchEnvironment.Current is null or { Rank: 0 };
-            using var output = r.GetValue(outPath) is { } path && reports ? CommonOptions.CreateOutput(path, "--out") : null;
-            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
+            using var output = r.GetValue(outPath) is { } path && reports ? CommonOptions.OpenOutput(path, "--out", io) : null;
+            using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             int limit = bundle.Config.MaxPositionEmbeddings;
             var context = Tokens(r.GetValue(ids), r.GetValue(prompt), bundle, limit);
             var q = r.GetValue(query) is { } qt ? Encode(bundle, qt, addSpecialTokens: false, limit, "--query") : Array.Empty<int>();
@@ -54,9 +55,10 @@ static class LogitsCommand
             int vocab = bundle.Config.VocabSize;
             for (int t = 0; t < tokens.Count; t++) Generator.CheckFinite(logits.AsSpan(t * vocab, vocab), t + 1);
             if (output is not null) Write(output, tokens, logits, vocab);
+            if (output is WriterStream) io.Out.WriteLine();
             var last = logits.AsSpan((tokens.Count - 1) * vocab, vocab).ToArray();
             var top = Enumerable.Range(0, vocab).OrderByDescending(i => last[i]).Take(5);
-            io.Out.WriteLine($"{tokens.Count} positions x {vocab} logits; last position's top 5: " +
+            (r.GetValue(outPath) == "-" ? io.Err : io.Out).WriteLine($"{tokens.Count} positions x {vocab} logits; last position's top 5: " +
                 string.Join(", ", top.Select(i => $"{i} ({Escape(bundle.Tokenizer.Decode([i]))}) {last[i]:F4}")));
             return 0;
         }));

@@ -10,7 +10,7 @@ static class ServeCommand
 {
     public static Command Create(Io io)
     {
-        var model = CommonOptions.Model();
+        var model = new ModelFlags();
         var device = CommonOptions.Device();
         var host = new Option<string>("--host") { Description = "address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 (every interface), ::1, localhost", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8000 };
@@ -38,12 +38,17 @@ static class ServeCommand
 
         var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
         {
-            model, device, host, port, concurrency, maxNumTokens, maxModelLen, gpus, maxQueue, defaultMax, maxBytes, name, allowedHosts, allowedOrigins, quiet,
+            device, host, port, concurrency, maxNumTokens, maxModelLen, gpus, maxQueue, defaultMax, maxBytes, name, allowedHosts, allowedOrigins, quiet,
         };
+        model.AddTo(cmd);
         strategy.AddTo(cmd);
         templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
+            // One request's per-rank phase table has no place in a server: refused rather than accepted and ignored.
+            if (strategy.Timings(r))
+                throw new ApbException("--timings prints one request's per-rank phases (generate, logits); a server's timings are in /metrics " +
+                    "(a TTFT histogram, prefill and decode seconds): drop --timings");
             if (r.GetValue(gpus) is int g) return Launch(io, g, r);
             string dev = r.GetValue(device)!;
             int n = r.GetValue(concurrency) ?? (dev == "cpu" ? 4 : 16);
@@ -52,7 +57,7 @@ static class ServeCommand
             if (r.GetValue(defaultMax) < 1) throw new ApbException($"--default-max-tokens must be at least 1, got {r.GetValue(defaultMax)}");
             if (r.GetValue(maxBytes) is < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             if (r.GetValue(maxModelLen) is < 2) throw new ApbException($"--max-model-len must be at least 2, got {r.GetValue(maxModelLen)}");
-            using var bundle = CommonOptions.OpenModel(r.GetValue(model), io);
+            using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0) with { Timings = false };
             so.Validate(bundle.Config);
 

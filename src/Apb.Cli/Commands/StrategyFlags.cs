@@ -42,7 +42,7 @@ sealed class StrategyFlags
         {
             Strategy = kind,
             // Under apb launch the ranks are the processes launched.
-            Ranks = r.GetValue(_ranks) ?? (kind == StrategyKind.Full ? 1 : Runtime.Launch.LaunchEnvironment.Current?.WorldSize ?? 4),
+            Ranks = CommonOptions.RanksFor(kind, r.GetValue(_ranks)),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),

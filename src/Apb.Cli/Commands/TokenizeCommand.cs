@@ -15,20 +15,21 @@ static class TokenizeCommand
 {
     public static Command Create(Io io)
     {
-        var model = CommonOptions.Model();
+        var model = new ModelFlags();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "text to tokenize as tokenizer(text) does" };
         var messages = new Option<string?>("--messages") { Description = "a JSON file with a list of {\"role\", \"content\"} messages to render with the chat template and tokenize" };
         var templateFlags = new ChatTemplateFlags();
         var cmd = new Command("tokenize", "print the token ids of a text or of a chat conversation, as Hugging Face's tokenizer gives them (needs only tokenizer.json and tokenizer_config.json)")
         {
-            model, prompt, messages,
+            prompt, messages,
         };
+        model.AddTo(cmd);
         templateFlags.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             string? text = r.GetValue(prompt), file = r.GetValue(messages);
             if ((text is null) == (file is null)) throw new ApbException("give exactly one of --prompt TEXT or --messages FILE");
-            var tokenizer = templateFlags.Apply(LoadTokenizer(CommonOptions.ResolveModel(r.GetValue(model))), r);
+            var tokenizer = templateFlags.Apply(LoadTokenizer(CommonOptions.ResolveModel(model.Get(r))), r);
 
             using var output = new MemoryStream();
             using (var json = new Utf8JsonWriter(output, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
