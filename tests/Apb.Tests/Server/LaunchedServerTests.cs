@@ -12,8 +12,8 @@ namespace Apb.Tests.Server;
 /// `apb serve` as one process per rank (`apb launch -- serve --device cpu`, the ranks talking over TCP), driven over
 /// HTTP like a user would: 50 concurrent mixed requests (chat and completions, streaming and not, some cancelled while
 /// their prompt is prefilled and some while they decode), checked against a reference server answering the same
-/// requests one at a time; then every rank must report that it holds nothing. And a rank killed under load: the
-/// server answers 503, exits non-zero, and leaves no process behind.
+/// requests one at a time; then every rank must report that it holds nothing. And a rank killed or stalled under
+/// load: the server answers 503 (or ends the stream with an error event), exits non-zero, and leaves no process behind.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public class LaunchedServerTests(ITestOutputHelper output)
@@ -86,25 +86,44 @@ public class LaunchedServerTests(ITestOutputHelper output)
         }
     }
 
-    [Fact(Timeout = 300_000)]
-    public async Task AKilledRankMakesTheServerAnswer503AndExitWithNothingLeftBehind()
+    public enum Fault { KillInPrefill, KillInDecode, StallInDecode }
+
+    [Theory(Timeout = 300_000)]
+    [InlineData(Fault.KillInPrefill)]
+    [InlineData(Fault.KillInDecode)]
+    [InlineData(Fault.StallInDecode)]
+    public async Task AFailedRankMakesTheServerAnswer503AndExitWithNothingLeftBehind(Fault fault)
     {
-        using var server = await ServerProcess.StartAsync(Launch(2, Serve("--strategy", "ring")), StartLimit);
+        // A stalled rank (SIGSTOP: alive, silent) is found by the collective timeout, here 5 s instead of 300.
+        using var server = await ServerProcess.StartAsync(
+            ["launch", "--nproc-per-node", "2", "--collective-timeout", "5", "--", .. Serve("--strategy", "ring")], StartLimit);
         var pids = server.RankPids;
         Assert.Equal(2, pids.Count);
-        // A request in flight (a prompt of ~10K tokens takes seconds to prefill here, then up to 4000 decode steps),
-        // then rank 1 dies without a word.
-        var inFlight = Send(server.Http, new Request(Kind.Chat, Document(new Random(7), 3000) + "\n\nWhat comes next?", 4000, null));
-        await WaitUntil(async () => inFlight.IsCompleted || (await Metric(server.Http, "apb_in_flight")).Single() >= 1, TimeSpan.FromSeconds(60));
-        if (inFlight.IsCompleted) Assert.Fail($"the request ended before a rank was killed: {inFlight.Result}");
-        var killedAt = Stopwatch.StartNew();
-        using (var kill = Process.Start("kill", ["-KILL", pids[1].ToString(CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        // In prefill: a prompt of ~10K tokens takes seconds to prefill here. In decode: a short prompt, streamed, the
+        // fault once its first token is out (then up to 4000 decode steps).
+        bool inPrefill = fault == Fault.KillInPrefill;
+        var request = inPrefill
+            ? new Request(Kind.Chat, Document(new Random(7), 3000) + "\n\nWhat comes next?", 4000, null)
+            : new Request(Kind.ChatStream, Document(new Random(7), 200) + "\n\nWhat comes next?", 4000, null);
+        var firstToken = new TaskCompletionSource();
+        var inFlight = Send(server.Http, request, onToken: () => firstToken.TrySetResult());
+        if (inPrefill)
+            await WaitUntil(async () => inFlight.IsCompleted || (await Metric(server.Http, "apb_in_flight")).Single() >= 1, TimeSpan.FromSeconds(60));
+        else
+            await Task.WhenAny(firstToken.Task, inFlight, Task.Delay(TimeSpan.FromSeconds(60)));
+        if (inFlight.IsCompleted) Assert.Fail($"the request ended before the fault: {inFlight.Result}");
 
+        var faultAt = Stopwatch.StartNew();
+        string signal = fault == Fault.StallInDecode ? "-STOP" : "-KILL";
+        using (var kill = Process.Start("kill", [signal, pids[1].ToString(CultureInfo.InvariantCulture)])) kill.WaitForExit();
+
+        // Not streamed: a 503 naming the rank. Streamed (200 already sent): an error event naming it, then [DONE].
         var answer = await inFlight;
-        Assert.True(answer.Status == 503, $"in flight: {answer.Status} {answer.Text[..Math.Min(200, answer.Text.Length)]}\n{server.Log}");
+        int expected = inPrefill ? 503 : 500;
+        Assert.True(answer.Status == expected, $"in flight: {answer.Status} {answer.Text[..Math.Min(300, answer.Text.Length)]}\n{server.Log}");
         Assert.Contains("rank 1", answer.Text);
-        int? code = await server.WaitForExitAsync(TimeSpan.FromSeconds(Math.Max(1, 60 - killedAt.Elapsed.TotalSeconds)));
-        Assert.True(code is not null, $"still running 60 s after rank 1 died:\n{server.Log}");
+        int? code = await server.WaitForExitAsync(TimeSpan.FromSeconds(Math.Max(1, 60 - faultAt.Elapsed.TotalSeconds)));
+        Assert.True(code is not null, $"still running 60 s after rank 1 failed:\n{server.Log}");
         Assert.NotEqual(0, code);
         Assert.Contains("error: the ranks failed", server.Log);
         Assert.All(pids.Values, pid => Assert.False(ServerProcess.Alive(pid), $"rank pid {pid} was left running"));
@@ -145,7 +164,7 @@ public class LaunchedServerTests(ITestOutputHelper output)
         Document(rng, words) + $"\n\nWhich word follows {Words[rng.Next(Words.Length)]}?";
 
     /// <summary>Sends one request; streamed answers are put together from their deltas. Cancelled ones return status 0.</summary>
-    static async Task<Answer> Send(HttpClient http, Request r)
+    static async Task<Answer> Send(HttpClient http, Request r, Action? onToken = null)
     {
         bool stream = r.Kind is Kind.ChatStream or Kind.CancelInDecode;
         string body = r.Kind == Kind.Completion
@@ -167,17 +186,19 @@ public class LaunchedServerTests(ITestOutputHelper output)
             }
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
             var all = new StringBuilder();
+            string? failed = null; // a stream that fails ends with an error event, then [DONE]: reported as 500
             while (await reader.ReadLineAsync(cancel.Token) is { } line)
             {
                 if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
                 string data = line["data: ".Length..];
-                if (data == "[DONE]") return new(200, all.ToString());
+                if (data == "[DONE]") return failed is null ? new(200, all.ToString()) : new(500, failed);
                 var root = JsonDocument.Parse(data).RootElement;
-                if (root.TryGetProperty("error", out var error)) return new(500, error.ToString());
+                if (root.TryGetProperty("error", out var error)) { failed = error.ToString(); continue; }
                 if (root.GetProperty("choices") is { ValueKind: JsonValueKind.Array } choices && choices.GetArrayLength() > 0 &&
                     choices[0].GetProperty("delta").TryGetProperty("content", out var piece) && piece.GetString() is { Length: > 0 } s)
                 {
                     all.Append(s);
+                    onToken?.Invoke();
                     if (r.Kind == Kind.CancelInDecode) cancel.Cancel(); // gone after the first token: mid-decode
                 }
             }
