@@ -50,7 +50,14 @@ async function send(path, init) {
   }
 }
 
+// One dialog at a time: requests that meet a 401 together (the model card, the token counts) wait for the same answer.
+let keyAsked = null;
 function askKey(why) {
+  keyAsked ??= openKeyDialog(why).finally(() => { keyAsked = null; });
+  return keyAsked;
+}
+
+function openKeyDialog(why) {
   return new Promise((resolve) => {
     ui.keyWhy.textContent = `The server answered: ${why}`;
     ui.key.value = "";
@@ -127,13 +134,15 @@ async function readFile(file) {
 }
 
 ui.file.addEventListener("change", () => { if (ui.file.files.length) readFile(ui.file.files[0]); });
-ui.drop.addEventListener("dragover", (e) => {
-  if (!e.dataTransfer.types.includes("Files")) return; // dropped text is inserted by the browser as usual
+// A file dropped anywhere on the page becomes the document (the browser would otherwise open it in place of the
+// page); dropped text is inserted where it lands, as usual.
+document.addEventListener("dragover", (e) => {
+  if (!e.dataTransfer.types.includes("Files")) return;
   e.preventDefault();
   ui.drop.classList.add("dragging");
 });
-ui.drop.addEventListener("dragleave", () => ui.drop.classList.remove("dragging"));
-ui.drop.addEventListener("drop", (e) => {
+document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) ui.drop.classList.remove("dragging"); });
+document.addEventListener("drop", (e) => {
   ui.drop.classList.remove("dragging");
   if (!e.dataTransfer.files.length) return;
   e.preventDefault();

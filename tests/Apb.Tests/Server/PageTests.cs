@@ -93,7 +93,16 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         var probe = new ProbeSessions { DecodeDelayMs = 40 };
         await using var server = await Harness.StartAsync(Harness.Model(probe.New));
         var d = await OpenAsync(server);
-        d.Paste("document", string.Join(" ", Enumerable.Repeat("The mill by the river grinds grain for the village.", 20)));
+        // The document from a file, as the file picker (and a drop) gives it.
+        string text = string.Join(" ", Enumerable.Repeat("The mill by the river grinds grain for the village.", 20)) + "\n";
+        string file = Path.Combine(Path.GetTempPath(), $"apb-page-{Guid.NewGuid():N}.md");
+        File.WriteAllText(file, text);
+        try
+        {
+            d.ById("file").SendKeys(file);
+            await d.Until(x => (string?)x.Script("return document.getElementById('document').value;") == text, "the file in the document box");
+        }
+        finally { File.Delete(file); }
         d.Paste("max-tokens", "2000");
         d.ById("question").SendKeys("Tell me everything about the mill.");
         d.ById("send").Click();
@@ -122,6 +131,17 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         await using var server = await Harness.StartAsync(Harness.Model(probe.New), new ServerOptions { Concurrency = 1, MaxQueue = 0 });
         using var http = Harness.Http(server);
         var d = await OpenAsync(server);
+        // Only text files become the document.
+        string binary = Path.Combine(Path.GetTempPath(), $"apb-page-{Guid.NewGuid():N}.bin");
+        File.WriteAllBytes(binary, [0, 1, 2, 3]);
+        try
+        {
+            d.ById("file").SendKeys(binary);
+            await d.Until(x => x.Content("error").Contains("is not a text file: drop or open a .txt or .md file"), "the refusal of a binary file");
+        }
+        finally { File.Delete(binary); }
+        Assert.Equal("", d.Script("return document.getElementById('document').value;"));
+
         d.Paste("document", "A short note about rivers.");
         d.ById("question").SendKeys("What is it about?");
 
