@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Apb.Server;
 
 /// <summary>
-/// The HTTP surface: OpenAI's /v1 routes plus /health and /metrics. Handlers are plain RequestDelegates (no
+/// The HTTP surface: OpenAI's /v1 routes plus /health, /metrics and the page at / (<see cref="Page.PageFiles"/>). Handlers are plain RequestDelegates (no
 /// reflection-based parameter binding, so Native AOT needs no request-delegate generator), each run inside
 /// <see cref="Guarded"/>: whatever a request does wrong or whatever goes wrong while serving it ends as an
 /// OpenAI-style error for that request alone, never as a crash of the server.
@@ -30,20 +30,21 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         app.MapPost("/detokenize", Guarded(_tokenize.DetokenizeAsync));
         app.MapGet("/health", Guarded(Health));
         app.MapGet("/metrics", Guarded(Metrics));
+        Page.PageFiles.Map(app, Guarded);
         app.MapFallback(Guarded(NotFound));
     }
 
     static readonly (string Path, string Method)[] Routes =
     [
         ("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"), ("/tokenize", "POST"),
-        ("/detokenize", "POST"), ("/health", "GET"), ("/metrics", "GET"),
+        ("/detokenize", "POST"), ("/health", "GET"), ("/metrics", "GET"), ("/", "GET"),
     ];
 
     static Task NotFound(HttpContext ctx, CancellationTokenSource _)
     {
         string path = ctx.Request.Path.Value ?? "";
         foreach (var (p, method) in Routes)
-            if (string.Equals(p, path.TrimEnd('/'), StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(p.TrimEnd('/'), path.TrimEnd('/'), StringComparison.OrdinalIgnoreCase))
             {
                 ctx.Response.Headers.Allow = method;
                 throw new InvalidRequestException($"Method {ctx.Request.Method} is not allowed for {p}; use {method}.",
@@ -63,7 +64,8 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         return HttpJson.WriteAsync(ctx, Card(), ServerJson.Api.ModelCard);
     }
 
-    ModelCard Card() => new(runner.Model.Id, "model", runner.Model.Created.ToUnixTimeSeconds(), "apb", runner.Model.MaxPositions);
+    ModelCard Card() => new(runner.Model.Id, "model", runner.Model.Created.ToUnixTimeSeconds(), "apb", runner.Model.MaxPositions)
+        { Strategy = runner.Model.Strategy };
 
     Task Health(HttpContext ctx, CancellationTokenSource _) =>
         HttpJson.WriteAsync(ctx, new HealthResponse("ok", runner.Model.Id, runner.Queue.Running, runner.Queue.Waiting),

@@ -29,7 +29,8 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         {
             var r = await runner.RunAsync(admission, job, null, cancel.Token);
             var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
-                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r));
+                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r))
+                { Timings = CompletionTimings.For(job, r) };
             await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
             return;
         }
@@ -42,7 +43,8 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         await events.WriteAsync(Chunk(new ChatDelta("assistant", ""), null), type, cancel.Token);
         var result = await EventStream.PumpAsync(runner, admission, job,
             text => events.WriteAsync(Chunk(new ChatDelta(null, text), null), type, cancel.Token), cancel);
-        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason), type, cancel.Token);
+        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason) with { Timings = CompletionTimings.For(job, result) },
+            type, cancel.Token);
         if (includeUsage)
             await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
         await events.DoneAsync(cancel.Token);
@@ -71,7 +73,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         string param = req.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens";
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
         model.Engine.Check(prompt, maxNew); // memory: what could never fit is refused now, not after the wait in line
-        var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
+        var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived, Timings = req.ApbTimings == true };
         return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
     }
 

@@ -24,6 +24,8 @@ public sealed class ChatCompletionRequest
     public JsonElement? Tools { get; set; }
     /// <summary>vLLM's extra template arguments, e.g. {"enable_thinking": false} for Qwen3.</summary>
     public JsonElement? ChatTemplateKwargs { get; set; }
+    /// <summary>Ours: true adds "timings" (<see cref="CompletionTimings"/>) to the answer.</summary>
+    public bool? ApbTimings { get; set; }
 }
 
 public sealed class ChatMessageRequest

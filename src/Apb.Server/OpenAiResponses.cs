@@ -13,7 +13,11 @@ public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalToke
 }
 
 public sealed record ChatCompletionResponse(
-    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage Usage);
+    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage Usage)
+{
+    /// <summary>Only when the request asked ("apb_timings": true).</summary>
+    public CompletionTimings? Timings { get; init; }
+}
 
 public sealed record ChatChoice(
     int Index, AssistantMessage Message,
@@ -23,7 +27,11 @@ public sealed record ChatChoice(
 public sealed record AssistantMessage(string Role, string Content);
 
 public sealed record ChatCompletionChunk(
-    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices, Usage? Usage);
+    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices, Usage? Usage)
+{
+    /// <summary>On the chunk with finish_reason, only when the request asked ("apb_timings": true).</summary>
+    public CompletionTimings? Timings { get; init; }
+}
 
 public sealed record ChatChunkChoice(
     int Index, ChatDelta Delta,
@@ -43,8 +51,14 @@ public sealed record TextChoice(
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
-/// <summary>max_model_len is not OpenAI's; vLLM reports it the same way and clients use it to size prompts.</summary>
-public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int MaxModelLen);
+/// <summary>
+/// max_model_len is not OpenAI's; vLLM reports it the same way and clients use it to size prompts. strategy (ours): how
+/// requests run, e.g. "apb (query-aware scorer) over 4 rank(s)", where the server was told.
+/// </summary>
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int MaxModelLen)
+{
+    public string? Strategy { get; init; }
+}
 
 public sealed record ErrorResponse(ErrorBody Error);
 

@@ -12,7 +12,8 @@ namespace Apb.Server;
 /// is refused (403), which defeats DNS rebinding (a page whose own domain is pointed at 127.0.0.1 sends its domain as Host).</item>
 /// <item>Origin: a browser names the page's origin on cross-origin requests; only origins in
 /// <see cref="ServerOptions.AllowedOrigins"/> are served, with CORS headers; any other is refused (403) before the
-/// request runs. Requests without Origin (curl, SDKs) are not affected.</item>
+/// request runs. Requests without Origin (curl, SDKs) and from the server's own page (Origin is the server itself) are
+/// not affected.</item>
 /// </list>
 /// The JSON-only body rule (<see cref="RequestBody.CheckContentType"/>) makes every cross-origin POST need a CORS preflight.
 /// </summary>
@@ -48,7 +49,7 @@ sealed class OriginPolicy
     {
         CheckHost(ctx.Request.Host);
         string? origin = ctx.Request.Headers.Origin;
-        if (origin is null) return false;
+        if (origin is null || IsSameOrigin(ctx.Request, origin)) return false;
         if (!_origins.Contains(Any) && !_origins.Contains(origin.TrimEnd('/')))
             throw new InvalidRequestException(
                 $"Cross-origin request from '{origin}' refused: this server answers web pages only from the origins it is " +
@@ -65,12 +66,20 @@ sealed class OriginPolicy
         return true;
     }
 
+    // Browsers send Origin on every POST, also from the server's own page (GET /). A page served under a Host that names
+    // this server (not one let in by --allowed-hosts *, which a rebound domain could be) has the server's own origin.
+    bool IsSameOrigin(HttpRequest request, string origin) =>
+        request.Host.HasValue && Names(request.Host.Host)
+        && string.Equals(origin.TrimEnd('/'), $"{request.Scheme}://{request.Host.Value}", StringComparison.OrdinalIgnoreCase);
+
+    bool Names(string host) => IPAddress.TryParse(host.Trim('[', ']'), out _) || _hosts.Contains(host.TrimEnd('.'));
+
     void CheckHost(HostString host)
     {
         // HTTP/1.0 may leave Host out; browsers always send it.
         if (!host.HasValue || _hosts.Contains(Any)) return;
         string name = host.Host;
-        if (IPAddress.TryParse(name.Trim('[', ']'), out _) || _hosts.Contains(name.TrimEnd('.'))) return;
+        if (Names(name)) return;
         throw new InvalidRequestException(
             $"Host '{name}' is not a name this server answers to (its IP addresses, localhost, {Dns.GetHostName()}): a web page " +
             $"can point its own domain at this machine (DNS rebinding). Start the server with --allowed-hosts {name} if clients " +

@@ -75,7 +75,7 @@ static class ServeCommand
             using var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
                 new SchedulerOptions { MaxBatch = n, PrefillChunk = r.GetValue(maxNumTokens), MaxModelLength = r.GetValue(maxModelLen) });
             var served = templateFlags.Apply(new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
-                bundle.StopTokens, scheduler), r);
+                bundle.StopTokens, scheduler) { Strategy = Describe(group) }, r);
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {
@@ -111,6 +111,17 @@ static class ServeCommand
         });
     }
 
+    /// <summary>How the group runs requests, for the banner, /v1/models and the page.</summary>
+    static string Describe(Runtime.RankGroup group)
+    {
+        var o = group.Options;
+        return o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
+            : $"{o.Strategy.ToString().ToLowerInvariant()}{(o.Strategy == Strategies.StrategyKind.Apb ? o.Scorer == Strategies.ScorerKind.Retaining ? " (retaining heads)" : " (query-aware scorer)" : "")} " +
+              $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
+              (o.Strategy is Strategies.StrategyKind.Apb or Strategies.StrategyKind.Star && o.FallbackBelow > 0
+                  ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");
+    }
+
     // "--allowed-origins a,b", "--allowed-origins a b" and the option given twice all mean the same.
     static string[] List(string[]? values) =>
         (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
@@ -119,13 +130,7 @@ static class ServeCommand
         string device, ServerOptions options)
     {
         await using var server = await ApbServer.StartAsync(served, options);
-        var o = group.Options;
-        string strategy = o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
-            : $"{o.Strategy.ToString().ToLowerInvariant()}{(o.Strategy == Strategies.StrategyKind.Apb ? o.Scorer == Strategies.ScorerKind.Retaining ? " (retaining heads)" : " (query-aware scorer)" : "")} " +
-              $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
-              (o.Strategy is Strategies.StrategyKind.Apb or Strategies.StrategyKind.Star && o.FallbackBelow > 0
-                  ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");
-        io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} as '{served.Id}' on {device}; {strategy}");
+        io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} as '{served.Id}' on {device}; {served.Strategy}");
         io.Err.WriteLine($"max model length {served.MaxPositions} tokens; batch up to {options.Concurrency}, queue {options.MaxQueue}; " +
                          (scheduler.BudgetBytes > 0 ? $"KV cache budget {scheduler.BudgetBytes / (double)(1L << 30):F1} GiB per rank; " : "") +
                          $"{served.Tokenizer.ChatTemplate.Name} chat template");

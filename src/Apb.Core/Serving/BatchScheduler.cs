@@ -180,6 +180,7 @@ public sealed class BatchScheduler : IGenerationEngine
         public readonly StringBuilder Text = new();
         public long AdmittedAt, PrefillStart, FirstTokenAt;
         public TimeSpan DecodeTime;
+        public IReadOnlyList<Diagnostics.Profile>? PrefillProfiles;
     }
 
     // ------------------------------------------------------------------------------------------------ the loop
@@ -272,9 +273,12 @@ public sealed class BatchScheduler : IGenerationEngine
                 a.Prefilled = first.Length;
                 return;
             }
-            var done = _group.Prefill(new PrefillRequest(p.Context, p.Query, p.AnchorInsertAt, max), a.Cancel);
+            var options = a.Job.Timings ? _group.Options with { Timings = true } : null;
+            var done = _group.Prefill(new PrefillRequest(p.Context, p.Query, p.AnchorInsertAt, max, Options: options), a.Cancel);
             a.Sequence = done.Sequence;
             a.Prefilled = p.Count;
+            // Read while the sequence lives: the ranks drop its profiles with its caches.
+            if (a.Job.Timings) a.PrefillProfiles = _group.Reports(done.Sequence).Select(r => r.Prefill!).ToArray();
             Prefilled(a, done.Logits);
             return;
         }
@@ -363,7 +367,7 @@ public sealed class BatchScheduler : IGenerationEngine
         var prefill = Stopwatch.GetElapsedTime(a.PrefillStart, a.FirstTokenAt);
         var ttft = Stopwatch.GetElapsedTime(a.Job.ArrivedAt, a.FirstTokenAt);
         a.Done.TrySetResult(new CompletionResult(a.Text.ToString(), reason!, a.Job.Prompt.Count, a.Generated, queued, prefill,
-            a.DecodeTime, ttft) { Strategy = a.Plan.ToString() });
+            a.DecodeTime, ttft) { Strategy = a.Plan.ToString(), PrefillProfiles = a.PrefillProfiles });
     }
 
     void FailAll(string why)

@@ -7,6 +7,11 @@ public sealed record CompletionJob(PromptTokens Prompt, SamplingOptions Sampling
 {
     /// <summary>When the request arrived (Stopwatch timestamp), so time to first token includes the wait in line.</summary>
     public long ArrivedAt { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
+    /// <summary>
+    /// Record where each rank's prefill time went (<see cref="CompletionResult.PrefillProfiles"/>). Measuring
+    /// synchronizes the device at phase edges, so only this request's prefill pays for it, and only when asked.
+    /// </summary>
+    public bool Timings { get; init; }
 }
 
 /// <summary>
@@ -19,6 +24,11 @@ public sealed record CompletionResult(
 {
     /// <summary>How the prefill ran (strategy, scorer, ranks), for logs; null where the engine does not say.</summary>
     public string? Strategy { get; init; }
+    /// <summary>
+    /// Per rank, where the prefill's time went (<see cref="Diagnostics.RankProfileTable"/>): only for a job that asked
+    /// for <see cref="CompletionJob.Timings"/>, on an engine that measures them, and a prefill that ran in one piece.
+    /// </summary>
+    public IReadOnlyList<Diagnostics.Profile>? PrefillProfiles { get; init; }
     public int TotalTokens => PromptTokens + CompletionTokens;
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
     public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);

@@ -36,9 +36,11 @@ public sealed class ServedModel : IDisposable
     public int MaxPositions => Engine.MaxModelLength;
     public IReadOnlySet<int> StopTokens { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
+    /// <summary>How requests run (strategy and ranks, as apb serve's banner says it), for /v1/models and the page; null: not said.</summary>
+    public string? Strategy { get; init; }
 
     /// <summary>The same model and engine with another tokenizer (a chat template given on the command line).</summary>
-    public ServedModel WithTokenizer(HfTokenizer tokenizer) => new(Id, tokenizer, StopTokens, Engine);
+    public ServedModel WithTokenizer(HfTokenizer tokenizer) => new(Id, tokenizer, StopTokens, Engine) { Strategy = Strategy };
 
     /// <summary>
     /// Exact attention on one rank of this process (the CPU, or one GPU) with continuous batching of up to
