@@ -159,6 +159,7 @@ public sealed class BatchScheduler : IGenerationEngine
         public int Pending = -1;         // the token the next decode step feeds
         public int Generated;
         public Sampler? Sampler;
+        public List<TokenLogprob>? Logprobs;   // only when the job asks for logprobs
         public StreamingDecoder? Decoder;
         public StopSequenceFilter? Filter;
         public readonly StringBuilder Text = new();
@@ -305,6 +306,7 @@ public sealed class BatchScheduler : IGenerationEngine
         if (a.Generated >= a.Job.Sampling.MaxNewTokens) { Finish(a, reason: "length"); return; }
         int token = a.Sampler!.Next(logits);
         if (_stopTokens.Contains(token)) { Finish(a, reason: "stop"); return; }
+        if (a.Job.Sampling.Logprobs is int top) (a.Logprobs ??= []).Add(Sampler.Logprob(logits, token, top));
         a.Generated++;
         Interlocked.Increment(ref _generatedTokens);
         if (a.Decoder != null) Emit(a, a.Filter!.Push(a.Decoder.Push(token)));
@@ -342,7 +344,7 @@ public sealed class BatchScheduler : IGenerationEngine
         var prefill = Stopwatch.GetElapsedTime(a.PrefillStart, a.FirstTokenAt);
         var ttft = Stopwatch.GetElapsedTime(a.Job.ArrivedAt, a.FirstTokenAt);
         a.Done.TrySetResult(new CompletionResult(a.Text.ToString(), reason!, a.Job.Prompt.Count, a.Generated, queued, prefill,
-            a.DecodeTime, ttft) { Strategy = a.Plan.ToString() });
+            a.DecodeTime, ttft) { Strategy = a.Plan.ToString(), Logprobs = a.Logprobs });
     }
 
     void FailAll(string why)

@@ -19,6 +19,8 @@ public sealed record CompletionResult(
 {
     /// <summary>How the prefill ran (strategy, scorer, ranks), for logs; null where the engine does not say.</summary>
     public string? Strategy { get; init; }
+    /// <summary>Each generated token's logprobs, when the job's sampling asked for them (<see cref="SamplingOptions.Logprobs"/>); else null.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
     public int TotalTokens => PromptTokens + CompletionTokens;
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
     public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);
