@@ -12,7 +12,7 @@ namespace Apb.Server;
 /// <see cref="Guarded"/>: whatever a request does wrong or whatever goes wrong while serving it ends as an
 /// OpenAI-style error for that request alone, never as a crash of the server.
 /// </summary>
-sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, OriginPolicy origins,
+sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, OriginPolicy origins, ApiKeyCheck? apiKey,
     CancellationToken stopping)
 {
     const string Aborted = "apb.aborted";
@@ -165,7 +165,12 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         try
         {
             RequestLimits.Check(ctx);
-            if (!origins.Handle(ctx)) await next(ctx);
+            // A CORS preflight is answered before the key is checked: browsers never send credentials with one.
+            if (!origins.Handle(ctx))
+            {
+                apiKey?.Check(ctx);
+                await next(ctx);
+            }
         }
         catch (Exception e)
         {
