@@ -16,7 +16,6 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     CancellationToken stopping)
 {
     const string Aborted = "apb.aborted";
-    const string LogNote = "apb.log-note";
     readonly ChatCompletions _chat = new(runner, options);
     readonly TextCompletions _text = new(runner, options);
     readonly TokenizeEndpoints _tokenize = new(runner, options);
@@ -144,7 +143,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     void LogError(HttpContext ctx, Exception e)
     {
         if (options.Log is not { } log) return;
-        log.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} error: {ctx.Request.Method} {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
+        log.WriteLine($"{RequestLog.Timestamp()} id={RequestLog.Of(ctx).Id} error: {ctx.Request.Method} {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
         if (Environment.GetEnvironmentVariable("APB_DEBUG") == "1") log.WriteLine(e);
     }
 
@@ -162,6 +161,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     async Task CountAndLog(HttpContext ctx, RequestDelegate next)
     {
         long start = Stopwatch.GetTimestamp();
+        var log = RequestLog.Start(ctx);
         try
         {
             RequestLimits.Check(ctx);
@@ -179,23 +179,6 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         ReleaseLargeRequest(ctx);
         int status = ctx.Items.ContainsKey(Aborted) ? 499 : ctx.Response.StatusCode;
         metrics.CountRequest(ServerMetrics.Endpoint(ctx.Request.Path.Value), status);
-        options.Log?.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {ctx.Request.Method} {ctx.Request.Path} {status} " +
-                               $"{Stopwatch.GetElapsedTime(start).TotalSeconds:F3} s{(ctx.Items[LogNote] is string note ? "; " + note : "")}");
-    }
-
-    /// <summary>
-    /// What a completion's log line adds: tokens in and out, the choices, the time to first token and how the prefill ran
-    /// (strategy, ranks), and the client's "user" field (printable characters only, at most 64).
-    /// </summary>
-    public static void Note(HttpContext ctx, IReadOnlyList<CompletionResult> choices, string? user)
-    {
-        var first = choices[0];
-        string text = $"prompt {first.PromptTokens} + completion {choices.Sum(c => c.CompletionTokens)} tokens" +
-                      (choices.Count > 1 ? $" in {choices.Count} choices" : "") +
-                      $", ttft {first.TimeToFirstToken.TotalSeconds:F3} s, prefill {first.PrefillTime.TotalSeconds:F3} s" +
-                      (first.Strategy is { } s ? $", {s}" : "");
-        if (!string.IsNullOrEmpty(user))
-            text += $", user \"{new string(user.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray())}\"";
-        ctx.Items[LogNote] = text;
+        options.Log?.WriteLine(log.Line(ctx, status, Stopwatch.GetElapsedTime(start)));
     }
 }

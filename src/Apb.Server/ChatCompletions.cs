@@ -20,10 +20,13 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
         long arrived = Stopwatch.GetTimestamp();
+        var log = RequestLog.Of(ctx);
+        log.Completion();
         RequestBody.CheckContentType(ctx);
         // A place in line before the body is read: a full server refuses a large request without holding it.
         using var admission = runner.Queue.Admit();
         var r = await ReadAsync(ctx, arrived);
+        log.Read(r.Jobs[0].Prompt.Count, r.User);
         await admission.EnterAsync(cancel.Token);
 
         var model = runner.Model;
@@ -37,7 +40,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
             var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
                 results.Select((c, i) => new ChatChoice(i, new AssistantMessage("assistant", c.Text), Logprobs(c), c.FinishReason)).ToArray(),
                 Usage.Of(results));
-            ApiRoutes.Note(ctx, results, r.User);
+            log.Finished(results);
             await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
             return;
         }
@@ -55,7 +58,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
             await events.WriteAsync(Chunk(i, new ChatDelta(null, null), Logprobs(done[i]), done[i].FinishReason), type, cancel.Token);
         if (r.IncludeUsage)
             await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(done)), type, cancel.Token);
-        ApiRoutes.Note(ctx, done, r.User);
+        log.Finished(done);
         await events.DoneAsync(cancel.Token);
     }
 

@@ -15,10 +15,13 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
         long arrived = Stopwatch.GetTimestamp();
+        var log = RequestLog.Of(ctx);
+        log.Completion();
         RequestBody.CheckContentType(ctx);
         // A place in line before the body is read: a full server refuses a large request without holding it.
         using var admission = runner.Queue.Admit();
         var r = await ReadAsync(ctx, arrived);
+        log.Read(r.Jobs[0].Prompt.Count, r.User);
         await admission.EnterAsync(cancel.Token);
 
         var model = runner.Model;
@@ -29,7 +32,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
         if (!r.Stream)
         {
             var results = await ChoiceRuns.RunAsync(runner, admission, r.Jobs, null, cancel.Token);
-            ApiRoutes.Note(ctx, results, r.User);
+            log.Finished(results);
             await HttpJson.WriteAsync(ctx, Body(results.Select((c, i) => new TextChoice(c.Text, i, Logprobs(c), c.FinishReason)).ToArray(),
                 Usage.Of(results)), ServerJson.Api.TextCompletionResponse);
             return;
@@ -44,7 +47,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
         for (int i = 0; i < done.Length; i++)
             await events.WriteAsync(Body([new TextChoice("", i, Logprobs(done[i]), done[i].FinishReason)], null), type, cancel.Token);
         if (r.IncludeUsage) await events.WriteAsync(Body([], Usage.Of(done)), type, cancel.Token);
-        ApiRoutes.Note(ctx, done, r.User);
+        log.Finished(done);
         await events.DoneAsync(cancel.Token);
     }
 

@@ -19,8 +19,7 @@ public class ApiKeyTests
     [Fact]
     public async Task TheRightKeyIsServedAndAWrongOrMissingOneGets401()
     {
-        var log = new StringWriter();
-        await using var server = await Harness.StartAsync(Harness.Model(), new ServerOptions { ApiKey = Key, Log = TextWriter.Synchronized(log) });
+        await using var server = await Harness.StartAsync(Harness.Model(), new ServerOptions { ApiKey = Key });
         ChatCompletion ok = await Client(server, Key).CompleteChatAsync([new UserChatMessage("Hi")], new ChatCompletionOptions { MaxOutputTokenCount = 2 });
         Assert.InRange(ok.Usage.OutputTokenCount, 1, 2);
 
@@ -48,12 +47,6 @@ public class ApiKeyTests
         using var authorized = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
         authorized.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Key);
         Assert.Equal(200, (int)(await http.SendAsync(authorized)).StatusCode);
-
-        // Each request's log line starts with its UTC time; a completion's adds its tokens.
-        string[] lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.All(lines, l => Assert.Matches(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (GET|POST) /", l));
-        Assert.Contains(lines, l => l.Contains("POST /v1/chat/completions 200") && l.Contains("prompt ") && l.Contains("completion "));
-        Assert.Contains(lines, l => l.Contains("POST /v1/chat/completions 401"));
     }
 
     [Theory]
