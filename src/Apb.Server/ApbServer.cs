@@ -37,7 +37,7 @@ public sealed class ApbServer : IAsyncDisposable
         var origins = new OriginPolicy(options);
         var apiKey = options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
         var runner = new InferenceRunner(model, options.Concurrency, options.MaxQueue);
-        var metrics = new ServerMetrics();
+        var metrics = new ServerMetrics(model.Engine.Load);
         runner.Completed += metrics.Observe;
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });

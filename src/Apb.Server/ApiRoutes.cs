@@ -73,7 +73,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     Task Metrics(HttpContext ctx, CancellationTokenSource _)
     {
         ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-        return ctx.Response.WriteAsync(metrics.Render(runner.Queue));
+        return ctx.Response.WriteAsync(metrics.Render(runner.Queue, runner.Model.Engine.Load));
     }
 
     RequestDelegate Guarded(Func<HttpContext, CancellationTokenSource, Task> handler) => async ctx =>

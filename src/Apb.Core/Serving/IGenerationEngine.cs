@@ -27,7 +27,8 @@ public interface IGenerationEngine : IDisposable
 
 /// <summary>
 /// An engine's load: sequences generating and waiting inside it, KV-cache and activation bytes reserved on its busiest
-/// rank and its budget (0 where memory is not tracked), and counters of prompt tokens, generated tokens and decode steps.
+/// rank and its budget (0 where memory is not tracked), counters of prompt tokens, generated tokens and decode steps,
+/// and the KV-cache bytes of the rows cached now on each rank, rank 0 first (empty where the engine does not know).
 /// </summary>
 public readonly record struct EngineLoad(int Running, int Waiting, long ReservedBytes, long BudgetBytes, long PromptTokens,
-    long GeneratedTokens, long DecodeSteps);
+    long GeneratedTokens, long DecodeSteps, IReadOnlyList<long> KvBytesPerRank);

@@ -18,7 +18,7 @@ public sealed class SessionEngine(SessionFactory newSession, HfTokenizer tokeniz
 
     public int MaxModelLength { get; } = maxModelLength >= 2 ? maxModelLength : throw new ApbException($"max model length must be at least 2, got {maxModelLength}");
 
-    public EngineLoad Load => new(Volatile.Read(ref _running), 0, 0, 0, Interlocked.Read(ref _prompt), Interlocked.Read(ref _generated), Interlocked.Read(ref _steps));
+    public EngineLoad Load => new(Volatile.Read(ref _running), 0, 0, 0, Interlocked.Read(ref _prompt), Interlocked.Read(ref _generated), Interlocked.Read(ref _steps), []);
 
     public void Check(PromptTokens prompt, int maxNewTokens)
     {
