@@ -84,6 +84,28 @@ public class SamplingParameterTests(SharedServer shared)
     }
 
     [Fact]
+    public async Task TheSessionEngineHonoursBiasLogprobsAndN()
+    {
+        // Sessions made outside the rank groups run through SessionEngine and the Generator: the same sampling there.
+        var probe = new ProbeSessions();
+        await using var server = await Harness.StartAsync(Harness.Model(probe.New));
+        using var http = Harness.Http(server);
+        int forced = Harness.Bundle.Tokenizer.Encode(" river", addSpecialTokens: false)[0];
+        var (status, body) = await Harness.PostAsync(http, "/v1/completions",
+            $$$"""{"prompt": "Once upon a time", "max_tokens": 3, "temperature": 0, "n": 2, "logprobs": 2, "logit_bias": {"{{{forced}}}": 100}}""");
+        Assert.Equal(200, status);
+        var choices = body.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal(2, choices.Length);
+        string piece = Harness.Bundle.Tokenizer.Decode([forced]);
+        foreach (var c in choices)
+        {
+            Assert.Equal(string.Concat(Enumerable.Repeat(piece, 3)), c.GetProperty("text").GetString());
+            Assert.Equal(3, c.GetProperty("logprobs").GetProperty("token_logprobs").GetArrayLength());
+        }
+        Assert.Equal(0, probe.Live);
+    }
+
+    [Fact]
     public async Task PenaltiesLowerTheLogitsOfTokensAlreadyPicked()
     {
         // Greedy with penalties picks, at each position, the best of (logprob - count x frequency - presence if picked):
