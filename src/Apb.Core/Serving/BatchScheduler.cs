@@ -315,7 +315,9 @@ public sealed class BatchScheduler : IGenerationEngine
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].DecodeTime += took;
-            Next(batch[i], logits[i]);
+            // A request's own sampling can fail (a logit bias past the model's vocabulary): it ends alone, the loop goes on.
+            try { Next(batch[i], logits[i]); }
+            catch (ApbException e) { Finish(batch[i], error: e); }
         }
     }
 
