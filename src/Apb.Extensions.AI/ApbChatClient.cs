@@ -10,8 +10,8 @@ namespace Apb.Extensions.AI;
 /// <summary>
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over the engine in this process (no HTTP): the same admission
 /// queue, prompt cut (document / question, see <see cref="PromptTokens.FromChat"/>), sampling and stop rules as
-/// `apb serve`. Honors <see cref="ChatOptions"/>' MaxOutputTokens, Temperature, TopP, TopK, Seed, StopSequences,
-/// Instructions and ModelId; reports usage and the finish reason; cancellation stops generation between tokens and
+/// `apb serve`. Honors <see cref="ChatOptions"/>' MaxOutputTokens, Temperature, TopP, TopK, Seed, FrequencyPenalty,
+/// PresencePenalty, StopSequences, Instructions and ModelId (a JSON ResponseFormat or tools are refused); reports usage and the finish reason; cancellation stops generation between tokens and
 /// frees the request's session at once. Safe to call from many threads: requests beyond the runner's concurrency wait
 /// in its queue.
 /// </summary>
@@ -114,10 +114,13 @@ public sealed class ApbChatClient : IChatClient
             int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, options?.MaxOutputTokens, _defaultMaxOutputTokens,
                 nameof(ChatOptions.MaxOutputTokens), "messages");
             long? seed = options?.Seed;
+            if (options?.ResponseFormat is ChatResponseFormatJson)
+                throw new NotSupportedException("ChatOptions.ResponseFormat JSON needs constrained decoding, which the apb engine does not do; ask for JSON in the prompt");
             var sampling = new SamplingOptions
             {
                 Temperature = options?.Temperature ?? 1.0, TopP = options?.TopP ?? 1.0, TopK = Math.Max(options?.TopK ?? 0, 0),
                 Seed = seed is long s ? (int)(s ^ (s >> 32)) : null, MaxNewTokens = maxNew,
+                FrequencyPenalty = options?.FrequencyPenalty ?? 0, PresencePenalty = options?.PresencePenalty ?? 0,
             };
             sampling.Validate();
             var stops = options?.StopSequences?.Where(x => !string.IsNullOrEmpty(x)).ToArray() ?? [];

@@ -35,8 +35,9 @@ public sealed class ApbServer : IAsyncDisposable
         var ip = ParseHost(options.Host);
         if (options.Port is < 0 or > 65535) throw new ApbException($"--port must be 0..65535, got {options.Port}");
         var origins = new OriginPolicy(options);
+        var apiKey = options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
         var runner = new InferenceRunner(model, options.Concurrency, options.MaxQueue);
-        var metrics = new ServerMetrics();
+        var metrics = new ServerMetrics(model.Engine.Load);
         runner.Completed += metrics.Observe;
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
@@ -51,7 +52,7 @@ public sealed class ApbServer : IAsyncDisposable
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         var app = builder.Build();
-        new ApiRoutes(runner, metrics, options, origins, app.Lifetime.ApplicationStopping).Map(app);
+        new ApiRoutes(runner, metrics, options, origins, apiKey, app.Lifetime.ApplicationStopping).Map(app);
         try
         {
             await app.StartAsync(cancel);
@@ -85,6 +86,16 @@ public sealed class ApbServer : IAsyncDisposable
         await _app.StopAsync();
         await _app.DisposeAsync();
     }
+
+    /// <summary>
+    /// What `apb serve` warns about before it listens beyond this machine with no API key (anyone who reaches the port
+    /// may use the model); null when the address is loopback or a key is set.
+    /// </summary>
+    public static string? ExposureWarning(ServerOptions options) =>
+        options.ApiKey is null && !IPAddress.IsLoopback(ParseHost(options.Host))
+            ? $"warning: listening on {options.Host}, reachable from other machines, with no API key: anyone who reaches port " +
+              $"{options.Port} can use the model. Set APB_API_KEY (or --api-key) to require \"Authorization: Bearer KEY\", or listen on 127.0.0.1."
+            : null;
 
     static IPAddress ParseHost(string host)
     {

@@ -12,7 +12,8 @@ namespace Apb.Server;
 /// <see cref="Guarded"/>: whatever a request does wrong or whatever goes wrong while serving it ends as an
 /// OpenAI-style error for that request alone, never as a crash of the server.
 /// </summary>
-sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, OriginPolicy origins, CancellationToken stopping)
+sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOptions options, OriginPolicy origins, ApiKeyCheck? apiKey,
+    CancellationToken stopping)
 {
     const string Aborted = "apb.aborted";
     readonly ChatCompletions _chat = new(runner, options);
@@ -144,7 +145,7 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     void LogError(HttpContext ctx, Exception e)
     {
         if (options.Log is not { } log) return;
-        log.WriteLine($"error: {ctx.Request.Method} {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
+        log.WriteLine($"{RequestLog.Timestamp()} id={RequestLog.Of(ctx).Id} error: {ctx.Request.Method} {ctx.Request.Path}: {e.GetType().Name}: {e.Message}");
         if (Environment.GetEnvironmentVariable("APB_DEBUG") == "1") log.WriteLine(e);
     }
 
@@ -162,10 +163,16 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
     async Task CountAndLog(HttpContext ctx, RequestDelegate next)
     {
         long start = Stopwatch.GetTimestamp();
+        var log = RequestLog.Start(ctx);
         try
         {
             RequestLimits.Check(ctx);
-            if (!origins.Handle(ctx)) await next(ctx);
+            // A CORS preflight is answered before the key is checked: browsers never send credentials with one.
+            if (!origins.Handle(ctx))
+            {
+                apiKey?.Check(ctx);
+                await next(ctx);
+            }
         }
         catch (Exception e)
         {
@@ -174,6 +181,6 @@ sealed class ApiRoutes(InferenceRunner runner, ServerMetrics metrics, ServerOpti
         ReleaseLargeRequest(ctx);
         int status = ctx.Items.ContainsKey(Aborted) ? 499 : ctx.Response.StatusCode;
         metrics.CountRequest(ServerMetrics.Endpoint(ctx.Request.Path.Value), status);
-        options.Log?.WriteLine($"{ctx.Request.Method} {ctx.Request.Path} {status} {Stopwatch.GetElapsedTime(start).TotalSeconds:F3} s");
+        options.Log?.WriteLine(log.Line(ctx, status, Stopwatch.GetElapsedTime(start)));
     }
 }

@@ -13,58 +13,81 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
 {
     static readonly string[] Roles = ["system", "developer", "user", "assistant", "tool"];
 
+    const string Known = "model, messages, stream, stream_options, max_tokens, max_completion_tokens, temperature, top_p, top_k, " +
+        "seed, stop, n, frequency_penalty, presence_penalty, logit_bias, logprobs, top_logprobs, response_format (text), " +
+        "tools (empty), tool_choice (none), user, chat_template_kwargs, apb_timings";
+
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
         long arrived = Stopwatch.GetTimestamp();
+        var log = RequestLog.Of(ctx);
+        log.Completion();
         RequestBody.CheckContentType(ctx);
         // A place in line before the body is read: a full server refuses a large request without holding it.
         using var admission = runner.Queue.Admit();
-        var (job, stream, includeUsage) = await ReadAsync(ctx, arrived);
+        var r = await ReadAsync(ctx, arrived);
+        log.Read(r.Jobs[0].Prompt.Count, r.User);
         await admission.EnterAsync(cancel.Token);
 
         var model = runner.Model;
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (!stream)
+        ChatLogprobs? Logprobs(CompletionResult c) =>
+            r.Logprobs && c.Logprobs is { } l ? LogprobShapes.Chat(model.Tokenizer, l) : null;
+        if (!r.Stream)
         {
-            var r = await runner.RunAsync(admission, job, null, cancel.Token);
+            var results = await ChoiceRuns.RunAsync(runner, admission, r.Jobs, null, cancel.Token);
             var body = new ChatCompletionResponse(id, "chat.completion", created, model.Id,
-                [new ChatChoice(0, new AssistantMessage("assistant", r.Text), null, r.FinishReason)], Usage.Of(r))
-                { Timings = CompletionTimings.For(job, r) };
+                results.Select((c, i) => new ChatChoice(i, new AssistantMessage("assistant", c.Text), Logprobs(c), c.FinishReason)).ToArray(),
+                Usage.Of(results)) { Timings = CompletionTimings.For(r.Jobs[0], results[0]) };
+            log.Finished(results);
             await HttpJson.WriteAsync(ctx, body, ServerJson.Api.ChatCompletionResponse);
             return;
         }
 
         var events = new EventStream(ctx.Response);
-        ChatCompletionChunk Chunk(ChatDelta delta, string? finish) =>
-            new(id, "chat.completion.chunk", created, model.Id, [new ChatChunkChoice(0, delta, null, finish)], null);
+        ChatCompletionChunk Chunk(int index, ChatDelta delta, ChatLogprobs? logprobs, string? finish) =>
+            new(id, "chat.completion.chunk", created, model.Id, [new ChatChunkChoice(index, delta, logprobs, finish)], null);
         var type = ServerJson.Api.ChatCompletionChunk;
         await events.StartAsync(cancel.Token);
-        await events.WriteAsync(Chunk(new ChatDelta("assistant", ""), null), type, cancel.Token);
-        var result = await EventStream.PumpAsync(runner, admission, job,
-            text => events.WriteAsync(Chunk(new ChatDelta(null, text), null), type, cancel.Token), cancel);
-        await events.WriteAsync(Chunk(new ChatDelta(null, null), result.FinishReason) with { Timings = CompletionTimings.For(job, result) },
-            type, cancel.Token);
-        if (includeUsage)
-            await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
+        for (int i = 0; i < r.Jobs.Count; i++) await events.WriteAsync(Chunk(i, new ChatDelta("assistant", ""), null, null), type, cancel.Token);
+        var done = await EventStream.PumpAsync(runner, admission, r.Jobs,
+            (i, text) => events.WriteAsync(Chunk(i, new ChatDelta(null, text), null, null), type, cancel.Token), cancel);
+        // A choice's logprobs come whole with its last chunk (the one that carries its finish_reason).
+        for (int i = 0; i < done.Length; i++)
+            await events.WriteAsync(Chunk(i, new ChatDelta(null, null), Logprobs(done[i]), done[i].FinishReason)
+                with { Timings = i == 0 ? CompletionTimings.For(r.Jobs[0], done[0]) : null }, type, cancel.Token);
+        if (r.IncludeUsage)
+            await events.WriteAsync(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], Usage.Of(done)), type, cancel.Token);
+        log.Finished(done);
         await events.DoneAsync(cancel.Token);
     }
 
-    // Everything that can refuse the request, before it takes a run slot. Only the job (token ids) outlives this method:
+    sealed record Request(IReadOnlyList<CompletionJob> Jobs, bool Stream, bool IncludeUsage, bool Logprobs, string? User);
+
+    // Everything that can refuse the request, before it takes a run slot. Only the jobs (token ids) outlive this method:
     // the body, the parsed request and its strings are garbage once it returns, however long the generation runs.
-    async Task<(CompletionJob Job, bool Stream, bool IncludeUsage)> ReadAsync(HttpContext ctx, long arrived)
+    async Task<Request> ReadAsync(HttpContext ctx, long arrived)
     {
         var model = runner.Model;
         var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.ChatCompletionRequest, options.RequestBytesFor(model.MaxPositions));
+        RequestFields.CheckUnknown(req.Unknown, Known);
         RequestFields.CheckModel(req.Model, model);
-        RequestFields.CheckN(req.N);
+        int n = RequestFields.Choices(req.N);
         if (req.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-            throw new InvalidRequestException("'tools' is not supported: this server generates plain text. Remove the tools.", "tools", "unsupported_parameter");
-        if (req.Logprobs == true)
-            throw new InvalidRequestException("'logprobs' is not supported by this server; leave it out or set it to false.", "logprobs", "unsupported_parameter");
+            throw RequestFields.Unsupported("tools", "this server generates plain text and calls no tools. Remove the tools.");
+        if (req.ToolChoice is { } choice && choice.ValueKind != JsonValueKind.Null
+            && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
+            throw RequestFields.Unsupported("tool_choice", "this server calls no tools; leave tool_choice out or set it to \"none\".");
+        RequestFields.CheckResponseFormat(req.ResponseFormat);
+        int? top = null;
+        if (req.TopLogprobs is not null && req.Logprobs != true)
+            throw new InvalidRequestException("'top_logprobs' needs 'logprobs': true.", "top_logprobs", "invalid_value");
+        if (req.Logprobs == true) top = RequestFields.TopLogprobs(req.TopLogprobs ?? 0, "top_logprobs");
         var stop = RequestFields.Stop(req.Stop);
         var messages = Messages(req.Messages);
-        var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, 1);
+        var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, req.FrequencyPenalty, req.PresencePenalty,
+            req.LogitBias, model.Tokenizer.VocabSize, top);
 
         // APB's cut (PromptTokens.FromChat): the last user message up to its last blank line is the document (context,
         // spread over ranks), its final paragraph the question (query, given to every rank).
@@ -74,7 +97,7 @@ sealed class ChatCompletions(InferenceRunner runner, ServerOptions options)
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxCompletionTokens ?? req.MaxTokens, options.DefaultMaxTokens, param);
         model.Engine.Check(prompt, maxNew); // memory: what could never fit is refused now, not after the wait in line
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived, Timings = req.ApbTimings == true };
-        return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
+        return new Request(ChoiceRuns.Jobs(job, n), req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions), top is not null, req.User);
     }
 
     internal static List<ChatMessage> Messages(List<ChatMessageRequest?>? messages)

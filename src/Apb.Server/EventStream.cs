@@ -39,25 +39,31 @@ sealed class EventStream(HttpResponse response)
     }
 
     /// <summary>
-    /// Runs the job and hands its text to <paramref name="write"/> as it comes. Pieces that pile up while a write is
-    /// under way go out together in the next event. Whatever ends the stream early (client gone, a failed write), the
-    /// generation is cancelled and awaited before this returns, so its session and KV cache are already released.
+    /// Runs the request's choices (<see cref="ChoiceRuns"/>) and hands each one's text to <paramref name="write"/> with
+    /// its index as it comes. Pieces that pile up while a write is under way go out together in the next event. Whatever
+    /// ends the stream early (client gone, a failed write), the generations are cancelled and awaited before this
+    /// returns, so their sequences and KV caches are already released.
     /// </summary>
-    public static async Task<CompletionResult> PumpAsync(InferenceRunner runner, IDisposable slot, CompletionJob job,
-        Func<string, Task> write, CancellationTokenSource cancel)
+    public static async Task<CompletionResult[]> PumpAsync(InferenceRunner runner, IDisposable slot, IReadOnlyList<CompletionJob> jobs,
+        Func<int, string, Task> write, CancellationTokenSource cancel)
     {
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var run = runner.RunAsync(slot, job, piece => channel.Writer.TryWrite(piece), cancel.Token);
-        _ = run.ContinueWith(static (_, w) => ((ChannelWriter<string>)w!).TryComplete(), channel.Writer,
+        var channel = Channel.CreateUnbounded<(int Index, string Text)>(new UnboundedChannelOptions { SingleReader = true });
+        var run = ChoiceRuns.RunAsync(runner, slot, jobs, (i, piece) => channel.Writer.TryWrite((i, piece)), cancel.Token);
+        _ = run.ContinueWith(static (_, w) => ((ChannelWriter<(int, string)>)w!).TryComplete(), channel.Writer,
             CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
-            var text = new StringBuilder();
+            var pending = Enumerable.Range(0, jobs.Count).Select(_ => new StringBuilder()).ToArray();
             while (await channel.Reader.WaitToReadAsync(cancel.Token))
             {
-                text.Clear();
-                while (channel.Reader.TryRead(out var piece)) text.Append(piece);
-                if (text.Length > 0) await write(text.ToString());
+                while (channel.Reader.TryRead(out var piece)) pending[piece.Index].Append(piece.Text);
+                for (int i = 0; i < pending.Length; i++)
+                    if (pending[i].Length > 0)
+                    {
+                        string text = pending[i].ToString();
+                        pending[i].Clear();
+                        await write(i, text);
+                    }
             }
             return await run;
         }

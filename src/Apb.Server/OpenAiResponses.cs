@@ -9,7 +9,12 @@ namespace Apb.Server;
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens)
 {
-    public static Usage Of(CompletionResult r) => new(r.PromptTokens, r.CompletionTokens, r.TotalTokens);
+    /// <summary>The choices of one request share its prompt: counted once, their completions summed.</summary>
+    public static Usage Of(IReadOnlyList<CompletionResult> choices)
+    {
+        int prompt = choices[0].PromptTokens, completion = choices.Sum(r => r.CompletionTokens);
+        return new(prompt, completion, prompt + completion);
+    }
 }
 
 public sealed record ChatCompletionResponse(
@@ -21,10 +26,17 @@ public sealed record ChatCompletionResponse(
 
 public sealed record ChatChoice(
     int Index, AssistantMessage Message,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] JsonElement? Logprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobs? Logprobs,
     string FinishReason);
 
 public sealed record AssistantMessage(string Role, string Content);
+
+/// <summary>Chat logprobs: one entry per generated token, with its top alternatives.</summary>
+public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
+
+public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes, IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+public sealed record ChatTopLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes);
 
 public sealed record ChatCompletionChunk(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices, Usage? Usage)
@@ -35,7 +47,7 @@ public sealed record ChatCompletionChunk(
 
 public sealed record ChatChunkChoice(
     int Index, ChatDelta Delta,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] JsonElement? Logprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogprobs? Logprobs,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
 
 public sealed record ChatDelta(string? Role, string? Content);
@@ -46,8 +58,12 @@ public sealed record TextCompletionResponse(
 
 public sealed record TextChoice(
     string Text, int Index,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] JsonElement? Logprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] TextLogprobs? Logprobs,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
+
+/// <summary>The legacy completions' logprobs: parallel lists per token, the alternatives as {token: logprob}.</summary>
+public sealed record TextLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float> TokenLogprobs,
+    IReadOnlyList<Dictionary<string, float>> TopLogprobs, IReadOnlyList<int> TextOffset);
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 

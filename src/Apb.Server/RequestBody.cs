@@ -179,12 +179,15 @@ static class RequestBody
         int dot = path.LastIndexOf('.');
         return path[(dot + 1)..] switch
         {
-            "model" or "role" or "name" or "suffix" => "a string",
+            "model" or "role" or "name" or "suffix" or "user" or "prompt" => "a string",
             "messages" => "an array of message objects",
-            "stream" or "include_usage" or "logprobs" or "echo" => "a boolean",
-            "max_tokens" or "max_completion_tokens" or "n" or "top_k" or "best_of" => "an integer (32-bit)",
+            "stream" or "include_usage" or "echo" or "add_special_tokens" or "add_generation_prompt" => "a boolean",
+            // Chat's logprobs is a boolean, the legacy completions' an integer (how many alternatives).
+            "logprobs" => "a boolean (chat) or an integer 0..20 (completions)",
+            "max_tokens" or "max_completion_tokens" or "n" or "top_k" or "best_of" or "top_logprobs" => "an integer (32-bit)",
             "seed" => "an integer (64-bit)",
-            "temperature" or "top_p" => "a number",
+            "temperature" or "top_p" or "frequency_penalty" or "presence_penalty" => "a number",
+            "tokens" => "an array of token ids",
             "stream_options" => "an object",
             _ => "another type",
         };

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Apb.Serving;
@@ -5,20 +6,29 @@ using Apb.Serving;
 namespace Apb.Server;
 
 /// <summary>
-/// Counters behind GET /metrics, written in Prometheus' text format. Token rates are given both as running averages
-/// (gauges, readable by eye) and as raw token and second counters (for rate() over a window).
+/// Counters behind GET /metrics, written in Prometheus' text format: requests by endpoint and status, the admission
+/// queue, the engine's load (batch, waiting sequences, KV-cache bytes per rank) and token rates, both as running
+/// averages and throughput over the last minute (gauges, readable by eye) and as raw token and second counters (for
+/// rate() over a window of the scraper's choice).
 /// </summary>
 public sealed class ServerMetrics
 {
     // Seconds; time to first token spans from tens of milliseconds (short prompt, idle server) to minutes
     // (a long document prefilled on the CPU, or a long wait in line).
     static readonly double[] TtftBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+    static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
 
     readonly Lock _lock = new();
     readonly SortedDictionary<(string Endpoint, int Status), long> _requests = new();
     readonly long[] _ttftCounts = new long[TtftBuckets.Length];
     long _ttftCount, _completions, _promptTokens, _generatedTokens, _decodeSteps;
     double _ttftSum, _prefillSeconds, _decodeSeconds;
+    // The engine's token counters as seen by earlier scrapes (and at start), oldest first: the throughput gauges
+    // compare now with the oldest one inside the window.
+    readonly Queue<(long At, long Prompt, long Generated)> _samples = new();
+
+    /// <param name="atStart">the engine's load when the server started (its counters may already be past zero)</param>
+    public ServerMetrics(EngineLoad atStart) => _samples.Enqueue((Stopwatch.GetTimestamp(), atStart.PromptTokens, atStart.GeneratedTokens));
 
     /// <summary>The label for a path: the API's own paths, everything else "other" so clients cannot grow the series.</summary>
     public static string Endpoint(string? path) => path switch
@@ -59,6 +69,7 @@ public sealed class ServerMetrics
         var s = new StringBuilder();
         lock (_lock)
         {
+            var (promptRate, generatedRate) = Throughput(load);
             Header(s, "apb_requests_total", "counter", "HTTP requests answered, by endpoint and status (499: the client went away first).");
             foreach (var ((endpoint, status), n) in _requests)
                 s.Append("apb_requests_total{endpoint=\"").Append(endpoint).Append("\",status=\"").Append(status).Append("\"} ").Append(n).Append('\n');
@@ -66,6 +77,18 @@ public sealed class ServerMetrics
             Gauge(s, "apb_queue_capacity", "Most requests that may wait before the server answers 429.", queue.MaxWaiting);
             Gauge(s, "apb_in_flight", "Requests generating now.", queue.Running);
             Gauge(s, "apb_concurrency", "Most requests generating at once.", queue.Concurrency);
+            Gauge(s, "apb_batch_size", "Sequences in the engine's running batch (decoding, or being prefilled); one per choice of a request.", load.Running);
+            Gauge(s, "apb_engine_waiting", "Sequences admitted by the server that wait inside the engine for memory or a place in the batch.", load.Waiting);
+            Header(s, "apb_kv_cache_bytes", "gauge", "KV-cache bytes of the rows the running sequences have cached now, by rank.");
+            for (int r = 0; r < load.KvBytesPerRank.Count; r++)
+                s.Append("apb_kv_cache_bytes{rank=\"").Append(r).Append("\"} ").Append(load.KvBytesPerRank[r]).Append('\n');
+            Gauge(s, "apb_kv_cache_reserved_bytes", "KV-cache and prefill bytes the running sequences reserved on the busiest rank (0 where memory is not tracked).", load.ReservedBytes);
+            Gauge(s, "apb_kv_cache_budget_bytes", "KV-cache and prefill bytes per rank the engine may reserve (0 where memory is not tracked).", load.BudgetBytes);
+            Counter(s, "apb_engine_prompt_tokens_total", "Prompt tokens the engine prefilled (counted when each prefill ends, finished or not).", load.PromptTokens);
+            Counter(s, "apb_engine_generation_tokens_total", "Tokens the engine generated (counted as they come).", load.GeneratedTokens);
+            Counter(s, "apb_engine_decode_steps_total", "Batched decode steps the engine ran.", load.DecodeSteps);
+            Gauge(s, "apb_prompt_throughput_tokens_per_second", "Prompt tokens prefilled per second of wall time over the last minute (since the previous scrape when scrapes are further apart).", promptRate);
+            Gauge(s, "apb_generation_throughput_tokens_per_second", "Tokens generated per second of wall time over the last minute (since the previous scrape when scrapes are further apart).", generatedRate);
             Counter(s, "apb_completions_total", "Generations that ran to their end.", _completions);
             Counter(s, "apb_prompt_tokens_total", "Prompt tokens prefilled by finished generations.", _promptTokens);
             Counter(s, "apb_generation_tokens_total", "Tokens generated by finished generations.", _generatedTokens);
@@ -93,6 +116,18 @@ public sealed class ServerMetrics
             s.Append("apb_time_to_first_token_seconds_count ").Append(_ttftCount).Append('\n');
         }
         return s.ToString();
+    }
+
+    // Rates of the engine's counters from the oldest sample inside the window (or the newest one before it) to now.
+    (double Prompt, double Generated) Throughput(EngineLoad load)
+    {
+        long now = Stopwatch.GetTimestamp();
+        while (_samples.Count > 1 && Stopwatch.GetElapsedTime(_samples.ElementAt(1).At, now) >= Window) _samples.Dequeue();
+        var (at, prompt, generated) = _samples.Peek();
+        // At most one sample a second: a client that scrapes in a loop cannot grow the queue past ~60 entries.
+        if (Stopwatch.GetElapsedTime(_samples.Last().At, now) >= TimeSpan.FromSeconds(1)) _samples.Enqueue((now, load.PromptTokens, load.GeneratedTokens));
+        double seconds = Stopwatch.GetElapsedTime(at, now).TotalSeconds;
+        return seconds > 0 ? ((load.PromptTokens - prompt) / seconds, (load.GeneratedTokens - generated) / seconds) : (0, 0);
     }
 
     static void Header(StringBuilder s, string name, string type, string help) =>

@@ -30,6 +30,12 @@ public sealed record ServerOptions
     /// </summary>
     public long RequestBytesFor(int maxPositions) => MaxRequestBytes ?? Math.Clamp(32L * maxPositions, 1L << 20, 64L << 20);
 
-    /// <summary>One line per request (method, path, status, tokens, time), or null for none.</summary>
+    /// <summary>
+    /// The key clients must send as "Authorization: Bearer KEY" (401 otherwise) to /v1/..., /tokenize and /detokenize;
+    /// null: no key (anyone who reaches the port may use the model). See <see cref="ApiKeyCheck"/>.
+    /// </summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>One line per request (UTC time, method, path, status, seconds; tokens and strategy of a completion), or null for none.</summary>
     public TextWriter? Log { get; init; }
 }

@@ -9,60 +9,74 @@ namespace Apb.Server;
 /// <summary>POST /v1/completions: raw text (no chat template) in, its continuation out (whole or streamed).</summary>
 sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
 {
+    const string Known = "model, prompt, stream, stream_options, max_tokens, temperature, top_p, top_k, seed, stop, n, " +
+        "best_of (= n), echo (false), frequency_penalty, presence_penalty, logit_bias, logprobs, suffix (null), user";
+
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
         long arrived = Stopwatch.GetTimestamp();
+        var log = RequestLog.Of(ctx);
+        log.Completion();
         RequestBody.CheckContentType(ctx);
         // A place in line before the body is read: a full server refuses a large request without holding it.
         using var admission = runner.Queue.Admit();
-        var (job, stream, includeUsage) = await ReadAsync(ctx, arrived);
+        var r = await ReadAsync(ctx, arrived);
+        log.Read(r.Jobs[0].Prompt.Count, r.User);
         await admission.EnterAsync(cancel.Token);
 
         var model = runner.Model;
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        TextCompletionResponse Body(string text, string? finish, Usage? usage) =>
-            new(id, "text_completion", created, model.Id, [new TextChoice(text, 0, null, finish)], usage);
-        if (!stream)
+        TextLogprobs? Logprobs(CompletionResult c) => r.Logprobs && c.Logprobs is { } l ? LogprobShapes.Text(model.Tokenizer, l) : null;
+        TextCompletionResponse Body(IReadOnlyList<TextChoice> choices, Usage? usage) => new(id, "text_completion", created, model.Id, choices, usage);
+        if (!r.Stream)
         {
-            var r = await runner.RunAsync(admission, job, null, cancel.Token);
-            await HttpJson.WriteAsync(ctx, Body(r.Text, r.FinishReason, Usage.Of(r)), ServerJson.Api.TextCompletionResponse);
+            var results = await ChoiceRuns.RunAsync(runner, admission, r.Jobs, null, cancel.Token);
+            log.Finished(results);
+            await HttpJson.WriteAsync(ctx, Body(results.Select((c, i) => new TextChoice(c.Text, i, Logprobs(c), c.FinishReason)).ToArray(),
+                Usage.Of(results)), ServerJson.Api.TextCompletionResponse);
             return;
         }
 
         var events = new EventStream(ctx.Response);
         var type = ServerJson.Api.TextCompletionResponse;
         await events.StartAsync(cancel.Token);
-        var result = await EventStream.PumpAsync(runner, admission, job, text => events.WriteAsync(Body(text, null, null), type, cancel.Token), cancel);
-        await events.WriteAsync(Body("", result.FinishReason, null), type, cancel.Token);
-        if (includeUsage)
-            await events.WriteAsync(new TextCompletionResponse(id, "text_completion", created, model.Id, [], Usage.Of(result)), type, cancel.Token);
+        var done = await EventStream.PumpAsync(runner, admission, r.Jobs,
+            (i, text) => events.WriteAsync(Body([new TextChoice(text, i, null, null)], null), type, cancel.Token), cancel);
+        // A choice's logprobs come whole with its last chunk (the one that carries its finish_reason).
+        for (int i = 0; i < done.Length; i++)
+            await events.WriteAsync(Body([new TextChoice("", i, Logprobs(done[i]), done[i].FinishReason)], null), type, cancel.Token);
+        if (r.IncludeUsage) await events.WriteAsync(Body([], Usage.Of(done)), type, cancel.Token);
+        log.Finished(done);
         await events.DoneAsync(cancel.Token);
     }
 
-    // Everything that can refuse the request, before it takes a run slot; only the job outlives it (see ChatCompletions).
-    async Task<(CompletionJob Job, bool Stream, bool IncludeUsage)> ReadAsync(HttpContext ctx, long arrived)
+    sealed record Request(IReadOnlyList<CompletionJob> Jobs, bool Stream, bool IncludeUsage, bool Logprobs, string? User);
+
+    // Everything that can refuse the request, before it takes a run slot; only the jobs outlive it (see ChatCompletions).
+    async Task<Request> ReadAsync(HttpContext ctx, long arrived)
     {
         var model = runner.Model;
         var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.CompletionRequest, options.RequestBytesFor(model.MaxPositions));
+        RequestFields.CheckUnknown(req.Unknown, Known);
         RequestFields.CheckModel(req.Model, model);
-        RequestFields.CheckN(req.N);
-        if (req.BestOf is not (null or 1))
-            throw new InvalidRequestException($"'best_of' is {req.BestOf}; this server generates one candidate (best_of = 1).", "best_of", "unsupported_parameter");
+        int n = RequestFields.Choices(req.N);
+        if (req.BestOf is int best && best != n)
+            throw RequestFields.Unsupported("best_of", $"it is {best}; this server returns every candidate it generates (best_of = n = {n}). Use n.");
         if (req.Echo == true)
-            throw new InvalidRequestException("'echo' is not supported by this server; leave it out or set it to false.", "echo", "unsupported_parameter");
+            throw RequestFields.Unsupported("echo", "leave it out or set it to false.");
         if (req.Suffix is not null)
-            throw new InvalidRequestException("'suffix' (insertion) is not supported by this server; leave it out.", "suffix", "unsupported_parameter");
-        if (req.Logprobs is { ValueKind: not JsonValueKind.Null })
-            throw new InvalidRequestException("'logprobs' is not supported by this server; leave it out or set it to null.", "logprobs", "unsupported_parameter");
+            throw RequestFields.Unsupported("suffix", "insertion needs a fill-in-the-middle model; leave it out.");
+        int? top = req.Logprobs is int l ? RequestFields.TopLogprobs(l, "logprobs") : null;
         var stop = RequestFields.Stop(req.Stop);
-        var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, 1);
+        var sampling = RequestFields.Sampling(req.Temperature, req.TopP, req.TopK, req.Seed, req.FrequencyPenalty, req.PresencePenalty,
+            req.LogitBias, model.Tokenizer.VocabSize, top);
         var prompt = RequestPrompt.Build(model, limit => PromptOf(req.Prompt, model, limit), "prompt");
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxTokens, options.DefaultCompletionMaxTokens,
             promptParam: "prompt");
         model.Engine.Check(prompt, maxNew);
         var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
-        return (job, req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions));
+        return new Request(ChoiceRuns.Jobs(job, n), req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions), top is not null, req.User);
     }
 
     // A string, a one-element array of strings, or token ids; several prompts per request are not served.

@@ -17,6 +17,7 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
         var model = runner.Model;
         RequestBody.CheckContentType(ctx);
         var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.TokenizeRequest, options.RequestBytesFor(model.MaxPositions));
+        RequestFields.CheckUnknown(req.Unknown, "model, prompt, messages, add_special_tokens, add_generation_prompt, chat_template_kwargs");
         RequestFields.CheckModel(req.Model, model);
         IReadOnlyList<int> ids;
         if (req.Prompt is not null && req.Messages is not null)
@@ -43,6 +44,7 @@ public sealed class TokenizeEndpoints(InferenceRunner runner, ServerOptions opti
         var model = runner.Model;
         RequestBody.CheckContentType(ctx);
         var req = await RequestBody.ReadAsync(ctx, ServerJson.Api.DetokenizeRequest, options.RequestBytesFor(model.MaxPositions));
+        RequestFields.CheckUnknown(req.Unknown, "model, tokens");
         RequestFields.CheckModel(req.Model, model);
         var tokens = req.Tokens ?? throw new InvalidRequestException("Missing required parameter: 'tokens' (an array of token ids).",
             "tokens", "missing_required_parameter");
@@ -91,6 +93,7 @@ public sealed class TokenizeRequest
     public bool? AddSpecialTokens { get; set; }
     public bool? AddGenerationPrompt { get; set; }
     public JsonElement? ChatTemplateKwargs { get; set; }
+    [System.Text.Json.Serialization.JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
 }
 
 public sealed record TokenizeResponse(int Count, int MaxModelLen, IReadOnlyList<int> Tokens);
@@ -99,6 +102,7 @@ public sealed class DetokenizeRequest
 {
     public string? Model { get; set; }
     public List<int>? Tokens { get; set; }
+    [System.Text.Json.Serialization.JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
 }
 
 public sealed record DetokenizeResponse(string Prompt);

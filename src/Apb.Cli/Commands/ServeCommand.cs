@@ -32,13 +32,14 @@ static class ServeCommand
             Description = "web origins (scheme://host[:port], comma list; * = any) whose pages may call the API, answered with CORS headers; requests from other origins get 403 (default: none)",
             AllowMultipleArgumentsPerToken = true,
         };
+        var apiKey = new Option<string?>("--api-key") { Description = "key clients must send as \"Authorization: Bearer KEY\" (HTTP 401 otherwise; default: $APB_API_KEY, which ps does not show)" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no per-request log lines on stderr" };
         var strategy = new StrategyFlags();
         var templateFlags = new ChatTemplateFlags();
 
         var cmd = new Command("serve", "serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)")
         {
-            device, host, port, concurrency, maxNumTokens, maxModelLen, gpus, maxQueue, defaultMax, maxBytes, name, allowedHosts, allowedOrigins, quiet,
+            device, host, port, concurrency, maxNumTokens, maxModelLen, gpus, maxQueue, defaultMax, maxBytes, name, allowedHosts, allowedOrigins, apiKey, quiet,
         };
         model.AddTo(cmd);
         strategy.AddTo(cmd);
@@ -82,7 +83,9 @@ static class ServeCommand
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Concurrency = n, MaxQueue = r.GetValue(maxQueue),
                 DefaultMaxTokens = r.GetValue(defaultMax), MaxRequestBytes = r.GetValue(maxBytes), Log = log,
                 AllowedHosts = List(r.GetValue(allowedHosts)), AllowedOrigins = List(r.GetValue(allowedOrigins)),
+                ApiKey = r.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("APB_API_KEY") is { Length: > 0 } k ? k : null),
             };
+            if (ApbServer.ExposureWarning(options) is { } warning) io.Err.WriteLine(warning);
             return Serve(io, served, group, scheduler, bundle, dev, options).GetAwaiter().GetResult();
         }));
         return cmd;

@@ -15,9 +15,12 @@ public sealed record GenerationResult(
 /// <summary>The decode loop: prefill, then sample / stop / stream one token at a time.</summary>
 public static class Generator
 {
+    /// <param name="logprobs">when given and <see cref="SamplingOptions.Logprobs"/> is set, each generated token's
+    /// logprobs are added as it is picked (before its text is streamed), so a caller that ends the loop from
+    /// <paramref name="onText"/> still has them</param>
     public static GenerationResult Run(IInferenceSession session, HfTokenizer tokenizer, IReadOnlyList<int> context,
         IReadOnlyList<int> query, SamplingOptions options, IReadOnlyCollection<int> stopTokens, Action<string>? onText = null,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, ICollection<TokenLogprob>? logprobs = null)
     {
         var sampler = new Sampler(options);
         var decoder = new StreamingDecoder(tokenizer);
@@ -35,6 +38,7 @@ public static class Generator
             int next = sampler.Next(logits);
             if (stopTokens.Contains(next)) { finish = "stop"; break; }
             output.Add(next);
+            if (options.Logprobs is int top && logprobs != null) logprobs.Add(Sampler.Logprob(logits, next, top));
             string piece = decoder.Push(next);
             if (piece.Length > 0) { text.Append(piece); onText?.Invoke(piece); }
             if (step + 1 < options.MaxNewTokens) logits = session.Decode(next);

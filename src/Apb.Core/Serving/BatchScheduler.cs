@@ -86,8 +86,26 @@ public sealed class BatchScheduler : IGenerationEngine
     public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
     public long DecodeSteps => Interlocked.Read(ref _steps);
 
-    public EngineLoad Load => new(Running, Waiting, ReservedBytes, BudgetBytes, PromptTokens, GeneratedTokens, DecodeSteps)
+    public EngineLoad Load => new(Running, Waiting, ReservedBytes, BudgetBytes, PromptTokens, GeneratedTokens, DecodeSteps, KvBytesPerRank())
         { Ranks = _ranks };
+
+    /// <summary>
+    /// KV-cache bytes of the rows the running sequences have cached now, per rank (computed from their plans and
+    /// progress, so it holds for ranks in other processes too, and on backends that do not track memory).
+    /// </summary>
+    long[] KvBytesPerRank()
+    {
+        var bytes = new long[_group.WorldSize];
+        long perRow = RowBytes;
+        // Progress fields are written by the scheduler's thread between steps; a read that races one is a row off.
+        foreach (var a in Snapshot(_running))
+        {
+            if (a.Sequence is null) continue;
+            var rows = Rows(a.Plan, a.Job.Prompt, a.Prefilled, a.Fed);
+            for (int r = 0; r < rows.Length; r++) bytes[r] += rows[r] * perRow;
+        }
+        return bytes;
+    }
 
     // What the ranks hold, asked of them (a collective of a few numbers) on the scheduler's thread: once after the
     // engine goes idle with something changed, and at most once a second while it works. /metrics shows it, so a
@@ -174,7 +192,9 @@ public sealed class BatchScheduler : IGenerationEngine
         public int Prefilled;            // prompt tokens in the cache (chunked prefill)
         public int Pending = -1;         // the token the next decode step feeds
         public int Generated;
+        public int Fed;                  // decode steps run: tokens appended to the cache after the prompt
         public Sampler? Sampler;
+        public List<TokenLogprob>? Logprobs;   // only when the job asks for logprobs
         public StreamingDecoder? Decoder;
         public StopSequenceFilter? Filter;
         public readonly StringBuilder Text = new();
@@ -314,11 +334,14 @@ public sealed class BatchScheduler : IGenerationEngine
         }
         var took = Stopwatch.GetElapsedTime(start);
         Interlocked.Increment(ref _steps);
+        foreach (var a in batch) a.Fed++;
         Stepped?.Invoke(batch.Count, took);
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].DecodeTime += took;
-            Next(batch[i], logits[i]);
+            // A request's own sampling can fail (a logit bias past the model's vocabulary): it ends alone, the loop goes on.
+            try { Next(batch[i], logits[i]); }
+            catch (ApbException e) { Finish(batch[i], error: e); }
         }
     }
 
@@ -329,6 +352,7 @@ public sealed class BatchScheduler : IGenerationEngine
         if (a.Generated >= a.Job.Sampling.MaxNewTokens) { Finish(a, reason: "length"); return; }
         int token = a.Sampler!.Next(logits);
         if (_stopTokens.Contains(token)) { Finish(a, reason: "stop"); return; }
+        if (a.Job.Sampling.Logprobs is int top) (a.Logprobs ??= []).Add(Sampler.Logprob(logits, token, top));
         a.Generated++;
         Interlocked.Increment(ref _generatedTokens);
         if (a.Decoder != null) Emit(a, a.Filter!.Push(a.Decoder.Push(token)));
@@ -367,7 +391,7 @@ public sealed class BatchScheduler : IGenerationEngine
         var prefill = Stopwatch.GetElapsedTime(a.PrefillStart, a.FirstTokenAt);
         var ttft = Stopwatch.GetElapsedTime(a.Job.ArrivedAt, a.FirstTokenAt);
         a.Done.TrySetResult(new CompletionResult(a.Text.ToString(), reason!, a.Job.Prompt.Count, a.Generated, queued, prefill,
-            a.DecodeTime, ttft) { Strategy = a.Plan.ToString(), PrefillProfiles = a.PrefillProfiles });
+            a.DecodeTime, ttft) { Strategy = a.Plan.ToString(), PrefillProfiles = a.PrefillProfiles, Logprobs = a.Logprobs });
     }
 
     void FailAll(string why)
@@ -389,14 +413,26 @@ public sealed class BatchScheduler : IGenerationEngine
 
     // ------------------------------------------------------------------------------------------------ memory
 
-    /// <summary>KV bytes of a request on its busiest rank: its rows there for every layer, K and V.</summary>
-    long Bytes(PrefillPlan plan, PromptTokens p, int maxNew)
+    /// <summary>KV bytes of a request on its busiest rank: its rows there (the whole prompt and its token budget).</summary>
+    long Bytes(PrefillPlan plan, PromptTokens p, int maxNew) => _budget == 0 ? 0 : Rows(plan, p, p.Count, maxNew).Max() * RowBytes;
+
+    /// <summary>A cached row: K and V for every layer.</summary>
+    long RowBytes => (long)_group.Config.NumHiddenLayers * 2 * _group.Config.KvDim * _elementBytes;
+
+    /// <summary>
+    /// A sequence's cache rows per rank of the group, once <paramref name="prefilled"/> prompt tokens and
+    /// <paramref name="decoded"/> more are in: full attention keeps every row on rank 0; a distributed plan keeps each
+    /// rank's context rows there and the query (the prompt past the plan's context: a prompt with no query lends it its
+    /// last token) and the generated tokens on the last rank.
+    /// </summary>
+    long[] Rows(PrefillPlan plan, PromptTokens p, int prefilled, int decoded)
     {
-        if (_budget == 0) return 0;
-        var c = _group.Config;
-        long rows = plan.Plan is not { } sp ? (long)p.Count + maxNew
-            : Enumerable.Range(0, sp.Ranks).Max(r => (long)sp.RealRows(r) + (r == sp.Ranks - 1 ? p.Query.Count + maxNew : 0));
-        return rows * c.NumHiddenLayers * 2L * c.KvDim * _elementBytes;
+        var rows = new long[_group.WorldSize];
+        if (plan.Plan is not { } sp) rows[0] = (long)prefilled + decoded;
+        else
+            for (int r = 0; r < sp.Ranks; r++)
+                rows[r] = sp.RealRows(r) + (r == sp.Ranks - 1 ? (long)p.Count - sp.ContextLength + decoded : 0);
+        return rows;
     }
 
     /// <summary>
@@ -418,9 +454,8 @@ public sealed class BatchScheduler : IGenerationEngine
         if (_budget == 0) return positions;
         // One request alone on a device of full attention: its cache, plus one prefill chunk's activations.
         var c = _group.Config;
-        long perToken = (long)c.NumHiddenLayers * 2 * c.KvDim * _elementBytes;
         long chunk = (3L * c.HiddenSize + 2L * c.QDim + 2L * c.KvDim + 2L * c.IntermediateSize) * _o.PrefillChunk * _elementBytes;
-        long fits = (_budget - chunk) / Math.Max(perToken, 1);
+        long fits = (_budget - chunk) / Math.Max(RowBytes, 1);
         return (int)Math.Clamp(fits, 1, positions);
     }
 

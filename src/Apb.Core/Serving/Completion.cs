@@ -29,6 +29,8 @@ public sealed record CompletionResult(
     /// for <see cref="CompletionJob.Timings"/>, on an engine that measures them, and a prefill that ran in one piece.
     /// </summary>
     public IReadOnlyList<Diagnostics.Profile>? PrefillProfiles { get; init; }
+    /// <summary>Each generated token's logprobs, when the job's sampling asked for them (<see cref="SamplingOptions.Logprobs"/>); else null.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
     public int TotalTokens => PromptTokens + CompletionTokens;
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
     public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);

@@ -27,14 +27,16 @@ public interface IGenerationEngine : IDisposable
 
 /// <summary>
 /// An engine's load: sequences generating and waiting inside it, KV-cache and activation bytes reserved on its busiest
-/// rank and its budget (0 where memory is not tracked), and counters of prompt tokens, generated tokens and decode steps.
+/// rank and its budget (0 where memory is not tracked), counters of prompt tokens, generated tokens and decode steps,
+/// and the KV-cache bytes of the rows cached now on each rank, rank 0 first (empty where the engine does not know).
 /// </summary>
 public readonly record struct EngineLoad(int Running, int Waiting, long ReservedBytes, long BudgetBytes, long PromptTokens,
-    long GeneratedTokens, long DecodeSteps)
+    long GeneratedTokens, long DecodeSteps, IReadOnlyList<long> KvBytesPerRank)
 {
     /// <summary>
     /// What each rank last said it holds (sequences, KV-cache bytes, device memory), rank 0 first; null where the
-    /// engine does not ask its ranks. Asked when the engine goes idle and about once a second while it works.
+    /// engine does not ask its ranks. Asked when the engine goes idle and about once a second while it works: where
+    /// it disagrees with <see cref="KvBytesPerRank"/> once the engine is idle, a rank kept memory it should have freed.
     /// </summary>
     public IReadOnlyList<Runtime.RankMemoryUse>? Ranks { get; init; }
 }

@@ -18,7 +18,7 @@ public sealed class SessionEngine(SessionFactory newSession, HfTokenizer tokeniz
 
     public int MaxModelLength { get; } = maxModelLength >= 2 ? maxModelLength : throw new ApbException($"max model length must be at least 2, got {maxModelLength}");
 
-    public EngineLoad Load => new(Volatile.Read(ref _running), 0, 0, 0, Interlocked.Read(ref _prompt), Interlocked.Read(ref _generated), Interlocked.Read(ref _steps));
+    public EngineLoad Load => new(Volatile.Read(ref _running), 0, 0, 0, Interlocked.Read(ref _prompt), Interlocked.Read(ref _generated), Interlocked.Read(ref _steps), []);
 
     public void Check(PromptTokens prompt, int maxNewTokens)
     {
@@ -53,6 +53,7 @@ public sealed class SessionEngine(SessionFactory newSession, HfTokenizer tokeniz
         try
         {
             using var session = new MeteredSession(newSession(prompt, prompt.Count + job.Sampling.MaxNewTokens));
+            var logprobs = job.Sampling.Logprobs is null ? null : new List<TokenLogprob>();
             string finish;
             int generated;
             try
@@ -61,7 +62,7 @@ public sealed class SessionEngine(SessionFactory newSession, HfTokenizer tokeniz
                 {
                     Emit(filter.Push(piece));
                     if (filter.Stopped) throw new StopSequenceReached();
-                }, cancel);
+                }, cancel, logprobs);
                 Emit(filter.Flush());
                 finish = r.FinishReason;
                 generated = r.OutputIds.Count;
@@ -77,7 +78,7 @@ public sealed class SessionEngine(SessionFactory newSession, HfTokenizer tokeniz
             Interlocked.Add(ref _steps, session.Decodes);
             var ttft = session.FirstTokenAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(job.ArrivedAt, session.FirstTokenAt);
             return new CompletionResult(text.ToString(), finish, prompt.Count, generated, queued, session.PrefillTime,
-                session.DecodeTime, ttft);
+                session.DecodeTime, ttft) { Logprobs = logprobs };
         }
         finally { Interlocked.Decrement(ref _running); }
     }

@@ -38,7 +38,7 @@ public class RequestErrorTests(SharedServer shared)
         { Chat, $$"""{"messages": [{{User}}], "stop": 5}""", 400, "stop", "a string or an array of strings" },
         { Chat, $$"""{"messages": [{{User}}], "stop": ["ok", ""]}""", 400, "stop[1]", "empty string" },
         { Chat, $$"""{"messages": [{{User}}], "stop": "{{new string('s', 1025)}}"}""", 400, "stop", "at most 1024" },
-        { Chat, $$"""{"messages": [{{User}}], "n": 3}""", 400, "n", "one choice per request" },
+        { Chat, $$"""{"messages": [{{User}}], "n": 99}""", 400, "n", "1 to 16 choices per request" },
         { "/v1/completions", """{"max_tokens": 3}""", 400, "prompt", "Missing required parameter: 'prompt'" },
         { "/v1/completions", """{"prompt": [1, 2, 99999]}""", 400, "prompt[2]", "outside the vocabulary" },
         { "/v1/completions", """{"prompt": ["a", "b"]}""", 400, "prompt", "one per request" },
