@@ -92,6 +92,23 @@ public class ScorerTests
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
     }
 
+    /// <summary>The mix of two score columns by their standardized values, in place; a constant column contributes 0.</summary>
+    [Fact]
+    public void CombineStandardizedMixesColumnsByTheirSpread()
+    {
+        var b = new CpuBackend();
+        // Column 0 of a: 1, 2, 3 (z: -1.2247, 0, 1.2247); column 1 constant. b: 10, 30, 20 and 0, 0, 4.
+        var a = Up(b, [1, 7, 2, 7, 3, 7], 3, 2);
+        var o = Up(b, [10, 0, 30, 0, 20, 4], 3, 2);
+        b.Passing.CombineStandardized(a, 2f, o, -1f, a);
+        var got = new float[6];
+        b.Download(a, got);
+        double z = Math.Sqrt(1.5);
+        double[] zb0 = [-z, z, 0], zb1 = [-1 / Math.Sqrt(2), -1 / Math.Sqrt(2), Math.Sqrt(2)];
+        double[] want = [2 * -z - zb0[0], -zb1[0], 0 - zb0[1], -zb1[1], 2 * z - zb0[2], -zb1[2]];
+        for (int i = 0; i < 6; i++) Assert.Equal(want[i], got[i], 5);
+    }
+
     [Fact]
     public void SelectionPoolsOverFiveAndKeepsTheTopPerHeadInOrder()
     {
