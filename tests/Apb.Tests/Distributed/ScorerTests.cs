@@ -60,36 +60,59 @@ public class ScorerTests
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
     }
 
-    [Fact]
-    public void QueryAwareScoresEqualTheMeanOfPerTokenDots()
+    /// <summary>
+    /// The query-aware score against a direct computation in double: per KV head, the mean over query tokens of the dot
+    /// with the group's mean query, and the dot with the block's mean key, each standardized over the block's rows, mixed
+    /// as z(query) - w z(similarity). The rows past the block's end (pad rows) are in neither the key mean nor the scores.
+    /// With w = 0 (the query-only scorer) the score is the query dot itself, the paper's scorer.
+    /// </summary>
+    [Theory]
+    [InlineData(QueryAwareScorer.NoveltyWeight)]
+    [InlineData(0.25f)]
+    [InlineData(0f)]
+    public void QueryAwareScoresEqualStandardizedQueryDotsMixedWithKeyNovelty(float weight)
     {
         var c = LoadModel("llama-tiny").Config; // 6 heads over 2 KV heads: groups of 3
         var b = new CpuBackend();
         var rng = new Random(2);
-        const int queryRows = 4, rows = 11;
+        const int queryRows = 4, rows = 11, real = rows - 2;
         var q = Random(queryRows * c.QDim, rng);
         var k = Random(rows * c.KvDim, rng);
-        var scorer = new QueryAwareScorer(b, c);
+        var scorer = new QueryAwareScorer(b, c, weight);
         var qbar = b.Allocate(1, c.KvDim);
         scorer.QueryMean(Up(b, q, queryRows, c.QDim), qbar);
-        var got = scorer.Score(Up(b, k, rows, c.KvDim), qbar, rows - 2);
+        var got = scorer.Score(Up(b, k, rows, c.KvDim), qbar, real);
 
         int d = c.HeadDim, g = c.GroupSize, kv = c.NumKeyValueHeads;
-        var want = new float[(rows - 2) * kv];
-        for (int t = 0; t < rows - 2; t++)
-            for (int h = 0; h < kv; h++)
-            {
-                double sum = 0;
-                for (int i = 0; i < queryRows; i++)
-                    for (int c2 = 0; c2 < d; c2++)
+        var want = new float[real * kv];
+        for (int h = 0; h < kv; h++)
+        {
+            var query = new double[real];
+            var similarity = new double[real];
+            for (int t = 0; t < real; t++)
+                for (int c2 = 0; c2 < d; c2++)
+                {
+                    double key = k[t * c.KvDim + h * d + c2], keyMean = 0;
+                    for (int u = 0; u < real; u++) keyMean += k[u * c.KvDim + h * d + c2] / real;
+                    similarity[t] += key * keyMean;
+                    for (int i = 0; i < queryRows; i++)
                     {
                         double groupMean = 0;
                         for (int m = 0; m < g; m++) groupMean += q[i * c.QDim + (h * g + m) * d + c2];
-                        sum += k[t * c.KvDim + h * d + c2] * groupMean / g;
+                        query[t] += key * groupMean / g / queryRows;
                     }
-                want[t * kv + h] = (float)(sum / queryRows);
-            }
+                }
+            var zq = Standardized(query);
+            var zs = Standardized(similarity);
+            for (int t = 0; t < real; t++) want[t * kv + h] = (float)(weight == 0 ? query[t] : zq[t] - weight * zs[t]);
+        }
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
+    }
+
+    static double[] Standardized(double[] x)
+    {
+        double mean = x.Average(), std = Math.Sqrt(x.Sum(v => (v - mean) * (v - mean)) / x.Length);
+        return x.Select(v => (v - mean) / std).ToArray();
     }
 
     /// <summary>The mix of two score columns by their standardized values, in place; a constant column contributes 0.</summary>
