@@ -11,7 +11,7 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     public bool Distributed => Plan is not null;
 
     public override string ToString() =>
-        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({(Scorer == ScorerKind.Retaining ? "retaining heads" : "query-aware scorer")})" : "") +
+        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({ScorerChoice.Label(Scorer)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 

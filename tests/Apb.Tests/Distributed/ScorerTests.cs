@@ -1,6 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
+using Apb.Strategies;
 using Apb.Strategies.Apb;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
@@ -179,5 +180,38 @@ public class ScorerTests
         e = Assert.Throws<ApbException>(() => RetainingHeads.Open(missing, c));
         Assert.Contains("model.layers.3.self_attn.fc1.weight", e.Message);
         Assert.Contains("missing", e.Message);
+    }
+
+    /// <summary>
+    /// The default scorer: the retaining heads when a file is given or the model folder ships one, the query-aware scorer
+    /// when there are none; a scorer named explicitly is kept, and an impossible combination says what to do.
+    /// </summary>
+    [Fact]
+    public void DefaultScorerIsTheRetainingHeadsWhenTheModelFolderOrTheFlagHasThem()
+    {
+        using var withHeads = new TempDir();
+        using var without = new TempDir();
+        string inFolder = withHeads.File(ScorerChoice.HeadsFileName);
+        File.WriteAllBytes(inFolder, [0]); // existence decides; RetainingHeads.Open checks the contents
+        string given = without.File("mine.safetensors");
+
+        Assert.Equal((ScorerKind.Retaining, inFolder), ScorerChoice.Resolve(null, null, withHeads.Path));
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(null, null, without.Path));
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(null, null, null)); // random weights
+        Assert.Equal((ScorerKind.Retaining, given), ScorerChoice.Resolve(null, given, without.Path));
+        Assert.Equal((ScorerKind.Retaining, given), ScorerChoice.Resolve(null, given, withHeads.Path)); // the flag wins
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(ScorerKind.Query, null, withHeads.Path));
+        Assert.Equal((ScorerKind.QueryOnly, (string?)null), ScorerChoice.Resolve(ScorerKind.QueryOnly, null, withHeads.Path));
+        Assert.Equal((ScorerKind.Retaining, inFolder), ScorerChoice.Resolve(ScorerKind.Retaining, null, withHeads.Path));
+
+        var e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Retaining, null, without.Path));
+        Assert.Contains("--retaining-heads FILE", e.Message);
+        Assert.Contains(without.Path, e.Message);
+        Assert.Contains("--scorer query", e.Message);
+        e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Query, given, without.Path));
+        Assert.Contains("--scorer query", e.Message);
+        Assert.Contains("--retaining-heads", e.Message);
+        e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.QueryOnly, given, without.Path));
+        Assert.Contains("--scorer query-only", e.Message);
     }
 }
