@@ -34,6 +34,9 @@ public sealed class PrefillBench : IDisposable
     BenchModel _model = null!;
     readonly List<PrefillCase> _results = [];
     readonly Stopwatch _clock = Stopwatch.StartNew();
+    // APB's scorer by the rule every command follows (ScorerChoice): a checkpoint folder's retaining heads when it has
+    // them; a random-weight shape has none, so it runs the query-aware scorer. Every APB row names the one that ran.
+    readonly (ScorerKind Kind, string? Heads) _scorer;
 
     /// <param name="output">the results table</param>
     /// <param name="log">a line per case and what it measured (rank 0 only)</param>
@@ -45,6 +48,7 @@ public sealed class PrefillBench : IDisposable
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
+        _scorer = ScorerChoice.Resolve(null, null, settings.Shape is null ? settings.Model : null);
     }
 
     bool Reports => _launched?.IsLeader ?? true;
@@ -69,7 +73,8 @@ public sealed class PrefillBench : IDisposable
         {
             var options = new StrategyOptions
             {
-                Strategy = StrategyKind.Ring, Ranks = _env.WorldSize, FallbackBelow = 0, PadTokenId = 0,
+                Strategy = GroupStrategy(StrategyKind.Ring), Ranks = _env.WorldSize, FallbackBelow = 0, PadTokenId = 0,
+                Scorer = _scorer.Kind, RetainingHeadsPath = _scorer.Heads,
                 CollectiveTimeout = _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
             };
             _launched = ProcessGroup.Open(_model.Config, _model.Weights, _backend, options, _env);
@@ -116,6 +121,9 @@ public sealed class PrefillBench : IDisposable
           (r.PeakGiB is { } p ? $", peak {string.Join("/", p.Select(x => Markdown.F(x, "F1")))} GiB" : "")
         : $"{r.Strategy} n={r.Length}: {r.Status}: {r.Note}";
 
+    // A group loads the retaining heads only when made for APB: with heads, the groups are APB's (cases pick their strategy).
+    StrategyKind GroupStrategy(StrategyKind otherwise) => _scorer.Kind == ScorerKind.Retaining ? StrategyKind.Apb : otherwise;
+
     int RanksFor(StrategyKind s) => s == StrategyKind.Full ? 1 : _launched?.WorldSize ?? _o.Ranks ?? 2;
 
     /// <summary>
@@ -128,7 +136,8 @@ public sealed class PrefillBench : IDisposable
         if (_groups.TryGetValue(ranks, out var g)) return g;
         var options = new StrategyOptions
         {
-            Strategy = ranks == 1 ? StrategyKind.Full : StrategyKind.Ring, Ranks = ranks, FallbackBelow = 0, PadTokenId = 0,
+            Strategy = GroupStrategy(ranks == 1 ? StrategyKind.Full : StrategyKind.Ring), Ranks = ranks, FallbackBelow = 0, PadTokenId = 0,
+            Scorer = _scorer.Kind, RetainingHeadsPath = _scorer.Heads,
         };
         return _groups[ranks] = RankGroup.Create(_model.Config, options, r =>
         {
@@ -158,7 +167,7 @@ public sealed class PrefillBench : IDisposable
         var rng = BenchModel.CaseRandom(_o.Seed, n);
         var context = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var query = Enumerable.Range(0, _o.QueryTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
-        baseResult = baseResult with { Plan = s == StrategyKind.Apb ? ApbLengths(n, ranks, query.Length) : null };
+        baseResult = baseResult with { Plan = s == StrategyKind.Apb ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind)}" : null };
 
         // Device memory: predicted per rank, and refused on every rank together when any one would not fit.
         double? need = null;

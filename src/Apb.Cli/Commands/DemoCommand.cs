@@ -28,9 +28,11 @@ static class DemoCommand
         io.Err.WriteLine($"needle-in-a-haystack: {sample.ContextIds.Length} context tokens + {sample.QueryIds.Length} query tokens (seed {seed})");
         io.Out.WriteLine($"question: {sample.Sample.Query.Trim()}");
 
+        var (scorer, heads) = ScorerChoice.Resolve(null, null, bundle.Directory);
         var apbOptions = new StrategyOptions
         {
             Strategy = StrategyKind.Apb, Ranks = Ranks, FallbackBelow = 0, PadTokenId = tok.PadTokenId ?? 0, Timings = true,
+            Scorer = scorer, RetainingHeadsPath = heads,
         };
         // The same session construction as `generate --strategy ...`: a rank group made for the one request.
         int prompt = sample.ContextIds.Length + sample.QueryIds.Length;

@@ -69,8 +69,8 @@ static class EvalCommand
         var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
         var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: by context length)" };
-        var scorer = new Option<string>("--scorer") { Description = "APB token scorer: query (training-free) or retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
-        var heads = new Option<string?>("--retaining-heads") { Description = "safetensors file of retaining heads (default: retaining_heads.safetensors in the model folder, if there)" };
+        var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
+        var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
         var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
         var quiet = CommonOptions.Quiet();
@@ -91,20 +91,13 @@ static class EvalCommand
                     throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
-            var scorerKind = StrategyOptions.ParseScorer(r.GetValue(scorer)!);
+            var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
                     : new StrategySpec(k.ToString().ToLowerInvariant(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
-
-            string? headsPath = r.GetValue(heads);
-            if (scorerKind == ScorerKind.Retaining && headsPath is null)
-            {
-                string dflt = Path.Combine(bundle.Directory, "retaining_heads.safetensors");
-                headsPath = File.Exists(dflt) ? dflt : throw new ApbException($"--scorer retaining needs --retaining-heads FILE (no {dflt} either)");
-            }
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
@@ -171,7 +164,7 @@ static class EvalCommand
             if (jsonFile is not null)
             {
                 var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
-                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining ? headsPath : null);
+                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining && specs.Any(x => x.Name == "apb") ? headsPath : null);
                 RulerHarness.WriteJson(jsonFile, run, rows);
                 if (jsonFile is WriterStream) io.Out.WriteLine();
             }
@@ -186,11 +179,14 @@ static class EvalCommand
             ? throw new ApbException($"--strategies {name}: a number where a strategy belongs; -s is --strategies (full, ring, zigzag, ulysses, star, apb), the sample count is --samples {name}")
             : StrategyOptions.ParseStrategy(name);
 
-    /// <summary>What a run changes from a strategy's defaults, for its table column and JSON rows; null when nothing.</summary>
+    /// <summary>
+    /// APB's scorer (always: the default depends on the model folder) and what else a run changes from a strategy's
+    /// defaults, for its table column and JSON rows; null when nothing.
+    /// </summary>
     static string? Variant(StrategyKind kind, ScorerKind scorer, int? anchor, int? passing)
     {
         var parts = new List<string>();
-        if (kind == StrategyKind.Apb && scorer == ScorerKind.Retaining) parts.Add("retaining heads");
+        if (kind == StrategyKind.Apb) parts.Add(ScorerChoice.Label(scorer));
         if (kind is StrategyKind.Apb or StrategyKind.Star && anchor is int a) parts.Add($"l_a {a}");
         if (kind == StrategyKind.Apb && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

@@ -42,7 +42,7 @@ static class LogitsCommand
             var tokens = request.All;
             GenerateCommand.CheckLength(tokens.Count, 0, limit);
             string dev = r.GetValue(device)!;
-            var so = strategy.Options(r, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
+            var so = strategy.Options(r, bundle.Directory, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
             using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count, tokens.Count);
             if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             var logits = session switch

@@ -59,7 +59,7 @@ static class ServeCommand
             if (r.GetValue(maxBytes) is < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             if (r.GetValue(maxModelLen) is < 2) throw new ApbException($"--max-model-len must be at least 2, got {r.GetValue(maxModelLen)}");
             using var bundle = CommonOptions.OpenModel(model.Get(r), io);
-            var so = strategy.Options(r, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0) with { Timings = false };
+            var so = strategy.Options(r, bundle.Directory, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0) with { Timings = false };
             so.Validate(bundle.Config);
 
             // Every request is a sequence on one resident rank group: threads of this process (rank r on GPU r mod the
@@ -119,7 +119,7 @@ static class ServeCommand
     {
         var o = group.Options;
         return o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
-            : $"{o.Strategy.ToString().ToLowerInvariant()}{(o.Strategy == Strategies.StrategyKind.Apb ? o.Scorer == Strategies.ScorerKind.Retaining ? " (retaining heads)" : " (query-aware scorer)" : "")} " +
+            : $"{o.Strategy.ToString().ToLowerInvariant()}{(o.Strategy == Strategies.StrategyKind.Apb ? $" ({Strategies.ScorerChoice.Label(o.Scorer)})" : "")} " +
               $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
               (o.Strategy is Strategies.StrategyKind.Apb or Strategies.StrategyKind.Star && o.FallbackBelow > 0
                   ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");

@@ -19,14 +19,22 @@ sealed class StrategyFlags
     readonly Option<int?> _ranks = new("--ranks", "-r") { Description = "ranks to split the context over (default 1 for full, 4 otherwise)" };
     readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
     readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table)" };
-    readonly Option<string> _scorer = new("--scorer") { Description = "APB token scorer: query (training-free) | retaining (needs --retaining-heads)", DefaultValueFactory = _ => "query" };
-    readonly Option<string?> _heads = new("--retaining-heads") { Description = "safetensors file with the retaining heads (model.layers.{i}.self_attn.fc1/fc2.weight)" };
+    readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
+    readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
     readonly Option<int> _fallback = new("--fallback-below")
     {
         Description = $"run star/apb as full attention on one rank below this many context tokens (0 = never; default {StrategyOptions.DefaultFallbackBelow})",
         DefaultValueFactory = _ => StrategyOptions.DefaultFallbackBelow,
     };
     readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
+
+    public const string ScorerHelp = "APB token scorer: auto (default: retaining when --retaining-heads is given or the model folder has " + ScorerChoice.HeadsFileName +
+        ", query otherwise) | retaining (trained heads) | query (training-free, follows chains) | query-only (the query term alone)";
+    public const string HeadsHelp = "safetensors file with the retaining heads (model.layers.{i}.self_attn.fc1/fc2.weight; default: " + ScorerChoice.HeadsFileName + " in the model folder, if there)";
+
+    /// <summary>--scorer and --retaining-heads resolved against the model folder (<see cref="ScorerChoice"/>).</summary>
+    public static (ScorerKind Scorer, string? HeadsPath) Scorer(string? scorer, string? heads, string? modelDirectory) =>
+        ScorerChoice.Resolve(ScorerChoice.Parse(scorer), heads, modelDirectory);
 
     public void AddTo(Command c)
     {
@@ -35,9 +43,11 @@ sealed class StrategyFlags
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
 
-    public StrategyOptions Options(ParseResult r, int anchorInsertAt, int padTokenId)
+    /// <param name="modelDirectory">the checkpoint folder: its retaining heads, when it has some, are the default scorer</param>
+    public StrategyOptions Options(ParseResult r, string modelDirectory, int anchorInsertAt, int padTokenId)
     {
         var kind = StrategyOptions.ParseStrategy(r.GetValue(_strategy)!);
+        var (scorer, heads) = Scorer(r.GetValue(_scorer), r.GetValue(_heads), modelDirectory);
         return new StrategyOptions
         {
             Strategy = kind,
@@ -45,8 +55,8 @@ sealed class StrategyFlags
             Ranks = CommonOptions.RanksFor(kind, r.GetValue(_ranks)),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
-            Scorer = StrategyOptions.ParseScorer(r.GetValue(_scorer)!),
-            RetainingHeadsPath = r.GetValue(_heads),
+            Scorer = scorer,
+            RetainingHeadsPath = heads,
             AnchorInsertAt = anchorInsertAt,
             FallbackBelow = r.GetValue(_fallback),
             PadTokenId = padTokenId,

@@ -19,6 +19,14 @@ public interface IPassingOps
     /// <summary>output[t, h] = dot(x[t, head h], vec[0, head h]) for each head: x [T, heads x d], vec [1, heads x d], output [T, heads].</summary>
     void HeadDot(Tensor x, Tensor vec, int heads, Tensor output);
 
+    /// <summary>
+    /// output[t, h] = weightA x z(a)[t, h] + weightB x z(b)[t, h], where z standardizes each column (head) over the rows:
+    /// z(x)[t, h] = (x[t, h] - mean_t x[:, h]) / std_t x[:, h] (population std; 0 for a constant column). a, b and output
+    /// are [rows, heads] fp32; output may be a or b. Two scores of different scales are mixed by their spread, not by
+    /// their units. Sums in fp32 or wider, mean first, then the spread around it.
+    /// </summary>
+    void CombineStandardized(Tensor a, float weightA, Tensor b, float weightB, Tensor output);
+
     /// <summary>Room for [count, heads] row indices on this backend.</summary>
     PassingRows AllocateRows(int count, int heads);
 

@@ -11,7 +11,7 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     public bool Distributed => Plan is not null;
 
     public override string ToString() =>
-        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({(Scorer == ScorerKind.Retaining ? "retaining heads" : "query-aware scorer")})" : "") +
+        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({ScorerChoice.Label(Scorer)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -43,7 +43,7 @@ public static class SequencePlanner
                 o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength),
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
-        if (kind == StrategyKind.Apb && o.Scorer == ScorerKind.Query) CheckQueryAware(plan);
+        if (kind == StrategyKind.Apb && o.Scorer != ScorerKind.Retaining) CheckQueryAware(plan);
         return new PrefillPlan(kind, ranks, plan, null, o.Scorer);
     }
 

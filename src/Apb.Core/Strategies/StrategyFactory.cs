@@ -11,15 +11,17 @@ namespace Apb.Strategies;
 /// <summary>One rank's prefill attention for a plan: the one place that maps a strategy to its class.</summary>
 public static class StrategyFactory
 {
-    /// <param name="retaining">APB's trained scorer on this rank's backend, or null for the query-aware one</param>
+    /// <param name="scorer">APB's scorer</param>
+    /// <param name="retaining">APB's trained scorer on this rank's backend, for <see cref="ScorerKind.Retaining"/>; else null</param>
     public static SequenceParallelAttention Create(StrategyKind kind, IBackend backend, ModelConfig config, RopeTable rope,
-        SequencePlan plan, ICommunicator comm, RetainingHeadScorer? retaining, bool overlap) => kind switch
+        SequencePlan plan, ICommunicator comm, ScorerKind scorer, RetainingHeadScorer? retaining, bool overlap) => kind switch
     {
         StrategyKind.Ring => new RingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
         StrategyKind.Zigzag => new ZigzagRingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
         StrategyKind.Ulysses => new UlyssesAttention(backend, config, rope, plan, comm),
         StrategyKind.Star => new StarAttention(backend, config, rope, plan, comm),
-        StrategyKind.Apb => new ApbAttention(backend, config, rope, plan, comm, retaining) { Overlap = overlap },
+        StrategyKind.Apb => new ApbAttention(backend, config, rope, plan, comm, retaining,
+            scorer == ScorerKind.QueryOnly ? 0f : QueryAwareScorer.NoveltyWeight) { Overlap = overlap },
         _ => throw new ArgumentException($"{kind} is not a sequence-parallel strategy"),
     };
 }

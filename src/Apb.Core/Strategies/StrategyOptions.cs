@@ -52,6 +52,10 @@ public sealed record StrategyOptions
     public static bool ParseOverlap(string? value) =>
         value?.Trim().ToLowerInvariant() is not ("0" or "false" or "off" or "no");
 
+    /// <summary>"full", "ring x4", "apb x4 (retaining heads)": the strategy as banners print it, APB with its scorer.</summary>
+    public string Describe() => Strategy.ToString().ToLowerInvariant() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
+        (Strategy == StrategyKind.Apb ? $" ({ScorerChoice.Label(Scorer)})" : "");
+
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {
         "full" => StrategyKind.Full,
@@ -61,13 +65,6 @@ public sealed record StrategyOptions
         "star" => StrategyKind.Star,
         "apb" => StrategyKind.Apb,
         _ => throw new ApbException($"unknown strategy '{name}': expected full, ring, zigzag, ulysses, star or apb"),
-    };
-
-    public static ScorerKind ParseScorer(string name) => name.ToLowerInvariant() switch
-    {
-        "query" or "query-aware" => ScorerKind.Query,
-        "retaining" or "retaining-heads" => ScorerKind.Retaining,
-        _ => throw new ApbException($"unknown scorer '{name}': expected retaining or query"),
     };
 
     /// <summary>

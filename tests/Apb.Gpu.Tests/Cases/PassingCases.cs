@@ -5,8 +5,9 @@ using static Apb.Gpu.Tests.GpuCheck;
 namespace Apb.Gpu.Tests;
 
 /// <summary>
-/// APB's passing ops on the GPU (IBackend.Passing: group_mean, head_dot, select_passing, gather_head_rows) against
-/// CpuPassingOps, the reference; and the chain as ApbAttention runs it, with the selected rows kept on the device.
+/// APB's passing ops on the GPU (IBackend.Passing: group_mean, head_dot, combine_standardized, select_passing,
+/// gather_head_rows) against CpuPassingOps, the reference; and the chain as ApbAttention runs it, with the selected rows
+/// kept on the device.
 /// </summary>
 public static class PassingCases
 {
@@ -17,6 +18,8 @@ public static class PassingCases
         foreach (var (rows, heads, groups, d, outF32) in new[] { (64, 32, 8, 128, true), (1, 4, 4, 64, true), (7, 6, 2, 16, false), (333, 32, 8, 128, false) })
             yield return new("passing", $"group_mean {rows} rows, {heads} heads in {groups} groups x d={d} {(outF32 ? "f32" : "bf16")}",
                 c => GroupMean(c, rows, heads, groups, d, outF32));
+        foreach (var (rows, heads, alias) in new[] { (16384, 8, true), (1000, 2, false), (37, 3, true), (1, 4, false) })
+            yield return new("passing", $"combine_standardized [{rows}, {heads}]{(alias ? " in place" : "")}", c => Combine(c, rows, heads, alias));
         foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
             foreach (var (srcRows, picked, heads, d) in new[] { (60, 17, 8, 64), (4096, 1024, 8, 128), (9, 9, 3, 16) })
                 yield return new("passing", $"gather_head_rows {picked} of [{srcRows}, {heads}x{d}] {dt}", c => Gather(c, srcRows, picked, heads, d, dt));
@@ -52,6 +55,22 @@ public static class PassingCases
         var go = c.Poisoned(1, groups * d, outF32 ? CudaDType.F32 : CudaDType.BF16);
         c.Gpu.Passing.GroupMean(c.OnGpu(x, rows + 5, heads * d).RowSlice(2, rows), heads, groups, go);
         c.Compare("group_mean", Down(c.Gpu, go), Down(c.Cpu, co), outF32 ? 1e-5 : Bf16Tolerance);
+    }
+
+    /// <summary>
+    /// Two fp32 score columns per head mixed by their standardized values (the novelty mix of the query-aware scorer),
+    /// into a third tensor or in place over the first; one constant column (z = 0) and, with one row, every column constant.
+    /// The sums' order differs between the backends, so the match is to fp32 rounding, not exact.
+    /// </summary>
+    static void Combine(GpuCheck c, int rows, int heads, bool alias)
+    {
+        var a = c.Rand((long)rows * heads, 4f); var b = c.Rand((long)rows * heads);
+        for (int t = 0; t < rows; t++) a[t * heads + heads - 1] = 2.5f;
+        var ca = c.OnCpu(a, rows, heads); var co = alias ? ca : c.Cpu.Allocate(rows, heads);
+        Ref(c).CombineStandardized(ca, 1f, c.OnCpu(b, rows, heads), -0.75f, co);
+        var ga = c.OnGpu(a, rows, heads, CudaDType.F32); var go = alias ? ga : c.Poisoned(rows, heads, CudaDType.F32);
+        c.Gpu.Passing.CombineStandardized(ga, 1f, c.OnGpu(b, rows, heads, CudaDType.F32), -0.75f, go);
+        c.Compare("combine_standardized", Down(c.Gpu, go), Down(c.Cpu, co), 1e-5);
     }
 
     /// <summary>Rows picked separately per head; exact in both element types.</summary>

@@ -1,6 +1,7 @@
 using Apb.Backends;
 using Apb.Backends.Cpu;
 using Apb.Checkpoints;
+using Apb.Strategies;
 using Apb.Strategies.Apb;
 using Xunit;
 using static Apb.Tests.Distributed.DistributedFixture;
@@ -60,36 +61,76 @@ public class ScorerTests
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
     }
 
-    [Fact]
-    public void QueryAwareScoresEqualTheMeanOfPerTokenDots()
+    /// <summary>
+    /// The query-aware score against a direct computation in double: per KV head, the mean over query tokens of the dot
+    /// with the group's mean query, and the dot with the block's mean key, each standardized over the block's rows, mixed
+    /// as z(query) - w z(similarity). The rows past the block's end (pad rows) are in neither the key mean nor the scores.
+    /// With w = 0 (the query-only scorer) the score is the query dot itself, the paper's scorer.
+    /// </summary>
+    [Theory]
+    [InlineData(QueryAwareScorer.NoveltyWeight)]
+    [InlineData(0.25f)]
+    [InlineData(0f)]
+    public void QueryAwareScoresEqualStandardizedQueryDotsMixedWithKeyNovelty(float weight)
     {
         var c = LoadModel("llama-tiny").Config; // 6 heads over 2 KV heads: groups of 3
         var b = new CpuBackend();
         var rng = new Random(2);
-        const int queryRows = 4, rows = 11;
+        const int queryRows = 4, rows = 11, real = rows - 2;
         var q = Random(queryRows * c.QDim, rng);
         var k = Random(rows * c.KvDim, rng);
-        var scorer = new QueryAwareScorer(b, c);
+        var scorer = new QueryAwareScorer(b, c, weight);
         var qbar = b.Allocate(1, c.KvDim);
         scorer.QueryMean(Up(b, q, queryRows, c.QDim), qbar);
-        var got = scorer.Score(Up(b, k, rows, c.KvDim), qbar, rows - 2);
+        var got = scorer.Score(Up(b, k, rows, c.KvDim), qbar, real);
 
         int d = c.HeadDim, g = c.GroupSize, kv = c.NumKeyValueHeads;
-        var want = new float[(rows - 2) * kv];
-        for (int t = 0; t < rows - 2; t++)
-            for (int h = 0; h < kv; h++)
-            {
-                double sum = 0;
-                for (int i = 0; i < queryRows; i++)
-                    for (int c2 = 0; c2 < d; c2++)
+        var want = new float[real * kv];
+        for (int h = 0; h < kv; h++)
+        {
+            var query = new double[real];
+            var similarity = new double[real];
+            for (int t = 0; t < real; t++)
+                for (int c2 = 0; c2 < d; c2++)
+                {
+                    double key = k[t * c.KvDim + h * d + c2], keyMean = 0;
+                    for (int u = 0; u < real; u++) keyMean += k[u * c.KvDim + h * d + c2] / real;
+                    similarity[t] += key * keyMean;
+                    for (int i = 0; i < queryRows; i++)
                     {
                         double groupMean = 0;
                         for (int m = 0; m < g; m++) groupMean += q[i * c.QDim + (h * g + m) * d + c2];
-                        sum += k[t * c.KvDim + h * d + c2] * groupMean / g;
+                        query[t] += key * groupMean / g / queryRows;
                     }
-                want[t * kv + h] = (float)(sum / queryRows);
-            }
+                }
+            var zq = Standardized(query);
+            var zs = Standardized(similarity);
+            for (int t = 0; t < real; t++) want[t * kv + h] = (float)(weight == 0 ? query[t] : zq[t] - weight * zs[t]);
+        }
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
+    }
+
+    static double[] Standardized(double[] x)
+    {
+        double mean = x.Average(), std = Math.Sqrt(x.Sum(v => (v - mean) * (v - mean)) / x.Length);
+        return x.Select(v => (v - mean) / std).ToArray();
+    }
+
+    /// <summary>The mix of two score columns by their standardized values, in place; a constant column contributes 0.</summary>
+    [Fact]
+    public void CombineStandardizedMixesColumnsByTheirSpread()
+    {
+        var b = new CpuBackend();
+        // Column 0 of a: 1, 2, 3 (z: -1.2247, 0, 1.2247); column 1 constant. b: 10, 30, 20 and 0, 0, 4.
+        var a = Up(b, [1, 7, 2, 7, 3, 7], 3, 2);
+        var o = Up(b, [10, 0, 30, 0, 20, 4], 3, 2);
+        b.Passing.CombineStandardized(a, 2f, o, -1f, a);
+        var got = new float[6];
+        b.Download(a, got);
+        double z = Math.Sqrt(1.5);
+        double[] zb0 = [-z, z, 0], zb1 = [-1 / Math.Sqrt(2), -1 / Math.Sqrt(2), Math.Sqrt(2)];
+        double[] want = [2 * -z - zb0[0], -zb1[0], 0 - zb0[1], -zb1[1], 2 * z - zb0[2], -zb1[2]];
+        for (int i = 0; i < 6; i++) Assert.Equal(want[i], got[i], 5);
     }
 
     [Fact]
@@ -139,5 +180,38 @@ public class ScorerTests
         e = Assert.Throws<ApbException>(() => RetainingHeads.Open(missing, c));
         Assert.Contains("model.layers.3.self_attn.fc1.weight", e.Message);
         Assert.Contains("missing", e.Message);
+    }
+
+    /// <summary>
+    /// The default scorer: the retaining heads when a file is given or the model folder ships one, the query-aware scorer
+    /// when there are none; a scorer named explicitly is kept, and an impossible combination says what to do.
+    /// </summary>
+    [Fact]
+    public void DefaultScorerIsTheRetainingHeadsWhenTheModelFolderOrTheFlagHasThem()
+    {
+        using var withHeads = new TempDir();
+        using var without = new TempDir();
+        string inFolder = withHeads.File(ScorerChoice.HeadsFileName);
+        File.WriteAllBytes(inFolder, [0]); // existence decides; RetainingHeads.Open checks the contents
+        string given = without.File("mine.safetensors");
+
+        Assert.Equal((ScorerKind.Retaining, inFolder), ScorerChoice.Resolve(null, null, withHeads.Path));
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(null, null, without.Path));
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(null, null, null)); // random weights
+        Assert.Equal((ScorerKind.Retaining, given), ScorerChoice.Resolve(null, given, without.Path));
+        Assert.Equal((ScorerKind.Retaining, given), ScorerChoice.Resolve(null, given, withHeads.Path)); // the flag wins
+        Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(ScorerKind.Query, null, withHeads.Path));
+        Assert.Equal((ScorerKind.QueryOnly, (string?)null), ScorerChoice.Resolve(ScorerKind.QueryOnly, null, withHeads.Path));
+        Assert.Equal((ScorerKind.Retaining, inFolder), ScorerChoice.Resolve(ScorerKind.Retaining, null, withHeads.Path));
+
+        var e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Retaining, null, without.Path));
+        Assert.Contains("--retaining-heads FILE", e.Message);
+        Assert.Contains(without.Path, e.Message);
+        Assert.Contains("--scorer query", e.Message);
+        e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Query, given, without.Path));
+        Assert.Contains("--scorer query", e.Message);
+        Assert.Contains("--retaining-heads", e.Message);
+        e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.QueryOnly, given, without.Path));
+        Assert.Contains("--scorer query-only", e.Message);
     }
 }

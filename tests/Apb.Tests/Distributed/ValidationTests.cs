@@ -69,9 +69,12 @@ public class ValidationTests
     public void NamesParseAndUnknownNamesAreErrors()
     {
         Assert.Equal(StrategyKind.Zigzag, StrategyOptions.ParseStrategy("ZigZag"));
-        Assert.Equal(ScorerKind.Retaining, StrategyOptions.ParseScorer("retaining"));
+        Assert.Equal(ScorerKind.Retaining, ScorerChoice.Parse("retaining"));
+        Assert.Equal(ScorerKind.QueryOnly, ScorerChoice.Parse("Query-Only"));
+        Assert.Null(ScorerChoice.Parse("auto"));
+        Assert.Null(ScorerChoice.Parse(null));
         Assert.Contains("expected full, ring, zigzag, ulysses, star or apb",
             Assert.Throws<ApbException>(() => StrategyOptions.ParseStrategy("tree")).Message);
-        Assert.Contains("expected retaining or query", Assert.Throws<ApbException>(() => StrategyOptions.ParseScorer("x")).Message);
+        Assert.Contains("expected auto, retaining, query or query-only", Assert.Throws<ApbException>(() => ScorerChoice.Parse("x")).Message);
     }
 }

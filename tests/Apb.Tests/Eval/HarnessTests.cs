@@ -13,19 +13,23 @@ public class HarnessTests
     static string SmallModel => Repo.EmbeddedModel;
 
     /// <summary>
-    /// The CI slice of the accuracy issue: every task, 2 samples each at 1K tokens, through the CLI on the CPU. Measured
-    /// on the committed model (models/embedded, sha256 3a7a98c4...) with the commands recorded in
-    /// bench/results/cpu-20261203/ruler-1k-full.json and ruler-1k-apb-retaining.json (the same runs as this test):
+    /// The CI slice of the accuracy issues: every task, 2 samples each at 1K tokens, through the CLI on the CPU, APB with
+    /// its default scorer (no --scorer: auto, which on models/embedded must pick the retaining heads the folder ships).
+    /// Measured on the committed model (models/embedded, sha256 3a7a98c4...) with the commands recorded in
+    /// bench/results/cpu-20261203/ruler-1k-full.json and ruler-1k-apb-retaining.json (the same samples as this test):
     /// <list type="bullet">
     /// <item>full 94.4 (every needle task and vt 100):
     /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies full</c></item>
-    /// <item>APB x4 with the retaining heads 89.2:
+    /// <item>APB x4 with the retaining heads 89.2 (niah_single_1 and niah_multikey_1 100, vt 80):
     /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies apb --scorer retaining</c></item>
     /// </list>
-    /// The floors sit well under that, so only a real regression in the engine (or a worse model) trips them.
+    /// The single-needle and multi-key tasks must stay within 5 points of full (issue #24's bar). vt is held to a floor
+    /// instead: at 1K the default l_p (n/64 = 16 rows per rank and KV head) keeps 80 of full's 100 with the heads (83.3
+    /// over 6 samples, bench/results/scorer-cpu-20261203), so the 5-point bar is not met there; the floor catches a
+    /// default that falls further (the query term alone kept 70 at 2K).
     /// </summary>
     [Fact]
-    public void TrainedSmallModelKeepsItsAccuracyOnAOneKSliceOfEveryTask()
+    public void DefaultApbOnTheTrainedSmallModelKeepsItsAccuracyOnAOneKSliceOfEveryTask()
     {
         using var tmp = new TempDir();
         string full = tmp.File("full.json"), apb = tmp.File("apb.json");
@@ -39,10 +43,15 @@ public class HarnessTests
         Assert.True(retrievalMean >= 0.9, $"full attention: needle tasks and vt {retrievalMean:F3} (was 1.0 when committed)\n{table}");
         Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (was 0.944 when committed)\n{table}");
 
-        (code, table, err) = CliRun.Apb([.. common, "--strategies", "apb", "--scorer", "retaining", "--json", apb]);
+        (code, table, err) = CliRun.Apb([.. common, "--strategies", "apb", "--json", apb]);
         Assert.True(code == 0, err);
-        double apbMean = Accuracies(apb).Values.Average();
-        Assert.True(apbMean >= fullMean - 0.12, $"APB x4 with the retaining heads: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
+        Assert.Contains("| apb x4 (retaining heads) |", table); // auto picked the heads in the model folder
+        var apbRows = Accuracies(apb);
+        double apbMean = apbRows.Values.Average();
+        Assert.True(apbMean >= fullMean - 0.12, $"default APB x4: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
+        foreach (var task in new[] { "niah_single_1", "niah_multikey_1" })
+            Assert.True(apbRows[task] >= rows[task] - 0.05, $"default APB x4: {task} {apbRows[task]:F3} against full's {rows[task]:F3} (bar: 5 points)\n{table}");
+        Assert.True(apbRows["vt"] >= 0.75, $"default APB x4: vt {apbRows["vt"]:F3} (0.8 when committed, full 1.0)\n{table}");
     }
 
     static Dictionary<string, double> Accuracies(string json)
@@ -94,11 +103,12 @@ public class HarnessTests
         var (code, output, err) = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
             "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--json", json);
         Assert.True(code == 0, err);
-        Assert.Contains("| apb x2 (l_p 64) |", output);
+        // The fixture has no retaining heads, so APB ran (and is labelled with) the query-aware scorer.
+        Assert.Contains("| apb x2 (query-aware scorer, l_p 64) |", output);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
         var byStrategy = doc.RootElement.GetProperty("results").EnumerateArray()
             .ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
-        Assert.Equal("l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
+        Assert.Equal("query-aware scorer, l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
         Assert.False(byStrategy["full"].TryGetProperty("variant", out _), "full attention has no APB settings to name");
     }
 

@@ -46,6 +46,32 @@ public sealed class CpuPassingOps : IPassingOps
                 o.Row(t)[h] = TensorPrimitives.Dot(xs.Row(t).Slice(h * d, d), v.Row(0).Slice(h * d, d));
     }
 
+    public void CombineStandardized(Tensor a, float weightA, Tensor b, float weightB, Tensor output)
+    {
+        var x = C(a); var y = C(b); var o = C(output);
+        if (x.Rows != y.Rows || x.Cols != y.Cols || o.Rows != x.Rows || o.Cols != x.Cols)
+            throw new ArgumentException($"combine_standardized: a {x}, b {y} and output {o} must have one shape");
+        int rows = x.Rows, heads = x.Cols;
+        if (rows == 0) return;
+        for (int h = 0; h < heads; h++)
+        {
+            var (ma, ka) = Standardizer(x, h, weightA);
+            var (mb, kb) = Standardizer(y, h, weightB);
+            for (int t = 0; t < rows; t++) o.Row(t)[h] = (float)(ka * (x.Row(t)[h] - ma) + kb * (y.Row(t)[h] - mb));
+        }
+    }
+
+    /// <summary>A column's mean and weight / std (0 for a constant column, whose z is 0): z x weight = factor x (x - mean).</summary>
+    static (double Mean, double Factor) Standardizer(CpuTensor x, int col, float weight)
+    {
+        double sum = 0, dev = 0;
+        for (int t = 0; t < x.Rows; t++) sum += x.Row(t)[col];
+        double mean = sum / x.Rows;
+        for (int t = 0; t < x.Rows; t++) dev += (x.Row(t)[col] - mean) * (x.Row(t)[col] - mean);
+        double std = Math.Sqrt(dev / x.Rows);
+        return (mean, std > 0 ? weight / std : 0);
+    }
+
     public PassingRows AllocateRows(int count, int heads)
     {
         if (count < 0 || heads <= 0) throw new ArgumentException($"cannot hold [{count}, {heads}] row indices");

@@ -62,6 +62,22 @@ public sealed unsafe partial class CudaBackend
             b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", ((uint)((groups * d + 31) / 32), 1, 1), 256, 0, args);
         }
 
+        /// <summary>Two score tensors mixed by their standardized values, one block per head (column): no download.</summary>
+        public void CombineStandardized(Tensor a, float weightA, Tensor bT, float weightB, Tensor output)
+        {
+            var x = C(a); var y = C(bT); var o = C(output);
+            if (x.Rows != y.Rows || x.Cols != y.Cols || o.Rows != x.Rows || o.Cols != x.Cols)
+                throw new ArgumentException($"combine_standardized: a {x}, b {y} and output {o} must have one shape");
+            foreach (var t in new[] { x, y, o })
+                if (t.DType != CudaDType.F32) throw new ArgumentException($"combine_standardized: {t} must be fp32");
+            if (x.Rows == 0) return;
+            b.Enter();
+            ulong ap = x.Ptr, bp = y.Ptr, op = o.Ptr;
+            int rows = x.Rows, heads = x.Cols;
+            void** args = stackalloc void*[] { &ap, &weightA, &bp, &weightB, &op, &rows, &heads };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_combine_standardized"), "apb_combine_standardized", ((uint)heads, 1, 1), 256, 0, args);
+        }
+
         public PassingRows AllocateRows(int count, int heads)
         {
             if (count < 0 || heads <= 0) throw new ArgumentException($"cannot hold [{count}, {heads}] row indices");

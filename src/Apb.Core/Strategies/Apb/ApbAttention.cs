@@ -21,13 +21,15 @@ public sealed class ApbAttention : SequenceParallelAttention
     readonly RetainingHeadScorer? _retaining;
     readonly QueryAwareScorer? _queryAware;
 
+    /// <param name="retaining">the trained scorer, or null for the query-aware one</param>
+    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone)</param>
     public ApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
-        RetainingHeadScorer? retaining)
+        RetainingHeadScorer? retaining, float noveltyWeight = QueryAwareScorer.NoveltyWeight)
         : base(backend, config, rope, plan, comm)
     {
         _retaining = retaining;
         // SequencePlanner refused plans the query-aware scorer cannot score (no query in the anchor).
-        _queryAware = retaining is null ? new QueryAwareScorer(backend, config) : null;
+        _queryAware = retaining is null ? new QueryAwareScorer(backend, config, noveltyWeight) : null;
     }
 
     PassingRows? _picked;

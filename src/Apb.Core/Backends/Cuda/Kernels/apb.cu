@@ -50,6 +50,53 @@ extern "C" __global__ void apb_group_mean(const bf16* __restrict__ x, long xStri
     store_any(out, col, outF32, sum / ((float)rows * (float)groupSize));
 }
 
+// Two sums at once (a local pair type: these kernels include no CUDA headers, so no float2).
+struct apb_sum2 { float x, y; };
+
+// Sums x and y over the block (blockDim a multiple of 32), returned to every thread. Ends on a barrier, so the next call
+// may reuse scratch at once.
+__device__ __forceinline__ apb_sum2 apb_block_sum2(float x, float y, float (*scratch)[32])
+{
+    for (int o = 16; o > 0; o >>= 1) { x += __shfl_xor_sync(0xffffffffu, x, o); y += __shfl_xor_sync(0xffffffffu, y, o); }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    if (lane == 0) { scratch[0][warp] = x; scratch[1][warp] = y; }
+    __syncthreads();
+    x = lane < warps ? scratch[0][lane] : 0.f;
+    y = lane < warps ? scratch[1][lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) { x += __shfl_xor_sync(0xffffffffu, x, o); y += __shfl_xor_sync(0xffffffffu, y, o); }
+    __syncthreads();
+    apb_sum2 r = { x, y };
+    return r;
+}
+
+// out[t, h] = wa z(a)[t, h] + wb z(b)[t, h], z standardizing column h over the rows (population std; 0 for a constant
+// column): CpuPassingOps.CombineStandardized. One block per column: the sums, the squared deviations from the mean, then
+// the writes. fp32 [rows, heads]; out may be a or b (hence no __restrict__): the first two passes only read, and in the
+// last each element is read, then written, by the same thread.
+extern "C" __global__ void apb_combine_standardized(const float* a, float wa, const float* b, float wb, float* out, int rows, int heads)
+{
+    __shared__ float scratch[2][32];
+    int h = blockIdx.x;
+    float sa = 0.f, sb = 0.f;
+    for (int t = threadIdx.x; t < rows; t += blockDim.x) { sa += a[(long)t * heads + h]; sb += b[(long)t * heads + h]; }
+    apb_sum2 sum = apb_block_sum2(sa, sb, scratch);
+    float ma = sum.x / (float)rows, mb = sum.y / (float)rows;
+    float da = 0.f, db = 0.f;
+    for (int t = threadIdx.x; t < rows; t += blockDim.x)
+    {
+        float x = a[(long)t * heads + h] - ma, y = b[(long)t * heads + h] - mb;
+        da += x * x; db += y * y;
+    }
+    apb_sum2 dev = apb_block_sum2(da, db, scratch);
+    float sda = sqrtf(dev.x / (float)rows), sdb = sqrtf(dev.y / (float)rows);
+    float ka = sda > 0.f ? wa / sda : 0.f, kb = sdb > 0.f ? wb / sdb : 0.f;
+    for (int t = threadIdx.x; t < rows; t += blockDim.x)
+    {
+        long i = (long)t * heads + h;
+        out[i] = ka * (a[i] - ma) + kb * (b[i] - mb);
+    }
+}
+
 // dst[i, h*d + c] = src[index[i*heads + h], h*d + c]: rows chosen per head. Grid (dst rows, heads); cols = heads x d.
 // An index outside [0, srcRows) (a selection that failed to write its slot, which is set to -1 first) fills the row's
 // slice with all-ones bits, a NaN in bf16 and fp32 alike, so the failure shows in every check instead of reading memory

@@ -1,0 +1,62 @@
+namespace Apb.Strategies;
+
+/// <summary>
+/// Which scorer APB runs with, the one home of the rule every command follows (generate, logits, serve, eval, bench,
+/// the demo): a scorer named with --scorer is kept; under auto (the default) the trained retaining heads when there are
+/// some (a file given with --retaining-heads, or <see cref="HeadsFileName"/> in the model folder), and the training-free
+/// query-aware scorer when there are none. The heads are the default because the issue that made this rule (#24) measured
+/// them ahead where information must flow between blocks (variable tracking at 16K on a GPU: 95.0 against the query-only
+/// scorer's 71.0 and full's 100, bench/results/accuracy-20261128). Not settled: at 4K on the CPU the query-aware scorer
+/// with its novelty term kept more of vt than the heads (96.7 against 86.7, bench/results/scorer-cpu-20261203);
+/// bench/gpu/scorer.sh measures both at 4K and 16K on the same samples.
+/// </summary>
+public static class ScorerChoice
+{
+    /// <summary>The retaining heads' file name in a model folder, where a checkpoint ships them.</summary>
+    public const string HeadsFileName = "retaining_heads.safetensors";
+
+    /// <summary>The names --scorer takes, as help and errors list them.</summary>
+    public const string Names = "auto, retaining, query or query-only";
+
+    /// <summary>--scorer's value: a scorer, or null for auto (the default).</summary>
+    public static ScorerKind? Parse(string? name) => name?.Trim().ToLowerInvariant() switch
+    {
+        null or "auto" => null,
+        "query" or "query-aware" => ScorerKind.Query,
+        "retaining" or "retaining-heads" => ScorerKind.Retaining,
+        "query-only" => ScorerKind.QueryOnly,
+        _ => throw new ApbException($"unknown scorer '{name}': expected {Names}"),
+    };
+
+    /// <param name="requested">the scorer asked for (--scorer), or null for auto</param>
+    /// <param name="headsFile">--retaining-heads, or null</param>
+    /// <param name="modelDirectory">the checkpoint folder, or null (random weights have no heads)</param>
+    public static (ScorerKind Scorer, string? HeadsPath) Resolve(ScorerKind? requested, string? headsFile, string? modelDirectory)
+    {
+        string? inFolder = modelDirectory is null ? null : Path.Combine(modelDirectory, HeadsFileName);
+        if (inFolder != null && !File.Exists(inFolder)) inFolder = null;
+        switch (requested)
+        {
+            case ScorerKind.Query or ScorerKind.QueryOnly when headsFile != null:
+                throw new ApbException($"--retaining-heads {headsFile} is read only by the retaining-heads scorer, but --scorer {Name(requested.Value)} was given: drop one of the two");
+            case ScorerKind.Query or ScorerKind.QueryOnly:
+                return (requested.Value, null);
+            case ScorerKind.Retaining:
+                return (ScorerKind.Retaining, headsFile ?? inFolder ?? throw new ApbException(
+                    $"--scorer retaining needs the retaining heads: pass --retaining-heads FILE (a safetensors file with model.layers.{{i}}.self_attn.fc1.weight and fc2.weight), " +
+                    $"put {HeadsFileName} in the model folder{(modelDirectory is null ? "" : $" ({modelDirectory})")}, or use --scorer query, which needs no training"));
+            default:
+                return (headsFile ?? inFolder) is string path ? (ScorerKind.Retaining, path) : (ScorerKind.Query, null);
+        }
+    }
+
+    /// <summary>The scorer as tables, banners and plans name it.</summary>
+    public static string Label(ScorerKind scorer) => scorer switch
+    {
+        ScorerKind.Retaining => "retaining heads",
+        ScorerKind.QueryOnly => "query-only scorer",
+        _ => "query-aware scorer",
+    };
+
+    static string Name(ScorerKind scorer) => scorer == ScorerKind.QueryOnly ? "query-only" : scorer.ToString().ToLowerInvariant();
+}
