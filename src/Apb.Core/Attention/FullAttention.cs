@@ -86,11 +86,14 @@ public sealed class FullAttention : IAttention, IDisposable
             b.Rope(k, c.NumKeyValueHeads, positions, first._rope);
         }
         var keys = new Tensor[seqs.Count]; var values = new Tensor[seqs.Count];
+        var kRows = new Tensor[seqs.Count]; var vRows = new Tensor[seqs.Count];
+        for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRow();
+        b.ScatterRows(k, kRows);
+        b.ScatterRows(v, vRows);
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
             var cache = seqs[i].Caches[layer];
-            cache.Append(k, v, i, 1);
             // A decode row's window is exactly the cache's last W rows: the slice is the whole mask.
             int from = w > 0 ? Math.Max(0, cache.Length - w) : 0;
             keys[i] = cache.K.RowSlice(from, cache.Length - from);

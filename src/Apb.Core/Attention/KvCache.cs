@@ -62,6 +62,18 @@ public sealed class KvCache : IDisposable
         Length += rows;
     }
 
+    /// <summary>
+    /// Takes the next row (growing the buffers when full) and returns it as one-row slices of K and V for the caller to
+    /// fill, e.g. with <see cref="IBackend.ScatterRows"/> for a whole batch at once.
+    /// </summary>
+    public (Tensor K, Tensor V) AppendRow()
+    {
+        if (Length + 1 > Capacity) Grow(Math.Max(Length + 1, Capacity + Math.Max(Capacity / 4, 1024)));
+        var (bk, bv) = Buffers();
+        Length++;
+        return (bk.RowSlice(Length - 1, 1), bv.RowSlice(Length - 1, 1));
+    }
+
     /// <summary>Forgets everything from row <paramref name="length"/> on (e.g. padding appended during prefill).</summary>
     public void Truncate(int length)
     {

@@ -59,6 +59,17 @@ public interface IBackend : IDisposable
     /// <summary>dst[dstRow + r, dstCol + c] = src[srcRow + r, srcCol + c] for r &lt; rows, c &lt; cols.</summary>
     void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols);
 
+    /// <summary>
+    /// Row i of <paramref name="src"/> into <paramref name="destinations"/>[i], a one-row tensor of the same width (the
+    /// next free row of a sequence's KV cache): a batched decode step appends every sequence's new K, then V, in one
+    /// call each. A device backend does it in one launch; the default copies row by row.
+    /// </summary>
+    void ScatterRows(Tensor src, IReadOnlyList<Tensor> destinations)
+    {
+        if (destinations.Count != src.Rows) throw new ArgumentException($"scatter of {src.Rows} rows into {destinations.Count} destinations");
+        for (int i = 0; i < destinations.Count; i++) Copy(src, i, 0, destinations[i], 0, 0, 1, src.Cols);
+    }
+
     void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output);
     /// <summary>output = x * rsqrt(mean(x^2) + eps) * weight, row by row; output may be x (in place).</summary>
     void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output);

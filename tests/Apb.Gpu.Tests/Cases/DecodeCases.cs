@@ -31,6 +31,27 @@ public static class DecodeCases
                      (Enumerable.Range(0, 16).Select(i => 500 + 977 * i).ToArray(), 32, 8, 128) })
             yield return new GpuCase("decode", $"batch of {lengths.Length}: Tk {string.Join('/', lengths.Take(4))}{(lengths.Length > 4 ? "/..." : "")} h={heads}/{kv} d={d}",
                 c => CheckBatch(c, lengths, heads, kv, d));
+        // The batch's KV appends (IBackend.ScatterRows): one launch, each row to its own cache's next row; kv_dim 1024
+        // (the fast path) and 24 (rows of 48 bytes: the copy-per-row fallback), bf16 and fp32.
+        foreach (var (rows, cols, dtype) in new[] { (16, 1024, CudaDType.BF16), (5, 24, CudaDType.BF16), (3, 256, CudaDType.F32) })
+            yield return new GpuCase("decode", $"scatter rows: {rows} x {cols} {dtype}", c => CheckScatter(c, rows, cols, dtype));
+    }
+
+    /// <summary>Row i lands in destination i and nowhere else: destinations are rows of NaN-poisoned buffers.</summary>
+    static void CheckScatter(GpuCheck c, int rows, int cols, CudaDType dtype)
+    {
+        var src = c.OnGpu(c.Rand((long)rows * cols), rows, cols, dtype);
+        var want = Down(c.Gpu, src);
+        var buffers = Enumerable.Range(0, rows).Select(i => c.Poisoned(3 + i, cols, dtype)).ToArray();
+        var targets = buffers.Select((t, i) => (Tensor)t.RowSlice(1 + i, 1)).ToArray();
+        c.Gpu.ScatterRows(src, targets);
+        for (int i = 0; i < rows; i++)
+        {
+            var all = Down(c.Gpu, buffers[i]);
+            c.Compare($"row {i}", all.AsSpan((1 + i) * cols, cols).ToArray(), want.AsSpan(i * cols, cols).ToArray(), 0, "scatter");
+            if (!all.AsSpan(0, (1 + i) * cols).ToArray().All(float.IsNaN) || !all.AsSpan((2 + i) * cols).ToArray().All(float.IsNaN))
+                throw new InvalidOperationException($"scatter: row {i} wrote outside its destination row");
+        }
     }
 
     /// <summary>

@@ -307,6 +307,44 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)Math.Min((cols + 255) / 256, 64), (uint)Math.Min(rows, 65535), 1), 256, 0, args);
     }
 
+    ulong _scatterTable;     // destination addresses of ScatterRows, uploaded with each call
+    long _scatterTableBytes;
+
+    /// <summary>
+    /// <see cref="IBackend.ScatterRows"/> in one launch: the destinations' addresses go up in one copy and each block
+    /// copies one row (the KV appends of a batched decode step were one copy per sequence, per layer, for K and for V).
+    /// </summary>
+    public void ScatterRows(Tensor src, IReadOnlyList<Tensor> destinations)
+    {
+        var s = C(src);
+        int n = destinations.Count;
+        if (n != s.Rows) throw new ArgumentException($"scatter of {s.Rows} rows into {n} destinations");
+        if (n == 0) return;
+        var d = new CudaTensor[n];
+        for (int i = 0; i < n; i++)
+        {
+            d[i] = C(destinations[i]);
+            if (d[i].Rows != 1 || d[i].Cols != s.Cols || d[i].DType != s.DType)
+                throw new ArgumentException($"scatter: destination {i} is {d[i]}, not one row like those of {s}");
+        }
+        long rowBytes = (long)s.Cols * s.ElementSize;
+        if (rowBytes % 16 != 0 || s.Ptr % 16 != 0 || d.Any(t => t.Ptr % 16 != 0))
+        {
+            for (int i = 0; i < n; i++) Copy(s, i, 0, d[i], 0, 0, 1, s.Cols);
+            return;
+        }
+        Enter();
+        var table = new ulong[n];
+        for (int i = 0; i < n; i++) table[i] = d[i].Ptr;
+        ulong tp = Scratch(ref _scatterTable, ref _scatterTableBytes, n * 8L, 4096, "scatter table");
+        fixed (ulong* t = table)
+            Driver.Check(Driver.cuMemcpyHtoDAsync(tp, t, (nuint)(n * 8), Context.Stream), "cuMemcpyHtoDAsync(scatter table)");
+        ulong sp = s.Ptr;
+        int words = (int)(rowBytes / 16);
+        void** args = stackalloc void*[] { &sp, &tp, &words };
+        Context.Launch(Context.Function(Elementwise, "apb_scatter_rows"), "apb_scatter_rows", ((uint)n, 1, 1), 128, 0, args);
+    }
+
     // ---------------------------------------------------------------------------------------------------- model ops
 
     public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output)

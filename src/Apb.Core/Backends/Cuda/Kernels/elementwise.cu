@@ -150,6 +150,15 @@ extern "C" __global__ void apb_copy2d_u32(const unsigned* __restrict__ src, long
             dst[r * dstStride + c] = src[r * srcStride + c];
 }
 
+// Row r of src into the row at dst[r] (a table of device addresses): a batched decode step's new K or V rows, each to
+// its own sequence's cache, in one launch. Rows are whole 16-byte words (the host checks). Grid: (rows), any block.
+extern "C" __global__ void apb_scatter_rows(const uint4* __restrict__ src, const unsigned long long* __restrict__ dst, int words)
+{
+    uint4* to = reinterpret_cast<uint4*>(dst[blockIdx.x]);
+    const uint4* from = src + (long)blockIdx.x * words;
+    for (int w = threadIdx.x; w < words; w += blockDim.x) to[w] = from[w];
+}
+
 // (acc, accLse) := the softmax-weighted combination of (acc, accLse) and (part, partLse), in fp32 with the max
 // subtracted. One block per row, one warp per head at a time; lane 0 writes the new LSE after the whole warp has read
 // the old one.
