@@ -20,12 +20,6 @@ internal sealed class TokenizerConfig
     /// <summary>legacy and add_prefix_space: null when absent or null (LlamaTokenizer then takes its defaults).</summary>
     public bool? Legacy { get; private init; }
     public bool? AddPrefixSpace { get; private init; }
-    /// <summary>
-    /// add_bos_token and add_eos_token: null only when absent; a null in the file is false, as transformers reads it
-    /// (the field is given, and its value is falsy).
-    /// </summary>
-    public bool? AddBosToken { get; private init; }
-    public bool? AddEosToken { get; private init; }
 
     public static readonly TokenizerConfig Empty = new();
 
@@ -72,8 +66,6 @@ internal sealed class TokenizerConfig
                     TokenizerClass = String(root, "tokenizer_class", path),
                     Legacy = Bool(root, "legacy", path, nullValue: null),
                     AddPrefixSpace = Bool(root, "add_prefix_space", path, nullValue: null),
-                    AddBosToken = Bool(root, "add_bos_token", path, nullValue: false),
-                    AddEosToken = Bool(root, "add_eos_token", path, nullValue: false),
                 };
             }
             catch (InvalidOperationException e)

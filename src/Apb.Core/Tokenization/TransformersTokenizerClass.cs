@@ -18,11 +18,12 @@ namespace Apb.Tokenization;
 /// _get_prepend_scheme; tokenization_utils_tokenizers.py, TokenizersBackend.convert_to_native_format.)
 /// </para>
 /// <para>
-/// 2. Every class (TokenizersBackend.__init__): when add_bos_token or add_eos_token is given, the post-processor is
-/// rebuilt as [bos_token if add_bos_token] $A [eos_token if add_eos_token] (a token the config leaves null is left
-/// out); otherwise the file's stands.
+/// add_bos_token / add_eos_token in the config change nothing: transformers 5.17 keeps the file's post-processor
+/// whatever they say (tests/fixtures/chat_templates/hf_tokenizer_classes.json, made by transformers itself: Llama-2
+/// with add_bos_token false and add_eos_token true still gets &lt;s&gt; first and no &lt;/s&gt;; Yi with add_bos_token
+/// true still gets none), so neither do we.
 /// </para>
-/// Rule 1 is applied to SentencePiece-style files only: a byte-level file under tokenizer_class LlamaTokenizerFast
+/// The LlamaTokenizer rule is applied to SentencePiece-style files only: a byte-level file under tokenizer_class LlamaTokenizerFast
 /// (DeepSeek-V3 and some Llama-3 fine-tunes name it) has no "▁" words for a Metaspace pipeline to find, and
 /// transformers itself loads the known such families from the file as written (its
 /// MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS, by config.json's model_type); so do we. The file's unk token stays; with
@@ -44,8 +45,6 @@ internal static class TransformersTokenizerClass
     {
         if (config.TokenizerClass is "LlamaTokenizer" or "LlamaTokenizerFast" && !file.Bpe.ByteLevel)
             file = AsLlamaTokenizer(file, config);
-        if (config.AddBosToken is not null || config.AddEosToken is not null)
-            file = file with { PostProcessor = BosEosTemplate(file, config) };
         return file;
     }
 
@@ -70,13 +69,5 @@ internal static class TransformersTokenizerClass
             },
             RebuiltAs = $"as transformers' LlamaTokenizer{(legacy ? ", legacy" : "")}",
         };
-    }
-
-    private static PostProcessor BosEosTemplate(TokenizerFile file, TokenizerConfig config)
-    {
-        // A named token missing from the file is reported by HfTokenizer (bos_token/eos_token must resolve either way).
-        int[] Ids(bool? add, string? token) =>
-            add == true && token is not null && file.IdOf(token) is int id ? [id] : [];
-        return new PostProcessor(Ids(config.AddBosToken, config.BosToken), Ids(config.AddEosToken, config.EosToken));
     }
 }

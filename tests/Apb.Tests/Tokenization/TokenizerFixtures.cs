@@ -194,8 +194,8 @@ public static class TokenizerFixtures
     /// library on what transformers 5 builds from that pair. For tokenizer_class LlamaTokenizer(Fast)
     /// (LlamaTokenizer.__init__): the file's vocabulary, merges and post-processor, no normalizer, Metaspace(split=false)
     /// prepending "never" without add_prefix_space, else "always" with legacy true and "first" otherwise, and the
-    /// decoder Replace, ByteFallback, Fuse, Strip(1) with add_prefix_space. For every class (TokenizersBackend), the
-    /// post-processor rebuilt from add_bos_token/add_eos_token when the config gives either.
+    /// decoder Replace, ByteFallback, Fuse, Strip(1) with add_prefix_space. The file's post-processor stays whatever
+    /// add_bos_token/add_eos_token say (transformers 5.17 itself, in hf_tokenizer_classes.json).
     /// </summary>
     public static Pair AsTransformers(string from, string name, string configPath)
     {
@@ -207,7 +207,6 @@ public static class TokenizerFixtures
         string oracle = Edited(from, name + "-as-transformers", root =>
         {
             if (llamaClass) AsLlamaTokenizer(root);
-            if (config.ContainsKey("add_bos_token") || config.ContainsKey("add_eos_token")) BosEosTemplate(root);
         });
         return new(name, Model(from, "tokenizer.json"), configPath, HfTokenizer.Load(Model(from, "tokenizer.json"), configPath), new Oracle(oracle));
 
@@ -220,30 +219,6 @@ public static class TokenizerFixtures
             root["decoder"] = new JsonObject { ["type"] = "Sequence", ["decoders"] = decoders };
             root["model"]!["byte_fallback"] = true;
             root["model"]!["fuse_unk"] = true;
-        }
-
-        void BosEosTemplate(JsonObject root)
-        {
-            var single = new JsonArray();
-            var specials = new JsonObject();
-            void Special(string key, string tokenKey)
-            {
-                var named = config[tokenKey];
-                string? token = named is JsonObject o ? (string?)o["content"] : (string?)named;
-                if (Flag(key) != true || token is null) return;
-                int id = root["added_tokens"]!.AsArray().First(t => (string)t!["content"]! == token)!["id"]!.GetValue<int>();
-                single.Add(JsonNode.Parse($$$"""{"SpecialToken": {"id": "{{{token}}}", "type_id": 0}}"""));
-                specials[token] = JsonNode.Parse($$"""{"id": "{{token}}", "ids": [{{id}}], "tokens": ["{{token}}"]}""");
-            }
-            Special("add_bos_token", "bos_token");
-            single.Add(JsonNode.Parse("""{"Sequence": {"id": "A", "type_id": 0}}"""));
-            Special("add_eos_token", "eos_token");
-            var pair = single.DeepClone().AsArray();
-            pair.Add(JsonNode.Parse("""{"Sequence": {"id": "B", "type_id": 1}}"""));
-            root["post_processor"] = new JsonObject
-            {
-                ["type"] = "TemplateProcessing", ["single"] = single, ["pair"] = pair, ["special_tokens"] = specials,
-            };
         }
     }
 }
