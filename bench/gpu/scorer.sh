@@ -16,7 +16,8 @@
 # DEVICE (cuda; cpu runs the same tables on the host, to try the script on a small slice), STEPS (a comma list of the
 # tables above by name, e.g. defaults-16k,query-16k; default all), BUDGET (seconds for all tables, 540: each table's
 # timeout is what is left of it, and a table that would start with less than 20 s left is skipped, so the script ends
-# inside one 600 s device call). Writes $OUT/scorer/: NAME.json and NAME.md per table, scorer.log (stderr, timings).
+# inside one 600 s device call). Writes $SCORER_DIR (default /tmp/apb-scorer): NAME.json and NAME.md per table, scorer.log
+# (stderr, timings), packed into $OUT/scorer.tar.gz at the end (the device tool brings back at most 8 files).
 # Runtime on one H200 with the defaults: about 4 minutes (estimated from bench/results/accuracy-20261128, where 440
 # samples at 16K took full 23 s and apb x4 78 s; the first call on a fresh machine also compiles the kernels).
 source "$(dirname "$0")/env.sh"
@@ -31,7 +32,7 @@ LONG=${LONG:-16k}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-defaults-$LONG,query-$LONG,defaults-$SHORT,query-only-$LONG,query-$SHORT}
 BUDGET=${BUDGET:-540}
-DEST="$OUT/scorer"
+DEST="${SCORER_DIR:-/tmp/apb-scorer}"
 mkdir -p "$DEST"
 LOG="$DEST/scorer.log"
 : >"$LOG"
@@ -96,4 +97,5 @@ for name in ("query-" + long_, "query-only-" + long_):
     vt = d["apb"]["vt"]
     print(f"{name}: vt {vt:.1f} ({'met' if vt >= 90 else 'NOT met'}, bar 90), mean {mean(d['apb']):.1f}")
 EOF
+tar -czf "$OUT/scorer.tar.gz" -C "$DEST" .
 exit $status
