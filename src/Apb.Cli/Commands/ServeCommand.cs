@@ -146,10 +146,8 @@ static class ServeCommand
         if (group.Failure is { } reason)
         {
             io.Err.WriteLine($"error: the ranks failed, stopping: {reason}");
-            // Let the scheduler end what is in flight with the reason (503, or a stream's error event) before the
-            // server stops: stopping first would answer them "shutting down" instead of saying what failed.
-            var drain = System.Diagnostics.Stopwatch.StartNew();
-            while ((scheduler.Running > 0 || scheduler.Waiting > 0) && drain.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(20);
+            // The scheduler has failed every request with the reason (it heard of the failure first); give their
+            // handlers a moment to write the 503s and error events before stopping cancels them ("shutting down").
             await Task.Delay(200);
             await server.StopAsync();
             return 1;

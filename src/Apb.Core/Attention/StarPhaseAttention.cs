@@ -79,14 +79,20 @@ public sealed class StarPhaseAttention : IAttention, IDisposable
             a.AttendLocally(layer, q.RowSlice(from, n), k.RowSlice(from, n), v.RowSlice(from, n), part.RowSlice(at, n), partLse.RowSlice(at, n));
             at += n;
         }
-        using var merged = b.Allocate(rows, c.QDim);
-        if (h == 1) b.Copy(part, 0, 0, merged, 0, 0, rows, c.QDim);
+        // The usual batch is all distributed sequences, side by side: merge straight into their rows of the output.
+        bool together = true;
+        int next = parts[0].At;
+        foreach (var p in parts) { together &= p.At == next; next = p.At + p.Rows; }
+        using var merged = together ? null : b.Allocate(rows, c.QDim);
+        var target = merged ?? output.RowSlice(parts[0].At, rows);
+        if (h == 1) b.Copy(part, 0, 0, target, 0, 0, rows, c.QDim);
         else
         {
             using var outs = b.Allocate(h * rows, c.QDim);
             using var lses = b.AllocateF32(h * rows, c.NumAttentionHeads);
-            first.GatherAndMerge(part, partLse, outs, lses, merged);
+            first.GatherAndMerge(part, partLse, outs, lses, target);
         }
+        if (merged is null) return;
         at = 0;
         foreach (var (_, from, n) in parts)
         {

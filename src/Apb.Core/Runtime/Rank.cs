@@ -223,17 +223,7 @@ public sealed class Rank : IDisposable
             _decodeProfile is null ? 0 : 1, .. (_decodeProfile ?? new Profile()).ToValues(), mem.InUseBytes, mem.PeakBytes];
         var values = mine.Select(x => (float)x).ToArray();
         if (seq is null || !seq.Plan.Distributed) return Index == 0 ? values : null;
-        using var send = Backend.AllocateF32(1, values.Length);
-        using var all = Backend.AllocateF32(Comm.WorldSize, values.Length);
-        Backend.Upload(values, send);
-        var profile = Comm.Profile;
-        Comm.Profile = null;
-        try { Comm.AllGather(send, all); }
-        finally { Comm.Profile = profile; }
-        if (Index != 0) return null;
-        var result = new float[Comm.WorldSize * values.Length];
-        Backend.Download(all, result);
-        return result;
+        return GatherToLeader(values);
     }
 
     /// <summary>
@@ -247,7 +237,15 @@ public sealed class Rank : IDisposable
         var m = Backend.Memory;
         // Bytes as fp32 keep 24 bits: to within 1e-7 relative, enough for GiB-sized budgets (and 0 stays exactly 0).
         float[] mine = [m.InUseBytes, m.PeakBytes, m.DeviceBytes, m.AvailableBytes, _sequences.Count, _sequences.Values.Sum(s => s.KvBytes)];
-        if (Comm.WorldSize == 1) return mine;
+        return Comm.WorldSize == 1 ? mine : GatherToLeader(mine);
+    }
+
+    /// <summary>
+    /// Every rank's <paramref name="mine"/> all-gathered, rank-major, returned on rank 0 (null elsewhere). Reports are
+    /// not the work being profiled: the collective stays out of the step's profile.
+    /// </summary>
+    float[]? GatherToLeader(float[] mine)
+    {
         using var send = Backend.AllocateF32(1, mine.Length);
         using var all = Backend.AllocateF32(Comm.WorldSize, mine.Length);
         Backend.Upload(mine, send);

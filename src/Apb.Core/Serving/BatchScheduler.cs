@@ -71,6 +71,9 @@ public sealed class BatchScheduler : IGenerationEngine
                 ? $"--max-model-len {asked} is more than the model's max_position_embeddings {group.Config.MaxPositionEmbeddings}"
                 : $"--max-model-len {asked}: one request that long needs more KV cache than the {_budget / (double)(1L << 30):F1} GiB this device has for it; the most is {fits}");
         MaxModelLength = options.MaxModelLength ?? fits;
+        // A rank that dies is known at once (the control channel), while this loop may sit in a collective until its
+        // timeout: every request is answered with the reason then, not when the loop comes back.
+        group.Failed += FailAll;
         _thread = new Thread(Loop) { IsBackground = true, Name = "apb scheduler" };
         _thread.Start();
     }
@@ -461,6 +464,7 @@ public sealed class BatchScheduler : IGenerationEngine
 
     public void Dispose()
     {
+        _group.Failed -= FailAll;
         lock (_lock)
         {
             _stopping = true;
