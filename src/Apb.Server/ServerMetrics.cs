@@ -79,9 +79,8 @@ public sealed class ServerMetrics
             Gauge(s, "apb_concurrency", "Most requests generating at once.", queue.Concurrency);
             Gauge(s, "apb_batch_size", "Sequences in the engine's running batch (decoding, or being prefilled); one per choice of a request.", load.Running);
             Gauge(s, "apb_engine_waiting", "Sequences admitted by the server that wait inside the engine for memory or a place in the batch.", load.Waiting);
-            Header(s, "apb_kv_cache_bytes", "gauge", "KV-cache bytes of the rows the running sequences have cached now, by rank.");
-            for (int r = 0; r < load.KvBytesPerRank.Count; r++)
-                s.Append("apb_kv_cache_bytes{rank=\"").Append(r).Append("\"} ").Append(load.KvBytesPerRank[r]).Append('\n');
+            PerRank(s, "apb_kv_cache_bytes", "KV-cache bytes of the rows the running sequences have cached now, by rank, from the scheduler's plans (live).",
+                load.KvBytesPerRank.Select(b => (double)b));
             Gauge(s, "apb_kv_cache_reserved_bytes", "KV-cache and prefill bytes the running sequences reserved on the busiest rank (0 where memory is not tracked).", load.ReservedBytes);
             Gauge(s, "apb_kv_cache_budget_bytes", "KV-cache and prefill bytes per rank the engine may reserve (0 where memory is not tracked).", load.BudgetBytes);
             Counter(s, "apb_engine_prompt_tokens_total", "Prompt tokens the engine prefilled (counted when each prefill ends, finished or not).", load.PromptTokens);
@@ -102,7 +101,7 @@ public sealed class ServerMetrics
             {
                 PerRank(s, "apb_rank_sequences", "Sequences (requests' KV caches) each rank holds, as the rank last reported.",
                     ranks.Select(r => (double)r.Sequences));
-                PerRank(s, "apb_rank_kv_cache_bytes", "Bytes of KV cache each rank holds, as the rank last reported.",
+                PerRank(s, "apb_rank_kv_cache_bytes", "KV-cache bytes each rank has allocated, as the rank itself last reported (asked when idle and about once a second): above apb_kv_cache_bytes once idle means memory left behind.",
                     ranks.Select(r => (double)r.KvCacheBytes));
                 if (ranks.All(r => r.Device.Tracked))
                     PerRank(s, "apb_rank_device_bytes_in_use", "Device bytes each rank's backend holds (weights, caches, workspaces).",

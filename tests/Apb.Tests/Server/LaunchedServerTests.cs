@@ -108,7 +108,7 @@ public class LaunchedServerTests(ITestOutputHelper output)
         var firstToken = new TaskCompletionSource();
         var inFlight = Send(server.Http, request, onToken: () => firstToken.TrySetResult());
         if (inPrefill)
-            await WaitUntil(async () => inFlight.IsCompleted || (await Metric(server.Http, "apb_in_flight")).Single() >= 1, TimeSpan.FromSeconds(60));
+            await WaitUntil(async () => inFlight.IsCompleted || (await Harness.MetricFamilyAsync(server.Http, "apb_in_flight")).Single() >= 1, TimeSpan.FromSeconds(60));
         else
             await Task.WhenAny(firstToken.Task, inFlight, Task.Delay(TimeSpan.FromSeconds(60)));
         if (inFlight.IsCompleted) Assert.Fail($"the request ended before the fault: {inFlight.Result}");
@@ -209,19 +209,12 @@ public class LaunchedServerTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------------------------------------ /metrics
 
-    static async Task<List<double>> Metric(HttpClient http, string name)
-    {
-        string text = await http.GetStringAsync("metrics");
-        return text.Split('\n').Where(l => l.StartsWith(name + " ", StringComparison.Ordinal) || l.StartsWith(name + "{", StringComparison.Ordinal))
-            .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)).ToList();
-    }
-
     static async Task<double> SamplePeakKvBytes(ServerProcess server, CancellationToken stop)
     {
         double peak = 0;
         while (!stop.IsCancellationRequested)
         {
-            foreach (var v in await Metric(server.Http, "apb_rank_kv_cache_bytes")) peak = Math.Max(peak, v);
+            foreach (var v in await Harness.MetricFamilyAsync(server.Http, "apb_rank_kv_cache_bytes")) peak = Math.Max(peak, v);
             try { await Task.Delay(100, stop); } catch (OperationCanceledException) { }
         }
         return peak;
@@ -233,9 +226,9 @@ public class LaunchedServerTests(ITestOutputHelper output)
         var until = Stopwatch.StartNew();
         while (until.Elapsed < TimeSpan.FromSeconds(20))
         {
-            var sequences = await Metric(server.Http, "apb_rank_sequences");
-            var bytes = await Metric(server.Http, "apb_rank_kv_cache_bytes");
-            var busy = (await Metric(server.Http, "apb_in_flight")).Single() + (await Metric(server.Http, "apb_queue_depth")).Single();
+            var sequences = await Harness.MetricFamilyAsync(server.Http, "apb_rank_sequences");
+            var bytes = await Harness.MetricFamilyAsync(server.Http, "apb_rank_kv_cache_bytes");
+            var busy = (await Harness.MetricFamilyAsync(server.Http, "apb_in_flight")).Single() + (await Harness.MetricFamilyAsync(server.Http, "apb_queue_depth")).Single();
             Assert.Equal(ranks, sequences.Count);
             held = sequences.Zip(bytes).ToList();
             if (busy == 0 && held.All(h => h.Item1 == 0 && h.Item2 == 0)) break;

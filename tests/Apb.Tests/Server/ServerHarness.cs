@@ -105,6 +105,14 @@ static class Harness
         return 0;
     }
 
+    /// <summary>Every series of a metric family (any labels), in the order /metrics lists them; empty when it is absent.</summary>
+    public static async Task<List<double>> MetricFamilyAsync(HttpClient http, string name)
+    {
+        string text = await http.GetStringAsync("/metrics");
+        return text.Split('\n').Where(l => l.StartsWith(name + " ", StringComparison.Ordinal) || l.StartsWith(name + "{", StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+    }
+
     /// <summary>Polls until <paramref name="condition"/> holds, failing after <paramref name="seconds"/>.</summary>
     public static async Task WaitUntilAsync(Func<bool> condition, string what, double seconds = 10)
     {
