@@ -110,6 +110,14 @@ public sealed unsafe class GpuCheck : IDisposable
         finally { Gpu.AttentionKernel = saved; }
     }
 
+    public void WithDecodeKernel(DecodeKernelVersion version, Action work)
+    {
+        var saved = Gpu.DecodeKernel;
+        Gpu.DecodeKernel = version;
+        try { work(); }
+        finally { Gpu.DecodeKernel = saved; }
+    }
+
     // ------------------------------------------------------------------------------------------------ comparisons
 
     /// <summary>sqrt(sum (a - b)^2 / sum b^2): one number for a whole tensor, as llama.cpp's test-backend-ops uses.</summary>

@@ -20,9 +20,21 @@ public sealed class DecodeHarness : KernelHarness
     public override string SizeMeaning => "Tk: keys in the cache";
     public override int[] DefaultSizes => [16384, 65536, 131072];
 
-    static readonly string[] All = ["split-kv", "mma"];
+    // split-kv: version 2 (the default); split-kv2pf: version 2 with the next step's loads issued first; split-kv1: the
+    // shared-memory tile kernel it replaced (docs/kernels/decode.md); mma: the prefill kernel with one row.
+    static readonly string[] All = ["split-kv", "split-kv2pf", "split-kv1", "mma"];
 
-    static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant);
+    static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant.StartsWith("split-kv") ? "split-kv" : variant);
+
+    static DecodeKernelVersion Version(string variant) => DecodeKernels.Parse(variant.StartsWith("split-kv") ? variant["split-kv".Length..] : null);
+
+    static void Run(KernelBenchContext ctx, string variant, Action work)
+    {
+        var saved = ctx.Gpu.DecodeKernel;
+        ctx.Gpu.DecodeKernel = Version(variant);
+        try { ctx.WithKernel(Kernel(variant), work); }
+        finally { ctx.Gpu.DecodeKernel = saved; }
+    }
 
     public override void Check(KernelBenchContext ctx)
     {
@@ -35,7 +47,7 @@ public sealed class DecodeHarness : KernelHarness
         using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
         foreach (var variant in Pick(ctx, All, All))
         {
-            ctx.WithKernel(Kernel(variant), () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
+            Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
             ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
         }
     }
@@ -49,8 +61,21 @@ public sealed class DecodeHarness : KernelHarness
         foreach (var variant in Pick(ctx, All, All))
         {
             Timing.TimingStats? time = null;
-            ctx.WithKernel(Kernel(variant), () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
+            Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
             yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work);
+        }
+        // The same bytes as a serving step of 16 sequences of Tk/16 keys each, in one batched launch (mma has no batch kernel).
+        const int batch = 16;
+        int each = tk / batch;
+        var keys = Enumerable.Range(0, batch).Select(i => (Tensor)k.RowSlice(i * each, each)).ToArray();
+        var values = Enumerable.Range(0, batch).Select(i => (Tensor)v.RowSlice(i * each, each)).ToArray();
+        using var qb = ctx.DeviceRandom(batch, Heads * D); using var ob = gpu.Allocate(batch, Heads * D, CudaDType.BF16);
+        var batchWork = new Work(Bound.Memory, 2.0 * batch * each * KvHeads * D * 2, $"K + V of {batch} caches of {each} keys");
+        foreach (var variant in Pick(ctx, All, All).Where(x => x.StartsWith("split-kv")))
+        {
+            Timing.TimingStats? time = null;
+            Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttention(qb, keys, values, Heads, KvHeads, ob), 20));
+            yield return new KernelRow(Name, variant, $"batch {batch} x Tk={each} h={Heads}/{KvHeads} d={D}", tk, time!, batchWork);
         }
     }
 }

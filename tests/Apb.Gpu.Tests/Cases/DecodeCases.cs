@@ -5,7 +5,7 @@ using static Apb.Gpu.Tests.GpuCheck;
 namespace Apb.Gpu.Tests;
 
 /// <summary>
-/// The split-KV decode kernel (Kernels/decode.cu) over Tq = 1..16 query rows, GQA groups 1, 4 and 8, head dims 64 and 128,
+/// The split-KV decode kernels (Kernels/decode.cu, versions 1 and 2) over Tq = 1..16 query rows, GQA groups 1, 4 and 8, head dims 64 and 128,
 /// causal (bottom-right: with Tq &gt; Tk the first rows see nothing) and full, caches from 1 key to 64K keys. K and V are
 /// row slices of a larger NaN-poisoned buffer, as a KV cache hands them over: a read past the last key shows up as NaN.
 /// Same tolerance rule as the prefill kernels.
@@ -14,23 +14,31 @@ public static class DecodeCases
 {
     public static IEnumerable<GpuCase> All()
     {
-        foreach (int tq in new[] { 1, 3, 8, 16 })
-            foreach (int tk in new[] { 1, 65, 1000, 4097 })
-                foreach (var (heads, kv) in new[] { (8, 8), (32, 8), (16, 2) })
-                    foreach (int d in new[] { 64, 128 })
-                        foreach (bool causal in new[] { true, false })
-                            yield return Case(tq, tk, heads, kv, d, causal, lseF32: true);
-        // One key tile exactly with a bf16 LSE, and the long caches (model shape; GQA 8 with two row groups at Tq = 16).
-        yield return Case(2, 64, 32, 8, 128, causal: true, lseF32: false);
-        yield return Case(1, 65536, 32, 8, 128, causal: true, lseF32: true);
-        yield return Case(8, 65536, 32, 8, 128, causal: true, lseF32: true);
-        yield return Case(16, 20000, 16, 2, 64, causal: true, lseF32: true);
-        yield return Case(5, 65536, 16, 2, 64, causal: false, lseF32: true);
-        // A batched decode step (IBackend.DecodeAttention): sequences of very different lengths in one launch.
-        foreach (var (lengths, heads, kv, d) in new[] { (new[] { 1, 70, 4097, 300 }, 32, 8, 128), (new[] { 9000, 1, 64 }, 16, 2, 64),
-                     (Enumerable.Range(0, 16).Select(i => 500 + 977 * i).ToArray(), 32, 8, 128) })
-            yield return new GpuCase("decode", $"batch of {lengths.Length}: Tk {string.Join('/', lengths.Take(4))}{(lengths.Length > 4 ? "/..." : "")} h={heads}/{kv} d={d}",
-                c => CheckBatch(c, lengths, heads, kv, d));
+        // Version 2 (the default; it takes calls of at most 8 pairs per KV head, version 1 the rest) and version 1 forced,
+        // over the whole grid; version 2 with prefetch over the rows it takes.
+        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V1, DecodeKernelVersion.V2Prefetch })
+        {
+            foreach (int tq in new[] { 1, 3, 8, 16 })
+                foreach (int tk in new[] { 1, 65, 1000, 4097 })
+                    foreach (var (heads, kv) in new[] { (8, 8), (32, 8), (16, 2) })
+                        foreach (int d in new[] { 64, 128 })
+                            foreach (bool causal in new[] { true, false })
+                                if (version != DecodeKernelVersion.V2Prefetch || tq * heads / kv <= 8)
+                                    yield return Case(version, tq, tk, heads, kv, d, causal, lseF32: true);
+            // One key tile exactly with a bf16 LSE, and the long caches (model shape; GQA 8 with two row groups at Tq = 16).
+            yield return Case(version, 2, 64, 32, 8, 128, causal: true, lseF32: false);
+            yield return Case(version, 1, 65536, 32, 8, 128, causal: true, lseF32: true);
+            yield return Case(version, 2, 65536, 32, 8, 128, causal: true, lseF32: true);
+            yield return Case(version, 8, 65536, 32, 8, 128, causal: true, lseF32: true);
+            yield return Case(version, 16, 20000, 16, 2, 64, causal: true, lseF32: true);
+            yield return Case(version, 5, 65536, 16, 2, 64, causal: false, lseF32: true);
+            yield return Case(version, 1, 3000, 6, 2, 64, causal: true, lseF32: true); // the embedded model's group of 3
+            // A batched decode step (IBackend.DecodeAttention): sequences of very different lengths in one launch.
+            foreach (var (lengths, heads, kv, d) in new[] { (new[] { 1, 70, 4097, 300 }, 32, 8, 128), (new[] { 9000, 1, 64 }, 16, 2, 64),
+                         (Enumerable.Range(0, 16).Select(i => 500 + 977 * i).ToArray(), 32, 8, 128), (new[] { 33, 2000 }, 64, 8, 128) })
+                yield return new GpuCase("decode", $"{Name(version)} batch of {lengths.Length}: Tk {string.Join('/', lengths.Take(4))}{(lengths.Length > 4 ? "/..." : "")} h={heads}/{kv} d={d}",
+                    c => c.WithDecodeKernel(version, () => CheckBatch(c, lengths, heads, kv, d)));
+        }
         // The batch's KV appends (IBackend.ScatterRows): one launch, each row to its own cache's next row; kv_dim 1024
         // (the fast path) and 24 (rows of 48 bytes: the copy-per-row fallback), bf16 and fp32.
         foreach (var (rows, cols, dtype) in new[] { (16, 1024, CudaDType.BF16), (5, 24, CudaDType.BF16), (3, 256, CudaDType.F32) })
@@ -77,9 +85,11 @@ public static class DecodeCases
             c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv batch");
     }
 
-    static GpuCase Case(int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32) =>
-        new("decode", $"Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}{(lseF32 ? "" : " lse bf16")}",
-            c => Check(c, tq, tk, heads, kv, d, causal, lseF32));
+    static string Name(DecodeKernelVersion v) => v switch { DecodeKernelVersion.V1 => "v1", DecodeKernelVersion.V2Prefetch => "v2pf", _ => "v2" };
+
+    static GpuCase Case(DecodeKernelVersion version, int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32) =>
+        new("decode", $"{Name(version)} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}{(lseF32 ? "" : " lse bf16")}",
+            c => c.WithDecodeKernel(version, () => Check(c, tq, tk, heads, kv, d, causal, lseF32)));
 
     static void Check(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32)
     {

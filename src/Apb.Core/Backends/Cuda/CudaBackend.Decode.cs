@@ -15,6 +15,21 @@ public sealed unsafe partial class CudaBackend
     public const int DecodeMaxQueryRows = 16;
 
     const int DecodeTile = 64, DecodeRows = 64, DecodeThreads = 128; // DEC_TILE, DEC_ROWS, DEC_THREADS in decode.cu
+    const int Decode2MaxPairs = 8, Decode2Threads = 128, Decode2Unroll = 4;  // the largest P, DV2_THREADS, DV2_U
+
+    /// <summary>
+    /// Which split-KV kernel serves calls that version 2 can take (at most 8 pairs per KV head): 2 by default, 1 to
+    /// compare against (APB_DECODE_KERNEL=1, or `apb bench kernel decode --variants split-kv1`). Calls with more pairs
+    /// always run version 1.
+    /// </summary>
+    public DecodeKernelVersion DecodeKernel { get; set; } = DecodeKernels.Parse(Environment.GetEnvironmentVariable("APB_DECODE_KERNEL"));
+
+    /// <summary>
+    /// Blocks per SM the splits aim for (APB_DECODE_BLOCKS_PER_SM, default 4): more splits keep more loads in flight
+    /// but write and merge more partials.
+    /// </summary>
+    public int DecodeBlocksPerSm { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_BLOCKS_PER_SM"), out int n) && n is > 0 and <= 64 ? n : 4;
 
     ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
     long _decodeScratchBytes;
@@ -27,13 +42,14 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// How many splits of whole 64-key tiles: enough blocks for about four per SM over (KV heads x row groups), never
-    /// more than there are tiles. Returns (splits, tiles per split).
+    /// How many splits of whole tiles (64 keys for version 1, a block step for version 2): enough blocks for about
+    /// <see cref="DecodeBlocksPerSm"/> per SM over (KV heads x row groups or sequences), never more than there are
+    /// tiles. Returns (splits, tiles per split).
     /// </summary>
-    (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit)
+    (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit, int tile = DecodeTile)
     {
-        int tiles = Math.Max(1, (tk + DecodeTile - 1) / DecodeTile);
-        int want = Math.Max(1, 4 * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
+        int tiles = Math.Max(1, (tk + tile - 1) / tile);
+        int want = Math.Max(1, DecodeBlocksPerSm * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
         int per = (tiles + Math.Min(want, tiles) - 1) / Math.Min(want, tiles);
         return ((tiles + per - 1) / per, per);
     }
@@ -49,14 +65,19 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
+        if (Decode2(pairs, d) is { } v2)
+        {
+            DecodeAttention2(qs, ks, vs, heads, kvHeads, mask, o, l, pairs, d, v2);
+            return;
+        }
         var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks);
         long rowsOut = (long)tq * heads;
         long bytes = rowsOut * splits * (d + 1) * 4L;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
         ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
 
-        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, op = o.Ptr;
-        long qStride = qs.Cols, kStride = ks.Cols, oStride = o.Cols;
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
+        long qStride = qs.Cols, kStride = ks.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         string fn = d == 64 ? "apb_decode_split_d64" : "apb_decode_split_d128";
@@ -65,8 +86,45 @@ public sealed unsafe partial class CudaBackend
         nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), DecodeThreads, smem, sa);
+        DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+    }
 
-        ulong lp = l?.Ptr ?? 0;
+    /// <summary>Version 2's kernel name stem for a call of <paramref name="pairs"/> pairs per KV head, or null where version 1 runs.</summary>
+    string? Decode2(int pairs, int d)
+    {
+        if (DecodeKernel == DecodeKernelVersion.V1 || pairs > Decode2MaxPairs || d is not (64 or 128)) return null;
+        int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
+        return $"d{d}_p{p}{(DecodeKernel == DecodeKernelVersion.V2Prefetch ? "_pf" : "")}";
+    }
+
+    /// <summary>Keys per block step of version 2: (lane groups of D/8 lanes in 128 threads) x DV2_U.</summary>
+    static int Decode2Step(int d) => Decode2Threads / (d / 8) * Decode2Unroll;
+
+    void DecodeAttention2(CudaTensor qs, CudaTensor ks, CudaTensor vs, int heads, int kvHeads, AttentionMask mask,
+                          CudaTensor o, CudaTensor? l, int pairs, int d, string stem)
+    {
+        int tq = qs.Rows, tk = ks.Rows;
+        int step = Decode2Step(d);
+        var (splits, perSplit) = DecodeSplits(tk, kvHeads, step);
+        int keysPerSplit = perSplit * step;
+        long rowsOut = (long)tq * heads;
+        ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rowsOut * splits * (d + 1) * 4L, 1L << 20, "decode attention partials");
+        ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
+        long qStride = qs.Cols, kStride = ks.Cols;
+        float scale = 1f / MathF.Sqrt(d);
+        int causal = mask == AttentionMask.Causal ? 1 : 0;
+        string fn = "apb_decode2_split_" + stem;
+        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &keysPerSplit };
+        Context.Launch(Context.Function(DecodeFile, fn), fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
+        DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+    }
+
+    /// <summary>The splits' partials of rows x heads (query row, head) pairs into the output (and LSE when given).</summary>
+    void DecodeMerge(ulong partO, ulong partLse, CudaTensor o, CudaTensor? l, long rowsOut, int heads, int d, int splits)
+    {
+        ulong op = o.Ptr, lp = l?.Ptr ?? 0;
+        long oStride = o.Cols;
         int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
         void** ma = stackalloc void*[] { &partO, &partLse, &op, &oStride, &lp, &lseF32, &heads, &d, &splits };
         Context.Launch(Context.Function(DecodeFile, "apb_decode_merge"), "apb_decode_merge", ((uint)rowsOut, 1, 1), 128, 0, ma);
@@ -118,23 +176,51 @@ public sealed unsafe partial class CudaBackend
             Native.Driver.Check(Native.Driver.cuMemcpyHtoDAsync(tp, src, (nuint)table.Length, Context.Stream), "cuMemcpyHtoDAsync(decode batch table)");
         ulong lens = tp + (ulong)(b * 16);
 
+        if (Decode2(heads / kvHeads, d) is { } v2)
+        {
+            int step = Decode2Step(d);
+            var (splits2, per2) = DecodeSplits(maxLen, kvHeads * b, step);
+            int keysPerSplit = per2 * step;
+            long rows2 = (long)b * heads;
+            ulong pO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rows2 * splits2 * (d + 1) * 4L, 1L << 20, "decode attention partials");
+            ulong pL = pO + (ulong)(rows2 * splits2 * d * 4L);
+            ulong q2 = qs.Ptr;
+            long qs2 = qs.Cols, ks2 = ks[0].Cols;
+            float sc2 = 1f / MathF.Sqrt(d);
+            string fn2 = "apb_decode2_batch_" + v2;
+            void** a2 = stackalloc void*[] { &q2, &tp, &lens, &pO, &pL, &heads, &kvHeads, &qs2, &ks2, &sc2, &keysPerSplit };
+            Context.Launch(Context.Function(DecodeFile, fn2), fn2, ((uint)splits2, (uint)kvHeads, (uint)b), Decode2Threads, 0, a2);
+            DecodeMerge(pO, pL, o, null, rows2, heads, d, splits2);
+            return;
+        }
         var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b);
         long rowsOut = (long)b * heads;
         long bytes = rowsOut * splits * (d + 1) * 4L;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
         ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
-        ulong qp = qs.Ptr, op = o.Ptr;
-        long qStride = qs.Cols, kStride = ks[0].Cols, oStride = o.Cols;
+        ulong qp = qs.Ptr;
+        long qStride = qs.Cols, kStride = ks[0].Cols;
         float scale = 1f / MathF.Sqrt(d);
         string fn = d == 64 ? "apb_decode_batch_d64" : "apb_decode_batch_d128";
         uint smem = DecodeSharedBytes(heads / kvHeads, d);
         nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
         Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)b), DecodeThreads, smem, sa);
-
-        ulong lp = 0;
-        int lseF32 = 0;
-        void** ma = stackalloc void*[] { &partO, &partLse, &op, &oStride, &lp, &lseF32, &heads, &d, &splits };
-        Context.Launch(Context.Function(DecodeFile, "apb_decode_merge"), "apb_decode_merge", ((uint)rowsOut, 1, 1), 128, 0, ma);
+        DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
     }
+}
+
+/// <summary>The split-KV decode kernels (Kernels/decode.cu, docs/kernels/decode.md).</summary>
+public enum DecodeKernelVersion { V2, V2Prefetch, V1 }
+
+/// <summary>Their names in APB_DECODE_KERNEL and in `apb bench kernel decode --variants`.</summary>
+public static class DecodeKernels
+{
+    /// <summary>"1" or "v1", "2pf" or "v2pf"; anything else, unset included, is version 2.</summary>
+    public static DecodeKernelVersion Parse(string? name) => name?.Trim().ToLowerInvariant() switch
+    {
+        "1" or "v1" => DecodeKernelVersion.V1,
+        "2pf" or "v2pf" or "v2-pf" => DecodeKernelVersion.V2Prefetch,
+        _ => DecodeKernelVersion.V2,
+    };
 }

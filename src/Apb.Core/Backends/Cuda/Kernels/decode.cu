@@ -250,3 +250,225 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
     }
     if (threadIdx.x == 0 && lse) store_any(lse, row, lseF32, mx + logf(total));
 }
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Version 2, for calls with at most 8 (query row, head) pairs per KV head (a decode step of any GQA group up to 8, or
+// 2 rows of a group of 4): the common case, where version 1 streamed the cache at about 1 TB/s because every tile went
+// global -> shared -> registers behind two barriers, with nothing else in flight. Here there is no shared memory in the
+// loop and no barrier: each key row (D bf16 = D x 2 bytes) is read by a group of D/8 lanes, 16 bytes each, straight into
+// registers; a lane group takes U keys per step and issues all 2U loads (K and V) before it computes, so a block of 128
+// threads keeps 128 x 2U x 16 bytes in flight; with PF the next step's loads are issued before this step's math (a
+// register double buffer). Each lane holds its 8 dims of the P pairs' queries (pre-scaled by scale x log2 e, so exp2
+// replaces exp) and of their running outputs; a score is the lane group's partial dots summed by xor-shuffles. Lane
+// groups keep their own running max/sum/output over their keys; at the end the block's groups are merged through
+// shared memory into the split's partial (the same partO/partLse format and merge kernel as version 1). Pairs beyond
+// the call's (P rounds up) hold a zero query and are never written. The loop's trip count is the block's, not the
+// lane group's, so every lane reaches every shuffle.
+#define DV2_THREADS 128
+#define DV2_U 4
+
+__device__ __forceinline__ uint4 dv2_load(const bf16* p) { return *(const uint4*)p; }
+
+template <int D, int P, bool PF>
+__device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+    float* __restrict__ partO, float* __restrict__ partLse, int Tq, int Tk, int heads, int kvHeads,
+    long qStride, long kStride, float scale, int causal, int keysPerSplit, long rowBase)
+{
+    constexpr int L = D / 8;                   // lanes per key row
+    constexpr int GW = 32 / L;                 // lane groups per warp
+    constexpr int G = GW * (DV2_THREADS / 32); // lane groups per block
+    constexpr int STEP = G * DV2_U;            // keys per block step
+    __shared__ float s_m[G][P], s_l[G][P];
+    __shared__ float s_o[G][P][D];
+
+    int split = blockIdx.x, splits = gridDim.x, kh = blockIdx.y;
+    int g = heads / kvHeads, pairs = Tq * g;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int sub = lane / L, li = lane - sub * L, grp = warp * GW + sub;
+    const float qscale = scale * 1.4426950408889634f;
+
+    float qf[P][8];
+    int lim[P];
+#pragma unroll
+    for (int p = 0; p < P; p++)
+    {
+        lim[p] = Tk;
+        if (p < pairs)
+        {
+            int i = p / g, h = kh * g + (p - i * g);
+            uint4 x = dv2_load(q + (long)i * qStride + (long)h * D + li * 8);
+            qf[p][0] = dec_lo(x.x) * qscale; qf[p][1] = dec_hi(x.x) * qscale;
+            qf[p][2] = dec_lo(x.y) * qscale; qf[p][3] = dec_hi(x.y) * qscale;
+            qf[p][4] = dec_lo(x.z) * qscale; qf[p][5] = dec_hi(x.z) * qscale;
+            qf[p][6] = dec_lo(x.w) * qscale; qf[p][7] = dec_hi(x.w) * qscale;
+            if (causal) lim[p] = Tk - Tq + i + 1;
+        }
+        else
+        {
+#pragma unroll
+            for (int c = 0; c < 8; c++) qf[p][c] = 0.f;
+        }
+    }
+
+    long start = (long)split * keysPerSplit, end = start + keysPerSplit;
+    if (end > Tk) end = Tk;
+    if (causal)
+    {
+        long last = (long)Tk - Tq + (pairs - 1) / g + 1; // keys the widest-seeing pair sees
+        if (end > last) end = last;
+    }
+    const bf16* kb = k + (long)kh * D + li * 8;
+    const bf16* vb = v + (long)kh * D + li * 8;
+
+    float m[P], l[P], acc[P][8];
+#pragma unroll
+    for (int p = 0; p < P; p++)
+    {
+        m[p] = APB_NEG_INF; l[p] = 0.f;
+#pragma unroll
+        for (int c = 0; c < 8; c++) acc[p][c] = 0.f;
+    }
+
+    uint4 kx[DV2_U], vx[DV2_U];
+    uint4 zero; zero.x = zero.y = zero.z = zero.w = 0u;
+#pragma unroll
+    for (int u = 0; u < DV2_U; u++)
+    {
+        long t = start + grp + u * G;
+        kx[u] = t < end ? dv2_load(kb + t * kStride) : zero;
+        vx[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+    }
+    for (long base = start; base < end; base += STEP)
+    {
+        uint4 kn[DV2_U], vn[DV2_U];
+        if (PF)
+        {
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++)
+            {
+                long t = base + STEP + grp + u * G;
+                kn[u] = t < end ? dv2_load(kb + t * kStride) : zero;
+                vn[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+            }
+        }
+
+        float s[P][DV2_U];
+#pragma unroll
+        for (int u = 0; u < DV2_U; u++)
+        {
+            float kf[8] = { dec_lo(kx[u].x), dec_hi(kx[u].x), dec_lo(kx[u].y), dec_hi(kx[u].y),
+                            dec_lo(kx[u].z), dec_hi(kx[u].z), dec_lo(kx[u].w), dec_hi(kx[u].w) };
+#pragma unroll
+            for (int p = 0; p < P; p++)
+            {
+                float a = 0.f;
+#pragma unroll
+                for (int c = 0; c < 8; c++) a = fmaf(qf[p][c], kf[c], a);
+                s[p][u] = a;
+            }
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1)
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++)
+#pragma unroll
+                for (int p = 0; p < P; p++) s[p][u] += __shfl_xor_sync(0xffffffffu, s[p][u], o);
+
+#pragma unroll
+        for (int p = 0; p < P; p++)
+        {
+            float cmax = APB_NEG_INF;
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++)
+            {
+                long t = base + grp + u * G;
+                if (t >= end || t >= lim[p]) s[p][u] = APB_NEG_INF;
+                cmax = fmaxf(cmax, s[p][u]);
+            }
+            float mNew = fmaxf(m[p], cmax);
+            // No visible key yet (mNew = -inf): exp2 against 0 keeps every term 0 and the state as it is.
+            float mu = mNew == APB_NEG_INF ? 0.f : mNew;
+            float alpha = exp2f(m[p] - mu);
+            l[p] *= alpha;
+#pragma unroll
+            for (int c = 0; c < 8; c++) acc[p][c] *= alpha;
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++)
+            {
+                float e = exp2f(s[p][u] - mu);
+                l[p] += e;
+                acc[p][0] = fmaf(e, dec_lo(vx[u].x), acc[p][0]); acc[p][1] = fmaf(e, dec_hi(vx[u].x), acc[p][1]);
+                acc[p][2] = fmaf(e, dec_lo(vx[u].y), acc[p][2]); acc[p][3] = fmaf(e, dec_hi(vx[u].y), acc[p][3]);
+                acc[p][4] = fmaf(e, dec_lo(vx[u].z), acc[p][4]); acc[p][5] = fmaf(e, dec_hi(vx[u].z), acc[p][5]);
+                acc[p][6] = fmaf(e, dec_lo(vx[u].w), acc[p][6]); acc[p][7] = fmaf(e, dec_hi(vx[u].w), acc[p][7]);
+            }
+            m[p] = mNew;
+        }
+
+        if (PF)
+        {
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++) { kx[u] = kn[u]; vx[u] = vn[u]; }
+        }
+        else if (base + STEP < end)
+        {
+#pragma unroll
+            for (int u = 0; u < DV2_U; u++)
+            {
+                long t = base + STEP + grp + u * G;
+                kx[u] = t < end ? dv2_load(kb + t * kStride) : zero;
+                vx[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+            }
+        }
+    }
+
+    // The block's lane groups into one partial per pair: max over the groups, sums and outputs rescaled to it.
+#pragma unroll
+    for (int p = 0; p < P; p++)
+    {
+        if (li == 0) { s_m[grp][p] = m[p]; s_l[grp][p] = l[p]; }
+#pragma unroll
+        for (int c = 0; c < 8; c++) s_o[grp][p][li * 8 + c] = acc[p][c];
+    }
+    __syncthreads();
+    for (int e = tid; e < pairs * D; e += DV2_THREADS)
+    {
+        int p = e / D, c = e - p * D;
+        int i = p / g, h = kh * g + (p - i * g);
+        long row = rowBase + (long)i * heads + h;
+        float mx = APB_NEG_INF;
+        for (int j = 0; j < G; j++) mx = fmaxf(mx, s_m[j][p]);
+        float sum = 0.f, o = 0.f;
+        if (mx != APB_NEG_INF)
+            for (int j = 0; j < G; j++)
+            {
+                if (s_m[j][p] == APB_NEG_INF) continue;
+                float w = exp2f(s_m[j][p] - mx);
+                sum = fmaf(s_l[j][p], w, sum);
+                o = fmaf(s_o[j][p][c], w, o);
+            }
+        partO[(row * splits + split) * D + c] = sum > 0.f ? o / sum : 0.f;
+        if (c == 0) partLse[row * splits + split] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : APB_NEG_INF;
+    }
+}
+
+// One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads).
+#define DV2_SPLIT(D, P, PF, NAME) \
+extern "C" __global__ void __launch_bounds__(DV2_THREADS) NAME(const bf16* q, const bf16* k, const bf16* v, float* partO, \
+    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
+{ decode_split2<D, P, PF>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, keysPerSplit, 0); }
+
+// B sequences, one query row each against its own cache (the table of version 1's batch kernel): grid (splits, KV heads, B).
+#define DV2_BATCH(D, P, PF, NAME) \
+extern "C" __global__ void __launch_bounds__(DV2_THREADS) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
+    const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
+    int keysPerSplit) \
+{ int b = blockIdx.z; \
+  decode_split2<D, P, PF>(q + (long)b * qStride, (const bf16*)kv[2 * b], (const bf16*)kv[2 * b + 1], partO, partLse, 1, lens[b], \
+      heads, kvHeads, qStride, kStride, scale, 0, keysPerSplit, (long)b * heads); }
+
+#define DV2_ALL(D, P) \
+  DV2_SPLIT(D, P, false, apb_decode2_split_d##D##_p##P) DV2_SPLIT(D, P, true, apb_decode2_split_d##D##_p##P##_pf) \
+  DV2_BATCH(D, P, false, apb_decode2_batch_d##D##_p##P) DV2_BATCH(D, P, true, apb_decode2_batch_d##D##_p##P##_pf)
+DV2_ALL(64, 1) DV2_ALL(64, 2) DV2_ALL(64, 4) DV2_ALL(64, 8)
+DV2_ALL(128, 1) DV2_ALL(128, 2) DV2_ALL(128, 4) DV2_ALL(128, 8)
