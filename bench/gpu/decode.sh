@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The decode kernels on one GPU, in one call (`bash bench/gpu/decode.sh` from the repository root; binaries as for
-# runtime.sh: .gpu/apb.xz and .gpu/Apb.Gpu.Tests.xz, unpacked here):
+# The decode kernels and the serving bar on one GPU, in one call (`bash bench/gpu/decode.sh` from the repository root;
+# binaries as for runtime.sh: .gpu/apb.xz and .gpu/Apb.Gpu.Tests.xz, and optionally .gpu/apb-prev.xz, an earlier build
+# to compare against in the same call, all unpacked here):
 #   1. ptxas -v of decode.cu (registers and spills per kernel), when nvcc is there
-#   2. the GPU tests of group decode (versions 1, 2 and 2 with prefetch against the CPU reference)
-#   3. apb bench kernel decode at $LENGTHS: every split-KV version, one sequence and a batch of 16 caches of Tk/16 keys;
-#      then version 2 (and 2pf) again with the splits aimed at 2 and 8 blocks per SM (APB_DECODE_BLOCKS_PER_SM)
-#   4. the serving bar of issue #15: apb bench serve --experiment batch (16 requests of 8K context together vs one
-#      alone), with version 2 then version 1 (APB_DECODE_KERNEL=1), same call
-#   5. apb bench decode (ms per token after 8K and 128K of context) with version 2 then version 1
+#   2. the GPU tests of $FILTER (default: decode, ops, models, smoke)
+#   3. apb bench kernel decode at $LENGTHS: every split-KV version, one sequence and a batch of 16 caches of Tk/16 keys,
+#      the splits aimed at 2 blocks per SM (the default), then version 2 again at 1 and 3 (APB_DECODE_BLOCKS_PER_SM)
+#   4. the serving bars of issue #15: apb bench serve --experiment batch (16 requests of 8K context together vs one
+#      alone) with this build, then with apb-prev; --experiment ttft (a 32K prompt alone vs during 15 decodes of 8K)
+#   5. apb bench decode (ms per token after 8K and 128K of context), this build then apb-prev
 # Everything lands in $OUT/decode.tar.gz with a summary in $OUT/summary.md (printed last).
 source "$(dirname "$0")/env.sh"
 PACK=${PACK:-$ROOT/.gpu}
@@ -15,10 +16,12 @@ WORK=${WORK:-/tmp/apb-decode}
 LENGTHS=${LENGTHS:-8k,32k,128k}
 SKIP=${SKIP:-}
 mkdir -p "$WORK" publish/linux-x64 publish/gpu-tests
-for f in apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests; do
+mkdir -p publish/prev
+for f in apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests apb-prev:publish/prev/apb; do
   src=$PACK/${f%%:*}.xz; dst=${f#*:}
   [ -f "$src" ] && xz -dc "$src" > "$dst" && chmod +x "$dst"
 done
+APB_PREV=${APB_PREV:-$ROOT/publish/prev/apb}
 SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
@@ -34,44 +37,53 @@ fi
 
 if [[ " $SKIP " != *" tests "* ]]; then
   require_gpu_tests
-  step "GPU tests, group decode"
-  timeout ${TESTS_TIMEOUT:-200} "$GPU_TESTS" --filter decode/ --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
+  step "GPU tests, ${FILTER:=decode/,ops/,models/,smoke/}"
+  timeout ${TESTS_TIMEOUT:-240} "$GPU_TESTS" --filter "$FILTER" --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
   echo "GPU tests exit $?: $(tail -1 "$WORK/gpu-tests.txt")" | tee -a "$SUMMARY"
   grep -E "FAIL" "$WORK/gpu-tests.txt" | head -20 | tee -a "$SUMMARY"
 fi
 
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel decode"
-  timeout 150 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv,split-kv2pf,split-kv1 \
+  timeout 150 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv,split-kv2,split-kv2pf,split-kv1 \
     --out "$WORK/kernel" > "$WORK/kernel.md" 2> "$WORK/kernel.log"
   echo "bench kernel decode exit $?" >> "$SUMMARY"
-  for n in 2 8; do
-    APB_DECODE_BLOCKS_PER_SM=$n timeout 100 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv,split-kv2pf \
+  for n in 1 3; do
+    APB_DECODE_BLOCKS_PER_SM=$n timeout 100 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv2,split-kv2pf \
       --out "$WORK/kernel-bps$n" > "$WORK/kernel-bps$n.md" 2> "$WORK/kernel-bps$n.log"
     echo "bench kernel decode, $n blocks per SM, exit $?" >> "$SUMMARY"
   done
-  { echo "### kernel (4 blocks per SM, then 2, then 8)"; grep -E "^\| decode" "$WORK/kernel.md";
-    grep -E "^\| decode" "$WORK/kernel-bps2.md" | sed 's/^| decode/| decode bps2/';
-    grep -E "^\| decode" "$WORK/kernel-bps8.md" | sed 's/^| decode/| decode bps8/'; } >> "$SUMMARY"
+  { echo "### kernel (2 blocks per SM, then 1, then 3)"; grep -E "^\| decode" "$WORK/kernel.md";
+    grep -E "^\| decode" "$WORK/kernel-bps1.md" | sed 's/^| decode/| decode bps1/';
+    grep -E "^\| decode" "$WORK/kernel-bps3.md" | sed 's/^| decode/| decode bps3/'; } >> "$SUMMARY"
 fi
 
 if [[ " $SKIP " != *" serve "* ]]; then
-  for v in 2 1; do
-    step "serving: batched decode, 16 x 8K, decode kernel $v"
-    APB_DECODE_KERNEL=$v timeout 200 "$APB" bench serve --shape llama-3.1-8b --device cuda --experiment batch --prompt-lengths 8k \
-      --batch 16 --output-tokens 48 --out "$WORK/serve-batch-v$v" > "$WORK/serve-batch-v$v.md" 2> "$WORK/serve-batch-v$v.log"
-    echo "serve batch v$v exit $?" >> "$SUMMARY"
-    { echo "### serving, batched decode, kernel v$v"; grep -E "^\|" "$WORK/serve-batch-v$v.md"; } >> "$SUMMARY"
+  for who in new prev; do
+    bin=$APB; [ $who = prev ] && bin=$APB_PREV
+    [ -x "$bin" ] || continue
+    step "serving: batched decode, 16 x 8K, $who build"
+    timeout 200 "$bin" bench serve --shape llama-3.1-8b --device cuda --experiment batch --prompt-lengths 8k \
+      --batch 16 --output-tokens 48 --out "$WORK/serve-batch-$who" > "$WORK/serve-batch-$who.md" 2> "$WORK/serve-batch-$who.log"
+    echo "serve batch $who exit $?" >> "$SUMMARY"
+    { echo "### serving, batched decode, $who build"; grep -E "^\|" "$WORK/serve-batch-$who.md"; } >> "$SUMMARY"
   done
+  step "serving: TTFT of 32K during 15 decodes of 8K"
+  timeout 300 "$APB" bench serve --shape llama-3.1-8b --device cuda --experiment ttft --prompt-lengths 32k --batch 15 \
+    --background-length 8k --repeats 3 --out "$WORK/serve-ttft" > "$WORK/serve-ttft.md" 2> "$WORK/serve-ttft.log"
+  echo "serve ttft exit $?" >> "$SUMMARY"
+  { echo "### serving, TTFT"; grep -E "^\|" "$WORK/serve-ttft.md"; } >> "$SUMMARY"
 fi
 
 if [[ " $SKIP " != *" e2e "* ]]; then
-  for v in 2 1; do
-    step "bench decode 8k,128k, decode kernel $v"
-    APB_DECODE_KERNEL=$v timeout 200 "$APB" bench decode --device cuda --shape llama-3.1-8b --lengths ${DECODE_LENGTHS:-8k,128k} \
-      --tokens 32 --out "$WORK/decode-v$v" > "$WORK/decode-v$v.md" 2> "$WORK/decode-v$v.log"
-    echo "bench decode v$v exit $?" >> "$SUMMARY"
-    { echo "### bench decode, kernel v$v"; grep -E "^\|" "$WORK/decode-v$v.md"; } >> "$SUMMARY"
+  for who in new prev; do
+    bin=$APB; [ $who = prev ] && bin=$APB_PREV
+    [ -x "$bin" ] || continue
+    step "bench decode ${DECODE_LENGTHS:-8k,128k}, $who build"
+    timeout 200 "$bin" bench decode --device cuda --shape llama-3.1-8b --lengths ${DECODE_LENGTHS:-8k,128k} \
+      --tokens 32 --out "$WORK/decode-$who" > "$WORK/decode-$who.md" 2> "$WORK/decode-$who.log"
+    echo "bench decode $who exit $?" >> "$SUMMARY"
+    { echo "### bench decode, $who build"; grep -E "^\|" "$WORK/decode-$who.md"; } >> "$SUMMARY"
   done
 fi
 

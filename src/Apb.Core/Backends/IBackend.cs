@@ -70,6 +70,18 @@ public interface IBackend : IDisposable
         for (int i = 0; i < destinations.Count; i++) Copy(src, i, 0, destinations[i], 0, 0, 1, src.Cols);
     }
 
+    /// <summary>
+    /// result[r] = the column of row r's largest value, the lowest such column on ties; NaN never wins (a row of NaN
+    /// gives 0): greedy decoding without bringing a vocabulary-wide row to the host. The default downloads the rows.
+    /// </summary>
+    void ArgMaxRows(Tensor x, Span<int> result)
+    {
+        if (result.Length != x.Rows) throw new ArgumentException($"argmax of {x.Rows} rows into {result.Length} results");
+        var all = new float[(long)x.Rows * x.Cols];
+        Download(x, all);
+        for (int r = 0; r < x.Rows; r++) result[r] = Engine.Sampler.ArgMax(all.AsSpan(r * x.Cols, x.Cols));
+    }
+
     void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output);
     /// <summary>output = x * rsqrt(mean(x^2) + eps) * weight, row by row; output may be x (in place).</summary>
     void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output);

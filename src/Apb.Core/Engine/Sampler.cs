@@ -22,12 +22,18 @@ public sealed class Sampler
         if (options.FrequencyPenalty != 0 || options.PresencePenalty != 0) _picked = new Dictionary<int, int>();
     }
 
+    /// <summary>Greedy's pick: the lowest id of the largest logit; NaN never wins (all NaN or -inf gives 0). IBackend.ArgMaxRows follows this rule on the device.</summary>
     public static int ArgMax(ReadOnlySpan<float> logits)
     {
         int best = 0;
-        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        float v = float.NegativeInfinity;
+        for (int i = 0; i < logits.Length; i++)
+            if (logits[i] > v) { v = logits[i]; best = i; }
         return best;
     }
+
+    /// <summary>True when the next token is the plain argmax of the logits (temperature 0, nothing adjusts them).</summary>
+    public bool Greedy => _o.Temperature == 0 && !_o.AdjustsLogits;
 
     public int Next(ReadOnlySpan<float> logits)
     {

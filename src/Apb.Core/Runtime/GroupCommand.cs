@@ -16,8 +16,11 @@ abstract record GroupCommand
     /// <summary>More prompt tokens for a sequence of full attention (chunked prefill); logits of the last when asked.</summary>
     public sealed record Extend(int Sequence, int[] Tokens, bool Logits) : GroupCommand;
 
-    /// <summary>One new token for each sequence, in one batched step.</summary>
-    public sealed record Decode(int[] Sequences, int[] Tokens) : GroupCommand;
+    /// <summary>
+    /// One new token for each sequence, in one batched step. Greedy: rank 0 answers with each sequence's argmax (as exact
+    /// floats) instead of its logits, picked on the device.
+    /// </summary>
+    public sealed record Decode(int[] Sequences, int[] Tokens, bool Greedy = false) : GroupCommand;
 
     /// <summary>Forget these sequences and give their memory back.</summary>
     public sealed record Release(int[] Sequences) : GroupCommand;
@@ -54,7 +57,7 @@ abstract record GroupCommand
                 break;
             case Decode d:
                 w.Write(DecodeTag);
-                Ints(w, d.Sequences); Ints(w, d.Tokens);
+                Ints(w, d.Sequences); Ints(w, d.Tokens); w.Write(d.Greedy);
                 break;
             case Release r:
                 w.Write(ReleaseTag);
@@ -103,7 +106,7 @@ abstract record GroupCommand
                 var p = new PrefillPlan(kind, ranks, plan, note.Length == 0 ? null : note, (ScorerKind)r.ReadInt32());
                 return new Prefill(seq, context, query, p, r.ReadInt32(), r.ReadBoolean(), r.ReadBoolean(), r.ReadBoolean());
             }
-            case DecodeTag: return new Decode(Ints(r), Ints(r));
+            case DecodeTag: return new Decode(Ints(r), Ints(r), r.ReadBoolean());
             case ReleaseTag: return new Release(Ints(r));
             case ReportTag: return new Report(r.ReadInt32());
             case MemoryTag: return new Memory(r.ReadBoolean());

@@ -203,7 +203,11 @@ public sealed class Rank : IDisposable
             Doing = "idle";
             if (logits is null) return null;
             if (Index != 0) { logits.Dispose(); return null; }
-            return Download(logits);
+            if (!c.Greedy) return Download(logits);
+            // Token ids as floats are exact below 2^24; every vocabulary is far below that (checked at load).
+            var ids = new int[held.Count];
+            using (logits) Backend.ArgMaxRows(logits, ids);
+            return ids.Select(i => (float)i).ToArray();
         }
         finally
         {

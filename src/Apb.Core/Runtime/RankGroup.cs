@@ -224,8 +224,25 @@ public sealed class RankGroup : IDisposable
     /// <summary>One decode step for each sequence (its next token in <paramref name="tokens"/>): logits per sequence, in order.</summary>
     public float[][] Decode(IReadOnlyList<int> sequences, IReadOnlyList<int> tokens)
     {
-        if (sequences.Count != tokens.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} tokens");
         if (sequences.Count == 0) return [];
+        var flat = Step(sequences, tokens, greedy: false);
+        int vocab = flat.Length / sequences.Count;
+        return Enumerable.Range(0, sequences.Count).Select(i => flat.AsSpan(i * vocab, vocab).ToArray()).ToArray();
+    }
+
+    /// <summary>
+    /// One decode step for each sequence, answered with each one's greedy next token (the argmax of its logits, picked on
+    /// the device: <see cref="Backends.IBackend.ArgMaxRows"/>) instead of the logits.
+    /// </summary>
+    public int[] DecodeGreedy(IReadOnlyList<int> sequences, IReadOnlyList<int> tokens)
+    {
+        if (sequences.Count == 0) return [];
+        return Array.ConvertAll(Step(sequences, tokens, greedy: true), x => (int)x);
+    }
+
+    float[] Step(IReadOnlyList<int> sequences, IReadOnlyList<int> tokens, bool greedy)
+    {
+        if (sequences.Count != tokens.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} tokens");
         lock (_lock)
         {
             CheckUsable();
@@ -233,17 +250,14 @@ public sealed class RankGroup : IDisposable
             foreach (int s in sequences)
                 if (!leader.Holds(s)) throw new InvalidOperationException($"sequence {s} is not in this group (never prefilled, released, or failed)");
             bool distributed = sequences.Any(s => leader.Sequence(s).Plan.Distributed);
-            var command = new GroupCommand.Decode([.. sequences], [.. tokens]);
-            float[] flat;
-            try { flat = Run(command, everyRank: distributed)!; }
+            var command = new GroupCommand.Decode([.. sequences], [.. tokens], greedy);
+            try { return Run(command, everyRank: distributed)!; }
             catch (ApbException) when (_failure is null)
             {
                 // A step that failed part-way leaves these sequences' ranks at different lengths: none can go on.
                 Run(new GroupCommand.Release([.. sequences]), everyRank: true);
                 throw;
             }
-            int vocab = flat.Length / sequences.Count;
-            return Enumerable.Range(0, sequences.Count).Select(i => flat.AsSpan(i * vocab, vocab).ToArray()).ToArray();
         }
     }
 

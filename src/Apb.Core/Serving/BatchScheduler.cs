@@ -327,8 +327,17 @@ public sealed class BatchScheduler : IGenerationEngine
         var batch = Snapshot(_running).Where(a => a.Pending >= 0 && !a.Cancel.IsCancellationRequested).ToList();
         if (batch.Count == 0) return;
         long start = Stopwatch.GetTimestamp();
-        float[][] logits;
-        try { logits = _group.Decode(batch.Select(a => a.Sequence!.Value).ToArray(), batch.Select(a => a.Pending).ToArray()); }
+        // When every request takes the plain argmax and no logprobs, the ranks answer with token ids picked on the device.
+        bool greedy = batch.All(a => a.Sampler!.Greedy && a.Job.Sampling.Logprobs is null);
+        float[][]? logits = null;
+        int[]? picked = null;
+        var sequences = batch.Select(a => a.Sequence!.Value).ToArray();
+        var fed = batch.Select(a => a.Pending).ToArray();
+        try
+        {
+            if (greedy) picked = _group.DecodeGreedy(sequences, fed);
+            else logits = _group.Decode(sequences, fed);
+        }
         catch (ApbException e) when (_group.Failure is null)
         {
             // The step failed for the whole batch (its sequences were released by the group): each request says why.
@@ -343,19 +352,22 @@ public sealed class BatchScheduler : IGenerationEngine
         {
             batch[i].DecodeTime += took;
             // A request's own sampling can fail (a logit bias past the model's vocabulary): it ends alone, the loop goes on.
-            try { Next(batch[i], logits[i]); }
+            try { Next(batch[i], logits?[i], picked?[i] ?? -1); }
             catch (ApbException e) { Finish(batch[i], error: e); }
         }
     }
 
-    /// <summary>Samples the next token from <paramref name="logits"/>, streams its text, and decides whether the request ends.</summary>
-    void Next(Active a, float[] logits)
+    /// <summary>
+    /// Samples the next token from <paramref name="logits"/> (or takes <paramref name="greedyToken"/>, the device's
+    /// argmax, when the step returned no logits), streams its text, and decides whether the request ends.
+    /// </summary>
+    void Next(Active a, float[]? logits, int greedyToken = -1)
     {
         a.Pending = -1;
         if (a.Generated >= a.Job.Sampling.MaxNewTokens) { Finish(a, reason: "length"); return; }
-        int token = a.Sampler!.Next(logits);
+        int token = logits is null ? greedyToken : a.Sampler!.Next(logits);
         if (_stopTokens.Contains(token)) { Finish(a, reason: "stop"); return; }
-        if (a.Job.Sampling.Logprobs is int top) (a.Logprobs ??= []).Add(Sampler.Logprob(logits, token, top));
+        if (a.Job.Sampling.Logprobs is int top) (a.Logprobs ??= []).Add(Sampler.Logprob(logits!, token, top));
         a.Generated++;
         Interlocked.Increment(ref _generatedTokens);
         if (a.Decoder != null) Emit(a, a.Filter!.Push(a.Decoder.Push(token)));

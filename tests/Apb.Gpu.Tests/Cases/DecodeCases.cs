@@ -14,8 +14,8 @@ public static class DecodeCases
 {
     public static IEnumerable<GpuCase> All()
     {
-        // Version 2 (the default; it takes calls of at most 8 pairs per KV head, version 1 the rest) and version 1 forced,
-        // over the whole grid; version 2 with prefetch over the rows it takes.
+        // Version 2 (it takes calls of at most 8 pairs per KV head, version 1 the rest) and version 1 forced, over the
+        // whole grid; version 2 with prefetch (the default for one sequence) over the rows it takes.
         foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V1, DecodeKernelVersion.V2Prefetch })
         {
             foreach (int tq in new[] { 1, 3, 8, 16 })

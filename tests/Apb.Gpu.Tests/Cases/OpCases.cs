@@ -39,9 +39,40 @@ public static class OpCases
         foreach (var (rows, cols, scale) in new[] { (333, 1000, 1f), (1, 4096, 0.02f) })
             yield return new("ops", $"random fill [{rows}, {cols}] x {scale:G} = RandomValues on the host", c => RandomFillMatchesHost(c, rows, cols, scale));
         foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
+            foreach (var (rows, cols) in new[] { (1, 7), (16, 128256), (5, 2048) })
+                yield return new("ops", $"argmax rows [{rows}, {cols}] {dt} (ties, -inf, NaN)", c => ArgMaxRows(c, rows, cols, dt));
+        foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
         {
             yield return new("ops", $"copy (window) [10, 200] of [20, 300] into [30, 500] {dt}", c => CopyWindow(c, dt));
             yield return new("ops", $"copy (rows) 17 rows of [20, 64] into [40, 64] {dt}", c => CopyRows(c, dt));
+        }
+    }
+
+    /// <summary>
+    /// The device's argmax against Sampler.ArgMax on the same (downloaded) values: random rows, plus rows whose maximum
+    /// is tied (the lowest column wins), all -inf (0), and NaN before and at the maximum (NaN never wins).
+    /// </summary>
+    static void ArgMaxRows(GpuCheck c, int rows, int cols, CudaDType dt)
+    {
+        var x = c.Rand((long)rows * cols);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = x.AsSpan(r * cols, cols);
+            switch (r % 4)
+            {
+                case 1: row[cols / 2] = 9f; row[cols - 1] = 9f; if (cols > 3) row[3] = 9f; break;
+                case 2: row.Fill(float.NegativeInfinity); break;
+                case 3: row[0] = float.NaN; row[cols / 3] = 7f; row[cols - 1] = float.NaN; break;
+            }
+        }
+        var g = c.OnGpu(x, rows, cols, dt);
+        var values = Down(c.Gpu, g);
+        var got = new int[rows];
+        c.Gpu.ArgMaxRows(g, got);
+        for (int r = 0; r < rows; r++)
+        {
+            int want = Apb.Engine.Sampler.ArgMax(values.AsSpan(r * cols, cols));
+            if (got[r] != want) throw new InvalidOperationException($"argmax row {r}: device {got[r]}, host {want}");
         }
     }
 

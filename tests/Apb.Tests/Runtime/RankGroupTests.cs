@@ -121,10 +121,23 @@ public class RankGroupTests
             for (int i = 0; i < 2; i++) Assert.Equal(alone[i][0], last[i]);
             for (int step = 0; step < 3; step++)
             {
-                var next = g.Decode(seqs.Select(s => s.Sequence).ToArray(), last.Select(l => Sampler.ArgMax(l)).ToArray());
+                var fed = last.Select(l => Sampler.ArgMax(l)).ToArray();
+                var next = g.Decode(seqs.Select(s => s.Sequence).ToArray(), fed);
                 for (int i = 0; i < 2; i++)
                     Assert.True(RelativeError(next[i], alone[i][step + 1]) < 1e-5, $"sequence {i}, step {step + 1}");
                 last = next;
+            }
+            // A greedy step answers with the argmax of the logits a plain step gives: the first two prompts again, in a
+            // second group, decoded with DecodeGreedy from the same tokens give the argmax of each step's logits above.
+            using (var twin = Group(m, o))
+            {
+                var copies = prompts.Take(2).Select(p => twin.Prefill(new PrefillRequest(p.Item1, p.Item2))).ToArray();
+                var replay = new List<int[]>();
+                for (int step = 0; step < 3; step++)
+                    replay.Add(twin.DecodeGreedy(copies.Select(s => s.Sequence).ToArray(), [Sampler.ArgMax(alone[0][step]), Sampler.ArgMax(alone[1][step])]));
+                for (int step = 0; step < 3; step++)
+                    for (int i = 0; i < 2; i++)
+                        Assert.Equal(Sampler.ArgMax(alone[i][step + 1]), replay[step][i]);
             }
             g.Release(seqs.Select(s => s.Sequence).ToArray());
             Assert.Equal(0, Held(g));
@@ -143,9 +156,10 @@ public class RankGroupTests
         Assert.Equal(plan.Plan!.ToString(), back.Plan.Plan!.ToString());
         Assert.Equal((plan.Strategy, plan.Ranks, plan.Scorer), (back.Plan.Strategy, back.Plan.Ranks, back.Plan.Scorer));
 
-        var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12])));
+        var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12], Greedy: true)));
         Assert.Equal(new[] { 3, 9 }, decode.Sequences);
         Assert.Equal(new[] { 11, 12 }, decode.Tokens);
+        Assert.True(decode.Greedy);
         Assert.IsType<GroupCommand.Shutdown>(GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Shutdown())));
         var e = Assert.Throws<ApbException>(() => GroupCommand.Parse([99]));
         Assert.Contains("unknown command", e.Message);

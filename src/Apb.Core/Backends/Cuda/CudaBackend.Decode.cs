@@ -18,18 +18,20 @@ public sealed unsafe partial class CudaBackend
     const int Decode2MaxPairs = 8, Decode2Threads = 128, Decode2Unroll = 4;  // the largest P, DV2_THREADS, DV2_U
 
     /// <summary>
-    /// Which split-KV kernel serves calls that version 2 can take (at most 8 pairs per KV head): 2 by default, 1 to
-    /// compare against (APB_DECODE_KERNEL=1, or `apb bench kernel decode --variants split-kv1`). Calls with more pairs
-    /// always run version 1.
+    /// Which split-KV kernel serves calls that version 2 can take (at most 8 pairs per KV head). Auto: version 2 with
+    /// its register double buffer for one sequence, without it for a batch (each measured the faster there:
+    /// docs/kernels/decode.md); the others force one (APB_DECODE_KERNEL=2, 2pf or 1; `apb bench kernel decode
+    /// --variants`). Calls with more pairs always run version 1.
     /// </summary>
     public DecodeKernelVersion DecodeKernel { get; set; } = DecodeKernels.Parse(Environment.GetEnvironmentVariable("APB_DECODE_KERNEL"));
 
     /// <summary>
-    /// Blocks per SM the splits aim for (APB_DECODE_BLOCKS_PER_SM, default 4): more splits keep more loads in flight
-    /// but write and merge more partials.
+    /// Blocks per SM the splits aim for (APB_DECODE_BLOCKS_PER_SM, default 2: of 2, 4 and 8, the fastest for version 2
+    /// at every length measured, docs/kernels/decode.md). Fewer splits means longer streams per block and fewer
+    /// partials to write and merge.
     /// </summary>
     public int DecodeBlocksPerSm { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_BLOCKS_PER_SM"), out int n) && n is > 0 and <= 64 ? n : 4;
+        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_BLOCKS_PER_SM"), out int n) && n is > 0 and <= 64 ? n : 2;
 
     ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
     long _decodeScratchBytes;
@@ -65,7 +67,7 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
-        if (Decode2(pairs, d) is { } v2)
+        if (Decode2(pairs, d, batch: false) is { } v2)
         {
             DecodeAttention2(qs, ks, vs, heads, kvHeads, mask, o, l, pairs, d, v2);
             return;
@@ -90,11 +92,12 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>Version 2's kernel name stem for a call of <paramref name="pairs"/> pairs per KV head, or null where version 1 runs.</summary>
-    string? Decode2(int pairs, int d)
+    string? Decode2(int pairs, int d, bool batch)
     {
         if (DecodeKernel == DecodeKernelVersion.V1 || pairs > Decode2MaxPairs || d is not (64 or 128)) return null;
         int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
-        return $"d{d}_p{p}{(DecodeKernel == DecodeKernelVersion.V2Prefetch ? "_pf" : "")}";
+        bool prefetch = DecodeKernel == DecodeKernelVersion.V2Prefetch || (DecodeKernel == DecodeKernelVersion.Auto && !batch);
+        return $"d{d}_p{p}{(prefetch ? "_pf" : "")}";
     }
 
     /// <summary>Keys per block step of version 2: (lane groups of D/8 lanes in 128 threads) x DV2_U.</summary>
@@ -172,11 +175,10 @@ public sealed unsafe partial class CudaBackend
             BitConverter.TryWriteBytes(table.AsSpan(b * 16 + i * 4), ks[i].Rows);
         }
         ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, table.Length, 4096, "decode batch table");
-        fixed (byte* src = table)
-            Native.Driver.Check(Native.Driver.cuMemcpyHtoDAsync(tp, src, (nuint)table.Length, Context.Stream), "cuMemcpyHtoDAsync(decode batch table)");
+        fixed (byte* src = table) UploadSmall(tp, src, table.Length, "decode batch table");
         ulong lens = tp + (ulong)(b * 16);
 
-        if (Decode2(heads / kvHeads, d) is { } v2)
+        if (Decode2(heads / kvHeads, d, batch: true) is { } v2)
         {
             int step = Decode2Step(d);
             var (splits2, per2) = DecodeSplits(maxLen, kvHeads * b, step);
@@ -211,16 +213,17 @@ public sealed unsafe partial class CudaBackend
 }
 
 /// <summary>The split-KV decode kernels (Kernels/decode.cu, docs/kernels/decode.md).</summary>
-public enum DecodeKernelVersion { V2, V2Prefetch, V1 }
+public enum DecodeKernelVersion { Auto, V2, V2Prefetch, V1 }
 
-/// <summary>Their names in APB_DECODE_KERNEL and in `apb bench kernel decode --variants`.</summary>
+/// <summary>Their names in APB_DECODE_KERNEL and in `apb bench kernel decode --variants` (split-kv + the name).</summary>
 public static class DecodeKernels
 {
-    /// <summary>"1" or "v1", "2pf" or "v2pf"; anything else, unset included, is version 2.</summary>
+    /// <summary>"1" or "v1", "2" or "v2", "2pf" or "v2pf"; anything else, unset included, is Auto.</summary>
     public static DecodeKernelVersion Parse(string? name) => name?.Trim().ToLowerInvariant() switch
     {
         "1" or "v1" => DecodeKernelVersion.V1,
+        "2" or "v2" => DecodeKernelVersion.V2,
         "2pf" or "v2pf" or "v2-pf" => DecodeKernelVersion.V2Prefetch,
-        _ => DecodeKernelVersion.V2,
+        _ => DecodeKernelVersion.Auto,
     };
 }

@@ -150,10 +150,44 @@ public sealed unsafe partial class CudaBackend : IBackend
     ulong UploadInts(ReadOnlySpan<int> values)
     {
         Scratch(ref _ints, ref _intsCapacity, Math.Max(values.Length, 1) * 4L, 4096, "index scratch");
-        // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
-        fixed (int* p = values)
-            Driver.Check(Driver.cuMemcpyHtoDAsync(_ints, p, (nuint)(values.Length * 4L), Context.Stream), "cuMemcpyHtoDAsync(indices)");
+        fixed (int* p = values) UploadSmall(_ints, p, values.Length * 4L, "indices");
         return _ints;
+    }
+
+    byte* _ring;      // pinned staging for small uploads, used round and round
+    long _ringAt;
+    const long RingBytes = 4L << 20, RingLargest = 64L << 10;
+
+    /// <summary>
+    /// A small host -> device copy (index lists, address tables: a few hundred bytes, several per layer of a batched
+    /// decode step), staged in a pinned ring so that it queues on the stream like a kernel: from pageable memory the
+    /// driver may make the host wait for it. The source may be reused as soon as this returns. When the ring wraps, the
+    /// host waits for the stream once (every copy still reading the ring has run), about once per 4 MB staged.
+    /// </summary>
+    void UploadSmall(ulong dst, void* src, long bytes, string what)
+    {
+        if (bytes == 0) return;
+        if (bytes > RingLargest)
+        {
+            Driver.Check(Driver.cuMemcpyHtoDAsync(dst, src, (nuint)bytes, Context.Stream), $"cuMemcpyHtoDAsync({what})");
+            return;
+        }
+        if (_ring == null)
+        {
+            void* p;
+            Driver.Check(Driver.cuMemAllocHost(&p, (nuint)RingBytes), $"cuMemAllocHost({RingBytes} bytes of upload staging)");
+            _ring = (byte*)p;
+            _ringAt = 0;
+        }
+        long at = (_ringAt + 15) & ~15L;
+        if (at + bytes > RingBytes)
+        {
+            Context.Synchronize();
+            at = 0;
+        }
+        Buffer.MemoryCopy(src, _ring + at, bytes, bytes);
+        Driver.Check(Driver.cuMemcpyHtoDAsync(dst, _ring + at, (nuint)bytes, Context.Stream), $"cuMemcpyHtoDAsync({what})");
+        _ringAt = at + bytes;
     }
 
     // ---------------------------------------------------------------------------------------------------- weights
@@ -337,12 +371,35 @@ public sealed unsafe partial class CudaBackend : IBackend
         var table = new ulong[n];
         for (int i = 0; i < n; i++) table[i] = d[i].Ptr;
         ulong tp = Scratch(ref _scatterTable, ref _scatterTableBytes, n * 8L, 4096, "scatter table");
-        fixed (ulong* t = table)
-            Driver.Check(Driver.cuMemcpyHtoDAsync(tp, t, (nuint)(n * 8), Context.Stream), "cuMemcpyHtoDAsync(scatter table)");
+        fixed (ulong* t = table) UploadSmall(tp, t, n * 8L, "scatter table");
         ulong sp = s.Ptr;
         int words = (int)(rowBytes / 16);
         void** args = stackalloc void*[] { &sp, &tp, &words };
         Context.Launch(Context.Function(Elementwise, "apb_scatter_rows"), "apb_scatter_rows", ((uint)n, 1, 1), 128, 0, args);
+    }
+
+    ulong _argmax;        // the rows' argmax results before they are read back
+    long _argmaxBytes;
+
+    /// <summary>
+    /// <see cref="IBackend.ArgMaxRows"/> on the device: a greedy step of B sequences reads back B ints instead of
+    /// B vocabulary-wide rows (16 x 128K fp32 is 8 MB per step, copied and converted on the host while the GPU waits).
+    /// </summary>
+    public void ArgMaxRows(Tensor x, Span<int> result)
+    {
+        var xs = C(x);
+        if (result.Length != xs.Rows) throw new ArgumentException($"argmax of {xs.Rows} rows into {result.Length} results");
+        if (xs.Rows == 0) return;
+        Enter();
+        ulong op = Scratch(ref _argmax, ref _argmaxBytes, xs.Rows * 4L, 4096, "argmax results");
+        ulong xp = xs.Ptr;
+        int f32 = xs.DType == CudaDType.F32 ? 1 : 0, cols = xs.Cols;
+        long stride = xs.Cols;
+        void** args = stackalloc void*[] { &xp, &f32, &stride, &cols, &op };
+        Context.Launch(Context.Function(Elementwise, "apb_argmax_rows"), "apb_argmax_rows", ((uint)xs.Rows, 1, 1), 512, 0, args);
+        fixed (int* p = result)
+            Driver.Check(Driver.cuMemcpyDtoHAsync(p, op, (nuint)(result.Length * 4L), Context.Stream), "cuMemcpyDtoHAsync(argmax)");
+        Context.Synchronize();
     }
 
     // ---------------------------------------------------------------------------------------------------- model ops
@@ -591,6 +648,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Pool.Dispose();
         if (_pinned != null) Driver.cuMemFreeHost(_pinned);
         _pinned = null;
+        if (_ring != null) Driver.cuMemFreeHost(_ring);
+        _ring = null;
         Context.Dispose();
         _disposed = true;
     }

@@ -221,3 +221,42 @@ extern "C" __global__ void apb_merge_parts(const bf16* __restrict__ parts, const
         }
     }
 }
+
+// out[r] = the column of row r's largest value (bf16 or fp32 by f32), the lowest column on ties; NaN never wins and a
+// row with no value above -inf gives 0 (Sampler.ArgMax's rule). One block per row: each thread scans a stride of the
+// row (its columns in increasing order, so strict > keeps its lowest), then a warp and a block reduction that prefer the
+// larger value, then the lower column.
+extern "C" __global__ void apb_argmax_rows(const void* __restrict__ x, int f32, long stride, int cols, int* __restrict__ out)
+{
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    long row = blockIdx.x;
+    float best = APB_NEG_INF;
+    int at = 0x7fffffff;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        float v = load_any(x, row * stride + c, f32);
+        if (v > best) { best = v; at = c; }
+    }
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        float v = __shfl_xor_sync(0xffffffffu, best, o);
+        int i = __shfl_xor_sync(0xffffffffu, at, o);
+        if (v > best || (v == best && i < at)) { best = v; at = i; }
+    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    if (lane == 0) { sv[warp] = best; si[warp] = at; }
+    __syncthreads();
+    if (warp == 0)
+    {
+        best = lane < warps ? sv[lane] : APB_NEG_INF;
+        at = lane < warps ? si[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1)
+        {
+            float v = __shfl_xor_sync(0xffffffffu, best, o);
+            int i = __shfl_xor_sync(0xffffffffu, at, o);
+            if (v > best || (v == best && i < at)) { best = v; at = i; }
+        }
+        if (lane == 0) out[row] = at == 0x7fffffff ? 0 : at;
+    }
+}
