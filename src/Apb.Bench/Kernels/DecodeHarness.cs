@@ -20,7 +20,7 @@ public sealed class DecodeHarness : KernelHarness
     public override string SizeMeaning => "Tk: keys in the cache";
     public override int[] DefaultSizes => [16384, 65536, 131072];
 
-    // split-kv: the backend's pick (version 2, with the register double buffer for one sequence, without for a batch);
+    // split-kv: the backend's pick (version 2 with the register double buffer, one full wave of splits);
     // split-kv2 / split-kv2pf: version 2 without / with it; split-kv1: the shared-memory tile kernel version 2 replaced
     // (docs/kernels/decode.md); mma: the prefill kernel with one row.
     static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma"];

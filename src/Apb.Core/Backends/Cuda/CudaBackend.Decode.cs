@@ -19,19 +19,32 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Which split-KV kernel serves calls that version 2 can take (at most 8 pairs per KV head). Auto: version 2 with
-    /// its register double buffer for one sequence, without it for a batch (each measured the faster there:
-    /// docs/kernels/decode.md); the others force one (APB_DECODE_KERNEL=2, 2pf or 1; `apb bench kernel decode
-    /// --variants`). Calls with more pairs always run version 1.
+    /// its register double buffer, its splits making one full wave (docs/kernels/decode.md: the fastest of the
+    /// variants measured, one sequence and batch alike); the others force one (APB_DECODE_KERNEL=2, 2pf or 1; `apb
+    /// bench kernel decode --variants`). Calls with more pairs always run version 1.
     /// </summary>
     public DecodeKernelVersion DecodeKernel { get; set; } = DecodeKernels.Parse(Environment.GetEnvironmentVariable("APB_DECODE_KERNEL"));
 
     /// <summary>
-    /// Blocks per SM the splits aim for (APB_DECODE_BLOCKS_PER_SM, default 2: of 2, 4 and 8, the fastest for version 2
-    /// at every length measured, docs/kernels/decode.md). Fewer splits means longer streams per block and fewer
-    /// partials to write and merge.
+    /// Blocks per SM the splits aim for, or 0 (the default) for as many as fit on an SM at once (the driver's occupancy
+    /// for the kernel): one full wave, each block streaming the longest share it can. Set APB_DECODE_BLOCKS_PER_SM to
+    /// try others. Measured (docs/kernels/decode.md): the best count was the resident one (3 for the prefetch kernel
+    /// of 168 registers, 2 for the plain batch kernel of 208); a count above it leaves a partial second wave.
     /// </summary>
     public int DecodeBlocksPerSm { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_BLOCKS_PER_SM"), out int n) && n is > 0 and <= 64 ? n : 2;
+        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_BLOCKS_PER_SM"), out int n) && n is > 0 and <= 64 ? n : 0;
+
+    readonly Dictionary<nint, int> _resident = [];
+
+    /// <summary>Blocks per SM for a launch of <paramref name="f"/>: the set count, else the kernel's occupancy.</summary>
+    int BlocksPerSm(nint f, int threads, uint smem)
+    {
+        if (DecodeBlocksPerSm > 0) return DecodeBlocksPerSm;
+        if (_resident.TryGetValue(f, out int n)) return n;
+        int blocks;
+        Native.Driver.Check(Native.Driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f, threads, smem), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+        return _resident[f] = Math.Max(1, blocks);
+    }
 
     ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
     long _decodeScratchBytes;
@@ -45,13 +58,13 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// How many splits of whole tiles (64 keys for version 1, a block step for version 2): enough blocks for about
-    /// <see cref="DecodeBlocksPerSm"/> per SM over (KV heads x row groups or sequences), never more than there are
-    /// tiles. Returns (splits, tiles per split).
+    /// <paramref name="perSm"/> per SM over (KV heads x row groups or sequences), never more than there are tiles.
+    /// Returns (splits, tiles per split).
     /// </summary>
-    (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit, int tile = DecodeTile)
+    (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit, int perSm, int tile = DecodeTile)
     {
         int tiles = Math.Max(1, (tk + tile - 1) / tile);
-        int want = Math.Max(1, DecodeBlocksPerSm * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
+        int want = Math.Max(1, perSm * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
         int per = (tiles + Math.Min(want, tiles) - 1) / Math.Min(want, tiles);
         return ((tiles + per - 1) / per, per);
     }
@@ -67,12 +80,13 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
-        if (Decode2(pairs, d, batch: false) is { } v2)
+        if (Decode2(pairs, d) is { } v2)
         {
             DecodeAttention2(qs, ks, vs, heads, kvHeads, mask, o, l, pairs, d, v2);
             return;
         }
-        var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks);
+        // Version 1 keeps the count it was measured with (4 per SM) unless one is set.
+        var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4);
         long rowsOut = (long)tq * heads;
         long bytes = rowsOut * splits * (d + 1) * 4L;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
@@ -92,11 +106,11 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>Version 2's kernel name stem for a call of <paramref name="pairs"/> pairs per KV head, or null where version 1 runs.</summary>
-    string? Decode2(int pairs, int d, bool batch)
+    string? Decode2(int pairs, int d)
     {
         if (DecodeKernel == DecodeKernelVersion.V1 || pairs > Decode2MaxPairs || d is not (64 or 128)) return null;
         int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
-        bool prefetch = DecodeKernel == DecodeKernelVersion.V2Prefetch || (DecodeKernel == DecodeKernelVersion.Auto && !batch);
+        bool prefetch = DecodeKernel is DecodeKernelVersion.V2Prefetch or DecodeKernelVersion.Auto;
         return $"d{d}_p{p}{(prefetch ? "_pf" : "")}";
     }
 
@@ -108,7 +122,9 @@ public sealed unsafe partial class CudaBackend
     {
         int tq = qs.Rows, tk = ks.Rows;
         int step = Decode2Step(d);
-        var (splits, perSplit) = DecodeSplits(tk, kvHeads, step);
+        string fn = "apb_decode2_split_" + stem;
+        nint f = Context.Function(DecodeFile, fn);
+        var (splits, perSplit) = DecodeSplits(tk, kvHeads, BlocksPerSm(f, Decode2Threads, 0), step);
         int keysPerSplit = perSplit * step;
         long rowsOut = (long)tq * heads;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rowsOut * splits * (d + 1) * 4L, 1L << 20, "decode attention partials");
@@ -117,9 +133,8 @@ public sealed unsafe partial class CudaBackend
         long qStride = qs.Cols, kStride = ks.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
-        string fn = "apb_decode2_split_" + stem;
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &keysPerSplit };
-        Context.Launch(Context.Function(DecodeFile, fn), fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
+        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
         DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
     }
 
@@ -178,10 +193,12 @@ public sealed unsafe partial class CudaBackend
         fixed (byte* src = table) UploadSmall(tp, src, table.Length, "decode batch table");
         ulong lens = tp + (ulong)(b * 16);
 
-        if (Decode2(heads / kvHeads, d, batch: true) is { } v2)
+        if (Decode2(heads / kvHeads, d) is { } v2)
         {
             int step = Decode2Step(d);
-            var (splits2, per2) = DecodeSplits(maxLen, kvHeads * b, step);
+            string fn2 = "apb_decode2_batch_" + v2;
+            nint f2 = Context.Function(DecodeFile, fn2);
+            var (splits2, per2) = DecodeSplits(maxLen, kvHeads * b, BlocksPerSm(f2, Decode2Threads, 0), step);
             int keysPerSplit = per2 * step;
             long rows2 = (long)b * heads;
             ulong pO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rows2 * splits2 * (d + 1) * 4L, 1L << 20, "decode attention partials");
@@ -189,13 +206,12 @@ public sealed unsafe partial class CudaBackend
             ulong q2 = qs.Ptr;
             long qs2 = qs.Cols, ks2 = ks[0].Cols;
             float sc2 = 1f / MathF.Sqrt(d);
-            string fn2 = "apb_decode2_batch_" + v2;
             void** a2 = stackalloc void*[] { &q2, &tp, &lens, &pO, &pL, &heads, &kvHeads, &qs2, &ks2, &sc2, &keysPerSplit };
-            Context.Launch(Context.Function(DecodeFile, fn2), fn2, ((uint)splits2, (uint)kvHeads, (uint)b), Decode2Threads, 0, a2);
+            Context.Launch(f2, fn2, ((uint)splits2, (uint)kvHeads, (uint)b), Decode2Threads, 0, a2);
             DecodeMerge(pO, pL, o, null, rows2, heads, d, splits2);
             return;
         }
-        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b);
+        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4);
         long rowsOut = (long)b * heads;
         long bytes = rowsOut * splits * (d + 1) * 4L;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");

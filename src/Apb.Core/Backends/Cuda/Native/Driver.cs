@@ -64,6 +64,7 @@ public static unsafe class Driver
     public static delegate* unmanaged<nint, int> cuModuleUnload;
     public static delegate* unmanaged<nint*, nint, byte*, int> cuModuleGetFunction;
     public static delegate* unmanaged<nint, int, int, int> cuFuncSetAttribute;
+    public static delegate* unmanaged<int*, nint, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
@@ -138,6 +139,7 @@ public static unsafe class Driver
             cuModuleUnload = (delegate* unmanaged<nint, int>)F(lib, "cuModuleUnload");
             cuModuleGetFunction = (delegate* unmanaged<nint*, nint, byte*, int>)F(lib, "cuModuleGetFunction");
             cuFuncSetAttribute = (delegate* unmanaged<nint, int, int, int>)F(lib, "cuFuncSetAttribute");
+            cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, nint, int, nuint, int>)F(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
             cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F(lib, "cuLaunchKernel");
             cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorString");
             cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorName");
