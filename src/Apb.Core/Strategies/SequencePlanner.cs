@@ -28,6 +28,12 @@ public static class SequencePlanner
         if (contextLength < 0 || queryLength < 0) throw new ArgumentException("negative lengths");
         if (contextLength + queryLength == 0) throw new ApbException("nothing to prefill: both context and query are empty");
         var kind = o.Strategy;
+        if (kind == StrategyKind.Auto)
+        {
+            var (chosen, why) = AutoStrategy.Choose(o, contextLength, queryLength, anchorInsertAt);
+            return chosen == StrategyKind.Full ? new PrefillPlan(StrategyKind.Full, 1, null, why)
+                : Plan(o with { Strategy = chosen }, contextLength, queryLength, anchorInsertAt) with { Note = why };
+        }
         if ((kind.IsApb() || kind == StrategyKind.Star) && contextLength < o.FallbackBelow)
             return new PrefillPlan(StrategyKind.Full, 1, null,
                 $"{kind.Name()}: the context of {contextLength} tokens is below {o.FallbackBelow} (--fallback-below), so full attention ran on one rank");

@@ -21,6 +21,11 @@ public enum StrategyKind
     /// as an integer between the processes of a group.
     /// </summary>
     ApbBalanced,
+    /// <summary>
+    /// Not a layout: chosen per request among full, APB and the zigzag ring by context length, rank count and a cost
+    /// model (<see cref="AutoStrategy"/>); a plan always names what was chosen.
+    /// </summary>
+    Auto,
 }
 
 public static class StrategyKinds
@@ -30,4 +35,7 @@ public static class StrategyKinds
 
     /// <summary>APB in either layout: scores, passes, and takes APB's lengths and scorer.</summary>
     public static bool IsApb(this StrategyKind k) => k is StrategyKind.Apb or StrategyKind.ApbBalanced;
+
+    /// <summary>APB, or auto, which may choose it: what loads APB's scorer and takes its lengths.</summary>
+    public static bool MayRunApb(this StrategyKind k) => k.IsApb() || k == StrategyKind.Auto;
 }
