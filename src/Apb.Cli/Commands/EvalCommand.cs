@@ -64,7 +64,7 @@ static class EvalCommand
     {
         var model = new ModelFlags();
         var tasks = Tasks(); var length = Length("4k"); var samples = Samples(10); var seed = Seed(); var threads = Threads();
-        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
+        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb, apb-balanced", DefaultValueFactory = _ => "full" };
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => CommonOptions.DefaultRanks };
         var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
