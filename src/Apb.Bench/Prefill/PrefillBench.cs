@@ -114,7 +114,7 @@ public sealed class PrefillBench : IDisposable
     PrefillReport Report() => new(_o, _model.Name, _model.Config, _cuda != null ? _cuda.Context.Device.Name : _backend.Name,
         _launched?.WorldSize ?? 1, _cuda != null, _results);
 
-    static string Name(StrategyKind s) => s.ToString().ToLowerInvariant();
+    static string Name(StrategyKind s) => s.Name();
 
     static string Describe(PrefillCase r) => r.Status == "ok"
         ? $"{r.Strategy} n={r.Length} x{r.Ranks}: {r.Median:F3} s (median of {r.Seconds.Count}: {string.Join(", ", r.Seconds.Select(x => Markdown.F(x)))})" +
@@ -167,7 +167,7 @@ public sealed class PrefillBench : IDisposable
         var rng = BenchModel.CaseRandom(_o.Seed, n);
         var context = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var query = Enumerable.Range(0, _o.QueryTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
-        baseResult = baseResult with { Plan = s == StrategyKind.Apb ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind)}" : null };
+        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind)}" : null };
 
         // Device memory: predicted per rank, and refused on every rank together when any one would not fit.
         double? need = null;

@@ -38,7 +38,7 @@ static partial class BenchCommand
     {
         var shape = ShapeOption();
         var model = ModelOption();
-        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma-separated: full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full,ring,zigzag,ulysses,star,apb" };
+        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma-separated: full, ring, zigzag, ulysses, star, apb, apb-balanced", DefaultValueFactory = _ => "full,ring,zigzag,ulysses,star,apb" };
         var lengths = CommonOptions.Lengths("context lengths", "32k,64k,128k,256k");
         var ranks = new Option<int?>("--ranks", "-r") { Description = $"ranks of the parallel strategies (default {CommonOptions.DefaultRanks}; under apb launch: the processes)" };
         var device = CommonOptions.Device();

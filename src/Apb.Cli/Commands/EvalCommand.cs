@@ -64,7 +64,7 @@ static class EvalCommand
     {
         var model = new ModelFlags();
         var tasks = Tasks(); var length = Length("4k"); var samples = Samples(10); var seed = Seed(); var threads = Threads();
-        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb", DefaultValueFactory = _ => "full" };
+        var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb, apb-balanced", DefaultValueFactory = _ => "full" };
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => CommonOptions.DefaultRanks };
         var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
@@ -95,7 +95,7 @@ static class EvalCommand
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
-                    : new StrategySpec(k.ToString().ToLowerInvariant(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
+                    : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -186,9 +186,9 @@ static class EvalCommand
     static string? Variant(StrategyKind kind, ScorerKind scorer, int? anchor, int? passing)
     {
         var parts = new List<string>();
-        if (kind == StrategyKind.Apb) parts.Add(ScorerChoice.Label(scorer));
-        if (kind is StrategyKind.Apb or StrategyKind.Star && anchor is int a) parts.Add($"l_a {a}");
-        if (kind == StrategyKind.Apb && passing is int p) parts.Add($"l_p {p}");
+        if (kind.IsApb()) parts.Add(ScorerChoice.Label(scorer));
+        if ((kind.IsApb() || kind == StrategyKind.Star) && anchor is int a) parts.Add($"l_a {a}");
+        if (kind.IsApb() && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);
     }
 

@@ -9,7 +9,7 @@ namespace Apb.Cli.Commands;
 static class InspectCommand
 {
     static readonly StrategyKind[] Strategies =
-        [StrategyKind.Full, StrategyKind.Ring, StrategyKind.Zigzag, StrategyKind.Ulysses, StrategyKind.Star, StrategyKind.Apb];
+        [StrategyKind.Full, StrategyKind.Ring, StrategyKind.Zigzag, StrategyKind.Ulysses, StrategyKind.Star, StrategyKind.Apb, StrategyKind.ApbBalanced];
     static readonly int[] RankCounts = [1, 2, 4, 8];
     const int MaxRanks = 1024;
 
@@ -21,7 +21,11 @@ static class InspectCommand
             Description = "also print the GPU memory each strategy needs per rank at this context length (e.g. 128k), and the fewest H200s that hold it",
         };
         var query = new Option<int>("--query") { Description = "query tokens after the context, for --context (as bench prefill's --query)", DefaultValueFactory = _ => 64 };
-        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query };
+        var ranks = new Option<int?>("--ranks", "-r", "--gpus")
+        {
+            Description = "with --context: also each rank's attention work under contiguous and balanced APB on this many ranks, and what --strategy auto picks and why",
+        };
+        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query, ranks };
         model.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
@@ -29,6 +33,10 @@ static class InspectCommand
                 : throw new ApbException($"--context '{spec}' names several lengths: give one, e.g. 128k") : null;
             int q = r.GetValue(query);
             if (q < 1) throw new ApbException($"--query must be at least 1, got {q}");
+            int? h = r.GetValue(ranks);
+            if (h is not null && n is null) throw new ApbException("--ranks needs --context: the work per rank depends on the context length (e.g. --context 128k --ranks 8)");
+            if (h is < 2 or > StrategyOptions.MaxRanks)
+                throw new ApbException($"--ranks {h} for the work per rank: give 2 to {StrategyOptions.MaxRanks} ranks");
             using var b = ModelBundle.Open(CommonOptions.ResolveModel(model.Get(r)));
             var c = b.Config;
             // Every tensor checked against config.json as loading checks it (names, shapes, dtypes, nothing left over),
@@ -55,6 +63,7 @@ static class InspectCommand
             o.WriteLine($"chat template  {b.Tokenizer.ChatTemplate.Name}");
             o.WriteLine($"stop tokens    {string.Join(", ", b.StopTokens)}");
             if (n is int length) Memory(o, c, length, q);
+            if (n is int len && h is int rankCount) Work(o, len, q, rankCount);
             return 0;
         }));
         return cmd;
@@ -92,6 +101,30 @@ static class InspectCommand
         }
         o.WriteLine("  (-: not a way to run it: full attention runs on one rank, the others on two or more, Ulysses on rank counts that divide the KV heads" +
             (StrategyOptions.SequenceParallelProblem(c) is { } why ? $"; {why}" : "") + ")");
+    }
+
+    /// <summary>
+    /// Per rank, one layer's attention work under contiguous and balanced APB with the default lengths (counted from the
+    /// plans: <see cref="RankWork"/>), the zigzag ring's for scale, and what auto picks (<see cref="AutoStrategy"/>).
+    /// </summary>
+    static void Work(TextWriter o, int n, int q, int ranks)
+    {
+        var options = new StrategyOptions { Ranks = ranks };
+        o.WriteLine();
+        o.WriteLine($"Attention work per rank and layer for {n:N0} context + {q} query tokens on {ranks} ranks (APB's default lengths, query after 0 header tokens):");
+        o.WriteLine($"  {"layout",-14}{"rank",5}{"local rows",12}{"pairs (M)",12}{"passing read",14}{"received",10}{"scored",9}");
+        foreach (var kind in new[] { StrategyKind.Apb, StrategyKind.ApbBalanced, StrategyKind.Zigzag })
+        {
+            var plan = SequencePlanner.Plan(options with { Strategy = kind, FallbackBelow = 0 }, n, q, 0).Plan!;
+            var work = RankWork.All(kind, plan);
+            foreach (var w in work)
+                o.WriteLine($"  {(w.Rank == 0 ? kind.Name() : ""),-14}{w.Rank,5}{w.LocalRows,12:N0}{w.Pairs / 1e6,12:F1}{w.PassingRead,14:N0}{w.Received,10:N0}{w.Scored,9:N0}");
+            o.WriteLine($"  {"",-14}imbalance (max/mean pairs) {RankWork.Imbalance(work):F3}; slowest rank {AutoStrategy.Cost(kind, plan) / 1e12:F2} TFLOP" +
+                (kind.IsApb() ? $"; l_a {plan.AnchorLength}, l_p {plan.PassingLength}{(plan.ChunkPassingLength != plan.PassingLength ? $" ({plan.ChunkPassingLength} per chunk)" : "")}" : " (exact)"));
+        }
+        o.WriteLine("  (pairs: visible query-key pairs; passing read, received and scored: rows per KV head; cost model: docs/apb-algorithm.md 2.7)");
+        var (chosen, why) = AutoStrategy.Choose(options with { Strategy = StrategyKind.Auto }, n, q, 0);
+        o.WriteLine($"--strategy auto picks {chosen.Name()} ({why})");
     }
 
     /// <summary>The smallest rank count (a power of two) whose per-rank bytes fit an H200, or why none does.</summary>

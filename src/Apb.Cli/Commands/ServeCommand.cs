@@ -106,7 +106,7 @@ static class ServeCommand
             args.Add(tokens[i]);
         }
         args.AddRange(["--device", "cuda"]);
-        if (!args.Contains("--strategy") && !args.Contains("-s")) args.AddRange(["--strategy", "apb"]);
+        if (!args.Contains("--strategy") && !args.Contains("-s")) args.AddRange(["--strategy", "auto"]);
         return LaunchCommand.Run(io, new Runtime.Launch.LaunchOptions
         {
             NprocPerNode = gpus, Executable = Environment.ProcessPath ?? throw new ApbException("cannot tell which binary this is"),
@@ -119,9 +119,9 @@ static class ServeCommand
     {
         var o = group.Options;
         return o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
-            : $"{o.Strategy.ToString().ToLowerInvariant()}{(o.Strategy == Strategies.StrategyKind.Apb ? $" ({Strategies.ScorerChoice.Label(o.Scorer)})" : "")} " +
+            : $"{Strategies.StrategyKinds.Name(o.Strategy)}{(o.Exact ? " (exact)" : Strategies.StrategyKinds.MayRunApb(o.Strategy) ? $" ({Strategies.ScorerChoice.Label(o.Scorer)})" : "")} " +
               $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
-              (o.Strategy is Strategies.StrategyKind.Apb or Strategies.StrategyKind.Star && o.FallbackBelow > 0
+              ((Strategies.StrategyKinds.MayRunApb(o.Strategy) || o.Strategy == Strategies.StrategyKind.Star) && o.FallbackBelow > 0
                   ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");
     }
 

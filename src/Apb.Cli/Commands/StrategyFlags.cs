@@ -12,11 +12,12 @@ namespace Apb.Cli.Commands;
 /// </summary>
 sealed class StrategyFlags
 {
-    readonly Option<string> _strategy = new("--strategy", "-s")
+    readonly Option<string?> _strategy = new("--strategy", "-s")
     {
-        Description = "full | ring | zigzag | ulysses | star | apb", DefaultValueFactory = _ => "full",
+        Description = "full | ring | zigzag | ulysses | star | apb | apb-balanced | auto (default: auto when --ranks is over 1 or under apb launch, full otherwise; auto picks full, apb or the zigzag ring per request, `apb inspect --context N --ranks H` says which and why)",
     };
     readonly Option<int?> _ranks = new("--ranks", "-r") { Description = "ranks to split the context over (default 1 for full, 4 otherwise)" };
+    readonly Option<bool> _exact = new("--exact") { Description = "exact attention only: auto then picks full or the zigzag ring, never apb" };
     readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
     readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table)" };
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
@@ -38,21 +39,30 @@ sealed class StrategyFlags
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _anchor, _passing, _scorer, _heads, _fallback, _timings }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _fallback, _timings }) c.Options.Add(o);
     }
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
 
+    /// <summary>
+    /// --strategy as given, else auto where there are several ranks (--ranks over 1, or the processes of apb launch) and
+    /// full attention on one rank where there is one.
+    /// </summary>
+    public static StrategyKind DefaultStrategy(string? given, int? ranks) =>
+        given is not null ? StrategyOptions.ParseStrategy(given)
+        : (ranks ?? Runtime.Launch.LaunchEnvironment.Current?.WorldSize ?? 1) > 1 ? StrategyKind.Auto : StrategyKind.Full;
+
     /// <param name="modelDirectory">the checkpoint folder: its retaining heads, when it has some, are the default scorer</param>
     public StrategyOptions Options(ParseResult r, string modelDirectory, int anchorInsertAt, int padTokenId)
     {
-        var kind = StrategyOptions.ParseStrategy(r.GetValue(_strategy)!);
+        var kind = DefaultStrategy(r.GetValue(_strategy), r.GetValue(_ranks));
         var (scorer, heads) = Scorer(r.GetValue(_scorer), r.GetValue(_heads), modelDirectory);
         return new StrategyOptions
         {
             Strategy = kind,
             // Under apb launch the ranks are the processes launched.
             Ranks = CommonOptions.RanksFor(kind, r.GetValue(_ranks)),
+            Exact = r.GetValue(_exact),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             Scorer = scorer,

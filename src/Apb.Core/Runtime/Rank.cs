@@ -287,7 +287,7 @@ public sealed class Rank : IDisposable
         return r;
     }
 
-    static string Name(StrategyKind k) => k.ToString().ToLowerInvariant();
+    static string Name(StrategyKind k) => k.Name();
 
     /// <summary>Frees every sequence this rank holds (after a failure the group cannot vouch for them).</summary>
     internal void ReleaseAll() => Release(_sequences.Keys.ToArray());

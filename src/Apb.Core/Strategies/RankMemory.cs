@@ -38,13 +38,15 @@ public static class RankMemory
         {
             StrategyKind.Full => n + q,
             StrategyKind.Star => 2 * lb,
-            StrategyKind.Apb => lb + Math.Max(anchor, q + ApbDefaults.MinAnchorContext),
+            StrategyKind.Apb or StrategyKind.ApbBalanced => lb + Math.Max(anchor, q + ApbDefaults.MinAnchorContext),
             _ => lb,
         };
         long keys = s switch
         {
             StrategyKind.Full or StrategyKind.Ulysses => n + q,
             StrategyKind.Apb => rows + (ranks - 1) * (long)passing,
+            // Two key buffers, [passing; anchor; chunk] per chunk: the anchor twice, the chunks' passing about H l_p.
+            StrategyKind.ApbBalanced => rows + Math.Max(anchor, q + ApbDefaults.MinAnchorContext) + ranks * (long)passing,
             StrategyKind.Star => rows,
             _ => 2 * lb,
         };

@@ -38,12 +38,18 @@ public sealed class SequencePlan
     public int QueryLength { get; }
     /// <summary>Where the query goes inside the anchor: after this many context tokens (the chat template's header).</summary>
     public int AnchorInsertAt { get; }
+    /// <summary>
+    /// Tokens per KV head each chunk passes to the chunks after it: l_p for the contiguous layout (a chunk is a block),
+    /// ceil(l_p / 2) for balanced APB, whose ranks hold two chunks each (docs/apb-algorithm.md, 2.6).
+    /// </summary>
+    public int ChunkPassingLength { get; }
 
-    SequencePlan(int n, int ranks, SequenceLayout layout, int chunk, int anchor, int passing, int query, int insertAt)
+    SequencePlan(int n, int ranks, SequenceLayout layout, int chunk, int anchor, int passing, int query, int insertAt, int? chunkPassing = null)
     {
         ContextLength = n; Ranks = ranks; Layout = layout; ChunkLength = chunk;
         BlockLength = layout == SequenceLayout.Zigzag ? 2 * chunk : chunk;
         AnchorLength = anchor; PassingLength = passing; QueryLength = query; AnchorInsertAt = insertAt;
+        ChunkPassingLength = chunkPassing ?? passing;
     }
 
     /// <summary>Ring, Ulysses: contiguous blocks, no anchor.</summary>
@@ -76,6 +82,31 @@ public sealed class SequencePlan
     {
         CheckRanks(n, ranks);
         int lb = Ceil(n, ranks);
+        CheckApbLengths(n, ranks, lb, anchor, passing, queryLength, insertAt);
+        return new SequencePlan(n, ranks, SequenceLayout.Contiguous, lb, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
+            queryLength, insertAt);
+    }
+
+    /// <summary>
+    /// Balanced APB: the zigzag layout (2H chunks of l_c = ceil(n / 2H), rank r holding chunks r and 2H-1-r), an anchor
+    /// in front of every rank's rows (rank 0's late chunk needs one too; its early chunk, the context start, does not
+    /// read it), and each chunk passing ceil(l_p / 2) tokens per KV head, so that a rank's two chunks pass what one
+    /// contiguous block of the same length would. <paramref name="passing"/> is l_p per rank, as for <see cref="Apb"/>.
+    /// One rank gets the contiguous plan (no anchor, nothing passed: full attention).
+    /// </summary>
+    public static SequencePlan ApbBalanced(int n, int ranks, int anchor, int passing, int queryLength, int insertAt)
+    {
+        // One rank has nothing to balance: the contiguous plan, full attention.
+        if (ranks == 1) return Apb(n, ranks, anchor, passing, queryLength, insertAt);
+        CheckRanks(n, ranks);
+        int lc = Ceil(n, 2 * ranks);
+        CheckApbLengths(n, ranks, 2 * lc, anchor, passing, queryLength, insertAt);
+        return new SequencePlan(n, ranks, SequenceLayout.Zigzag, lc, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
+            queryLength, insertAt, ranks > 1 ? Ceil(passing, 2) : 0);
+    }
+
+    static void CheckApbLengths(int n, int ranks, int lb, int anchor, int passing, int queryLength, int insertAt)
+    {
         if (anchor < 0) throw new ApbException($"anchor length must be >= 0, got {anchor}");
         if (passing < 0) throw new ApbException($"passing length must be >= 0, got {passing}");
         if (anchor > lb)
@@ -88,8 +119,6 @@ public sealed class SequencePlan
             throw new ApbException(queryLength > anchor
                 ? $"the query of {queryLength} tokens is longer than the anchor of {anchor} tokens: use --anchor {insertAt + queryLength} or more (the query goes after {insertAt} header tokens), or shorten the query"
                 : $"the query of {queryLength} tokens inserted after {insertAt} header tokens does not fit in the anchor of {anchor} tokens: use --anchor {insertAt + queryLength} or more");
-        return new SequencePlan(n, ranks, SequenceLayout.Contiguous, lb, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
-            queryLength, insertAt);
     }
 
     static void CheckRanks(int n, int ranks)
@@ -127,23 +156,50 @@ public sealed class SequencePlan
         return real;
     }
 
-    /// <summary>Anchor rows in front of rank's block (rank 0 has none: its block is the context start).</summary>
-    public int AnchorRows(int rank) => rank == 0 ? 0 : AnchorLength;
+    /// <summary>
+    /// Anchor rows in front of rank's block. Contiguous: rank 0 has none, its block is the context start. Zigzag (balanced
+    /// APB; the zigzag ring has no anchor): every rank has one, rank 0's late chunk reads it.
+    /// </summary>
+    public int AnchorRows(int rank) => rank == 0 && Layout == SequenceLayout.Contiguous ? 0 : AnchorLength;
 
     /// <summary>Rows of rank's local sequence: [anchor; block].</summary>
     public int LocalRows(int rank) => AnchorRows(rank) + BlockLength;
 
     /// <summary>
-    /// Tokens per KV head rank contributes to the passing blocks: l_p, fewer when the block has fewer real tokens (pad is
-    /// never selected), none on the last rank (no rank after it would read them).
+    /// Tokens per KV head rank contributes to the passing blocks: what its chunks send (<see cref="ChunkSentRows"/>); for
+    /// the contiguous layout l_p, fewer when the block has fewer real tokens, none on the last rank.
     /// </summary>
-    public int SentRows(int rank) => rank == Ranks - 1 ? 0 : Math.Min(PassingLength, RealRows(rank));
+    public int SentRows(int rank) => ChunksOf(rank).Sum(ChunkSentRows);
 
-    /// <summary>Rows of rank's passing block: what ranks 0..rank-1 sent.</summary>
-    public int PassingRows(int rank)
+    /// <summary>Rows of rank's largest passing block: what the chunks before its last chunk sent.</summary>
+    public int PassingRows(int rank) => ChunkPassingRows(ChunksOf(rank)[^1]);
+
+    // A chunk is the unit APB scores and passes: the block itself in the contiguous layout (chunk c on rank c), one of
+    // a rank's two chunks in the zigzag layout (chunk c on rank c, or on rank 2H-1-c from c = H on).
+
+    /// <summary>Chunks of the context: H (contiguous) or 2H (zigzag).</summary>
+    public int ChunkCount => Layout == SequenceLayout.Zigzag ? 2 * Ranks : Ranks;
+
+    /// <summary>Rank's chunks in the order of its block's rows: [r] or [r, 2H-1-r].</summary>
+    public int[] ChunksOf(int rank) => Layout == SequenceLayout.Zigzag ? [rank, 2 * Ranks - 1 - rank] : [rank];
+
+    /// <summary>The rank that holds chunk c.</summary>
+    public int RankOfChunk(int chunk) => chunk < Ranks ? chunk : 2 * Ranks - 1 - chunk;
+
+    /// <summary>Real (non-pad) rows of chunk c: tokens [c l_c, (c + 1) l_c) that fall inside the context.</summary>
+    public int ChunkRealRows(int chunk) => Math.Clamp(ContextLength - chunk * ChunkLength, 0, ChunkLength);
+
+    /// <summary>
+    /// Tokens per KV head chunk c passes to the chunks after it: the chunk's passing length, fewer when it has fewer real
+    /// tokens (pad is never selected), none for the last chunk (no chunk after it would read them).
+    /// </summary>
+    public int ChunkSentRows(int chunk) => chunk == ChunkCount - 1 ? 0 : Math.Min(ChunkPassingLength, ChunkRealRows(chunk));
+
+    /// <summary>Rows of chunk c's passing block: what chunks 0..c-1 sent, in chunk order.</summary>
+    public int ChunkPassingRows(int chunk)
     {
         int p = 0;
-        for (int j = 0; j < rank; j++) p += SentRows(j);
+        for (int j = 0; j < chunk; j++) p += ChunkSentRows(j);
         return p;
     }
 
@@ -190,5 +246,6 @@ public sealed class SequencePlan
     }
 
     public override string ToString() =>
-        $"{Ranks} ranks x {BlockLength} rows ({Layout}), n = {ContextLength}, pad {PaddedLength - ContextLength}, l_a = {AnchorLength}, l_p = {PassingLength}";
+        $"{Ranks} ranks x {BlockLength} rows ({Layout}), n = {ContextLength}, pad {PaddedLength - ContextLength}, l_a = {AnchorLength}, l_p = {PassingLength}" +
+        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "");
 }

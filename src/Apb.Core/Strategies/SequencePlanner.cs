@@ -11,7 +11,7 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     public bool Distributed => Plan is not null;
 
     public override string ToString() =>
-        $"{Strategy.ToString().ToLowerInvariant()}" + (Strategy == StrategyKind.Apb ? $" ({ScorerChoice.Label(Scorer)})" : "") +
+        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -28,9 +28,15 @@ public static class SequencePlanner
         if (contextLength < 0 || queryLength < 0) throw new ArgumentException("negative lengths");
         if (contextLength + queryLength == 0) throw new ApbException("nothing to prefill: both context and query are empty");
         var kind = o.Strategy;
-        if (kind is StrategyKind.Apb or StrategyKind.Star && contextLength < o.FallbackBelow)
+        if (kind == StrategyKind.Auto)
+        {
+            var (chosen, why) = AutoStrategy.Choose(o, contextLength, queryLength, anchorInsertAt);
+            return chosen == StrategyKind.Full ? new PrefillPlan(StrategyKind.Full, 1, null, why)
+                : Plan(o with { Strategy = chosen }, contextLength, queryLength, anchorInsertAt) with { Note = why };
+        }
+        if ((kind.IsApb() || kind == StrategyKind.Star) && contextLength < o.FallbackBelow)
             return new PrefillPlan(StrategyKind.Full, 1, null,
-                $"{Name(kind)}: the context of {contextLength} tokens is below {o.FallbackBelow} (--fallback-below), so full attention ran on one rank");
+                $"{kind.Name()}: the context of {contextLength} tokens is below {o.FallbackBelow} (--fallback-below), so full attention ran on one rank");
         if (kind == StrategyKind.Full) return new PrefillPlan(StrategyKind.Full, 1, null, null);
 
         int ranks = o.Ranks;
@@ -39,11 +45,11 @@ public static class SequencePlanner
             StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(contextLength, ranks),
             StrategyKind.Zigzag => SequencePlan.Zigzag(contextLength, ranks),
             StrategyKind.Star => SequencePlan.Star(contextLength, ranks),
-            _ => SequencePlan.Apb(contextLength, ranks,
+            _ => Rebuild(kind, contextLength, ranks,
                 o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength),
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
-        if (kind == StrategyKind.Apb && o.Scorer != ScorerKind.Retaining) CheckQueryAware(plan);
+        if (kind.IsApb() && o.Scorer != ScorerKind.Retaining) CheckQueryAware(plan);
         return new PrefillPlan(kind, ranks, plan, null, o.Scorer);
     }
 
@@ -57,18 +63,17 @@ public static class SequencePlanner
         StrategyKind.Zigzag => SequencePlan.Zigzag(n, ranks),
         StrategyKind.Star => SequencePlan.Star(n, ranks),
         StrategyKind.Apb => SequencePlan.Apb(n, ranks, anchor, passing, queryLength, insertAt),
+        StrategyKind.ApbBalanced => SequencePlan.ApbBalanced(n, ranks, anchor, passing, queryLength, insertAt),
         _ => throw new ArgumentException($"{kind} has no sequence plan"),
     };
 
     /// <summary>The query-aware scorer reads the query from the anchor: refuse plans that must score without one.</summary>
     static void CheckQueryAware(SequencePlan plan)
     {
-        bool scores = Enumerable.Range(0, plan.Ranks).Any(r => plan.SentRows(r) > 0 && plan.SentRows(r) < plan.RealRows(r));
+        bool scores = Enumerable.Range(0, plan.ChunkCount).Any(c => plan.ChunkSentRows(c) > 0 && plan.ChunkSentRows(c) < plan.ChunkRealRows(c));
         if (scores && (plan.AnchorLength == 0 || plan.QueryLength == 0))
             throw new ApbException(
                 $"the query-aware scorer reads the query from the anchor, but {(plan.QueryLength == 0 ? "there is no query" : "the anchor is empty (--anchor 0)")}: " +
                 "pass a query and an anchor that holds it, use --passing large enough to keep whole blocks, or use --scorer retaining");
     }
-
-    static string Name(StrategyKind k) => k.ToString().ToLowerInvariant();
 }

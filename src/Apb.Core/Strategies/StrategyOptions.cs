@@ -26,6 +26,8 @@ public sealed record StrategyOptions
     /// <summary>l_p; null picks <see cref="ApbDefaults"/> by context length.</summary>
     public int? PassingLength { get; init; }
     public ScorerKind Scorer { get; init; } = ScorerKind.Query;
+    /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
+    public bool Exact { get; init; }
     /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
     public string? RetainingHeadsPath { get; init; }
     /// <summary>Context tokens before the query in APB's anchor: the chat template's header (e.g. 16 for Llama-3, 24 for Qwen-2.5, 0 for base models).</summary>
@@ -53,8 +55,8 @@ public sealed record StrategyOptions
         value?.Trim().ToLowerInvariant() is not ("0" or "false" or "off" or "no");
 
     /// <summary>"full", "ring x4", "apb x4 (retaining heads)": the strategy as banners print it, APB with its scorer.</summary>
-    public string Describe() => Strategy.ToString().ToLowerInvariant() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Strategy == StrategyKind.Apb ? $" ({ScorerChoice.Label(Scorer)})" : "");
+    public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer)})" : "");
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {
@@ -64,7 +66,9 @@ public sealed record StrategyOptions
         "ulysses" => StrategyKind.Ulysses,
         "star" => StrategyKind.Star,
         "apb" => StrategyKind.Apb,
-        _ => throw new ApbException($"unknown strategy '{name}': expected full, ring, zigzag, ulysses, star or apb"),
+        "apb-balanced" or "apb_balanced" => StrategyKind.ApbBalanced,
+        "auto" => StrategyKind.Auto,
+        _ => throw new ApbException($"unknown strategy '{name}': expected full, ring, zigzag, ulysses, star, apb, apb-balanced or auto"),
     };
 
     /// <summary>
@@ -94,7 +98,7 @@ public sealed record StrategyOptions
         if (Ranks > MaxRanks)
             throw new ApbException($"--ranks {Ranks} is more than {MaxRanks}: every rank holds its own activations and KV cache, so ranks beyond the GPUs at hand only cost memory; use one rank per GPU ({MaxRanks} at most)");
         if (Strategy == StrategyKind.Full && Ranks != 1)
-            throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star or apb");
+            throw new ApbException($"strategy full runs on one rank, but --ranks {Ranks} was given: drop --ranks or choose ring, zigzag, ulysses, star, apb, apb-balanced or auto");
         if (Strategy == StrategyKind.Ulysses && UlyssesProblem(config.NumKeyValueHeads, Ranks) is { } why) throw new ApbException(why);
         if (Strategy != StrategyKind.Full && SequenceParallelProblem(config) is { } model) throw new ApbException(model);
         if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
@@ -102,7 +106,9 @@ public sealed record StrategyOptions
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");
         if ((uint)PadTokenId >= (uint)config.VocabSize)
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");
-        if (Strategy == StrategyKind.Apb && Scorer == ScorerKind.Retaining && string.IsNullOrEmpty(RetainingHeadsPath))
+        if (Exact && Strategy is StrategyKind.Star or StrategyKind.Apb or StrategyKind.ApbBalanced)
+            throw new ApbException($"--exact asks for exact attention, but {Strategy.Name()} is approximate: drop --exact, or use --strategy auto (full or the zigzag ring), full, ring, zigzag or ulysses");
+        if (Strategy.MayRunApb() && Scorer == ScorerKind.Retaining && string.IsNullOrEmpty(RetainingHeadsPath))
             throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
     }
 }

@@ -16,15 +16,18 @@ public class ApbTests(ITestOutputHelper output)
     [InlineData(3, 50)]
     [InlineData(4, 61)]
     [InlineData(8, 101)]
-    public void ApbWithoutAnchorPassingWholeBlocksEqualsFull(int ranks, int n)
+    [InlineData(2, 37, StrategyKind.ApbBalanced)]   // l_p = l_b: each chunk passes its ceil(l_b / 2) = l_c rows whole
+    [InlineData(3, 50, StrategyKind.ApbBalanced)]
+    [InlineData(4, 61, StrategyKind.ApbBalanced)]
+    public void ApbWithoutAnchorPassingWholeBlocksEqualsFull(int ranks, int n, StrategyKind strategy = StrategyKind.Apb)
     {
         var m = LoadModel("llama-tiny");
         var context = Ids(n, n, m.Config.VocabSize);
         var query = Ids(3, n + 1, m.Config.VocabSize);
         int lb = (n + ranks - 1) / ranks;
-        using var s = Session(m, Options(StrategyKind.Apb, ranks) with { AnchorLength = 0, PassingLength = lb });
+        using var s = Session(m, Options(strategy, ranks) with { AnchorLength = 0, PassingLength = lb });
         double err = RelativeError(s.AllLogits(context, query), FullLogits(m, context, query));
-        Assert.True(err < 1e-5, $"apb (l_a 0, l_p = l_b = {lb}) x {ranks}, n = {n}: relative error {err:E3} against full");
+        Assert.True(err < 1e-5, $"{strategy.Name()} (l_a 0, l_p = l_b = {lb}) x {ranks}, n = {n}: relative error {err:E3} against full");
     }
 
     [Theory]
@@ -108,13 +111,14 @@ public class ApbTests(ITestOutputHelper output)
     [InlineData(StrategyKind.Star, 37, 8)]
     [InlineData(StrategyKind.Apb, 17, 8)]   // l_b 3: rank 5 holds 2 real tokens and a pad, and must score and select 1
     [InlineData(StrategyKind.Apb, 37, 8)]
+    [InlineData(StrategyKind.ApbBalanced, 37, 4)]
     public void PadTokensChangeNothing(StrategyKind strategy, int n, int ranks)
     {
         var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "llama-tiny");
         var context = Ids(n, 11, m.Config.VocabSize);
         var query = Ids(1, 12, m.Config.VocabSize);
         var o = Options(strategy, ranks);
-        if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 2, PassingLength = 1 };
+        if (strategy.IsApb()) o = o with { AnchorLength = 2, PassingLength = 1 };
         using var a = Session(m, o with { PadTokenId = 0 });
         using var b = Session(m, o with { PadTokenId = 9 });
         var la = a.AllLogits(context, query);
@@ -130,6 +134,8 @@ public class ApbTests(ITestOutputHelper output)
     [InlineData(StrategyKind.Star, 4)]
     [InlineData(StrategyKind.Apb, 4)]
     [InlineData(StrategyKind.Apb, 8)]
+    [InlineData(StrategyKind.ApbBalanced, 2)]
+    [InlineData(StrategyKind.ApbBalanced, 4)]
     public void CachesHoldOnlyTheOwnBlockAndTheLastRankTheNewTokens(StrategyKind strategy, int ranks)
     {
         var m = LoadModel(strategy == StrategyKind.Ulysses ? "llama-headdim-sharded" : "embedded-random");
@@ -137,7 +143,7 @@ public class ApbTests(ITestOutputHelper output)
         var context = Ids(n, 2, m.Config.VocabSize);
         var query = Ids(4, 3, m.Config.VocabSize);
         var o = Options(strategy, ranks);
-        if (strategy == StrategyKind.Apb) o = o with { AnchorLength = 8, PassingLength = 4 };
+        if (strategy.IsApb()) o = o with { AnchorLength = 8, PassingLength = 4 };
         using var s = Session(m, o);
         var logits = s.Prefill(context, query);
         var plan = s.Plan!;

@@ -73,7 +73,7 @@ public class ValidationTests
         Assert.Equal(ScorerKind.QueryOnly, ScorerChoice.Parse("Query-Only"));
         Assert.Null(ScorerChoice.Parse("auto"));
         Assert.Null(ScorerChoice.Parse(null));
-        Assert.Contains("expected full, ring, zigzag, ulysses, star or apb",
+        Assert.Contains("expected full, ring, zigzag, ulysses, star, apb, apb-balanced or auto",
             Assert.Throws<ApbException>(() => StrategyOptions.ParseStrategy("tree")).Message);
         Assert.Contains("expected auto, retaining, query or query-only", Assert.Throws<ApbException>(() => ScorerChoice.Parse("x")).Message);
     }

@@ -22,6 +22,7 @@ public class ProcessGroupTests
     [Theory(Timeout = 120_000)]
     [InlineData(StrategyKind.Ring, 3)]
     [InlineData(StrategyKind.Apb, 4)]
+    [InlineData(StrategyKind.ApbBalanced, 2)]
     [InlineData(StrategyKind.Ulysses, 2)]
     public async Task ASocketGroupMatchesTheSameRanksAsThreads(StrategyKind strategy, int ranks)
     {

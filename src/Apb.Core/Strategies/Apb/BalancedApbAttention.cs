@@ -1,0 +1,190 @@
+using Apb.Attention;
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Comms;
+using Apb.Model;
+
+namespace Apb.Strategies.Apb;
+
+/// <summary>
+/// Balanced APB on one rank, per layer (docs/apb-algorithm.md, section 2.6): APB's definition applied to each of 2H
+/// chunks, on the zigzag layout. Rank r's local rows are [anchor; chunk r; chunk 2H-1-r]. Each chunk with a chunk
+/// after it scores its real rows, keeps its top ceil(l_p / 2) per KV head and sends them in one all-gather; then:
+///   | query rows        | passing keys                  | anchor keys   | own chunk keys |
+///   | anchor row i      | hidden                        | j &lt;= i        | hidden         |
+///   | chunk 0 row t     | none (nothing precedes it)    | hidden        | j &lt;= t        |
+///   | chunk c > 0 row t | selections of chunks 0..c-1   | visible       | j &lt;= t        |
+/// Each chunk is one causal call against [passing; anchor; chunk] (bottom-right aligned), built in a buffer of its own:
+/// the early chunk's passing block is a prefix of the late chunk's, but the anchor must sit between it and the chunk.
+/// Chunk 0 (rank 0's early chunk) reads neither the anchor nor a passing block, as rank 0 of contiguous APB. So balanced
+/// APB on H ranks computes what contiguous APB computes on 2H ranks with l_p' = ceil(l_p / 2), at every row, while
+/// every rank does about the same work. Only the block's real rows are cached (chunk r's, then chunk 2H-1-r's), which
+/// the exact phase reads as it reads any rank's cache.
+/// </summary>
+public sealed class BalancedApbAttention : SequenceParallelAttention
+{
+    readonly RetainingHeadScorer? _retaining;
+    readonly QueryAwareScorer? _queryAware;
+    readonly PassingRows?[] _picked = new PassingRows?[2];
+
+    /// <param name="retaining">the trained scorer, or null for the query-aware one</param>
+    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone)</param>
+    public BalancedApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
+        RetainingHeadScorer? retaining, float noveltyWeight = QueryAwareScorer.NoveltyWeight)
+        : base(backend, config, rope, plan, comm)
+    {
+        if (plan.Layout != SequenceLayout.Zigzag)
+            throw new ArgumentException($"balanced APB needs a zigzag plan, got {plan}");
+        _retaining = retaining;
+        // SequencePlanner refused plans the query-aware scorer cannot score (no query in the anchor).
+        _queryAware = retaining is null ? new QueryAwareScorer(backend, config, noveltyWeight) : null;
+    }
+
+    protected override void DisposeBuffers()
+    {
+        for (int i = 0; i < _picked.Length; i++) { _picked[i]?.Dispose(); _picked[i] = null; }
+        _queryAware?.Dispose();
+    }
+
+    // The selection's row indices of the rank's early (0) and late (1) chunk, reused across layers.
+    PassingRows Picked(int which, int count)
+    {
+        if (_picked[which] is { } p && p.Count == count) return p;
+        _picked[which]?.Dispose();
+        return (_picked[which] = B.Passing.AllocateRows(count, KvHeads))!;
+    }
+
+    public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        int a = Plan.AnchorRows(Rank), lc = Plan.ChunkLength, t = a + 2 * lc;
+        if (q.Rows != t) throw new ArgumentException($"apb-balanced: rank {Rank} got {q.Rows} rows, the plan says {t}");
+        int[] chunks = Plan.ChunksOf(Rank);
+        bool passes = Plan.ChunkPassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
+        bool Scores(int c) => Plan.ChunkSentRows(c) > 0 && Plan.ChunkSentRows(c) < Plan.ChunkRealRows(c);
+
+        // Select before RoPE where the retaining heads score (they read pre-RoPE q/k/v), after it for the query-aware
+        // scorer (post-RoPE keys); either way each chunk's selection is made before the next chunk's scores overwrite the
+        // scorer's buffer, and the rows are gathered after RoPE.
+        if (passes && _retaining != null)
+            for (int i = 0; i < 2; i++)
+                if (Scores(chunks[i]))
+                    using (Measure("scoring"))
+                    {
+                        int at = a + i * lc, real = Plan.ChunkRealRows(chunks[i]);
+                        var s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, real), k.RowSlice(at, real), v.RowSlice(at, real), real);
+                        B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+                    }
+        Rotate(q, k, Plan.LocalPositions(Rank));
+        if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
+            using (Measure("scoring"))
+            {
+                // Every rank's anchor holds the query (rank 0's too, unlike contiguous APB): qbar is computed locally.
+                var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
+                _queryAware.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
+                for (int i = 0; i < 2; i++)
+                    if (Scores(chunks[i]))
+                    {
+                        int real = Plan.ChunkRealRows(chunks[i]);
+                        var s = _queryAware.ScoreOnDevice(k.RowSlice(a + i * lc, real), qbar, real);
+                        B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+                    }
+            }
+
+        Tensor? gathered = null;
+        IPendingTransfer? gather = null;
+        if (passes)
+        {
+            // Rank j's message: [K of chunk j; V of chunk j; K of chunk 2H-1-j; V of chunk 2H-1-j], each chunk's sent rows.
+            var send = Buffer("send", 2 * Plan.SentRows(Rank), C.KvDim);
+            using (Measure("scoring"))
+            {
+                int at = 0;
+                for (int i = 0; i < 2; i++)
+                {
+                    int c = chunks[i], sent = Plan.ChunkSentRows(c);
+                    if (sent == 0) continue;
+                    Tensor kc = k.RowSlice(a + i * lc, lc), vc = v.RowSlice(a + i * lc, lc);
+                    if (!Scores(c))
+                    {
+                        // Nothing to drop: the chunk's first `sent` rows (all its real rows) for every head.
+                        B.Copy(kc, 0, 0, send, at, 0, sent, C.KvDim);
+                        B.Copy(vc, 0, 0, send, at + sent, 0, sent, C.KvDim);
+                    }
+                    else
+                    {
+                        B.Passing.GatherHeadRows(kc, KvHeads, _picked[i]!, send.RowSlice(at, sent));
+                        B.Passing.GatherHeadRows(vc, KvHeads, _picked[i]!, send.RowSlice(at + sent, sent));
+                    }
+                    at += 2 * sent;
+                }
+            }
+            var counts = new int[Ranks];
+            int total = 0;
+            for (int j = 0; j < Ranks; j++) total += counts[j] = 2 * Plan.SentRows(j);
+            gathered = Buffer("gathered", total, C.KvDim);
+            // In flight (with Overlap) during the work below that does not read it.
+            gather = Started(Comm.StartAllGather(send, gathered, counts));
+        }
+
+        double pairs;
+        Tensor?[] keys = new Tensor?[2], values = new Tensor?[2];
+        using (Measure("attention"))
+        {
+            pairs = AnchoredAttention.AnchorRows(B, Heads, KvHeads, q, k, v, a, output);
+            for (int i = 0; i < 2; i++)
+            {
+                int c = chunks[i];
+                if (c == 0)
+                {
+                    // The context start: its own rows causally, nothing else (no anchor, no passing block).
+                    B.Attention(q.RowSlice(a, lc), k.RowSlice(a, lc), v.RowSlice(a, lc), Heads, KvHeads, AttentionMask.Causal,
+                        output.RowSlice(a, lc), null);
+                    pairs += FullAttention.CausalPairs(lc, lc);
+                    continue;
+                }
+                // [passing; anchor; chunk]: the local rows now, the passing rows once the all-gather is in.
+                int p = Plan.ChunkPassingRows(c);
+                keys[i] = Buffer($"keys{i}", p + a + lc, C.KvDim);
+                values[i] = Buffer($"values{i}", p + a + lc, C.KvDim);
+                B.Copy(k, 0, 0, keys[i]!, p, 0, a, C.KvDim);
+                B.Copy(v, 0, 0, values[i]!, p, 0, a, C.KvDim);
+                B.Copy(k, a + i * lc, 0, keys[i]!, p + a, 0, lc, C.KvDim);
+                B.Copy(v, a + i * lc, 0, values[i]!, p + a, 0, lc, C.KvDim);
+            }
+        }
+        CacheOwnBlock(layer, k, v, a);
+
+        gather?.Complete();
+        if (gathered != null)
+            using (Measure("other"))
+                for (int i = 0; i < 2; i++)
+                    if (keys[i] != null) PlacePassing(gathered, chunks[i], keys[i]!, values[i]!);
+
+        using (Measure("attention"))
+            for (int i = 0; i < 2; i++)
+            {
+                if (keys[i] is not { } kk) continue;
+                B.Attention(q.RowSlice(a + i * lc, lc), kk, values[i]!, Heads, KvHeads, AttentionMask.Causal,
+                    output.RowSlice(a + i * lc, lc), null);
+                pairs += FullAttention.CausalPairs(lc, kk.Rows);
+            }
+        CountAttention(pairs);
+    }
+
+    /// <summary>Copies the selections of chunks 0..chunk-1, in chunk order, into rows [0, P) of keys and values.</summary>
+    void PlacePassing(Tensor gathered, int chunk, Tensor keys, Tensor values)
+    {
+        int row = 0;
+        for (int c = 0; c < chunk; c++)
+        {
+            int n = Plan.ChunkSentRows(c);
+            if (n == 0) continue;
+            int j = Plan.RankOfChunk(c), at = 0;
+            for (int i = 0; i < j; i++) at += 2 * Plan.SentRows(i);
+            if (c >= Ranks) at += 2 * Plan.ChunkSentRows(j); // the late chunk follows the early one in rank j's message
+            B.Copy(gathered, at, 0, keys, row, 0, n, C.KvDim);
+            B.Copy(gathered, at + n, 0, values, row, 0, n, C.KvDim);
+            row += n;
+        }
+    }
+}
