@@ -54,6 +54,6 @@ public sealed record PrefillCase
     public double[]? RankSeconds { get; init; }           // last timed run, per rank
     public double[]? PeakGiB { get; init; }               // per rank, max over the runs
     public double? NeedGiB { get; init; }                 // predicted per-rank need (device only)
-    public double[][]? Profiles { get; init; }            // per rank: phase ms..., total ms, sent MB, recv MB, attn GFLOP
+    public double[][]? Profiles { get; init; }            // per rank: RankProfileTable.Values
     public double Median => Stats.Median(Seconds);
 }

@@ -115,7 +115,7 @@ public sealed unsafe partial class CudaBackend
         }
         ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, table.Length, 4096, "decode batch table");
         fixed (byte* src = table)
-            Native.Driver.Check(Native.Driver.cuMemcpyHtoDAsync(tp, src, (nuint)table.Length, Context.Stream), "cuMemcpyHtoDAsync(decode batch table)");
+            CopyToDevice(tp, src, table.Length, "cuMemcpyHtoDAsync(decode batch table)");
         ulong lens = tp + (ulong)(b * 16);
 
         var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b);

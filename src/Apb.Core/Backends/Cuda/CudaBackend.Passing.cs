@@ -131,7 +131,7 @@ public sealed unsafe partial class CudaBackend
             if (dst.Length == 0) return;
             b.Enter();
             fixed (int* p = dst)
-                Driver.Check(Driver.cuMemcpyDtoHAsync(p, r.Ptr, (nuint)(dst.Length * 4L), b.Context.Stream), "cuMemcpyDtoHAsync(row indices)");
+                b.CopyToHost(p, r.Ptr, dst.Length * 4L, "cuMemcpyDtoHAsync(row indices)");
             b.Context.Synchronize();
         }
 
@@ -143,7 +143,7 @@ public sealed unsafe partial class CudaBackend
             b.Enter();
             // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
             fixed (int* p = src)
-                Driver.Check(Driver.cuMemcpyHtoDAsync(r.Ptr, p, (nuint)(src.Length * 4L), b.Context.Stream), "cuMemcpyHtoDAsync(row indices)");
+                b.CopyToDevice(r.Ptr, p, src.Length * 4L, "cuMemcpyHtoDAsync(row indices)");
         }
     }
 }
