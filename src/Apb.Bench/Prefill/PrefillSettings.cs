@@ -27,6 +27,11 @@ public sealed record PrefillSettings
     public int Query { get; init; } = 64;
     /// <summary>bf16 TFLOP/s per GPU for the FLOP floor of the exact strategies.</summary>
     public double PeakTflops { get; init; } = H200.AchievableBf16Tflops;
+    /// <summary>
+    /// GB/s per direction of the GPU-to-GPU link the modeled multi-GPU prefill assumes (<see cref="PrefillModel"/>):
+    /// NVLink 4 on an H200 SXM is 18 links of 50 GB/s both ways together, 900 GB/s per GPU, so 450 GB/s each way.
+    /// </summary>
+    public double LinkGBps { get; init; } = PrefillModel.NvLink4GBps;
     /// <summary>Folder for prefill.json and prefill.md.</summary>
     public required string Out { get; init; }
     public ulong Seed { get; init; } = 1;

@@ -4,7 +4,7 @@ using Apb.Backends;
 namespace Apb.Diagnostics;
 
 /// <summary>
-/// Per-rank time by phase (qkv, scoring, communication, attention, o_proj, ffn, other), bytes sent and attention FLOPs,
+/// Per-rank time by phase (<see cref="Phases"/>), bytes sent and attention FLOPs,
 /// summed over layers, and the host&lt;-&gt;device copies the backend made (<see cref="HostTransfers"/>): in all, and inside
 /// the layers apart from the communicator's (an in-process group passes tensors through host memory, NCCL does not).
 /// Measuring synchronizes the backend at phase edges, so it is off unless asked for (--timings): then the numbers say
@@ -12,7 +12,8 @@ namespace Apb.Diagnostics;
 /// </summary>
 public sealed class Profile
 {
-    public static readonly string[] Phases = ["qkv", "scoring", "communication", "attention", "o_proj", "ffn", "other"];
+    /// <summary>The phases, in report order; "scoring" and "selection" (top-k and the passing block's gather) are APB's own.</summary>
+    public static readonly string[] Phases = ["qkv", "scoring", "selection", "communication", "attention", "o_proj", "ffn", "other"];
 
     readonly IBackend? _backend;
     readonly Dictionary<string, TimeSpan> _times = new(StringComparer.Ordinal);
