@@ -48,7 +48,7 @@ public sealed class PrefillBench : IDisposable
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
-        _scorer = ScorerChoice.Resolve(null, null, settings.Shape is null ? settings.Model : null);
+        _scorer = ScorerChoice.Resolve(settings.Scorer, settings.RetainingHeads, settings.Shape is null ? settings.Model : null);
     }
 
     bool Reports => _launched?.IsLeader ?? true;

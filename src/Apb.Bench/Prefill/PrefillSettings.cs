@@ -12,6 +12,10 @@ public sealed record PrefillSettings
     /// <summary>A Hugging Face checkpoint folder instead of a shape.</summary>
     public string? Model { get; init; }
     public required StrategyKind[] Strategies { get; init; }
+    /// <summary>APB's scorer (--scorer), or null for auto: the retaining heads where the model folder ships them.</summary>
+    public ScorerKind? Scorer { get; init; }
+    /// <summary>--retaining-heads: a safetensors file of retaining heads, or null.</summary>
+    public string? RetainingHeads { get; init; }
     public required int[] Lengths { get; init; }
     /// <summary>Ranks of the parallel strategies: in-process threads (null: 2; the CLI passes its default, 4); under apb launch, the processes.</summary>
     public int? Ranks { get; init; }
