@@ -19,9 +19,53 @@ public static class MachineryCases
 {
     public static IEnumerable<GpuCase> All()
     {
+        foreach (var (rows, qd, kvd) in new[] { (1000, 4096, 1024), (37, 1024, 256), (5, 48, 16) })
+            yield return new("passing", $"concat_columns [{rows}, {qd} + {kvd} + {kvd}] from row slices", c => Concat(c, rows, qd, kvd));
+        foreach (var (rows, k, n) in new[] { (2048, 1024, 8), (37, 1000, 4), (3, 64, 16), (300, 24, 1) })
+            yield return new("passing", $"silu_linear [{rows}, {k}] x W^T [{k}, {n}]", c => SiluLinear(c, rows, k, n));
+        yield return new("passing", "retaining-head scores, small shape (8/2 heads, d=128, hidden 1024), 777 rows", RetainingScores);
         foreach (var scorer in new[] { ScorerKind.Retaining, ScorerKind.Query })
             yield return new("passing", $"APB prefill on 4 CUDA ranks ({ScorerChoice.Label(scorer)}, random weights): no host round trip inside the layers",
                 c => NoRoundTrips(c, scorer));
+    }
+
+    /// <summary>Exact: a copy. The sources are row slices past their first rows, as the block's q, k and v are.</summary>
+    static void Concat(GpuCheck c, int rows, int qd, int kvd)
+    {
+        var q = c.Rand((long)(rows + 2) * qd); var k = c.Rand((long)(rows + 2) * kvd); var v = c.Rand((long)(rows + 2) * kvd);
+        var co = c.Cpu.Allocate(rows, qd + 2 * kvd);
+        c.Cpu.Passing.ConcatColumns(c.OnCpu(q, rows + 2, qd).RowSlice(1, rows + 1), c.OnCpu(k, rows + 2, kvd).RowSlice(2, rows),
+            c.OnCpu(v, rows + 2, kvd).RowSlice(1, rows + 1), co);
+        var go = c.Poisoned(rows, qd + 2 * kvd);
+        c.Gpu.Passing.ConcatColumns(c.OnGpu(q, rows + 2, qd).RowSlice(1, rows + 1), c.OnGpu(k, rows + 2, kvd).RowSlice(2, rows),
+            c.OnGpu(v, rows + 2, kvd).RowSlice(1, rows + 1), go);
+        c.Compare("concat_columns", GpuCheck.Down(c.Gpu, go), GpuCheck.Down(c.Cpu, co), 0);
+    }
+
+    /// <summary>fp32 sums on both sides; the output is rounded to bf16 on the GPU.</summary>
+    static void SiluLinear(GpuCheck c, int rows, int k, int n)
+    {
+        var h = c.Rand((long)rows * k, 2f); var w = c.Rand((long)n * k, 0.05f);
+        var view = c.Weight("fc2", w, [n, k], Checkpoints.DType.BF16);
+        var co = c.Cpu.Allocate(rows, n);
+        c.Cpu.Passing.SiluLinear(c.OnCpu(h, rows, k), c.Cpu.Load(view), co);
+        var go = c.Poisoned(rows, n);
+        c.Gpu.Passing.SiluLinear(c.OnGpu(h, rows, k), c.Gpu.Load(view), go);
+        c.Compare("silu_linear", GpuCheck.Down(c.Gpu, go), GpuCheck.Down(c.Cpu, co), GpuCheck.Bf16Tolerance);
+    }
+
+    /// <summary>The scorer as ApbAttention runs it (concat, fc1, fused SiLU + fc2) on both backends, the same heads file.</summary>
+    static void RetainingScores(GpuCheck c)
+    {
+        const int rows = 777, layer = 1;
+        var config = ModelShapes.Get("small");
+        using var heads = Strategies.Apb.RetainingHeads.Open(RetainingHeadsFile.Write(config, 1024, seed: 11), config);
+        var q = c.Rand((long)(rows + 3) * config.QDim); var k = c.Rand((long)(rows + 3) * config.KvDim); var v = c.Rand((long)(rows + 3) * config.KvDim);
+        var want = new Strategies.Apb.RetainingHeadScorer(c.Cpu, config, heads).Score(layer,
+            c.OnCpu(q, rows + 3, config.QDim), c.OnCpu(k, rows + 3, config.KvDim), c.OnCpu(v, rows + 3, config.KvDim), rows);
+        var got = new Strategies.Apb.RetainingHeadScorer(c.Gpu, config, heads).Score(layer,
+            c.OnGpu(q, rows + 3, config.QDim), c.OnGpu(k, rows + 3, config.KvDim), c.OnGpu(v, rows + 3, config.KvDim), rows);
+        c.Compare("retaining-head scores", got, want, 3e-2);
     }
 
     static void NoRoundTrips(GpuCheck c, ScorerKind scorer)
