@@ -269,7 +269,7 @@ extern "C" __global__ void __launch_bounds__(256) apb_silu_linear_narrow(const b
         if (lane == 0) part[warp][o] = v;
     }
     __syncthreads();
-    if (threadIdx.x < n)
+    if ((int)threadIdx.x < n)
     {
         float s = 0.f;
         for (int i = 0; i < 8; i++) s += part[i][threadIdx.x];
