@@ -48,7 +48,7 @@ public sealed class PrefillBench : IDisposable
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
-        _scorer = ScorerChoice.Resolve(null, null, settings.Shape is null ? settings.Model : null);
+        _scorer = ScorerChoice.Resolve(settings.Scorer, settings.RetainingHeads, settings.Shape is null ? settings.Model : null);
     }
 
     bool Reports => _launched?.IsLeader ?? true;
@@ -246,8 +246,7 @@ public sealed class PrefillBench : IDisposable
         try
         {
             if (options.Timings)
-                profiles = group.Reports(r.Sequence).Select(x => x.Prefill!).Select(p => Profile.Phases.Select(ph => p.Times.GetValueOrDefault(ph).TotalMilliseconds)
-                    .Concat([p.Total.TotalMilliseconds, p.BytesSent / 1e6, p.BytesReceived / 1e6, p.AttentionFlops / 1e9]).ToArray()).ToArray();
+                profiles = group.Reports(r.Sequence).Select(x => RankProfileTable.Values(x.Prefill!)).ToArray();
         }
         finally { group.Release([r.Sequence]); }
         var memory = group.Memory().Select(m => m.Device).ToArray();

@@ -31,12 +31,25 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
     static IEnumerable<double> Totals(double[][] p) => p.Select(x => x[Profile.Phases.Length]);
     static IEnumerable<double> Busy(double[][] p) => p.Select(x => x[Profile.Phases.Length] - x[CommIndex]);
 
+    /// <summary>
+    /// Link bytes per byte the communicator counted: in-process ranks count 4 per element, a GPU group sends bf16 (2);
+    /// processes under apb launch count what they send.
+    /// </summary>
+    double SentBytesScale => worldSize == 1 && onDevice ? 0.5 : 1;
+
+    PrefillModel Model(double[][] p) => PrefillModel.From(p, o.LinkGBps, SentBytesScale);
+
+    static int Column(string name) => RankProfileTable.Columns.ToList().IndexOf(name);
+    static readonly int HostMb = Column("host MB"), LayerHostMb = Column("layer host MB");
+
+    static string PhaseNames => string.Join(" / ", Profile.Phases.Select(ph => ph switch { "communication" => "comm", "attention" => "attn", _ => ph }));
+
     public string Markdown()
     {
         var sb = new StringBuilder();
         sb.AppendLine($"## apb bench prefill: {modelName}, query {o.QueryTokens} tokens, {device}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}");
         sb.AppendLine();
-        sb.AppendLine("| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: qkv / scoring / comm / attn / o_proj / ffn / other | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
+        sb.AppendLine($"| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: {PhaseNames} | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
@@ -63,6 +76,23 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
                           ? $"floor fraction: exact strategies only, {o.PeakTflops:F0} TFLOP/s per GPU x ranks against 2 x parameters x tokens + causal attention FLOPs. "
                           : "floor fraction: GPU runs only (a GPU's bf16 peak against 2 x parameters x tokens + causal attention FLOPs; a CPU has no such peak here). ") +
                       "Busy = total minus communication (which includes waiting for peers). Phase times come from a separate instrumented run (synchronized at phase edges); the timed runs are not instrumented.");
+        var modeled = results.Where(r => r.Status == "ok" && r.Profiles is { Length: > 1 }).ToList();
+        if (modeled.Count == 0) return sb.ToString();
+        sb.AppendLine();
+        sb.AppendLine($"### per-rank phases and the modeled multi-GPU prefill (link {F(o.LinkGBps, "F0")} GB/s per direction)");
+        sb.AppendLine();
+        sb.AppendLine("| strategy | context | ranks | per rank ms: scoring / selection / comm / attn / ffn | (scoring + selection) / attn, worst rank | slowest busy ms | transfer ms | modeled s (serial) | modeled s (overlapped) | host MB in layers, max |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in modeled)
+        {
+            var p = r.Profiles!;
+            var m = Model(p);
+            string ranks = string.Join("; ", p.Select((x, i) => $"r{i}: {PrefillModel.RankPhases(x)}"));
+            sb.AppendLine($"| {r.Strategy} | {r.Length} | {r.Ranks} | {ranks} | {(m.WorstMachineryShare is double w ? F(w, "F3") : "-")} | {F(m.BusyMs, "F0")} | {F(m.TransferMs, "F1")} | {F(m.Seconds)} | {F(m.OverlappedSeconds)} | {F(p.Max(x => x[LayerHostMb]), "F3")} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine($"modeled: the slowest rank's busy time plus the most MB any rank sends or receives at the link rate{(SentBytesScale != 1 ? " (in-process ranks count 4 bytes per element; a GPU sends bf16, so half)" : "")}; " +
+                      "serial hides no transfer behind compute, overlapped hides all of it. In-process ranks share one GPU, so their busy times are each rank's own work, measured in turn.");
         return sb.ToString();
     }
 
@@ -123,6 +153,21 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
                 Array("rank_attention_gflop", p.Select(x => x[Profile.Phases.Length + 3]));
                 w.WriteNumber("imbalance", Stats.Imbalance(Totals(p)));
                 w.WriteNumber("busy_imbalance", Stats.Imbalance(Busy(p)));
+                Array("rank_host_mb", p.Select(x => x[HostMb]));
+                Array("rank_layer_host_mb", p.Select(x => x[LayerHostMb]));
+                if (p.Length > 1)
+                {
+                    var m = Model(p);
+                    w.WriteStartObject("modeled");
+                    w.WriteNumber("link_gbps", m.LinkGBps);
+                    w.WriteNumber("sent_bytes_scale", SentBytesScale);
+                    w.WriteNumber("busy_ms", m.BusyMs);
+                    w.WriteNumber("transfer_ms", m.TransferMs);
+                    w.WriteNumber("seconds", m.Seconds);
+                    w.WriteNumber("overlapped_seconds", m.OverlappedSeconds);
+                    Array("machinery_over_attention", m.MachineryOverAttention);
+                    w.WriteEndObject();
+                }
                 w.WriteStartArray("rank_phases_ms");
                 foreach (var x in p)
                 {

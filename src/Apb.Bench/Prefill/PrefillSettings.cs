@@ -12,6 +12,10 @@ public sealed record PrefillSettings
     /// <summary>A Hugging Face checkpoint folder instead of a shape.</summary>
     public string? Model { get; init; }
     public required StrategyKind[] Strategies { get; init; }
+    /// <summary>APB's scorer (--scorer), or null for auto: the retaining heads where the model folder ships them.</summary>
+    public ScorerKind? Scorer { get; init; }
+    /// <summary>--retaining-heads: a safetensors file of retaining heads, or null.</summary>
+    public string? RetainingHeads { get; init; }
     public required int[] Lengths { get; init; }
     /// <summary>Ranks of the parallel strategies: in-process threads (null: 2; the CLI passes its default, 4); under apb launch, the processes.</summary>
     public int? Ranks { get; init; }
@@ -27,6 +31,11 @@ public sealed record PrefillSettings
     public int Query { get; init; } = 64;
     /// <summary>bf16 TFLOP/s per GPU for the FLOP floor of the exact strategies.</summary>
     public double PeakTflops { get; init; } = H200.AchievableBf16Tflops;
+    /// <summary>
+    /// GB/s per direction of the GPU-to-GPU link the modeled multi-GPU prefill assumes (<see cref="PrefillModel"/>):
+    /// NVLink 4 on an H200 SXM is 18 links of 50 GB/s both ways together, 900 GB/s per GPU, so 450 GB/s each way.
+    /// </summary>
+    public double LinkGBps { get; init; } = PrefillModel.NvLink4GBps;
     /// <summary>Folder for prefill.json and prefill.md.</summary>
     public required string Out { get; init; }
     public ulong Seed { get; init; } = 1;
@@ -54,6 +63,6 @@ public sealed record PrefillCase
     public double[]? RankSeconds { get; init; }           // last timed run, per rank
     public double[]? PeakGiB { get; init; }               // per rank, max over the runs
     public double? NeedGiB { get; init; }                 // predicted per-rank need (device only)
-    public double[][]? Profiles { get; init; }            // per rank: phase ms..., total ms, sent MB, recv MB, attn GFLOP
+    public double[][]? Profiles { get; init; }            // per rank: RankProfileTable.Values
     public double Median => Stats.Median(Seconds);
 }

@@ -23,6 +23,22 @@ public readonly record struct MemoryStats(long InUseBytes, long PeakBytes, long 
     public bool Tracked => DeviceBytes > 0;
 }
 
+/// <summary>
+/// Copies between host and device memory since a backend was made: bytes and copies each way. A round trip through the
+/// host stalls the device's queue (a download waits for the work before it), so APB's machinery must make none inside
+/// the layers. All 0 on the CPU backend, whose tensors are host memory.
+/// </summary>
+public readonly record struct HostTransfers(long ToDeviceBytes, long ToDeviceCopies, long ToHostBytes, long ToHostCopies)
+{
+    public long Bytes => ToDeviceBytes + ToHostBytes;
+    public long Copies => ToDeviceCopies + ToHostCopies;
+
+    public static HostTransfers operator -(HostTransfers a, HostTransfers b) =>
+        new(a.ToDeviceBytes - b.ToDeviceBytes, a.ToDeviceCopies - b.ToDeviceCopies, a.ToHostBytes - b.ToHostBytes, a.ToHostCopies - b.ToHostCopies);
+    public static HostTransfers operator +(HostTransfers a, HostTransfers b) =>
+        new(a.ToDeviceBytes + b.ToDeviceBytes, a.ToDeviceCopies + b.ToDeviceCopies, a.ToHostBytes + b.ToHostBytes, a.ToHostCopies + b.ToHostCopies);
+}
+
 /// <summary>Which keys a query row may see. Bottom-right alignment: query row i sees key j when j &lt;= i + (Tk - Tq).</summary>
 public enum AttentionMask { None, Causal }
 
@@ -150,6 +166,9 @@ public interface IBackend : IDisposable
 
     /// <summary>What this backend's memory holds now (see <see cref="MemoryStats"/>).</summary>
     MemoryStats Memory { get; }
+
+    /// <summary>Host&lt;-&gt;device copies so far (<see cref="HostTransfers"/>): none where host memory is the device's.</summary>
+    HostTransfers Transfers => default;
 
     /// <summary>Starts a new peak: <see cref="MemoryStats.PeakBytes"/> becomes what is in use now.</summary>
     void ResetPeakMemory();

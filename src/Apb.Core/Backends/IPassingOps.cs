@@ -27,6 +27,21 @@ public interface IPassingOps
     /// </summary>
     void CombineStandardized(Tensor a, float weightA, Tensor b, float weightB, Tensor output);
 
+    /// <summary>
+    /// dst[t, :] = [a[t, :]; b[t, :]; c[t, :]] for t &lt; dst.Rows: the retaining heads' input [q; k; v] in one pass
+    /// (three copies were three launches). dst has a.Cols + b.Cols + c.Cols columns; a, b and c at least dst.Rows rows.
+    /// </summary>
+    void ConcatColumns(Tensor a, Tensor b, Tensor c, Tensor dst);
+
+    /// <summary>
+    /// output = silu(h) W^T with W [n, k] narrow (n at most <see cref="NarrowMax"/>): the retaining heads' fc2 on fc1's
+    /// output with the SiLU between them fused, in fp32 (a GEMM of n = n_kv columns leaves a GPU idle; this reads h once).
+    /// </summary>
+    void SiluLinear(Tensor h, IWeight w, Tensor output);
+
+    /// <summary>The most output columns <see cref="SiluLinear"/> takes (n_kv: 8 for Llama-3.x, 4 or 8 for Qwen-2.5).</summary>
+    const int NarrowMax = 16;
+
     /// <summary>Room for [count, heads] row indices on this backend.</summary>
     PassingRows AllocateRows(int count, int heads);
 

@@ -4,8 +4,9 @@ using System.Text;
 namespace Apb.Diagnostics;
 
 /// <summary>
-/// A table of per-rank profiles: ms per phase, bytes sent and received, attention GFLOP, and a last row of max/mean per
-/// column. A rank's total is its critical path, so the slowest rank sets the step time: an imbalance of 1.00 is perfect
+/// A table of per-rank profiles: ms per phase, bytes sent and received, attention GFLOP, host&lt;-&gt;device MB (in all,
+/// and inside the layers less the communicator's: 0 is APB's machinery making no round trip through the host), and a
+/// last row of max/mean per column. A rank's total is its critical path, so the slowest rank sets the step time: an imbalance of 1.00 is perfect
 /// balance, and the attention column shows why a contiguous ring (rank H-1 does H times rank 0's causal work) loses to
 /// zigzag and APB. Communication time includes waiting for the peers to arrive, so a fast rank shows its idle time
 /// there. <see cref="Format"/> prints it (the CLI's --timings); <see cref="Columns"/>, <see cref="Values"/> and
@@ -15,13 +16,14 @@ public static class RankProfileTable
 {
     /// <summary>The value columns, in order (the rank is not one of them).</summary>
     public static IReadOnlyList<string> Columns { get; } =
-        [.. Profile.Phases.Select(p => p + " ms"), "total ms", "sent MB", "recv MB", "attn GFLOP"];
+        [.. Profile.Phases.Select(p => p + " ms"), "total ms", "sent MB", "recv MB", "attn GFLOP", "host MB", "layer host MB"];
 
     /// <summary>One rank's row: a value per <see cref="Columns"/> entry.</summary>
     public static double[] Values(Profile p) =>
     [
         .. Profile.Phases.Select(ph => p.Times.GetValueOrDefault(ph).TotalMilliseconds),
         p.Total.TotalMilliseconds, p.BytesSent / 1e6, p.BytesReceived / 1e6, p.AttentionFlops / 1e9,
+        p.HostBytes / 1e6, p.LayerTransfers.Bytes / 1e6,
     ];
 
     /// <summary>Max over mean per column across ranks; null where the column is all zero (nothing to balance).</summary>

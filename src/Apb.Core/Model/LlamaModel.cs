@@ -93,6 +93,7 @@ public sealed class LlamaModel : IDisposable
         using (Measure("qkv")) b.RmsNorm(ws.X, Weights.Layers[0].InputLayernorm, eps, ws.H);
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
+            using var layer = Profile?.Layer(); // host<->device copies inside the layer (--timings)
             var L = Weights.Layers[l];
             // ws.H holds input_layernorm(x) here: each residual add below is fused with the norm that reads its sum.
             using (Measure("qkv"))

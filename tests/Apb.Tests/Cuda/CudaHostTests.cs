@@ -122,7 +122,7 @@ public class CudaHostTests
         string decode = KernelCompiler.Source("decode.cu"), apb = KernelCompiler.Source("apb.cu");
         foreach (var name in new[] { "apb_decode_split_d64", "apb_decode_split_d128", "apb_decode_merge" })
             Assert.Contains($" {name}(", decode);
-        foreach (var name in new[] { "apb_head_dot", "apb_group_mean", "apb_gather_head_rows_u16", "apb_max_pool5", "apb_topk_rows" })
+        foreach (var name in new[] { "apb_head_dot", "apb_group_mean", "apb_gather_head_rows_u16", "apb_max_pool5", "apb_topk_rows", "apb_concat3", "apb_silu_linear_narrow" })
             Assert.Contains($" {name}(", apb);
     }
 

@@ -7,7 +7,8 @@ namespace Apb.Tests.Distributed;
 /// <summary>
 /// A CPU backend that can fail or stall in a chosen layer's attention, for the fault tests: production types carry no
 /// test hooks. Every layer rotates q and k once (two Rope calls) before its attention, in prefill and in decode, so the
-/// layer of an attention call is (Rope calls / 2) - 1 since the last <see cref="Arm"/>.
+/// layer of an attention call is (Rope calls / 2) - 1 since the last <see cref="Arm"/>. Its Upload and Download count in
+/// <see cref="Transfers"/> as a device backend's would, so the host-transfer accounting can be tested without a GPU.
 /// </summary>
 sealed class FaultyBackend : IBackend
 {
@@ -30,8 +31,19 @@ sealed class FaultyBackend : IBackend
     public Tensor Allocate(int rows, int cols) => _b.Allocate(rows, cols);
     public Tensor AllocateF32(int rows, int cols) => ((IBackend)_b).AllocateF32(rows, cols);
     public IWeight Load(WeightView w) => _b.Load(w);
-    public void Upload(ReadOnlySpan<float> src, Tensor dst) => _b.Upload(src, dst);
-    public void Download(Tensor src, Span<float> dst) => _b.Download(src, dst);
+    public HostTransfers Transfers { get; private set; }
+
+    public void Upload(ReadOnlySpan<float> src, Tensor dst)
+    {
+        _b.Upload(src, dst);
+        Transfers += new HostTransfers(src.Length * 4L, 1, 0, 0);
+    }
+
+    public void Download(Tensor src, Span<float> dst)
+    {
+        _b.Download(src, dst);
+        Transfers += new HostTransfers(0, 0, (long)src.Rows * src.Cols * 4, 1);
+    }
     public void Copy(Tensor src, int srcRow, int srcCol, Tensor dst, int dstRow, int dstCol, int rows, int cols) =>
         _b.Copy(src, srcRow, srcCol, dst, dstRow, dstCol, rows, cols);
     public void Embed(ReadOnlySpan<int> ids, IWeight table, Tensor output) => _b.Embed(ids, table, output);

@@ -46,6 +46,36 @@ public sealed class CpuPassingOps : IPassingOps
                 o.Row(t)[h] = TensorPrimitives.Dot(xs.Row(t).Slice(h * d, d), v.Row(0).Slice(h * d, d));
     }
 
+    public void ConcatColumns(Tensor a, Tensor b, Tensor c, Tensor dst)
+    {
+        var (x, y, z, o) = (C(a), C(b), C(c), C(dst));
+        if (o.Cols != x.Cols + y.Cols + z.Cols || x.Rows < o.Rows || y.Rows < o.Rows || z.Rows < o.Rows)
+            throw new ArgumentException($"concat_columns: a {x}, b {y}, c {z} into {o}");
+        for (int t = 0; t < o.Rows; t++)
+        {
+            x.Row(t).CopyTo(o.Row(t));
+            y.Row(t).CopyTo(o.Row(t)[x.Cols..]);
+            z.Row(t).CopyTo(o.Row(t)[(x.Cols + y.Cols)..]);
+        }
+    }
+
+    public void SiluLinear(Tensor h, IWeight w, Tensor output)
+    {
+        var x = C(h); var o = C(output);
+        var cw = w as CpuWeight ?? throw new ArgumentException($"weight {w.Name} does not belong to the CPU backend");
+        if (cw.Cols != x.Cols || o.Cols != cw.Rows || o.Rows != x.Rows || cw.Rows > IPassingOps.NarrowMax)
+            throw new ArgumentException($"silu_linear {cw.Name}: h {x} times W^T [{cw.Cols}, {cw.Rows}] (at most {IPassingOps.NarrowMax} outputs) into {o}");
+        var weights = new float[cw.Rows * cw.Cols];
+        cw.ReadRows(0, weights);
+        var s = new float[x.Cols];
+        for (int t = 0; t < x.Rows; t++)
+        {
+            var row = x.Row(t);
+            for (int j = 0; j < s.Length; j++) s[j] = row[j] / (1f + MathF.Exp(-row[j]));
+            for (int n = 0; n < cw.Rows; n++) o.Row(t)[n] = TensorPrimitives.Dot<float>(s, weights.AsSpan(n * cw.Cols, cw.Cols));
+        }
+    }
+
     public void CombineStandardized(Tensor a, float weightA, Tensor b, float weightB, Tensor output)
     {
         var x = C(a); var y = C(b); var o = C(output);

@@ -47,6 +47,35 @@ public sealed unsafe partial class CudaBackend
             b.Context.Launch(b.Context.Function(ApbFile, "apb_head_dot"), "apb_head_dot", ((uint)((pairs + 7) / 8), 1, 1), 256, 0, args);
         }
 
+        /// <summary>[q; k; v] side by side in one launch (apb_concat3).</summary>
+        public void ConcatColumns(Tensor a, Tensor bt, Tensor c, Tensor dst)
+        {
+            var (x, y, z, o) = (Bf16(a, "concat_columns"), Bf16(bt, "concat_columns"), Bf16(c, "concat_columns"), Bf16(dst, "concat_columns"));
+            if (o.Cols != x.Cols + y.Cols + z.Cols || x.Rows < o.Rows || y.Rows < o.Rows || z.Rows < o.Rows)
+                throw new ArgumentException($"concat_columns: a {x}, b {y}, c {z} into {o}");
+            if (o.Rows == 0) return;
+            b.Enter();
+            ulong xp = x.Ptr, yp = y.Ptr, zp = z.Ptr, op = o.Ptr;
+            int xc = x.Cols, yc = y.Cols, zc = z.Cols;
+            long rows = o.Rows;
+            void** args = stackalloc void*[] { &xp, &xc, &yp, &yc, &zp, &zc, &op, &rows };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_concat3"), "apb_concat3", (GridFor(rows * o.Cols), 1, 1), 256, 0, args);
+        }
+
+        /// <summary>silu(h) W^T for a narrow W in one launch (apb_silu_linear_narrow): one block per row.</summary>
+        public void SiluLinear(Tensor h, IWeight w, Tensor output)
+        {
+            var x = Bf16(h, "silu_linear"); var o = Bf16(output, "silu_linear"); var wt = C(w);
+            if (wt.Cols != x.Cols || o.Cols != wt.Rows || o.Rows != x.Rows || wt.Rows > IPassingOps.NarrowMax)
+                throw new ArgumentException($"silu_linear {wt.Name}: h {x} times W^T [{wt.Cols}, {wt.Rows}] (at most {IPassingOps.NarrowMax} outputs) into {o}");
+            if (x.Rows == 0) return;
+            b.Enter();
+            ulong xp = x.Ptr, wp = wt.Ptr, op = o.Ptr;
+            int k = x.Cols, n = wt.Rows;
+            void** args = stackalloc void*[] { &xp, &wp, &op, &k, &n };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_silu_linear_narrow"), "apb_silu_linear_narrow", ((uint)x.Rows, 1, 1), 256, 0, args);
+        }
+
         /// <summary>APB's qbar on the device (the query rows averaged per KV-head group): no download, no wait.</summary>
         public void GroupMean(Tensor x, int heads, int groups, Tensor output)
         {
@@ -131,7 +160,7 @@ public sealed unsafe partial class CudaBackend
             if (dst.Length == 0) return;
             b.Enter();
             fixed (int* p = dst)
-                Driver.Check(Driver.cuMemcpyDtoHAsync(p, r.Ptr, (nuint)(dst.Length * 4L), b.Context.Stream), "cuMemcpyDtoHAsync(row indices)");
+                b.CopyToHost(p, r.Ptr, dst.Length * 4L, "cuMemcpyDtoHAsync(row indices)");
             b.Context.Synchronize();
         }
 
@@ -143,7 +172,7 @@ public sealed unsafe partial class CudaBackend
             b.Enter();
             // The pageable-source async copy is staged by the driver before it returns, so the span may be reused at once.
             fixed (int* p = src)
-                Driver.Check(Driver.cuMemcpyHtoDAsync(r.Ptr, p, (nuint)(src.Length * 4L), b.Context.Stream), "cuMemcpyHtoDAsync(row indices)");
+                b.CopyToDevice(r.Ptr, p, src.Length * 4L, "cuMemcpyHtoDAsync(row indices)");
         }
     }
 }

@@ -55,6 +55,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     void* _pinned;        // pinned host staging for uploads, downloads and weight loads
     long _pinnedBytes;
     bool _disposed;
+    HostTransfers _transfers;
 
     public string Name => $"cuda:{Context.Device.Ordinal}";
     public AttentionKernel AttentionKernel { get; set; } = AttentionKernels.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION"));
@@ -133,6 +134,22 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     const long StagingBytes = 32L << 20;
 
+    public HostTransfers Transfers => _transfers;
+
+    /// <summary>Every host-to-device copy this backend queues goes through here, so <see cref="Transfers"/> misses none.</summary>
+    internal void CopyToDevice(ulong dst, void* src, long bytes, string call)
+    {
+        Driver.Check(Driver.cuMemcpyHtoDAsync(dst, src, (nuint)bytes, Context.Stream), call);
+        _transfers = _transfers with { ToDeviceBytes = _transfers.ToDeviceBytes + bytes, ToDeviceCopies = _transfers.ToDeviceCopies + 1 };
+    }
+
+    /// <summary>Every device-to-host copy this backend queues goes through here (the caller synchronizes before reading).</summary>
+    internal void CopyToHost(void* dst, ulong src, long bytes, string call)
+    {
+        Driver.Check(Driver.cuMemcpyDtoHAsync(dst, src, (nuint)bytes, Context.Stream), call);
+        _transfers = _transfers with { ToHostBytes = _transfers.ToHostBytes + bytes, ToHostCopies = _transfers.ToHostCopies + 1 };
+    }
+
     /// <summary>
     /// The backend's own scratch (<paramref name="block"/> of <paramref name="capacity"/> bytes), grown to at least
     /// <paramref name="bytes"/> and reused call after call. Growing gives the old block back: work queued on the stream
@@ -169,7 +186,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (bytes == 0) return;
         if (bytes > RingLargest)
         {
-            Driver.Check(Driver.cuMemcpyHtoDAsync(dst, src, (nuint)bytes, Context.Stream), $"cuMemcpyHtoDAsync({what})");
+            CopyToDevice(dst, src, bytes, $"cuMemcpyHtoDAsync({what})");
             return;
         }
         if (_ring == null)
@@ -186,7 +203,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             at = 0;
         }
         Buffer.MemoryCopy(src, _ring + at, bytes, bytes);
-        Driver.Check(Driver.cuMemcpyHtoDAsync(dst, _ring + at, (nuint)bytes, Context.Stream), $"cuMemcpyHtoDAsync({what})");
+        CopyToDevice(dst, _ring + at, bytes, $"cuMemcpyHtoDAsync({what})");
         _ringAt = at + bytes;
     }
 
@@ -236,10 +253,10 @@ public sealed unsafe partial class CudaBackend : IBackend
                 Buffer.MemoryCopy(src + i * size, pinned, StagingBytes, count * size);
                 if (type == DType.BF16)
                 {
-                    Driver.Check(Driver.cuMemcpyHtoDAsync(dst + (ulong)(i * 2), pinned, (nuint)(count * 2), Context.Stream), $"cuMemcpyHtoDAsync(weight {what})");
+                    CopyToDevice(dst + (ulong)(i * 2), pinned, count * 2, $"cuMemcpyHtoDAsync(weight {what})");
                     continue;
                 }
-                Driver.Check(Driver.cuMemcpyHtoDAsync(staging, pinned, (nuint)(count * size), Context.Stream), $"cuMemcpyHtoDAsync(weight {what})");
+                CopyToDevice(staging, pinned, count * size, $"cuMemcpyHtoDAsync(weight {what})");
                 to = dst + (ulong)(i * 2);
                 var fn = type == DType.F32 ? "apb_convert_f32_bf16" : "apb_convert_f16_bf16";
                 Context.Launch(Context.Function(Elementwise, fn), fn, (GridFor(count), 1, 1), 256, 0, args);
@@ -289,7 +306,7 @@ public sealed unsafe partial class CudaBackend : IBackend
                 var h = new Span<ushort>(pinned, count);
                 for (int j = 0; j < count; j++) h[j] = DTypes.FloatToBF16(part[j]);
             }
-            Driver.Check(Driver.cuMemcpyHtoDAsync(d.Ptr + (ulong)(i * d.ElementSize), pinned, (nuint)(count * d.ElementSize), Context.Stream), "cuMemcpyHtoDAsync(upload)");
+            CopyToDevice(d.Ptr + (ulong)(i * d.ElementSize), pinned, (long)count * d.ElementSize, "cuMemcpyHtoDAsync(upload)");
         }
         Context.Synchronize();
     }
@@ -305,7 +322,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         for (long i = 0; i < n; i += chunk)
         {
             int count = (int)Math.Min(chunk, n - i);
-            Driver.Check(Driver.cuMemcpyDtoHAsync(pinned, s.Ptr + (ulong)(i * s.ElementSize), (nuint)(count * s.ElementSize), Context.Stream), "cuMemcpyDtoHAsync(download)");
+            CopyToHost(pinned, s.Ptr + (ulong)(i * s.ElementSize), (long)count * s.ElementSize, "cuMemcpyDtoHAsync(download)");
             Context.Synchronize();
             var part = dst.Slice((int)i, count);
             if (s.DType == CudaDType.F32) new Span<float>(pinned, count).CopyTo(part);
@@ -397,8 +414,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         long stride = xs.Cols;
         void** args = stackalloc void*[] { &xp, &f32, &stride, &cols, &op };
         Context.Launch(Context.Function(Elementwise, "apb_argmax_rows"), "apb_argmax_rows", ((uint)xs.Rows, 1, 1), 512, 0, args);
-        fixed (int* p = result)
-            Driver.Check(Driver.cuMemcpyDtoHAsync(p, op, (nuint)(result.Length * 4L), Context.Stream), "cuMemcpyDtoHAsync(argmax)");
+        fixed (int* p = result) CopyToHost(p, op, result.Length * 4L, "cuMemcpyDtoHAsync(argmax)");
         Context.Synchronize();
     }
 
@@ -508,12 +524,33 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (_ropeArgs.Length < t + half) _ropeArgs = new int[t + half];
         positions.CopyTo(_ropeArgs);
         for (int i = 0; i < half; i++) _ropeArgs[t + i] = BitConverter.SingleToInt32Bits(table.InvFreq[i]);
-        ulong pos = UploadInts(_ropeArgs.AsSpan(0, t + half));
+        ulong pos = RopeArgsOnDevice(_ropeArgs.AsSpan(0, t + half));
         ulong inv = pos + (ulong)(t * 4L);
         ulong xp = xs.Ptr;
         float scale = table.AttentionScaling;
         void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d, &scale };
         Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
+    }
+
+    ulong _ropeDevice;            // the last rope call's positions and frequencies, on the device
+    long _ropeDeviceBytes;
+    int[] _ropeOnDevice = [];     // what _ropeDevice holds, to skip uploading it again
+    int _ropeOnDeviceCount = -1;
+
+    /// <summary>
+    /// A rope call's arguments on the device, uploaded only when they differ from the last call's: a prefill rotates q
+    /// and k of every layer at the same positions, so only its first rotation copies anything from the host. The block
+    /// is only overwritten by a later copy on the same stream, after every kernel queued before it that reads it.
+    /// </summary>
+    ulong RopeArgsOnDevice(ReadOnlySpan<int> args)
+    {
+        if (_ropeOnDeviceCount == args.Length && args.SequenceEqual(_ropeOnDevice.AsSpan(0, args.Length))) return _ropeDevice;
+        Scratch(ref _ropeDevice, ref _ropeDeviceBytes, Math.Max(args.Length, 1) * 4L, 4096, "rope arguments");
+        if (_ropeOnDevice.Length < args.Length) _ropeOnDevice = new int[Math.Max(args.Length, 2 * _ropeOnDevice.Length)];
+        args.CopyTo(_ropeOnDevice);
+        _ropeOnDeviceCount = args.Length;
+        fixed (int* p = args) UploadSmall(_ropeDevice, p, args.Length * 4L, "rope arguments");
+        return _ropeDevice;
     }
 
     /// <summary>

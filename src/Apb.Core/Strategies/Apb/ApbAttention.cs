@@ -71,7 +71,7 @@ public sealed class ApbAttention : SequenceParallelAttention
         {
             var send = Buffer("send", 2 * sent, C.KvDim);
             if (sent > 0)
-                using (Measure("scoring"))
+                using (Measure("selection"))
                 {
                     if (s is null)
                     {

@@ -45,12 +45,15 @@ public sealed class RetainingHeadScorer
             _h = _b.Allocate(rows, _hidden);
             _s = _b.Allocate(rows, _c.NumKeyValueHeads);
         }
-        _b.Copy(q, 0, 0, _x, 0, 0, rows, qd);
-        _b.Copy(k, 0, 0, _x, 0, qd, rows, kvd);
-        _b.Copy(v, 0, 0, _x, 0, qd + kvd, rows, kvd);
+        // Three launches on a GPU: [q; k; v] in one pass, fc1 (a GEMM), and fc2 with the SiLU fused (n_kv outputs).
+        _b.Passing.ConcatColumns(q, k, v, _x);
         _b.Linear(_x, _fc1[layer], null, _h!);
-        _b.Silu(_h!);
-        _b.Linear(_h!, _fc2[layer], null, _s!);
+        if (_c.NumKeyValueHeads <= IPassingOps.NarrowMax) _b.Passing.SiluLinear(_h!, _fc2[layer], _s!);
+        else
+        {
+            _b.Silu(_h!);
+            _b.Linear(_h!, _fc2[layer], null, _s!);
+        }
         return _s!;
     }
 

@@ -222,3 +222,57 @@ extern "C" __global__ void __launch_bounds__(APB_TOPK_THREADS) apb_topk_rows(con
         if (take) { picked[(long)pos * heads + h] = t; pos++; }
     }
 }
+
+// The retaining heads' input: dst[t, :] = [a[t, :]; b[t, :]; c[t, :]] (q, k, v of one row side by side), one grid-stride
+// pass over dst's rows x (aCols + bCols + cCols) elements instead of three strided copies.
+extern "C" __global__ void apb_concat3(const bf16* __restrict__ a, int aCols, const bf16* __restrict__ b, int bCols,
+    const bf16* __restrict__ c, int cCols, bf16* __restrict__ dst, long rows)
+{
+    int cols = aCols + bCols + cCols;
+    long n = rows * cols;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    {
+        long t = i / cols;
+        int j = (int)(i - t * cols);
+        dst[i] = j < aCols ? a[t * aCols + j] : j < aCols + bCols ? b[t * bCols + (j - aCols)] : c[t * cCols + (j - aCols - bCols)];
+    }
+}
+
+// The retaining heads' fc2 with the SiLU before it: out[t, o] = sum_j silu(h[t, j]) w[o, j] for o < n <= APB_NARROW_MAX
+// (n_kv outputs: a GEMM that narrow leaves the GPU idle). One block of 256 threads per row: each thread takes the SiLU of
+// every 256th element once and accumulates all n outputs in fp32; warps reduce by shuffles, then the 8 warps' partial
+// sums meet in shared memory. h is [rows, k] bf16, w [n, k] bf16, out [rows, n] bf16.
+#define APB_NARROW_MAX 16
+extern "C" __global__ void __launch_bounds__(256) apb_silu_linear_narrow(const bf16* __restrict__ h, const bf16* __restrict__ w,
+    bf16* __restrict__ out, int k, int n)
+{
+    __shared__ float part[8][APB_NARROW_MAX];
+    long t = blockIdx.x;
+    const bf16* row = h + t * (long)k;
+    float acc[APB_NARROW_MAX];
+#pragma unroll
+    for (int o = 0; o < APB_NARROW_MAX; o++) acc[o] = 0.f;
+    for (int j = threadIdx.x; j < k; j += 256)
+    {
+        float g = bf2f(row[j]);
+        float s = g / (1.f + expf(-g));
+#pragma unroll
+        for (int o = 0; o < APB_NARROW_MAX; o++)
+            if (o < n) acc[o] += s * bf2f(w[(long)o * k + j]);
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 0; o < APB_NARROW_MAX; o++)
+    {
+        float v = acc[o];
+        for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+        if (lane == 0) part[warp][o] = v;
+    }
+    __syncthreads();
+    if ((int)threadIdx.x < n)
+    {
+        float s = 0.f;
+        for (int i = 0; i < 8; i++) s += part[i][threadIdx.x];
+        out[t * n + threadIdx.x] = f2bf(s);
+    }
+}
