@@ -16,7 +16,14 @@ public static class ScorerChoice
     public const string HeadsFileName = "retaining_heads.safetensors";
 
     /// <summary>The names --scorer takes, as help and errors list them.</summary>
-    public const string Names = "auto, retaining, query or query-only";
+    public const string Names = "auto, retaining, retaining-only, query or query-only";
+
+    /// <summary>The novelty term's weight in the scorer: the same in both scorers that have it, 0 in those without.</summary>
+    public static float NoveltyWeight(ScorerKind scorer) =>
+        scorer is ScorerKind.Query or ScorerKind.Retaining ? Apb.NoveltyTerm.Weight : 0f;
+
+    /// <summary>Whether the scorer reads the retaining heads (the group loads them, the plan needs no query to score).</summary>
+    public static bool UsesHeads(this ScorerKind scorer) => scorer is ScorerKind.Retaining or ScorerKind.RetainingOnly;
 
     /// <summary>--scorer's value: a scorer, or null for auto (the default).</summary>
     public static ScorerKind? Parse(string? name) => name?.Trim().ToLowerInvariant() switch
@@ -24,6 +31,7 @@ public static class ScorerChoice
         null or "auto" => null,
         "query" or "query-aware" => ScorerKind.Query,
         "retaining" or "retaining-heads" => ScorerKind.Retaining,
+        "retaining-only" => ScorerKind.RetainingOnly,
         "query-only" => ScorerKind.QueryOnly,
         _ => throw new ApbException($"unknown scorer '{name}': expected {Names}"),
     };
@@ -41,9 +49,9 @@ public static class ScorerChoice
                 throw new ApbException($"--retaining-heads {headsFile} is read only by the retaining-heads scorer, but --scorer {Name(requested.Value)} was given: drop one of the two");
             case ScorerKind.Query or ScorerKind.QueryOnly:
                 return (requested.Value, null);
-            case ScorerKind.Retaining:
-                return (ScorerKind.Retaining, headsFile ?? inFolder ?? throw new ApbException(
-                    $"--scorer retaining needs the retaining heads: pass --retaining-heads FILE (a safetensors file with model.layers.{{i}}.self_attn.fc1.weight and fc2.weight), " +
+            case ScorerKind.Retaining or ScorerKind.RetainingOnly:
+                return (requested.Value, headsFile ?? inFolder ?? throw new ApbException(
+                    $"--scorer {Name(requested.Value)} needs the retaining heads: pass --retaining-heads FILE (a safetensors file with model.layers.{{i}}.self_attn.fc1.weight and fc2.weight), " +
                     $"put {HeadsFileName} in the model folder{(modelDirectory is null ? "" : $" ({modelDirectory})")}, or use --scorer query, which needs no training"));
             default:
                 return (headsFile ?? inFolder) is string path ? (ScorerKind.Retaining, path) : (ScorerKind.Query, null);
@@ -55,8 +63,14 @@ public static class ScorerChoice
     {
         ScorerKind.Retaining => "retaining heads",
         ScorerKind.QueryOnly => "query-only scorer",
+        ScorerKind.RetainingOnly => "retaining heads only",
         _ => "query-aware scorer",
     };
 
-    static string Name(ScorerKind scorer) => scorer == ScorerKind.QueryOnly ? "query-only" : scorer.ToString().ToLowerInvariant();
+    static string Name(ScorerKind scorer) => scorer switch
+    {
+        ScorerKind.QueryOnly => "query-only",
+        ScorerKind.RetainingOnly => "retaining-only",
+        _ => scorer.ToString().ToLowerInvariant(),
+    };
 }

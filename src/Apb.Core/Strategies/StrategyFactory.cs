@@ -21,7 +21,7 @@ public static class StrategyFactory
         StrategyKind.Ulysses => new UlyssesAttention(backend, config, rope, plan, comm),
         StrategyKind.Star => new StarAttention(backend, config, rope, plan, comm),
         StrategyKind.Apb => new ApbAttention(backend, config, rope, plan, comm, retaining,
-            scorer == ScorerKind.QueryOnly ? 0f : QueryAwareScorer.NoveltyWeight) { Overlap = overlap },
+            ScorerChoice.NoveltyWeight(scorer)) { Overlap = overlap },
         _ => throw new ArgumentException($"{kind} is not a sequence-parallel strategy"),
     };
 }

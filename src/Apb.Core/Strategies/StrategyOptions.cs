@@ -102,7 +102,7 @@ public sealed record StrategyOptions
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");
         if ((uint)PadTokenId >= (uint)config.VocabSize)
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");
-        if (Strategy == StrategyKind.Apb && Scorer == ScorerKind.Retaining && string.IsNullOrEmpty(RetainingHeadsPath))
+        if (Strategy == StrategyKind.Apb && Scorer.UsesHeads() && string.IsNullOrEmpty(RetainingHeadsPath))
             throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
     }
 }
