@@ -14,11 +14,15 @@ namespace Apb.Strategies.Apb;
 /// </summary>
 public sealed class NoveltyTerm(IBackend backend, ModelConfig config) : IDisposable
 {
-    /// <summary>
-    /// The term's weight against the score it joins (both standardized): equal. At 4K on the CPU the heads kept the same
-    /// accuracy with 0.5 and 1 (bench/results/scorer-cpu-20261203-defaults), so the query-aware scorer's weight serves both.
-    /// </summary>
+    /// <summary>The term's weight against the query term's (both standardized): equal.</summary>
     public const float Weight = 1f;
+
+    /// <summary>
+    /// The term's weight against the retaining heads' score (both standardized). At 4K on the CPU (10 samples per task,
+    /// bench/results/scorer-cpu-20261203-defaults) 0.5 and 1 kept the same vt (98.0), multi-query and multi-value, and
+    /// 0.5 kept niah_single_3 at 100 where 1 lost a sample: the heads already know the needles, the term adds the chains.
+    /// </summary>
+    public const float WithHeads = 0.5f;
 
     Tensor? _similarity, _keyMean, _widened, _ones;
 
