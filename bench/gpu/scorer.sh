@@ -83,7 +83,8 @@ import json, os, sys
 dest, short, long_ = sys.argv[1:]
 def rows(name):
     p = os.path.join(dest, name + ".json")
-    if not os.path.exists(p): return None
+    # A table that failed or timed out leaves no file or an empty one (its error is in scorer.log).
+    if not os.path.exists(p) or os.path.getsize(p) == 0: return None
     out = {}
     for r in json.load(open(p))["results"]:
         out.setdefault(r["strategy"], {})[r["task"]] = 100 * r["accuracy"]
