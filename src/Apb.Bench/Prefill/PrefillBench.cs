@@ -122,7 +122,7 @@ public sealed class PrefillBench : IDisposable
         : $"{r.Strategy} n={r.Length}: {r.Status}: {r.Note}";
 
     // A group loads the retaining heads only when made for APB: with heads, the groups are APB's (cases pick their strategy).
-    StrategyKind GroupStrategy(StrategyKind otherwise) => _scorer.Kind == ScorerKind.Retaining ? StrategyKind.Apb : otherwise;
+    StrategyKind GroupStrategy(StrategyKind otherwise) => _scorer.Kind.UsesHeads() ? StrategyKind.Apb : otherwise;
 
     int RanksFor(StrategyKind s) => s == StrategyKind.Full ? 1 : _launched?.WorldSize ?? _o.Ranks ?? 2;
 

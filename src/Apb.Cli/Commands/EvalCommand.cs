@@ -164,7 +164,7 @@ static class EvalCommand
             if (jsonFile is not null)
             {
                 var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
-                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind == ScorerKind.Retaining && specs.Any(x => x.Name == "apb") ? headsPath : null);
+                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind.UsesHeads() && specs.Any(x => x.Name == "apb") ? headsPath : null);
                 RulerHarness.WriteJson(jsonFile, run, rows);
                 if (jsonFile is WriterStream) io.Out.WriteLine();
             }

@@ -30,7 +30,7 @@ sealed class StrategyFlags
     readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
 
     public const string ScorerHelp = "APB token scorer: auto (default: retaining when --retaining-heads is given or the model folder has " + ScorerChoice.HeadsFileName +
-        ", query otherwise) | retaining (trained heads) | query (training-free, follows chains) | query-only (the query term alone)";
+        ", query otherwise) | retaining (trained heads, follows chains) | retaining-only (the heads alone) | query (training-free, follows chains) | query-only (the query term alone)";
     public const string HeadsHelp = "safetensors file with the retaining heads (model.layers.{i}.self_attn.fc1/fc2.weight; default: " + ScorerChoice.HeadsFileName + " in the model folder, if there)";
 
     /// <summary>--scorer and --retaining-heads resolved against the model folder (<see cref="ScorerChoice"/>).</summary>

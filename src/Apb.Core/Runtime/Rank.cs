@@ -109,7 +109,7 @@ public sealed class Rank : IDisposable
         ICancelCheck? cancel = c.Cancellable ? new AgreedCancel(this, cancelled) : null;
         float[]? contextLogits = null;
         using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.Scorer,
-            c.Plan.Scorer == ScorerKind.Retaining ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
+            c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
             _options.Overlap))
         {
             seq.UseCaches(strategy.Caches);

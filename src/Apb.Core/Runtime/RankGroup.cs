@@ -140,7 +140,7 @@ public sealed class RankGroup : IDisposable
     }
 
     static RetainingHeads? OpenHeads(ModelConfig config, StrategyOptions o) =>
-        o.Strategy.MayRunApb() && o.Scorer == ScorerKind.Retaining ? RetainingHeads.Open(o.RetainingHeadsPath!, config) : null;
+        o.Strategy.MayRunApb() && o.Scorer.UsesHeads() ? RetainingHeads.Open(o.RetainingHeadsPath!, config) : null;
 
     // ------------------------------------------------------------------------------------------------ leader API
 
@@ -169,7 +169,7 @@ public sealed class RankGroup : IDisposable
         if (o is null) return Options;
         if (o.Strategy != StrategyKind.Full && o.Ranks != WorldSize)
             throw new ApbException($"a request for {o.Ranks} rank(s) on a group of {WorldSize}: make a group of {o.Ranks} rank(s) for it");
-        bool retaining = o.Strategy.MayRunApb() && o.Scorer == ScorerKind.Retaining;
+        bool retaining = o.Strategy.MayRunApb() && o.Scorer.UsesHeads();
         if (retaining && _heads is null)
             throw new ApbException("a request with the retaining-heads scorer on a group made without them: make the group with --scorer retaining");
         return o;

@@ -2,13 +2,14 @@ namespace Apb.Strategies;
 
 /// <summary>
 /// Which scorer APB runs with, the one home of the rule every command follows (generate, logits, serve, eval, bench,
-/// the demo): a scorer named with --scorer is kept; under auto (the default) the trained retaining heads when there are
-/// some (a file given with --retaining-heads, or <see cref="HeadsFileName"/> in the model folder), and the training-free
-/// query-aware scorer when there are none. The heads are the default because the issue that made this rule (#24) measured
-/// them ahead where information must flow between blocks (variable tracking at 16K on a GPU: 95.0 against the query-only
-/// scorer's 71.0 and full's 100, bench/results/accuracy-20261128). Not settled: at 4K on the CPU the query-aware scorer
-/// with its novelty term kept more of vt than the heads (96.7 against 86.7, bench/results/scorer-cpu-20261203);
-/// bench/gpu/scorer.sh measures both at 4K and 16K on the same samples.
+/// the demo): a scorer named with --scorer is kept; under auto (the default) the trained retaining heads mixed with the
+/// novelty term when there are heads (a file given with --retaining-heads, or <see cref="HeadsFileName"/> in the model
+/// folder), and the training-free query-aware scorer (with the same term) when there are none. The heads are the default
+/// because the issue that made this rule (#24) measured them ahead where information must flow between blocks (variable
+/// tracking at 16K on a GPU: 95.0 against the query-only scorer's 71.0 and full's 100, bench/results/accuracy-20261128).
+/// The novelty term joined them because alone they lost the later links of a chain at short lengths: at 4K on the CPU
+/// (10 samples, bench/results/scorer-cpu-20261203-defaults) vt 86.0 alone, 98.0 mixed (weight 0.5), full 100.
+/// bench/gpu/scorer.sh measures the defaults, the heads alone and the query-aware scorer at 4K and 16K on the same samples.
 /// </summary>
 public static class ScorerChoice
 {
@@ -16,7 +17,18 @@ public static class ScorerChoice
     public const string HeadsFileName = "retaining_heads.safetensors";
 
     /// <summary>The names --scorer takes, as help and errors list them.</summary>
-    public const string Names = "auto, retaining, query or query-only";
+    public const string Names = "auto, retaining, retaining-only, query or query-only";
+
+    /// <summary>The novelty term's weight in the scorer (0 in those without it).</summary>
+    public static float NoveltyWeight(ScorerKind scorer) => scorer switch
+    {
+        ScorerKind.Query => Apb.NoveltyTerm.Weight,
+        ScorerKind.Retaining => Apb.NoveltyTerm.WithHeads,
+        _ => 0f,
+    };
+
+    /// <summary>Whether the scorer reads the retaining heads (the group loads them, the plan needs no query to score).</summary>
+    public static bool UsesHeads(this ScorerKind scorer) => scorer is ScorerKind.Retaining or ScorerKind.RetainingOnly;
 
     /// <summary>--scorer's value: a scorer, or null for auto (the default).</summary>
     public static ScorerKind? Parse(string? name) => name?.Trim().ToLowerInvariant() switch
@@ -24,6 +36,7 @@ public static class ScorerChoice
         null or "auto" => null,
         "query" or "query-aware" => ScorerKind.Query,
         "retaining" or "retaining-heads" => ScorerKind.Retaining,
+        "retaining-only" => ScorerKind.RetainingOnly,
         "query-only" => ScorerKind.QueryOnly,
         _ => throw new ApbException($"unknown scorer '{name}': expected {Names}"),
     };
@@ -41,9 +54,9 @@ public static class ScorerChoice
                 throw new ApbException($"--retaining-heads {headsFile} is read only by the retaining-heads scorer, but --scorer {Name(requested.Value)} was given: drop one of the two");
             case ScorerKind.Query or ScorerKind.QueryOnly:
                 return (requested.Value, null);
-            case ScorerKind.Retaining:
-                return (ScorerKind.Retaining, headsFile ?? inFolder ?? throw new ApbException(
-                    $"--scorer retaining needs the retaining heads: pass --retaining-heads FILE (a safetensors file with model.layers.{{i}}.self_attn.fc1.weight and fc2.weight), " +
+            case ScorerKind.Retaining or ScorerKind.RetainingOnly:
+                return (requested.Value, headsFile ?? inFolder ?? throw new ApbException(
+                    $"--scorer {Name(requested.Value)} needs the retaining heads: pass --retaining-heads FILE (a safetensors file with model.layers.{{i}}.self_attn.fc1.weight and fc2.weight), " +
                     $"put {HeadsFileName} in the model folder{(modelDirectory is null ? "" : $" ({modelDirectory})")}, or use --scorer query, which needs no training"));
             default:
                 return (headsFile ?? inFolder) is string path ? (ScorerKind.Retaining, path) : (ScorerKind.Query, null);
@@ -55,8 +68,14 @@ public static class ScorerChoice
     {
         ScorerKind.Retaining => "retaining heads",
         ScorerKind.QueryOnly => "query-only scorer",
+        ScorerKind.RetainingOnly => "retaining heads only",
         _ => "query-aware scorer",
     };
 
-    static string Name(ScorerKind scorer) => scorer == ScorerKind.QueryOnly ? "query-only" : scorer.ToString().ToLowerInvariant();
+    static string Name(ScorerKind scorer) => scorer switch
+    {
+        ScorerKind.QueryOnly => "query-only",
+        ScorerKind.RetainingOnly => "retaining-only",
+        _ => scorer.ToString().ToLowerInvariant(),
+    };
 }

@@ -8,8 +8,13 @@ public enum ScorerKind
     /// within its block, which keeps the later links of a chain (<see cref="Apb.QueryAwareScorer"/>).
     /// </summary>
     Query,
-    /// <summary>Trained retaining heads (Locret) loaded from <see cref="StrategyOptions.RetainingHeadsPath"/>.</summary>
+    /// <summary>
+    /// Trained retaining heads (Locret) loaded from <see cref="StrategyOptions.RetainingHeadsPath"/>, mixed with the same
+    /// novelty term (<see cref="Apb.NoveltyTerm"/>).
+    /// </summary>
     Retaining,
     /// <summary>The query term alone, without the novelty term: the paper's training-free scorer, kept to compare against.</summary>
     QueryOnly,
+    /// <summary>The retaining heads alone, without the novelty term: Locret's scorer, kept to compare against.</summary>
+    RetainingOnly,
 }

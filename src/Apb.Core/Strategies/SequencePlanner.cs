@@ -49,7 +49,7 @@ public static class SequencePlanner
                 o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength),
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
-        if (kind.IsApb() && o.Scorer != ScorerKind.Retaining) CheckQueryAware(plan);
+        if (kind.IsApb() && !o.Scorer.UsesHeads()) CheckQueryAware(plan);
         return new PrefillPlan(kind, ranks, plan, null, o.Scorer);
     }
 

@@ -22,11 +22,9 @@ public static class StrategyFactory
         StrategyKind.Star => new StarAttention(backend, config, rope, plan, comm),
         // Balanced APB on one rank has the contiguous plan (no anchor, nothing passed: full attention), which ApbAttention runs.
         StrategyKind.Apb or StrategyKind.ApbBalanced when plan.Layout == SequenceLayout.Contiguous =>
-            new ApbAttention(backend, config, rope, plan, comm, retaining, NoveltyWeight(scorer)) { Overlap = overlap },
+            new ApbAttention(backend, config, rope, plan, comm, retaining, ScorerChoice.NoveltyWeight(scorer)) { Overlap = overlap },
         StrategyKind.ApbBalanced =>
-            new BalancedApbAttention(backend, config, rope, plan, comm, retaining, NoveltyWeight(scorer)) { Overlap = overlap },
+            new BalancedApbAttention(backend, config, rope, plan, comm, retaining, ScorerChoice.NoveltyWeight(scorer)) { Overlap = overlap },
         _ => throw new ArgumentException($"{kind} is not a sequence-parallel strategy"),
     };
-
-    static float NoveltyWeight(ScorerKind scorer) => scorer == ScorerKind.QueryOnly ? 0f : QueryAwareScorer.NoveltyWeight;
 }

@@ -108,7 +108,7 @@ public sealed record StrategyOptions
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");
         if (Exact && Strategy is StrategyKind.Star or StrategyKind.Apb or StrategyKind.ApbBalanced)
             throw new ApbException($"--exact asks for exact attention, but {Strategy.Name()} is approximate: drop --exact, or use --strategy auto (full or the zigzag ring), full, ring, zigzag or ulysses");
-        if (Strategy.MayRunApb() && Scorer == ScorerKind.Retaining && string.IsNullOrEmpty(RetainingHeadsPath))
+        if (Strategy.MayRunApb() && Scorer.UsesHeads() && string.IsNullOrEmpty(RetainingHeadsPath))
             throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
     }
 }

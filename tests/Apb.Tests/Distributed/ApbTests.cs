@@ -188,6 +188,8 @@ public class ApbTests(ITestOutputHelper output)
             ("apb query, l_a 48 l_p 16", Options(StrategyKind.Apb, 4) with { AnchorLength = 48, PassingLength = 16 }),
             ("apb retaining, l_a 48 l_p 16", Options(StrategyKind.Apb, 4) with
                 { AnchorLength = 48, PassingLength = 16, Scorer = ScorerKind.Retaining, RetainingHeadsPath = retaining }),
+            ("apb retaining-only, l_a 48 l_p 16", Options(StrategyKind.Apb, 4) with
+                { AnchorLength = 48, PassingLength = 16, Scorer = ScorerKind.RetainingOnly, RetainingHeadsPath = retaining }),
         };
         foreach (var (name, o) in runs)
         {

@@ -68,7 +68,7 @@ public class ScorerTests
     /// With w = 0 (the query-only scorer) the score is the query dot itself, the paper's scorer.
     /// </summary>
     [Theory]
-    [InlineData(QueryAwareScorer.NoveltyWeight)]
+    [InlineData(NoveltyTerm.Weight)]
     [InlineData(0.25f)]
     [InlineData(0f)]
     public void QueryAwareScoresEqualStandardizedQueryDotsMixedWithKeyNovelty(float weight)
@@ -106,6 +106,53 @@ public class ScorerTests
             var zq = Standardized(query);
             var zs = Standardized(similarity);
             for (int t = 0; t < real; t++) want[t * kv + h] = (float)(weight == 0 ? query[t] : zq[t] - weight * zs[t]);
+        }
+        Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
+    }
+
+    /// <summary>
+    /// The retaining heads' scores (in the backend's activation type) widened to fp32 and mixed with the keys' novelty:
+    /// z(heads) - w z(K . kbar) per KV head over the block's rows; the keys' rows past them are not in the key mean.
+    /// Only the novelty-free kinds have weight 0.
+    /// </summary>
+    [Fact]
+    public void HeadScoresMixedWithNoveltyEqualTheStandardizedMix()
+    {
+        Assert.Equal(0f, ScorerChoice.NoveltyWeight(ScorerKind.RetainingOnly));
+        Assert.Equal(0f, ScorerChoice.NoveltyWeight(ScorerKind.QueryOnly));
+        Assert.True(ScorerChoice.NoveltyWeight(ScorerKind.Retaining) > 0);
+        var c = LoadModel("llama-tiny").Config;
+        var b = new CpuBackend();
+        var rng = new Random(4);
+        const int rows = 10, real = rows - 3;
+        int d = c.HeadDim, kv = c.NumKeyValueHeads;
+        float weight = ScorerChoice.NoveltyWeight(ScorerKind.Retaining);
+        var heads = Random(real * kv, rng);
+        var k = Random(rows * c.KvDim, rng);
+        using var novelty = new NoveltyTerm(b, c);
+        var mixed = novelty.Widened(Up(b, heads, real, kv));
+        novelty.MixInto(mixed, Up(b, k, rows, c.KvDim), weight);
+        var got = new float[real * kv];
+        b.Download(mixed, got);
+
+        var want = new float[real * kv];
+        for (int h = 0; h < kv; h++)
+        {
+            var own = new double[real];
+            var similarity = new double[real];
+            for (int t = 0; t < real; t++)
+            {
+                own[t] = heads[t * kv + h];
+                for (int c2 = 0; c2 < d; c2++)
+                {
+                    double keyMean = 0;
+                    for (int u = 0; u < real; u++) keyMean += k[u * c.KvDim + h * d + c2] / real;
+                    similarity[t] += k[t * c.KvDim + h * d + c2] * keyMean;
+                }
+            }
+            var zh = Standardized(own);
+            var zs = Standardized(similarity);
+            for (int t = 0; t < real; t++) want[t * kv + h] = (float)(zh[t] - weight * zs[t]);
         }
         Assert.True(RelativeError(got, want) < 1e-5, $"relative error {RelativeError(got, want):E3}");
     }
@@ -203,11 +250,14 @@ public class ScorerTests
         Assert.Equal((ScorerKind.Query, (string?)null), ScorerChoice.Resolve(ScorerKind.Query, null, withHeads.Path));
         Assert.Equal((ScorerKind.QueryOnly, (string?)null), ScorerChoice.Resolve(ScorerKind.QueryOnly, null, withHeads.Path));
         Assert.Equal((ScorerKind.Retaining, inFolder), ScorerChoice.Resolve(ScorerKind.Retaining, null, withHeads.Path));
+        Assert.Equal((ScorerKind.RetainingOnly, given), ScorerChoice.Resolve(ScorerKind.RetainingOnly, given, withHeads.Path));
 
         var e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Retaining, null, without.Path));
         Assert.Contains("--retaining-heads FILE", e.Message);
         Assert.Contains(without.Path, e.Message);
         Assert.Contains("--scorer query", e.Message);
+        e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.RetainingOnly, null, without.Path));
+        Assert.Contains("--scorer retaining-only needs", e.Message);
         e = Assert.Throws<ApbException>(() => ScorerChoice.Resolve(ScorerKind.Query, given, without.Path));
         Assert.Contains("--scorer query", e.Message);
         Assert.Contains("--retaining-heads", e.Message);

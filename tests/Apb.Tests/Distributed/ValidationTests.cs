@@ -71,10 +71,11 @@ public class ValidationTests
         Assert.Equal(StrategyKind.Zigzag, StrategyOptions.ParseStrategy("ZigZag"));
         Assert.Equal(ScorerKind.Retaining, ScorerChoice.Parse("retaining"));
         Assert.Equal(ScorerKind.QueryOnly, ScorerChoice.Parse("Query-Only"));
+        Assert.Equal(ScorerKind.RetainingOnly, ScorerChoice.Parse("retaining-only"));
         Assert.Null(ScorerChoice.Parse("auto"));
         Assert.Null(ScorerChoice.Parse(null));
         Assert.Contains("expected full, ring, zigzag, ulysses, star, apb, apb-balanced or auto",
             Assert.Throws<ApbException>(() => StrategyOptions.ParseStrategy("tree")).Message);
-        Assert.Contains("expected auto, retaining, query or query-only", Assert.Throws<ApbException>(() => ScorerChoice.Parse("x")).Message);
+        Assert.Contains("expected auto, retaining, retaining-only, query or query-only", Assert.Throws<ApbException>(() => ScorerChoice.Parse("x")).Message);
     }
 }

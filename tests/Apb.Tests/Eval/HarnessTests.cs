@@ -14,19 +14,19 @@ public class HarnessTests
 
     /// <summary>
     /// The CI slice of the accuracy issues: every task, 2 samples each at 1K tokens, through the CLI on the CPU, APB with
-    /// its default scorer (no --scorer: auto, which on models/embedded must pick the retaining heads the folder ships).
-    /// Measured on the committed model (models/embedded, sha256 3a7a98c4...) with the commands recorded in
-    /// bench/results/cpu-20261203/ruler-1k-full.json and ruler-1k-apb-retaining.json (the same samples as this test):
+    /// its default scorer (no --scorer: auto, which on models/embedded must pick the retaining heads the folder ships,
+    /// mixed with the novelty term). Measured on the committed model (models/embedded, sha256 3a7a98c4...), the same
+    /// samples as this test (bench/results/scorer-cpu-20261203-defaults, 1k-all-*.json):
     /// <list type="bullet">
     /// <item>full 94.4 (every needle task and vt 100):
     /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies full</c></item>
-    /// <item>APB x4 with the retaining heads 89.2 (niah_single_1 and niah_multikey_1 100, vt 80):
-    /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies apb --scorer retaining</c></item>
+    /// <item>default APB x4 87.6 (niah_single_1 and niah_multikey_1 100, vt 80):
+    /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies apb</c></item>
     /// </list>
     /// The single-needle and multi-key tasks must stay within 5 points of full (issue #24's bar). vt is held to a floor
-    /// instead: at 1K the default l_p (n/64 = 16 rows per rank and KV head) keeps 80 of full's 100 with the heads (83.3
-    /// over 6 samples, bench/results/scorer-cpu-20261203), so the 5-point bar is not met there; the floor catches a
-    /// default that falls further (the query term alone kept 70 at 2K).
+    /// instead: these 2 samples keep 80 of full's 100 with the heads alone and with the mix alike, at l_p = n/64 = 16 rows
+    /// per rank and KV head; over 10 samples at 1K the mix keeps 94.0 and the heads alone 82.0 (1k-vt-*.json), so 5 points
+    /// is not met at 1K. The floor catches a default that falls further (the query term alone kept 70 at 2K).
     /// </summary>
     [Fact]
     public void DefaultApbOnTheTrainedSmallModelKeepsItsAccuracyOnAOneKSliceOfEveryTask()
@@ -48,7 +48,7 @@ public class HarnessTests
         Assert.Contains("| apb x4 (retaining heads) |", table); // auto picked the heads in the model folder
         var apbRows = Accuracies(apb);
         double apbMean = apbRows.Values.Average();
-        Assert.True(apbMean >= fullMean - 0.12, $"default APB x4: mean {apbMean:F3} against full's {fullMean:F3} (0.892 vs 0.944 when committed)\n{table}");
+        Assert.True(apbMean >= fullMean - 0.12, $"default APB x4: mean {apbMean:F3} against full's {fullMean:F3} (0.876 vs 0.944 when committed)\n{table}");
         foreach (var task in new[] { "niah_single_1", "niah_multikey_1" })
             Assert.True(apbRows[task] >= rows[task] - 0.05, $"default APB x4: {task} {apbRows[task]:F3} against full's {rows[task]:F3} (bar: 5 points)\n{table}");
         Assert.True(apbRows["vt"] >= 0.75, $"default APB x4: vt {apbRows["vt"]:F3} (0.8 when committed, full 1.0)\n{table}");

@@ -20,16 +20,20 @@ public sealed class ApbAttention : SequenceParallelAttention
 {
     readonly RetainingHeadScorer? _retaining;
     readonly QueryAwareScorer? _queryAware;
+    readonly NoveltyTerm? _headsNovelty;
+    readonly float _noveltyWeight;
 
     /// <param name="retaining">the trained scorer, or null for the query-aware one</param>
-    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone)</param>
+    /// <param name="noveltyWeight">the novelty term's weight in either scorer (0: the query term or the heads alone)</param>
     public ApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
-        RetainingHeadScorer? retaining, float noveltyWeight = QueryAwareScorer.NoveltyWeight)
+        RetainingHeadScorer? retaining, float noveltyWeight = NoveltyTerm.Weight)
         : base(backend, config, rope, plan, comm)
     {
         _retaining = retaining;
+        _noveltyWeight = noveltyWeight;
         // SequencePlanner refused plans the query-aware scorer cannot score (no query in the anchor).
         _queryAware = retaining is null ? new QueryAwareScorer(backend, config, noveltyWeight) : null;
+        _headsNovelty = retaining is not null && noveltyWeight != 0 ? new NoveltyTerm(backend, config) : null;
     }
 
     PassingRows? _picked;
@@ -39,6 +43,7 @@ public sealed class ApbAttention : SequenceParallelAttention
         _picked?.Dispose();
         _picked = null;
         _queryAware?.Dispose();
+        _headsNovelty?.Dispose();
     }
 
     // The selection's row indices, reused across layers (the count is the same in every layer).
@@ -62,6 +67,13 @@ public sealed class ApbAttention : SequenceParallelAttention
         if (scores && _retaining != null)
             using (Measure("scoring")) s = _retaining.ScoreOnDevice(layer, qb, kb, vb, real);
         Rotate(q, k, Plan.LocalPositions(Rank));
+        if (s != null && _headsNovelty != null)
+            using (Measure("scoring"))
+            {
+                // The heads read pre-RoPE q/k/v; the novelty term reads the rotated keys, as in the query-aware scorer.
+                s = _headsNovelty.Widened(s);
+                _headsNovelty.MixInto(s, kb, _noveltyWeight);
+            }
         if (passes && _queryAware != null) s = QueryAwareScores(q, kb, real, scores);
 
         int p = Plan.PassingRows(Rank);

@@ -28,9 +28,11 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
     readonly PassingRows?[] _picked = new PassingRows?[2];
 
     /// <param name="retaining">the trained scorer, or null for the query-aware one</param>
-    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone)</param>
+    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone). With the retaining
+    /// heads it is not used: they score pre-RoPE and select at once, so the heads run alone here (contiguous APB mixes the
+    /// novelty term into them, docs/apb-algorithm.md 2.3b); balanced APB is never picked by default.</param>
     public BalancedApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
-        RetainingHeadScorer? retaining, float noveltyWeight = QueryAwareScorer.NoveltyWeight)
+        RetainingHeadScorer? retaining, float noveltyWeight = NoveltyTerm.Weight)
         : base(backend, config, rope, plan, comm)
     {
         if (plan.Layout != SequenceLayout.Zigzag)

@@ -6,7 +6,7 @@ namespace Apb.Strategies.Apb;
 /// <summary>
 /// Training-free importance per token and KV head, post-RoPE, fp32: the query's pull on the key (Spava) mixed with the
 /// key's novelty within its block,
-///   s[t, h] = z(K[t, h] . qbar[h]) + <see cref="NoveltyWeight"/> x z(-K[t, h] . kbar[h]),
+///   s[t, h] = z(K[t, h] . qbar[h]) + <see cref="NoveltyTerm.Weight"/> x z(-K[t, h] . kbar[h]),
 /// where qbar[h] is the mean over the query tokens and over KV head h's group of query heads of Q (the mean over query
 /// tokens of the per-token dots moves inside the dot, which is linear), kbar[h] the mean of the block's own keys, and z
 /// standardizes each head's column over the block (docs/apb-algorithm.md, 2.3b). With a novelty weight of 0
@@ -20,12 +20,10 @@ namespace Apb.Strategies.Apb;
 /// qbar is also all a rank without the query needs to receive (n_kv x d values per layer).
 /// </summary>
 /// <param name="noveltyWeight">the novelty term's weight against the query term's (0: the query term alone)</param>
-public sealed class QueryAwareScorer(IBackend backend, ModelConfig config, float noveltyWeight = QueryAwareScorer.NoveltyWeight) : IDisposable
+public sealed class QueryAwareScorer(IBackend backend, ModelConfig config, float noveltyWeight = NoveltyTerm.Weight) : IDisposable
 {
-    /// <summary>The novelty term's default weight against the query term's (both standardized): equal.</summary>
-    public const float NoveltyWeight = 1f;
-
-    Tensor? _scores, _similarity, _keyMean;
+    Tensor? _scores;
+    readonly NoveltyTerm _novelty = new(backend, config);
 
     /// <summary>
     /// qbar into <paramref name="result"/> [1, kv_dim], from the query's rows of Q [T_query, q_dim] (post-RoPE): one backend
@@ -60,26 +58,15 @@ public sealed class QueryAwareScorer(IBackend backend, ModelConfig config, float
             _scores?.Dispose();
             _scores = backend.AllocateF32(rows, kv);
         }
-        var block = keys.RowSlice(0, rows);
-        var ops = backend.Passing;
-        ops.HeadDot(block, queryMean, kv, _scores);
-        if (noveltyWeight == 0) return _scores;
-        if (_similarity is null || _similarity.Rows != rows)
-        {
-            _similarity?.Dispose();
-            _similarity = backend.AllocateF32(rows, kv);
-        }
-        _keyMean ??= backend.AllocateF32(1, config.KvDim);
-        ops.GroupMean(block, kv, kv, _keyMean);
-        ops.HeadDot(block, _keyMean, kv, _similarity);
-        // Novelty is distance from the block's mean key: the similarity, weighted negatively.
-        ops.CombineStandardized(_scores, 1f, _similarity, -noveltyWeight, _scores);
+        backend.Passing.HeadDot(keys.RowSlice(0, rows), queryMean, kv, _scores);
+        if (noveltyWeight != 0) _novelty.MixInto(_scores, keys, noveltyWeight);
         return _scores;
     }
 
     public void Dispose()
     {
-        foreach (var t in new[] { _scores, _similarity, _keyMean }) t?.Dispose();
-        _scores = _similarity = _keyMean = null;
+        _scores?.Dispose();
+        _scores = null;
+        _novelty.Dispose();
     }
 }
