@@ -5,10 +5,12 @@
 #   1. ptxas -v of decode.cu (registers and spills per kernel), when nvcc is there
 #   2. the GPU tests of $FILTER (default: decode, ops, models, smoke)
 #   3. apb bench kernel decode at $LENGTHS: every split-KV version, one sequence and a batch of 16 caches of Tk/16 keys,
-#      the splits aimed at 2 blocks per SM (the default), then version 2 again at 1 and 3 (APB_DECODE_BLOCKS_PER_SM)
+#      the splits aimed at one full wave (the default), then version 2 again at $SWEEP blocks per SM (default "1 3";
+#      APB_DECODE_BLOCKS_PER_SM)
 #   4. the serving bars of issue #15: apb bench serve --experiment batch (16 requests of 8K context together vs one
 #      alone) with this build, then with apb-prev; --experiment ttft (a 32K prompt alone vs during 15 decodes of 8K)
 #   5. apb bench decode (ms per token after 8K and 128K of context), this build then apb-prev
+# SKIP (space-separated) leaves out steps: ptxas, tests, kernel, serve, ttft, e2e.
 # Everything lands in $OUT/decode.tar.gz with a summary in $OUT/summary.md (printed last).
 source "$(dirname "$0")/env.sh"
 PACK=${PACK:-$ROOT/.gpu}
@@ -48,14 +50,13 @@ if [[ " $SKIP " != *" kernel "* ]]; then
   timeout 150 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv,split-kv2,split-kv2pf,split-kv1 \
     --out "$WORK/kernel" > "$WORK/kernel.md" 2> "$WORK/kernel.log"
   echo "bench kernel decode exit $?" >> "$SUMMARY"
-  for n in 1 3; do
+  for n in ${SWEEP-1 3}; do
     APB_DECODE_BLOCKS_PER_SM=$n timeout 100 "$APB" bench kernel decode --lengths "$LENGTHS" --variants split-kv2,split-kv2pf \
       --out "$WORK/kernel-bps$n" > "$WORK/kernel-bps$n.md" 2> "$WORK/kernel-bps$n.log"
     echo "bench kernel decode, $n blocks per SM, exit $?" >> "$SUMMARY"
   done
-  { echo "### kernel (2 blocks per SM, then 1, then 3)"; grep -E "^\| decode" "$WORK/kernel.md";
-    grep -E "^\| decode" "$WORK/kernel-bps1.md" | sed 's/^| decode/| decode bps1/';
-    grep -E "^\| decode" "$WORK/kernel-bps3.md" | sed 's/^| decode/| decode bps3/'; } >> "$SUMMARY"
+  { echo "### kernel (one wave, then each count of SWEEP)"; grep -E "^\| decode" "$WORK/kernel.md";
+    for n in ${SWEEP-1 3}; do grep -E "^\| decode" "$WORK/kernel-bps$n.md" | sed "s/^| decode/| decode bps$n/"; done; } >> "$SUMMARY"
 fi
 
 if [[ " $SKIP " != *" serve "* ]]; then
@@ -68,11 +69,13 @@ if [[ " $SKIP " != *" serve "* ]]; then
     echo "serve batch $who exit $?" >> "$SUMMARY"
     { echo "### serving, batched decode, $who build"; grep -E "^\|" "$WORK/serve-batch-$who.md"; } >> "$SUMMARY"
   done
-  step "serving: TTFT of 32K during 15 decodes of 8K"
-  timeout 300 "$APB" bench serve --shape llama-3.1-8b --device cuda --experiment ttft --prompt-lengths 32k --batch 15 \
-    --background-length 8k --repeats 3 --out "$WORK/serve-ttft" > "$WORK/serve-ttft.md" 2> "$WORK/serve-ttft.log"
-  echo "serve ttft exit $?" >> "$SUMMARY"
-  { echo "### serving, TTFT"; grep -E "^\|" "$WORK/serve-ttft.md"; } >> "$SUMMARY"
+  if [[ " $SKIP " != *" ttft "* ]]; then
+    step "serving: TTFT of 32K during 15 decodes of 8K"
+    timeout 300 "$APB" bench serve --shape llama-3.1-8b --device cuda --experiment ttft --prompt-lengths 32k --batch 15 \
+      --background-length 8k --repeats 3 --out "$WORK/serve-ttft" > "$WORK/serve-ttft.md" 2> "$WORK/serve-ttft.log"
+    echo "serve ttft exit $?" >> "$SUMMARY"
+    { echo "### serving, TTFT"; grep -E "^\|" "$WORK/serve-ttft.md"; } >> "$SUMMARY"
+  fi
 fi
 
 if [[ " $SKIP " != *" e2e "* ]]; then
