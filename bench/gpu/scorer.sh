@@ -14,6 +14,7 @@
 #   passing512-LONG       the defaults with --passing 512 (l_p = n/32 at 16K instead of n/64): whether a longer passing
 #                         block buys the multi-key/multi-value points the heads lost at 16K
 #   passing512-SHORT      as passing512-LONG at SHORT (l_p = n/8 at 4K)
+#   passing256-SHORT      the defaults with --passing 256 at SHORT (l_p = n/16 at 4K); not in the default STEPS
 #   query-SHORT           as query-LONG at SHORT
 # Bars (#24): defaults within 2 points of full on the mean and within 5 on every task but cwe, at 4K and 16K; the
 # query-aware scorer at 16K with vt >= 90 (l_p at its default, n/64). The last lines print each bar as met or not, and
@@ -74,6 +75,7 @@ table "retaining-only-$LONG" "$LONG" --strategies apb --scorer retaining-only
 table "retaining-only-$SHORT" "$SHORT" --strategies apb --scorer retaining-only
 table "passing512-$LONG" "$LONG" --strategies apb --passing 512
 table "passing512-$SHORT" "$SHORT" --strategies apb --passing 512
+table "passing256-$SHORT" "$SHORT" --strategies apb --passing 256
 table "query-$SHORT" "$SHORT" --strategies apb --scorer query
 
 # The bars, from the JSON files that exist (full's accuracy comes from the defaults table of the same length).

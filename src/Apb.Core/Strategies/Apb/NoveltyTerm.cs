@@ -24,7 +24,18 @@ public sealed class NoveltyTerm(IBackend backend, ModelConfig config) : IDisposa
     /// </summary>
     public const float WithHeads = 0.5f;
 
-    Tensor? _similarity, _keyMean, _widened, _ones;
+    Tensor? _similarity, _keyMean, _widened;
+
+    // Made with the term, before any layer runs: an upload inside a layer is a host round trip the prefill waits on
+    // (tests/Apb.Gpu.Tests, MachineryCases, counts them).
+    Tensor? _ones = Ones(backend, config.NumKeyValueHeads);
+
+    static Tensor Ones(IBackend backend, int kv)
+    {
+        var t = backend.AllocateF32(1, kv);
+        backend.Upload(Enumerable.Repeat(1f, kv).ToArray(), t);
+        return t;
+    }
 
     /// <summary><paramref name="scores"/> [rows, n_kv] fp32 on the backend, replaced by the mix; keys: the block's first rows.</summary>
     public void MixInto(Tensor scores, Tensor keys, float weight)
@@ -47,11 +58,7 @@ public sealed class NoveltyTerm(IBackend backend, ModelConfig config) : IDisposa
     public Tensor Widened(Tensor scores)
     {
         int kv = config.NumKeyValueHeads;
-        if (_ones is null)
-        {
-            _ones = backend.AllocateF32(1, kv);
-            backend.Upload(Enumerable.Repeat(1f, kv).ToArray(), _ones);
-        }
+        ObjectDisposedException.ThrowIf(_ones is null, this);
         _widened = Sized(_widened, scores.Rows, kv);
         backend.Passing.HeadDot(scores, _ones, kv, _widened);
         return _widened;

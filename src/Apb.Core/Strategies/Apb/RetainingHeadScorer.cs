@@ -24,6 +24,18 @@ public sealed class RetainingHeadScorer
         _fc2 = Enumerable.Range(0, heads.Layers).Select(i => backend.Load(heads.Fc2(i))).ToArray();
     }
 
+    /// <summary>
+    /// Weights already on the backend, fc1 [hidden, (n_h + 2 n_kv) d] and fc2 [n_kv, hidden] per layer (benches time the
+    /// scorer with random ones: `apb bench kernel passing`).
+    /// </summary>
+    public RetainingHeadScorer(IBackend backend, ModelConfig config, Backends.IWeight[] fc1, Backends.IWeight[] fc2)
+    {
+        if (fc1.Length == 0 || fc1.Length != fc2.Length)
+            throw new ArgumentException($"retaining heads: {fc1.Length} fc1 and {fc2.Length} fc2 weights");
+        _b = backend; _c = config; _hidden = fc1[0].Rows;
+        _fc1 = fc1; _fc2 = fc2;
+    }
+
     /// <summary>Scores of the first <paramref name="rows"/> rows, [rows, n_kv] row-major on the host.</summary>
     public float[] Score(int layer, Tensor q, Tensor k, Tensor v, int rows)
     {
