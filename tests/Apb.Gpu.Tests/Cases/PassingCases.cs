@@ -16,7 +16,8 @@ public static class PassingCases
         // d = 1 is the shape NoveltyTerm widens the retaining heads' bf16 scores to fp32 with (a vector of ones there).
         foreach (var (rows, heads, d, vecF32) in new[] { (37, 4, 64, false), (1000, 8, 128, false), (4099, 8, 128, true), (9, 3, 16, true), (1000, 8, 1, true) })
             yield return new("passing", $"head_dot [{rows}, {heads}x{d}] vec {(vecF32 ? "f32" : "bf16")}", c => HeadDot(c, rows, heads, d, vecF32));
-        foreach (var (rows, heads, groups, d, outF32) in new[] { (64, 32, 8, 128, true), (1, 4, 4, 64, true), (7, 6, 2, 16, false), (333, 32, 8, 128, false) })
+        foreach (var (rows, heads, groups, d, outF32) in new[] { (64, 32, 8, 128, true), (1, 4, 4, 64, true), (7, 6, 2, 16, false), (333, 32, 8, 128, false),
+                     (16384, 8, 8, 128, true), (1000, 8, 8, 128, false), (70001, 2, 2, 64, true) })
             yield return new("passing", $"group_mean {rows} rows, {heads} heads in {groups} groups x d={d} {(outF32 ? "f32" : "bf16")}",
                 c => GroupMean(c, rows, heads, groups, d, outF32));
         foreach (var (rows, heads, alias) in new[] { (16384, 8, true), (1000, 2, false), (37, 3, true), (1, 4, false) })

@@ -86,10 +86,28 @@ public sealed unsafe partial class CudaBackend
             b.Enter();
             ulong xp = xs.Ptr, op = o.Ptr;
             long xStride = xs.Cols;
-            int outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows, groupSize = heads / groups;
-            void** args = stackalloc void*[] { &xp, &xStride, &op, &outF32, &rows, &groups, &groupSize, &d };
-            b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", ((uint)((groups * d + 31) / 32), 1, 1), 256, 0, args);
+            int outF32 = o.DType == CudaDType.F32 ? 1 : 0, rows = xs.Rows, groupSize = heads / groups, cols = groups * d;
+            uint tiles = (uint)((cols + 31) / 32);
+            if (rows <= GroupMeanChunk)
+            {
+                // A few rows (the query's): one pass, each column tile's 8 slices over all of them.
+                void** args = stackalloc void*[] { &xp, &xStride, &op, &outF32, &rows, &groups, &groupSize, &d };
+                b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean"), "apb_group_mean", (tiles, 1, 1), 256, 0, args);
+                return;
+            }
+            // A block's keys (the novelty term's mean): the rows cut into chunks so that every SM has blocks to run (one
+            // block per column tile was 32 blocks streaming 16K rows each), then the chunks' sums added in order.
+            int chunks = Math.Min((rows + GroupMeanChunk - 1) / GroupMeanChunk, 256), rowsPer = (rows + chunks - 1) / chunks;
+            chunks = (rows + rowsPer - 1) / rowsPer;
+            ulong part = b.Scratch(ref b._groupMeanPart, ref b._groupMeanPartBytes, (long)chunks * cols * 4, 1L << 16, "group mean partial sums");
+            void** pa = stackalloc void*[] { &xp, &xStride, &part, &rows, &groups, &groupSize, &d, &rowsPer };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean_part"), "apb_group_mean_part", (tiles, (uint)chunks, 1), 256, 0, pa);
+            float inv = 1f / ((float)rows * groupSize);
+            void** fa = stackalloc void*[] { &part, &chunks, &op, &outF32, &cols, &inv };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_group_mean_finish"), "apb_group_mean_finish", ((uint)((cols + 255) / 256), 1, 1), 256, 0, fa);
         }
+
+        const int GroupMeanChunk = 256; // rows per chunk of a long mean
 
         /// <summary>Two score tensors mixed by their standardized values, one block per head (column): no download.</summary>
         public void CombineStandardized(Tensor a, float weightA, Tensor bT, float weightB, Tensor output)
@@ -104,7 +122,9 @@ public sealed unsafe partial class CudaBackend
             ulong ap = x.Ptr, bp = y.Ptr, op = o.Ptr;
             int rows = x.Rows, heads = x.Cols;
             void** args = stackalloc void*[] { &ap, &weightA, &bp, &weightB, &op, &rows, &heads };
-            b.Context.Launch(b.Context.Function(ApbFile, "apb_combine_standardized"), "apb_combine_standardized", ((uint)heads, 1, 1), 256, 0, args);
+            // One block per head must walk all its rows three times: 1024 threads (the most; apb_block_sum2 takes 32 warps)
+            // keep four times the loads in flight that 256 did.
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_combine_standardized"), "apb_combine_standardized", ((uint)heads, 1, 1), 1024, 0, args);
         }
 
         public PassingRows AllocateRows(int count, int heads)

@@ -395,6 +395,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_scatter_rows"), "apb_scatter_rows", ((uint)n, 1, 1), 128, 0, args);
     }
 
+    ulong _groupMeanPart; // partial sums of a long group mean (Passing.GroupMean)
+    long _groupMeanPartBytes;
     ulong _argmax;        // the rows' argmax results before they are read back
     long _argmaxBytes;
 

@@ -50,6 +50,45 @@ extern "C" __global__ void apb_group_mean(const bf16* __restrict__ x, long xStri
     store_any(out, col, outF32, sum / ((float)rows * (float)groupSize));
 }
 
+// The same mean over many rows (the novelty term's key mean runs over a whole block, 16K rows and more), in two passes
+// that keep the sum's order fixed (no atomics: the same inputs give the same bits). Pass 1, grid (column tiles, row
+// chunks): part[chunk][col] = the chunk's sum, as apb_group_mean sums (8 slices of a 256-thread block). Pass 2: out[col]
+// = (sum of the chunks' sums in chunk order) x inv.
+extern "C" __global__ void apb_group_mean_part(const bf16* __restrict__ x, long xStride, float* __restrict__ part,
+    int rows, int groups, int groupSize, int d, int rowsPer)
+{
+    __shared__ float sums[8][32];
+    int lane = threadIdx.x & 31, slice = threadIdx.x >> 5;
+    int col = blockIdx.x * 32 + lane, cols = groups * d;
+    int from = blockIdx.y * rowsPer, to = min(rows, from + rowsPer);
+    float acc = 0.f;
+    if (col < cols)
+    {
+        int g = col / d, c = col - g * d;
+        for (int t = from + slice; t < to; t += 8)
+        {
+            const bf16* p = x + (long)t * xStride + (long)g * groupSize * d + c;
+            for (int j = 0; j < groupSize; j++) acc += bf2f(p[(long)j * d]);
+        }
+    }
+    sums[slice][lane] = acc;
+    __syncthreads();
+    if (slice != 0 || col >= cols) return;
+    float sum = 0.f;
+    for (int i = 0; i < 8; i++) sum += sums[i][lane];
+    part[(long)blockIdx.y * cols + col] = sum;
+}
+
+extern "C" __global__ void apb_group_mean_finish(const float* __restrict__ part, int chunks, void* __restrict__ out, int outF32,
+    int cols, float inv)
+{
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= cols) return;
+    float sum = 0.f;
+    for (int k = 0; k < chunks; k++) sum += part[(long)k * cols + col];
+    store_any(out, col, outF32, sum * inv);
+}
+
 // Two sums at once (a local pair type: these kernels include no CUDA headers, so no float2).
 struct apb_sum2 { float x, y; };
 
