@@ -25,12 +25,14 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
 {
     readonly RetainingHeadScorer? _retaining;
     readonly QueryAwareScorer? _queryAware;
+    // With the heads, one novelty term per chunk: each keeps its chunk's widened scores until the rotated keys exist.
+    readonly NoveltyTerm?[] _headsNovelty = new NoveltyTerm?[2];
+    readonly float _noveltyWeight;
     readonly PassingRows?[] _picked = new PassingRows?[2];
 
     /// <param name="retaining">the trained scorer, or null for the query-aware one</param>
-    /// <param name="noveltyWeight">the query-aware scorer's novelty weight (0: the query term alone). With the retaining
-    /// heads it is not used: they score pre-RoPE and select at once, so the heads run alone here (contiguous APB mixes the
-    /// novelty term into them, docs/apb-algorithm.md 2.3b); balanced APB is never picked by default.</param>
+    /// <param name="noveltyWeight">the novelty term's weight in either scorer (0: the query term or the heads alone), as
+    /// contiguous APB (<see cref="ApbAttention"/>)</param>
     public BalancedApbAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm,
         RetainingHeadScorer? retaining, float noveltyWeight = NoveltyTerm.Weight)
         : base(backend, config, rope, plan, comm)
@@ -38,13 +40,17 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         if (plan.Layout != SequenceLayout.Zigzag)
             throw new ArgumentException($"balanced APB needs a zigzag plan, got {plan}");
         _retaining = retaining;
+        _noveltyWeight = noveltyWeight;
         // SequencePlanner refused plans the query-aware scorer cannot score (no query in the anchor).
         _queryAware = retaining is null ? new QueryAwareScorer(backend, config, noveltyWeight) : null;
+        if (retaining is not null && noveltyWeight != 0)
+            for (int i = 0; i < 2; i++) _headsNovelty[i] = new NoveltyTerm(backend, config);
     }
 
     protected override void DisposeBuffers()
     {
         for (int i = 0; i < _picked.Length; i++) { _picked[i]?.Dispose(); _picked[i] = null; }
+        foreach (var n in _headsNovelty) n?.Dispose();
         _queryAware?.Dispose();
     }
 
@@ -67,6 +73,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         // Select before RoPE where the retaining heads score (they read pre-RoPE q/k/v), after it for the query-aware
         // scorer (post-RoPE keys); either way each chunk's selection is made before the next chunk's scores overwrite the
         // scorer's buffer, and the rows are gathered after RoPE.
+        var headScores = new Tensor?[2];
         if (passes && _retaining != null)
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
@@ -74,9 +81,19 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
                     {
                         int at = a + i * lc, real = Plan.ChunkRealRows(chunks[i]);
                         var s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, real), k.RowSlice(at, real), v.RowSlice(at, real), real);
-                        B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+                        // The scorer's buffer is the next chunk's: the mix keeps its own copy until the keys are rotated.
+                        if (_headsNovelty[i] is { } novelty) headScores[i] = novelty.Widened(s);
+                        else B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
                     }
         Rotate(q, k, Plan.LocalPositions(Rank));
+        for (int i = 0; i < 2; i++)
+            if (headScores[i] is { } s)
+                using (Measure("scoring"))
+                {
+                    // The heads read pre-RoPE q/k/v; the novelty term reads the rotated keys, as contiguous APB does.
+                    _headsNovelty[i]!.MixInto(s, k.RowSlice(a + i * lc, s.Rows), _noveltyWeight);
+                    B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+                }
         if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
             using (Measure("scoring"))
             {
