@@ -1,0 +1,135 @@
+using Apb.Backends;
+using Apb.Backends.Cuda;
+using Apb.Bench.Prefill;
+using Apb.Model;
+using Apb.Strategies.Apb;
+using static Apb.Bench.Kernels.KernelBenchContext;
+
+namespace Apb.Bench.Kernels;
+
+/// <summary>
+/// The multi-GPU critical path of one 128K prefill (Llama-3.1-8B shape), APB against the zigzag ring, from each rank's
+/// work timed alone on one GPU (issue #22's last bar): per rank and layer, its attention calls with exactly its masks
+/// (APB: anchor rows causal, block rows bottom-right causal over [passing of every earlier rank; anchor; block]; zigzag:
+/// each of its two chunks bottom-right causal over every key up to the chunk's end), its GEMMs for its rows (QKV, O,
+/// gate, up, down of one layer, random weights) and, for APB ranks that send, the query-aware scorer's chain. A layer
+/// costs the slowest rank's time; the link adds the bytes a rank receives per layer at NVLink 4's 450 GB/s each way
+/// (serial: added; overlapped: the larger of the two). 32 layers. In-process ranks on one GPU cannot show this: their
+/// contexts share the GPU, so a rank's phase times include the others' kernels.
+/// </summary>
+public sealed class CriticalPathHarness : KernelHarness
+{
+    const int Context = 131072, Layers = 32;
+
+    public override string Name => "critical-path";
+    public override string Summary => "APB vs zigzag at 128K, Llama-3.1-8B shape: each rank's attention, GEMMs and scoring timed alone; the modeled multi-GPU prefill";
+    public override string SizeMeaning => "ranks (GPUs) the 128K context is split over";
+    public override int[] DefaultSizes => [8, 4];
+
+    public override void Check(KernelBenchContext ctx)
+    {
+        // The one mask this model leans on: bottom-right causal with more keys than queries (a prefix every row sees).
+        const int tq = 70, tk = 200, heads = 4, kv = 2, d = 128;
+        var q = ctx.HostValues(tq * heads * d); var k = ctx.HostValues(tk * kv * d); var v = ctx.HostValues(tk * kv * d);
+        var co = ctx.Cpu.Allocate(tq, heads * d);
+        ctx.Cpu.Attention(ctx.OnCpu(q, tq, heads * d), ctx.OnCpu(k, tk, kv * d), ctx.OnCpu(v, tk, kv * d), heads, kv, AttentionMask.Causal, co, null);
+        using var gq = ctx.OnGpu(q, tq, heads * d); using var gk = ctx.OnGpu(k, tk, kv * d); using var gv = ctx.OnGpu(v, tk, kv * d);
+        using var go = ctx.Gpu.Allocate(tq, heads * d, CudaDType.BF16);
+        ctx.Gpu.Attention(gq, gk, gv, heads, kv, AttentionMask.Causal, go, null);
+        ctx.Expect($"bottom-right causal Tq={tq} Tk={tk}", Down(ctx.Gpu, go), Down(ctx.Cpu, co), 2e-2);
+    }
+
+    public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int ranks)
+    {
+        if (ranks < 2 || Context % (2 * ranks) != 0) throw new ApbException($"bench kernel critical-path: {ranks} ranks do not split {Context} tokens into 2 x ranks chunks; give --lengths 2, 4 or 8");
+        var gpu = ctx.Gpu;
+        var c = ModelShapes.Get("llama-3.1-8b");
+        int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim, qd = heads * d, kvd = kvHeads * d;
+        var (anchor, passing) = ApbDefaults.For(Context, ranks);
+        int block = Context / ranks, chunk = Context / (2 * ranks);
+        var rows = new List<KernelRow>();
+
+        // The largest tensors any call below needs: queries of a whole rank, keys of the whole context.
+        using var q = ctx.DeviceRandom(anchor + block, qd);
+        using var k = ctx.DeviceRandom(Context + anchor, kvd); using var v = ctx.DeviceRandom(Context + anchor, kvd);
+        using var o = gpu.Allocate(anchor + block, qd, CudaDType.BF16);
+        double Attend(string what, int tq, int tk, int qAt = 0)
+        {
+            var t = ctx.TimeGpu(() => gpu.Attention(q.RowSlice(qAt, tq), k.RowSlice(0, tk), v.RowSlice(0, tk), heads, kvHeads,
+                AttentionMask.Causal, o.RowSlice(qAt, tq), null), 3);
+            double pairs = (double)tq * (tk - tq) + (double)tq * (tq + 1) / 2;
+            rows.Add(new KernelRow("attention", what, $"Tq={tq} Tk={tk} bottom-right causal", ranks, t,
+                new Work(Bound.Compute, 4.0 * pairs * heads * d, $"4 x {pairs / 1e6:F0}M pairs x {heads} heads x d {d}")));
+            return t.MedianMs;
+        }
+
+        // One layer's GEMMs for a rank's rows, timed once per row count.
+        var w = new[] { ("qkv", qd + 2 * kvd, c.HiddenSize), ("o_proj", c.HiddenSize, qd), ("gate", c.IntermediateSize, c.HiddenSize),
+                        ("up", c.IntermediateSize, c.HiddenSize), ("down", c.HiddenSize, c.IntermediateSize) }
+            .Select((x, i) => (x.Item1, W: gpu.LoadRandom(x.Item1, x.Item2, x.Item3, 100 + (ulong)i, 0.02f, 0f))).ToArray();
+        var gemmMs = new Dictionary<int, double>();
+        double Gemms(int n)
+        {
+            if (gemmMs.TryGetValue(n, out double ms)) return ms;
+            // An input and an output of each width the five weights read and write.
+            var buffers = w.SelectMany(e => new[] { e.W.Cols, e.W.Rows }).Distinct().ToDictionary(cols => cols, cols => ctx.DeviceRandom(n, cols));
+            var t = ctx.TimeGpu(() =>
+            {
+                foreach (var (_, weight) in w)
+                    gpu.Linear(buffers[weight.Cols], weight, null, buffers[weight.Rows]);
+            }, 3);
+            foreach (var b in buffers.Values) b.Dispose();
+            double flops = 2.0 * n * w.Sum(e => (double)e.W.Rows * e.W.Cols);
+            rows.Add(new KernelRow("gemm", "layer", $"{n} rows: qkv, o_proj, gate, up, down", ranks, t, new Work(Bound.Compute, flops, $"2 x {n} rows x {w.Sum(e => (double)e.W.Rows * e.W.Cols) / 1e6:F0}M weights")));
+            return gemmMs[n] = t.MedianMs;
+        }
+
+        // APB's scorer chain on a block (ranks that send): the query-aware scorer, selection and gather of l_p rows.
+        double scoring;
+        using (var qbar = gpu.AllocateF32(1, kvd))
+        using (var scorer = new QueryAwareScorer(gpu, c))
+        using (var picked = gpu.Passing.AllocateRows(passing, kvHeads))
+        using (var sent = gpu.Allocate(2 * passing, kvd, CudaDType.BF16))
+        {
+            var kb = k.RowSlice(0, block); var vb = v.RowSlice(0, block);
+            var t = ctx.TimeGpu(() =>
+            {
+                scorer.QueryMean(q.RowSlice(0, 64), qbar);
+                gpu.Passing.SelectPassing(scorer.ScoreOnDevice(kb, qbar, block), kvHeads, picked);
+                gpu.Passing.GatherHeadRows(kb, kvHeads, picked, sent.RowSlice(0, passing));
+                gpu.Passing.GatherHeadRows(vb, kvHeads, picked, sent.RowSlice(passing, passing));
+            }, 5);
+            rows.Add(new KernelRow("apb scoring", "query-aware", $"{block} rows, l_p {passing}", ranks, t, new Work(Bound.Memory, 2.0 * block * kvd * 2, "K and V of the block once")));
+            scoring = t.MedianMs;
+        }
+
+        // Per rank and layer, ms. APB rank r >= 1 holds [anchor; block] and reads r x l_p passing rows; rank 0 has no anchor.
+        var apb = new double[ranks];
+        for (int r = 0; r < ranks; r++)
+        {
+            int a = r == 0 ? 0 : anchor, p = r * passing;
+            double att = (a > 0 ? Attend($"apb rank {r} anchor rows", a, a) : 0) + Attend($"apb rank {r} block rows", block, p + a + block, a);
+            apb[r] = att + Gemms(a + block) + (r < ranks - 1 ? scoring : 0);
+        }
+        var zigzag = new double[ranks];
+        for (int r = 0; r < ranks; r++)
+            zigzag[r] = Attend($"zigzag rank {r} chunk {r}", chunk, (r + 1) * chunk) +
+                        Attend($"zigzag rank {r} chunk {2 * ranks - 1 - r}", chunk, (2 * ranks - r) * chunk) + Gemms(block);
+
+        // Bytes a rank receives per layer: APB's all-gather of every sender's l_p K and V rows (the last rank's view);
+        // the ring's H - 1 steps of a rank's two chunks of K and V.
+        double bytesPerRow = 2.0 * kvd * 2;
+        double apbLink = (ranks - 1) * passing * bytesPerRow / (PrefillModel.NvLink4GBps * 1e9) * 1e3;
+        double zigzagLink = (ranks - 1) * (double)block * bytesPerRow / (PrefillModel.NvLink4GBps * 1e9) * 1e3;
+        double apbSlow = apb.Max(), zigzagSlow = zigzag.Max();
+        double apbSerial = Layers * (apbSlow + apbLink) / 1e3, zigzagSerial = Layers * (zigzagSlow + zigzagLink) / 1e3;
+        double apbOver = Layers * Math.Max(apbSlow, apbLink) / 1e3, zigzagOver = Layers * Math.Max(zigzagSlow, zigzagLink) / 1e3;
+        ctx.Log.WriteLine($"critical path, {ranks} GPUs, 128K: per rank and layer, ms (attention + GEMMs + scoring):");
+        ctx.Log.WriteLine($"  apb    {string.Join(" ", apb.Select(x => x.ToString("F2")))}  (slowest {apbSlow:F2}; link {apbLink:F3} per layer)");
+        ctx.Log.WriteLine($"  zigzag {string.Join(" ", zigzag.Select(x => x.ToString("F2")))}  (slowest {zigzagSlow:F2}; link {zigzagLink:F3} per layer)");
+        ctx.Log.WriteLine($"  modeled prefill, {Layers} layers: apb {apbSerial:F3} s serial ({apbOver:F3} overlapped), zigzag {zigzagSerial:F3} s ({zigzagOver:F3}); " +
+                          $"apb / zigzag = {apbSerial / zigzagSerial:F3} serial, {apbOver / zigzagOver:F3} overlapped (issue #22's bar at 8 GPUs: 0.70)");
+        foreach (var (_, weight) in w) (weight as IDisposable)?.Dispose();
+        return rows;
+    }
+}
