@@ -8,6 +8,9 @@
 # + most bytes sent or received over a link of LINK_GBPS per direction; NVLink 4 on an H200: 450). The bars:
 #   1. (scoring + selection) <= 10% of attention on every rank, for every APB case
 #   2. APB's modeled 8-GPU prefill at 128K <= 0.7 x zigzag's (serial model; the overlapped one printed beside it)
+# Caution (bench/results/session-20261203-call3): in-process ranks share the one GPU, so a rank's phase time includes
+# the other ranks' kernels that ran meanwhile; these shares and this model are not the bars' measurement. Each part
+# timed alone is: `apb bench kernel passing` (bar 1) and `apb bench kernel critical-path` (bar 2).
 # $OUT gets two files: summary.md (the bars, met or not, and the per-rank table) and machinery.tar.gz (each run's
 # prefill.json/md and log). The summary is printed last.
 source "$(dirname "$0")/env.sh"
