@@ -80,29 +80,46 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
-        if (Decode2(pairs, d) is { } v2)
-        {
-            DecodeAttention2(qs, ks, vs, heads, kvHeads, mask, o, l, pairs, d, v2);
-            return;
-        }
-        // Version 1 keeps the count it was measured with (4 per SM) unless one is set.
-        var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4);
+        var k = DecodeKernelFor(batch: false, pairs, d);
+        var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks, k);
         long rowsOut = (long)tq * heads;
-        long bytes = rowsOut * splits * (d + 1) * 4L;
-        ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
-        ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
-
+        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
         long qStride = qs.Cols, kStride = ks.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
-        string fn = d == 64 ? "apb_decode_split_d64" : "apb_decode_split_d128";
-        uint smem = DecodeSharedBytes(pairs, d);
+        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
+        Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), k.Threads, k.Smem, sa);
+        DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+    }
+
+    /// <summary>A split-KV kernel as a call runs it; its last argument is tiles per split (version 1) or keys (version 2).</summary>
+    readonly record struct DecodeLaunch(string Name, nint F, uint Threads, uint Smem, int Tile, int PerSm, bool CountsKeys);
+
+    /// <summary>
+    /// The kernel for a call of <paramref name="pairs"/> (query row, head) pairs per KV head: version 2 where it applies
+    /// (<see cref="Decode2"/>), its splits aimed at one wave of it; version 1 otherwise, at the 4 blocks per SM it was
+    /// measured with unless <see cref="DecodeBlocksPerSm"/> is set.
+    /// </summary>
+    DecodeLaunch DecodeKernelFor(bool batch, int pairs, int d)
+    {
+        if (Decode2(pairs, d) is { } stem)
+        {
+            string fn2 = (batch ? "apb_decode2_batch_" : "apb_decode2_split_") + stem;
+            nint f2 = Context.Function(DecodeFile, fn2);
+            return new(fn2, f2, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f2, Decode2Threads, 0), CountsKeys: true);
+        }
+        string fn = $"apb_decode_{(batch ? "batch" : "split")}_d{d}";
         // The limit goes to what any call may need (the widest row block at d = 128): smem varies from call to call.
         nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
-        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
-        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), DecodeThreads, smem, sa);
-        DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+        return new(fn, f, DecodeThreads, DecodeSharedBytes(pairs, d), DecodeTile, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4, CountsKeys: false);
+    }
+
+    /// <summary><see cref="DecodeSplits(int, int, int, int)"/> for a launch, with its last argument: tiles or keys per split.</summary>
+    (int Splits, int PerSplit) DecodeSplits(int tk, int blocksPerSplit, DecodeLaunch k)
+    {
+        var (splits, tiles) = DecodeSplits(tk, blocksPerSplit, k.PerSm, k.Tile);
+        return (splits, k.CountsKeys ? tiles * k.Tile : tiles);
     }
 
     /// <summary>Version 2's kernel name stem for a call of <paramref name="pairs"/> pairs per KV head, or null where version 1 runs.</summary>
@@ -117,25 +134,11 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Keys per block step of version 2: (lane groups of D/8 lanes in 128 threads) x DV2_U.</summary>
     static int Decode2Step(int d) => Decode2Threads / (d / 8) * Decode2Unroll;
 
-    void DecodeAttention2(CudaTensor qs, CudaTensor ks, CudaTensor vs, int heads, int kvHeads, AttentionMask mask,
-                          CudaTensor o, CudaTensor? l, int pairs, int d, string stem)
+    /// <summary>The splits' fp32 partials in the backend's scratch: outputs [rows][splits][d], then LSEs [rows][splits].</summary>
+    (ulong PartO, ulong PartLse) DecodePartials(long rowsOut, int splits, int d)
     {
-        int tq = qs.Rows, tk = ks.Rows;
-        int step = Decode2Step(d);
-        string fn = "apb_decode2_split_" + stem;
-        nint f = Context.Function(DecodeFile, fn);
-        var (splits, perSplit) = DecodeSplits(tk, kvHeads, BlocksPerSm(f, Decode2Threads, 0), step);
-        int keysPerSplit = perSplit * step;
-        long rowsOut = (long)tq * heads;
         ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rowsOut * splits * (d + 1) * 4L, 1L << 20, "decode attention partials");
-        ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
-        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
-        long qStride = qs.Cols, kStride = ks.Cols;
-        float scale = 1f / MathF.Sqrt(d);
-        int causal = mask == AttentionMask.Causal ? 1 : 0;
-        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &keysPerSplit };
-        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
-        DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+        return (partO, partO + (ulong)(rowsOut * splits * d * 4L));
     }
 
     /// <summary>The splits' partials of rows x heads (query row, head) pairs into the output (and LSE when given).</summary>
@@ -181,49 +184,29 @@ public sealed unsafe partial class CudaBackend
             return;
         }
         Enter();
-        // The table: B pairs of 8-byte addresses (K, V), then B lengths; one copy for the whole step.
-        var table = new byte[b * 16 + b * 4];
+        // The table: B pairs of 8-byte addresses (K, V), then B lengths; one copy for the whole step (no heap: it is
+        // made for every layer of every decode step).
+        int tableBytes = b * 16 + b * 4;
+        Span<byte> table = tableBytes <= 8192 ? stackalloc byte[tableBytes] : new byte[tableBytes];
         for (int i = 0; i < b; i++)
         {
-            BitConverter.TryWriteBytes(table.AsSpan(i * 16), ks[i].Ptr);
-            BitConverter.TryWriteBytes(table.AsSpan(i * 16 + 8), vs[i].Ptr);
-            BitConverter.TryWriteBytes(table.AsSpan(b * 16 + i * 4), ks[i].Rows);
+            BitConverter.TryWriteBytes(table[(i * 16)..], ks[i].Ptr);
+            BitConverter.TryWriteBytes(table[(i * 16 + 8)..], vs[i].Ptr);
+            BitConverter.TryWriteBytes(table[(b * 16 + i * 4)..], ks[i].Rows);
         }
-        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, table.Length, 4096, "decode batch table");
-        fixed (byte* src = table) UploadSmall(tp, src, table.Length, "decode batch table");
+        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, tableBytes, 4096, "decode batch table");
+        fixed (byte* src = table) UploadSmall(tp, src, tableBytes, "decode batch table");
         ulong lens = tp + (ulong)(b * 16);
 
-        if (Decode2(heads / kvHeads, d) is { } v2)
-        {
-            int step = Decode2Step(d);
-            string fn2 = "apb_decode2_batch_" + v2;
-            nint f2 = Context.Function(DecodeFile, fn2);
-            var (splits2, per2) = DecodeSplits(maxLen, kvHeads * b, BlocksPerSm(f2, Decode2Threads, 0), step);
-            int keysPerSplit = per2 * step;
-            long rows2 = (long)b * heads;
-            ulong pO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, rows2 * splits2 * (d + 1) * 4L, 1L << 20, "decode attention partials");
-            ulong pL = pO + (ulong)(rows2 * splits2 * d * 4L);
-            ulong q2 = qs.Ptr;
-            long qs2 = qs.Cols, ks2 = ks[0].Cols;
-            float sc2 = 1f / MathF.Sqrt(d);
-            void** a2 = stackalloc void*[] { &q2, &tp, &lens, &pO, &pL, &heads, &kvHeads, &qs2, &ks2, &sc2, &keysPerSplit };
-            Context.Launch(f2, fn2, ((uint)splits2, (uint)kvHeads, (uint)b), Decode2Threads, 0, a2);
-            DecodeMerge(pO, pL, o, null, rows2, heads, d, splits2);
-            return;
-        }
-        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4);
+        var k = DecodeKernelFor(batch: true, heads / kvHeads, d);
+        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, k);
         long rowsOut = (long)b * heads;
-        long bytes = rowsOut * splits * (d + 1) * 4L;
-        ulong partO = Scratch(ref _decodeScratch, ref _decodeScratchBytes, bytes, 1L << 20, "decode attention partials");
-        ulong partLse = partO + (ulong)(rowsOut * splits * d * 4L);
+        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
         ulong qp = qs.Ptr;
         long qStride = qs.Cols, kStride = ks[0].Cols;
         float scale = 1f / MathF.Sqrt(d);
-        string fn = d == 64 ? "apb_decode_batch_d64" : "apb_decode_batch_d128";
-        uint smem = DecodeSharedBytes(heads / kvHeads, d);
-        nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
-        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)b), DecodeThreads, smem, sa);
+        Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
     }
 }

@@ -385,7 +385,8 @@ public sealed unsafe partial class CudaBackend : IBackend
             return;
         }
         Enter();
-        var table = new ulong[n];
+        // Made twice per layer of every batched decode step: on the stack up to any batch the scheduler runs.
+        Span<ulong> table = n <= 1024 ? stackalloc ulong[n] : new ulong[n];
         for (int i = 0; i < n; i++) table[i] = d[i].Ptr;
         ulong tp = Scratch(ref _scatterTable, ref _scatterTableBytes, n * 8L, 4096, "scatter table");
         fixed (ulong* t = table) UploadSmall(tp, t, n * 8L, "scatter table");
