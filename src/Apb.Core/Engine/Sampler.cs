@@ -32,8 +32,6 @@ public sealed class Sampler
         return best;
     }
 
-    /// <summary>True when the next token is the plain argmax of the logits (temperature 0, nothing adjusts them).</summary>
-    public bool Greedy => _o.Temperature == 0 && !_o.AdjustsLogits;
 
     public int Next(ReadOnlySpan<float> logits)
     {

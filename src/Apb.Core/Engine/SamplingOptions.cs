@@ -31,6 +31,12 @@ public sealed record SamplingOptions
     /// <summary>True when the logits must be changed before sampling (penalties or bias): the sampler copies them then.</summary>
     public bool AdjustsLogits => FrequencyPenalty != 0 || PresencePenalty != 0 || LogitBias is { Count: > 0 };
 
+    /// <summary>
+    /// True when the next token is all a step must give back: the plain argmax (temperature 0, nothing adjusts the
+    /// logits) and no logprobs. A serving step of such requests has the device pick the tokens (IBackend.ArgMaxRows).
+    /// </summary>
+    public bool TokenOnly => Temperature == 0 && !AdjustsLogits && Logprobs is null;
+
     public void Validate()
     {
         if (Temperature < 0 || double.IsNaN(Temperature)) throw new ApbException($"temperature must be >= 0 (0 = greedy), got {Temperature}");

@@ -328,7 +328,7 @@ public sealed class BatchScheduler : IGenerationEngine
         if (batch.Count == 0) return;
         long start = Stopwatch.GetTimestamp();
         // When every request takes the plain argmax and no logprobs, the ranks answer with token ids picked on the device.
-        bool greedy = batch.All(a => a.Sampler!.Greedy && a.Job.Sampling.Logprobs is null);
+        bool greedy = batch.All(a => a.Job.Sampling.TokenOnly);
         float[][]? logits = null;
         int[]? picked = null;
         var sequences = batch.Select(a => a.Sequence!.Value).ToArray();
