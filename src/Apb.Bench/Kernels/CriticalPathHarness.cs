@@ -86,19 +86,9 @@ public sealed class CriticalPathHarness : KernelHarness
 
         // APB's scorer chain on a block (ranks that send): the query-aware scorer, selection and gather of l_p rows.
         double scoring;
-        using (var qbar = gpu.AllocateF32(1, kvd))
-        using (var scorer = new QueryAwareScorer(gpu, c))
-        using (var picked = gpu.Passing.AllocateRows(passing, kvHeads))
-        using (var sent = gpu.Allocate(2 * passing, kvd, CudaDType.BF16))
+        using (var chains = new ApbScorerChains(gpu, c, passing))
         {
-            var kb = k.RowSlice(0, block); var vb = v.RowSlice(0, block);
-            var t = ctx.TimeGpu(() =>
-            {
-                scorer.QueryMean(q.RowSlice(0, 64), qbar);
-                gpu.Passing.SelectPassing(scorer.ScoreOnDevice(kb, qbar, block), kvHeads, picked);
-                gpu.Passing.GatherHeadRows(kb, kvHeads, picked, sent.RowSlice(0, passing));
-                gpu.Passing.GatherHeadRows(vb, kvHeads, picked, sent.RowSlice(passing, passing));
-            }, 5);
+            var t = ctx.TimeGpu(() => chains.QueryAware(q.RowSlice(0, 64), k.RowSlice(0, block), v.RowSlice(0, block)), 5);
             rows.Add(new KernelRow("apb scoring", "query-aware", $"{block} rows, l_p {passing}", ranks, t, new Work(Bound.Memory, 2.0 * block * kvd * 2, "K and V of the block once")));
             scoring = t.MedianMs;
         }
