@@ -17,12 +17,8 @@ PACK=${PACK:-$ROOT/.gpu}
 WORK=${WORK:-/tmp/apb-decode}
 LENGTHS=${LENGTHS:-8k,32k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK" publish/linux-x64 publish/gpu-tests
-mkdir -p publish/prev
-for f in apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests apb-prev:publish/prev/apb; do
-  src=$PACK/${f%%:*}.xz; dst=${f#*:}
-  [ -f "$src" ] && xz -dc "$src" > "$dst" && chmod +x "$dst"
-done
+mkdir -p "$WORK"
+unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests apb-prev:publish/prev/apb
 APB_PREV=${APB_PREV:-$ROOT/publish/prev/apb}
 SUMMARY=$OUT/summary.md
 : > "$SUMMARY"

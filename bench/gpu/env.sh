@@ -30,6 +30,18 @@ require_gpu_tests() {
   exit 2
 }
 
+# Unpacks the binaries that travel xz-compressed (the device tool's working-tree limit) from ${PACK:-.gpu}: each
+# NAME:PATH argument is NAME.xz -> PATH, made executable; a pack that is not there is skipped.
+unpack_binaries() {
+  local f src dst
+  for f; do
+    src=${PACK:-$ROOT/.gpu}/${f%%:*}.xz; dst=${f#*:}
+    mkdir -p "$(dirname "$dst")"
+    [ -f "$src" ] && xz -dc "$src" > "$dst" && chmod +x "$dst"
+  done
+  return 0
+}
+
 # The script's start, for step's "+N s". LOG starts empty: a script that sets it (after sourcing this) gets step's lines
 # appended to that file as well.
 t0=$(date +%s)

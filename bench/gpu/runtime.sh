@@ -14,11 +14,8 @@ PACK=${PACK:-$ROOT/.gpu}
 WORK=${WORK:-/tmp/apb-runtime}
 PREFILL_LENGTHS=${PREFILL_LENGTHS:-32k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK" publish/linux-x64 publish/gpu-tests publish/old
-for f in apb:publish/linux-x64/apb apb-old:publish/old/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests; do
-  src=$PACK/${f%%:*}.xz; dst=${f#*:}
-  [ -f "$src" ] && xz -dc "$src" > "$dst" && chmod +x "$dst"
-done
+mkdir -p "$WORK"
+unpack_binaries apb:publish/linux-x64/apb apb-old:publish/old/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 APB_OLD=${APB_OLD:-$ROOT/publish/old/apb}
 SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
