@@ -73,41 +73,48 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         // Select before RoPE where the retaining heads score (they read pre-RoPE q/k/v), after it for the query-aware
         // scorer (post-RoPE keys); either way each chunk's selection is made before the next chunk's scores overwrite the
         // scorer's buffer, and the rows are gathered after RoPE.
+        // Top-k is timed as "selection" and the rest as "scoring", as contiguous APB times them.
+        void Select(int i, Tensor scores)
+        {
+            using (Measure("selection")) B.Passing.SelectPassing(scores, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+        }
         var headScores = new Tensor?[2];
         if (passes && _retaining != null)
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
+                {
+                    int at = a + i * lc, real = Plan.ChunkRealRows(chunks[i]);
+                    Tensor s;
                     using (Measure("scoring"))
                     {
-                        int at = a + i * lc, real = Plan.ChunkRealRows(chunks[i]);
-                        var s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, real), k.RowSlice(at, real), v.RowSlice(at, real), real);
+                        s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, real), k.RowSlice(at, real), v.RowSlice(at, real), real);
                         // The scorer's buffer is the next chunk's: the mix keeps its own copy until the keys are rotated.
                         if (_headsNovelty[i] is { } novelty) headScores[i] = novelty.Widened(s);
-                        else B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
                     }
+                    if (headScores[i] is null) Select(i, s);
+                }
         Rotate(q, k, Plan.LocalPositions(Rank));
         for (int i = 0; i < 2; i++)
             if (headScores[i] is { } s)
-                using (Measure("scoring"))
-                {
-                    // The heads read pre-RoPE q/k/v; the novelty term reads the rotated keys, as contiguous APB does.
-                    _headsNovelty[i]!.MixInto(s, k.RowSlice(a + i * lc, s.Rows), _noveltyWeight);
-                    B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
-                }
-        if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
-            using (Measure("scoring"))
             {
-                // Every rank's anchor holds the query (rank 0's too, unlike contiguous APB): qbar is computed locally.
-                var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
-                _queryAware.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
-                for (int i = 0; i < 2; i++)
-                    if (Scores(chunks[i]))
-                    {
-                        int real = Plan.ChunkRealRows(chunks[i]);
-                        var s = _queryAware.ScoreOnDevice(k.RowSlice(a + i * lc, real), qbar, real);
-                        B.Passing.SelectPassing(s, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
-                    }
+                // The heads read pre-RoPE q/k/v; the novelty term reads the rotated keys, as contiguous APB does.
+                using (Measure("scoring")) _headsNovelty[i]!.MixInto(s, k.RowSlice(a + i * lc, s.Rows), _noveltyWeight);
+                Select(i, s);
             }
+        if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
+        {
+            // Every rank's anchor holds the query (rank 0's too, unlike contiguous APB): qbar is computed locally.
+            var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
+            using (Measure("scoring")) _queryAware.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
+            for (int i = 0; i < 2; i++)
+                if (Scores(chunks[i]))
+                {
+                    int real = Plan.ChunkRealRows(chunks[i]);
+                    Tensor s;
+                    using (Measure("scoring")) s = _queryAware.ScoreOnDevice(k.RowSlice(a + i * lc, real), qbar, real);
+                    Select(i, s); // before the next chunk's scores overwrite the scorer's buffer
+                }
+        }
 
         Tensor? gathered = null;
         IPendingTransfer? gather = null;
@@ -115,7 +122,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         {
             // Rank j's message: [K of chunk j; V of chunk j; K of chunk 2H-1-j; V of chunk 2H-1-j], each chunk's sent rows.
             var send = Buffer("send", 2 * Plan.SentRows(Rank), C.KvDim);
-            using (Measure("scoring"))
+            using (Measure("selection"))
             {
                 int at = 0;
                 for (int i = 0; i < 2; i++)
