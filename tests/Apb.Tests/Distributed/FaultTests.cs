@@ -49,14 +49,16 @@ public class FaultTests
     {
         var m = LoadModel("embedded-random");
         var timeout = TimeSpan.FromSeconds(1);
-        // Rank 3 is stuck until the others have all entered layer 0's attention, and then for 4 timeouts more: they
-        // give up first however slowly a loaded machine schedules them. It then reaches a wait, sees the abort, stops.
+        // Rank 3 is stuck at the start of layer 0 (before its rotation, so before it posts any ring transfer: a block it
+        // had sent would let rank 2 finish layer 0 and time out in layer 1 instead) until the others have all entered
+        // layer 0's attention, and then for 4 timeouts more: they give up first however slowly a loaded machine
+        // schedules them. It then reaches a wait, sees the abort, stops.
         int entered = 0;
         var othersIn = new ManualResetEventSlim();
         var backends = Enumerable.Range(0, 4).Select(_ => new FaultyBackend()).ToArray();
         for (int r = 0; r < 3; r++)
             backends[r].Arm(layer => { if (layer == 0 && Interlocked.Increment(ref entered) == 3) othersIn.Set(); });
-        backends[3].Arm(layer =>
+        backends[3].Arm(null, beforeRotation: layer =>
         {
             if (layer != 0) return;
             othersIn.Wait(TimeSpan.FromSeconds(60));

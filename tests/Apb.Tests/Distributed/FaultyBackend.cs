@@ -14,13 +14,18 @@ sealed class FaultyBackend : IBackend
 {
     readonly CpuBackend _b = new();
     int _ropes;
-    Action<int>? _beforeAttention;
+    Action<int>? _beforeAttention, _beforeRotation;
 
-    /// <summary>From now on, <paramref name="beforeAttention"/> runs with the layer before each attention call.</summary>
-    public void Arm(Action<int> beforeAttention)
+    /// <summary>
+    /// From now on, <paramref name="beforeAttention"/> runs with the layer before each attention call, and
+    /// <paramref name="beforeRotation"/> before each layer's first Rope: a layer's earliest step, before any transfer a
+    /// strategy starts in it (a ring posts its first send before its first attention call).
+    /// </summary>
+    public void Arm(Action<int>? beforeAttention, Action<int>? beforeRotation = null)
     {
         _ropes = 0;
         _beforeAttention = beforeAttention;
+        _beforeRotation = beforeRotation;
     }
 
     public string Name => _b.Name;
@@ -56,6 +61,7 @@ sealed class FaultyBackend : IBackend
 
     public void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table)
     {
+        if (_ropes % 2 == 0) _beforeRotation?.Invoke(_ropes / 2);
         _ropes++;
         _b.Rope(x, heads, positions, table);
     }
