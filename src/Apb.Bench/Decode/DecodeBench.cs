@@ -41,9 +41,12 @@ public sealed record DecodeSettings
 /// </summary>
 public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter log)
 {
-    sealed record Result(int Context, string Attention, string Status, string? Note, double[] StepMs, double PrefillSeconds, double FloorMs, double PeakGiB)
+    sealed record Result(int Context, string Attention, string Status, string? Note, double[] StepMs, double PrefillSeconds, double FloorMs, double PeakGiB,
+        double[]? HostMs = null)
     {
         public double Median => Stats.Median(StepMs);
+        /// <summary>Median of each step's wall time less the time the host waited on the device: the host's own share.</summary>
+        public double HostMedian => HostMs is { Length: > 0 } h ? Stats.Median(h) : double.NaN;
     }
 
     readonly List<Result> _results = [];
@@ -110,17 +113,20 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 if (cuda != null) cuda.AttentionKernel = kernels[v];
                 for (int i = 0; i < o.Warmup; i++) next = Sampler.ArgMax(session.Decode(next));
                 var ms = new double[o.Tokens];
+                var host = new double[o.Tokens];
                 for (int i = 0; i < o.Tokens; i++)
                 {
+                    double waited = cuda?.Context.WaitedMs ?? 0;
                     sw.Restart();
                     next = Sampler.ArgMax(session.Decode(next)); // Decode downloads the logits: the device is done
                     ms[i] = sw.Elapsed.TotalMilliseconds;
+                    host[i] = ms[i] - ((cuda?.Context.WaitedMs ?? 0) - waited);
                 }
                 double peak = cuda != null ? backend.Memory.PeakBytes / (double)(1L << 30) : 0;
-                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak);
+                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak, cuda != null ? host : null);
                 _results.Add(r);
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
-                Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s)" +
+                Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
                     (double.IsFinite(r.FloorMs) ? $", floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)" : ""));
             }
         }
@@ -146,15 +152,17 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
     {
         output.WriteLine($"## apb bench decode: {_modelName}, {o.Tokens} steps after {o.Warmup} warm-up, {o.Device}");
         output.WriteLine();
-        output.WriteLine("| engine | attention | context | ms/token (median) | min | tok/s | floor ms | floor fraction | prefill s | peak GiB | note |");
-        output.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        output.WriteLine("| engine | attention | context | ms/token (median) | min | host ms | tok/s | floor ms | floor fraction | prefill s | peak GiB | note |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in _results)
         {
-            if (r.Status != "ok") { output.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Status} | - | - | {F(r.FloorMs, "F2")} | - | - | - | {Cell(r.Note)} |"); continue; }
-            output.WriteLine($"| apb | {r.Attention} | {r.Context} | {F(r.Median, "F2")} | {F(r.StepMs.Min(), "F2")} | {F(1000 / r.Median, "F1")} | {F(r.FloorMs, "F2")} | " +
+            if (r.Status != "ok") { output.WriteLine($"| apb | {r.Attention} | {r.Context} | {r.Status} | - | - | - | {F(r.FloorMs, "F2")} | - | - | - | {Cell(r.Note)} |"); continue; }
+            output.WriteLine($"| apb | {r.Attention} | {r.Context} | {F(r.Median, "F2")} | {F(r.StepMs.Min(), "F2")} | {F(r.HostMedian, "F2")} | {F(1000 / r.Median, "F1")} | {F(r.FloorMs, "F2")} | " +
                              $"{F(r.FloorMs / r.Median, "F2")} | {F(r.PrefillSeconds, "F2")} | {F(r.PeakGiB, "F1")} | |");
         }
         output.WriteLine();
+        if (_onDevice)
+            output.WriteLine("host ms: a step's wall time less the time the host waited on the device (the step's queueing; near the wall time, the step is bound by the host's launches).");
         output.WriteLine(_onDevice
             ? $"floor: bf16 weights except the embedding table + the whole KV cache, read once per step at {o.BandwidthTbs} TB/s."
             : "floor: GPU runs only (the bytes a step reads over HBM bandwidth; a CPU has no such bound here).");
@@ -190,6 +198,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 foreach (var x in r.StepMs) w.WriteNumberValue(x);
                 w.WriteEndArray();
                 w.WriteNumber("tokens_per_s", 1000 / r.Median);
+                if (double.IsFinite(r.HostMedian)) w.WriteNumber("host_ms", r.HostMedian); else w.WriteNull("host_ms");
                 if (double.IsFinite(r.FloorMs)) w.WriteNumber("floor_fraction", r.FloorMs / r.Median); else w.WriteNull("floor_fraction");
                 w.WriteNumber("prefill_s", r.PrefillSeconds);
                 w.WriteNumber("peak_gib", r.PeakGiB);

@@ -39,7 +39,7 @@ public static class KernelHarnesses
 {
     public static IReadOnlyList<KernelHarness> All { get; } =
     [
-        new AttentionHarness(), new DecodeHarness(), new GemmHarness(), new NormHarness(), new RopeHarness(),
+        new AttentionHarness(), new DecodeHarness(), new GemmHarness(), new GemvHarness(), new NormHarness(), new RopeHarness(),
         new MergeHarness(), new PassingHarness(), new CriticalPathHarness(), new CpuAttentionHarness(),
     ];
 

@@ -39,6 +39,9 @@ public readonly record struct HostTransfers(long ToDeviceBytes, long ToDeviceCop
         new(a.ToDeviceBytes + b.ToDeviceBytes, a.ToDeviceCopies + b.ToDeviceCopies, a.ToHostBytes + b.ToHostBytes, a.ToHostCopies + b.ToHostCopies);
 }
 
+/// <summary>A weight, its optional bias, and the tensor its product with an input goes to (<see cref="IBackend.Linears"/>).</summary>
+public readonly record struct LinearOutput(IWeight Weight, IWeight? Bias, Tensor Output);
+
 /// <summary>Which keys a query row may see. Bottom-right alignment: query row i sees key j when j &lt;= i + (Tk - Tq).</summary>
 public enum AttentionMask { None, Causal }
 
@@ -104,6 +107,29 @@ public interface IBackend : IDisposable
     /// <summary>output = x W^T (+ bias). W is [out_features, in_features] as checkpoints store it.</summary>
     void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output);
     void AddInPlace(Tensor x, Tensor y);
+
+    /// <summary>
+    /// Several products of the same input, output_i = x W_i^T (+ bias_i): a layer's q, k and v. The default is one
+    /// <see cref="Linear"/> each; a device backend may read x once for all of them in one launch (a decode step, where
+    /// the launches cost as much as the reads).
+    /// </summary>
+    void Linears(Tensor x, ReadOnlySpan<LinearOutput> outputs)
+    {
+        foreach (var o in outputs) Linear(x, o.Weight, o.Bias, o.Output);
+    }
+
+    /// <summary>
+    /// The gated MLP's first half: output = silu(g) * u with g = x Wg^T (+ bg) and u = x Wu^T (+ bu), g and u each
+    /// rounded to the activation type first, as <see cref="Linear"/> stores them. <paramref name="upScratch"/> holds u
+    /// where the backend needs it in memory (the default: Linear, Linear, SiluMul); a device backend may fuse the three
+    /// for a few rows and leave it untouched. output may be neither x nor upScratch.
+    /// </summary>
+    void GatedLinear(Tensor x, IWeight gate, IWeight? gateBias, IWeight up, IWeight? upBias, Tensor upScratch, Tensor output)
+    {
+        Linear(x, gate, gateBias, output);
+        Linear(x, up, upBias, upScratch);
+        SiluMul(output, upScratch, output);
+    }
 
     /// <summary>
     /// The residual add fused with the RMSNorm that follows it: x += y, then output = rms_norm(x) * weight, reading the

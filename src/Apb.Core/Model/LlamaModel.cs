@@ -98,9 +98,7 @@ public sealed class LlamaModel : IDisposable
             // ws.H holds input_layernorm(x) here: each residual add below is fused with the norm that reads its sum.
             using (Measure("qkv"))
             {
-                b.Linear(ws.H, L.QProj, L.QBias, ws.Q);
-                b.Linear(ws.H, L.KProj, L.KBias, ws.K);
-                b.Linear(ws.H, L.VProj, L.VBias, ws.V);
+                b.Linears(ws.H, [new(L.QProj, L.QBias, ws.Q), new(L.KProj, L.KBias, ws.K), new(L.VProj, L.VBias, ws.V)]);
                 if (L.QNorm is { } qNorm) HeadNorm(ws.Q.View(T * c.NumAttentionHeads, c.HeadDim), qNorm);
                 if (L.KNorm is { } kNorm) HeadNorm(ws.K.View(T * c.NumKeyValueHeads, c.HeadDim), kNorm);
             }
@@ -119,9 +117,7 @@ public sealed class LlamaModel : IDisposable
             }
             using (Measure("ffn"))
             {
-                b.Linear(h, L.GateProj, L.GateBias, gate);
-                b.Linear(h, L.UpProj, L.UpBias, up);
-                b.SiluMul(gate, up, gate);
+                b.GatedLinear(h, L.GateProj, L.GateBias, L.UpProj, L.UpBias, up, gate);
                 b.Linear(gate, L.DownProj, L.DownBias, tmp);
                 // The last layer's sum goes to the final norm below: a plain add there.
                 if (!lastLayer) b.AddRmsNorm(x, tmp, Weights.Layers[l + 1].InputLayernorm, eps, h);

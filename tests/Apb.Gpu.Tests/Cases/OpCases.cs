@@ -30,6 +30,16 @@ public static class OpCases
                 var dt = (li++ % 3) switch { 0 => DType.BF16, 1 => DType.F16, _ => DType.F32 };
                 yield return new("ops", $"linear M={m} N={n} K={k}{(bias ? " +bias" : "")} W {DTypes.Name(dt)}", c => Linear(c, m, n, k, bias, dt));
             }
+        // Decode-sized products go through gemv.cu (M <= CudaBackend.GemvRowLimit): each against the CPU and against
+        // cuBLASLt on the same device, over every M it takes and the Llama-3.1-8B widths.
+        foreach (var (m, n, k) in new[] { (1, 1000, 1024), (2, 4096, 14336), (3, 72, 4096), (4, 1024, 4096), (1, 128256, 4096) })
+            yield return new("ops", $"gemv linear M={m} N={n} K={k} +bias", c => Gemv(c, m, n, k));
+        foreach (int m in new[] { 1, 2, 3, 4, 5 })
+        {
+            yield return new("ops", $"linears q/k/v M={m} [4096, 1024, 1024] x 4096 +bias", c => Linears(c, m, [4096, 1024, 1024], 4096));
+            yield return new("ops", $"gated linear M={m} 2 x [1400, 1024] +bias", c => GatedLinear(c, m, 1400, 1024));
+        }
+        yield return new("ops", "linears 4 weights M=1 (two launches)", c => Linears(c, 1, [128, 264, 64, 8], 512));
         yield return new("ops", "add_in_place [17, 1000]", c => AddInPlace(c, 17, 1000));
         yield return new("ops", "silu_mul [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: false));
         yield return new("ops", "silu_mul (out = gate) [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: true));
@@ -131,6 +141,71 @@ public static class OpCases
         var go = c.Poisoned(m, n);
         c.Gpu.Linear(c.OnGpu(x, m, k), c.Gpu.Load(wv), bv is { } b2 ? c.Gpu.Load(b2) : null, go);
         c.Compare("linear", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, "cuBLASLt");
+    }
+
+    /// <summary>gemv.cu's product against the CPU and against cuBLASLt (the matrix-vector kernels off) on the same device.</summary>
+    static void Gemv(GpuCheck c, int m, int n, int k)
+    {
+        var x = c.Rand((long)m * k);
+        var w = c.Weight("w", c.Rand((long)n * k, 1f / MathF.Sqrt(k)), [n, k], DType.BF16);
+        var b = c.Weight("b", c.Rand(n), [n], DType.BF16);
+        var co = c.Cpu.Allocate(m, n);
+        c.Cpu.Linear(c.OnCpu(x, m, k), c.Cpu.Load(w), c.Cpu.Load(b), co);
+        var gx = c.OnGpu(x, m, k); var gw = c.Gpu.Load(w); var gb = c.Gpu.Load(b);
+        var go = c.Poisoned(m, n);
+        c.Gpu.Linear(gx, gw, gb, go);
+        c.Compare("gemv vs cpu", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, "gemv.cu");
+        var lt = c.Poisoned(m, n);
+        WithoutGemv(c, () => c.Gpu.Linear(gx, gw, gb, lt));
+        c.Compare("gemv vs cuBLASLt", Down(c.Gpu, go), Down(c.Gpu, lt), Bf16Tolerance, "gemv.cu");
+    }
+
+    static void WithoutGemv(GpuCheck c, Action work)
+    {
+        int saved = c.Gpu.GemvMaxRows;
+        c.Gpu.GemvMaxRows = 0;
+        try { work(); }
+        finally { c.Gpu.GemvMaxRows = saved; }
+    }
+
+    /// <summary>Products of one input into several outputs (a layer's q, k and v), each with a bias but the last.</summary>
+    static void Linears(GpuCheck c, int m, int[] widths, int k)
+    {
+        var x = c.Rand((long)m * k);
+        var cx = c.OnCpu(x, m, k); var gx = c.OnGpu(x, m, k);
+        var cpu = new List<LinearOutput>(); var gpu = new List<LinearOutput>();
+        for (int i = 0; i < widths.Length; i++)
+        {
+            int n = widths[i];
+            var w = c.Weight($"w{i}", c.Rand((long)n * k, 1f / MathF.Sqrt(k)), [n, k], DType.BF16);
+            var b = i + 1 < widths.Length ? c.Weight($"b{i}", c.Rand(n), [n], DType.BF16) : (WeightView?)null;
+            cpu.Add(new(c.Cpu.Load(w), b is { } b1 ? c.Cpu.Load(b1) : null, c.Cpu.Allocate(m, n)));
+            gpu.Add(new(c.Gpu.Load(w), b is { } b2 ? c.Gpu.Load(b2) : null, c.Poisoned(m, n)));
+        }
+        ((IBackend)c.Cpu).Linears(cx, cpu.ToArray());
+        c.Gpu.Linears(gx, gpu.ToArray());
+        for (int i = 0; i < widths.Length; i++)
+            c.Compare($"output {i} [{m}, {widths[i]}]", Down(c.Gpu, gpu[i].Output), Down(c.Cpu, cpu[i].Output), Bf16Tolerance,
+                m <= CudaBackend.GemvRowLimit ? "gemv.cu" : "cuBLASLt");
+    }
+
+    /// <summary>silu(x Wg^T + bg) * (x Wu^T): against the CPU's unfused ops, and against the device's unfused ops.</summary>
+    static void GatedLinear(GpuCheck c, int m, int n, int k)
+    {
+        var x = c.Rand((long)m * k);
+        var g = c.Weight("gate", c.Rand((long)n * k, 3f / MathF.Sqrt(k)), [n, k], DType.BF16);
+        var u = c.Weight("up", c.Rand((long)n * k, 1f / MathF.Sqrt(k)), [n, k], DType.BF16);
+        var gb = c.Weight("gate_bias", c.Rand(n), [n], DType.BF16);
+        var co = c.Cpu.Allocate(m, n);
+        ((IBackend)c.Cpu).GatedLinear(c.OnCpu(x, m, k), c.Cpu.Load(g), c.Cpu.Load(gb), c.Cpu.Load(u), null, c.Cpu.Allocate(m, n), co);
+        var gx = c.OnGpu(x, m, k); var gg = c.Gpu.Load(g); var ggb = c.Gpu.Load(gb); var gu = c.Gpu.Load(u);
+        var go = c.Poisoned(m, n);
+        c.Gpu.GatedLinear(gx, gg, ggb, gu, null, c.Poisoned(m, n), go);
+        string path = m <= CudaBackend.GemvRowLimit ? "gemv.cu fused" : "cuBLASLt + silu_mul";
+        c.Compare("gated vs cpu", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, path);
+        var unfused = c.Poisoned(m, n);
+        WithoutGemv(c, () => c.Gpu.GatedLinear(gx, gg, ggb, gu, null, c.Poisoned(m, n), unfused));
+        c.Compare("gated vs unfused", Down(c.Gpu, go), Down(c.Gpu, unfused), Bf16Tolerance, path);
     }
 
     static void AddInPlace(GpuCheck c, int rows, int cols)

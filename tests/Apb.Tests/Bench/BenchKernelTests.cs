@@ -42,6 +42,7 @@ public class BenchKernelTests
     [InlineData("attention")]
     [InlineData("decode")]
     [InlineData("gemm")]
+    [InlineData("gemv")]
     [InlineData("rms-norm")]
     [InlineData("rope")]
     [InlineData("merge")]
@@ -60,7 +61,7 @@ public class BenchKernelTests
     {
         var (code, _, err) = CliRun.Apb("bench", "kernel", "softmax");
         Assert.Equal(1, code);
-        Assert.Contains("no kernel harness 'softmax': choose one of attention, decode, gemm, rms-norm, rope, merge, passing, critical-path, cpu-attention", err);
+        Assert.Contains("no kernel harness 'softmax': choose one of attention, decode, gemm, gemv, rms-norm, rope, merge, passing, critical-path, cpu-attention", err);
     }
 
     [Theory]

@@ -474,6 +474,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (bias != null && (long)bias.Rows * bias.Cols != wt.Rows)
             throw new ArgumentException($"linear {wt.Name}: bias {bias.Name} has {bias.Rows * bias.Cols} elements for {wt.Rows} outputs");
         if (xs.Rows == 0) return;
+        if (UsesGemv(xs))
+        {
+            Gemv(xs, Part(xs, w, bias, output, "linear"), default, default);
+            return;
+        }
         Enter();
         _gemm.Run(xs.Ptr, wt.Ptr, bias is null ? null : C(bias).Ptr, o.Ptr, xs.Rows, wt.Rows, wt.Cols);
     }

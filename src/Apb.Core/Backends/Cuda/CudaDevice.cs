@@ -106,7 +106,21 @@ public sealed unsafe class CudaContext : IDisposable
 
     static readonly bool s_syncEachLaunch = Environment.GetEnvironmentVariable("APB_CUDA_SYNC") == "1";
 
-    public void Synchronize() => Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize (an earlier kernel or copy failed)");
+    public void Synchronize()
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize (an earlier kernel or copy failed)");
+        _waitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+    }
+
+    long _waitTicks;
+
+    /// <summary>
+    /// Milliseconds the host has spent blocked in <see cref="Synchronize"/> (every download waits there): a step's wall
+    /// time less this is the time the host spent queueing it. A step whose host time is close to its wall time is bound
+    /// by the host's launches, not by the device (`apb bench decode` reports both).
+    /// </summary>
+    public double WaitedMs => _waitTicks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
 
     public (long Free, long Total) MemoryInfo()
     {

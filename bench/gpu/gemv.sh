@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The decode step's products on one GPU, in one call (`bash bench/gpu/gemv.sh` from the repository root; binaries as
+# for decode.sh: .gpu/apb.xz and .gpu/Apb.Gpu.Tests.xz, unpacked here):
+#   1. ptxas -v of gemv.cu (registers and spills per kernel), when nvcc is there
+#   2. the GPU tests of $FILTER (default: ops, models, decode)
+#   3. apb bench kernel gemv at M = 1, 2, 4: each product of a Llama-3.1-8B decode step through gemv.cu and through
+#      cuBLASLt, same call
+#   4. apb bench decode (ms per token after $CONTEXTS, default 8k,128k) with the matrix-vector kernels off
+#      (APB_GEMV_MAX_ROWS=0: cuBLASLt, as before gemv.cu) and on, same call; the table's "host ms" column says how
+#      much of a step the host spent queueing it
+# SKIP (space-separated) leaves out steps: ptxas, tests, kernel, e2e.
+# Everything lands in $OUT/gemv.tar.gz with a summary in $OUT/summary.md (printed last).
+source "$(dirname "$0")/env.sh"
+PACK=${PACK:-$ROOT/.gpu}
+WORK=${WORK:-/tmp/apb-gemv}
+CONTEXTS=${CONTEXTS:-8k,128k}
+SKIP=${SKIP:-}
+mkdir -p "$WORK"
+unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
+SUMMARY=$OUT/summary.md
+: > "$SUMMARY"
+require_apb
+
+if command -v nvcc >/dev/null && [[ " $SKIP " != *" ptxas "* ]]; then
+  step "ptxas -v gemv.cu"
+  timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/gemv.cubin -Xptxas -v \
+    src/Apb.Core/Backends/Cuda/Kernels/gemv.cu > "$WORK/ptxas.txt" 2>&1
+  echo "ptxas exit $?" >> "$SUMMARY"
+  grep -E "Compiling entry|registers|spill" "$WORK/ptxas.txt" | paste - - - | sed -E 's/ptxas info *: //g' | head -20 >> "$SUMMARY"
+fi
+
+if [[ " $SKIP " != *" tests "* ]]; then
+  require_gpu_tests
+  step "GPU tests, ${FILTER:=ops/,models/,decode/}"
+  timeout ${TESTS_TIMEOUT:-240} "$GPU_TESTS" --filter "$FILTER" --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
+  echo "GPU tests exit $?: $(tail -1 "$WORK/gpu-tests.txt")" | tee -a "$SUMMARY"
+  grep -E "FAIL" "$WORK/gpu-tests.txt" | head -20 | tee -a "$SUMMARY"
+fi
+
+if [[ " $SKIP " != *" kernel "* ]]; then
+  step "bench kernel gemv"
+  timeout 120 "$APB" bench kernel gemv --lengths 1,2,4 --out "$WORK/kernel" > "$WORK/kernel.md" 2> "$WORK/kernel.log"
+  echo "bench kernel gemv exit $?" >> "$SUMMARY"
+  { echo "### bench kernel gemv"; grep -E "^\|" "$WORK/kernel.md"; } >> "$SUMMARY"
+fi
+
+if [[ " $SKIP " != *" e2e "* ]]; then
+  for rows in 0 4; do
+    name=decode-gemv$rows
+    step "bench decode, APB_GEMV_MAX_ROWS=$rows"
+    APB_GEMV_MAX_ROWS=$rows timeout 200 "$APB" bench decode --shape llama-3.1-8b --device cuda --lengths "$CONTEXTS" \
+      --out "$WORK/$name" > "$WORK/$name.md" 2> "$WORK/$name.log"
+    echo "bench decode (APB_GEMV_MAX_ROWS=$rows) exit $?" >> "$SUMMARY"
+    { echo "### bench decode, APB_GEMV_MAX_ROWS=$rows"; grep -E "^\|" "$WORK/$name.md"; } >> "$SUMMARY"
+  done
+fi
+
+tar -czf "$OUT/gemv.tar.gz" -C "$WORK" .
+step "done"
+cat "$SUMMARY"

@@ -1,0 +1,148 @@
+// Matrix-vector products for a decode step: y[m, n] = sum_k x[m, k] W[n, k] (+ bias[n]) for a few rows m (M <= 4), bf16
+// in and out, fp32 accumulation. A step of one sequence reads every weight once and does 2 FLOPs per weight it reads,
+// so it is bound by HBM, not by tensor cores: what matters is keeping enough loads in flight to fill the bus.
+//   - One warp per output row n. Each lane reads 16 bytes (8 weights) of W's row at a time, 8 of them before any
+//     math (U = 8: 4 KB in flight per warp), with ld.global.nc.L1::no_allocate: the weights are read once and must not
+//     push x out of L1, which every warp of the SM re-reads.
+//   - x is read straight from global memory; it is at most 4 x 28 KB and stays in L1/L2.
+//   - The lanes' partial sums meet in a butterfly of shuffles; lane m writes row m's output.
+// Three weights can share a launch (q, k and v of one layer read the same x): rows [0, a.n) are a's, the next b.n
+// are b's, then c's. apb_gemv_gated_mM reads the gate and up rows of the same n and writes silu(g) * u, g and u each
+// rounded to bf16 first, as the unfused Linear, Linear, SiluMul chain stores them (docs/kernels/gemv.md).
+#include "bf16.cuh"
+
+struct GemvPart
+{
+    const bf16* w;    // [n, k] row-major
+    const bf16* bias; // [n] or null
+    bf16* y;          // [M, n] row-major
+    int n;
+    int pad;
+};
+
+#define APB_GEMV_UNROLL 8
+
+__device__ __forceinline__ uint4 ld_stream(const void* p)
+{
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+// sum of the 8 products of two packed bf16 x 8 vectors, added to acc.
+__device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc)
+{
+    const unsigned* pa = (const unsigned*)&a;
+    const unsigned* pb = (const unsigned*)&b;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+    {
+        acc = fmaf(__uint_as_float(pa[i] << 16), __uint_as_float(pb[i] << 16), acc);
+        acc = fmaf(__uint_as_float(pa[i] & 0xffff0000u), __uint_as_float(pb[i] & 0xffff0000u), acc);
+    }
+    return acc;
+}
+
+// acc[m] += W's row (chunks of 8 weights) . x's row m, over this lane's chunks: lane, lane + 32, ...
+template <int M>
+__device__ __forceinline__ void row_dots(const uint4* __restrict__ w, const uint4* __restrict__ x, int chunks, int lane, float (&acc)[M])
+{
+    int c = lane;
+    for (; c + 32 * (APB_GEMV_UNROLL - 1) < chunks; c += 32 * APB_GEMV_UNROLL)
+    {
+        uint4 wv[APB_GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < APB_GEMV_UNROLL; u++) wv[u] = ld_stream(w + c + 32 * u);
+#pragma unroll
+        for (int u = 0; u < APB_GEMV_UNROLL; u++)
+#pragma unroll
+            for (int m = 0; m < M; m++) acc[m] = dot8(wv[u], x[(long)m * chunks + c + 32 * u], acc[m]);
+    }
+    for (; c < chunks; c += 32)
+    {
+        uint4 wv = ld_stream(w + c);
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[m] = dot8(wv, x[(long)m * chunks + c], acc[m]);
+    }
+}
+
+template <int M>
+__device__ __forceinline__ void warp_sum(float (&acc)[M])
+{
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+}
+
+// The part that global row r falls in, and r made local to it; false past the last part's rows.
+__device__ __forceinline__ bool find_part(const GemvPart& a, const GemvPart& b, const GemvPart& c, int& r, GemvPart& p)
+{
+    if (r < a.n) { p = a; return true; }
+    r -= a.n;
+    if (r < b.n) { p = b; return true; }
+    r -= b.n;
+    if (r < c.n) { p = c; return true; }
+    return false;
+}
+
+template <int M>
+__device__ __forceinline__ void gemv(const bf16* __restrict__ x, int k, GemvPart a, GemvPart b, GemvPart c)
+{
+    int lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    GemvPart p;
+    if (!find_part(a, b, c, r, p)) return;
+    int chunks = k >> 3;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0.f;
+    row_dots<M>((const uint4*)(p.w + (long)r * k), (const uint4*)x, chunks, lane, acc);
+    warp_sum<M>(acc);
+    float bias = p.bias ? bf2f(p.bias[r]) : 0.f;
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        if (lane == m) p.y[(long)m * p.n + r] = f2bf(acc[m] + bias);
+}
+
+// out[m, n] = silu(g) * u with g = x[m] . gate[n] (+ gate_bias[n]) and u = x[m] . up[n] (+ up_bias[n]), each rounded
+// to bf16 before the product (what Linear stores), and the product computed as apb_silu_mul does.
+template <int M>
+__device__ __forceinline__ void gemv_gated(const bf16* __restrict__ x, int k, GemvPart gate, GemvPart up)
+{
+    int lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= gate.n) return;
+    int chunks = k >> 3;
+    float g[M], u[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) { g[m] = 0.f; u[m] = 0.f; }
+    row_dots<M>((const uint4*)(gate.w + (long)r * k), (const uint4*)x, chunks, lane, g);
+    row_dots<M>((const uint4*)(up.w + (long)r * k), (const uint4*)x, chunks, lane, u);
+    warp_sum<M>(g);
+    warp_sum<M>(u);
+    float gb = gate.bias ? bf2f(gate.bias[r]) : 0.f, ub = up.bias ? bf2f(up.bias[r]) : 0.f;
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        if (lane == m)
+        {
+            float gv = bf2f(f2bf(g[m] + gb)), uv = bf2f(f2bf(u[m] + ub));
+            gate.y[(long)m * gate.n + r] = f2bf(gv / (1.f + expf(-gv)) * uv);
+        }
+}
+
+#define APB_GEMV(M)                                                                                                   \
+    extern "C" __global__ void __launch_bounds__(128) apb_gemv_m##M(const bf16* x, int k, GemvPart a, GemvPart b, GemvPart c) \
+    {                                                                                                                 \
+        gemv<M>(x, k, a, b, c);                                                                                       \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(128) apb_gemv_gated_m##M(const bf16* x, int k, GemvPart gate, GemvPart up) \
+    {                                                                                                                 \
+        gemv_gated<M>(x, k, gate, up);                                                                                \
+    }
+
+APB_GEMV(1)
+APB_GEMV(2)
+APB_GEMV(3)
+APB_GEMV(4)
