@@ -49,11 +49,9 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
         using (Profile?.Measure("other"))
         {
-            var rope = _rope.ForLength(start + q.Rows);
-            _b.Rope(q, _c.NumAttentionHeads, positions, rope);
-            _b.Rope(k, _c.NumKeyValueHeads, positions, rope);
+            var (kRows, vRows) = cache.AppendRows(q.Rows);
+            _b.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows), kRows, vRows);
         }
-        cache.Append(k, v);
         using var _ = Profile?.Measure("attention");
         // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
         // hides something only when some row would otherwise see more than W keys.

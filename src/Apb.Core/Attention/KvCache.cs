@@ -66,12 +66,15 @@ public sealed class KvCache : IDisposable
     /// Takes the next row (growing the buffers when full) and returns it as one-row slices of K and V for the caller to
     /// fill, e.g. with <see cref="IBackend.ScatterRows"/> for a whole batch at once.
     /// </summary>
-    public (Tensor K, Tensor V) AppendRow()
+    public (Tensor K, Tensor V) AppendRow() => AppendRows(1);
+
+    /// <summary>As <see cref="AppendRow"/>, for the next <paramref name="rows"/> rows.</summary>
+    public (Tensor K, Tensor V) AppendRows(int rows)
     {
-        if (Length + 1 > Capacity) Grow(Math.Max(Length + 1, Capacity + Math.Max(Capacity / 4, 1024)));
+        if (Length + rows > Capacity) Grow(Math.Max(Length + rows, Capacity + Math.Max(Capacity / 4, 1024)));
         var (bk, bv) = Buffers();
-        Length++;
-        return (bk.RowSlice(Length - 1, 1), bv.RowSlice(Length - 1, 1));
+        Length += rows;
+        return (bk.RowSlice(Length - rows, rows), bv.RowSlice(Length - rows, rows));
     }
 
     /// <summary>Forgets everything from row <paramref name="length"/> on (e.g. padding appended during prefill).</summary>

@@ -148,6 +148,19 @@ public interface IBackend : IDisposable
     void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table);
 
     /// <summary>
+    /// A step's rotation and KV append: q and k rotated in place (<see cref="Rope"/>), then the rotated k copied into
+    /// <paramref name="kDst"/> and v into <paramref name="vDst"/> (tensors of k's shape: the cache rows the step's tokens
+    /// take). The default is the four ops; a device backend does them in one launch.
+    /// </summary>
+    void RopeAppend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table, Tensor kDst, Tensor vDst)
+    {
+        Rope(q, heads, positions, table);
+        Rope(k, kvHeads, positions, table);
+        Copy(k, 0, 0, kDst, 0, 0, k.Rows, k.Cols);
+        Copy(v, 0, 0, vDst, 0, 0, v.Rows, v.Cols);
+    }
+
+    /// <summary>
     /// Softmax(q k^T / sqrt(d)) v per head with GQA (query head h reads KV head h / (heads / kvHeads)).
     /// lse (optional) receives the natural-log sum of exp of the scaled scores, [Tq, heads]; rows that see no key
     /// get output 0 and lse = -inf. <paramref name="window"/> &gt; 0 (causal only) is a sliding window: query row i sees

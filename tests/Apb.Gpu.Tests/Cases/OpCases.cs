@@ -46,6 +46,8 @@ public static class OpCases
         yield return new("ops", "silu [17, 1000]", c => Silu(c, 17, 1000));
         foreach (var (heads, d, theta, far) in new[] { (8, 64, 500000.0, false), (8, 128, 500000.0, true), (6, 16, 10000.0, true), (32, 128, 500000.0, true) })
             yield return new("ops", $"rope {heads} heads x d={d} theta {theta:G}, positions {(far ? "< 128K random" : "3..31")}", c => Rope(c, heads, d, theta, far));
+        foreach (var (t, heads, kv, d) in new[] { (1, 32, 8, 128), (29, 12, 2, 64), (3, 28, 4, 128) })
+            yield return new("ops", $"rope_append {t} rows, {heads}/{kv} heads x d={d}", c => RopeAppend(c, t, heads, kv, d));
         foreach (var (rows, cols, scale) in new[] { (333, 1000, 1f), (1, 4096, 0.02f) })
             yield return new("ops", $"random fill [{rows}, {cols}] x {scale:G} = RandomValues on the host", c => RandomFillMatchesHost(c, rows, cols, scale));
         foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
@@ -243,6 +245,36 @@ public static class OpCases
         var cx = c.OnCpu(x, T, heads * d); c.Cpu.Rope(cx, heads, positions, table);
         var gx = c.OnGpu(x, T, heads * d); c.Gpu.Rope(gx, heads, positions, table);
         c.Compare("rope", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
+    }
+
+    /// <summary>
+    /// The fused rotation + KV append against the CPU, and bit for bit against the device's own rope, rope and row
+    /// copies, with the destination rows in the middle of a NaN-poisoned cache.
+    /// </summary>
+    static void RopeAppend(GpuCheck c, int t, int heads, int kv, int d)
+    {
+        var table = new RopeTable(new RopeConfig(RopeType.Default, 500000.0), d);
+        var positions = Enumerable.Range(0, t).Select(_ => c.Rng.Next(131072)).ToArray();
+        var q = c.Rand((long)t * heads * d); var k = c.Rand((long)t * kv * d); var v = c.Rand((long)t * kv * d);
+        var cq = c.OnCpu(q, t, heads * d); var ck = c.OnCpu(k, t, kv * d);
+        var cKd = c.Cpu.Allocate(t, kv * d); var cVd = c.Cpu.Allocate(t, kv * d);
+        ((IBackend)c.Cpu).RopeAppend(cq, ck, c.OnCpu(v, t, kv * d), heads, kv, positions, table, cKd, cVd);
+
+        var gq = c.OnGpu(q, t, heads * d); var gk = c.OnGpu(k, t, kv * d); var gv = c.OnGpu(v, t, kv * d);
+        var cacheK = c.Poisoned(t + 10, kv * d); var cacheV = c.Poisoned(t + 10, kv * d);
+        c.Gpu.RopeAppend(gq, gk, gv, heads, kv, positions, table, cacheK.RowSlice(5, t), cacheV.RowSlice(5, t));
+        c.Compare("q", Down(c.Gpu, gq), Down(c.Cpu, cq), Bf16Tolerance, "apb_rope_append");
+        c.Compare("k in place", Down(c.Gpu, gk), Down(c.Cpu, ck), Bf16Tolerance, "apb_rope_append");
+        c.Compare("k rows", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Cpu, cKd), Bf16Tolerance, "apb_rope_append");
+        c.Compare("v rows", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Cpu, cVd), Bf16Tolerance, "apb_rope_append");
+
+        var uq = c.OnGpu(q, t, heads * d); var uk = c.OnGpu(k, t, kv * d);
+        c.Gpu.Rope(uq, heads, positions, table); c.Gpu.Rope(uk, kv, positions, table);
+        c.Compare("q = rope (cuda vs cuda)", Down(c.Gpu, gq), Down(c.Gpu, uq), 0, "apb_rope_append");
+        c.Compare("k rows = rope (cuda vs cuda)", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Gpu, uk), 0, "apb_rope_append");
+        c.Compare("v rows = v", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Gpu, gv), 0, "apb_rope_append");
+        var before = Down(c.Gpu, cacheK.RowSlice(0, 5)).Concat(Down(c.Gpu, cacheK.RowSlice(5 + t, 5))).ToArray();
+        if (before.Any(f => !float.IsNaN(f))) throw new InvalidOperationException("rope_append wrote outside its rows of the cache");
     }
 
     /// <summary>

@@ -526,18 +526,43 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"rope on {xs} with {heads} heads of {d} and {positions.Length} positions");
         if (xs.Rows == 0) return;
         Enter();
-        // Positions and the table's frequencies go up together in one copy: a dynamic-NTK model rotates each call with
-        // the table for that call's length (RopeTable.ForLength), so frequencies are per call, not per model.
+        var (pos, inv) = RopeArgs(positions, table);
+        ulong xp = xs.Ptr;
+        float scale = table.AttentionScaling;
+        void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d, &scale };
+        Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
+    }
+
+    public void RopeAppend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table, Tensor kDst, Tensor vDst)
+    {
+        var qs = Bf16(q, "rope_append"); var ks = Bf16(k, "rope_append"); var vs = Bf16(v, "rope_append");
+        var kd = Bf16(kDst, "rope_append"); var vd = Bf16(vDst, "rope_append");
+        int d = table.HeadDim;
+        if (qs.Cols != heads * d || ks.Cols != kvHeads * d || positions.Length != qs.Rows || ks.Rows != qs.Rows)
+            throw new ArgumentException($"rope_append on q {qs} ({heads} heads) and k {ks} ({kvHeads} heads) of {d} with {positions.Length} positions");
+        Same(ks, vs, "rope_append"); Same(ks, kd, "rope_append"); Same(ks, vd, "rope_append");
+        if (qs.Rows == 0) return;
+        Enter();
+        var (pos, inv) = RopeArgs(positions, table);
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, kdp = kd.Ptr, vdp = vd.Ptr;
+        float scale = table.AttentionScaling;
+        void** args = stackalloc void*[] { &qp, &kp, &vp, &kdp, &vdp, &pos, &inv, &heads, &kvHeads, &d, &scale };
+        Context.Launch(Context.Function(Elementwise, "apb_rope_append"), "apb_rope_append", ((uint)qs.Rows, 1, 1), 128, 0, args);
+    }
+
+    /// <summary>
+    /// A rope call's positions and the table's frequencies on the device, as (positions, inv_freq) addresses. They go up
+    /// together in one copy: a dynamic-NTK model rotates each call with the table for that call's length
+    /// (RopeTable.ForLength), so frequencies are per call, not per model.
+    /// </summary>
+    (ulong Positions, ulong InvFreq) RopeArgs(ReadOnlySpan<int> positions, RopeTable table)
+    {
         int t = positions.Length, half = table.InvFreq.Length;
         if (_ropeArgs.Length < t + half) _ropeArgs = new int[t + half];
         positions.CopyTo(_ropeArgs);
         for (int i = 0; i < half; i++) _ropeArgs[t + i] = BitConverter.SingleToInt32Bits(table.InvFreq[i]);
         ulong pos = RopeArgsOnDevice(_ropeArgs.AsSpan(0, t + half));
-        ulong inv = pos + (ulong)(t * 4L);
-        ulong xp = xs.Ptr;
-        float scale = table.AttentionScaling;
-        void** args = stackalloc void*[] { &xp, &pos, &inv, &heads, &d, &scale };
-        Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
+        return (pos, pos + (ulong)(t * 4L));
     }
 
     ulong _ropeDevice;            // the last rope call's positions and frequencies, on the device

@@ -135,6 +135,40 @@ extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, 
     }
 }
 
+// FullAttention's step before attending, one block per token: q rotated in place; k rotated in place and into kDst's
+// row; v copied into vDst's row (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope, so the
+// result is bit for bit apb_rope on q, apb_rope on k and two row copies, in one launch instead of four.
+extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restrict__ v, bf16* __restrict__ kDst, bf16* __restrict__ vDst,
+                                           const int* __restrict__ positions, const float* __restrict__ invFreq, int heads,
+                                           int kvHeads, int d, float scale)
+{
+    int half = d >> 1;
+    float pos = (float)positions[blockIdx.x];
+    long qRow = (long)blockIdx.x * heads * d, kvRow = (long)blockIdx.x * kvHeads * d;
+    for (int idx = threadIdx.x; idx < (heads + kvHeads) * half; idx += blockDim.x)
+    {
+        int h = idx / half, i = idx - h * half;
+        float angle = __fmul_rn(pos, invFreq[i]);
+        float s, c;
+        sincosf(angle, &s, &c);
+        s = __fmul_rn(s, scale);
+        c = __fmul_rn(c, scale);
+        bool isQ = h < heads;
+        bf16* x = isQ ? q + qRow + h * d : k + kvRow + (h - heads) * d;
+        float a = bf2f(x[i]), b = bf2f(x[i + half]);
+        bf16 lo = f2bf(a * c - b * s), hi = f2bf(b * c + a * s);
+        x[i] = lo;
+        x[i + half] = hi;
+        if (!isQ)
+        {
+            bf16* to = kDst + kvRow + (h - heads) * d;
+            to[i] = lo;
+            to[i + half] = hi;
+        }
+    }
+    for (int c = threadIdx.x; c < kvHeads * d; c += blockDim.x) vDst[kvRow + c] = v[kvRow + c];
+}
+
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).
 extern "C" __global__ void apb_copy2d_u16(const unsigned short* __restrict__ src, long srcStride, unsigned short* __restrict__ dst, long dstStride, int rows, int cols)
 {
