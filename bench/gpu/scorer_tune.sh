@@ -60,9 +60,7 @@ rm -f "$DEST"/seed*.json "$DEST"/seed*.md "$DEST"/summary.* "$DEST"/pick.txt
 LOG="$DEST/tune.log"
 : >"$LOG"
 status=0
-[ -f "$MODEL/config.json" ] || { echo "no $MODEL/config.json: MODEL must be a HF checkpoint folder"; exit 2; }
-[ -f "$MODEL/retaining_heads.safetensors" ] ||
-  echo "note: $MODEL has no retaining_heads.safetensors, so the defaults run the query-aware scorer" | tee -a "$LOG"
+require_model
 deadline=$(( t0 + BUDGET ))
 [ "$CONFIRM" = none ] && RESERVE=0
 SUMMARY="python3 $(dirname "$0")/scorer_tune_summary.py $DEST $SEED $CONFIRM_SEED $SHORT $LONG"
