@@ -22,6 +22,15 @@ require_apb() {
   exit 2
 }
 
+# Stops the script when MODEL is not a checkpoint folder, and says (also into $LOG when set) when it ships no retaining
+# heads: APB's defaults then run the query-aware scorer.
+require_model() {
+  [ -f "$MODEL/config.json" ] || { echo "no $MODEL/config.json: MODEL must be a HF checkpoint folder"; exit 2; }
+  [ -f "$MODEL/retaining_heads.safetensors" ] && return 0
+  local note="note: $MODEL has no retaining_heads.safetensors, so the defaults run the query-aware scorer"
+  if [ -n "$LOG" ]; then echo "$note" | tee -a "$LOG"; else echo "$note"; fi
+}
+
 # Stops the script when there is no GPU test binary to run (xz-compressed, as it may travel, is unpacked first).
 require_gpu_tests() {
   [ ! -x "$GPU_TESTS" ] && [ -f "$GPU_TESTS.xz" ] && xz -dk "$GPU_TESTS.xz" && chmod +x "$GPU_TESTS"

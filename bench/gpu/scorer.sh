@@ -44,9 +44,7 @@ mkdir -p "$DEST"
 LOG="$DEST/scorer.log"
 : >"$LOG"
 status=0
-[ -f "$MODEL/config.json" ] || { echo "no $MODEL/config.json: MODEL must be a HF checkpoint folder"; exit 2; }
-[ -f "$MODEL/retaining_heads.safetensors" ] ||
-  echo "note: $MODEL has no retaining_heads.safetensors, so the defaults run the query-aware scorer" | tee -a "$LOG"
+require_model
 deadline=$(( t0 + BUDGET ))
 
 # table NAME LENGTH FLAGS...: `apb eval ruler` over TASKS at LENGTH with FLAGS, bounded by what is left of BUDGET;

@@ -49,6 +49,7 @@ public sealed class PrefillBench : IDisposable
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
         _scorer = ScorerChoice.Resolve(settings.Scorer, settings.RetainingHeads, settings.Shape is null ? settings.Model : null);
+        ScorerChoice.CheckNoveltyWeight(_scorer.Kind, settings.NoveltyWeight);
     }
 
     bool Reports => _launched?.IsLeader ?? true;
@@ -74,7 +75,7 @@ public sealed class PrefillBench : IDisposable
             var options = new StrategyOptions
             {
                 Strategy = GroupStrategy(StrategyKind.Ring), Ranks = _env.WorldSize, FallbackBelow = 0, PadTokenId = 0,
-                Scorer = _scorer.Kind, RetainingHeadsPath = _scorer.Heads,
+                Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads,
                 CollectiveTimeout = _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
             };
             _launched = ProcessGroup.Open(_model.Config, _model.Weights, _backend, options, _env);
@@ -137,7 +138,7 @@ public sealed class PrefillBench : IDisposable
         var options = new StrategyOptions
         {
             Strategy = GroupStrategy(ranks == 1 ? StrategyKind.Full : StrategyKind.Ring), Ranks = ranks, FallbackBelow = 0, PadTokenId = 0,
-            Scorer = _scorer.Kind, RetainingHeadsPath = _scorer.Heads,
+            Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads,
         };
         return _groups[ranks] = RankGroup.Create(_model.Config, options, r =>
         {
@@ -167,7 +168,7 @@ public sealed class PrefillBench : IDisposable
         var rng = BenchModel.CaseRandom(_o.Seed, n);
         var context = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var query = Enumerable.Range(0, _o.QueryTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
-        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind)}" : null };
+        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind, _o.NoveltyWeight)}" : null };
 
         // Device memory: predicted per rank, and refused on every rank together when any one would not fit.
         double? need = null;

@@ -14,6 +14,8 @@ public sealed record PrefillSettings
     public required StrategyKind[] Strategies { get; init; }
     /// <summary>APB's scorer (--scorer), or null for auto: the retaining heads where the model folder ships them.</summary>
     public ScorerKind? Scorer { get; init; }
+    /// <summary>--novelty-weight: APB's novelty term's weight, or null for the scorer's own.</summary>
+    public float? NoveltyWeight { get; init; }
     /// <summary>--retaining-heads: a safetensors file of retaining heads, or null.</summary>
     public string? RetainingHeads { get; init; }
     public required int[] Lengths { get; init; }

@@ -71,6 +71,7 @@ static class EvalCommand
         var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: by context length)" };
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
+        var novelty = StrategyFlags.NoveltyWeightOption();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
         var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
         var quiet = CommonOptions.Quiet();
@@ -78,7 +79,7 @@ static class EvalCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, json, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, json, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -92,10 +93,12 @@ static class EvalCommand
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
+            float? noveltyWeight = r.GetValue(novelty);
+            ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
-                    : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, r.GetValue(anchor), r.GetValue(passing))))
+                    : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -130,7 +133,7 @@ static class EvalCommand
                     var options = new StrategyOptions
                     {
                         Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
-                        PassingLength = r.GetValue(passing), Scorer = scorerKind, RetainingHeadsPath = headsPath, FallbackBelow = 0,
+                        PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
                         PadTokenId = pad,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
@@ -181,12 +184,12 @@ static class EvalCommand
 
     /// <summary>
     /// APB's scorer (always: the default depends on the model folder) and what else a run changes from a strategy's
-    /// defaults, for its table column and JSON rows; null when nothing.
+    /// defaults (the novelty term's weight, l_a, l_p), for its table column and JSON rows; null when nothing.
     /// </summary>
-    static string? Variant(StrategyKind kind, ScorerKind scorer, int? anchor, int? passing)
+    static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing)
     {
         var parts = new List<string>();
-        if (kind.IsApb()) parts.Add(ScorerChoice.Label(scorer));
+        if (kind.IsApb()) parts.Add(ScorerChoice.Label(scorer, noveltyWeight));
         if ((kind.IsApb() || kind == StrategyKind.Star) && anchor is int a) parts.Add($"l_a {a}");
         if (kind.IsApb() && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

@@ -119,7 +119,7 @@ static class ServeCommand
     {
         var o = group.Options;
         return o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
-            : $"{Strategies.StrategyKinds.Name(o.Strategy)}{(o.Exact ? " (exact)" : Strategies.StrategyKinds.MayRunApb(o.Strategy) ? $" ({Strategies.ScorerChoice.Label(o.Scorer)})" : "")} " +
+            : $"{Strategies.StrategyKinds.Name(o.Strategy)}{(o.Exact ? " (exact)" : Strategies.StrategyKinds.MayRunApb(o.Strategy) ? $" ({Strategies.ScorerChoice.Label(o.Scorer, o.NoveltyWeight)})" : "")} " +
               $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
               ((Strategies.StrategyKinds.MayRunApb(o.Strategy) || o.Strategy == Strategies.StrategyKind.Star) && o.FallbackBelow > 0
                   ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");

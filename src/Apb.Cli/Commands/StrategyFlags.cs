@@ -2,6 +2,7 @@ using System.CommandLine;
 using Apb.Backends;
 using Apb.Engine;
 using Apb.Strategies;
+using Apb.Strategies.Apb;
 using Apb.Runtime;
 
 namespace Apb.Cli.Commands;
@@ -22,6 +23,7 @@ sealed class StrategyFlags
     readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table)" };
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
+    readonly Option<float?> _novelty = NoveltyWeightOption();
     readonly Option<int> _fallback = new("--fallback-below")
     {
         Description = $"run star/apb as full attention on one rank below this many context tokens (0 = never; default {StrategyOptions.DefaultFallbackBelow})",
@@ -33,13 +35,29 @@ sealed class StrategyFlags
         ", query otherwise) | retaining (trained heads, follows chains) | retaining-only (the heads alone) | query (training-free, follows chains) | query-only (the query term alone)";
     public const string HeadsHelp = "safetensors file with the retaining heads (model.layers.{i}.self_attn.fc1/fc2.weight; default: " + ScorerChoice.HeadsFileName + " in the model folder, if there)";
 
+    /// <summary>--novelty-weight, as every command with APB's scorer flags takes it (generate, logits, serve, eval ruler, bench prefill).</summary>
+    public static Option<float?> NoveltyWeightOption() => new("--novelty-weight")
+    {
+        Description = "APB's novelty term's weight against the scorer's own score, both standardized: >= 0, 0 turns the term off " +
+            $"(default {NoveltyTerm.WithHeads.ToString(System.Globalization.CultureInfo.InvariantCulture)} with the retaining heads, " +
+            $"{NoveltyTerm.Weight.ToString(System.Globalization.CultureInfo.InvariantCulture)} with the query-aware scorer; the -only scorers have no term)",
+        // The same number on every machine (no locale's decimal comma); the range is ScorerChoice.CheckNoveltyWeight's.
+        CustomParser = a =>
+        {
+            string token = a.Tokens.Count == 1 ? a.Tokens[0].Value : "";
+            if (float.TryParse(token, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float w)) return w;
+            a.AddError($"--novelty-weight takes a number >= 0 such as 0.5 (0 turns the novelty term off), got '{token}'");
+            return null;
+        },
+    };
+
     /// <summary>--scorer and --retaining-heads resolved against the model folder (<see cref="ScorerChoice"/>).</summary>
     public static (ScorerKind Scorer, string? HeadsPath) Scorer(string? scorer, string? heads, string? modelDirectory) =>
         ScorerChoice.Resolve(ScorerChoice.Parse(scorer), heads, modelDirectory);
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _fallback, _timings }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings }) c.Options.Add(o);
     }
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
@@ -57,6 +75,8 @@ sealed class StrategyFlags
     {
         var kind = DefaultStrategy(r.GetValue(_strategy), r.GetValue(_ranks));
         var (scorer, heads) = Scorer(r.GetValue(_scorer), r.GetValue(_heads), modelDirectory);
+        // Checked here too: full attention on one rank runs without a group, whose options are validated where it is made.
+        ScorerChoice.CheckNoveltyWeight(scorer, r.GetValue(_novelty));
         return new StrategyOptions
         {
             Strategy = kind,
@@ -66,6 +86,7 @@ sealed class StrategyFlags
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             Scorer = scorer,
+            NoveltyWeight = r.GetValue(_novelty),
             RetainingHeadsPath = heads,
             AnchorInsertAt = anchorInsertAt,
             FallbackBelow = r.GetValue(_fallback),

@@ -53,7 +53,9 @@ abstract record GroupCommand
                     w.Write(plan.ContextLength); w.Write(plan.AnchorLength); w.Write(plan.PassingLength);
                     w.Write(plan.QueryLength); w.Write(plan.AnchorInsertAt);
                 }
-                w.Write(p.Plan.Note ?? ""); w.Write((int)p.Plan.Scorer); w.Write(p.DecodeBudget); w.Write(p.AllLogits); w.Write(p.Cancellable); w.Write(p.Timings);
+                w.Write(p.Plan.Note ?? ""); w.Write((int)p.Plan.Scorer);
+                w.Write(p.Plan.NoveltyWeight.HasValue); w.Write(p.Plan.NoveltyWeight ?? 0f);
+                w.Write(p.DecodeBudget); w.Write(p.AllLogits); w.Write(p.Cancellable); w.Write(p.Timings);
                 break;
             case Decode d:
                 w.Write(DecodeTag);
@@ -103,7 +105,10 @@ abstract record GroupCommand
                     plan = SequencePlanner.Rebuild(kind, n, ranks, anchor, passing, q, at);
                 }
                 string note = r.ReadString();
-                var p = new PrefillPlan(kind, ranks, plan, note.Length == 0 ? null : note, (ScorerKind)r.ReadInt32());
+                var scorer = (ScorerKind)r.ReadInt32();
+                bool weighted = r.ReadBoolean();
+                float weight = r.ReadSingle();
+                var p = new PrefillPlan(kind, ranks, plan, note.Length == 0 ? null : note, scorer, weighted ? weight : null);
                 return new Prefill(seq, context, query, p, r.ReadInt32(), r.ReadBoolean(), r.ReadBoolean(), r.ReadBoolean());
             }
             case DecodeTag: return new Decode(Ints(r), Ints(r), r.ReadBoolean());

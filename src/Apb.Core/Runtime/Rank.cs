@@ -108,7 +108,7 @@ public sealed class Rank : IDisposable
         Doing = stage;
         ICancelCheck? cancel = c.Cancellable ? new AgreedCancel(this, cancelled) : null;
         float[]? contextLogits = null;
-        using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.Scorer,
+        using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.NoveltyTermWeight,
             c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
             _options.Overlap))
         {

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Apb.Strategies;
 
 /// <summary>
@@ -19,13 +21,35 @@ public static class ScorerChoice
     /// <summary>The names --scorer takes, as help and errors list them.</summary>
     public const string Names = "auto, retaining, retaining-only, query or query-only";
 
-    /// <summary>The novelty term's weight in the scorer (0 in those without it).</summary>
-    public static float NoveltyWeight(ScorerKind scorer) => scorer switch
+    /// <summary>
+    /// The novelty term's weight in the scorer: <paramref name="given"/> (--novelty-weight) when there is one, else the
+    /// scorer's own (<see cref="Apb.NoveltyTerm.Weight"/> against the query term, <see cref="Apb.NoveltyTerm.WithHeads"/>
+    /// against the heads); 0 in the scorers without the term.
+    /// </summary>
+    public static float NoveltyWeight(ScorerKind scorer, float? given = null) => scorer switch
     {
-        ScorerKind.Query => Apb.NoveltyTerm.Weight,
-        ScorerKind.Retaining => Apb.NoveltyTerm.WithHeads,
+        ScorerKind.Query => given ?? Apb.NoveltyTerm.Weight,
+        ScorerKind.Retaining => given ?? Apb.NoveltyTerm.WithHeads,
         _ => 0f,
     };
+
+    /// <summary>Whether the scorer mixes in the novelty term (the -only scorers are the ones without it).</summary>
+    public static bool HasNoveltyTerm(this ScorerKind scorer) => scorer is ScorerKind.Query or ScorerKind.Retaining;
+
+    /// <summary>
+    /// --novelty-weight against the scorer it would weigh in: finite and at least 0 (0 turns the term off, the scorer is
+    /// then the query term or the heads alone), and only for a scorer that has the term. Null (not given) always passes.
+    /// </summary>
+    public static void CheckNoveltyWeight(ScorerKind scorer, float? weight)
+    {
+        if (weight is not float w) return;
+        if (!float.IsFinite(w) || w < 0)
+            throw new ApbException($"--novelty-weight must be a finite number >= 0 (0 turns the novelty term off), got {w.ToString(CultureInfo.InvariantCulture)}: " +
+                $"use e.g. --novelty-weight {Apb.NoveltyTerm.WithHeads.ToString(CultureInfo.InvariantCulture)}, or drop it for the scorer's default");
+        if (!scorer.HasNoveltyTerm())
+            throw new ApbException($"--novelty-weight weighs the novelty term, but --scorer {Name(scorer)} has none: " +
+                $"use --scorer {(scorer == ScorerKind.RetainingOnly ? "retaining" : "query")} with --novelty-weight (0 is the same as {Name(scorer)}), or drop --novelty-weight");
+    }
 
     /// <summary>Whether the scorer reads the retaining heads (the group loads them, the plan needs no query to score).</summary>
     public static bool UsesHeads(this ScorerKind scorer) => scorer is ScorerKind.Retaining or ScorerKind.RetainingOnly;
@@ -63,14 +87,18 @@ public static class ScorerChoice
         }
     }
 
-    /// <summary>The scorer as tables, banners and plans name it.</summary>
-    public static string Label(ScorerKind scorer) => scorer switch
+    /// <summary>
+    /// The scorer as tables, banners and plans name it, with the novelty term's weight when one was given that is not
+    /// the scorer's own ("retaining heads, novelty weight 0.25").
+    /// </summary>
+    public static string Label(ScorerKind scorer, float? noveltyWeight = null) => scorer switch
     {
         ScorerKind.Retaining => "retaining heads",
         ScorerKind.QueryOnly => "query-only scorer",
         ScorerKind.RetainingOnly => "retaining heads only",
         _ => "query-aware scorer",
-    };
+    } + (noveltyWeight is float w && scorer.HasNoveltyTerm() && w != NoveltyWeight(scorer)
+        ? $", novelty weight {w.ToString(CultureInfo.InvariantCulture)}" : "");
 
     static string Name(ScorerKind scorer) => scorer switch
     {

@@ -4,14 +4,19 @@ namespace Apb.Strategies;
 
 /// <summary>
 /// What one prefill runs: the strategy (the one asked for, or full attention below the fallback length), on how many
-/// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for.
+/// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for. APB
+/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own).
 /// </summary>
-public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query)
+public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query,
+    float? NoveltyWeight = null)
 {
     public bool Distributed => Plan is not null;
 
+    /// <summary>The novelty term's weight the ranks score with (0: the term is off).</summary>
+    public float NoveltyTermWeight => ScorerChoice.NoveltyWeight(Scorer, NoveltyWeight);
+
     public override string ToString() =>
-        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer)})" : "") +
+        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -50,7 +55,7 @@ public static class SequencePlanner
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
         if (kind.IsApb() && !o.Scorer.UsesHeads()) CheckQueryAware(plan);
-        return new PrefillPlan(kind, ranks, plan, null, o.Scorer);
+        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight);
     }
 
     /// <summary>

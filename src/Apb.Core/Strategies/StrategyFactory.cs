@@ -11,10 +11,11 @@ namespace Apb.Strategies;
 /// <summary>One rank's prefill attention for a plan: the one place that maps a strategy to its class.</summary>
 public static class StrategyFactory
 {
-    /// <param name="scorer">APB's scorer</param>
+    /// <param name="noveltyWeight">APB's novelty term's weight against the query term or the heads (0: the term is off;
+    /// <see cref="PrefillPlan.NoveltyTermWeight"/>)</param>
     /// <param name="retaining">APB's trained scorer on this rank's backend, for <see cref="ScorerKind.Retaining"/>; else null</param>
     public static SequenceParallelAttention Create(StrategyKind kind, IBackend backend, ModelConfig config, RopeTable rope,
-        SequencePlan plan, ICommunicator comm, ScorerKind scorer, RetainingHeadScorer? retaining, bool overlap) => kind switch
+        SequencePlan plan, ICommunicator comm, float noveltyWeight, RetainingHeadScorer? retaining, bool overlap) => kind switch
     {
         StrategyKind.Ring => new RingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
         StrategyKind.Zigzag => new ZigzagRingAttention(backend, config, rope, plan, comm) { Overlap = overlap },
@@ -22,9 +23,9 @@ public static class StrategyFactory
         StrategyKind.Star => new StarAttention(backend, config, rope, plan, comm),
         // Balanced APB on one rank has the contiguous plan (no anchor, nothing passed: full attention), which ApbAttention runs.
         StrategyKind.Apb or StrategyKind.ApbBalanced when plan.Layout == SequenceLayout.Contiguous =>
-            new ApbAttention(backend, config, rope, plan, comm, retaining, ScorerChoice.NoveltyWeight(scorer)) { Overlap = overlap },
+            new ApbAttention(backend, config, rope, plan, comm, retaining, noveltyWeight) { Overlap = overlap },
         StrategyKind.ApbBalanced =>
-            new BalancedApbAttention(backend, config, rope, plan, comm, retaining, ScorerChoice.NoveltyWeight(scorer)) { Overlap = overlap },
+            new BalancedApbAttention(backend, config, rope, plan, comm, retaining, noveltyWeight) { Overlap = overlap },
         _ => throw new ArgumentException($"{kind} is not a sequence-parallel strategy"),
     };
 }

@@ -26,6 +26,11 @@ public sealed record StrategyOptions
     /// <summary>l_p; null picks <see cref="ApbDefaults"/> by context length.</summary>
     public int? PassingLength { get; init; }
     public ScorerKind Scorer { get; init; } = ScorerKind.Query;
+    /// <summary>
+    /// The novelty term's weight in APB's scorer against the query term or the retaining heads (both standardized; 0
+    /// turns the term off); null: the scorer's own (<see cref="ScorerChoice.NoveltyWeight"/>).
+    /// </summary>
+    public float? NoveltyWeight { get; init; }
     /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
     public bool Exact { get; init; }
     /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
@@ -54,9 +59,12 @@ public sealed record StrategyOptions
     public static bool ParseOverlap(string? value) =>
         value?.Trim().ToLowerInvariant() is not ("0" or "false" or "off" or "no");
 
-    /// <summary>"full", "ring x4", "apb x4 (retaining heads)": the strategy as banners print it, APB with its scorer.</summary>
+    /// <summary>
+    /// "full", "ring x4", "apb x4 (retaining heads)": the strategy as banners print it, APB with its scorer (and the
+    /// novelty term's weight when it is not the scorer's own).
+    /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer)})" : "");
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "");
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {
@@ -108,6 +116,7 @@ public sealed record StrategyOptions
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");
         if (Exact && Strategy is StrategyKind.Star or StrategyKind.Apb or StrategyKind.ApbBalanced)
             throw new ApbException($"--exact asks for exact attention, but {Strategy.Name()} is approximate: drop --exact, or use --strategy auto (full or the zigzag ring), full, ring, zigzag or ulysses");
+        ScorerChoice.CheckNoveltyWeight(Scorer, NoveltyWeight);
         if (Strategy.MayRunApb() && Scorer.UsesHeads() && string.IsNullOrEmpty(RetainingHeadsPath))
             throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
     }

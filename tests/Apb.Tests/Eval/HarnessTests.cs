@@ -133,14 +133,14 @@ public class HarnessTests
         using var tmp = new TempDir();
         string json = tmp.File("ruler.json");
         var (code, output, err) = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
-            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--json", json);
+            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--passing", "64", "--novelty-weight", "0.25", "--json", json);
         Assert.True(code == 0, err);
         // The fixture has no retaining heads, so APB ran (and is labelled with) the query-aware scorer.
-        Assert.Contains("| apb x2 (query-aware scorer, l_p 64) |", output);
+        Assert.Contains("| apb x2 (query-aware scorer, novelty weight 0.25, l_p 64) |", output);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
         var byStrategy = doc.RootElement.GetProperty("results").EnumerateArray()
             .ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
-        Assert.Equal("query-aware scorer, l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
+        Assert.Equal("query-aware scorer, novelty weight 0.25, l_p 64", byStrategy["apb"].GetProperty("variant").GetString());
         Assert.False(byStrategy["full"].TryGetProperty("variant", out _), "full attention has no APB settings to name");
     }
 

@@ -154,7 +154,14 @@ public class RankGroupTests
         Assert.Equal(prefill.Query, back.Query);
         Assert.Equal((7, 33, true, true, false), (back.Sequence, back.DecodeBudget, back.AllLogits, back.Cancellable, back.Timings));
         Assert.Equal(plan.Plan!.ToString(), back.Plan.Plan!.ToString());
-        Assert.Equal((plan.Strategy, plan.Ranks, plan.Scorer), (back.Plan.Strategy, back.Plan.Ranks, back.Plan.Scorer));
+        Assert.Equal((plan.Strategy, plan.Ranks, plan.Scorer, (float?)null), (back.Plan.Strategy, back.Plan.Ranks, back.Plan.Scorer, back.Plan.NoveltyWeight));
+        // A novelty weight given (0 included: the term off) reaches the followers as given.
+        foreach (float w in new[] { 0f, 0.25f })
+        {
+            var weighted = plan with { NoveltyWeight = w };
+            var got = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = weighted }));
+            Assert.Equal(w, got.Plan.NoveltyWeight);
+        }
 
         var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12], Greedy: true)));
         Assert.Equal(new[] { 3, 9 }, decode.Sequences);

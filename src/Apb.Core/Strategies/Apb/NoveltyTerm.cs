@@ -14,7 +14,10 @@ namespace Apb.Strategies.Apb;
 /// </summary>
 public sealed class NoveltyTerm(IBackend backend, ModelConfig config) : IDisposable
 {
-    /// <summary>The term's weight against the query term's (both standardized): equal.</summary>
+    /// <summary>
+    /// The term's default weight against the query term's (both standardized): equal. --novelty-weight overrides this and
+    /// <see cref="WithHeads"/> (<see cref="StrategyOptions.NoveltyWeight"/>).
+    /// </summary>
     public const float Weight = 1f;
 
     /// <summary>
