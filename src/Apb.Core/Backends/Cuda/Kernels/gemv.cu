@@ -1,8 +1,8 @@
 // Matrix-vector products for a decode step: y[m, n] = sum_k x[m, k] W[n, k] (+ bias[n]) for a few rows m (M <= 4), bf16
 // in and out, fp32 accumulation. A step of one sequence reads every weight once and does 2 FLOPs per weight it reads,
 // so it is bound by HBM, not by tensor cores: what matters is keeping enough loads in flight to fill the bus.
-//   - One warp per output row n. Each lane reads 16 bytes (8 weights) of W's row at a time, 8 of them before any
-//     math (U = 8: 4 KB in flight per warp), with ld.global.nc.L1::no_allocate: the weights are read once and must not
+//   - One warp per output row n. Each lane reads 16 bytes (8 weights) of W's row at a time, 16 of them before any
+//     math (8 KB in flight per warp; version 1 had 8), with ld.global.nc.L1::no_allocate: the weights are read once and must not
 //     push x out of L1, which every warp of the SM re-reads.
 //   - x is read straight from global memory; it is at most 4 x 28 KB and stays in L1/L2.
 //   - The lanes' partial sums meet in a butterfly of shuffles; lane m writes row m's output.
@@ -19,8 +19,6 @@ struct GemvPart
     int n;
     int pad;
 };
-
-#define APB_GEMV_UNROLL 8
 
 __device__ __forceinline__ uint4 ld_stream(const void* p)
 {
@@ -44,27 +42,39 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc)
     return acc;
 }
 
-// acc[m] += W's row (chunks of 8 weights) . x's row m, over this lane's chunks: lane, lane + 32, ...
-template <int M>
-__device__ __forceinline__ void row_dots(const uint4* __restrict__ w, const uint4* __restrict__ x, int chunks, int lane, float (&acc)[M])
+// One batch of a lane's chunks c, c + 32, ..., c + 32 (U - 1) of R weight rows (the gate and up rows of a feature, or
+// one row): all R x U loads issued before any math, then acc[r][m] += w_r . x_m over them.
+template <int U, int R, int M>
+__device__ __forceinline__ void batch(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int c, float (&acc)[R][M])
 {
+    uint4 wv[R][U];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int u = 0; u < U; u++) wv[r][u] = ld_stream(w[r] + c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+        {
+            uint4 xv = x[(long)m * chunks + c + 32 * u];
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r][m] = dot8(wv[r][u], xv, acc[r][m]);
+        }
+}
+
+// acc[r][m] += W_r's row . x's row m over this lane's chunks (lane, lane + 32, ...): batches of 16 loads per row
+// while they last (a 4096-wide row is exactly one, 8 KB in flight per warp), then 8, 4 and single ones, so the tail of
+// a row never waits on one load at a time. The gated kernel's two rows go 8 at a time: 16 loads in flight as well.
+template <int R, int M>
+__device__ __forceinline__ void row_dots(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int lane, float (&acc)[R][M])
+{
+    constexpr int U = R == 1 ? 16 : 8;
     int c = lane;
-    for (; c + 32 * (APB_GEMV_UNROLL - 1) < chunks; c += 32 * APB_GEMV_UNROLL)
-    {
-        uint4 wv[APB_GEMV_UNROLL];
-#pragma unroll
-        for (int u = 0; u < APB_GEMV_UNROLL; u++) wv[u] = ld_stream(w + c + 32 * u);
-#pragma unroll
-        for (int u = 0; u < APB_GEMV_UNROLL; u++)
-#pragma unroll
-            for (int m = 0; m < M; m++) acc[m] = dot8(wv[u], x[(long)m * chunks + c + 32 * u], acc[m]);
-    }
-    for (; c < chunks; c += 32)
-    {
-        uint4 wv = ld_stream(w + c);
-#pragma unroll
-        for (int m = 0; m < M; m++) acc[m] = dot8(wv, x[(long)m * chunks + c], acc[m]);
-    }
+    for (; c + 32 * (U - 1) < chunks; c += 32 * U) batch<U, R, M>(w, x, chunks, c, acc);
+    if (U > 8 && c + 32 * 7 < chunks) { batch<8, R, M>(w, x, chunks, c, acc); c += 32 * 8; }
+    if (c + 32 * 3 < chunks) { batch<4, R, M>(w, x, chunks, c, acc); c += 32 * 4; }
+    for (; c < chunks; c += 32) batch<1, R, M>(w, x, chunks, c, acc);
 }
 
 template <int M>
@@ -95,15 +105,16 @@ __device__ __forceinline__ void gemv(const bf16* __restrict__ x, int k, GemvPart
     GemvPart p;
     if (!find_part(a, b, c, r, p)) return;
     int chunks = k >> 3;
-    float acc[M];
+    float acc[1][M];
 #pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0.f;
-    row_dots<M>((const uint4*)(p.w + (long)r * k), (const uint4*)x, chunks, lane, acc);
-    warp_sum<M>(acc);
+    for (int m = 0; m < M; m++) acc[0][m] = 0.f;
+    const uint4* const w[1] = {(const uint4*)(p.w + (long)r * k)};
+    row_dots<1, M>(w, (const uint4*)x, chunks, lane, acc);
+    warp_sum<M>(acc[0]);
     float bias = p.bias ? bf2f(p.bias[r]) : 0.f;
 #pragma unroll
     for (int m = 0; m < M; m++)
-        if (lane == m) p.y[(long)m * p.n + r] = f2bf(acc[m] + bias);
+        if (lane == m) p.y[(long)m * p.n + r] = f2bf(acc[0][m] + bias);
 }
 
 // out[m, n] = silu(g) * u with g = x[m] . gate[n] (+ gate_bias[n]) and u = x[m] . up[n] (+ up_bias[n]), each rounded
@@ -115,11 +126,13 @@ __device__ __forceinline__ void gemv_gated(const bf16* __restrict__ x, int k, Ge
     int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= gate.n) return;
     int chunks = k >> 3;
-    float g[M], u[M];
+    float acc[2][M];
 #pragma unroll
-    for (int m = 0; m < M; m++) { g[m] = 0.f; u[m] = 0.f; }
-    row_dots<M>((const uint4*)(gate.w + (long)r * k), (const uint4*)x, chunks, lane, g);
-    row_dots<M>((const uint4*)(up.w + (long)r * k), (const uint4*)x, chunks, lane, u);
+    for (int m = 0; m < M; m++) { acc[0][m] = 0.f; acc[1][m] = 0.f; }
+    const uint4* const w[2] = {(const uint4*)(gate.w + (long)r * k), (const uint4*)(up.w + (long)r * k)};
+    row_dots<2, M>(w, (const uint4*)x, chunks, lane, acc);
+    float (&g)[M] = acc[0];
+    float (&u)[M] = acc[1];
     warp_sum<M>(g);
     warp_sum<M>(u);
     float gb = gate.bias ? bf2f(gate.bias[r]) : 0.f, ub = up.bias ? bf2f(up.bias[r]) : 0.f;
