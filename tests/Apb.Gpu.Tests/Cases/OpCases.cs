@@ -30,8 +30,8 @@ public static class OpCases
                 var dt = (li++ % 3) switch { 0 => DType.BF16, 1 => DType.F16, _ => DType.F32 };
                 yield return new("ops", $"linear M={m} N={n} K={k}{(bias ? " +bias" : "")} W {DTypes.Name(dt)}", c => Linear(c, m, n, k, bias, dt));
             }
-        // Decode-sized products go through gemv.cu (M <= CudaBackend.GemvRowLimit): each against the CPU and against
-        // cuBLASLt on the same device, over every M it takes and the Llama-3.1-8B widths.
+        // gemv.cu at every M it takes (CudaBackend.GemvRowLimit; by default only M <= GemvDefaultRows use it): each
+        // against the CPU and against cuBLASLt on the same device, at the Llama-3.1-8B widths.
         foreach (var (m, n, k) in new[] { (1, 1000, 1024), (2, 4096, 14336), (3, 72, 4096), (4, 1024, 4096), (1, 128256, 4096) })
             yield return new("ops", $"gemv linear M={m} N={n} K={k} +bias", c => Gemv(c, m, n, k));
         foreach (int m in new[] { 1, 2, 3, 4, 5 })
@@ -155,17 +155,20 @@ public static class OpCases
         c.Cpu.Linear(c.OnCpu(x, m, k), c.Cpu.Load(w), c.Cpu.Load(b), co);
         var gx = c.OnGpu(x, m, k); var gw = c.Gpu.Load(w); var gb = c.Gpu.Load(b);
         var go = c.Poisoned(m, n);
-        c.Gpu.Linear(gx, gw, gb, go);
+        WithGemvRows(c, CudaBackend.GemvRowLimit, () => c.Gpu.Linear(gx, gw, gb, go));
         c.Compare("gemv vs cpu", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, "gemv.cu");
         var lt = c.Poisoned(m, n);
         WithoutGemv(c, () => c.Gpu.Linear(gx, gw, gb, lt));
         c.Compare("gemv vs cuBLASLt", Down(c.Gpu, go), Down(c.Gpu, lt), Bf16Tolerance, "gemv.cu");
     }
 
-    static void WithoutGemv(GpuCheck c, Action work)
+    static void WithoutGemv(GpuCheck c, Action work) => WithGemvRows(c, 0, work);
+
+    /// <summary>Runs work with products of at most <paramref name="rows"/> rows through gemv.cu (0: none).</summary>
+    static void WithGemvRows(GpuCheck c, int rows, Action work)
     {
         int saved = c.Gpu.GemvMaxRows;
-        c.Gpu.GemvMaxRows = 0;
+        c.Gpu.GemvMaxRows = rows;
         try { work(); }
         finally { c.Gpu.GemvMaxRows = saved; }
     }
@@ -185,7 +188,7 @@ public static class OpCases
             gpu.Add(new(c.Gpu.Load(w), b is { } b2 ? c.Gpu.Load(b2) : null, c.Poisoned(m, n)));
         }
         ((IBackend)c.Cpu).Linears(cx, cpu.ToArray());
-        c.Gpu.Linears(gx, gpu.ToArray());
+        WithGemvRows(c, CudaBackend.GemvRowLimit, () => c.Gpu.Linears(gx, gpu.ToArray()));
         for (int i = 0; i < widths.Length; i++)
             c.Compare($"output {i} [{m}, {widths[i]}]", Down(c.Gpu, gpu[i].Output), Down(c.Cpu, cpu[i].Output), Bf16Tolerance,
                 m <= CudaBackend.GemvRowLimit ? "gemv.cu" : "cuBLASLt");
@@ -202,7 +205,7 @@ public static class OpCases
         ((IBackend)c.Cpu).GatedLinear(c.OnCpu(x, m, k), c.Cpu.Load(g), c.Cpu.Load(gb), c.Cpu.Load(u), null, c.Cpu.Allocate(m, n), co);
         var gx = c.OnGpu(x, m, k); var gg = c.Gpu.Load(g); var ggb = c.Gpu.Load(gb); var gu = c.Gpu.Load(u);
         var go = c.Poisoned(m, n);
-        c.Gpu.GatedLinear(gx, gg, ggb, gu, null, c.Poisoned(m, n), go);
+        WithGemvRows(c, CudaBackend.GemvRowLimit, () => c.Gpu.GatedLinear(gx, gg, ggb, gu, null, c.Poisoned(m, n), go));
         string path = m <= CudaBackend.GemvRowLimit ? "gemv.cu fused" : "cuBLASLt + silu_mul";
         c.Compare("gated vs cpu", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance, path);
         var unfused = c.Poisoned(m, n);

@@ -15,6 +15,12 @@ public sealed unsafe partial class CudaBackend
     public const int GemvRowLimit = 4;
 
     /// <summary>
+    /// The default <see cref="GemvMaxRows"/>: up to 2 rows gemv.cu is ahead of cuBLASLt on every step's products taken
+    /// together; at 4 rows version 2 lost to cuBLASLt on down_proj and the LM head (bench/results/gemv-20261203/call2).
+    /// </summary>
+    public const int GemvDefaultRows = 2;
+
+    /// <summary>
     /// Products of at most this many rows go through gemv.cu; more, cuBLASLt (0: always cuBLASLt). APB_GEMV_MAX_ROWS
     /// sets it, for comparisons (`apb bench kernel gemv`).
     /// </summary>
@@ -23,7 +29,7 @@ public sealed unsafe partial class CudaBackend
     static int GemvRowsFromEnvironment()
     {
         string? s = Environment.GetEnvironmentVariable("APB_GEMV_MAX_ROWS");
-        if (string.IsNullOrEmpty(s)) return GemvRowLimit;
+        if (string.IsNullOrEmpty(s)) return GemvDefaultRows;
         if (!int.TryParse(s, out int n) || n < 0 || n > GemvRowLimit)
             throw new ApbException($"APB_GEMV_MAX_ROWS={s}: expected an integer from 0 (always cuBLASLt) to {GemvRowLimit}");
         return n;
