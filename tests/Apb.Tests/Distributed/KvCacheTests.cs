@@ -38,6 +38,29 @@ public class KvCacheTests
         AssertRows((CpuTensor)cache.V, n, 6, -1);
     }
 
+    /// <summary>
+    /// AppendRows hands out the next rows for the caller to fill (FullAttention's fused rope + append writes them), growing
+    /// the buffers first and keeping what they held; the slices are the rows the cache's K and V then show.
+    /// </summary>
+    [Fact]
+    public void AppendRowsReturnsTheNextRowsAcrossGrowth()
+    {
+        var b = new CpuBackend();
+        var cache = new KvCache(b, cols: 3, capacity: 2);
+        int n = 0;
+        foreach (int step in new[] { 2, 1, 4, 1500 })
+        {
+            var (k, v) = cache.AppendRows(step);
+            Assert.Equal(step, k.Rows);
+            b.Copy(Rows(n, step, 3, 1), 0, 0, k, 0, 0, step, 3);
+            b.Copy(Rows(n, step, 3, -1), 0, 0, v, 0, 0, step, 3);
+            n += step;
+            Assert.Equal(n, cache.Length);
+        }
+        AssertRows((CpuTensor)cache.K, n, 3, 1);
+        AssertRows((CpuTensor)cache.V, n, 3, -1);
+    }
+
     [Fact]
     public void ReserveBeforeTheFirstAppendSetsTheCapacityAndAppendRespectsRowRanges()
     {
