@@ -124,11 +124,15 @@ public interface IBackend : IDisposable
     /// where the backend needs it in memory (the default: Linear, Linear, SiluMul); a device backend may fuse the three
     /// for a few rows and leave it untouched. output may be neither x nor upScratch.
     /// </summary>
-    void GatedLinear(Tensor x, IWeight gate, IWeight? gateBias, IWeight up, IWeight? upBias, Tensor upScratch, Tensor output)
+    void GatedLinear(Tensor x, IWeight gate, IWeight? gateBias, IWeight up, IWeight? upBias, Tensor upScratch, Tensor output) =>
+        GatedLinearUnfused(this, x, gate, gateBias, up, upBias, upScratch, output);
+
+    /// <summary><see cref="GatedLinear"/> as its three ops, for a backend that fuses it only for some shapes.</summary>
+    static void GatedLinearUnfused(IBackend b, Tensor x, IWeight gate, IWeight? gateBias, IWeight up, IWeight? upBias, Tensor upScratch, Tensor output)
     {
-        Linear(x, gate, gateBias, output);
-        Linear(x, up, upBias, upScratch);
-        SiluMul(output, upScratch, output);
+        b.Linear(x, gate, gateBias, output);
+        b.Linear(x, up, upBias, upScratch);
+        b.SiluMul(output, upScratch, output);
     }
 
     /// <summary>

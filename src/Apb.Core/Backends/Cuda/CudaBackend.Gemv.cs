@@ -50,6 +50,10 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Whether x [rows, k] goes through gemv.cu: few rows, and rows of whole 16-byte chunks.</summary>
     bool UsesGemv(CudaTensor x) => x.Rows >= 1 && x.Rows <= GemvMaxRows && x.Cols % 8 == 0;
 
+    /// <summary>
+    /// One product's shapes checked (x [M, K] times W^T [K, N] into output [M, N], bias of N) and its addresses: what every
+    /// Linear checks, whichever of gemv.cu and cuBLASLt then runs it.
+    /// </summary>
     GemvPart Part(CudaTensor x, IWeight w, IWeight? bias, Tensor output, string op)
     {
         var wt = C(w); var o = Bf16(output, op);
@@ -74,15 +78,13 @@ public sealed unsafe partial class CudaBackend
             foreach (var o in outputs) Linear(x, o.Weight, o.Bias, o.Output);
             return;
         }
-        // Three weights per launch: what gemv.cu's kernels take (a layer's q, k and v).
+        // Three weights per launch: what gemv.cu's kernels take (a layer's q, k and v); a missing one has no rows.
         for (int i = 0; i < outputs.Length; i += 3)
-        {
-            var a = Part(xs, outputs[i].Weight, outputs[i].Bias, outputs[i].Output, "linear");
-            var b = i + 1 < outputs.Length ? Part(xs, outputs[i + 1].Weight, outputs[i + 1].Bias, outputs[i + 1].Output, "linear") : default;
-            var c = i + 2 < outputs.Length ? Part(xs, outputs[i + 2].Weight, outputs[i + 2].Bias, outputs[i + 2].Output, "linear") : default;
-            Gemv(xs, a, b, c);
-        }
+            Gemv(xs, PartAt(xs, outputs, i), PartAt(xs, outputs, i + 1), PartAt(xs, outputs, i + 2));
     }
+
+    GemvPart PartAt(CudaTensor x, ReadOnlySpan<LinearOutput> outputs, int i) =>
+        i < outputs.Length ? Part(x, outputs[i].Weight, outputs[i].Bias, outputs[i].Output, "linear") : default;
 
     void Gemv(CudaTensor x, GemvPart a, GemvPart b, GemvPart c)
     {
@@ -98,10 +100,7 @@ public sealed unsafe partial class CudaBackend
         var xs = Bf16(x, "gated linear");
         if (!UsesGemv(xs))
         {
-            // IBackend's default (C# cannot call it from here): the three ops.
-            Linear(x, gate, gateBias, output);
-            Linear(x, up, upBias, upScratch);
-            SiluMul(output, upScratch, output);
+            IBackend.GatedLinearUnfused(this, x, gate, gateBias, up, upBias, upScratch, output);
             return;
         }
         // Both checked against output: the up rows must match the gate rows one for one.

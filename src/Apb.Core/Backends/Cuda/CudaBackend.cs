@@ -468,19 +468,16 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)
     {
-        var xs = Bf16(x, "linear"); var o = Bf16(output, "linear"); var wt = C(w);
-        if (xs.Cols != wt.Cols || o.Cols != wt.Rows || o.Rows != xs.Rows)
-            throw new ArgumentException($"linear {wt.Name}: x {xs} times W^T [{wt.Cols}, {wt.Rows}] into {o}");
-        if (bias != null && (long)bias.Rows * bias.Cols != wt.Rows)
-            throw new ArgumentException($"linear {wt.Name}: bias {bias.Name} has {bias.Rows * bias.Cols} elements for {wt.Rows} outputs");
+        var xs = Bf16(x, "linear");
+        var p = Part(xs, w, bias, output, "linear");
         if (xs.Rows == 0) return;
         if (UsesGemv(xs))
         {
-            Gemv(xs, Part(xs, w, bias, output, "linear"), default, default);
+            Gemv(xs, p, default, default);
             return;
         }
         Enter();
-        _gemm.Run(xs.Ptr, wt.Ptr, bias is null ? null : C(bias).Ptr, o.Ptr, xs.Rows, wt.Rows, wt.Cols);
+        _gemm.Run(xs.Ptr, p.W, bias is null ? null : p.Bias, p.Y, xs.Rows, p.N, xs.Cols);
     }
 
     void Elementwise1(string fn, ulong a, long n)

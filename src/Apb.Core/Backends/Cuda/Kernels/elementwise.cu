@@ -111,9 +111,27 @@ extern "C" __global__ void apb_silu(bf16* x, long n)
     }
 }
 
-// One block per token. The angle is fp32(position) x fp32(inv_freq) rounded to fp32 (__fmul_rn: never contracted), as
-// Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large angles at 128K).
-// scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and sin are multiplied by it in fp32 first.
+// One pair (i, i + half) of a head's vector v rotated by pos x invFreq[i], in place; the pair is also returned (lo at i,
+// hi at i + half) for a copy elsewhere. The angle is fp32(position) x fp32(inv_freq) rounded to fp32 (__fmul_rn: never
+// contracted), as Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large
+// angles at 128K). scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and sin are multiplied by it
+// in fp32 first.
+__device__ __forceinline__ void rope_pair(bf16* v, int i, int half, float pos, const float* __restrict__ invFreq, float scale,
+                                          bf16& lo, bf16& hi)
+{
+    float angle = __fmul_rn(pos, invFreq[i]);
+    float s, c;
+    sincosf(angle, &s, &c);
+    s = __fmul_rn(s, scale);
+    c = __fmul_rn(c, scale);
+    float a = bf2f(v[i]), b = bf2f(v[i + half]);
+    lo = f2bf(a * c - b * s);
+    hi = f2bf(b * c + a * s);
+    v[i] = lo;
+    v[i + half] = hi;
+}
+
+// One block per token: every head's pairs rotated (rope_pair).
 extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, const float* __restrict__ invFreq, int heads, int d,
                                     float scale)
 {
@@ -123,21 +141,14 @@ extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, 
     for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x)
     {
         int h = idx / half, i = idx - h * half;
-        float angle = __fmul_rn(pos, invFreq[i]);
-        float s, c;
-        sincosf(angle, &s, &c);
-        s = __fmul_rn(s, scale);
-        c = __fmul_rn(c, scale);
-        bf16* v = row + h * d;
-        float a = bf2f(v[i]), b = bf2f(v[i + half]);
-        v[i] = f2bf(a * c - b * s);
-        v[i + half] = f2bf(b * c + a * s);
+        bf16 lo, hi;
+        rope_pair(row + h * d, i, half, pos, invFreq, scale, lo, hi);
     }
 }
 
 // FullAttention's step before attending, one block per token: q rotated in place; k rotated in place and into kDst's
-// row; v copied into vDst's row (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope, so the
-// result is bit for bit apb_rope on q, apb_rope on k and two row copies, in one launch instead of four.
+// row; v copied into vDst's row (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope (rope_pair),
+// so the result is bit for bit apb_rope on q, apb_rope on k and two row copies, in one launch instead of four.
 extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restrict__ v, bf16* __restrict__ kDst, bf16* __restrict__ vDst,
                                            const int* __restrict__ positions, const float* __restrict__ invFreq, int heads,
                                            int kvHeads, int d, float scale)
@@ -148,23 +159,16 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
     for (int idx = threadIdx.x; idx < (heads + kvHeads) * half; idx += blockDim.x)
     {
         int h = idx / half, i = idx - h * half;
-        float angle = __fmul_rn(pos, invFreq[i]);
-        float s, c;
-        sincosf(angle, &s, &c);
-        s = __fmul_rn(s, scale);
-        c = __fmul_rn(c, scale);
-        bool isQ = h < heads;
-        bf16* x = isQ ? q + qRow + h * d : k + kvRow + (h - heads) * d;
-        float a = bf2f(x[i]), b = bf2f(x[i + half]);
-        bf16 lo = f2bf(a * c - b * s), hi = f2bf(b * c + a * s);
-        x[i] = lo;
-        x[i + half] = hi;
-        if (!isQ)
+        bf16 lo, hi;
+        if (h < heads)
         {
-            bf16* to = kDst + kvRow + (h - heads) * d;
-            to[i] = lo;
-            to[i + half] = hi;
+            rope_pair(q + qRow + h * d, i, half, pos, invFreq, scale, lo, hi);
+            continue;
         }
+        long at = kvRow + (h - heads) * d;
+        rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+        kDst[at + i] = lo;
+        kDst[at + i + half] = hi;
     }
     for (int c = threadIdx.x; c < kvHeads * d; c += blockDim.x) vDst[kvRow + c] = v[kvRow + c];
 }
