@@ -13,7 +13,6 @@
 # SKIP (space-separated) leaves out steps: ptxas, tests, kernel, serve, ttft, e2e.
 # Everything lands in $OUT/decode.tar.gz with a summary in $OUT/summary.md (printed last).
 source "$(dirname "$0")/env.sh"
-PACK=${PACK:-$ROOT/.gpu}
 WORK=${WORK:-/tmp/apb-decode}
 LENGTHS=${LENGTHS:-8k,32k,128k}
 SKIP=${SKIP:-}
@@ -24,22 +23,10 @@ SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
 
-if command -v nvcc >/dev/null && [[ " $SKIP " != *" ptxas "* ]]; then
-  step "ptxas -v decode.cu"
-  timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/decode.cubin -Xptxas -v \
-    src/Apb.Core/Backends/Cuda/Kernels/decode.cu > "$WORK/ptxas.txt" 2>&1
-  echo "ptxas exit $?" >> "$SUMMARY"
-  grep -E "Compiling entry|registers|spill" "$WORK/ptxas.txt" | paste - - - | sed -E 's/ptxas info *: //g' \
-    | awk '{print}' | grep -E "decode2_(split|batch)_d128_p[48]|decode_split_d128|decode_batch_d128|spill" | head -40 >> "$SUMMARY"
-fi
+[[ " $SKIP " == *" ptxas "* ]] ||
+  ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/decode.cu "decode2_(split|batch)_d128_p[48]|decode_split_d128|decode_batch_d128|spill"
 
-if [[ " $SKIP " != *" tests "* ]]; then
-  require_gpu_tests
-  step "GPU tests, ${FILTER:=decode/,ops/,models/,smoke/}"
-  timeout ${TESTS_TIMEOUT:-240} "$GPU_TESTS" --filter "$FILTER" --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
-  echo "GPU tests exit $?: $(tail -1 "$WORK/gpu-tests.txt")" | tee -a "$SUMMARY"
-  grep -E "FAIL" "$WORK/gpu-tests.txt" | head -20 | tee -a "$SUMMARY"
-fi
+[[ " $SKIP " == *" tests "* ]] || gpu_tests_summary "${FILTER:-decode/,ops/,models/,smoke/}"
 
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel decode"

@@ -71,3 +71,25 @@ append_log() {
     { echo "---- $f (stderr)"; cat "$WORK/$f.log"; echo "---- $f (stdout)"; cat "$WORK/$f.md"; } >>"$LOG" 2>/dev/null
   done
 }
+
+# ptxas -v of a kernel file (registers and spills per kernel): the whole output in $WORK/ptxas.txt, one line per kernel
+# matching PATTERN (default: all) and the exit status in $SUMMARY. Nothing where nvcc is not installed.
+ptxas_summary() {
+  local file=$1 pattern=${2:-.}
+  command -v nvcc >/dev/null || return 0
+  step "ptxas -v $(basename "$file")"
+  timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o "/tmp/$(basename "$file").cubin" -Xptxas -v \
+    "$file" > "$WORK/ptxas.txt" 2>&1
+  echo "ptxas exit $?" >> "$SUMMARY"
+  grep -E "Compiling entry|registers|spill" "$WORK/ptxas.txt" | paste - - - | sed -E 's/ptxas info *: //g' \
+    | grep -E "$pattern" | head -40 >> "$SUMMARY"
+}
+
+# The GPU tests of FILTER: output in $WORK/gpu-tests.txt and .json, the last line and any failures in $SUMMARY.
+gpu_tests_summary() {
+  require_gpu_tests
+  step "GPU tests, $1"
+  timeout "${TESTS_TIMEOUT:-240}" "$GPU_TESTS" --filter "$1" --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
+  echo "GPU tests exit $?: $(tail -1 "$WORK/gpu-tests.txt")" | tee -a "$SUMMARY"
+  grep -E "FAIL" "$WORK/gpu-tests.txt" | head -20 | tee -a "$SUMMARY"
+}

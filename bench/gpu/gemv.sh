@@ -6,12 +6,11 @@
 #   3. apb bench kernel gemv at M = 1, 2, 4: each product of a Llama-3.1-8B decode step through gemv.cu and through
 #      cuBLASLt, same call
 #   4. apb bench decode (ms per token after $CONTEXTS, default 8k,128k) with the matrix-vector kernels off
-#      (APB_GEMV_MAX_ROWS=0: cuBLASLt, as before gemv.cu) and on, same call; the table's "host ms" column says how
+#      (APB_GEMV_MAX_ROWS=0: cuBLASLt, as before gemv.cu) and on (4: every row count it takes), same call; the table's "host ms" column says how
 #      much of a step the host spent queueing it
 # SKIP (space-separated) leaves out steps: ptxas, tests, kernel, e2e.
 # Everything lands in $OUT/gemv.tar.gz with a summary in $OUT/summary.md (printed last).
 source "$(dirname "$0")/env.sh"
-PACK=${PACK:-$ROOT/.gpu}
 WORK=${WORK:-/tmp/apb-gemv}
 CONTEXTS=${CONTEXTS:-8k,128k}
 SKIP=${SKIP:-}
@@ -21,21 +20,9 @@ SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
 
-if command -v nvcc >/dev/null && [[ " $SKIP " != *" ptxas "* ]]; then
-  step "ptxas -v gemv.cu"
-  timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/gemv.cubin -Xptxas -v \
-    src/Apb.Core/Backends/Cuda/Kernels/gemv.cu > "$WORK/ptxas.txt" 2>&1
-  echo "ptxas exit $?" >> "$SUMMARY"
-  grep -E "Compiling entry|registers|spill" "$WORK/ptxas.txt" | paste - - - | sed -E 's/ptxas info *: //g' | head -20 >> "$SUMMARY"
-fi
+[[ " $SKIP " == *" ptxas "* ]] || ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/gemv.cu
 
-if [[ " $SKIP " != *" tests "* ]]; then
-  require_gpu_tests
-  step "GPU tests, ${FILTER:=ops/,models/,decode/}"
-  timeout ${TESTS_TIMEOUT:-240} "$GPU_TESTS" --filter "$FILTER" --out "$WORK/gpu-tests.json" > "$WORK/gpu-tests.txt" 2>&1
-  echo "GPU tests exit $?: $(tail -1 "$WORK/gpu-tests.txt")" | tee -a "$SUMMARY"
-  grep -E "FAIL" "$WORK/gpu-tests.txt" | head -20 | tee -a "$SUMMARY"
-fi
+[[ " $SKIP " == *" tests "* ]] || gpu_tests_summary "${FILTER:-ops/,models/,decode/}"
 
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel gemv"

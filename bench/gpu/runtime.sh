@@ -10,7 +10,6 @@
 # Binaries travel xz-compressed (the working tree's size limit): apb.xz, apb-old.xz and Apb.Gpu.Tests.xz in
 # $PACK (default .gpu), unpacked here first. Everything lands in $OUT/runtime.tar.gz with a summary in $OUT/summary.md.
 source "$(dirname "$0")/env.sh"
-PACK=${PACK:-$ROOT/.gpu}
 WORK=${WORK:-/tmp/apb-runtime}
 PREFILL_LENGTHS=${PREFILL_LENGTHS:-32k,128k}
 SKIP=${SKIP:-}
