@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The decode step's products on one GPU, in one call (`bash bench/gpu/gemv.sh` from the repository root; binaries as
 # for decode.sh: .gpu/apb.xz and .gpu/Apb.Gpu.Tests.xz, unpacked here):
-#   1. ptxas -v of gemv.cu (registers and spills per kernel), when nvcc is there
+#   1. ptxas -v of gemv.cu, or of each file of $PTXAS_FILES (registers and spills per kernel), when nvcc is there
 #   2. the GPU tests of $FILTER (default: ops, models, decode)
 #   3. apb bench kernel gemv at M = 1, 2, 4: each product of a Llama-3.1-8B decode step through gemv.cu and through
 #      cuBLASLt, same call
 #   4. apb bench decode (ms per token after $CONTEXTS, default 8k,128k) with the matrix-vector kernels off
 #      (APB_GEMV_MAX_ROWS=0: cuBLASLt, as before gemv.cu) and on (4: every row count it takes), same call; the table's "host ms" column says how
 #      much of a step the host spent queueing it
+#      E2E_RUNS (space-separated VAR=value settings, one run each; default "APB_GEMV_MAX_ROWS=0 APB_GEMV_MAX_ROWS=4")
+#      sets what the decode runs compare, e.g. E2E_RUNS="APB_PDL=0 APB_PDL=1" for launches without and with
+#      programmatic dependent launch
 # SKIP (space-separated) leaves out steps: ptxas, tests, kernel, e2e.
 # Everything lands in $OUT/gemv.tar.gz with a summary in $OUT/summary.md (printed last).
 source "$(dirname "$0")/env.sh"
@@ -20,7 +23,7 @@ SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
 
-[[ " $SKIP " == *" ptxas "* ]] || ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/gemv.cu
+[[ " $SKIP " == *" ptxas "* ]] || for f in ${PTXAS_FILES:-gemv.cu}; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f"; done
 
 [[ " $SKIP " == *" tests "* ]] || gpu_tests_summary "${FILTER:-ops/,models/,decode/}"
 
@@ -32,13 +35,13 @@ if [[ " $SKIP " != *" kernel "* ]]; then
 fi
 
 if [[ " $SKIP " != *" e2e "* ]]; then
-  for rows in 0 4; do
-    name=decode-gemv$rows
-    step "bench decode, APB_GEMV_MAX_ROWS=$rows"
-    APB_GEMV_MAX_ROWS=$rows timeout 200 "$APB" bench decode --shape llama-3.1-8b --device cuda --lengths "$CONTEXTS" \
+  for run in ${E2E_RUNS:-APB_GEMV_MAX_ROWS=0 APB_GEMV_MAX_ROWS=4}; do
+    name=decode-$(echo "$run" | tr 'A-Z=' 'a-z-')
+    step "bench decode, $run"
+    env "$run" timeout 200 "$APB" bench decode --shape llama-3.1-8b --device cuda --lengths "$CONTEXTS" \
       --out "$WORK/$name" > "$WORK/$name.md" 2> "$WORK/$name.log"
-    echo "bench decode (APB_GEMV_MAX_ROWS=$rows) exit $?" >> "$SUMMARY"
-    { echo "### bench decode, APB_GEMV_MAX_ROWS=$rows"; grep -E "^\|" "$WORK/$name.md"; } >> "$SUMMARY"
+    echo "bench decode ($run) exit $?" >> "$SUMMARY"
+    { echo "### bench decode, $run"; grep -E "^(##|\|)" "$WORK/$name.md"; } >> "$SUMMARY"
   done
 fi
 

@@ -54,6 +54,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
     ModelConfig _config = null!;
     string _modelName = "";
     bool _onDevice;
+    string _launches = "";
 
     void Log(string line) { log.WriteLine($"[bench decode {_clock.Elapsed.TotalSeconds,6:F1}s] {line}"); log.Flush(); }
 
@@ -63,6 +64,8 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         using var backend = o.NewBackend();
         var cuda = backend as CudaBackend;
         _onDevice = cuda != null;
+        // Programmatic launch (APB_PDL) changes a step's time by its launch gaps: the title says which ran.
+        if (cuda != null) _launches = cuda.Context.ProgrammaticLaunch ? ", programmatic launches" : ", plain launches (APB_PDL=0 or no sm_90)";
         var model = BenchModel.Open(o.Shape, o.Model, backend, o.Seed, cpu: !_onDevice);
         using var _ = model.Bundle;
         (_config, _modelName) = (model.Config, model.Name);
@@ -150,7 +153,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
 
     void Print()
     {
-        output.WriteLine($"## apb bench decode: {_modelName}, {o.Tokens} steps after {o.Warmup} warm-up, {o.Device}");
+        output.WriteLine($"## apb bench decode: {_modelName}, {o.Tokens} steps after {o.Warmup} warm-up, {o.Device}{_launches}");
         output.WriteLine();
         output.WriteLine("| engine | attention | context | ms/token (median) | min | host ms | tok/s | floor ms | floor fraction | prefill s | peak GiB | note |");
         output.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|");

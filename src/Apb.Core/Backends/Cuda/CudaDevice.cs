@@ -64,6 +64,7 @@ public sealed unsafe class CudaContext : IDisposable
         nint s;
         Driver.Check(Driver.cuStreamCreate(&s, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         Stream = s;
+        ProgrammaticLaunch = Device.Major >= 9 && Driver.cuLaunchKernelEx != null && Environment.GetEnvironmentVariable("APB_PDL") != "0";
     }
 
     /// <summary>The driver's current context is per thread: every entry point calls this (a compare when already current).</summary>
@@ -90,8 +91,25 @@ public sealed unsafe class CudaContext : IDisposable
         fixed (byte* n = bytes)
             Driver.Check(Driver.cuModuleGetFunction(&f, module, n), $"cuModuleGetFunction({file}: {name})");
         _functions[key] = f;
+        if (ProgrammaticLaunch && ProgrammaticFiles.Contains(file)) _programmatic.Add(f);
         return f;
     }
+
+    /// <summary>
+    /// The kernel files whose every kernel keeps bf16.cuh's programmatic-launch contract (pdl_wait() before touching
+    /// anything an earlier kernel may write or read), so that their kernels may be launched to overlap the kernel
+    /// before them. ProgrammaticLaunchTests checks each kernel of these files for the call.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ProgrammaticFiles = new HashSet<string> { "elementwise.cu", "decode.cu", "gemv.cu" };
+
+    /// <summary>
+    /// Whether kernels of <see cref="ProgrammaticFiles"/> are launched with programmatic stream serialization: on by
+    /// default on compute capability 9.0 and newer with a driver that has cuLaunchKernelEx; APB_PDL=0 turns it off
+    /// (for comparisons: `apb bench decode` with and without).
+    /// </summary>
+    public bool ProgrammaticLaunch { get; }
+
+    readonly HashSet<nint> _programmatic = [];
 
     /// <summary>
     /// Queues a kernel. Launch-configuration errors surface here with the kernel's name; errors inside the kernel surface
@@ -100,7 +118,17 @@ public sealed unsafe class CudaContext : IDisposable
     public void Launch(nint function, string name, (uint X, uint Y, uint Z) grid, uint block, uint sharedBytes, void** args)
     {
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return;
-        Driver.Check(Driver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block, 1, 1, sharedBytes, Stream, args, null), $"cuLaunchKernel({name})");
+        if (_programmatic.Contains(function))
+        {
+            var attribute = new LaunchAttribute { Id = LaunchAttribute.ProgrammaticStreamSerialization, Value = 1 };
+            var config = new LaunchConfig
+            {
+                GridX = grid.X, GridY = grid.Y, GridZ = grid.Z, BlockX = block, BlockY = 1, BlockZ = 1,
+                SharedBytes = sharedBytes, Stream = Stream, Attributes = &attribute, AttributeCount = 1,
+            };
+            Driver.Check(Driver.cuLaunchKernelEx(&config, function, args, null), $"cuLaunchKernelEx({name})");
+        }
+        else Driver.Check(Driver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block, 1, 1, sharedBytes, Stream, args, null), $"cuLaunchKernel({name})");
         if (s_syncEachLaunch) Driver.Check(Driver.cuStreamSynchronize(Stream), $"kernel {name} (APB_CUDA_SYNC=1)");
     }
 

@@ -49,3 +49,36 @@ __device__ __forceinline__ unsigned smem_u32(const void* p)
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
     return a;
 }
+
+// Programmatic dependent launch (sm_90+; both are no-ops on older GPUs and in a kernel launched without the attribute).
+// The host launches every kernel of a file listed in CudaContext.ProgrammaticFiles with it, so that the next kernel of
+// the stream is scheduled onto the SMs while this one runs instead of after it has drained; that hides most of a
+// launch's latency, which is a large share of a decode step's ~290 small, dependent kernels. The contract for every
+// kernel of such a file (Apb.Tests' ProgrammaticLaunchTests checks the source for it):
+//   - pdl_launch_dependents() may come first: it only lets the next grid be scheduled once all of this grid's blocks
+//     have run it; the next grid still waits for this one to finish (its own pdl_wait).
+//   - pdl_wait() before the first read of anything an earlier kernel wrote, and before the first write of anything at
+//     all (an earlier kernel may still be reading it). It returns once every earlier grid has finished and its writes
+//     are visible. Only what no kernel ever writes (weights) may be read before it.
+//   - every thread calls pdl_wait(), even one that returns early with nothing to do: a grid then ends only after the
+//     grid before it has, so waiting on the one grid just before orders a kernel after every earlier one too.
+__device__ __forceinline__ void pdl_launch_dependents()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Both at a kernel's start: for kernels that read nothing before their inputs.
+__device__ __forceinline__ void pdl_enter()
+{
+    pdl_launch_dependents();
+    pdl_wait();
+}

@@ -183,6 +183,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d64(c
     float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
     int tilesPerSplit)
 {
+    pdl_enter();
     decode_split<64>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit, blockIdx.z * DEC_ROWS, 0);
 }
 
@@ -190,6 +191,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_split_d128(
     float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal,
     int tilesPerSplit)
 {
+    pdl_enter();
     decode_split<128>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, tilesPerSplit, blockIdx.z * DEC_ROWS, 0);
 }
 
@@ -209,12 +211,14 @@ __device__ __forceinline__ void decode_batch(const bf16* q, const unsigned long 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d64(const bf16* q, const unsigned long long* kv, const int* lens,
     float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, int tilesPerSplit)
 {
+    pdl_enter();
     decode_batch<64>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d128(const bf16* q, const unsigned long long* kv, const int* lens,
     float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, int tilesPerSplit)
 {
+    pdl_enter();
     decode_batch<128>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
 }
 
@@ -223,6 +227,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d128(
 extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* __restrict__ partO, const float* __restrict__ partLse,
     bf16* __restrict__ out, long oStride, void* __restrict__ lse, int lseF32, int heads, int d, int splits)
 {
+    pdl_enter();
     long row = blockIdx.x;
     long i = row / heads;
     int h = (int)(row - i * heads);
@@ -456,14 +461,14 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
 #define DV2_SPLIT(D, P, PF, NAME) \
 extern "C" __global__ void __launch_bounds__(DV2_THREADS) NAME(const bf16* q, const bf16* k, const bf16* v, float* partO, \
     float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
-{ decode_split2<D, P, PF>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, keysPerSplit, 0); }
+{ pdl_enter(); decode_split2<D, P, PF>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, keysPerSplit, 0); }
 
 // B sequences, one query row each against its own cache (the table of version 1's batch kernel): grid (splits, KV heads, B).
 #define DV2_BATCH(D, P, PF, NAME) \
 extern "C" __global__ void __launch_bounds__(DV2_THREADS) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
     const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
     int keysPerSplit) \
-{ int b = blockIdx.z; \
+{ pdl_enter(); int b = blockIdx.z; \
   decode_split2<D, P, PF>(q + (long)b * qStride, (const bf16*)kv[2 * b], (const bf16*)kv[2 * b + 1], partO, partLse, 1, lens[b], \
       heads, kvHeads, qStride, kStride, scale, 0, keysPerSplit, (long)b * heads); }
 

@@ -21,17 +21,20 @@ __device__ __forceinline__ float h2f(unsigned short h)
 
 extern "C" __global__ void apb_convert_f32_bf16(const float* __restrict__ src, bf16* __restrict__ dst, long n)
 {
+    pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = f2bf(src[i]);
 }
 
 extern "C" __global__ void apb_convert_f16_bf16(const unsigned short* __restrict__ src, bf16* __restrict__ dst, long n)
 {
+    pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = f2bf(h2f(src[i]));
 }
 
 // One block per token: ids were checked against the vocabulary on the host.
 extern "C" __global__ void apb_embed(const int* __restrict__ ids, const bf16* __restrict__ table, bf16* __restrict__ out, int cols)
 {
+    pdl_enter();
     const bf16* src = table + (long)ids[blockIdx.x] * cols;
     bf16* dst = out + (long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = src[c];
@@ -54,6 +57,7 @@ __device__ __forceinline__ float block_sum(float v, float* scratch)
 // before it writes that same column.
 extern "C" __global__ void apb_rms_norm(const bf16* x, const bf16* __restrict__ w, bf16* out, int cols, float eps)
 {
+    pdl_enter();
     __shared__ float scratch[32];
     const bf16* row = x + (long)blockIdx.x * cols;
     float ss = 0.f;
@@ -70,6 +74,7 @@ extern "C" __global__ void apb_rms_norm(const bf16* x, const bf16* __restrict__ 
 extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __restrict__ y, const bf16* __restrict__ w,
                                             bf16* __restrict__ out, int cols, float eps)
 {
+    pdl_enter();
     __shared__ float scratch[32];
     bf16* row = x + (long)blockIdx.x * cols;
     const bf16* add = y + (long)blockIdx.x * cols;
@@ -89,12 +94,14 @@ extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __
 
 extern "C" __global__ void apb_add(bf16* __restrict__ x, const bf16* __restrict__ y, long n)
 {
+    pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
 }
 
 // output may alias gate (the model writes silu(gate) * up back into gate): each element is read before it is written.
 extern "C" __global__ void apb_silu_mul(const bf16* gate, const bf16* up, bf16* out, long n)
 {
+    pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
     {
         float g = bf2f(gate[i]);
@@ -104,6 +111,7 @@ extern "C" __global__ void apb_silu_mul(const bf16* gate, const bf16* up, bf16* 
 
 extern "C" __global__ void apb_silu(bf16* x, long n)
 {
+    pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
     {
         float g = bf2f(x[i]);
@@ -135,6 +143,7 @@ __device__ __forceinline__ void rope_pair(bf16* v, int i, int half, float pos, c
 extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, const float* __restrict__ invFreq, int heads, int d,
                                     float scale)
 {
+    pdl_enter();
     int half = d >> 1;
     float pos = (float)positions[blockIdx.x];
     bf16* row = x + (long)blockIdx.x * heads * d;
@@ -153,6 +162,7 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
                                            const int* __restrict__ positions, const float* __restrict__ invFreq, int heads,
                                            int kvHeads, int d, float scale)
 {
+    pdl_enter();
     int half = d >> 1;
     float pos = (float)positions[blockIdx.x];
     long qRow = (long)blockIdx.x * heads * d, kvRow = (long)blockIdx.x * kvHeads * d;
@@ -176,6 +186,7 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).
 extern "C" __global__ void apb_copy2d_u16(const unsigned short* __restrict__ src, long srcStride, unsigned short* __restrict__ dst, long dstStride, int rows, int cols)
 {
+    pdl_enter();
     for (long r = blockIdx.y; r < rows; r += gridDim.y)
         for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
             dst[r * dstStride + c] = src[r * srcStride + c];
@@ -183,6 +194,7 @@ extern "C" __global__ void apb_copy2d_u16(const unsigned short* __restrict__ src
 
 extern "C" __global__ void apb_copy2d_u32(const unsigned* __restrict__ src, long srcStride, unsigned* __restrict__ dst, long dstStride, int rows, int cols)
 {
+    pdl_enter();
     for (long r = blockIdx.y; r < rows; r += gridDim.y)
         for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
             dst[r * dstStride + c] = src[r * srcStride + c];
@@ -192,6 +204,7 @@ extern "C" __global__ void apb_copy2d_u32(const unsigned* __restrict__ src, long
 // its own sequence's cache, in one launch. Rows are whole 16-byte words (the host checks). Grid: (rows), any block.
 extern "C" __global__ void apb_scatter_rows(const uint4* __restrict__ src, const unsigned long long* __restrict__ dst, int words)
 {
+    pdl_enter();
     uint4* to = reinterpret_cast<uint4*>(dst[blockIdx.x]);
     const uint4* from = src + (long)blockIdx.x * words;
     for (int w = threadIdx.x; w < words; w += blockDim.x) to[w] = from[w];
@@ -203,6 +216,7 @@ extern "C" __global__ void apb_scatter_rows(const uint4* __restrict__ src, const
 extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf16* __restrict__ part, const void* __restrict__ partLse,
                                                int lseF32, int heads, int d)
 {
+    pdl_enter();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     long row = blockIdx.x;
     for (int h = warp; h < heads; h += warps)
@@ -232,6 +246,7 @@ extern "C" __global__ void apb_merge_attention(bf16* acc, void* accLse, const bf
 extern "C" __global__ void apb_merge_parts(const bf16* __restrict__ parts, const void* __restrict__ lses, int lseF32,
                                            bf16* __restrict__ out, int count, long rows, int heads, int d)
 {
+    pdl_enter();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     long row = blockIdx.x;
     long cols = (long)heads * d;
@@ -266,6 +281,7 @@ extern "C" __global__ void apb_merge_parts(const bf16* __restrict__ parts, const
 // larger value, then the lower column.
 extern "C" __global__ void apb_argmax_rows(const void* __restrict__ x, int f32, long stride, int cols, int* __restrict__ out)
 {
+    pdl_enter();
     __shared__ float sv[32];
     __shared__ int si[32];
     long row = blockIdx.x;

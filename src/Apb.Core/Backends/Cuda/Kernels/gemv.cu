@@ -43,15 +43,19 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc)
 }
 
 // One batch of a lane's chunks c, c + 32, ..., c + 32 (U - 1) of R weight rows (the gate and up rows of a feature, or
-// one row): all R x U loads issued before any math, then acc[r][m] += w_r . x_m over them.
-template <int U, int R, int M>
-__device__ __forceinline__ void batch(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int c, float (&acc)[R][M])
+// one row): all R x U loads issued (load_batch) before any math (dot_batch: acc[r][m] += w_r . x_m over them).
+template <int U, int R>
+__device__ __forceinline__ void load_batch(const uint4* const (&w)[R], int c, uint4 (&wv)[R][U])
 {
-    uint4 wv[R][U];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int u = 0; u < U; u++) wv[r][u] = ld_stream(w[r] + c + 32 * u);
+}
+
+template <int U, int R, int M>
+__device__ __forceinline__ void dot_batch(const uint4 (&wv)[R][U], const uint4* __restrict__ x, int chunks, int c, float (&acc)[R][M])
+{
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
@@ -63,14 +67,33 @@ __device__ __forceinline__ void batch(const uint4* const (&w)[R], const uint4* _
         }
 }
 
+template <int U, int R, int M>
+__device__ __forceinline__ void batch(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int c, float (&acc)[R][M])
+{
+    uint4 wv[R][U];
+    load_batch<U, R>(w, c, wv);
+    dot_batch<U, R, M>(wv, x, chunks, c, acc);
+}
+
 // acc[r][m] += W_r's row . x's row m over this lane's chunks (lane, lane + 32, ...): batches of 16 loads per row
 // while they last (a 4096-wide row is exactly one, 8 KB in flight per warp), then 8, 4 and single ones, so the tail of
 // a row never waits on one load at a time. The gated kernel's two rows go 8 at a time: 16 loads in flight as well.
+// The first batch's weights are requested before pdl_wait(): under programmatic launch they stream in while the
+// kernel before (which writes x) finishes. Weights are never written by a kernel, so reading them early is safe.
 template <int R, int M>
 __device__ __forceinline__ void row_dots(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int lane, float (&acc)[R][M])
 {
     constexpr int U = R == 1 ? 16 : 8;
     int c = lane;
+    if (c + 32 * (U - 1) < chunks)
+    {
+        uint4 wv[R][U];
+        load_batch<U, R>(w, c, wv);
+        pdl_wait();
+        dot_batch<U, R, M>(wv, x, chunks, c, acc);
+        c += 32 * U;
+    }
+    else pdl_wait();
     for (; c + 32 * (U - 1) < chunks; c += 32 * U) batch<U, R, M>(w, x, chunks, c, acc);
     if (U > 8 && c + 32 * 7 < chunks) { batch<8, R, M>(w, x, chunks, c, acc); c += 32 * 8; }
     if (c + 32 * 3 < chunks) { batch<4, R, M>(w, x, chunks, c, acc); c += 32 * 4; }
@@ -103,7 +126,8 @@ __device__ __forceinline__ void gemv(const bf16* __restrict__ x, int k, GemvPart
     int lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     GemvPart p;
-    if (!find_part(a, b, c, r, p)) return;
+    pdl_launch_dependents();
+    if (!find_part(a, b, c, r, p)) { pdl_wait(); return; }
     int chunks = k >> 3;
     float acc[1][M];
 #pragma unroll
@@ -124,7 +148,8 @@ __device__ __forceinline__ void gemv_gated(const bf16* __restrict__ x, int k, Ge
 {
     int lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (r >= gate.n) return;
+    pdl_launch_dependents();
+    if (r >= gate.n) { pdl_wait(); return; }
     int chunks = k >> 3;
     float acc[2][M];
 #pragma unroll

@@ -66,6 +66,8 @@ public static unsafe class Driver
     public static delegate* unmanaged<nint, int, int, int> cuFuncSetAttribute;
     public static delegate* unmanaged<int*, nint, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
+    /// <summary>cuLaunchKernelEx (CUDA 12.0+), for launch attributes; null on an older driver.</summary>
+    public static delegate* unmanaged<LaunchConfig*, nint, void**, void**, int> cuLaunchKernelEx;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
     /// <summary>TMA descriptors (CUDA 12+ drivers, sm_90 devices). Null on older drivers: the Hopper attention kernel is then not offered.</summary>
@@ -141,6 +143,8 @@ public static unsafe class Driver
             cuFuncSetAttribute = (delegate* unmanaged<nint, int, int, int>)F(lib, "cuFuncSetAttribute");
             cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, nint, int, nuint, int>)F(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
             cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F(lib, "cuLaunchKernel");
+            cuLaunchKernelEx = NativeLibrary.TryGetExport(lib, "cuLaunchKernelEx", out var launchEx)
+                ? (delegate* unmanaged<LaunchConfig*, nint, void**, void**, int>)launchEx : null;
             cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorString");
             cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorName");
             cuTensorMapEncodeTiled = NativeLibrary.TryGetExport(lib, "cuTensorMapEncodeTiled", out var tmap)
@@ -199,3 +203,26 @@ public static unsafe class Driver
         return b;
     }
 }
+
+/// <summary>CUlaunchAttribute: an id, padding to 8 bytes, and a 64-byte value union of which we use the first int.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 72)]
+public struct LaunchAttribute
+{
+    /// <summary>CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the value (an int) 1 lets the grid start while the
+    /// one before it in the stream is still running, once that one allows it (griddepcontrol.launch_dependents).</summary>
+    public const int ProgrammaticStreamSerialization = 6;
+
+    [FieldOffset(0)] public int Id;
+    [FieldOffset(8)] public int Value;
+}
+
+/// <summary>CUlaunchConfig: grid, block, dynamic shared memory, stream and the attributes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct LaunchConfig
+{
+    public uint GridX, GridY, GridZ, BlockX, BlockY, BlockZ, SharedBytes;
+    public nint Stream;
+    public LaunchAttribute* Attributes;
+    public uint AttributeCount;
+}
+
