@@ -42,7 +42,7 @@ public sealed record DecodeSettings
 public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter log)
 {
     sealed record Result(int Context, string Attention, string Status, string? Note, double[] StepMs, double PrefillSeconds, double FloorMs, double PeakGiB,
-        double[]? HostMs = null)
+        double[]? HostMs = null, IReadOnlyList<(string Name, long Count, double Ms)>? Kernels = null)
     {
         public double Median => Stats.Median(StepMs);
         /// <summary>Median of each step's wall time less the time the host waited on the device: the host's own share.</summary>
@@ -117,6 +117,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 for (int i = 0; i < o.Warmup; i++) next = Sampler.ArgMax(session.Decode(next));
                 var ms = new double[o.Tokens];
                 var host = new double[o.Tokens];
+                cuda?.Context.Times?.Reset(); // APB_KERNEL_TIMES=1: the timed steps' kernels only
                 for (int i = 0; i < o.Tokens; i++)
                 {
                     double waited = cuda?.Context.WaitedMs ?? 0;
@@ -126,7 +127,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                     host[i] = ms[i] - ((cuda?.Context.WaitedMs ?? 0) - waited);
                 }
                 double peak = cuda != null ? backend.Memory.PeakBytes / (double)(1L << 30) : 0;
-                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak, cuda != null ? host : null);
+                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak, cuda != null ? host : null, cuda?.Context.Times?.Totals());
                 _results.Add(r);
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
                 Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
@@ -166,9 +167,25 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         output.WriteLine();
         if (_onDevice)
             output.WriteLine("host ms: a step's wall time less the time the host waited on the device (the step's queueing; near the wall time, the step is bound by the host's launches).");
+        foreach (var r in _results.Where(r => r.Kernels is { Count: > 0 }))
+            PrintKernels(r);
         output.WriteLine(_onDevice
             ? $"floor: bf16 weights except the embedding table + the whole KV cache, read once per step at {o.BandwidthTbs} TB/s."
             : "floor: GPU runs only (the bytes a step reads over HBM bandwidth; a CPU has no such bound here).");
+    }
+
+    /// <summary>APB_KERNEL_TIMES=1: each kernel's device time per step, against the step's wall time.</summary>
+    void PrintKernels(Result r)
+    {
+        double steps = r.StepMs.Length, sum = r.Kernels!.Sum(k => k.Ms) / steps;
+        output.WriteLine($"### kernels of a step: {r.Attention}, context {r.Context} (APB_KERNEL_TIMES=1; each launch between two events, so no overlap)");
+        output.WriteLine();
+        output.WriteLine("| kernel | launches per step | us per step | us per launch | share of kernel time |");
+        output.WriteLine("|---|---|---|---|---|");
+        foreach (var (name, count, ms) in r.Kernels!)
+            output.WriteLine($"| {name} | {count / steps:F0} | {1000 * ms / steps:F1} | {1000 * ms / count:F2} | {ms / steps / sum:P1} |");
+        output.WriteLine($"| all kernels | {r.Kernels!.Sum(k => k.Count) / steps:F0} | {1000 * sum:F1} | | step {r.Median:F3} ms (median, timer on) |");
+        output.WriteLine();
     }
 
     void Write()

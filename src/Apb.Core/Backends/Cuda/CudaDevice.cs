@@ -65,7 +65,11 @@ public sealed unsafe class CudaContext : IDisposable
         Driver.Check(Driver.cuStreamCreate(&s, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         Stream = s;
         ProgrammaticLaunch = Device.Major >= 9 && Driver.cuLaunchKernelEx != null && Environment.GetEnvironmentVariable("APB_PDL") != "0";
+        if (Environment.GetEnvironmentVariable("APB_KERNEL_TIMES") == "1") Times = new KernelTimes(s);
     }
+
+    /// <summary>Device time per kernel name when APB_KERNEL_TIMES=1 (see <see cref="KernelTimes"/>), else null.</summary>
+    public KernelTimes? Times { get; }
 
     /// <summary>The driver's current context is per thread: every entry point calls this (a compare when already current).</summary>
     public void MakeCurrent()
@@ -118,6 +122,7 @@ public sealed unsafe class CudaContext : IDisposable
     public void Launch(nint function, string name, (uint X, uint Y, uint Z) grid, uint block, uint sharedBytes, void** args)
     {
         if (grid.X == 0 || grid.Y == 0 || grid.Z == 0) return;
+        nint timed = Times?.Begin() ?? 0;
         if (_programmatic.Contains(function))
         {
             var attribute = new LaunchAttribute { Id = LaunchAttribute.ProgrammaticStreamSerialization, Value = 1 };
@@ -129,6 +134,7 @@ public sealed unsafe class CudaContext : IDisposable
             Driver.Check(Driver.cuLaunchKernelEx(&config, function, args, null), $"cuLaunchKernelEx({name})");
         }
         else Driver.Check(Driver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block, 1, 1, sharedBytes, Stream, args, null), $"cuLaunchKernel({name})");
+        if (Times != null) Times.End(name, timed);
         if (s_syncEachLaunch) Driver.Check(Driver.cuStreamSynchronize(Stream), $"kernel {name} (APB_CUDA_SYNC=1)");
     }
 
@@ -139,6 +145,7 @@ public sealed unsafe class CudaContext : IDisposable
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize (an earlier kernel or copy failed)");
         _waitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+        Times?.Collect();
     }
 
     long _waitTicks;
@@ -161,6 +168,7 @@ public sealed unsafe class CudaContext : IDisposable
     {
         MakeCurrent();
         Driver.cuStreamSynchronize(Stream);
+        Times?.Dispose();
         foreach (var m in _modules.Values) Driver.cuModuleUnload(m);
         _modules.Clear();
         _functions.Clear();

@@ -44,8 +44,10 @@ public sealed unsafe class Gemm : IDisposable
                 "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
         float alpha = 1f, beta = 0f;
         var algo = plan.Algo;
+        nint timed = _ctx.Times?.Begin() ?? 0;
         CublasLt.Check(CublasLt.cublasLtMatmul(_handle, plan.Desc, &alpha, w, plan.A, x, plan.B, &beta, y, plan.D, y, plan.D,
             algo.Algo, _workspace, (nuint)_workspaceBytes, _ctx.Stream), $"cublasLtMatmul(M={M}, N={N}, K={K})");
+        _ctx.Times?.End("cublasLtMatmul", timed);
     }
 
     Plan GetPlan(int M, int N, int K, bool bias)
