@@ -16,8 +16,11 @@ public static class OpCases
         foreach (var dt in new[] { CudaDType.BF16, CudaDType.F32 })
             yield return new("ops", $"upload/download [1001, 37] {dt}", c => UploadDownload(c, dt));
         foreach (var dt in new[] { DType.BF16, DType.F16, DType.F32 })
-            yield return new("ops", $"embed 37 ids of [1000, 264] {DTypes.Name(dt)}", c => Embed(c, dt));
-        foreach (var (rows, cols) in new[] { (1, 64), (33, 1000), (7, 8192), (130, 4096) })
+            yield return new("ops", $"embed 37 ids of [1000, 264] {DTypes.Name(dt)}", c => Embed(c, dt, 264));
+        yield return new("ops", "embed 37 ids of [1000, 100] bf16 (rows not whole 16-byte chunks)", c => Embed(c, DType.BF16, 100));
+        // Rows of whole 16-byte chunks up to 8192 take the chunked kernels (1, 2 and 4 chunks per thread); 1001 and
+        // 16384 take the column loop.
+        foreach (var (rows, cols) in new[] { (1, 64), (33, 1000), (7, 8192), (130, 4096), (1, 3584), (3, 1001), (2, 16384) })
         {
             yield return new("ops", $"rms_norm [{rows}, {cols}]", c => RmsNorm(c, rows, cols));
             yield return new("ops", $"add_rms_norm [{rows}, {cols}]", c => AddRmsNorm(c, rows, cols));
@@ -93,9 +96,9 @@ public static class OpCases
         c.Compare("round trip", Down(c.Gpu, c.OnGpu(x, 1001, 37, dt)), x, 0);
     }
 
-    static void Embed(GpuCheck c, DType dt)
+    static void Embed(GpuCheck c, DType dt, int hidden)
     {
-        int vocab = 1000, hidden = 264, T = 37;
+        int vocab = 1000, T = 37;
         var w = c.Weight("embed", c.Rand((long)vocab * hidden), [vocab, hidden], dt);
         var ids = Enumerable.Range(0, T).Select(i => i == 0 ? 0 : i == 1 ? vocab - 1 : c.Rng.Next(vocab)).ToArray();
         var co = c.Cpu.Allocate(T, hidden); c.Cpu.Embed(ids, c.Cpu.Load(w), co);

@@ -15,6 +15,9 @@ public sealed unsafe partial class CudaBackend
     public const int DecodeMaxQueryRows = 16;
 
     const int DecodeTile = 64, DecodeRows = 64, DecodeThreads = 128; // DEC_TILE, DEC_ROWS, DEC_THREADS in decode.cu
+
+    /// <summary>The most splits a call cuts its keys into: apb_decode_merge keeps one float per split in shared memory (32 KB).</summary>
+    const int DecodeMaxSplits = 8192;
     const int Decode2MaxPairs = 8, Decode2Threads = 128, Decode2Unroll = 4;  // the largest P, DV2_THREADS, DV2_U
 
     /// <summary>
@@ -64,7 +67,7 @@ public sealed unsafe partial class CudaBackend
     (int Splits, int TilesPerSplit) DecodeSplits(int tk, int blocksPerSplit, int perSm, int tile = DecodeTile)
     {
         int tiles = Math.Max(1, (tk + tile - 1) / tile);
-        int want = Math.Max(1, perSm * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit));
+        int want = Math.Clamp(perSm * Context.Device.Multiprocessors / Math.Max(1, blocksPerSplit), 1, DecodeMaxSplits);
         int per = (tiles + Math.Min(want, tiles) - 1) / Math.Min(want, tiles);
         return ((tiles + per - 1) / per, per);
     }
@@ -148,7 +151,8 @@ public sealed unsafe partial class CudaBackend
         long oStride = o.Cols;
         int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
         void** ma = stackalloc void*[] { &partO, &partLse, &op, &oStride, &lp, &lseF32, &heads, &d, &splits };
-        Context.Launch(Context.Function(DecodeFile, "apb_decode_merge"), "apb_decode_merge", ((uint)rowsOut, 1, 1), 128, 0, ma);
+        // Dynamic shared memory: the merge's weight per split (DecodeSplits keeps splits under DecodeMaxSplits).
+        Context.Launch(Context.Function(DecodeFile, "apb_decode_merge"), "apb_decode_merge", ((uint)rowsOut, 1, 1), 128, (uint)(4 * splits), ma);
     }
 
     ulong _batchTable;       // the batch's K/V addresses and lengths, uploaded once per call

@@ -434,8 +434,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong idp = UploadInts(ids);
         ulong tp = t.Ptr, op = o.Ptr;
         int cols = t.Cols;
+        bool vector = Aligned16(cols, tp, op);
+        if (vector) cols /= 8; // apb_embed_v counts 16-byte chunks
         void** args = stackalloc void*[] { &idp, &tp, &op, &cols };
-        Context.Launch(Context.Function(Elementwise, "apb_embed"), "apb_embed", ((uint)ids.Length, 1, 1), 256, 0, args);
+        string fn = vector ? "apb_embed_v" : "apb_embed";
+        Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)ids.Length, 1, 1), 256, 0, args);
     }
 
     public void RmsNorm(Tensor x, IWeight weight, float eps, Tensor output)
@@ -448,7 +451,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong xp = xs.Ptr, wp = w.Ptr, op = o.Ptr;
         int cols = xs.Cols;
         void** args = stackalloc void*[] { &xp, &wp, &op, &cols, &eps };
-        Context.Launch(Context.Function(Elementwise, "apb_rms_norm"), "apb_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
+        var (fn, threads) = NormKernel("apb_rms_norm", cols, xp, wp, op);
+        Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)xs.Rows, 1, 1), threads, 0, args);
     }
 
     /// <summary>x += y, then output = rms_norm(x) * weight: one block per row reads x and y once, writes x and output.</summary>
@@ -463,7 +467,29 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong xp = xs.Ptr, yp = ys.Ptr, wp = w.Ptr, op = o.Ptr;
         int cols = xs.Cols;
         void** args = stackalloc void*[] { &xp, &yp, &wp, &op, &cols, &eps };
-        Context.Launch(Context.Function(Elementwise, "apb_add_rms_norm"), "apb_add_rms_norm", ((uint)xs.Rows, 1, 1), 256, 0, args);
+        var (fn, threads) = NormKernel("apb_add_rms_norm", cols, xp, wp, op, yp);
+        Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)xs.Rows, 1, 1), threads, 0, args);
+    }
+
+    /// <summary>Whether rows of <paramref name="cols"/> bf16 at these addresses are whole, aligned 16-byte chunks.</summary>
+    static bool Aligned16(int cols, params ReadOnlySpan<ulong> ptrs)
+    {
+        if (cols % 8 != 0) return false;
+        foreach (var p in ptrs) if (p % 16 != 0) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// A row norm's kernel and block size: the chunked kernels (<paramref name="stem"/>_v1/_v2/_v4, each thread holding
+    /// 1, 2 or 4 16-byte chunks of the row) for rows a multiple of 8 wide up to 8192, with the fewest chunks per thread
+    /// that keep the block within 256 threads; the column loop (<paramref name="stem"/>, 256 threads) otherwise.
+    /// </summary>
+    static (string Name, uint Threads) NormKernel(string stem, int cols, params ReadOnlySpan<ulong> ptrs)
+    {
+        if (!Aligned16(cols, ptrs) || cols > 8 * 4 * 256) return (stem, 256);
+        int chunks = cols / 8, perThread = chunks <= 256 ? 1 : chunks <= 512 ? 2 : 4;
+        int threads = ((chunks + perThread - 1) / perThread + 31) / 32 * 32;
+        return ($"{stem}_v{perThread}", (uint)threads);
     }
 
     public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)
@@ -544,7 +570,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, kdp = kd.Ptr, vdp = vd.Ptr;
         float scale = table.AttentionScaling;
         void** args = stackalloc void*[] { &qp, &kp, &vp, &kdp, &vdp, &pos, &inv, &heads, &kvHeads, &d, &scale };
-        Context.Launch(Context.Function(Elementwise, "apb_rope_append"), "apb_rope_append", ((uint)qs.Rows, 1, 1), 128, 0, args);
+        // One block per (token, head), a thread per rotated pair.
+        uint threads = (uint)((d / 2 + 31) / 32 * 32);
+        Context.Launch(Context.Function(Elementwise, "apb_rope_append"), "apb_rope_append", ((uint)qs.Rows, (uint)(heads + kvHeads), 1), threads, 0, args);
     }
 
     /// <summary>

@@ -222,35 +222,71 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d128(
     decode_batch<128>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
 }
 
+// max (MAX) or sum over the block of one float per thread; reusable back to back (it waits before writing scratch).
+template <bool MAX>
+__device__ __forceinline__ float merge_reduce(float v, float* scratch)
+{
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = MAX ? fmaxf(v, u) : v + u;
+    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : (MAX ? APB_NEG_INF : 0.f);
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = MAX ? fmaxf(v, u) : v + u;
+    }
+    return v;
+}
+
 // One block per (query row, head) = row: out = sum_s w_s O_s / sum_s w_s with w_s = exp(lse_s - max lse), in fp32;
-// lse (optional, fp32 or bf16) = max + log(sum_s w_s). Splits with lse -inf are skipped; all -inf gives 0 and -inf.
+// lse (optional, fp32 or bf16) = max + log(sum_s w_s). Splits with lse -inf weigh 0; all -inf gives 0 and -inf.
+// The block first finds the max and the weights together (splits spread over its threads, the weights kept in dynamic
+// shared memory: splits floats), then each thread sums its columns over the splits with independent loads. The first
+// version walked the splits one after another in every thread, twice: 17.4 us per call at 8K (docs/kernels/decode-step.md).
 extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* __restrict__ partO, const float* __restrict__ partLse,
     bf16* __restrict__ out, long oStride, void* __restrict__ lse, int lseF32, int heads, int d, int splits)
 {
     pdl_enter();
+    extern __shared__ float merge_w[];
+    __shared__ float scratch[32];
     long row = blockIdx.x;
     long i = row / heads;
     int h = (int)(row - i * heads);
     const float* pl = partLse + row * splits;
     float mx = APB_NEG_INF;
-    for (int s = 0; s < splits; s++) mx = fmaxf(mx, pl[s]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, pl[s]);
+    mx = merge_reduce<true>(mx, scratch);
     bf16* o = out + i * oStride + (long)h * d;
     if (mx == APB_NEG_INF)
     {
         for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = 0;
-        if (threadIdx.x == 0 && lse)
-        {
-            store_any(lse, row, lseF32, APB_NEG_INF);
-        }
+        if (threadIdx.x == 0 && lse) store_any(lse, row, lseF32, APB_NEG_INF);
         return;
     }
-    float total = 0.f;
-    for (int s = 0; s < splits; s++) if (pl[s] != APB_NEG_INF) total += expf(pl[s] - mx);
+    float part = 0.f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x)
+    {
+        float e = pl[s] == APB_NEG_INF ? 0.f : expf(pl[s] - mx);
+        merge_w[s] = e;
+        part += e;
+    }
+    float total = merge_reduce<false>(part, scratch); // its barriers also publish merge_w
+    const float* po = partO + row * splits * (long)d;
     for (int c = threadIdx.x; c < d; c += blockDim.x)
     {
         float acc = 0.f;
+#pragma unroll 8
         for (int s = 0; s < splits; s++)
-            if (pl[s] != APB_NEG_INF) acc = fmaf(expf(pl[s] - mx), partO[(row * splits + s) * d + c], acc);
+        {
+            float e = merge_w[s], v = po[(long)s * d + c];
+            acc = e == 0.f ? acc : fmaf(e, v, acc);
+        }
         o[c] = f2bf(acc / total);
     }
     if (threadIdx.x == 0 && lse) store_any(lse, row, lseF32, mx + logf(total));

@@ -31,6 +31,15 @@ extern "C" __global__ void apb_convert_f16_bf16(const unsigned short* __restrict
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) dst[i] = f2bf(h2f(src[i]));
 }
 
+// One block per token, 16 bytes at a time (rows a multiple of 8 wide, 16-byte aligned: the host checks).
+extern "C" __global__ void apb_embed_v(const int* __restrict__ ids, const uint4* __restrict__ table, uint4* __restrict__ out, int chunks)
+{
+    pdl_enter();
+    const uint4* src = table + (long)ids[blockIdx.x] * chunks;
+    uint4* dst = out + (long)blockIdx.x * chunks;
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) dst[c] = src[c];
+}
+
 // One block per token: ids were checked against the vocabulary on the host.
 extern "C" __global__ void apb_embed(const int* __restrict__ ids, const bf16* __restrict__ table, bf16* __restrict__ out, int cols)
 {
@@ -91,6 +100,96 @@ extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __
     bf16* dst = out + (long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
 }
+
+// The same two row norms for rows a multiple of 8 wide and at most 8 x CPT x 256 = 8192 (16-byte aligned; the host
+// checks): each thread holds its CPT 16-byte chunks (chunk t, t + blockDim, ...) in registers, so a row is read once
+// with all of its loads in flight together and written after one block reduction. The loops above read two bytes at a
+// time, one round trip after another: 15.6 us per 4096-wide row on an H200, 63 rows per decode step of an 8B model
+// (docs/kernels/decode-step.md). The weight's chunks are requested before pdl_wait (weights are never written). Both
+// kernels sum a row's squares in the same order, so apb_add_rms_norm_v stays bit for bit apb_add + apb_rms_norm_v.
+__device__ __forceinline__ float lo16(unsigned w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float hi16(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ unsigned pack2(bf16 lo, bf16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+
+// x [+ y, rounded to bf16 and stored back into x] normed into out; x may be out when there is no y.
+template <int CPT, bool ADD>
+__device__ __forceinline__ void norm_row_v(bf16* x, const bf16* __restrict__ y, const bf16* __restrict__ w, bf16* out, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    int chunks = cols >> 3;
+    long base = (long)blockIdx.x * cols;
+    uint4 v[CPT], wv[CPT];
+    pdl_launch_dependents();
+#pragma unroll
+    for (int j = 0; j < CPT; j++)
+    {
+        int c = threadIdx.x + j * blockDim.x;
+        if (c < chunks) wv[j] = ((const uint4*)w)[c];
+    }
+    pdl_wait();
+#pragma unroll
+    for (int j = 0; j < CPT; j++)
+    {
+        int c = threadIdx.x + j * blockDim.x;
+        if (c < chunks) v[j] = ((const uint4*)(x + base))[c];
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < CPT; j++)
+    {
+        int c = threadIdx.x + j * blockDim.x;
+        if (c >= chunks) continue;
+        unsigned* e = (unsigned*)&v[j];
+        if (ADD)
+        {
+            uint4 a = ((const uint4*)(y + base))[c];
+            const unsigned* ae = (const unsigned*)&a;
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                e[i] = pack2(f2bf(lo16(e[i]) + lo16(ae[i])), f2bf(hi16(e[i]) + hi16(ae[i])));
+            ((uint4*)(x + base))[c] = v[j];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            float a = lo16(e[i]), b = hi16(e[i]);
+            ss += a * a;
+            ss += b * b;
+        }
+    }
+    ss = block_sum(ss, scratch);
+    float inv = rsqrtf(ss / (float)cols + eps);
+#pragma unroll
+    for (int j = 0; j < CPT; j++)
+    {
+        int c = threadIdx.x + j * blockDim.x;
+        if (c >= chunks) continue;
+        const unsigned* e = (const unsigned*)&v[j];
+        const unsigned* we = (const unsigned*)&wv[j];
+        uint4 r;
+        unsigned* re = (unsigned*)&r;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            re[i] = pack2(f2bf(lo16(e[i]) * inv * lo16(we[i])), f2bf(hi16(e[i]) * inv * hi16(we[i])));
+        ((uint4*)(out + base))[c] = r;
+    }
+}
+
+#define APB_NORM_V(CPT)                                                                                                \
+    extern "C" __global__ void __launch_bounds__(256) apb_rms_norm_v##CPT(const bf16* x, const bf16* __restrict__ w,   \
+                                                                         bf16* out, int cols, float eps)              \
+    {                                                                                                                 \
+        norm_row_v<CPT, false>((bf16*)x, nullptr, w, out, cols, eps);                                                 \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(256) apb_add_rms_norm_v##CPT(bf16* __restrict__ x, const bf16* __restrict__ y, \
+                                                                             const bf16* __restrict__ w, bf16* __restrict__ out, \
+                                                                             int cols, float eps)                     \
+    {                                                                                                                 \
+        norm_row_v<CPT, true>(x, y, w, out, cols, eps);                                                               \
+    }
+APB_NORM_V(1)
+APB_NORM_V(2)
+APB_NORM_V(4)
 
 extern "C" __global__ void apb_add(bf16* __restrict__ x, const bf16* __restrict__ y, long n)
 {
@@ -155,32 +254,31 @@ extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, 
     }
 }
 
-// FullAttention's step before attending, one block per token: q rotated in place; k rotated in place and into kDst's
-// row; v copied into vDst's row (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope (rope_pair),
-// so the result is bit for bit apb_rope on q, apb_rope on k and two row copies, in one launch instead of four.
+// FullAttention's step before attending, one block per (token, head): grid (tokens, heads + kvHeads), at least d / 2
+// threads, one pair each. q rotated in place; k rotated in place and into kDst's row; v copied into vDst's row
+// (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope (rope_pair), so the result is bit for bit
+// apb_rope on q, apb_rope on k and two row copies, in one launch instead of four. A block per token with a loop over
+// its 40 heads' pairs took 13.8 us for a decode step's one token; here every pair is one thread's one round trip.
 extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restrict__ v, bf16* __restrict__ kDst, bf16* __restrict__ vDst,
                                            const int* __restrict__ positions, const float* __restrict__ invFreq, int heads,
                                            int kvHeads, int d, float scale)
 {
     pdl_enter();
-    int half = d >> 1;
+    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
+    if (i >= half) return;
     float pos = (float)positions[blockIdx.x];
-    long qRow = (long)blockIdx.x * heads * d, kvRow = (long)blockIdx.x * kvHeads * d;
-    for (int idx = threadIdx.x; idx < (heads + kvHeads) * half; idx += blockDim.x)
+    bf16 lo, hi;
+    if (h < heads)
     {
-        int h = idx / half, i = idx - h * half;
-        bf16 lo, hi;
-        if (h < heads)
-        {
-            rope_pair(q + qRow + h * d, i, half, pos, invFreq, scale, lo, hi);
-            continue;
-        }
-        long at = kvRow + (h - heads) * d;
-        rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
-        kDst[at + i] = lo;
-        kDst[at + i + half] = hi;
+        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
+        return;
     }
-    for (int c = threadIdx.x; c < kvHeads * d; c += blockDim.x) vDst[kvRow + c] = v[kvRow + c];
+    long at = ((long)blockIdx.x * kvHeads + (h - heads)) * d;
+    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    kDst[at + i] = lo;
+    kDst[at + i + half] = hi;
+    vDst[at + i] = v[at + i];
+    vDst[at + i + half] = v[at + i + half];
 }
 
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).
