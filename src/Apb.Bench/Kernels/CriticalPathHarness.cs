@@ -2,15 +2,17 @@ using Apb.Backends;
 using Apb.Backends.Cuda;
 using Apb.Bench.Prefill;
 using Apb.Model;
+using Apb.Strategies;
 using Apb.Strategies.Apb;
 using static Apb.Bench.Kernels.KernelBenchContext;
 
 namespace Apb.Bench.Kernels;
 
 /// <summary>
-/// The multi-GPU critical path of one 128K prefill (Llama-3.1-8B shape), APB against the zigzag ring, from each rank's
-/// work timed alone on one GPU (issue #22's last bar): per rank and layer, its attention calls with exactly its masks
-/// (APB: anchor rows causal, block rows bottom-right causal over [passing of every earlier rank; anchor; block]; zigzag:
+/// The multi-GPU critical path of one 128K prefill (Llama-3.1-8B shape), APB (contiguous and balanced) against the
+/// zigzag ring, from each rank's work timed alone on one GPU (issues #22 and #20): per rank and layer, its attention
+/// calls with exactly its masks (APB: anchor rows causal, each chunk's rows bottom-right causal over [passing of every
+/// earlier chunk; anchor; chunk], from the plan the strategy runs: one chunk per rank contiguous, two balanced; zigzag:
 /// each of its two chunks bottom-right causal over every key up to the chunk's end), its GEMMs for its rows (QKV, O,
 /// gate, up, down of one layer, random weights) and, for APB ranks that send, the query-aware scorer's chain. A layer
 /// costs the slowest rank's time; the link adds the bytes a rank receives per layer at NVLink 4's 450 GB/s each way
@@ -20,9 +22,11 @@ namespace Apb.Bench.Kernels;
 public sealed class CriticalPathHarness : KernelHarness
 {
     const int Context = 131072, Layers = 32;
+    /// <summary>Query tokens in the anchor (a short question; only the plans' length checks read it).</summary>
+    const int QueryRows = 64;
 
     public override string Name => "critical-path";
-    public override string Summary => "APB vs zigzag at 128K, Llama-3.1-8B shape: each rank's attention, GEMMs and scoring timed alone; the modeled multi-GPU prefill";
+    public override string Summary => "APB (contiguous and balanced) vs zigzag at 128K, Llama-3.1-8B shape: each rank's attention, GEMMs and scoring timed alone; the modeled multi-GPU prefill";
     public override string SizeMeaning => "ranks (GPUs) the 128K context is split over";
     public override int[] DefaultSizes => [8, 4];
 
@@ -84,41 +88,72 @@ public sealed class CriticalPathHarness : KernelHarness
             return gemmMs[n] = t.MedianMs;
         }
 
-        // APB's scorer chain on a block (ranks that send): the query-aware scorer, selection and gather of l_p rows.
-        double scoring;
-        using (var chains = new ApbScorerChains(gpu, c, passing))
+        // APB's scorer chain on a chunk that sends (the query-aware scorer, selection and gather of its l_p rows),
+        // timed once per (rows, l_p): a contiguous block with l_p, a balanced chunk (half a block) with ceil(l_p / 2).
+        var scoringMs = new Dictionary<(int Rows, int Passing), double>();
+        double Scoring(int n, int p)
         {
-            var t = ctx.TimeGpu(() => chains.QueryAware(q.RowSlice(0, 64), k.RowSlice(0, block), v.RowSlice(0, block)), 5);
-            rows.Add(new KernelRow("apb scoring", "query-aware", $"{block} rows, l_p {passing}", ranks, t, new Work(Bound.Memory, 2.0 * block * kvd * 2, "K and V of the block once")));
-            scoring = t.MedianMs;
+            if (scoringMs.TryGetValue((n, p), out double ms)) return ms;
+            using var chains = new ApbScorerChains(gpu, c, p);
+            var t = ctx.TimeGpu(() => chains.QueryAware(q.RowSlice(0, 64), k.RowSlice(0, n), v.RowSlice(0, n)), 5);
+            rows.Add(new KernelRow("apb scoring", "query-aware", $"{n} rows, l_p {p}", ranks, t, new Work(Bound.Memory, 2.0 * n * kvd * 2, "K and V of the chunk once")));
+            return scoringMs[(n, p)] = t.MedianMs;
         }
 
-        // Per rank and layer, ms. APB rank r >= 1 holds [anchor; block] and reads r x l_p passing rows; rank 0 has no anchor.
-        var apb = new double[ranks];
-        for (int r = 0; r < ranks; r++)
+        // Per rank and layer, ms, from the plan the strategy runs (RankWork counts the same calls): the anchor rows
+        // causally, then each chunk's rows against [passing; anchor; chunk] bottom-right aligned (balanced APB's chunk 0
+        // against itself only), the chunk's scoring when it sends, and the GEMMs of the rank's rows.
+        double[] Anchored(string tag, SequencePlan plan)
         {
-            int a = r == 0 ? 0 : anchor, p = r * passing;
-            double att = (a > 0 ? Attend($"apb rank {r} anchor rows", a, a) : 0) + Attend($"apb rank {r} block rows", block, p + a + block, a);
-            apb[r] = att + Gemms(a + block) + (r < ranks - 1 ? scoring : 0);
+            var ms = new double[ranks];
+            for (int r = 0; r < ranks; r++)
+            {
+                int a = plan.AnchorRows(r), lc = plan.ChunkLength, at = a;
+                double t = a > 0 ? Attend($"{tag} rank {r} anchor rows", a, a) : 0;
+                foreach (int ch in plan.ChunksOf(r))
+                {
+                    bool alone = plan.Layout == SequenceLayout.Zigzag && ch == 0;
+                    int keys = alone ? lc : plan.ChunkPassingRows(ch) + a + lc;
+                    t += Attend($"{tag} rank {r} chunk {ch} rows", lc, keys, at);
+                    if (plan.ChunkSentRows(ch) > 0) t += Scoring(lc, plan.ChunkPassingLength);
+                    at += lc;
+                }
+                ms[r] = t + Gemms(plan.LocalRows(r));
+            }
+            return ms;
         }
+        var apbPlan = SequencePlan.Apb(Context, ranks, anchor, passing, QueryRows, 0);
+        var balancedPlan = SequencePlan.ApbBalanced(Context, ranks, anchor, passing, QueryRows, 0);
+        var apb = Anchored("apb", apbPlan);
+        var balanced = Anchored("apb-balanced", balancedPlan);
         var zigzag = new double[ranks];
         for (int r = 0; r < ranks; r++)
             zigzag[r] = Attend($"zigzag rank {r} chunk {r}", chunk, (r + 1) * chunk) +
                         Attend($"zigzag rank {r} chunk {2 * ranks - 1 - r}", chunk, (2 * ranks - r) * chunk) + Gemms(block);
 
-        // Bytes a rank receives per layer: APB's all-gather of every sender's l_p K and V rows (the last rank's view);
-        // the ring's H - 1 steps of a rank's two chunks of K and V.
+        // Bytes a rank receives per layer (the most any rank does): APB's all-gather of every other rank's selections
+        // (RankWork.Received), the ring's H - 1 steps of a rank's two chunks of K and V.
         double bytesPerRow = 2.0 * kvd * 2;
-        double apbLink = (ranks - 1) * passing * bytesPerRow / (PrefillModel.NvLink4GBps * 1e9) * 1e3;
-        double zigzagLink = (ranks - 1) * (double)block * bytesPerRow / (PrefillModel.NvLink4GBps * 1e9) * 1e3;
-        double apbSlow = apb.Max(), zigzagSlow = zigzag.Max();
-        double apbSerial = Layers * (apbSlow + apbLink) / 1e3, zigzagSerial = Layers * (zigzagSlow + zigzagLink) / 1e3;
-        double apbOver = Layers * Math.Max(apbSlow, apbLink) / 1e3, zigzagOver = Layers * Math.Max(zigzagSlow, zigzagLink) / 1e3;
-        ctx.Log.WriteLine($"critical path, {ranks} GPUs, 128K: per rank and layer, ms (attention + GEMMs + scoring):");
-        ctx.Log.WriteLine($"  apb    {string.Join(" ", apb.Select(x => x.ToString("F2")))}  (slowest {apbSlow:F2}; link {apbLink:F3} per layer)");
-        ctx.Log.WriteLine($"  zigzag {string.Join(" ", zigzag.Select(x => x.ToString("F2")))}  (slowest {zigzagSlow:F2}; link {zigzagLink:F3} per layer)");
-        ctx.Log.WriteLine($"  modeled prefill, {Layers} layers: apb {apbSerial:F3} s serial ({apbOver:F3} overlapped), zigzag {zigzagSerial:F3} s ({zigzagOver:F3}); " +
-                          $"apb / zigzag = {apbSerial / zigzagSerial:F3} serial, {apbOver / zigzagOver:F3} overlapped (issue #22's bar at 8 GPUs: 0.70)");
+        double LinkMs(double rowsPerKvHead) => rowsPerKvHead * bytesPerRow / (PrefillModel.NvLink4GBps * 1e9) * 1e3;
+        double MostReceived(StrategyKind kind, SequencePlan plan) => RankWork.All(kind, plan).Max(x => (double)x.Received);
+        var models = new (string Name, double[] PerRank, double Link)[]
+        {
+            ("apb", apb, LinkMs(MostReceived(StrategyKind.Apb, apbPlan))),
+            ("apb-balanced", balanced, LinkMs(MostReceived(StrategyKind.ApbBalanced, balancedPlan))),
+            ("zigzag", zigzag, LinkMs((ranks - 1) * (double)block)),
+        };
+        ctx.Log.WriteLine($"critical path, {ranks} GPUs, 128K (l_a {anchor}, l_p {passing}): per rank and layer, ms (attention + GEMMs + scoring):");
+        foreach (var (name, perRank, link) in models)
+            ctx.Log.WriteLine($"  {name,-13} {string.Join(" ", perRank.Select(x => x.ToString("F2")))}  (slowest {perRank.Max():F2}, " +
+                              $"max/mean {perRank.Max() / perRank.Average():F3}; link {link:F3} per layer)");
+        double Serial((string, double[] PerRank, double Link) m) => Layers * (m.PerRank.Max() + m.Link) / 1e3;
+        double Overlapped((string, double[] PerRank, double Link) m) => Layers * Math.Max(m.PerRank.Max(), m.Link) / 1e3;
+        var z = models[2];
+        foreach (var m in models)
+            ctx.Log.WriteLine($"  modeled prefill, {Layers} layers, {m.Name}: {Serial(m):F3} s serial ({Overlapped(m):F3} overlapped); " +
+                              $"/ zigzag {Serial(m) / Serial(z):F3} serial, {Overlapped(m) / Overlapped(z):F3} overlapped");
+        ctx.Log.WriteLine($"  apb-balanced / apb: {Serial(models[1]) / Serial(models[0]):F3} serial, {Overlapped(models[1]) / Overlapped(models[0]):F3} overlapped " +
+                          "(issue #22's bar at 8 GPUs: apb / zigzag 0.70; Spava reports 1.18x for a balanced layout with overlap)");
         foreach (var (_, weight) in w) (weight as IDisposable)?.Dispose();
         return rows;
     }
