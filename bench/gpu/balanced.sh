@@ -22,7 +22,7 @@ require_apb
 require_model
 
 step "bench kernel critical-path 8,4"
-timeout 300 "$APB" bench kernel critical-path --lengths 8,4 --out "$WORK/critical-path" > "$WORK/critical-path.md" 2> "$WORK/critical-path.log"
+timeout 300 "$APB" bench kernel critical-path --lengths 8,4 --out "$WORK/critical-path.json" > "$WORK/critical-path.md" 2> "$WORK/critical-path.log"
 echo "bench kernel critical-path exit $?" >> "$SUMMARY"
 { echo "### critical path (per rank and layer, ms; modeled prefill)"; grep -E "critical path|^  " "$WORK/critical-path.log"; } >> "$SUMMARY"
 
