@@ -145,18 +145,22 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         d.Paste("document", "A short note about rivers.");
         d.ById("question").SendKeys("What is it about?");
 
-        // Too long for the context: the 400's message, word for word.
-        d.Paste("max-tokens", "100000");
-        d.ById("send").Click();
-        await d.Until(x => x.ById("error").Displayed, "the error box");
+        // Too long for the context: the 400's message, word for word. The box still shows the file's refusal, so the
+        // wait is for the 400's own text (waiting for the box to show would return at once, before the answer).
         var refused = await Harness.PostAsync(http, Chat,
             """{"messages": [{"role": "user", "content": "A short note about rivers.\n\nWhat is it about?"}], "max_tokens": 100000}""");
         Assert.Equal(400, refused.Status);
-        Assert.Equal(refused.Body.GetProperty("error").GetProperty("message").GetString(), d.Content("error"));
+        string tooLong = refused.Body.GetProperty("error").GetProperty("message").GetString()!;
+        d.Paste("max-tokens", "100000");
+        d.ById("send").Click();
+        await d.Until(x => x.Content("error") == tooLong, "the 400's message");
         Assert.Equal("alert", d.ById("error").GetDomAttribute("role"));
 
-        // Busy: the one slot is held and there is no queue, so the page's request gets the 429's message.
+        // Busy: the one slot is held and there is no queue, so the page's request gets the 429's message. Ask must be
+        // enabled again (the 400's request has ended) before the click.
         d.Paste("max-tokens", "4");
+        await d.Until(x => x.ById("send").Enabled && (string?)x.Script("return document.getElementById('max-tokens').value;") == "4",
+            "Ask enabled and max tokens 4");
         probe.Gate.Reset();
         try
         {
