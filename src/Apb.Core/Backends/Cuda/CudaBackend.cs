@@ -451,7 +451,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong xp = xs.Ptr, wp = w.Ptr, op = o.Ptr;
         int cols = xs.Cols;
         void** args = stackalloc void*[] { &xp, &wp, &op, &cols, &eps };
-        var (fn, threads) = NormKernel("apb_rms_norm", cols, xp, wp, op);
+        var (fn, threads) = NormKernel(add: false, cols, xp, wp, op);
         Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)xs.Rows, 1, 1), threads, 0, args);
     }
 
@@ -467,7 +467,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong xp = xs.Ptr, yp = ys.Ptr, wp = w.Ptr, op = o.Ptr;
         int cols = xs.Cols;
         void** args = stackalloc void*[] { &xp, &yp, &wp, &op, &cols, &eps };
-        var (fn, threads) = NormKernel("apb_add_rms_norm", cols, xp, wp, op, yp);
+        var (fn, threads) = NormKernel(add: true, cols, xp, wp, op, yp);
         Context.Launch(Context.Function(Elementwise, fn), fn, ((uint)xs.Rows, 1, 1), threads, 0, args);
     }
 
@@ -480,16 +480,23 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     /// <summary>
-    /// A row norm's kernel and block size: the chunked kernels (<paramref name="stem"/>_v1/_v2/_v4, each thread holding
-    /// 1, 2 or 4 16-byte chunks of the row) for rows a multiple of 8 wide up to 8192, with the fewest chunks per thread
-    /// that keep the block within 256 threads; the column loop (<paramref name="stem"/>, 256 threads) otherwise.
+    /// A row norm's kernel (apb_rms_norm or, with <paramref name="add"/>, apb_add_rms_norm) and block size: the chunked
+    /// kernels (_v1/_v2/_v4: each thread holds 1, 2 or 4 16-byte chunks of the row) for rows a multiple of 8 wide up to
+    /// 8192, with the fewest chunks per thread that keep the block within 256 threads; the column loop (256 threads)
+    /// otherwise. The names are literals: a decode step makes 65 of these calls.
     /// </summary>
-    static (string Name, uint Threads) NormKernel(string stem, int cols, params ReadOnlySpan<ulong> ptrs)
+    static (string Name, uint Threads) NormKernel(bool add, int cols, params ReadOnlySpan<ulong> ptrs)
     {
-        if (!Aligned16(cols, ptrs) || cols > 8 * 4 * 256) return (stem, 256);
+        if (!Aligned16(cols, ptrs) || cols > 8 * 4 * 256) return (add ? "apb_add_rms_norm" : "apb_rms_norm", 256);
         int chunks = cols / 8, perThread = chunks <= 256 ? 1 : chunks <= 512 ? 2 : 4;
         int threads = ((chunks + perThread - 1) / perThread + 31) / 32 * 32;
-        return ($"{stem}_v{perThread}", (uint)threads);
+        string name = perThread switch
+        {
+            1 => add ? "apb_add_rms_norm_v1" : "apb_rms_norm_v1",
+            2 => add ? "apb_add_rms_norm_v2" : "apb_rms_norm_v2",
+            _ => add ? "apb_add_rms_norm_v4" : "apb_rms_norm_v4",
+        };
+        return (name, (uint)threads);
     }
 
     public void Linear(Tensor x, IWeight w, IWeight? bias, Tensor output)

@@ -47,7 +47,8 @@ public sealed unsafe class CudaContext : IDisposable
     public string Arch { get; }
     readonly int _dev;
     readonly Dictionary<string, nint> _modules = new();
-    readonly Dictionary<string, nint> _functions = new();
+    // Keyed by (file, kernel) as given: every launch looks its kernel up, so the key is not a concatenated string.
+    readonly Dictionary<(string File, string Name), nint> _functions = new();
     [ThreadStatic] static nint t_current;
 
     public CudaContext(int ordinal)
@@ -82,7 +83,7 @@ public sealed unsafe class CudaContext : IDisposable
     /// <summary>The kernel <paramref name="name"/> from the embedded source <paramref name="file"/>, compiled and loaded on first use.</summary>
     public nint Function(string file, string name)
     {
-        string key = file + "/" + name;
+        var key = (file, name);
         if (_functions.TryGetValue(key, out var f)) return f;
         if (!_modules.TryGetValue(file, out var module))
         {
