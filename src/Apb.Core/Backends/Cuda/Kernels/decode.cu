@@ -307,11 +307,15 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
 // lane group's, so every lane reaches every shuffle.
 #define DV2_THREADS 128
 #define DV2_U 4
-// Blocks per SM the compiler must make room for in the kernels of at most 4 pairs (a register cap: 168 registers fit
-// 3 blocks of 128 threads; 4 need at most 128). The host cuts the splits for one wave of whatever the driver says fits,
-// so a build with APB_KERNEL_DEFINES="DV2_MIN_BLOCKS=4" needs nothing else (docs/kernels/decode-step.md).
-#ifndef DV2_MIN_BLOCKS
-#define DV2_MIN_BLOCKS 1
+// An experiment's knob, off by default: APB_KERNEL_DEFINES="DV2_MIN_BLOCKS=N" asks the compiler to fit N blocks per SM
+// in the kernels of at most 4 pairs (a register cap); the host cuts the splits for one wave of whatever the driver says
+// fits, so nothing else changes. Measured (docs/kernels/decode-step.md): N = 4 caps p4_pf at 128 registers with 24 bytes
+// of spills and streamed 128K keys at 3.02 TB/s, no better than the default's 3 blocks; and N = 1 is not the default,
+// it raised p4_pf from 172 to 213 registers (2 blocks per SM) and the 128K step from 9.5 to 11.3 ms.
+#ifdef DV2_MIN_BLOCKS
+#define DV2_BOUNDS(P) __launch_bounds__(DV2_THREADS, (P) <= 4 ? DV2_MIN_BLOCKS : 1)
+#else
+#define DV2_BOUNDS(P) __launch_bounds__(DV2_THREADS)
 #endif
 
 __device__ __forceinline__ uint4 dv2_load(const bf16* p) { return *(const uint4*)p; }
@@ -501,13 +505,13 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
 
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads).
 #define DV2_SPLIT(D, P, PF, NAME) \
-extern "C" __global__ void __launch_bounds__(DV2_THREADS, (P) <= 4 ? DV2_MIN_BLOCKS : 1) NAME(const bf16* q, const bf16* k, const bf16* v, float* partO, \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const bf16* k, const bf16* v, float* partO, \
     float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
 { pdl_enter(); decode_split2<D, P, PF>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, keysPerSplit, 0); }
 
 // B sequences, one query row each against its own cache (the table of version 1's batch kernel): grid (splits, KV heads, B).
 #define DV2_BATCH(D, P, PF, NAME) \
-extern "C" __global__ void __launch_bounds__(DV2_THREADS, (P) <= 4 ? DV2_MIN_BLOCKS : 1) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
     const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
     int keysPerSplit) \
 { pdl_enter(); int b = blockIdx.z; \
