@@ -127,6 +127,23 @@ public class CudaHostTests
     }
 
     [Theory]
+    [InlineData(4096, 0x1000, "apb_rms_norm_v2", 256)]   // the 8B model's rows: 512 chunks, 2 per thread
+    [InlineData(8192, 0x1000, "apb_rms_norm_v4", 256)]   // the widest chunked row
+    [InlineData(3584, 0x1000, "apb_rms_norm_v2", 224)]   // Qwen2.5-7B: 448 chunks
+    [InlineData(128, 0x1000, "apb_rms_norm_v1", 32)]     // a q/k head norm: one warp
+    [InlineData(1000, 0x1000, "apb_rms_norm_v1", 128)]   // 125 chunks, rounded up to whole warps
+    [InlineData(1001, 0x1000, "apb_rms_norm", 256)]      // not whole 16-byte chunks: the column loop
+    [InlineData(16384, 0x1000, "apb_rms_norm", 256)]     // wider than 8 x 4 x 256
+    [InlineData(4096, 0x1008, "apb_rms_norm", 256)]      // a row slice that is not 16-byte aligned
+    public void RowNormsTakeTheChunkedKernelsWhereTheyFit(int cols, long address, string kernel, int threads)
+    {
+        Assert.Equal((kernel, (uint)threads), CudaBackend.NormKernel(add: false, cols, 0x2000, (ulong)address));
+        var (added, addThreads) = CudaBackend.NormKernel(add: true, cols, 0x2000, (ulong)address, 0x3000);
+        Assert.Equal(kernel.Replace("apb_rms_norm", "apb_add_rms_norm"), added);
+        Assert.Equal((uint)threads, addThreads);
+    }
+
+    [Theory]
     [InlineData(1, 128, true, true, AttentionKernel.SplitKv)]      // a decode step
     [InlineData(16, 64, true, false, AttentionKernel.SplitKv)]
     [InlineData(17, 128, true, true, AttentionKernel.TensorCore)]   // too few rows for a 128-row Hopper tile

@@ -485,7 +485,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// 8192, with the fewest chunks per thread that keep the block within 256 threads; the column loop (256 threads)
     /// otherwise. The names are literals: a decode step makes 65 of these calls.
     /// </summary>
-    static (string Name, uint Threads) NormKernel(bool add, int cols, params ReadOnlySpan<ulong> ptrs)
+    internal static (string Name, uint Threads) NormKernel(bool add, int cols, params ReadOnlySpan<ulong> ptrs)
     {
         if (!Aligned16(cols, ptrs) || cols > 8 * 4 * 256) return (add ? "apb_add_rms_norm" : "apb_rms_norm", 256);
         int chunks = cols / 8, perThread = chunks <= 256 ? 1 : chunks <= 512 ? 2 : 4;
