@@ -20,6 +20,7 @@ cannot ruin the run, and a warm start never ends worse than its starting point o
 
 Usage: python3 tools/train_small_model.py --apb publish/linux-x64/apb --out OUT_DIR [--seconds 420]
            [--init models/embedded] [--task-weights niah_multikey_2=4,vt=3] [--pack DIR] [--smoke]
+           [--max-len 65536 --max-position 65536 [--rope-theta 4e6] --sel-lengths 4096,16384,65536]   (a 64K model)
 bench/gpu/train.sh runs the warm start on the GPU machine (a --smoke run first, then the real one).
 Writes OUT_DIR/model (a HF checkpoint: model.safetensors, config.json in the transformers-4 dialect, generation_config.json,
 tokenizer.json, tokenizer_config.json, retaining_heads.safetensors), OUT_DIR/metrics.json, OUT_DIR/data (samples) and logs
@@ -56,6 +57,12 @@ p.add_argument("--out", required=True)
 p.add_argument("--seconds", type=float, default=420, help="whole-script budget; training stops early enough to save")
 p.add_argument("--init", help="warm start from this HF checkpoint folder (model.safetensors, config.json, tokenizer.json)")
 p.add_argument("--max-len", type=int, default=16384)
+p.add_argument("--max-position", type=int, default=0,
+               help="max_position_embeddings of the model and the saved config (0: the checkpoint's, or 32768 from scratch); "
+                    "must hold --max-len: a 64K run needs 65536")
+p.add_argument("--rope-theta", type=float, default=0,
+               help="RoPE base to train with (0: the checkpoint's, or 1e6 from scratch). A warm start that changes it "
+                    "re-learns positions (adjusted base frequency); 1e6 already turns slower than 64K positions span")
 p.add_argument("--vocab", type=int, default=2048, help="from scratch only (like --layers ... --ffn)")
 p.add_argument("--layers", type=int, default=6)
 p.add_argument("--hidden", type=int, default=384)
@@ -200,20 +207,30 @@ else:
     ROPE_THETA, MAX_POS, RMS_EPS, TIE = 1e6, 32768, 1e-5, False
     log(f"tokenizer: {tok.get_vocab_size()} tokens (vocab_size {V}), eos {EOS}")
 
+if args.max_position:
+    MAX_POS = args.max_position
+if args.rope_theta:
+    ROPE_THETA = args.rope_theta
+log(f"max_position_embeddings {MAX_POS}, rope theta {ROPE_THETA:g}")
+
 # ---------------------------------------------------------------- 2. samples, generated in the background, most needed first
 LENGTHS = [256 * 2 ** i for i in range(20) if 256 * 2 ** i <= args.max_len]
 assert args.max_len in LENGTHS and args.max_len <= MAX_POS, f"--max-len {args.max_len}: a power of two from 256 to {MAX_POS}"
 assert args.start_len in LENGTHS, f"--start-len {args.start_len}: one of {LENGTHS}"
 SEL_LENGTHS = [L for L in (int(x) for x in args.sel_lengths.split(",")) if L <= args.max_len] or [args.max_len]
-REPORT_LENGTHS = [L for L in LENGTHS if L in (256, 1024, 4096, 16384)] + ([2 * args.max_len] if 2 * args.max_len <= MAX_POS else [])
+# The model card's lengths up to --max-len (32K and 64K only when trained there), then twice --max-len where the
+# positions allow it: how the model does past its training length.
+REPORT_LENGTHS = [L for L in LENGTHS if L in (256, 1024, 4096, 16384, 32768, 65536)] + ([2 * args.max_len] if 2 * args.max_len <= MAX_POS else [])
 # per length: (chunks, samples per task per chunk). Tasks weighted above the median get twice the chunks (fresh seeds), so
 # the heavy tasks repeat no more often than the rest. The warm plan holds more short samples: that is where time goes.
 if args.smoke:
     PLAN = {L: (1, 12) for L in LENGTHS}
 elif WARM:
-    PLAN = {256: (2, 5000), 512: (2, 2500), 1024: (1, 2500), 2048: (1, 1200), 4096: (1, 600), 8192: (1, 300), 16384: (1, 160)}
+    PLAN = {256: (2, 5000), 512: (2, 2500), 1024: (1, 2500), 2048: (1, 1200), 4096: (1, 600), 8192: (1, 300), 16384: (1, 160),
+            32768: (1, 80), 65536: (1, 40)}
 else:
-    PLAN = {256: (4, 2500), 512: (2, 2000), 1024: (1, 2000), 2048: (1, 1000), 4096: (1, 500), 8192: (1, 250), 16384: (1, 120)}
+    PLAN = {256: (4, 2500), 512: (2, 2000), 1024: (1, 2000), 2048: (1, 1000), 4096: (1, 500), 8192: (1, 250), 16384: (1, 120),
+            32768: (1, 60), 65536: (1, 30)}
 median_w = statistics.median(W[t] for t in ACTIVE)
 MULT = {t: 2 if W[t] > median_w else 1 for t in ACTIVE}
 SEED0 = 5000 if WARM else 1000      # a warm start sees samples the shipped run (seeds 1000+) never saw

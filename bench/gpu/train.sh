@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Warm-start training of the embedded model on the GPU machine (`bash bench/gpu/train.sh` from the repository root, with
 # the Native AOT binary published beforehand into publish/linux-x64: it makes every training sample). Two steps:
-#   1. tools/train_small_model.py --smoke (bounded by `timeout 90`): every code path in well under a minute (checkpoint
+#   1. tools/train_small_model.py --smoke (bounded by `timeout $SMOKE_TIMEOUT`, default 90 s): every code path in well under a minute (checkpoint
 #      load, sample generation, steps at every length up to 16K, selection evaluation, best-weights save, report
 #      evaluation, retaining heads, pack). A failure stops here, before the real run spends its minutes.
 #   2. the real run: --init models/embedded, SECONDS_BUDGET seconds (default 480; the script keeps ~85 s of it for the
@@ -11,13 +11,18 @@
 # Restore here: cat model.tar.part-* | tar x   (-> model/, the HF checkpoint; metrics.json "pack" has its sha256).
 # Samples, data and the unpacked checkpoints stay in $WORK (default /tmp/apb-train), outside $OUT.
 # Environment: APB (binary), OUT, SECONDS_BUDGET, INIT (default models/embedded), WORK, EXTRA (more script flags for the
-# real run, e.g. EXTRA="--task-weights vt=3 --lr 7e-4"). CUDA_VISIBLE_DEVICES is used as the caller set it (one GPU).
+# real run, e.g. EXTRA="--task-weights vt=3 --lr 7e-4"), LEN_FLAGS (length flags for the smoke run and the real run
+# alike, so the smoke steps at the longest length too; for a 64K model (issue #20):
+# LEN_FLAGS="--max-len 65536 --max-position 65536 --sel-lengths 4096,16384,65536"). CUDA_VISIBLE_DEVICES is used as the
+# caller set it (one GPU).
 source "$(dirname "$0")/env.sh"
 
 SECONDS_BUDGET=${SECONDS_BUDGET:-480}
 INIT=${INIT:-models/embedded}
 WORK=${WORK:-/tmp/apb-train}
 EXTRA=${EXTRA:-}
+LEN_FLAGS=${LEN_FLAGS:-}
+SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-90}   # more for a 64K smoke: its samples take longer to make
 DEST="$OUT/train"
 mkdir -p "$DEST" "$WORK"
 rm -rf "$WORK/smoke" "$WORK/smoke-pack" "$WORK/smoke-restore" "$WORK/run"
@@ -36,9 +41,9 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "tok
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")' 2>&1 | tee "$DEST/smoke.log"
 nproc
 
-echo "== smoke (timeout 90 s)"
-timeout -k 10 90 python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/smoke" \
-  --pack "$WORK/smoke-pack" --smoke --seconds 60 >> "$DEST/smoke.log" 2>&1
+echo "== smoke (timeout $SMOKE_TIMEOUT s) $LEN_FLAGS"
+timeout -k 10 "$SMOKE_TIMEOUT" python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/smoke" \
+  --pack "$WORK/smoke-pack" --smoke --seconds 60 $LEN_FLAGS >> "$DEST/smoke.log" 2>&1
 rc=$?
 tail -n 25 "$DEST/smoke.log"
 if [ $rc -ne 0 ]; then
@@ -56,11 +61,11 @@ if ! (cat "$WORK"/smoke-pack/model.tar.part-* | tar x -C "$WORK/smoke-restore" &
 fi
 echo "smoke passed in $(( $(date +%s) - T_START )) s" | tee -a "$DEST/smoke.log"
 
-echo "== train ($SECONDS_BUDGET s, timeout $((SECONDS_BUDGET + 60)) s) $EXTRA"
+echo "== train ($SECONDS_BUDGET s, timeout $((SECONDS_BUDGET + 60)) s) $LEN_FLAGS $EXTRA"
 set -o pipefail
 # shellcheck disable=SC2086  # EXTRA is a list of flags
 timeout -k 10 $((SECONDS_BUDGET + 60)) python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/run" \
-  --pack "$DEST" --seconds "$SECONDS_BUDGET" $EXTRA 2>&1 | tee "$DEST/train.log"
+  --pack "$DEST" --seconds "$SECONDS_BUDGET" $LEN_FLAGS $EXTRA 2>&1 | tee "$DEST/train.log"
 rc=${PIPESTATUS[0]}
 set +o pipefail
 [ $rc -eq 124 ] && echo "train TIMED OUT (the pack written after training, if any, is still there)" | tee -a "$DEST/train.log"
