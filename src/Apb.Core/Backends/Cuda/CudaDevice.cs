@@ -117,8 +117,10 @@ public sealed unsafe class CudaContext : IDisposable
     readonly HashSet<nint> _programmatic = [];
 
     /// <summary>
-    /// Queues a kernel. Launch-configuration errors surface here with the kernel's name; errors inside the kernel surface
-    /// at the next synchronization, or right here when APB_CUDA_SYNC=1 (slow; for finding which launch failed).
+    /// Queues a kernel: a kernel of <see cref="ProgrammaticFiles"/> with programmatic stream serialization when
+    /// <see cref="ProgrammaticLaunch"/> is on (it may start while the kernel before it runs, and waits for it inside),
+    /// any other plainly. Launch-configuration errors surface here with the kernel's name; errors inside the kernel
+    /// surface at the next synchronization, or right here when APB_CUDA_SYNC=1 (slow; for finding which launch failed).
     /// </summary>
     public void Launch(nint function, string name, (uint X, uint Y, uint Z) grid, uint block, uint sharedBytes, void** args)
     {
