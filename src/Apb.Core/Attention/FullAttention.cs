@@ -51,6 +51,7 @@ public sealed class FullAttention : IAttention, IDisposable
         {
             var (kRows, vRows) = cache.AppendRows(q.Rows);
             _b.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows), kRows, vRows);
+            if (s_fp8Experiment) { RoundToFp8(kRows); RoundToFp8(vRows); }
         }
         using var _ = Profile?.Measure("attention");
         // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
@@ -88,6 +89,8 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRow();
         b.ScatterRows(k, kRows);
         b.ScatterRows(v, vRows);
+        if (s_fp8Experiment)
+            for (int i = 0; i < seqs.Count; i++) { first.RoundToFp8(kRows[i]); first.RoundToFp8(vRows[i]); }
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
@@ -103,6 +106,17 @@ public sealed class FullAttention : IAttention, IDisposable
             first.Profile?.AddAttention(keys.Sum(t => (double)t.Rows), c.NumAttentionHeads, c.HeadDim);
         }
         return true;
+    }
+
+    // EXPERIMENT (branch fp8-kv, not for main): APB_KV_FP8_EXPERIMENT=1 stores every cached K/V row as an fp8 cache
+    // would give it back (E4M3, a scale per (token, KV head)), on the CPU backend only: the accuracy an fp8 KV cache
+    // costs, before the CUDA kernels exist.
+    static readonly bool s_fp8Experiment = Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") == "1";
+
+    void RoundToFp8(Tensor rows)
+    {
+        if (rows is not Backends.Cpu.CpuTensor t) throw new ApbException("APB_KV_FP8_EXPERIMENT runs on the CPU backend only");
+        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundHeads(t.Row(r), _c.HeadDim);
     }
 
     public void Dispose()
