@@ -51,7 +51,7 @@ public sealed class FullAttention : IAttention, IDisposable
         {
             var (kRows, vRows) = cache.AppendRows(q.Rows);
             _b.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows), kRows, vRows);
-            if (s_fp8Experiment) { RoundToFp8(kRows); RoundToFp8(vRows); }
+            if (s_fp8Experiment) { RoundToFp8(kRows, isKey: true); RoundToFp8(vRows, isKey: false); }
         }
         using var _ = Profile?.Measure("attention");
         // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
@@ -90,7 +90,7 @@ public sealed class FullAttention : IAttention, IDisposable
         b.ScatterRows(k, kRows);
         b.ScatterRows(v, vRows);
         if (s_fp8Experiment)
-            for (int i = 0; i < seqs.Count; i++) { first.RoundToFp8(kRows[i]); first.RoundToFp8(vRows[i]); }
+            for (int i = 0; i < seqs.Count; i++) { first.RoundToFp8(kRows[i], isKey: true); first.RoundToFp8(vRows[i], isKey: false); }
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
@@ -111,12 +111,17 @@ public sealed class FullAttention : IAttention, IDisposable
     // EXPERIMENT (branch fp8-kv, not for main): APB_KV_FP8_EXPERIMENT=1 stores every cached K/V row as an fp8 cache
     // would give it back (E4M3, a scale per (token, KV head)), on the CPU backend only: the accuracy an fp8 KV cache
     // costs, before the CUDA kernels exist.
-    static readonly bool s_fp8Experiment = Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") == "1";
+    // Variants: 1 = K and V, a scale per head; g32 = a scale per 32 values; v = V only (K stays bf16).
+    static readonly string? s_fp8Mode = Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") is "1" or "g32" or "v"
+        ? Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") : null;
+    static readonly bool s_fp8Experiment = s_fp8Mode != null;
 
-    void RoundToFp8(Tensor rows)
+    void RoundToFp8(Tensor rows, bool isKey)
     {
         if (rows is not Backends.Cpu.CpuTensor t) throw new ApbException("APB_KV_FP8_EXPERIMENT runs on the CPU backend only");
-        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundHeads(t.Row(r), _c.HeadDim);
+        if (isKey && s_fp8Mode == "v") return;
+        int group = s_fp8Mode == "g32" ? Math.Min(32, _c.HeadDim) : _c.HeadDim;
+        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundHeads(t.Row(r), group);
     }
 
     public void Dispose()
