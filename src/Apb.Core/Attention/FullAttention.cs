@@ -121,7 +121,7 @@ public sealed class FullAttention : IAttention, IDisposable
         if (rows is not Backends.Cpu.CpuTensor t) throw new ApbException("APB_KV_FP8_EXPERIMENT runs on the CPU backend only");
         if (isKey && s_fp8Mode == "v") return;
         int group = s_fp8Mode == "g32" ? Math.Min(32, _c.HeadDim) : _c.HeadDim;
-        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundHeads(t.Row(r), group);
+        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundGroups(t.Row(r), group);
     }
 
     public void Dispose()

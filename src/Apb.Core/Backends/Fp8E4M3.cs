@@ -4,8 +4,8 @@ namespace Apb.Backends;
 /// FP8 E4M3 ("fn": no infinities; 0x7F and 0xFF are NaN; largest finite 448) as PTX's cvt.rn.satfinite.e4m3x2.f32
 /// converts: round to nearest, ties to even, finite values beyond 448 saturate to +-448, NaN stays NaN. Codes: sign bit,
 /// 4 exponent bits (bias 7), 3 mantissa bits; exponent 0 is subnormal (m / 8 x 2^-6).
-/// The KV cache's fp8 format quantizes each (token, KV head) row of head_dim values with its own scale
-/// (<see cref="RowScale"/>), so that the row's largest magnitude maps to 448.
+/// The KV cache's fp8 format quantizes each group of values of a (token, KV head) row with its own scale
+/// (<see cref="RowScale"/>), so that the group's largest magnitude maps to 448 (docs/notes/kv-fp8-plan.md: groups of 32).
 /// </summary>
 public static class Fp8E4M3
 {
@@ -56,12 +56,15 @@ public static class Fp8E4M3
         return amax == 0 ? 1f : amax / Max;
     }
 
-    /// <summary>Each head_dim-wide piece of <paramref name="row"/> replaced by what the fp8 cache gives back for it.</summary>
-    public static void RoundHeads(Span<float> row, int headDim)
+    /// <summary>
+    /// Each <paramref name="group"/>-wide piece of <paramref name="row"/> (a head, or part of one; each with its own
+    /// scale) replaced by what the fp8 cache gives back for it.
+    /// </summary>
+    public static void RoundGroups(Span<float> row, int group)
     {
-        for (int h = 0; h + headDim <= row.Length; h += headDim)
+        for (int h = 0; h + group <= row.Length; h += group)
         {
-            var head = row.Slice(h, headDim);
+            var head = row.Slice(h, group);
             float s = RowScale(head);
             for (int i = 0; i < head.Length; i++) head[i] = Decode(Encode(head[i] / s)) * s;
         }

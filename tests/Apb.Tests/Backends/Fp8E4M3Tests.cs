@@ -53,7 +53,7 @@ public sealed class Fp8E4M3Tests
     {
         // Two heads of 4: the first's largest value maps to 448 exactly and comes back exactly; the second is all zeros.
         var row = new[] { 3f, -1.5f, 0.1f, 0.75f, 0f, 0f, 0f, 0f };
-        Fp8E4M3.RoundHeads(row, 4);
+        Fp8E4M3.RoundGroups(row, 4);
         Assert.Equal(3f, row[0]);
         Assert.Equal(-1.5f, row[1]);
         Assert.Equal(0.75f, row[3]);
