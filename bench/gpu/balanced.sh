@@ -31,8 +31,7 @@ for ranks in $RANKS_LIST; do
   step "eval ruler full,apb,apb-balanced x$ranks $LENGTHS"
   timeout 300 "$APB" eval ruler --model "$MODEL" --device cuda --tasks all --length "$LENGTHS" --samples "$SAMPLES" \
     --ranks "$ranks" --strategies full,apb,apb-balanced --json "$WORK/$name.json" > "$WORK/$name.md" 2> "$WORK/$name.log"
-  echo "eval ruler x$ranks exit $?" >> "$SUMMARY"
-  { echo "### RULER, $ranks ranks, $LENGTHS, $SAMPLES samples per task"; grep -E "^\|" "$WORK/$name.md"; } >> "$SUMMARY"
+  summarize $? "$name" "RULER, $ranks ranks, $LENGTHS, $SAMPLES samples per task"
 done
 
 tar -czf "$OUT/balanced.tar.gz" -C "$WORK" .

@@ -49,15 +49,13 @@ if [[ " $SKIP " != *" serve "* ]]; then
     step "serving: batched decode, 16 x 8K, $who build"
     timeout 200 "$bin" bench serve --shape llama-3.1-8b --device cuda --experiment batch --prompt-lengths 8k \
       --batch 16 --output-tokens 48 --out "$WORK/serve-batch-$who" > "$WORK/serve-batch-$who.md" 2> "$WORK/serve-batch-$who.log"
-    echo "serve batch $who exit $?" >> "$SUMMARY"
-    { echo "### serving, batched decode, $who build"; grep -E "^\|" "$WORK/serve-batch-$who.md"; } >> "$SUMMARY"
+    summarize $? "serve-batch-$who" "serving, batched decode, $who build"
   done
   if [[ " $SKIP " != *" ttft "* ]]; then
     step "serving: TTFT of 32K during 15 decodes of 8K"
     timeout 300 "$APB" bench serve --shape llama-3.1-8b --device cuda --experiment ttft --prompt-lengths 32k --batch 15 \
       --background-length 8k --repeats 3 --out "$WORK/serve-ttft" > "$WORK/serve-ttft.md" 2> "$WORK/serve-ttft.log"
-    echo "serve ttft exit $?" >> "$SUMMARY"
-    { echo "### serving, TTFT"; grep -E "^\|" "$WORK/serve-ttft.md"; } >> "$SUMMARY"
+    summarize $? serve-ttft "serving, TTFT"
   fi
 fi
 
@@ -68,8 +66,7 @@ if [[ " $SKIP " != *" e2e "* ]]; then
     step "bench decode ${DECODE_LENGTHS:-8k,128k}, $who build"
     timeout 200 "$bin" bench decode --device cuda --shape llama-3.1-8b --lengths ${DECODE_LENGTHS:-8k,128k} \
       --tokens 32 --out "$WORK/decode-$who" > "$WORK/decode-$who.md" 2> "$WORK/decode-$who.log"
-    echo "bench decode $who exit $?" >> "$SUMMARY"
-    { echo "### bench decode, $who build"; grep -E "^\|" "$WORK/decode-$who.md"; } >> "$SUMMARY"
+    summarize $? "decode-$who" "bench decode, $who build"
   done
 fi
 

@@ -72,6 +72,14 @@ append_log() {
   done
 }
 
+# Appends "NAME exit RC" and, under "### HEADING", the lines of $WORK/NAME.md matching PATTERN (default: table rows)
+# to $SUMMARY: a step's status and its table, after the step wrote its stdout to $WORK/NAME.md.
+summarize() {
+  local rc=$1 name=$2 heading=$3 pattern=${4:-'^\|'}
+  echo "$name exit $rc" >> "$SUMMARY"
+  { echo "### $heading"; grep -E "$pattern" "$WORK/$name.md"; } >> "$SUMMARY"
+}
+
 # ptxas -v of a kernel file (registers and spills per kernel): the whole output in $WORK/ptxas.txt, one line per kernel
 # matching PATTERN (default: all) and the exit status in $SUMMARY. Nothing where nvcc is not installed.
 ptxas_summary() {

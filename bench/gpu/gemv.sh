@@ -30,8 +30,7 @@ require_apb
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel gemv"
   timeout 120 "$APB" bench kernel gemv --lengths 1,2,4 --out "$WORK/kernel" > "$WORK/kernel.md" 2> "$WORK/kernel.log"
-  echo "bench kernel gemv exit $?" >> "$SUMMARY"
-  { echo "### bench kernel gemv"; grep -E "^\|" "$WORK/kernel.md"; } >> "$SUMMARY"
+  summarize $? kernel "bench kernel gemv"
 fi
 
 if [[ " $SKIP " != *" e2e "* ]]; then
@@ -40,8 +39,7 @@ if [[ " $SKIP " != *" e2e "* ]]; then
     step "bench decode, $run"
     env "$run" timeout 200 "$APB" bench decode --shape llama-3.1-8b --device cuda --lengths "$CONTEXTS" \
       --out "$WORK/$name" > "$WORK/$name.md" 2> "$WORK/$name.log"
-    echo "bench decode ($run) exit $?" >> "$SUMMARY"
-    { echo "### bench decode, $run"; grep -E "^(##|\|)" "$WORK/$name.md"; } >> "$SUMMARY"
+    summarize $? "$name" "bench decode, $run" '^(##|\|)'
   done
 fi
 

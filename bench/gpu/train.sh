@@ -14,7 +14,8 @@
 # real run, e.g. EXTRA="--task-weights vt=3 --lr 7e-4"), LEN_FLAGS (length flags for the smoke run and the real run
 # alike, so the smoke steps at the longest length too; for a 64K model (issue #20):
 # LEN_FLAGS="--max-len 65536 --max-position 65536 --sel-lengths 4096,16384,65536"). CUDA_VISIBLE_DEVICES is used as the
-# caller set it (one GPU).
+# caller set it (one GPU). STEPS (default "smoke train"): "smoke" alone checks the flags in one call, "train" alone runs
+# the real run without its smoke, for a call whose time the smoke would take (after a smoke passed with the same flags).
 source "$(dirname "$0")/env.sh"
 
 SECONDS_BUDGET=${SECONDS_BUDGET:-480}
@@ -23,12 +24,14 @@ WORK=${WORK:-/tmp/apb-train}
 EXTRA=${EXTRA:-}
 LEN_FLAGS=${LEN_FLAGS:-}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-90}   # more for a 64K smoke: its samples take longer to make
+STEPS=${STEPS:-smoke train}
 DEST="$OUT/train"
 mkdir -p "$DEST" "$WORK"
 rm -rf "$WORK/smoke" "$WORK/smoke-pack" "$WORK/smoke-restore" "$WORK/run"
 rm -f "$DEST"/model.tar.part-* "$DEST/metrics.json" "$DEST/smoke.log" "$DEST/train.log"
 T_START=$(date +%s)
 
+unpack_binaries apb:publish/linux-x64/apb   # .gpu/apb.xz, when the binary travelled compressed
 require_apb
 for f in config.json model.safetensors tokenizer.json; do
   [ -f "$INIT/$f" ] || { echo "no $INIT/$f: INIT must be a HF checkpoint folder"; exit 2; }
@@ -41,6 +44,7 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "tok
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")' 2>&1 | tee "$DEST/smoke.log"
 nproc
 
+if [[ " $STEPS " == *" smoke "* ]]; then
 echo "== smoke (timeout $SMOKE_TIMEOUT s) $LEN_FLAGS"
 timeout -k 10 "$SMOKE_TIMEOUT" python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/smoke" \
   --pack "$WORK/smoke-pack" --smoke --seconds 60 $LEN_FLAGS >> "$DEST/smoke.log" 2>&1
@@ -60,6 +64,8 @@ if ! (cat "$WORK"/smoke-pack/model.tar.part-* | tar x -C "$WORK/smoke-restore" &
   exit 1
 fi
 echo "smoke passed in $(( $(date +%s) - T_START )) s" | tee -a "$DEST/smoke.log"
+fi
+[[ " $STEPS " == *" train "* ]] || exit 0
 
 echo "== train ($SECONDS_BUDGET s, timeout $((SECONDS_BUDGET + 60)) s) $LEN_FLAGS $EXTRA"
 set -o pipefail

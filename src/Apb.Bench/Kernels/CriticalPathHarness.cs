@@ -22,7 +22,7 @@ namespace Apb.Bench.Kernels;
 public sealed class CriticalPathHarness : KernelHarness
 {
     const int Context = 131072, Layers = 32;
-    /// <summary>Query tokens in the anchor (a short question; only the plans' length checks read it).</summary>
+    /// <summary>Query tokens in the anchor: the rows the scorer averages into its query, and what the plans check the anchor holds.</summary>
     const int QueryRows = 64;
 
     public override string Name => "critical-path";
@@ -95,7 +95,7 @@ public sealed class CriticalPathHarness : KernelHarness
         {
             if (scoringMs.TryGetValue((n, p), out double ms)) return ms;
             using var chains = new ApbScorerChains(gpu, c, p);
-            var t = ctx.TimeGpu(() => chains.QueryAware(q.RowSlice(0, 64), k.RowSlice(0, n), v.RowSlice(0, n)), 5);
+            var t = ctx.TimeGpu(() => chains.QueryAware(q.RowSlice(0, QueryRows), k.RowSlice(0, n), v.RowSlice(0, n)), 5);
             rows.Add(new KernelRow("apb scoring", "query-aware", $"{n} rows, l_p {p}", ranks, t, new Work(Bound.Memory, 2.0 * n * kvd * 2, "K and V of the chunk once")));
             return scoringMs[(n, p)] = t.MedianMs;
         }

@@ -31,6 +31,35 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi)
     return r;
 }
 
+// The two bf16 of a 32-bit word (element 2i in the low half, 2i + 1 in the high) as floats, and two bf16 packed so.
+__device__ __forceinline__ float bf_lo(unsigned w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ unsigned bf_pack(bf16 lo, bf16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+
+// The max (MAX) or the sum of one float per thread over the block (blockDim a multiple of 32, scratch of 32 floats),
+// every thread getting the result. It waits before writing scratch, so calls may follow one another; its barriers
+// also publish the block's shared-memory writes made before the call.
+template <bool MAX>
+__device__ __forceinline__ float block_reduce(float v, float* scratch)
+{
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = MAX ? fmaxf(v, u) : v + u;
+    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : (MAX ? APB_NEG_INF : 0.f);
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = MAX ? fmaxf(v, u) : v + u;
+    }
+    return v;
+}
+
 // Element i of a tensor that is fp32 when f32 != 0, else bf16.
 __device__ __forceinline__ float load_any(const void* p, long i, int f32)
 {

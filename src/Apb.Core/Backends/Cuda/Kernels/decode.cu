@@ -15,9 +15,6 @@
 #define DEC_TILE 64   // keys per tile
 #define DEC_ROWS 64   // (query row, head) pairs per block at most
 
-__device__ __forceinline__ float dec_lo(unsigned w) { return __uint_as_float(w << 16); }          // element 2c
-__device__ __forceinline__ float dec_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }  // element 2c + 1
-
 // Rows [0, n) of a K or V tile into shared memory: 16-byte global loads (8 bf16 each; the host checks the alignment),
 // stored as four 32-bit words because the shared row stride (D/2 + 1 words, odd so that threads reading different rows
 // at the same column hit different banks) is not a multiple of 16 bytes.
@@ -106,8 +103,8 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
                 for (int w = 0; w < HALF; w++)
                 {
                     unsigned x = a[w], y = b[w];
-                    acc = fmaf(dec_lo(x), dec_lo(y), acc);
-                    acc = fmaf(dec_hi(x), dec_hi(y), acc);
+                    acc = fmaf(bf_lo(x), bf_lo(y), acc);
+                    acc = fmaf(bf_hi(x), bf_hi(y), acc);
                 }
                 s = acc * scale;
             }
@@ -152,8 +149,8 @@ __device__ __forceinline__ void decode_split(const bf16* __restrict__ q, const b
             {
                 unsigned x = skv[j * W + w];
                 float pj = pr[j];
-                a0 = fmaf(pj, dec_lo(x), a0);
-                a1 = fmaf(pj, dec_hi(x), a1);
+                a0 = fmaf(pj, bf_lo(x), a0);
+                a1 = fmaf(pj, bf_hi(x), a1);
             }
             float alpha = sa[p];
             float* o = so + p * D + 2 * w;
@@ -222,28 +219,6 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) apb_decode_batch_d128(
     decode_batch<128>(q, kv, lens, partO, partLse, heads, kvHeads, qStride, kStride, scale, tilesPerSplit);
 }
 
-// max (MAX) or sum over the block of one float per thread; reusable back to back (it waits before writing scratch).
-template <bool MAX>
-__device__ __forceinline__ float merge_reduce(float v, float* scratch)
-{
-    for (int o = 16; o > 0; o >>= 1)
-    {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, u) : v + u;
-    }
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < warps ? scratch[lane] : (MAX ? APB_NEG_INF : 0.f);
-    for (int o = 16; o > 0; o >>= 1)
-    {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, u) : v + u;
-    }
-    return v;
-}
-
 // One block per (query row, head) = row: out = sum_s w_s O_s / sum_s w_s with w_s = exp(lse_s - max lse), in fp32;
 // lse (optional, fp32 or bf16) = max + log(sum_s w_s). Splits with lse -inf weigh 0; all -inf gives 0 and -inf.
 // The block first finds the max and the weights together (splits spread over its threads, the weights kept in dynamic
@@ -261,7 +236,7 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
     const float* pl = partLse + row * splits;
     float mx = APB_NEG_INF;
     for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, pl[s]);
-    mx = merge_reduce<true>(mx, scratch);
+    mx = block_reduce<true>(mx, scratch);
     bf16* o = out + i * oStride + (long)h * d;
     if (mx == APB_NEG_INF)
     {
@@ -276,7 +251,7 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
         merge_w[s] = e;
         part += e;
     }
-    float total = merge_reduce<false>(part, scratch); // its barriers also publish merge_w
+    float total = block_reduce<false>(part, scratch); // its barriers also publish merge_w
     const float* po = partO + row * splits * (long)d;
     for (int c = threadIdx.x; c < d; c += blockDim.x)
     {
@@ -348,10 +323,10 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         {
             int i = p / g, h = kh * g + (p - i * g);
             uint4 x = dv2_load(q + (long)i * qStride + (long)h * D + li * 8);
-            qf[p][0] = dec_lo(x.x) * qscale; qf[p][1] = dec_hi(x.x) * qscale;
-            qf[p][2] = dec_lo(x.y) * qscale; qf[p][3] = dec_hi(x.y) * qscale;
-            qf[p][4] = dec_lo(x.z) * qscale; qf[p][5] = dec_hi(x.z) * qscale;
-            qf[p][6] = dec_lo(x.w) * qscale; qf[p][7] = dec_hi(x.w) * qscale;
+            qf[p][0] = bf_lo(x.x) * qscale; qf[p][1] = bf_hi(x.x) * qscale;
+            qf[p][2] = bf_lo(x.y) * qscale; qf[p][3] = bf_hi(x.y) * qscale;
+            qf[p][4] = bf_lo(x.z) * qscale; qf[p][5] = bf_hi(x.z) * qscale;
+            qf[p][6] = bf_lo(x.w) * qscale; qf[p][7] = bf_hi(x.w) * qscale;
             if (causal) lim[p] = Tk - Tq + i + 1;
         }
         else
@@ -407,8 +382,8 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
 #pragma unroll
         for (int u = 0; u < DV2_U; u++)
         {
-            float kf[8] = { dec_lo(kx[u].x), dec_hi(kx[u].x), dec_lo(kx[u].y), dec_hi(kx[u].y),
-                            dec_lo(kx[u].z), dec_hi(kx[u].z), dec_lo(kx[u].w), dec_hi(kx[u].w) };
+            float kf[8] = { bf_lo(kx[u].x), bf_hi(kx[u].x), bf_lo(kx[u].y), bf_hi(kx[u].y),
+                            bf_lo(kx[u].z), bf_hi(kx[u].z), bf_lo(kx[u].w), bf_hi(kx[u].w) };
 #pragma unroll
             for (int p = 0; p < P; p++)
             {
@@ -448,10 +423,10 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
             {
                 float e = exp2f(s[p][u] - mu);
                 l[p] += e;
-                acc[p][0] = fmaf(e, dec_lo(vx[u].x), acc[p][0]); acc[p][1] = fmaf(e, dec_hi(vx[u].x), acc[p][1]);
-                acc[p][2] = fmaf(e, dec_lo(vx[u].y), acc[p][2]); acc[p][3] = fmaf(e, dec_hi(vx[u].y), acc[p][3]);
-                acc[p][4] = fmaf(e, dec_lo(vx[u].z), acc[p][4]); acc[p][5] = fmaf(e, dec_hi(vx[u].z), acc[p][5]);
-                acc[p][6] = fmaf(e, dec_lo(vx[u].w), acc[p][6]); acc[p][7] = fmaf(e, dec_hi(vx[u].w), acc[p][7]);
+                acc[p][0] = fmaf(e, bf_lo(vx[u].x), acc[p][0]); acc[p][1] = fmaf(e, bf_hi(vx[u].x), acc[p][1]);
+                acc[p][2] = fmaf(e, bf_lo(vx[u].y), acc[p][2]); acc[p][3] = fmaf(e, bf_hi(vx[u].y), acc[p][3]);
+                acc[p][4] = fmaf(e, bf_lo(vx[u].z), acc[p][4]); acc[p][5] = fmaf(e, bf_hi(vx[u].z), acc[p][5]);
+                acc[p][6] = fmaf(e, bf_lo(vx[u].w), acc[p][6]); acc[p][7] = fmaf(e, bf_hi(vx[u].w), acc[p][7]);
             }
             m[p] = mNew;
         }

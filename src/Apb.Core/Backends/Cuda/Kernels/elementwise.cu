@@ -49,19 +49,8 @@ extern "C" __global__ void apb_embed(const int* __restrict__ ids, const bf16* __
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = src[c];
 }
 
-__device__ __forceinline__ float block_sum(float v, float* scratch)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < warps ? scratch[lane] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // One block per row (blockDim a multiple of 32). HF: x * rsqrt(mean(x^2) + eps) * weight, the mean in fp32.
-// out may be x (Qwen3's q/k norms run in place on [T x heads, head_dim] views), so neither is __restrict__: block_sum's
+// out may be x (Qwen3's q/k norms run in place on [T x heads, head_dim] views), so neither is __restrict__: block_reduce's
 // barrier orders every read of the first loop before any write, and in the second loop each thread reads a column
 // before it writes that same column.
 extern "C" __global__ void apb_rms_norm(const bf16* x, const bf16* __restrict__ w, bf16* out, int cols, float eps)
@@ -71,7 +60,7 @@ extern "C" __global__ void apb_rms_norm(const bf16* x, const bf16* __restrict__ 
     const bf16* row = x + (long)blockIdx.x * cols;
     float ss = 0.f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) { float f = bf2f(row[c]); ss += f * f; }
-    ss = block_sum(ss, scratch);
+    ss = block_reduce<false>(ss, scratch);
     float inv = rsqrtf(ss / (float)cols + eps);
     bf16* dst = out + (long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
@@ -95,7 +84,7 @@ extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __
         float f = bf2f(s);
         ss += f * f;
     }
-    ss = block_sum(ss, scratch);
+    ss = block_reduce<false>(ss, scratch);
     float inv = rsqrtf(ss / (float)cols + eps);
     bf16* dst = out + (long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = f2bf(bf2f(row[c]) * inv * bf2f(w[c]));
@@ -107,9 +96,6 @@ extern "C" __global__ void apb_add_rms_norm(bf16* __restrict__ x, const bf16* __
 // time, one round trip after another: 15.6 us per 4096-wide row on an H200, 63 rows per decode step of an 8B model
 // (docs/kernels/decode-step.md). The weight's chunks are requested before pdl_wait (weights are never written). Both
 // kernels sum a row's squares in the same order, so apb_add_rms_norm_v stays bit for bit apb_add + apb_rms_norm_v.
-__device__ __forceinline__ float lo16(unsigned w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float hi16(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
-__device__ __forceinline__ unsigned pack2(bf16 lo, bf16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
 
 // x [+ y, rounded to bf16 and stored back into x] normed into out; x may be out when there is no y.
 template <int CPT, bool ADD>
@@ -146,18 +132,18 @@ __device__ __forceinline__ void norm_row_v(bf16* x, const bf16* __restrict__ y, 
             const unsigned* ae = (const unsigned*)&a;
 #pragma unroll
             for (int i = 0; i < 4; i++)
-                e[i] = pack2(f2bf(lo16(e[i]) + lo16(ae[i])), f2bf(hi16(e[i]) + hi16(ae[i])));
+                e[i] = bf_pack(f2bf(bf_lo(e[i]) + bf_lo(ae[i])), f2bf(bf_hi(e[i]) + bf_hi(ae[i])));
             ((uint4*)(x + base))[c] = v[j];
         }
 #pragma unroll
         for (int i = 0; i < 4; i++)
         {
-            float a = lo16(e[i]), b = hi16(e[i]);
+            float a = bf_lo(e[i]), b = bf_hi(e[i]);
             ss += a * a;
             ss += b * b;
         }
     }
-    ss = block_sum(ss, scratch);
+    ss = block_reduce<false>(ss, scratch);
     float inv = rsqrtf(ss / (float)cols + eps);
 #pragma unroll
     for (int j = 0; j < CPT; j++)
@@ -170,7 +156,7 @@ __device__ __forceinline__ void norm_row_v(bf16* x, const bf16* __restrict__ y, 
         unsigned* re = (unsigned*)&r;
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            re[i] = pack2(f2bf(lo16(e[i]) * inv * lo16(we[i])), f2bf(hi16(e[i]) * inv * hi16(we[i])));
+            re[i] = bf_pack(f2bf(bf_lo(e[i]) * inv * bf_lo(we[i])), f2bf(bf_hi(e[i]) * inv * bf_hi(we[i])));
         ((uint4*)(out + base))[c] = r;
     }
 }

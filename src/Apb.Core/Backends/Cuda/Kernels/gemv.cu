@@ -36,8 +36,8 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc)
 #pragma unroll
     for (int i = 0; i < 4; i++)
     {
-        acc = fmaf(__uint_as_float(pa[i] << 16), __uint_as_float(pb[i] << 16), acc);
-        acc = fmaf(__uint_as_float(pa[i] & 0xffff0000u), __uint_as_float(pb[i] & 0xffff0000u), acc);
+        acc = fmaf(bf_lo(pa[i]), bf_lo(pb[i]), acc);
+        acc = fmaf(bf_hi(pa[i]), bf_hi(pb[i]), acc);
     }
     return acc;
 }
