@@ -23,12 +23,16 @@ public sealed class DecodeHarness : KernelHarness
     // split-kv: the backend's pick (version 2 with the register double buffer, one full wave of splits);
     // split-kv2 / split-kv2pf: version 2 without / with it; split-kv1: the shared-memory tile kernel version 2 replaced
     // (docs/kernels/decode.md); mma: the prefill kernel with one row.
-    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma"];
-    static readonly string[] Defaults = ["split-kv", "split-kv1", "mma"];
+    // split-kv-fp8: version 2 against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values), the same
+    // keys in 144 bytes per row and KV head where bf16 takes 256.
+    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma", Fp8Variant];
+    static readonly string[] Defaults = ["split-kv", "split-kv1", "mma", Fp8Variant];
+    const string Fp8Variant = "split-kv-fp8";
 
     static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant.StartsWith("split-kv") ? "split-kv" : variant);
 
-    static DecodeKernelVersion Version(string variant) => DecodeKernels.Parse(variant.StartsWith("split-kv") ? variant["split-kv".Length..] : null);
+    static DecodeKernelVersion Version(string variant) =>
+        DecodeKernels.Parse(variant.StartsWith("split-kv") && variant != Fp8Variant ? variant["split-kv".Length..] : null);
 
     static void Run(KernelBenchContext ctx, string variant, Action work)
     {
@@ -47,11 +51,54 @@ public sealed class DecodeHarness : KernelHarness
         var want = Down(ctx.Cpu, co);
         using var gq = ctx.OnGpu(q, 1, Heads * D); using var gk = ctx.OnGpu(k, tk, KvHeads * D); using var gv = ctx.OnGpu(v, tk, KvHeads * D);
         using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
-        foreach (var variant in Pick(ctx, All, Defaults))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x != Fp8Variant))
         {
             Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
             ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
         }
+        if (!Pick(ctx, All, Defaults).Contains(Fp8Variant) || !ctx.Gpu.Fp8KvAvailable) return;
+        // fp8: against the CPU's attention over the values the codes stand for (the host codec quantizes k and v).
+        var (k8, kValues) = Quantize(ctx, k, tk); var (v8, vValues) = Quantize(ctx, v, tk);
+        ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(kValues, tk, KvHeads * D), ctx.OnCpu(vValues, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
+        ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null);
+        ctx.Expect($"{Fp8Variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), Down(ctx.Cpu, co), 2e-2);
+        k8.Codes.Dispose(); k8.Scales.Dispose(); v8.Codes.Dispose(); v8.Scales.Dispose();
+    }
+
+    /// <summary>[rows, KV heads x d] values as fp8 rows on the device, and the values they stand for.</summary>
+    static (Fp8Rows Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows)
+    {
+        var codes = new byte[x.Length];
+        var scales = new float[x.Length / Fp8Rows.Group];
+        var values = new float[x.Length];
+        for (int g = 0; g < scales.Length; g++)
+        {
+            var group = x.AsSpan(g * Fp8Rows.Group, Fp8Rows.Group);
+            float s = scales[g] = Fp8E4M3.RowScale(group);
+            for (int i = 0; i < Fp8Rows.Group; i++)
+            {
+                codes[g * Fp8Rows.Group + i] = Fp8E4M3.Encode(group[i] / s);
+                values[g * Fp8Rows.Group + i] = Fp8E4M3.Decode(codes[g * Fp8Rows.Group + i]) * s;
+            }
+        }
+        var r = ctx.Gpu.AllocateFp8(rows, KvHeads * D);
+        ctx.Gpu.UploadBytes(codes, r.Codes);
+        ctx.Gpu.Upload(scales, r.Scales);
+        return (r, values);
+    }
+
+    /// <summary>Random fp8 rows for timing: any finite code (0x7F and 0xFF, the NaNs, become 0x7E), scales in [1, 2) / 448.</summary>
+    static Fp8Rows RandomFp8(KernelBenchContext ctx, int rows)
+    {
+        var codes = new byte[(long)rows * KvHeads * D];
+        Random.Shared.NextBytes(codes);
+        for (long i = 0; i < codes.LongLength; i++) if ((codes[i] & 0x7F) == 0x7F) codes[i] &= 0xFE;
+        var scales = new float[rows * (KvHeads * D / Fp8Rows.Group)];
+        for (int i = 0; i < scales.Length; i++) scales[i] = (1f + Random.Shared.NextSingle()) / Fp8E4M3.Max;
+        var r = ctx.Gpu.AllocateFp8(rows, KvHeads * D);
+        ctx.Gpu.UploadBytes(codes, r.Codes);
+        ctx.Gpu.Upload(scales, r.Scales);
+        return r;
     }
 
     public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int tk)
@@ -63,6 +110,17 @@ public sealed class DecodeHarness : KernelHarness
         foreach (var variant in Pick(ctx, All, Defaults))
         {
             Timing.TimingStats? time = null;
+            if (variant == Fp8Variant)
+            {
+                if (!gpu.Fp8KvAvailable) continue;
+                var k8 = RandomFp8(ctx, tk); var v8 = RandomFp8(ctx, tk);
+                var work8 = new Work(Bound.Memory, 2.0 * tk * KvHeads * (D + D / Fp8Rows.Group * 4),
+                                     $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / Fp8Rows.Group} fp32 scales)");
+                time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20);
+                k8.Codes.Dispose(); k8.Scales.Dispose(); v8.Codes.Dispose(); v8.Scales.Dispose();
+                yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time, work8);
+                continue;
+            }
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
             yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work);
         }
@@ -73,7 +131,7 @@ public sealed class DecodeHarness : KernelHarness
         var values = Enumerable.Range(0, batch).Select(i => (Tensor)v.RowSlice(i * each, each)).ToArray();
         using var qb = ctx.DeviceRandom(batch, Heads * D); using var ob = gpu.Allocate(batch, Heads * D, CudaDType.BF16);
         var batchWork = new Work(Bound.Memory, 2.0 * batch * each * KvHeads * D * 2, $"K + V of {batch} caches of {each} keys");
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv")))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && x != Fp8Variant))
         {
             Timing.TimingStats? time = null;
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttention(qb, keys, values, Heads, KvHeads, ob), 20));

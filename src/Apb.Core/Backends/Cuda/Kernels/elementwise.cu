@@ -4,6 +4,7 @@
 // Index arithmetic uses long where a product of two sizes can pass 2^31 (a 128K x 16K tensor has 2^31 elements).
 
 #include "bf16.cuh"
+#include "fp8.cuh"
 
 // IEEE half -> float by bit manipulation (subnormals, inf and NaN included), so no cuda_fp16.h is needed.
 __device__ __forceinline__ float h2f(unsigned short h)
@@ -265,6 +266,48 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
     kDst[at + i + half] = hi;
     vDst[at + i] = v[at + i];
     vDst[at + i + half] = v[at + i + half];
+}
+
+// A rotated pair (a, b) of one row, dims i and i + half, stored as E4M3 codes with a scale per 32 values: a warp's
+// a's are dims 32w .. 32w + 31 of the row (one group) and its b's are half + 32w .. (another), so each group's largest
+// magnitude is a warp reduction. Lane 0 of the warp writes the two scales.
+__device__ __forceinline__ void fp8_store_pair(unsigned char* __restrict__ dst, float* __restrict__ scales, int i, int half,
+                                               float a, float b)
+{
+    float sa = fp8_scale(warp_max(fabsf(a))), sb = fp8_scale(warp_max(fabsf(b)));
+    dst[i] = f2e4m3(__fdiv_rn(a, sa));
+    dst[i + half] = f2e4m3(__fdiv_rn(b, sb));
+    if ((i & 31) == 0)
+    {
+        scales[i / APB_FP8_GROUP] = sa;
+        scales[(i + half) / APB_FP8_GROUP] = sb;
+    }
+}
+
+// apb_rope_append for an fp8 cache (--kv-cache-dtype fp8): q and k rotated in place as there; each KV head's rotated
+// key and its value stored as codes [token][kv_heads x d] (one byte each) and scales [token][kv_heads x d / 32]. The
+// codes are those of the bf16 rotated key (what apb_rope_append would have stored), so a test compares them with
+// Fp8E4M3 on the host bit for bit. One block per (token, head), a thread per rotated pair; d / 2 must be a multiple of
+// 32 (head dims 64 and 128: the host checks), so every thread of a warp is live for its shuffles.
+extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __restrict__ v, unsigned char* __restrict__ kDst,
+                                               unsigned char* __restrict__ vDst, float* __restrict__ kScale,
+                                               float* __restrict__ vScale, const int* __restrict__ positions,
+                                               const float* __restrict__ invFreq, int heads, int kvHeads, int d, float scale)
+{
+    pdl_enter();
+    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
+    if (i >= half) return;
+    float pos = (float)positions[blockIdx.x];
+    bf16 lo, hi;
+    if (h < heads)
+    {
+        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
+        return;
+    }
+    long row = (long)blockIdx.x * kvHeads + (h - heads), at = row * d, sat = row * (d / APB_FP8_GROUP);
+    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    fp8_store_pair(kDst + at, kScale + sat, i, half, bf2f(lo), bf2f(hi));
+    fp8_store_pair(vDst + at, vScale + sat, i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
 }
 
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).
