@@ -62,43 +62,35 @@ public sealed class DecodeHarness : KernelHarness
         ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(kValues, tk, KvHeads * D), ctx.OnCpu(vValues, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
         ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null);
         ctx.Expect($"{Fp8Variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), Down(ctx.Cpu, co), 2e-2);
-        k8.Codes.Dispose(); k8.Scales.Dispose(); v8.Codes.Dispose(); v8.Scales.Dispose();
+        k8.Dispose(); v8.Dispose();
     }
 
-    /// <summary>[rows, KV heads x d] values as fp8 rows on the device, and the values they stand for.</summary>
-    static (Fp8Rows Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows)
+    /// <summary>[rows, KV heads x d] values as fp8 cache rows on the device, and the values they stand for.</summary>
+    static (Tensor Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows)
     {
-        var codes = new byte[x.Length];
-        var scales = new float[x.Length / Fp8Rows.Group];
         var values = new float[x.Length];
-        for (int g = 0; g < scales.Length; g++)
-        {
-            var group = x.AsSpan(g * Fp8Rows.Group, Fp8Rows.Group);
-            float s = scales[g] = Fp8E4M3.RowScale(group);
-            for (int i = 0; i < Fp8Rows.Group; i++)
-            {
-                codes[g * Fp8Rows.Group + i] = Fp8E4M3.Encode(group[i] / s);
-                values[g * Fp8Rows.Group + i] = Fp8E4M3.Decode(codes[g * Fp8Rows.Group + i]) * s;
-            }
-        }
-        var r = ctx.Gpu.AllocateFp8(rows, KvHeads * D);
-        ctx.Gpu.UploadBytes(codes, r.Codes);
-        ctx.Gpu.Upload(scales, r.Scales);
+        var bytes = CudaBackend.EncodeFp8Rows(x, KvHeads * D, values);
+        var r = ctx.Gpu.AllocateKv(rows, KvHeads * D, KvCacheDType.Fp8);
+        ctx.Gpu.UploadBytes(bytes, r);
         return (r, values);
     }
 
-    /// <summary>Random fp8 rows for timing: any finite code (0x7F and 0xFF, the NaNs, become 0x7E), scales in [1, 2) / 448.</summary>
-    static Fp8Rows RandomFp8(KernelBenchContext ctx, int rows)
+    /// <summary>Random fp8 cache rows for timing: any finite code (0x7F and 0xFF, the NaNs, become 0x7E), scales in [1, 2) / 448.</summary>
+    static Tensor RandomFp8(KernelBenchContext ctx, int rows)
     {
-        var codes = new byte[(long)rows * KvHeads * D];
-        Random.Shared.NextBytes(codes);
-        for (long i = 0; i < codes.LongLength; i++) if ((codes[i] & 0x7F) == 0x7F) codes[i] &= 0xFE;
-        var scales = new float[rows * (KvHeads * D / Fp8Rows.Group)];
-        for (int i = 0; i < scales.Length; i++) scales[i] = (1f + Random.Shared.NextSingle()) / Fp8E4M3.Max;
-        var r = ctx.Gpu.AllocateFp8(rows, KvHeads * D);
-        ctx.Gpu.UploadBytes(codes, r.Codes);
-        ctx.Gpu.Upload(scales, r.Scales);
-        return r;
+        int cols = KvHeads * D, rowBytes = CudaBackend.Fp8RowBytes(cols);
+        var bytes = new byte[(long)rows * rowBytes];
+        Random.Shared.NextBytes(bytes);
+        for (long r = 0; r < rows; r++)
+        {
+            var row = bytes.AsSpan((int)(r * rowBytes), rowBytes);
+            for (int i = 0; i < cols; i++) if ((row[i] & 0x7F) == 0x7F) row[i] &= 0xFE;
+            var scales = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row[cols..CudaBackend.Fp8UsedBytes(cols)]);
+            for (int g = 0; g < scales.Length; g++) scales[g] = (1f + Random.Shared.NextSingle()) / Fp8E4M3.Max;
+        }
+        var t = ctx.Gpu.AllocateKv(rows, cols, KvCacheDType.Fp8);
+        ctx.Gpu.UploadBytes(bytes, t);
+        return t;
     }
 
     public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int tk)
@@ -114,10 +106,10 @@ public sealed class DecodeHarness : KernelHarness
             {
                 if (!gpu.Fp8KvAvailable) continue;
                 var k8 = RandomFp8(ctx, tk); var v8 = RandomFp8(ctx, tk);
-                var work8 = new Work(Bound.Memory, 2.0 * tk * KvHeads * (D + D / Fp8Rows.Group * 4),
-                                     $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / Fp8Rows.Group} fp32 scales)");
+                var work8 = new Work(Bound.Memory, 2.0 * tk * CudaBackend.Fp8RowBytes(KvHeads * D),
+                                     $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales)");
                 time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20);
-                k8.Codes.Dispose(); k8.Scales.Dispose(); v8.Codes.Dispose(); v8.Scales.Dispose();
+                k8.Dispose(); v8.Dispose();
                 yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time, work8);
                 continue;
             }

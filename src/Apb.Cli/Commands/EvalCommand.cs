@@ -1,3 +1,4 @@
+using Apb.Backends;
 using System.CommandLine;
 using Apb.Bench;
 using Apb.Bench.Charts;
@@ -72,6 +73,7 @@ static class EvalCommand
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
+        var kvCache = StrategyFlags.KvCacheOption();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
         var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
         var quiet = CommonOptions.Quiet();
@@ -79,7 +81,7 @@ static class EvalCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, json, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, json, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -92,15 +94,19 @@ static class EvalCommand
                     throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
+            var kvDType = KvCacheDTypes.Parse(r.GetValue(kvCache));
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             float? noveltyWeight = r.GetValue(novelty);
             ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
-                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
+                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, kvDType == KvCacheDType.Auto ? null : $"{kvDType.Name()} KV cache")
                     : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing))))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
+            if (kvDType != KvCacheDType.Auto && specs.FirstOrDefault(x => x.Name != "full") is { } other)
+                throw new ApbException($"--kv-cache-dtype {kvDType.Name()} runs with full attention only for now, not {other}: " +
+                                       "run the other strategies in a second call with the same --seed (the same samples)");
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
@@ -125,7 +131,7 @@ static class EvalCommand
             using var disposeGroups = new Disposer(() => { foreach (var g in groups.Values) g.Dispose(); });
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
-                if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e));
+                if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e), kvDType: kvDType);
                 if (!groups.TryGetValue(spec, out var group))
                 {
                     // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).

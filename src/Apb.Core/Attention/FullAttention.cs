@@ -22,11 +22,13 @@ public sealed class FullAttention : IAttention, IDisposable
     public KvCache[] Caches { get; }
     int[] _positions = [];
 
-    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity)
+    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity, KvCacheDType kvDType = KvCacheDType.Auto)
     {
         _b = backend; _c = config; _rope = rope;
-        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity)).ToArray();
+        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity, kvDType)).ToArray();
     }
+
+    public KvCacheDType KvDType => Caches[0].DType;
 
     public int Length => Caches[0].Length;
     public Diagnostics.Profile? Profile { get; set; }
@@ -49,17 +51,20 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
         using (Profile?.Measure("other"))
         {
-            var (kRows, vRows) = cache.AppendRows(q.Rows);
-            _b.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows), kRows, vRows);
-            if (s_fp8Experiment) { RoundToFp8(kRows, isKey: true); RoundToFp8(vRows, isKey: false); }
+            cache.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows));
         }
         using var _ = Profile?.Measure("attention");
         // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
         // hides something only when some row would otherwise see more than W keys.
         int w = _c.SlidingWindow ?? 0, from = w > 0 ? Math.Max(0, start - w + 1) : 0, keys = cache.Length - from;
         int window = w > 0 && keys > w ? w : 0;
-        _b.Attention(q, cache.K.RowSlice(from, keys), cache.V.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
-            AttentionMask.Causal, output, null, window);
+        // An fp8 cache: a decode step reads the stored rows with the device's fp8 kernel where it has one; the rest
+        // (a prefill, the CPU) attends to the values the rows stand for.
+        if (cache.DType == KvCacheDType.Auto || window > 0 ||
+            !_b.TryAttentionKv(q, cache.RawK.RowSlice(from, keys), cache.RawV.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
+                               AttentionMask.Causal, output, cache.DType))
+            _b.Attention(q, cache.K.RowSlice(from, keys), cache.V.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
+                AttentionMask.Causal, output, null, window);
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 
@@ -75,7 +80,8 @@ public sealed class FullAttention : IAttention, IDisposable
         var first = seqs[0];
         var b = first._b; var c = first._c;
         foreach (var s in seqs)
-            if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope))
+            if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope) ||
+                s.KvDType != KvCacheDType.Auto)   // an fp8 cache has no batched kernel yet: its sequences decode one by one
                 return false;
         var positions = new int[seqs.Count];
         for (int i = 0; i < seqs.Count; i++) positions[i] = seqs[i].Caches[layer].Length;
@@ -89,8 +95,6 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRow();
         b.ScatterRows(k, kRows);
         b.ScatterRows(v, vRows);
-        if (s_fp8Experiment)
-            for (int i = 0; i < seqs.Count; i++) { first.RoundToFp8(kRows[i], isKey: true); first.RoundToFp8(vRows[i], isKey: false); }
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
@@ -106,22 +110,6 @@ public sealed class FullAttention : IAttention, IDisposable
             first.Profile?.AddAttention(keys.Sum(t => (double)t.Rows), c.NumAttentionHeads, c.HeadDim);
         }
         return true;
-    }
-
-    // EXPERIMENT (branch fp8-kv, not for main): APB_KV_FP8_EXPERIMENT=1 stores every cached K/V row as an fp8 cache
-    // would give it back (E4M3, a scale per (token, KV head)), on the CPU backend only: the accuracy an fp8 KV cache
-    // costs, before the CUDA kernels exist.
-    // Variants: 1 = K and V, a scale per head; g32 = a scale per 32 values; v = V only (K stays bf16).
-    static readonly string? s_fp8Mode = Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") is "1" or "g32" or "v"
-        ? Environment.GetEnvironmentVariable("APB_KV_FP8_EXPERIMENT") : null;
-    static readonly bool s_fp8Experiment = s_fp8Mode != null;
-
-    void RoundToFp8(Tensor rows, bool isKey)
-    {
-        if (rows is not Backends.Cpu.CpuTensor t) throw new ApbException("APB_KV_FP8_EXPERIMENT runs on the CPU backend only");
-        if (isKey && s_fp8Mode == "v") return;
-        int group = s_fp8Mode == "g32" ? Math.Min(32, _c.HeadDim) : _c.HeadDim;
-        for (int r = 0; r < t.Rows; r++) Fp8E4M3.RoundGroups(t.Row(r), group);
     }
 
     public void Dispose()

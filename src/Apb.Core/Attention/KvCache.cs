@@ -10,6 +10,10 @@ namespace Apb.Attention;
 /// last rank peak 16 GiB above the others in bench/results/prefill-20261128-135235).
 /// Positions are not stored: whoever appends knows them. Dispose gives the buffers back: a device backend's memory
 /// pool only reuses what is disposed, so a server that drops a request's cache without it loses that memory for good.
+/// A cache of another <see cref="KvCacheDType"/> than Auto (fp8) keeps its rows in the backend's form of that dtype:
+/// its writers go through <see cref="RopeAppend"/> and <see cref="Append"/>, its readers through <see cref="K"/> and
+/// <see cref="V"/> (the values, converted into the backend's scratch: use them before the next read) or the backend's
+/// <see cref="IBackend.TryAttentionKv"/> on <see cref="RawK"/> and <see cref="RawV"/>.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
@@ -20,18 +24,24 @@ public sealed class KvCache : IDisposable
     public int Length { get; private set; }
     public int Capacity => _capacity;
     public int Cols { get; }
+    public KvCacheDType DType { get; }
 
     /// <summary>Bytes the K and V buffers take now (0 before the first append allocates them).</summary>
-    public long AllocatedBytes => _k is null ? 0 : 2L * _capacity * Cols * _b.ActivationBytes;
+    public long AllocatedBytes => _k is null ? 0 : 2 * _b.KvBytes(_capacity, Cols, DType);
 
-    public KvCache(IBackend backend, int cols, int capacity)
+    public KvCache(IBackend backend, int cols, int capacity, KvCacheDType dtype = KvCacheDType.Auto)
     {
-        _b = backend; Cols = cols;
+        _b = backend; Cols = cols; DType = dtype;
         _capacity = Math.Max(capacity, 1);
     }
 
-    public Tensor K => Buffers().k.RowSlice(0, Length);
-    public Tensor V => Buffers().v.RowSlice(0, Length);
+    /// <summary>The keys' values [Length, Cols]: the buffer itself (Auto), or its rows converted into the backend's scratch.</summary>
+    public Tensor K => DType == KvCacheDType.Auto ? RawK : _b.ReadKv(RawK, Cols, DType, values: false);
+    public Tensor V => DType == KvCacheDType.Auto ? RawV : _b.ReadKv(RawV, Cols, DType, values: true);
+
+    /// <summary>The stored rows [Length, ...] in the dtype's own form (what <see cref="IBackend.TryAttentionKv"/> takes).</summary>
+    public Tensor RawK => Buffers().k.RowSlice(0, Length);
+    public Tensor RawV => Buffers().v.RowSlice(0, Length);
 
     bool _disposed;
 
@@ -40,8 +50,8 @@ public sealed class KvCache : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_k is null || _v is null)
         {
-            _k = _b.Allocate(_capacity, Cols);
-            _v = _b.Allocate(_capacity, Cols);
+            _k = _b.AllocateKv(_capacity, Cols, DType);
+            _v = _b.AllocateKv(_capacity, Cols, DType);
         }
         return (_k, _v);
     }
@@ -57,8 +67,21 @@ public sealed class KvCache : IDisposable
         if (rows < 0) rows = k.Rows - rowStart;
         if (Length + rows > Capacity) Grow(Math.Max(Length + rows, Capacity + Math.Max(Capacity / 4, 1024)));
         var (bk, bv) = Buffers();
-        _b.Copy(k, rowStart, 0, bk, Length, 0, rows, Cols);
-        _b.Copy(v, rowStart, 0, bv, Length, 0, rows, Cols);
+        _b.AppendKv(k, rowStart, bk, Length, rows, DType);
+        _b.AppendKv(v, rowStart, bv, Length, rows, DType);
+        Length += rows;
+    }
+
+    /// <summary>
+    /// A step's rotation and append (<see cref="IBackend.RopeAppendKv"/>): q and k rotated in place, the rotated k and
+    /// v stored as the cache's next rows.
+    /// </summary>
+    public void RopeAppend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table)
+    {
+        int rows = k.Rows;
+        if (Length + rows > Capacity) Grow(Math.Max(Length + rows, Capacity + Math.Max(Capacity / 4, 1024)));
+        var (bk, bv) = Buffers();
+        _b.RopeAppendKv(q, k, v, heads, kvHeads, positions, table, bk.RowSlice(Length, rows), bv.RowSlice(Length, rows), DType);
         Length += rows;
     }
 
@@ -68,9 +91,11 @@ public sealed class KvCache : IDisposable
     /// </summary>
     public (Tensor K, Tensor V) AppendRow() => AppendRows(1);
 
-    /// <summary>As <see cref="AppendRow"/>, for the next <paramref name="rows"/> rows.</summary>
+    /// <summary>As <see cref="AppendRow"/>, for the next <paramref name="rows"/> rows. Auto caches only: the rows are plain tensors to fill.</summary>
     public (Tensor K, Tensor V) AppendRows(int rows)
     {
+        if (DType != KvCacheDType.Auto)
+            throw new InvalidOperationException($"AppendRows hands out rows to fill as plain tensors; a {DType.Name()} cache takes Append or RopeAppend");
         if (Length + rows > Capacity) Grow(Math.Max(Length + rows, Capacity + Math.Max(Capacity / 4, 1024)));
         var (bk, bv) = Buffers();
         Length += rows;
@@ -87,11 +112,12 @@ public sealed class KvCache : IDisposable
     void Grow(int capacity)
     {
         if (_k is null || _v is null) { _capacity = capacity; return; }
-        var k = _b.Allocate(capacity, Cols); var v = _b.Allocate(capacity, Cols);
+        var k = _b.AllocateKv(capacity, Cols, DType); var v = _b.AllocateKv(capacity, Cols, DType);
         if (Length > 0)
         {
-            _b.Copy(_k, 0, 0, k, 0, 0, Length, Cols);
-            _b.Copy(_v, 0, 0, v, 0, 0, Length, Cols);
+            // Whole stored rows, in whatever form the dtype keeps them.
+            _b.Copy(_k, 0, 0, k, 0, 0, Length, _k.Cols);
+            _b.Copy(_v, 0, 0, v, 0, 0, Length, _v.Cols);
         }
         // Work queued on the stream that still reads the old buffers is ordered before any reuse of their memory.
         _k?.Dispose();

@@ -164,6 +164,51 @@ public interface IBackend : IDisposable
         Copy(v, 0, 0, vDst, 0, 0, v.Rows, v.Cols);
     }
 
+    // ------------------------------------------------------------------------------------------- KV cache storage
+    // A KvCache of KvCacheDType.Auto holds plain tensors; one of another dtype holds rows in the backend's own form of
+    // it and goes through these five. The defaults take Auto only and refuse the rest with an error that names them.
+
+    /// <summary>Room for <paramref name="rows"/> cache rows of <paramref name="cols"/> values in <paramref name="dtype"/>.</summary>
+    Tensor AllocateKv(int rows, int cols, KvCacheDType dtype) =>
+        dtype == KvCacheDType.Auto ? Allocate(rows, cols) : throw KvUnsupported(dtype);
+
+    /// <summary>Bytes <paramref name="rows"/> cache rows of <paramref name="cols"/> values take in <paramref name="dtype"/>.</summary>
+    long KvBytes(long rows, int cols, KvCacheDType dtype) =>
+        dtype == KvCacheDType.Auto ? rows * cols * ActivationBytes : throw KvUnsupported(dtype);
+
+    /// <summary><see cref="RopeAppend"/> into cache rows of <paramref name="dtype"/> (kDst, vDst from <see cref="AllocateKv"/>).</summary>
+    void RopeAppendKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table, Tensor kDst, Tensor vDst,
+                      KvCacheDType dtype)
+    {
+        if (dtype != KvCacheDType.Auto) throw KvUnsupported(dtype);
+        RopeAppend(q, k, v, heads, kvHeads, positions, table, kDst, vDst);
+    }
+
+    /// <summary>Rows [srcRow, srcRow + rows) of plain <paramref name="src"/> into cache rows of <paramref name="dtype"/> from <paramref name="dstRow"/> on.</summary>
+    void AppendKv(Tensor src, int srcRow, Tensor dst, int dstRow, int rows, KvCacheDType dtype)
+    {
+        if (dtype != KvCacheDType.Auto) throw KvUnsupported(dtype);
+        Copy(src, srcRow, 0, dst, dstRow, 0, rows, src.Cols);
+    }
+
+    /// <summary>
+    /// Cache rows of <paramref name="dtype"/> as a plain tensor of their values, for the attention ops. A backend that
+    /// has to convert them writes into its own scratch, one for keys and one for values (<paramref name="values"/>):
+    /// the result is valid until the next read of the same kind.
+    /// </summary>
+    Tensor ReadKv(Tensor rows, int cols, KvCacheDType dtype, bool values) =>
+        dtype == KvCacheDType.Auto ? rows : throw KvUnsupported(dtype);
+
+    /// <summary>
+    /// <see cref="Attention"/> straight from cache rows of <paramref name="dtype"/> where the backend has a kernel for
+    /// it (a device's fp8 decode); false, with nothing done, where the caller should read the rows (<see cref="ReadKv"/>)
+    /// and call <see cref="Attention"/>.
+    /// </summary>
+    bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, KvCacheDType dtype) => false;
+
+    static ApbException KvUnsupported(KvCacheDType dtype) =>
+        new($"this backend has no {dtype.Name()} KV cache: use --kv-cache-dtype auto");
+
     /// <summary>
     /// Softmax(q k^T / sqrt(d)) v per head with GQA (query head h reads KV head h / (heads / kvHeads)).
     /// lse (optional) receives the natural-log sum of exp of the scaled scores, [Tq, heads]; rows that see no key

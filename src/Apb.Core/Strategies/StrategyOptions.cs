@@ -1,3 +1,4 @@
+using Apb.Backends;
 using Apb.Checkpoints;
 using Apb.Comms;
 
@@ -41,6 +42,21 @@ public sealed record StrategyOptions
     public int FallbackBelow { get; init; } = DefaultFallbackBelow;
     /// <summary>Token id of the pad rows that round the context up to a multiple of the rank count (never seen by real tokens).</summary>
     public int PadTokenId { get; init; }
+    /// <summary>
+    /// How the KV caches store their rows (--kv-cache-dtype). Fp8 runs with full attention on one rank for now (a
+    /// <see cref="Runtime.LocalSession"/>); <see cref="CheckKvCache"/> refuses it elsewhere.
+    /// </summary>
+    public KvCacheDType KvCache { get; init; }
+
+    /// <summary>The KV cache dtype where the session these options describe can run it, or an error that says what can.</summary>
+    public void CheckKvCache(bool local)
+    {
+        if (KvCache != KvCacheDType.Auto && !local)
+            throw new ApbException($"--kv-cache-dtype {KvCache.Name()} runs with full attention on one rank for now (strategy {Describe()}; " +
+                                   "the sequence-parallel strategies keep bf16 caches): use --strategy full without --ranks, --timings or apb launch, " +
+                                   "or --kv-cache-dtype auto");
+    }
+
     /// <summary>Per-rank time by phase (synchronizes the backend at phase edges).</summary>
     public bool Timings { get; init; }
     /// <summary>Longest a rank waits in one collective before it fails naming the ranks it waited for.</summary>
@@ -64,7 +80,8 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "");
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "") +
+        (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {

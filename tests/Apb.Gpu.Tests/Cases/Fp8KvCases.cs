@@ -13,12 +13,17 @@ namespace Apb.Gpu.Tests;
 /// </summary>
 public static class Fp8KvCases
 {
-    const byte NaNCode = 0x7F;
+    const byte Poison = 0xFF;   // a NaN code, and 0xFFFFFFFF is a NaN scale
 
     public static IEnumerable<GpuCase> All()
     {
         foreach (var (t, heads, kv, d) in new[] { (1, 32, 8, 128), (29, 12, 2, 64), (3, 28, 4, 128) })
             yield return new("fp8kv", $"rope_append_fp8 {t} rows, {heads}/{kv} heads x d={d}", c => RopeAppend(c, t, heads, kv, d));
+        foreach (var (rows, cols) in new[] { (1, 1024), (37, 128), (300, 256) })
+        {
+            yield return new("fp8kv", $"quantize {rows} rows x {cols} (AppendKv)", c => Quantize(c, rows, cols));
+            yield return new("fp8kv", $"dequantize {rows} rows x {cols} (ReadKv)", c => Dequantize(c, rows, cols));
+        }
         foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
             foreach (var (tq, tk, heads, kv, d, causal) in new[]
                      {
@@ -27,12 +32,12 @@ public static class Fp8KvCases
                      })
                 if (version == DecodeKernelVersion.V2Prefetch || tk <= 4097)   // the long caches once: they take seconds on the host
                     yield return new("fp8kv", $"decode {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
-                    c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal)));
+                        c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal)));
     }
 
     /// <summary>
-    /// q and k rotated as the bf16 append rotates them (bit for bit), and each stored row's codes and scales what
-    /// <see cref="Fp8E4M3"/> makes of the bf16 rotated key and of the value (bit for bit).
+    /// q and k rotated as the bf16 append rotates them (bit for bit), and each stored row the host codec's bytes for
+    /// the bf16 append's rotated key and for the value (bit for bit), in the middle of a poisoned buffer.
     /// </summary>
     static void RopeAppend(GpuCheck c, int t, int heads, int kv, int d)
     {
@@ -40,7 +45,7 @@ public static class Fp8KvCases
         var positions = Enumerable.Range(0, t).Select(_ => c.Rng.Next(131072)).ToArray();
         var q = c.Rand((long)t * heads * d, 3f); var k = c.Rand((long)t * kv * d, 3f); var v = c.Rand((long)t * kv * d);
         // A zero group (scale 1) and a huge value (its group's scale carries it) among the values.
-        for (int i = 0; i < Fp8Rows.Group; i++) v[i] = 0f;
+        for (int i = 0; i < KvCacheDTypes.Fp8Group; i++) v[i] = 0f;
         v[^1] = 30000f;
 
         var bq = c.OnGpu(q, t, heads * d); var bk = c.OnGpu(k, t, kv * d); var bv = c.OnGpu(v, t, kv * d);
@@ -48,39 +53,52 @@ public static class Fp8KvCases
         c.Gpu.RopeAppend(bq, bk, bv, heads, kv, positions, table, bKd, bVd);
 
         var gq = c.OnGpu(q, t, heads * d); var gk = c.OnGpu(k, t, kv * d); var gv = c.OnGpu(v, t, kv * d);
-        var (kAll, vAll) = (PoisonedFp8(c, t + 10, kv * d), PoisonedFp8(c, t + 10, kv * d));
-        c.Gpu.RopeAppendFp8(gq, gk, gv, heads, kv, positions, table, kAll.RowSlice(5, t), vAll.RowSlice(5, t));
+        var kAll = PoisonedFp8(c, t + 10, kv * d); var vAll = PoisonedFp8(c, t + 10, kv * d);
+        c.Gpu.RopeAppendKv(gq, gk, gv, heads, kv, positions, table, kAll.RowSlice(5, t), vAll.RowSlice(5, t), KvCacheDType.Fp8);
         c.Compare("q = bf16 append's q", Down(c.Gpu, gq), Down(c.Gpu, bq), 0, "apb_rope_append_fp8");
         c.Compare("k in place = bf16 append's k", Down(c.Gpu, gk), Down(c.Gpu, bk), 0, "apb_rope_append_fp8");
-        CompareCodes(c, "k rows", kAll, 5, t, Down(c.Gpu, bKd));
-        CompareCodes(c, "v rows", vAll, 5, t, Down(c.Gpu, bVd));
+        CompareRows(c, "k rows", kAll, 5, t, Down(c.Gpu, bKd), kv * d, "apb_rope_append_fp8");
+        CompareRows(c, "v rows", vAll, 5, t, Down(c.Gpu, bVd), kv * d, "apb_rope_append_fp8");
     }
 
-    /// <summary>Rows [at, at + t) of <paramref name="all"/> are the host codec's codes and scales of <paramref name="values"/>; the rest is untouched.</summary>
-    static void CompareCodes(GpuCheck c, string what, Fp8Rows all, int at, int t, float[] values)
+    /// <summary>bf16 rows into fp8 rows 3.. of a poisoned buffer: the host codec's bytes, nothing written elsewhere.</summary>
+    static void Quantize(GpuCheck c, int rows, int cols)
     {
-        int cols = all.Codes.Cols, groups = cols / Fp8Rows.Group;
-        var codes = new byte[all.Codes.Rows * cols];
-        c.Gpu.DownloadBytes(all.Codes, codes);
-        var scales = Down(c.Gpu, all.Scales);
-        int wrongCodes = 0, wrongScales = 0, outside = 0;
-        for (int r = 0; r < all.Codes.Rows; r++)
-        {
-            bool inside = r >= at && r < at + t;
-            for (int g = 0; g < groups; g++)
-            {
-                float got = scales[r * groups + g];
-                if (!inside) { outside += float.IsNaN(got) ? 0 : 1; continue; }
-                var group = values.AsSpan((r - at) * cols + g * Fp8Rows.Group, Fp8Rows.Group);
-                float s = Fp8E4M3.RowScale(group);
-                if (BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(s)) wrongScales++;
-                for (int i = 0; i < Fp8Rows.Group; i++)
-                    if (codes[r * cols + g * Fp8Rows.Group + i] != Fp8E4M3.Encode(group[i] / s)) wrongCodes++;
-            }
-            if (!inside) outside += codes.AsSpan(r * cols, cols).IndexOfAnyExcept(NaNCode) >= 0 ? 1 : 0;
-        }
-        c.Record($"{what}: codes and scales = Fp8E4M3", wrongCodes + wrongScales + outside, 0, wrongCodes + wrongScales + outside == 0,
-            $"{wrongCodes} codes and {wrongScales} scales differ of {t * cols} and {t * groups}; {outside} writes outside the rows", "apb_rope_append_fp8");
+        var x = c.Rand((long)rows * cols, 2f);
+        x[0] = 1e-30f; x[^1] = -500f;   // a tiny and a large value: subnormal codes, a scale above 1
+        var src = c.OnGpu(x, rows, cols);
+        int from = rows > 1 ? 1 : 0, n = rows - from;   // from a row past the first where there is one: the source offset
+        var all = PoisonedFp8(c, n + 6, cols);
+        c.Gpu.AppendKv(src, from, all, 3, n, KvCacheDType.Fp8);
+        var want = Down(c.Gpu, src);
+        CompareRows(c, "rows", all, 3, n, want.AsSpan(from * cols, n * cols).ToArray(), cols, "apb_fp8_quantize");
+    }
+
+    /// <summary>fp8 rows read back as bf16: decode(code) x scale rounded to bf16, exactly.</summary>
+    static void Dequantize(GpuCheck c, int rows, int cols)
+    {
+        var x = c.Rand((long)rows * cols, 2f);
+        var values = new float[x.Length];
+        var bytes = CudaBackend.EncodeFp8Rows(x, cols, values);
+        var all = PoisonedFp8(c, rows + 4, cols);
+        c.Gpu.UploadBytes(bytes, all.RowSlice(2, rows));
+        var got = c.Gpu.ReadKv(all.RowSlice(2, rows), cols, KvCacheDType.Fp8, values: true);
+        c.Compare("values", Down(c.Gpu, got), values.Select(Bf16).ToArray(), 0, "apb_fp8_dequantize");
+    }
+
+    /// <summary>Rows [at, at + t) of <paramref name="all"/> are the host codec's bytes for <paramref name="values"/>; the other rows are untouched.</summary>
+    static void CompareRows(GpuCheck c, string what, Tensor all, int at, int t, float[] values, int cols, string kernel)
+    {
+        int rowBytes = CudaBackend.Fp8RowBytes(cols);
+        var got = new byte[all.Rows * rowBytes];
+        c.Gpu.DownloadBytes(all, got);
+        var want = CudaBackend.EncodeFp8Rows(values, cols, default);
+        int wrong = 0, outside = 0, used = CudaBackend.Fp8UsedBytes(cols);   // the padding after the scales is nobody's
+        for (int i = 0; i < want.Length; i++) wrong += i % rowBytes < used && got[at * rowBytes + i] != want[i] ? 1 : 0;
+        for (int r = 0; r < all.Rows; r++)
+            if ((r < at || r >= at + t) && got.AsSpan(r * rowBytes, used).IndexOfAnyExcept(Poison) >= 0) outside++;
+        c.Record($"{what}: bytes = the host codec's", wrong + outside, 0, wrong + outside == 0,
+            $"{wrong} of {t * used} bytes differ; {outside} rows outside written", kernel);
     }
 
     /// <summary>
@@ -92,13 +110,14 @@ public static class Fp8KvCases
     {
         int cols = kv * d;
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * cols, 1.5f); var v = c.Rand((long)tk * cols);
-        var (kCodes, kScales, kValues) = Quantize(k, cols);
-        var (vCodes, vScales, vValues) = Quantize(v, cols);
+        var kValues = new float[k.Length]; var vValues = new float[v.Length];
+        var kBytes = CudaBackend.EncodeFp8Rows(k, cols, kValues);
+        var vBytes = CudaBackend.EncodeFp8Rows(v, cols, vValues);
         var r = AttentionReference.Of(c, q, kValues, vValues, tq, tk, heads, kv, d, causal);
 
         const int spare = 17;
         var gk = PoisonedFp8(c, tk + spare, cols); var gv = PoisonedFp8(c, tk + spare, cols);
-        Put(c, gk.RowSlice(0, tk), kCodes, kScales); Put(c, gv.RowSlice(0, tk), vCodes, vScales);
+        c.Gpu.UploadBytes(kBytes, gk.RowSlice(0, tk)); c.Gpu.UploadBytes(vBytes, gv.RowSlice(0, tk));
         var gq = c.OnGpu(q, tq, heads * d);
         var go = c.Poisoned(tq, heads * d);
         var gl = c.Poisoned(tq, heads, CudaDType.F32);
@@ -107,41 +126,12 @@ public static class Fp8KvCases
         c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "split-kv fp8");
     }
 
-    /// <summary>Host quantization of [rows, cols] values: codes, a scale per 32 values, and the values they stand for.</summary>
-    static (byte[] Codes, float[] Scales, float[] Values) Quantize(float[] x, int cols)
+    static Tensor PoisonedFp8(GpuCheck c, int rows, int cols)
     {
-        var codes = new byte[x.Length];
-        var scales = new float[x.Length / Fp8Rows.Group];
-        var values = new float[x.Length];
-        for (int g = 0; g < scales.Length; g++)
-        {
-            var group = x.AsSpan(g * Fp8Rows.Group, Fp8Rows.Group);
-            float s = scales[g] = Fp8E4M3.RowScale(group);
-            for (int i = 0; i < Fp8Rows.Group; i++)
-            {
-                int at = g * Fp8Rows.Group + i;
-                codes[at] = Fp8E4M3.Encode(group[i] / s);
-                values[at] = Fp8E4M3.Decode(codes[at]) * s;
-            }
-        }
-        return (codes, scales, values);
-    }
-
-    static void Put(GpuCheck c, Fp8Rows dst, byte[] codes, float[] scales)
-    {
-        c.Gpu.UploadBytes(codes, dst.Codes);
-        c.Gpu.Upload(scales, dst.Scales);
-    }
-
-    static Fp8Rows PoisonedFp8(GpuCheck c, int rows, int cols)
-    {
-        var r = c.Gpu.AllocateFp8(rows, cols);
-        var nan = new byte[rows * cols];
-        Array.Fill(nan, NaNCode);
-        c.Gpu.UploadBytes(nan, r.Codes);
-        var scales = new float[rows * (cols / Fp8Rows.Group)];
-        Array.Fill(scales, float.NaN);
-        c.Gpu.Upload(scales, r.Scales);
-        return r;
+        var t = c.Gpu.AllocateKv(rows, cols, KvCacheDType.Fp8);
+        var poison = new byte[(long)rows * t.Cols];
+        Array.Fill(poison, Poison);
+        c.Gpu.UploadBytes(poison, t);
+        return t;
     }
 }

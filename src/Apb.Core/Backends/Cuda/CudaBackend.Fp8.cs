@@ -1,83 +1,127 @@
 namespace Apb.Backends.Cuda;
 
 /// <summary>
-/// Rows of an FP8 KV cache (--kv-cache-dtype fp8; docs/notes/kv-fp8-plan.md): E4M3 codes [rows, kv_dim], one byte
-/// each, and an fp32 scale per 32 values [rows, kv_dim / 32]. Value = decode(code) x scale; the codec and its rounding
-/// are <see cref="Fp8E4M3"/>'s. A head_dim-128 row of one KV head takes 128 + 16 bytes against 256 in bf16.
-/// </summary>
-public readonly record struct Fp8Rows(CudaTensor Codes, CudaTensor Scales)
-{
-    public const int Group = 32;   // APB_FP8_GROUP in fp8.cuh
-    public int Rows => Codes.Rows;
-    public Fp8Rows RowSlice(int start, int count) =>
-        new((CudaTensor)Codes.RowSlice(start, count), (CudaTensor)Scales.RowSlice(start, count));
-}
-
-/// <summary>
-/// Host side of the fp8 KV cache's kernels: the append that rotates and quantizes (elementwise.cu's
-/// apb_rope_append_fp8) and version 2 of the split-KV decode reading fp8 rows (decode.cu's apb_decode2_split_*_fp8).
-/// The fp8 kernels convert with PTX's cvt to and from e4m3x2, which needs sm_89 or later.
+/// The device's KV cache of <see cref="KvCacheDType.Fp8"/> (docs/notes/kv-fp8-plan.md). A cache row of cols values is
+/// one byte row of <see cref="Fp8RowBytes"/>: cols E4M3 codes, then cols / 32 fp32 scales, then padding to 16 bytes (value = decode(code) x
+/// scale; codec and rounding as <see cref="Fp8E4M3"/>), in a <see cref="CudaDType.U8"/> tensor. A head_dim-128 row of
+/// one KV head takes 128 + 16 bytes against 256 in bf16. Kernels: apb_rope_append_fp8, apb_fp8_quantize and
+/// apb_fp8_dequantize (elementwise.cu), apb_decode2_split_*_fp8 (decode.cu); their e4m3 conversions need sm_89 or
+/// later, and elsewhere <see cref="AllocateKv"/> refuses fp8.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
-    /// <summary>Whether this device has the fp8 conversions the fp8 KV cache's kernels use (compute capability 8.9 or later).</summary>
+    /// <summary>Whether this device has the fp8 conversions of the fp8 KV cache's kernels (compute capability 8.9 or later).</summary>
     public bool Fp8KvAvailable => Context.Device.Major * 10 + Context.Device.Minor >= 89;
 
-    void RequireFp8(string op)
-    {
-        if (!Fp8KvAvailable)
-            throw new ApbException($"{op}: the fp8 KV cache needs a GPU of compute capability 8.9 or later (Ada, Hopper); " +
-                                   $"this one is {Context.Device.ComputeCapability}: use the bf16 cache");
-    }
-
-    /// <summary>Room for <paramref name="rows"/> fp8 rows of <paramref name="cols"/> values (a multiple of 32).</summary>
-    public Fp8Rows AllocateFp8(int rows, int cols)
-    {
-        if (cols % Fp8Rows.Group != 0) throw new ArgumentException($"an fp8 row of {cols} values: it must be a multiple of {Fp8Rows.Group} (a scale per {Fp8Rows.Group})");
-        return new(Allocate(rows, cols, CudaDType.U8), Allocate(rows, cols / Fp8Rows.Group, CudaDType.F32));
-    }
-
     /// <summary>
-    /// <see cref="RopeAppend"/> into an fp8 cache: q and k rotated in place (bf16), then each rotated key row and each
-    /// value row quantized into <paramref name="kDst"/> and <paramref name="vDst"/> (codes and scales). Head dims 64
-    /// and 128 (the kernel reduces a group of 32 values within a warp).
+    /// Bytes of an fp8 cache row of <paramref name="cols"/> values: the codes, then a 4-byte scale per 32, rounded up to
+    /// 16 bytes so that every row starts where the kernels' 8- and 16-byte loads may read (1152 for Llama-3-8B's 1024).
     /// </summary>
-    public void RopeAppendFp8(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table,
-                              Fp8Rows kDst, Fp8Rows vDst)
+    public static int Fp8RowBytes(int cols) => (Fp8UsedBytes(cols) + 15) / 16 * 16;
+
+    /// <summary>The bytes of a row that hold something: codes and scales, without the padding.</summary>
+    public static int Fp8UsedBytes(int cols) => cols + cols / KvCacheDTypes.Fp8Group * 4;
+
+    public Tensor AllocateKv(int rows, int cols, KvCacheDType dtype)
     {
+        if (dtype == KvCacheDType.Auto) return Allocate(rows, cols);
+        CheckFp8Cols(cols, "fp8 KV cache");
+        if (!Fp8KvAvailable)
+            throw new ApbException($"the fp8 KV cache needs a GPU of compute capability 8.9 or later (Ada, Hopper, Blackwell); this one is " +
+                                   $"{Context.Device.ComputeCapability}: use --kv-cache-dtype auto");
+        return Allocate(rows, Fp8RowBytes(cols), CudaDType.U8);
+    }
+
+    public long KvBytes(long rows, int cols, KvCacheDType dtype) =>
+        dtype == KvCacheDType.Auto ? rows * cols * 2 : rows * Fp8RowBytes(cols);
+
+    public void RopeAppendKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table,
+                             Tensor kDst, Tensor vDst, KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { RopeAppend(q, k, v, heads, kvHeads, positions, table, kDst, vDst); return; }
         const string op = "rope_append_fp8";
         var qs = Bf16(q, op); var ks = Bf16(k, op); var vs = Bf16(v, op);
         int d = table.HeadDim;
-        if (d is not (64 or 128)) throw new ArgumentException($"{op}: head dim {d}; the fp8 cache takes 64 or 128");
+        if (d is not (64 or 128)) throw new ArgumentException($"{op}: head dim {d}; the fp8 KV cache takes 64 or 128");
         if (qs.Cols != heads * d || ks.Cols != kvHeads * d || positions.Length != qs.Rows || ks.Rows != qs.Rows)
             throw new ArgumentException($"{op} on q {qs} ({heads} heads) and k {ks} ({kvHeads} heads) of {d} with {positions.Length} positions");
         Same(ks, vs, op);
-        CheckFp8Rows(kDst, ks.Rows, ks.Cols, op); CheckFp8Rows(vDst, ks.Rows, ks.Cols, op);
+        var kd = Fp8Rows(kDst, ks.Rows, ks.Cols, op); var vd = Fp8Rows(vDst, ks.Rows, ks.Cols, op);
         if (qs.Rows == 0) return;
-        RequireFp8(op);
         Enter();
         var (pos, inv) = RopeArgs(positions, table);
-        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, kdp = kDst.Codes.Ptr, vdp = vDst.Codes.Ptr, ksp = kDst.Scales.Ptr, vsp = vDst.Scales.Ptr;
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, kdp = kd.Ptr, vdp = vd.Ptr;
+        long rowBytes = kd.Cols;
         float scale = table.AttentionScaling;
-        void** args = stackalloc void*[] { &qp, &kp, &vp, &kdp, &vdp, &ksp, &vsp, &pos, &inv, &heads, &kvHeads, &d, &scale };
+        void** args = stackalloc void*[] { &qp, &kp, &vp, &kdp, &vdp, &rowBytes, &pos, &inv, &heads, &kvHeads, &d, &scale };
         // One block per (token, head), a thread per rotated pair (d / 2: whole warps).
         Context.Launch(Context.Function(Elementwise, "apb_rope_append_fp8"), "apb_rope_append_fp8",
                        ((uint)qs.Rows, (uint)(heads + kvHeads), 1), (uint)(d / 2), 0, args);
     }
 
-    static void CheckFp8Rows(Fp8Rows r, int rows, int cols, string op)
+    public void AppendKv(Tensor src, int srcRow, Tensor dst, int dstRow, int rows, KvCacheDType dtype)
     {
-        if (r.Codes.DType != CudaDType.U8 || r.Scales.DType != CudaDType.F32 || r.Codes.Rows != rows || r.Codes.Cols != cols ||
-            r.Scales.Rows != rows || r.Scales.Cols != cols / Fp8Rows.Group)
-            throw new ArgumentException($"{op}: fp8 rows {r.Codes} + {r.Scales} for [{rows}, {cols}] values (codes U8 [{rows}, {cols}], scales F32 [{rows}, {cols / Fp8Rows.Group}])");
+        if (dtype == KvCacheDType.Auto) { Copy(src, srcRow, 0, dst, dstRow, 0, rows, src.Cols); return; }
+        const string op = "fp8_quantize";
+        var s = Bf16(src, op);
+        if (srcRow < 0 || rows < 0 || srcRow + rows > s.Rows) throw new ArgumentException($"{op}: rows [{srcRow}, {srcRow + rows}) of {s}");
+        var d = Fp8Rows(C(dst).RowSlice(dstRow, rows), rows, s.Cols, op);
+        if (rows == 0) return;
+        Enter();
+        ulong sp = s.Ptr + (ulong)((long)srcRow * s.Cols * 2), dp = d.Ptr;
+        long srcStride = s.Cols, rowBytes = d.Cols;
+        int cols = s.Cols;
+        const int warps = 4;   // a warp per group of 32 values
+        void** args = stackalloc void*[] { &sp, &srcStride, &dp, &rowBytes, &cols };
+        Context.Launch(Context.Function(Elementwise, "apb_fp8_quantize"), "apb_fp8_quantize",
+                       ((uint)((cols / KvCacheDTypes.Fp8Group + warps - 1) / warps), (uint)rows, 1), 32 * warps, 0, args);
+    }
+
+    ulong _kvReadK, _kvReadV;           // ReadKv's bf16 scratch for keys and for values
+    long _kvReadKBytes, _kvReadVBytes;
+
+    public Tensor ReadKv(Tensor rows, int cols, KvCacheDType dtype, bool values)
+    {
+        if (dtype == KvCacheDType.Auto) return rows;
+        const string op = "fp8_dequantize";
+        var r = Fp8Rows(rows, rows.Rows, cols, op);
+        long bytes = (long)r.Rows * cols * 2;
+        ulong dst = values
+            ? Scratch(ref _kvReadV, ref _kvReadVBytes, bytes, 1L << 20, "fp8 KV cache values in bf16")
+            : Scratch(ref _kvReadK, ref _kvReadKBytes, bytes, 1L << 20, "fp8 KV cache keys in bf16");
+        var o = new CudaTensor(this, dst, r.Rows, cols, CudaDType.BF16, owns: false);
+        if (r.Rows == 0) return o;
+        Enter();
+        ulong sp = r.Ptr, dp = dst;
+        long rowBytes = r.Cols, dstStride = cols;
+        void** args = stackalloc void*[] { &sp, &rowBytes, &dp, &dstStride, &cols };
+        const int threads = 128;   // 8 values each
+        Context.Launch(Context.Function(Elementwise, "apb_fp8_dequantize"), "apb_fp8_dequantize",
+                       ((uint)((cols / 8 + threads - 1) / threads), (uint)r.Rows, 1), threads, 0, args);
+        return o;
     }
 
     /// <summary>
-    /// Attention of a few query rows (a decode step: at most 8 (query row, head) pairs per KV head, head dim 64 or 128)
-    /// against an fp8 cache, as <see cref="Attention"/> computes it against the bf16 values the codes stand for. Split
-    /// over the keys like the bf16 decode (version 2, one wave of blocks), merged by LSE.
+    /// The split-KV decode (version 2) straight from fp8 cache rows where it takes the call: at most 8 (query row, head)
+    /// pairs per KV head, head dim 64 or 128, causal or no mask. Otherwise false: the caller reads the rows into bf16.
     /// </summary>
-    public void DecodeAttentionFp8(Tensor q, Fp8Rows k, Fp8Rows v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
+    public bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto || mask is not (AttentionMask.Causal or AttentionMask.None) || heads <= 0 || kvHeads <= 0 ||
+            heads % kvHeads != 0 || q.Cols % heads != 0)
+            return false;
+        int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
+        if (Decode2(pairs, d) is null || DecodeKernel == DecodeKernelVersion.V1 || q.Rows > DecodeMaxQueryRows) return false;
+        DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, null);
+        return true;
+    }
+
+    /// <summary>
+    /// Attention of a few query rows (at most 8 (query row, head) pairs per KV head; head dim 64 or 128) against fp8
+    /// cache rows, as <see cref="Attention"/> computes it against the values the codes stand for: split over the keys
+    /// like the bf16 decode (version 2, one wave of blocks), merged by LSE.
+    /// </summary>
+    public void DecodeAttentionFp8(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
     {
         const string op = "decode_attention_fp8";
         var qs = Bf16(q, op); var o = Bf16(output, op);
@@ -85,13 +129,12 @@ public sealed unsafe partial class CudaBackend
             (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
             throw new ArgumentException($"{op}: q {qs} ({heads} heads), out {o}, lse {lse}");
         int tq = qs.Rows, tk = k.Rows, d = qs.Cols / heads, pairs = tq * (heads / kvHeads);
-        CheckFp8Rows(k, tk, kvHeads * d, op); CheckFp8Rows(v, tk, kvHeads * d, op);
+        var ks = Fp8Rows(k, tk, kvHeads * d, op); var vs = Fp8Rows(v, tk, kvHeads * d, op);
         if (mask is not (AttentionMask.Causal or AttentionMask.None)) throw new ArgumentException($"{op}: mask {mask}; the fp8 decode takes causal or none");
         string? stem = Decode2(pairs, d);
-        if (stem is null || DecodeKernel == DecodeKernelVersion.V1)
-            throw new ArgumentException($"{op}: {pairs} (query row, head) pairs per KV head at head dim {d}; the fp8 decode kernel takes at most {Decode2MaxPairs} and head dims 64 or 128");
+        if (stem is null || tq > DecodeMaxQueryRows)
+            throw new ArgumentException($"{op}: {tq} rows, {pairs} (query row, head) pairs per KV head at head dim {d}; the fp8 decode kernel takes at most {Decode2MaxPairs} pairs and head dims 64 or 128");
         if (tq == 0) return;
-        RequireFp8(op);
         Enter();
         string fn = "apb_decode2_split_" + stem + "_fp8";
         nint f = Context.Function(DecodeFile, fn);
@@ -99,30 +142,76 @@ public sealed unsafe partial class CudaBackend
         var (splits, perSplit) = DecodeSplits(tk, kvHeads, launch);
         long rowsOut = (long)tq * heads;
         var (partO, partLse) = DecodePartials(rowsOut, splits, d);
-        ulong qp = qs.Ptr, kp = k.Codes.Ptr, vp = v.Codes.Ptr, ksp = k.Scales.Ptr, vsp = v.Scales.Ptr;
-        long qStride = qs.Cols, kStride = k.Codes.Cols;
+        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
+        long qStride = qs.Cols, rowBytes = ks.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
-        void** sa = stackalloc void*[] { &qp, &kp, &vp, &ksp, &vsp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
+        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &rowBytes, &scale, &causal, &perSplit };
         Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
         DecodeMerge(partO, partLse, o, lse is null ? null : C(lse), rowsOut, heads, d, splits);
     }
 
-    /// <summary>Bytes into a byte tensor (fp8 codes), for tests and tools.</summary>
-    public void UploadBytes(ReadOnlySpan<byte> src, CudaTensor dst)
+    static void CheckFp8Cols(int cols, string op)
     {
-        if (dst.DType != CudaDType.U8 || src.Length != (long)dst.Rows * dst.Cols) throw new ArgumentException($"upload of {src.Length} bytes into {dst}");
+        if (cols % KvCacheDTypes.Fp8Group != 0)
+            throw new ArgumentException($"{op}: a row of {cols} values; an fp8 row takes a multiple of {KvCacheDTypes.Fp8Group} (a scale per {KvCacheDTypes.Fp8Group})");
+    }
+
+    /// <summary><paramref name="t"/> as fp8 cache rows of <paramref name="cols"/> values: U8, [rows, Fp8RowBytes(cols)].</summary>
+    static CudaTensor Fp8Rows(Tensor t, int rows, int cols, string op)
+    {
+        CheckFp8Cols(cols, op);
+        var c = C(t);
+        if (c.DType != CudaDType.U8 || c.Rows != rows || c.Cols != Fp8RowBytes(cols))
+            throw new ArgumentException($"{op}: {c} is not {rows} fp8 cache rows of {cols} values (U8 [{rows}, {Fp8RowBytes(cols)}])");
+        return c;
+    }
+
+    /// <summary>
+    /// Host values [rows, cols] as fp8 cache rows in this layout (the host codec's codes, then the scales), and the
+    /// values the rows stand for (decode(code) x scale): what tests and benches upload and compare against.
+    /// </summary>
+    public static byte[] EncodeFp8Rows(ReadOnlySpan<float> x, int cols, Span<float> values)
+    {
+        CheckFp8Cols(cols, "encode fp8 rows");
+        int rows = x.Length / cols, rowBytes = Fp8RowBytes(cols), groups = cols / KvCacheDTypes.Fp8Group;
+        var bytes = new byte[(long)rows * rowBytes];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = bytes.AsSpan(r * rowBytes, rowBytes);
+            var scales = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row[cols..Fp8UsedBytes(cols)]);
+            for (int g = 0; g < groups; g++)
+            {
+                int at = r * cols + g * KvCacheDTypes.Fp8Group;
+                var group = x.Slice(at, KvCacheDTypes.Fp8Group);
+                float sc = scales[g] = Fp8E4M3.RowScale(group);
+                for (int i = 0; i < group.Length; i++)
+                {
+                    byte code = row[g * KvCacheDTypes.Fp8Group + i] = Fp8E4M3.Encode(group[i] / sc);
+                    if (!values.IsEmpty) values[at + i] = Fp8E4M3.Decode(code) * sc;
+                }
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>Bytes into a byte tensor (fp8 cache rows), for tests and tools.</summary>
+    public void UploadBytes(ReadOnlySpan<byte> src, Tensor dst)
+    {
+        var d = C(dst);
+        if (d.DType != CudaDType.U8 || src.Length != (long)d.Rows * d.Cols) throw new ArgumentException($"upload of {src.Length} bytes into {d}");
         Enter();
-        fixed (byte* p = src) CopyToDevice(dst.Ptr, p, src.Length, "cuMemcpyHtoDAsync(upload bytes)");
+        fixed (byte* p = src) CopyToDevice(d.Ptr, p, src.Length, "cuMemcpyHtoDAsync(upload bytes)");
         Context.Synchronize();
     }
 
-    /// <summary>A byte tensor's bytes (fp8 codes), for tests and tools.</summary>
-    public void DownloadBytes(CudaTensor src, Span<byte> dst)
+    /// <summary>A byte tensor's bytes (fp8 cache rows), for tests and tools.</summary>
+    public void DownloadBytes(Tensor src, Span<byte> dst)
     {
-        if (src.DType != CudaDType.U8 || dst.Length < (long)src.Rows * src.Cols) throw new ArgumentException($"download of {src} into {dst.Length} bytes");
+        var s = C(src);
+        if (s.DType != CudaDType.U8 || dst.Length < (long)s.Rows * s.Cols) throw new ArgumentException($"download of {s} into {dst.Length} bytes");
         Enter();
-        fixed (byte* p = dst) CopyToHost(p, src.Ptr, (long)src.Rows * src.Cols, "cuMemcpyDtoHAsync(download bytes)");
+        fixed (byte* p = dst) CopyToHost(p, s.Ptr, (long)s.Rows * s.Cols, "cuMemcpyDtoHAsync(download bytes)");
         Context.Synchronize();
     }
 }

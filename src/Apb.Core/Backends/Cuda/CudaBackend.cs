@@ -344,6 +344,8 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"copy of [{rows}, {cols}] from {s}@({srcRow},{srcCol}) to {d}@({dstRow},{dstCol}) is out of bounds");
         if (s.DType != d.DType) throw new ArgumentException($"copy from {s} to {d}: element types differ");
         if (rows == 0 || cols == 0) return;
+        if (s.DType == CudaDType.U8 && (cols != s.Cols || cols != d.Cols))
+            throw new ArgumentException($"copy of [{rows}, {cols}] from {s} to {d}: byte tensors (fp8 cache rows) copy whole rows only");
         Enter();
         int es = s.ElementSize;
         ulong sp = s.Ptr + (ulong)(((long)srcRow * s.Cols + srcCol) * es);

@@ -315,7 +315,8 @@ struct Dv2Bf16
     }
 };
 // fp8 (--kv-cache-dtype fp8, fp8.cuh): 8 code bytes per lane and row, and the fp32 scale of their group of 32 (4
-// lanes share it). p and s point at the lane's first code and scale of row 0.
+// lanes share it); rows of codes then scales (elementwise.cu's layout). p and s point at the lane's first code and
+// scale of row 0; stride in bytes, sStride in floats.
 struct Dv2Fp8
 {
     struct Row { uint2 x; float s; };
@@ -534,13 +535,14 @@ __device__ __forceinline__ Dv2Bf16 dv2_bf16(const bf16* base, int kh, long kStri
 {
     Dv2Bf16 r; r.p = base + (long)kh * D + (threadIdx.x & 31) % (D / 8) * 8; r.stride = kStride; return r;
 }
-// An fp8 cache's: codes in rows of kStride bytes, scales in rows of kStride / 32 floats.
+// An fp8 cache's: rows of rowBytes, each cols codes then cols / 32 fp32 scales.
 template <int D>
-__device__ __forceinline__ Dv2Fp8 dv2_fp8(const unsigned char* codes, const float* scales, int kh, long kStride)
+__device__ __forceinline__ Dv2Fp8 dv2_fp8(const unsigned char* base, int kh, long rowBytes, int cols)
 {
     int li = (threadIdx.x & 31) % (D / 8);
-    Dv2Fp8 r; r.p = codes + (long)kh * D + li * 8; r.s = scales + (long)kh * (D / APB_FP8_GROUP) + li * 8 / APB_FP8_GROUP;
-    r.stride = kStride; r.sStride = kStride / APB_FP8_GROUP; return r;
+    Dv2Fp8 r; r.p = base + (long)kh * D + li * 8;
+    r.s = (const float*)(base + cols) + (long)kh * (D / APB_FP8_GROUP) + li * 8 / APB_FP8_GROUP;
+    r.stride = rowBytes; r.sStride = rowBytes / 4; return r;
 }
 
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads).
@@ -561,13 +563,12 @@ extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned long
       dv2_bf16<D>((const bf16*)kv[2 * b + 1], kh, kStride), partO, partLse, 1, lens[b], heads, kvHeads, qStride, scale, 0, \
       keysPerSplit, (long)b * heads); }
 
-// One sequence against an fp8 cache (codes [Tk][kStride] bytes, scales [Tk][kStride / 32]): grid (splits, KV heads).
+// One sequence against an fp8 cache (rows of rowBytes: kvHeads x D codes, then their scales): grid (splits, KV heads).
 #define DV2_SPLIT_FP8(D, P, PF, NAME) \
-extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned char* k, const unsigned char* v, const float* kScale, \
-    const float* vScale, float* partO, float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, \
-    float scale, int causal, int keysPerSplit) \
-{ pdl_enter(); int kh = blockIdx.y; \
-  decode_split2<D, P, PF>(q, dv2_fp8<D>(k, kScale, kh, kStride), dv2_fp8<D>(v, vScale, kh, kStride), partO, partLse, Tq, Tk, \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned char* k, const unsigned char* v, float* partO, \
+    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long rowBytes, float scale, int causal, int keysPerSplit) \
+{ pdl_enter(); int kh = blockIdx.y, cols = kvHeads * D; \
+  decode_split2<D, P, PF>(q, dv2_fp8<D>(k, kh, rowBytes, cols), dv2_fp8<D>(v, kh, rowBytes, cols), partO, partLse, Tq, Tk, \
       heads, kvHeads, qStride, scale, causal, keysPerSplit, 0); }
 
 #define DV2_ALL(D, P) \

@@ -268,15 +268,16 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
     vDst[at + i + half] = v[at + i + half];
 }
 
-// A rotated pair (a, b) of one row, dims i and i + half, stored as E4M3 codes with a scale per 32 values: a warp's
-// a's are dims 32w .. 32w + 31 of the row (one group) and its b's are half + 32w .. (another), so each group's largest
+// An fp8 cache row (--kv-cache-dtype fp8, fp8.cuh): cols E4M3 codes, then cols / 32 fp32 scales, rowBytes = cols x 9 / 8.
+// A rotated pair (a, b) of one KV head's row, dims i and i + half, stored with a scale per 32 values: a warp's a's are
+// dims 32w .. 32w + 31 of the head (one group) and its b's are half + 32w .. (another), so each group's largest
 // magnitude is a warp reduction. Lane 0 of the warp writes the two scales.
-__device__ __forceinline__ void fp8_store_pair(unsigned char* __restrict__ dst, float* __restrict__ scales, int i, int half,
+__device__ __forceinline__ void fp8_store_pair(unsigned char* __restrict__ codes, float* __restrict__ scales, int i, int half,
                                                float a, float b)
 {
     float sa = fp8_scale(warp_max(fabsf(a))), sb = fp8_scale(warp_max(fabsf(b)));
-    dst[i] = f2e4m3(__fdiv_rn(a, sa));
-    dst[i + half] = f2e4m3(__fdiv_rn(b, sb));
+    codes[i] = f2e4m3(__fdiv_rn(a, sa));
+    codes[i + half] = f2e4m3(__fdiv_rn(b, sb));
     if ((i & 31) == 0)
     {
         scales[i / APB_FP8_GROUP] = sa;
@@ -284,14 +285,13 @@ __device__ __forceinline__ void fp8_store_pair(unsigned char* __restrict__ dst, 
     }
 }
 
-// apb_rope_append for an fp8 cache (--kv-cache-dtype fp8): q and k rotated in place as there; each KV head's rotated
-// key and its value stored as codes [token][kv_heads x d] (one byte each) and scales [token][kv_heads x d / 32]. The
-// codes are those of the bf16 rotated key (what apb_rope_append would have stored), so a test compares them with
-// Fp8E4M3 on the host bit for bit. One block per (token, head), a thread per rotated pair; d / 2 must be a multiple of
-// 32 (head dims 64 and 128: the host checks), so every thread of a warp is live for its shuffles.
+// apb_rope_append for an fp8 cache: q and k rotated in place as there; each KV head's rotated key and its value stored
+// as codes and scales in rows of rowBytes (kDst, vDst: the first row to write). The codes are those of the bf16
+// rotated key (what apb_rope_append would have stored), so a test compares them with Fp8E4M3 on the host bit for bit.
+// One block per (token, head), a thread per rotated pair; d / 2 must be a multiple of 32 (head dims 64 and 128: the
+// host checks), so every thread of a warp is live for its shuffles.
 extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __restrict__ v, unsigned char* __restrict__ kDst,
-                                               unsigned char* __restrict__ vDst, float* __restrict__ kScale,
-                                               float* __restrict__ vScale, const int* __restrict__ positions,
+                                               unsigned char* __restrict__ vDst, long rowBytes, const int* __restrict__ positions,
                                                const float* __restrict__ invFreq, int heads, int kvHeads, int d, float scale)
 {
     pdl_enter();
@@ -304,10 +304,48 @@ extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __r
         rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
         return;
     }
-    long row = (long)blockIdx.x * kvHeads + (h - heads), at = row * d, sat = row * (d / APB_FP8_GROUP);
+    int kh = h - heads, cols = kvHeads * d;
+    long at = ((long)blockIdx.x * kvHeads + kh) * d, row = (long)blockIdx.x * rowBytes;
     rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
-    fp8_store_pair(kDst + at, kScale + sat, i, half, bf2f(lo), bf2f(hi));
-    fp8_store_pair(vDst + at, vScale + sat, i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
+    long code = row + (long)kh * d, sc = row + cols + (long)kh * (d / APB_FP8_GROUP) * 4;
+    fp8_store_pair(kDst + code, (float*)(kDst + sc), i, half, bf2f(lo), bf2f(hi));
+    fp8_store_pair(vDst + code, (float*)(vDst + sc), i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
+}
+
+// bf16 rows [rows][cols] (row stride srcStride) into fp8 rows of rowBytes: one warp per group of 32 values, a value per
+// lane. Grid: (ceil(cols / 32 / warps per block), rows).
+extern "C" __global__ void apb_fp8_quantize(const bf16* __restrict__ src, long srcStride, unsigned char* __restrict__ dst,
+                                            long rowBytes, int cols)
+{
+    pdl_enter();
+    int lane = threadIdx.x & 31, g = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (g * APB_FP8_GROUP >= cols) return;   // whole warps leave together
+    long r = blockIdx.y;
+    int c = g * APB_FP8_GROUP + lane;
+    float x = bf2f(src[r * srcStride + c]);
+    float s = fp8_scale(warp_max(fabsf(x)));
+    unsigned char* row = dst + r * rowBytes;
+    row[c] = f2e4m3(__fdiv_rn(x, s));
+    if (lane == 0) ((float*)(row + cols))[g] = s;
+}
+
+// fp8 rows of rowBytes into bf16 rows [rows][cols] (row stride dstStride): decode(code) x scale, rounded to bf16 (the
+// prefill kernels' input). 8 values per thread. Grid: (ceil(cols / 8 / blockDim.x), rows).
+extern "C" __global__ void apb_fp8_dequantize(const unsigned char* __restrict__ src, long rowBytes, bf16* __restrict__ dst,
+                                              long dstStride, int cols)
+{
+    pdl_enter();
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (c >= cols) return;
+    long r = blockIdx.y;
+    const unsigned char* row = src + r * rowBytes;
+    float s = ((const float*)(row + cols))[c / APB_FP8_GROUP];
+    float f[8];
+    e4m3x8_to_f32(*(const uint2*)(row + c), f);
+    uint4 o;
+    o.x = pack_bf16(f[0] * s, f[1] * s); o.y = pack_bf16(f[2] * s, f[3] * s);
+    o.z = pack_bf16(f[4] * s, f[5] * s); o.w = pack_bf16(f[6] * s, f[7] * s);
+    *(uint4*)(dst + r * dstStride + c) = o;
 }
 
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).

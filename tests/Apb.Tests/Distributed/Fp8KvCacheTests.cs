@@ -1,0 +1,179 @@
+using Apb.Attention;
+using Apb.Backends;
+using Apb.Backends.Cpu;
+using Apb.Backends.Cuda;
+using Apb.Checkpoints;
+using Apb.Model;
+using Apb.Runtime;
+using Xunit;
+
+namespace Apb.Tests.Distributed;
+
+/// <summary>
+/// The fp8 KV cache on the CPU, the reference the device's fp8 cache is tested against: every stored row holds the
+/// values its E4M3 codes stand for (a scale per 32 values), whichever way it was written; the option's parsing and
+/// refusals; and the device's byte layout as the host encodes it.
+/// </summary>
+public class Fp8KvCacheTests
+{
+    static CpuTensor Random(int rows, int cols, int seed)
+    {
+        var rng = new Random(seed);
+        var t = new CpuTensor(rows, cols);
+        for (int i = 0; i < t.Data.Length; i++) t.Data[i] = (float)(rng.NextDouble() * 6 - 3) * (i % 7 == 0 ? 40 : 1);
+        return t;
+    }
+
+    static float[] Rounded(CpuTensor t, int row, int rows)
+    {
+        var r = new float[rows * t.Cols];
+        for (int i = 0; i < rows; i++)
+        {
+            t.Row(row + i).CopyTo(r.AsSpan(i * t.Cols, t.Cols));
+            Fp8E4M3.RoundGroups(r.AsSpan(i * t.Cols, t.Cols), KvCacheDTypes.Fp8Group);
+        }
+        return r;
+    }
+
+    [Fact]
+    public void AppendedRowsHoldTheValuesTheirCodesStandForAcrossGrowth()
+    {
+        var cache = new KvCache(new CpuBackend(), cols: 64, capacity: 2, KvCacheDType.Fp8);
+        var k = Random(40, 64, 1); var v = Random(40, 64, 2);
+        cache.Append(k, v, rowStart: 3, rows: 5);
+        cache.Append(k, v, rowStart: 8, rows: 32);   // grows
+        Assert.Equal(37, cache.Length);
+        Assert.Equal(Rounded(k, 3, 37), ((CpuTensor)cache.K).Data.AsSpan(0, 37 * 64).ToArray());
+        Assert.Equal(Rounded(v, 3, 37), ((CpuTensor)cache.V).Data.AsSpan(0, 37 * 64).ToArray());
+        Assert.NotEqual(k.Data.AsSpan(3 * 64, 37 * 64).ToArray(), ((CpuTensor)cache.K).Data.AsSpan(0, 37 * 64).ToArray()); // fp8 changed them
+    }
+
+    [Fact]
+    public void RopeAppendRoundsTheRotatedKeysAndTheValues()
+    {
+        var b = new CpuBackend();
+        int heads = 4, kv = 2, d = 64, t = 3;
+        var table = new RopeTable(new RopeConfig(RopeType.Default, 10000.0), d);
+        int[] positions = [0, 1, 2];
+        var q = Random(t, heads * d, 3); var k = Random(t, kv * d, 4); var v = Random(t, kv * d, 5);
+        var q2 = Random(t, heads * d, 3); var k2 = Random(t, kv * d, 4);
+        var plainK = new CpuTensor(t, kv * d); var plainV = new CpuTensor(t, kv * d);
+        ((IBackend)b).RopeAppend(q2, k2, v, heads, kv, positions, table, plainK, plainV);
+
+        var cache = new KvCache(b, kv * d, 8, KvCacheDType.Fp8);
+        cache.RopeAppend(q, k, v, heads, kv, positions, table);
+        Assert.Equal(q2.Data, q.Data);                                    // q rotated as the plain append rotates it
+        Assert.Equal(Rounded(plainK, 0, t), ((CpuTensor)cache.K).Data.AsSpan(0, t * kv * d).ToArray());
+        Assert.Equal(Rounded(plainV, 0, t), ((CpuTensor)cache.V).Data.AsSpan(0, t * kv * d).ToArray());
+    }
+
+    [Fact]
+    public void AutoCachesStayExactAndRefuseNothing()
+    {
+        var cache = new KvCache(new CpuBackend(), cols: 64, capacity: 4);
+        var k = Random(4, 64, 6);
+        cache.Append(k, k);
+        Assert.Equal(k.Data, ((CpuTensor)cache.K).Data);
+        Assert.Equal(KvCacheDType.Auto, cache.DType);
+    }
+
+    [Fact]
+    public void AnFp8CacheHandsOutNoRowsToFill()
+    {
+        var cache = new KvCache(new CpuBackend(), cols: 64, capacity: 4, KvCacheDType.Fp8);
+        var e = Assert.Throws<InvalidOperationException>(() => cache.AppendRows(1));
+        Assert.Contains("takes Append or RopeAppend", e.Message);
+    }
+
+    [Fact]
+    public void RowsOfAWidthThatIsNotAMultipleOf32AreRefused()
+    {
+        var cache = new KvCache(new CpuBackend(), cols: 24, capacity: 4, KvCacheDType.Fp8);
+        var e = Assert.Throws<ApbException>(() => cache.Append(Random(1, 24, 7), Random(1, 24, 8)));
+        Assert.Contains("multiple of 32", e.Message);
+    }
+
+    [Fact]
+    public void ParsesTheNamesUsersType()
+    {
+        Assert.Equal(KvCacheDType.Auto, KvCacheDTypes.Parse(null));
+        Assert.Equal(KvCacheDType.Auto, KvCacheDTypes.Parse("bf16"));
+        Assert.Equal(KvCacheDType.Fp8, KvCacheDTypes.Parse("FP8"));
+        Assert.Equal(KvCacheDType.Fp8, KvCacheDTypes.Parse("fp8_e4m3"));
+        var e = Assert.Throws<ApbException>(() => KvCacheDTypes.Parse("int4"));
+        Assert.Contains("expected auto", e.Message);
+    }
+
+    [Fact]
+    public void ASessionWithAnFp8CacheStaysCloseToTheExactOne()
+    {
+        string dir = Repo.EmbeddedModel;
+        using var ckpt = CheckpointWeights.Open(dir);
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var model = LlamaModel.Load(config, ckpt, new CpuBackend());
+        int[] prompt = Enumerable.Range(5, 200).Select(i => i * 7 % 1900 + 10).ToArray();
+        using var exact = new LocalSession(model, prompt.Length + 3);
+        using var fp8 = new LocalSession(model, prompt.Length + 3, kvDType: KvCacheDType.Fp8);
+        var a = exact.Prefill(prompt, []); var b = fp8.Prefill(prompt, []);
+        for (int step = 0; step < 3; step++)
+        {
+            double err = RelErr(b, a);
+            Assert.True(err > 0 && err < 0.05, $"step {step}: fp8 logits {err:E2} from the exact cache's (0 would mean no rounding happened)");
+            int next = Array.IndexOf(a, a.Max());
+            a = exact.Decode(next); b = fp8.Decode(next);
+        }
+    }
+
+    /// <summary>sqrt(sum (a - b)^2 / sum b^2).</summary>
+    static double RelErr(float[] a, float[] b)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < a.Length; i++) { double d = a[i] - b[i]; num += d * d; den += (double)b[i] * b[i]; }
+        return Math.Sqrt(num / den);
+    }
+
+    [Fact]
+    public void TheDevicesRowLayoutIsCodesThenScales()
+    {
+        var x = new float[2 * 64];
+        for (int i = 0; i < x.Length; i++) x[i] = (i - 60) * 0.37f;
+        var values = new float[x.Length];
+        var bytes = CudaBackend.EncodeFp8Rows(x, 64, values);
+        Assert.Equal(2 * CudaBackend.Fp8RowBytes(64), bytes.Length);
+        Assert.Equal(64 + 2 * 4, CudaBackend.Fp8UsedBytes(64));
+        Assert.Equal(80, CudaBackend.Fp8RowBytes(64));                 // padded to 16 bytes
+        Assert.Equal(1152, CudaBackend.Fp8RowBytes(1024));             // Llama-3-8B's rows need none
+        var rounded = (float[])x.Clone();
+        for (int r = 0; r < 2; r++) Fp8E4M3.RoundGroups(rounded.AsSpan(r * 64, 64), 32);
+        Assert.Equal(rounded, values);
+        // Row 1, group 1: its scale after its 64 codes, then its codes decode to the values.
+        float scale = BitConverter.ToSingle(bytes, 80 + 64 + 4);
+        Assert.Equal(Fp8E4M3.RowScale(x.AsSpan(64 + 32, 32)), scale);
+        for (int i = 0; i < 32; i++) Assert.Equal(values[96 + i], Fp8E4M3.Decode(bytes[80 + 32 + i]) * scale);
+    }
+
+    [Fact]
+    public void GenerateRunsWithAnFp8CacheAndSaysSo()
+    {
+        var (code, output, err) = CliRun.Apb("generate", "--model", Repo.TinyModel, "--prompt", "a b c", "--chat", "false", "--max-tokens", "3",
+                                             "--kv-cache-dtype", "fp8");
+        Assert.True(code == 0, err);
+        Assert.Contains("strategy full, fp8 KV cache", err);
+        Assert.False(string.IsNullOrWhiteSpace(output));
+    }
+
+    [Fact]
+    public void AnFp8CacheWhereItDoesNotRunYetIsAClearError()
+    {
+        Cli.HostileCliTests.AssertUserError(
+            CliRun.Apb("generate", "--model", Repo.TinyModel, "--prompt", "a b", "--chat", "false", "--ranks", "2", "--kv-cache-dtype", "fp8"),
+            "--kv-cache-dtype fp8 runs with full attention on one rank for now");
+        Cli.HostileCliTests.AssertUserError(
+            CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "1k", "--samples", "1",
+                       "--strategies", "full,apb", "--kv-cache-dtype", "fp8"),
+            "runs with full attention only for now, not apb x4");
+        Cli.HostileCliTests.AssertUserError(
+            CliRun.Apb("generate", "--model", Repo.TinyModel, "--prompt", "a b", "--chat", "false", "--kv-cache-dtype", "fp16"),
+            "unknown KV cache dtype 'fp16'");
+    }
+}
