@@ -61,6 +61,10 @@ static class EvalCommand
         return cmd;
     }
 
+    /// <summary>A strategy's label variant with the KV cache's dtype where it is not the default: "retaining heads, fp8 KV cache".</summary>
+    static string? WithKv(string? variant, KvCacheDType kv) =>
+        kv == KvCacheDType.Auto ? variant : variant is null ? $"{kv.Name()} KV cache" : $"{variant}, {kv.Name()} KV cache";
+
     static Command Ruler(Io io)
     {
         var model = new ModelFlags();
@@ -101,12 +105,9 @@ static class EvalCommand
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, kvDType == KvCacheDType.Auto ? null : $"{kvDType.Name()} KV cache")
-                    : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing))))
+                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing)), kvDType)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
-            if (kvDType != KvCacheDType.Auto && specs.FirstOrDefault(x => x.Name != "full") is { } other)
-                throw new ApbException($"--kv-cache-dtype {kvDType.Name()} runs with full attention only for now, not {other}: " +
-                                       "run the other strategies in a second call with the same --seed (the same samples)");
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
@@ -140,7 +141,7 @@ static class EvalCommand
                     {
                         Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
-                        PadTokenId = pad,
+                        PadTokenId = pad, KvCache = kvDType,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
                         b => bundle.LoadWeights(b));

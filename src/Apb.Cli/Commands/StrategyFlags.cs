@@ -33,9 +33,9 @@ sealed class StrategyFlags
     readonly Option<string?> _kvCache = KvCacheOption();
 
     public const string KvCacheHelp = "how the KV cache stores its rows: auto (the model's activation type, default) | fp8 (E4M3 with a scale per 32 values: " +
-        "56% of bf16's bytes; full attention on one rank; a GPU of compute capability 8.9 or later, or the CPU's reference)";
+        "56% of bf16's bytes; every strategy; a GPU of compute capability 8.9 or later, or the CPU's reference, which computes with the same values)";
 
-    /// <summary>--kv-cache-dtype, as generate, logits, eval ruler and bench decode take it.</summary>
+    /// <summary>--kv-cache-dtype, as generate, logits, serve and eval ruler take it (bench decode takes a list).</summary>
     public static Option<string?> KvCacheOption() => new("--kv-cache-dtype") { Description = KvCacheHelp };
 
     public const string ScorerHelp = "APB token scorer: auto (default: retaining when --retaining-heads is given or the model folder has " + ScorerChoice.HeadsFileName +
@@ -110,8 +110,6 @@ sealed class StrategyFlags
     /// </summary>
     public static IInferenceSession? Session(ModelBundle bundle, StrategyOptions o, Func<IBackend> backend, int capacity, int promptTokens)
     {
-        bool local = Runtime.Launch.LaunchEnvironment.Current is null && o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings;
-        o.CheckKvCache(local);
         if (Runtime.Launch.LaunchEnvironment.Current is { } launched)
         {
             var group = LaunchedRank.Group(bundle, o, launched, backend);
@@ -122,7 +120,7 @@ sealed class StrategyFlags
             }
             return new GroupSession(group, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
         }
-        if (local)
+        if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
             return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true, o.KvCache);
         var g = RankGroup.Create(bundle.Config, o, _ => backend(), b => bundle.LoadWeights(b));
         return new GroupSession(g, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);

@@ -60,11 +60,7 @@ public sealed class FullAttention : IAttention, IDisposable
         int window = w > 0 && keys > w ? w : 0;
         // An fp8 cache: a decode step reads the stored rows with the device's fp8 kernel where it has one; the rest
         // (a prefill, the CPU) attends to the values the rows stand for.
-        if (cache.DType == KvCacheDType.Auto || window > 0 ||
-            !_b.TryAttentionKv(q, cache.RawK.RowSlice(from, keys), cache.RawV.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
-                               AttentionMask.Causal, output, cache.DType))
-            _b.Attention(q, cache.K.RowSlice(from, keys), cache.V.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
-                AttentionMask.Causal, output, null, window);
+        cache.Attend(q, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null, from, keys, window);
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 

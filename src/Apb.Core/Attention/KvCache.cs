@@ -43,6 +43,20 @@ public sealed class KvCache : IDisposable
     public Tensor RawK => Buffers().k.RowSlice(0, Length);
     public Tensor RawV => Buffers().v.RowSlice(0, Length);
 
+    /// <summary>
+    /// <see cref="IBackend.Attention"/> of <paramref name="q"/> to rows [from, from + count) of this cache: straight from
+    /// the stored rows where the backend has a kernel for the dtype (<see cref="IBackend.TryAttentionKv"/>), else to
+    /// their values (<see cref="K"/>, <see cref="V"/>).
+    /// </summary>
+    public void Attend(Tensor q, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int from = 0, int count = -1, int window = 0)
+    {
+        if (count < 0) count = Length - from;
+        if (DType != KvCacheDType.Auto && window == 0 &&
+            _b.TryAttentionKv(q, RawK.RowSlice(from, count), RawV.RowSlice(from, count), heads, kvHeads, mask, output, lse, DType))
+            return;
+        _b.Attention(q, K.RowSlice(from, count), V.RowSlice(from, count), heads, kvHeads, mask, output, lse, window);
+    }
+
     bool _disposed;
 
     (Tensor k, Tensor v) Buffers()

@@ -204,7 +204,7 @@ public interface IBackend : IDisposable
     /// it (a device's fp8 decode); false, with nothing done, where the caller should read the rows (<see cref="ReadKv"/>)
     /// and call <see cref="Attention"/>.
     /// </summary>
-    bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, KvCacheDType dtype) => false;
+    bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, KvCacheDType dtype) => false;
 
     static ApbException KvUnsupported(KvCacheDType dtype) =>
         new($"this backend has no {dtype.Name()} KV cache: use --kv-cache-dtype auto");

@@ -43,19 +43,10 @@ public sealed record StrategyOptions
     /// <summary>Token id of the pad rows that round the context up to a multiple of the rank count (never seen by real tokens).</summary>
     public int PadTokenId { get; init; }
     /// <summary>
-    /// How the KV caches store their rows (--kv-cache-dtype). Fp8 runs with full attention on one rank for now (a
-    /// <see cref="Runtime.LocalSession"/>); <see cref="CheckKvCache"/> refuses it elsewhere.
+    /// How the KV caches store their rows (--kv-cache-dtype): every rank's, for every strategy (the sequence-parallel
+    /// ones cache their own blocks and read them in the star phase).
     /// </summary>
     public KvCacheDType KvCache { get; init; }
-
-    /// <summary>The KV cache dtype where the session these options describe can run it, or an error that says what can.</summary>
-    public void CheckKvCache(bool local)
-    {
-        if (KvCache != KvCacheDType.Auto && !local)
-            throw new ApbException($"--kv-cache-dtype {KvCache.Name()} runs with full attention on one rank for now (strategy {Describe()}; " +
-                                   "the sequence-parallel strategies keep bf16 caches): use --strategy full without --ranks, --timings or apb launch, " +
-                                   "or --kv-cache-dtype auto");
-    }
 
     /// <summary>Per-rank time by phase (synchronizes the backend at phase edges).</summary>
     public bool Timings { get; init; }

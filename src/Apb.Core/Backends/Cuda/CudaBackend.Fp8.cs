@@ -105,14 +105,14 @@ public sealed unsafe partial class CudaBackend
     /// The split-KV decode (version 2) straight from fp8 cache rows where it takes the call: at most 8 (query row, head)
     /// pairs per KV head, head dim 64 or 128, causal or no mask. Otherwise false: the caller reads the rows into bf16.
     /// </summary>
-    public bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, KvCacheDType dtype)
+    public bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, KvCacheDType dtype)
     {
         if (dtype == KvCacheDType.Auto || mask is not (AttentionMask.Causal or AttentionMask.None) || heads <= 0 || kvHeads <= 0 ||
             heads % kvHeads != 0 || q.Cols % heads != 0)
             return false;
         int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
         if (Decode2(pairs, d) is null || DecodeKernel == DecodeKernelVersion.V1 || q.Rows > DecodeMaxQueryRows) return false;
-        DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, null);
+        DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, lse);
         return true;
     }
 
