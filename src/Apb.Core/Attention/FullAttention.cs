@@ -74,10 +74,10 @@ public sealed class FullAttention : IAttention, IDisposable
     {
         if (seqs.Count == 0 || q.Rows != seqs.Count) return false;
         var first = seqs[0];
-        var b = first._b; var c = first._c;
+        var b = first._b; var c = first._c; var kv = first.KvDType;
         foreach (var s in seqs)
             if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope) ||
-                s.KvDType != KvCacheDType.Auto)   // an fp8 cache has no batched kernel yet: its sequences decode one by one
+                s.KvDType != kv)
                 return false;
         var positions = new int[seqs.Count];
         for (int i = 0; i < seqs.Count; i++) positions[i] = seqs[i].Caches[layer].Length;
@@ -88,21 +88,21 @@ public sealed class FullAttention : IAttention, IDisposable
         }
         var keys = new Tensor[seqs.Count]; var values = new Tensor[seqs.Count];
         var kRows = new Tensor[seqs.Count]; var vRows = new Tensor[seqs.Count];
-        for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRow();
-        b.ScatterRows(k, kRows);
-        b.ScatterRows(v, vRows);
+        for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRawRows(1);
+        b.ScatterRowsKv(k, kRows, kv);
+        b.ScatterRowsKv(v, vRows, kv);
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
             var cache = seqs[i].Caches[layer];
             // A decode row's window is exactly the cache's last W rows: the slice is the whole mask.
             int from = w > 0 ? Math.Max(0, cache.Length - w) : 0;
-            keys[i] = cache.K.RowSlice(from, cache.Length - from);
-            values[i] = cache.V.RowSlice(from, cache.Length - from);
+            keys[i] = cache.RawK.RowSlice(from, cache.Length - from);
+            values[i] = cache.RawV.RowSlice(from, cache.Length - from);
         }
         using (first.Profile?.Measure("attention"))
         {
-            b.DecodeAttention(q, keys, values, c.NumAttentionHeads, c.NumKeyValueHeads, output);
+            b.DecodeAttentionKv(q, keys, values, c.NumAttentionHeads, c.NumKeyValueHeads, output, kv);
             first.Profile?.AddAttention(keys.Sum(t => (double)t.Rows), c.NumAttentionHeads, c.HeadDim);
         }
         return true;

@@ -100,16 +100,12 @@ public sealed class KvCache : IDisposable
     }
 
     /// <summary>
-    /// Takes the next row (growing the buffers when full) and returns it as one-row slices of K and V for the caller to
-    /// fill, e.g. with <see cref="IBackend.ScatterRows"/> for a whole batch at once.
+    /// Takes the next <paramref name="rows"/> rows (growing the buffers when full) and returns them as stored, in the
+    /// dtype's own form, for the caller to fill with a writer of that form: a batched decode step fills every
+    /// sequence's next row at once with <see cref="IBackend.ScatterRowsKv"/>. An Auto cache's rows are plain tensors.
     /// </summary>
-    public (Tensor K, Tensor V) AppendRow() => AppendRows(1);
-
-    /// <summary>As <see cref="AppendRow"/>, for the next <paramref name="rows"/> rows. Auto caches only: the rows are plain tensors to fill.</summary>
-    public (Tensor K, Tensor V) AppendRows(int rows)
+    public (Tensor K, Tensor V) AppendRawRows(int rows)
     {
-        if (DType != KvCacheDType.Auto)
-            throw new InvalidOperationException($"AppendRows hands out rows to fill as plain tensors; a {DType.Name()} cache takes Append or RopeAppend");
         if (Length + rows > Capacity) Grow(Math.Max(Length + rows, Capacity + Math.Max(Capacity / 4, 1024)));
         var (bk, bv) = Buffers();
         Length += rows;

@@ -206,6 +206,37 @@ public interface IBackend : IDisposable
     /// </summary>
     bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, KvCacheDType dtype) => false;
 
+    /// <summary>
+    /// <see cref="ScatterRows"/> into cache rows of <paramref name="dtype"/>: row i of plain <paramref name="src"/> into
+    /// the one-row <paramref name="destinations"/>[i] (a sequence's next cache row), a batched decode step's append.
+    /// </summary>
+    void ScatterRowsKv(Tensor src, IReadOnlyList<Tensor> destinations, KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { ScatterRows(src, destinations); return; }
+        if (destinations.Count != src.Rows) throw new ArgumentException($"scatter of {src.Rows} rows into {destinations.Count} destinations");
+        for (int i = 0; i < destinations.Count; i++) AppendKv(src, i, destinations[i], 0, 1, dtype);
+    }
+
+    /// <summary>
+    /// <see cref="DecodeAttention"/> against cache rows of <paramref name="dtype"/> (keys[i], values[i]: sequence i's
+    /// stored rows). The default takes the sequences one by one (<see cref="TryAttentionKv"/>, else their values).
+    /// </summary>
+    void DecodeAttentionKv(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output,
+                           KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { DecodeAttention(q, keys, values, heads, kvHeads, output); return; }
+        if (keys.Count != q.Rows || values.Count != q.Rows || output.Rows != q.Rows || heads <= 0)
+            throw new ArgumentException($"decode attention: {q.Rows} rows, {keys.Count} key and {values.Count} value tensors, output {output}");
+        int cols = q.Cols / heads * kvHeads;
+        for (int i = 0; i < q.Rows; i++)
+        {
+            Tensor row = q.RowSlice(i, 1), o = output.RowSlice(i, 1);
+            if (!TryAttentionKv(row, keys[i], values[i], heads, kvHeads, AttentionMask.None, o, null, dtype))
+                Attention(row, ReadKv(keys[i], cols, dtype, values: false), ReadKv(values[i], cols, dtype, values: true), heads, kvHeads,
+                          AttentionMask.None, o, null);
+        }
+    }
+
     static ApbException KvUnsupported(KvCacheDType dtype) =>
         new($"this backend has no {dtype.Name()} KV cache: use --kv-cache-dtype auto");
 

@@ -21,4 +21,17 @@ public static class KvCacheDTypes
 
     /// <summary>Values a scale covers in an fp8 row (APB_FP8_GROUP in fp8.cuh).</summary>
     public const int Fp8Group = 32;
+
+    /// <summary>
+    /// Bytes of an fp8 cache row of <paramref name="cols"/> values on a device: the codes, then a 4-byte scale per 32,
+    /// rounded up to 16 bytes so that every row starts where the kernels' 8- and 16-byte loads may read (1152 for
+    /// Llama-3-8B's 1024 values).
+    /// </summary>
+    public static int Fp8RowBytes(int cols) => (Fp8UsedBytes(cols) + 15) / 16 * 16;
+
+    /// <summary>The bytes of an fp8 row that hold something: codes and scales, without the padding.</summary>
+    public static int Fp8UsedBytes(int cols) => cols + cols / Fp8Group * 4;
+
+    /// <summary>A cache row of <paramref name="cols"/> values on a GPU: bf16 for Auto, else <see cref="Fp8RowBytes"/>.</summary>
+    public static long DeviceRowBytes(int cols, KvCacheDType dtype) => dtype == KvCacheDType.Fp8 ? Fp8RowBytes(cols) : 2L * cols;
 }

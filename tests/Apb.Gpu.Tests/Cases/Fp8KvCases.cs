@@ -24,6 +24,12 @@ public static class Fp8KvCases
             yield return new("fp8kv", $"quantize {rows} rows x {cols} (AppendKv)", c => Quantize(c, rows, cols));
             yield return new("fp8kv", $"dequantize {rows} rows x {cols} (ReadKv)", c => Dequantize(c, rows, cols));
         }
+        foreach (var (rows, cols) in new[] { (5, 1024), (16, 128) })
+            yield return new("fp8kv", $"scatter quantize {rows} rows x {cols} (ScatterRowsKv)", c => Scatter(c, rows, cols));
+        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
+            foreach (var (lengths, heads, kv, d) in new[] { (new[] { 1, 70, 4097, 300 }, 32, 8, 128), (new[] { 9000, 1, 64 }, 16, 2, 64) })
+                yield return new("fp8kv", $"decode batch {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")}: Tk {string.Join('/', lengths)} h={heads}/{kv} d={d}",
+                    c => c.WithDecodeKernel(version, () => DecodeBatch(c, lengths, heads, kv, d)));
         foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
             foreach (var (tq, tk, heads, kv, d, causal) in new[]
                      {
@@ -124,6 +130,41 @@ public static class Fp8KvCases
         c.Gpu.DecodeAttentionFp8(gq, gk.RowSlice(0, tk), gv.RowSlice(0, tk), heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl);
         c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "split-kv fp8");
         c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "split-kv fp8");
+    }
+
+    /// <summary>Row i into row 1 + i of its own poisoned buffer, quantized: the host codec's bytes, nothing else written.</summary>
+    static void Scatter(GpuCheck c, int rows, int cols)
+    {
+        var src = c.OnGpu(c.Rand((long)rows * cols, 2f), rows, cols);
+        var want = Down(c.Gpu, src);
+        var buffers = Enumerable.Range(0, rows).Select(i => PoisonedFp8(c, 3 + i, cols)).ToArray();
+        c.Gpu.ScatterRowsKv(src, buffers.Select((t, i) => t.RowSlice(1 + i, 1)).ToArray(), KvCacheDType.Fp8);
+        for (int i = 0; i < rows; i++)
+            CompareRows(c, $"row {i}", buffers[i], 1 + i, 1, want.AsSpan(i * cols, cols).ToArray(), cols, "apb_fp8_scatter_quantize");
+    }
+
+    /// <summary>Each sequence's row against its own fp8 cache in one call, against the CPU over each cache's dequantized values.</summary>
+    static void DecodeBatch(GpuCheck c, int[] lengths, int heads, int kv, int d)
+    {
+        int b = lengths.Length, cols = kv * d;
+        var q = c.Rand((long)b * heads * d, 1.5f);
+        var keys = new Tensor[b]; var values = new Tensor[b]; var refs = new AttentionReference[b];
+        for (int i = 0; i < b; i++)
+        {
+            var k = c.Rand((long)lengths[i] * cols, 1.5f); var v = c.Rand((long)lengths[i] * cols);
+            var kValues = new float[k.Length]; var vValues = new float[v.Length];
+            var kBytes = CudaBackend.EncodeFp8Rows(k, cols, kValues); var vBytes = CudaBackend.EncodeFp8Rows(v, cols, vValues);
+            refs[i] = AttentionReference.Of(c, q.AsSpan(i * heads * d, heads * d).ToArray(), kValues, vValues, 1, lengths[i], heads, kv, d, causal: false);
+            var gk = PoisonedFp8(c, lengths[i] + 9, cols); var gv = PoisonedFp8(c, lengths[i] + 9, cols);
+            c.Gpu.UploadBytes(kBytes, gk.RowSlice(0, lengths[i])); c.Gpu.UploadBytes(vBytes, gv.RowSlice(0, lengths[i]));
+            keys[i] = gk.RowSlice(0, lengths[i]); values[i] = gv.RowSlice(0, lengths[i]);
+        }
+        var gq = c.OnGpu(q, b, heads * d);
+        var go = c.Poisoned(b, heads * d);
+        c.Gpu.DecodeAttentionKv(gq, keys, values, heads, kv, go, KvCacheDType.Fp8);
+        var got = Down(c.Gpu, go);
+        for (int i = 0; i < b; i++)
+            c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv fp8 batch");
     }
 
     static Tensor PoisonedFp8(GpuCheck c, int rows, int cols)

@@ -78,11 +78,15 @@ public class Fp8KvCacheTests
     }
 
     [Fact]
-    public void AnFp8CacheHandsOutNoRowsToFill()
+    public void ABatchedStepsScatteredRowsAreRoundedToo()
     {
-        var cache = new KvCache(new CpuBackend(), cols: 64, capacity: 4, KvCacheDType.Fp8);
-        var e = Assert.Throws<InvalidOperationException>(() => cache.AppendRows(1));
-        Assert.Contains("takes Append or RopeAppend", e.Message);
+        IBackend b = new CpuBackend();
+        var caches = Enumerable.Range(0, 3).Select(_ => new KvCache(b, 64, 4, KvCacheDType.Fp8)).ToArray();
+        var rows = Random(3, 64, 9);
+        var dst = caches.Select(c => c.AppendRawRows(1).K).ToArray();
+        b.ScatterRowsKv(rows, dst, KvCacheDType.Fp8);
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(Rounded(rows, i, 1), ((CpuTensor)caches[i].K).Data.AsSpan(0, 64).ToArray());
     }
 
     [Fact]

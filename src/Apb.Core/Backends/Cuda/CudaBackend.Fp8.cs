@@ -13,14 +13,11 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Whether this device has the fp8 conversions of the fp8 KV cache's kernels (compute capability 8.9 or later).</summary>
     public bool Fp8KvAvailable => Context.Device.Major * 10 + Context.Device.Minor >= 89;
 
-    /// <summary>
-    /// Bytes of an fp8 cache row of <paramref name="cols"/> values: the codes, then a 4-byte scale per 32, rounded up to
-    /// 16 bytes so that every row starts where the kernels' 8- and 16-byte loads may read (1152 for Llama-3-8B's 1024).
-    /// </summary>
-    public static int Fp8RowBytes(int cols) => (Fp8UsedBytes(cols) + 15) / 16 * 16;
+    /// <summary>Bytes of an fp8 cache row (<see cref="KvCacheDTypes.Fp8RowBytes"/>).</summary>
+    public static int Fp8RowBytes(int cols) => KvCacheDTypes.Fp8RowBytes(cols);
 
-    /// <summary>The bytes of a row that hold something: codes and scales, without the padding.</summary>
-    public static int Fp8UsedBytes(int cols) => cols + cols / KvCacheDTypes.Fp8Group * 4;
+    /// <summary>The bytes of a row that hold something (<see cref="KvCacheDTypes.Fp8UsedBytes"/>).</summary>
+    public static int Fp8UsedBytes(int cols) => KvCacheDTypes.Fp8UsedBytes(cols);
 
     public Tensor AllocateKv(int rows, int cols, KvCacheDType dtype)
     {
@@ -32,8 +29,7 @@ public sealed unsafe partial class CudaBackend
         return Allocate(rows, Fp8RowBytes(cols), CudaDType.U8);
     }
 
-    public long KvBytes(long rows, int cols, KvCacheDType dtype) =>
-        dtype == KvCacheDType.Auto ? rows * cols * 2 : rows * Fp8RowBytes(cols);
+    public long KvBytes(long rows, int cols, KvCacheDType dtype) => rows * KvCacheDTypes.DeviceRowBytes(cols, dtype);
 
     public void RopeAppendKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table,
                              Tensor kDst, Tensor vDst, KvCacheDType dtype)
@@ -101,6 +97,89 @@ public sealed unsafe partial class CudaBackend
         return o;
     }
 
+    public void ScatterRowsKv(Tensor src, IReadOnlyList<Tensor> destinations, KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { ScatterRows(src, destinations); return; }
+        const string op = "fp8_scatter_quantize";
+        var s = Bf16(src, op);
+        int n = destinations.Count, cols = s.Cols;
+        if (n != s.Rows) throw new ArgumentException($"{op}: {s.Rows} rows into {n} destinations");
+        if (n == 0) return;
+        Enter();
+        Span<ulong> table = n <= 1024 ? stackalloc ulong[n] : new ulong[n];
+        for (int i = 0; i < n; i++) table[i] = Fp8Rows(destinations[i], 1, cols, op).Ptr;
+        ulong tp = Scratch(ref _scatterTable, ref _scatterTableBytes, n * 8L, 4096, "scatter table");
+        fixed (ulong* t = table) UploadSmall(tp, t, n * 8L, "scatter table");
+        ulong sp = s.Ptr;
+        const int warps = 4;
+        void** args = stackalloc void*[] { &sp, &tp, &cols };
+        Context.Launch(Context.Function(Elementwise, "apb_fp8_scatter_quantize"), "apb_fp8_scatter_quantize",
+                       ((uint)((cols / KvCacheDTypes.Fp8Group + warps - 1) / warps), (uint)n, 1), 32 * warps, 0, args);
+    }
+
+    /// <summary>
+    /// A batched decode step against the sequences' own fp8 caches in one launch (version 2's batch kernel reading fp8
+    /// rows), where it applies: head dim 64 or 128, a GQA group of at most 8. Otherwise the sequences one by one.
+    /// </summary>
+    public void DecodeAttentionKv(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output,
+                                  KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { DecodeAttention(q, keys, values, heads, kvHeads, output); return; }
+        const string op = "decode attention (fp8 cache)";
+        var qs = Bf16(q, op); var o = Bf16(output, op);
+        int b = qs.Rows, d = heads > 0 ? qs.Cols / heads : 0, cols = kvHeads * d;
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols != heads * d || keys.Count != b || values.Count != b ||
+            o.Rows != b || o.Cols != qs.Cols)
+            throw new ArgumentException($"{op}: q {qs} ({heads}/{kvHeads} heads), {keys.Count} key and {values.Count} value tensors, out {o}");
+        if (b == 0) return;
+        var ks = new CudaTensor[b]; var vs = new CudaTensor[b];
+        int maxLen = 0;
+        for (int i = 0; i < b; i++)
+        {
+            ks[i] = Fp8Rows(keys[i], keys[i].Rows, cols, op); vs[i] = Fp8Rows(values[i], keys[i].Rows, cols, op);
+            if (ks[i].Rows < 1) throw new ArgumentException($"{op}: sequence {i} has no cached row");
+            maxLen = Math.Max(maxLen, ks[i].Rows);
+        }
+        string? stem = Decode2(heads / kvHeads, d);
+        if (stem is null || DecodeKernel == DecodeKernelVersion.V1 || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)
+        {
+            for (int i = 0; i < b; i++)
+            {
+                var row = qs.RowSlice(i, 1); var oi = o.RowSlice(i, 1);
+                if (!TryAttentionKv(row, ks[i], vs[i], heads, kvHeads, AttentionMask.None, oi, null, dtype))
+                    Attention(row, ReadKv(ks[i], cols, dtype, values: false), ReadKv(vs[i], cols, dtype, values: true), heads, kvHeads,
+                              AttentionMask.None, oi, null);
+            }
+            return;
+        }
+        Enter();
+        // The table as the bf16 batch's: B pairs of 8-byte addresses (K, V), then B lengths, in one copy.
+        int tableBytes = b * 16 + b * 4;
+        Span<byte> table = tableBytes <= 8192 ? stackalloc byte[tableBytes] : new byte[tableBytes];
+        for (int i = 0; i < b; i++)
+        {
+            BitConverter.TryWriteBytes(table[(i * 16)..], ks[i].Ptr);
+            BitConverter.TryWriteBytes(table[(i * 16 + 8)..], vs[i].Ptr);
+            BitConverter.TryWriteBytes(table[(b * 16 + i * 4)..], ks[i].Rows);
+        }
+        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, tableBytes, 4096, "decode batch table");
+        fixed (byte* src = table) UploadSmall(tp, src, tableBytes, "decode batch table");
+        ulong lens = tp + (ulong)(b * 16);
+
+        string fn = "apb_decode2_batch_" + stem + "_fp8";
+        nint f = Context.Function(DecodeFile, fn);
+        var launch = new DecodeLaunch(fn, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
+        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, launch);
+        long rowsOut = (long)b * heads;
+        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
+        ulong qp = qs.Ptr;
+        long qStride = qs.Cols, rowBytes = ks[0].Cols;
+        float scale = 1f / MathF.Sqrt(d);
+        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &rowBytes, &scale, &perSplit };
+        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)b), Decode2Threads, 0, sa);
+        DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
+    }
+
     /// <summary>
     /// The split-KV decode (version 2) straight from fp8 cache rows where it takes the call: at most 8 (query row, head)
     /// pairs per KV head, head dim 64 or 128, causal or no mask. Otherwise false: the caller reads the rows into bf16.
@@ -112,6 +191,8 @@ public sealed unsafe partial class CudaBackend
             return false;
         int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
         if (Decode2(pairs, d) is null || DecodeKernel == DecodeKernelVersion.V1 || q.Rows > DecodeMaxQueryRows) return false;
+        // The kernel reads a lane's 8 query values as one 16-byte load, as the bf16 decode does (Attention checks the same).
+        if (C(q).Ptr % 16 != 0 || q.Cols % 8 != 0) return false;
         DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, lse);
         return true;
     }

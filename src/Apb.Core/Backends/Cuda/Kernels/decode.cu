@@ -571,9 +571,20 @@ extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned char
   decode_split2<D, P, PF>(q, dv2_fp8<D>(k, kh, rowBytes, cols), dv2_fp8<D>(v, kh, rowBytes, cols), partO, partLse, Tq, Tk, \
       heads, kvHeads, qStride, scale, causal, keysPerSplit, 0); }
 
+// B sequences against their own fp8 caches (the batch table holds each sequence's K and V row addresses): grid (splits, KV heads, B).
+#define DV2_BATCH_FP8(D, P, PF, NAME) \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
+    const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long rowBytes, float scale, \
+    int keysPerSplit) \
+{ pdl_enter(); int b = blockIdx.z, kh = blockIdx.y, cols = kvHeads * D; \
+  decode_split2<D, P, PF>(q + (long)b * qStride, dv2_fp8<D>((const unsigned char*)kv[2 * b], kh, rowBytes, cols), \
+      dv2_fp8<D>((const unsigned char*)kv[2 * b + 1], kh, rowBytes, cols), partO, partLse, 1, lens[b], heads, kvHeads, qStride, \
+      scale, 0, keysPerSplit, (long)b * heads); }
+
 #define DV2_ALL(D, P) \
   DV2_SPLIT(D, P, false, apb_decode2_split_d##D##_p##P) DV2_SPLIT(D, P, true, apb_decode2_split_d##D##_p##P##_pf) \
   DV2_BATCH(D, P, false, apb_decode2_batch_d##D##_p##P) DV2_BATCH(D, P, true, apb_decode2_batch_d##D##_p##P##_pf) \
-  DV2_SPLIT_FP8(D, P, false, apb_decode2_split_d##D##_p##P##_fp8) DV2_SPLIT_FP8(D, P, true, apb_decode2_split_d##D##_p##P##_pf_fp8)
+  DV2_SPLIT_FP8(D, P, false, apb_decode2_split_d##D##_p##P##_fp8) DV2_SPLIT_FP8(D, P, true, apb_decode2_split_d##D##_p##P##_pf_fp8) \
+  DV2_BATCH_FP8(D, P, false, apb_decode2_batch_d##D##_p##P##_fp8) DV2_BATCH_FP8(D, P, true, apb_decode2_batch_d##D##_p##P##_pf_fp8)
 DV2_ALL(64, 1) DV2_ALL(64, 2) DV2_ALL(64, 4) DV2_ALL(64, 8)
 DV2_ALL(128, 1) DV2_ALL(128, 2) DV2_ALL(128, 4) DV2_ALL(128, 8)

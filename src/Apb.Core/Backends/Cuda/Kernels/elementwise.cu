@@ -312,6 +312,17 @@ extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __r
     fp8_store_pair(vDst + code, (float*)(vDst + sc), i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
 }
 
+// Group g of one bf16 row (32 values, a value per lane of the calling warp) into an fp8 row: its codes, and its scale
+// after the row's cols codes.
+__device__ __forceinline__ void fp8_quantize_group(const bf16* __restrict__ src, unsigned char* __restrict__ row, int cols, int g, int lane)
+{
+    int c = g * APB_FP8_GROUP + lane;
+    float x = bf2f(src[c]);
+    float s = fp8_scale(warp_max(fabsf(x)));
+    row[c] = f2e4m3(__fdiv_rn(x, s));
+    if (lane == 0) ((float*)(row + cols))[g] = s;
+}
+
 // bf16 rows [rows][cols] (row stride srcStride) into fp8 rows of rowBytes: one warp per group of 32 values, a value per
 // lane. Grid: (ceil(cols / 32 / warps per block), rows).
 extern "C" __global__ void apb_fp8_quantize(const bf16* __restrict__ src, long srcStride, unsigned char* __restrict__ dst,
@@ -320,13 +331,17 @@ extern "C" __global__ void apb_fp8_quantize(const bf16* __restrict__ src, long s
     pdl_enter();
     int lane = threadIdx.x & 31, g = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (g * APB_FP8_GROUP >= cols) return;   // whole warps leave together
-    long r = blockIdx.y;
-    int c = g * APB_FP8_GROUP + lane;
-    float x = bf2f(src[r * srcStride + c]);
-    float s = fp8_scale(warp_max(fabsf(x)));
-    unsigned char* row = dst + r * rowBytes;
-    row[c] = f2e4m3(__fdiv_rn(x, s));
-    if (lane == 0) ((float*)(row + cols))[g] = s;
+    fp8_quantize_group(src + blockIdx.y * srcStride, dst + blockIdx.y * rowBytes, cols, g, lane);
+}
+
+// Row r of src (bf16 [rows][cols]) quantized into the fp8 row at dst[r] (a table of device addresses): a batched decode
+// step's new K or V rows, each into its own sequence's fp8 cache, in one launch. Grid as apb_fp8_quantize's.
+extern "C" __global__ void apb_fp8_scatter_quantize(const bf16* __restrict__ src, const unsigned long long* __restrict__ dst, int cols)
+{
+    pdl_enter();
+    int lane = threadIdx.x & 31, g = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (g * APB_FP8_GROUP >= cols) return;
+    fp8_quantize_group(src + (long)blockIdx.y * cols, (unsigned char*)dst[blockIdx.y], cols, g, lane);
 }
 
 // fp8 rows of rowBytes into bf16 rows [rows][cols] (row stride dstStride): decode(code) x scale, rounded to bf16 (the
