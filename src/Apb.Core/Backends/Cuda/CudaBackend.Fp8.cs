@@ -2,9 +2,9 @@ namespace Apb.Backends.Cuda;
 
 /// <summary>
 /// The device's KV cache of <see cref="KvCacheDType.Fp8"/> (docs/notes/kv-fp8-plan.md). A cache row of cols values is
-/// one byte row of <see cref="Fp8RowBytes"/>: cols E4M3 codes, then cols / 32 fp32 scales, then padding to 16 bytes (value = decode(code) x
-/// scale; codec and rounding as <see cref="Fp8E4M3"/>), in a <see cref="CudaDType.U8"/> tensor. A head_dim-128 row of
-/// one KV head takes 128 + 16 bytes against 256 in bf16. Kernels: apb_rope_append_fp8, apb_fp8_quantize and
+/// one byte row of <see cref="Fp8RowBytes"/> in a <see cref="CudaDType.U8"/> tensor: cols E4M3 codes, then cols / 32
+/// fp32 scales, then padding to 16 bytes (value = decode(code) x scale; codec and rounding as <see cref="Fp8E4M3"/>).
+/// A head_dim-128 row of one KV head takes 128 + 16 bytes against 256 in bf16. Kernels: apb_rope_append_fp8, apb_fp8_quantize and
 /// apb_fp8_dequantize (elementwise.cu), apb_decode2_split_*_fp8 (decode.cu); their e4m3 conversions need sm_89 or
 /// later, and elsewhere <see cref="AllocateKv"/> refuses fp8.
 /// </summary>
@@ -38,7 +38,17 @@ public sealed unsafe partial class CudaBackend
         const string op = "rope_append_fp8";
         var qs = Bf16(q, op); var ks = Bf16(k, op); var vs = Bf16(v, op);
         int d = table.HeadDim;
-        if (d is not (64 or 128)) throw new ArgumentException($"{op}: head dim {d}; the fp8 KV cache takes 64 or 128");
+        if (d is not (64 or 128))
+        {
+            // The fused kernel reduces a group of 32 values within a warp, which needs d / 2 to be whole warps: other
+            // head dims rotate into bf16 rows first and quantize them as AppendKv does.
+            using var kb = Allocate(k.Rows, k.Cols, CudaDType.BF16);
+            using var vb = Allocate(v.Rows, v.Cols, CudaDType.BF16);
+            RopeAppend(q, k, v, heads, kvHeads, positions, table, kb, vb);
+            AppendKv(kb, 0, kDst, 0, k.Rows, dtype);
+            AppendKv(vb, 0, vDst, 0, v.Rows, dtype);
+            return;
+        }
         if (qs.Cols != heads * d || ks.Cols != kvHeads * d || positions.Length != qs.Rows || ks.Rows != qs.Rows)
             throw new ArgumentException($"{op} on q {qs} ({heads} heads) and k {ks} ({kvHeads} heads) of {d} with {positions.Length} positions");
         Same(ks, vs, op);
