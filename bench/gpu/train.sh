@@ -10,6 +10,9 @@
 # model.tar.part-aa, -ab, ... (2-3 parts of <= 15 MiB): at most 6 files, under the machine's limit of 8 files of 16 MiB.
 # Restore here: cat model.tar.part-* | tar x   (-> model/, the HF checkpoint; metrics.json "pack" has its sha256).
 # Samples, data and the unpacked checkpoints stay in $WORK (default /tmp/apb-train), outside $OUT.
+# To continue from an earlier run's weights, copy them over models/embedded in the working tree for that call only
+# (git checkout models/embedded afterwards): the device tool's 64 MiB for tree and carry leave no room for a second
+# 30 MB checkpoint beside the shipped one (bench/results/train64k-20261203, run 2).
 # Environment: APB (binary), OUT, SECONDS_BUDGET, INIT (default models/embedded), WORK, EXTRA (more script flags for the
 # real run, e.g. EXTRA="--task-weights vt=3 --lr 7e-4"), LEN_FLAGS (length flags for the smoke run and the real run
 # alike, so the smoke steps at the longest length too; for a 64K model (issue #20):
