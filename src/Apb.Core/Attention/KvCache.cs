@@ -51,10 +51,15 @@ public sealed class KvCache : IDisposable
     public void Attend(Tensor q, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int from = 0, int count = -1, int window = 0)
     {
         if (count < 0) count = Length - from;
-        if (DType != KvCacheDType.Auto && window == 0 &&
-            _b.TryAttentionKv(q, RawK.RowSlice(from, count), RawV.RowSlice(from, count), heads, kvHeads, mask, output, lse, DType))
+        if (DType == KvCacheDType.Auto)
+        {
+            _b.Attention(q, RawK.RowSlice(from, count), RawV.RowSlice(from, count), heads, kvHeads, mask, output, lse, window);
             return;
-        _b.Attention(q, K.RowSlice(from, count), V.RowSlice(from, count), heads, kvHeads, mask, output, lse, window);
+        }
+        Tensor k = RawK.RowSlice(from, count), v = RawV.RowSlice(from, count);
+        if (window == 0 && _b.TryAttentionKv(q, k, v, heads, kvHeads, mask, output, lse, DType)) return;
+        // Only the rows attended to are converted (a sliding window's, not the whole cache).
+        _b.Attention(q, _b.ReadKv(k, Cols, DType, values: false), _b.ReadKv(v, Cols, DType, values: true), heads, kvHeads, mask, output, lse, window);
     }
 
     bool _disposed;

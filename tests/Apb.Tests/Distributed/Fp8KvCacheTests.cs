@@ -136,6 +136,33 @@ public class Fp8KvCacheTests
         return Math.Sqrt(num / den);
     }
 
+    /// <summary>
+    /// Fixture families through a session with an fp8 cache, prefill then decode: Mistral's sliding window (24 rows, the
+    /// prompt longer than it), Qwen3's q/k norms, a dynamic-NTK table; each near its exact cache and not equal to it.
+    /// </summary>
+    [Theory]
+    [InlineData("mistral-tiny")]
+    [InlineData("qwen3-tiny")]
+    [InlineData("llama-dynamic-tiny")]
+    public void FixtureFamiliesRunWithAnFp8Cache(string fixture)
+    {
+        string dir = Repo.Fixture(fixture);
+        using var ckpt = CheckpointWeights.Open(dir);
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var model = LlamaModel.Load(config, ckpt, new CpuBackend());
+        int[] prompt = Enumerable.Range(0, 40).Select(i => (i * 13 + 5) % (config.VocabSize - 1) + 1).ToArray();
+        using var exact = new LocalSession(model, prompt.Length + 3);
+        using var fp8 = new LocalSession(model, prompt.Length + 3, kvDType: KvCacheDType.Fp8);
+        var a = exact.Prefill(prompt, []); var b = fp8.Prefill(prompt, []);
+        for (int step = 0; step < 3; step++)
+        {
+            double err = RelErr(b, a);
+            Assert.True(err > 0 && err < 0.1, $"{fixture} step {step}: fp8 logits {err:E2} from the exact cache's");
+            int next = Array.IndexOf(a, a.Max());
+            a = exact.Decode(next); b = fp8.Decode(next);
+        }
+    }
+
     [Fact]
     public void TheDevicesRowLayoutIsCodesThenScales()
     {
