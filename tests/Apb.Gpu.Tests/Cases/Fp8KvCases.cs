@@ -1,6 +1,9 @@
 using Apb.Backends;
 using Apb.Backends.Cuda;
 using Apb.Checkpoints;
+using Apb.Model;
+using Apb.Runtime;
+using Apb.Strategies;
 using static Apb.Gpu.Tests.GpuCheck;
 
 namespace Apb.Gpu.Tests;
@@ -25,6 +28,7 @@ public static class Fp8KvCases
             yield return new("fp8kv", $"quantize {rows} rows x {cols} (AppendKv)", c => Quantize(c, rows, cols));
             yield return new("fp8kv", $"dequantize {rows} rows x {cols} (ReadKv)", c => Dequantize(c, rows, cols));
         }
+        yield return new("fp8kv", "APB on 4 CUDA ranks with fp8 caches against 4 CPU ranks (small shape, random weights)", ApbSession);
         foreach (var (rows, cols) in new[] { (5, 1024), (16, 128) })
             yield return new("fp8kv", $"scatter quantize {rows} rows x {cols} (ScatterRowsKv)", c => Scatter(c, rows, cols));
         foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
@@ -40,6 +44,35 @@ public static class Fp8KvCases
                 if (version == DecodeKernelVersion.V2Prefetch || tk <= 4097)   // the long caches once: they take seconds on the host
                     yield return new("fp8kv", $"decode {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
                         c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal)));
+    }
+
+    /// <summary>
+    /// APB on 4 ranks with fp8 caches (random weights of the small shape): each rank caches its block as fp8 rows and
+    /// the star phase reads them, on 4 CUDA backends of this GPU against 4 CPU ranks (the reference rounding); the
+    /// query's logits and 3 decode steps', the CPU's greedy tokens fed to both.
+    /// </summary>
+    static void ApbSession(GpuCheck c)
+    {
+        var config = ModelShapes.Get("small");
+        var options = new StrategyOptions
+        {
+            Strategy = StrategyKind.Apb, Ranks = 4, FallbackBelow = 0, AnchorLength = 64, PassingLength = 32, Scorer = ScorerKind.Query,
+            KvCache = KvCacheDType.Fp8,
+        };
+        var ids = Enumerable.Range(0, 1040).Select(_ => c.Rng.Next(config.VocabSize)).ToArray();
+        using var gpu = new GroupSession(RankGroup.Create(config, options, _ => new CudaBackend(c.Gpu.Context.Device.Ordinal),
+            b => RandomWeights.Create(config, b)), anchorInsertAt: 0, decodeBudget: 8, ownsGroup: true);
+        using var cpu = new GroupSession(RankGroup.Create(config, options, _ => new Backends.Cpu.CpuBackend(),
+            b => RandomWeights.Create(config, b)), anchorInsertAt: 0, decodeBudget: 8, ownsGroup: true);
+        var want = cpu.Prefill(ids[..1024], ids[1024..]);
+        var got = gpu.Prefill(ids[..1024], ids[1024..]);
+        c.Compare("query logits (star phase over fp8 caches)", got, want, 5e-2, "fp8 cache, apb x4");
+        for (int i = 0; i < 3; i++)
+        {
+            int next = Array.IndexOf(want, want.Max());
+            want = cpu.Decode(next); got = gpu.Decode(next);
+            c.Compare($"decode step {i + 1}", got, want, 5e-2, "fp8 cache, apb x4");
+        }
     }
 
     /// <summary>
