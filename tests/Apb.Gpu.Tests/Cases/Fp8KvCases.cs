@@ -132,7 +132,7 @@ public static class Fp8KvCases
         int rowBytes = CudaBackend.Fp8RowBytes(cols);
         var got = new byte[all.Rows * rowBytes];
         c.Gpu.DownloadBytes(all, got);
-        var want = CudaBackend.EncodeFp8Rows(values, cols, default);
+        var want = CudaBackend.EncodeFp8Rows(values, cols, null);
         int wrong = 0, outside = 0, used = CudaBackend.Fp8UsedBytes(cols);   // the padding after the scales is nobody's
         for (int i = 0; i < want.Length; i++) wrong += i % rowBytes < used && got[at * rowBytes + i] != want[i] ? 1 : 0;
         for (int r = 0; r < all.Rows; r++)
