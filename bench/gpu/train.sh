@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Warm-start training of the embedded model on the GPU machine (`bash bench/gpu/train.sh` from the repository root, with
 # the Native AOT binary published beforehand into publish/linux-x64: it makes every training sample). Two steps:
-#   1. tools/train_small_model.py --smoke (bounded by `timeout $SMOKE_TIMEOUT`, default 90 s): every code path in well under a minute (checkpoint
-#      load, sample generation, steps at every length up to 16K, selection evaluation, best-weights save, report
-#      evaluation, retaining heads, pack). A failure stops here, before the real run spends its minutes.
+#   1. tools/train_small_model.py --smoke (bounded by `timeout $SMOKE_TIMEOUT`, default 90 s): every code path in well
+#      under a minute (checkpoint load, sample generation, steps at every length up to --max-len, selection
+#      evaluation, best-weights save, report evaluation, retaining heads, pack). A failure stops here, before the real
+#      run spends its minutes.
 #   2. the real run: --init models/embedded, SECONDS_BUDGET seconds (default 480; the script keeps ~85 s of it for the
 #      end: evaluation, heads, saving), bounded by timeout at SECONDS_BUDGET + 60.
 # Only $OUT/train is written under $OUT (the caller may use the rest of $OUT): smoke.log, train.log, metrics.json and
@@ -28,6 +29,9 @@ EXTRA=${EXTRA:-}
 LEN_FLAGS=${LEN_FLAGS:-}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-90}   # more for a 64K smoke: its samples take longer to make
 STEPS=${STEPS:-smoke train}
+for s in $STEPS; do
+  [[ $s == smoke || $s == train ]] || { echo "STEPS=\"$STEPS\": each step is smoke or train"; exit 2; }
+done
 DEST="$OUT/train"
 mkdir -p "$DEST" "$WORK"
 rm -rf "$WORK/smoke" "$WORK/smoke-pack" "$WORK/smoke-restore" "$WORK/run"
@@ -48,25 +52,25 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "tok
 nproc
 
 if [[ " $STEPS " == *" smoke "* ]]; then
-echo "== smoke (timeout $SMOKE_TIMEOUT s) $LEN_FLAGS"
-timeout -k 10 "$SMOKE_TIMEOUT" python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/smoke" \
-  --pack "$WORK/smoke-pack" --smoke --seconds 60 $LEN_FLAGS >> "$DEST/smoke.log" 2>&1
-rc=$?
-tail -n 25 "$DEST/smoke.log"
-if [ $rc -ne 0 ]; then
-  [ $rc -eq 124 ] && echo "smoke TIMED OUT"
-  echo "smoke FAILED (rc=$rc): not starting the real run; full log in $DEST/smoke.log"
-  exit 1
-fi
-# The pack must come apart into a checkpoint, as it will on the other side.
-mkdir -p "$WORK/smoke-restore"
-if ! (cat "$WORK"/smoke-pack/model.tar.part-* | tar x -C "$WORK/smoke-restore" && \
-      [ -s "$WORK/smoke-restore/model/model.safetensors" ] && [ -s "$WORK/smoke-restore/model/config.json" ] && \
-      [ -s "$WORK/smoke-restore/model/tokenizer.json" ] && [ -s "$WORK/smoke-restore/model/retaining_heads.safetensors" ]); then
-  echo "smoke FAILED: the pack in $WORK/smoke-pack does not restore to a checkpoint" | tee -a "$DEST/smoke.log"
-  exit 1
-fi
-echo "smoke passed in $(( $(date +%s) - T_START )) s" | tee -a "$DEST/smoke.log"
+  echo "== smoke (timeout $SMOKE_TIMEOUT s) $LEN_FLAGS"
+  timeout -k 10 "$SMOKE_TIMEOUT" python3 tools/train_small_model.py --apb "$APB" --init "$INIT" --out "$WORK/smoke" \
+    --pack "$WORK/smoke-pack" --smoke --seconds 60 $LEN_FLAGS >> "$DEST/smoke.log" 2>&1
+  rc=$?
+  tail -n 25 "$DEST/smoke.log"
+  if [ $rc -ne 0 ]; then
+    [ $rc -eq 124 ] && echo "smoke TIMED OUT"
+    echo "smoke FAILED (rc=$rc): not starting the real run; full log in $DEST/smoke.log"
+    exit 1
+  fi
+  # The pack must come apart into a checkpoint, as it will on the other side.
+  mkdir -p "$WORK/smoke-restore"
+  if ! (cat "$WORK"/smoke-pack/model.tar.part-* | tar x -C "$WORK/smoke-restore" && \
+        [ -s "$WORK/smoke-restore/model/model.safetensors" ] && [ -s "$WORK/smoke-restore/model/config.json" ] && \
+        [ -s "$WORK/smoke-restore/model/tokenizer.json" ] && [ -s "$WORK/smoke-restore/model/retaining_heads.safetensors" ]); then
+    echo "smoke FAILED: the pack in $WORK/smoke-pack does not restore to a checkpoint" | tee -a "$DEST/smoke.log"
+    exit 1
+  fi
+  echo "smoke passed in $(( $(date +%s) - T_START )) s" | tee -a "$DEST/smoke.log"
 fi
 [[ " $STEPS " == *" train "* ]] || exit 0
 

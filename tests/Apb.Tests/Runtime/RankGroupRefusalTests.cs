@@ -47,5 +47,4 @@ public sealed class RankGroupRefusalTests
         Assert.Equal(want, again.Logits);
         Assert.Equal(8, Held(g));
     }
-
 }
