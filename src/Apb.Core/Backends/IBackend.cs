@@ -227,13 +227,23 @@ public interface IBackend : IDisposable
         if (dtype == KvCacheDType.Auto) { DecodeAttention(q, keys, values, heads, kvHeads, output); return; }
         if (keys.Count != q.Rows || values.Count != q.Rows || output.Rows != q.Rows || heads <= 0)
             throw new ArgumentException($"decode attention: {q.Rows} rows, {keys.Count} key and {values.Count} value tensors, output {output}");
+        DecodeKvOneByOne(this, q, keys, values, heads, kvHeads, output, dtype);
+    }
+
+    /// <summary>
+    /// <see cref="DecodeAttentionKv"/> one sequence at a time: <see cref="TryAttentionKv"/>, else <see cref="Attention"/>
+    /// to the rows' values. The default, and a device's way for calls its batch kernel does not take.
+    /// </summary>
+    static void DecodeKvOneByOne(IBackend b, Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads,
+                                 Tensor output, KvCacheDType dtype)
+    {
         int cols = q.Cols / heads * kvHeads;
         for (int i = 0; i < q.Rows; i++)
         {
             Tensor row = q.RowSlice(i, 1), o = output.RowSlice(i, 1);
-            if (!TryAttentionKv(row, keys[i], values[i], heads, kvHeads, AttentionMask.None, o, null, dtype))
-                Attention(row, ReadKv(keys[i], cols, dtype, values: false), ReadKv(values[i], cols, dtype, values: true), heads, kvHeads,
-                          AttentionMask.None, o, null);
+            if (!b.TryAttentionKv(row, keys[i], values[i], heads, kvHeads, AttentionMask.None, o, null, dtype))
+                b.Attention(row, b.ReadKv(keys[i], cols, dtype, values: false), b.ReadKv(values[i], cols, dtype, values: true), heads, kvHeads,
+                            AttentionMask.None, o, null);
         }
     }
 

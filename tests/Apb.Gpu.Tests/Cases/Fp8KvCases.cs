@@ -150,18 +150,12 @@ public static class Fp8KvCases
     {
         int cols = kv * d;
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * cols, 1.5f); var v = c.Rand((long)tk * cols);
-        var kValues = new float[k.Length]; var vValues = new float[v.Length];
-        var kBytes = CudaBackend.EncodeFp8Rows(k, cols, kValues);
-        var vBytes = CudaBackend.EncodeFp8Rows(v, cols, vValues);
+        var (gk, kValues) = CacheOf(c, k, cols); var (gv, vValues) = CacheOf(c, v, cols);
         var r = AttentionReference.Of(c, q, kValues, vValues, tq, tk, heads, kv, d, causal);
-
-        const int spare = 17;
-        var gk = PoisonedFp8(c, tk + spare, cols); var gv = PoisonedFp8(c, tk + spare, cols);
-        c.Gpu.UploadBytes(kBytes, gk.RowSlice(0, tk)); c.Gpu.UploadBytes(vBytes, gv.RowSlice(0, tk));
         var gq = c.OnGpu(q, tq, heads * d);
         var go = c.Poisoned(tq, heads * d);
         var gl = c.Poisoned(tq, heads, CudaDType.F32);
-        c.Gpu.DecodeAttentionFp8(gq, gk.RowSlice(0, tk), gv.RowSlice(0, tk), heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl);
+        c.Gpu.DecodeAttentionFp8(gq, gk, gv, heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl);
         c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "split-kv fp8");
         c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "split-kv fp8");
     }
@@ -186,12 +180,8 @@ public static class Fp8KvCases
         for (int i = 0; i < b; i++)
         {
             var k = c.Rand((long)lengths[i] * cols, 1.5f); var v = c.Rand((long)lengths[i] * cols);
-            var kValues = new float[k.Length]; var vValues = new float[v.Length];
-            var kBytes = CudaBackend.EncodeFp8Rows(k, cols, kValues); var vBytes = CudaBackend.EncodeFp8Rows(v, cols, vValues);
+            (keys[i], var kValues) = CacheOf(c, k, cols); (values[i], var vValues) = CacheOf(c, v, cols);
             refs[i] = AttentionReference.Of(c, q.AsSpan(i * heads * d, heads * d).ToArray(), kValues, vValues, 1, lengths[i], heads, kv, d, causal: false);
-            var gk = PoisonedFp8(c, lengths[i] + 9, cols); var gv = PoisonedFp8(c, lengths[i] + 9, cols);
-            c.Gpu.UploadBytes(kBytes, gk.RowSlice(0, lengths[i])); c.Gpu.UploadBytes(vBytes, gv.RowSlice(0, lengths[i]));
-            keys[i] = gk.RowSlice(0, lengths[i]); values[i] = gv.RowSlice(0, lengths[i]);
         }
         var gq = c.OnGpu(q, b, heads * d);
         var go = c.Poisoned(b, heads * d);
@@ -199,6 +189,20 @@ public static class Fp8KvCases
         var got = Down(c.Gpu, go);
         for (int i = 0; i < b; i++)
             c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv fp8 batch");
+    }
+
+    /// <summary>
+    /// Host values [rows, cols] encoded by the host codec into the first rows of a poisoned fp8 buffer with 17 rows to
+    /// spare (a read past the last key shows up), and the values the rows stand for.
+    /// </summary>
+    static (Tensor Rows, float[] Values) CacheOf(GpuCheck c, float[] x, int cols)
+    {
+        int rows = x.Length / cols;
+        var values = new float[x.Length];
+        var bytes = CudaBackend.EncodeFp8Rows(x, cols, values);
+        var all = PoisonedFp8(c, rows + 17, cols);
+        c.Gpu.UploadBytes(bytes, all.RowSlice(0, rows));
+        return (all.RowSlice(0, rows), values);
     }
 
     static Tensor PoisonedFp8(GpuCheck c, int rows, int cols)

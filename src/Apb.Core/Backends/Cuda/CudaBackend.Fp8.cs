@@ -153,41 +153,10 @@ public sealed unsafe partial class CudaBackend
         string? stem = Decode2(heads / kvHeads, d);
         if (stem is null || DecodeKernel == DecodeKernelVersion.V1 || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)
         {
-            for (int i = 0; i < b; i++)
-            {
-                var row = qs.RowSlice(i, 1); var oi = o.RowSlice(i, 1);
-                if (!TryAttentionKv(row, ks[i], vs[i], heads, kvHeads, AttentionMask.None, oi, null, dtype))
-                    Attention(row, ReadKv(ks[i], cols, dtype, values: false), ReadKv(vs[i], cols, dtype, values: true), heads, kvHeads,
-                              AttentionMask.None, oi, null);
-            }
+            IBackend.DecodeKvOneByOne(this, qs, ks, vs, heads, kvHeads, o, dtype);
             return;
         }
-        Enter();
-        // The table as the bf16 batch's: B pairs of 8-byte addresses (K, V), then B lengths, in one copy.
-        int tableBytes = b * 16 + b * 4;
-        Span<byte> table = tableBytes <= 8192 ? stackalloc byte[tableBytes] : new byte[tableBytes];
-        for (int i = 0; i < b; i++)
-        {
-            BitConverter.TryWriteBytes(table[(i * 16)..], ks[i].Ptr);
-            BitConverter.TryWriteBytes(table[(i * 16 + 8)..], vs[i].Ptr);
-            BitConverter.TryWriteBytes(table[(b * 16 + i * 4)..], ks[i].Rows);
-        }
-        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, tableBytes, 4096, "decode batch table");
-        fixed (byte* src = table) UploadSmall(tp, src, tableBytes, "decode batch table");
-        ulong lens = tp + (ulong)(b * 16);
-
-        string fn = "apb_decode2_batch_" + stem + "_fp8";
-        nint f = Context.Function(DecodeFile, fn);
-        var launch = new DecodeLaunch(fn, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
-        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, launch);
-        long rowsOut = (long)b * heads;
-        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
-        ulong qp = qs.Ptr;
-        long qStride = qs.Cols, rowBytes = ks[0].Cols;
-        float scale = 1f / MathF.Sqrt(d);
-        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &rowBytes, &scale, &perSplit };
-        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, (uint)b), Decode2Threads, 0, sa);
-        DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
+        BatchDecode(Decode2Launch("apb_decode2_batch_" + stem + "_fp8", d), qs, ks, vs, maxLen, ks[0].Cols, heads, kvHeads, o);
     }
 
     /// <summary>
@@ -227,19 +196,9 @@ public sealed unsafe partial class CudaBackend
             throw new ArgumentException($"{op}: {tq} rows, {pairs} (query row, head) pairs per KV head at head dim {d}; the fp8 decode kernel takes at most {Decode2MaxPairs} pairs and head dims 64 or 128");
         if (tq == 0) return;
         Enter();
-        string fn = "apb_decode2_split_" + stem + "_fp8";
-        nint f = Context.Function(DecodeFile, fn);
-        var launch = new DecodeLaunch(fn, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
-        var (splits, perSplit) = DecodeSplits(tk, kvHeads, launch);
-        long rowsOut = (long)tq * heads;
-        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
-        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
-        long qStride = qs.Cols, rowBytes = ks.Cols;
-        float scale = 1f / MathF.Sqrt(d);
-        int causal = mask == AttentionMask.Causal ? 1 : 0;
-        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &rowBytes, &scale, &causal, &perSplit };
-        Context.Launch(f, fn, ((uint)splits, (uint)kvHeads, 1), Decode2Threads, 0, sa);
-        DecodeMerge(partO, partLse, o, lse is null ? null : C(lse), rowsOut, heads, d, splits);
+        // At most 8 pairs: one row block.
+        SplitDecode(Decode2Launch("apb_decode2_split_" + stem + "_fp8", d), qs, ks.Ptr, vs.Ptr, tk, ks.Cols, 1, heads, kvHeads, mask, o,
+                    lse is null ? null : C(lse));
     }
 
     static void CheckFp8Cols(int cols, string op)
