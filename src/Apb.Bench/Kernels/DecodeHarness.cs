@@ -24,15 +24,21 @@ public sealed class DecodeHarness : KernelHarness
     // split-kv2 / split-kv2pf: version 2 without / with it; split-kv1: the shared-memory tile kernel version 2 replaced
     // (docs/kernels/decode.md); mma: the prefill kernel with one row.
     // split-kv-fp8: version 2 against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values), the same
-    // keys in 144 bytes per row and KV head where bf16 takes 256.
-    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma", Fp8Variant];
+    // keys in 144 bytes per row and KV head where bf16 takes 256 (the backend's pick); split-kv2-fp8 / split-kv2pf-fp8:
+    // without / with the register double buffer.
+    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8"];
     static readonly string[] Defaults = ["split-kv", "split-kv1", "mma", Fp8Variant];
     const string Fp8Variant = "split-kv-fp8";
 
+    static bool IsFp8(string variant) => variant.EndsWith("-fp8");
+
     static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant.StartsWith("split-kv") ? "split-kv" : variant);
 
-    static DecodeKernelVersion Version(string variant) =>
-        DecodeKernels.Parse(variant.StartsWith("split-kv") && variant != Fp8Variant ? variant["split-kv".Length..] : null);
+    static DecodeKernelVersion Version(string variant)
+    {
+        string v = IsFp8(variant) ? variant[..^"-fp8".Length] : variant;
+        return DecodeKernels.Parse(v.StartsWith("split-kv") ? v["split-kv".Length..] : null);
+    }
 
     static void Run(KernelBenchContext ctx, string variant, Action work)
     {
@@ -51,17 +57,22 @@ public sealed class DecodeHarness : KernelHarness
         var want = Down(ctx.Cpu, co);
         using var gq = ctx.OnGpu(q, 1, Heads * D); using var gk = ctx.OnGpu(k, tk, KvHeads * D); using var gv = ctx.OnGpu(v, tk, KvHeads * D);
         using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x != Fp8Variant))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => !IsFp8(x)))
         {
             Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
             ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
         }
-        if (!Pick(ctx, All, Defaults).Contains(Fp8Variant) || !ctx.Gpu.Fp8KvAvailable) return;
+        var fp8 = Pick(ctx, All, Defaults).Where(IsFp8).ToArray();
+        if (fp8.Length == 0 || !ctx.Gpu.Fp8KvAvailable) return;
         // fp8: against the CPU's attention over the values the codes stand for (the host codec quantizes k and v).
         var (k8, kValues) = Quantize(ctx, k, tk); var (v8, vValues) = Quantize(ctx, v, tk);
         ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(kValues, tk, KvHeads * D), ctx.OnCpu(vValues, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
-        ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null);
-        ctx.Expect($"{Fp8Variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), Down(ctx.Cpu, co), 2e-2);
+        var want8 = Down(ctx.Cpu, co);
+        foreach (var variant in fp8)
+        {
+            Run(ctx, variant, () => ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null));
+            ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want8, 2e-2);
+        }
         k8.Dispose(); v8.Dispose();
     }
 
@@ -102,13 +113,13 @@ public sealed class DecodeHarness : KernelHarness
         foreach (var variant in Pick(ctx, All, Defaults))
         {
             Timing.TimingStats? time = null;
-            if (variant == Fp8Variant)
+            if (IsFp8(variant))
             {
                 if (!gpu.Fp8KvAvailable) continue;
                 var k8 = RandomFp8(ctx, tk); var v8 = RandomFp8(ctx, tk);
                 var work8 = new Work(Bound.Memory, 2.0 * tk * CudaBackend.Fp8RowBytes(KvHeads * D),
                                      $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales)");
-                time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20);
+                Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
                 k8.Dispose(); v8.Dispose();
                 yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time, work8);
                 continue;
@@ -123,7 +134,7 @@ public sealed class DecodeHarness : KernelHarness
         var values = Enumerable.Range(0, batch).Select(i => (Tensor)v.RowSlice(i * each, each)).ToArray();
         using var qb = ctx.DeviceRandom(batch, Heads * D); using var ob = gpu.Allocate(batch, Heads * D, CudaDType.BF16);
         var batchWork = new Work(Bound.Memory, 2.0 * batch * each * KvHeads * D * 2, $"K + V of {batch} caches of {each} keys");
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && x != Fp8Variant))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && !IsFp8(x)))
         {
             Timing.TimingStats? time = null;
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttention(qb, keys, values, Heads, KvHeads, ob), 20));

@@ -296,6 +296,17 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
 
 __device__ __forceinline__ uint4 dv2_load(const bf16* p) { return *(const uint4*)p; }
 
+// Experiment knobs for the fp8 source, defaults as first written (docs/kernels/decode-fp8.md has what each measured):
+// DV2_FP8_U, keys per lane group and step (an fp8 row load is half a bf16 one's bytes, so twice the keys keep the same
+// bytes in flight); DV2_FP8_VONCE, 1 to convert a step's value rows once for all pairs (registers: U x 8 floats), 0 to
+// convert them in each pair's loop (P times the conversions, none of those registers).
+#ifndef DV2_FP8_U
+#define DV2_FP8_U DV2_U
+#endif
+#ifndef DV2_FP8_VONCE
+#define DV2_FP8_VONCE 1
+#endif
+
 // Where version 2 reads the cache from: a lane's 8 values of a key (or value) row. Both sources give a row as raw
 // values and a scale; the kernel multiplies the scale into the lane's partial dot (keys) and into the softmax weight
 // (values), so dequantization costs one multiply per row and lane, not one per value.
@@ -304,6 +315,7 @@ struct Dv2Bf16
 {
     struct Row { uint4 x; };
     static constexpr bool Fp8 = false;
+    static constexpr int U = DV2_U;
     const bf16* p; long stride;
     __device__ __forceinline__ Row load(long t) const { Row r; r.x = dv2_load(p + t * stride); return r; }
     __device__ __forceinline__ static Row zero() { Row r; r.x.x = r.x.y = r.x.z = r.x.w = 0u; return r; }
@@ -321,6 +333,7 @@ struct Dv2Fp8
 {
     struct Row { uint2 x; float s; };
     static constexpr bool Fp8 = true;
+    static constexpr int U = DV2_FP8_U;
     const unsigned char* p; const float* s; long stride, sStride;
     __device__ __forceinline__ Row load(long t) const
     {
@@ -337,10 +350,12 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
     long qStride, float scale, int causal, int keysPerSplit, long rowBase)
 {
     typedef typename Src::Row Row;
+    constexpr int U = Src::U;                  // keys per lane group and step
     constexpr int L = D / 8;                   // lanes per key row
     constexpr int GW = 32 / L;                 // lane groups per warp
     constexpr int G = GW * (DV2_THREADS / 32); // lane groups per block
-    constexpr int STEP = G * DV2_U;            // keys per block step
+    constexpr int STEP = G * U;                // keys per block step
+    constexpr bool VONCE = Src::Fp8 && DV2_FP8_VONCE;
     __shared__ float s_m[G][P], s_l[G][P];
     __shared__ float s_o[G][P][D];
 
@@ -390,10 +405,10 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         for (int c = 0; c < 8; c++) acc[p][c] = 0.f;
     }
 
-    Row kx[DV2_U], vx[DV2_U];
+    Row kx[U], vx[U];
     const Row zero = Src::zero();
 #pragma unroll
-    for (int u = 0; u < DV2_U; u++)
+    for (int u = 0; u < U; u++)
     {
         long t = start + grp + u * G;
         kx[u] = t < end ? ks.load(t) : zero;
@@ -401,11 +416,11 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
     }
     for (long base = start; base < end; base += STEP)
     {
-        Row kn[DV2_U], vn[DV2_U];
+        Row kn[U], vn[U];
         if (PF)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + STEP + grp + u * G;
                 kn[u] = t < end ? ks.load(t) : zero;
@@ -413,9 +428,9 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
             }
         }
 
-        float s[P][DV2_U];
+        float s[P][U];
 #pragma unroll
-        for (int u = 0; u < DV2_U; u++)
+        for (int u = 0; u < U; u++)
         {
             float kf[8];
             Src::unpack(kx[u], kf);
@@ -431,16 +446,16 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         }
         // fp8 values are converted once per step for all pairs; bf16 ones are unpacked where used (two ALU ops each),
         // as before this kernel took fp8, which keeps the bf16 kernel's registers as they were.
-        float vf[Src::Fp8 ? DV2_U : 1][8];
-        if (Src::Fp8)
+        float vf[VONCE ? U : 1][8];
+        if (VONCE)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++) Src::unpack(vx[u], vf[Src::Fp8 ? u : 0]);
+            for (int u = 0; u < U; u++) Src::unpack(vx[u], vf[VONCE ? u : 0]);
         }
 #pragma unroll
         for (int o = L / 2; o > 0; o >>= 1)
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
 #pragma unroll
                 for (int p = 0; p < P; p++) s[p][u] += __shfl_xor_sync(0xffffffffu, s[p][u], o);
 
@@ -449,7 +464,7 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         {
             float cmax = APB_NEG_INF;
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + grp + u * G;
                 if (t >= end || t >= lim[p]) s[p][u] = APB_NEG_INF;
@@ -463,16 +478,16 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
 #pragma unroll
             for (int c = 0; c < 8; c++) acc[p][c] *= alpha;
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 float e = exp2f(s[p][u] - mu);
                 l[p] += e;
                 float ev = e * Src::scale(vx[u]);
                 float vv[8];
-                if (Src::Fp8)
+                if (VONCE)
                 {
 #pragma unroll
-                    for (int c = 0; c < 8; c++) vv[c] = vf[Src::Fp8 ? u : 0][c];
+                    for (int c = 0; c < 8; c++) vv[c] = vf[VONCE ? u : 0][c];
                 }
                 else
                     Src::unpack(vx[u], vv);
@@ -485,12 +500,12 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         if (PF)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++) { kx[u] = kn[u]; vx[u] = vn[u]; }
+            for (int u = 0; u < U; u++) { kx[u] = kn[u]; vx[u] = vn[u]; }
         }
         else if (base + STEP < end)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + STEP + grp + u * G;
                 kx[u] = t < end ? ks.load(t) : zero;

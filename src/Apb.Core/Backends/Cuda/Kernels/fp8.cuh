@@ -44,6 +44,27 @@ __device__ __forceinline__ void e4m3x2_to_f32(unsigned w, float& lo, float& hi)
 }
 
 // Eight codes (8 bytes, in memory order) to floats, unscaled.
+// An experiment's knob, off by default (APB_KERNEL_DEFINES="APB_FP8_BITS=1"; docs/kernels/decode-fp8.md): integer
+// operations in place of cvt. A code's 7 magnitude bits shifted into an fp32's exponent and mantissa are the value times
+// 2^-120 (a code of exponent 0 lands in fp32's denormals, which is the same rule), so one multiply by 2^120 without
+// flush-to-zero gives the value exactly; the sign bit moves to bit 31. Differs from cvt only on the NaN codes.
+#ifndef APB_FP8_BITS
+#define APB_FP8_BITS 0
+#endif
+#if APB_FP8_BITS
+__device__ __forceinline__ float e4m3_bits(unsigned w, int i)
+{
+    unsigned b = (w >> (8 * i)) & 0xffu;
+    float x = __uint_as_float(((b & 0x7fu) << 20) | ((b & 0x80u) << 24)), r;
+    asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(x), "f"(__uint_as_float(0x7b800000u)));   // x 2^120, denormals kept
+    return r;
+}
+__device__ __forceinline__ void e4m3x8_to_f32(uint2 w, float f[8])
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++) { f[i] = e4m3_bits(w.x, i); f[4 + i] = e4m3_bits(w.y, i); }
+}
+#else
 __device__ __forceinline__ void e4m3x8_to_f32(uint2 w, float f[8])
 {
     e4m3x2_to_f32(w.x, f[0], f[1]);
@@ -51,6 +72,7 @@ __device__ __forceinline__ void e4m3x8_to_f32(uint2 w, float f[8])
     e4m3x2_to_f32(w.y, f[4], f[5]);
     e4m3x2_to_f32(w.y >> 16, f[6], f[7]);
 }
+#endif
 
 // A group's scale from its largest magnitude (fp32 division, as Fp8E4M3.RowScale): 1 for a group of zeros.
 __device__ __forceinline__ float fp8_scale(float amax) { return amax == 0.f ? 1.f : __fdiv_rn(amax, APB_FP8_MAX); }
