@@ -32,7 +32,7 @@ for v in "${VS[@]}"; do
   IFS=',' read -ra DS <<< "$v"
   for d in "${DS[@]}"; do
     name=${d%%=*}
-    grep -Eqh "^[[:space:]]*#[[:space:]]*ifndef[[:space:]]+$name([[:space:]]|$)" "$K/decode.cu" "$K/fp8.cuh" \
+    grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "$K/decode.cu" "$K/fp8.cuh" \
       || knob_error "$name is not an #ifndef-guarded macro in decode.cu or fp8.cuh."
   done
 done

@@ -38,7 +38,7 @@ fi
 
 if ! skip decode; then
   step "bench decode auto,fp8 at $CONTEXTS"
-  timeout 400 "$APB" bench decode --shape llama-3.1-8b --contexts "$CONTEXTS" --kv-cache-dtype auto,fp8 --out "$WORK/decode" > "$WORK/decode.md" 2> "$WORK/decode.log"
+  timeout 400 "$APB" bench decode --device cuda --shape llama-3.1-8b --contexts "$CONTEXTS" --kv-cache-dtype auto,fp8 --out "$WORK/decode" > "$WORK/decode.md" 2> "$WORK/decode.log"
   summarize $? decode "bench decode, Llama-3.1-8B shape, bf16 and fp8 caches (same call)"
 fi
 

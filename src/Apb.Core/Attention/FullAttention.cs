@@ -58,9 +58,12 @@ public sealed class FullAttention : IAttention, IDisposable
         // hides something only when some row would otherwise see more than W keys.
         int w = _c.SlidingWindow ?? 0, from = w > 0 ? Math.Max(0, start - w + 1) : 0, keys = cache.Length - from;
         int window = w > 0 && keys > w ? w : 0;
-        // An fp8 cache: a decode step reads the stored rows with the device's fp8 kernel where it has one; the rest
-        // (a prefill, the CPU) attends to the values the rows stand for.
-        cache.Attend(q, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null, from, keys, window);
+        // An fp8 cache: a decode step (one row) reads the stored rows, with the device's fp8 kernel where it has one. A
+        // prefill or a chunk of several rows attends to its own rows as computed (k rotated in place by the append)
+        // and to earlier rows as stored: the first run of the harness at 16K lost 1.5 points where the whole prompt's
+        // attention read its rows back from fp8 (bench/results/kv-fp8-gpu-20261204).
+        cache.Attend(q, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null, from, keys, window,
+                     q.Rows > 1 ? (k, v) : null);
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 

@@ -46,9 +46,13 @@ public sealed class KvCache : IDisposable
     /// <summary>
     /// <see cref="IBackend.Attention"/> of <paramref name="q"/> to rows [from, from + count) of this cache: straight from
     /// the stored rows where the backend has a kernel for the dtype (<see cref="IBackend.TryAttentionKv"/>), else to
-    /// their values (<see cref="K"/>, <see cref="V"/>).
+    /// their values (<see cref="K"/>, <see cref="V"/>). <paramref name="fresh"/>: the rows this call just appended (the
+    /// last of the range), as computed before they were stored; a cache of another dtype than Auto then attends to them
+    /// as they are and to the earlier rows as stored. A prefill of an fp8 cache so attends to its own keys and values
+    /// exactly, as the sequence-parallel strategies' prefill does, and only what later calls read is quantized.
     /// </summary>
-    public void Attend(Tensor q, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int from = 0, int count = -1, int window = 0)
+    public void Attend(Tensor q, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int from = 0, int count = -1, int window = 0,
+                       (Tensor K, Tensor V)? fresh = null)
     {
         if (count < 0) count = Length - from;
         if (DType == KvCacheDType.Auto)
@@ -56,10 +60,36 @@ public sealed class KvCache : IDisposable
             _b.Attention(q, RawK.RowSlice(from, count), RawV.RowSlice(from, count), heads, kvHeads, mask, output, lse, window);
             return;
         }
+        if (fresh is { } f)
+        {
+            AttendWithFresh(q, heads, kvHeads, mask, output, lse, from, count, window, f.K, f.V);
+            return;
+        }
         Tensor k = RawK.RowSlice(from, count), v = RawV.RowSlice(from, count);
         if (window == 0 && _b.TryAttentionKv(q, k, v, heads, kvHeads, mask, output, lse, DType)) return;
         // Only the rows attended to are converted (a sliding window's, not the whole cache).
         _b.Attention(q, _b.ReadKv(k, Cols, DType, values: false), _b.ReadKv(v, Cols, DType, values: true), heads, kvHeads, mask, output, lse, window);
+    }
+
+    /// <summary>Rows [from, from + count) whose last fresh.Rows are <paramref name="k"/>, <paramref name="v"/> as computed.</summary>
+    void AttendWithFresh(Tensor q, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int from, int count, int window, Tensor k, Tensor v)
+    {
+        int old = count - k.Rows;
+        if (old < 0 || from + count != Length || v.Rows != k.Rows || k.Cols != Cols || v.Cols != Cols)
+            throw new ArgumentException($"KvCache.Attend: {k.Rows} fresh rows of {k.Cols} values as the last of rows [{from}, {from + count}) of a cache of {Length} rows of {Cols}");
+        if (old == 0)
+        {
+            _b.Attention(q, k, v, heads, kvHeads, mask, output, lse, window);
+            return;
+        }
+        // A later chunk: the earlier rows' values, then this chunk's own, in one tensor each.
+        using var kAll = _b.Allocate(count, Cols);
+        using var vAll = _b.Allocate(count, Cols);
+        _b.Copy(_b.ReadKv(RawK.RowSlice(from, old), Cols, DType, values: false), 0, 0, kAll, 0, 0, old, Cols);
+        _b.Copy(k, 0, 0, kAll, old, 0, k.Rows, Cols);
+        _b.Copy(_b.ReadKv(RawV.RowSlice(from, old), Cols, DType, values: true), 0, 0, vAll, 0, 0, old, Cols);
+        _b.Copy(v, 0, 0, vAll, old, 0, v.Rows, Cols);
+        _b.Attention(q, kAll, vAll, heads, kvHeads, mask, output, lse, window);
     }
 
     bool _disposed;

@@ -122,10 +122,48 @@ public class Fp8KvCacheTests
         for (int step = 0; step < 3; step++)
         {
             double err = RelErr(b, a);
-            Assert.True(err > 0 && err < 0.05, $"step {step}: fp8 logits {err:E2} from the exact cache's (0 would mean no rounding happened)");
+            // The prefill attends to its own rows as computed: the same logits. Each decode step reads stored rows.
+            if (step == 0) Assert.True(err == 0, $"prefill: fp8 logits {err:E2} from the exact cache's (a prefill attends to its rows as computed)");
+            else Assert.True(err > 0 && err < 0.05, $"step {step}: fp8 logits {err:E2} from the exact cache's (0 would mean no rounding happened)");
             int next = Array.IndexOf(a, a.Max());
             a = exact.Decode(next); b = fp8.Decode(next);
         }
+    }
+
+    /// <summary>
+    /// A later chunk of several rows attends to the earlier rows as stored (rounded) and to its own as computed: the
+    /// same output as plain attention over those rows put together, and not the output of reading its own rows back.
+    /// Fresh rows that are not the cache's last are refused.
+    /// </summary>
+    [Fact]
+    public void AChunkAttendsToEarlierRowsAsStoredAndToItsOwnAsComputed()
+    {
+        IBackend b = new CpuBackend();
+        int heads = 4, kv = 2, d = 32, cols = kv * d, old = 6, rows = 3;
+        var k = Random(old + rows, cols, 11); var v = Random(old + rows, cols, 12); var q = Random(rows, heads * d, 13);
+        var cache = new KvCache(b, cols, 4, KvCacheDType.Fp8);
+        cache.Append(k, v, 0, old);
+        cache.Append(k, v, old, rows);
+        var kNew = new CpuTensor(rows, cols); var vNew = new CpuTensor(rows, cols);
+        b.Copy(k, old, 0, kNew, 0, 0, rows, cols); b.Copy(v, old, 0, vNew, 0, 0, rows, cols);
+
+        var got = new CpuTensor(rows, heads * d);
+        cache.Attend(q, heads, kv, AttentionMask.Causal, got, null, fresh: (kNew, vNew));
+
+        var kAll = new CpuTensor(old + rows, cols); var vAll = new CpuTensor(old + rows, cols);
+        Rounded(k, 0, old).CopyTo(kAll.Data, 0); Rounded(v, 0, old).CopyTo(vAll.Data, 0);
+        b.Copy(kNew, 0, 0, kAll, old, 0, rows, cols); b.Copy(vNew, 0, 0, vAll, old, 0, rows, cols);
+        var want = new CpuTensor(rows, heads * d);
+        b.Attention(q, kAll, vAll, heads, kv, AttentionMask.Causal, want, null);
+        Assert.Equal(want.Data, got.Data);
+
+        var stored = new CpuTensor(rows, heads * d);
+        cache.Attend(q, heads, kv, AttentionMask.Causal, stored, null);
+        Assert.NotEqual(want.Data, stored.Data);   // reading its own rows back would have rounded them
+
+        var e = Assert.Throws<ArgumentException>(() =>
+            cache.Attend(q, heads, kv, AttentionMask.Causal, got, null, from: 0, count: old, fresh: (kNew, vNew)));
+        Assert.Contains("fresh rows", e.Message);
     }
 
     /// <summary>sqrt(sum (a - b)^2 / sum b^2).</summary>
@@ -157,7 +195,8 @@ public class Fp8KvCacheTests
         for (int step = 0; step < 3; step++)
         {
             double err = RelErr(b, a);
-            Assert.True(err > 0 && err < 0.1, $"{fixture} step {step}: fp8 logits {err:E2} from the exact cache's");
+            if (step == 0) Assert.True(err == 0, $"{fixture} prefill: fp8 logits {err:E2} from the exact cache's (a prefill attends to its rows as computed)");
+            else Assert.True(err > 0 && err < 0.1, $"{fixture} step {step}: fp8 logits {err:E2} from the exact cache's");
             int next = Array.IndexOf(a, a.Max());
             a = exact.Decode(next); b = fp8.Decode(next);
         }
