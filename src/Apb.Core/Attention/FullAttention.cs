@@ -60,8 +60,8 @@ public sealed class FullAttention : IAttention, IDisposable
         int window = w > 0 && keys > w ? w : 0;
         // An fp8 cache: a decode step (one row) reads the stored rows, with the device's fp8 kernel where it has one. A
         // prefill or a chunk of several rows attends to its own rows as computed (k rotated in place by the append)
-        // and to earlier rows as stored: the first run of the harness at 16K lost 1.5 points where the whole prompt's
-        // attention read its rows back from fp8 (bench/results/kv-fp8-gpu-20261204).
+        // and to earlier rows as stored, as the sequence-parallel strategies' prefill does: a prompt's own attention
+        // is then exact, and full attention stays the exact peer the other strategies are compared with.
         cache.Attend(q, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null, from, keys, window,
                      q.Rows > 1 ? (k, v) : null);
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
