@@ -17,7 +17,7 @@ public static class GpuCases
 {
     public static IReadOnlyList<GpuCase> All { get; } =
     [
-        .. OpCases.All(), .. PassingCases.All(), .. MachineryCases.All(), .. MergeCases.All(), .. AttentionCases.All(), .. DecodeCases.All(),
+        .. OpCases.All(), .. PassingCases.All(), .. MachineryCases.All(), .. MergeCases.All(), .. AttentionCases.All(), .. DecodeCases.All(), .. Fp8KvCases.All(),
         .. SmokeCases.All(), .. FamilyCases.All(), .. ModelCases.All(),
     ];
 

@@ -23,6 +23,8 @@ public sealed record DecodeSettings
     /// <summary>Timed decode steps per context (median reported).</summary>
     public int Tokens { get; init; } = 32;
     public int Warmup { get; init; } = 4;
+    /// <summary>KV cache dtypes to time, each on its own session of the same prompt (--kv-cache-dtype auto,fp8).</summary>
+    public KvCacheDType[] KvCaches { get; init; } = [KvCacheDType.Auto];
     /// <summary>HBM TB/s for the memory floor: an assumed ~90% of the H200's 4.8 TB/s, not measured here.</summary>
     public double BandwidthTbs { get; init; } = 4.3;
     public ulong Seed { get; init; } = 1;
@@ -76,7 +78,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
             backend.ResetPeakMemory();
             try
             {
-                Context(backend, cuda, model.Weights, n);
+                foreach (var kv in o.KvCaches) Context(backend, cuda, model.Weights, n, kv);
             }
             catch (ApbException e)
             {
@@ -90,12 +92,14 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         return _results.Any(r => r.Status == "error") ? 1 : 0;
     }
 
-    void Context(IBackend backend, CudaBackend? cuda, LlamaWeights weights, int n)
+    void Context(IBackend backend, CudaBackend? cuda, LlamaWeights weights, int n, KvCacheDType kv)
     {
-        int variants = cuda != null ? 2 : 1;
+        // An fp8 cache has one decode path (its own kernel; a prefill reads its rows as bf16): no prefill-kernel row.
+        bool fp8 = kv != KvCacheDType.Auto;
+        int variants = cuda != null && !fp8 ? 2 : 1;
         // Both given back when the context is done (an error included): the cache and the activations.
         using var model = new LlamaModel(_config, weights, backend);
-        using var session = new LocalSession(model, n + variants * (o.Warmup + o.Tokens) + 1);
+        using var session = new LocalSession(model, n + variants * (o.Warmup + o.Tokens) + 1, kvDType: kv);
         var rng = BenchModel.CaseRandom(o.Seed, n);
         var prompt = Enumerable.Range(0, n).Select(_ => rng.Next(_config.VocabSize)).ToArray();
         var sw = Stopwatch.StartNew();
@@ -106,7 +110,8 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         // The same cache for both variants: the second decodes a few tokens further (2 x (warmup + tokens) at most).
         // On CUDA the decode kernel and, for comparison, the prefill kernel (mma.sync: what Auto picks for one row
         // without the decode kernel); the prefill above ran with the backend's own choice.
-        var names = cuda != null ? new[] { "split-kv", "prefill-kernel" } : new[] { backend.Name };
+        var names = fp8 ? new[] { cuda != null ? "split-kv fp8" : $"{backend.Name} fp8" }
+            : cuda != null ? new[] { "split-kv", "prefill-kernel" } : new[] { backend.Name };
         var kernels = new[] { AttentionKernel.SplitKv, AttentionKernel.TensorCore };
         var saved = cuda?.AttentionKernel;
         try
@@ -127,7 +132,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                     host[i] = ms[i] - ((cuda?.Context.WaitedMs ?? 0) - waited);
                 }
                 double peak = cuda != null ? backend.Memory.PeakBytes / (double)(1L << 30) : 0;
-                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n), peak, cuda != null ? host : null, cuda?.Context.Times?.Totals());
+                var r = new Result(n, names[v], "ok", null, ms, prefill, FloorMs(n, kv), peak, cuda != null ? host : null, cuda?.Context.Times?.Totals());
                 _results.Add(r);
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
                 Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
@@ -140,17 +145,21 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         }
     }
 
-    /// <summary>Bytes one step must read: every bf16 weight but the embedding table (one row of it), and the KV cache.</summary>
-    double FloorBytes(int n)
+    /// <summary>
+    /// Bytes one step must read: every bf16 weight but the embedding table (one row of it), and the KV cache (bf16, or
+    /// fp8 codes and their scales).
+    /// </summary>
+    double FloorBytes(int n, KvCacheDType kvDType)
     {
         var c = _config;
         long weights = 2L * (c.ParameterCount - (c.TieWordEmbeddings ? 0 : (long)c.VocabSize * c.HiddenSize));
-        long kv = 2L * c.NumHiddenLayers * n * c.KvDim * 2;
+        long row = kvDType == KvCacheDType.Fp8 ? CudaBackend.Fp8RowBytes(c.KvDim) : c.KvDim * 2L;
+        long kv = 2L * c.NumHiddenLayers * n * row;
         return weights + kv;
     }
 
     /// <summary>The memory floor, for an HBM device only: NaN on the CPU (written as null / '-').</summary>
-    double FloorMs(int n) => _onDevice ? FloorBytes(n) / (o.BandwidthTbs * 1e12) * 1e3 : double.NaN;
+    double FloorMs(int n, KvCacheDType kvDType = KvCacheDType.Auto) => _onDevice ? FloorBytes(n, kvDType) / (o.BandwidthTbs * 1e12) * 1e3 : double.NaN;
 
     void Print()
     {
@@ -170,7 +179,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         foreach (var r in _results.Where(r => r.Kernels is { Count: > 0 }))
             PrintKernels(r);
         output.WriteLine(_onDevice
-            ? $"floor: bf16 weights except the embedding table + the whole KV cache, read once per step at {o.BandwidthTbs} TB/s."
+            ? $"floor: bf16 weights except the embedding table + the whole KV cache (bf16, or fp8 codes + scales), read once per step at {o.BandwidthTbs} TB/s."
             : "floor: GPU runs only (the bytes a step reads over HBM bandwidth; a CPU has no such bound here).");
     }
 

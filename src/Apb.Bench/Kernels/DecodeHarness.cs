@@ -23,12 +23,22 @@ public sealed class DecodeHarness : KernelHarness
     // split-kv: the backend's pick (version 2 with the register double buffer, one full wave of splits);
     // split-kv2 / split-kv2pf: version 2 without / with it; split-kv1: the shared-memory tile kernel version 2 replaced
     // (docs/kernels/decode.md); mma: the prefill kernel with one row.
-    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma"];
-    static readonly string[] Defaults = ["split-kv", "split-kv1", "mma"];
+    // split-kv-fp8: version 2 against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values), the same
+    // keys in 144 bytes per row and KV head where bf16 takes 256 (the backend's pick); split-kv2-fp8 / split-kv2pf-fp8:
+    // without / with the register double buffer.
+    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8"];
+    static readonly string[] Defaults = ["split-kv", "split-kv1", "mma", Fp8Variant];
+    const string Fp8Variant = "split-kv-fp8";
+
+    static bool IsFp8(string variant) => variant.EndsWith("-fp8");
 
     static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant.StartsWith("split-kv") ? "split-kv" : variant);
 
-    static DecodeKernelVersion Version(string variant) => DecodeKernels.Parse(variant.StartsWith("split-kv") ? variant["split-kv".Length..] : null);
+    static DecodeKernelVersion Version(string variant)
+    {
+        string v = IsFp8(variant) ? variant[..^"-fp8".Length] : variant;
+        return DecodeKernels.Parse(v.StartsWith("split-kv") ? v["split-kv".Length..] : null);
+    }
 
     static void Run(KernelBenchContext ctx, string variant, Action work)
     {
@@ -47,11 +57,51 @@ public sealed class DecodeHarness : KernelHarness
         var want = Down(ctx.Cpu, co);
         using var gq = ctx.OnGpu(q, 1, Heads * D); using var gk = ctx.OnGpu(k, tk, KvHeads * D); using var gv = ctx.OnGpu(v, tk, KvHeads * D);
         using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
-        foreach (var variant in Pick(ctx, All, Defaults))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => !IsFp8(x)))
         {
             Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
             ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
         }
+        var fp8 = Pick(ctx, All, Defaults).Where(IsFp8).ToArray();
+        if (fp8.Length == 0 || !ctx.Gpu.Fp8KvAvailable) return;
+        // fp8: against the CPU's attention over the values the codes stand for (the host codec quantizes k and v).
+        var (k8, kValues) = Quantize(ctx, k, tk); var (v8, vValues) = Quantize(ctx, v, tk);
+        ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(kValues, tk, KvHeads * D), ctx.OnCpu(vValues, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
+        var want8 = Down(ctx.Cpu, co);
+        foreach (var variant in fp8)
+        {
+            Run(ctx, variant, () => ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null));
+            ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want8, 2e-2);
+        }
+        k8.Dispose(); v8.Dispose();
+    }
+
+    /// <summary>[rows, KV heads x d] values as fp8 cache rows on the device, and the values they stand for.</summary>
+    static (Tensor Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows)
+    {
+        var values = new float[x.Length];
+        var bytes = CudaBackend.EncodeFp8Rows(x, KvHeads * D, values);
+        var r = ctx.Gpu.AllocateKv(rows, KvHeads * D, KvCacheDType.Fp8);
+        ctx.Gpu.UploadBytes(bytes, r);
+        return (r, values);
+    }
+
+    /// <summary>Random fp8 cache rows for timing: any finite code (0x7F and 0xFF, the NaNs, become 0x7E), scales in [1, 2) / 448.</summary>
+    static Tensor RandomFp8(KernelBenchContext ctx, int rows)
+    {
+        int cols = KvHeads * D, rowBytes = CudaBackend.Fp8RowBytes(cols);
+        var bytes = new byte[(long)rows * rowBytes];
+        Random.Shared.NextBytes(bytes);
+        for (long r = 0; r < rows; r++)
+        {
+            var row = bytes.AsSpan((int)(r * rowBytes), rowBytes);
+            for (int i = 0; i < cols; i++) if ((row[i] & 0x7F) == 0x7F) row[i] &= 0xFE;
+            var scales = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row[cols..CudaBackend.Fp8UsedBytes(cols)]);
+            for (int g = 0; g < scales.Length; g++) scales[g] = (1f + Random.Shared.NextSingle()) / Fp8E4M3.Max;
+        }
+        var t = ctx.Gpu.AllocateKv(rows, cols, KvCacheDType.Fp8);
+        ctx.Gpu.UploadBytes(bytes, t);
+        return t;
     }
 
     public override IEnumerable<KernelRow> Time(KernelBenchContext ctx, int tk)
@@ -63,6 +113,17 @@ public sealed class DecodeHarness : KernelHarness
         foreach (var variant in Pick(ctx, All, Defaults))
         {
             Timing.TimingStats? time = null;
+            if (IsFp8(variant))
+            {
+                if (!gpu.Fp8KvAvailable) continue;
+                var k8 = RandomFp8(ctx, tk); var v8 = RandomFp8(ctx, tk);
+                var work8 = new Work(Bound.Memory, 2.0 * tk * CudaBackend.Fp8RowBytes(KvHeads * D),
+                                     $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales)");
+                Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
+                k8.Dispose(); v8.Dispose();
+                yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time, work8);
+                continue;
+            }
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
             yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work);
         }
@@ -73,7 +134,7 @@ public sealed class DecodeHarness : KernelHarness
         var values = Enumerable.Range(0, batch).Select(i => (Tensor)v.RowSlice(i * each, each)).ToArray();
         using var qb = ctx.DeviceRandom(batch, Heads * D); using var ob = gpu.Allocate(batch, Heads * D, CudaDType.BF16);
         var batchWork = new Work(Bound.Memory, 2.0 * batch * each * KvHeads * D * 2, $"K + V of {batch} caches of {each} keys");
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv")))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && !IsFp8(x)))
         {
             Timing.TimingStats? time = null;
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttention(qb, keys, values, Heads, KvHeads, ob), 20));

@@ -1,3 +1,4 @@
+using Apb.Backends;
 using System.CommandLine;
 using Apb.Bench;
 using Apb.Bench.Charts;
@@ -60,6 +61,10 @@ static class EvalCommand
         return cmd;
     }
 
+    /// <summary>A strategy's label variant with the KV cache's dtype where it is not the default: "retaining heads, fp8 KV cache".</summary>
+    static string? WithKv(string? variant, KvCacheDType kv) =>
+        kv == KvCacheDType.Auto ? variant : variant is null ? $"{kv.Name()} KV cache" : $"{variant}, {kv.Name()} KV cache";
+
     static Command Ruler(Io io)
     {
         var model = new ModelFlags();
@@ -72,6 +77,7 @@ static class EvalCommand
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
+        var kvCache = StrategyFlags.KvCacheOption();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
         var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
         var quiet = CommonOptions.Quiet();
@@ -79,7 +85,7 @@ static class EvalCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, json, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, json, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -92,13 +98,14 @@ static class EvalCommand
                     throw new ApbException($"--length {len} does not fit the model's max_position_embeddings ({bundle.Config.MaxPositionEmbeddings}) with room for the answer: use a shorter length");
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
+            var kvDType = KvCacheDTypes.Parse(r.GetValue(kvCache));
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             float? noveltyWeight = r.GetValue(novelty);
             ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
-                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1)
-                    : new StrategySpec(k.Name(), rankCount, Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing))))
+                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, kvDType == KvCacheDType.Auto ? null : $"{kvDType.Name()} KV cache")
+                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing)), kvDType)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -125,7 +132,7 @@ static class EvalCommand
             using var disposeGroups = new Disposer(() => { foreach (var g in groups.Values) g.Dispose(); });
             IInferenceSession Session(StrategySpec spec, EncodedSample e)
             {
-                if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e));
+                if (spec.Name == "full") return new LocalSession(fullModel ??= bundle.LoadModel(held), RulerHarness.Capacity(e), kvDType: kvDType);
                 if (!groups.TryGetValue(spec, out var group))
                 {
                     // A default anchor (null) grows to hold the query plus some context at short lengths (ApbDefaults).
@@ -134,7 +141,7 @@ static class EvalCommand
                     {
                         Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
-                        PadTokenId = pad,
+                        PadTokenId = pad, KvCache = kvDType,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
                         b => bundle.LoadWeights(b));

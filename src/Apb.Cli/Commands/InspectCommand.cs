@@ -1,3 +1,4 @@
+using Apb.Backends;
 using System.CommandLine;
 using Apb.Checkpoints;
 using Apb.Engine;
@@ -89,7 +90,8 @@ static class InspectCommand
         o.WriteLine($"GPU memory for a prefill of {n:N0} context + {q} query tokens (CUDA backend, bf16; fits = at most " +
             $"{RankMemory.UsableFraction * 100:F0}% of an H200's {RankMemory.H200Bytes / 1e9:F0} GB):");
         o.WriteLine($"  weights per GPU  {Size(RankMemory.WeightBytes(c))} (every strategy holds the whole model on every rank)");
-        o.WriteLine($"  kv cache         {Size(RankMemory.KvBytesPerToken(c))} per token, {Size(RankMemory.KvBytesPerToken(c) * (n + (long)q))} for the whole sequence");
+        o.WriteLine($"  kv cache         {Size(RankMemory.KvBytesPerToken(c))} per token, {Size(RankMemory.KvBytesPerToken(c) * (n + (long)q))} for the whole sequence; " +
+                    $"with --kv-cache-dtype fp8 {Size(RankMemory.KvBytesPerToken(c, KvCacheDType.Fp8))} and {Size(RankMemory.KvBytesPerToken(c, KvCacheDType.Fp8) * (n + (long)q))}");
         if ((long)n + q > c.MaxPositionEmbeddings)
             o.WriteLine($"  note             {n + (long)q:N0} tokens exceed max_position_embeddings {c.MaxPositionEmbeddings}: the model refuses such prompts");
         o.WriteLine($"  {"strategy",-9}{string.Concat(RankCounts.Select(h => $"{$"{h} GPU{(h > 1 ? "s" : "")}",12}"))}   fewest H200s");

@@ -118,11 +118,12 @@ static class ServeCommand
     static string Describe(Runtime.RankGroup group)
     {
         var o = group.Options;
-        return o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
+        string kv = o.KvCache == Backends.KvCacheDType.Auto ? "" : $", {Backends.KvCacheDTypes.Name(o.KvCache)} KV cache";
+        return (o.Strategy == Strategies.StrategyKind.Full ? "full attention on one rank"
             : $"{Strategies.StrategyKinds.Name(o.Strategy)}{(o.Exact ? " (exact)" : Strategies.StrategyKinds.MayRunApb(o.Strategy) ? $" ({Strategies.ScorerChoice.Label(o.Scorer, o.NoveltyWeight)})" : "")} " +
               $"over {group.WorldSize} rank(s){(group.WorldSize > group.LocalRanks.Count ? " (processes)" : "")}" +
               ((Strategies.StrategyKinds.MayRunApb(o.Strategy) || o.Strategy == Strategies.StrategyKind.Star) && o.FallbackBelow > 0
-                  ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "");
+                  ? $", full attention on one rank below {o.FallbackBelow} context tokens (--fallback-below)" : "")) + kv;
     }
 
     // "--allowed-origins a,b", "--allowed-origins a b" and the option given twice all mean the same.

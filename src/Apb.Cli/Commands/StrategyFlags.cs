@@ -30,6 +30,13 @@ sealed class StrategyFlags
         DefaultValueFactory = _ => StrategyOptions.DefaultFallbackBelow,
     };
     readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
+    readonly Option<string?> _kvCache = KvCacheOption();
+
+    public const string KvCacheHelp = "how the KV cache stores its rows: auto (the model's activation type, default) | fp8 (E4M3 with a scale per 32 values: " +
+        "56% of bf16's bytes; every strategy; a GPU of compute capability 8.9 or later, or the CPU's reference, which computes with the same values)";
+
+    /// <summary>--kv-cache-dtype, as generate, logits, serve and eval ruler take it (bench decode takes a list).</summary>
+    public static Option<string?> KvCacheOption() => new("--kv-cache-dtype") { Description = KvCacheHelp };
 
     public const string ScorerHelp = "APB token scorer: auto (default: retaining when --retaining-heads is given or the model folder has " + ScorerChoice.HeadsFileName +
         ", query otherwise) | retaining (trained heads, follows chains) | retaining-only (the heads alone) | query (training-free, follows chains) | query-only (the query term alone)";
@@ -57,7 +64,7 @@ sealed class StrategyFlags
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings, _kvCache }) c.Options.Add(o);
     }
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
@@ -92,6 +99,7 @@ sealed class StrategyFlags
             FallbackBelow = r.GetValue(_fallback),
             PadTokenId = padTokenId,
             Timings = r.GetValue(_timings),
+            KvCache = KvCacheDTypes.Parse(r.GetValue(_kvCache)),
         };
     }
 
@@ -113,7 +121,7 @@ sealed class StrategyFlags
             return new GroupSession(group, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
         }
         if (o.Strategy == StrategyKind.Full && o.Ranks == 1 && !o.Timings)
-            return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true);
+            return new LocalSession(bundle.LoadModel(backend()), capacity, ownsBackend: true, o.KvCache);
         var g = RankGroup.Create(bundle.Config, o, _ => backend(), b => bundle.LoadWeights(b));
         return new GroupSession(g, o.AnchorInsertAt, capacity - promptTokens, ownsGroup: true);
     }

@@ -22,11 +22,13 @@ public sealed class FullAttention : IAttention, IDisposable
     public KvCache[] Caches { get; }
     int[] _positions = [];
 
-    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity)
+    public FullAttention(IBackend backend, ModelConfig config, RopeTable rope, int capacity, KvCacheDType kvDType = KvCacheDType.Auto)
     {
         _b = backend; _c = config; _rope = rope;
-        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity)).ToArray();
+        Caches = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new KvCache(backend, config.KvDim, capacity, kvDType)).ToArray();
     }
+
+    public KvCacheDType KvDType => Caches[0].DType;
 
     public int Length => Caches[0].Length;
     public Diagnostics.Profile? Profile { get; set; }
@@ -49,16 +51,19 @@ public sealed class FullAttention : IAttention, IDisposable
         for (int i = 0; i < positions.Length; i++) positions[i] = start + i;
         using (Profile?.Measure("other"))
         {
-            var (kRows, vRows) = cache.AppendRows(q.Rows);
-            _b.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows), kRows, vRows);
+            cache.RopeAppend(q, k, v, _c.NumAttentionHeads, _c.NumKeyValueHeads, positions, _rope.ForLength(start + q.Rows));
         }
         using var _ = Profile?.Measure("attention");
         // Keys [from, Length): the first row's window starts at start - W + 1. With the keys cut there, the window still
         // hides something only when some row would otherwise see more than W keys.
         int w = _c.SlidingWindow ?? 0, from = w > 0 ? Math.Max(0, start - w + 1) : 0, keys = cache.Length - from;
         int window = w > 0 && keys > w ? w : 0;
-        _b.Attention(q, cache.K.RowSlice(from, keys), cache.V.RowSlice(from, keys), _c.NumAttentionHeads, _c.NumKeyValueHeads,
-            AttentionMask.Causal, output, null, window);
+        // An fp8 cache: a decode step (one row) reads the stored rows, with the device's fp8 kernel where it has one. A
+        // prefill or a chunk of several rows attends to its own rows as computed (k rotated in place by the append)
+        // and to earlier rows as stored, as the sequence-parallel strategies' prefill does: a prompt's own attention
+        // is then exact, and full attention stays the exact peer the other strategies are compared with.
+        cache.Attend(q, _c.NumAttentionHeads, _c.NumKeyValueHeads, AttentionMask.Causal, output, null, from, keys, window,
+                     q.Rows > 1 ? (k, v) : null);
         Profile?.AddAttention(CausalPairs(q.Rows, keys) - (window > 0 ? CausalPairs(q.Rows, keys - window) : 0), _c.NumAttentionHeads, _c.HeadDim);
     }
 
@@ -72,9 +77,10 @@ public sealed class FullAttention : IAttention, IDisposable
     {
         if (seqs.Count == 0 || q.Rows != seqs.Count) return false;
         var first = seqs[0];
-        var b = first._b; var c = first._c;
+        var b = first._b; var c = first._c; var kv = first.KvDType;
         foreach (var s in seqs)
-            if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope))
+            if (!ReferenceEquals(s._b, b) || !ReferenceEquals(s._c, c) || !ReferenceEquals(s._rope.ForLength(s.Caches[layer].Length + 1), s._rope) ||
+                s.KvDType != kv)
                 return false;
         var positions = new int[seqs.Count];
         for (int i = 0; i < seqs.Count; i++) positions[i] = seqs[i].Caches[layer].Length;
@@ -85,21 +91,21 @@ public sealed class FullAttention : IAttention, IDisposable
         }
         var keys = new Tensor[seqs.Count]; var values = new Tensor[seqs.Count];
         var kRows = new Tensor[seqs.Count]; var vRows = new Tensor[seqs.Count];
-        for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRow();
-        b.ScatterRows(k, kRows);
-        b.ScatterRows(v, vRows);
+        for (int i = 0; i < seqs.Count; i++) (kRows[i], vRows[i]) = seqs[i].Caches[layer].AppendRawRows(1);
+        b.ScatterRowsKv(k, kRows, kv);
+        b.ScatterRowsKv(v, vRows, kv);
         int w = c.SlidingWindow ?? 0;
         for (int i = 0; i < seqs.Count; i++)
         {
             var cache = seqs[i].Caches[layer];
             // A decode row's window is exactly the cache's last W rows: the slice is the whole mask.
             int from = w > 0 ? Math.Max(0, cache.Length - w) : 0;
-            keys[i] = cache.K.RowSlice(from, cache.Length - from);
-            values[i] = cache.V.RowSlice(from, cache.Length - from);
+            keys[i] = cache.RawK.RowSlice(from, cache.Length - from);
+            values[i] = cache.RawV.RowSlice(from, cache.Length - from);
         }
         using (first.Profile?.Measure("attention"))
         {
-            b.DecodeAttention(q, keys, values, c.NumAttentionHeads, c.NumKeyValueHeads, output);
+            b.DecodeAttentionKv(q, keys, values, c.NumAttentionHeads, c.NumKeyValueHeads, output, kv);
             first.Profile?.AddAttention(keys.Sum(t => (double)t.Rows), c.NumAttentionHeads, c.HeadDim);
         }
         return true;

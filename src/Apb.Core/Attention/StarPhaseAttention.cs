@@ -118,12 +118,12 @@ public sealed class StarPhaseAttention : IAttention, IDisposable
             if (IsLast)
             {
                 cache.Append(k, v);
-                _b.Attention(q, cache.K, cache.V, heads, kvHeads, AttentionMask.Causal, part, partLse);
+                cache.Attend(q, heads, kvHeads, AttentionMask.Causal, part, partLse);
                 Profile?.AddAttention(FullAttention.CausalPairs(t, cache.Length), heads, _c.HeadDim);
             }
             else if (cache.Length > 0)
             {
-                _b.Attention(q, cache.K, cache.V, heads, kvHeads, AttentionMask.None, part, partLse);
+                cache.Attend(q, heads, kvHeads, AttentionMask.None, part, partLse);
                 Profile?.AddAttention((double)t * cache.Length, heads, _c.HeadDim);
             }
             else

@@ -164,6 +164,92 @@ public interface IBackend : IDisposable
         Copy(v, 0, 0, vDst, 0, 0, v.Rows, v.Cols);
     }
 
+    // ------------------------------------------------------------------------------------------- KV cache storage
+    // A KvCache of KvCacheDType.Auto holds plain tensors; one of another dtype holds rows in the backend's own form of
+    // it and goes through these five. The defaults take Auto only and refuse the rest with an error that names them.
+
+    /// <summary>Room for <paramref name="rows"/> cache rows of <paramref name="cols"/> values in <paramref name="dtype"/>.</summary>
+    Tensor AllocateKv(int rows, int cols, KvCacheDType dtype) =>
+        dtype == KvCacheDType.Auto ? Allocate(rows, cols) : throw KvUnsupported(dtype);
+
+    /// <summary>Bytes <paramref name="rows"/> cache rows of <paramref name="cols"/> values take in <paramref name="dtype"/>.</summary>
+    long KvBytes(long rows, int cols, KvCacheDType dtype) =>
+        dtype == KvCacheDType.Auto ? rows * cols * ActivationBytes : throw KvUnsupported(dtype);
+
+    /// <summary><see cref="RopeAppend"/> into cache rows of <paramref name="dtype"/> (kDst, vDst from <see cref="AllocateKv"/>).</summary>
+    void RopeAppendKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table, Tensor kDst, Tensor vDst,
+                      KvCacheDType dtype)
+    {
+        if (dtype != KvCacheDType.Auto) throw KvUnsupported(dtype);
+        RopeAppend(q, k, v, heads, kvHeads, positions, table, kDst, vDst);
+    }
+
+    /// <summary>Rows [srcRow, srcRow + rows) of plain <paramref name="src"/> into cache rows of <paramref name="dtype"/> from <paramref name="dstRow"/> on.</summary>
+    void AppendKv(Tensor src, int srcRow, Tensor dst, int dstRow, int rows, KvCacheDType dtype)
+    {
+        if (dtype != KvCacheDType.Auto) throw KvUnsupported(dtype);
+        Copy(src, srcRow, 0, dst, dstRow, 0, rows, src.Cols);
+    }
+
+    /// <summary>
+    /// Cache rows of <paramref name="dtype"/> as a plain tensor of their values, for the attention ops. A backend that
+    /// has to convert them writes into its own scratch, one for keys and one for values (<paramref name="values"/>):
+    /// the result is valid until the next read of the same kind.
+    /// </summary>
+    Tensor ReadKv(Tensor rows, int cols, KvCacheDType dtype, bool values) =>
+        dtype == KvCacheDType.Auto ? rows : throw KvUnsupported(dtype);
+
+    /// <summary>
+    /// <see cref="Attention"/> straight from cache rows of <paramref name="dtype"/> where the backend has a kernel for
+    /// it (a device's fp8 decode); false, with nothing done, where the caller should read the rows (<see cref="ReadKv"/>)
+    /// and call <see cref="Attention"/>.
+    /// </summary>
+    bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, KvCacheDType dtype) => false;
+
+    /// <summary>
+    /// <see cref="ScatterRows"/> into cache rows of <paramref name="dtype"/>: row i of plain <paramref name="src"/> into
+    /// the one-row <paramref name="destinations"/>[i] (a sequence's next cache row), a batched decode step's append.
+    /// </summary>
+    void ScatterRowsKv(Tensor src, IReadOnlyList<Tensor> destinations, KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { ScatterRows(src, destinations); return; }
+        if (destinations.Count != src.Rows) throw new ArgumentException($"scatter of {src.Rows} rows into {destinations.Count} destinations");
+        for (int i = 0; i < destinations.Count; i++) AppendKv(src, i, destinations[i], 0, 1, dtype);
+    }
+
+    /// <summary>
+    /// <see cref="DecodeAttention"/> against cache rows of <paramref name="dtype"/> (keys[i], values[i]: sequence i's
+    /// stored rows). The default takes the sequences one by one (<see cref="TryAttentionKv"/>, else their values).
+    /// </summary>
+    void DecodeAttentionKv(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output,
+                           KvCacheDType dtype)
+    {
+        if (dtype == KvCacheDType.Auto) { DecodeAttention(q, keys, values, heads, kvHeads, output); return; }
+        if (keys.Count != q.Rows || values.Count != q.Rows || output.Rows != q.Rows || heads <= 0)
+            throw new ArgumentException($"decode attention: {q.Rows} rows, {keys.Count} key and {values.Count} value tensors, output {output}");
+        DecodeKvOneByOne(this, q, keys, values, heads, kvHeads, output, dtype);
+    }
+
+    /// <summary>
+    /// <see cref="DecodeAttentionKv"/> one sequence at a time: <see cref="TryAttentionKv"/>, else <see cref="Attention"/>
+    /// to the rows' values. The default, and a device's way for calls its batch kernel does not take.
+    /// </summary>
+    static void DecodeKvOneByOne(IBackend b, Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads,
+                                 Tensor output, KvCacheDType dtype)
+    {
+        int cols = q.Cols / heads * kvHeads;
+        for (int i = 0; i < q.Rows; i++)
+        {
+            Tensor row = q.RowSlice(i, 1), o = output.RowSlice(i, 1);
+            if (!b.TryAttentionKv(row, keys[i], values[i], heads, kvHeads, AttentionMask.None, o, null, dtype))
+                b.Attention(row, b.ReadKv(keys[i], cols, dtype, values: false), b.ReadKv(values[i], cols, dtype, values: true), heads, kvHeads,
+                            AttentionMask.None, o, null);
+        }
+    }
+
+    static ApbException KvUnsupported(KvCacheDType dtype) =>
+        new($"this backend has no {dtype.Name()} KV cache: use --kv-cache-dtype auto");
+
     /// <summary>
     /// Softmax(q k^T / sqrt(d)) v per head with GQA (query head h reads KV head h / (heads / kvHeads)).
     /// lse (optional) receives the natural-log sum of exp of the scaled scores, [Tq, heads]; rows that see no key

@@ -16,11 +16,12 @@ public sealed class LocalSession : IInferenceSession
     readonly bool _ownsBackend;
     bool _disposed;
 
-    public LocalSession(LlamaModel model, int capacity, bool ownsBackend = false)
+    /// <param name="kvDType">how the KV cache stores its rows (--kv-cache-dtype)</param>
+    public LocalSession(LlamaModel model, int capacity, bool ownsBackend = false, Backends.KvCacheDType kvDType = Backends.KvCacheDType.Auto)
     {
         _model = model;
         _ownsBackend = ownsBackend;
-        _attention = new FullAttention(model.Backend, model.Config, model.Rope, capacity);
+        _attention = new FullAttention(model.Backend, model.Config, model.Rope, capacity, kvDType);
     }
 
     public int Length => _attention.Length;

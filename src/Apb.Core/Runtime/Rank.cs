@@ -96,7 +96,7 @@ public sealed class Rank : IDisposable
         string stage = $"{Name(c.Plan.Strategy)} prefill";
         Doing = stage;
         int total = c.Context.Length + c.Query.Length;
-        var full = seq.UseFull(new FullAttention(Backend, _config, Model.Rope, total + c.DecodeBudget) { Profile = seq.PrefillProfile });
+        var full = seq.UseFull(new FullAttention(Backend, _config, Model.Rope, total + c.DecodeBudget, _options.KvCache) { Profile = seq.PrefillProfile });
         var gate = new LayerGate(full, this, stage, c.Cancellable ? new LocalCancel(cancelled) : null);
         return Download(Model.Forward([.. c.Context, .. c.Query], gate, c.AllLogits ? LogitsFor.All : LogitsFor.Last)!);
     }
@@ -110,7 +110,7 @@ public sealed class Rank : IDisposable
         float[]? contextLogits = null;
         using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.NoveltyTermWeight,
             c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
-            _options.Overlap))
+            _options.Overlap, _options.KvCache))
         {
             seq.UseCaches(strategy.Caches);
             strategy.Profile = seq.PrefillProfile;

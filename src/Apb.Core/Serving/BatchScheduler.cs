@@ -1,3 +1,4 @@
+using Apb.Backends;
 using System.Diagnostics;
 using System.Text;
 using Apb.Engine;
@@ -432,7 +433,7 @@ public sealed class BatchScheduler : IGenerationEngine
     long Bytes(PrefillPlan plan, PromptTokens p, int maxNew) => _budget == 0 ? 0 : Rows(plan, p, p.Count, maxNew).Max() * RowBytes;
 
     /// <summary>A cached row: K and V for every layer.</summary>
-    long RowBytes => (long)_group.Config.NumHiddenLayers * 2 * _group.Config.KvDim * _elementBytes;
+    long RowBytes => (long)_group.Config.NumHiddenLayers * 2 * _group.LocalRanks[0].Backend.KvBytes(1, _group.Config.KvDim, _group.Options.KvCache);
 
     /// <summary>
     /// A sequence's cache rows per rank of the group, once <paramref name="prefilled"/> prompt tokens and
@@ -470,7 +471,10 @@ public sealed class BatchScheduler : IGenerationEngine
         // One request alone on a device of full attention: its cache, plus one prefill chunk's activations.
         var c = _group.Config;
         long chunk = (3L * c.HiddenSize + 2L * c.QDim + 2L * c.KvDim + 2L * c.IntermediateSize) * _o.PrefillChunk * _elementBytes;
-        long fits = (_budget - chunk) / Math.Max(RowBytes, 1);
+        // An fp8 cache is read as bf16 values for a prefill (the backend's scratch, one layer's K and V at a time), so
+        // its longest prompt also pays for that scratch per row.
+        long scratch = _group.Options.KvCache == KvCacheDType.Auto ? 0 : 2L * c.KvDim * _elementBytes;
+        long fits = (_budget - chunk) / Math.Max(RowBytes + scratch, 1);
         return (int)Math.Clamp(fits, 1, positions);
     }
 

@@ -1,3 +1,4 @@
+using Apb.Backends;
 using Apb.Checkpoints;
 using Apb.Strategies.Apb;
 
@@ -22,15 +23,16 @@ public static class RankMemory
     /// <summary>The weights as the CUDA backend holds them: every tensor in bf16, a tied output projection once.</summary>
     public static long WeightBytes(ModelConfig c) => c.ParameterCount * 2;
 
-    /// <summary>K and V of every layer for one token, bf16.</summary>
-    public static long KvBytesPerToken(ModelConfig c) => 2L * c.NumHiddenLayers * c.KvDim * 2;
+    /// <summary>K and V of every layer for one token: bf16, or fp8 rows with their scales (--kv-cache-dtype fp8).</summary>
+    public static long KvBytesPerToken(ModelConfig c, KvCacheDType kvDType = KvCacheDType.Auto) =>
+        2L * c.NumHiddenLayers * KvCacheDTypes.DeviceRowBytes(c.KvDim, kvDType);
 
     /// <summary>
     /// What one rank needs beyond the weights for n context and q query tokens, generously: the model's per-call
     /// workspace for its local rows, the KV caches it keeps, the attention's key-side buffers three times over (received
     /// blocks, LSE merges, outputs), the query's logits and 1 GiB for the libraries' workspaces.
     /// </summary>
-    public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks)
+    public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
     {
         long lb = (n + ranks - 1) / ranks;
         var (anchor, passing) = ApbDefaults.For(n, ranks);
@@ -54,14 +56,15 @@ public static class RankMemory
         // K and V of every layer, reserved once (KvCache.Reserve). Against bench/results/prefill-20261128-152251 (8B
         // shape, 2 H200, 128K; peaks there include the ~15 GiB of weights): this estimate is ~18 GiB for APB against a
         // measured 15.2 beyond the weights, ~26 for Star against 20.7, ~34 for full against 28.9.
-        long cache = (s == StrategyKind.Full ? n + q + 64 : lb + q) * KvBytesPerToken(c);
+        long cache = (s == StrategyKind.Full ? n + q + 64 : lb + q) * KvBytesPerToken(c, kvDType);
         long attention = 3 * keys * (c.QDim + 2L * c.KvDim) * 2 + 2 * rows * c.NumAttentionHeads * 4L;
         long logits = (long)q * c.VocabSize * 4;
         return workspace + cache + attention + logits + (1L << 30);
     }
 
     /// <summary>Weights plus <see cref="BeyondWeights"/>: one rank's device memory for the prefill.</summary>
-    public static long PerRank(ModelConfig c, StrategyKind s, int n, int q, int ranks) => WeightBytes(c) + BeyondWeights(c, s, n, q, ranks);
+    public static long PerRank(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto) =>
+        WeightBytes(c) + BeyondWeights(c, s, n, q, ranks, kvDType);
 
     /// <summary>Why <paramref name="s"/> cannot run this model on <paramref name="ranks"/> ranks at all, or null.</summary>
     public static string? Unrunnable(ModelConfig c, StrategyKind s, int ranks) =>

@@ -31,8 +31,16 @@ public abstract class SequenceParallelAttention : IAttention, IDisposable
     /// </summary>
     public bool Overlap { get; init; } = true;
 
-    /// <summary>Per layer: the post-RoPE K/V of this rank's real block rows, in block order.</summary>
-    public KvCache[] Caches { get; }
+    /// <summary>How <see cref="Caches"/> store their rows (--kv-cache-dtype); set before the first layer runs.</summary>
+    public KvCacheDType KvDType { get; init; }
+
+    /// <summary>
+    /// Per layer: the post-RoPE K/V of this rank's real block rows, in block order (made on first use, in
+    /// <see cref="KvDType"/>; a cache takes memory only from its first row).
+    /// </summary>
+    public KvCache[] Caches => _caches ??= Enumerable.Range(0, C.NumHiddenLayers)
+        .Select(_ => new KvCache(B, C.KvDim, Plan.RealRows(Comm.Rank), KvDType)).ToArray();
+    KvCache[]? _caches;
     public Profile? Profile { get; set; }
 
     protected SequenceParallelAttention(IBackend backend, ModelConfig config, RopeTable rope, SequencePlan plan, ICommunicator comm)
@@ -40,8 +48,6 @@ public abstract class SequenceParallelAttention : IAttention, IDisposable
         if (plan.Ranks != comm.WorldSize)
             throw new ArgumentException($"plan for {plan.Ranks} ranks used with a group of {comm.WorldSize}");
         B = backend; C = config; RopeTable = rope; Plan = plan; Comm = comm;
-        Caches = Enumerable.Range(0, config.NumHiddenLayers)
-            .Select(_ => new KvCache(backend, config.KvDim, plan.RealRows(comm.Rank))).ToArray();
     }
 
     /// <summary>Rows reserved past the query for decoded tokens on the last rank (128 KiB of cache a row at the 8B shape).</summary>

@@ -1,3 +1,4 @@
+using Apb.Backends;
 using Apb.Checkpoints;
 using Apb.Comms;
 
@@ -41,6 +42,12 @@ public sealed record StrategyOptions
     public int FallbackBelow { get; init; } = DefaultFallbackBelow;
     /// <summary>Token id of the pad rows that round the context up to a multiple of the rank count (never seen by real tokens).</summary>
     public int PadTokenId { get; init; }
+    /// <summary>
+    /// How the KV caches store their rows (--kv-cache-dtype): every rank's, for every strategy (the sequence-parallel
+    /// ones cache their own blocks and read them in the star phase).
+    /// </summary>
+    public KvCacheDType KvCache { get; init; }
+
     /// <summary>Per-rank time by phase (synchronizes the backend at phase edges).</summary>
     public bool Timings { get; init; }
     /// <summary>Longest a rank waits in one collective before it fails naming the ranks it waited for.</summary>
@@ -64,7 +71,8 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "");
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "") +
+        (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {

@@ -19,8 +19,14 @@ public sealed record AttentionReference(float[] Q, float[] K, float[] V, float[]
     /// <param name="window">a sliding window (causal only; 0: none), as <see cref="IBackend.Attention"/> takes it</param>
     public static AttentionReference Make(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, int window = 0)
     {
-        var mask = causal ? AttentionMask.Causal : AttentionMask.None;
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * kv * d, 1.5f); var v = c.Rand((long)tk * kv * d);
+        return Of(c, q, k, v, tq, tk, heads, kv, d, causal, window);
+    }
+
+    /// <summary><see cref="Make"/> for given q, k and v (e.g. the values an fp8 cache stands for).</summary>
+    public static AttentionReference Of(GpuCheck c, float[] q, float[] k, float[] v, int tq, int tk, int heads, int kv, int d, bool causal, int window = 0)
+    {
+        var mask = causal ? AttentionMask.Causal : AttentionMask.None;
         var co = c.Cpu.Allocate(tq, heads * d); var cl = c.Cpu.Allocate(tq, heads);
         c.Cpu.Attention(c.OnCpu(q, tq, heads * d), c.OnCpu(k, tk, kv * d), c.OnCpu(v, tk, kv * d), heads, kv, mask, co, cl, window);
         var refO = Down(c.Cpu, co); var refL = Down(c.Cpu, cl);

@@ -28,6 +28,32 @@ public static class ModelCases
             string name = Path.GetFileName(dir);
             yield return new("models", $"logits and greedy {name}", c => LogitsAndGreedy(c, dir));
             yield return new("models", $"session memory {name}", c => SessionMemory(c, dir));
+            var cfg = ModelConfig.Load(Path.Combine(dir, "config.json"));
+            if (cfg.KvDim % KvCacheDTypes.Fp8Group == 0)   // an fp8 row is whole groups of 32 values
+                yield return new("fp8kv", $"model {name}: fp8 KV cache, prefill and 4 decode steps against the CPU's", c => Fp8Session(c, dir));
+        }
+    }
+
+    /// <summary>
+    /// A session with --kv-cache-dtype fp8 on the GPU (prefill over dequantized rows, decode steps through the fp8
+    /// decode kernel) against the same on the CPU (fp32 rows holding the values the codes stand for): the last
+    /// position's logits after the prefill and after each decode step, the CPU's greedy tokens fed to both.
+    /// </summary>
+    static void Fp8Session(GpuCheck c, string dir)
+    {
+        using var ckpt = CheckpointWeights.Open(dir);
+        var (_, cpu, gpu, prompt, _) = Load(c, dir, ckpt);
+        using var sc = new LocalSession(cpu, prompt.Length + 4, kvDType: KvCacheDType.Fp8);
+        using var sg = new LocalSession(gpu, prompt.Length + 4, kvDType: KvCacheDType.Fp8);
+        var want = sc.Prefill(prompt, Array.Empty<int>());
+        var got = sg.Prefill(prompt, Array.Empty<int>());
+        c.Compare($"prefill of {prompt.Length}: last logits", got, want, Fp8KvCases.Fp8SessionLimit, "fp8 cache");
+        for (int i = 0; i < 4; i++)
+        {
+            int next = Sampler.ArgMax(want);
+            want = sc.Decode(next);
+            got = sg.Decode(next);
+            c.Compare($"decode step {i + 1}: logits", got, want, Fp8KvCases.Fp8SessionLimit, "fp8 cache");
         }
     }
 

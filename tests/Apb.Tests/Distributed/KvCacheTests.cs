@@ -50,7 +50,7 @@ public class KvCacheTests
         int n = 0;
         foreach (int step in new[] { 2, 1, 4, 1500 })
         {
-            var (k, v) = cache.AppendRows(step);
+            var (k, v) = cache.AppendRawRows(step);
             Assert.Equal(step, k.Rows);
             b.Copy(Rows(n, step, 3, 1), 0, 0, k, 0, 0, step, 3);
             b.Copy(Rows(n, step, 3, -1), 0, 0, v, 0, 0, step, 3);

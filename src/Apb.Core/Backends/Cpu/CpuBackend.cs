@@ -4,7 +4,7 @@ using Apb.Checkpoints;
 namespace Apb.Backends.Cpu;
 
 /// <summary>The fp32 reference backend: readable loops over managed arrays, vectorized and multi-threaded.</summary>
-public sealed class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend
 {
     public string Name => "cpu";
     public IPassingOps Passing { get; } = new CpuPassingOps();

@@ -83,17 +83,60 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = ks.Rows, d = qs.Cols / heads;
 
         int group = heads / kvHeads, pairs = tq * group, rowBlocks = (pairs + DecodeRows - 1) / DecodeRows;
-        var k = DecodeKernelFor(batch: false, pairs, d);
+        SplitDecode(DecodeKernelFor(batch: false, pairs, d), qs, ks.Ptr, vs.Ptr, tk, ks.Cols, rowBlocks, heads, kvHeads, mask, o, l);
+    }
+
+    /// <summary>
+    /// One sequence's split-KV launch and merge, for the kernel <paramref name="k"/> whose K and V are rows of
+    /// <paramref name="kStride"/> elements (bf16) or bytes (fp8 rows) from <paramref name="kp"/> and <paramref name="vp"/>.
+    /// </summary>
+    void SplitDecode(DecodeLaunch k, CudaTensor qs, ulong kp, ulong vp, int tk, long kStride, int rowBlocks, int heads, int kvHeads,
+                     AttentionMask mask, CudaTensor o, CudaTensor? l)
+    {
+        int tq = qs.Rows, d = qs.Cols / heads;
         var (splits, perSplit) = DecodeSplits(tk, kvHeads * rowBlocks, k);
         long rowsOut = (long)tq * heads;
         var (partO, partLse) = DecodePartials(rowsOut, splits, d);
-        ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr;
-        long qStride = qs.Cols, kStride = ks.Cols;
+        ulong qp = qs.Ptr;
+        long qStride = qs.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
+    }
+
+    /// <summary>
+    /// A batched decode step's launch and merge, for the batch kernel <paramref name="k"/>: the table (B pairs of 8-byte
+    /// K/V addresses, then B lengths) goes up in one copy, then one launch over (splits, KV heads, B). Rows are
+    /// <paramref name="kStride"/> elements (bf16) or bytes (fp8 rows).
+    /// </summary>
+    void BatchDecode(DecodeLaunch k, CudaTensor qs, CudaTensor[] ks, CudaTensor[] vs, int maxLen, long kStride, int heads, int kvHeads, CudaTensor o)
+    {
+        int b = qs.Rows, d = qs.Cols / heads;
+        Enter();
+        // Made for every layer of every decode step: on the stack, no heap.
+        int tableBytes = b * 16 + b * 4;
+        Span<byte> table = tableBytes <= 8192 ? stackalloc byte[tableBytes] : new byte[tableBytes];
+        for (int i = 0; i < b; i++)
+        {
+            BitConverter.TryWriteBytes(table[(i * 16)..], ks[i].Ptr);
+            BitConverter.TryWriteBytes(table[(i * 16 + 8)..], vs[i].Ptr);
+            BitConverter.TryWriteBytes(table[(b * 16 + i * 4)..], ks[i].Rows);
+        }
+        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, tableBytes, 4096, "decode batch table");
+        fixed (byte* src = table) UploadSmall(tp, src, tableBytes, "decode batch table");
+        ulong lens = tp + (ulong)(b * 16);
+
+        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, k);
+        long rowsOut = (long)b * heads;
+        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
+        ulong qp = qs.Ptr;
+        long qStride = qs.Cols;
+        float scale = 1f / MathF.Sqrt(d);
+        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
+        Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, sa);
+        DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
     }
 
     /// <summary>A split-KV kernel as a call runs it; its last argument is tiles per split (version 1) or keys (version 2).</summary>
@@ -106,16 +149,18 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     DecodeLaunch DecodeKernelFor(bool batch, int pairs, int d)
     {
-        if (Decode2(pairs, d) is { } stem)
-        {
-            string fn2 = (batch ? "apb_decode2_batch_" : "apb_decode2_split_") + stem;
-            nint f2 = Context.Function(DecodeFile, fn2);
-            return new(fn2, f2, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f2, Decode2Threads, 0), CountsKeys: true);
-        }
+        if (Decode2(pairs, d) is { } stem) return Decode2Launch((batch ? "apb_decode2_batch_" : "apb_decode2_split_") + stem, d);
         string fn = $"apb_decode_{(batch ? "batch" : "split")}_d{d}";
         // The limit goes to what any call may need (the widest row block at d = 128): smem varies from call to call.
         nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         return new(fn, f, DecodeThreads, DecodeSharedBytes(pairs, d), DecodeTile, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4, CountsKeys: false);
+    }
+
+    /// <summary>The version-2 kernel <paramref name="name"/> as a call runs it: one full wave of its blocks, keys per split.</summary>
+    DecodeLaunch Decode2Launch(string name, int d)
+    {
+        nint f = Context.Function(DecodeFile, name);
+        return new(name, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
     }
 
     /// <summary><see cref="DecodeSplits(int, int, int, int)"/> for a launch, with its last argument: tiles or keys per split.</summary>
@@ -187,31 +232,7 @@ public sealed unsafe partial class CudaBackend
                 Attention(qs.RowSlice(i, 1), ks[i], vs[i], heads, kvHeads, AttentionMask.None, o.RowSlice(i, 1), null);
             return;
         }
-        Enter();
-        // The table: B pairs of 8-byte addresses (K, V), then B lengths; one copy for the whole step (no heap: it is
-        // made for every layer of every decode step).
-        int tableBytes = b * 16 + b * 4;
-        Span<byte> table = tableBytes <= 8192 ? stackalloc byte[tableBytes] : new byte[tableBytes];
-        for (int i = 0; i < b; i++)
-        {
-            BitConverter.TryWriteBytes(table[(i * 16)..], ks[i].Ptr);
-            BitConverter.TryWriteBytes(table[(i * 16 + 8)..], vs[i].Ptr);
-            BitConverter.TryWriteBytes(table[(b * 16 + i * 4)..], ks[i].Rows);
-        }
-        ulong tp = Scratch(ref _batchTable, ref _batchTableBytes, tableBytes, 4096, "decode batch table");
-        fixed (byte* src = table) UploadSmall(tp, src, tableBytes, "decode batch table");
-        ulong lens = tp + (ulong)(b * 16);
-
-        var k = DecodeKernelFor(batch: true, heads / kvHeads, d);
-        var (splits, perSplit) = DecodeSplits(maxLen, kvHeads * b, k);
-        long rowsOut = (long)b * heads;
-        var (partO, partLse) = DecodePartials(rowsOut, splits, d);
-        ulong qp = qs.Ptr;
-        long qStride = qs.Cols, kStride = ks[0].Cols;
-        float scale = 1f / MathF.Sqrt(d);
-        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
-        Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, sa);
-        DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
+        BatchDecode(DecodeKernelFor(batch: true, heads / kvHeads, d), qs, ks, vs, maxLen, ks[0].Cols, heads, kvHeads, o);
     }
 }
 

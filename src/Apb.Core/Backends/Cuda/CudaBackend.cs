@@ -108,7 +108,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         if (rows < 0 || cols <= 0) throw new ArgumentException($"cannot allocate a [{rows}, {cols}] tensor");
         Enter();
-        long bytes = (long)rows * cols * (dtype == CudaDType.BF16 ? 2 : 4);
+        long bytes = (long)rows * cols * (dtype switch { CudaDType.BF16 => 2, CudaDType.U8 => 1, _ => 4 });
         return new CudaTensor(this, Pool.Rent(bytes, $"a [{rows}, {cols}] {dtype} tensor"), rows, cols, dtype, owns: true);
     }
 
@@ -290,6 +290,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public void Upload(ReadOnlySpan<float> src, Tensor dst)
     {
         var d = C(dst);
+        if (d.DType == CudaDType.U8) throw new ArgumentException($"upload of floats into {d}: a byte tensor takes bytes (UploadBytes)");
         if (src.Length != (long)d.Rows * d.Cols) throw new ArgumentException($"upload of {src.Length} floats into {d}");
         Enter();
         var pinned = Pinned(StagingBytes);
@@ -314,6 +315,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public void Download(Tensor src, Span<float> dst)
     {
         var s = C(src);
+        if (s.DType == CudaDType.U8) throw new ArgumentException($"download of {s} into floats: a byte tensor gives bytes (DownloadBytes)");
         long n = (long)s.Rows * s.Cols;
         if (dst.Length < n) throw new ArgumentException($"download of {s} into {dst.Length} floats");
         Enter();
@@ -342,6 +344,8 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"copy of [{rows}, {cols}] from {s}@({srcRow},{srcCol}) to {d}@({dstRow},{dstCol}) is out of bounds");
         if (s.DType != d.DType) throw new ArgumentException($"copy from {s} to {d}: element types differ");
         if (rows == 0 || cols == 0) return;
+        if (s.DType == CudaDType.U8 && (cols != s.Cols || cols != d.Cols))
+            throw new ArgumentException($"copy of [{rows}, {cols}] from {s} to {d}: byte tensors (fp8 cache rows) copy whole rows only");
         Enter();
         int es = s.ElementSize;
         ulong sp = s.Ptr + (ulong)(((long)srcRow * s.Cols + srcCol) * es);

@@ -3,7 +3,8 @@ using Apb.Checkpoints;
 namespace Apb.Backends.Cuda;
 
 /// <summary>Element types of device tensors: bf16 activations, fp32 for LSE rows (see <see cref="CudaBackend.AllocateF32"/>).</summary>
-public enum CudaDType { BF16, F32 }
+/// <summary>Element types of device tensors: bf16 activations, fp32 (LSE rows, merge weights, fp8 scales), and bytes (FP8 E4M3 codes of an fp8 KV cache).</summary>
+public enum CudaDType { BF16, F32, U8 }
 
 /// <summary>
 /// A row-major [Rows, Cols] tensor in device memory. Views (row slices, reshapes) point into their parent's block and never own it;
@@ -15,7 +16,7 @@ public sealed class CudaTensor : Tensor
     public CudaBackend Backend { get; }
     public ulong Ptr { get; private set; }
     public CudaDType DType { get; }
-    public int ElementSize => DType == CudaDType.BF16 ? 2 : 4;
+    public int ElementSize => DType switch { CudaDType.BF16 => 2, CudaDType.U8 => 1, _ => 4 };
     public long Bytes => (long)Rows * Cols * ElementSize;
 
     internal CudaTensor(CudaBackend backend, ulong ptr, int rows, int cols, CudaDType dtype, bool owns)

@@ -10,6 +10,7 @@
 // Partial results are fp32: partO [Tq x heads][splits][D], partLse [Tq x heads][splits] (row = i x heads + h).
 
 #include "bf16.cuh"
+#include "fp8.cuh"
 
 #define DEC_THREADS 128
 #define DEC_TILE 64   // keys per tile
@@ -295,15 +296,66 @@ extern "C" __global__ void __launch_bounds__(128) apb_decode_merge(const float* 
 
 __device__ __forceinline__ uint4 dv2_load(const bf16* p) { return *(const uint4*)p; }
 
-template <int D, int P, bool PF>
-__device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-    float* __restrict__ partO, float* __restrict__ partLse, int Tq, int Tk, int heads, int kvHeads,
-    long qStride, long kStride, float scale, int causal, int keysPerSplit, long rowBase)
+// Experiment knobs for the fp8 source, defaults as first written (docs/kernels/decode-fp8.md has what each measured):
+// DV2_FP8_U, keys per lane group and step (an fp8 row load is half a bf16 one's bytes, so twice the keys keep the same
+// bytes in flight); DV2_FP8_VONCE, 1 to convert a step's value rows once for all pairs (registers: U x 8 floats), 0 to
+// convert them in each pair's loop (P times the conversions, none of those registers).
+#ifndef DV2_FP8_U
+#define DV2_FP8_U DV2_U
+#endif
+#ifndef DV2_FP8_VONCE
+#define DV2_FP8_VONCE 1
+#endif
+
+// Where version 2 reads the cache from: a lane's 8 values of a key (or value) row. Both sources give a row as raw
+// values and a scale; the kernel multiplies the scale into the lane's partial dot (keys) and into the softmax weight
+// (values), so dequantization costs one multiply per row and lane, not one per value.
+// bf16 (the default cache): 16 bytes per lane and row, scale 1 (the multiply by 1 folds away).
+struct Dv2Bf16
 {
+    struct Row { uint4 x; };
+    static constexpr bool Fp8 = false;
+    static constexpr int U = DV2_U;
+    const bf16* p; long stride;
+    __device__ __forceinline__ Row load(long t) const { Row r; r.x = dv2_load(p + t * stride); return r; }
+    __device__ __forceinline__ static Row zero() { Row r; r.x.x = r.x.y = r.x.z = r.x.w = 0u; return r; }
+    __device__ __forceinline__ static float scale(const Row&) { return 1.f; }
+    __device__ __forceinline__ static void unpack(const Row& r, float f[8])
+    {
+        f[0] = bf_lo(r.x.x); f[1] = bf_hi(r.x.x); f[2] = bf_lo(r.x.y); f[3] = bf_hi(r.x.y);
+        f[4] = bf_lo(r.x.z); f[5] = bf_hi(r.x.z); f[6] = bf_lo(r.x.w); f[7] = bf_hi(r.x.w);
+    }
+};
+// fp8 (--kv-cache-dtype fp8, fp8.cuh): 8 code bytes per lane and row, and the fp32 scale of their group of 32 (4
+// lanes share it); rows of codes then scales (elementwise.cu's layout). p and s point at the lane's first code and
+// scale of row 0; stride in bytes, sStride in floats.
+struct Dv2Fp8
+{
+    struct Row { uint2 x; float s; };
+    static constexpr bool Fp8 = true;
+    static constexpr int U = DV2_FP8_U;
+    const unsigned char* p; const float* s; long stride, sStride;
+    __device__ __forceinline__ Row load(long t) const
+    {
+        Row r; r.x = *(const uint2*)(p + t * stride); r.s = s[t * sStride]; return r;
+    }
+    __device__ __forceinline__ static Row zero() { Row r; r.x.x = r.x.y = 0u; r.s = 0.f; return r; }
+    __device__ __forceinline__ static float scale(const Row& r) { return r.s; }
+    __device__ __forceinline__ static void unpack(const Row& r, float f[8]) { e4m3x8_to_f32(r.x, f); }
+};
+
+template <int D, int P, bool PF, class Src>
+__device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const Src ks, const Src vs,
+    float* __restrict__ partO, float* __restrict__ partLse, int Tq, int Tk, int heads, int kvHeads,
+    long qStride, float scale, int causal, int keysPerSplit, long rowBase)
+{
+    typedef typename Src::Row Row;
+    constexpr int U = Src::U;                  // keys per lane group and step
     constexpr int L = D / 8;                   // lanes per key row
     constexpr int GW = 32 / L;                 // lane groups per warp
     constexpr int G = GW * (DV2_THREADS / 32); // lane groups per block
-    constexpr int STEP = G * DV2_U;            // keys per block step
+    constexpr int STEP = G * U;                // keys per block step
+    constexpr bool VONCE = Src::Fp8 && DV2_FP8_VONCE;
     __shared__ float s_m[G][P], s_l[G][P];
     __shared__ float s_o[G][P][D];
 
@@ -343,8 +395,6 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         long last = (long)Tk - Tq + (pairs - 1) / g + 1; // keys the widest-seeing pair sees
         if (end > last) end = last;
     }
-    const bf16* kb = k + (long)kh * D + li * 8;
-    const bf16* vb = v + (long)kh * D + li * 8;
 
     float m[P], l[P], acc[P][8];
 #pragma unroll
@@ -355,48 +405,57 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         for (int c = 0; c < 8; c++) acc[p][c] = 0.f;
     }
 
-    uint4 kx[DV2_U], vx[DV2_U];
-    uint4 zero; zero.x = zero.y = zero.z = zero.w = 0u;
+    Row kx[U], vx[U];
+    const Row zero = Src::zero();
 #pragma unroll
-    for (int u = 0; u < DV2_U; u++)
+    for (int u = 0; u < U; u++)
     {
         long t = start + grp + u * G;
-        kx[u] = t < end ? dv2_load(kb + t * kStride) : zero;
-        vx[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+        kx[u] = t < end ? ks.load(t) : zero;
+        vx[u] = t < end ? vs.load(t) : zero;
     }
     for (long base = start; base < end; base += STEP)
     {
-        uint4 kn[DV2_U], vn[DV2_U];
+        Row kn[U], vn[U];
         if (PF)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + STEP + grp + u * G;
-                kn[u] = t < end ? dv2_load(kb + t * kStride) : zero;
-                vn[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+                kn[u] = t < end ? ks.load(t) : zero;
+                vn[u] = t < end ? vs.load(t) : zero;
             }
         }
 
-        float s[P][DV2_U];
+        float s[P][U];
 #pragma unroll
-        for (int u = 0; u < DV2_U; u++)
+        for (int u = 0; u < U; u++)
         {
-            float kf[8] = { bf_lo(kx[u].x), bf_hi(kx[u].x), bf_lo(kx[u].y), bf_hi(kx[u].y),
-                            bf_lo(kx[u].z), bf_hi(kx[u].z), bf_lo(kx[u].w), bf_hi(kx[u].w) };
+            float kf[8];
+            Src::unpack(kx[u], kf);
+            float ksc = Src::scale(kx[u]);
 #pragma unroll
             for (int p = 0; p < P; p++)
             {
                 float a = 0.f;
 #pragma unroll
                 for (int c = 0; c < 8; c++) a = fmaf(qf[p][c], kf[c], a);
-                s[p][u] = a;
+                s[p][u] = a * ksc;   // the group's scale on the lane's partial: the same product in either order
             }
+        }
+        // fp8 values are converted once per step for all pairs; bf16 ones are unpacked where used (two ALU ops each),
+        // as before this kernel took fp8, which keeps the bf16 kernel's registers as they were.
+        float vf[VONCE ? U : 1][8];
+        if (VONCE)
+        {
+#pragma unroll
+            for (int u = 0; u < U; u++) Src::unpack(vx[u], vf[VONCE ? u : 0]);
         }
 #pragma unroll
         for (int o = L / 2; o > 0; o >>= 1)
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
 #pragma unroll
                 for (int p = 0; p < P; p++) s[p][u] += __shfl_xor_sync(0xffffffffu, s[p][u], o);
 
@@ -405,7 +464,7 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         {
             float cmax = APB_NEG_INF;
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + grp + u * G;
                 if (t >= end || t >= lim[p]) s[p][u] = APB_NEG_INF;
@@ -419,14 +478,21 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
 #pragma unroll
             for (int c = 0; c < 8; c++) acc[p][c] *= alpha;
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 float e = exp2f(s[p][u] - mu);
                 l[p] += e;
-                acc[p][0] = fmaf(e, bf_lo(vx[u].x), acc[p][0]); acc[p][1] = fmaf(e, bf_hi(vx[u].x), acc[p][1]);
-                acc[p][2] = fmaf(e, bf_lo(vx[u].y), acc[p][2]); acc[p][3] = fmaf(e, bf_hi(vx[u].y), acc[p][3]);
-                acc[p][4] = fmaf(e, bf_lo(vx[u].z), acc[p][4]); acc[p][5] = fmaf(e, bf_hi(vx[u].z), acc[p][5]);
-                acc[p][6] = fmaf(e, bf_lo(vx[u].w), acc[p][6]); acc[p][7] = fmaf(e, bf_hi(vx[u].w), acc[p][7]);
+                float ev = e * Src::scale(vx[u]);
+                float vv[8];
+                if (VONCE)
+                {
+#pragma unroll
+                    for (int c = 0; c < 8; c++) vv[c] = vf[VONCE ? u : 0][c];
+                }
+                else
+                    Src::unpack(vx[u], vv);
+#pragma unroll
+                for (int c = 0; c < 8; c++) acc[p][c] = fmaf(ev, vv[c], acc[p][c]);
             }
             m[p] = mNew;
         }
@@ -434,16 +500,16 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         if (PF)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++) { kx[u] = kn[u]; vx[u] = vn[u]; }
+            for (int u = 0; u < U; u++) { kx[u] = kn[u]; vx[u] = vn[u]; }
         }
         else if (base + STEP < end)
         {
 #pragma unroll
-            for (int u = 0; u < DV2_U; u++)
+            for (int u = 0; u < U; u++)
             {
                 long t = base + STEP + grp + u * G;
-                kx[u] = t < end ? dv2_load(kb + t * kStride) : zero;
-                vx[u] = t < end ? dv2_load(vb + t * kStride) : zero;
+                kx[u] = t < end ? ks.load(t) : zero;
+                vx[u] = t < end ? vs.load(t) : zero;
             }
         }
     }
@@ -478,23 +544,62 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
     }
 }
 
+// A bf16 cache's lane source: the lane's 8 values of KV head kh in rows of kStride elements.
+template <int D>
+__device__ __forceinline__ Dv2Bf16 dv2_bf16(const bf16* base, int kh, long kStride)
+{
+    Dv2Bf16 r; r.p = base + (long)kh * D + (threadIdx.x & 31) % (D / 8) * 8; r.stride = kStride; return r;
+}
+// An fp8 cache's: rows of rowBytes, each cols codes then cols / 32 fp32 scales.
+template <int D>
+__device__ __forceinline__ Dv2Fp8 dv2_fp8(const unsigned char* base, int kh, long rowBytes, int cols)
+{
+    int li = (threadIdx.x & 31) % (D / 8);
+    Dv2Fp8 r; r.p = base + (long)kh * D + li * 8;
+    r.s = (const float*)(base + cols) + (long)kh * (D / APB_FP8_GROUP) + li * 8 / APB_FP8_GROUP;
+    r.stride = rowBytes; r.sStride = rowBytes / 4; return r;
+}
+
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads).
 #define DV2_SPLIT(D, P, PF, NAME) \
 extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const bf16* k, const bf16* v, float* partO, \
     float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
-{ pdl_enter(); decode_split2<D, P, PF>(q, k, v, partO, partLse, Tq, Tk, heads, kvHeads, qStride, kStride, scale, causal, keysPerSplit, 0); }
+{ pdl_enter(); int kh = blockIdx.y; \
+  decode_split2<D, P, PF>(q, dv2_bf16<D>(k, kh, kStride), dv2_bf16<D>(v, kh, kStride), partO, partLse, Tq, Tk, heads, kvHeads, \
+      qStride, scale, causal, keysPerSplit, 0); }
 
 // B sequences, one query row each against its own cache (the table of version 1's batch kernel): grid (splits, KV heads, B).
 #define DV2_BATCH(D, P, PF, NAME) \
 extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
     const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
     int keysPerSplit) \
-{ pdl_enter(); int b = blockIdx.z; \
-  decode_split2<D, P, PF>(q + (long)b * qStride, (const bf16*)kv[2 * b], (const bf16*)kv[2 * b + 1], partO, partLse, 1, lens[b], \
-      heads, kvHeads, qStride, kStride, scale, 0, keysPerSplit, (long)b * heads); }
+{ pdl_enter(); int b = blockIdx.z, kh = blockIdx.y; \
+  decode_split2<D, P, PF>(q + (long)b * qStride, dv2_bf16<D>((const bf16*)kv[2 * b], kh, kStride), \
+      dv2_bf16<D>((const bf16*)kv[2 * b + 1], kh, kStride), partO, partLse, 1, lens[b], heads, kvHeads, qStride, scale, 0, \
+      keysPerSplit, (long)b * heads); }
+
+// One sequence against an fp8 cache (rows of rowBytes: kvHeads x D codes, then their scales): grid (splits, KV heads).
+#define DV2_SPLIT_FP8(D, P, PF, NAME) \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned char* k, const unsigned char* v, float* partO, \
+    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long rowBytes, float scale, int causal, int keysPerSplit) \
+{ pdl_enter(); int kh = blockIdx.y, cols = kvHeads * D; \
+  decode_split2<D, P, PF>(q, dv2_fp8<D>(k, kh, rowBytes, cols), dv2_fp8<D>(v, kh, rowBytes, cols), partO, partLse, Tq, Tk, \
+      heads, kvHeads, qStride, scale, causal, keysPerSplit, 0); }
+
+// B sequences against their own fp8 caches (the batch table holds each sequence's K and V row addresses): grid (splits, KV heads, B).
+#define DV2_BATCH_FP8(D, P, PF, NAME) \
+extern "C" __global__ void DV2_BOUNDS(P) NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
+    const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long rowBytes, float scale, \
+    int keysPerSplit) \
+{ pdl_enter(); int b = blockIdx.z, kh = blockIdx.y, cols = kvHeads * D; \
+  decode_split2<D, P, PF>(q + (long)b * qStride, dv2_fp8<D>((const unsigned char*)kv[2 * b], kh, rowBytes, cols), \
+      dv2_fp8<D>((const unsigned char*)kv[2 * b + 1], kh, rowBytes, cols), partO, partLse, 1, lens[b], heads, kvHeads, qStride, \
+      scale, 0, keysPerSplit, (long)b * heads); }
 
 #define DV2_ALL(D, P) \
   DV2_SPLIT(D, P, false, apb_decode2_split_d##D##_p##P) DV2_SPLIT(D, P, true, apb_decode2_split_d##D##_p##P##_pf) \
-  DV2_BATCH(D, P, false, apb_decode2_batch_d##D##_p##P) DV2_BATCH(D, P, true, apb_decode2_batch_d##D##_p##P##_pf)
+  DV2_BATCH(D, P, false, apb_decode2_batch_d##D##_p##P) DV2_BATCH(D, P, true, apb_decode2_batch_d##D##_p##P##_pf) \
+  DV2_SPLIT_FP8(D, P, false, apb_decode2_split_d##D##_p##P##_fp8) DV2_SPLIT_FP8(D, P, true, apb_decode2_split_d##D##_p##P##_pf_fp8) \
+  DV2_BATCH_FP8(D, P, false, apb_decode2_batch_d##D##_p##P##_fp8) DV2_BATCH_FP8(D, P, true, apb_decode2_batch_d##D##_p##P##_pf_fp8)
 DV2_ALL(64, 1) DV2_ALL(64, 2) DV2_ALL(64, 4) DV2_ALL(64, 8)
 DV2_ALL(128, 1) DV2_ALL(128, 2) DV2_ALL(128, 4) DV2_ALL(128, 8)

@@ -4,6 +4,7 @@
 // Index arithmetic uses long where a product of two sizes can pass 2^31 (a 128K x 16K tensor has 2^31 elements).
 
 #include "bf16.cuh"
+#include "fp8.cuh"
 
 // IEEE half -> float by bit manipulation (subnormals, inf and NaN included), so no cuda_fp16.h is needed.
 __device__ __forceinline__ float h2f(unsigned short h)
@@ -265,6 +266,101 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
     kDst[at + i + half] = hi;
     vDst[at + i] = v[at + i];
     vDst[at + i + half] = v[at + i + half];
+}
+
+// An fp8 cache row (--kv-cache-dtype fp8, fp8.cuh): cols E4M3 codes, then cols / 32 fp32 scales, rowBytes = cols x 9 / 8.
+// A rotated pair (a, b) of one KV head's row, dims i and i + half, stored with a scale per 32 values: a warp's a's are
+// dims 32w .. 32w + 31 of the head (one group) and its b's are half + 32w .. (another), so each group's largest
+// magnitude is a warp reduction. Lane 0 of the warp writes the two scales.
+__device__ __forceinline__ void fp8_store_pair(unsigned char* __restrict__ codes, float* __restrict__ scales, int i, int half,
+                                               float a, float b)
+{
+    float sa = fp8_scale(warp_max(fabsf(a))), sb = fp8_scale(warp_max(fabsf(b)));
+    codes[i] = f2e4m3(__fdiv_rn(a, sa));
+    codes[i + half] = f2e4m3(__fdiv_rn(b, sb));
+    if ((i & 31) == 0)
+    {
+        scales[i / APB_FP8_GROUP] = sa;
+        scales[(i + half) / APB_FP8_GROUP] = sb;
+    }
+}
+
+// apb_rope_append for an fp8 cache: q and k rotated in place as there; each KV head's rotated key and its value stored
+// as codes and scales in rows of rowBytes (kDst, vDst: the first row to write). The codes are those of the bf16
+// rotated key (what apb_rope_append would have stored), so a test compares them with Fp8E4M3 on the host bit for bit.
+// One block per (token, head), a thread per rotated pair; d / 2 must be a multiple of 32 (head dims 64 and 128: the
+// host checks), so every thread of a warp is live for its shuffles.
+extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __restrict__ v, unsigned char* __restrict__ kDst,
+                                               unsigned char* __restrict__ vDst, long rowBytes, const int* __restrict__ positions,
+                                               const float* __restrict__ invFreq, int heads, int kvHeads, int d, float scale)
+{
+    pdl_enter();
+    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
+    if (i >= half) return;
+    float pos = (float)positions[blockIdx.x];
+    bf16 lo, hi;
+    if (h < heads)
+    {
+        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
+        return;
+    }
+    int kh = h - heads, cols = kvHeads * d;
+    long at = ((long)blockIdx.x * kvHeads + kh) * d, row = (long)blockIdx.x * rowBytes;
+    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    long code = row + (long)kh * d, sc = row + cols + (long)kh * (d / APB_FP8_GROUP) * 4;
+    fp8_store_pair(kDst + code, (float*)(kDst + sc), i, half, bf2f(lo), bf2f(hi));
+    fp8_store_pair(vDst + code, (float*)(vDst + sc), i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
+}
+
+// Group g of one bf16 row (32 values, a value per lane of the calling warp) into an fp8 row: its codes, and its scale
+// after the row's cols codes.
+__device__ __forceinline__ void fp8_quantize_group(const bf16* __restrict__ src, unsigned char* __restrict__ row, int cols, int g, int lane)
+{
+    int c = g * APB_FP8_GROUP + lane;
+    float x = bf2f(src[c]);
+    float s = fp8_scale(warp_max(fabsf(x)));
+    row[c] = f2e4m3(__fdiv_rn(x, s));
+    if (lane == 0) ((float*)(row + cols))[g] = s;
+}
+
+// bf16 rows [rows][cols] (row stride srcStride) into fp8 rows of rowBytes: one warp per group of 32 values, a value per
+// lane. Grid: (ceil(cols / 32 / warps per block), rows).
+extern "C" __global__ void apb_fp8_quantize(const bf16* __restrict__ src, long srcStride, unsigned char* __restrict__ dst,
+                                            long rowBytes, int cols)
+{
+    pdl_enter();
+    int lane = threadIdx.x & 31, g = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (g * APB_FP8_GROUP >= cols) return;   // whole warps leave together
+    fp8_quantize_group(src + blockIdx.y * srcStride, dst + blockIdx.y * rowBytes, cols, g, lane);
+}
+
+// Row r of src (bf16 [rows][cols]) quantized into the fp8 row at dst[r] (a table of device addresses): a batched decode
+// step's new K or V rows, each into its own sequence's fp8 cache, in one launch. Grid as apb_fp8_quantize's.
+extern "C" __global__ void apb_fp8_scatter_quantize(const bf16* __restrict__ src, const unsigned long long* __restrict__ dst, int cols)
+{
+    pdl_enter();
+    int lane = threadIdx.x & 31, g = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (g * APB_FP8_GROUP >= cols) return;
+    fp8_quantize_group(src + (long)blockIdx.y * cols, (unsigned char*)dst[blockIdx.y], cols, g, lane);
+}
+
+// fp8 rows of rowBytes into bf16 rows [rows][cols] (row stride dstStride): decode(code) x scale, rounded to bf16 (the
+// prefill kernels' input). 8 values per thread. Grid: (ceil(cols / 8 / blockDim.x), rows).
+extern "C" __global__ void apb_fp8_dequantize(const unsigned char* __restrict__ src, long rowBytes, bf16* __restrict__ dst,
+                                              long dstStride, int cols)
+{
+    pdl_enter();
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (c >= cols) return;
+    long r = blockIdx.y;
+    const unsigned char* row = src + r * rowBytes;
+    float s = ((const float*)(row + cols))[c / APB_FP8_GROUP];
+    float f[8];
+    e4m3x8_to_f32(*(const uint2*)(row + c), f);
+    uint4 o;
+    o.x = pack_bf16(f[0] * s, f[1] * s); o.y = pack_bf16(f[2] * s, f[3] * s);
+    o.z = pack_bf16(f[4] * s, f[5] * s); o.w = pack_bf16(f[6] * s, f[7] * s);
+    *(uint4*)(dst + r * dstStride + c) = o;
 }
 
 // 2-D copies between (row, column) windows of row-major tensors, for 2- and 4-byte elements. Grid: (col blocks, rows).

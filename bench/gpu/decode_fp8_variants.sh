@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Compile-time variants of the fp8 split-KV decode (docs/kernels/decode-fp8.md) in one call: `bash
+# bench/gpu/decode_fp8_variants.sh` from the repository root, binaries as for fp8.sh (.gpu/*.xz, unpacked here).
+# Each entry of VARIANTS goes to NVRTC as -D options through APB_KERNEL_DEFINES; '-' is the committed kernel. ';'
+# between variants, ',' between the NAME=VALUE defines of one, e.g. VARIANTS="-;DV2_FP8_U=8,DV2_FP8_VONCE=0". Each NAME
+# must be an #ifndef-guarded macro of decode.cu or fp8.cuh (any other name compiles the same kernel). Per variant:
+#   1. ptxas -v of decode.cu with those defines: registers and spills of the d128 fp8 kernels (where nvcc is installed)
+#   2. the GPU tests fp8kv/decode (correctness of that build against the CPU), unless TESTS=0
+#   3. apb bench kernel decode --variants $ROWS at $LENGTHS: the bf16 kernel beside the fp8 ones, same build, same call
+# Everything lands in $OUT/variants.md (printed last) and $OUT/fp8-variants.tar.gz.
+source "$(dirname "$0")/env.sh"
+WORK=${WORK:-/tmp/apb-fp8-variants}
+LENGTHS=${LENGTHS:-16k,128k}
+ROWS=${ROWS:-split-kv,split-kv-fp8,split-kv2-fp8}
+VARIANTS=${VARIANTS:-}
+TESTS=${TESTS:-1}
+K=src/Apb.Core/Backends/Cuda/Kernels
+mkdir -p "$WORK"
+unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
+require_apb
+
+knob_error() {
+  echo "decode_fp8_variants.sh: $1"
+  echo "  VARIANTS=\"-;A=1,B=2\" (';' between variants, ',' between defines, '-' for none); each name must be a macro that"
+  echo "  $K/decode.cu or fp8.cuh guards with #ifndef NAME. Add the knob to the kernel first."
+  exit 2
+}
+[ -n "$VARIANTS" ] || knob_error "VARIANTS is required (there is no default set of variants)."
+IFS=';' read -ra VS <<< "$VARIANTS"
+for v in "${VS[@]}"; do
+  [ "$v" = "-" ] && continue
+  IFS=',' read -ra DS <<< "$v"
+  for d in "${DS[@]}"; do
+    name=${d%%=*}
+    grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "$K/decode.cu" "$K/fp8.cuh" \
+      || knob_error "$name is not an #ifndef-guarded macro in decode.cu or fp8.cuh."
+  done
+done
+
+R=$OUT/variants.md
+: > "$R"
+for v in "${VS[@]}"; do
+  defs=; [ "$v" = "-" ] || defs=$v
+  tag=$(echo "$v" | tr ',=;' '_-_')
+  step "variant $v"
+  if command -v nvcc >/dev/null; then
+    IFS=',' read -ra DS <<< "$defs"
+    opts=(); for d in "${DS[@]}"; do [ -n "$d" ] && opts+=("-D$d"); done
+    timeout 180 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/decode-variant.cubin -Xptxas -v "${opts[@]}" \
+      "$K/decode.cu" > "$WORK/ptxas-$tag.txt" 2>&1
+    echo "### $v: ptxas (d128 fp8, and the bf16 p4 beside them)" >> "$R"
+    grep -E "Compiling entry|registers|spill" "$WORK/ptxas-$tag.txt" | paste - - - | sed -E 's/ptxas info *: //g' \
+      | grep -E "d128_p(4|8)(_pf)?(_fp8)?'" | grep -E "split" >> "$R"
+  fi
+  if [ "$TESTS" = 1 ]; then
+    require_gpu_tests
+    APB_KERNEL_DEFINES="$defs" timeout 240 "$GPU_TESTS" --filter fp8kv/decode --out "$WORK/tests-$tag.json" > "$WORK/tests-$tag.txt" 2>&1
+    echo "$v: GPU tests fp8kv/decode exit $?: $(tail -1 "$WORK/tests-$tag.txt")" >> "$R"
+    grep -E "FAIL" "$WORK/tests-$tag.txt" | head -10 >> "$R"
+  fi
+  echo "| defines | kernel | variant | shape | median ms | min ms | runs | rate | of peak |" >> "$R"
+  echo "|---|---|---|---|---|---|---|---|---|" >> "$R"
+  APB_KERNEL_DEFINES="$defs" timeout 150 "$APB" bench kernel decode --variants "$ROWS" --lengths "$LENGTHS" \
+    > "$WORK/bench-$tag.md" 2> "$WORK/bench-$tag.log"
+  echo "bench exit $?" >> "$WORK/bench-$tag.log"
+  grep "^| decode" "$WORK/bench-$tag.md" | grep -v batch | sed "s/^/| $v /" >> "$R"
+done
+tar -czf "$OUT/fp8-variants.tar.gz" -C "$WORK" .
+step "done"
+cat "$R"
