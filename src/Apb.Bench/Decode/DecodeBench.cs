@@ -75,10 +75,14 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
 
         foreach (int n in o.Contexts)
         {
-            backend.ResetPeakMemory();
             try
             {
-                foreach (var kv in o.KvCaches) Context(backend, cuda, model.Weights, n, kv);
+                foreach (var kv in o.KvCaches)
+                {
+                    // Each cache's own peak: the first cache's session is given back before the next one starts.
+                    backend.ResetPeakMemory();
+                    Context(backend, cuda, model.Weights, n, kv);
+                }
             }
             catch (ApbException e)
             {
@@ -94,7 +98,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
 
     void Context(IBackend backend, CudaBackend? cuda, LlamaWeights weights, int n, KvCacheDType kv)
     {
-        // An fp8 cache has one decode path (its own kernel; a prefill reads its rows as bf16): no prefill-kernel row.
+        // An fp8 cache has one decode path (its own kernel), so no prefill-kernel row.
         bool fp8 = kv != KvCacheDType.Auto;
         int variants = cuda != null && !fp8 ? 2 : 1;
         // Both given back when the context is done (an error included): the cache and the activations.
