@@ -26,7 +26,9 @@ static class InspectCommand
         {
             Description = "with --context: also each rank's attention work under contiguous and balanced APB on this many ranks, and what --strategy auto picks and why",
         };
-        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query, ranks };
+        var kvCache = StrategyFlags.KvCacheOption();
+        kvCache.Description = "with --context: count the KV caches in the per-rank table as this dtype stores them (auto = bf16 on a GPU, default; fp8)";
+        var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query, ranks, kvCache };
         model.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
@@ -36,6 +38,9 @@ static class InspectCommand
             if (q < 1) throw new ApbException($"--query must be at least 1, got {q}");
             int? h = r.GetValue(ranks);
             if (h is not null && n is null) throw new ApbException("--ranks needs --context: the work per rank depends on the context length (e.g. --context 128k --ranks 8)");
+            var kv = KvCacheDTypes.Parse(r.GetValue(kvCache));
+            if (r.GetValue(kvCache) is not null && n is null)
+                throw new ApbException("--kv-cache-dtype needs --context: it changes the per-rank memory table, which depends on the context length (e.g. --context 128k --kv-cache-dtype fp8)");
             if (h is < 2 or > StrategyOptions.MaxRanks)
                 throw new ApbException($"--ranks {h} for the work per rank: give 2 to {StrategyOptions.MaxRanks} ranks");
             using var b = ModelBundle.Open(CommonOptions.ResolveModel(model.Get(r)));
@@ -63,7 +68,7 @@ static class InspectCommand
             o.WriteLine($"tokenizer      {b.Tokenizer.Kind}");
             o.WriteLine($"chat template  {b.Tokenizer.ChatTemplate.Name}");
             o.WriteLine($"stop tokens    {string.Join(", ", b.StopTokens)}");
-            if (n is int length) Memory(o, c, length, q);
+            if (n is int length) Memory(o, c, length, q, kv);
             if (n is int len && h is int rankCount) Work(o, len, q, rankCount);
             return 0;
         }));
@@ -84,10 +89,10 @@ static class InspectCommand
     /// Per strategy and rank count, the bytes one GPU needs (<see cref="RankMemory"/>: bf16 weights on every rank plus
     /// the rank's share of the sequence), and the fewest ranks at which that fits an H200.
     /// </summary>
-    static void Memory(TextWriter o, ModelConfig c, int n, int q)
+    static void Memory(TextWriter o, ModelConfig c, int n, int q, KvCacheDType kv)
     {
         o.WriteLine();
-        o.WriteLine($"GPU memory for a prefill of {n:N0} context + {q} query tokens (CUDA backend, bf16; fits = at most " +
+        o.WriteLine($"GPU memory for a prefill of {n:N0} context + {q} query tokens (CUDA backend, bf16 weights and activations, {(kv == KvCacheDType.Fp8 ? "fp8" : "bf16")} KV cache; fits = at most " +
             $"{RankMemory.UsableFraction * 100:F0}% of an H200's {RankMemory.H200Bytes / 1e9:F0} GB):");
         o.WriteLine($"  weights per GPU  {Size(RankMemory.WeightBytes(c))} (every strategy holds the whole model on every rank)");
         o.WriteLine($"  kv cache         {Size(RankMemory.KvBytesPerToken(c))} per token, {Size(RankMemory.KvBytesPerToken(c) * (n + (long)q))} for the whole sequence; " +
@@ -98,8 +103,8 @@ static class InspectCommand
         foreach (var s in Strategies)
         {
             string Cell(int ranks) => (s != StrategyKind.Full && ranks == 1) || RankMemory.Unrunnable(c, s, ranks) is not null
-                ? "-" : Size(RankMemory.PerRank(c, s, n, q, ranks));
-            o.WriteLine($"  {s.ToString().ToLowerInvariant(),-9}{string.Concat(RankCounts.Select(h => $"{Cell(h),12}"))}   {Fewest(c, s, n, q)}");
+                ? "-" : Size(RankMemory.PerRank(c, s, n, q, ranks, kv));
+            o.WriteLine($"  {s.ToString().ToLowerInvariant(),-9}{string.Concat(RankCounts.Select(h => $"{Cell(h),12}"))}   {Fewest(c, s, n, q, kv)}");
         }
         o.WriteLine("  (-: not a way to run it: full attention runs on one rank, the others on two or more, Ulysses on rank counts that divide the KV heads" +
             (StrategyOptions.SequenceParallelProblem(c) is { } why ? $"; {why}" : "") + ")");
@@ -130,13 +135,13 @@ static class InspectCommand
     }
 
     /// <summary>The smallest rank count (a power of two) whose per-rank bytes fit an H200, or why none does.</summary>
-    static string Fewest(ModelConfig c, StrategyKind s, int n, int q)
+    static string Fewest(ModelConfig c, StrategyKind s, int n, int q, KvCacheDType kv)
     {
         if (s == StrategyKind.Full)
-            return RankMemory.Fits(RankMemory.PerRank(c, s, n, q, 1), RankMemory.H200Bytes) ? "1" : "does not fit one";
+            return RankMemory.Fits(RankMemory.PerRank(c, s, n, q, 1, kv), RankMemory.H200Bytes) ? "1" : "does not fit one";
         if (StrategyOptions.SequenceParallelProblem(c) is not null) return "- (this model runs full attention only)";
         for (int h = 2; h <= MaxRanks; h *= 2)
-            if (RankMemory.Unrunnable(c, s, h) is null && RankMemory.Fits(RankMemory.PerRank(c, s, n, q, h), RankMemory.H200Bytes))
+            if (RankMemory.Unrunnable(c, s, h) is null && RankMemory.Fits(RankMemory.PerRank(c, s, n, q, h, kv), RankMemory.H200Bytes))
                 return h.ToString();
         return $"none up to {MaxRanks}";
     }

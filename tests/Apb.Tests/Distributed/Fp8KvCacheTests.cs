@@ -243,6 +243,20 @@ public class Fp8KvCacheTests
         Assert.False(string.IsNullOrWhiteSpace(output));
     }
 
+    /// <summary>inspect's per-rank table counts the caches in the dtype asked for; the flag needs --context.</summary>
+    [Fact]
+    public void InspectCountsTheCachesInTheDTypeAskedFor()
+    {
+        static string FullRow(string output) => output.Split('\n').Single(l => l.TrimStart().StartsWith("full "));
+        var bf16 = CliRun.Apb("inspect", "--model", Repo.TinyModel, "--context", "64k");
+        var fp8 = CliRun.Apb("inspect", "--model", Repo.TinyModel, "--context", "64k", "--kv-cache-dtype", "fp8");
+        Assert.Equal(0, bf16.Code); Assert.Equal(0, fp8.Code);
+        Assert.Contains("bf16 KV cache", bf16.Out);
+        Assert.Contains("fp8 KV cache", fp8.Out);
+        Assert.NotEqual(FullRow(bf16.Out), FullRow(fp8.Out));
+        Cli.HostileCliTests.AssertUserError(CliRun.Apb("inspect", "--model", Repo.TinyModel, "--kv-cache-dtype", "fp8"), "--kv-cache-dtype needs --context");
+    }
+
     [Fact]
     public void AnUnknownDTypeIsAClearError() =>
         Cli.HostileCliTests.AssertUserError(
