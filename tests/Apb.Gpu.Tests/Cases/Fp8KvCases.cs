@@ -54,6 +54,7 @@ public static class Fp8KvCases
                     yield return new("fp8kv", $"decode {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
                         c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal)));
         yield return new("fp8kv", "decode refuses 24 pairs per KV head (3 rows x 8 heads per KV head) with the limit named", DecodeRefusesWideCall);
+        yield return new("fp8kv", "a chunk of 40 rows after 300 attends to earlier rows as stored and to its own as computed (KvCache.Attend's fresh rows)", ChunkAttend);
     }
 
     /// <summary>
@@ -189,6 +190,32 @@ public static class Fp8KvCases
         {
             c.Record("refused, the limit named", 0, 0, e.Message.Contains("at most 8 pairs"), e.Message, "split-kv fp8");
         }
+    }
+
+    /// <summary>
+    /// A later prefill chunk over an fp8 cache on the device: 300 rows stored, then a chunk of 40 appended and attended
+    /// to with its rows as computed (<see cref="Attention.KvCache.Attend"/> with fresh rows: the earlier rows read back
+    /// through the dequantize kernel, the chunk's copied after them). Against the CPU's attention over the values the
+    /// host codec gives the first 300 rows and the chunk's own bf16 values.
+    /// </summary>
+    static void ChunkAttend(GpuCheck c)
+    {
+        const int heads = 8, kv = 2, d = 64, cols = kv * d, old = 300, rows = 40, all = old + rows;
+        var k = c.Rand((long)all * cols, 1.5f); var v = c.Rand((long)all * cols); var q = c.Rand((long)rows * heads * d, 1.5f);
+        var kValues = new float[k.Length]; var vValues = new float[v.Length];
+        CudaBackend.EncodeFp8Rows(k[..(old * cols)], cols, kValues);
+        CudaBackend.EncodeFp8Rows(v[..(old * cols)], cols, vValues);
+        Array.Copy(k, old * cols, kValues, old * cols, rows * cols);
+        Array.Copy(v, old * cols, vValues, old * cols, rows * cols);
+        var r = AttentionReference.Of(c, q, kValues, vValues, rows, all, heads, kv, d, causal: true);
+
+        var gk = c.OnGpu(k, all, cols); var gv = c.OnGpu(v, all, cols);
+        using var cache = new Attention.KvCache(c.Gpu, cols, 64, KvCacheDType.Fp8);
+        cache.Append(gk, gv, 0, old);
+        cache.Append(gk, gv, old, rows);   // grows: the stored rows move with it
+        var go = c.Poisoned(rows, heads * d);
+        cache.Attend(c.OnGpu(q, rows, heads * d), heads, kv, AttentionMask.Causal, go, null, fresh: (gk.RowSlice(old, rows), gv.RowSlice(old, rows)));
+        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "KvCache.Attend, fp8, fresh rows");
     }
 
     /// <summary>Row i into row 1 + i of its own poisoned buffer, quantized: the host codec's bytes, nothing else written.</summary>
