@@ -444,8 +444,8 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
                 s[p][u] = a * ksc;   // the group's scale on the lane's partial: the same product in either order
             }
         }
-        // fp8 values are converted once per step for all pairs; bf16 ones are unpacked where used (two ALU ops each),
-        // as before this kernel took fp8, which keeps the bf16 kernel's registers as they were.
+        // fp8 values are converted once per step for all pairs (DV2_FP8_VONCE, the default); bf16 ones, and fp8 ones
+        // with VONCE off, are unpacked where used (bf16: two ALU ops each, which keeps the bf16 kernel's registers).
         float vf[VONCE ? U : 1][8];
         if (VONCE)
         {

@@ -246,22 +246,34 @@ extern "C" __global__ void apb_rope(bf16* x, const int* __restrict__ positions, 
 // (kDst/vDst: the cache rows the tokens take). The same rotation as apb_rope (rope_pair), so the result is bit for bit
 // apb_rope on q, apb_rope on k and two row copies, in one launch instead of four. A block per token with a loop over
 // its 40 heads' pairs took 13.8 us for a decode step's one token; here every pair is one thread's one round trip.
+// A thread's rotation in a rope + append launch (grid (tokens, heads + kvHeads), a thread per rotated pair i): a query
+// head's pair is rotated in place and the thread is done (false); a KV head's key pair is rotated in place and given
+// back in lo, hi, with at = the head's first element in k and v (true). Threads past d / 2 have no pair (false).
+__device__ __forceinline__ bool rope_append_pair(bf16* q, bf16* k, const int* __restrict__ positions, const float* __restrict__ invFreq,
+                                                 int heads, int kvHeads, int d, float scale, long& at, bf16& lo, bf16& hi)
+{
+    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
+    if (i >= half) return false;
+    float pos = (float)positions[blockIdx.x];
+    if (h < heads)
+    {
+        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
+        return false;
+    }
+    at = ((long)blockIdx.x * kvHeads + (h - heads)) * d;
+    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    return true;
+}
+
 extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restrict__ v, bf16* __restrict__ kDst, bf16* __restrict__ vDst,
                                            const int* __restrict__ positions, const float* __restrict__ invFreq, int heads,
                                            int kvHeads, int d, float scale)
 {
     pdl_enter();
-    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
-    if (i >= half) return;
-    float pos = (float)positions[blockIdx.x];
+    long at;
     bf16 lo, hi;
-    if (h < heads)
-    {
-        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
-        return;
-    }
-    long at = ((long)blockIdx.x * kvHeads + (h - heads)) * d;
-    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    if (!rope_append_pair(q, k, positions, invFreq, heads, kvHeads, d, scale, at, lo, hi)) return;
+    int half = d >> 1, i = threadIdx.x;
     kDst[at + i] = lo;
     kDst[at + i + half] = hi;
     vDst[at + i] = v[at + i];
@@ -295,18 +307,11 @@ extern "C" __global__ void apb_rope_append_fp8(bf16* q, bf16* k, const bf16* __r
                                                const float* __restrict__ invFreq, int heads, int kvHeads, int d, float scale)
 {
     pdl_enter();
-    int half = d >> 1, h = blockIdx.y, i = threadIdx.x;
-    if (i >= half) return;
-    float pos = (float)positions[blockIdx.x];
+    long at;
     bf16 lo, hi;
-    if (h < heads)
-    {
-        rope_pair(q + ((long)blockIdx.x * heads + h) * d, i, half, pos, invFreq, scale, lo, hi);
-        return;
-    }
-    int kh = h - heads, cols = kvHeads * d;
-    long at = ((long)blockIdx.x * kvHeads + kh) * d, row = (long)blockIdx.x * rowBytes;
-    rope_pair(k + at, i, half, pos, invFreq, scale, lo, hi);
+    if (!rope_append_pair(q, k, positions, invFreq, heads, kvHeads, d, scale, at, lo, hi)) return;
+    int half = d >> 1, i = threadIdx.x, kh = blockIdx.y - heads, cols = kvHeads * d;
+    long row = (long)blockIdx.x * rowBytes;
     long code = row + (long)kh * d, sc = row + cols + (long)kh * (d / APB_FP8_GROUP) * 4;
     fp8_store_pair(kDst + code, (float*)(kDst + sc), i, half, bf2f(lo), bf2f(hi));
     fp8_store_pair(vDst + code, (float*)(vDst + sc), i, half, bf2f(v[at + i]), bf2f(v[at + i + half]));
