@@ -107,6 +107,21 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
+    /// A batched decode step's query and output (bf16, one row per sequence), checked against the heads and the
+    /// sequences' K/V lists (their rows are the caller's to check, by dtype): q, out, B and the head dim.
+    /// </summary>
+    (CudaTensor Q, CudaTensor O, int B, int D) BatchDecodeCall(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values,
+                                                              int heads, int kvHeads, Tensor output, string op)
+    {
+        var qs = Bf16(q, op); var o = Bf16(output, op);
+        int b = qs.Rows, d = heads > 0 ? qs.Cols / heads : 0;
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols != heads * d || keys.Count != b || values.Count != b ||
+            o.Rows != b || o.Cols != qs.Cols)
+            throw new ArgumentException($"{op}: q {qs} ({heads}/{kvHeads} heads), {keys.Count} key and {values.Count} value tensors, out {o}");
+        return (qs, o, b, d);
+    }
+
+    /// <summary>
     /// A batched decode step's launch and merge, for the batch kernel <paramref name="k"/>: the table (B pairs of 8-byte
     /// K/V addresses, then B lengths) goes up in one copy, then one launch over (splits, KV heads, B). Rows are
     /// <paramref name="kStride"/> elements (bf16) or bytes (fp8 rows).
@@ -210,11 +225,7 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     public void DecodeAttention(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output)
     {
-        var qs = Bf16(q, "decode attention"); var o = Bf16(output, "decode attention");
-        int b = qs.Rows, d = heads > 0 ? qs.Cols / heads : 0;
-        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols != heads * d || keys.Count != b || values.Count != b ||
-            o.Rows != b || o.Cols != qs.Cols)
-            throw new ArgumentException($"decode attention: q {qs} ({heads}/{kvHeads} heads), {keys.Count} key and {values.Count} value tensors, out {o}");
+        var (qs, o, b, d) = BatchDecodeCall(q, keys, values, heads, kvHeads, output, "decode attention");
         if (b == 0) return;
         var ks = new CudaTensor[b]; var vs = new CudaTensor[b];
         int maxLen = 0;

@@ -136,12 +136,9 @@ public sealed unsafe partial class CudaBackend
     {
         if (dtype == KvCacheDType.Auto) { DecodeAttention(q, keys, values, heads, kvHeads, output); return; }
         const string op = "decode attention (fp8 cache)";
-        var qs = Bf16(q, op); var o = Bf16(output, op);
-        int b = qs.Rows, d = heads > 0 ? qs.Cols / heads : 0, cols = kvHeads * d;
-        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || qs.Cols != heads * d || keys.Count != b || values.Count != b ||
-            o.Rows != b || o.Cols != qs.Cols)
-            throw new ArgumentException($"{op}: q {qs} ({heads}/{kvHeads} heads), {keys.Count} key and {values.Count} value tensors, out {o}");
+        var (qs, o, b, d) = BatchDecodeCall(q, keys, values, heads, kvHeads, output, op);
         if (b == 0) return;
+        int cols = kvHeads * d;
         var ks = new CudaTensor[b]; var vs = new CudaTensor[b];
         int maxLen = 0;
         for (int i = 0; i < b; i++)
@@ -151,7 +148,7 @@ public sealed unsafe partial class CudaBackend
             maxLen = Math.Max(maxLen, ks[i].Rows);
         }
         string? stem = Decode2(heads / kvHeads, d);
-        if (stem is null || DecodeKernel == DecodeKernelVersion.V1 || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)
+        if (stem is null || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)   // Decode2 is null under version 1 too
         {
             IBackend.DecodeKvOneByOne(this, qs, ks, vs, heads, kvHeads, o, dtype);
             return;
@@ -169,7 +166,7 @@ public sealed unsafe partial class CudaBackend
             heads % kvHeads != 0 || q.Cols % heads != 0)
             return false;
         int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
-        if (Decode2(pairs, d) is null || DecodeKernel == DecodeKernelVersion.V1 || q.Rows > DecodeMaxQueryRows) return false;
+        if (Decode2(pairs, d) is null || q.Rows > DecodeMaxQueryRows) return false;   // Decode2 is null under version 1 too
         // The kernel reads a lane's 8 query values as one 16-byte load, as the bf16 decode does (Attention checks the same).
         if (C(q).Ptr % 16 != 0 || q.Cols % 8 != 0) return false;
         DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, lse);
