@@ -4,8 +4,9 @@
 # APB_KERNEL_DEFINES, so no rebuild is needed. Also prints the compiler's full resource report for the kernel and, when
 # Nsight Compute is installed, a short profile of the default variant. Results: $OUT/variants.md (+ ncu.txt).
 # VARIANTS is required (there is no default): ';' between variants, ',' between the NAME=VALUE defines of one variant,
-# e.g. VARIANTS="HOP_X=0;HOP_X=1". Each NAME must be a macro the kernel guards with #ifndef NAME (a default the -D can
-# replace); a -D of any other name compiles the same kernel, so the variants would time one kernel several times. The
+# e.g. VARIANTS="-;HOP_X=0;HOP_X=1" ('-': the committed kernel). Each NAME must be a macro the kernel guards with
+# #ifndef NAME or #ifdef NAME (require_knobs in env.sh); a -D of any other name compiles the same kernel, so the
+# variants would time one kernel several times. The
 # committed kernel has no such knob: add it there first. (The HOP_SERIAL / HOP_PINGPONG / HOP_FAST_EXP / HOP_DEFER_PV /
 # HOP_STAGES rows in bench/results/cuda-20261128-hopper/variants-*.md come from kernel versions never committed.)
 source "$(dirname "$0")/env.sh"
@@ -13,26 +14,11 @@ LENGTHS=${LENGTHS:-16k,128k}
 VARIANTS=${VARIANTS:-}
 F=src/Apb.Core/Backends/Cuda/Kernels/attention_hopper.cu
 
-knob_error() {
-  echo "attention_variants.sh: $1"
-  echo "  VARIANTS=\"A=1;A=0,B=2\" (';' between variants, ',' between defines); each name must be a macro that $F"
-  echo "  guards with #ifndef NAME, so that the -D replaces its default. A name the kernel does not guard changes nothing and"
-  echo "  the variants would time the same kernel. Add the #ifndef-guarded knob to the kernel first."
-  exit 2
-}
-[ -n "$VARIANTS" ] || knob_error "VARIANTS is required (there is no default set of variants)."
-IFS=';' read -ra VS <<< "$VARIANTS"
-for v in "${VS[@]}"; do
-  IFS=',' read -ra DS <<< "$v"
-  for d in "${DS[@]}"; do
-    name=${d%%=*}
-    grep -Eq "^[[:space:]]*#[[:space:]]*ifndef[[:space:]]+$name([[:space:]]|$)" "$F" || knob_error "$name is not an #ifndef-guarded macro in $F."
-  done
-done
+require_knobs attention_variants.sh "$F"
 if command -v nvcc >/dev/null; then
   for v in "${VS[@]}"; do
     echo "== ptxas -v $F ($v)"
-    IFS=',' read -ra DS <<< "$v"
+    IFS=',' read -ra DS <<< "$(variant_defines "$v")"
     timeout 120 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/hopper.cubin -Xptxas -v "${DS[@]/#/-D}" "$F" 2>&1 \
       | grep -E "C75|attention_hopper_d128|registers|spill" | grep -v "^$"
   done | tee "$OUT/ptxas-hopper.txt"
@@ -41,7 +27,7 @@ fi
 echo "| defines | kernel | variant | shape | median ms | min ms | runs | rate | of peak |" | tee "$OUT/variants.md"
 echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$OUT/variants.md"
 for v in "${VS[@]}"; do
-  APB_KERNEL_DEFINES="$v" timeout 90 "$APB" bench kernel attention --variants hopper --mask causal --lengths "$LENGTHS" --repeats 5 2>/dev/null \
+  APB_KERNEL_DEFINES="$(variant_defines "$v")" timeout 90 "$APB" bench kernel attention --variants hopper --mask causal --lengths "$LENGTHS" --repeats 5 2>/dev/null \
     | grep "^| attention" | sed "s/^/| $v /" | tee -a "$OUT/variants.md"
 done
 timeout 60 "$APB" bench kernel attention --variants mma --mask causal --lengths "$LENGTHS" --repeats 3 2>/dev/null | grep "^| attention" | sed "s/^/| - /" | tee -a "$OUT/variants.md"

@@ -23,10 +23,10 @@ SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
 
-[[ " $SKIP " == *" ptxas "* ]] ||
+skip ptxas ||
   ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/decode.cu "decode2_(split|batch)_d128_p[48]|decode_split_d128|decode_batch_d128|spill"
 
-[[ " $SKIP " == *" tests "* ]] || gpu_tests_summary "${FILTER:-decode/,ops/,models/,smoke/}"
+skip tests || gpu_tests_summary "${FILTER:-decode/,ops/,models/,smoke/}"
 
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel decode"

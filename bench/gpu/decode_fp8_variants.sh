@@ -3,7 +3,7 @@
 # bench/gpu/decode_fp8_variants.sh` from the repository root, binaries as for fp8.sh (.gpu/*.xz, unpacked here).
 # Each entry of VARIANTS goes to NVRTC as -D options through APB_KERNEL_DEFINES; '-' is the committed kernel. ';'
 # between variants, ',' between the NAME=VALUE defines of one, e.g. VARIANTS="-;DV2_FP8_U=8,DV2_FP8_VONCE=0". Each NAME
-# must be an #ifndef-guarded macro of decode.cu or fp8.cuh (any other name compiles the same kernel). Per variant:
+# must be an #ifndef- or #ifdef-guarded macro of decode.cu or fp8.cuh (require_knobs in env.sh). Per variant:
 #   1. ptxas -v of decode.cu with those defines: registers and spills of the d128 fp8 kernels (where nvcc is installed)
 #   2. the GPU tests fp8kv/decode (correctness of that build against the CPU), unless TESTS=0
 #   3. apb bench kernel decode --variants $ROWS at $LENGTHS: the bf16 kernel beside the fp8 ones, same build, same call
@@ -19,28 +19,12 @@ mkdir -p "$WORK"
 unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 require_apb
 
-knob_error() {
-  echo "decode_fp8_variants.sh: $1"
-  echo "  VARIANTS=\"-;A=1,B=2\" (';' between variants, ',' between defines, '-' for none); each name must be a macro that"
-  echo "  $K/decode.cu or fp8.cuh guards with #ifndef NAME. Add the knob to the kernel first."
-  exit 2
-}
-[ -n "$VARIANTS" ] || knob_error "VARIANTS is required (there is no default set of variants)."
-IFS=';' read -ra VS <<< "$VARIANTS"
-for v in "${VS[@]}"; do
-  [ "$v" = "-" ] && continue
-  IFS=',' read -ra DS <<< "$v"
-  for d in "${DS[@]}"; do
-    name=${d%%=*}
-    grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "$K/decode.cu" "$K/fp8.cuh" \
-      || knob_error "$name is not an #ifndef-guarded macro in decode.cu or fp8.cuh."
-  done
-done
+require_knobs decode_fp8_variants.sh "$K/decode.cu" "$K/fp8.cuh"
 
 R=$OUT/variants.md
 : > "$R"
 for v in "${VS[@]}"; do
-  defs=; [ "$v" = "-" ] || defs=$v
+  defs=$(variant_defines "$v")
   tag=$(echo "$v" | tr ',=;' '_-_')
   step "variant $v"
   if command -v nvcc >/dev/null; then

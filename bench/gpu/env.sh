@@ -93,6 +93,38 @@ ptxas_summary() {
     | grep -E "$pattern" | head -40 >> "$SUMMARY"
 }
 
+# True when SKIP (space-separated step names) names step $1.
+skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
+
+# Stops a variants script unless every define of VARIANTS names a knob of the kernel files given: ';' between
+# variants, ',' between the NAME=VALUE defines of one, '-' for a variant of none. A knob is a macro the files guard
+# with #ifndef NAME or #ifdef NAME; a -D of any other name compiles the same kernel, and the variants would time one
+# kernel several times. $1: the script's name for the message; the rest: the kernel files. Sets VS, the variants.
+require_knobs() {
+  local script=$1 v d name; shift
+  local files=("$@")
+  knob_error() {
+    echo "$script: $1"
+    echo "  VARIANTS=\"-;A=1,B=2\" (';' between variants, ',' between defines, '-' for none); each name must be a macro that"
+    echo "  ${files[*]} guard(s) with #ifndef NAME or #ifdef NAME. Add the knob to the kernel first."
+    exit 2
+  }
+  [ -n "${VARIANTS:-}" ] || knob_error "VARIANTS is required (there is no default set of variants)."
+  IFS=';' read -ra VS <<< "$VARIANTS"
+  for v in "${VS[@]}"; do
+    [ "$v" = "-" ] && continue
+    IFS=',' read -ra DS <<< "$v"
+    for d in "${DS[@]}"; do
+      name=${d%%=*}
+      grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "${files[@]}" \
+        || knob_error "$name is not an #ifndef- or #ifdef-guarded macro in ${files[*]}."
+    done
+  done
+}
+
+# A variant's defines for APB_KERNEL_DEFINES and nvcc: none for '-', else the variant itself.
+variant_defines() { [ "$1" = "-" ] || echo "$1"; }
+
 # The GPU tests of FILTER: output in $WORK/gpu-tests.txt and .json, the last line and any failures in $SUMMARY.
 gpu_tests_summary() {
   require_gpu_tests

@@ -25,7 +25,6 @@ unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gp
 SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
-skip() { [[ " $SKIP " == *" $1 "* ]]; }
 
 skip ptxas || for f in decode.cu elementwise.cu; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f" "decode2|fp8"; cp "$WORK/ptxas.txt" "$WORK/ptxas-$f.txt" 2>/dev/null; done
 skip tests || gpu_tests_summary "${FILTER:-fp8kv/,decode/,ops/rope}"

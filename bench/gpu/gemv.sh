@@ -23,9 +23,9 @@ SUMMARY=$OUT/summary.md
 : > "$SUMMARY"
 require_apb
 
-[[ " $SKIP " == *" ptxas "* ]] || for f in ${PTXAS_FILES:-gemv.cu}; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f"; done
+skip ptxas || for f in ${PTXAS_FILES:-gemv.cu}; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f"; done
 
-[[ " $SKIP " == *" tests "* ]] || gpu_tests_summary "${FILTER:-ops/,models/,decode/}"
+skip tests || gpu_tests_summary "${FILTER:-ops/,models/,decode/}"
 
 if [[ " $SKIP " != *" kernel "* ]]; then
   step "bench kernel gemv"
