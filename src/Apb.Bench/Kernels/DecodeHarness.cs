@@ -20,13 +20,14 @@ public sealed class DecodeHarness : KernelHarness
     public override string SizeMeaning => "Tk: keys in the cache";
     public override int[] DefaultSizes => [16384, 65536, 131072];
 
-    // split-kv: the backend's pick (version 2 with the register double buffer, one full wave of splits);
-    // split-kv2 / split-kv2pf: version 2 without / with it; split-kv1: the shared-memory tile kernel version 2 replaced
-    // (docs/kernels/decode.md); mma: the prefill kernel with one row.
-    // split-kv-fp8: version 2 against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values), the same
-    // keys in 144 bytes per row and KV head where bf16 takes 256 (the backend's pick); split-kv2-fp8 / split-kv2pf-fp8:
-    // without / with the register double buffer.
-    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8"];
+    // split-kv: the backend's pick (version 3, the tensor-core kernel of decode_mma.cu, one full wave of splits;
+    // docs/kernels/decode-mma.md); split-kv3: the same, forced; split-kv2 / split-kv2pf: version 2 (CUDA cores) without /
+    // with its register double buffer; split-kv1: the shared-memory tile kernel version 2 replaced (docs/kernels/decode.md);
+    // mma: the prefill kernel with one row.
+    // split-kv-fp8: the backend's pick against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values),
+    // the same keys in 144 bytes per row and KV head where bf16 takes 256; split-kv2-fp8 / split-kv2pf-fp8 /
+    // split-kv3-fp8: versions 2 and 3 forced.
+    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv3", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8", "split-kv3-fp8"];
     static readonly string[] Defaults = ["split-kv", "split-kv1", "mma", Fp8Variant];
     const string Fp8Variant = "split-kv-fp8";
 

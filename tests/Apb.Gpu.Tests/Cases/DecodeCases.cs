@@ -5,7 +5,7 @@ using static Apb.Gpu.Tests.GpuCheck;
 namespace Apb.Gpu.Tests;
 
 /// <summary>
-/// The split-KV decode kernels (Kernels/decode.cu, versions 1 and 2) over Tq = 1..16 query rows, GQA groups 1, 4 and 8, head dims 64 and 128,
+/// The split-KV decode kernels (Kernels/decode.cu, versions 1 and 2; decode_mma.cu, version 3) over Tq = 1..16 query rows, GQA groups 1, 4 and 8, head dims 64 and 128,
 /// causal (bottom-right: with Tq &gt; Tk the first rows see nothing) and full, caches from 1 key to 64K keys. K and V are
 /// row slices of a larger NaN-poisoned buffer, as a KV cache hands them over: a read past the last key shows up as NaN.
 /// Same tolerance rule as the prefill kernels.
@@ -14,9 +14,10 @@ public static class DecodeCases
 {
     public static IEnumerable<GpuCase> All()
     {
-        // Version 2 (it takes calls of at most 8 pairs per KV head, version 1 the rest) and version 1 forced, over the
-        // whole grid; version 2 with prefetch (the default for one sequence) over the rows it takes.
-        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V1, DecodeKernelVersion.V2Prefetch })
+        // Version 2 (it takes calls of at most 8 pairs per KV head, version 1 the rest), version 1 forced and version 3
+        // (decode_mma.cu, tensor cores: at most 16 pairs), over the whole grid; version 2 with prefetch (the default for
+        // one sequence) over the rows it takes.
+        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V1, DecodeKernelVersion.V2Prefetch, DecodeKernelVersion.V3 })
         {
             foreach (int tq in new[] { 1, 3, 8, 16 })
                 foreach (int tk in new[] { 1, 65, 1000, 4097 })
@@ -85,7 +86,10 @@ public static class DecodeCases
             c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv batch");
     }
 
-    static string Name(DecodeKernelVersion v) => v switch { DecodeKernelVersion.V1 => "v1", DecodeKernelVersion.V2Prefetch => "v2pf", _ => "v2" };
+    internal static string Name(DecodeKernelVersion v) => v switch
+    {
+        DecodeKernelVersion.V1 => "v1", DecodeKernelVersion.V2Prefetch => "v2pf", DecodeKernelVersion.V3 => "v3", _ => "v2",
+    };
 
     static GpuCase Case(DecodeKernelVersion version, int tq, int tk, int heads, int kv, int d, bool causal, bool lseF32) =>
         new("decode", $"{Name(version)} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}{(lseF32 ? "" : " lse bf16")}",

@@ -40,19 +40,24 @@ public static class Fp8KvCases
         yield return new("fp8kv", "APB on 4 CUDA ranks with fp8 caches against 4 CPU ranks (small shape, random weights)", ApbSession);
         foreach (var (rows, cols) in new[] { (5, 1024), (16, 128) })
             yield return new("fp8kv", $"scatter quantize {rows} rows x {cols} (ScatterRowsKv)", c => Scatter(c, rows, cols));
-        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
+        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch, DecodeKernelVersion.V3 })
             foreach (var (lengths, heads, kv, d) in new[] { (new[] { 1, 70, 4097, 300 }, 32, 8, 128), (new[] { 9000, 1, 64 }, 16, 2, 64) })
-                yield return new("fp8kv", $"decode batch {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")}: Tk {string.Join('/', lengths)} h={heads}/{kv} d={d}",
+                yield return new("fp8kv", $"decode batch {DecodeCases.Name(version)}: Tk {string.Join('/', lengths)} h={heads}/{kv} d={d}",
                     c => c.WithDecodeKernel(version, () => DecodeBatch(c, lengths, heads, kv, d)));
-        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch })
+        foreach (var version in new[] { DecodeKernelVersion.V2, DecodeKernelVersion.V2Prefetch, DecodeKernelVersion.V3 })
             foreach (var (tq, tk, heads, kv, d, causal) in new[]
                      {
                          (1, 1, 32, 8, 128, true), (1, 1000, 32, 8, 128, true), (2, 4097, 32, 8, 128, true), (1, 65536, 32, 8, 128, true),
                          (1, 3000, 6, 2, 64, true), (3, 700, 8, 4, 64, false), (1, 65536, 32, 8, 128, false),
+                         (4, 2000, 32, 8, 128, true), (2, 1500, 16, 2, 64, false),   // 16 pairs per KV head: version 3 only
                      })
-                if (version == DecodeKernelVersion.V2Prefetch || tk <= 4097)   // the long caches once: they take seconds on the host
-                    yield return new("fp8kv", $"decode {(version == DecodeKernelVersion.V2 ? "v2" : "v2pf")} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
+                if (version == DecodeKernelVersion.V3 ? true : tq * heads / kv <= 8 && (version == DecodeKernelVersion.V2Prefetch || tk <= 4097))   // the long caches once: they take seconds on the host
+                    yield return new("fp8kv", $"decode {DecodeCases.Name(version)} Tq={tq} Tk={tk} h={heads}/{kv} d={d} {(causal ? "causal" : "full")}",
                         c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal)));
+        foreach (var version in new[] { DecodeKernelVersion.V2Prefetch, DecodeKernelVersion.V3 })
+            foreach (var (tq, tk, heads, kv, d) in new[] { (1, 3000, 32, 8, 128), (2, 777, 8, 2, 64) })
+                yield return new("fp8kv", $"decode {DecodeCases.Name(version)} Tq={tq} Tk={tk} h={heads}/{kv} d={d} causal, scale groups x 1/16 .. x 16",
+                    c => c.WithDecodeKernel(version, () => Decode(c, tq, tk, heads, kv, d, causal: true, uneven: true)));
         yield return new("fp8kv", "decode refuses 24 pairs per KV head (3 rows x 8 heads per KV head) with the limit named", DecodeRefusesWideCall);
         yield return new("fp8kv", "a chunk of 40 rows after 300 attends to earlier rows as stored and to its own as computed (KvCache.Attend's fresh rows)", ChunkAttend);
     }
@@ -157,10 +162,11 @@ public static class Fp8KvCases
     /// the host: the kernel is judged on the values the cache holds, not on what fp8 loses (that is the accuracy
     /// harness's question).
     /// </summary>
-    static void Decode(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal)
+    static void Decode(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, bool uneven = false)
     {
         int cols = kv * d;
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * cols, 1.5f); var v = c.Rand((long)tk * cols);
+        if (uneven) { Uneven(k, cols, 3); Uneven(v, cols, 5); }
         var (gk, kValues) = CacheOf(c, k, cols); var (gv, vValues) = CacheOf(c, v, cols);
         var r = AttentionReference.Of(c, q, kValues, vValues, tq, tk, heads, kv, d, causal);
         var gq = c.OnGpu(q, tq, heads * d);
@@ -169,6 +175,19 @@ public static class Fp8KvCases
         c.Gpu.DecodeAttentionFp8(gq, gk, gv, heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl);
         c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "split-kv fp8");
         c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "split-kv fp8");
+    }
+
+    /// <summary>
+    /// Scale groups of very different magnitudes (x 1/16 .. x 16 by key and group of 32), so that a kernel applying a
+    /// group's scale to the wrong key or dims is far off; with groups alike (plain random values) it would not show.
+    /// </summary>
+    static void Uneven(float[] x, int cols, int salt)
+    {
+        for (long i = 0; i < x.Length; i++)
+        {
+            long t = i / cols, grp = i % cols / KvCacheDTypes.Fp8Group;
+            x[i] *= MathF.Pow(2, (t * 7 + grp * salt) % 9 - 4);
+        }
     }
 
     /// <summary>
@@ -188,7 +207,7 @@ public static class Fp8KvCases
         }
         catch (ArgumentException e)
         {
-            c.Record("refused, the limit named", 0, 0, e.Message.Contains("at most 8 pairs"), e.Message, "split-kv fp8");
+            c.Record("refused, the limit named", 0, 0, e.Message.Contains("at most ") && e.Message.Contains(" pairs"), e.Message, "split-kv fp8");
         }
     }
 

@@ -9,7 +9,7 @@ namespace Apb.Backends.Cuda;
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
-    const string DecodeFile = "decode.cu";
+    const string DecodeFile = "decode.cu", DecodeMmaFile = "decode_mma.cu";
 
     /// <summary>The most query rows the decode kernel takes: one decode step up to a handful of drafted tokens.</summary>
     public const int DecodeMaxQueryRows = 16;
@@ -19,12 +19,14 @@ public sealed unsafe partial class CudaBackend
     /// <summary>The most splits a call cuts its keys into: apb_decode_merge keeps one float per split in shared memory (32 KB).</summary>
     const int DecodeMaxSplits = 8192;
     const int Decode2MaxPairs = 8, Decode2Threads = 128, Decode2Unroll = 4;  // the largest P, DV2_THREADS, DV2_U
+    const int Decode3MaxPairs = 16, Decode3Threads = 128, Decode3Step = 64;  // decode_mma.cu: 16 mma rows, DV3_THREADS, 4 warps x DV3_TILE
 
     /// <summary>
-    /// Which split-KV kernel serves calls that version 2 can take (at most 8 pairs per KV head). Auto: version 2 with
-    /// its register double buffer, its splits making one full wave (docs/kernels/decode.md: the fastest of the
-    /// variants measured, one sequence and batch alike); the others force one (APB_DECODE_KERNEL=2, 2pf or 1; `apb
-    /// bench kernel decode --variants`). Calls with more pairs always run version 1.
+    /// Which split-KV kernel serves calls that version 2 or 3 can take (at most 8 or 16 pairs per KV head). Auto:
+    /// version 3, the tensor-core kernel of decode_mma.cu, its splits making one full wave (docs/kernels/decode-mma.md:
+    /// faster than version 2 at every length measured, bf16 and fp8, one sequence and batch); the others force one
+    /// (APB_DECODE_KERNEL=3, 2, 2pf or 1; `apb bench kernel decode --variants`). Calls with more pairs than the chosen
+    /// version takes run version 1.
     /// </summary>
     public DecodeKernelVersion DecodeKernel { get; set; } = DecodeKernels.Parse(Environment.GetEnvironmentVariable("APB_DECODE_KERNEL"));
 
@@ -159,39 +161,53 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The kernel for a call of <paramref name="pairs"/> (query row, head) pairs per KV head: version 2 where it applies
-    /// (<see cref="Decode2"/>), its splits aimed at one wave of it; version 1 otherwise, at the 4 blocks per SM it was
+    /// or 3 (<see cref="FastDecode"/>), its splits aimed at one wave of it; version 1 otherwise, at the 4 blocks per SM it was
     /// measured with unless <see cref="DecodeBlocksPerSm"/> is set.
     /// </summary>
     DecodeLaunch DecodeKernelFor(bool batch, int pairs, int d)
     {
-        if (Decode2(pairs, d) is { } stem) return Decode2Launch((batch ? "apb_decode2_batch_" : "apb_decode2_split_") + stem, d);
+        if (FastDecode(batch, fp8: false, pairs, d) is { } fast) return fast;
         string fn = $"apb_decode_{(batch ? "batch" : "split")}_d{d}";
         // The limit goes to what any call may need (the widest row block at d = 128): smem varies from call to call.
         nint f = KernelWithSmem(DecodeFile, fn, DecodeSharedBytes(DecodeRows, 128));
         return new(fn, f, DecodeThreads, DecodeSharedBytes(pairs, d), DecodeTile, DecodeBlocksPerSm > 0 ? DecodeBlocksPerSm : 4, CountsKeys: false);
     }
 
-    /// <summary>The version-2 kernel <paramref name="name"/> as a call runs it: one full wave of its blocks, keys per split.</summary>
-    DecodeLaunch Decode2Launch(string name, int d)
+    /// <summary>
+    /// The version-2 or version-3 kernel for a call of <paramref name="pairs"/> (query row, head) pairs per KV head, bf16
+    /// or fp8 cache, one sequence or a batch, as the call runs it (one full wave of its blocks, keys per split); null
+    /// where version 1 runs (<see cref="DecodeKernel"/> V1, more pairs than the version takes, head dim not 64 or 128).
+    /// </summary>
+    DecodeLaunch? FastDecode(bool batch, bool fp8, int pairs, int d)
     {
+        if (DecodeKernel == DecodeKernelVersion.V1 || d is not (64 or 128)) return null;
+        string kind = batch ? "batch" : "split", suffix = fp8 ? "_fp8" : "";
+        if (DecodeKernel is DecodeKernelVersion.V3 or DecodeKernelVersion.Auto)
+        {
+            if (pairs > Decode3MaxPairs) return null;
+            string name3 = $"apb_decode3_{kind}_d{d}_p{(pairs <= 8 ? 8 : 16)}{suffix}";
+            nint f3 = Context.Function(DecodeMmaFile, name3);
+            return new(name3, f3, Decode3Threads, 0, Decode3Step, BlocksPerSm(f3, Decode3Threads, 0), CountsKeys: true);
+        }
+        if (pairs > Decode2MaxPairs) return null;
+        int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
+        bool prefetch = DecodeKernel == DecodeKernelVersion.V2Prefetch;
+        string name = $"apb_decode2_{kind}_d{d}_p{p}{(prefetch ? "_pf" : "")}{suffix}";
         nint f = Context.Function(DecodeFile, name);
         return new(name, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
     }
+
+    /// <summary>The most pairs per KV head the fast kernel of <see cref="DecodeKernel"/> takes (0 under version 1).</summary>
+    int FastDecodeMaxPairs => DecodeKernel switch
+    {
+        DecodeKernelVersion.V1 => 0, DecodeKernelVersion.V3 or DecodeKernelVersion.Auto => Decode3MaxPairs, _ => Decode2MaxPairs,
+    };
 
     /// <summary><see cref="DecodeSplits(int, int, int, int)"/> for a launch, with its last argument: tiles or keys per split.</summary>
     (int Splits, int PerSplit) DecodeSplits(int tk, int blocksPerSplit, DecodeLaunch k)
     {
         var (splits, tiles) = DecodeSplits(tk, blocksPerSplit, k.PerSm, k.Tile);
         return (splits, k.CountsKeys ? tiles * k.Tile : tiles);
-    }
-
-    /// <summary>Version 2's kernel name stem for a call of <paramref name="pairs"/> pairs per KV head, or null where version 1 runs.</summary>
-    string? Decode2(int pairs, int d)
-    {
-        if (DecodeKernel == DecodeKernelVersion.V1 || pairs > Decode2MaxPairs || d is not (64 or 128)) return null;
-        int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
-        bool prefetch = DecodeKernel is DecodeKernelVersion.V2Prefetch or DecodeKernelVersion.Auto;
-        return $"d{d}_p{p}{(prefetch ? "_pf" : "")}";
     }
 
     /// <summary>Keys per block step of version 2: (lane groups of D/8 lanes in 128 threads) x DV2_U.</summary>
@@ -248,17 +264,18 @@ public sealed unsafe partial class CudaBackend
 }
 
 /// <summary>The split-KV decode kernels (Kernels/decode.cu, docs/kernels/decode.md).</summary>
-public enum DecodeKernelVersion { Auto, V2, V2Prefetch, V1 }
+public enum DecodeKernelVersion { Auto, V2, V2Prefetch, V1, V3 }
 
 /// <summary>Their names in APB_DECODE_KERNEL and in `apb bench kernel decode --variants` (split-kv + the name).</summary>
 public static class DecodeKernels
 {
-    /// <summary>"1" or "v1", "2" or "v2", "2pf" or "v2pf"; anything else, unset included, is Auto.</summary>
+    /// <summary>"1" or "v1", "2" or "v2", "2pf" or "v2pf", "3" or "v3"; anything else, unset included, is Auto.</summary>
     public static DecodeKernelVersion Parse(string? name) => name?.Trim().ToLowerInvariant() switch
     {
         "1" or "v1" => DecodeKernelVersion.V1,
         "2" or "v2" => DecodeKernelVersion.V2,
         "2pf" or "v2pf" or "v2-pf" => DecodeKernelVersion.V2Prefetch,
+        "3" or "v3" => DecodeKernelVersion.V3,
         _ => DecodeKernelVersion.Auto,
     };
 }

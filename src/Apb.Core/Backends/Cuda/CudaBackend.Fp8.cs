@@ -5,7 +5,7 @@ namespace Apb.Backends.Cuda;
 /// one byte row of <see cref="Fp8RowBytes"/> in a <see cref="CudaDType.U8"/> tensor: cols E4M3 codes, then cols / 32
 /// fp32 scales, then padding to 16 bytes (value = decode(code) x scale; codec and rounding as <see cref="Fp8E4M3"/>).
 /// A head_dim-128 row of one KV head takes 128 + 16 bytes against 256 in bf16. Kernels: apb_rope_append_fp8, apb_fp8_quantize and
-/// apb_fp8_dequantize (elementwise.cu), apb_decode2_split_*_fp8 (decode.cu); their e4m3 conversions need sm_89 or
+/// apb_fp8_dequantize (elementwise.cu), apb_decode2_split_*_fp8 (decode.cu) and apb_decode3_split_*_fp8 (decode_mma.cu); their e4m3 conversions need sm_89 or
 /// later, and elsewhere <see cref="AllocateKv"/> refuses fp8.
 /// </summary>
 public sealed unsafe partial class CudaBackend
@@ -147,13 +147,13 @@ public sealed unsafe partial class CudaBackend
             if (ks[i].Rows < 1) throw new ArgumentException($"{op}: sequence {i} has no cached row");
             maxLen = Math.Max(maxLen, ks[i].Rows);
         }
-        string? stem = Decode2(heads / kvHeads, d);
-        if (stem is null || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)   // Decode2 is null under version 1 too
+        var fast = FastDecode(batch: true, fp8: true, heads / kvHeads, d);
+        if (fast is null || qs.Ptr % 16 != 0 || qs.Cols % 8 != 0)   // null under version 1 too
         {
             IBackend.DecodeKvOneByOne(this, qs, ks, vs, heads, kvHeads, o, dtype);
             return;
         }
-        BatchDecode(Decode2Launch("apb_decode2_batch_" + stem + "_fp8", d), qs, ks, vs, maxLen, ks[0].Cols, heads, kvHeads, o);
+        BatchDecode(fast.Value, qs, ks, vs, maxLen, ks[0].Cols, heads, kvHeads, o);
     }
 
     /// <summary>
@@ -166,7 +166,7 @@ public sealed unsafe partial class CudaBackend
             heads % kvHeads != 0 || q.Cols % heads != 0)
             return false;
         int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
-        if (Decode2(pairs, d) is null || q.Rows > DecodeMaxQueryRows) return false;   // Decode2 is null under version 1 too
+        if (pairs > FastDecodeMaxPairs || d is not (64 or 128) || q.Rows > DecodeMaxQueryRows) return false;   // no fast kernel under version 1 either
         // The kernel reads a lane's 8 query values as one 16-byte load, as the bf16 decode does (Attention checks the same).
         if (C(q).Ptr % 16 != 0 || q.Cols % 8 != 0) return false;
         DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, lse);
@@ -188,13 +188,13 @@ public sealed unsafe partial class CudaBackend
         int tq = qs.Rows, tk = k.Rows, d = qs.Cols / heads, pairs = tq * (heads / kvHeads);
         var ks = Fp8Rows(k, tk, kvHeads * d, op); var vs = Fp8Rows(v, tk, kvHeads * d, op);
         if (mask is not (AttentionMask.Causal or AttentionMask.None)) throw new ArgumentException($"{op}: mask {mask}; the fp8 decode takes causal or none");
-        string? stem = Decode2(pairs, d);
-        if (stem is null || tq > DecodeMaxQueryRows)
-            throw new ArgumentException($"{op}: {tq} rows, {pairs} (query row, head) pairs per KV head at head dim {d}; the fp8 decode kernel takes at most {Decode2MaxPairs} pairs and head dims 64 or 128");
         if (tq == 0) return;
+        var fast = FastDecode(batch: false, fp8: true, pairs, d);
+        if (fast is null || tq > DecodeMaxQueryRows)
+            throw new ArgumentException($"{op}: {tq} rows, {pairs} (query row, head) pairs per KV head at head dim {d}; the fp8 decode kernel takes at most {FastDecodeMaxPairs} pairs (decode kernel {DecodeKernel}) and head dims 64 or 128");
         Enter();
-        // At most 8 pairs: one row block.
-        SplitDecode(Decode2Launch("apb_decode2_split_" + stem + "_fp8", d), qs, ks.Ptr, vs.Ptr, tk, ks.Cols, 1, heads, kvHeads, mask, o,
+        // At most 16 pairs: one row block.
+        SplitDecode(fast.Value, qs, ks.Ptr, vs.Ptr, tk, ks.Cols, 1, heads, kvHeads, mask, o,
                     lse is null ? null : C(lse));
     }
 

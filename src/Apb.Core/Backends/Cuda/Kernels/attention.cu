@@ -104,13 +104,6 @@ apb_attention_generic(const bf16* __restrict__ q, const bf16* __restrict__ k, co
 #define APB_BM 64
 #define APB_BN 64
 
-__device__ __forceinline__ void mma_bf16(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // ---------------------------------------------------------------------------------------------------------------------
 // K and V fragments come by ldmatrix (x4: one instruction gives the B fragments of two mma; .trans transposes V on the
 // way), and K/V tiles are staged by cp.async into two shared buffers, so tile j+1 streams in while tile j is computed.

@@ -111,3 +111,12 @@ __device__ __forceinline__ void pdl_enter()
     pdl_launch_dependents();
     pdl_wait();
 }
+
+// One mma.sync.m16n8k16 (bf16 in, fp32 accumulate, sm_80+): c += A B. The fragment layouts (attention.cu's comment
+// lists them) are the PTX ISA's; attention.cu's prefill and decode_mma.cu's decode both use it.
+__device__ __forceinline__ void mma_bf16(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
