@@ -117,6 +117,11 @@ __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStrid
 #ifndef DV3_PF
 #define DV3_PF 1
 #endif
+// DV3_PF_FP8, the fp8 kernels' own DV3_PF (default: the same); 2 keeps two tiles in flight while one is computed (an
+// fp8 tile is 36 registers of a lane, a bf16 one 64).
+#ifndef DV3_PF_FP8
+#define DV3_PF_FP8 DV3_PF
+#endif
 #ifndef DV3_SCALE_SHFL
 #define DV3_SCALE_SHFL 1
 #endif
@@ -257,15 +262,17 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
 #pragma unroll
         for (int hh = 0; hh < NH; hh++) o[mt][hh][0] = o[mt][hh][1] = o[mt][hh][2] = o[mt][hh][3] = 0.f;
 
+    // PF tiles ahead of the one computed are in flight (0: the next tile's loads go out after this one's math).
+    constexpr int PF = FP8 ? DV3_PF_FP8 : DV3_PF;
     const long stride = DV3_WARPS * DV3_TILE;
     long t0 = start + warp * DV3_TILE;
-    Dv3Tile<D, FP8> cur;
+    Dv3Tile<D, FP8> cur, ahead;
     if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+    if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     for (; t0 < end; t0 += stride)
     {
-        // DV3_PF: the next tile's loads go out before this tile's math (a register double buffer).
         Dv3Tile<D, FP8> nxt;
-        if (DV3_PF && t0 + stride < end) dv3_load<D, FP8>(nxt, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+        if (PF >= 1 && t0 + PF * stride < end) dv3_load<D, FP8>(nxt, t0 + PF * stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
 
         // S for the two n-tiles: s[nt][0..1] row r, keys 8nt + 2c + {0, 1}; s[nt][2..3] row r + 8.
         float s[2][4];
@@ -393,7 +400,8 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                 }
             }
         }
-        if (DV3_PF) cur = nxt;
+        if (PF >= 2) { cur = ahead; ahead = nxt; }
+        else if (PF == 1) cur = nxt;
         else if (t0 + stride < end) dv3_load<D, FP8>(cur, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     }
 
