@@ -21,11 +21,11 @@
 //    is written back through the same map, dv3_dim): bf16, m-tile mt's rows r and r + 8 are dims D/8 r + 2 mt and + 1,
 //    so a lane reads D/8 consecutive dims (D/4 bytes) of a key; fp8, the m-tiles 2j, 2j + 1 are scale group j's 32
 //    dims, rows r and r + 8 being 32j + 4r + 2(mt % 2) and + 1, so that each m-tile lies in one scale group.
-//  fp8 (--kv-cache-dtype fp8; fp8.cuh's format, a fp32 scale per 32 values): codes become bf16 exactly by moving bits
-//    (dv3_e4m3x2, no cvt), as the code's value x 2^-120; the scale of a key's group is applied outside the mma, by
-//    keeping one S accumulator per group (sum over j of scale_j x S_j) and by folding V's scale into P (P V has one P^T
-//    fragment per group). Q is multiplied by 2^100 and P by 2^100 (exact: powers of two), so no product comes near
-//    fp32's denormals; 2^20 undoes the rest.
+//  fp8 (--kv-cache-dtype fp8; fp8.cuh's format, a fp32 scale per 32 values): K codes become f16 by cvt (exact) for
+//    an f16 S = Q K^T with Q in f16 (DV3_K_F16); V codes become bf16 exactly by moving bits (dv3_e4m3x2, no cvt), as
+//    the code's value x 2^-120. The scale of a key's group is applied outside the mma, by keeping one S accumulator
+//    per group (sum over j of scale_j x S_j) and by folding V's scale into P (P V has one P^T fragment per group). P is
+//    multiplied by 2^100 (exact: a power of two), so no product comes near fp32's denormals; 2^20 undoes the rest.
 // Conventions as decode.cu: fp32 softmax in log2 units (exp2), causal = bottom-right aligned, a pair that sees no key
 // gets output 0 and LSE -inf; kernels launched with programmatic dependent launch (pdl_enter first).
 
@@ -43,6 +43,42 @@
 __device__ __forceinline__ unsigned dv3_e4m3x2(unsigned t)
 {
     return ((t << 4) & 0x07f007f0u) | ((t << 8) & 0x80008000u);
+}
+
+// DV3_K_F16, 1 (the default) for fp8 to take the scores on f16 mma: the K codes become f16 pairs by one cvt per two
+// codes (every e4m3 value is an f16 one) in place of dv3_e4m3x2's five integer ops, and Q goes to f16 (exact for |q|
+// between 2^-14 and 65504, finer than bf16 there; smaller values lose bits as f16 subnormals). P V stays on bf16,
+// where P times V's scale has fp32's range (f16's would underflow for small scales). Measured: fp8 at 128K 0.104 ->
+// 0.098 ms, the same call (docs/kernels/decode-mma.md).
+#ifndef DV3_K_F16
+#define DV3_K_F16 1
+#endif
+
+// Two codes (the low 16 bits of w; the low byte becomes the low half) as an f16 pair, exactly.
+__device__ __forceinline__ unsigned dv3_e4m3x2_f16(unsigned w)
+{
+#if APB_FP8_CVT
+    unsigned short in = (unsigned short)(w & 0xffffu);
+    unsigned h2;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(in));
+    return h2;
+#else
+    return 0u;   // never reached: the host refuses fp8 before sm_89
+#endif
+}
+
+__device__ __forceinline__ unsigned dv3_pack_f16(float lo, float hi)
+{
+    unsigned r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ void dv3_mma_f16(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ unsigned dv3_prmt(unsigned a, unsigned b, unsigned sel)
@@ -79,7 +115,8 @@ __device__ __forceinline__ int dv3_dim(int mt, int r, int hi)
 }
 
 // Query fragments of pair p (A rows of S): f[2j + h][0] holds dims 32j + 8c + 4h + {0, 1}, f[..][1] + {2, 3}; zero
-// for a pair past the call's. fp8 multiplies them by 2^100 (exact). Returns the keys the pair sees (its causal limit).
+// for a pair past the call's. fp8 multiplies them by 2^100 (exact), or with DV3_K_F16 rounds them to f16. Returns the
+// keys the pair sees (its causal limit).
 template <int D, bool FP8>
 __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStride, int p, int pairs, int g, int kh, int Tq, int Tk,
     int causal, int c, unsigned (&f)[D / 16][2])
@@ -96,7 +133,12 @@ __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStrid
     for (int j = 0; j < D / 32; j++)
     {
         uint4 x = *(const uint4*)(row + 32 * j);
-        if constexpr (FP8)
+        if constexpr (FP8 && DV3_K_F16)
+        {
+            x.x = dv3_pack_f16(bf_lo(x.x), bf_hi(x.x)); x.y = dv3_pack_f16(bf_lo(x.y), bf_hi(x.y));
+            x.z = dv3_pack_f16(bf_lo(x.z), bf_hi(x.z)); x.w = dv3_pack_f16(bf_lo(x.w), bf_hi(x.w));
+        }
+        else if constexpr (FP8)
         {
             const float up = 1.2676506002282294e30f;   // 2^100
             x.x = pack_bf16(bf_lo(x.x) * up, bf_hi(x.x) * up); x.y = pack_bf16(bf_lo(x.y) * up, bf_hi(x.y) * up);
@@ -235,7 +277,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     const int g = heads / kvHeads, pairs = Tq * g;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, r = lane >> 2, c = lane & 3;
     // S in log2 units: scale x log2 e; fp8's 2^20 undoes Q's 2^100 against the codes' 2^-120.
-    const float sScale = scale * 1.4426950408889634f * (FP8 ? 1048576.f : 1.f);
+    const float sScale = scale * 1.4426950408889634f * (FP8 && !DV3_K_F16 ? 1048576.f : 1.f);
 
     unsigned qa[KS][2], qb[KS][2];
     int lim[2];
@@ -301,12 +343,22 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                 {
                     // 8 codes: bytes 0..3 of .x are dims +0..3 (k-step 2j), of .y dims +4..7 (k-step 2j + 1).
                     unsigned cx = cur.k[nt][j].x, cy = cur.k[nt][j].y;
-                    // Codes 0, 1 to byte positions 0, 2 (selector 0x0100), codes 2, 3 likewise (0x0302).
-                    unsigned b0 = dv3_e4m3x2(dv3_prmt(cx, cx, 0x0100u)), b1 = dv3_e4m3x2(dv3_prmt(cx, cx, 0x0302u));
-                    unsigned b2 = dv3_e4m3x2(dv3_prmt(cy, cy, 0x0100u)), b3 = dv3_e4m3x2(dv3_prmt(cy, cy, 0x0302u));
                     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-                    mma_bf16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], b0, b1);
-                    mma_bf16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], b2, b3);
+                    if constexpr (DV3_K_F16)
+                    {
+                        unsigned b0 = dv3_e4m3x2_f16(cx), b1 = dv3_e4m3x2_f16(cx >> 16);
+                        unsigned b2 = dv3_e4m3x2_f16(cy), b3 = dv3_e4m3x2_f16(cy >> 16);
+                        dv3_mma_f16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], b0, b1);
+                        dv3_mma_f16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], b2, b3);
+                    }
+                    else
+                    {
+                        // Codes 0, 1 to byte positions 0, 2 (selector 0x0100), codes 2, 3 likewise (0x0302).
+                        unsigned b0 = dv3_e4m3x2(dv3_prmt(cx, cx, 0x0100u)), b1 = dv3_e4m3x2(dv3_prmt(cx, cx, 0x0302u));
+                        unsigned b2 = dv3_e4m3x2(dv3_prmt(cy, cy, 0x0100u)), b3 = dv3_e4m3x2(dv3_prmt(cy, cy, 0x0302u));
+                        mma_bf16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], b0, b1);
+                        mma_bf16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], b2, b3);
+                    }
                     // Columns 2c, 2c + 1 of n-tile nt are keys vk[2nt], vk[2nt + 1].
                     float k0 = cur.kScale(nt, 0, j, c), k1 = cur.kScale(nt, 1, j, c);
                     s[nt][0] = fmaf(k0, acc[0], s[nt][0]);
