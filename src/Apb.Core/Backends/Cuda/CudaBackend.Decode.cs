@@ -103,50 +103,9 @@ public sealed unsafe partial class CudaBackend
         long qStride = qs.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
-        if (k.Version3)
-        {
-            // Version 3 can merge in its last block per KV head (APB_DECODE_FOLD=1; measured slower, so off by default).
-            bool fold = FoldsMerge(splits, d);
-            ulong op = fold ? o.Ptr : 0, lp = fold ? l?.Ptr ?? 0 : 0, counters = fold ? MergeCounters(kvHeads * rowBlocks) : 0;
-            long oStride = o.Cols;
-            int lseF32 = l?.DType == CudaDType.F32 ? 1 : 0;
-            void** a3 = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal,
-                                             &perSplit, &op, &oStride, &lp, &lseF32, &counters };
-            Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), k.Threads, k.Smem, a3);
-            if (!fold) DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
-            return;
-        }
         void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
-    }
-
-    /// <summary>
-    /// Whether version 3 merges its own splits (its last block per KV head, decode_mma.cu) when <see
-    /// cref="DecodeFoldMerge"/> is on, and only where the splits' weights fit the block's shared memory (4 d floats per
-    /// pair: 512 splits at d 128; one wave of splits is at most blocks-per-SM x SMs, 396 on an H200 at 3 per SM).
-    /// </summary>
-    bool FoldsMerge(int splits, int d) => DecodeFoldMerge && splits <= 4 * d;
-
-    /// <summary>
-    /// Version 3's folded merge, off unless APB_DECODE_FOLD=1: apb_decode_merge runs after the split kernel, as for
-    /// version 2. Measured (docs/kernels/decode-mma.md, v3.3): the fold is correct and slower, 0.136 -> 0.147 ms at 128K
-    /// and 8.57 -> 8.91 ms per 128K step, because one block per KV head merges all its splits alone at the end of the
-    /// launch, where the separate kernel's launch overlaps the split kernel's tail (programmatic launch).
-    /// </summary>
-    public bool DecodeFoldMerge { get; set; } = Environment.GetEnvironmentVariable("APB_DECODE_FOLD") == "1";
-
-    ulong _mergeCounters;     // version 3's arrival counters, one per (KV head, row block or sequence); zero between launches
-    long _mergeCountersBytes;
-
-    /// <summary>At least <paramref name="count"/> zeroed counters: zeroed on the stream when (re)allocated, and reset by the kernel that used them.</summary>
-    ulong MergeCounters(int count)
-    {
-        long bytes = Math.Max(count, 1) * 4L;
-        if (bytes <= _mergeCountersBytes) return _mergeCounters;
-        ulong p = Scratch(ref _mergeCounters, ref _mergeCountersBytes, bytes, 4096, "decode merge counters");
-        Native.Driver.Check(Native.Driver.cuMemsetD32Async(p, 0, (nuint)(_mergeCountersBytes / 4), Context.Stream), "cuMemsetD32Async(decode merge counters)");
-        return p;
     }
 
     /// <summary>
@@ -192,27 +151,13 @@ public sealed unsafe partial class CudaBackend
         ulong qp = qs.Ptr;
         long qStride = qs.Cols;
         float scale = 1f / MathF.Sqrt(d);
-        if (k.Version3)
-        {
-            bool fold = FoldsMerge(splits, d);
-            ulong op = fold ? o.Ptr : 0, counters = fold ? MergeCounters(kvHeads * b) : 0;
-            long oStride = o.Cols;
-            void** a3 = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit,
-                                             &op, &oStride, &counters };
-            Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, a3);
-            if (!fold) DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
-            return;
-        }
         void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
         Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
     }
 
-    /// <summary>
-    /// A split-KV kernel as a call runs it; its last argument is tiles per split (version 1) or keys (versions 2 and 3);
-    /// version 3 takes the folded merge's arguments after it.
-    /// </summary>
-    readonly record struct DecodeLaunch(string Name, nint F, uint Threads, uint Smem, int Tile, int PerSm, bool CountsKeys, bool Version3 = false);
+    /// <summary>A split-KV kernel as a call runs it; its last argument is tiles per split (version 1) or keys (version 2).</summary>
+    readonly record struct DecodeLaunch(string Name, nint F, uint Threads, uint Smem, int Tile, int PerSm, bool CountsKeys);
 
     /// <summary>
     /// The kernel for a call of <paramref name="pairs"/> (query row, head) pairs per KV head: version 2 where it applies
@@ -242,7 +187,7 @@ public sealed unsafe partial class CudaBackend
             if (pairs > Decode3MaxPairs) return null;
             string name3 = $"apb_decode3_{kind}_d{d}_p{(pairs <= 8 ? 8 : 16)}{suffix}";
             nint f3 = Context.Function(DecodeMmaFile, name3);
-            return new(name3, f3, Decode3Threads, 0, Decode3Step, BlocksPerSm(f3, Decode3Threads, 0), CountsKeys: true, Version3: true);
+            return new(name3, f3, Decode3Threads, 0, Decode3Step, BlocksPerSm(f3, Decode3Threads, 0), CountsKeys: true);
         }
         if (pairs > Decode2MaxPairs) return null;
         int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;

@@ -81,14 +81,6 @@ __device__ __forceinline__ void dv3_mma_f16(float* c, unsigned a0, unsigned a1, 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// A load past L1: partials another SM wrote during this launch.
-__device__ __forceinline__ float dv3_ldcg(const float* p)
-{
-    float v;
-    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-    return v;
-}
-
 __device__ __forceinline__ unsigned dv3_prmt(unsigned a, unsigned b, unsigned sel)
 {
     unsigned r;
@@ -268,15 +260,11 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
 }
 
 // A split of the keys for the call's pairs (at most 8, or 16 with HI) of KV head blockIdx.y. K and V are rows of
-// rowBytes: bf16 values, or fp8 codes followed (at byte scaleOffset) by the row's fp32 scales. With out null, the
-// split's partial is the result (apb_decode_merge follows); else the last block of the KV head also merges into out
-// (rows of oStride) and lse (fp32 or bf16 by lseF32, optional), counting arrivals in counters[blockIdx.z x
-// gridDim.y + blockIdx.y] (zero before the launch, zero after).
+// rowBytes: bf16 values, or fp8 codes followed (at byte scaleOffset) by the row's fp32 scales.
 template <int D, bool FP8, bool HI>
 __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const unsigned char* __restrict__ kRows,
     const unsigned char* __restrict__ vRows, long rowBytes, int scaleOffset, float* __restrict__ partO, float* __restrict__ partLse,
-    int Tq, int Tk, int heads, int kvHeads, long qStride, float scale, int causal, int keysPerSplit, long rowBase,
-    bf16* __restrict__ out, long oStride, void* __restrict__ lse, int lseF32, int* __restrict__ counters)
+    int Tq, int Tk, int heads, int kvHeads, long qStride, float scale, int causal, int keysPerSplit, long rowBase)
 {
     constexpr int KS = D / 16;                 // k-steps of S, and m-tiles of O^T
     constexpr int NG = D / 32;                 // scale groups (fp8), and 16-byte K slices per lane
@@ -507,92 +495,26 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
         partO[(row * splits + split) * D + col] = sum > 0.f ? acc / sum : 0.f;
         if (col == 0) partLse[row * splits + split] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : APB_NEG_INF;
     }
-    if (out == nullptr) return;   // the host launches apb_decode_merge
-
-    // decode.cu's merge, folded in (the host's APB_DECODE_FOLD=1; off by default: measured slower than the separate
-    // merge, docs/kernels/decode-mma.md v3.3): the last block of this (KV head, sequence) to finish merges every split
-    // of its pairs into the output, saving a launch per layer. Each block makes its partials visible device-wide before it
-    // counts itself in; the block that counts to `splits` resets the counter for the next launch (no other block of
-    // this launch touches it again) and reads the others' partials past L1. The same arithmetic as apb_decode_merge.
-    __shared__ int s_last;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0)
-    {
-        int* ctr = counters + blockIdx.z * gridDim.y + blockIdx.y;
-        int last = atomicAdd(ctr, 1) == splits - 1;
-        if (last) *ctr = 0;
-        s_last = last;
-    }
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    // Split weights per pair in s_o's space (the host folds only when splits <= 4 D, what a pair's share holds).
-    float* sw = &s_o[0][0][0];
-    for (int p = warp; p < pairs; p += DV3_WARPS)
-    {
-        int i = p / g, h = kh * g + (p - i * g);
-        const float* pl = partLse + (rowBase + (long)i * heads + h) * splits;
-        float mx = APB_NEG_INF;
-        for (int sp = lane; sp < splits; sp += 32) mx = fmaxf(mx, dv3_ldcg(pl + sp));
-        mx = warp_max(mx);
-        float total = 0.f;
-        for (int sp = lane; sp < splits; sp += 32)
-        {
-            float x = dv3_ldcg(pl + sp), wt = x == APB_NEG_INF || mx == APB_NEG_INF ? 0.f : expf(x - mx);
-            sw[p * 4 * D + sp] = wt;
-            total += wt;
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) total += __shfl_xor_sync(0xffffffffu, total, off);
-        if (lane == 0) { s_m[0][p] = mx; s_l[0][p] = total; }
-    }
-    __syncthreads();
-    for (int e = tid; e < pairs * D; e += DV3_THREADS)
-    {
-        int p = e / D, col = e - p * D;
-        int i = p / g, h = kh * g + (p - i * g);
-        long row = rowBase + (long)i * heads + h;
-        bf16* dst = out + (row / heads) * oStride + (long)h * D + col;
-        float mx = s_m[0][p], total = s_l[0][p];
-        if (mx == APB_NEG_INF)
-        {
-            *dst = 0;
-            if (col == 0 && lse) store_any(lse, row, lseF32, APB_NEG_INF);
-            continue;
-        }
-        const float* po = partO + row * splits * (long)D + col;
-        float acc = 0.f;
-        for (int sp = 0; sp < splits; sp++)
-        {
-            float wt = sw[p * 4 * D + sp];
-            acc = wt == 0.f ? acc : fmaf(wt, dv3_ldcg(po + (long)sp * D), acc);
-        }
-        *dst = f2bf(acc / total);
-        if (col == 0 && lse) store_any(lse, row, lseF32, mx + logf(total));
-    }
 }
 
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads); the signature of decode.cu's version 2
-// (kStride: elements of a bf16 row, bytes of an fp8 one), then the folded merge's (out null: none).
+// (kStride: elements of a bf16 row, bytes of an fp8 one).
 #define DV3_SPLIT(D, FP8, HI, NAME) \
 extern "C" __global__ void DV3_BOUNDS NAME(const bf16* q, const void* k, const void* v, float* partO, \
-    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit, \
-    bf16* out, long oStride, void* lse, int lseF32, int* counters) \
+    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
 { pdl_enter(); \
   decode_mma<D, FP8, HI>(q, (const unsigned char*)k, (const unsigned char*)v, FP8 ? kStride : 2 * kStride, kvHeads * D, partO, partLse, \
-      Tq, Tk, heads, kvHeads, qStride, scale, causal, keysPerSplit, 0, out, oStride, lse, lseF32, counters); }
+      Tq, Tk, heads, kvHeads, qStride, scale, causal, keysPerSplit, 0); }
 
 // B sequences, one query row each against its own cache (decode.cu's table: K and V addresses, then lengths): grid
 // (splits, KV heads, B).
 #define DV3_BATCH(D, FP8, HI, NAME) \
 extern "C" __global__ void DV3_BOUNDS NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
     const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
-    int keysPerSplit, bf16* out, long oStride, int* counters) \
+    int keysPerSplit) \
 { pdl_enter(); int b = blockIdx.z; \
   decode_mma<D, FP8, HI>(q + (long)b * qStride, (const unsigned char*)kv[2 * b], (const unsigned char*)kv[2 * b + 1], \
-      FP8 ? kStride : 2 * kStride, kvHeads * D, partO, partLse, 1, lens[b], heads, kvHeads, qStride, scale, 0, keysPerSplit, \
-      (long)b * heads, out, oStride, nullptr, 0, counters); }
+      FP8 ? kStride : 2 * kStride, kvHeads * D, partO, partLse, 1, lens[b], heads, kvHeads, qStride, scale, 0, keysPerSplit, (long)b * heads); }
 
 #define DV3_ALL(D, P, HI) \
   DV3_SPLIT(D, false, HI, apb_decode3_split_d##D##_p##P) DV3_BATCH(D, false, HI, apb_decode3_batch_d##D##_p##P) \
