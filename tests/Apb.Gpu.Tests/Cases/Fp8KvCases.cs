@@ -191,8 +191,9 @@ public static class Fp8KvCases
     }
 
     /// <summary>
-    /// A call wider than the fp8 decode kernel takes (more than 8 (query row, head) pairs per KV head) is refused with an
-    /// error that names the limit; the fp8 cache has no wider kernel (KvCache.Attend reads such calls through bf16).
+    /// A call wider than the fp8 decode kernel takes (24 (query row, head) pairs per KV head: version 3 takes 16,
+    /// version 2 8) is refused with an error that names the limit; the fp8 cache has no wider kernel (KvCache.Attend
+    /// reads such calls through bf16).
     /// </summary>
     static void DecodeRefusesWideCall(GpuCheck c)
     {

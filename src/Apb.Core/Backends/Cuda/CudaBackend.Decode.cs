@@ -263,7 +263,7 @@ public sealed unsafe partial class CudaBackend
     }
 }
 
-/// <summary>The split-KV decode kernels (Kernels/decode.cu, docs/kernels/decode.md).</summary>
+/// <summary>The split-KV decode kernels (Kernels/decode.cu: versions 1 and 2, docs/kernels/decode.md; decode_mma.cu: version 3, decode-mma.md).</summary>
 public enum DecodeKernelVersion { Auto, V2, V2Prefetch, V1, V3 }
 
 /// <summary>Their names in APB_DECODE_KERNEL and in `apb bench kernel decode --variants` (split-kv + the name).</summary>

@@ -128,8 +128,9 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// A batched decode step against the sequences' own fp8 caches in one launch (version 2's batch kernel reading fp8
-    /// rows), where it applies: head dim 64 or 128, a GQA group of at most 8. Otherwise the sequences one by one.
+    /// A batched decode step against the sequences' own fp8 caches in one launch (the batch kernel of version 3, or 2
+    /// under APB_DECODE_KERNEL=2/2pf, reading fp8 rows), where it applies: head dim 64 or 128, a GQA group of at most 16
+    /// (8 under version 2). Otherwise the sequences one by one.
     /// </summary>
     public void DecodeAttentionKv(Tensor q, IReadOnlyList<Tensor> keys, IReadOnlyList<Tensor> values, int heads, int kvHeads, Tensor output,
                                   KvCacheDType dtype)
@@ -157,8 +158,9 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// The split-KV decode (version 2) straight from fp8 cache rows where it takes the call: at most 8 (query row, head)
-    /// pairs per KV head, head dim 64 or 128, causal or no mask. Otherwise false: the caller reads the rows into bf16.
+    /// The split-KV decode (version 3, or 2) straight from fp8 cache rows where it takes the call: at most 16 (query row,
+    /// head) pairs per KV head (8 under version 2), head dim 64 or 128, causal or no mask. Otherwise false: the caller
+    /// reads the rows into bf16.
     /// </summary>
     public bool TryAttentionKv(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, KvCacheDType dtype)
     {
@@ -174,9 +176,9 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Attention of a few query rows (at most 8 (query row, head) pairs per KV head; head dim 64 or 128) against fp8
-    /// cache rows, as <see cref="Attention"/> computes it against the values the codes stand for: split over the keys
-    /// like the bf16 decode (version 2, one wave of blocks), merged by LSE.
+    /// Attention of a few query rows (at most 16 (query row, head) pairs per KV head, 8 under version 2; head dim 64 or
+    /// 128) against fp8 cache rows, as <see cref="Attention"/> computes it against the values the codes stand for: split
+    /// over the keys like the bf16 decode (version 3 by default, one wave of blocks), merged by LSE.
     /// </summary>
     public void DecodeAttentionFp8(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse)
     {
