@@ -14,11 +14,7 @@ MODEL=${MODEL:-models/embedded}
 LENGTHS=${LENGTHS:-16k}
 SAMPLES=${SAMPLES:-20}
 RANKS_LIST=${RANKS_LIST:-4 8}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
+begin_run apb:publish/linux-x64/apb
 require_model
 
 step "bench kernel critical-path 8,4"

@@ -16,12 +16,8 @@ source "$(dirname "$0")/env.sh"
 WORK=${WORK:-/tmp/apb-decode}
 LENGTHS=${LENGTHS:-8k,32k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests apb-prev:publish/prev/apb
+begin_run apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests apb-prev:publish/prev/apb
 APB_PREV=${APB_PREV:-$ROOT/publish/prev/apb}
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
 
 skip ptxas ||
   ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/decode.cu "decode2_(split|batch)_d128_p[48]|decode_split_d128|decode_batch_d128|spill"

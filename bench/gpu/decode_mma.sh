@@ -15,11 +15,7 @@ WORK=${WORK:-/tmp/apb-decode-mma}
 LENGTHS=${LENGTHS:-8k,16k,64k,128k}
 CONTEXTS=${CONTEXTS:-8k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
+begin_run apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 
 skip ptxas || ptxas_summary src/Apb.Core/Backends/Cuda/Kernels/decode_mma.cu "decode3"
 skip tests || gpu_tests_summary "${FILTER:-decode/v3,fp8kv/decode,ops/rope}"

@@ -51,6 +51,16 @@ unpack_binaries() {
   return 0
 }
 
+# The start of a script that writes a summary: makes $WORK, unpacks the binaries named (unpack_binaries' NAME:PATH
+# arguments), empties SUMMARY=$OUT/summary.md and stops when there is no apb binary.
+begin_run() {
+  mkdir -p "$WORK"
+  unpack_binaries "$@"
+  SUMMARY=$OUT/summary.md
+  : > "$SUMMARY"
+  require_apb
+}
+
 # The script's start, for step's "+N s". LOG starts empty: a script that sets it (after sourcing this) gets step's lines
 # appended to that file as well.
 t0=$(date +%s)

@@ -20,11 +20,7 @@ LENGTH=${LENGTH:-16k}
 SAMPLES=${SAMPLES:-20}
 RANKS=${RANKS:-4}
 SKIP=${SKIP:-}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
+begin_run apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 
 skip ptxas || for f in decode.cu elementwise.cu; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f" "decode2|fp8"; cp "$WORK/ptxas.txt" "$WORK/ptxas-$f.txt" 2>/dev/null; done
 skip tests || gpu_tests_summary "${FILTER:-fp8kv/,decode/,ops/rope}"

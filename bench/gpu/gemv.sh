@@ -17,11 +17,7 @@ source "$(dirname "$0")/env.sh"
 WORK=${WORK:-/tmp/apb-gemv}
 CONTEXTS=${CONTEXTS:-8k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
+begin_run apb:publish/linux-x64/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 
 skip ptxas || for f in ${PTXAS_FILES:-gemv.cu}; do ptxas_summary "src/Apb.Core/Backends/Cuda/Kernels/$f"; done
 

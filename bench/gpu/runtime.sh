@@ -13,12 +13,8 @@ source "$(dirname "$0")/env.sh"
 WORK=${WORK:-/tmp/apb-runtime}
 PREFILL_LENGTHS=${PREFILL_LENGTHS:-32k,128k}
 SKIP=${SKIP:-}
-mkdir -p "$WORK"
-unpack_binaries apb:publish/linux-x64/apb apb-old:publish/old/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
+begin_run apb:publish/linux-x64/apb apb-old:publish/old/apb Apb.Gpu.Tests:publish/gpu-tests/Apb.Gpu.Tests
 APB_OLD=${APB_OLD:-$ROOT/publish/old/apb}
-SUMMARY=$OUT/summary.md
-: > "$SUMMARY"
-require_apb
 
 if [[ " $SKIP " != *" check "* ]]; then
   step "run.sh (GPU tests, kernel timings)"
