@@ -180,22 +180,22 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     DecodeLaunch? FastDecode(bool batch, bool fp8, int pairs, int d)
     {
-        if (DecodeKernel == DecodeKernelVersion.V1 || d is not (64 or 128)) return null;
-        string kind = batch ? "batch" : "split", suffix = fp8 ? "_fp8" : "";
-        if (DecodeKernel is DecodeKernelVersion.V3 or DecodeKernelVersion.Auto)
+        if (DecodeKernel == DecodeKernelVersion.V1 || pairs > FastDecodeMaxPairs || d is not (64 or 128)) return null;
+        bool v3 = DecodeKernel is DecodeKernelVersion.V3 or DecodeKernelVersion.Auto, prefetch = DecodeKernel == DecodeKernelVersion.V2Prefetch;
+        int p = v3 ? (pairs <= 8 ? 8 : 16) : pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
+        // Asked once per layer of every decode step: the kernel's name and handle are looked up once per shape.
+        var key = (v3, prefetch, batch, fp8, p, d);
+        if (!_fastDecode.TryGetValue(key, out var k))
         {
-            if (pairs > Decode3MaxPairs) return null;
-            string name3 = $"apb_decode3_{kind}_d{d}_p{(pairs <= 8 ? 8 : 16)}{suffix}";
-            nint f3 = Context.Function(DecodeMmaFile, name3);
-            return new(name3, f3, Decode3Threads, 0, Decode3Step, BlocksPerSm(f3, Decode3Threads, 0), CountsKeys: true);
+            string kind = batch ? "batch" : "split", suffix = fp8 ? "_fp8" : "";
+            string name = v3 ? $"apb_decode3_{kind}_d{d}_p{p}{suffix}" : $"apb_decode2_{kind}_d{d}_p{p}{(prefetch ? "_pf" : "")}{suffix}";
+            _fastDecode[key] = k = (name, Context.Function(v3 ? DecodeMmaFile : DecodeFile, name));
         }
-        if (pairs > Decode2MaxPairs) return null;
-        int p = pairs <= 1 ? 1 : pairs <= 2 ? 2 : pairs <= 4 ? 4 : 8;
-        bool prefetch = DecodeKernel == DecodeKernelVersion.V2Prefetch;
-        string name = $"apb_decode2_{kind}_d{d}_p{p}{(prefetch ? "_pf" : "")}{suffix}";
-        nint f = Context.Function(DecodeFile, name);
-        return new(name, f, Decode2Threads, 0, Decode2Step(d), BlocksPerSm(f, Decode2Threads, 0), CountsKeys: true);
+        int threads = v3 ? Decode3Threads : Decode2Threads;
+        return new(k.Name, k.F, (uint)threads, 0, v3 ? Decode3Step : Decode2Step(d), BlocksPerSm(k.F, threads, 0), CountsKeys: true);
     }
+
+    readonly Dictionary<(bool V3, bool Prefetch, bool Batch, bool Fp8, int P, int D), (string Name, nint F)> _fastDecode = [];
 
     /// <summary>The most pairs per KV head the fast kernel of <see cref="DecodeKernel"/> takes (0 under version 1).</summary>
     int FastDecodeMaxPairs => DecodeKernel switch

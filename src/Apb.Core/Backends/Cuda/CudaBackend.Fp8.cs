@@ -168,7 +168,7 @@ public sealed unsafe partial class CudaBackend
             heads % kvHeads != 0 || q.Cols % heads != 0)
             return false;
         int d = q.Cols / heads, pairs = q.Rows * (heads / kvHeads);
-        if (pairs > FastDecodeMaxPairs || d is not (64 or 128) || q.Rows > DecodeMaxQueryRows) return false;   // no fast kernel under version 1 either
+        if (FastDecode(batch: false, fp8: true, pairs, d) is null || q.Rows > DecodeMaxQueryRows) return false;   // none under version 1 either
         // The kernel reads a lane's 8 query values as one 16-byte load, as the bf16 decode does (Attention checks the same).
         if (C(q).Ptr % 16 != 0 || q.Cols % 8 != 0) return false;
         DecodeAttentionFp8(q, k, v, heads, kvHeads, mask, output, lse);
