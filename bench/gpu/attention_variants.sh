@@ -6,11 +6,12 @@
 # VARIANTS is required (there is no default): ';' between variants, ',' between the NAME=VALUE defines of one variant,
 # e.g. VARIANTS="-;HOP_X=0;HOP_X=1" ('-': the committed kernel). Each NAME must be a macro the kernel guards with
 # #ifndef NAME or #ifdef NAME (require_knobs in env.sh); a -D of any other name compiles the same kernel, so the
-# variants would time one kernel several times. The
+# variants would time one kernel several times. MASK: causal (default), none or both. The
 # committed kernel has no such knob: add it there first. (The HOP_SERIAL / HOP_PINGPONG / HOP_FAST_EXP / HOP_DEFER_PV /
 # HOP_STAGES rows in bench/results/cuda-20261128-hopper/variants-*.md come from kernel versions never committed.)
 source "$(dirname "$0")/env.sh"
 LENGTHS=${LENGTHS:-16k,128k}
+MASK=${MASK:-causal}   # causal, none or both
 VARIANTS=${VARIANTS:-}
 F=src/Apb.Core/Backends/Cuda/Kernels/attention_hopper.cu
 
@@ -27,10 +28,10 @@ fi
 echo "| defines | kernel | variant | shape | median ms | min ms | runs | rate | of peak |" | tee "$OUT/variants.md"
 echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$OUT/variants.md"
 for v in "${VS[@]}"; do
-  APB_KERNEL_DEFINES="$(variant_defines "$v")" timeout 90 "$APB" bench kernel attention --variants hopper --mask causal --lengths "$LENGTHS" --repeats 5 2>/dev/null \
+  APB_KERNEL_DEFINES="$(variant_defines "$v")" timeout 90 "$APB" bench kernel attention --variants hopper --mask "$MASK" --lengths "$LENGTHS" --repeats 5 2>/dev/null \
     | grep "^| attention" | sed "s/^/| $v /" | tee -a "$OUT/variants.md"
 done
-timeout 60 "$APB" bench kernel attention --variants mma --mask causal --lengths "$LENGTHS" --repeats 3 2>/dev/null | grep "^| attention" | sed "s/^/| - /" | tee -a "$OUT/variants.md"
+timeout 60 "$APB" bench kernel attention --variants mma --mask "$MASK" --lengths "$LENGTHS" --repeats 3 2>/dev/null | grep "^| attention" | sed "s/^/| - /" | tee -a "$OUT/variants.md"
 
 if command -v ncu >/dev/null && [ "${NCU:-1}" = 1 ]; then
   echo "== ncu (default variant, 16K, one launch)"

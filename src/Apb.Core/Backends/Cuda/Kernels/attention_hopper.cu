@@ -25,6 +25,9 @@
 #define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
 #define HOP_BN 128      // keys per K/V tile
 #define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
+#ifndef HOP_GQA_ORDER   // knob (bench/gpu/attention_variants.sh): 1 = the heads of a GQA group in adjacent blocks
+#define HOP_GQA_ORDER 0
+#endif
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
 struct __align__(64) TensorMap { unsigned long long opaque[16]; };
@@ -165,8 +168,16 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // The warpgroup index through a shuffle: ptxas then knows it is uniform across the warp, so the role branches and the
     // loops below are not "divergent paths" around wgmma (where it would serialize every wgmma: warning C7518).
     const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
+#if HOP_GQA_ORDER
+    // Blocks in launch order walk the query heads of one GQA group first, then the query tiles, then the KV heads: the
+    // group's blocks read the same K/V tiles at the same time.
+    const int group = heads / kvHeads, linear = blockIdx.x + gridDim.x * blockIdx.y;
+    const int qb = gridDim.x - 1 - (linear / group) % gridDim.x;
+    const int h = linear / (group * gridDim.x) * group + linear % group, kh = h / group;
+#else
     const int qb = gridDim.x - 1 - blockIdx.x;   // the longest causal rows first: they set the grid's tail
     const int h = blockIdx.y, kh = h / (heads / kvHeads);
+#endif
     const int shift = Tk - Tq;
     const int m0 = qb * HOP_BM;
 

@@ -11,6 +11,21 @@
 // rounded to bf16 first, as the unfused Linear, Linear, SiluMul chain stores them (docs/kernels/gemv.md).
 #include "bf16.cuh"
 
+// Knobs for bench/gpu/kernel_variants.sh (APB_KERNEL_DEFINES), measured in docs/kernels/gemv.md:
+//   GEMV_U1, GEMV_U2: 16-byte loads per lane per batch for one weight row (gate/up: two rows) per warp.
+//   GEMV_MIN_BLOCKS: __launch_bounds__'s minimum of resident blocks per SM (caps the registers); unset: no cap.
+#ifndef GEMV_U1
+#define GEMV_U1 16
+#endif
+#ifndef GEMV_U2
+#define GEMV_U2 8
+#endif
+#ifdef GEMV_MIN_BLOCKS
+#define GEMV_BOUNDS __launch_bounds__(128, GEMV_MIN_BLOCKS)
+#else
+#define GEMV_BOUNDS __launch_bounds__(128)
+#endif
+
 struct GemvPart
 {
     const bf16* w;    // [n, k] row-major
@@ -83,7 +98,7 @@ __device__ __forceinline__ void batch(const uint4* const (&w)[R], const uint4* _
 template <int R, int M>
 __device__ __forceinline__ void row_dots(const uint4* const (&w)[R], const uint4* __restrict__ x, int chunks, int lane, float (&acc)[R][M])
 {
-    constexpr int U = R == 1 ? 16 : 8;
+    constexpr int U = R == 1 ? GEMV_U1 : GEMV_U2;
     int c = lane;
     if (c + 32 * (U - 1) < chunks)
     {
@@ -171,11 +186,11 @@ __device__ __forceinline__ void gemv_gated(const bf16* __restrict__ x, int k, Ge
 }
 
 #define APB_GEMV(M)                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(128) apb_gemv_m##M(const bf16* x, int k, GemvPart a, GemvPart b, GemvPart c) \
+    extern "C" __global__ void GEMV_BOUNDS apb_gemv_m##M(const bf16* x, int k, GemvPart a, GemvPart b, GemvPart c) \
     {                                                                                                                 \
         gemv<M>(x, k, a, b, c);                                                                                       \
     }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) apb_gemv_gated_m##M(const bf16* x, int k, GemvPart gate, GemvPart up) \
+    extern "C" __global__ void GEMV_BOUNDS apb_gemv_gated_m##M(const bf16* x, int k, GemvPart gate, GemvPart up) \
     {                                                                                                                 \
         gemv_gated<M>(x, k, gate, up);                                                                                \
     }
