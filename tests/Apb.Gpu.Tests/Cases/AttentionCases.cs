@@ -48,6 +48,35 @@ public static class AttentionCases
             string name = AttentionKernels.Name(kernel);
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
+            if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
         }
+    }
+
+    /// <summary>
+    /// The Hopper kernel in chunks of 256 keys, one KV head's query heads per group (the least state budget): a few
+    /// hundred keys then take every path a 128K call takes (state stored, resumed, blocks done in an earlier chunk).
+    /// </summary>
+    static void CheckChunked(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int heads, int kv,
+        int d, AttentionMask mask)
+    {
+        var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+        int keys = c.Gpu.AttentionChunkKeys;
+        long budget = c.Gpu.AttentionStateBudget;
+        bool chunkCausal = c.Gpu.ChunkCausalAttention;
+        try
+        {
+            c.Gpu.AttentionChunkKeys = 256;
+            c.Gpu.AttentionStateBudget = 1;
+            c.Gpu.ChunkCausalAttention = true;
+            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+        }
+        finally
+        {
+            c.Gpu.AttentionChunkKeys = keys;
+            c.Gpu.AttentionStateBudget = budget;
+            c.Gpu.ChunkCausalAttention = chunkCausal;
+        }
+        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, chunks of 256 keys");
+        c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, chunks of 256 keys");
     }
 }

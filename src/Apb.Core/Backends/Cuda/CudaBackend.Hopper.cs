@@ -25,6 +25,57 @@ public sealed unsafe partial class CudaBackend
 
     bool? _hopperAvailable;
 
+    /// <summary>
+    /// The default <see cref="AttentionChunkKeys"/>: 0, one launch per call. Chunks fix the L2 hit rate of a long
+    /// non-causal call (56 % -> 98 % at 128K keys, ncu) but the chunk kernel as built is slower per tile (its wgmma
+    /// serialized, ptxas C7515): 525 against 554 TFLOP/s at 128K, the same call (docs/kernels/attention.md, v5, and
+    /// docs/notes/attention-chunk-merge.patch for the fix to measure next). 32768 is the chunk those runs used.
+    /// </summary>
+    public const int DefaultAttentionChunkKeys = 0;
+
+    /// <summary>
+    /// Keys per launch of the Hopper kernel for a non-causal call (a multiple of 128; 0: one launch however long the
+    /// call): a call over more keys runs one launch per chunk, the blocks carrying their softmax state from one to the
+    /// next, so that the K and V the blocks running at once read stay within L2. APB_ATTENTION_CHUNK_KEYS sets it
+    /// (e.g. 32768).
+    /// </summary>
+    public int AttentionChunkKeys
+    {
+        get => _chunkKeys;
+        set => _chunkKeys = value >= 0 && value % 128 == 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "attention chunk keys: 0 or a positive multiple of 128");
+    }
+
+    /// <summary>
+    /// Whether causal calls are chunked too when chunks are on (false by default: at 64K and 128K causal keys, chunks of
+    /// 16K and 32K were 0.5-2 % slower than one pass of the same build; v5 in the notes).
+    /// APB_ATTENTION_CHUNK_CAUSAL=1 sets it; the GPU tests set it to check the causal chunk paths.
+    /// </summary>
+    public bool ChunkCausalAttention { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_CHUNK_CAUSAL") == "1";
+
+    int _chunkKeys = ChunkKeysFromEnvironment();
+
+    static int ChunkKeysFromEnvironment()
+    {
+        string? s = Environment.GetEnvironmentVariable("APB_ATTENTION_CHUNK_KEYS");
+        if (string.IsNullOrEmpty(s)) return DefaultAttentionChunkKeys;
+        if (!int.TryParse(s, out int n) || n < 0 || n % 128 != 0)
+            throw new ApbException($"APB_ATTENTION_CHUNK_KEYS={s}: expected 0 (one launch per call) or a positive multiple of 128");
+        return n;
+    }
+
+    /// <summary>
+    /// The most bytes of carried state (fp32, 68 floats per query row and head at d 128) a chunked call holds at once:
+    /// its heads go in groups of whole GQA groups that fit, each group through all its chunks before the next.
+    /// </summary>
+    public long AttentionStateBudget { get; set; } = DefaultAttentionStateBudget;
+
+    /// <summary>The default <see cref="AttentionStateBudget"/>, 1 GiB (RankMemory counts it for calls that chunk).</summary>
+    public const long DefaultAttentionStateBudget = 1L << 30;
+
+    /// <summary>Bytes of carried state per query row and head of a chunked call (the kernel's 256 threads x (d/2 + 4) floats per 128 rows).</summary>
+    public static long AttentionStateBytesPerRowHead(int d) => 8L * (d / 2 + 4);
+
     /// <summary>Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 7 mbarriers + 1 KB to align to 1024.</summary>
     static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 8 * 7 + 1024);
 
@@ -51,11 +102,37 @@ public sealed unsafe partial class CudaBackend
             EncodeTensorMap(mk, kp, (ulong)cols, (ulong)Tk, (ulong)kStride * 2, 64, 128, "k");
             EncodeTensorMap(mv, vt, (ulong)Tk, (ulong)cols, (ulong)tkPad * 2, 64, (uint)d, "transposed v");
 
-            string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
             uint smem = HopperSharedBytes(d);
-            nint f = KernelWithSmem(HopperFile, fn, smem);
-            void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal };
-            Context.Launch(f, fn, ((uint)((Tq + 127) / 128), (uint)heads, 1), 384, smem, args);
+            int qTiles = (Tq + 127) / 128, keyTiles = (Tk + 127) / 128, chunkTiles = AttentionChunkKeys / 128;
+            int h0 = 0, chunk = 0;
+            ulong state = 0;
+            void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal,
+                                               &h0, &chunkTiles, &chunk, &state };
+            if (chunkTiles == 0 || keyTiles <= chunkTiles || (causal != 0 && !ChunkCausalAttention))
+            {
+                string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
+                Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
+                return;
+            }
+            // Chunks: a kernel of its own, so that the one-pass kernel carries none of the state code (v5 in the notes:
+            // with it, one pass ran 16 % slower).
+            string cfn = d == 64 ? "apb_attention_hopper_chunk_d64" : "apb_attention_hopper_chunk_d128";
+            nint f = KernelWithSmem(HopperFile, cfn, smem);
+            // Per head: 256 consumer threads x (d / 2 + 4) floats per query tile (the kernel's state layout).
+            int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
+            long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
+            int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
+            state = Pool.Rent(perHead * headsPer, "attention (chunk state)");
+            try
+            {
+                for (h0 = 0; h0 < heads; h0 += headsPer)
+                    for (chunk = 0; chunk < chunks; chunk++)
+                        Context.Launch(f, cfn, ((uint)qTiles, (uint)Math.Min(headsPer, heads - h0), 1), 384, smem, args);
+            }
+            finally
+            {
+                Pool.Return(state);
+            }
         }
         finally
         {

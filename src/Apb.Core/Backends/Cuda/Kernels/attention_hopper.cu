@@ -14,7 +14,14 @@
 // extra read and write of V (2 bytes x Tk x kvHeads x D each way) per call; its time was not measured on its own.
 //
 // Block: 3 warpgroups (384 threads). Warpgroup 0 = producer (one thread issues TMA), warpgroups 1 and 2 = consumers,
-// 64 query rows each (a 128-row query tile per block). Grid: (query tiles, heads), longest causal tiles first.
+// 64 query rows each (a 128-row query tile per block). Grid: (query tiles, heads from h0), longest causal tiles first.
+// Long keys in chunks (the host's choice, CudaBackend.Hopper.cs): one launch per chunk of chunkTiles key tiles, each
+// block carrying its online-softmax state (O accumulators, row max and sums, fp32) from one launch to the next through
+// `state`. Without chunks, the blocks running at once drift apart over a long K/V stream (block start times spread over
+// the waves), so together they read all of a head's K and V at once: at 128K keys that is 64 MB, more than L2 holds,
+// and ncu measured a 56 % L2 hit rate against 98.5 % at 16K (docs/kernels/attention.md, v5). A chunk bounds it. The
+// host chunks non-causal calls only when APB_ATTENTION_CHUNK_KEYS asks: the chunk kernel's wgmma are serialized
+// (below), which costs more than the hits gain.
 // Overlap: each consumer issues S of tile j + 1 right behind P V of tile j and waits for both at once, so its two
 // products run back to back on the tensor cores; the two consumers are independent, so one's softmax runs while the
 // other's products do. (FA3-style softmax-during-P V pipelining and named-barrier ping-pong were tried and measured
@@ -25,9 +32,6 @@
 #define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
 #define HOP_BN 128      // keys per K/V tile
 #define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
-#ifndef HOP_GQA_ORDER   // knob (bench/gpu/attention_variants.sh): 1 = the heads of a GQA group in adjacent blocks
-#define HOP_GQA_ORDER 0
-#endif
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
 struct __align__(64) TensorMap { unsigned long long opaque[16]; };
@@ -150,10 +154,11 @@ struct HopperSmem
     static constexpr unsigned Total = Barriers + 8 * (1 + 2 * HOP_STAGES);
 };
 
-template <int D>
+template <int D, bool CHUNKED>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                                                 int kvHeads, long oStride, float scale, int causal)
+                                                 int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles,
+                                                 int chunk, float* __restrict__ state)
 {
     using L = HopperSmem<D>;
     extern __shared__ unsigned char smraw[];
@@ -168,16 +173,8 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // The warpgroup index through a shuffle: ptxas then knows it is uniform across the warp, so the role branches and the
     // loops below are not "divergent paths" around wgmma (where it would serialize every wgmma: warning C7518).
     const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
-#if HOP_GQA_ORDER
-    // Blocks in launch order walk the query heads of one GQA group first, then the query tiles, then the KV heads: the
-    // group's blocks read the same K/V tiles at the same time.
-    const int group = heads / kvHeads, linear = blockIdx.x + gridDim.x * blockIdx.y;
-    const int qb = gridDim.x - 1 - (linear / group) % gridDim.x;
-    const int h = linear / (group * gridDim.x) * group + linear % group, kh = h / group;
-#else
     const int qb = gridDim.x - 1 - blockIdx.x;   // the longest causal rows first: they set the grid's tail
-    const int h = blockIdx.y, kh = h / (heads / kvHeads);
-#endif
+    const int h = h0 + blockIdx.y, kh = h / (heads / kvHeads);
     const int shift = Tk - Tq;
     const int m0 = qb * HOP_BM;
 
@@ -188,7 +185,20 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         int lastRow = min(m0 + HOP_BM - 1, Tq - 1);
         keyEnd = max(0, min(Tk, lastRow + shift + 1));
     }
-    const int tiles = (keyEnd + HOP_BN - 1) / HOP_BN;
+    // A chunked launch (chunkTiles > 0) takes key tiles [jBegin, jEnd) of the block's: it resumes the online softmax
+    // from the state a launch before it stored, and stores it again unless the block's last tile is in this chunk.
+    const int allTiles = (keyEnd + HOP_BN - 1) / HOP_BN;
+    int jBegin = 0, jEnd = allTiles;
+    if constexpr (CHUNKED)
+    {
+        jBegin = chunk * chunkTiles;
+        jEnd = min(allTiles, jBegin + chunkTiles);
+        if (chunk > 0 && jBegin >= jEnd) return;   // finished in an earlier chunk (uniform across the block)
+    }
+    const int tiles = jEnd - jBegin;
+    // Through a shuffle, as wg below, so that ptxas can see the state branches are uniform across the warp.
+    const bool resume = CHUNKED && __shfl_sync(0xffffffffu, jBegin, 0) > 0;
+    const bool lastChunk = !CHUNKED || __shfl_sync(0xffffffffu, jEnd == allTiles ? 1 : 0, 0) != 0;
 
     if (threadIdx.x == 0)
     {
@@ -206,10 +216,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         {
             mbar_expect_tx(qFull, L::QBytes);
             for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
-            for (int j = 0; j < tiles; j++)
+            for (int jj = 0; jj < tiles; jj++)
             {
-                int s = j % HOP_STAGES;
-                if (j >= HOP_STAGES) mbar_wait(empty(s), ((j / HOP_STAGES) - 1) & 1);
+                int s = jj % HOP_STAGES, j = jBegin + jj;
+                if (jj >= HOP_STAGES) mbar_wait(empty(s), ((jj / HOP_STAGES) - 1) & 1);
                 mbar_expect_tx(full(s), L::StageBytes);
                 for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
                 for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
@@ -235,13 +245,28 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const float sl2 = scale * 1.4426950408889634f;
     const unsigned qBase = base + (unsigned)cw * 64 * 128;   // this warpgroup's 64 rows inside each Q chunk
 
+    // A chunk's state: per consumer thread its O accumulators, then mA, mB, lA, lB (lA and lB are this thread's share
+    // of the row sums, as the loop keeps them), element e of thread i at e x 256 + i (coalesced). Loaded into the
+    // accumulators before the loop, it makes ptxas serialize the chunk kernel's wgmma (C7515: non-wgmma instructions
+    // defining accumulator registers), which costs more than the L2 hits gain (docs/kernels/attention.md, v5).
+    constexpr int SW = D / 2 + 4;
+    float* st = CHUNKED ? state + ((long)blockIdx.y * gridDim.x + blockIdx.x) * (256L * SW) + cw * 128 + tid : nullptr;
+    if (resume)
+    {
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) oacc[i][e] = st[(4 * i + e) * 256];
+        mA = st[(D / 2) * 256]; mB = st[(D / 2 + 1) * 256]; lA = st[(D / 2 + 2) * 256]; lB = st[(D / 2 + 3) * 256];
+    }
+
     bool pvPending = false;
     int pvStage = 0;
     if (tiles > 0) mbar_wait(qFull, 0);
-    for (int j = 0; j < tiles; j++)
+    for (int jj = 0; jj < tiles; jj++)
     {
-        const int s = j % HOP_STAGES, n0 = j * HOP_BN;
-        mbar_wait(full(s), (j / HOP_STAGES) & 1);
+        const int j = jBegin + jj, s = jj % HOP_STAGES, n0 = j * HOP_BN;
+        mbar_wait(full(s), (jj / HOP_STAGES) & 1);
         if (j < myTiles)
         {
             // S = Q K^T over D / 16 k-steps (each 16 columns = 32 bytes into a 64-column chunk).
@@ -346,6 +371,16 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (tid == 0) mbar_arrive(empty(pvStage));
     }
 
+    if (!lastChunk)
+    {
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) st[(4 * i + e) * 256] = oacc[i][e];
+        st[(D / 2) * 256] = mA; st[(D / 2 + 1) * 256] = mB; st[(D / 2 + 2) * 256] = lA; st[(D / 2 + 3) * 256] = lB;
+        return;
+    }
+
     lA += __shfl_xor_sync(0xffffffffu, lA, 1); lA += __shfl_xor_sync(0xffffffffu, lA, 2);
     lB += __shfl_xor_sync(0xffffffffu, lB, 1); lB += __shfl_xor_sync(0xffffffffu, lB, 2);
     float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
@@ -368,17 +403,35 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 extern "C" __global__ void __launch_bounds__(384, 1)
 apb_attention_hopper_d64(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
                          const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                         int kvHeads, long oStride, float scale, int causal)
+                         int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
 {
-    attention_hopper<64>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal);
+    attention_hopper<64, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr);
+}
+
+// The same over chunk `chunk` of chunkTiles key tiles, its state carried through `state` (one launch per chunk).
+extern "C" __global__ void __launch_bounds__(384, 1)
+apb_attention_hopper_chunk_d64(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
+                               const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
+                               int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
+{
+    attention_hopper<64, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state);
 }
 
 extern "C" __global__ void __launch_bounds__(384, 1)
 apb_attention_hopper_d128(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
                           const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                          int kvHeads, long oStride, float scale, int causal)
+                          int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
 {
-    attention_hopper<128>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal);
+    attention_hopper<128, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr);
+}
+
+// The same over chunk `chunk` of chunkTiles key tiles, its state carried through `state` (one launch per chunk).
+extern "C" __global__ void __launch_bounds__(384, 1)
+apb_attention_hopper_chunk_d128(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
+                                const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
+                                int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
+{
+    attention_hopper<128, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state);
 }
 
 // vt[c][key] = v[key][c] for the kvHeads x D columns of v: 32 x 32 tiles through shared memory (padded against bank
