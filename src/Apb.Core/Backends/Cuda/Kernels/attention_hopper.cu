@@ -400,39 +400,21 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     }
 }
 
-extern "C" __global__ void __launch_bounds__(384, 1)
-apb_attention_hopper_d64(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
-                         const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                         int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
-{
-    attention_hopper<64, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr);
-}
-
-// The same over chunk `chunk` of chunkTiles key tiles, its state carried through `state` (one launch per chunk).
-extern "C" __global__ void __launch_bounds__(384, 1)
-apb_attention_hopper_chunk_d64(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
-                               const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                               int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
-{
-    attention_hopper<64, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state);
-}
-
-extern "C" __global__ void __launch_bounds__(384, 1)
-apb_attention_hopper_d128(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
-                          const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                          int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
-{
-    attention_hopper<128, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr);
-}
-
-// The same over chunk `chunk` of chunkTiles key tiles, its state carried through `state` (one launch per chunk).
-extern "C" __global__ void __launch_bounds__(384, 1)
-apb_attention_hopper_chunk_d128(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,
-                                const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads,
-                                int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)
-{
-    attention_hopper<128, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state);
-}
+// The entry points per head dim: one pass over all keys, and one chunk of chunkTiles key tiles with its state carried
+// through `state` (one launch per chunk). Both take the same arguments, so the host builds one argument list.
+#define HOP_ENTRIES(D)                                                                                                  \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+apb_attention_hopper_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,                 \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
+{ attention_hopper<D, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+apb_attention_hopper_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,           \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
+{ attention_hopper<D, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state); }
+HOP_ENTRIES(64)
+HOP_ENTRIES(128)
 
 // vt[c][key] = v[key][c] for the kvHeads x D columns of v: 32 x 32 tiles through shared memory (padded against bank
 // conflicts), so both the reads and the writes are coalesced. Keys past Tk in vt's padded rows are never read.
