@@ -11,6 +11,7 @@
 
 #include "bf16.cuh"
 #include "fp8.cuh"
+#include "decode.cuh"
 
 #define DEC_THREADS 128
 #define DEC_TILE 64   // keys per tile
@@ -523,25 +524,7 @@ __device__ __forceinline__ void decode_split2(const bf16* __restrict__ q, const 
         for (int c = 0; c < 8; c++) s_o[grp][p][li * 8 + c] = acc[p][c];
     }
     __syncthreads();
-    for (int e = tid; e < pairs * D; e += DV2_THREADS)
-    {
-        int p = e / D, c = e - p * D;
-        int i = p / g, h = kh * g + (p - i * g);
-        long row = rowBase + (long)i * heads + h;
-        float mx = APB_NEG_INF;
-        for (int j = 0; j < G; j++) mx = fmaxf(mx, s_m[j][p]);
-        float sum = 0.f, o = 0.f;
-        if (mx != APB_NEG_INF)
-            for (int j = 0; j < G; j++)
-            {
-                if (s_m[j][p] == APB_NEG_INF) continue;
-                float w = exp2f(s_m[j][p] - mx);
-                sum = fmaf(s_l[j][p], w, sum);
-                o = fmaf(s_o[j][p][c], w, o);
-            }
-        partO[(row * splits + split) * D + c] = sum > 0.f ? o / sum : 0.f;
-        if (c == 0) partLse[row * splits + split] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : APB_NEG_INF;
-    }
+    decode_block_partial<G, P, D, DV2_THREADS>(s_m, s_l, s_o, pairs, g, kh, heads, rowBase, split, splits, partO, partLse);
 }
 
 // A bf16 cache's lane source: the lane's 8 values of KV head kh in rows of kStride elements.

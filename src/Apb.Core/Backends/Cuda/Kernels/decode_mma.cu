@@ -31,6 +31,7 @@
 
 #include "bf16.cuh"
 #include "fp8.cuh"
+#include "decode.cuh"
 
 #define DV3_THREADS 128
 #define DV3_WARPS (DV3_THREADS / 32)
@@ -477,25 +478,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
             s_o[warp][p][d1] = o[mt][hh][2] * fix; s_o[warp][p + 1][d1] = o[mt][hh][3] * fix;
         }
     __syncthreads();
-    for (int e = tid; e < pairs * D; e += DV3_THREADS)
-    {
-        int p = e / D, col = e - p * D;
-        int i = p / g, h = kh * g + (p - i * g);
-        long row = rowBase + (long)i * heads + h;
-        float mx = APB_NEG_INF;
-        for (int w = 0; w < DV3_WARPS; w++) mx = fmaxf(mx, s_m[w][p]);
-        float sum = 0.f, acc = 0.f;
-        if (mx != APB_NEG_INF)
-            for (int w = 0; w < DV3_WARPS; w++)
-            {
-                if (s_m[w][p] == APB_NEG_INF) continue;
-                float wt = exp2f(s_m[w][p] - mx);
-                sum = fmaf(s_l[w][p], wt, sum);
-                acc = fmaf(s_o[w][p][col], wt, acc);
-            }
-        partO[(row * splits + split) * D + col] = sum > 0.f ? acc / sum : 0.f;
-        if (col == 0) partLse[row * splits + split] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : APB_NEG_INF;
-    }
+    decode_block_partial<DV3_WARPS, PM, D, DV3_THREADS>(s_m, s_l, s_o, pairs, g, kh, heads, rowBase, split, splits, partO, partLse);
 }
 
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads); the signature of decode.cu's version 2
