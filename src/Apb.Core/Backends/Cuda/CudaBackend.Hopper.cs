@@ -29,7 +29,8 @@ public sealed unsafe partial class CudaBackend
     /// The default <see cref="AttentionChunkKeys"/>: 0, one launch per call. Chunks fix the L2 hit rate of a long
     /// non-causal call (56 % -> 98 % at 128K keys, ncu) but the chunk kernel as built is slower per tile (its wgmma
     /// serialized, ptxas C7515): 525 against 554 TFLOP/s at 128K, the same call (docs/kernels/attention.md, v5, and
-    /// docs/notes/attention-chunk-merge.patch for the fix to measure next). 32768 is the chunk those runs used.
+    /// docs/notes/attention-chunk-merge.patch for the fix to measure next). 32768 is the chunk those runs used. A
+    /// default above 0 must add the carried state (up to <see cref="AttentionStateBudget"/>) to RankMemory's estimate.
     /// </summary>
     public const int DefaultAttentionChunkKeys = 0;
 
@@ -65,16 +66,10 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// The most bytes of carried state (fp32, 68 floats per query row and head at d 128) a chunked call holds at once:
+    /// The most bytes of carried state (fp32: 544 bytes per query row and head at d 128) a chunked call holds at once:
     /// its heads go in groups of whole GQA groups that fit, each group through all its chunks before the next.
     /// </summary>
-    public long AttentionStateBudget { get; set; } = DefaultAttentionStateBudget;
-
-    /// <summary>The default <see cref="AttentionStateBudget"/>, 1 GiB (RankMemory counts it for calls that chunk).</summary>
-    public const long DefaultAttentionStateBudget = 1L << 30;
-
-    /// <summary>Bytes of carried state per query row and head of a chunked call (the kernel's 256 threads x (d/2 + 4) floats per 128 rows).</summary>
-    public static long AttentionStateBytesPerRowHead(int d) => 8L * (d / 2 + 4);
+    public long AttentionStateBudget { get; set; } = 1L << 30;
 
     /// <summary>Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 7 mbarriers + 1 KB to align to 1024.</summary>
     static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 8 * 7 + 1024);
@@ -120,7 +115,7 @@ public sealed unsafe partial class CudaBackend
             nint f = KernelWithSmem(HopperFile, cfn, smem);
             // Per head: 256 consumer threads x (d / 2 + 4) floats per query tile (the kernel's state layout).
             int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
-            long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
+            long perHead = (long)qTiles * 256 * (d / 2 + 4) * sizeof(float);
             int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
             state = Pool.Rent(perHead * headsPer, "attention (chunk state)");
             try
