@@ -6,9 +6,9 @@
 // mma per 16 keys and a row of V a share of D/16.
 //
 // Per block: 4 warps, each walking its own 16-key tiles of the split (warp w takes keys t0 + 16w, t0 += 64), keeping
-// its own running softmax; at the end the block merges its warps through shared memory into the split's partial (the
-// partO / partLse format and merge kernel of decode.cu). No shared memory and no barrier in the loop: every lane loads
-// its fragments' bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF).
+// its own running softmax; at the end the block merges its warps through shared memory into the split's partial
+// (decode.cuh, for decode.cu's merge kernel). No shared memory and no barrier in the loop: every lane loads its
+// fragments' bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF).
 //
 // Per tile, with r = lane / 4, c = lane % 4 (the fragment layouts of attention.cu's comment):
 //  S = Q K^T (M = pairs, N = 8 keys, two n-tiles): a k-step's 16 dims are permuted so that a lane's fragments of
