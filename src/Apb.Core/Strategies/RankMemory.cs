@@ -1,4 +1,5 @@
 using Apb.Backends;
+using Apb.Backends.Cuda;
 using Apb.Checkpoints;
 using Apb.Strategies.Apb;
 
@@ -30,7 +31,7 @@ public static class RankMemory
     /// <summary>
     /// What one rank needs beyond the weights for n context and q query tokens, generously: the model's per-call
     /// workspace for its local rows, the KV caches it keeps, the attention's key-side buffers three times over (received
-    /// blocks, LSE merges, outputs), the query's logits and 1 GiB for the libraries' workspaces.
+    /// blocks, LSE merges, outputs), the attention's chunk state, the query's logits and 1 GiB for the libraries' workspaces.
     /// </summary>
     public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
     {
@@ -58,8 +59,13 @@ public static class RankMemory
         // measured 15.2 beyond the weights, ~26 for Star against 20.7, ~34 for full against 28.9.
         long cache = (s == StrategyKind.Full ? n + q + 64 : lb + q) * KvBytesPerToken(c, kvDType);
         long attention = 3 * keys * (c.QDim + 2L * c.KvDim) * 2 + 2 * rows * c.NumAttentionHeads * 4L;
+        // The Hopper attention's carried state, capped by its budget, when a non-causal call's keys go in chunks
+        // (CudaBackend.AttentionChunkKeys): the ring strategies' off-diagonal blocks, of at most lb keys.
+        long chunkState = s is (StrategyKind.Ring or StrategyKind.Zigzag) && lb > CudaBackend.DefaultAttentionChunkKeys
+            ? Math.Min(CudaBackend.DefaultAttentionStateBudget, rows * c.NumAttentionHeads * CudaBackend.AttentionStateBytesPerRowHead(c.HeadDim))
+            : 0;
         long logits = (long)q * c.VocabSize * 4;
-        return workspace + cache + attention + logits + (1L << 30);
+        return workspace + cache + attention + chunkState + logits + (1L << 30);
     }
 
     /// <summary>Weights plus <see cref="BeyondWeights"/>: one rank's device memory for the prefill.</summary>

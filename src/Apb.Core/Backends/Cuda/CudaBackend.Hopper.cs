@@ -26,13 +26,13 @@ public sealed unsafe partial class CudaBackend
     bool? _hopperAvailable;
 
     /// <summary>
-    /// The default <see cref="AttentionChunkKeys"/>: 0, one launch per call. Chunks fix the L2 hit rate of a long
-    /// non-causal call (56 % -> 98 % at 128K keys, ncu) but the chunk kernel as built is slower per tile (its wgmma
-    /// serialized, ptxas C7515): 525 against 554 TFLOP/s at 128K, the same call (docs/kernels/attention.md, v5, and
-    /// docs/notes/attention-chunk-merge.patch for the fix to measure next). 32768 is the chunk those runs used. A
-    /// default above 0 must add the carried state (up to <see cref="AttentionStateBudget"/>) to RankMemory's estimate.
+    /// The default <see cref="AttentionChunkKeys"/>: 32768. Chunks lift the L2 hit rate of a long non-causal call (56 %
+    /// -> 98 % at 128K keys, ncu), and since each chunk starts from a fresh state and merges the carried one after its
+    /// loop (no wgmma serialized, ptxas C7515 gone) they are faster than one pass: 589 against 567 TFLOP/s at 128K
+    /// non-causal, 626 against 626 at 32K (one chunk), the same call (docs/kernels/attention.md, v6). RankMemory counts
+    /// the carried state (up to <see cref="DefaultAttentionStateBudget"/>).
     /// </summary>
-    public const int DefaultAttentionChunkKeys = 0;
+    public const int DefaultAttentionChunkKeys = 32768;
 
     /// <summary>
     /// Keys per launch of the Hopper kernel for a non-causal call (a multiple of 128; 0: one launch however long the
@@ -49,7 +49,8 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Whether causal calls are chunked too when chunks are on (false by default: at 64K and 128K causal keys, chunks of
-    /// 16K and 32K were 0.5-2 % slower than one pass of the same build; v5 in the notes).
+    /// 16K and 32K were 0.5-2 % slower than one pass of the same build in v5, and v6's chunks of 32K at 128K 592.6
+    /// against 631.4 TFLOP/s; docs/kernels/attention.md).
     /// APB_ATTENTION_CHUNK_CAUSAL=1 sets it; the GPU tests set it to check the causal chunk paths.
     /// </summary>
     public bool ChunkCausalAttention { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_CHUNK_CAUSAL") == "1";
@@ -69,7 +70,13 @@ public sealed unsafe partial class CudaBackend
     /// The most bytes of carried state (fp32: 544 bytes per query row and head at d 128) a chunked call holds at once:
     /// its heads go in groups of whole GQA groups that fit, each group through all its chunks before the next.
     /// </summary>
-    public long AttentionStateBudget { get; set; } = 1L << 30;
+    public long AttentionStateBudget { get; set; } = DefaultAttentionStateBudget;
+
+    /// <summary>The default <see cref="AttentionStateBudget"/>, 1 GiB (RankMemory counts it for calls that chunk).</summary>
+    public const long DefaultAttentionStateBudget = 1L << 30;
+
+    /// <summary>Bytes of carried state per query row and head of a chunked call: the kernel's 256 consumer threads x (d/2 + 4) floats per 128 rows.</summary>
+    public static long AttentionStateBytesPerRowHead(int d) => 8L * (d / 2 + 4);
 
     /// <summary>Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 7 mbarriers + 1 KB to align to 1024.</summary>
     static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 8 * 7 + 1024);
@@ -115,7 +122,7 @@ public sealed unsafe partial class CudaBackend
             nint f = KernelWithSmem(HopperFile, cfn, smem);
             // Per head: 256 consumer threads x (d / 2 + 4) floats per query tile (the kernel's state layout).
             int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
-            long perHead = (long)qTiles * 256 * (d / 2 + 4) * sizeof(float);
+            long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
             int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
             state = Pool.Rent(perHead * headsPer, "attention (chunk state)");
             try

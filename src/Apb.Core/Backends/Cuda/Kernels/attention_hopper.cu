@@ -246,19 +246,11 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const unsigned qBase = base + (unsigned)cw * 64 * 128;   // this warpgroup's 64 rows inside each Q chunk
 
     // A chunk's state: per consumer thread its O accumulators, then mA, mB, lA, lB (lA and lB are this thread's share
-    // of the row sums, as the loop keeps them), element e of thread i at e x 256 + i (coalesced). Loaded into the
-    // accumulators before the loop, it makes ptxas serialize the chunk kernel's wgmma (C7515: non-wgmma instructions
-    // defining accumulator registers), which costs more than the L2 hits gain (docs/kernels/attention.md, v5).
+    // of the row sums, as the loop keeps them), element e of thread i at e x 256 + i (coalesced). The chunk runs from a
+    // fresh state like a one-pass call and merges the carried one after its loop: loading it into the accumulators
+    // before the loop made ptxas serialize the chunk kernel's wgmma (C7515; docs/kernels/attention.md, v5).
     constexpr int SW = D / 2 + 4;
     float* st = CHUNKED ? state + ((long)blockIdx.y * gridDim.x + blockIdx.x) * (256L * SW) + cw * 128 + tid : nullptr;
-    if (resume)
-    {
-#pragma unroll
-        for (int i = 0; i < D / 8; i++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) oacc[i][e] = st[(4 * i + e) * 256];
-        mA = st[(D / 2) * 256]; mB = st[(D / 2 + 1) * 256]; lA = st[(D / 2 + 2) * 256]; lB = st[(D / 2 + 3) * 256];
-    }
 
     bool pvPending = false;
     int pvStage = 0;
@@ -371,6 +363,26 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (tid == 0) mbar_arrive(empty(pvStage));
     }
 
+    if (resume)
+    {
+        // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add.
+        float pA = st[(D / 2) * 256], pB = st[(D / 2 + 1) * 256];
+        float nA = fmaxf(mA, pA), nB = fmaxf(mB, pB);
+        float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+        float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
+        float qA = fast_exp2(pA * sl2 - offA), qB = fast_exp2(pB * sl2 - offB);
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+        {
+            oacc[i][0] = oacc[i][0] * cA + st[(4 * i) * 256] * qA;
+            oacc[i][1] = oacc[i][1] * cA + st[(4 * i + 1) * 256] * qA;
+            oacc[i][2] = oacc[i][2] * cB + st[(4 * i + 2) * 256] * qB;
+            oacc[i][3] = oacc[i][3] * cB + st[(4 * i + 3) * 256] * qB;
+        }
+        lA = lA * cA + st[(D / 2 + 2) * 256] * qA;
+        lB = lB * cB + st[(D / 2 + 3) * 256] * qB;
+        mA = nA; mB = nB;
+    }
     if (!lastChunk)
     {
 #pragma unroll
