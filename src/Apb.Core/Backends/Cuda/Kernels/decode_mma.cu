@@ -7,8 +7,10 @@
 //
 // Per block: 4 warps, each walking its own 16-key tiles of the split (warp w takes keys t0 + 16w, t0 += 64), keeping
 // its own running softmax; at the end the block merges its warps through shared memory into the split's partial
-// (decode.cuh, for decode.cu's merge kernel). No shared memory and no barrier in the loop: every lane loads its
-// fragments' bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF).
+// (decode.cuh, for decode.cu's merge kernel). No block barrier in the loop. bf16: every lane loads its fragments'
+// bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF). fp8: each
+// warp copies its next tile into shared memory by 16-byte cp.async while it computes this one (DV3_SMEM_FP8), and the
+// lanes read their fragments from there.
 //
 // Per tile, with r = lane / 4, c = lane % 4 (the fragment layouts of attention.cu's comment):
 //  S = Q K^T (M = pairs, N = 8 keys, two n-tiles): a k-step's 16 dims are permuted so that a lane's fragments of
@@ -261,6 +263,89 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
     }
 }
 
+// DV3_SMEM_FP8, 1 (the default) for the fp8 kernels to stage each warp's tiles in shared memory: the warp copies a
+// tile's K and V codes and scales with 16-byte cp.async (9 per lane at D 128, fully used 128-byte lines) into one of
+// two buffers while it computes the tile in the other, then each lane reads its fragments from shared memory. 0: every
+// lane loads its fragments straight from global memory in 4- and 8-byte pieces (28 loads per lane and tile, a scatter
+// of 32-byte sectors over 4-8 rows each), which kept L2 at 86 % of its throughput with DRAM at 68 % (ncu, 128K keys).
+#ifndef DV3_SMEM_FP8
+#define DV3_SMEM_FP8 1
+#endif
+
+// A warp's buffer for one fp8 tile (DV3_SMEM_FP8): the 16 keys' K codes of its KV head, their V codes, then the
+// scales (K's 16 rows, V's 16 rows). The row strides keep the fragment reads on 32 distinct banks: a K read (lane
+// (r, c): 8 bytes of row r at 32j + 8c) needs a stride of 8 words mod 32 (D + 32 bytes), a V read (4 bytes of key
+// 2c + x at 32j + 4r) one of 4 words mod 16 (D + 16 bytes).
+template <int D>
+struct __align__(16) Dv3Stage
+{
+    static constexpr int NG = D / 32, KSTR = D + 32, VSTR = D + 16;
+    unsigned char k[16 * KSTR];
+    unsigned char v[16 * VSTR];
+    float s[32 * NG];
+};
+
+// The copies of the tile at key t0 (t0 < end) into S, one commit group's worth: K and V rows of 16-byte chunks over
+// the warp's lanes, then one scale row per lane (lanes 0-15 K's, 16-31 V's). Keys at or past end become zeros.
+template <int D>
+__device__ __forceinline__ void dv3_stage_issue(Dv3Stage<D>& S, long t0, long end, const unsigned char* __restrict__ kRows,
+    const unsigned char* __restrict__ vRows, long rowBytes, int scaleOffset, int kh, int lane)
+{
+    constexpr int CH = D / 16, NG = D / 32;   // 16-byte chunks per row; scale groups
+    const unsigned char* kHead = kRows + (long)kh * D;
+    const unsigned char* vHead = vRows + (long)kh * D;
+#pragma unroll
+    for (int i = 0; i < 16 * CH / 32; i++)
+    {
+        int q = lane + 32 * i, row = q / CH, col = q % CH;
+        long t = t0 + row;
+        bool ok = t < end;
+        long at = (ok ? t : t0) * rowBytes + 16 * col;   // a valid address even for the zero fill
+        cp_async16(smem_u32(S.k + row * S.KSTR + 16 * col), kHead + at, ok ? 16 : 0);
+        cp_async16(smem_u32(S.v + row * S.VSTR + 16 * col), vHead + at, ok ? 16 : 0);
+    }
+    long t = t0 + (lane & 15);
+    bool ok = t < end;
+    const unsigned char* src = (lane < 16 ? kRows : vRows) + (ok ? t : t0) * rowBytes + scaleOffset + kh * NG * 4;
+    if constexpr (NG == 4) cp_async16(smem_u32(S.s + lane * NG), src, ok ? 16 : 0);
+    else cp_async8(smem_u32(S.s + lane * NG), src, ok ? 8 : 0);
+}
+
+// A lane's fragments of a staged tile, in the registers dv3_load would have filled from global memory.
+template <int D>
+__device__ __forceinline__ void dv3_stage_read(Dv3Tile<D, true>& T, const Dv3Stage<D>& S, int r, int c)
+{
+    constexpr int NG = D / 32;
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+    {
+        const unsigned char* row = S.k + (8 * nt + r) * S.KSTR + 8 * c;
+#pragma unroll
+        for (int j = 0; j < NG; j++)
+        {
+            uint2 y = *(const uint2*)(row + 32 * j);
+            T.k[nt][j].x = y.x; T.k[nt][j].y = y.y; T.k[nt][j].z = T.k[nt][j].w = 0u;
+        }
+        if constexpr (DV3_SCALE_SHFL)
+        {
+            T.ks[nt][0] = c < NG ? S.s[(8 * nt + r) * NG + c] : 0.f;
+            T.vs[nt][0] = c < NG ? S.s[(16 + 8 * nt + r) * NG + c] : 0.f;
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+    {
+        int key = 2 * c + (e & 1) + 8 * (e >> 1);
+#pragma unroll
+        for (int j = 0; j < NG; j++) T.v[e][j] = *(const unsigned*)(S.v + key * S.VSTR + 4 * r + 32 * j);
+        if constexpr (!DV3_SCALE_SHFL)
+        {
+#pragma unroll
+            for (int j = 0; j < NG; j++) { T.ks[e][j] = S.s[key * NG + j]; T.vs[e][j] = S.s[(16 + key) * NG + j]; }
+        }
+    }
+}
+
 // A split of the keys for the call's pairs (at most 8, or 16 with HI) of KV head blockIdx.y. K and V are rows of
 // rowBytes: bf16 values, or fp8 codes followed (at byte scaleOffset) by the row's fp32 scales.
 template <int D, bool FP8, bool HI>
@@ -272,8 +357,12 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     constexpr int NG = D / 32;                 // scale groups (fp8), and 16-byte K slices per lane
     constexpr int PM = HI ? 16 : 8;            // pairs a block can hold
     constexpr int NH = HI ? 2 : 1;             // pair halves: rows r and r + 8 of S, N-tiles of O^T
+    constexpr bool STAGED = FP8 && DV3_SMEM_FP8;
     __shared__ float s_m[DV3_WARPS][PM], s_l[DV3_WARPS][PM];
-    __shared__ float s_o[DV3_WARPS][PM][D];
+    // The warps' outputs at the end; with STAGED, first each warp's two tile buffers (a barrier between the two uses).
+    constexpr int SO = DV3_WARPS * PM * D * 4, SS = STAGED ? DV3_WARPS * 2 * (int)sizeof(Dv3Stage<D>) : 0;
+    __shared__ __align__(16) unsigned char s_raw[SO > SS ? SO : SS];
+    float (&s_o)[DV3_WARPS][PM][D] = *reinterpret_cast<float (*)[DV3_WARPS][PM][D]>(s_raw);
 
     const int split = blockIdx.x, splits = gridDim.x, kh = blockIdx.y;
     const int g = heads / kvHeads, pairs = Tq * g;
@@ -311,12 +400,35 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     const long stride = DV3_WARPS * DV3_TILE;
     long t0 = start + warp * DV3_TILE;
     Dv3Tile<D, FP8> cur, ahead;
-    if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
-    if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+    Dv3Stage<D>* stage = reinterpret_cast<Dv3Stage<D>*>(s_raw) + 2 * warp;   // STAGED: this warp's two buffers
+    int buf = 0;
+    if constexpr (STAGED)
+    {
+        if (t0 < end) dv3_stage_issue<D>(stage[0], t0, end, kRows, vRows, rowBytes, scaleOffset, kh, lane);
+        cp_async_commit();
+    }
+    else
+    {
+        if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+        if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+    }
     for (; t0 < end; t0 += stride)
     {
         Dv3Tile<D, FP8> nxt;
-        if (PF >= 1 && t0 + PF * stride < end) dv3_load<D, FP8>(nxt, t0 + PF * stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+        if constexpr (STAGED)
+        {
+            // The next tile's copies go out (an empty group past the end keeps the count), this tile's have landed,
+            // the lanes take their fragments, and the warp agrees it is done with this buffer before the next
+            // iteration refills it.
+            if (t0 + stride < end) dv3_stage_issue<D>(stage[buf ^ 1], t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, lane);
+            cp_async_commit();
+            cp_async_wait<1>();
+            __syncwarp();
+            dv3_stage_read<D>(cur, stage[buf], r, c);
+            __syncwarp();
+            buf ^= 1;
+        }
+        else if (PF >= 1 && t0 + PF * stride < end) dv3_load<D, FP8>(nxt, t0 + PF * stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
 
         // S for the two n-tiles: s[nt][0..1] row r, keys 8nt + 2c + {0, 1}; s[nt][2..3] row r + 8.
         float s[2][4];
@@ -454,7 +566,8 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                 }
             }
         }
-        if (PF >= 2) { cur = ahead; ahead = nxt; }
+        if (STAGED) {}
+        else if (PF >= 2) { cur = ahead; ahead = nxt; }
         else if (PF == 1) cur = nxt;
         else if (t0 + stride < end) dv3_load<D, FP8>(cur, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     }
@@ -467,6 +580,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
         l[hh] += __shfl_xor_sync(0xffffffffu, l[hh], 2);
         if (c == 0) { s_m[warp][r + 8 * hh] = m[hh]; s_l[warp][r + 8 * hh] = l[hh]; }
     }
+    if constexpr (STAGED) __syncthreads();   // every warp is done with its buffers, which s_o overlaps
     const float fix = FP8 ? 1048576.f : 1.f;   // 2^20: P's 2^100 against the codes' 2^-120
 #pragma unroll
     for (int mt = 0; mt < KS; mt++)
