@@ -7,10 +7,9 @@
 //
 // Per block: 4 warps, each walking its own 16-key tiles of the split (warp w takes keys t0 + 16w, t0 += 64), keeping
 // its own running softmax; at the end the block merges its warps through shared memory into the split's partial
-// (decode.cuh, for decode.cu's merge kernel). No block barrier in the loop. bf16: every lane loads its fragments'
-// bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF). fp8: each
-// warp copies its next tile into shared memory by 16-byte cp.async while it computes this one (DV3_SMEM_FP8), and the
-// lanes read their fragments from there.
+// (decode.cuh, for decode.cu's merge kernel). No block barrier in the loop: every lane loads its fragments' bytes
+// straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF). DV3_SMEM_FP8
+// stages fp8 tiles in shared memory instead (off by default: no faster).
 //
 // Per tile, with r = lane / 4, c = lane % 4 (the fragment layouts of attention.cu's comment):
 //  S = Q K^T (M = pairs, N = 8 keys, two n-tiles): a k-step's 16 dims are permuted so that a lane's fragments of
@@ -263,13 +262,15 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
     }
 }
 
-// DV3_SMEM_FP8, 1 (the default) for the fp8 kernels to stage each warp's tiles in shared memory: the warp copies a
+// DV3_SMEM_FP8, 0 by default; 1 for the fp8 kernels to stage each warp's tiles in shared memory: the warp copies a
 // tile's K and V codes and scales with 16-byte cp.async (9 per lane at D 128, fully used 128-byte lines) into one of
 // two buffers while it computes the tile in the other, then each lane reads its fragments from shared memory. 0: every
 // lane loads its fragments straight from global memory in 4- and 8-byte pieces (28 loads per lane and tile, a scatter
 // of 32-byte sectors over 4-8 rows each), which kept L2 at 86 % of its throughput with DRAM at 68 % (ncu, 128K keys).
+// Measured: 0.103 ms at 128K against the direct loads' 0.100, at 158 registers against 175: the loads do not bind
+// (docs/kernels/decode-mma.md, v3.4).
 #ifndef DV3_SMEM_FP8
-#define DV3_SMEM_FP8 1
+#define DV3_SMEM_FP8 0
 #endif
 
 // A warp's buffer for one fp8 tile (DV3_SMEM_FP8): the 16 keys' K codes of its KV head, their V codes, then the
