@@ -33,6 +33,18 @@
 #define HOP_BN 128      // keys per K/V tile
 #define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
 
+// HOP_LAZY_RESCALE, 0 by default; 1 to rescale a warp's O accumulators and row sums only when some row's maximum grew
+// by more than HOP_RESCALE_SLACK (log2 units) since the last rescale. Otherwise the rows keep their old maximum as the
+// exponent's offset, so P may reach 2^SLACK (fine in bf16 and in fp32 sums), and the 64 multiplies of O and the two
+// exp2 per row are skipped on most tiles: fewer non-tensor instructions per tile, for a kernel that a long call runs
+// at the power limit (docs/kernels/attention.md, v7). The result is the same softmax: O and l share the offset.
+#ifndef HOP_LAZY_RESCALE
+#define HOP_LAZY_RESCALE 0
+#endif
+#ifndef HOP_RESCALE_SLACK
+#define HOP_RESCALE_SLACK 8.0f
+#endif
+
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
 struct __align__(64) TensorMap { unsigned long long opaque[16]; };
 
@@ -307,13 +319,24 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             }
             tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
             tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
-            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-            float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
-            float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
-            mA = nA; mB = nB;
-            lA *= cA; lB *= cB;
+            // (A row that has seen no key yet has m = -inf: any finite t grows it, t = -inf gives NaN, no growth.)
+            bool rescale = !HOP_LAZY_RESCALE
+                || __any_sync(0xffffffffu, (tA - mA) * sl2 > HOP_RESCALE_SLACK || (tB - mB) * sl2 > HOP_RESCALE_SLACK);
+            float offA, offB;
+            if (rescale)
+            {
+                float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+                offA = nA == APB_NEG_INF ? 0.f : nA * sl2; offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+                float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
+                mA = nA; mB = nB;
+                lA *= cA; lB *= cB;
 #pragma unroll
-            for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
+                for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
+            }
+            else
+            {
+                offA = mA == APB_NEG_INF ? 0.f : mA * sl2; offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
+            }
 
             // P in bf16 as the A operand of P V: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1.
             unsigned pa[HOP_BN / 16][4];
