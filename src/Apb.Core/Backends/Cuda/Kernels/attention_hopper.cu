@@ -24,7 +24,7 @@
 // Overlap: each consumer issues S of tile j + 1 right behind P V of tile j and waits for both at once, so its two
 // products run back to back on the tensor cores; the two consumers are independent, so one's softmax runs while the
 // other's products do. (FA3-style softmax-during-P V pipelining and named-barrier ping-pong were tried and measured
-// slower here, because ptxas serialized their wgmma: docs/kernels/attention.md.)
+// slower here: v2 and v8 in docs/kernels/attention.md.)
 // Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
 
 #include "bf16.cuh"
@@ -43,14 +43,6 @@
 #endif
 #ifndef HOP_RESCALE_SLACK
 #define HOP_RESCALE_SLACK 8.0f
-#endif
-// HOP_PINGPONG, 0 by default; 1 to make the two consumer warpgroups take turns at the tensor cores (FA3's ping-pong,
-// alone, without its intra-warpgroup overlap): a turn is one warpgroup's P V of tile j - 1 and S of tile j, issued
-// back to back, so that the other warpgroup's softmax runs while they do. Named barriers 1 and 2 (warpgroup 0 waits
-// on 1, warpgroup 1 on 2; the other arrives), every iteration of both, so causal blocks whose warpgroups have
-// different tile counts keep the same number of turns.
-#ifndef HOP_PINGPONG
-#define HOP_PINGPONG 0
 #endif
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
@@ -73,10 +65,6 @@ __device__ __forceinline__ void mbar_arrive(unsigned bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
-
-// Named barriers between the two consumer warpgroups (HOP_PINGPONG): 256 threads, 128 waiting and 128 arriving.
-__device__ __forceinline__ void wg_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" :: "r"(id) : "memory"); }
-__device__ __forceinline__ void wg_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" :: "r"(id) : "memory"); }
 
 // Blocks until the phase with the given parity has completed.
 __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity)
@@ -279,15 +267,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     bool pvPending = false;
     int pvStage = 0;
     if (tiles > 0) mbar_wait(qFull, 0);
-    // Ping-pong: warpgroup 1 lets warpgroup 0 take the first turn; each takes tiles turns and gives tiles (warpgroup 1
-    // gives its last one up front here, so no arrival is left over).
-    const int myBar = 1 + cw, otherBar = 2 - cw;
-    if (HOP_PINGPONG && cw == 1 && tiles > 0) wg_bar_arrive(otherBar);
     for (int jj = 0; jj < tiles; jj++)
     {
         const int j = jBegin + jj, s = jj % HOP_STAGES, n0 = j * HOP_BN;
         mbar_wait(full(s), (jj / HOP_STAGES) & 1);
-        if (HOP_PINGPONG && jj == 0) wg_bar_sync(myBar);   // later turns start before the previous tile's P V
         if (j < myTiles)
         {
             // S = Q K^T over D / 16 k-steps (each 16 columns = 32 bytes into a 64-column chunk).
@@ -303,7 +286,6 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                 wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
             }
             wgmma_commit();
-            if (HOP_PINGPONG && !(cw == 1 && jj == tiles - 1)) wg_bar_arrive(otherBar);   // the turn ends
             wgmma_wait0();   // S_j (and, deferred, the previous tile's P V)
             fence_acc(sacc);
             if (pvPending)
@@ -377,7 +359,6 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             }
 
             // O += P V: B = Vt tile (D rows x 128 keys, K-major), k-step kb = 16 keys of a 64-key chunk.
-            if (HOP_PINGPONG && jj + 1 < tiles) wg_bar_sync(myBar);   // the next turn: this P V, then S of tile j + 1
             fence_acc(oacc);
             wgmma_fence();
 #pragma unroll
@@ -387,9 +368,6 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             pvPending = true; pvStage = s;   // waited for with the next S, so the two products run back to back
             continue;
         }
-        // A tile past this warpgroup's range: its turn is empty, but taken and given like the others.
-        if (HOP_PINGPONG && !(cw == 1 && jj == tiles - 1)) wg_bar_arrive(otherBar);
-        if (HOP_PINGPONG && jj + 1 < tiles) wg_bar_sync(myBar);
         if (pvPending)
         {
             wgmma_wait0();
