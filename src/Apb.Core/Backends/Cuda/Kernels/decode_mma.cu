@@ -76,6 +76,14 @@ __device__ __forceinline__ unsigned dv3_pack_f16(float lo, float hi)
     return r;
 }
 
+// a x b on two f16 lanes, rounded to nearest.
+__device__ __forceinline__ unsigned dv3_hmul2(unsigned a, unsigned b)
+{
+    unsigned r;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 __device__ __forceinline__ void dv3_mma_f16(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1)
 {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -176,15 +184,27 @@ __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStrid
 #define DV3_BOUNDS __launch_bounds__(DV3_THREADS)
 #endif
 
+// DV3_F16_FOLD, 0 by default; 1 for the fp8 kernels to fold the scales into the codes and run both products on f16
+// mma: a K code pair becomes f16 by one cvt and is multiplied by its key's group scale (one f16x2 multiply), so S has
+// one accumulator in place of one per group and no shuffled scales; V's code pairs likewise (one byte permute, one
+// cvt, one multiply in place of a permute and five integer ops), and P goes to f16 once per tile in place of once
+// per group. The values then live in f16: |K| and |V| must stay under 65504 (f16's largest), and a group scale under
+// 2^-14 (values under ~0.03) loses relative precision as an f16 subnormal; fp8's own error is 2^-4 of a value.
+#ifndef DV3_F16_FOLD
+#define DV3_F16_FOLD 0
+#endif
+
 // A warp's 16-key tile as a lane holds it after its loads. K: key r of each n-tile (k[nt]), the lane's 8 dims of each
 // 32 (bf16: 8 values; fp8: .x, .y hold 8 codes). V: keys 2c, 2c + 1, 2c + 8, 2c + 9 of the tile (v[0..3]), the lane's
 // slice (bf16: D/8 dims as D/16 words; fp8: a u32 of 4 codes per group). fp8 scales: of the same 4 keys, every group
-// (ks[e][j]); or, with DV3_SCALE_SHFL, of the lane's K keys, group c only (ks[nt][0]), the rest by shuffle.
+// (ks[e][j]); or, with DV3_SCALE_SHFL, of the lane's K keys, group c only (ks[nt][0]), the rest by shuffle; or, with
+// DV3_F16_FOLD, every group of the lane's two K keys (ks[nt][j]) and of its four V keys (vs[e][j]).
 template <int D, bool FP8>
 struct Dv3Tile
 {
     static constexpr int NG = D / 32;
-    static constexpr int SN = !FP8 ? 1 : DV3_SCALE_SHFL ? 2 : 4, SG = !FP8 || DV3_SCALE_SHFL ? 1 : NG;
+    static constexpr bool SHFL = FP8 && DV3_SCALE_SHFL && !DV3_F16_FOLD;
+    static constexpr int SN = !FP8 ? 1 : SHFL ? 2 : 4, SG = !FP8 || SHFL ? 1 : NG;
     uint4 k[2][NG];
     unsigned v[4][FP8 ? NG : D / 16];
     float ks[SN][SG], vs[SN][SG];
@@ -192,11 +212,11 @@ struct Dv3Tile
     // The scale of group j of the key in C column 2c + e of n-tile nt (key 8 nt + 2c + e of the tile).
     __device__ __forceinline__ float kScale(int nt, int e, int j, int c) const
     {
-        return DV3_SCALE_SHFL ? __shfl_sync(0xffffffffu, ks[nt][0], 4 * (2 * c + e) + j) : ks[(2 * nt + e) % SN][j % SG];
+        return SHFL ? __shfl_sync(0xffffffffu, ks[nt][0], 4 * (2 * c + e) + j) : ks[(2 * nt + e) % SN][j % SG];
     }
     __device__ __forceinline__ float vScale(int nt, int e, int j, int c) const
     {
-        return DV3_SCALE_SHFL ? __shfl_sync(0xffffffffu, vs[nt][0], 4 * (2 * c + e) + j) : vs[(2 * nt + e) % SN][j % SG];
+        return SHFL ? __shfl_sync(0xffffffffu, vs[nt][0], 4 * (2 * c + e) + j) : vs[(2 * nt + e) % SN][j % SG];
     }
 };
 
@@ -225,7 +245,8 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
             }
             T.k[nt][j] = x;
         }
-        if constexpr (FP8 && DV3_SCALE_SHFL)
+        if constexpr (FP8 && DV3_F16_FOLD) dv3_scales<NG>(kRows + t * rowBytes + scaleOffset, kh, t < end, T.ks[nt]);
+        else if constexpr (FP8 && DV3_SCALE_SHFL)
         {
             bool ok = t < end && c < NG;
             T.ks[nt][0] = ok ? ((const float*)(kRows + t * rowBytes + scaleOffset))[kh * NG + c] : 0.f;
@@ -242,7 +263,8 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
             const unsigned char* row = vHead + t * rowBytes + 4 * r;
 #pragma unroll
             for (int j = 0; j < NG; j++) T.v[e][j] = ok ? *(const unsigned*)(row + 32 * j) : 0u;
-            if constexpr (!DV3_SCALE_SHFL)
+            if constexpr (DV3_F16_FOLD) dv3_scales<NG>(vRows + t * rowBytes + scaleOffset, kh, ok, T.vs[e]);
+            else if constexpr (!DV3_SCALE_SHFL)
             {
                 dv3_scales<NG>(kRows + t * rowBytes + scaleOffset, kh, ok, T.ks[e]);
                 dv3_scales<NG>(vRows + t * rowBytes + scaleOffset, kh, ok, T.vs[e]);
@@ -271,6 +293,9 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
 // (docs/kernels/decode-mma.md, v3.4).
 #ifndef DV3_SMEM_FP8
 #define DV3_SMEM_FP8 0
+#endif
+#if DV3_F16_FOLD && (DV3_SMEM_FP8 || !DV3_K_F16)
+#error "DV3_F16_FOLD needs DV3_K_F16 (Q in f16) and the direct loads (DV3_SMEM_FP8=0)"
 #endif
 
 // A warp's buffer for one fp8 tile (DV3_SMEM_FP8): the 16 keys' K codes of its KV head, their V codes, then the
@@ -449,6 +474,22 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[nt][e] = acc[e] * sScale;
             }
+            else if constexpr (DV3_F16_FOLD)
+            {
+                // The lane's key's group scale folded into its codes (K in f16), one accumulator over all groups.
+                float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                for (int j = 0; j < NG; j++)
+                {
+                    unsigned cx = cur.k[nt][j].x, cy = cur.k[nt][j].y, sc = dv3_pack_f16(cur.ks[nt][j], cur.ks[nt][j]);
+                    unsigned b0 = dv3_hmul2(dv3_e4m3x2_f16(cx), sc), b1 = dv3_hmul2(dv3_e4m3x2_f16(cx >> 16), sc);
+                    unsigned b2 = dv3_hmul2(dv3_e4m3x2_f16(cy), sc), b3 = dv3_hmul2(dv3_e4m3x2_f16(cy >> 16), sc);
+                    dv3_mma_f16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], b0, b1);
+                    dv3_mma_f16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], b2, b3);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] = acc[e] * sScale;
+            }
             else
             {
 #pragma unroll
@@ -546,6 +587,28 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                     mma_bf16(o[mt][hh], a0, a1, a2, a3, p0, p1);
                 }
             }
+            else if constexpr (DV3_F16_FOLD)
+            {
+                unsigned p0 = dv3_pack_f16(s[0][2 * hh], s[0][2 * hh + 1]), p1 = dv3_pack_f16(s[1][2 * hh], s[1][2 * hh + 1]);
+#pragma unroll
+                for (int j = 0; j < NG; j++)
+                {
+                    // Group j's scales of keys 2c, 2c + 1 (A's columns in a0, a1) and 2c + 8, 2c + 9 (a2, a3).
+                    unsigned s01 = dv3_pack_f16(cur.vs[0][j], cur.vs[1][j]), s23 = dv3_pack_f16(cur.vs[2][j], cur.vs[3][j]);
+#pragma unroll
+                    for (int h2 = 0; h2 < 2; h2++)
+                    {
+                        // Byte 2h2 of a key's u32 is m-tile 2j + h2's row r, byte 2h2 + 1 its row r + 8: the two keys'
+                        // codes of one dim into the low 16 bits (the lower key in the low byte), then one cvt.
+                        unsigned lo = h2 ? 0x62u : 0x40u, hi = h2 ? 0x73u : 0x51u;
+                        unsigned a0 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[0][j], cur.v[1][j], lo)), s01);
+                        unsigned a1 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[0][j], cur.v[1][j], hi)), s01);
+                        unsigned a2 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[2][j], cur.v[3][j], lo)), s23);
+                        unsigned a3 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[2][j], cur.v[3][j], hi)), s23);
+                        dv3_mma_f16(o[2 * j + h2][hh], a0, a1, a2, a3, p0, p1);
+                    }
+                }
+            }
             else
             {
                 const float up = 1.2676506002282294e30f;   // 2^100
@@ -582,7 +645,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
         if (c == 0) { s_m[warp][r + 8 * hh] = m[hh]; s_l[warp][r + 8 * hh] = l[hh]; }
     }
     if constexpr (STAGED) __syncthreads();   // every warp is done with its buffers, which s_o overlaps
-    const float fix = FP8 ? 1048576.f : 1.f;   // 2^20: P's 2^100 against the codes' 2^-120
+    const float fix = FP8 && !DV3_F16_FOLD ? 1048576.f : 1.f;   // 2^20: P's 2^100 against the codes' 2^-120
 #pragma unroll
     for (int mt = 0; mt < KS; mt++)
 #pragma unroll
