@@ -79,17 +79,11 @@ __device__ __forceinline__ unsigned smem_u32(const void* p)
     return a;
 }
 
-// Asynchronous copies global -> shared (sm_80+), shared by attention.cu and decode_mma.cu. srcBytes = 0 writes zeros
-// without reading (rows past the end; the address must still be a valid one). 16 bytes bypass L1 (.cg); 8 bytes can
-// only go through it (.ca: .cg takes 16 alone).
+// Asynchronous copies global -> shared (sm_80+): 16 bytes, bypassing L1. srcBytes = 0 writes zeros without reading
+// (rows past the end; the address must still be a valid one).
 __device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int srcBytes)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(srcBytes));
-}
-
-__device__ __forceinline__ void cp_async8(unsigned dst, const void* src, int srcBytes)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" :: "r"(dst), "l"(src), "r"(srcBytes));
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }

@@ -7,9 +7,8 @@
 //
 // Per block: 4 warps, each walking its own 16-key tiles of the split (warp w takes keys t0 + 16w, t0 += 64), keeping
 // its own running softmax; at the end the block merges its warps through shared memory into the split's partial
-// (decode.cuh, for decode.cu's merge kernel). No block barrier in the loop: every lane loads its fragments' bytes
-// straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF). DV3_SMEM_FP8
-// stages fp8 tiles in shared memory instead (off by default: no faster).
+// (decode.cuh, for decode.cu's merge kernel). No shared memory and no barrier in the loop: every lane loads its
+// fragments' bytes straight from global memory, the next tile's loads issued before this tile's first mma (DV3_PF).
 //
 // Per tile, with r = lane / 4, c = lane % 4 (the fragment layouts of attention.cu's comment):
 //  S = Q K^T (M = pairs, N = 8 keys, two n-tiles): a k-step's 16 dims are permuted so that a lane's fragments of
@@ -73,14 +72,6 @@ __device__ __forceinline__ unsigned dv3_pack_f16(float lo, float hi)
 {
     unsigned r;
     asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-// a x b on two f16 lanes, rounded to nearest.
-__device__ __forceinline__ unsigned dv3_hmul2(unsigned a, unsigned b)
-{
-    unsigned r;
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
 
@@ -184,27 +175,15 @@ __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStrid
 #define DV3_BOUNDS __launch_bounds__(DV3_THREADS)
 #endif
 
-// DV3_F16_FOLD, 0 by default; 1 for the fp8 kernels to fold the scales into the codes and run both products on f16
-// mma: a K code pair becomes f16 by one cvt and is multiplied by its key's group scale (one f16x2 multiply), so S has
-// one accumulator in place of one per group and no shuffled scales; V's code pairs likewise (one byte permute, one
-// cvt, one multiply in place of a permute and five integer ops), and P goes to f16 once per tile in place of once
-// per group. The values then live in f16: |K| and |V| must stay under 65504 (f16's largest), and a group scale under
-// 2^-14 (values under ~0.03) loses relative precision as an f16 subnormal; fp8's own error is 2^-4 of a value.
-#ifndef DV3_F16_FOLD
-#define DV3_F16_FOLD 0
-#endif
-
 // A warp's 16-key tile as a lane holds it after its loads. K: key r of each n-tile (k[nt]), the lane's 8 dims of each
 // 32 (bf16: 8 values; fp8: .x, .y hold 8 codes). V: keys 2c, 2c + 1, 2c + 8, 2c + 9 of the tile (v[0..3]), the lane's
 // slice (bf16: D/8 dims as D/16 words; fp8: a u32 of 4 codes per group). fp8 scales: of the same 4 keys, every group
-// (ks[e][j]); or, with DV3_SCALE_SHFL, of the lane's K keys, group c only (ks[nt][0]), the rest by shuffle; or, with
-// DV3_F16_FOLD, every group of the lane's two K keys (ks[nt][j]) and of its four V keys (vs[e][j]).
+// (ks[e][j]); or, with DV3_SCALE_SHFL, of the lane's K keys, group c only (ks[nt][0]), the rest by shuffle.
 template <int D, bool FP8>
 struct Dv3Tile
 {
     static constexpr int NG = D / 32;
-    static constexpr bool SHFL = FP8 && DV3_SCALE_SHFL && !DV3_F16_FOLD;
-    static constexpr int SN = !FP8 ? 1 : SHFL ? 2 : 4, SG = !FP8 || SHFL ? 1 : NG;
+    static constexpr int SN = !FP8 ? 1 : DV3_SCALE_SHFL ? 2 : 4, SG = !FP8 || DV3_SCALE_SHFL ? 1 : NG;
     uint4 k[2][NG];
     unsigned v[4][FP8 ? NG : D / 16];
     float ks[SN][SG], vs[SN][SG];
@@ -212,11 +191,11 @@ struct Dv3Tile
     // The scale of group j of the key in C column 2c + e of n-tile nt (key 8 nt + 2c + e of the tile).
     __device__ __forceinline__ float kScale(int nt, int e, int j, int c) const
     {
-        return SHFL ? __shfl_sync(0xffffffffu, ks[nt][0], 4 * (2 * c + e) + j) : ks[(2 * nt + e) % SN][j % SG];
+        return DV3_SCALE_SHFL ? __shfl_sync(0xffffffffu, ks[nt][0], 4 * (2 * c + e) + j) : ks[(2 * nt + e) % SN][j % SG];
     }
     __device__ __forceinline__ float vScale(int nt, int e, int j, int c) const
     {
-        return SHFL ? __shfl_sync(0xffffffffu, vs[nt][0], 4 * (2 * c + e) + j) : vs[(2 * nt + e) % SN][j % SG];
+        return DV3_SCALE_SHFL ? __shfl_sync(0xffffffffu, vs[nt][0], 4 * (2 * c + e) + j) : vs[(2 * nt + e) % SN][j % SG];
     }
 };
 
@@ -245,8 +224,7 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
             }
             T.k[nt][j] = x;
         }
-        if constexpr (FP8 && DV3_F16_FOLD) dv3_scales<NG>(kRows + t * rowBytes + scaleOffset, kh, t < end, T.ks[nt]);
-        else if constexpr (FP8 && DV3_SCALE_SHFL)
+        if constexpr (FP8 && DV3_SCALE_SHFL)
         {
             bool ok = t < end && c < NG;
             T.ks[nt][0] = ok ? ((const float*)(kRows + t * rowBytes + scaleOffset))[kh * NG + c] : 0.f;
@@ -263,8 +241,7 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
             const unsigned char* row = vHead + t * rowBytes + 4 * r;
 #pragma unroll
             for (int j = 0; j < NG; j++) T.v[e][j] = ok ? *(const unsigned*)(row + 32 * j) : 0u;
-            if constexpr (DV3_F16_FOLD) dv3_scales<NG>(vRows + t * rowBytes + scaleOffset, kh, ok, T.vs[e]);
-            else if constexpr (!DV3_SCALE_SHFL)
+            if constexpr (!DV3_SCALE_SHFL)
             {
                 dv3_scales<NG>(kRows + t * rowBytes + scaleOffset, kh, ok, T.ks[e]);
                 dv3_scales<NG>(vRows + t * rowBytes + scaleOffset, kh, ok, T.vs[e]);
@@ -284,94 +261,6 @@ __device__ __forceinline__ void dv3_load(Dv3Tile<D, FP8>& T, long t0, long end, 
     }
 }
 
-// DV3_SMEM_FP8, 0 by default; 1 for the fp8 kernels to stage each warp's tiles in shared memory: the warp copies a
-// tile's K and V codes and scales with 16-byte cp.async (9 per lane at D 128, fully used 128-byte lines) into one of
-// two buffers while it computes the tile in the other, then each lane reads its fragments from shared memory. 0: every
-// lane loads its fragments straight from global memory in 4- and 8-byte pieces (28 loads per lane and tile, a scatter
-// of 32-byte sectors over 4-8 rows each), which kept L2 at 86 % of its throughput with DRAM at 68 % (ncu, 128K keys).
-// Measured: 0.103 ms at 128K against the direct loads' 0.100, at 158 registers against 175: the loads do not bind
-// (docs/kernels/decode-mma.md, v3.4).
-#ifndef DV3_SMEM_FP8
-#define DV3_SMEM_FP8 0
-#endif
-#if DV3_F16_FOLD && (DV3_SMEM_FP8 || !DV3_K_F16)
-#error "DV3_F16_FOLD needs DV3_K_F16 (Q in f16) and the direct loads (DV3_SMEM_FP8=0)"
-#endif
-
-// A warp's buffer for one fp8 tile (DV3_SMEM_FP8): the 16 keys' K codes of its KV head, their V codes, then the
-// scales (K's 16 rows, V's 16 rows). The row strides keep the fragment reads on 32 distinct banks: a K read (lane
-// (r, c): 8 bytes of row r at 32j + 8c) needs a stride of 8 words mod 32 (D + 32 bytes), a V read (4 bytes of key
-// 2c + x at 32j + 4r) one of 4 words mod 16 (D + 16 bytes).
-template <int D>
-struct __align__(16) Dv3Stage
-{
-    static constexpr int NG = D / 32, KSTR = D + 32, VSTR = D + 16;
-    unsigned char k[16 * KSTR];
-    unsigned char v[16 * VSTR];
-    float s[32 * NG];
-};
-
-// The copies of the tile at key t0 (t0 < end) into S, one commit group's worth: K and V rows of 16-byte chunks over
-// the warp's lanes, then one scale row per lane (lanes 0-15 K's, 16-31 V's). Keys at or past end become zeros.
-template <int D>
-__device__ __forceinline__ void dv3_stage_issue(Dv3Stage<D>& S, long t0, long end, const unsigned char* __restrict__ kRows,
-    const unsigned char* __restrict__ vRows, long rowBytes, int scaleOffset, int kh, int lane)
-{
-    constexpr int CH = D / 16, NG = D / 32;   // 16-byte chunks per row; scale groups
-    const unsigned char* kHead = kRows + (long)kh * D;
-    const unsigned char* vHead = vRows + (long)kh * D;
-#pragma unroll
-    for (int i = 0; i < 16 * CH / 32; i++)
-    {
-        int q = lane + 32 * i, row = q / CH, col = q % CH;
-        long t = t0 + row;
-        bool ok = t < end;
-        long at = (ok ? t : t0) * rowBytes + 16 * col;   // a valid address even for the zero fill
-        cp_async16(smem_u32(S.k + row * S.KSTR + 16 * col), kHead + at, ok ? 16 : 0);
-        cp_async16(smem_u32(S.v + row * S.VSTR + 16 * col), vHead + at, ok ? 16 : 0);
-    }
-    long t = t0 + (lane & 15);
-    bool ok = t < end;
-    const unsigned char* src = (lane < 16 ? kRows : vRows) + (ok ? t : t0) * rowBytes + scaleOffset + kh * NG * 4;
-    if constexpr (NG == 4) cp_async16(smem_u32(S.s + lane * NG), src, ok ? 16 : 0);
-    else cp_async8(smem_u32(S.s + lane * NG), src, ok ? 8 : 0);
-}
-
-// A lane's fragments of a staged tile, in the registers dv3_load would have filled from global memory.
-template <int D>
-__device__ __forceinline__ void dv3_stage_read(Dv3Tile<D, true>& T, const Dv3Stage<D>& S, int r, int c)
-{
-    constexpr int NG = D / 32;
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++)
-    {
-        const unsigned char* row = S.k + (8 * nt + r) * S.KSTR + 8 * c;
-#pragma unroll
-        for (int j = 0; j < NG; j++)
-        {
-            uint2 y = *(const uint2*)(row + 32 * j);
-            T.k[nt][j].x = y.x; T.k[nt][j].y = y.y; T.k[nt][j].z = T.k[nt][j].w = 0u;
-        }
-        if constexpr (DV3_SCALE_SHFL)
-        {
-            T.ks[nt][0] = c < NG ? S.s[(8 * nt + r) * NG + c] : 0.f;
-            T.vs[nt][0] = c < NG ? S.s[(16 + 8 * nt + r) * NG + c] : 0.f;
-        }
-    }
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-    {
-        int key = 2 * c + (e & 1) + 8 * (e >> 1);
-#pragma unroll
-        for (int j = 0; j < NG; j++) T.v[e][j] = *(const unsigned*)(S.v + key * S.VSTR + 4 * r + 32 * j);
-        if constexpr (!DV3_SCALE_SHFL)
-        {
-#pragma unroll
-            for (int j = 0; j < NG; j++) { T.ks[e][j] = S.s[key * NG + j]; T.vs[e][j] = S.s[(16 + key) * NG + j]; }
-        }
-    }
-}
-
 // A split of the keys for the call's pairs (at most 8, or 16 with HI) of KV head blockIdx.y. K and V are rows of
 // rowBytes: bf16 values, or fp8 codes followed (at byte scaleOffset) by the row's fp32 scales.
 template <int D, bool FP8, bool HI>
@@ -383,12 +272,8 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     constexpr int NG = D / 32;                 // scale groups (fp8), and 16-byte K slices per lane
     constexpr int PM = HI ? 16 : 8;            // pairs a block can hold
     constexpr int NH = HI ? 2 : 1;             // pair halves: rows r and r + 8 of S, N-tiles of O^T
-    constexpr bool STAGED = FP8 && DV3_SMEM_FP8;
     __shared__ float s_m[DV3_WARPS][PM], s_l[DV3_WARPS][PM];
-    // The warps' outputs at the end; with STAGED, first each warp's two tile buffers (a barrier between the two uses).
-    constexpr int SO = DV3_WARPS * PM * D * 4, SS = STAGED ? DV3_WARPS * 2 * (int)sizeof(Dv3Stage<D>) : 0;
-    __shared__ __align__(16) unsigned char s_raw[SO > SS ? SO : SS];
-    float (&s_o)[DV3_WARPS][PM][D] = *reinterpret_cast<float (*)[DV3_WARPS][PM][D]>(s_raw);
+    __shared__ float s_o[DV3_WARPS][PM][D];
 
     const int split = blockIdx.x, splits = gridDim.x, kh = blockIdx.y;
     const int g = heads / kvHeads, pairs = Tq * g;
@@ -426,35 +311,12 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     const long stride = DV3_WARPS * DV3_TILE;
     long t0 = start + warp * DV3_TILE;
     Dv3Tile<D, FP8> cur, ahead;
-    Dv3Stage<D>* stage = reinterpret_cast<Dv3Stage<D>*>(s_raw) + 2 * warp;   // STAGED: this warp's two buffers
-    int buf = 0;
-    if constexpr (STAGED)
-    {
-        if (t0 < end) dv3_stage_issue<D>(stage[0], t0, end, kRows, vRows, rowBytes, scaleOffset, kh, lane);
-        cp_async_commit();
-    }
-    else
-    {
-        if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
-        if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
-    }
+    if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+    if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     for (; t0 < end; t0 += stride)
     {
         Dv3Tile<D, FP8> nxt;
-        if constexpr (STAGED)
-        {
-            // The next tile's copies go out (an empty group past the end keeps the count), this tile's have landed,
-            // the lanes take their fragments, and the warp agrees it is done with this buffer before the next
-            // iteration refills it.
-            if (t0 + stride < end) dv3_stage_issue<D>(stage[buf ^ 1], t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, lane);
-            cp_async_commit();
-            cp_async_wait<1>();
-            __syncwarp();
-            dv3_stage_read<D>(cur, stage[buf], r, c);
-            __syncwarp();
-            buf ^= 1;
-        }
-        else if (PF >= 1 && t0 + PF * stride < end) dv3_load<D, FP8>(nxt, t0 + PF * stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
+        if (PF >= 1 && t0 + PF * stride < end) dv3_load<D, FP8>(nxt, t0 + PF * stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
 
         // S for the two n-tiles: s[nt][0..1] row r, keys 8nt + 2c + {0, 1}; s[nt][2..3] row r + 8.
         float s[2][4];
@@ -470,22 +332,6 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                     uint4 x = cur.k[nt][j];
                     mma_bf16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], x.x, x.y);
                     mma_bf16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], x.z, x.w);
-                }
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] = acc[e] * sScale;
-            }
-            else if constexpr (DV3_F16_FOLD)
-            {
-                // The lane's key's group scale folded into its codes (K in f16), one accumulator over all groups.
-                float acc[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-                for (int j = 0; j < NG; j++)
-                {
-                    unsigned cx = cur.k[nt][j].x, cy = cur.k[nt][j].y, sc = dv3_pack_f16(cur.ks[nt][j], cur.ks[nt][j]);
-                    unsigned b0 = dv3_hmul2(dv3_e4m3x2_f16(cx), sc), b1 = dv3_hmul2(dv3_e4m3x2_f16(cx >> 16), sc);
-                    unsigned b2 = dv3_hmul2(dv3_e4m3x2_f16(cy), sc), b3 = dv3_hmul2(dv3_e4m3x2_f16(cy >> 16), sc);
-                    dv3_mma_f16(acc, qa[2 * j][0], qb[2 * j][0], qa[2 * j][1], qb[2 * j][1], b0, b1);
-                    dv3_mma_f16(acc, qa[2 * j + 1][0], qb[2 * j + 1][0], qa[2 * j + 1][1], qb[2 * j + 1][1], b2, b3);
                 }
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[nt][e] = acc[e] * sScale;
@@ -587,28 +433,6 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                     mma_bf16(o[mt][hh], a0, a1, a2, a3, p0, p1);
                 }
             }
-            else if constexpr (DV3_F16_FOLD)
-            {
-                unsigned p0 = dv3_pack_f16(s[0][2 * hh], s[0][2 * hh + 1]), p1 = dv3_pack_f16(s[1][2 * hh], s[1][2 * hh + 1]);
-#pragma unroll
-                for (int j = 0; j < NG; j++)
-                {
-                    // Group j's scales of keys 2c, 2c + 1 (A's columns in a0, a1) and 2c + 8, 2c + 9 (a2, a3).
-                    unsigned s01 = dv3_pack_f16(cur.vs[0][j], cur.vs[1][j]), s23 = dv3_pack_f16(cur.vs[2][j], cur.vs[3][j]);
-#pragma unroll
-                    for (int h2 = 0; h2 < 2; h2++)
-                    {
-                        // Byte 2h2 of a key's u32 is m-tile 2j + h2's row r, byte 2h2 + 1 its row r + 8: the two keys'
-                        // codes of one dim into the low 16 bits (the lower key in the low byte), then one cvt.
-                        unsigned lo = h2 ? 0x62u : 0x40u, hi = h2 ? 0x73u : 0x51u;
-                        unsigned a0 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[0][j], cur.v[1][j], lo)), s01);
-                        unsigned a1 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[0][j], cur.v[1][j], hi)), s01);
-                        unsigned a2 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[2][j], cur.v[3][j], lo)), s23);
-                        unsigned a3 = dv3_hmul2(dv3_e4m3x2_f16(dv3_prmt(cur.v[2][j], cur.v[3][j], hi)), s23);
-                        dv3_mma_f16(o[2 * j + h2][hh], a0, a1, a2, a3, p0, p1);
-                    }
-                }
-            }
             else
             {
                 const float up = 1.2676506002282294e30f;   // 2^100
@@ -630,8 +454,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
                 }
             }
         }
-        if (STAGED) {}
-        else if (PF >= 2) { cur = ahead; ahead = nxt; }
+        if (PF >= 2) { cur = ahead; ahead = nxt; }
         else if (PF == 1) cur = nxt;
         else if (t0 + stride < end) dv3_load<D, FP8>(cur, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     }
@@ -644,8 +467,7 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
         l[hh] += __shfl_xor_sync(0xffffffffu, l[hh], 2);
         if (c == 0) { s_m[warp][r + 8 * hh] = m[hh]; s_l[warp][r + 8 * hh] = l[hh]; }
     }
-    if constexpr (STAGED) __syncthreads();   // every warp is done with its buffers, which s_o overlaps
-    const float fix = FP8 && !DV3_F16_FOLD ? 1048576.f : 1.f;   // 2^20: P's 2^100 against the codes' 2^-120
+    const float fix = FP8 ? 1048576.f : 1.f;   // 2^20: P's 2^100 against the codes' 2^-120
 #pragma unroll
     for (int mt = 0; mt < KS; mt++)
 #pragma unroll
