@@ -120,7 +120,16 @@ __device__ __forceinline__ void ldsm_x4_trans(unsigned addr, unsigned& r0, unsig
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
 }
 
-// cp_async16, cp_async_commit and cp_async_wait are bf16.cuh's.
+// 16 bytes global -> shared, bypassing L1; src_bytes = 0 writes zeros (rows past Tk) without reading.
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int srcBytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(srcBytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_0() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
 template <int D>
 __device__ __forceinline__ void load_tile_async(bf16* ks, bf16* vs, const bf16* kbase, const bf16* vbase, int n0, int Tk, long kStride)
 {
@@ -206,9 +215,9 @@ __device__ __forceinline__ void attention_mma2(const bf16* __restrict__ q, const
             bf16* kn = smem + ((j + 1) & 1) * 2 * TILE;
             load_tile_async<D>(kn, kn + TILE, kbase, vbase, n0 + APB_BN, Tk, kStride);
             cp_async_commit();
-            cp_async_wait<1>();   // tile j has landed; tile j + 1 may still be in flight
+            cp_async_wait_1();   // tile j has landed; tile j + 1 may still be in flight
         }
-        else cp_async_wait<0>();
+        else cp_async_wait_0();
         __syncthreads();
 
         unsigned kAddr = smem_u32(ks + kOff), vAddr = smem_u32(vs + vOff);

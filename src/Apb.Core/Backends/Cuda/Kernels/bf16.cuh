@@ -79,19 +79,6 @@ __device__ __forceinline__ unsigned smem_u32(const void* p)
     return a;
 }
 
-// Asynchronous copies global -> shared (sm_80+): 16 bytes, bypassing L1. srcBytes = 0 writes zeros without reading
-// (rows past the end; the address must still be a valid one).
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int srcBytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(srcBytes));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-// Waits until at most N of this thread's committed groups are still in flight (the copies of the others have landed).
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
-
 // Programmatic dependent launch (sm_90+; both are no-ops on older GPUs and in a kernel launched without the attribute).
 // The host launches every kernel of a file listed in CudaContext.ProgrammaticFiles with it, so that the next kernel of
 // the stream is scheduled onto the SMs while this one runs instead of after it has drained; that hides most of a
