@@ -29,10 +29,11 @@ public static class AttentionCases
         // until some row's maximum grew by more than 8 (log2 units); random keys of one scale move the maxima that far
         // only at the first tile, so these take the rescale branch again and again inside the loop, and the skip
         // branch with P well above 1 between.
+        const float ramp = 3f;
         foreach (int d in new[] { 64, 128 })
             foreach (bool causal in new[] { true, false })
-                yield return new("attention", $"ramp Tq=300 Tk=1337 h=8/2 d={d} {(causal ? "causal" : "full")}: key j scaled by 1 + 3j/Tk",
-                    c => Check(c, 300, 1337, 8, 2, d, causal, ramp: 3f));
+                yield return new("attention", $"ramp Tq=300 Tk=1337 h=8/2 d={d} {(causal ? "causal" : "full")}: key j scaled by 1 + {ramp}j/Tk",
+                    c => Check(c, 300, 1337, 8, 2, d, causal, ramp));
     }
 
     /// <summary>The prefill kernels that can take head dim d on this GPU.</summary>
@@ -44,11 +45,11 @@ public static class AttentionCases
             : [AttentionKernel.Generic, AttentionKernel.TensorCore];
     }
 
-    /// <param name="ramp">0, or keys scaled by 1 + ramp x j / tk (key j), so that the scores grow along the keys</param>
+    /// <param name="ramp">0, or keys scaled along the sequence (<see cref="AttentionReference.Make"/>'s keyRamp)</param>
     static void Check(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, float ramp = 0f)
     {
         var mask = causal ? AttentionMask.Causal : AttentionMask.None;
-        var r = ramp == 0f ? AttentionReference.Make(c, tq, tk, heads, kv, d, causal) : Ramped(c, tq, tk, heads, kv, d, causal, ramp);
+        var r = AttentionReference.Make(c, tq, tk, heads, kv, d, causal, keyRamp: ramp);
         var gq = c.OnGpu(r.Q, tq, heads * d); var gk = c.OnGpu(r.K, tk, kv * d); var gv = c.OnGpu(r.V, tk, kv * d);
         foreach (var kernel in Kernels(c.Gpu, d))
         {
@@ -59,17 +60,6 @@ public static class AttentionCases
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
             if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
         }
-    }
-
-    static AttentionReference Ramped(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, float ramp)
-    {
-        var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * kv * d, 1.5f); var v = c.Rand((long)tk * kv * d);
-        for (int j = 0; j < tk; j++)
-        {
-            float f = 1f + ramp * j / tk;
-            for (int e = 0; e < kv * d; e++) k[(long)j * kv * d + e] = Bf16(k[(long)j * kv * d + e] * f);
-        }
-        return AttentionReference.Of(c, q, k, v, tq, tk, heads, kv, d, causal);
     }
 
     /// <summary>

@@ -17,9 +17,17 @@ public sealed record AttentionReference(float[] Q, float[] K, float[] V, float[]
     public double LseLimit => 2 * NaiveLse + Floor;
 
     /// <param name="window">a sliding window (causal only; 0: none), as <see cref="IBackend.Attention"/> takes it</param>
-    public static AttentionReference Make(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, int window = 0)
+    /// <param name="keyRamp">0, or key j scaled by 1 + keyRamp x j / tk, so that the scores grow along the keys</param>
+    public static AttentionReference Make(GpuCheck c, int tq, int tk, int heads, int kv, int d, bool causal, int window = 0, float keyRamp = 0f)
     {
         var q = c.Rand((long)tq * heads * d, 1.5f); var k = c.Rand((long)tk * kv * d, 1.5f); var v = c.Rand((long)tk * kv * d);
+        if (keyRamp != 0f)
+            for (int j = 0; j < tk; j++)
+            {
+                var row = k.AsSpan(j * kv * d, kv * d);
+                float f = 1f + keyRamp * j / tk;
+                for (int e = 0; e < row.Length; e++) row[e] = Bf16(row[e] * f);
+            }
         return Of(c, q, k, v, tq, tk, heads, kv, d, causal, window);
     }
 

@@ -35,6 +35,7 @@ public class RankMemoryTests
         long ring = RankMemory.BeyondWeights(Llama8B, StrategyKind.Ring, n, 64, ranks);
         long withoutState = RankMemory.BeyondWeights(Llama8B, StrategyKind.Ring, n - ranks, 64, ranks);
         Assert.InRange(ring - withoutState, 0, 16L << 20);   // both capped at the budget: only the linear terms differ
-        Assert.True((long)(n / ranks) * Llama8B.NumAttentionHeads * 544 > CudaBackend.DefaultAttentionStateBudget);
+        Assert.True((long)(n / ranks) * Llama8B.NumAttentionHeads * CudaBackend.AttentionStateBytesPerRowHead(Llama8B.HeadDim)
+                    > CudaBackend.DefaultAttentionStateBudget);
     }
 }

@@ -120,7 +120,6 @@ public sealed unsafe partial class CudaBackend
             // with it, one pass ran 16 % slower).
             string cfn = d == 64 ? "apb_attention_hopper_chunk_d64" : "apb_attention_hopper_chunk_d128";
             nint f = KernelWithSmem(HopperFile, cfn, smem);
-            // Per head: 256 consumer threads x (d / 2 + 4) floats per query tile (the kernel's state layout).
             int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
             long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
             int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
