@@ -20,7 +20,7 @@ cannot ruin the run, and a warm start never ends worse than its starting point o
 
 Usage: python3 tools/train_small_model.py --apb publish/linux-x64/apb --out OUT_DIR [--seconds 420]
            [--init models/embedded] [--task-weights niah_multikey_2=4,vt=3] [--pack DIR] [--smoke]
-           [--max-len 65536 --max-position 65536 [--rope-theta 4e6] --sel-lengths 4096,16384,65536]   (a 64K model)
+           [--max-len 65536 --rope-scaling yarn:8:16384 --sel-lengths 4096,16384,65536]   (a 16K model fine-tuned for 128K)
 bench/gpu/train.sh runs the warm start on the GPU machine (a --smoke run first, then the real one).
 Writes OUT_DIR/model (a HF checkpoint: model.safetensors, config.json in the transformers-4 dialect, generation_config.json,
 tokenizer.json, tokenizer_config.json, retaining_heads.safetensors), OUT_DIR/metrics.json, OUT_DIR/data (samples) and logs
@@ -63,6 +63,10 @@ p.add_argument("--max-position", type=int, default=0,
 p.add_argument("--rope-theta", type=float, default=0,
                help="RoPE base to train with (0: the checkpoint's, or 1e6 from scratch). A warm start that changes it "
                     "re-learns positions (adjusted base frequency); 1e6 already turns slower than 64K positions span")
+p.add_argument("--rope-scaling", default="",
+               help="yarn:FACTOR:ORIGINAL to train with YaRN (e.g. yarn:8:16384 for a 16K model read to 128K), 'none' for plain "
+                    "RoPE; default: the init checkpoint's (plain or yarn). Sets max_position_embeddings to FACTOR x ORIGINAL "
+                    "unless --max-position is given")
 p.add_argument("--vocab", type=int, default=2048, help="from scratch only (like --layers ... --ffn)")
 p.add_argument("--layers", type=int, default=6)
 p.add_argument("--hidden", type=int, default=384)
@@ -158,6 +162,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from safetensors.torch import load_file, save_file
 
+ROPE_SCALING = None   # plain RoPE unless the init checkpoint or --rope-scaling says YaRN
 if WARM:
     init_cfg = json.load(open(os.path.join(args.init, "config.json")))
     for f in ("tokenizer.json", "tokenizer_config.json"):  # copied byte for byte: the ids must not move
@@ -174,8 +179,12 @@ if WARM:
     args.heads, args.kv_heads = init_cfg["num_attention_heads"], init_cfg.get("num_key_value_heads", init_cfg["num_attention_heads"])
     args.ffn = init_cfg["intermediate_size"]
     assert init_cfg.get("head_dim") in (None, args.hidden // args.heads), "head_dim != hidden/heads is not supported here"
-    rp = init_cfg.get("rope_parameters") or {}
-    assert not init_cfg.get("rope_scaling") and rp.get("rope_type", "default") == "default", "only plain RoPE is supported"
+    rp = init_cfg.get("rope_parameters") or init_cfg.get("rope_scaling") or {}
+    rtype = rp.get("rope_type", rp.get("type", "default"))
+    assert rtype in ("default", "yarn"), f"{args.init}: rope type {rtype}: only plain RoPE and YaRN are supported here"
+    if rtype == "yarn":
+        ROPE_SCALING = {"rope_type": "yarn", "factor": float(rp["factor"]),
+                        "original_max_position_embeddings": int(rp["original_max_position_embeddings"])}
     ROPE_THETA = float(init_cfg.get("rope_theta") or rp.get("rope_theta") or 10000.0)
     MAX_POS = init_cfg.get("max_position_embeddings", 32768)
     RMS_EPS = init_cfg.get("rms_norm_eps", 1e-5)
@@ -207,11 +216,20 @@ else:
     ROPE_THETA, MAX_POS, RMS_EPS, TIE = 1e6, 32768, 1e-5, False
     log(f"tokenizer: {tok.get_vocab_size()} tokens (vocab_size {V}), eos {EOS}")
 
+if args.rope_scaling:
+    kind, *parts = args.rope_scaling.split(":")
+    assert (kind == "none" and not parts) or (kind == "yarn" and len(parts) == 2), \
+        f"--rope-scaling {args.rope_scaling}: expected yarn:FACTOR:ORIGINAL or none"
+    ROPE_SCALING = None if kind == "none" else \
+        {"rope_type": "yarn", "factor": float(parts[0]), "original_max_position_embeddings": int(parts[1])}
+    if ROPE_SCALING:
+        assert ROPE_SCALING["factor"] > 1 and ROPE_SCALING["original_max_position_embeddings"] > 0, f"--rope-scaling {args.rope_scaling}"
+        MAX_POS = int(ROPE_SCALING["factor"] * ROPE_SCALING["original_max_position_embeddings"])
 if args.max_position:
     MAX_POS = args.max_position
 if args.rope_theta:
     ROPE_THETA = args.rope_theta
-log(f"max_position_embeddings {MAX_POS}, rope theta {ROPE_THETA:g}")
+log(f"max_position_embeddings {MAX_POS}, rope theta {ROPE_THETA:g}, rope scaling {ROPE_SCALING}")
 
 # ---------------------------------------------------------------- 2. samples, generated in the background, most needed first
 LENGTHS = [256 * 2 ** i for i in range(20) if 256 * 2 ** i <= args.max_len]
@@ -328,9 +346,9 @@ common = dict(vocab_size=V, hidden_size=args.hidden, intermediate_size=args.ffn,
               rms_norm_eps=RMS_EPS, tie_word_embeddings=TIE, bos_token_id=None, eos_token_id=EOS, pad_token_id=EOS,
               hidden_act="silu")
 try:
-    cfg = LlamaConfig(rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA}, **common)
+    cfg = LlamaConfig(rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA, **(ROPE_SCALING or {})}, **common)
 except TypeError:  # transformers 4.x
-    cfg = LlamaConfig(rope_theta=ROPE_THETA, **common)
+    cfg = LlamaConfig(rope_theta=ROPE_THETA, rope_scaling=ROPE_SCALING, **common)
 cfg._attn_implementation = "sdpa"
 model = LlamaForCausalLM(cfg)
 if WARM:
@@ -581,7 +599,7 @@ cpath = os.path.join(MODEL_DIR, "config.json")
 c = json.load(open(cpath))
 rp = c.pop("rope_parameters", None) or {}
 c["rope_theta"] = rp.get("rope_theta", c.get("rope_theta", ROPE_THETA))
-c["rope_scaling"] = None
+c["rope_scaling"] = ROPE_SCALING   # transformers 4 dialect: {"rope_type": "yarn", "factor", "original_max_position_embeddings"}
 if "dtype" in c:
     c["torch_dtype"] = c.pop("dtype")
 json.dump(c, open(cpath, "w"), indent=2)

@@ -66,6 +66,12 @@ static class Values
 
     public static string Key(Random rng) => Haystack.Pick(rng, WordLists.Adjectives) + "-" + Haystack.Pick(rng, WordLists.Nouns);
 
+    /// <summary>How many distinct <see cref="Key"/>s there are (adjective x noun).</summary>
+    public static int KeyCount => WordLists.Adjectives.Length * WordLists.Nouns.Length;
+
+    /// <summary>A key of three words ("quiet-river-lamp"), for haystacks with more needles than <see cref="KeyCount"/>.</summary>
+    public static string LongKey(Random rng) => Key(rng) + "-" + Haystack.Pick(rng, WordLists.Nouns);
+
     public static string Uuid(Random rng)
     {
         Span<byte> b = stackalloc byte[16];

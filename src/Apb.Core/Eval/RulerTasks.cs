@@ -102,7 +102,10 @@ public static class RulerTasks
         var rng = new Random(seed);
         int n = Math.Max(units, 1);
         string noun = uuidKeys ? "uuid" : "number";
-        var keyList = Values.Distinct(rng, n, uuidKeys ? Values.Uuid : Values.Key);
+        // Word keys run out of adjective-noun pairs at 12,000 needles (about 96K tokens): longer haystacks take
+        // three-word keys. The others keep two words, so their samples stay the ones earlier runs measured.
+        Func<Random, string> key = uuidKeys ? Values.Uuid : n <= Values.KeyCount ? Values.Key : Values.LongKey;
+        var keyList = Values.Distinct(rng, n, key);
         var valueList = Values.Distinct(rng, n, uuidKeys ? Values.Uuid : Values.Number);
         int target = rng.Next(n);
         var lines = Enumerable.Range(0, n).Select(i => $"One of the special magic {noun}s for {keyList[i]} is: {valueList[i]}.");

@@ -75,6 +75,27 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void WordKeyHaystacksPastTheTwoWordKeysTakeThreeWordKeys()
+    {
+        // The size search's first guess at 128K tokens of niah_multikey_2 is 16,374 needles, more than the 12,000
+        // adjective-noun keys: it used to stop with "cannot draw 16374 distinct values". 128K (about 7,200 needles)
+        // keeps two-word keys, as every length that worked before does; 256K (about 14,400) takes three-word keys.
+        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
+            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
+        foreach (var (target, words) in new[] { (131072, 2), (262144, 3) })
+        {
+            var e = embedded.Generate(RulerTasks.Get("niah_multikey_2"), target, seed: 1, index: 0);
+            var s = e.Sample;
+            string key = Regex.Match(s.Query, @"for (\S+) mentioned").Groups[1].Value;
+            var keys = Regex.Matches(s.Context, @"numbers for (\S+) is:").Select(m => m.Groups[1].Value).ToList();
+            Assert.True(words == key.Split('-').Length, $"{target}: key {key}, {e.PromptTokens} tokens, {keys.Count} needles");
+            Assert.Single(Regex.Matches(s.Context, Regex.Escape($"for {key} is:")));
+            Assert.Equal(keys.Count, keys.Distinct().Count());
+            Assert.True(words == 2 || keys.Count > Values.KeyCount, $"{keys.Count} needles at {target} tokens");
+        }
+    }
+
+    [Fact]
     public void VariableTrackingChainLeadsFromTheValueThroughEveryAnswer()
     {
         var s = Gen.Generate(RulerTasks.Get("vt"), 1024, seed: 2, index: 0).Sample;
