@@ -109,7 +109,8 @@ public sealed class Rank : IDisposable
         ICancelCheck? cancel = c.Cancellable ? new AgreedCancel(this, cancelled) : null;
         float[]? contextLogits = null;
         using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.NoveltyTermWeight,
-            c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
+            // Only APB scores keys: a group built for Star or an exact strategy loads no heads, whatever the scorer says.
+            c.Plan.Strategy.IsApb() && c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
             _options.Overlap, _options.KvCache))
         {
             seq.UseCaches(strategy.Caches);

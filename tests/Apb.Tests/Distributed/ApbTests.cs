@@ -48,6 +48,21 @@ public class ApbTests(ITestOutputHelper output)
         Assert.True(RelativeError(a, FullLogits(m, context, [])) > 1e-4);
     }
 
+    /// <summary>
+    /// Star scores nothing, so a retaining-head scorer (the default wherever the model folder has heads) changes nothing
+    /// for it. It used to stop every Star prefill with "rank 0 has no retaining heads": the group loads heads only for APB.
+    /// </summary>
+    [Fact]
+    public void StarIgnoresARetainingScorer()
+    {
+        var m = LoadModel("embedded-random");
+        var context = Ids(40, 5, m.Config.VocabSize);
+        using var plain = Session(m, Options(StrategyKind.Star, 3));
+        using var withHeads = Session(m, Options(StrategyKind.Star, 3) with
+            { Scorer = ScorerKind.Retaining, RetainingHeadsPath = RetainingHeadsFile.Write(m.Config, 16, seed: 5) });
+        Assert.Equal(plain.AllLogits(context, []), withHeads.AllLogits(context, []));
+    }
+
     /// <summary>The two causal calls against an explicit mask built from the table of docs/apb-algorithm.md, step 2.3f.</summary>
     [Theory]
     [InlineData(0, 0, 7)]
