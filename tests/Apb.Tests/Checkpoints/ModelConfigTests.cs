@@ -91,11 +91,13 @@ public class ModelConfigTests : IDisposable
         var c = ModelConfig.Load(Path.Combine(Repo.EmbeddedModel, "config.json"));
         Assert.Equal("LlamaForCausalLM", c.Architecture);
         Assert.Equal((2048, 384, 1024, 6, 6, 2, 64), (c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
-        Assert.Equal(new RopeConfig(RopeType.Default, 1_000_000.0), c.Rope);
+        // Trained to 16K, read to 128K through YaRN (factor 8; its attention factor 0.1 ln 8 + 1), as its card says.
+        Assert.Equal((RopeType.Yarn, 1_000_000.0, 8.0, 16384), (c.Rope.Type, c.Rope.Theta, c.Rope.Factor, c.Rope.OriginalMaxPositions));
+        Assert.Equal(0.1 * Math.Log(8) + 1, c.Rope.AttentionFactor, 12);
         Assert.False(c.TieWordEmbeddings);
         Assert.False(c.QkvBias || c.OutputBias || c.MlpBias);
         Assert.Equal("bfloat16", c.TorchDtype);
-        Assert.Equal(32768, c.MaxPositionEmbeddings);
+        Assert.Equal(131072, c.MaxPositionEmbeddings);
         Assert.InRange(c.ParameterCount, 11.01e6, 11.03e6);
     }
 

@@ -1,0 +1,103 @@
+"""Tables for bench/results/long-context-20261204 (issue #20): `python3 bench/gpu/long_context_summary.py DIR`.
+
+DIR holds call2/*.json (bench/gpu/rope_scaling_eval.sh: full attention on config-only RoPE variants of the 16K model;
+call2/128k/*.json the same at 128K on three tasks), call5/full-4k-16k.json and call6/xR-L.json / xR-L-query.json
+(`apb eval ruler` on the shipped model: full, star, apb with the retaining heads and apb-balanced at L tokens on R
+in-process ranks; then apb with the query-aware scorer, same samples).
+A run cut short by its timeout left no JSON; its per-task lines in xR-L.log are read instead, and the table says which
+strategies are partial. Prints markdown.
+"""
+import glob, json, os, re, sys
+from collections import defaultdict
+
+D = sys.argv[1]
+TASKS = ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2", "niah_multikey_3",
+         "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe"]
+SHORT = {"niah_single_1": "s1", "niah_single_2": "s2", "niah_single_3": "s3", "niah_multikey_1": "mk1",
+         "niah_multikey_2": "mk2", "niah_multikey_3": "mk3", "niah_multivalue": "mv", "niah_multiquery": "mq",
+         "vt": "vt", "cwe": "cwe", "fwe": "fwe"}
+
+
+def load(path):
+    """{(strategy label, length): {task: accuracy x100}} from a harness JSON."""
+    r = defaultdict(dict)
+    for x in json.load(open(path))["results"]:
+        label = x["strategy"] if x["ranks"] == 1 else f'{x["strategy"]} x{x["ranks"]}'
+        r[(label, x["length"])][x["task"]] = 100 * x["accuracy"]
+    return r
+
+
+def load_log(path):
+    """The same from the per-task progress lines of a run that left no JSON."""
+    r = defaultdict(dict)
+    for line in open(path):
+        m = re.match(r"(.+?) (\d+) (\w+): ([\d.]+) \(\d+ samples", line.strip())
+        if m:
+            r[(m.group(1), int(m.group(2)))][m.group(3)] = float(m.group(4))
+    return r
+
+
+def mean(d):
+    return sum(d[t] for t in TASKS) / len(TASKS) if all(t in d for t in TASKS) else None
+
+
+def fmt(x):
+    return "-" if x is None else f"{x:.1f}"
+
+
+# 1. Full attention: config-only RoPE variants of the 16K model against the fine-tuned, shipped one.
+print("## Full attention, 20 samples per task (seed 0), mean over 11 tasks and the #20 bar's tasks\n")
+variants = {}
+for p in sorted(glob.glob(os.path.join(D, "call2", "*.json"))):
+    variants[os.path.basename(p)[:-5]] = {L: t for (s, L), t in load(p).items()}
+shipped = {L: t for (s, L), t in load(os.path.join(D, "call5", "full-4k-16k.json")).items()}
+for name in ("x4-32k", "x4-64k"):
+    for (s, L), t in load(os.path.join(D, "call6", name + ".json")).items():
+        if s == "full":
+            shipped[L] = t
+variants["shipped: yarn8 + 131 fine-tuning steps"] = shipped
+lengths = sorted({L for v in variants.values() for L in v})
+print("| model | " + " | ".join(f"{L // 1024}K mean" for L in lengths) + " | " +
+      " | ".join(f"{L // 1024}K s1 / mk1 / mk2 / mk3 / vt" for L in lengths if L >= 32768) + " |")
+print("|---" * (1 + len(lengths) + sum(L >= 32768 for L in lengths)) + "|")
+for name, v in variants.items():
+    cells = [fmt(mean(v.get(L, {}))) for L in lengths]
+    cells += [" / ".join(fmt(v.get(L, {}).get(t)) for t in ("niah_single_1", "niah_multikey_1", "niah_multikey_2",
+                                                             "niah_multikey_3", "vt")) for L in lengths if L >= 32768]
+    print(f"| {name} | " + " | ".join(cells) + " |")
+
+print("\nAt 128K (call2/128k, 8 samples per task, full attention): " + "; ".join(
+    f"{os.path.basename(p)[:-5]} " + ", ".join(f"{SHORT[t]} {fmt(a)}" for (s_, L), r in load(p).items() for t, a in r.items())
+    for p in sorted(glob.glob(os.path.join(D, "call2", "128k", "*.json")))))
+
+# 2. Where APB runs: the shipped model at 32K and 64K on 4 and 8 ranks.
+print("\n## Accuracy where APB runs (shipped model, 20 samples per task, the same samples in every column)\n")
+print("| length | ranks | full | star | apb (retaining heads) | apb (query-aware) | apb-balanced (retaining) | "
+      "apb - full | apb ahead of star on mk1-3 / mv / vt |")
+print("|---|---|---|---|---|---|---|---|---|")
+per_task = []
+for name in ("x4-32k", "x8-32k", "x4-64k", "x8-64k"):
+    R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+    main = os.path.join(D, "call6", name + ".json")
+    partial = not os.path.exists(main) or os.path.getsize(main) == 0   # the harness opens --json first
+    res = load(main) if not partial else load_log(os.path.join(D, "call6", name + ".log"))
+    # The JSON names a strategy without its scorer; the log's lines add " (retaining heads)": one key for both.
+    res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
+    get = lambda key: res.get((key, L), {})
+    full, star, apb, bal = get("full"), get(f"star x{R}"), get(f"apb x{R}"), get(f"apb-balanced x{R}")
+    query = load(os.path.join(D, "call6", name + "-query.json")).get((f"apb x{R}", L), {})
+    ahead = []
+    for t in ("niah_multikey_1", "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "vt"):
+        if t in apb and t in star:
+            ahead.append(">" if apb[t] > star[t] else "=" if apb[t] == star[t] else "<")
+    d = mean(apb) - mean(full) if mean(apb) is not None and mean(full) is not None else None
+    bal_cell = fmt(mean(bal)) if mean(bal) is not None else f"partial ({len(bal)} of 11 tasks)"
+    print(f"| {L // 1024}K | {R} | {fmt(mean(full))} | {fmt(mean(star))} | {fmt(mean(apb))} | {fmt(mean(query))} | {bal_cell} | "
+          f"{'-' if d is None else f'{d:+.1f}'} | {' '.join(ahead)} |")
+    per_task.append((f"{L // 1024}K x{R}", full, star, apb, query, bal))
+
+print("\n## Per task (full / star / apb retaining / apb query-aware / apb-balanced)\n")
+print("| run | " + " | ".join(SHORT[t] for t in TASKS) + " |")
+print("|---" * (1 + len(TASKS)) + "|")
+for run, *cols in per_task:
+    print(f"| {run} | " + " | ".join(" / ".join(fmt(c.get(t)) for c in cols) for t in TASKS) + " |")
