@@ -102,7 +102,7 @@ public static class RulerTasks
         var rng = new Random(seed);
         int n = Math.Max(units, 1);
         string noun = uuidKeys ? "uuid" : "number";
-        // Word keys run out of adjective-noun pairs at 12,000 needles (about 96K tokens): longer haystacks take
+        // Word keys run out of adjective-noun pairs at 12,000 needles (about 245K tokens): longer haystacks take
         // three-word keys. The others keep two words, so their samples stay the ones earlier runs measured.
         Func<Random, string> key = uuidKeys ? Values.Uuid : n <= Values.KeyCount ? Values.Key : Values.LongKey;
         var keyList = Values.Distinct(rng, n, key);

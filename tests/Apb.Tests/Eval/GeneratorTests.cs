@@ -79,7 +79,7 @@ public class GeneratorTests
     {
         // The size search's first guess at 128K tokens of niah_multikey_2 is 16,374 needles, more than the 12,000
         // adjective-noun keys: it used to stop with "cannot draw 16374 distinct values". 128K (about 7,200 needles)
-        // keeps two-word keys, as every length that worked before does; 256K (about 14,400) takes three-word keys.
+        // keeps two-word keys, as every length that worked before does; 256K (about 12,500) takes three-word keys.
         var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
             Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
         foreach (var (target, words) in new[] { (131072, 2), (262144, 3) })
