@@ -81,7 +81,8 @@ for name in ("x4-32k", "x8-32k", "x4-64k", "x8-64k"):
     main = os.path.join(D, "call6", name + ".json")
     partial = not os.path.exists(main) or os.path.getsize(main) == 0   # the harness opens --json first
     res = load(main) if not partial else load_log(os.path.join(D, "call6", name + ".log"))
-    # The JSON names a strategy without its scorer; the log's lines add " (retaining heads)": one key for both.
+    # The JSON keeps the scorer in a row's "variant", the log's lines in the label ("apb x8 (retaining heads)"): the
+    # bare name is the key for both (the query-aware runs are files of their own).
     res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
     get = lambda key: res.get((key, L), {})
     full, star, apb, bal = get("full"), get(f"star x{R}"), get(f"apb x{R}"), get(f"apb-balanced x{R}")

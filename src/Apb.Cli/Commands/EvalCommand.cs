@@ -154,9 +154,18 @@ static class EvalCommand
             // A status line per sample (ETA from the rate so far), a line that stays per task.
             using var progress = io.Progress(TimeSpan.FromSeconds(30));
             long done = 0, total = (long)all.Count * specs.Count;
+            // The JSON file holds every finished row as the run goes: a run cut short keeps what it measured.
+            var run = jsonFile is null ? null : RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
+                bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind.UsesHeads() && specs.Any(x => x.Name == "apb") ? headsPath : null);
+            var finished = new List<RulerRow>();
             var rows = RulerHarness.Run(all, specs, Session, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
-                row => progress.Line($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s; " +
-                    $"{Progress.Fraction(done, total, progress.Elapsed)} samples in all)"),
+                row =>
+                {
+                    progress.Line($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s; " +
+                        $"{Progress.Fraction(done, total, progress.Elapsed)} samples in all)");
+                    finished.Add(row);
+                    if (jsonFile is not null) RulerHarness.RewriteJson(jsonFile, run!, finished, complete: false);
+                },
                 o =>
                 {
                     done++;
@@ -173,9 +182,7 @@ static class EvalCommand
             }
             if (jsonFile is not null)
             {
-                var run = RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
-                    bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind.UsesHeads() && specs.Any(x => x.Name == "apb") ? headsPath : null);
-                RulerHarness.WriteJson(jsonFile, run, rows);
+                RulerHarness.RewriteJson(jsonFile, run!, rows, complete: true);
                 if (jsonFile is WriterStream) io.Out.WriteLine();
             }
             return 0;

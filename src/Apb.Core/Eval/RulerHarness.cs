@@ -107,10 +107,12 @@ public static class RulerHarness
     }
 
     /// <summary>
-    /// {"command", "seed", "device", "model", "sha256": {file: hash}, "results": [{"strategy", "ranks", "length", "task",
-    /// "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when set)}, ...]}
+    /// {"command", "seed", "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
+    /// "length", "task", "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when
+    /// set)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
+    /// early left behind.
     /// </summary>
-    public static void WriteJson(Stream stream, RulerRun run, IReadOnlyList<RulerRow> rows)
+    public static void WriteJson(Stream stream, RulerRun run, IReadOnlyList<RulerRow> rows, bool complete = true)
     {
         using var w = new System.Text.Json.Utf8JsonWriter(stream, new System.Text.Json.JsonWriterOptions { Indented = true });
         w.WriteStartObject();
@@ -121,6 +123,7 @@ public static class RulerHarness
         w.WriteStartObject("sha256");
         foreach (var f in run.Files) w.WriteString(f.Name, f.Sha256);
         w.WriteEndObject();
+        w.WriteBoolean("complete", complete);
         w.WriteStartArray("results");
         foreach (var r in rows)
         {
@@ -137,5 +140,22 @@ public static class RulerHarness
         }
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The JSON of the rows so far in place of the file's whole content, so that a run stopped by a failure, a timeout or
+    /// Ctrl-C keeps every row it finished (complete: false). A stream that cannot seek (stdout) gets the JSON once, at the
+    /// end: nothing before <paramref name="complete"/>.
+    /// </summary>
+    public static void RewriteJson(Stream stream, RulerRun run, IReadOnlyList<RulerRow> rows, bool complete)
+    {
+        if (!stream.CanSeek)
+        {
+            if (complete) WriteJson(stream, run, rows);
+            return;
+        }
+        stream.SetLength(0);
+        WriteJson(stream, run, rows, complete);
+        stream.Flush();
     }
 }

@@ -109,6 +109,7 @@ public class HarnessTests
         Assert.Equal($"apb eval ruler --model {Repo.TinyModel} --tasks niah_single_1,fwe --length 640 --samples 1 --strategies full,apb --ranks 2 --json {json}",
             root.GetProperty("command").GetString());
         Assert.Equal(0, root.GetProperty("seed").GetInt32());
+        Assert.True(root.GetProperty("complete").GetBoolean());
         Assert.Equal("cpu", root.GetProperty("device").GetString());
         Assert.Equal(Path.GetFullPath(Repo.TinyModel), root.GetProperty("model").GetString());
         var hashes = root.GetProperty("sha256").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString());
@@ -125,6 +126,24 @@ public class HarnessTests
             Assert.Equal(1, r.GetProperty("samples").GetInt32());
             Assert.Equal(r.GetProperty("strategy").GetString() == "apb" ? 2 : 1, r.GetProperty("ranks").GetInt32());
         }
+    }
+
+    [Fact]
+    public void ARulerRunThatStopsEarlyKeepsTheRowsItFinishedInItsJson()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json"), heads = tmp.File("heads.safetensors");
+        File.WriteAllText(heads, "not a safetensors file");
+        // Full attention runs first; APB's ranks then fail to read the heads. The full row was measured: it must stay.
+        var (code, _, err) = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
+            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--retaining-heads", heads, "--json", json);
+        Assert.NotEqual(0, code);
+        Assert.Contains("heads.safetensors", err);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        Assert.False(doc.RootElement.GetProperty("complete").GetBoolean());
+        var row = Assert.Single(doc.RootElement.GetProperty("results").EnumerateArray());
+        Assert.Equal("full", row.GetProperty("strategy").GetString());
+        Assert.Equal(1, row.GetProperty("samples").GetInt32());
     }
 
     [Fact]
