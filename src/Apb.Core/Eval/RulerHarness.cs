@@ -155,6 +155,7 @@ public static class RulerHarness
             return;
         }
         stream.SetLength(0);
+        stream.Position = 0;
         WriteJson(stream, run, rows, complete);
         stream.Flush();
     }
