@@ -39,7 +39,7 @@ public static class ChartsCli
 
             IReadOnlyList<string> written = kind switch
             {
-                "ruler" => RulerChart.Render(ResultFiles.LoadRuler(inputs), output),
+                "ruler" => RulerChart.Render(ResultFiles.LoadRuler(inputs, stderr), output),
                 "prefill" => [PrefillChart.Render(ResultFiles.LoadPrefill(inputs, stderr), output)],
                 _ => throw new ChartInputException($"unknown chart '{kind}': expected ruler or prefill ({Usage})"),
             };

@@ -20,7 +20,7 @@ public static class ResultFiles
     /// "variant" of their own get VARIANT (files written before the harness recorded it: "apb" with the retaining heads
     /// and "apb" with the query-aware scorer would otherwise be one series).
     /// </summary>
-    public static IReadOnlyList<RulerRow> LoadRuler(IEnumerable<string> paths)
+    public static IReadOnlyList<RulerRow> LoadRuler(IEnumerable<string> paths, TextWriter? log = null)
     {
         var rows = new List<RulerRow>();
         foreach (var arg in paths)
@@ -31,6 +31,9 @@ public static class ResultFiles
             if (label is "") throw new ChartInputException($"{arg}: empty variant after '=' (FILE=VARIANT, e.g. run.json=\"retaining heads\")");
             using var doc = Parse(path);
             var results = Results(doc, path, "apb eval ruler --json");
+            // A run stopped early keeps its finished rows (complete: false): charted, but said, since tasks may be missing.
+            if (doc.RootElement.TryGetProperty("complete", out var complete) && complete.ValueKind == JsonValueKind.False)
+                log?.WriteLine($"note: {path} is from a run that stopped early (complete: false): {results.GetArrayLength()} row(s), the rest were never measured");
             int i = 0;
             foreach (var r in results.EnumerateArray())
             {

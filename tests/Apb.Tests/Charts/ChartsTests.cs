@@ -71,6 +71,27 @@ public sealed class ChartsTests : IDisposable
     }
 
     [Fact]
+    public void ARulerFileFromARunThatStoppedEarlyIsChartedWithANote()
+    {
+        var partial = WriteJson("partial.json", """
+            {"complete": false, "results": [
+              {"strategy": "full", "ranks": 1, "length": 4096, "task": "niah_single_1", "accuracy": 1, "samples": 2}
+            ]}
+            """);
+        var done = WriteJson("done.json", """
+            {"complete": true, "results": [
+              {"strategy": "apb", "ranks": 4, "length": 4096, "task": "niah_single_1", "accuracy": 0.5, "samples": 2}
+            ]}
+            """);
+        var output = Temp("partial-ruler.png");
+        var (code, _, stderr) = CliRun.Charts("ruler", "--json", partial, "--json", done, "--out", output);
+        Assert.True(code == 0, stderr);
+        AssertChartPng(output);
+        Assert.Contains($"note: {partial} is from a run that stopped early (complete: false): 1 row(s)", stderr);
+        Assert.DoesNotContain("done.json", stderr);
+    }
+
+    [Fact]
     public void RulerSeriesAreKeptApartByVariantFromTheFileOrFromTheArgument()
     {
         var query = WriteJson("query.json", """
