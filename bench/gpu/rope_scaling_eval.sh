@@ -5,7 +5,8 @@
 #   VARIANTS  space-separated NAME=SPEC, SPEC "none" or "yarn:FACTOR:ORIGINAL" or "linear:FACTOR" or "dynamic:FACTOR"
 #             (default: none yarn:2:16384 yarn:4:16384)
 #   TASKS, LENGTHS, SAMPLES, SEED  passed to `apb eval ruler` (defaults: the #20 bar's tasks at 16K-64K, 8 samples)
-# Writes $OUT/rope/NAME.json (the harness's JSON) and NAME.log, and a table per variant into $SUMMARY (or stdout).
+# Writes $OUT/rope/NAME.json (the harness's JSON), NAME.md and NAME.log, then packs them into $OUT/rope.tgz (the device
+# tool brings back at most 8 files; TAR=0 keeps the folder instead), and a table per variant into $SUMMARY (or stdout).
 source "$(dirname "$0")/env.sh"
 MODEL=${MODEL:-models/embedded}
 WORK=${WORK:-/tmp/apb-rope}
@@ -47,3 +48,6 @@ EOF
   { echo "### rope $name ($spec), rc $rc"; cat "$OUT/rope/$name.md"; echo; } >> "$SUMMARY"
   [ $rc -eq 0 ] || tail -n 5 "$OUT/rope/$name.log"
 done
+if [ "${TAR:-1}" = 1 ]; then
+  tar czf "$OUT/rope.tgz" -C "$OUT" rope && rm -rf "$OUT/rope"
+fi
