@@ -67,7 +67,8 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         var cuda = backend as CudaBackend;
         _onDevice = cuda != null;
         // Programmatic launch (APB_PDL) changes a step's time by its launch gaps: the title says which ran.
-        if (cuda != null) _launches = cuda.Context.ProgrammaticLaunch ? ", programmatic launches" : ", plain launches (APB_PDL=0 or no sm_90)";
+        if (cuda != null) _launches = (cuda.Context.ProgrammaticLaunch ? ", programmatic launches" : ", plain launches (APB_PDL=0 or no sm_90)") +
+            (cuda.StepGraphs ? ", steps replayed as CUDA graphs (APB_DECODE_GRAPH=1)" : "");
         var model = BenchModel.Open(o.Shape, o.Model, backend, o.Seed, cpu: !_onDevice);
         using var _ = model.Bundle;
         (_config, _modelName) = (model.Config, model.Name);
