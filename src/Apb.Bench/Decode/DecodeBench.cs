@@ -141,7 +141,8 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 _results.Add(r);
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
                 Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
-                    (double.IsFinite(r.FloorMs) ? $", floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)" : ""));
+                    (double.IsFinite(r.FloorMs) ? $", floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)" : "") +
+                    (cuda is { StepGraphs: true } ? $", step graph: {cuda.StepGraphCounts.Instantiations} instantiation(s), {cuda.StepGraphCounts.Replays} replays so far" : ""));
             }
         }
         finally
