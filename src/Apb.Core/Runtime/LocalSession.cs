@@ -1,4 +1,5 @@
 using Apb.Attention;
+using Apb.Backends;
 using Apb.Engine;
 using Apb.Model;
 
@@ -36,8 +37,14 @@ public sealed class LocalSession : IInferenceSession
     public float[] Decode(int token)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        // The first step makes the one-token workspace (and frees the prefill's): it runs directly. Later steps only
+        // launch and allocate, so a backend with step graphs may record and replay them (APB_DECODE_GRAPH=1).
+        if (_steps++ > 0 && _model.Backend is IStepGraphs { StepGraphs: true } graphs)
+            return Last(graphs.Replay(() => _model.Forward([token], _attention, LogitsFor.Last)!));
         return Last(_model.Forward([token], _attention, LogitsFor.Last)!);
     }
+
+    long _steps;
 
     /// <summary>Logits for every position of <paramref name="ids"/> [T x vocab], for `apb logits`.</summary>
     public float[] AllLogits(IReadOnlyList<int> ids)

@@ -28,9 +28,13 @@ public static class ModelCases
             string name = Path.GetFileName(dir);
             yield return new("models", $"logits and greedy {name}", c => LogitsAndGreedy(c, dir));
             yield return new("models", $"session memory {name}", c => SessionMemory(c, dir));
+            yield return new("graph", $"decode steps replayed as graphs {name}", c => GraphDecode(c, dir, KvCacheDType.Auto));
             var cfg = ModelConfig.Load(Path.Combine(dir, "config.json"));
             if (cfg.KvDim % KvCacheDTypes.Fp8Group == 0)   // an fp8 row is whole groups of 32 values
+            {
                 yield return new("fp8kv", $"model {name}: fp8 KV cache, prefill and 4 decode steps against the CPU's", c => Fp8Session(c, dir));
+                yield return new("graph", $"decode steps replayed as graphs {name}, fp8 KV cache", c => GraphDecode(c, dir, KvCacheDType.Fp8));
+            }
         }
     }
 
@@ -55,6 +59,46 @@ public static class ModelCases
             got = sg.Decode(next);
             c.Compare($"decode step {i + 1}: logits", got, want, Fp8KvCases.Fp8SessionLimit, "fp8 cache");
         }
+    }
+
+    /// <summary>
+    /// Decode steps recorded and replayed as CUDA graphs (<see cref="CudaBackend.StepGraphs"/>) against the same steps
+    /// launched one by one on the same device, the same tokens fed to both: the same kernels with the same arguments, so
+    /// every step's logits must be bit for bit the same. Every step after the first is replayed (the first makes the
+    /// workspace), and a loop whose step keeps its shape instantiates the graph at most once (later steps update it).
+    /// </summary>
+    static void GraphDecode(GpuCheck c, string dir, KvCacheDType kv)
+    {
+        const int Steps = 12;
+        using var ckpt = CheckpointWeights.Open(dir);
+        var (_, _, gpu, prompt, _) = Load(c, dir, ckpt);
+        var tokens = new List<int>();
+        List<float[]> Run(bool graphs)
+        {
+            c.Gpu.StepGraphs = graphs;
+            try
+            {
+                using var s = new LocalSession(gpu, prompt.Length + Steps + 1, kvDType: kv);
+                var logits = s.Prefill(prompt, Array.Empty<int>());
+                var steps = new List<float[]>();
+                for (int i = 0; i < Steps; i++)
+                {
+                    if (tokens.Count == i) tokens.Add(Sampler.ArgMax(logits)); // the launched run picks, the replayed one follows
+                    steps.Add(logits = s.Decode(tokens[i]));
+                }
+                return steps;
+            }
+            finally { c.Gpu.StepGraphs = false; }
+        }
+        var launched = Run(graphs: false);
+        var (inst0, replays0) = c.Gpu.StepGraphCounts;
+        var replayed = Run(graphs: true);
+        var (inst1, replays1) = c.Gpu.StepGraphCounts;
+        c.Record("steps replayed as a graph", replays1 - replays0, Steps - 1, replays1 - replays0 == Steps - 1,
+            $"{replays1 - replays0} of {Steps} steps (the first runs directly)");
+        c.Record("graph instantiations", inst1 - inst0, 1, inst1 - inst0 <= 1, $"{inst1 - inst0} for {Steps - 1} replayed steps");
+        for (int i = 0; i < Steps; i++)
+            c.Compare($"step {i + 1} logits, replayed against launched", replayed[i], launched[i], 0, kv == KvCacheDType.Fp8 ? "fp8 cache" : "");
     }
 
     static string? FixturesFolder()

@@ -10,9 +10,30 @@ namespace Apb.Tests.Distributed;
 /// layer of an attention call is (Rope calls / 2) - 1 since the last <see cref="Arm"/>. Its Upload and Download count in
 /// <see cref="Transfers"/> as a device backend's would, so the host-transfer accounting can be tested without a GPU.
 /// </summary>
-sealed class FaultyBackend : IBackend
+sealed class FaultyBackend : IBackend, IStepGraphs
 {
     readonly CpuBackend _b = new();
+    bool _recording;
+
+    /// <summary>Step graphs as a recording backend sees them: a step run through <see cref="Replay{T}"/> may not read the device.</summary>
+    public bool StepGraphs { get; set; }
+
+    /// <summary>Steps run through <see cref="Replay{T}"/> with <see cref="StepGraphs"/> on.</summary>
+    public int Replays { get; private set; }
+
+    public T Replay<T>(Func<T> step)
+    {
+        if (!StepGraphs) return step();
+        Replays++;
+        _recording = true;
+        try { return step(); }
+        finally { _recording = false; }
+    }
+
+    void NotRecording(string what)
+    {
+        if (_recording) throw new InvalidOperationException($"{what} inside a recorded step: a graph cannot wait for the device or read it");
+    }
     int _ropes;
     Action<int>? _beforeAttention, _beforeRotation;
 
@@ -46,6 +67,7 @@ sealed class FaultyBackend : IBackend
 
     public void Download(Tensor src, Span<float> dst)
     {
+        NotRecording("Download");
         _b.Download(src, dst);
         Transfers += new HostTransfers(0, 0, (long)src.Rows * src.Cols * 4, 1);
     }
@@ -76,6 +98,10 @@ sealed class FaultyBackend : IBackend
         _b.MergeAttention(acc, accLse, part, partLse, heads);
     public void MergeAttentionParts(Tensor parts, Tensor lses, int count, int heads, Tensor output) =>
         _b.MergeAttentionParts(parts, lses, count, heads, output);
-    public void Synchronize() => _b.Synchronize();
+    public void Synchronize()
+    {
+        NotRecording("Synchronize");
+        _b.Synchronize();
+    }
     public void Dispose() => _b.Dispose();
 }

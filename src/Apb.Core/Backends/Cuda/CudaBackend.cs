@@ -750,6 +750,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (_disposed) return;
         Context.MakeCurrent();
         Driver.cuStreamSynchronize(Context.Stream);
+        _stepGraph?.Dispose();
         _gemm.Dispose();
         Pool.Dispose();
         if (_pinned != null) Driver.cuMemFreeHost(_pinned);

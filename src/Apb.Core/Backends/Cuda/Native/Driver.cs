@@ -68,6 +68,14 @@ public static unsafe class Driver
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
     /// <summary>cuLaunchKernelEx (CUDA 12.0+), for launch attributes; null on an older driver.</summary>
     public static delegate* unmanaged<LaunchConfig*, nint, void**, void**, int> cuLaunchKernelEx;
+    // Stream capture and graphs (CUDA 12.0+ for cuGraphExecUpdate_v2): null on an older driver, where StepGraph is off.
+    public static delegate* unmanaged<nint, int, int> cuStreamBeginCapture;
+    public static delegate* unmanaged<nint, nint*, int> cuStreamEndCapture;
+    public static delegate* unmanaged<nint*, nint, ulong, int> cuGraphInstantiateWithFlags;
+    public static delegate* unmanaged<nint, nint, GraphExecUpdateResultInfo*, int> cuGraphExecUpdate;
+    public static delegate* unmanaged<nint, nint, int> cuGraphLaunch;
+    public static delegate* unmanaged<nint, int> cuGraphDestroy;
+    public static delegate* unmanaged<nint, int> cuGraphExecDestroy;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
     /// <summary>TMA descriptors (CUDA 12+ drivers, sm_90 devices). Null on older drivers: the Hopper attention kernel is then not offered.</summary>
@@ -145,6 +153,20 @@ public static unsafe class Driver
             cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F(lib, "cuLaunchKernel");
             cuLaunchKernelEx = NativeLibrary.TryGetExport(lib, "cuLaunchKernelEx", out var launchEx)
                 ? (delegate* unmanaged<LaunchConfig*, nint, void**, void**, int>)launchEx : null;
+            // All or none: a driver without one of them runs every step directly (CudaBackend.StepGraphs is false).
+            if (NativeLibrary.TryGetExport(lib, "cuStreamBeginCapture_v2", out var begin) && NativeLibrary.TryGetExport(lib, "cuStreamEndCapture", out var end) &&
+                NativeLibrary.TryGetExport(lib, "cuGraphInstantiateWithFlags", out var instantiate) &&
+                NativeLibrary.TryGetExport(lib, "cuGraphExecUpdate_v2", out var update) && NativeLibrary.TryGetExport(lib, "cuGraphLaunch", out var launch) &&
+                NativeLibrary.TryGetExport(lib, "cuGraphDestroy", out var destroy) && NativeLibrary.TryGetExport(lib, "cuGraphExecDestroy", out var execDestroy))
+            {
+                cuStreamBeginCapture = (delegate* unmanaged<nint, int, int>)begin;
+                cuStreamEndCapture = (delegate* unmanaged<nint, nint*, int>)end;
+                cuGraphInstantiateWithFlags = (delegate* unmanaged<nint*, nint, ulong, int>)instantiate;
+                cuGraphExecUpdate = (delegate* unmanaged<nint, nint, GraphExecUpdateResultInfo*, int>)update;
+                cuGraphLaunch = (delegate* unmanaged<nint, nint, int>)launch;
+                cuGraphDestroy = (delegate* unmanaged<nint, int>)destroy;
+                cuGraphExecDestroy = (delegate* unmanaged<nint, int>)execDestroy;
+            }
             cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorString");
             cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F(lib, "cuGetErrorName");
             cuTensorMapEncodeTiled = NativeLibrary.TryGetExport(lib, "cuTensorMapEncodeTiled", out var tmap)
@@ -226,3 +248,10 @@ public unsafe struct LaunchConfig
     public uint AttributeCount;
 }
 
+/// <summary>CUgraphExecUpdateResultInfo: why cuGraphExecUpdate refused a graph (the nodes it stopped at).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct GraphExecUpdateResultInfo
+{
+    public int Result;
+    public nint ErrorNode, ErrorFromNode;
+}

@@ -1,0 +1,40 @@
+using Apb.Backends.Cuda.Native;
+
+namespace Apb.Backends.Cuda;
+
+/// <summary>Decode steps recorded and replayed as CUDA graphs (<see cref="IStepGraphs"/>, <see cref="StepGraph"/>).</summary>
+public sealed unsafe partial class CudaBackend : IStepGraphs
+{
+    /// <summary>
+    /// Whether decode steps run as graphs: APB_DECODE_GRAPH=1 (off by default until measured), where the driver has
+    /// cuGraphExecUpdate and APB_KERNEL_TIMES is off (its events time launches one by one).
+    /// </summary>
+    public bool StepGraphs
+    {
+        get => _stepGraphs && Driver.cuGraphExecUpdate != null && Context.Times == null;
+        set => _stepGraphs = value;
+    }
+
+    bool _stepGraphs = Environment.GetEnvironmentVariable("APB_DECODE_GRAPH") == "1";
+    StepGraph? _stepGraph;
+
+    /// <summary>Times the step graph was instantiated and steps it replayed (0, 0 when none ran).</summary>
+    public (int Instantiations, long Replays) StepGraphCounts => (_stepGraph?.Instantiations ?? 0, _stepGraph?.Replays ?? 0);
+
+    public T Replay<T>(Func<T> step)
+    {
+        if (!StepGraphs) return step();
+        Enter();
+        // A small upload that wraps the pinned ring waits for the stream, which a recording step may not: make room first.
+        ReserveUploadRing(RingLargest);
+        return (_stepGraph ??= new StepGraph(Context)).Run(step);
+    }
+
+    /// <summary>Waits for the stream and rewinds the upload ring when less than <paramref name="bytes"/> are left in it.</summary>
+    void ReserveUploadRing(long bytes)
+    {
+        if (_ring == null || _ringAt + bytes + 16 <= RingBytes) return;
+        Context.Synchronize();
+        _ringAt = 0;
+    }
+}
