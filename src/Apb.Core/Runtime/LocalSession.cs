@@ -38,8 +38,9 @@ public sealed class LocalSession : IInferenceSession
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         // The first step makes the one-token workspace (and frees the prefill's): it runs directly. Later steps only
-        // launch and allocate, so a backend with step graphs may record and replay them (APB_DECODE_GRAPH=1).
-        if (_steps++ > 0 && _model.Backend is IStepGraphs { StepGraphs: true } graphs)
+        // launch and allocate, so a backend with step graphs may record and replay them (Replay runs the step directly
+        // where they are off).
+        if (_steps++ > 0 && _model.Backend is IStepGraphs graphs)
             return Last(graphs.Replay(() => _model.Forward([token], _attention, LogitsFor.Last)!));
         return Last(_model.Forward([token], _attention, LogitsFor.Last)!);
     }
