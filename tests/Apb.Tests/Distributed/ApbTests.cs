@@ -254,8 +254,9 @@ public class ApbTests(ITestOutputHelper output)
     [InlineData(256 * 1024, 8192, 4096)]
     [InlineData(512 * 1024, 8192, 8192)]
     [InlineData(1024 * 1024, 8192, 8192)]
-    [InlineData(10000, 256, 128)]   // 312 and 156, rounded down to multiples of 128
-    [InlineData(2000, 62, 31)]      // too short for 128: proportional
+    [InlineData(16 * 1024, 512, 512)]   // l_p: n/64 = 256, raised to the table's smallest entry
+    [InlineData(10000, 256, 512)]   // l_a: 312, rounded down to a multiple of 128
+    [InlineData(2000, 62, 250)]     // l_a too short for 128: proportional; l_p: 512 is more than the block of 250
     public void DefaultLengthsFollowThePaperTable(int n, int anchor, int passing)
     {
         Assert.Equal((anchor, passing), ApbDefaults.For(n, 8));

@@ -3,14 +3,20 @@ namespace Apb.Strategies.Apb;
 /// <summary>
 /// APB's anchor and passing lengths by context length, from the paper's sweep (Llama-3-8B-1M, H = 8): 32K: 1K/0.5K,
 /// 64K: 2K/1K, 128K: 4K/2K, 256K: 8K/4K, 512K and beyond: 8K/8K. That table is l_a = n/32 and l_p = n/64, each capped at
-/// 8K, so shorter contexts scale down by the same rule. Lengths are multiples of 128 (tile-friendly) once they reach 128,
-/// rounded down, and never exceed the block. Rounding down halves l_p for a context just under a power of two (a 16K
-/// sample of 16,300 tokens gets 128, not 256); on our model that cost nothing measurable at 16K (RULER, 20 samples per
-/// task: means 85.3 vs 85.4 on seed 1, 86.8 vs 86.1 on seed 0 for 128 vs 256; bench/results/scorer-tune-20261203).
+/// 8K. Below 32K the anchor scales down by the same rule, but the passing length stays at the table's smallest entry,
+/// <see cref="MinPassing"/> (512): a short block holds as many facts as a long one (a needle is ~25 tokens whatever the
+/// context), so n/64 rows cannot carry them (at 4K, 64 rows for a 1K block that may hold 3 needles). Lengths are
+/// multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed the block.
 /// </summary>
+/// <remarks>
+/// Measured on the embedded model, 4K, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): l_p = n/64 = 64
+/// left multi-value and multi-query 10 points under full attention; 512 brought them within 4 and 5.
+/// </remarks>
 public static class ApbDefaults
 {
     public const int MaxLength = 8 * 1024;
+    /// <summary>The shortest default passing length: the paper's l_p at 32K, its shortest context.</summary>
+    public const int MinPassing = 512;
     /// <summary>Context tokens a default anchor keeps besides the chat header and the query.</summary>
     public const int MinAnchorContext = 64;
 
@@ -31,6 +37,7 @@ public static class ApbDefaults
     {
         int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
         int Round(int x) => Math.Min(x >= 128 ? x / 128 * 128 : x, lb);
-        return (Round(Math.Min(contextLength / 32, MaxLength)), Round(Math.Min(contextLength / 64, MaxLength)));
+        return (Round(Math.Min(contextLength / 32, MaxLength)),
+                Round(Math.Clamp(contextLength / 64, MinPassing, MaxLength)));
     }
 }
