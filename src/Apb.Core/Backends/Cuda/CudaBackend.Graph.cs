@@ -6,7 +6,8 @@ namespace Apb.Backends.Cuda;
 public sealed unsafe partial class CudaBackend : IStepGraphs
 {
     /// <summary>
-    /// Whether decode steps run as graphs: APB_DECODE_GRAPH=1 (off by default until measured), where the driver has
+    /// Whether decode steps run as graphs: APB_DECODE_GRAPH=1 (off by default: measured 0.2-0.5 ms slower per token, as the
+    /// recording runs before the device starts; docs/kernels/decode-step.md, version 3), where the driver has
     /// cuGraphExecUpdate and APB_KERNEL_TIMES is off (its events time launches one by one).
     /// </summary>
     public bool StepGraphs
