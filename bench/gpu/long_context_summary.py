@@ -86,6 +86,9 @@ for name in ("x4-32k", "x8-32k", "x4-64k", "x8-64k"):
     res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
     get = lambda key: res.get((key, L), {})
     full, star, apb, bal = get("full"), get(f"star x{R}"), get(f"apb x{R}"), get(f"apb-balanced x{R}")
+    rerun = os.path.join(D, "call7", name + "-balanced.json")   # a balanced run made again with the time to finish
+    if os.path.exists(rerun):
+        bal = load(rerun).get((f"apb-balanced x{R}", L), bal)
     query = load(os.path.join(D, "call6", name + "-query.json")).get((f"apb x{R}", L), {})
     ahead = []
     for t in ("niah_multikey_1", "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "vt"):
@@ -102,3 +105,16 @@ print("| run | " + " | ".join(SHORT[t] for t in TASKS) + " |")
 print("|---" * (1 + len(TASKS)) + "|")
 for run, *cols in per_task:
     print(f"| {run} | " + " | ".join(" / ".join(fmt(c.get(t)) for c in cols) for t in TASKS) + " |")
+
+# 3. A fine-tune aimed at multi-key (call8-train): full attention on the bar's tasks, against the shipped model.
+tuned_path = os.path.join(D, "call8-train", "eval-full.json")
+if os.path.exists(tuned_path):
+    tuned = {L: t for (s_, L), t in load(tuned_path).items()}
+    print("\n## Full attention after the multi-key fine-tune (call8-train) against the shipped model, 20 samples per task\n")
+    bar = ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2", "niah_multikey_3", "vt"]
+    print("| length | model | " + " | ".join(SHORT[t] for t in bar) + " |")
+    print("|---" * (2 + len(bar)) + "|")
+    for L in sorted(tuned):
+        for name, v in (("shipped", shipped.get(L, {})), ("fine-tuned", tuned[L])):
+            print(f"| {L // 1024}K | {name} | " + " | ".join(fmt(v.get(t)) for t in bar) + " |")
+
