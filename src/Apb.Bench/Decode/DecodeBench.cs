@@ -68,7 +68,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
         _onDevice = cuda != null;
         // Programmatic launch (APB_PDL) changes a step's time by its launch gaps: the title says which ran.
         if (cuda != null) _launches = (cuda.Context.ProgrammaticLaunch ? ", programmatic launches" : ", plain launches (APB_PDL=0 or no sm_90)") +
-            (cuda.StepGraphs ? ", steps replayed as CUDA graphs (APB_DECODE_GRAPH=1)" : "");
+            (cuda.StepGraphs ? $", steps replayed as CUDA graphs in up to {cuda.StepGraphSegments} segments (APB_DECODE_GRAPH=1)" : "");
         var model = BenchModel.Open(o.Shape, o.Model, backend, o.Seed, cpu: !_onDevice);
         using var _ = model.Bundle;
         (_config, _modelName) = (model.Config, model.Name);
@@ -142,7 +142,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
                 Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
                     (double.IsFinite(r.FloorMs) ? $", floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)" : "") +
-                    (cuda is { StepGraphs: true } ? $", step graph: {cuda.StepGraphCounts.Instantiations} instantiation(s), {cuda.StepGraphCounts.Replays} replays so far" : ""));
+                    (cuda is { StepGraphs: true } ? $", step graph: {cuda.StepGraphCounts.Segments} segment(s), {cuda.StepGraphCounts.Instantiations} instantiation(s), {cuda.StepGraphCounts.Replays} replays so far" : ""));
             }
         }
         finally

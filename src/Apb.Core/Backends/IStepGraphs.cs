@@ -12,4 +12,11 @@ public interface IStepGraphs
 
     /// <summary>Runs <paramref name="step"/>, recorded and replayed when <see cref="StepGraphs"/> is on.</summary>
     T Replay<T>(Func<T> step);
+
+    /// <summary>
+    /// Called by the model after each of its <paramref name="layers"/> layers but the last (<paramref name="done"/>
+    /// layers done): a point where a recording step may end a segment, launch it, and record the next while the
+    /// device runs it. Nothing happens outside a recording step.
+    /// </summary>
+    void Boundary(int done, int layers);
 }

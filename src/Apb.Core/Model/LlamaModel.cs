@@ -123,6 +123,8 @@ public sealed class LlamaModel : IDisposable
                 if (!lastLayer) b.AddRmsNorm(x, tmp, Weights.Layers[l + 1].InputLayernorm, eps, h);
                 else b.AddInPlace(x, tmp);
             }
+            // A recorded decode step launches what it has so far and records the rest while the device runs it.
+            if (!lastLayer && b is IStepGraphs graphs) graphs.Boundary(l + 1, c.NumHiddenLayers);
         }
 
         using var _ = Measure("other");

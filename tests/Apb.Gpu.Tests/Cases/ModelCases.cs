@@ -64,8 +64,10 @@ public static class ModelCases
     /// <summary>
     /// Decode steps recorded and replayed as CUDA graphs (<see cref="CudaBackend.StepGraphs"/>) against the same steps
     /// launched one by one on the same device, the same tokens fed to both: the same kernels with the same arguments, so
-    /// every step's logits must be bit for bit the same. Every step after the first is replayed (the first makes the
-    /// workspace), and a loop whose step keeps its shape instantiates the graph at most once (later steps update it).
+    /// every step's logits must be bit for bit the same, whether the step is recorded whole (1 segment) or cut at layer
+    /// boundaries (2, and 8: as many as the layers allow). Every step after the first is replayed (the first makes the
+    /// workspace), a step is cut into min(segments, layers) graphs, and a loop whose step keeps its shape instantiates
+    /// each segment's graph at most once (later steps update it).
     /// </summary>
     static void GraphDecode(GpuCheck c, string dir, KvCacheDType kv)
     {
@@ -73,9 +75,10 @@ public static class ModelCases
         using var ckpt = CheckpointWeights.Open(dir);
         var (_, _, gpu, prompt, _) = Load(c, dir, ckpt);
         var tokens = new List<int>();
-        List<float[]> Run(bool graphs)
+        List<float[]> Run(bool graphs, int segments)
         {
             c.Gpu.StepGraphs = graphs;
+            c.Gpu.StepGraphSegments = segments;
             try
             {
                 using var s = new LocalSession(gpu, prompt.Length + Steps + 1, kvDType: kv);
@@ -90,15 +93,23 @@ public static class ModelCases
             }
             finally { c.Gpu.StepGraphs = false; }
         }
-        var launched = Run(graphs: false);
-        var (inst0, replays0) = c.Gpu.StepGraphCounts;
-        var replayed = Run(graphs: true);
-        var (inst1, replays1) = c.Gpu.StepGraphCounts;
-        c.Record("steps replayed as a graph", replays1 - replays0, Steps - 1, replays1 - replays0 == Steps - 1,
-            $"{replays1 - replays0} of {Steps} steps (the first runs directly)");
-        c.Record("graph instantiations", inst1 - inst0, 1, inst1 - inst0 <= 1, $"{inst1 - inst0} for {Steps - 1} replayed steps");
-        for (int i = 0; i < Steps; i++)
-            c.Compare($"step {i + 1} logits, replayed against launched", replayed[i], launched[i], 0, kv == KvCacheDType.Fp8 ? "fp8 cache" : "");
+        var launched = Run(graphs: false, 1);
+        int layers = gpu.Config.NumHiddenLayers;
+        foreach (int segments in new[] { 1, 2, 8 })
+        {
+            var (inst0, replays0, _) = c.Gpu.StepGraphCounts;
+            var replayed = Run(graphs: true, segments);
+            var (inst1, replays1, cut) = c.Gpu.StepGraphCounts;
+            int want = Math.Min(segments, layers);
+            c.Record($"{segments} segment(s): steps replayed", replays1 - replays0, Steps - 1, replays1 - replays0 == Steps - 1,
+                $"{replays1 - replays0} of {Steps} steps (the first runs directly)");
+            c.Record($"{segments} segment(s): graphs per step", cut, want, cut == want, $"{cut} for {layers} layers");
+            c.Record($"{segments} segment(s): instantiations", inst1 - inst0, want, inst1 - inst0 <= want,
+                $"{inst1 - inst0} for {Steps - 1} replayed steps of {cut} segments");
+            for (int i = 0; i < Steps; i++)
+                c.Compare($"{segments} segment(s), step {i + 1} logits, replayed against launched", replayed[i], launched[i], 0,
+                    kv == KvCacheDType.Fp8 ? "fp8 cache" : "");
+        }
     }
 
     static string? FixturesFolder()

@@ -30,6 +30,14 @@ sealed class FaultyBackend : IBackend, IStepGraphs
         finally { _recording = false; }
     }
 
+    /// <summary>The layer boundaries the model reported inside recorded steps, as (done, layers).</summary>
+    public List<(int Done, int Layers)> Boundaries { get; } = [];
+
+    public void Boundary(int done, int layers)
+    {
+        if (_recording) Boundaries.Add((done, layers));
+    }
+
     void NotRecording(string what)
     {
         if (_recording) throw new InvalidOperationException($"{what} inside a recorded step: a graph cannot wait for the device or read it");

@@ -19,7 +19,7 @@ public class StepGraphTests
     {
         var m = LoadModel("embedded-random");
         var prompt = Ids(20, 3, m.Config.VocabSize);
-        (float[][] Logits, int Replays) Run(bool graphs)
+        (float[][] Logits, int Replays, List<(int, int)> Boundaries) Run(bool graphs)
         {
             var backend = new FaultyBackend { StepGraphs = graphs };
             using var model = new LlamaModel(m.Config, m.Weights, backend);
@@ -27,12 +27,18 @@ public class StepGraphTests
             var logits = s.Prefill(prompt, []);
             var steps = new List<float[]>();
             for (int i = 0; i < 5; i++) steps.Add(logits = s.Decode(Sampler.ArgMax(logits)));
-            return ([.. steps], backend.Replays);
+            return ([.. steps], backend.Replays, backend.Boundaries);
         }
         var launched = Run(graphs: false);
         var replayed = Run(graphs: true);
         Assert.Equal(0, launched.Replays);
         Assert.Equal(4, replayed.Replays);
         Assert.Equal(launched.Logits, replayed.Logits);
+        // Inside each recorded step the model reports every layer boundary but the last, in order: where a recording
+        // may cut the step into segments.
+        int layers = m.Config.NumHiddenLayers;
+        var perStep = Enumerable.Range(1, layers - 1).Select(d => (d, layers)).ToList();
+        Assert.Equal(Enumerable.Repeat(perStep, 4).SelectMany(x => x).ToList(), replayed.Boundaries);
+        Assert.Empty(launched.Boundaries);
     }
 }

@@ -19,8 +19,19 @@ public sealed unsafe partial class CudaBackend : IStepGraphs
     bool _stepGraphs = Environment.GetEnvironmentVariable("APB_DECODE_GRAPH") == "1";
     StepGraph? _stepGraph;
 
-    /// <summary>Times the step graph was instantiated and steps it replayed (0, 0 when none ran).</summary>
-    public (int Instantiations, long Replays) StepGraphCounts => (_stepGraph?.Instantiations ?? 0, _stepGraph?.Replays ?? 0);
+    /// <summary>
+    /// Graphs a recorded step is cut into at layer boundaries (APB_DECODE_GRAPH_SEGMENTS, default 8): each is launched
+    /// when recorded, and the next recorded while it runs. 1 records the step whole (docs/kernels/decode-step.md).
+    /// </summary>
+    public int StepGraphSegments { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_GRAPH_SEGMENTS"), out int n) && n >= 1 ? n : 8;
+
+    /// <summary>
+    /// Times a segment's graph was instantiated, steps replayed, and the segments of the last replayed step (all 0 when
+    /// none ran).
+    /// </summary>
+    public (int Instantiations, long Replays, int Segments) StepGraphCounts =>
+        (_stepGraph?.Instantiations ?? 0, _stepGraph?.Replays ?? 0, _stepGraph?.LastSegments ?? 0);
 
     public T Replay<T>(Func<T> step)
     {
@@ -28,8 +39,10 @@ public sealed unsafe partial class CudaBackend : IStepGraphs
         Enter();
         // A small upload that wraps the pinned ring waits for the stream, which a recording step may not: make room first.
         ReserveUploadRing(RingLargest);
-        return (_stepGraph ??= new StepGraph(Context)).Run(step);
+        return (_stepGraph ??= new StepGraph(Context)).Run(step, StepGraphSegments);
     }
+
+    public void Boundary(int done, int layers) => _stepGraph?.Cut(done, layers);
 
     /// <summary>Waits for the stream and rewinds the upload ring when less than <paramref name="bytes"/> are left in it.</summary>
     void ReserveUploadRing(long bytes)

@@ -3,29 +3,45 @@ using Apb.Backends.Cuda.Native;
 namespace Apb.Backends.Cuda;
 
 /// <summary>
-/// One decode step as a CUDA graph, recorded again every step and replayed with one launch (docs/kernels/decode-step.md,
-/// version 3). Each step's kernels are the same but their arguments move (the cache length, the split count, the
-/// scratch addresses), so the step is recorded by stream capture and the instantiated graph is updated in place
-/// (cuGraphExecUpdate); only a change of shape (other kernels, another node count) instantiates it anew.
+/// One decode step as CUDA graphs, recorded again every step and replayed (docs/kernels/decode-step.md, versions 3 and
+/// 5). Each step's kernels are the same but their arguments move (the cache length, the split count, the scratch
+/// addresses), so the step is recorded by stream capture and each instantiated graph is updated in place
+/// (cuGraphExecUpdate); only a change of shape (other kernels, another node count) instantiates one anew.
+/// <para>
+/// The step is cut into graphs at layer boundaries (<see cref="Cut"/>): a segment is launched as
+/// soon as it is recorded, and the next one is recorded while the device runs it. With one segment the whole recording
+/// comes before the device starts (version 3, measured slower than launching the kernels one by one); with several only
+/// the first segment's recording does.
+/// </para>
 /// </summary>
 sealed unsafe class StepGraph(CudaContext context) : IDisposable
 {
     // Relaxed: the step may allocate (the device pool's cuMemAlloc) while it is recorded; it must not synchronize.
     const int CaptureModeRelaxed = 2;
 
-    nint _exec;
+    readonly List<nint> _execs = [];
+    bool _recording;
+    int _segment;
 
-    /// <summary>How many times the graph was instantiated: 1 for a decode loop whose step keeps its shape.</summary>
+    /// <summary>Graphs the step being recorded is cut into at most (APB_DECODE_GRAPH_SEGMENTS; 1 records the step whole).</summary>
+    int _segments = 1;
+
+    /// <summary>How many times a segment's graph was instantiated: one per segment for a decode loop whose step keeps its shape.</summary>
     public int Instantiations { get; private set; }
 
-    /// <summary>How many steps ran through the graph.</summary>
+    /// <summary>How many steps ran through the graphs.</summary>
     public long Replays { get; private set; }
 
-    public T Run<T>(Func<T> step)
+    /// <summary>Segments the last step was cut into.</summary>
+    public int LastSegments { get; private set; }
+
+    /// <summary>Records <paramref name="step"/> in up to <paramref name="segments"/> graphs and launches each as it ends.</summary>
+    public T Run<T>(Func<T> step, int segments)
     {
-        Driver.Check(Driver.cuStreamBeginCapture(context.Stream, CaptureModeRelaxed), "cuStreamBeginCapture");
+        _segments = Math.Max(1, segments);
+        _segment = 0;
+        Begin();
         T result;
-        nint graph = 0;
         try
         {
             result = step();
@@ -33,40 +49,89 @@ sealed unsafe class StepGraph(CudaContext context) : IDisposable
         catch
         {
             // End the capture whatever the step left behind, so that the stream takes work again; drop what was recorded.
-            Driver.cuStreamEndCapture(context.Stream, &graph);
-            if (graph != 0) Driver.cuGraphDestroy(graph);
+            Abandon();
             throw;
         }
+        LaunchSegment();
+        LastSegments = _segment;
+        Replays++;
+        return result;
+    }
+
+    /// <summary>
+    /// After <paramref name="done"/> of <paramref name="layers"/> layers: ends the segment here when this boundary is
+    /// one of the segments - 1 evenly spaced cuts, launches it and starts recording the next.
+    /// </summary>
+    public void Cut(int done, int layers)
+    {
+        if (!_recording || _segments == 1) return;
+        // Cut after layer counts ceil(k * layers / segments), k = 1 .. segments - 1.
+        int before = (int)((long)(done - 1) * _segments / layers), after = (int)((long)done * _segments / layers);
+        if (after == before) return;
+        try
+        {
+            LaunchSegment();
+        }
+        catch
+        {
+            _recording = false;
+            throw;
+        }
+        Begin();
+    }
+
+    void Begin()
+    {
+        Driver.Check(Driver.cuStreamBeginCapture(context.Stream, CaptureModeRelaxed), "cuStreamBeginCapture");
+        _recording = true;
+    }
+
+    void Abandon()
+    {
+        if (!_recording) return;
+        _recording = false;
+        nint graph = 0;
+        Driver.cuStreamEndCapture(context.Stream, &graph);
+        if (graph != 0) Driver.cuGraphDestroy(graph);
+    }
+
+    /// <summary>Ends the capture, brings the segment's graph up to date (update, or instantiate on a new shape) and launches it.</summary>
+    void LaunchSegment()
+    {
+        nint graph = 0;
+        _recording = false;
         Driver.Check(Driver.cuStreamEndCapture(context.Stream, &graph), "cuStreamEndCapture (a call in the step waited for the device or was not recordable)");
         try
         {
+            while (_execs.Count <= _segment) _execs.Add(0);
+            nint exec = _execs[_segment];
             GraphExecUpdateResultInfo info;
-            if (_exec != 0 && Driver.cuGraphExecUpdate(_exec, graph, &info) != Driver.CUDA_SUCCESS)
+            if (exec != 0 && Driver.cuGraphExecUpdate(exec, graph, &info) != Driver.CUDA_SUCCESS)
             {
                 // Another shape: an exec whose update failed may be half updated, so it is made again.
-                Driver.cuGraphExecDestroy(_exec);
-                _exec = 0;
+                Driver.cuGraphExecDestroy(exec);
+                exec = _execs[_segment] = 0;
             }
-            if (_exec == 0)
+            if (exec == 0)
             {
-                nint exec;
                 Driver.Check(Driver.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
-                _exec = exec;
+                _execs[_segment] = exec;
                 Instantiations++;
             }
-            Driver.Check(Driver.cuGraphLaunch(_exec, context.Stream), "cuGraphLaunch");
-            Replays++;
+            Driver.Check(Driver.cuGraphLaunch(exec, context.Stream), "cuGraphLaunch");
+            _segment++;
         }
         finally
         {
             Driver.cuGraphDestroy(graph);
         }
-        return result;
     }
 
     public void Dispose()
     {
-        if (_exec != 0) Driver.cuGraphExecDestroy(_exec);
-        _exec = 0;
+        Abandon();
+        foreach (var exec in _execs)
+            if (exec != 0) Driver.cuGraphExecDestroy(exec);
+        _execs.Clear();
     }
 }
