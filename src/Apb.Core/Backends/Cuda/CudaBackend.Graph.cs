@@ -6,8 +6,8 @@ namespace Apb.Backends.Cuda;
 public sealed unsafe partial class CudaBackend : IStepGraphs
 {
     /// <summary>
-    /// Whether decode steps run as graphs: APB_DECODE_GRAPH=1 (off by default: measured 0.2-0.5 ms slower per token, as the
-    /// recording runs before the device starts; docs/kernels/decode-step.md, version 3), where the driver has
+    /// Whether decode steps run as graphs: APB_DECODE_GRAPH=1 (off by default: recorded whole, 0.6 ms per token slower
+    /// than launching, cut into 8-16 segments level with it, never faster; docs/kernels/decode-step.md, versions 3 and 5), where the driver has
     /// cuGraphExecUpdate and APB_KERNEL_TIMES is off (its events time launches one by one).
     /// </summary>
     public bool StepGraphs

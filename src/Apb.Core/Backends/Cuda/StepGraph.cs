@@ -10,8 +10,8 @@ namespace Apb.Backends.Cuda;
 /// <para>
 /// The step is cut into graphs at layer boundaries (<see cref="Cut"/>): a segment is launched as
 /// soon as it is recorded, and the next one is recorded while the device runs it. With one segment the whole recording
-/// comes before the device starts (version 3, measured slower than launching the kernels one by one); with several only
-/// the first segment's recording does.
+/// comes before the device starts (version 3: 0.6 ms per token slower than launching the kernels one by one); with 8 or
+/// 16 only the first segment's recording does, and the step is level with launching or up to 0.22 ms slower.
 /// </para>
 /// </summary>
 sealed unsafe class StepGraph(CudaContext context) : IDisposable
