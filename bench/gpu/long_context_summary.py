@@ -118,3 +118,26 @@ if os.path.exists(tuned_path):
         for name, v in (("shipped", shipped.get(L, {})), ("fine-tuned", tuned[L])):
             print(f"| {L // 1024}K | {name} | " + " | ".join(fmt(v.get(t)) for t in bar) + " |")
 
+# 4. APB's passing length where APB runs (call9-passing), against the default of the same run's call6 table.
+sweep = sorted(glob.glob(os.path.join(D, "call9-passing", "*.json")))
+if sweep:
+    print("\n## APB (retaining heads) by passing length l_p, 20 samples per task; the default is n/64 (call6)\n")
+    print("| run | l_p | mean | mk2 / mk3 / mv / mq / vt |")
+    print("|---|---|---|---|---|")
+    runs = {}
+    for name in ("x4-32k", "x8-64k"):
+        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+        main = os.path.join(D, "call6", name + ".json")
+        res = load(main) if os.path.exists(main) and os.path.getsize(main) > 0 else load_log(os.path.join(D, "call6", name + ".log"))
+        res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
+        runs[(name, L // 64)] = res.get((f"apb x{R}", L), {})
+    for p in sweep:
+        name, lp = os.path.basename(p)[:-5].rsplit("-lp", 1)
+        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+        runs[(name, int(lp))] = load(p).get((f"apb x{R}", L), {})
+    for (name, lp), t in sorted(runs.items()):
+        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+        tag = " (default)" if lp == L // 64 else ""
+        print(f"| {L // 1024}K x{R} | {lp}{tag} | {fmt(mean(t))} | " + " / ".join(fmt(t.get(k)) for k in
+              ("niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt")) + " |")
+
