@@ -9,8 +9,10 @@ namespace Apb.Strategies.Apb;
 /// multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed the block.
 /// </summary>
 /// <remarks>
-/// Measured on the embedded model, 4K, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): l_p = n/64 = 64
-/// left multi-value and multi-query 10 points under full attention; 512 brought them within 4 and 5.
+/// Measured on the embedded model, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): at 4K, l_p = n/64
+/// = 64 left multi-value and multi-query 10 points under full attention, 512 within 4 and 5; at 4K and 16K the floor
+/// raised APB's mean on 4 of the 5 seed-length pairs measured both ways. Where APB runs (bench/results/
+/// long-context-20261204, section 4), n/128 to n/16 scored within a point of n/64 at 32K x4 and 64K x8.
 /// </remarks>
 public static class ApbDefaults
 {
