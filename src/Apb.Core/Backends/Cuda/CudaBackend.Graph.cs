@@ -23,8 +23,19 @@ public sealed unsafe partial class CudaBackend : IStepGraphs
     /// Graphs a recorded step is cut into at layer boundaries (APB_DECODE_GRAPH_SEGMENTS, default 8): each is launched
     /// when recorded, and the next recorded while it runs. 1 records the step whole (docs/kernels/decode-step.md).
     /// </summary>
-    public int StepGraphSegments { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("APB_DECODE_GRAPH_SEGMENTS"), out int n) && n >= 1 ? n : 8;
+    public int StepGraphSegments { get; set; } = SegmentsFromEnvironment();
+
+    /// <summary>The most segments a step may be cut into: more than a model has layers cut after every layer anyway.</summary>
+    public const int MaxStepGraphSegments = 1024;
+
+    static int SegmentsFromEnvironment()
+    {
+        string? s = Environment.GetEnvironmentVariable("APB_DECODE_GRAPH_SEGMENTS");
+        if (string.IsNullOrEmpty(s)) return 8;
+        if (!int.TryParse(s, out int n) || n < 1 || n > MaxStepGraphSegments)
+            throw new ApbException($"APB_DECODE_GRAPH_SEGMENTS={s}: expected an integer from 1 (the step as one graph) to {MaxStepGraphSegments}");
+        return n;
+    }
 
     /// <summary>
     /// Times a segment's graph was instantiated, steps replayed, and the segments of the last replayed step (all 0 when
