@@ -64,10 +64,7 @@ sealed unsafe class StepGraph(CudaContext context) : IDisposable
     /// </summary>
     public void Cut(int done, int layers)
     {
-        if (!_recording || _segments == 1) return;
-        // Cut after layer counts ceil(k * layers / segments), k = 1 .. segments - 1.
-        int before = (int)((long)(done - 1) * _segments / layers), after = (int)((long)done * _segments / layers);
-        if (after == before) return;
+        if (!_recording || !CutsAfter(done, layers, _segments)) return;
         try
         {
             LaunchSegment();
@@ -78,6 +75,17 @@ sealed unsafe class StepGraph(CudaContext context) : IDisposable
             throw;
         }
         Begin();
+    }
+
+    /// <summary>
+    /// Whether a step of <paramref name="layers"/> layers cut into <paramref name="segments"/> ends a segment after
+    /// <paramref name="done"/> layers: after ceil(k * layers / segments) layers, k = 1 .. segments - 1, so segments
+    /// differ by at most one layer, and a step has min(segments, layers) of them.
+    /// </summary>
+    internal static bool CutsAfter(int done, int layers, int segments)
+    {
+        if (segments <= 1 || done <= 0 || done >= layers) return false;
+        return (long)done * segments / layers != (long)(done - 1) * segments / layers;
     }
 
     void Begin()
