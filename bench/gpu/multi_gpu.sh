@@ -2,8 +2,8 @@
 # Multi-GPU check on the 2-GPU machine (`bash bench/gpu/multi_gpu.sh` from the repository root, with the Native AOT
 # binary published here beforehand into publish/linux-x64). Each step is bounded by a timeout.
 #   1. references: full attention on one GPU (`logits --device cuda`), and on the CPU every strategy with 2 in-process ranks
-#   2. `apb launch --nproc-per-node 2 -- logits ... --strategy S --device cuda` for ring, zigzag, ulysses, star, apb:
-#      exact ones against the CPU's full attention, star/apb against the CPU's same strategy. Tolerance: relative error
+#   2. `apb launch --nproc-per-node 2 -- logits ... --strategy S --device cuda` for ring, zigzag, ulysses, star, apb,
+#      apb-balanced: exact ones against the CPU's full attention, star/apb/apb-balanced against the CPU's same strategy. Tolerance: relative error
 #      <= 5e-2, the fixed limit `apb check-kernels` sets for a model's bf16 GPU logits against the fp32 CPU (its "models"
 #      step); one GPU's full attention must meet it too, so a broken single-GPU path fails instead of widening the bound
 #   3. faults: (a) rank 1 stalls and is killed with SIGKILL: the launcher must stop rank 0 and name rank 1 within 60 s;
@@ -22,8 +22,8 @@ MODEL=${MODEL:-tests/fixtures/models/llama-tiny}
 IDS=$(awk 'BEGIN{for(i=0;i<191;i++){printf "%s%d", (i?",":""), (i*37+11)%640}}')
 QUERY=" the end of it"
 COMMON=(--model "$MODEL" --ids "$IDS" --query "$QUERY")
-STRATS=(ring zigzag ulysses star apb)
-extra() { case $1 in apb) echo "--anchor 32 --passing 16";; *) echo "";; esac; }
+STRATS=(ring zigzag ulysses star apb apb-balanced)
+extra() { case $1 in apb|apb-balanced) echo "--anchor 32 --passing 16";; *) echo "";; esac; }
 
 require_apb
 status=0
@@ -52,7 +52,7 @@ for s in "${STRATS[@]}"; do
   timeout 180 "$APB" launch --nproc-per-node 2 --timeout 150 --collective-timeout 60 -- logits "${COMMON[@]}" \
     --strategy $s --ranks 2 --fallback-below 0 $(extra $s) --device cuda --timings --out "$WORK/gpu2-$s.json" >>"$LOG" 2>&1
   rc=$?; secs=$(python3 -c "print(f'{$(date +%s.%N)-$ts:.1f}')")
-  case $s in star|apb) ref="$WORK/cpu-$s.json"; refname="cpu $s";; *) ref="$WORK/cpu-full.json"; refname="cpu full";; esac
+  case $s in star|apb|apb-balanced) ref="$WORK/cpu-$s.json"; refname="cpu $s";; *) ref="$WORK/cpu-full.json"; refname="cpu full";; esac
   if [ $rc -ne 0 ]; then ROW[$s]="$s|launch rc=$rc|-|-|-|${secs}s|FAIL"; status=1; continue; fi
   c1=$(python3 tools/compare_logits.py --json "$ref" "$WORK/gpu2-$s.json"); c2=$(python3 tools/compare_logits.py --json "$WORK/gpu1-full.json" "$WORK/gpu2-$s.json")
   echo "$s vs $refname: $c1; vs one GPU full: $c2" | tee -a "$LOG"
