@@ -14,9 +14,10 @@ public interface IStepGraphs
     T Replay<T>(Func<T> step);
 
     /// <summary>
-    /// Called by the model after each of its <paramref name="layers"/> layers but the last (<paramref name="done"/>
-    /// layers done): a point where a recording step may end a segment, launch it, and record the next while the
-    /// device runs it. Nothing happens outside a recording step.
+    /// Called inside a replayed step after each of the model's <paramref name="layers"/> layers but the last
+    /// (<paramref name="done"/> layers done; LocalSession passes it to the forward pass): a point where a recording step
+    /// may end a segment, launch it, and record the next while the device runs it. Nothing happens outside a recording
+    /// step.
     /// </summary>
     void Boundary(int done, int layers);
 }

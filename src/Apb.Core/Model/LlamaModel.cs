@@ -77,8 +77,10 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// Runs the tokens of one step through every layer. Returns logits [1 or T, vocab] (a fresh tensor) or null.
+    /// <paramref name="afterLayer"/>, when given, is called after each layer but the last with the count of layers done
+    /// (a recorded decode step launches what it has there: IStepGraphs.Boundary).
     /// </summary>
-    public Tensor? Forward(ReadOnlySpan<int> ids, IAttention attention, LogitsFor logitsFor)
+    public Tensor? Forward(ReadOnlySpan<int> ids, IAttention attention, LogitsFor logitsFor, Action<int>? afterLayer = null)
     {
         var c = Config; var b = Backend;
         int T = ids.Length;
@@ -123,8 +125,7 @@ public sealed class LlamaModel : IDisposable
                 if (!lastLayer) b.AddRmsNorm(x, tmp, Weights.Layers[l + 1].InputLayernorm, eps, h);
                 else b.AddInPlace(x, tmp);
             }
-            // A recorded decode step launches what it has so far and records the rest while the device runs it.
-            if (!lastLayer && b is IStepGraphs graphs) graphs.Boundary(l + 1, c.NumHiddenLayers);
+            if (!lastLayer) afterLayer?.Invoke(l + 1);
         }
 
         using var _ = Measure("other");

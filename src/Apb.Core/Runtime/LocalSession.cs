@@ -41,7 +41,10 @@ public sealed class LocalSession : IInferenceSession
         // launch and allocate, so a backend with step graphs may record and replay them (Replay runs the step directly
         // where they are off).
         if (_steps++ > 0 && _model.Backend is IStepGraphs graphs)
-            return Last(graphs.Replay(() => _model.Forward([token], _attention, LogitsFor.Last)!));
+        {
+            int layers = _model.Config.NumHiddenLayers;
+            return Last(graphs.Replay(() => _model.Forward([token], _attention, LogitsFor.Last, done => graphs.Boundary(done, layers))!));
+        }
         return Last(_model.Forward([token], _attention, LogitsFor.Last)!);
     }
 
