@@ -3,6 +3,7 @@ using System.CommandLine;
 using Apb.Checkpoints;
 using Apb.Engine;
 using Apb.Strategies;
+using Apb.Strategies.Apb;
 
 namespace Apb.Cli.Commands;
 
@@ -130,6 +131,7 @@ static class InspectCommand
                 (kind.IsApb() ? $"; l_a {plan.AnchorLength}, l_p {plan.PassingLength}{(plan.ChunkPassingLength != plan.PassingLength ? $" ({plan.ChunkPassingLength} per chunk)" : "")}" : " (exact)"));
         }
         o.WriteLine("  (pairs: visible query-key pairs; passing read, received and scored: rows per KV head; cost model: docs/apb-algorithm.md 2.7)");
+        o.WriteLine($"APB's default lengths: {ApbDefaults.Why(n, ranks)}");
         var (chosen, why) = AutoStrategy.Choose(options with { Strategy = StrategyKind.Auto }, n, q, 0);
         o.WriteLine($"--strategy auto picks {chosen.Name()} ({why})");
     }

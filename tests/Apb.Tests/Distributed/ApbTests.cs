@@ -262,6 +262,17 @@ public class ApbTests(ITestOutputHelper output)
         Assert.Equal((anchor, passing), ApbDefaults.For(n, 8));
     }
 
+    [Theory]
+    [InlineData(128 * 1024, 8, "l_a 4096 (n/32 = 4096); l_p 2048 (n/64 = 2048). n/32 and n/64 are the paper's table")]
+    [InlineData(1024 * 1024, 8, "l_a 8192 (n/32 = 32768, capped at 8K); l_p 8192 (n/64 = 16384, capped at 8K)")]
+    [InlineData(16 * 1024, 4, "l_p 512 (n/64 = 256, raised to 512, the shortest default")]
+    [InlineData(10000, 8, "l_a 256 (n/32 = 312, rounded down to a multiple of 128)")]
+    [InlineData(2000, 8, "l_p 250 (n/64 = 31, raised to 512, the shortest default: a short block holds as many facts as a long one, cut to the block of 250)")]
+    public void DefaultLengthsSayHowTheyWereReached(int n, int ranks, string part)
+    {
+        Assert.Contains(part, ApbDefaults.Why(n, ranks));
+    }
+
     [Fact]
     public void DefaultLengthsNeverExceedTheBlock() => Assert.Equal((10, 10), ApbDefaults.For(1000 * 64, 6400));
 }

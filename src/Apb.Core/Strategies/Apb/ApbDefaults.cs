@@ -35,6 +35,28 @@ public static class ApbDefaults
         return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), lb);
     }
 
+    /// <summary>
+    /// How <see cref="For"/> arrived at its lengths for this context and rank count, in words (`apb inspect`). The
+    /// anchor a request gets may still grow to hold its chat header and query (<see cref="Anchor"/>).
+    /// </summary>
+    public static string Why(int contextLength, int ranks)
+    {
+        var (anchor, passing) = For(contextLength, ranks);
+        int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
+        string Rule(string name, int got, int rawShare, string share, int floor)
+        {
+            int raw = Math.Clamp(rawShare, floor, MaxLength);
+            var steps = new List<string>();
+            if (rawShare > MaxLength) steps.Add("capped at 8K");
+            if (rawShare < floor) steps.Add($"raised to {floor}, the shortest default: a short block holds as many facts as a long one");
+            if (got == lb && raw > lb) steps.Add($"cut to the block of {lb}");
+            else if (got != raw) steps.Add("rounded down to a multiple of 128");
+            return $"{name} {got} ({share} = {rawShare}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
+        }
+        return Rule("l_a", anchor, contextLength / 32, "n/32", 0) + "; " + Rule("l_p", passing, contextLength / 64, "n/64", MinPassing) +
+            ". n/32 and n/64 are the paper's table; on our model n/128 to n/16 scored within a point of n/64 at 32K and 64K";
+    }
+
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {
         int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
