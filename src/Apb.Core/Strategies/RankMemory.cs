@@ -36,12 +36,14 @@ public static class RankMemory
     public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
     {
         long lb = (n + ranks - 1) / ranks;
-        var (anchor, passing) = ApbDefaults.For(n, ranks);
+        int passing = ApbDefaults.For(n, ranks).Passing;
+        // The anchor as the planner grows it (no chat header here: a header of h tokens adds h rows to it).
+        long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q);
         long rows = s switch
         {
             StrategyKind.Full => n + q,
             StrategyKind.Star => 2 * lb,
-            StrategyKind.Apb or StrategyKind.ApbBalanced => lb + Math.Max(anchor, q + ApbDefaults.MinAnchorContext),
+            StrategyKind.Apb or StrategyKind.ApbBalanced => lb + anchor,
             _ => lb,
         };
         long keys = s switch
@@ -49,7 +51,7 @@ public static class RankMemory
             StrategyKind.Full or StrategyKind.Ulysses => n + q,
             StrategyKind.Apb => rows + (ranks - 1) * (long)passing,
             // Two key buffers, [passing; anchor; chunk] per chunk: the anchor twice, the chunks' passing about H l_p.
-            StrategyKind.ApbBalanced => rows + Math.Max(anchor, q + ApbDefaults.MinAnchorContext) + ranks * (long)passing,
+            StrategyKind.ApbBalanced => rows + anchor + ranks * (long)passing,
             StrategyKind.Star => rows,
             _ => 2 * lb,
         };
