@@ -41,12 +41,17 @@ NIAH = ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "n
         "niah_multivalue", "niah_multiquery"]
 OTHER = ["vt", "cwe", "fwe"]
 TASKS = NIAH + OTHER
+# Training only (RulerTasks.Training): never in the selection or report sets, weight 0 unless --task-weights names it.
+# niah_multikey_2_shared keys half its needles with a word of the asked key: multikey_2's misses past 16K are one-word
+# matches (docs/notes/multikey-long-context.md). E.g. --task-weights niah_multikey_2_shared=4
+TRAIN_ONLY = ["niah_multikey_2_shared"]
 # Warm start: the shipped model has single needles at ~100% to 16K; multi-key (0-50%), vt (falls with length) and cwe/fwe
 # (~0) are what the time is for. Singles keep 1.5/17.5 of the samples so the copy circuit they rely on is not forgotten.
 WARM_WEIGHTS = {"niah_single_1": 0.5, "niah_single_2": 0.5, "niah_single_3": 0.5,
                 "niah_multikey_1": 3.0, "niah_multikey_2": 3.0, "niah_multikey_3": 3.0,
                 "niah_multivalue": 1.5, "niah_multiquery": 1.5, "vt": 2.0, "cwe": 1.0, "fwe": 1.0}
-SCRATCH_WEIGHTS = {**{t: 1.0 for t in NIAH}, **{t: 0.5 for t in OTHER}}
+SCRATCH_WEIGHTS = {**{t: 1.0 for t in NIAH}, **{t: 0.5 for t in OTHER}, **{t: 0.0 for t in TRAIN_ONLY}}
+WARM_WEIGHTS.update({t: 0.0 for t in TRAIN_ONLY})
 GROUPS = {"single": ["niah_single_1", "niah_single_2", "niah_single_3"],
           "multikey": ["niah_multikey_1", "niah_multikey_2", "niah_multikey_3"],
           "mv_mq": ["niah_multivalue", "niah_multiquery"], "vt": ["vt"], "cwe_fwe": ["cwe", "fwe"]}
@@ -102,13 +107,13 @@ DECAY_AT = min(0.85, RAMP[1] + 0.05)   # the cosine starts at --max-len or, at t
 W = dict(WARM_WEIGHTS if WARM else SCRATCH_WEIGHTS)
 for item in filter(None, (s.strip() for s in args.task_weights.split(","))):
     name, _, val = item.partition("=")
-    assert name in W and val, f"--task-weights {item!r}: expected name=weight with a name from {TASKS}"
+    assert name in W and val, f"--task-weights {item!r}: expected name=weight with a name from {TASKS + TRAIN_ONLY}"
     W[name] = float(val)
     assert W[name] >= 0, f"--task-weights {item!r}: negative weight"
-ACTIVE = [t for t in TASKS if W[t] > 0]
+ACTIVE = [t for t in TASKS + TRAIN_ONLY if W[t] > 0]
 assert ACTIVE, "--task-weights leaves no task"
 CURRIC = [t for t in ACTIVE if t not in ("cwe", "fwe")] or ACTIVE   # aggregation tasks may never reach the threshold
-SELECT = ACTIVE                                                     # tasks whose held-out mean picks the kept weights
+SELECT = [t for t in ACTIVE if t not in TRAIN_ONLY] or ACTIVE      # tasks whose held-out mean picks the kept weights
 if args.smoke:  # tiny and clock-compressed, but the real model, the real tokens per step and every length
     RAMP, DECAY_AT, WARMUP = (0.0, 0.5), 0.6, min(WARMUP, 5)
     args.eval_every, args.sel_samples = 4.0, 2
@@ -338,7 +343,7 @@ def draw(L, n):
 
 
 threading.Thread(target=loader, daemon=True).start()
-log(f"task weights: " + " ".join(f"{t}={W[t]:g}" for t in TASKS) + f"; {len(jobs)} generate jobs, {GEN_PAR} at a time")
+log(f"task weights: " + " ".join(f"{t}={W[t]:g}" for t in TASKS + TRAIN_ONLY if t in TASKS or W[t] > 0) + f"; {len(jobs)} generate jobs, {GEN_PAR} at a time")
 
 # ---------------------------------------------------------------- 3. model
 common = dict(vocab_size=V, hidden_size=args.hidden, intermediate_size=args.ffn, num_hidden_layers=args.layers,

@@ -1,3 +1,5 @@
+using Apb.Eval.Data;
+
 namespace Apb.Eval;
 
 /// <summary>What a task builds for a haystack of a given size; the size that meets the token budget is searched for.</summary>
@@ -33,8 +35,20 @@ public static class RulerTasks
         new("fwe", "frequent words: the 3 most frequent made-up words of a coded text", FrequentWords),
     ];
 
-    public static RulerTask Get(string name) => All.FirstOrDefault(t => t.Name == name)
-        ?? throw new ApbException($"unknown task '{name}': expected all or a comma list of {string.Join(", ", All.Select(t => t.Name))}");
+    /// <summary>
+    /// Tasks for training only: named explicitly (never by "all" or "niah"), so no accuracy table changes with them.
+    /// niah_multikey_2_shared is multikey_2 with half its needles keyed by a word of the asked key: the embedded model's
+    /// misses at 32K are all such one-word matches (docs/notes/multikey-long-context.md), which short haystacks rarely
+    /// hold (6 at 4K against 34 at 32K), so training at short lengths never pays for matching both words.
+    /// </summary>
+    public static readonly IReadOnlyList<RulerTask> Training =
+    [
+        new("niah_multikey_2_shared", "multikey_2 where half the keys share a word with the asked key (training only)", SharedWordHaystack),
+    ];
+
+    public static RulerTask Get(string name) => All.Concat(Training).FirstOrDefault(t => t.Name == name)
+        ?? throw new ApbException($"unknown task '{name}': expected all or a comma list of {string.Join(", ", All.Select(t => t.Name))}" +
+                                  $" (training only: {string.Join(", ", Training.Select(t => t.Name))})");
 
     /// <summary>"all", or a comma list of names (with "niah" as a shorthand for every niah_* task).</summary>
     public static IReadOnlyList<RulerTask> Parse(string spec)
@@ -111,6 +125,33 @@ public static class RulerTasks
         var lines = Enumerable.Range(0, n).Select(i => $"One of the special magic {noun}s for {keyList[i]} is: {valueList[i]}.");
         string context = NumbersHeader.Replace("numbers", noun + "s") + string.Join(" ", lines) + "\n";
         string query = $"What is the special magic {noun} for {keyList[target]} mentioned in the provided text? The special magic {noun} for {keyList[target]} mentioned in the provided text is";
+        return new BuiltSample(context, query, [valueList[target]]);
+    }
+
+    /// <summary>
+    /// niah_multikey_2 with hard distractors: of the needles besides the asked one, half (at most every key that can
+    /// share a word with it) have a key sharing its adjective or its noun; the rest are drawn as multikey_2's are.
+    /// </summary>
+    static BuiltSample SharedWordHaystack(int seed, int units)
+    {
+        var rng = new Random(seed);
+        int n = Math.Clamp(units, 1, Values.KeyCount);
+        string adjective = Haystack.Pick(rng, WordLists.Adjectives), noun = Haystack.Pick(rng, WordLists.Nouns);
+        string asked = $"{adjective}-{noun}";
+        int sharing = Math.Min((n - 1) / 2, WordLists.Adjectives.Length + WordLists.Nouns.Length - 2);
+        var taken = new HashSet<string> { asked };
+        var others = Values.Distinct(rng, sharing, r => r.Next(2) == 0
+            ? adjective + "-" + Haystack.Pick(r, WordLists.Nouns)
+            : Haystack.Pick(r, WordLists.Adjectives) + "-" + noun, taken);
+        taken.UnionWith(others);
+        others.AddRange(Values.Distinct(rng, n - 1 - sharing, Values.Key, taken));
+        var keyList = others.OrderBy(_ => rng.Next()).ToList();
+        int target = rng.Next(n);
+        keyList.Insert(target, asked);
+        var valueList = Values.Distinct(rng, n, Values.Number);
+        var lines = Enumerable.Range(0, n).Select(i => $"One of the special magic numbers for {keyList[i]} is: {valueList[i]}.");
+        string context = NumbersHeader + string.Join(" ", lines) + "\n";
+        string query = $"What is the special magic number for {asked} mentioned in the provided text? The special magic number for {asked} mentioned in the provided text is";
         return new BuiltSample(context, query, [valueList[target]]);
     }
 

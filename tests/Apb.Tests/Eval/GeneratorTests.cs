@@ -12,7 +12,7 @@ public class GeneratorTests
         Path.Combine(Repo.TinyModel, "tokenizer_config.json"));
     static readonly SampleGenerator Gen = new(Tok);
 
-    public static TheoryData<string> Tasks() => new(RulerTasks.All.Select(t => t.Name));
+    public static TheoryData<string> Tasks() => new(RulerTasks.All.Concat(RulerTasks.Training).Select(t => t.Name));
 
     [Theory, MemberData(nameof(Tasks))]
     public void SameSeedSameSampleOtherSeedOtherSample(string task)
@@ -95,6 +95,29 @@ public class GeneratorTests
         }
     }
 
+    [Theory]
+    [InlineData(1024)]
+    [InlineData(4096)]
+    public void TheSharedWordTaskKeysHalfItsNeedlesWithAWordOfTheAskedKey(int target)
+    {
+        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
+            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
+        for (int index = 0; index < 4; index++)
+        {
+            var s = embedded.Generate(RulerTasks.Get("niah_multikey_2_shared"), target, seed: 2, index).Sample;
+            string key = Regex.Match(s.Query, @"for (\S+) mentioned").Groups[1].Value;
+            var keys = Regex.Matches(s.Context, @"numbers for (\S+) is:").Select(m => m.Groups[1].Value).ToList();
+            Assert.Contains($"for {key} is: {s.Answers[0]}.", s.Context);
+            Assert.Single(keys, key);
+            Assert.Equal(keys.Count, keys.Distinct().Count());
+            var words = key.Split('-');
+            int sharing = keys.Count(k => k != key && k.Split('-').Intersect(words).Any());
+            // Half of the other needles, drawn to share a word; a few of the rest share one by chance.
+            Assert.True(sharing >= (keys.Count - 1) / 2, $"{target} tokens: {sharing} of {keys.Count - 1} other keys share a word with {key}");
+            Assert.True(keys.Count > (target == 1024 ? 30 : 150), $"{keys.Count} needles in {target} tokens");
+        }
+    }
+
     [Fact]
     public void VariableTrackingChainLeadsFromTheValueThroughEveryAnswer()
     {
@@ -139,6 +162,9 @@ public class GeneratorTests
     {
         Assert.Equal(RulerTasks.All.Count, RulerTasks.Parse("all").Count);
         Assert.Equal(8, RulerTasks.Parse("niah").Count);
+        // Training-only tasks are taken by name, never by "all" or "niah": no accuracy table changes with them.
+        Assert.Equal(["niah_multikey_2_shared"], RulerTasks.Parse("niah_multikey_2_shared").Select(t => t.Name));
+        Assert.DoesNotContain(RulerTasks.Parse("all"), t => RulerTasks.Training.Contains(t));
         Assert.Equal(["vt", "cwe"], RulerTasks.Parse("vt, cwe").Select(t => t.Name));
         Assert.Contains("expected all", Assert.Throws<ApbException>(() => RulerTasks.Parse("niah_single_9")).Message);
         Assert.Equal([4096, 16384, 300], SampleGenerator.ParseLengths("4k,16K,300"));
