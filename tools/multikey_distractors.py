@@ -3,15 +3,27 @@
 
 SAMPLES.jsonl is `apb eval ruler --samples-out`, VERBOSE.log its stderr with `-v` (one "[strategy task #i] score
 expected [...] got "..."" line per sample). For every sample whose answer is not the expected value, prints the query's
-key, the key of the needle whose value was answered (when the answer is a value in the haystack) and the words the two
-keys share: a distractor sharing a word with the asked key means the model matched one word of the key, not both. An
+key, the key of the needle whose value was answered (when the answer is a value in the haystack), how many needles
+away from the asked one it is, and, for word keys, the words the two keys share (for uuid keys, the leading characters
+they share): a distractor sharing a word with the asked key means the model matched one word of the key, not both. An
 answer that is no needle's value is counted apart (digits of two needles mixed, or made up). Standard library only.
 """
 import json
 import re
 import sys
 
-NEEDLE = re.compile(r"for ([\w-]+) is: (\d+)")
+NEEDLE = re.compile(r"for ([\w-]+) is: ([\w-]+)\.")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def shared(asked, other):
+    """The words two keys share, or for uuid keys their common leading characters."""
+    if UUID.match(asked):
+        n = 0
+        while n < min(len(asked), len(other)) and asked[n] == other[n]:
+            n += 1
+        return [asked[:n]] if n else []
+    return sorted(set(asked.split("-")) & set(other.split("-")))
 
 
 def main(samples_path, log_path):
@@ -29,16 +41,20 @@ def main(samples_path, log_path):
         if s is None:
             continue
         wrong += 1
-        asked = re.search(r"for ([\w-]+)", s["query"]).group(1)
-        keys = {value: key for key, value in NEEDLE.findall(s["context"])}
-        answered = keys.get(got.split(",")[0].strip())
-        common = sorted(set(asked.split("-")) & set(answered.split("-"))) if answered else []
+        asked = re.search(r"for ([\w-]+) mentioned", s["query"]).group(1)
+        needles = NEEDLE.findall(s["context"])
+        order = {key: i for i, (key, _) in enumerate(needles)}
+        by_value = {value: key for key, value in needles}
+        answer = got.split(",")[0].strip().rstrip(".")
+        answered = by_value.get(answer)
+        common = shared(asked, answered) if answered else []
         shared_any += bool(common)
         unknown += answered is None
+        where = f", {order[answered] - order[asked]:+d} needles from the asked one" if answered and asked in order else ""
         print(f"{strategy} {task} #{index}: asked {asked}, answered {got!r} from "
-              f"{answered or 'no needle (a value not in the context)'}; shared words: {', '.join(common) or 'none'}")
-    print(f"{wrong} wrong answers; {shared_any} from a needle whose key shares a word with the asked key, "
-          f"{unknown} a value that is in no needle")
+              f"{answered or 'no needle (a value not in the context)'}{where}; shared: {', '.join(common) or 'none'}")
+    print(f"{wrong} wrong answers; {shared_any} from a needle whose key shares a word (uuid: leading characters) with "
+          f"the asked key, {unknown} a value that is in no needle")
 
 
 if __name__ == "__main__":
