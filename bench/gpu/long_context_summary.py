@@ -37,6 +37,21 @@ def load_log(path):
     return r
 
 
+def shape(name):
+    """(ranks, length) of a run named xR-LENk."""
+    return int(name[1]), int(name.split("-")[1][:-1]) * 1024
+
+
+def call6(name):
+    """A call-6 run's rows by (strategy label without the scorer, length): from its JSON or, cut short, its log."""
+    main = os.path.join(D, "call6", name + ".json")
+    partial = not os.path.exists(main) or os.path.getsize(main) == 0   # the harness opens --json first
+    res = load(main) if not partial else load_log(os.path.join(D, "call6", name + ".log"))
+    # The JSON keeps the scorer in a row's "variant", the log's lines in the label ("apb x8 (retaining heads)"): the
+    # bare name is the key for both (the query-aware runs are files of their own).
+    return {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
+
+
 def mean(d):
     return sum(d[t] for t in TASKS) / len(TASKS) if all(t in d for t in TASKS) else None
 
@@ -76,16 +91,13 @@ print("| length | ranks | full | star | apb (retaining heads) | apb (query-aware
       "apb - full | apb ahead of star on mk1-3 / mv / vt |")
 print("|---|---|---|---|---|---|---|---|---|")
 per_task = []
+apb_default = {}   # name -> APB's rows with the default l_p (section 4 sets the l_p sweep beside them)
 for name in ("x4-32k", "x8-32k", "x4-64k", "x8-64k"):
-    R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
-    main = os.path.join(D, "call6", name + ".json")
-    partial = not os.path.exists(main) or os.path.getsize(main) == 0   # the harness opens --json first
-    res = load(main) if not partial else load_log(os.path.join(D, "call6", name + ".log"))
-    # The JSON keeps the scorer in a row's "variant", the log's lines in the label ("apb x8 (retaining heads)"): the
-    # bare name is the key for both (the query-aware runs are files of their own).
-    res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
+    R, L = shape(name)
+    res = call6(name)
     get = lambda key: res.get((key, L), {})
     full, star, apb, bal = get("full"), get(f"star x{R}"), get(f"apb x{R}"), get(f"apb-balanced x{R}")
+    apb_default[name] = apb
     rerun = os.path.join(D, "call7", name + "-balanced.json")   # a balanced run made again with the time to finish
     if os.path.exists(rerun):
         bal = load(rerun).get((f"apb-balanced x{R}", L), bal)
@@ -125,18 +137,13 @@ if sweep:
     print("| run | l_p | mean | mk2 / mk3 / mv / mq / vt |")
     print("|---|---|---|---|---|")
     runs = {}
-    for name in ("x4-32k", "x8-64k"):
-        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
-        main = os.path.join(D, "call6", name + ".json")
-        res = load(main) if os.path.exists(main) and os.path.getsize(main) > 0 else load_log(os.path.join(D, "call6", name + ".log"))
-        res = {(k.replace(" (retaining heads)", ""), n): v for (k, n), v in res.items()}
-        runs[(name, L // 64)] = res.get((f"apb x{R}", L), {})
     for p in sweep:
         name, lp = os.path.basename(p)[:-5].rsplit("-lp", 1)
-        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+        R, L = shape(name)
         runs[(name, int(lp))] = load(p).get((f"apb x{R}", L), {})
+        runs[(name, L // 64)] = apb_default[name]
     for (name, lp), t in sorted(runs.items()):
-        R, L = int(name[1]), int(name.split("-")[1][:-1]) * 1024
+        R, L = shape(name)
         tag = " (default)" if lp == L // 64 else ""
         print(f"| {L // 1024}K x{R} | {lp}{tag} | {fmt(mean(t))} | " + " / ".join(fmt(t.get(k)) for k in
               ("niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt")) + " |")

@@ -142,7 +142,7 @@ public sealed class DecodeBench(DecodeSettings o, TextWriter output, TextWriter 
                 // The floor is HBM bandwidth's: a CPU run has none to hold it against.
                 Log($"n={n} {names[v]}: {r.Median:F2} ms/token median ({1000 / r.Median:F1} tok/s, host {F(r.HostMedian, "F2")} ms of it)" +
                     (double.IsFinite(r.FloorMs) ? $", floor {F(r.FloorMs, "F2")} ms ({F(r.FloorMs / r.Median, "P0")} of it)" : "") +
-                    (cuda is { StepGraphs: true } ? $", step graph: {cuda.StepGraphCounts.Segments} segment(s), {cuda.StepGraphCounts.Instantiations} instantiation(s), {cuda.StepGraphCounts.Replays} replays so far" : ""));
+                    (cuda is { StepGraphs: true } && cuda.StepGraphCounts is var g ? $", step graph: {g.Segments} segment(s), {g.Instantiations} instantiation(s), {g.Replays} replays so far" : ""));
             }
         }
         finally

@@ -121,11 +121,16 @@ public static class RulerTasks
         Func<Random, string> key = uuidKeys ? Values.Uuid : n <= Values.KeyCount ? Values.Key : Values.LongKey;
         var keyList = Values.Distinct(rng, n, key);
         var valueList = Values.Distinct(rng, n, uuidKeys ? Values.Uuid : Values.Number);
-        int target = rng.Next(n);
-        var lines = Enumerable.Range(0, n).Select(i => $"One of the special magic {noun}s for {keyList[i]} is: {valueList[i]}.");
+        return NeedlesOnly(noun, keyList, valueList, rng.Next(n));
+    }
+
+    /// <summary>A haystack of nothing but needles, key i holding value i, and the question for needle <paramref name="target"/>.</summary>
+    static BuiltSample NeedlesOnly(string noun, IReadOnlyList<string> keys, IReadOnlyList<string> values, int target)
+    {
+        var lines = Enumerable.Range(0, keys.Count).Select(i => $"One of the special magic {noun}s for {keys[i]} is: {values[i]}.");
         string context = NumbersHeader.Replace("numbers", noun + "s") + string.Join(" ", lines) + "\n";
-        string query = $"What is the special magic {noun} for {keyList[target]} mentioned in the provided text? The special magic {noun} for {keyList[target]} mentioned in the provided text is";
-        return new BuiltSample(context, query, [valueList[target]]);
+        string query = $"What is the special magic {noun} for {keys[target]} mentioned in the provided text? The special magic {noun} for {keys[target]} mentioned in the provided text is";
+        return new BuiltSample(context, query, [values[target]]);
     }
 
     /// <summary>
@@ -148,11 +153,7 @@ public static class RulerTasks
         var keyList = others.OrderBy(_ => rng.Next()).ToList();
         int target = rng.Next(n);
         keyList.Insert(target, asked);
-        var valueList = Values.Distinct(rng, n, Values.Number);
-        var lines = Enumerable.Range(0, n).Select(i => $"One of the special magic numbers for {keyList[i]} is: {valueList[i]}.");
-        string context = NumbersHeader + string.Join(" ", lines) + "\n";
-        string query = $"What is the special magic number for {asked} mentioned in the provided text? The special magic number for {asked} mentioned in the provided text is";
-        return new BuiltSample(context, query, [valueList[target]]);
+        return NeedlesOnly("number", keyList, Values.Distinct(rng, n, Values.Number), target);
     }
 
     /// <summary>RULER vt: "VAR A = 12345." then "VAR B = VAR A." ... (4 hops) hidden in the noise haystack, in order.</summary>

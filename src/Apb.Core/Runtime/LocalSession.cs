@@ -38,9 +38,8 @@ public sealed class LocalSession : IInferenceSession
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         // The first step makes the one-token workspace (and frees the prefill's): it runs directly. Later steps only
-        // launch and allocate, so a backend with step graphs may record and replay them (Replay runs the step directly
-        // where they are off).
-        if (_steps++ > 0 && _model.Backend is IStepGraphs graphs)
+        // launch and allocate, so a backend with step graphs on may record and replay them.
+        if (_steps++ > 0 && _model.Backend is IStepGraphs { StepGraphs: true } graphs)
         {
             int layers = _model.Config.NumHiddenLayers;
             return Last(graphs.Replay(() => _model.Forward([token], _attention, LogitsFor.Last, done => graphs.Boundary(done, layers))!));

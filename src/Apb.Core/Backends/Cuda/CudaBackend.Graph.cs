@@ -49,17 +49,9 @@ public sealed unsafe partial class CudaBackend : IStepGraphs
         if (!StepGraphs) return step();
         Enter();
         // A small upload that wraps the pinned ring waits for the stream, which a recording step may not: make room first.
-        ReserveUploadRing(RingLargest);
+        if (_ring != null) RingSlot(RingLargest);
         return (_stepGraph ??= new StepGraph(Context)).Run(step, StepGraphSegments);
     }
 
     public void Boundary(int done, int layers) => _stepGraph?.Cut(done, layers);
-
-    /// <summary>Waits for the stream and rewinds the upload ring when less than <paramref name="bytes"/> are left in it.</summary>
-    void ReserveUploadRing(long bytes)
-    {
-        if (_ring == null || _ringAt + bytes + 16 <= RingBytes) return;
-        Context.Synchronize();
-        _ringAt = 0;
-    }
 }

@@ -196,15 +196,22 @@ public sealed unsafe partial class CudaBackend : IBackend
             _ring = (byte*)p;
             _ringAt = 0;
         }
-        long at = (_ringAt + 15) & ~15L;
-        if (at + bytes > RingBytes)
-        {
-            Context.Synchronize();
-            at = 0;
-        }
+        long at = RingSlot(bytes);
         Buffer.MemoryCopy(src, _ring + at, bytes, bytes);
         CopyToDevice(dst, _ring + at, bytes, $"cuMemcpyHtoDAsync({what})");
         _ringAt = at + bytes;
+    }
+
+    /// <summary>
+    /// Where the next staged upload of <paramref name="bytes"/> goes: after the last one, 16-byte aligned, or at the
+    /// ring's start once the host has waited for the stream (every copy still reading the ring has run).
+    /// </summary>
+    long RingSlot(long bytes)
+    {
+        long at = (_ringAt + 15) & ~15L;
+        if (at + bytes <= RingBytes) return at;
+        Context.Synchronize();
+        return _ringAt = 0;
     }
 
     // ---------------------------------------------------------------------------------------------------- weights

@@ -65,15 +65,7 @@ sealed unsafe class StepGraph(CudaContext context) : IDisposable
     public void Cut(int done, int layers)
     {
         if (!_recording || !CutsAfter(done, layers, _segments)) return;
-        try
-        {
-            LaunchSegment();
-        }
-        catch
-        {
-            _recording = false;
-            throw;
-        }
+        LaunchSegment();
         Begin();
     }
 

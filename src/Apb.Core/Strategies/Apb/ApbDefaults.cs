@@ -31,8 +31,7 @@ public static class ApbDefaults
     {
         int anchor = For(contextLength, ranks).Anchor;
         if (anchor == 0 || ranks <= 1) return anchor;
-        int lb = (contextLength + ranks - 1) / ranks;
-        return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), lb);
+        return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), Block(contextLength, ranks));
     }
 
     /// <summary>
@@ -41,27 +40,37 @@ public static class ApbDefaults
     /// </summary>
     public static string Why(int contextLength, int ranks)
     {
-        var (anchor, passing) = For(contextLength, ranks);
-        int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
-        string Rule(string name, int got, int rawShare, string share, int floor)
+        int lb = Block(contextLength, ranks);
+        string Rule(string name, int divisor, int floor)
         {
-            int raw = Math.Clamp(rawShare, floor, MaxLength);
             var steps = new List<string>();
-            if (rawShare > MaxLength) steps.Add("capped at 8K");
-            if (rawShare < floor) steps.Add($"raised to {floor}, the shortest default: a short block holds as many facts as a long one");
-            if (got == lb && raw > lb) steps.Add($"cut to the block of {lb}");
-            else if (got != raw) steps.Add("rounded down to a multiple of 128");
-            return $"{name} {got} ({share} = {rawShare}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
+            int got = Length(contextLength, divisor, floor, lb, steps);
+            return $"{name} {got} (n/{divisor} = {contextLength / divisor}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
         }
-        return Rule("l_a", anchor, contextLength / 32, "n/32", 0) + "; " + Rule("l_p", passing, contextLength / 64, "n/64", MinPassing) +
+        return Rule("l_a", 32, 0) + "; " + Rule("l_p", 64, MinPassing) +
             ". n/32 and n/64 are the paper's table; on our model n/128 to n/16 scored within a point of n/64 at 32K and 64K";
     }
 
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {
-        int lb = (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
-        int Round(int x) => Math.Min(x >= 128 ? x / 128 * 128 : x, lb);
-        return (Round(Math.Min(contextLength / 32, MaxLength)),
-                Round(Math.Clamp(contextLength / 64, MinPassing, MaxLength)));
+        int lb = Block(contextLength, ranks);
+        return (Length(contextLength, 32, 0, lb, null), Length(contextLength, 64, MinPassing, lb, null));
+    }
+
+    static int Block(int contextLength, int ranks) => (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
+
+    /// <summary>
+    /// One length of the table: n / <paramref name="divisor"/>, capped at <see cref="MaxLength"/>, at least
+    /// <paramref name="floor"/>, rounded down to a multiple of 128 once at least 128, never past the block; each step
+    /// that changed it is added to <paramref name="why"/>.
+    /// </summary>
+    static int Length(int contextLength, int divisor, int floor, int lb, List<string>? why)
+    {
+        int x = contextLength / divisor;
+        if (x > MaxLength) { x = MaxLength; why?.Add("capped at 8K"); }
+        if (x < floor) { x = floor; why?.Add($"raised to {floor}, the shortest default: a short block holds as many facts as a long one"); }
+        if (x >= 128 && x % 128 != 0) { x = x / 128 * 128; why?.Add("rounded down to a multiple of 128"); }
+        if (x > lb) { x = lb; why?.Add($"cut to the block of {lb}"); }
+        return x;
     }
 }
