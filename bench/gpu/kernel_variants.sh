@@ -4,8 +4,8 @@
 # options through APB_KERNEL_DEFINES; '-' is the committed kernel. ';' between variants, ',' between the NAME=VALUE
 # defines of one, e.g. VARIANTS="-;GEMV_MIN_BLOCKS=8". Each NAME must be an #ifndef- or #ifdef-guarded macro of
 # $KERNEL or of the headers in $HEADERS (require_knobs in env.sh). Per variant:
-#   1. ptxas -v of $KERNEL with those defines: registers and spills of the kernels matching $PTXAS (default: all),
-#      where nvcc is installed
+#   1. ptxas -v of $KERNEL with those defines: registers and spills of the kernels matching $PTXAS (default: all) and
+#      any wgmma serialization warning (C75xx), where nvcc is installed
 #   2. the GPU tests $TEST_FILTER (correctness of that build against the CPU), when TEST_FILTER is set
 #   3. apb $BENCH (required), the table rows matching $ROWS_MATCH (default: every table row but the header)
 #   4. apb $E2E when set (e.g. a decode step), its table rows
@@ -43,6 +43,8 @@ for v in "${VS[@]}"; do
     echo "### $v: ptxas ($KERNEL, kernels matching $PTXAS)" >> "$R"
     grep -E "Compiling entry|registers|spill" "$WORK/ptxas-$tag.txt" | paste - - - | sed -E 's/ptxas info *: //g' \
       | grep -E "$PTXAS" >> "$R"
+    # ptxas's wgmma warnings (C75xx: a product serialized, and why) say more about a Hopper variant than its registers
+    grep -oE "C75[0-9]{2}[^)]*" "$WORK/ptxas-$tag.txt" | sort | uniq -c | sed 's/^/    /' >> "$R"
   fi
   if [ -n "$TEST_FILTER" ]; then
     require_gpu_tests

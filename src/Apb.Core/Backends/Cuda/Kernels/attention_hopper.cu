@@ -21,16 +21,16 @@
 // the waves), so together they read all of a head's K and V at once: at 128K keys that is 64 MB, more than L2 holds,
 // and ncu measured a 56 % L2 hit rate against 98.5 % at 16K (docs/kernels/attention.md, v5). A chunk bounds it. The
 // host chunks non-causal calls past 32K keys (APB_ATTENTION_CHUNK_KEYS; causal calls gain nothing from it, v6).
-// Overlap: each consumer issues S of tile j + 1 right behind P V of tile j and waits for both at once, so its two
-// products run back to back on the tensor cores; the two consumers are independent, so one's softmax runs while the
-// other's products do. (FA3-style softmax-during-P V pipelining and named-barrier ping-pong were tried and measured
-// slower here: v2 and v8 in docs/kernels/attention.md.)
+// Overlap inside a consumer (FA3's intra-warpgroup pipelining): it issues S of tile j and then P V of tile j - 1, waits
+// for S alone and runs tile j's softmax while that P V is on the tensor cores; O is rescaled once the P V is done.
+// Across consumers: the two are independent, so one's softmax also runs while the other's products do. (Named-barrier
+// ping-pong between them was measured slower here: v8 in docs/kernels/attention.md; the overlap above is v9.)
 // Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
 
 #include "bf16.cuh"
 #define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
 #define HOP_BN 128      // keys per K/V tile
-#define HOP_STAGES 3    // tile j's stage is held until tile j + 1's S has been waited for; the third stage prefetches
+#define HOP_STAGES 3    // tile j's stage is held until its P V (issued behind tile j + 1's S) is done; the third prefetches
 
 // HOP_LAZY_RESCALE, 1 (the default) to rescale a warp's O accumulators and row sums only when some row's maximum grew
 // by more than HOP_RESCALE_SLACK (log2 units) since the last rescale. Otherwise the rows keep their old maximum as the
@@ -44,6 +44,7 @@
 #ifndef HOP_RESCALE_SLACK
 #define HOP_RESCALE_SLACK 8.0f
 #endif
+
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
 struct __align__(64) TensorMap { unsigned long long opaque[16]; };
@@ -98,6 +99,7 @@ __device__ __forceinline__ unsigned long long sw128_desc(unsigned addr)
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 
 // 2^x on the special-function unit (-inf gives +0), without exp2f's extra range handling.
 __device__ __forceinline__ float fast_exp2(float x)
@@ -141,6 +143,16 @@ __device__ __forceinline__ void fence_acc(float (&d)[N][4])
     for (int i = 0; i < N; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[i][e]) :: "memory");
+}
+
+// The same for the registers of a wgmma's A operand (P, read from registers by P V until its wait_group).
+template <int N>
+__device__ __forceinline__ void fence_regs(unsigned (&a)[N][4])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(a[i][e]) :: "memory");
 }
 
 template <int D>
@@ -264,126 +276,144 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     constexpr int SW = D / 2 + 4;
     float* st = CHUNKED ? state + ((long)blockIdx.y * gridDim.x + blockIdx.x) * (256L * SW) + cw * 128 + tid : nullptr;
 
-    bool pvPending = false;
-    int pvStage = 0;
-    if (tiles > 0) mbar_wait(qFull, 0);
-    for (int jj = 0; jj < tiles; jj++)
-    {
-        const int j = jBegin + jj, s = jj % HOP_STAGES, n0 = j * HOP_BN;
-        mbar_wait(full(s), (jj / HOP_STAGES) & 1);
-        if (j < myTiles)
+    // P of tile j - 1 (bf16 A fragments, offset by its rows' maxima) waits in pa for its P V, which is issued right
+    // behind tile j's S; tile j's softmax then runs while that P V is on the tensor cores. The loop body is the same for
+    // every tile after the first (peeled): a wgmma under a branch, or a wait_group whose count depends on a branch,
+    // makes ptxas serialize every product (C7514; a first try of this variant with such a branch ran at 490 TFLOP/s).
+    unsigned pa[HOP_BN / 16][4];
+    float cA = 1.f, cB = 1.f;   // O's rescale for the tile the softmax just saw (when it returned true)
+    // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums.
+    auto softmax = [&](float (&sacc)[HOP_BN / 8][4], int n0) -> bool {
+        bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
+        if (needMask)
         {
-            // S = Q K^T over D / 16 k-steps (each 16 columns = 32 bytes into a 64-column chunk).
-            float sacc[HOP_BN / 8][4];
-            fence_acc(sacc);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
-            {
-                unsigned off = (unsigned)(kk & 3) * 32u;
-                unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
-                unsigned long long db = sw128_desc(kTile(s) + (unsigned)(kk >> 2) * L::KChunk + off);
-                wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
-            }
-            wgmma_commit();
-            wgmma_wait0();   // S_j (and, deferred, the previous tile's P V)
-            fence_acc(sacc);
-            if (pvPending)
-            {
-                fence_acc(oacc);
-                if (tid == 0) mbar_arrive(empty(pvStage));
-                pvPending = false;
-            }
-
-            bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
-            if (needMask)
-            {
-#pragma unroll
-                for (int nb = 0; nb < HOP_BN / 8; nb++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++)
-                    {
-                        int key = n0 + nb * 8 + 2 * t + (e & 1);
-                        int row = e < 2 ? rA : rB;
-                        if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
-                    }
-            }
-
-            // Online softmax: a row's 128 scores sit in the 4 lanes of a quad (t = 0..3).
-            float tA = APB_NEG_INF, tB = APB_NEG_INF;
 #pragma unroll
             for (int nb = 0; nb < HOP_BN / 8; nb++)
-            {
-                tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
-                tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
-            }
-            tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-            tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
-            // (A row that has seen no key yet has m = -inf: any finite t grows it, t = -inf gives NaN, no growth.)
-            bool rescale = !HOP_LAZY_RESCALE
-                || __any_sync(0xffffffffu, (tA - mA) * sl2 > HOP_RESCALE_SLACK || (tB - mB) * sl2 > HOP_RESCALE_SLACK);
-            float offA, offB;
-            if (rescale)
-            {
-                float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-                offA = nA == APB_NEG_INF ? 0.f : nA * sl2; offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
-                float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
-                mA = nA; mB = nB;
-                lA *= cA; lB *= cB;
-#pragma unroll
-                for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
-            }
-            else
-            {
-                offA = mA == APB_NEG_INF ? 0.f : mA * sl2; offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
-            }
-
-            // P in bf16 as the A operand of P V: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1.
-            unsigned pa[HOP_BN / 16][4];
-#pragma unroll
-            for (int kb = 0; kb < HOP_BN / 16; kb++)
-            {
-                float p[8];
 #pragma unroll
                 for (int e = 0; e < 4; e++)
                 {
-                    p[e] = fast_exp2(sacc[2 * kb][e] * sl2 - (e < 2 ? offA : offB));
-                    p[4 + e] = fast_exp2(sacc[2 * kb + 1][e] * sl2 - (e < 2 ? offA : offB));
+                    int key = n0 + nb * 8 + 2 * t + (e & 1);
+                    int row = e < 2 ? rA : rB;
+                    if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
                 }
-                lA += p[0] + p[1] + p[4] + p[5];
-                lB += p[2] + p[3] + p[6] + p[7];
-                pa[kb][0] = pack_bf16(p[0], p[1]);
-                pa[kb][1] = pack_bf16(p[2], p[3]);
-                pa[kb][2] = pack_bf16(p[4], p[5]);
-                pa[kb][3] = pack_bf16(p[6], p[7]);
-            }
+        }
+        float tA = APB_NEG_INF, tB = APB_NEG_INF;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
+            tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
+        }
+        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+        bool rescale = !HOP_LAZY_RESCALE
+            || __any_sync(0xffffffffu, (tA - mA) * sl2 > HOP_RESCALE_SLACK || (tB - mB) * sl2 > HOP_RESCALE_SLACK);
+        if (rescale)
+        {
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float oA = nA == APB_NEG_INF ? 0.f : nA * sl2, oB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+            cA = fast_exp2(mA * sl2 - oA); cB = fast_exp2(mB * sl2 - oB);
+            mA = nA; mB = nB;
+            lA *= cA; lB *= cB;
+        }
+        const float offA = mA == APB_NEG_INF ? 0.f : mA * sl2, offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            sacc[nb][0] = fast_exp2(sacc[nb][0] * sl2 - offA);
+            sacc[nb][1] = fast_exp2(sacc[nb][1] * sl2 - offA);
+            sacc[nb][2] = fast_exp2(sacc[nb][2] * sl2 - offB);
+            sacc[nb][3] = fast_exp2(sacc[nb][3] * sl2 - offB);
+            lA += sacc[nb][0] + sacc[nb][1];
+            lB += sacc[nb][2] + sacc[nb][3];
+        }
+        return rescale;
+    };
+    // P to bf16 A fragments: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1. The fence keeps the packing here, before
+    // the next wgmma.fence (left to itself the compiler may sink it below, next to the P V that reads it: C7519).
+    auto pack = [&](float (&sacc)[HOP_BN / 8][4]) {
+#pragma unroll
+        for (int kb = 0; kb < HOP_BN / 16; kb++)
+        {
+            pa[kb][0] = pack_bf16(sacc[2 * kb][0], sacc[2 * kb][1]);
+            pa[kb][1] = pack_bf16(sacc[2 * kb][2], sacc[2 * kb][3]);
+            pa[kb][2] = pack_bf16(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]);
+            pa[kb][3] = pack_bf16(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3]);
+        }
+        fence_regs(pa);
+    };
+    auto issueS = [&](float (&sacc)[HOP_BN / 8][4], int stage) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+        {
+            unsigned off = (unsigned)(kk & 3) * 32u;
+            unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
+            unsigned long long db = sw128_desc(kTile(stage) + (unsigned)(kk >> 2) * L::KChunk + off);
+            wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
+        }
+        wgmma_commit();
+    };
+    auto issuePv = [&](int stage) {
+#pragma unroll
+        for (int kb = 0; kb < HOP_BN / 16; kb++)
+            wgmma_pv<D>(oacc, pa[kb], sw128_desc(vTile(stage) + (unsigned)(kb >> 2) * L::VChunk + (unsigned)(kb & 3) * 32u));
+        wgmma_commit();
+        fence_regs(pa);   // pa is read until the wait: nothing may write it above here
+    };
 
-            // O += P V: B = Vt tile (D rows x 128 keys, K-major), k-step kb = 16 keys of a 64-key chunk.
+    // This warpgroup's tiles are a prefix of the launch's (causal: the other consumer may have one more).
+    const int mine = max(0, min(tiles, myTiles - jBegin));
+    if (tiles > 0) mbar_wait(qFull, 0);
+    if (mine > 0)
+    {
+        {
+            float sacc[HOP_BN / 8][4];
+            mbar_wait(full(0), 0);
+            fence_acc(sacc);
+            wgmma_fence();
+            issueS(sacc, 0);
+            wgmma_wait0();
+            fence_acc(sacc);
+            softmax(sacc, jBegin * HOP_BN);   // O is still zero: nothing to rescale
+            pack(sacc);
+        }
+        for (int jj = 1; jj < mine; jj++)
+        {
+            const int s = jj % HOP_STAGES, ps = (jj - 1) % HOP_STAGES;
+            float sacc[HOP_BN / 8][4];
+            mbar_wait(full(s), (jj / HOP_STAGES) & 1);
+            fence_acc(sacc);
             fence_acc(oacc);
             wgmma_fence();
-#pragma unroll
-            for (int kb = 0; kb < HOP_BN / 16; kb++)
-                wgmma_pv<D>(oacc, pa[kb], sw128_desc(vTile(s) + (unsigned)(kb >> 2) * L::VChunk + (unsigned)(kb & 3) * 32u));
-            wgmma_commit();
-            pvPending = true; pvStage = s;   // waited for with the next S, so the two products run back to back
-            continue;
-        }
-        if (pvPending)
-        {
+            issueS(sacc, s);
+            issuePv(ps);
+            wgmma_wait1();   // S_j; P V of tile j - 1 may still run
+            fence_acc(sacc);
+            const bool rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
             wgmma_wait0();
             fence_acc(oacc);
-            if (tid == 0) mbar_arrive(empty(pvStage));
-            pvPending = false;
+            if (tid == 0) mbar_arrive(empty(ps));
+            if (rescale)
+            {
+#pragma unroll
+                for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
+            }
+            pack(sacc);
         }
-        // Both consumer warpgroups release every stage (a tile past this warpgroup's causal range too); the producer
-        // refills it once both did. The wgmma.wait_group before each release means this warpgroup's reads are done.
-        if (tid == 0) mbar_arrive(empty(s));
-    }
-    if (pvPending)
-    {
+        const int ls = (mine - 1) % HOP_STAGES;
+        fence_acc(oacc);
+        wgmma_fence();
+        issuePv(ls);
         wgmma_wait0();
         fence_acc(oacc);
-        if (tid == 0) mbar_arrive(empty(pvStage));
+        if (tid == 0) mbar_arrive(empty(ls));
+    }
+    // Tiles past this warpgroup's causal range: it still releases every stage (the producer waits for both consumers).
+    for (int jj = mine; jj < tiles; jj++)
+    {
+        const int s = jj % HOP_STAGES;
+        mbar_wait(full(s), (jj / HOP_STAGES) & 1);
+        if (tid == 0) mbar_arrive(empty(s));
     }
 
     if (resume)
