@@ -115,6 +115,13 @@ public static unsafe class KernelCompiler
     public static List<string> Log { get; } = new();
 
     /// <summary>
+    /// How many kernel files this process compiled with NVRTC (cache misses). A run that changed it spent seconds in the
+    /// compiler inside whatever phase first used a kernel: `apb bench prefill` runs its profile again then.
+    /// </summary>
+    public static int Compilations => s_compilations;
+    static int s_compilations;
+
+    /// <summary>
     /// A loadable image (cubin, or PTX when NVRTC cannot target the device's architecture directly and the driver must
     /// JIT it) for <paramref name="file"/>, from the cache or freshly compiled.
     /// </summary>
@@ -146,6 +153,7 @@ public static unsafe class KernelCompiler
             image = Run(file, source, ptxOptions, cubin: false);
         }
         Log.Add($"{file}: compiled for {arch} by NVRTC {version} in {sw.ElapsedMilliseconds} ms");
+        Interlocked.Increment(ref s_compilations);
         try
         {
             Directory.CreateDirectory(dir);
