@@ -6,7 +6,9 @@ expected [...] got "..."" line per sample). For every sample whose answer is not
 key, the key of the needle whose value was answered (when the answer is a value in the haystack), how many needles
 away from the asked one it is, and, for word keys, the words the two keys share (for uuid keys, the leading characters
 they share): a distractor sharing a word with the asked key means the model matched one word of the key, not both. An
-answer that is no needle's value is counted apart (digits of two needles mixed, or made up). Standard library only.
+answer that is no needle's value is counted apart (digits of two needles mixed, or made up). Each line also says for
+how many characters the answer follows the expected value ("copied N"): a uuid answer that starts right and then goes
+astray is a copying error, not a wrong needle. Standard library only.
 """
 import json
 import re
@@ -16,13 +18,18 @@ NEEDLE = re.compile(r"for ([\w-]+) is: ([\w-]+)\.")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
 def shared(asked, other):
     """The words two keys share, or for uuid keys their common leading characters."""
     if UUID.match(asked):
-        n = 0
-        while n < min(len(asked), len(other)) and asked[n] == other[n]:
-            n += 1
-        return [asked[:n]] if n else []
+        p = common_prefix(asked, other)
+        return [p] if p else []
     return sorted(set(asked.split("-")) & set(other.split("-")))
 
 
@@ -40,6 +47,7 @@ def main(samples_path, log_path):
         s = samples.get((task, index))
         if s is None:
             continue
+        expected = m.group(5).split(",")[0].strip()
         wrong += 1
         asked = re.search(r"for ([\w-]+) mentioned", s["query"]).group(1)
         needles = NEEDLE.findall(s["context"])
@@ -51,8 +59,10 @@ def main(samples_path, log_path):
         shared_any += bool(common)
         unknown += answered is None
         where = f", {order[answered] - order[asked]:+d} needles from the asked one" if answered and asked in order else ""
+        copied = len(common_prefix(answer, expected))
         print(f"{strategy} {task} #{index}: asked {asked}, answered {got!r} from "
-              f"{answered or 'no needle (a value not in the context)'}{where}; shared: {', '.join(common) or 'none'}")
+              f"{answered or 'no needle (a value not in the context)'}{where}; shared: {', '.join(common) or 'none'}; "
+              f"copied {copied} of {len(expected)}")
     print(f"{wrong} wrong answers; {shared_any} from a needle whose key shares a word (uuid: leading characters) with "
           f"the asked key, {unknown} a value that is in no needle")
 

@@ -43,8 +43,10 @@ OTHER = ["vt", "cwe", "fwe"]
 TASKS = NIAH + OTHER
 # Training only (RulerTasks.Training): never in the selection or report sets, weight 0 unless --task-weights names it.
 # niah_multikey_2_shared keys half its needles with a word of the asked key: multikey_2's misses past 16K are one-word
-# matches (docs/notes/multikey-long-context.md). E.g. --task-weights niah_multikey_2_shared=4
-TRAIN_ONLY = ["niah_multikey_2_shared"]
+# matches (docs/notes/multikey-long-context.md); run 6 of the embedded model trained on it (weight 6). niah_multikey_3_prefix
+# gives half the needles a value starting like the asked one: multikey_3's misses are copying drifts into such values.
+# E.g. --task-weights niah_multikey_2_shared=6,niah_multikey_3_prefix=4
+TRAIN_ONLY = ["niah_multikey_2_shared", "niah_multikey_3_prefix"]
 # Warm start: the shipped model has single needles at ~100% to 16K; multi-key (0-50%), vt (falls with length) and cwe/fwe
 # (~0) are what the time is for. Singles keep 1.5/17.5 of the samples so the copy circuit they rely on is not forgotten.
 WARM_WEIGHTS = {"niah_single_1": 0.5, "niah_single_2": 0.5, "niah_single_3": 0.5,

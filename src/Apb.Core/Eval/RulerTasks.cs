@@ -40,10 +40,14 @@ public static class RulerTasks
     /// niah_multikey_2_shared is multikey_2 with half its needles keyed by a word of the asked key: the embedded model's
     /// misses at 32K are all such one-word matches (docs/notes/multikey-long-context.md), which short haystacks rarely
     /// hold (6 at 4K against 34 at 32K), so training at short lengths never pays for matching both words.
+    /// niah_multikey_3_prefix is multikey_3 with half the other needles' values sharing their first 2 to 8 characters
+    /// with the asked value: multikey_3's misses at 32K are copying errors, the right value drifting after a few
+    /// characters into another that starts the same way (docs/notes/multikey-long-context.md).
     /// </summary>
     public static readonly IReadOnlyList<RulerTask> Training =
     [
         new("niah_multikey_2_shared", "multikey_2 where half the keys share a word with the asked key (training only)", SharedWordHaystack),
+        new("niah_multikey_3_prefix", "multikey_3 where half the values start like the asked value (training only)", SharedPrefixHaystack),
     ];
 
     public static RulerTask Get(string name) => All.Concat(Training).FirstOrDefault(t => t.Name == name)
@@ -154,6 +158,32 @@ public static class RulerTasks
         int target = rng.Next(n);
         keyList.Insert(target, asked);
         return NeedlesOnly("number", keyList, Values.Distinct(rng, n, Values.Number), target);
+    }
+
+    /// <summary>
+    /// niah_multikey_3 with hard distractors for copying: of the needles besides the asked one, half hold a value whose
+    /// first 2 to 8 characters (up to the first hyphen) are the asked value's, the rest of it fresh; the others and every
+    /// key are drawn as multikey_3's are. Copying the first characters right then says nothing about the rest.
+    /// </summary>
+    static BuiltSample SharedPrefixHaystack(int seed, int units)
+    {
+        var rng = new Random(seed);
+        int n = Math.Max(units, 1);
+        var keyList = Values.Distinct(rng, n, Values.Uuid);
+        string answer = Values.Uuid(rng);
+        var taken = new HashSet<string> { answer };
+        string StartsLikeAnswer(Random r)
+        {
+            string prefix = answer[..(2 + r.Next(7))];
+            return prefix + Values.Uuid(r)[prefix.Length..];
+        }
+        var others = Values.Distinct(rng, (n - 1) / 2, StartsLikeAnswer, taken);
+        taken.UnionWith(others);
+        others.AddRange(Values.Distinct(rng, n - 1 - others.Count, Values.Uuid, taken));
+        var valueList = others.OrderBy(_ => rng.Next()).ToList();
+        int target = rng.Next(n);
+        valueList.Insert(target, answer);
+        return NeedlesOnly("uuid", keyList, valueList, target);
     }
 
     /// <summary>RULER vt: "VAR A = 12345." then "VAR B = VAR A." ... (4 hops) hidden in the noise haystack, in order.</summary>

@@ -118,6 +118,30 @@ public class GeneratorTests
         }
     }
 
+    [Theory]
+    [InlineData(1024)]
+    [InlineData(4096)]
+    public void ThePrefixTaskGivesHalfItsNeedlesAValueStartingLikeTheAskedOne(int target)
+    {
+        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
+            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
+        for (int index = 0; index < 4; index++)
+        {
+            var s = embedded.Generate(RulerTasks.Get("niah_multikey_3_prefix"), target, seed: 2, index).Sample;
+            string key = Regex.Match(s.Query, @"uuid for (\S+) mentioned").Groups[1].Value;
+            var needles = Regex.Matches(s.Context, @"uuids for (\S+) is: (\S+)\.").Select(m => (Key: m.Groups[1].Value, Value: m.Groups[2].Value)).ToList();
+            string answer = Assert.Single(s.Answers);
+            Assert.Equal(answer, Assert.Single(needles, x => x.Key == key).Value);
+            Assert.Equal(needles.Count, needles.Select(x => x.Key).Distinct().Count());
+            Assert.Equal(needles.Count, needles.Select(x => x.Value).Distinct().Count());
+            Assert.All(needles, x => Assert.Matches("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", x.Value));
+            int similar = needles.Count(x => x.Value != answer && x.Value[..2] == answer[..2]);
+            // Half of the other needles, drawn to start like the answer; by chance one in 256 of the rest does too.
+            Assert.True(similar >= (needles.Count - 1) / 2, $"{target} tokens: {similar} of {needles.Count - 1} values start like {answer}");
+            Assert.True(needles.Count > (target == 1024 ? 8 : 40), $"{needles.Count} needles in {target} tokens");
+        }
+    }
+
     [Fact]
     public void VariableTrackingChainLeadsFromTheValueThroughEveryAnswer()
     {
@@ -163,7 +187,8 @@ public class GeneratorTests
         Assert.Equal(RulerTasks.All.Count, RulerTasks.Parse("all").Count);
         Assert.Equal(8, RulerTasks.Parse("niah").Count);
         // Training-only tasks are taken by name, never by "all" or "niah": no accuracy table changes with them.
-        Assert.Equal(["niah_multikey_2_shared"], RulerTasks.Parse("niah_multikey_2_shared").Select(t => t.Name));
+        Assert.Equal(["niah_multikey_2_shared", "niah_multikey_3_prefix"],
+            RulerTasks.Parse("niah_multikey_2_shared,niah_multikey_3_prefix").Select(t => t.Name));
         Assert.DoesNotContain(RulerTasks.Parse("all"), t => RulerTasks.Training.Contains(t));
         Assert.Equal(["vt", "cwe"], RulerTasks.Parse("vt, cwe").Select(t => t.Name));
         Assert.Contains("expected all", Assert.Throws<ApbException>(() => RulerTasks.Parse("niah_single_9")).Message);
