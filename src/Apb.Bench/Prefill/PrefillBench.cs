@@ -199,7 +199,8 @@ public sealed class PrefillBench : IDisposable
                 int compiled = KernelCompiler.Compilations;
                 profiles = Once(group, options with { Timings = true }, context, query, peaks).Profiles;
                 // The profile comes first, so on a cold kernel cache (a fresh machine, --warmup 0) NVRTC ran inside its
-                // phases (session 13 saw o_proj at 3.2 s of a 10.1 s prefill): profile again, now from the cache.
+                // phases (o_proj once read 3.2 s of a 10.1 s prefill at 128K): profile again, now from the cache. Ranks
+                // in other processes (under `apb launch`) compile on their own and are not seen here.
                 if (KernelCompiler.Compilations != compiled)
                     profiles = Once(group, options with { Timings = true }, context, query, peaks).Profiles;
                 // An instrumented run synchronizes at every phase: its per-rank totals say where each rank's time went.
