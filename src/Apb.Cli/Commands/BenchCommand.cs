@@ -42,7 +42,7 @@ static partial class BenchCommand
         var lengths = CommonOptions.Lengths("context lengths", "32k,64k,128k,256k");
         var ranks = new Option<int?>("--ranks", "-r") { Description = $"ranks of the parallel strategies (default {CommonOptions.DefaultRanks}; under apb launch: the processes)" };
         var device = CommonOptions.Device();
-        var warmup = new Option<int>("--warmup") { Description = "untimed runs per case besides the instrumented one (which runs first and warms up too)", DefaultValueFactory = _ => 1 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed runs per case before the instrumented one (which then profiles warm kernels; with 0 it runs first and warms the timed runs)", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per case (median reported)", DefaultValueFactory = _ => 3 };
         var budget = new Option<double>("--repeat-budget") { Description = "stop repeating a case once its timed runs add up to this many seconds (0 = always --repeats)", DefaultValueFactory = _ => 0 };
         var query = new Option<int>("--query") { Description = "query tokens after the context, at least 1 (APB puts them in its anchor)", DefaultValueFactory = _ => 64 };
