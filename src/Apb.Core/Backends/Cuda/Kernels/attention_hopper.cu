@@ -279,7 +279,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // P of tile j - 1 (bf16 A fragments, offset by its rows' maxima) waits in pa for its P V, which is issued right
     // behind tile j's S; tile j's softmax then runs while that P V is on the tensor cores. The loop body is the same for
     // every tile after the first (peeled): a wgmma under a branch, or a wait_group whose count depends on a branch,
-    // makes ptxas serialize every product (C7514; a first try of this variant with such a branch ran at 490 TFLOP/s).
+    // makes ptxas serialize every product (C7514: 490 TFLOP/s against 665, docs/kernels/attention.md v9).
     unsigned pa[HOP_BN / 16][4];
     float cA = 1.f, cB = 1.f;   // O's rescale for the tile the softmax just saw (when it returned true)
     // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums.
