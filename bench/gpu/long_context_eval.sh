@@ -11,7 +11,8 @@
 # PARALLEL evals at once take little longer than one. Greedy decoding is deterministic, so a run's numbers do not
 # depend on its neighbours; its seconds do (times.txt has them, wall clock, neighbours included).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere), SAMPLES (20),
-# TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300).
+# TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300),
+# FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
 # all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means. Exits 1
 # when a run failed or ran out of time.
@@ -24,6 +25,7 @@ TASKS=${TASKS:-all}
 SHORT=${SHORT-4k,16k}
 LONG=${LONG:-32k 64k}
 PARALLEL=${PARALLEL:-3}
+FLAGS=${FLAGS:-}
 T_RUN=${T_RUN:-300}
 DEST=${WORK:-/tmp/apb-long-context}
 [[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || { echo "PARALLEL=$PARALLEL: a positive whole number of runs at once"; exit 2; }
@@ -41,13 +43,14 @@ run() {
   while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n; done
   (
     t=$(date +%s)
-    timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" --samples "$SAMPLES" "$@" \
+    # shellcheck disable=SC2086 # FLAGS is a list of flags
+    timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" --samples "$SAMPLES" "$@" $FLAGS \
       --json "$DEST/$name.json" > "$DEST/$name.md" 2> "$DEST/$name.log"
     echo "$name rc=$? $(( $(date +%s) - t )) s" >> "$DEST/times.txt"
   ) &
 }
 
-step "long-context tables of $MODEL on $DEVICE, $PARALLEL at a time"
+step "long-context tables of $MODEL on $DEVICE, $PARALLEL at a time${FLAGS:+, with $FLAGS}"
 # The longest first, so the last to start are the short ones.
 longest_first=$(for L in $LONG; do echo "$L"; done | sort -rn)
 for L in $longest_first; do
