@@ -210,6 +210,8 @@ public sealed class PrefillBench : IDisposable
                 rankSeconds = profiles!.Select(p => p[Profile.Phases.Length] / 1000).ToArray();
             }
             double spent = 0;
+            // APB_KERNEL_TIMES=1: rank 0's kernels over the timed runs (its backend is this bench's own).
+            _cuda?.Context.Times?.Reset();
             for (int i = 0; i < _o.Repeats; i++)
             {
                 var run = Once(group, options, context, query, peaks);
@@ -231,7 +233,7 @@ public sealed class PrefillBench : IDisposable
         return baseResult with
         {
             Seconds = seconds, RankSeconds = rankSeconds, Profiles = profiles, NeedGiB = need,
-            PeakGiB = _cuda != null ? peaks : null,
+            PeakGiB = _cuda != null ? peaks : null, Kernels = _cuda?.Context.Times?.Totals(),
         };
     }
 

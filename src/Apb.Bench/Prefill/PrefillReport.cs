@@ -76,6 +76,7 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
                           ? $"floor fraction: exact strategies only, {o.PeakTflops:F0} TFLOP/s per GPU x ranks against 2 x parameters x tokens + causal attention FLOPs. "
                           : "floor fraction: GPU runs only (a GPU's bf16 peak against 2 x parameters x tokens + causal attention FLOPs; a CPU has no such peak here). ") +
                       "Busy = total minus communication (which includes waiting for peers). Phase times come from a separate instrumented run (synchronized at phase edges); the timed runs are not instrumented.");
+        KernelSection(sb);
         var modeled = results.Where(r => r.Status == "ok" && r.Profiles is { Length: > 1 }).ToList();
         if (modeled.Count == 0) return sb.ToString();
         sb.AppendLine();
@@ -94,6 +95,31 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
         sb.AppendLine($"modeled: the slowest rank's busy time plus the most MB any rank sends or receives at the link rate{(SentBytesScale != 1 ? " (in-process ranks count 4 bytes per element; a GPU sends bf16, so half)" : "")}; " +
                       "serial hides no transfer behind compute, overlapped hides all of it. In-process ranks share one GPU, so their busy times are each rank's own work, measured in turn.");
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// APB_KERNEL_TIMES=1: per case, rank 0's device time per prefill split into attention, matrix products and the
+    /// rest (<see cref="KernelShares"/>), with the rest's largest kernels named: where a prefill's time goes that has no
+    /// FLOP floor.
+    /// </summary>
+    void KernelSection(StringBuilder sb)
+    {
+        var timed = results.Where(r => r.Status == "ok" && r.Kernels is { Count: > 0 } && r.Seconds.Count > 0).ToList();
+        if (timed.Count == 0) return;
+        sb.AppendLine();
+        sb.AppendLine("### device time per prefill by kind of kernel (rank 0; APB_KERNEL_TIMES=1: each launch between two events, so the timed runs above ran slower)");
+        sb.AppendLine();
+        sb.AppendLine("| strategy | context | attention ms | matrix products ms | other ms | other, share of kernel time | largest other kernels, ms |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var r in timed)
+        {
+            double runs = r.Seconds.Count;
+            var ms = KernelShares.Split(r.Kernels!);
+            string largest = string.Join(", ", r.Kernels!.Where(k => KernelShares.Of(k.Name) == KernelShares.Kind.Other)
+                .OrderByDescending(k => k.Ms).Take(4).Select(k => $"{k.Name} {F(k.Ms / runs, "F1")}"));
+            sb.AppendLine($"| {r.Strategy} | {r.Length} | {F(ms[0] / runs, "F1")} | {F(ms[1] / runs, "F1")} | {F(ms[2] / runs, "F1")} | " +
+                          $"{F(ms[2] / ms.Sum(), "P1")} | {(largest.Length > 0 ? largest : "-")} |");
+        }
     }
 
     /// <summary>Writes prefill.md and prefill.json into <paramref name="dir"/> (created when missing).</summary>
@@ -138,6 +164,24 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
                 if (FloorSeconds(r) is double fl) { w.WriteNumber("floor_seconds", fl); w.WriteNumber("floor_fraction", fl / r.Median); }
             }
             if (r.RankSeconds is { } rs) Array("rank_seconds", rs);
+            if (r.Kernels is { Count: > 0 } kernels && r.Seconds.Count > 0)
+            {
+                // Rank 0's device time per prefill (APB_KERNEL_TIMES=1), per kernel and by kind.
+                double runs = r.Seconds.Count;
+                var split = KernelShares.Split(kernels);
+                w.WriteStartObject("kernel_ms_per_prefill");
+                w.WriteNumber("attention", split[0] / runs); w.WriteNumber("products", split[1] / runs); w.WriteNumber("other", split[2] / runs);
+                w.WriteStartArray("kernels");
+                foreach (var (name, count, ms) in kernels)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", name); w.WriteNumber("launches", count / runs); w.WriteNumber("ms", ms / runs);
+                    w.WriteString("kind", KernelShares.Of(name).ToString().ToLowerInvariant());
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
             if (r.PeakGiB is { } pk) Array("peak_gib", pk);
             if (r.Profiles is { } p)
             {

@@ -66,5 +66,7 @@ public sealed record PrefillCase
     public double[]? PeakGiB { get; init; }               // per rank, max over the runs
     public double? NeedGiB { get; init; }                 // predicted per-rank need (device only)
     public double[][]? Profiles { get; init; }            // per rank: RankProfileTable.Values
+    /// <summary>APB_KERNEL_TIMES=1 on a GPU: rank 0's device time per kernel, summed over the timed runs.</summary>
+    public IReadOnlyList<(string Name, long Count, double Ms)>? Kernels { get; init; }
     public double Median => Stats.Median(Seconds);
 }
