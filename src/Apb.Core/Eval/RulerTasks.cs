@@ -146,17 +146,10 @@ public static class RulerTasks
         var rng = new Random(seed);
         int n = Math.Clamp(units, 1, Values.KeyCount);
         string adjective = Haystack.Pick(rng, WordLists.Adjectives), noun = Haystack.Pick(rng, WordLists.Nouns);
-        string asked = $"{adjective}-{noun}";
         int sharing = Math.Min((n - 1) / 2, WordLists.Adjectives.Length + WordLists.Nouns.Length - 2);
-        var taken = new HashSet<string> { asked };
-        var others = Values.Distinct(rng, sharing, r => r.Next(2) == 0
+        var (keyList, target) = WithLookAlikes(rng, n, $"{adjective}-{noun}", sharing, r => r.Next(2) == 0
             ? adjective + "-" + Haystack.Pick(r, WordLists.Nouns)
-            : Haystack.Pick(r, WordLists.Adjectives) + "-" + noun, taken);
-        taken.UnionWith(others);
-        others.AddRange(Values.Distinct(rng, n - 1 - sharing, Values.Key, taken));
-        var keyList = others.OrderBy(_ => rng.Next()).ToList();
-        int target = rng.Next(n);
-        keyList.Insert(target, asked);
+            : Haystack.Pick(r, WordLists.Adjectives) + "-" + noun, Values.Key);
         return NeedlesOnly("number", keyList, Values.Distinct(rng, n, Values.Number), target);
     }
 
@@ -171,19 +164,31 @@ public static class RulerTasks
         int n = Math.Max(units, 1);
         var keyList = Values.Distinct(rng, n, Values.Uuid);
         string answer = Values.Uuid(rng);
-        var taken = new HashSet<string> { answer };
         string StartsLikeAnswer(Random r)
         {
             string prefix = answer[..(2 + r.Next(7))];
             return prefix + Values.Uuid(r)[prefix.Length..];
         }
-        var others = Values.Distinct(rng, (n - 1) / 2, StartsLikeAnswer, taken);
-        taken.UnionWith(others);
-        others.AddRange(Values.Distinct(rng, n - 1 - others.Count, Values.Uuid, taken));
-        var valueList = others.OrderBy(_ => rng.Next()).ToList();
-        int target = rng.Next(n);
-        valueList.Insert(target, answer);
+        var (valueList, target) = WithLookAlikes(rng, n, answer, (n - 1) / 2, StartsLikeAnswer, Values.Uuid);
         return NeedlesOnly("uuid", keyList, valueList, target);
+    }
+
+    /// <summary>
+    /// <paramref name="n"/> distinct strings: <paramref name="asked"/> at a random place, <paramref name="lookAlikes"/>
+    /// of the others drawn by <paramref name="lookAlike"/> and the rest by <paramref name="plain"/>, shuffled. Returns
+    /// them and the asked one's index.
+    /// </summary>
+    static (List<string> Items, int Target) WithLookAlikes(Random rng, int n, string asked, int lookAlikes,
+                                                          Func<Random, string> lookAlike, Func<Random, string> plain)
+    {
+        var taken = new HashSet<string> { asked };
+        var others = Values.Distinct(rng, lookAlikes, lookAlike, taken);
+        taken.UnionWith(others);
+        others.AddRange(Values.Distinct(rng, n - 1 - lookAlikes, plain, taken));
+        var items = others.OrderBy(_ => rng.Next()).ToList();
+        int target = rng.Next(n);
+        items.Insert(target, asked);
+        return (items, target);
     }
 
     /// <summary>RULER vt: "VAR A = 12345." then "VAR B = VAR A." ... (4 hops) hidden in the noise haystack, in order.</summary>

@@ -12,6 +12,10 @@ public class GeneratorTests
         Path.Combine(Repo.TinyModel, "tokenizer_config.json"));
     static readonly SampleGenerator Gen = new(Tok);
 
+    /// <summary>Samples tokenized as the embedded model reads them (its haystacks hold as many needles as it will see).</summary>
+    static readonly SampleGenerator Embedded = new(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
+        Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
+
     public static TheoryData<string> Tasks() => new(RulerTasks.All.Concat(RulerTasks.Training).Select(t => t.Name));
 
     [Theory, MemberData(nameof(Tasks))]
@@ -80,11 +84,9 @@ public class GeneratorTests
         // The size search's first guess at 128K tokens of niah_multikey_2 is 16,374 needles, more than the 12,000
         // adjective-noun keys: it used to stop with "cannot draw 16374 distinct values". 128K (about 7,200 needles)
         // keeps two-word keys, as every length that worked before does; 256K (about 12,500) takes three-word keys.
-        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
-            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
         foreach (var (target, words) in new[] { (131072, 2), (262144, 3) })
         {
-            var e = embedded.Generate(RulerTasks.Get("niah_multikey_2"), target, seed: 1, index: 0);
+            var e = Embedded.Generate(RulerTasks.Get("niah_multikey_2"), target, seed: 1, index: 0);
             var s = e.Sample;
             string key = Regex.Match(s.Query, @"for (\S+) mentioned").Groups[1].Value;
             var keys = Regex.Matches(s.Context, @"numbers for (\S+) is:").Select(m => m.Groups[1].Value).ToList();
@@ -100,11 +102,9 @@ public class GeneratorTests
     [InlineData(4096)]
     public void TheSharedWordTaskKeysHalfItsNeedlesWithAWordOfTheAskedKey(int target)
     {
-        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
-            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
         for (int index = 0; index < 4; index++)
         {
-            var s = embedded.Generate(RulerTasks.Get("niah_multikey_2_shared"), target, seed: 2, index).Sample;
+            var s = Embedded.Generate(RulerTasks.Get("niah_multikey_2_shared"), target, seed: 2, index).Sample;
             string key = Regex.Match(s.Query, @"for (\S+) mentioned").Groups[1].Value;
             var keys = Regex.Matches(s.Context, @"numbers for (\S+) is:").Select(m => m.Groups[1].Value).ToList();
             Assert.Contains($"for {key} is: {s.Answers[0]}.", s.Context);
@@ -123,11 +123,9 @@ public class GeneratorTests
     [InlineData(4096)]
     public void ThePrefixTaskGivesHalfItsNeedlesAValueStartingLikeTheAskedOne(int target)
     {
-        var embedded = new SampleGenerator(HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"),
-            Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json")));
         for (int index = 0; index < 4; index++)
         {
-            var s = embedded.Generate(RulerTasks.Get("niah_multikey_3_prefix"), target, seed: 2, index).Sample;
+            var s = Embedded.Generate(RulerTasks.Get("niah_multikey_3_prefix"), target, seed: 2, index).Sample;
             string key = Regex.Match(s.Query, @"uuid for (\S+) mentioned").Groups[1].Value;
             var needles = Regex.Matches(s.Context, @"uuids for (\S+) is: (\S+)\.").Select(m => (Key: m.Groups[1].Value, Value: m.Groups[2].Value)).ToList();
             string answer = Assert.Single(s.Answers);
