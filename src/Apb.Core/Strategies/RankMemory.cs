@@ -35,7 +35,7 @@ public static class RankMemory
     /// </summary>
     public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
     {
-        long lb = (n + ranks - 1) / ranks;
+        long lb = ApbDefaults.Block(n, ranks);
         int passing = ApbDefaults.For(n, ranks).Passing;
         // The anchor as the planner grows it (no chat header here: a header of h tokens adds h rows to it).
         long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q);

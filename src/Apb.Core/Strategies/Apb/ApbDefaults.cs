@@ -57,7 +57,8 @@ public static class ApbDefaults
         return (Length(contextLength, 32, 0, lb, null), Length(contextLength, 64, MinPassing, lb, null));
     }
 
-    static int Block(int contextLength, int ranks) => (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
+    /// <summary>A rank's block: the context split over the ranks, rounded up (the last rank's may be shorter).</summary>
+    internal static int Block(int contextLength, int ranks) => (contextLength + Math.Max(ranks, 1) - 1) / Math.Max(ranks, 1);
 
     /// <summary>
     /// One length of the table: n / <paramref name="divisor"/>, capped at <see cref="MaxLength"/>, at least
