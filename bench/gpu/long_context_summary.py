@@ -62,23 +62,23 @@ def fmt(x):
     return "-" if x is None else f"{x:.1f}"
 
 
+def full_by_length(short, call):
+    """A model's full-attention rows by length: the short lengths from SHORT, 32K and 64K from the call's 4-rank runs."""
+    rows = {}
+    for path in [os.path.join(D, short)] + [os.path.join(D, call, name + ".json") for name in ("x4-32k", "x4-64k")]:
+        rows.update({L: t for (s, L), t in load(path).items() if s == "full"})
+    return rows
+
+
 # 1. Full attention: config-only RoPE variants of the 16K model against the fine-tuned, shipped one.
 print("## Full attention, 20 samples per task (seed 0), mean over 11 tasks and the #20 bar's tasks\n")
 variants = {}
 for p in sorted(glob.glob(os.path.join(D, "call2", "*.json"))):
     variants[os.path.basename(p)[:-5]] = {L: t for (s, L), t in load(p).items()}
-shipped = {L: t for (s, L), t in load(os.path.join(D, "call5", "full-4k-16k.json")).items()}
-for name in ("x4-32k", "x4-64k"):
-    for (s, L), t in load(os.path.join(D, "call6", name + ".json")).items():
-        if s == "full":
-            shipped[L] = t
+shipped = full_by_length("call5/full-4k-16k.json", "call6")
 variants["run 5: yarn8 + 131 fine-tuning steps (shipped until session 13)"] = shipped
-run6 = {L: t for (s, L), t in load(os.path.join(D, "call11", "s0-4k-16k.json")).items() if s == "full"}
-for name in ("x4-32k", "x4-64k"):
-    for (s, L), t in load(os.path.join(D, "call11", name + ".json")).items():
-        if s == "full":
-            run6[L] = t
-variants["run 6 (shipped): run 5 + 652 steps weighted to shared-word multi-key (call10-train)"] = run6
+variants["run 6 (shipped): run 5 + 652 steps weighted to shared-word multi-key (call10-train)"] = \
+    full_by_length("call11/s0-4k-16k.json", "call11")
 lengths = sorted({L for v in variants.values() for L in v})
 print("| model | " + " | ".join(f"{L // 1024}K mean" for L in lengths) + " | " +
       " | ".join(f"{L // 1024}K s1 / mk1 / mk2 / mk3 / vt" for L in lengths if L >= 32768) + " |")
