@@ -46,10 +46,13 @@ public static class OpCases
         yield return new("ops", "add_in_place [17, 1000]", c => AddInPlace(c, 17, 1000));
         yield return new("ops", "silu_mul [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: false));
         yield return new("ops", "silu_mul (out = gate) [17, 1000]", c => SiluMul(c, 17, 1000, outIsGate: true));
+        yield return new("ops", "silu_mul [3, 1001] (n % 8 = 3: the 16-byte kernel's tail)", c => SiluMul(c, 3, 1001, outIsGate: false));
+        yield return new("ops", "silu_mul [2, 7] (an odd row width: the scalar kernel)", c => SiluMul(c, 2, 7, outIsGate: false, offset: 1));
         yield return new("ops", "silu [17, 1000]", c => Silu(c, 17, 1000));
         foreach (var (heads, d, theta, far) in new[] { (8, 64, 500000.0, false), (8, 128, 500000.0, true), (6, 16, 10000.0, true), (32, 128, 500000.0, true) })
             yield return new("ops", $"rope {heads} heads x d={d} theta {theta:G}, positions {(far ? "< 128K random" : "3..31")}", c => Rope(c, heads, d, theta, far));
-        foreach (var (t, heads, kv, d) in new[] { (1, 32, 8, 128), (29, 12, 2, 64), (3, 28, 4, 128) })
+        // Below CudaBackend.RopeRowsMinTokens the block-per-head kernel, from it the block-per-token one.
+        foreach (var (t, heads, kv, d) in new[] { (1, 32, 8, 128), (29, 12, 2, 64), (3, 28, 4, 128), (300, 32, 8, 128), (17, 6, 2, 16), (16, 28, 4, 256) })
             yield return new("ops", $"rope_append {t} rows, {heads}/{kv} heads x d={d}", c => RopeAppend(c, t, heads, kv, d));
         foreach (var (rows, cols, scale) in new[] { (333, 1000, 1f), (1, 4096, 0.02f) })
             yield return new("ops", $"random fill [{rows}, {cols}] x {scale:G} = RandomValues on the host", c => RandomFillMatchesHost(c, rows, cols, scale));
@@ -224,13 +227,15 @@ public static class OpCases
         c.Compare("add_in_place", Down(c.Gpu, gx), Down(c.Cpu, cx), Bf16Tolerance);
     }
 
-    static void SiluMul(GpuCheck c, int rows, int cols, bool outIsGate)
+    /// <summary>offset: the device tensors are rows offset.. of taller ones, so odd widths give addresses that are not 16-byte aligned.</summary>
+    static void SiluMul(GpuCheck c, int rows, int cols, bool outIsGate, int offset = 0)
     {
         var gate = c.Rand((long)rows * cols, 3f); var up = c.Rand((long)rows * cols);
         var co = c.Cpu.Allocate(rows, cols); c.Cpu.SiluMul(c.OnCpu(gate, rows, cols), c.OnCpu(up, rows, cols), co);
-        var gg = c.OnGpu(gate, rows, cols);
-        var go = outIsGate ? gg : c.Poisoned(rows, cols);
-        c.Gpu.SiluMul(gg, c.OnGpu(up, rows, cols), go);
+        var pad = new float[(long)offset * cols];
+        var gg = c.OnGpu([.. pad, .. gate], rows + offset, cols).RowSlice(offset, rows);
+        var go = outIsGate ? gg : c.Poisoned(rows + offset, cols).RowSlice(offset, rows);
+        c.Gpu.SiluMul(gg, c.OnGpu([.. pad, .. up], rows + offset, cols).RowSlice(offset, rows), go);
         c.Compare("silu_mul", Down(c.Gpu, go), Down(c.Cpu, co), Bf16Tolerance);
     }
 
@@ -269,16 +274,17 @@ public static class OpCases
         var gq = c.OnGpu(q, t, heads * d); var gk = c.OnGpu(k, t, kv * d); var gv = c.OnGpu(v, t, kv * d);
         var cacheK = c.Poisoned(t + 10, kv * d); var cacheV = c.Poisoned(t + 10, kv * d);
         c.Gpu.RopeAppend(gq, gk, gv, heads, kv, positions, table, cacheK.RowSlice(5, t), cacheV.RowSlice(5, t));
-        c.Compare("q", Down(c.Gpu, gq), Down(c.Cpu, cq), Bf16Tolerance, "apb_rope_append");
-        c.Compare("k in place", Down(c.Gpu, gk), Down(c.Cpu, ck), Bf16Tolerance, "apb_rope_append");
-        c.Compare("k rows", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Cpu, cKd), Bf16Tolerance, "apb_rope_append");
-        c.Compare("v rows", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Cpu, cVd), Bf16Tolerance, "apb_rope_append");
+        string kernel = t >= CudaBackend.RopeRowsMinTokens ? "apb_rope_append_rows" : "apb_rope_append";
+        c.Compare("q", Down(c.Gpu, gq), Down(c.Cpu, cq), Bf16Tolerance, kernel);
+        c.Compare("k in place", Down(c.Gpu, gk), Down(c.Cpu, ck), Bf16Tolerance, kernel);
+        c.Compare("k rows", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Cpu, cKd), Bf16Tolerance, kernel);
+        c.Compare("v rows", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Cpu, cVd), Bf16Tolerance, kernel);
 
         var uq = c.OnGpu(q, t, heads * d); var uk = c.OnGpu(k, t, kv * d);
         c.Gpu.Rope(uq, heads, positions, table); c.Gpu.Rope(uk, kv, positions, table);
-        c.Compare("q = rope (cuda vs cuda)", Down(c.Gpu, gq), Down(c.Gpu, uq), 0, "apb_rope_append");
-        c.Compare("k rows = rope (cuda vs cuda)", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Gpu, uk), 0, "apb_rope_append");
-        c.Compare("v rows = v", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Gpu, gv), 0, "apb_rope_append");
+        c.Compare("q = rope (cuda vs cuda)", Down(c.Gpu, gq), Down(c.Gpu, uq), 0, kernel);
+        c.Compare("k rows = rope (cuda vs cuda)", Down(c.Gpu, cacheK.RowSlice(5, t)), Down(c.Gpu, uk), 0, kernel);
+        c.Compare("v rows = v", Down(c.Gpu, cacheV.RowSlice(5, t)), Down(c.Gpu, gv), 0, kernel);
         var before = Down(c.Gpu, cacheK.RowSlice(0, 5)).Concat(Down(c.Gpu, cacheK.RowSlice(5 + t, 5))).ToArray();
         if (before.Any(f => !float.IsNaN(f))) throw new InvalidOperationException("rope_append wrote outside its rows of the cache");
     }

@@ -549,7 +549,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong gp = g.Ptr, up_ = u.Ptr, op = o.Ptr;
         long n = (long)g.Rows * g.Cols;
         void** args = stackalloc void*[] { &gp, &up_, &op, &n };
-        Context.Launch(Context.Function(Elementwise, "apb_silu_mul"), "apb_silu_mul", (GridFor(n), 1, 1), 256, 0, args);
+        // 16-byte chunks where the three addresses allow it (always, for tensors this backend allocated).
+        bool vector = ((gp | up_ | op) & 15) == 0;
+        string fn = vector ? "apb_silu_mul_v" : "apb_silu_mul";
+        Context.Launch(Context.Function(Elementwise, fn), fn, (GridFor(vector ? Math.Max(n / 8, 1) : n), 1, 1), 256, 0, args);
     }
 
     public void Silu(Tensor x)
@@ -574,6 +577,12 @@ public sealed unsafe partial class CudaBackend : IBackend
         Context.Launch(Context.Function(Elementwise, "apb_rope"), "apb_rope", ((uint)xs.Rows, 1, 1), 128, 0, args);
     }
 
+    /// <summary>
+    /// From this many tokens RopeAppend runs apb_rope_append_rows (a block per token); below it, apb_rope_append (a block
+    /// per token and head), whose many small blocks give a decode step's one token the lower latency.
+    /// </summary>
+    public const int RopeRowsMinTokens = 16;
+
     public void RopeAppend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable table, Tensor kDst, Tensor vDst)
     {
         var qs = Bf16(q, "rope_append"); var ks = Bf16(k, "rope_append"); var vs = Bf16(v, "rope_append");
@@ -588,7 +597,13 @@ public sealed unsafe partial class CudaBackend : IBackend
         ulong qp = qs.Ptr, kp = ks.Ptr, vp = vs.Ptr, kdp = kd.Ptr, vdp = vd.Ptr;
         float scale = table.AttentionScaling;
         void** args = stackalloc void*[] { &qp, &kp, &vp, &kdp, &vdp, &pos, &inv, &heads, &kvHeads, &d, &scale };
-        // One block per (token, head), a thread per rotated pair.
+        if (qs.Rows >= RopeRowsMinTokens && d % 16 == 0 && d <= 256 && ((qp | kp | vp | kdp | vdp) & 15) == 0)
+        {
+            // Many tokens: a block per token, cos and sin once per pair, 16-byte accesses.
+            Context.Launch(Context.Function(Elementwise, "apb_rope_append_rows"), "apb_rope_append_rows", ((uint)qs.Rows, 1, 1), 256, 0, args);
+            return;
+        }
+        // A few tokens (a decode step): one block per (token, head), a thread per rotated pair.
         uint threads = (uint)((d / 2 + 31) / 32 * 32);
         Context.Launch(Context.Function(Elementwise, "apb_rope_append"), "apb_rope_append", ((uint)qs.Rows, (uint)(heads + kvHeads), 1), threads, 0, args);
     }

@@ -184,15 +184,41 @@ extern "C" __global__ void apb_add(bf16* __restrict__ x, const bf16* __restrict_
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
 }
 
+__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.f + expf(-g)) * u; }
+
+// Two bf16 pairs (gate, up) to silu(gate) x up, packed by one cvt (f2bf's rounding for every non-NaN value).
+__device__ __forceinline__ unsigned silu_mul2(unsigned g, unsigned u)
+{
+    return pack_bf16(silu_mul1(bf_lo(g), bf_lo(u)), silu_mul1(bf_hi(g), bf_hi(u)));
+}
+
 // output may alias gate (the model writes silu(gate) * up back into gate): each element is read before it is written.
 extern "C" __global__ void apb_silu_mul(const bf16* gate, const bf16* up, bf16* out, long n)
 {
     pdl_enter();
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        out[i] = f2bf(silu_mul1(bf2f(gate[i]), bf2f(up[i])));
+}
+
+// apb_silu_mul 8 elements at a time, with 16-byte loads and stores (the host checks that the three addresses are
+// 16-byte aligned); the last n % 8 elements one each by the grid's first threads. A prefill's FFN calls it on
+// [tokens, ffn]: the scalar kernel moved ~1.5 TB/s there (59 ms of a 32K prefill of Llama-3.1-8B, 249 ms at 128K:
+// bench/results/prefill-split-20261204). out may alias gate as above: a thread reads a chunk before it writes it.
+extern "C" __global__ void apb_silu_mul_v(const bf16* gate, const bf16* up, bf16* out, long n)
+{
+    pdl_enter();
+    long chunks = n >> 3, first = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    for (long c = first; c < chunks; c += (long)gridDim.x * blockDim.x)
     {
-        float g = bf2f(gate[i]);
-        out[i] = f2bf(g / (1.f + expf(-g)) * bf2f(up[i]));
+        uint4 g = ((const uint4*)gate)[c], u = ((const uint4*)up)[c], o;
+        o.x = silu_mul2(g.x, u.x);
+        o.y = silu_mul2(g.y, u.y);
+        o.z = silu_mul2(g.z, u.z);
+        o.w = silu_mul2(g.w, u.w);
+        ((uint4*)out)[c] = o;
     }
+    long i = (chunks << 3) + first;
+    if (i < n) out[i] = f2bf(silu_mul1(bf2f(gate[i]), bf2f(up[i])));
 }
 
 extern "C" __global__ void apb_silu(bf16* x, long n)
@@ -210,17 +236,28 @@ extern "C" __global__ void apb_silu(bf16* x, long n)
 // contracted), as Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large
 // angles at 128K). scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and sin are multiplied by it
 // in fp32 first.
-__device__ __forceinline__ void rope_pair(bf16* v, int i, int half, float pos, const float* __restrict__ invFreq, float scale,
-                                          bf16& lo, bf16& hi)
+__device__ __forceinline__ void rope_cos_sin(float pos, float invFreq, float scale, float& c, float& s)
 {
-    float angle = __fmul_rn(pos, invFreq[i]);
-    float s, c;
+    float angle = __fmul_rn(pos, invFreq);
     sincosf(angle, &s, &c);
     s = __fmul_rn(s, scale);
     c = __fmul_rn(c, scale);
+}
+
+// The pair (a, b) rotated by the angle whose scaled cos and sin are (c, s). Every rope kernel rotates through these two,
+// with the fused multiply-add spelled out so no kernel's compilation contracts them differently: they agree bit for
+// bit (the GPU tests compare apb_rope_append and apb_rope_append_rows with apb_rope).
+__device__ __forceinline__ float rope_lo(float a, float b, float c, float s) { return __fmaf_rn(a, c, -__fmul_rn(b, s)); }
+__device__ __forceinline__ float rope_hi(float a, float b, float c, float s) { return __fmaf_rn(b, c, __fmul_rn(a, s)); }
+
+__device__ __forceinline__ void rope_pair(bf16* v, int i, int half, float pos, const float* __restrict__ invFreq, float scale,
+                                          bf16& lo, bf16& hi)
+{
+    float s, c;
+    rope_cos_sin(pos, invFreq[i], scale, c, s);
     float a = bf2f(v[i]), b = bf2f(v[i + half]);
-    lo = f2bf(a * c - b * s);
-    hi = f2bf(b * c + a * s);
+    lo = f2bf(rope_lo(a, b, c, s));
+    hi = f2bf(rope_hi(a, b, c, s));
     v[i] = lo;
     v[i + half] = hi;
 }
@@ -278,6 +315,53 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
     kDst[at + i + half] = hi;
     vDst[at + i] = v[at + i];
     vDst[at + i + half] = v[at + i + half];
+}
+
+// apb_rope_append for many tokens (a prefill): one block per token. The token's cos and sin are computed once per pair
+// into shared memory (the kernel above computes them once per pair and head: 40 times for Llama-3.1-8B), then each
+// thread rotates 8 pairs of one head with 16-byte loads and stores (the host checks d % 16 == 0 and 16-byte aligned
+// rows; d <= 256). The kernel above, a block per (token, head), took 51 ms of a 32K prefill of Llama-3.1-8B and 213 ms
+// at 128K, ~0.5 TB/s (bench/results/prefill-split-20261204); it stays for a decode step's few tokens, where its
+// many small blocks are the lower latency.
+__device__ __forceinline__ unsigned rope_rotate2(unsigned a, unsigned b, const float* c, const float* s, bool hi)
+{
+    float a0 = bf_lo(a), a1 = bf_hi(a), b0 = bf_lo(b), b1 = bf_hi(b);
+    return hi ? bf_pack(f2bf(rope_hi(a0, b0, c[0], s[0])), f2bf(rope_hi(a1, b1, c[1], s[1])))
+              : bf_pack(f2bf(rope_lo(a0, b0, c[0], s[0])), f2bf(rope_lo(a1, b1, c[1], s[1])));
+}
+
+extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, bf16* k, const bf16* __restrict__ v,
+                                                                       bf16* __restrict__ kDst, bf16* __restrict__ vDst,
+                                                                       const int* __restrict__ positions,
+                                                                       const float* __restrict__ invFreq, int heads,
+                                                                       int kvHeads, int d, float scale)
+{
+    pdl_enter();
+    __shared__ float cs[128], sn[128];
+    int half = d >> 1;
+    float pos = (float)positions[blockIdx.x];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(pos, invFreq[i], scale, cs[i], sn[i]);
+    __syncthreads();
+    int chunks = half >> 3; // 8 pairs per thread and head
+    for (int t = threadIdx.x; t < (heads + kvHeads) * chunks; t += blockDim.x)
+    {
+        int h = t / chunks, j = (t - h * chunks) << 3;
+        bool isKey = h >= heads;
+        long at = isKey ? ((long)blockIdx.x * kvHeads + (h - heads)) * d : ((long)blockIdx.x * heads + h) * d;
+        bf16* row = (isKey ? k : q) + at;
+        uint4 a = *(const uint4*)(row + j), b = *(const uint4*)(row + j + half), lo, hi;
+        lo.x = rope_rotate2(a.x, b.x, cs + j, sn + j, false);     hi.x = rope_rotate2(a.x, b.x, cs + j, sn + j, true);
+        lo.y = rope_rotate2(a.y, b.y, cs + j + 2, sn + j + 2, false); hi.y = rope_rotate2(a.y, b.y, cs + j + 2, sn + j + 2, true);
+        lo.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, false); hi.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, true);
+        lo.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, false); hi.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, true);
+        *(uint4*)(row + j) = lo;
+        *(uint4*)(row + j + half) = hi;
+        if (!isKey) continue;
+        *(uint4*)(kDst + at + j) = lo;
+        *(uint4*)(kDst + at + j + half) = hi;
+        *(uint4*)(vDst + at + j) = *(const uint4*)(v + at + j);
+        *(uint4*)(vDst + at + j + half) = *(const uint4*)(v + at + j + half);
+    }
 }
 
 // An fp8 cache row (--kv-cache-dtype fp8, fp8.cuh): cols E4M3 codes, then cols / 32 fp32 scales, rowBytes = cols x 9 / 8.
