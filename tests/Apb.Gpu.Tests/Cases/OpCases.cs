@@ -33,6 +33,8 @@ public static class OpCases
                 var dt = (li++ % 3) switch { 0 => DType.BF16, 1 => DType.F16, _ => DType.F32 };
                 yield return new("ops", $"linear M={m} N={n} K={k}{(bias ? " +bias" : "")} W {DTypes.Name(dt)}", c => Linear(c, m, n, k, bias, dt));
             }
+        // APB_GEMM_TUNE's path: the first call of a prefill-sized shape runs every candidate algorithm, then the fastest.
+        yield return new("ops", $"linear M={Gemm.TuneMinRows + 8} N=520 K=264 +bias, tuned (Gemm.Tune)", c => Linear(c, Gemm.TuneMinRows + 8, 520, 264, true, DType.BF16, tune: true));
         // gemv.cu at every M it takes (CudaBackend.GemvRowLimit; by default only M <= GemvDefaultRows use it): each
         // against the CPU and against cuBLASLt on the same device, at the Llama-3.1-8B widths.
         foreach (var (m, n, k) in new[] { (1, 1000, 1024), (2, 4096, 14336), (3, 72, 4096), (4, 1024, 4096), (1, 128256, 4096) })
@@ -139,7 +141,16 @@ public static class OpCases
         c.Compare("fused = add + rms_norm (cuda vs cuda)", Down(c.Gpu, gn), Down(c.Gpu, un), 0);
     }
 
-    static void Linear(GpuCheck c, int m, int n, int k, bool bias, DType dt)
+    static void Linear(GpuCheck c, int m, int n, int k, bool bias, DType dt, bool tune = false)
+    {
+        if (!tune) { LinearOnce(c, m, n, k, bias, dt); return; }
+        bool was = c.Gpu.GemmTune;
+        c.Gpu.GemmTune = true;
+        try { LinearOnce(c, m, n, k, bias, dt); }
+        finally { c.Gpu.GemmTune = was; }
+    }
+
+    static void LinearOnce(GpuCheck c, int m, int n, int k, bool bias, DType dt)
     {
         var x = c.Rand((long)m * k);
         var wv = c.Weight("w", c.Rand((long)n * k, 1f / MathF.Sqrt(k)), [n, k], dt);

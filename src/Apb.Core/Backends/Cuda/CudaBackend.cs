@@ -59,6 +59,8 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public string Name => $"cuda:{Context.Device.Ordinal}";
     public AttentionKernel AttentionKernel { get; set; } = AttentionKernels.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION"));
+    /// <summary>Gemm.Tune (APB_GEMM_TUNE): a prefill-sized product's first call picks the fastest of cuBLASLt's candidates.</summary>
+    public bool GemmTune { get => _gemm.Tune; set => _gemm.Tune = value; }
 
     public CudaBackend(int device = 0)
     {
