@@ -17,6 +17,18 @@ public class CudaHostTests
     }
 
     [Fact]
+    public void GemmTuneIsOffUnlessAskedAndAnUnknownValueSaysWhatItTakes()
+    {
+        Assert.False(Gemm.ParseTune(null));
+        Assert.False(Gemm.ParseTune(""));
+        Assert.False(Gemm.ParseTune("0"));
+        Assert.True(Gemm.ParseTune("1"));
+        var e = Assert.Throws<ApbException>(() => Gemm.ParseTune("yes"));
+        Assert.Contains("APB_GEMM_TUNE=yes", e.Message);
+        Assert.Contains("expected 1", e.Message);
+    }
+
+    [Fact]
     public void MissingLibraryLeavesAReadableTraceAndNoCrash()
     {
         using var tmp = new TempDir();

@@ -32,12 +32,12 @@ public sealed unsafe class Gemm : IDisposable
     /// took 0.5 % off a 128K prefill of Llama-3.1-8B (docs/kernels/prefill-other.md), and a plan is per row count, so
     /// a server would pay the timing (~1.7 s at 128K) for every new prompt length.
     /// </summary>
-    public bool Tune { get; set; } = TuneFromEnvironment();
+    public bool Tune { get; set; } = ParseTune(Environment.GetEnvironmentVariable("APB_GEMM_TUNE"));
     public const int TuneMinRows = 2048, TuneCandidates = 8;
 
-    static bool TuneFromEnvironment()
+    /// <summary>APB_GEMM_TUNE's value: unset, empty or 0 is off, 1 is on, anything else an error that says so.</summary>
+    internal static bool ParseTune(string? s)
     {
-        string? s = Environment.GetEnvironmentVariable("APB_GEMM_TUNE");
         return s switch
         {
             null or "" or "0" => false,
