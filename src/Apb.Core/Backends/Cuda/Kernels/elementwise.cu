@@ -231,11 +231,10 @@ extern "C" __global__ void apb_silu(bf16* x, long n)
     }
 }
 
-// One pair (i, i + half) of a head's vector v rotated by pos x invFreq[i], in place; the pair is also returned (lo at i,
-// hi at i + half) for a copy elsewhere. The angle is fp32(position) x fp32(inv_freq) rounded to fp32 (__fmul_rn: never
-// contracted), as Hugging Face computes it; cos/sin are the precise library functions, not the fast intrinsics (large
-// angles at 128K). scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and sin are multiplied by it
-// in fp32 first.
+// The scaled cos and sin of a position's angle for one pair. The angle is fp32(position) x fp32(inv_freq) rounded to
+// fp32 (__fmul_rn: never contracted), as Hugging Face computes it; cos/sin are the precise library functions, not the
+// fast intrinsics (large angles at 128K). scale is HF's attention_scaling (YaRN's attention factor, else 1): cos and
+// sin are multiplied by it in fp32 first.
 __device__ __forceinline__ void rope_cos_sin(float pos, float invFreq, float scale, float& c, float& s)
 {
     float angle = __fmul_rn(pos, invFreq);
@@ -250,6 +249,8 @@ __device__ __forceinline__ void rope_cos_sin(float pos, float invFreq, float sca
 __device__ __forceinline__ float rope_lo(float a, float b, float c, float s) { return __fmaf_rn(a, c, -__fmul_rn(b, s)); }
 __device__ __forceinline__ float rope_hi(float a, float b, float c, float s) { return __fmaf_rn(b, c, __fmul_rn(a, s)); }
 
+// One pair (i, i + half) of a head's vector v rotated by pos x invFreq[i], in place; the pair is also returned (lo at i,
+// hi at i + half) for a copy elsewhere.
 __device__ __forceinline__ void rope_pair(bf16* v, int i, int half, float pos, const float* __restrict__ invFreq, float scale,
                                           bf16& lo, bf16& hi)
 {
@@ -323,6 +324,8 @@ extern "C" __global__ void apb_rope_append(bf16* q, bf16* k, const bf16* __restr
 // rows; d <= 256). The kernel above, a block per (token, head), took 51 ms of a 32K prefill of Llama-3.1-8B and 213 ms
 // at 128K, ~0.5 TB/s (bench/results/prefill-split-20261204); it stays for a decode step's few tokens, where its
 // many small blocks are the lower latency.
+// rope_rotate2: two adjacent pairs, a's and b's bf16 words (dims i, i + 1 and i + half, i + half + 1), rotated by
+// c[0..1], s[0..1]: the lo (hi = false) or the hi (hi = true) word of the result.
 __device__ __forceinline__ unsigned rope_rotate2(unsigned a, unsigned b, const float* c, const float* s, bool hi)
 {
     float a0 = bf_lo(a), a1 = bf_hi(a), b0 = bf_lo(b), b1 = bf_hi(b);
