@@ -15,7 +15,8 @@ public sealed record StrategySpec(string Name, int Ranks, string? Variant = null
 }
 
 /// <summary>One row of the result table: a strategy at a length on a task.</summary>
-public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, double Accuracy, int Samples, double Seconds);
+public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, double Accuracy, int Samples, double Seconds,
+    IReadOnlyList<double>? Scores = null);
 
 /// <summary>What one sample produced, for --verbose and tests.</summary>
 public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
@@ -54,7 +55,7 @@ public static class RulerHarness
                     scores.Add(outcome.Score);
                     onSample?.Invoke(outcome);
                 }
-                var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds);
+                var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds, scores);
                 rows.Add(row);
                 onRow?.Invoke(row);
             }
@@ -102,6 +103,16 @@ public static class RulerHarness
                 sb.Append(rs.Count == 0 ? " | |" : $" **{100 * rs.Average(x => x.Accuracy):F1}** | {rs.Sum(x => x.Seconds):F1} |");
             }
             sb.AppendLine();
+            // Where full attention ran on the same samples: each other strategy's mean minus full's, sample by sample.
+            var full = rows.Where(x => x.Length == len && x.Strategy.Name == "full").ToList();
+            if (full.Count == 0 || strategies.Count < 2) continue;
+            sb.Append($"| {len} | minus full (paired, 95 %) | |");
+            foreach (var s in strategies)
+            {
+                var d = s.Name == "full" ? null : PairedDifference.Of(rows.Where(x => x.Length == len && x.Strategy == s).ToList(), full);
+                sb.Append(d is null ? " | |" : $" {d.Points:+0.0;-0.0;0.0} ± {d.Interval95:F1} | |");
+            }
+            sb.AppendLine();
         }
         return sb.ToString();
     }
@@ -109,7 +120,8 @@ public static class RulerHarness
     /// <summary>
     /// {"command", "seed", "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
     /// "length", "task", "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when
-    /// set)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
+    /// set), "scores" (each sample's score, in the run's sample order: the same samples for every strategy of a seed, so
+    /// files of one seed pair up sample by sample)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
     /// early left behind.
     /// </summary>
     public static void WriteJson(Stream stream, RulerRun run, IReadOnlyList<RulerRow> rows, bool complete = true)
@@ -136,6 +148,12 @@ public static class RulerHarness
             w.WriteNumber("samples", r.Samples);
             w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
             if (r.Strategy.Variant is { } variant) w.WriteString("variant", variant);
+            if (r.Scores is { } scores)
+            {
+                w.WriteStartArray("scores");
+                foreach (var x in scores) w.WriteNumberValue(Math.Round(x, 6));
+                w.WriteEndArray();
+            }
             w.WriteEndObject();
         }
         w.WriteEndArray();
