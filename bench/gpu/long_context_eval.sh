@@ -5,7 +5,8 @@
 # `python3 bench/gpu/long_context_summary.py` reads it:
 #   s0-SHORT        full and apb (APB's defaults) on 4 ranks at the SHORT lengths (issue #24's bars)
 #   x4-L            full, star, apb (retaining heads) and apb-balanced on 4 ranks, for each L in LONG
-#   x8-L            star, apb and apb-balanced on 8 ranks (full does not depend on the ranks: x4-L has it)
+#   x8-L            full, star, apb and apb-balanced on 8 ranks (full does not depend on the ranks, and x4-L has it
+#                   too; it runs here again so that this run's table has its own "minus full (paired, 95 %)" row)
 #   xR-L-query      apb with the query-aware scorer
 # Why side by side: the small model leaves one GPU mostly idle (each eval is bound by launches and host work), so
 # PARALLEL evals at once take little longer than one. Greedy decoding is deterministic, so a run's numbers do not
@@ -14,7 +15,8 @@
 # TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300),
 # FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
-# all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means. Exits 1
+# all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means and, where
+# full ran, each strategy's paired difference from it. Exits 1
 # when a run failed or ran out of time.
 source "$(dirname "$0")/env.sh"
 
@@ -54,7 +56,7 @@ step "long-context tables of $MODEL on $DEVICE, $PARALLEL at a time${FLAGS:+, wi
 # The longest first, so the last to start are the short ones.
 longest_first=$(for L in $LONG; do echo "$L"; done | sort -rn)
 for L in $longest_first; do
-  run "x8-$L" --length "$L" --ranks 8 --strategies star,apb,apb-balanced
+  run "x8-$L" --length "$L" --ranks 8 --strategies full,star,apb,apb-balanced
   run "x4-$L" --length "$L" --ranks 4 --strategies full,star,apb,apb-balanced
 done
 for L in $longest_first; do
@@ -66,6 +68,6 @@ tar -czf "$OUT/long-context.tgz" -C "$DEST" .
 step "done"
 cat "$DEST/times.txt"
 for f in "$DEST"/*.md; do
-  echo "$(basename "$f" .md): $(grep -F '**mean**' "$f" | tr -d '*' | tr -s ' ' | paste -sd ';')"
+  echo "$(basename "$f" .md): $(grep -F -e '**mean**' -e 'minus full' "$f" | tr -d '*' | tr -s ' ' | paste -sd ';')"
 done
 ! grep -qv " rc=0 " "$DEST/times.txt"
