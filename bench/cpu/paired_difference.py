@@ -32,6 +32,8 @@ for length, tasks in sorted(by_len.items()):
     T = len(tasks)
     diff = 100 * sum(m for _, m, _ in tasks) / T
     se = 100 * math.sqrt(sum(v for _, _, v in tasks)) / T
-    worst = min(tasks, key=lambda t: t[1])
+    moved = ", ".join(f"{t} {100 * m:+.1f}" for t, m, _ in tasks if m != 0) or "no task's mean moved"
+    flips = sum(1 for key in set(a) & set(b) if key[0] == length and len(a[key]) == len(b[key])
+                for p, q in zip(a[key], b[key]) if p != q)
     print(f"{length}: {other} minus {ref}, {strategy}, {T} tasks: {diff:+.1f} +- {1.96 * se:.1f} (95 %); "
-          f"per task: " + ", ".join(f"{t} {100 * m:+.1f}" for t, m, _ in tasks if m != 0) + (" (none differ)" if all(m == 0 for _, m, _ in tasks) else ""))
+          f"per task: {moved}; samples whose score changed: {flips}")
