@@ -104,7 +104,7 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
     /// </summary>
     void KernelSection(StringBuilder sb)
     {
-        var timed = results.Where(r => r.Status == "ok" && r.Kernels is { Count: > 0 } && r.Seconds.Count > 0).ToList();
+        var timed = results.Where(r => r.Status == "ok" && r.KernelRuns > 0).ToList();
         if (timed.Count == 0) return;
         sb.AppendLine();
         sb.AppendLine("### device time per prefill by kind of kernel (rank 0; APB_KERNEL_TIMES=1: each launch between two events, so the timed runs above ran slower)");
@@ -113,7 +113,7 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
         sb.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var r in timed)
         {
-            double runs = r.Seconds.Count;
+            double runs = r.KernelRuns;
             var ms = KernelShares.Split(r.Kernels!);
             string largest = string.Join(", ", r.Kernels!.Where(k => KernelShares.Of(k.Name) == KernelShares.Kind.Other)
                 .OrderByDescending(k => k.Ms).Take(4).Select(k => $"{k.Name} {F(k.Ms / runs, "F1")}"));
@@ -164,10 +164,10 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
                 if (FloorSeconds(r) is double fl) { w.WriteNumber("floor_seconds", fl); w.WriteNumber("floor_fraction", fl / r.Median); }
             }
             if (r.RankSeconds is { } rs) Array("rank_seconds", rs);
-            if (r.Kernels is { Count: > 0 } kernels && r.Seconds.Count > 0)
+            if (r.KernelRuns > 0 && r.Kernels is { } kernels)
             {
                 // Rank 0's device time per prefill (APB_KERNEL_TIMES=1), per kernel and by kind.
-                double runs = r.Seconds.Count;
+                double runs = r.KernelRuns;
                 var split = KernelShares.Split(kernels);
                 w.WriteStartObject("kernel_ms_per_prefill");
                 w.WriteNumber("attention", split[0] / runs); w.WriteNumber("products", split[1] / runs); w.WriteNumber("other", split[2] / runs);

@@ -69,4 +69,6 @@ public sealed record PrefillCase
     /// <summary>APB_KERNEL_TIMES=1 on a GPU: rank 0's device time per kernel, summed over the timed runs.</summary>
     public IReadOnlyList<(string Name, long Count, double Ms)>? Kernels { get; init; }
     public double Median => Stats.Median(Seconds);
+    /// <summary>The timed runs <see cref="Kernels"/> adds up: its per-prefill figures divide by this (0: none).</summary>
+    public int KernelRuns => Kernels is { Count: > 0 } ? Seconds.Count : 0;
 }
