@@ -30,7 +30,7 @@ public sealed unsafe class Gemm : IDisposable
     /// first <see cref="TuneCandidates"/> heuristic answers on its first call, with that call's own operands, and keeps
     /// the fastest; one line per tuned shape on stderr. Off (the heuristic's first answer) when unset or 0: measured, it
     /// took 0.5 % off a 128K prefill of Llama-3.1-8B (docs/kernels/prefill-other.md), and a plan is per row count, so
-    /// a server would pay the timing (~1.7 s at 128K) for every new prompt length.
+    /// a server would pay the timing (1.76 s at 128K, by that run's tuning lines) for every new prompt length.
     /// </summary>
     public bool Tune { get; set; } = ParseTune(Environment.GetEnvironmentVariable("APB_GEMM_TUNE"));
     public const int TuneMinRows = 2048, TuneCandidates = 8;
