@@ -22,6 +22,39 @@ static class EvalCommand
         var cmd = new Command("eval", "RULER-style accuracy: generate samples, or run them through strategies");
         cmd.Subcommands.Add(Generate(io));
         cmd.Subcommands.Add(Ruler(io));
+        cmd.Subcommands.Add(Paired(io));
+        return cmd;
+    }
+
+    /// <summary>`apb eval paired A.json B.json`: B's task mean minus A's per length, sample by sample (PairedDifference).</summary>
+    static Command Paired(Io io)
+    {
+        var reference = new Argument<string>("REFERENCE") { Description = "an `apb eval ruler` JSON file (the baseline)" };
+        var other = new Argument<string>("OTHER") { Description = "another of the same seed, tasks and lengths" };
+        var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared in both files", DefaultValueFactory = _ => "full" };
+        var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation")
+        {
+            reference, other, strategy,
+        };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            string s = r.GetValue(strategy)!, a = r.GetValue(reference)!, b = r.GetValue(other)!;
+            var rowsA = PairedDifference.ReadRows(a, s); var rowsB = PairedDifference.ReadRows(b, s);
+            foreach (var len in rowsB.Select(x => x.Length).Distinct().Order())
+            {
+                var mine = rowsB.Where(x => x.Length == len).ToList();
+                var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
+                if (d is null) { io.Out.WriteLine($"{len}: no task of {s} pairs up (same task, same sample count) between {a} and {b}"); continue; }
+                var moved = mine.Select(x => (x.Task, D: PairedDifference.Of([x], rowsA)))
+                    .Where(t => t.D is { Points: not 0 }).Select(t => $"{t.Task} {t.D!.Points:+0.0;-0.0}");
+                // Samples whose score differs: a task's mean can stay put while answers flip both ways.
+                int changed = mine.Sum(x => rowsA.FirstOrDefault(y => y.Task == x.Task && y.Length == len) is { Scores: { } ya } &&
+                    x.Scores is { } xa && xa.Count == ya.Count ? xa.Where((v, i) => v != ya[i]).Count() : 0);
+                io.Out.WriteLine($"{len}: {b} minus {a}, {s}, {d.Tasks} tasks: {d.Points:+0.0;-0.0;0.0} ± {d.Interval95:F1} (95 %); " +
+                                 $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; samples whose score changed: {changed}");
+            }
+            return 0;
+        }));
         return cmd;
     }
 

@@ -41,4 +41,45 @@ public static class PairedDifference
         if (tasks == 0) return null;
         return new Result(100 * sumDiff / tasks, 100 * Math.Sqrt(sumVar) / tasks, tasks);
     }
+
+    /// <summary>
+    /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
+    /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
+    /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.
+    /// </summary>
+    public static List<RulerRow> ReadRows(string path, string strategy)
+    {
+        System.Text.Json.JsonDocument doc;
+        try { doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        {
+            throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object ||
+                !doc.RootElement.TryGetProperty("results", out var results) || results.ValueKind != System.Text.Json.JsonValueKind.Array)
+                throw new ApbException($"{path}: no \"results\" array: not an `apb eval ruler` JSON file");
+            var rows = new List<RulerRow>();
+            try
+            {
+                foreach (var r in results.EnumerateArray())
+                {
+                    if (r.GetProperty("strategy").GetString() != strategy) continue;
+                    if (!r.TryGetProperty("scores", out var scores))
+                        throw new ApbException($"{path}: its rows have no per-sample \"scores\" (written before the harness kept them): run it again to pair it");
+                    var spec = new StrategySpec(strategy, r.GetProperty("ranks").GetInt32());
+                    var list = scores.EnumerateArray().Select(x => x.GetDouble()).ToList();
+                    rows.Add(new RulerRow(spec, r.GetProperty("length").GetInt32(), r.GetProperty("task").GetString()!,
+                        r.GetProperty("accuracy").GetDouble(), list.Count, r.GetProperty("seconds").GetDouble(), list));
+                }
+            }
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                throw new ApbException($"{path}: a row of \"results\" lacks a field or has one of the wrong type ({e.Message})");
+            }
+            if (rows.Count == 0) throw new ApbException($"{path}: no rows of strategy {strategy}");
+            return rows;
+        }
+    }
 }

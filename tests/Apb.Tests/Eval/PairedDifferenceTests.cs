@@ -55,4 +55,31 @@ public class PairedDifferenceTests
         // Without full attention in the run there is nothing to subtract.
         Assert.DoesNotContain("minus full", RulerHarness.FormatTable(rows[2..]));
     }
+
+    [Fact]
+    public void RowsReadBackFromTheHarnessJsonPairAsTheyDidInMemory()
+    {
+        using var dir = new TempDir();
+        var run = new RulerRun("apb eval ruler", 0, "cpu", "m", []);
+        string Write(string name, RulerRow[] rows)
+        {
+            string path = Path.Combine(dir.Path, name);
+            using (var f = File.Create(path)) RulerHarness.WriteJson(f, run, rows);
+            return path;
+        }
+        var full = new[] { Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1) };
+        var apb = new[] { Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1) };
+        string pf = Write("full.json", full), pa = Write("apb.json", [.. full, .. apb]);
+        var d = PairedDifference.Of(PairedDifference.ReadRows(pa, "apb"), PairedDifference.ReadRows(pf, "full"))!;
+        Assert.Equal(-12.5, d.Points, 9);
+        Assert.Equal(12.5, d.StandardError, 9);
+
+        // A file from before the scores were kept, another strategy, a file that is not one: each says what is wrong.
+        string old = Path.Combine(dir.Path, "old.json");
+        File.WriteAllText(old, """{"results": [{"strategy": "full", "ranks": 1, "length": 4096, "task": "a", "accuracy": 1, "samples": 4, "seconds": 1}]}""");
+        Assert.Contains("no per-sample \"scores\"", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(old, "full")).Message);
+        Assert.Contains("no rows of strategy star", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(pf, "star")).Message);
+        File.WriteAllText(old, "[1, 2]");
+        Assert.Contains("not an `apb eval ruler` JSON file", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(old, "full")).Message);
+    }
 }
