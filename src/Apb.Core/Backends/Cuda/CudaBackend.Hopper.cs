@@ -78,8 +78,11 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Bytes of carried state per query row and head of a chunked call: the kernel's 256 consumer threads x (d/2 + 4) floats per 128 rows.</summary>
     public static long AttentionStateBytesPerRowHead(int d) => 8L * (d / 2 + 4);
 
-    /// <summary>Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 7 mbarriers + 1 KB to align to 1024.</summary>
-    static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 8 * 7 + 1024);
+    /// <summary>
+    /// Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 1 KB of ones (used by the kernel's
+    /// HOP_ROWSUM_MMA variant) + 7 mbarriers + 1 KB to align to 1024. At d 128: 231,480 of the 232,448 a block may have.
+    /// </summary>
+    static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 1024 + 8 * 7 + 1024);
 
     void AttentionHopper(ulong qp, ulong kp, ulong vp, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads, int kvHeads,
                          int d, long qStride, long kStride, long oStride, float scale, int causal)

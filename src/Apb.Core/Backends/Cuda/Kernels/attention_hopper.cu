@@ -44,6 +44,14 @@
 #ifndef HOP_RESCALE_SLACK
 #define HOP_RESCALE_SLACK 8.0f
 #endif
+// HOP_ROWSUM_MMA, 1 to take the softmax's row sums off the CUDA cores: each P V k-step also issues a 64 x 8 x 16 wgmma of
+// the same P fragments against 8 columns of ones (1 KB of shared memory, written once), so the tensor cores add the
+// rows' sums into 4 accumulators per thread. That removes the 64 adds per thread and tile from the softmax (and the
+// shuffles of the partial sums at the end) for 1/16 more tensor work on the P V side, and the sums are then of the bf16
+// P the products used, not of the fp32 values before rounding. 0 (the default) keeps the sums in the softmax.
+#ifndef HOP_ROWSUM_MMA
+#define HOP_ROWSUM_MMA 0
+#endif
 
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
@@ -155,6 +163,15 @@ __device__ __forceinline__ void fence_regs(unsigned (&a)[N][4])
         for (int e = 0; e < 4; e++) asm volatile("" : "+r"(a[i][e]) :: "memory");
 }
 
+// O (64 x 8) += P (registers) x ones: every column of d is the rows' sums of P (HOP_ROWSUM_MMA).
+__device__ __forceinline__ void wgmma_m64n8k16_rs(float (&d)[1][4], const unsigned (&a)[4], unsigned long long descB)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(1));
+}
+
 template <int D>
 __device__ __forceinline__ void wgmma_pv(float (&o)[D / 8][4], const unsigned (&a)[4], unsigned long long descB)
 {
@@ -174,7 +191,10 @@ struct HopperSmem
     static constexpr unsigned VChunk = D * 128;               // one 64-key chunk of the D-row Vt tile
     static constexpr unsigned VBytes = (HOP_BN / 64) * VChunk;
     static constexpr unsigned StageBytes = KBytes + VBytes;
-    static constexpr unsigned Barriers = QBytes + HOP_STAGES * StageBytes; // qFull, full[STAGES], empty[STAGES]
+    // With HOP_ROWSUM_MMA, 8 rows of 64 bf16 ones (the row sums' B operand; 1024-aligned like every tile). The host
+    // reserves the 1 KB either way (HopperSharedBytes), so the variant needs no host change.
+    static constexpr unsigned Ones = QBytes + HOP_STAGES * StageBytes;
+    static constexpr unsigned Barriers = Ones + (HOP_ROWSUM_MMA ? 1024 : 0); // qFull, full[STAGES], empty[STAGES]
     static constexpr unsigned Total = Barriers + 8 * (1 + 2 * HOP_STAGES);
 };
 
@@ -224,6 +244,13 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const bool resume = CHUNKED && __shfl_sync(0xffffffffu, jBegin, 0) > 0;
     const bool lastChunk = !CHUNKED || __shfl_sync(0xffffffffu, jEnd == allTiles ? 1 : 0, 0) != 0;
 
+#if HOP_ROWSUM_MMA
+    // Ones for the row-sum products: every byte pair is bf16 1.0, so the swizzle a descriptor applies reads ones too.
+    for (unsigned i = threadIdx.x; i < 256; i += blockDim.x)
+        asm volatile("st.shared.u32 [%0], %1;\n" :: "r"(base + L::Ones + 4 * i), "r"(0x3F803F80u) : "memory");
+    // Generic-proxy stores read by wgmma (the async proxy) need this fence before the barrier below.
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
     if (threadIdx.x == 0)
     {
         mbar_init(qFull, 1);
@@ -266,6 +293,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #pragma unroll
     for (int i = 0; i < D / 8; i++) { oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f; }
     float mA = APB_NEG_INF, mB = APB_NEG_INF, lA = 0.f, lB = 0.f;
+#if HOP_ROWSUM_MMA
+    float lacc[1][4] = {{0.f, 0.f, 0.f, 0.f}};   // columns 2t, 2t + 1 of rows rA (0, 1) and rB (2, 3): the whole rows' sums
+    const unsigned long long onesDesc = sw128_desc(base + L::Ones);
+#endif
     const float sl2 = scale * 1.4426950408889634f;
     const unsigned qBase = base + (unsigned)cw * 64 * 128;   // this warpgroup's 64 rows inside each Q chunk
 
@@ -314,7 +345,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             float oA = nA == APB_NEG_INF ? 0.f : nA * sl2, oB = nB == APB_NEG_INF ? 0.f : nB * sl2;
             cA = fast_exp2(mA * sl2 - oA); cB = fast_exp2(mB * sl2 - oB);
             mA = nA; mB = nB;
+#if !HOP_ROWSUM_MMA
             lA *= cA; lB *= cB;
+#endif
         }
         const float offA = mA == APB_NEG_INF ? 0.f : mA * sl2, offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
 #pragma unroll
@@ -324,8 +357,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             sacc[nb][1] = fast_exp2(sacc[nb][1] * sl2 - offA);
             sacc[nb][2] = fast_exp2(sacc[nb][2] * sl2 - offB);
             sacc[nb][3] = fast_exp2(sacc[nb][3] * sl2 - offB);
+#if !HOP_ROWSUM_MMA
             lA += sacc[nb][0] + sacc[nb][1];
             lB += sacc[nb][2] + sacc[nb][3];
+#endif
         }
         return rescale;
     };
@@ -356,7 +391,12 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     auto issuePv = [&](int stage) {
 #pragma unroll
         for (int kb = 0; kb < HOP_BN / 16; kb++)
+        {
             wgmma_pv<D>(oacc, pa[kb], sw128_desc(vTile(stage) + (unsigned)(kb >> 2) * L::VChunk + (unsigned)(kb & 3) * 32u));
+#if HOP_ROWSUM_MMA
+            wgmma_m64n8k16_rs(lacc, pa[kb], onesDesc);
+#endif
+        }
         wgmma_commit();
         fence_regs(pa);   // pa is read until the wait: nothing may write it above here
     };
@@ -384,6 +424,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             mbar_wait(full(s), (jj / HOP_STAGES) & 1);
             fence_acc(sacc);
             fence_acc(oacc);
+#if HOP_ROWSUM_MMA
+            fence_acc(lacc);
+#endif
             wgmma_fence();
             issueS(sacc, s);
             issuePv(ps);
@@ -392,20 +435,32 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             const bool rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
             wgmma_wait0();
             fence_acc(oacc);
+#if HOP_ROWSUM_MMA
+            fence_acc(lacc);
+#endif
             if (tid == 0) mbar_arrive(empty(ps));
             if (rescale)
             {
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) { oacc[i][0] *= cA; oacc[i][1] *= cA; oacc[i][2] *= cB; oacc[i][3] *= cB; }
+#if HOP_ROWSUM_MMA
+                lacc[0][0] *= cA; lacc[0][1] *= cA; lacc[0][2] *= cB; lacc[0][3] *= cB;
+#endif
             }
             pack(sacc);
         }
         const int ls = (mine - 1) % HOP_STAGES;
         fence_acc(oacc);
+#if HOP_ROWSUM_MMA
+        fence_acc(lacc);
+#endif
         wgmma_fence();
         issuePv(ls);
         wgmma_wait0();
         fence_acc(oacc);
+#if HOP_ROWSUM_MMA
+        fence_acc(lacc);
+#endif
         if (tid == 0) mbar_arrive(empty(ls));
     }
     // Tiles past this warpgroup's causal range: it still releases every stage (the producer waits for both consumers).
@@ -416,6 +471,11 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (tid == 0) mbar_arrive(empty(s));
     }
 
+#if HOP_ROWSUM_MMA
+    // The whole rows' sums (every thread of a row holds them), where the loop above keeps a quarter share per thread:
+    // the carried state and the end below see whole sums.
+    lA = lacc[0][0]; lB = lacc[0][2];
+#endif
     if (resume)
     {
         // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add.
@@ -446,8 +506,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         return;
     }
 
+#if !HOP_ROWSUM_MMA
     lA += __shfl_xor_sync(0xffffffffu, lA, 1); lA += __shfl_xor_sync(0xffffffffu, lA, 2);
     lB += __shfl_xor_sync(0xffffffffu, lB, 1); lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+#endif
     float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
     if (rA < Tq)
     {
