@@ -61,7 +61,7 @@ sealed class ApbScorerChains : IDisposable
     public void Dispose()
     {
         _retaining.ReleaseBuffers();
-        foreach (var w in _fc1.Concat(_fc2)) (w as IDisposable)?.Dispose();
+        // The heads' weights (_fc1, _fc2) stay: a backend's weights live as long as the backend (no IWeight is disposable).
         foreach (var t in new IDisposable[] { _qbar, _sentK, _sentV, _queryAware, _novelty, _picked }) t.Dispose();
     }
 }

@@ -68,6 +68,7 @@ public sealed class CriticalPathHarness : KernelHarness
         }
 
         // One layer's GEMMs for a rank's rows, timed once per row count.
+        // One layer's random weights on the device, per call: they stay until the backend goes (an IWeight is not disposable).
         var w = new[] { ("qkv", qd + 2 * kvd, c.HiddenSize), ("o_proj", c.HiddenSize, qd), ("gate", c.IntermediateSize, c.HiddenSize),
                         ("up", c.IntermediateSize, c.HiddenSize), ("down", c.HiddenSize, c.IntermediateSize) }
             .Select((x, i) => (x.Item1, W: gpu.LoadRandom(x.Item1, x.Item2, x.Item3, 100 + (ulong)i, 0.02f, 0f))).ToArray();
@@ -154,7 +155,6 @@ public sealed class CriticalPathHarness : KernelHarness
                               $"/ zigzag {Serial(m) / Serial(z):F3} serial, {Overlapped(m) / Overlapped(z):F3} overlapped");
         ctx.Log.WriteLine($"  apb-balanced / apb: {Serial(models[1]) / Serial(models[0]):F3} serial, {Overlapped(models[1]) / Overlapped(models[0]):F3} overlapped " +
                           "(issue #22's bar at 8 GPUs: apb / zigzag 0.70; Spava reports 1.18x for a balanced layout with overlap)");
-        foreach (var (_, weight) in w) (weight as IDisposable)?.Dispose();
         return rows;
     }
 }
