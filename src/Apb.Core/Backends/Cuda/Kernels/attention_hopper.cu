@@ -52,6 +52,14 @@
 #ifndef HOP_ROWSUM_MMA
 #define HOP_ROWSUM_MMA 0
 #endif
+// HOP_Q_REGS, 1 to issue S = Q K^T with Q from registers (read once per block from the Q tile) instead of from shared
+// memory: a 64 x 128 x 16 wgmma from shared memory reads 2 KB of Q and 4 KB of K in its ~64 clocks, 96 of the 128 bytes
+// a clock the SM's shared memory delivers; from registers it reads the 4 KB of K alone. A tile's shared-memory reads per
+// warpgroup go from 80 KB (Q 16, K 32, Vt 32) to 64 KB, for 32 more registers per consumer thread at d 128 (the 64 x 128
+// Q slice: 8 k-steps x 4). 0 (the default) reads Q from shared memory.
+#ifndef HOP_Q_REGS
+#define HOP_Q_REGS 0
+#endif
 
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
@@ -126,12 +134,12 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], unsigned 
                  : "l"(descA), "l"(descB), "r"(scaleD));
 }
 
-__device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[16][4], const unsigned (&a)[4], unsigned long long descB)
+__device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[16][4], const unsigned (&a)[4], unsigned long long descB, int scaleD = 1)
 {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
                  : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(1));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD));
 }
 
 __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[8][4], const unsigned (&a)[4], unsigned long long descB)
@@ -377,14 +385,40 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         fence_regs(pa);
     };
+#if HOP_Q_REGS
+    // This thread's A fragments of the warpgroup's 64 Q rows, k-step kk = columns 16 kk ...: the mma m16k16 layout
+    // (rows g and g + 8 of the warp's 16; columns 2t, 2t + 1 and 2t + 8, 2t + 9), read from the swizzled tile. In a
+    // 128-byte row the 16-byte unit u sits at u ^ (row & 7); row & 7 is g here (the warp's and warpgroup's row offsets
+    // are multiples of 8). Loaded once the Q tile has landed (below).
+    unsigned qa[D / 16][4];
+    auto loadQ = [&]() {
+        const unsigned r0 = qBase + (unsigned)(warp * 16 + g) * 128u, r1 = r0 + 8u * 128u;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+        {
+            const unsigned c = (unsigned)(kk >> 2) * L::QChunk, u = (unsigned)(kk & 3) * 2u;
+            const unsigned lo = ((u ^ (unsigned)g) << 4) + 4u * t, hi = (((u + 1u) ^ (unsigned)g) << 4) + 4u * t;
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(qa[kk][0]) : "r"(r0 + c + lo) : "memory");
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(qa[kk][1]) : "r"(r1 + c + lo) : "memory");
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(qa[kk][2]) : "r"(r0 + c + hi) : "memory");
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(qa[kk][3]) : "r"(r1 + c + hi) : "memory");
+        }
+    };
+#endif
     auto issueS = [&](float (&sacc)[HOP_BN / 8][4], int stage) {
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
         {
             unsigned off = (unsigned)(kk & 3) * 32u;
+#if !HOP_Q_REGS
             unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
+#endif
             unsigned long long db = sw128_desc(kTile(stage) + (unsigned)(kk >> 2) * L::KChunk + off);
+#if HOP_Q_REGS
+            wgmma_m64n128k16_rs(sacc, qa[kk], db, kk > 0 ? 1 : 0);
+#else
             wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
+#endif
         }
         wgmma_commit();
     };
@@ -406,6 +440,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     if (tiles > 0) mbar_wait(qFull, 0);
     if (mine > 0)
     {
+#if HOP_Q_REGS
+        loadQ();
+#endif
         {
             float sacc[HOP_BN / 8][4];
             mbar_wait(full(0), 0);
