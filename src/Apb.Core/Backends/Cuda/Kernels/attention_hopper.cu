@@ -60,6 +60,22 @@
 #ifndef HOP_Q_REGS
 #define HOP_Q_REGS 0
 #endif
+// HOP_STUDY_P_E4M3, 1 for an accuracy study of fp8 prefill attention (with elementwise.cu's APB_STUDY_FP8_QKV; never
+// for serving): P rounded through e4m3 (no scale: the lazy rescale keeps P in [0, 2^8]) before its bf16 packing, what
+// an e4m3 P V product would multiply. The row sums stay those of the unrounded P unless HOP_ROWSUM_MMA sums the
+// products' P. 0 (the default) leaves P in bf16.
+#ifndef HOP_STUDY_P_E4M3
+#define HOP_STUDY_P_E4M3 0
+#endif
+#if HOP_STUDY_P_E4M3
+#include "fp8.cuh"
+__device__ __forceinline__ float study_e4m3(float x)
+{
+    float lo, hi;
+    e4m3x2_to_f32(f2e4m3(x), lo, hi);
+    return lo;
+}
+#endif
 
 
 // A CUtensorMap as the driver encodes it: 128 opaque bytes, 64-byte aligned, passed by value (__grid_constant__).
@@ -375,6 +391,12 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // P to bf16 A fragments: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1. The fence keeps the packing here, before
     // the next wgmma.fence (left to itself the compiler may sink it below, next to the P V that reads it: C7519).
     auto pack = [&](float (&sacc)[HOP_BN / 8][4]) {
+#if HOP_STUDY_P_E4M3
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sacc[nb][e] = study_e4m3(sacc[nb][e]);
+#endif
 #pragma unroll
         for (int kb = 0; kb < HOP_BN / 16; kb++)
         {

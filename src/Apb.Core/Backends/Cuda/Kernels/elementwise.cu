@@ -333,6 +333,44 @@ __device__ __forceinline__ unsigned rope_rotate2(unsigned a, unsigned b, const f
               : bf_pack(f2bf(rope_lo(a0, b0, c[0], s[0])), f2bf(rope_lo(a1, b1, c[1], s[1])));
 }
 
+// APB_STUDY_FP8_QKV, 1 for an accuracy study of fp8 prefill attention (docs/notes/fp8-attention.md), never for
+// serving: the rows kernel below rounds each rotated q and k head and each v head through e4m3 with one scale per
+// (token, head) (its largest magnitude to 448) and back to bf16, in place and into the cache, as an e4m3 attention
+// kernel's inputs would be. attention_hopper.cu's HOP_STUDY_P_E4M3 rounds P the same way. 0 (the default) leaves them.
+#ifndef APB_STUDY_FP8_QKV
+#define APB_STUDY_FP8_QKV 0
+#endif
+#if APB_STUDY_FP8_QKV
+// The 8 bf16 of w through e4m3 at scale sc and back (e4m3 values are bf16 values: the way back is exact).
+__device__ __forceinline__ uint4 study_fp8_round8(uint4 w, float sc)
+{
+    unsigned* u = (unsigned*)&w;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+    {
+        float lo, hi;
+        unsigned codes = (unsigned)f2e4m3(__fdiv_rn(bf_lo(u[i]), sc)) | ((unsigned)f2e4m3(__fdiv_rn(bf_hi(u[i]), sc)) << 8);
+        e4m3x2_to_f32(codes, lo, hi);
+        u[i] = bf_pack(f2bf(lo * sc), f2bf(hi * sc));
+    }
+    return w;
+}
+
+// The largest magnitude of a head's d values over the `lanes` lanes that hold them (an aligned group of the warp).
+__device__ __forceinline__ float study_head_amax(uint4 a, uint4 b, int lanes)
+{
+    const unsigned* x = (const unsigned*)&a;
+    const unsigned* y = (const unsigned*)&b;
+    float m = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        m = fmaxf(m, fmaxf(fmaxf(fabsf(bf_lo(x[i])), fabsf(bf_hi(x[i]))), fmaxf(fabsf(bf_lo(y[i])), fabsf(bf_hi(y[i])))));
+    const unsigned active = __activemask();
+    for (int o = 1; o < lanes; o <<= 1) m = fmaxf(m, __shfl_xor_sync(active, m, o));
+    return m;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, bf16* k, const bf16* __restrict__ v,
                                                                        bf16* __restrict__ kDst, bf16* __restrict__ vDst,
                                                                        const int* __restrict__ positions,
@@ -357,6 +395,22 @@ extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, 
         lo.y = rope_rotate2(a.y, b.y, cs + j + 2, sn + j + 2, false); hi.y = rope_rotate2(a.y, b.y, cs + j + 2, sn + j + 2, true);
         lo.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, false); hi.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, true);
         lo.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, false); hi.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, true);
+#if APB_STUDY_FP8_QKV
+        {
+            // A head's chunks are consecutive t, so consecutive lanes of one warp (chunks divides the block and 32).
+            const float sc = fp8_scale(study_head_amax(lo, hi, chunks));
+            lo = study_fp8_round8(lo, sc);
+            hi = study_fp8_round8(hi, sc);
+        }
+        if (isKey)
+        {
+            bf16* vr = (bf16*)v + at;   // the attention reads this prefill's v from here: rounded in place too
+            uint4 va = *(const uint4*)(vr + j), vb = *(const uint4*)(vr + j + half);
+            const float sv = fp8_scale(study_head_amax(va, vb, chunks));
+            *(uint4*)(vr + j) = study_fp8_round8(va, sv);
+            *(uint4*)(vr + j + half) = study_fp8_round8(vb, sv);
+        }
+#endif
         *(uint4*)(row + j) = lo;
         *(uint4*)(row + j + half) = hi;
         if (!isKey) continue;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What fp8 prefill attention would cost in accuracy, emulated on the GPU (docs/notes/fp8-attention.md): the accuracy
+# harness twice on the same samples, once as shipped and once with q, k, v and P rounded through e4m3 by the kernels'
+# study knobs, then each strategy's paired difference. `bash bench/gpu/fp8_attention_study.sh` from the repository root
+# on the GPU machine (.gpu/apb.xz unpacked as for train.sh).
+# Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere, where the
+# knobs do nothing and every difference is 0), LENGTHS (16k,32k), SAMPLES (100), TASKS (all), STRATEGIES (full,apb), RANKS (4),
+# SUMS (unrounded: the row sums of the fp32 P; rounded: of the e4m3 P the product used, through HOP_ROWSUM_MMA=1),
+# T_RUN (seconds per run, 500). Both runs go at once (the small model leaves the GPU mostly idle; greedy decoding is
+# deterministic, so neither's numbers depend on the other). Writes base.* and fp8.* (json, md, log) and paired.txt to
+# WORK (/tmp/apb-fp8-study), all of them as $OUT/fp8-study.tgz; prints the means and the paired lines. Exits 1 when a
+# run failed.
+source "$(dirname "$0")/env.sh"
+
+MODEL=${MODEL:-models/embedded}
+DEVICE=${DEVICE:-cuda}
+LENGTHS=${LENGTHS:-16k,32k}
+SAMPLES=${SAMPLES:-100}
+TASKS=${TASKS:-all}
+STRATEGIES=${STRATEGIES:-full,apb}
+RANKS=${RANKS:-4}
+SUMS=${SUMS:-unrounded}
+T_RUN=${T_RUN:-500}
+DEST=${WORK:-/tmp/apb-fp8-study}
+case $SUMS in
+  unrounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1" ;;
+  rounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1,HOP_ROWSUM_MMA=1" ;;
+  *) echo "SUMS=$SUMS: expected unrounded or rounded"; exit 2 ;;
+esac
+unpack_binaries apb:publish/linux-x64/apb
+require_apb
+require_model
+rm -rf "$DEST"; mkdir -p "$DEST"
+sha256sum "$MODEL"/*.safetensors > "$DEST/model-sha.txt"
+
+run() {
+  local name=$1 defines=$2
+  APB_KERNEL_DEFINES="$defines" timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" \
+    --samples "$SAMPLES" --length "$LENGTHS" --ranks "$RANKS" --strategies "$STRATEGIES" --json "$DEST/$name.json" \
+    > "$DEST/$name.md" 2> "$DEST/$name.log"
+  echo "$name (APB_KERNEL_DEFINES=$defines) rc=$?" >> "$DEST/runs.txt"
+}
+
+step "fp8 attention study: $LENGTHS, $SAMPLES samples, $STRATEGIES on $RANKS ranks; fp8 run with $FP8_DEFINES"
+: > "$DEST/runs.txt"
+run base "" &
+run fp8 "$FP8_DEFINES" &
+wait
+tar -czf "$OUT/fp8-study.tgz" -C "$DEST" .
+step "done"
+cat "$DEST/runs.txt"
+status=0
+grep -q "rc=0" <(grep "^base" "$DEST/runs.txt") && grep -q "rc=0" <(grep "^fp8" "$DEST/runs.txt") || status=1
+for f in base fp8; do echo "-- $f"; grep -E "\*\*mean\*\*" "$DEST/$f.md"; done
+: > "$DEST/paired.txt"
+for s in ${STRATEGIES//,/ }; do
+  "$APB" eval paired "$DEST/base.json" "$DEST/fp8.json" --strategy "$s" >> "$DEST/paired.txt" 2>&1 || status=1
+done
+cat "$DEST/paired.txt"
+exit $status
