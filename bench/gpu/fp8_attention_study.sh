@@ -5,7 +5,9 @@
 # on the GPU machine (.gpu/apb.xz unpacked as for train.sh).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere, where the
 # knobs do nothing and every difference is 0), LENGTHS (16k,32k), SAMPLES (100), TASKS (all), STRATEGIES (full,apb), RANKS (4),
-# SUMS (unrounded: the row sums of the fp32 P; rounded: of the e4m3 P the product used, through HOP_ROWSUM_MMA=1),
+# KIND (emulate: q, k, v and P rounded by the study knobs in the bf16 kernels; qk8: the QK8 kernel itself, S in e4m3
+# and P V in bf16, APB_ATTENTION_QK_FP8=1), SUMS (emulate only; unrounded: the row sums of the fp32 P; rounded: of the
+# e4m3 P the product used, through HOP_ROWSUM_MMA=1),
 # T_RUN (seconds per run, 500). Both runs go at once (the small model leaves the GPU mostly idle; greedy decoding is
 # deterministic, so neither's numbers depend on the other). Writes base.* and fp8.* (json, md, log) and paired.txt to
 # WORK (/tmp/apb-fp8-study), all of them as $OUT/fp8-study.tgz; prints the means and the paired lines. Exits 1 when a
@@ -21,11 +23,13 @@ STRATEGIES=${STRATEGIES:-full,apb}
 RANKS=${RANKS:-4}
 SUMS=${SUMS:-unrounded}
 T_RUN=${T_RUN:-500}
+KIND=${KIND:-emulate}
 DEST=${WORK:-/tmp/apb-fp8-study}
-case $SUMS in
-  unrounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1" ;;
-  rounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1,HOP_ROWSUM_MMA=1" ;;
-  *) echo "SUMS=$SUMS: expected unrounded or rounded"; exit 2 ;;
+case $KIND/$SUMS in
+  emulate/unrounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1"; QK8=0 ;;
+  emulate/rounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1,HOP_ROWSUM_MMA=1"; QK8=0 ;;
+  qk8/*) FP8_DEFINES=""; QK8=1 ;;
+  *) echo "KIND=$KIND SUMS=$SUMS: expected KIND emulate (SUMS unrounded or rounded) or qk8"; exit 2 ;;
 esac
 unpack_binaries apb:publish/linux-x64/apb
 require_apb
@@ -34,17 +38,17 @@ rm -rf "$DEST"; mkdir -p "$DEST"
 sha256sum "$MODEL"/*.safetensors > "$DEST/model-sha.txt"
 
 run() {
-  local name=$1 defines=$2
-  APB_KERNEL_DEFINES="$defines" timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" \
+  local name=$1 defines=$2 qk8=$3
+  APB_ATTENTION_QK_FP8=$qk8 APB_KERNEL_DEFINES="$defines" timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" \
     --samples "$SAMPLES" --length "$LENGTHS" --ranks "$RANKS" --strategies "$STRATEGIES" --json "$DEST/$name.json" \
     > "$DEST/$name.md" 2> "$DEST/$name.log"
-  echo "$name (APB_KERNEL_DEFINES=$defines) rc=$?" >> "$DEST/runs.txt"
+  echo "$name (APB_KERNEL_DEFINES=$defines APB_ATTENTION_QK_FP8=$qk8) rc=$?" >> "$DEST/runs.txt"
 }
 
-step "fp8 attention study: $LENGTHS, $SAMPLES samples, $STRATEGIES on $RANKS ranks; fp8 run with $FP8_DEFINES"
+step "fp8 attention study ($KIND): $LENGTHS, $SAMPLES samples, $STRATEGIES on $RANKS ranks; fp8 run with defines '$FP8_DEFINES', APB_ATTENTION_QK_FP8=$QK8"
 : > "$DEST/runs.txt"
-run base "" &
-run fp8 "$FP8_DEFINES" &
+run base "" 0 &
+run fp8 "$FP8_DEFINES" "$QK8" &
 wait
 tar -czf "$OUT/fp8-study.tgz" -C "$DEST" .
 step "done"

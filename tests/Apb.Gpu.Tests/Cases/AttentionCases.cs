@@ -59,7 +59,57 @@ public static class AttentionCases
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
             if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
+            if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal);
         }
+    }
+
+    /// <summary>
+    /// The Hopper kernel's QK8 experiment (<see cref="CudaBackend.AttentionQkFp8"/>: S from e4m3 q, a scale per row and
+    /// head, and e4m3 k, a scale per 128-key tile and KV head), against the CPU reference of the values those codes
+    /// stand for, by the same 2x-naive-bf16 rule: the kernel must compute the attention of its rounded q and k exactly
+    /// as the bf16 kernel computes that of its inputs. The error against the unrounded reference is what the rounding
+    /// costs; the accuracy harness, not this test, says whether that is acceptable.
+    /// </summary>
+    static void CheckQk8(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int tk, int heads, int kv,
+        int d, bool causal)
+    {
+        var q = (float[])r.Q.Clone();
+        for (int i = 0; i < tq; i++) Fp8E4M3.RoundGroups(q.AsSpan(i * heads * d, heads * d), d);
+        var rr = AttentionReference.Of(c, q, RoundKeyTiles(r.K, tk, kv, d), r.V, tq, tk, heads, kv, d, causal);
+        var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+        bool was = c.Gpu.AttentionQkFp8;
+        try
+        {
+            c.Gpu.AttentionQkFp8 = true;
+            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl));
+        }
+        finally
+        {
+            c.Gpu.AttentionQkFp8 = was;
+        }
+        c.Compare("out", Down(c.Gpu, go), rr.RefO, rr.OutLimit, "hopper qk8 (against its rounded q and k)");
+        c.CompareLse("lse", Down(c.Gpu, gl), rr.RefL, rr.LseLimit, "hopper qk8 (against its rounded q and k)");
+    }
+
+    /// <summary>k as QK8 rounds it: each 128-key tile of each KV head through e4m3 with one scale (its largest magnitude to 448).</summary>
+    static float[] RoundKeyTiles(float[] k, int tk, int kv, int d)
+    {
+        var o = (float[])k.Clone();
+        for (int t0 = 0; t0 < tk; t0 += 128)
+            for (int h = 0; h < kv; h++)
+            {
+                int end = Math.Min(tk, t0 + 128);
+                float amax = 0;
+                for (int j = t0; j < end; j++)
+                    foreach (float x in k.AsSpan((j * kv + h) * d, d)) amax = MathF.Max(amax, MathF.Abs(x));
+                float s = amax == 0 ? 1f : amax / Fp8E4M3.Max;
+                for (int j = t0; j < end; j++)
+                {
+                    var row = o.AsSpan((j * kv + h) * d, d);
+                    for (int e = 0; e < d; e++) row[e] = Fp8E4M3.Decode(Fp8E4M3.Encode(row[e] / s)) * s;
+                }
+            }
+        return o;
     }
 
     /// <summary>

@@ -57,6 +57,13 @@ public sealed unsafe partial class CudaBackend
 
     int _chunkKeys = ChunkKeysFromEnvironment();
 
+    /// <summary>
+    /// An experiment, off unless APB_ATTENTION_QK_FP8=1 (docs/notes/fp8-attention.md): the Hopper kernel's one-pass
+    /// calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k per (128-key tile,
+    /// KV head), P V still in bf16. Chunked calls and every other kernel stay bf16.
+    /// </summary>
+    public bool AttentionQkFp8 { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8") == "1";
+
     static int ChunkKeysFromEnvironment()
     {
         string? s = Environment.GetEnvironmentVariable("APB_ATTENTION_CHUNK_KEYS");
@@ -82,7 +89,8 @@ public sealed unsafe partial class CudaBackend
     /// Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 1 KB of ones (used by the kernel's
     /// HOP_ROWSUM_MMA variant) + 7 mbarriers + 1 KB to align to 1024. At d 128: 231,480 of the 232,448 a block may have.
     /// </summary>
-    static uint HopperSharedBytes(int d) => (uint)(d * 128 * 2 + 3 * (d * 128 * 2 + 128 * d * 2) + 1024 + 8 * 7 + 1024);
+    static uint HopperSharedBytes(int d, bool qk8 = false) =>
+        (uint)(d * 128 * (qk8 ? 1 : 2) + 3 * (d * 128 * (qk8 ? 1 : 2) + 128 * d * 2) + 1024 + 8 * 7 + 1024);
 
     void AttentionHopper(ulong qp, ulong kp, ulong vp, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads, int kvHeads,
                          int d, long qStride, long kStride, long oStride, float scale, int causal)
@@ -113,7 +121,13 @@ public sealed unsafe partial class CudaBackend
             ulong state = 0;
             void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal,
                                                &h0, &chunkTiles, &chunk, &state };
-            if (chunkTiles == 0 || keyTiles <= chunkTiles || (causal != 0 && !ChunkCausalAttention))
+            bool onePass = chunkTiles == 0 || keyTiles <= chunkTiles || (causal != 0 && !ChunkCausalAttention);
+            if (onePass && AttentionQkFp8)
+            {
+                AttentionHopperQk8(qp, kp, mv, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
+                return;
+            }
+            if (onePass)
             {
                 string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
                 Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
@@ -144,15 +158,59 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>A 2-D bf16 tensor map with 128-byte swizzle; out-of-bounds rows and columns read as zeros.</summary>
-    static void EncodeTensorMap(byte* map, ulong address, ulong inner, ulong rows, ulong rowBytes, uint boxInner, uint boxRows, string what)
+    /// <summary>
+    /// QK8's launch (<see cref="AttentionQkFp8"/>): q and k quantized into e4m3 codes and scales, their tensor maps (rows
+    /// of d bytes: 128-byte swizzle at d 128, 64-byte at d 64), V's transposed bf16 map as the bf16 kernel has it.
+    /// </summary>
+    void AttentionHopperQk8(ulong qp, ulong kp, byte* mv, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads, int kvHeads,
+                            int d, long qStride, long kStride, long oStride, float scale, int causal)
+    {
+        int keyTiles = (Tk + 127) / 128, qTiles = (Tq + 127) / 128;
+        ulong q8 = Pool.Rent((long)Tq * heads * d, "attention (q in e4m3)");
+        ulong qs = Pool.Rent((long)Tq * heads * 4, "attention (q scales)");
+        ulong k8 = Pool.Rent((long)Tk * kvHeads * d, "attention (k in e4m3)");
+        ulong ks = Pool.Rent((long)keyTiles * kvHeads * 4, "attention (k scales)");
+        try
+        {
+            void** qa = stackalloc void*[] { &qp, &qStride, &Tq, &heads, &d, &q8, &qs };
+            Context.Launch(Context.Function(HopperFile, "apb_qk8_quantize_rows"), "apb_qk8_quantize_rows",
+                ((uint)(((long)Tq * heads * 32 + 255) / 256), 1, 1), 256, 0, qa);
+            void** ka = stackalloc void*[] { &kp, &kStride, &Tk, &kvHeads, &d, &k8, &ks };
+            Context.Launch(Context.Function(HopperFile, "apb_qk8_quantize_key_tiles"), "apb_qk8_quantize_key_tiles",
+                ((uint)keyTiles, (uint)kvHeads, 1), 256, 0, ka);
+
+            byte* raw = stackalloc byte[2 * 128 + 64];
+            byte* maps = (byte*)(((nuint)raw + 63) & ~(nuint)63);
+            byte* mq = maps, mk = maps + 128;
+            int swizzle = d == 128 ? Driver.CU_TENSOR_MAP_SWIZZLE_128B : Driver.CU_TENSOR_MAP_SWIZZLE_64B;
+            EncodeTensorMap(mq, q8, (ulong)(heads * d), (ulong)Tq, (ulong)(heads * d), (uint)d, 128, "q (e4m3)",
+                Driver.CU_TENSOR_MAP_DATA_TYPE_UINT8, swizzle);
+            EncodeTensorMap(mk, k8, (ulong)(kvHeads * d), (ulong)Tk, (ulong)(kvHeads * d), (uint)d, 128, "k (e4m3)",
+                Driver.CU_TENSOR_MAP_DATA_TYPE_UINT8, swizzle);
+
+            uint smem = HopperSharedBytes(d, qk8: true);
+            string fn = d == 64 ? "apb_attention_hopper_qk8_d64" : "apb_attention_hopper_qk8_d128";
+            void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal, &qs, &ks };
+            Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
+        }
+        finally
+        {
+            Pool.Return(ks); Pool.Return(k8); Pool.Return(qs); Pool.Return(q8); // stream-ordered, as vt
+        }
+    }
+
+    /// <summary>
+    /// A 2-D tensor map (bf16 with 128-byte swizzle unless told otherwise); out-of-bounds rows and columns read as zeros.
+    /// </summary>
+    static void EncodeTensorMap(byte* map, ulong address, ulong inner, ulong rows, ulong rowBytes, uint boxInner, uint boxRows, string what,
+                                int dataType = Driver.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, int swizzle = Driver.CU_TENSOR_MAP_SWIZZLE_128B)
     {
         ulong* dims = stackalloc ulong[] { inner, rows };
         ulong* strides = stackalloc ulong[] { rowBytes };
         uint* box = stackalloc uint[] { boxInner, boxRows };
         uint* elem = stackalloc uint[] { 1, 1 };
-        int rc = Driver.cuTensorMapEncodeTiled(map, Driver.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, address, dims, strides, box, elem,
-            0 /* no interleave */, Driver.CU_TENSOR_MAP_SWIZZLE_128B, Driver.CU_TENSOR_MAP_L2_PROMOTION_L2_256B, 0 /* zero fill */);
+        int rc = Driver.cuTensorMapEncodeTiled(map, dataType, 2, address, dims, strides, box, elem,
+            0 /* no interleave */, swizzle, Driver.CU_TENSOR_MAP_L2_PROMOTION_L2_256B, 0 /* zero fill */);
         Driver.Check(rc, $"cuTensorMapEncodeTiled({what}: {inner} x {rows}, row {rowBytes} bytes, box {boxInner} x {boxRows})");
     }
 }

@@ -28,6 +28,7 @@
 // Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
 
 #include "bf16.cuh"
+#include "fp8.cuh"
 #define HOP_BM 128      // query rows per block (2 consumer warpgroups x 64)
 #define HOP_BN 128      // keys per K/V tile
 #define HOP_STAGES 3    // tile j's stage is held until its P V (issued behind tile j + 1's S) is done; the third prefetches
@@ -68,7 +69,6 @@
 #define HOP_STUDY_P_E4M3 0
 #endif
 #if HOP_STUDY_P_E4M3
-#include "fp8.cuh"
 __device__ __forceinline__ float study_e4m3(float x)
 {
     float lo, hi;
@@ -128,6 +128,13 @@ __device__ __forceinline__ unsigned long long sw128_desc(unsigned addr)
     return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
 }
 
+// The same for rows of 64 bytes under TMA's 64-byte swizzle (QK8's e4m3 tiles at D = 64): 8-row atoms 512 B apart,
+// swizzle mode 2 in bits 62-63.
+__device__ __forceinline__ unsigned long long sw64_desc(unsigned addr)
+{
+    return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((unsigned long long)(512 >> 4) << 32) | (2ull << 62);
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -146,6 +153,16 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], unsigned 
 {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "l"(descA), "l"(descB), "r"(scaleD));
+}
+
+// S (64 x 128, fp32) += A (64 x 32 e4m3) x B (128 x 32 e4m3)^T, both from shared memory and K-major: fp8 wgmma takes
+// no transpose immediates (QK8 below).
+__device__ __forceinline__ void wgmma_m64n128k32_e4m3_ss(float (&d)[16][4], unsigned long long descA, unsigned long long descB, int scaleD)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
                  : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
                  : "l"(descA), "l"(descB), "r"(scaleD));
 }
@@ -205,13 +222,15 @@ __device__ __forceinline__ void wgmma_pv(float (&o)[D / 8][4], const unsigned (&
 
 // Shared-memory layout of one block (byte offsets from a 1024-aligned base). Every TMA box is 64 bf16 wide (128 B, the
 // 128-byte swizzle's limit), so a D-wide row is D / 64 boxes side by side in separate "column chunks".
-template <int D>
+// QK8: Q and K tiles hold e4m3 codes, a row of D bytes in one box (128- or 64-byte swizzle).
+template <int D, bool QK8 = false>
 struct HopperSmem
 {
-    static constexpr unsigned QChunk = HOP_BM * 128;          // one 64-column chunk of the 128-row Q tile
-    static constexpr unsigned QBytes = (D / 64) * QChunk;
-    static constexpr unsigned KChunk = HOP_BN * 128;          // one 64-column chunk of a 128-key K tile
-    static constexpr unsigned KBytes = (D / 64) * KChunk;
+    static constexpr unsigned QRow = QK8 ? D : 128;           // bytes per row of one Q (or K) chunk
+    static constexpr unsigned QChunk = HOP_BM * QRow;         // one 64-column chunk of the 128-row Q tile (QK8: all of it)
+    static constexpr unsigned QBytes = QK8 ? QChunk : (D / 64) * QChunk;
+    static constexpr unsigned KChunk = HOP_BN * QRow;         // one 64-column chunk of a 128-key K tile (QK8: all of it)
+    static constexpr unsigned KBytes = QK8 ? KChunk : (D / 64) * KChunk;
     static constexpr unsigned VChunk = D * 128;               // one 64-key chunk of the D-row Vt tile
     static constexpr unsigned VBytes = (HOP_BN / 64) * VChunk;
     static constexpr unsigned StageBytes = KBytes + VBytes;
@@ -222,13 +241,20 @@ struct HopperSmem
     static constexpr unsigned Total = Barriers + 8 * (1 + 2 * HOP_STAGES);
 };
 
-template <int D, bool CHUNKED>
+// QK8 (apb_attention_hopper_qk8_d*): S = Q K^T in e4m3 from codes made by apb_qk8_quantize_rows (q: a scale per
+// row and head, qScale [Tq][heads]) and apb_qk8_quantize_key_tiles (k: a scale per 128-key tile and KV head, kScale
+// [tiles][kvHeads]); P V stays bf16. Each row's maximum is then kept in log2 units of the scaled scores (the factor
+// changes with the tile's key scale). One pass only (no chunks). docs/notes/fp8-attention.md.
+template <int D, bool CHUNKED, bool QK8 = false>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
                                                  int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles,
-                                                 int chunk, float* __restrict__ state)
+                                                 int chunk, float* __restrict__ state, const float* __restrict__ qScale = nullptr,
+                                                 const float* __restrict__ kScale = nullptr)
 {
-    using L = HopperSmem<D>;
+    static_assert(!(QK8 && CHUNKED), "QK8 runs in one pass");
+    static_assert(!QK8 || D == 64 || D == 128, "QK8 takes head dims 64 and 128");
+    using L = HopperSmem<D, QK8>;
     extern __shared__ unsigned char smraw[];
     // TMA's 128-byte swizzle and the wgmma descriptors both assume 1024-byte aligned tiles (the host adds 1 KB of slack).
     const unsigned base = (smem_u32(smraw) + 1023u) & ~1023u;
@@ -290,13 +316,15 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (threadIdx.x == 0 && tiles > 0) // no copy may still be in flight when the block exits
         {
             mbar_expect_tx(qFull, L::QBytes);
-            for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
+            if constexpr (QK8) tma_load_2d(base, tmQ, h * D, m0, qFull);
+            else for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
             for (int jj = 0; jj < tiles; jj++)
             {
                 int s = jj % HOP_STAGES, j = jBegin + jj;
                 if (jj >= HOP_STAGES) mbar_wait(empty(s), ((jj / HOP_STAGES) - 1) & 1);
                 mbar_expect_tx(full(s), L::StageBytes);
-                for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
+                if constexpr (QK8) tma_load_2d(kTile(s), tmK, kh * D, j * HOP_BN, full(s));
+                else for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
                 for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
             }
         }
@@ -322,7 +350,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const unsigned long long onesDesc = sw128_desc(base + L::Ones);
 #endif
     const float sl2 = scale * 1.4426950408889634f;
-    const unsigned qBase = base + (unsigned)cw * 64 * 128;   // this warpgroup's 64 rows inside each Q chunk
+    const unsigned qBase = base + (unsigned)cw * 64 * L::QRow;   // this warpgroup's 64 rows inside each Q chunk
+    // QK8: the rows' q scales, folded with the softmax scale into each tile's factor (with the tile's k scale)
+    const float sqA = QK8 && rA < Tq ? qScale[(long)rA * heads + h] : 1.f;
+    const float sqB = QK8 && rB < Tq ? qScale[(long)rB * heads + h] : 1.f;
 
     // A chunk's state: per consumer thread its O accumulators, then mA, mB, lA, lB (lA and lB are this thread's share
     // of the row sums, as the loop keeps them), element e of thread i at e x 256 + i (coalesced). The chunk runs from a
@@ -388,6 +419,68 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         return rescale;
     };
+    // QK8's softmax: the same steps as softmax above (kept apart so that the bf16 kernel's code stays as measured), but
+    // S is in e4m3 units and the factor fA / fB (softmax scale x log2 e x the row's q scale x the tile's k scale) varies
+    // with the tile, so the rows' maxima mA, mB are kept in log2 units of the scaled scores: x = S f, P = 2^(x - m).
+    auto softmaxQk8 = [&](float (&sacc)[HOP_BN / 8][4], int n0, float fA, float fB) -> bool {
+        bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
+        if (needMask)
+        {
+#pragma unroll
+            for (int nb = 0; nb < HOP_BN / 8; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                {
+                    int key = n0 + nb * 8 + 2 * t + (e & 1);
+                    int row = e < 2 ? rA : rB;
+                    if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
+                }
+        }
+        float tA = APB_NEG_INF, tB = APB_NEG_INF;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
+            tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
+        }
+        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+        tA *= fA; tB *= fB;   // the factors are positive: -inf stays -inf
+        bool rescale = !HOP_LAZY_RESCALE || __any_sync(0xffffffffu, tA - mA > HOP_RESCALE_SLACK || tB - mB > HOP_RESCALE_SLACK);
+        if (rescale)
+        {
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float oA = nA == APB_NEG_INF ? 0.f : nA, oB = nB == APB_NEG_INF ? 0.f : nB;
+            cA = fast_exp2(mA - oA); cB = fast_exp2(mB - oB);
+            mA = nA; mB = nB;
+#if !HOP_ROWSUM_MMA
+            lA *= cA; lB *= cB;
+#endif
+        }
+        const float offA = mA == APB_NEG_INF ? 0.f : mA, offB = mB == APB_NEG_INF ? 0.f : mB;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            sacc[nb][0] = fast_exp2(sacc[nb][0] * fA - offA);
+            sacc[nb][1] = fast_exp2(sacc[nb][1] * fA - offA);
+            sacc[nb][2] = fast_exp2(sacc[nb][2] * fB - offB);
+            sacc[nb][3] = fast_exp2(sacc[nb][3] * fB - offB);
+#if !HOP_ROWSUM_MMA
+            lA += sacc[nb][0] + sacc[nb][1];
+            lB += sacc[nb][2] + sacc[nb][3];
+#endif
+        }
+        return rescale;
+    };
+    // Tile j's softmax, in whichever form this kernel computes S (QK8: with the tile's key scale).
+    auto softmaxTile = [&](float (&sacc)[HOP_BN / 8][4], int j) -> bool {
+        if constexpr (QK8)
+        {
+            const float sk = kScale[(long)j * kvHeads + kh];
+            return softmaxQk8(sacc, j * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+        }
+        else return softmax(sacc, j * HOP_BN);
+    };
     // P to bf16 A fragments: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1. The fence keeps the packing here, before
     // the next wgmma.fence (left to itself the compiler may sink it below, next to the P V that reads it: C7519).
     auto pack = [&](float (&sacc)[HOP_BN / 8][4]) {
@@ -428,6 +521,19 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     };
 #endif
     auto issueS = [&](float (&sacc)[HOP_BN / 8][4], int stage) {
+        if constexpr (QK8)
+        {
+            // One row of D e4m3 codes per Q or K row: k-steps of 32 codes are 32 bytes apart inside it.
+#pragma unroll
+            for (int kk = 0; kk < D / 32; kk++)
+            {
+                const unsigned off = (unsigned)kk * 32u;
+                if constexpr (D == 128) wgmma_m64n128k32_e4m3_ss(sacc, sw128_desc(qBase + off), sw128_desc(kTile(stage) + off), kk > 0 ? 1 : 0);
+                else wgmma_m64n128k32_e4m3_ss(sacc, sw64_desc(qBase + off), sw64_desc(kTile(stage) + off), kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+            return;
+        }
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
         {
@@ -463,7 +569,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     if (mine > 0)
     {
 #if HOP_Q_REGS
-        loadQ();
+        if constexpr (!QK8) loadQ();
 #endif
         {
             float sacc[HOP_BN / 8][4];
@@ -473,7 +579,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issueS(sacc, 0);
             wgmma_wait0();
             fence_acc(sacc);
-            softmax(sacc, jBegin * HOP_BN);   // O is still zero: nothing to rescale
+            softmaxTile(sacc, jBegin);   // O is still zero: nothing to rescale
             pack(sacc);
         }
         for (int jj = 1; jj < mine; jj++)
@@ -491,7 +597,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issuePv(ps);
             wgmma_wait1();   // S_j; P V of tile j - 1 may still run
             fence_acc(sacc);
-            const bool rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
+            const bool rescale = softmaxTile(sacc, jBegin + jj);
             wgmma_wait0();
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
@@ -575,14 +681,14 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][0] * iA, oacc[i][1] * iA);
-        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * scale + logf(lA) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? (QK8 ? mA * 0.6931471805599453f : mA * scale) + logf(lA) : APB_NEG_INF);
     }
     if (rB < Tq)
     {
         bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][2] * iB, oacc[i][3] * iB);
-        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * scale + logf(lB) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? (QK8 ? mB * 0.6931471805599453f : mB * scale) + logf(lB) : APB_NEG_INF);
     }
 }
 
@@ -601,6 +707,73 @@ apb_attention_hopper_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __g
 { attention_hopper<D, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state); }
 HOP_ENTRIES(64)
 HOP_ENTRIES(128)
+
+// QK8 (an experiment, APB_ATTENTION_QK_FP8=1; docs/notes/fp8-attention.md): q and k as e4m3 codes with their scales
+// (apb_qk8_quantize_rows, apb_qk8_quantize_key_tiles below), V through the transposed bf16 copy as above.
+#define HOP_QK8_ENTRY(D)                                                                                                \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+apb_attention_hopper_qk8_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,             \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, const float* qScale, const float* kScale)                                    \
+{ attention_hopper<D, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr, qScale, kScale); }
+HOP_QK8_ENTRY(64)
+HOP_QK8_ENTRY(128)
+
+// Each (row, head) of x, d = 64 or 128 bf16 values, as e4m3 codes with one fp32 scale (the largest magnitude to 448,
+// fp8.cuh's rule): codes [rows][heads x d] bytes, scales [rows][heads]. A warp per (row, head), d / 32 values a lane.
+extern "C" __global__ void __launch_bounds__(256) apb_qk8_quantize_rows(const bf16* __restrict__ x, long stride, int rows, int heads,
+                                                                      int d, unsigned char* __restrict__ codes, float* __restrict__ scales)
+{
+    const long w = ((long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31, per = d >> 5;
+    if (w >= (long)rows * heads) return;   // w is the same for the whole warp: whole warps leave
+    const long r = w / heads;
+    const int h = (int)(w - r * heads);
+    const bf16* src = x + r * stride + (long)h * d + lane * per;
+    float v[4] = {0.f, 0.f, 0.f, 0.f}, m = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (i < per) { v[i] = bf2f(src[i]); m = fmaxf(m, fabsf(v[i])); }
+    const float sc = fp8_scale(warp_max(m));
+    unsigned word = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (i < per) word |= (unsigned)f2e4m3(__fdiv_rn(v[i], sc)) << (8 * i);
+    unsigned char* dst = codes + w * d + lane * per;
+    if (per == 4) *(unsigned*)dst = word;
+    else *(unsigned short*)dst = (unsigned short)word;
+    if (lane == 0) scales[w] = sc;
+}
+
+// The keys of one 128-key tile and one KV head as e4m3 codes with one fp32 scale for the tile: codes [Tk][kvHeads x d]
+// bytes, scales [tiles][kvHeads]. One block of 256 threads per (tile, KV head), two threads per key (d / 2 values each).
+extern "C" __global__ void __launch_bounds__(256) apb_qk8_quantize_key_tiles(const bf16* __restrict__ k, long stride, int Tk,
+                                                                           int kvHeads, int d, unsigned char* __restrict__ codes,
+                                                                           float* __restrict__ scales)
+{
+    __shared__ float scratch[32];
+    const int kh = blockIdx.y, per = d >> 1;
+    const long key = (long)blockIdx.x * 128 + (threadIdx.x >> 1);
+    const int c0 = (threadIdx.x & 1) * per;
+    const bool valid = key < Tk;
+    const bf16* src = k + key * stride + (long)kh * d + c0;
+    float m = 0.f;
+    if (valid)
+        for (int i = 0; i < per; i++) m = fmaxf(m, fabsf(bf2f(src[i])));
+    const float sc = fp8_scale(block_reduce<true>(m, scratch));
+    if (valid)
+    {
+        unsigned char* dst = codes + key * kvHeads * d + (long)kh * d + c0;
+        for (int i = 0; i < per; i += 4)
+        {
+            unsigned word = 0;
+#pragma unroll
+            for (int b = 0; b < 4; b++) word |= (unsigned)f2e4m3(__fdiv_rn(bf2f(src[i + b]), sc)) << (8 * b);
+            *(unsigned*)(dst + i) = word;
+        }
+    }
+    if (threadIdx.x == 0) scales[(long)blockIdx.x * kvHeads + kh] = sc;
+}
 
 // vt[c][key] = v[key][c] for the kvHeads x D columns of v: 32 x 32 tiles through shared memory (padded against bank
 // conflicts), so both the reads and the writes are coalesced. Keys past Tk in vt's padded rows are never read.

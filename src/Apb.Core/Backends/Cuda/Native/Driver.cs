@@ -80,7 +80,9 @@ public static unsafe class Driver
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
     /// <summary>TMA descriptors (CUDA 12+ drivers, sm_90 devices). Null on older drivers: the Hopper attention kernel is then not offered.</summary>
     public static delegate* unmanaged<void*, int, uint, ulong, ulong*, ulong*, uint*, uint*, int, int, int, int, int> cuTensorMapEncodeTiled;
+    public const int CU_TENSOR_MAP_DATA_TYPE_UINT8 = 0;
     public const int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+    public const int CU_TENSOR_MAP_SWIZZLE_64B = 2;
     public const int CU_TENSOR_MAP_SWIZZLE_128B = 3;
     public const int CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
 
