@@ -472,14 +472,15 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         return rescale;
     };
-    // Tile j's softmax, in whichever form this kernel computes S (QK8: with the tile's key scale).
-    auto softmaxTile = [&](float (&sacc)[HOP_BN / 8][4], int j) -> bool {
-        if constexpr (QK8)
-        {
-            const float sk = kScale[(long)j * kvHeads + kh];
-            return softmaxQk8(sacc, j * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
-        }
+    // Tile j's softmax, in whichever form this kernel computes S (QK8: with the tile's key scale sk, which the caller
+    // loads before it waits for the tile, so that the load's latency hides under the wait and the product).
+    auto softmaxTile = [&](float (&sacc)[HOP_BN / 8][4], int j, float sk) -> bool {
+        if constexpr (QK8) return softmaxQk8(sacc, j * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
         else return softmax(sacc, j * HOP_BN);
+    };
+    auto keyScale = [&](int j) -> float {
+        if constexpr (QK8) return kScale[(long)j * kvHeads + kh];
+        else return 1.f;
     };
     // P to bf16 A fragments: k-step kb (16 keys) = n8 blocks 2 kb and 2 kb + 1. The fence keeps the packing here, before
     // the next wgmma.fence (left to itself the compiler may sink it below, next to the P V that reads it: C7519).
@@ -573,19 +574,21 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #endif
         {
             float sacc[HOP_BN / 8][4];
+            const float sk = keyScale(jBegin);
             mbar_wait(full(0), 0);
             fence_acc(sacc);
             wgmma_fence();
             issueS(sacc, 0);
             wgmma_wait0();
             fence_acc(sacc);
-            softmaxTile(sacc, jBegin);   // O is still zero: nothing to rescale
+            softmaxTile(sacc, jBegin, sk);   // O is still zero: nothing to rescale
             pack(sacc);
         }
         for (int jj = 1; jj < mine; jj++)
         {
             const int s = jj % HOP_STAGES, ps = (jj - 1) % HOP_STAGES;
             float sacc[HOP_BN / 8][4];
+            const float sk = keyScale(jBegin + jj);
             mbar_wait(full(s), (jj / HOP_STAGES) & 1);
             fence_acc(sacc);
             fence_acc(oacc);
@@ -597,7 +600,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issuePv(ps);
             wgmma_wait1();   // S_j; P V of tile j - 1 may still run
             fence_acc(sacc);
-            const bool rescale = softmaxTile(sacc, jBegin + jj);
+            const bool rescale = softmaxTile(sacc, jBegin + jj, sk);
             wgmma_wait0();
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
