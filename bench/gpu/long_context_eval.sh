@@ -13,6 +13,8 @@
 # depend on its neighbours; its seconds do (times.txt has them, wall clock, neighbours included).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere), SAMPLES (20),
 # TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300),
+# STRATEGIES of the xR-L runs (full,star,apb,apb-balanced; #20's bar needs full,star,apb), QUERY (1; 0: no xR-L-query
+# runs) -- at SAMPLES=60 everything takes ~1,400 s of runs, so split it over calls (LONG="64k" SHORT= QUERY=0, ...),
 # FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
 # all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means and, where
@@ -29,6 +31,8 @@ LONG=${LONG:-32k 64k}
 PARALLEL=${PARALLEL:-3}
 FLAGS=${FLAGS:-}
 T_RUN=${T_RUN:-300}
+STRATEGIES=${STRATEGIES:-full,star,apb,apb-balanced}
+QUERY=${QUERY:-1}
 DEST=${WORK:-/tmp/apb-long-context}
 [[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || { echo "PARALLEL=$PARALLEL: a positive whole number of runs at once"; exit 2; }
 unpack_binaries apb:publish/linux-x64/apb
@@ -56,12 +60,14 @@ step "long-context tables of $MODEL on $DEVICE, $PARALLEL at a time${FLAGS:+, wi
 # The longest first, so the last to start are the short ones.
 longest_first=$(for L in $LONG; do echo "$L"; done | sort -rn)
 for L in $longest_first; do
-  run "x8-$L" --length "$L" --ranks 8 --strategies full,star,apb,apb-balanced
-  run "x4-$L" --length "$L" --ranks 4 --strategies full,star,apb,apb-balanced
+  run "x8-$L" --length "$L" --ranks 8 --strategies "$STRATEGIES"
+  run "x4-$L" --length "$L" --ranks 4 --strategies "$STRATEGIES"
 done
-for L in $longest_first; do
-  for R in 8 4; do run "x$R-$L-query" --length "$L" --ranks "$R" --strategies apb --scorer query; done
-done
+if [ "$QUERY" != 0 ]; then
+  for L in $longest_first; do
+    for R in 8 4; do run "x$R-$L-query" --length "$L" --ranks "$R" --strategies apb --scorer query; done
+  done
+fi
 [ -n "$SHORT" ] && run "s0-${SHORT//,/-}" --length "$SHORT" --ranks 4 --strategies full,apb
 wait
 tar -czf "$OUT/long-context.tgz" -C "$DEST" .
