@@ -396,6 +396,7 @@ extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, 
         lo.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, false); hi.z = rope_rotate2(a.z, b.z, cs + j + 4, sn + j + 4, true);
         lo.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, false); hi.w = rope_rotate2(a.w, b.w, cs + j + 6, sn + j + 6, true);
 #if APB_STUDY_FP8_QKV
+        uint4 va, vb;   // a key head's v, rounded: into the cache below, and in place (the prefill attends to v there)
         {
             // A head's chunks are consecutive t, so consecutive lanes of one warp (chunks divides the block and 32).
             const float sc = fp8_scale(study_head_amax(lo, hi, chunks));
@@ -404,11 +405,12 @@ extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, 
         }
         if (isKey)
         {
-            bf16* vr = (bf16*)v + at;   // the attention reads this prefill's v from here: rounded in place too
-            uint4 va = *(const uint4*)(vr + j), vb = *(const uint4*)(vr + j + half);
+            bf16* vr = (bf16*)v + at;   // read once, before the write: v is read through the non-coherent path
+            va = *(const uint4*)(vr + j); vb = *(const uint4*)(vr + j + half);
             const float sv = fp8_scale(study_head_amax(va, vb, chunks));
-            *(uint4*)(vr + j) = study_fp8_round8(va, sv);
-            *(uint4*)(vr + j + half) = study_fp8_round8(vb, sv);
+            va = study_fp8_round8(va, sv); vb = study_fp8_round8(vb, sv);
+            *(uint4*)(vr + j) = va;
+            *(uint4*)(vr + j + half) = vb;
         }
 #endif
         *(uint4*)(row + j) = lo;
@@ -416,8 +418,13 @@ extern "C" __global__ void __launch_bounds__(256) apb_rope_append_rows(bf16* q, 
         if (!isKey) continue;
         *(uint4*)(kDst + at + j) = lo;
         *(uint4*)(kDst + at + j + half) = hi;
+#if APB_STUDY_FP8_QKV
+        *(uint4*)(vDst + at + j) = va;
+        *(uint4*)(vDst + at + j + half) = vb;
+#else
         *(uint4*)(vDst + at + j) = *(const uint4*)(v + at + j);
         *(uint4*)(vDst + at + j + half) = *(const uint4*)(v + at + j + half);
+#endif
     }
 }
 
