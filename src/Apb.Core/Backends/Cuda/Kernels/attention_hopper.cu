@@ -25,7 +25,8 @@
 // for S alone and runs tile j's softmax while that P V is on the tensor cores; O is rescaled once the P V is done.
 // Across consumers: the two are independent, so one's softmax also runs while the other's products do. (Named-barrier
 // ping-pong between them was measured slower here: v8 in docs/kernels/attention.md; the overlap above is v9.)
-// Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have.
+// Shared memory (D = 128): Q 32 KB + 3 stages x (K 32 KB + Vt 32 KB) = 224 KB of the 227 KB a block may have (the
+// host reserves 1 KB more, for HOP_ROWSUM_MMA's ones); QK8's e4m3 Q and K tiles are half that: Q 16 KB, stages 48 KB.
 
 #include "bf16.cuh"
 #include "fp8.cuh"
