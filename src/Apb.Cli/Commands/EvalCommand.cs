@@ -45,8 +45,7 @@ static class EvalCommand
                 var mine = rowsB.Where(x => x.Length == len).ToList();
                 var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
                 if (d is null) { io.Out.WriteLine($"{len}: no task of {s} pairs up (same task, same sample count) between {a} and {b}"); continue; }
-                var moved = mine.Select(x => (x.Task, D: PairedDifference.Of([x], rowsA)))
-                    .Where(t => t.D is { Points: not 0 }).Select(t => $"{t.Task} {t.D!.Points:+0.0;-0.0}");
+                var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Points:+0.0;-0.0}");
                 // Samples whose score differs: a task's mean can stay put while answers flip both ways.
                 int changed = mine.Sum(x => rowsA.FirstOrDefault(y => y.Task == x.Task && y.Length == len) is { Scores: { } ya } &&
                     x.Scores is { } xa && xa.Count == ya.Count ? xa.Where((v, i) => v != ya[i]).Count() : 0);

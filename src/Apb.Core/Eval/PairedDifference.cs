@@ -43,6 +43,16 @@ public static class PairedDifference
     }
 
     /// <summary>
+    /// The tasks of <paramref name="rows"/> whose mean moved against <paramref name="reference"/> by at least 0.05 points
+    /// (what a table's one decimal shows), each with its move: the means of fractional scores (cwe, fwe) can differ by
+    /// float rounding alone, and that is no move.
+    /// </summary>
+    public static List<(string Task, double Points)> Moved(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
+        rows.Select(r => (r.Task, D: Of([r], reference)))
+            .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
+            .Select(t => (t.Task, t.D!.Points)).ToList();
+
+    /// <summary>
     /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
     /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
     /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.

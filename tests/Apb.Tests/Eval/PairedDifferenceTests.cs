@@ -37,6 +37,19 @@ public class PairedDifferenceTests
     }
 
     [Fact]
+    public void ATaskMovesWhenItsMeanMovesByWhatATableShows()
+    {
+        // cwe-like fractional scores: 0.3 against 0.1 + 0.2 differ by 5.6e-17 in doubles, which is no move (the
+        // command listed such a task as "cwe -+0.0"); one sample of four from 1 to 0 is -25 points.
+        var full = new[] { Row(Full, "cwe", 0.1 + 0.2, 0.5), Row(Full, "a", 1, 1, 0, 1) };
+        var apb = new[] { Row(Apb, "cwe", 0.3, 0.5), Row(Apb, "a", 1, 0, 0, 1) };
+        Assert.NotEqual(0, PairedDifference.Of([apb[0]], full)!.Points);
+        var moved = PairedDifference.Moved(apb, full);
+        Assert.Equal("a", Assert.Single(moved).Task);
+        Assert.Equal(-25, moved[0].Points, 9);
+    }
+
+    [Fact]
     public void RowsWithoutScoresOrOfOtherCountsDoNotPair()
     {
         var full = new[] { Row(Full, "a", 1, 1, 0, 1) };
