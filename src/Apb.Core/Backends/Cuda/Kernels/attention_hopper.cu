@@ -473,12 +473,8 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         return rescale;
     };
-    // Tile j's softmax, in whichever form this kernel computes S (QK8: with the tile's key scale sk, which the caller
-    // loads before it waits for the tile, so that the load's latency hides under the wait and the product).
-    auto softmaxTile = [&](float (&sacc)[HOP_BN / 8][4], int j, float sk) -> bool {
-        if constexpr (QK8) return softmaxQk8(sacc, j * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
-        else return softmax(sacc, j * HOP_BN);
-    };
+    // QK8: tile j's key scale, loaded before the loop waits for the tile, so that its latency hides under the wait and
+    // the product (the softmax folds it in).
     auto keyScale = [&](int j) -> float {
         if constexpr (QK8) return kScale[(long)j * kvHeads + kh];
         else return 1.f;
@@ -582,7 +578,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issueS(sacc, 0);
             wgmma_wait0();
             fence_acc(sacc);
-            softmaxTile(sacc, jBegin, sk);   // O is still zero: nothing to rescale
+            // O is still zero: nothing to rescale
+            if constexpr (QK8) softmaxQk8(sacc, jBegin * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            else softmax(sacc, jBegin * HOP_BN);
             pack(sacc);
         }
         for (int jj = 1; jj < mine; jj++)
@@ -601,7 +599,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issuePv(ps);
             wgmma_wait1();   // S_j; P V of tile j - 1 may still run
             fence_acc(sacc);
-            const bool rescale = softmaxTile(sacc, jBegin + jj, sk);
+            bool rescale;
+            if constexpr (QK8) rescale = softmaxQk8(sacc, (jBegin + jj) * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            else rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
             wgmma_wait0();
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
