@@ -46,11 +46,9 @@ static class EvalCommand
                 var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
                 if (d is null) { io.Out.WriteLine($"{len}: no task of {s} pairs up (same task, same sample count) between {a} and {b}"); continue; }
                 var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Points:+0.0;-0.0}");
-                // Samples whose score differs: a task's mean can stay put while answers flip both ways.
-                int changed = mine.Sum(x => rowsA.FirstOrDefault(y => y.Task == x.Task && y.Length == len) is { Scores: { } ya } &&
-                    x.Scores is { } xa && xa.Count == ya.Count ? xa.Where((v, i) => v != ya[i]).Count() : 0);
-                io.Out.WriteLine($"{len}: {b} minus {a}, {s}, {d.Tasks} tasks: {d.Points:+0.0;-0.0;0.0} ± {d.Interval95:F1} (95 %); " +
-                                 $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; samples whose score changed: {changed}");
+                io.Out.WriteLine($"{len}: {b} minus {a}, {s}, {d.Tasks} tasks: {d.Text} (95 %); " +
+                                 $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
+                                 $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");
             }
             return 0;
         }));

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Apb.Eval;
 
 /// <summary>
@@ -14,6 +16,9 @@ public static class PairedDifference
     {
         /// <summary>The half-width of a normal 95 % interval.</summary>
         public double Interval95 => 1.96 * StandardError;
+
+        /// <summary>"-1.2 ± 0.9": the difference and its 95 % half-width, as the table and `apb eval paired` print them.</summary>
+        public string Text => $"{Points:+0.0;-0.0;0.0} ± {Interval95:F1}";
     }
 
     /// <summary>
@@ -26,8 +31,7 @@ public static class PairedDifference
         int tasks = 0;
         foreach (var r in rows)
         {
-            var f = reference.FirstOrDefault(x => x.Task == r.Task && x.Length == r.Length);
-            if (r.Scores is not { Count: > 0 } a || f?.Scores is not { } b || b.Count != a.Count) continue;
+            if (Pair(r, reference) is not var (a, b)) continue;
             int n = a.Count;
             double mean = 0;
             for (int i = 0; i < n; i++) mean += a[i] - b[i];
@@ -40,6 +44,18 @@ public static class PairedDifference
         }
         if (tasks == 0) return null;
         return new Result(100 * sumDiff / tasks, 100 * Math.Sqrt(sumVar) / tasks, tasks);
+    }
+
+    /// <summary>How many samples of <paramref name="rows"/> scored differently from their pair in <paramref name="reference"/>:
+    /// a task's mean can stay put while answers flip both ways.</summary>
+    public static int ChangedSamples(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
+        rows.Sum(r => Pair(r, reference) is var (a, b) ? a.Where((x, i) => x != b[i]).Count() : 0);
+
+    /// <summary>Row r's per-sample scores and those of the same task and length in reference, when both have as many.</summary>
+    static (IReadOnlyList<double> Row, IReadOnlyList<double> Reference)? Pair(RulerRow r, IReadOnlyList<RulerRow> reference)
+    {
+        var f = reference.FirstOrDefault(x => x.Task == r.Task && x.Length == r.Length);
+        return r.Scores is { Count: > 0 } a && f?.Scores is { } b && b.Count == a.Count ? (a, b) : null;
     }
 
     /// <summary>
@@ -59,16 +75,16 @@ public static class PairedDifference
     /// </summary>
     public static List<RulerRow> ReadRows(string path, string strategy)
     {
-        System.Text.Json.JsonDocument doc;
-        try { doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path)); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {
             throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object ||
-                !doc.RootElement.TryGetProperty("results", out var results) || results.ValueKind != System.Text.Json.JsonValueKind.Array)
+            if (doc.RootElement.ValueKind != JsonValueKind.Object ||
+                !doc.RootElement.TryGetProperty("results", out var results) || results.ValueKind != JsonValueKind.Array)
                 throw new ApbException($"{path}: no \"results\" array: not an `apb eval ruler` JSON file");
             var rows = new List<RulerRow>();
             try

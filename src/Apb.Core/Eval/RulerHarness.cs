@@ -110,7 +110,7 @@ public static class RulerHarness
             foreach (var s in strategies)
             {
                 var d = s.Name == "full" ? null : PairedDifference.Of(rows.Where(x => x.Length == len && x.Strategy == s).ToList(), full);
-                sb.Append(d is null ? " | |" : $" {d.Points:+0.0;-0.0;0.0} ± {d.Interval95:F1} | |");
+                sb.Append(d is null ? " | |" : $" {d.Text} | |");
             }
             sb.AppendLine();
         }

@@ -47,6 +47,10 @@ public class PairedDifferenceTests
         var moved = PairedDifference.Moved(apb, full);
         Assert.Equal("a", Assert.Single(moved).Task);
         Assert.Equal(-25, moved[0].Points, 9);
+        // Changed samples: cwe's first (0.3 against 0.30000000000000004) and a's second.
+        Assert.Equal(2, PairedDifference.ChangedSamples(apb, full));
+        // Over both tasks: (-25 + ~0) / 2 points, standard error 100 x sqrt(0.0625) / 2, as the first test works out.
+        Assert.Equal("-12.5 ± 24.5", PairedDifference.Of(apb, full)!.Text);
     }
 
     [Fact]
