@@ -106,7 +106,7 @@ public static class AttentionCases
                 for (int j = t0; j < end; j++)
                 {
                     var row = o.AsSpan((j * kv + h) * d, d);
-                    for (int e = 0; e < d; e++) row[e] = Fp8E4M3.Decode(Fp8E4M3.Encode(row[e] / s)) * s;
+                    for (int e = 0; e < d; e++) row[e] = Fp8E4M3.Round(row[e] / s) * s;
                 }
             }
         return o;

@@ -97,9 +97,7 @@ static class KernelSyntax
 
     static readonly Lazy<string?> s_clang = new(() =>
         new[] { "clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14" }
-            .Select(n => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-                .Select(d => Path.Combine(d, n)).FirstOrDefault(File.Exists))
-            .FirstOrDefault(p => p != null));
+            .Select(ToolPath.Which).FirstOrDefault(p => p != null));
 
     public static string? Missing() =>
         s_clang.Value is null && Environment.GetEnvironmentVariable(RequiredVariable) != "required"

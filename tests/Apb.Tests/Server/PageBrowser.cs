@@ -29,9 +29,7 @@ public sealed class PageBrowser : IDisposable
 
     static string? Browser() => Browsers.Select(Which).FirstOrDefault(p => p != null);
 
-    static string? Which(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+    static string? Which(string name) => ToolPath.Which(name);
 
     static ChromeDriver Start()
     {
