@@ -529,22 +529,23 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                 if constexpr (D == 128) wgmma_m64n128k32_e4m3_ss(sacc, sw128_desc(qBase + off), sw128_desc(kTile(stage) + off), kk > 0 ? 1 : 0);
                 else wgmma_m64n128k32_e4m3_ss(sacc, sw64_desc(qBase + off), sw64_desc(kTile(stage) + off), kk > 0 ? 1 : 0);
             }
-            wgmma_commit();
-            return;
         }
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
+        else
         {
-            unsigned off = (unsigned)(kk & 3) * 32u;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++)
+            {
+                unsigned off = (unsigned)(kk & 3) * 32u;
 #if !HOP_Q_REGS
-            unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
+                unsigned long long da = sw128_desc(qBase + (unsigned)(kk >> 2) * L::QChunk + off);
 #endif
-            unsigned long long db = sw128_desc(kTile(stage) + (unsigned)(kk >> 2) * L::KChunk + off);
+                unsigned long long db = sw128_desc(kTile(stage) + (unsigned)(kk >> 2) * L::KChunk + off);
 #if HOP_Q_REGS
-            wgmma_m64n128k16_rs(sacc, qa[kk], db, kk > 0 ? 1 : 0);
+                wgmma_m64n128k16_rs(sacc, qa[kk], db, kk > 0 ? 1 : 0);
 #else
-            wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
+                wgmma_m64n128k16_ss(sacc, da, db, kk > 0 ? 1 : 0);
 #endif
+            }
         }
         wgmma_commit();
     };
@@ -733,11 +734,14 @@ extern "C" __global__ void __launch_bounds__(256) apb_qk8_quantize_rows(const bf
     if (w >= (long)rows * heads) return;   // w is the same for the whole warp: whole warps leave
     const long r = w / heads;
     const int h = (int)(w - r * heads);
+    // One 4- or 8-byte load a lane (the host's tensor maps already require 16-byte aligned rows).
     const bf16* src = x + r * stride + (long)h * d + lane * per;
-    float v[4] = {0.f, 0.f, 0.f, 0.f}, m = 0.f;
+    uint2 w2;
+    if (per == 4) w2 = *(const uint2*)src;
+    else { w2.x = *(const unsigned*)src; w2.y = 0u; }
+    float v[4] = {bf_lo(w2.x), bf_hi(w2.x), bf_lo(w2.y), bf_hi(w2.y)}, m = 0.f;
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-        if (i < per) { v[i] = bf2f(src[i]); m = fmaxf(m, fabsf(v[i])); }
+    for (int i = 0; i < 4; i++) m = fmaxf(m, fabsf(v[i]));   // the unused pair is zeros
     const float sc = fp8_scale(warp_max(m));
     unsigned word = 0;
 #pragma unroll
@@ -760,20 +764,36 @@ extern "C" __global__ void __launch_bounds__(256) apb_qk8_quantize_key_tiles(con
     const long key = (long)blockIdx.x * 128 + (threadIdx.x >> 1);
     const int c0 = (threadIdx.x & 1) * per;
     const bool valid = key < Tk;
-    const bf16* src = k + key * stride + (long)kh * d + c0;
+    // The thread's d / 2 values held in registers between the tile's reduction and the codes: read once, 16 bytes a
+    // load (the host's tensor maps already require 16-byte aligned rows).
+    const uint4* src = (const uint4*)(k + key * stride + (long)kh * d + c0);
+    uint4 w[8];
     float m = 0.f;
-    if (valid)
-        for (int i = 0; i < per; i++) m = fmaxf(m, fabsf(bf2f(src[i])));
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+    {
+        if (valid && i < per / 8) w[i] = src[i];
+        else w[i].x = w[i].y = w[i].z = w[i].w = 0u;
+        const unsigned* u = (const unsigned*)&w[i];
+#pragma unroll
+        for (int j = 0; j < 4; j++) m = fmaxf(m, fmaxf(fabsf(bf_lo(u[j])), fabsf(bf_hi(u[j]))));
+    }
     const float sc = fp8_scale(block_reduce<true>(m, scratch));
     if (valid)
     {
         unsigned char* dst = codes + key * kvHeads * d + (long)kh * d + c0;
-        for (int i = 0; i < per; i += 4)
-        {
-            unsigned word = 0;
 #pragma unroll
-            for (int b = 0; b < 4; b++) word |= (unsigned)f2e4m3(__fdiv_rn(bf2f(src[i + b]), sc)) << (8 * b);
-            *(unsigned*)(dst + i) = word;
+        for (int i = 0; i < 8; i++)
+        {
+            if (i >= per / 8) break;
+            const unsigned* u = (const unsigned*)&w[i];
+            uint2 out;
+            unsigned* o = (unsigned*)&out;
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                o[j] = (unsigned)f2e4m3(__fdiv_rn(bf_lo(u[2 * j]), sc)) | ((unsigned)f2e4m3(__fdiv_rn(bf_hi(u[2 * j]), sc)) << 8) |
+                       ((unsigned)f2e4m3(__fdiv_rn(bf_lo(u[2 * j + 1]), sc)) << 16) | ((unsigned)f2e4m3(__fdiv_rn(bf_hi(u[2 * j + 1]), sc)) << 24);
+            *(uint2*)(dst + 8 * i) = out;
         }
     }
     if (threadIdx.x == 0) scales[(long)blockIdx.x * kvHeads + kh] = sc;
