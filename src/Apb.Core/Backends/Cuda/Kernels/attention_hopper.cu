@@ -55,7 +55,8 @@
 #define HOP_ROWSUM_MMA 0
 #endif
 // HOP_Q_REGS, 1 to issue S = Q K^T with Q from registers (read once per block from the Q tile) instead of from shared
-// memory: a 64 x 128 x 16 wgmma from shared memory reads 2 KB of Q and 4 KB of K in its ~64 clocks, 96 of the 128 bytes
+// memory: a 64 x 128 x 16 wgmma from shared memory reads 2 KB of Q and 4 KB of K in its ~64 clocks (262,144 FLOP at the
+// ~4,096 a clock an SM's tensor cores do at the spec's 989 TFLOP/s; derived, not measured), 96 of the 128 bytes
 // a clock the SM's shared memory delivers; from registers it reads the 4 KB of K alone. A tile's shared-memory reads per
 // warpgroup go from 80 KB (Q 16, K 32, Vt 32) to 64 KB, for 32 more registers per consumer thread at d 128 (the 64 x 128
 // Q slice: 8 k-steps x 4). 0 (the default) reads Q from shared memory.
