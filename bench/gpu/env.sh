@@ -117,23 +117,43 @@ require_knobs() {
     echo "$script: $1"
     echo "  VARIANTS=\"-;A=1,B=2\" (';' between variants, ',' between defines, '-' for none); each name must be a macro that"
     echo "  ${files[*]} guard(s) with #ifndef NAME or #ifdef NAME. Add the knob to the kernel first."
+    echo "  A part @FOLDER compiles the kernel files in FOLDER instead of the embedded ones."
     exit 2
   }
   [ -n "${VARIANTS:-}" ] || knob_error "VARIANTS is required (there is no default set of variants)."
   IFS=';' read -ra VS <<< "$VARIANTS"
   for v in "${VS[@]}"; do
     [ "$v" = "-" ] && continue
-    IFS=',' read -ra DS <<< "$v"
+    local src; src=$(variant_sources "$v")
+    if [ -n "$src" ]; then
+      compgen -G "$src/*.cu*" > /dev/null \
+        || knob_error "@$src: no such folder, or it holds no .cu/.cuh file (a variant @FOLDER compiles the kernel files in FOLDER)."
+    fi
+    IFS=',' read -ra DS <<< "$(variant_defines "$v")"
     for d in "${DS[@]}"; do
+      [ -n "$d" ] || continue
       name=${d%%=*}
-      grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "${files[@]}" \
-        || knob_error "$name is not an #ifndef- or #ifdef-guarded macro in ${files[*]}."
+      grep -Eqh "^[[:space:]]*#[[:space:]]*ifn?def[[:space:]]+$name([[:space:]]|$)" "${files[@]}" ${src:+"$src"/*.cu*} \
+        || knob_error "$name is not an #ifndef- or #ifdef-guarded macro in ${files[*]}${src:+ or $src}."
     done
   done
 }
 
-# A variant's defines for APB_KERNEL_DEFINES and nvcc: none for '-', else the variant itself.
-variant_defines() { [ "$1" = "-" ] || echo "$1"; }
+# A variant is '-' (the committed kernel) or a ','-list of NAME=VALUE defines and at most one @FOLDER (kernel files to
+# compile instead of the embedded ones, through APB_KERNEL_SOURCES: an edited kernel, or an older version of one).
+# Its defines for APB_KERNEL_DEFINES and nvcc:
+variant_defines() {
+  [ "$1" = "-" ] && return
+  local d out=(); IFS=',' read -ra DS <<< "$1"
+  for d in "${DS[@]}"; do [[ $d == @* ]] || out+=("$d"); done
+  (IFS=','; echo "${out[*]}")
+}
+# ... and its folder, absolute, for APB_KERNEL_SOURCES (empty: the embedded files).
+variant_sources() {
+  local d; IFS=',' read -ra DS <<< "$1"
+  for d in "${DS[@]}"; do [[ $d == @* ]] && { realpath -m "${d#@}"; return; }; done
+  true
+}
 
 # The GPU tests of FILTER: output in $WORK/gpu-tests.txt and .json, the last line and any failures in $SUMMARY.
 gpu_tests_summary() {

@@ -3,7 +3,9 @@
 # the GPU machine, binaries as for decode.sh (.gpu/*.xz, unpacked here). Each entry of VARIANTS goes to NVRTC as -D
 # options through APB_KERNEL_DEFINES; '-' is the committed kernel. ';' between variants, ',' between the NAME=VALUE
 # defines of one, e.g. VARIANTS="-;GEMV_MIN_BLOCKS=8". Each NAME must be an #ifndef- or #ifdef-guarded macro of
-# $KERNEL or of the headers in $HEADERS (require_knobs in env.sh). Per variant:
+# $KERNEL or of the headers in $HEADERS (require_knobs in env.sh). A part @FOLDER compiles the kernel files in FOLDER
+# instead of the embedded ones (APB_KERNEL_SOURCES), e.g. "-;@.gpu/old" with an older attention_hopper.cu put in
+# .gpu/old, timed beside the committed one with the same binary. Per variant:
 #   1. ptxas -v of $KERNEL with those defines: registers and spills of the kernels matching $PTXAS (default: all) and
 #      any wgmma serialization warning (C75xx), where nvcc is installed
 #   2. the GPU tests $TEST_FILTER (correctness of that build against the CPU), when TEST_FILTER is set
@@ -33,13 +35,17 @@ R=$OUT/variants.md
 : > "$R"
 for v in "${VS[@]}"; do
   defs=$(variant_defines "$v")
-  tag=$(echo "$v" | tr ',=;' '_-_')
+  src=$(variant_sources "$v")
+  tag=$(echo "$v" | tr ',=;@/' '_-_~+')
+  # APB_KERNEL_SOURCES for every apb and test run of this variant ('' : the embedded files)
+  export APB_KERNEL_SOURCES=$src
+  kfile=$K/$KERNEL; [ -n "$src" ] && [ -f "$src/$KERNEL" ] && kfile=$src/$KERNEL
   step "variant $v"
   if command -v nvcc >/dev/null; then
     IFS=',' read -ra DS <<< "$defs"
     opts=(); for d in "${DS[@]}"; do [ -n "$d" ] && opts+=("-D$d"); done
     timeout 180 nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -o /tmp/kernel-variant.cubin -Xptxas -v "${opts[@]}" \
-      "$K/$KERNEL" > "$WORK/ptxas-$tag.txt" 2>&1
+      ${src:+-I"$src"} -I"$K" "$kfile" > "$WORK/ptxas-$tag.txt" 2>&1
     echo "### $v: ptxas ($KERNEL, kernels matching $PTXAS)" >> "$R"
     grep -E "Compiling entry|registers|spill" "$WORK/ptxas-$tag.txt" | paste - - - | sed -E 's/ptxas info *: //g' \
       | grep -E "$PTXAS" >> "$R"
@@ -64,6 +70,7 @@ for v in "${VS[@]}"; do
     grep -E "$ROWS_MATCH" "$WORK/e2e-$tag.md" | sed "s/^/| $v /" >> "$R"
   fi
 done
+unset APB_KERNEL_SOURCES
 tar -czf "$OUT/variants.tar.gz" -C "$WORK" .
 step "done"
 cat "$R"

@@ -128,6 +128,37 @@ public class CudaHostTests
         Assert.Throws<InvalidOperationException>(() => KernelCompiler.Source("bf16.cu"));
     }
 
+    /// <summary>
+    /// APB_KERNEL_SOURCES: a file in the folder replaces the embedded text of its name, a file not there keeps the
+    /// embedded one, and a header new in the folder is offered to NVRTC with the embedded ones.
+    /// </summary>
+    [Fact]
+    public void AnOverrideFolderReplacesOnlyTheFilesItHolds()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "apb-kernel-sources-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "attention.cu"), "// an edited attention.cu\n");
+            File.WriteAllText(Path.Combine(dir, "bf16.cuh"), "// an edited bf16.cuh\n");
+            File.WriteAllText(Path.Combine(dir, "new_helper.cuh"), "// a header the embedded set lacks\n");
+            Assert.Equal("// an edited attention.cu\n", KernelCompiler.Source("attention.cu", dir));
+            Assert.Equal(KernelCompiler.Source("decode.cu"), KernelCompiler.Source("decode.cu", dir));
+            var headers = KernelCompiler.Headers(dir);
+            Assert.Equal("// an edited bf16.cuh\n", headers.Single(h => h.Name == "bf16.cuh").Text);
+            Assert.Contains(headers, h => h.Name == "new_helper.cuh");
+            Assert.Equal(KernelCompiler.Headers().Count + 1, headers.Length);
+            // The text is in the cache key, so an edited file never reuses the embedded file's cubin.
+            var options = KernelCompiler.Options("sm_90a");
+            Assert.NotEqual(KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu"), KernelCompiler.Headers(), options, "sm_90a", "12.8"),
+                KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu", dir), headers, options, "sm_90a", "12.8"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void DecodeAndApbKernelsAreInTheEmbeddedSources()
     {

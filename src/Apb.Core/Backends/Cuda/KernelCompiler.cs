@@ -49,8 +49,34 @@ public static unsafe class KernelCompiler
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }
 
-    /// <summary>The text of an embedded kernel source, e.g. "attention.cu".</summary>
-    public static string Source(string file)
+    /// <summary>
+    /// The folder named by APB_KERNEL_SOURCES, or null. Kernel experiments without a rebuild: a kernel file or header
+    /// found there is compiled instead of the embedded one (the repository's Kernels folder after an edit on the GPU
+    /// machine, or an older version of one file timed beside the current one in the same call). Its text is hashed into
+    /// the cache key like the embedded text, so a cubin is never reused across versions.
+    /// </summary>
+    public static string? SourceOverrideFolder()
+    {
+        if (Environment.GetEnvironmentVariable("APB_KERNEL_SOURCES") is not { Length: > 0 } dir) return null;
+        if (!Directory.Exists(dir))
+            throw new ApbException($"APB_KERNEL_SOURCES={dir} is not a folder: name the folder that holds the .cu/.cuh files to compile instead of the embedded ones, or unset it");
+        return dir;
+    }
+
+    /// <summary>The text of a kernel source, e.g. "attention.cu": embedded, or from <see cref="SourceOverrideFolder"/> when it is there.</summary>
+    public static string Source(string file) => Source(file, SourceOverrideFolder());
+
+    internal static string Source(string file, string? overrideFolder)
+    {
+        if (overrideFolder != null && File.Exists(Path.Combine(overrideFolder, file)))
+        {
+            Log.Add($"{file}: from {Path.Combine(overrideFolder, file)} (APB_KERNEL_SOURCES), not the embedded text");
+            return File.ReadAllText(Path.Combine(overrideFolder, file));
+        }
+        return Embedded(file);
+    }
+
+    static string Embedded(string file)
     {
         var asm = typeof(KernelCompiler).Assembly;
         string? name = asm.GetManifestResourceNames().FirstOrDefault(n => n.EndsWith("." + file, StringComparison.Ordinal));
@@ -62,18 +88,24 @@ public static unsafe class KernelCompiler
 
     /// <summary>
     /// The embedded headers (Kernels/*.cuh, e.g. bf16.cuh) as (include name, text): handed to NVRTC with every program,
-    /// so a kernel file's `#include "bf16.cuh"` resolves without a file system, and hashed into every cache key.
+    /// so a kernel file's `#include "bf16.cuh"` resolves without a file system, and hashed into every cache key. With
+    /// APB_KERNEL_SOURCES, a header there replaces the embedded one of its name or joins them.
     /// </summary>
     public static IReadOnlyList<(string Name, string Text)> Headers() => s_headers.Value;
 
-    static readonly Lazy<(string Name, string Text)[]> s_headers = new(() =>
+    static readonly Lazy<(string Name, string Text)[]> s_headers = new(() => Headers(SourceOverrideFolder()));
+
+    internal static (string Name, string Text)[] Headers(string? overrideFolder)
     {
         var asm = typeof(KernelCompiler).Assembly;
-        return asm.GetManifestResourceNames().Where(n => n.EndsWith(".cuh", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
-            // Resource names are namespace-dotted ("Apb.Core.Cuda.Kernels.bf16.cuh"): the include name is the file name.
-            .Select(n => n[(n.LastIndexOf('.', n.Length - 5) + 1)..])
-            .Select(file => (file, Source(file))).ToArray();
-    });
+        // Resource names are namespace-dotted ("Apb.Core.Cuda.Kernels.bf16.cuh"): the include name is the file name.
+        var names = asm.GetManifestResourceNames().Where(n => n.EndsWith(".cuh", StringComparison.Ordinal))
+            .Select(n => n[(n.LastIndexOf('.', n.Length - 5) + 1)..]);
+        // A header new in the override folder is offered too, so an edited kernel may include it.
+        if (overrideFolder != null)
+            names = names.Concat(Directory.EnumerateFiles(overrideFolder, "*.cuh").Select(f => Path.GetFileName(f)));
+        return names.Distinct().Order(StringComparer.Ordinal).Select(file => (file, Source(file, overrideFolder))).ToArray();
+    }
 
     /// <summary>--include-path for the CUDA headers: our kernels need none, but later ones (cuda_bf16.h, cuda/pipeline) will.</summary>
     public static string? IncludePath()
