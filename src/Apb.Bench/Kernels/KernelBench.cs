@@ -85,6 +85,9 @@ public static class KernelBench
                 case Bound.Memory:
                     Number("bytes", r.Work.Amount); Number("tb_per_s", r.Rate); Number("fraction_of_hbm", r.OfSpec);
                     break;
+                case Bound.CpuFlops:
+                    Number("flops", r.Work.Amount); Number("gflops", r.Rate);
+                    break;
                 default:
                     Number("pairs", r.Work.Amount); Number("ns_per_pair", r.Rate);
                     Number("gflops", r.Work.Flops / (r.Time.MedianMs * 1e-3) / 1e9);

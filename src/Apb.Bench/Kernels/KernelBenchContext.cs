@@ -42,7 +42,7 @@ public sealed class KernelBenchContext : IDisposable
         catch (ApbException e)
         {
             throw new ApbException($"bench kernel {harness.Name} times a CUDA kernel and needs an NVIDIA GPU, but cuda:{settings.Device} " +
-                                   $"cannot be used: {e.Message.Split('\n')[0]} (`apb doctor` says why; `apb bench kernel cpu-attention` runs on the CPU)");
+                                   $"cannot be used: {e.Message.Split('\n')[0]} (`apb doctor` says why; `apb bench kernel cpu-attention` and `cpu-matmul` run on the CPU)");
         }
         return new KernelBenchContext(settings, log, gpu);
     }
@@ -111,6 +111,16 @@ public sealed class KernelBenchContext : IDisposable
             var view = new WeightView(name, DType.BF16, rows == 1 ? [cols] : [rows, cols], (byte*)p);
             return (Cpu.Load(view), Gpu.Load(view));
         }
+    }
+
+    /// <summary>A bf16 weight of these values on the CPU backend only (pinned while the context lives: read in place).</summary>
+    public unsafe IWeight CpuWeight(string name, float[] data, int rows, int cols)
+    {
+        var bits = GC.AllocateUninitializedArray<ushort>(data.Length, pinned: true);
+        for (int i = 0; i < bits.Length; i++) bits[i] = DTypes.FloatToBF16(data[i]);
+        _hostWeights.Add(bits);
+        fixed (ushort* p = bits)
+            return Cpu.Load(new WeightView(name, DType.BF16, rows == 1 ? [cols] : [rows, cols], (byte*)p));
     }
 
     public static float[] Down(IBackend b, Tensor t)

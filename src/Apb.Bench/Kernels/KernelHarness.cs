@@ -40,7 +40,7 @@ public static class KernelHarnesses
     public static IReadOnlyList<KernelHarness> All { get; } =
     [
         new AttentionHarness(), new DecodeHarness(), new GemmHarness(), new GemvHarness(), new NormHarness(), new RopeHarness(),
-        new MergeHarness(), new PassingHarness(), new CriticalPathHarness(), new CpuAttentionHarness(),
+        new MergeHarness(), new PassingHarness(), new CriticalPathHarness(), new CpuAttentionHarness(), new CpuMatMulHarness(),
     ];
 
     public static IEnumerable<string> Names => All.Select(h => h.Name);

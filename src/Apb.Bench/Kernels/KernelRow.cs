@@ -12,6 +12,8 @@ public enum Bound
     Memory,
     /// <summary>CPU attention: (query row, key, head) pairs, stated per pair (a CPU has no single peak to hold it against).</summary>
     CpuPairs,
+    /// <summary>CPU products: FLOPs, stated as GFLOP/s (no peak to hold them against either).</summary>
+    CpuFlops,
 }
 
 /// <summary>The work of one timed call: how much (FLOPs, bytes or pairs) and the formula that counted it.</summary>
@@ -22,15 +24,16 @@ public sealed record KernelRow(string Kernel, string Variant, string Shape, int 
 {
     double Seconds => Time.MedianMs * 1e-3;
 
-    /// <summary>TFLOP/s (compute), TB/s (memory) or ns per pair (CPU).</summary>
+    /// <summary>TFLOP/s (compute), TB/s (memory), ns per pair (CPU attention) or GFLOP/s (CPU products).</summary>
     public double Rate => Work.Bound switch
     {
         Bound.Compute => Work.Amount / Seconds / 1e12,
         Bound.Memory => Work.Amount / Seconds / 1e12,
+        Bound.CpuFlops => Work.Amount / Seconds / 1e9,
         _ => Seconds / Work.Amount * 1e9,
     };
 
-    public string RateUnit => Work.Bound switch { Bound.Compute => "TFLOP/s", Bound.Memory => "TB/s", _ => "ns/pair" };
+    public string RateUnit => Work.Bound switch { Bound.Compute => "TFLOP/s", Bound.Memory => "TB/s", Bound.CpuFlops => "GFLOP/s", _ => "ns/pair" };
 
     /// <summary>Of the spec peak: bf16 dense TFLOP/s or HBM bandwidth; NaN on the CPU.</summary>
     public double OfSpec => Work.Bound switch
@@ -47,6 +50,7 @@ public sealed record KernelRow(string Kernel, string Variant, string Shape, int 
     {
         Bound.Compute => $"{F(OfSpec, "P0")} spec, {F(OfAchievable, "P0")} achievable",
         Bound.Memory => $"{F(OfSpec, "P0")} of HBM",
+        Bound.CpuFlops => "-",
         _ => $"{F(Work.Flops / Seconds / 1e9, "F1")} GFLOP/s",
     };
 
@@ -55,6 +59,7 @@ public sealed record KernelRow(string Kernel, string Variant, string Shape, int 
         Bound.Compute => $"{Work.Formula} = {Sci(Work.Amount)} FLOP in {Time.MedianMs:F3} ms = {Rate:F1} TFLOP/s: " +
                          $"{F(OfSpec, "P1")} of the {H200.SpecBf16Tflops:F0} TFLOP/s bf16 spec, {F(OfAchievable, "P1")} of the {H200.AchievableBf16Tflops:F0} a cuBLAS GEMM reaches",
         Bound.Memory => $"{Work.Formula} = {Work.Amount / 1e9:F3} GB in {Time.MedianMs:F3} ms = {Rate:F3} TB/s: {F(OfSpec, "P1")} of the {H200.HbmTBs} TB/s HBM",
+        Bound.CpuFlops => $"{Work.Formula} = {Sci(Work.Amount)} FLOP in {Time.MedianMs:F3} ms = {Rate:F1} GFLOP/s",
         _ => $"{Work.Formula} = {Sci(Work.Amount)} pairs in {Time.MedianMs:F1} ms = {Rate:F2} ns per pair " +
              $"({Work.Flops / Seconds / 1e9:F1} GFLOP/s at 4 d FLOP per pair)",
     };
