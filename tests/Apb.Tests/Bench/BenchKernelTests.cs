@@ -38,6 +38,31 @@ public class BenchKernelTests
         }
     }
 
+    [Fact]
+    public void CpuMatMulHarnessChecksBothFormsAndCountsFlops()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("cpu-matmul.json");
+        var (code, output, err) = CliRun.Apb("bench", "kernel", "cpu-matmul", "--lengths", "2,8", "--repeats", "2", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("check T=3 K=96 N=200 against float64", err);  // the dot-product form
+        Assert.Contains("check T=13 K=96 N=200 against float64", err); // the packed form
+        Assert.Contains("| cpu-matmul | down | T=8 K=1024 N=384 bf16 |", output);
+
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var rows = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(6, rows.Count);
+        foreach (var r in rows)
+        {
+            Assert.Equal("cpuflops", r.GetProperty("bound").GetString());
+            string[] shape = r.GetProperty("shape").GetString()!.Split(' ');
+            int t = int.Parse(shape[0][2..]), k = int.Parse(shape[1][2..]), n = int.Parse(shape[2][2..]);
+            Assert.Equal(2.0 * t * k * n, r.GetProperty("flops").GetDouble());
+            Assert.Equal(r.GetProperty("flops").GetDouble() / (r.GetProperty("median_ms").GetDouble() * 1e-3) / 1e9,
+                r.GetProperty("gflops").GetDouble(), 6);
+        }
+    }
+
     [Theory]
     [InlineData("attention")]
     [InlineData("decode")]
