@@ -122,7 +122,7 @@ public sealed class DecodeHarness : KernelHarness
                                      $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales)");
                 Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
                 k8.Dispose(); v8.Dispose();
-                yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time, work8);
+                yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work8);
                 continue;
             }
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));

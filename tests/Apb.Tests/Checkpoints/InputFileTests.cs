@@ -25,17 +25,17 @@ public class InputFileTests : IDisposable
     }
 
     [Fact]
-    public void APipeWithAWriterIsReadButCannotBeMapped()
+    public async Task APipeWithAWriterIsReadButCannotBeMapped()
     {
         if (OperatingSystem.IsWindows()) return;
         string fifo = Fifo.Make(_tmp.Path, "prompt.txt");
         var writer = Task.Run(() => File.WriteAllText(fifo, "hello through a pipe"));
         Assert.Equal("hello through a pipe", InputFile.ReadAllText(fifo, 1024, "prompt file"));
-        writer.Wait(TimeSpan.FromSeconds(10));
+        await writer.WaitAsync(TimeSpan.FromSeconds(10));
 
         writer = Task.Run(() => { try { File.WriteAllBytes(fifo, new byte[64]); } catch (IOException) { } });
         Expect.Error(() => InputFile.OpenRegular(fifo, "safetensors weights file"), fifo, "not a regular file");
-        writer.Wait(TimeSpan.FromSeconds(10));
+        await writer.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]

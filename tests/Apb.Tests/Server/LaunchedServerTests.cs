@@ -114,7 +114,7 @@ public class LaunchedServerTests(ITestOutputHelper output)
             await WaitUntil(async () => inFlight.IsCompleted || (await Harness.MetricFamilyAsync(server.Http, "apb_in_flight")).Single() >= 1, TimeSpan.FromSeconds(60));
         else
             await Task.WhenAny(firstToken.Task, inFlight, Task.Delay(TimeSpan.FromSeconds(60)));
-        if (inFlight.IsCompleted) Assert.Fail($"the request ended before the fault: {inFlight.Result}");
+        if (inFlight.IsCompleted) Assert.Fail($"the request ended before the fault: {await inFlight}");
 
         var faultAt = Stopwatch.StartNew();
         string signal = fault == Fault.StallInDecode ? "-STOP" : "-KILL";
