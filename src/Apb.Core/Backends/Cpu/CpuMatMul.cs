@@ -70,9 +70,9 @@ static unsafe class CpuMatMul
         int T = x.Rows, K = x.Cols, N = w.Rows, micro = 2 * TV.Count, panel = PanelMicros * micro;
         int panels = (N + panel - 1) / panel, chunks = (T + ChunkRows - 1) / ChunkRows;
         // Panels are packed once per call and shared by every token chunk: packing is scalar work over K x panel values,
-        // as much as a chunk's products over the same panel would cost if each chunk packed its own. A group of panels
-        // of at most PackBudget floats is packed, then used, so that a large W (a 14336 x 4096 projection) never needs
-        // an fp32 copy of itself.
+        // which added a third or more when each chunk packed its own (v2 in docs/kernels/cpu-matmul.md). A group of
+        // panels of at most PackBudget floats is packed, then used, so that a large W (a 14336 x 4096 projection) never
+        // needs an fp32 copy of itself.
         int group = Math.Clamp(PackBudget / (panel * K), 1, panels);
         float[] packed = ArrayPool<float>.Shared.Rent(group * panel * K);
         var xs = x.Data; int xo = x.Offset;
