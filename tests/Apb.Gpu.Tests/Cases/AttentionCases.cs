@@ -98,16 +98,12 @@ public static class AttentionCases
         for (int t0 = 0; t0 < tk; t0 += 128)
             for (int h = 0; h < kv; h++)
             {
-                int end = Math.Min(tk, t0 + 128);
-                float amax = 0;
-                for (int j = t0; j < end; j++)
-                    foreach (float x in k.AsSpan((j * kv + h) * d, d)) amax = MathF.Max(amax, MathF.Abs(x));
-                float s = amax == 0 ? 1f : amax / Fp8E4M3.Max;
-                for (int j = t0; j < end; j++)
-                {
-                    var row = o.AsSpan((j * kv + h) * d, d);
-                    for (int e = 0; e < d; e++) row[e] = Fp8E4M3.Round(row[e] / s) * s;
-                }
+                // The tile's rows of head h gathered, so that the fp8 cache's rounding rule gives them one scale.
+                int n = Math.Min(tk, t0 + 128) - t0;
+                var tile = new float[n * d];
+                for (int j = 0; j < n; j++) k.AsSpan(((t0 + j) * kv + h) * d, d).CopyTo(tile.AsSpan(j * d));
+                Fp8E4M3.RoundGroups(tile, tile.Length);
+                for (int j = 0; j < n; j++) tile.AsSpan(j * d, d).CopyTo(o.AsSpan(((t0 + j) * kv + h) * d));
             }
         return o;
     }
