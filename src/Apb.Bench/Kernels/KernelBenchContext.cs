@@ -101,26 +101,23 @@ public sealed class KernelBenchContext : IDisposable
     }
 
     /// <summary>A bf16 weight of these values on both backends (the host copy stays pinned while the context lives: the CPU reads it in place).</summary>
-    public unsafe (IWeight Cpu, IWeight Gpu) Weight(string name, float[] data, int rows, int cols)
+    public (IWeight Cpu, IWeight Gpu) Weight(string name, float[] data, int rows, int cols)
     {
-        var bits = GC.AllocateUninitializedArray<ushort>(data.Length, pinned: true);
-        for (int i = 0; i < bits.Length; i++) bits[i] = DTypes.FloatToBF16(data[i]);
-        _hostWeights.Add(bits);
-        fixed (ushort* p = bits)
-        {
-            var view = new WeightView(name, DType.BF16, rows == 1 ? [cols] : [rows, cols], (byte*)p);
-            return (Cpu.Load(view), Gpu.Load(view));
-        }
+        var view = HostBf16(name, data, rows, cols);
+        return (Cpu.Load(view), Gpu.Load(view));
     }
 
     /// <summary>A bf16 weight of these values on the CPU backend only (pinned while the context lives: read in place).</summary>
-    public unsafe IWeight CpuWeight(string name, float[] data, int rows, int cols)
+    public IWeight CpuWeight(string name, float[] data, int rows, int cols) => Cpu.Load(HostBf16(name, data, rows, cols));
+
+    /// <summary>The values as a pinned bf16 host array kept by the context, and a view of it as a checkpoint tensor.</summary>
+    unsafe WeightView HostBf16(string name, float[] data, int rows, int cols)
     {
         var bits = GC.AllocateUninitializedArray<ushort>(data.Length, pinned: true);
         for (int i = 0; i < bits.Length; i++) bits[i] = DTypes.FloatToBF16(data[i]);
         _hostWeights.Add(bits);
-        fixed (ushort* p = bits)
-            return Cpu.Load(new WeightView(name, DType.BF16, rows == 1 ? [cols] : [rows, cols], (byte*)p));
+        fixed (ushort* p = bits) // pinned: the pointer stays valid after the fixed block
+            return new WeightView(name, DType.BF16, rows == 1 ? [cols] : [rows, cols], (byte*)p);
     }
 
     public static float[] Down(IBackend b, Tensor t)

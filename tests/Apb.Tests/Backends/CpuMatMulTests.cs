@@ -25,7 +25,7 @@ public sealed unsafe class CpuMatMulTests
                 switch (dtype)
                 {
                     case DType.F32: BitConverter.TryWriteBytes(bytes.AsSpan(i * 4), values[i]); break;
-                    case DType.BF16: BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), (ushort)(BitConverter.SingleToUInt32Bits(values[i]) >> 16)); break;
+                    case DType.BF16: BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), DTypes.FloatToBF16(values[i])); break;
                     case DType.F16: BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), (Half)values[i]); break;
                     default: throw new ArgumentOutOfRangeException(nameof(dtype));
                 }

@@ -37,7 +37,8 @@ static unsafe class CpuMatMul
     /// <summary>Floats of packed panels at a time: 16 MiB.</summary>
     const int PackBudget = 4 << 20;
 
-    [ThreadStatic] static float[]? t_rows, t_wbuf;
+    /// <summary>A thread's bf16/f16 W rows widened to fp32 (Pack's panel before the transpose, DotForm's tile).</summary>
+    [ThreadStatic] static float[]? t_widened;
 
     public static void Run(CpuTensor x, CpuWeight w, CpuWeight? bias, CpuTensor output) =>
         Run(x, w, bias, output, CpuAttention.WidestVector);
@@ -122,7 +123,7 @@ static unsafe class CpuMatMul
         float[]? widened = null;
         if (rows == null)
         {
-            widened = Scratch(ref t_rows, nn * K);
+            widened = Scratch(ref t_widened, nn * K);
             w.ReadRows(n0, widened.AsSpan(0, nn * K));
         }
         fixed (float* wb = widened)
@@ -205,7 +206,7 @@ static unsafe class CpuMatMul
             float[]? buf = null;
             if (wp == null)
             {
-                buf = Scratch(ref t_wbuf, TileN * K);
+                buf = Scratch(ref t_widened, TileN * K);
                 w.ReadRows(n0, buf.AsSpan(0, nn * K));
             }
             fixed (float* xb = &xs[xo], ob = &os[oo], wb = buf)
