@@ -62,12 +62,12 @@ for v in "${VS[@]}"; do
   # shellcheck disable=SC2086 # BENCH and E2E are command lines: split into their arguments on purpose
   APB_KERNEL_DEFINES="$defs" timeout "${BENCH_TIMEOUT:-150}" "$APB" $BENCH > "$WORK/bench-$tag.md" 2> "$WORK/bench-$tag.log"
   echo "$v: apb $BENCH exit $?" >> "$R"
-  grep -E "$ROWS_MATCH" "$WORK/bench-$tag.md" | sed "s/^/| $v /" >> "$R"
+  grep -E "$ROWS_MATCH" "$WORK/bench-$tag.md" | awk -v v="$v" '{ print "| " v " " $0 }' >> "$R"
   if [ -n "$E2E" ]; then
     # shellcheck disable=SC2086
     APB_KERNEL_DEFINES="$defs" timeout "${E2E_TIMEOUT:-200}" "$APB" $E2E > "$WORK/e2e-$tag.md" 2> "$WORK/e2e-$tag.log"
     echo "$v: apb $E2E exit $?" >> "$R"
-    grep -E "$ROWS_MATCH" "$WORK/e2e-$tag.md" | sed "s/^/| $v /" >> "$R"
+    grep -E "$ROWS_MATCH" "$WORK/e2e-$tag.md" | awk -v v="$v" '{ print "| " v " " $0 }' >> "$R"
   fi
 done
 unset APB_KERNEL_SOURCES
