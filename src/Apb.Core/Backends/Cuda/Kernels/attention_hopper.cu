@@ -245,8 +245,8 @@ struct HopperSmem
 
 // QK8 (apb_attention_hopper_qk8_d*): S = Q K^T in e4m3 from codes made by apb_qk8_quantize_rows (q: a scale per
 // row and head, qScale [Tq][heads]) and apb_qk8_quantize_key_tiles (k: a scale per 128-key tile and KV head, kScale
-// [tiles][kvHeads]); P V stays bf16. Each row's maximum is kept in log2 units of the scaled scores, as for bf16 (the
-// factor changes with the tile's key scale). One pass only (no chunks). docs/notes/fp8-attention.md.
+// [tiles][kvHeads]); P V stays bf16. Each row's maximum is then kept in log2 units of the scaled scores (the factor
+// changes with the tile's key scale). One pass only (no chunks). docs/notes/fp8-attention.md.
 template <int D, bool CHUNKED, bool QK8 = false>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
@@ -353,7 +353,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #endif
     const float sl2 = scale * 1.4426950408889634f;
     const unsigned qBase = base + (unsigned)cw * 64 * L::QRow;   // this warpgroup's 64 rows inside each Q chunk
-    // QK8: the rows' q scales, folded with the softmax scale into each tile's factor (with the tile's k scale); 1 in bf16
+    // QK8: the rows' q scales, folded with the softmax scale into each tile's factor (with the tile's k scale)
     const float sqA = QK8 && rA < Tq ? qScale[(long)rA * heads + h] : 1.f;
     const float sqB = QK8 && rB < Tq ? qScale[(long)rB * heads + h] : 1.f;
 
@@ -370,11 +370,61 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // makes ptxas serialize every product (C7514: 490 TFLOP/s against 665, docs/kernels/attention.md v9).
     unsigned pa[HOP_BN / 16][4];
     float cA = 1.f, cB = 1.f;   // O's rescale for the tile the softmax just saw (when it returned true)
-    // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums. fA / fB turn the
-    // row's S into log2 units of the scaled scores, x = S f, P = 2^(x - m): the softmax scale x log2 e (sl2), and for
-    // QK8 times the row's q scale and the tile's k scale, which change with the tile. So the maxima mA, mB are kept in
-    // those log2 units (with bf16 inputs fA = fB = sl2 every tile).
-    auto softmax = [&](float (&sacc)[HOP_BN / 8][4], int n0, float fA, float fB) -> bool {
+    // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums.
+    auto softmax = [&](float (&sacc)[HOP_BN / 8][4], int n0) -> bool {
+        bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
+        if (needMask)
+        {
+#pragma unroll
+            for (int nb = 0; nb < HOP_BN / 8; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                {
+                    int key = n0 + nb * 8 + 2 * t + (e & 1);
+                    int row = e < 2 ? rA : rB;
+                    if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
+                }
+        }
+        float tA = APB_NEG_INF, tB = APB_NEG_INF;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
+            tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
+        }
+        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+        bool rescale = !HOP_LAZY_RESCALE
+            || __any_sync(0xffffffffu, (tA - mA) * sl2 > HOP_RESCALE_SLACK || (tB - mB) * sl2 > HOP_RESCALE_SLACK);
+        if (rescale)
+        {
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float oA = nA == APB_NEG_INF ? 0.f : nA * sl2, oB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+            cA = fast_exp2(mA * sl2 - oA); cB = fast_exp2(mB * sl2 - oB);
+            mA = nA; mB = nB;
+#if !HOP_ROWSUM_MMA
+            lA *= cA; lB *= cB;
+#endif
+        }
+        const float offA = mA == APB_NEG_INF ? 0.f : mA * sl2, offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
+#pragma unroll
+        for (int nb = 0; nb < HOP_BN / 8; nb++)
+        {
+            sacc[nb][0] = fast_exp2(sacc[nb][0] * sl2 - offA);
+            sacc[nb][1] = fast_exp2(sacc[nb][1] * sl2 - offA);
+            sacc[nb][2] = fast_exp2(sacc[nb][2] * sl2 - offB);
+            sacc[nb][3] = fast_exp2(sacc[nb][3] * sl2 - offB);
+#if !HOP_ROWSUM_MMA
+            lA += sacc[nb][0] + sacc[nb][1];
+            lB += sacc[nb][2] + sacc[nb][3];
+#endif
+        }
+        return rescale;
+    };
+    // QK8's softmax: the same steps as softmax above (kept apart so that the bf16 kernel's code stays as measured), but
+    // S is in e4m3 units and the factor fA / fB (softmax scale x log2 e x the row's q scale x the tile's k scale) varies
+    // with the tile, so the rows' maxima mA, mB are kept in log2 units of the scaled scores: x = S f, P = 2^(x - m).
+    auto softmaxQk8 = [&](float (&sacc)[HOP_BN / 8][4], int n0, float fA, float fB) -> bool {
         bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
         if (needMask)
         {
@@ -531,7 +581,8 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             wgmma_wait0();
             fence_acc(sacc);
             // O is still zero: nothing to rescale
-            softmax(sacc, jBegin * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            if constexpr (QK8) softmaxQk8(sacc, jBegin * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            else softmax(sacc, jBegin * HOP_BN);
             pack(sacc);
         }
         for (int jj = 1; jj < mine; jj++)
@@ -550,7 +601,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issuePv(ps);
             wgmma_wait1();   // S_j; P V of tile j - 1 may still run
             fence_acc(sacc);
-            const bool rescale = softmax(sacc, (jBegin + jj) * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            bool rescale;
+            if constexpr (QK8) rescale = softmaxQk8(sacc, (jBegin + jj) * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
+            else rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
             wgmma_wait0();
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
@@ -599,9 +652,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add.
         float pA = st[(D / 2) * 256], pB = st[(D / 2 + 1) * 256];
         float nA = fmaxf(mA, pA), nB = fmaxf(mB, pB);
-        float offA = nA == APB_NEG_INF ? 0.f : nA, offB = nB == APB_NEG_INF ? 0.f : nB;
-        float cA = fast_exp2(mA - offA), cB = fast_exp2(mB - offB);
-        float qA = fast_exp2(pA - offA), qB = fast_exp2(pB - offB);
+        float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
+        float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
+        float qA = fast_exp2(pA * sl2 - offA), qB = fast_exp2(pB * sl2 - offB);
 #pragma unroll
         for (int i = 0; i < D / 8; i++)
         {
@@ -634,14 +687,14 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         bf16* out = o + (long)rA * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][0] * iA, oacc[i][1] * iA);
-        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? mA * 0.6931471805599453f + logf(lA) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rA * heads + h, lseF32, lA > 0.f ? (QK8 ? mA * 0.6931471805599453f : mA * scale) + logf(lA) : APB_NEG_INF);
     }
     if (rB < Tq)
     {
         bf16* out = o + (long)rB * oStride + (long)h * D + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][2] * iB, oacc[i][3] * iB);
-        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? mB * 0.6931471805599453f + logf(lB) : APB_NEG_INF);
+        if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? (QK8 ? mB * 0.6931471805599453f : mB * scale) + logf(lB) : APB_NEG_INF);
     }
 }
 
