@@ -26,27 +26,34 @@ static class EvalCommand
         return cmd;
     }
 
-    /// <summary>`apb eval paired A.json B.json`: B's task mean minus A's per length, sample by sample (PairedDifference).</summary>
+    /// <summary>
+    /// `apb eval paired A.json B.json`: B's task mean minus A's per length, sample by sample (PairedDifference). With
+    /// --other-strategy, B's rows of another strategy: APB in one run against full attention in another.
+    /// </summary>
     static Command Paired(Io io)
     {
         var reference = new Argument<string>("REFERENCE") { Description = "an `apb eval ruler` JSON file (the baseline)" };
         var other = new Argument<string>("OTHER") { Description = "another of the same seed, tasks and lengths" };
-        var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared in both files", DefaultValueFactory = _ => "full" };
+        var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared (REFERENCE's, and OTHER's unless --other-strategy)", DefaultValueFactory = _ => "full" };
+        var otherStrategy = new Option<string?>("--other-strategy") { Description = "OTHER's strategy, when it is not --strategy (e.g. --strategy full --other-strategy apb: APB against full attention of another run)" };
         var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation")
         {
-            reference, other, strategy,
+            reference, other, strategy, otherStrategy,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
             string s = r.GetValue(strategy)!, a = r.GetValue(reference)!, b = r.GetValue(other)!;
-            var rowsA = PairedDifference.ReadRows(a, s); var rowsB = PairedDifference.ReadRows(b, s);
+            string so = r.GetValue(otherStrategy) ?? s;
+            PairedDifference.RequireSameSeed(a, b);
+            var rowsA = PairedDifference.ReadRows(a, s); var rowsB = PairedDifference.ReadRows(b, so);
+            string what = so == s ? s : $"{so} against {s}";
             foreach (var len in rowsB.Select(x => x.Length).Distinct().Order())
             {
                 var mine = rowsB.Where(x => x.Length == len).ToList();
                 var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
-                if (d is null) { io.Out.WriteLine($"{len}: no task of {s} pairs up (same task, same sample count) between {a} and {b}"); continue; }
+                if (d is null) { io.Out.WriteLine($"{len}: no task of {what} pairs up (same task, same sample count) between {a} and {b}"); continue; }
                 var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Points:+0.0;-0.0}");
-                io.Out.WriteLine($"{len}: {b} minus {a}, {s}, {d.Tasks} tasks: {d.Text} (95 %); " +
+                io.Out.WriteLine($"{len}: {b} minus {a}, {what}, {d.Tasks} tasks: {d.Text} (95 %); " +
                                  $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
                                  $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");
             }

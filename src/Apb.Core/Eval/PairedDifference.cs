@@ -69,6 +69,31 @@ public static class PairedDifference
             .Select(t => (t.Task, t.D!.Points)).ToList();
 
     /// <summary>
+    /// Refuses two harness files of different seeds: their samples differ, so pairing them sample by sample would
+    /// compare unrelated prompts. A file without a "seed" (hand-written) is not checked.
+    /// </summary>
+    public static void RequireSameSeed(string reference, string other)
+    {
+        long? a = Seed(reference), b = Seed(other);
+        if (a is { } x && b is { } y && x != y)
+            throw new ApbException($"{other} was run with --seed {y} and {reference} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
+    }
+
+    static long? Seed(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("seed", out var s) &&
+                   s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out long v) ? v : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");
+        }
+    }
+
+    /// <summary>
     /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
     /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
     /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.

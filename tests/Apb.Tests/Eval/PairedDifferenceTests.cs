@@ -99,4 +99,30 @@ public class PairedDifferenceTests
         File.WriteAllText(old, "[1, 2]");
         Assert.Contains("not an `apb eval ruler` JSON file", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(old, "full")).Message);
     }
+    [Fact]
+    public void TheCommandPairsAnotherRunsStrategyAndRefusesAnotherSeed()
+    {
+        // Full attention from one run and APB from another (the GPU evals that timed out after full and were re-run
+        // for APB alone): --other-strategy names OTHER's rows.
+        using var dir = new TempDir();
+        string Write(string name, int seed, RulerRow[] rows)
+        {
+            string path = Path.Combine(dir.Path, name);
+            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", seed, "cpu", "m", []), rows);
+            return path;
+        }
+        string pf = Write("full.json", 0, [Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1)]);
+        string pa = Write("apb.json", 0, [Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1)]);
+        var (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb");
+        Assert.True(code == 0, err);
+        Assert.Contains("4096: " + pa + " minus " + pf + ", apb against full, 2 tasks: -12.5 ± 24.5 (95 %); tasks that moved: a -25.0", output);
+        // Without the option OTHER's rows are full's too, and this file has none.
+        Assert.Contains("no rows of strategy full", CliRun.Apb("eval", "paired", pf, pa).Err);
+
+        string other = Write("seed1.json", 1, [Row(Apb, "a", 1, 0, 0, 1)]);
+        var refused = CliRun.Apb("eval", "paired", pf, other, "--other-strategy", "apb");
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains("--seed 1", refused.Err);
+        Assert.Contains("run both with one seed", refused.Err);
+    }
 }
