@@ -9,12 +9,16 @@
 #                   too; it runs here again so that this run's table has its own "minus full (paired, 95 %)" row)
 #   xR-L-query      apb with the query-aware scorer
 # Why side by side: the small model leaves one GPU mostly idle (each eval is bound by launches and host work), so
-# PARALLEL evals at once take little longer than one. Greedy decoding is deterministic, so a run's numbers do not
-# depend on its neighbours; its seconds do (times.txt has them, wall clock, neighbours included).
+# a few evals at once take little longer than one at 20 samples. Not at 60: in session 17 four at once hit 430 s each,
+# Star's tasks 8-174 s where APB alone takes 3-11 s (the multi-rank strategies launch many small kernels per token, and
+# the processes time-slice the GPU); one at a time, APB at 60 samples took ~75 s per run
+# (bench/results/long-context-20261205). Greedy decoding is deterministic, so a run's numbers do not depend on its
+# neighbours; its seconds do (times.txt has them, wall clock, neighbours included).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere), SAMPLES (20),
 # TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300),
 # STRATEGIES of the xR-L runs (full,star,apb,apb-balanced; #20's bar needs full,star,apb), QUERY (1; 0: no xR-L-query
-# runs) -- at SAMPLES=60 everything takes ~1,400 s of runs, so split it over calls (LONG="64k" SHORT= QUERY=0, ...),
+# runs) -- at SAMPLES=60 use PARALLEL=1 and split it over calls (LONG="64k" SHORT= QUERY=0 STRATEGIES=apb, ...; files
+# of one seed pair across calls: `apb eval paired FULL.json APB.json --other-strategy apb`),
 # FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
 # all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means and, where
