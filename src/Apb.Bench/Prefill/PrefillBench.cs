@@ -113,7 +113,7 @@ public sealed class PrefillBench : IDisposable
     }
 
     PrefillReport Report() => new(_o, _model.Name, _model.Config, _cuda != null ? _cuda.Context.Device.Name : _backend.Name,
-        _launched?.WorldSize ?? 1, _cuda != null, _results);
+        _launched?.WorldSize ?? 1, _cuda != null, _results, _cuda?.AttentionQkFp8 == true);
 
     static string Name(StrategyKind s) => s.Name();
 

@@ -13,8 +13,9 @@ namespace Apb.Bench.Prefill;
 /// prefill.md and prefill.json of a run so far. "seconds" is the median of "seconds_runs", and "tokens_per_s" is
 /// (length + query_tokens) / seconds: the tokens one prefill takes in, context and query.
 /// </summary>
+/// <param name="fp8Attention">whether the GPU computed Q K^T in e4m3 (--prefill-attention fp8, or APB_ATTENTION_QK_FP8=1)</param>
 public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConfig config, string device, int worldSize, bool onDevice,
-    IReadOnlyList<PrefillCase> results)
+    IReadOnlyList<PrefillCase> results, bool fp8Attention = false)
 {
     int Tokens(PrefillCase r) => r.Length + o.QueryTokens;
 
@@ -47,7 +48,8 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
     public string Markdown()
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"## apb bench prefill: {modelName}, query {o.QueryTokens} tokens, {device}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}");
+        sb.AppendLine($"## apb bench prefill: {modelName}, query {o.QueryTokens} tokens, {device}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}" +
+            (fp8Attention ? ", fp8 prefill attention (Q K^T in e4m3)" : ""));
         sb.AppendLine();
         sb.AppendLine($"| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: {PhaseNames} | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -142,6 +144,7 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
         w.WriteNumber("world_size", worldSize);
         w.WriteNumber("query_tokens", o.QueryTokens);
         w.WriteBoolean("overlap", StrategyOptions.OverlapFromEnvironment);
+        w.WriteString("prefill_attention", fp8Attention ? "fp8" : "bf16");
         w.WriteNumber("warmup", o.Warmup); w.WriteNumber("repeats", o.Repeats); w.WriteNumber("repeat_budget_s", o.RepeatBudget);
         w.WriteNumber("peak_tflops", o.PeakTflops);
         w.WriteStartArray("phases");

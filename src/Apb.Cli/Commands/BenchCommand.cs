@@ -55,18 +55,20 @@ static partial class BenchCommand
         var link = new Option<double>("--link-gbps") { Description = "GB/s per direction of the GPU link the modeled multi-GPU prefill assumes (default: NVLink 4 on an H200, 900 GB/s per GPU both ways = 450)", DefaultValueFactory = _ => Bench.Prefill.PrefillModel.NvLink4GBps };
         var noProfile = new Option<bool>("--no-profile") { Description = "skip the instrumented run (per-phase breakdown)" };
         var chart = new Option<string?>("--chart") { Description = "also draw prefill seconds against context length as an SVG chart here" };
+        var prefillAttention = CommonOptions.PrefillAttention();
         var quiet = CommonOptions.Quiet();
         var cmd = new Command("prefill", "prefill seconds per strategy and context length, per-phase breakdown, imbalance, peak memory. " +
             "Ring/zigzag overlap each K/V transfer with the block attention and APB its all-gather with the anchor attention; " +
             "APB_OVERLAP=0 in the environment serializes them instead, to measure what overlap buys (recorded in the output)")
         {
-            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, scorer, heads, novelty, link, noProfile, chart, quiet,
+            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, scorer, heads, novelty, link, noProfile, chart, prefillAttention, quiet,
         };
         cmd.SetAction(r => Cli.Guard(io, r.GetValue(quiet), io =>
         {
             string? chartPath = r.GetValue(chart);
             if (chartPath != null) CommonOptions.CreateOutput(chartPath, "--chart").Dispose();
             string dev = r.GetValue(device)!;
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention), dev);
             if (!(r.GetValue(link) > 0)) throw new ApbException($"--link-gbps must be above 0 (GB/s per direction), got {r.GetValue(link)}");
             var settings = new PrefillSettings
             {
@@ -74,7 +76,7 @@ static partial class BenchCommand
                 Strategies = r.GetValue(strategies)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                     .Select(StrategyOptions.ParseStrategy).ToArray(),
                 Lengths = Lengths(r, lengths),
-                Ranks = r.GetValue(ranks) ?? (Runtime.Launch.LaunchEnvironment.Current is null ? CommonOptions.DefaultRanks : null), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
+                Ranks = r.GetValue(ranks) ?? (Runtime.Launch.LaunchEnvironment.Current is null ? CommonOptions.DefaultRanks : null), Device = dev, NewBackend = () => CommonOptions.Backend(dev, fp8),
                 Warmup = Math.Max(0, r.GetValue(warmup)), Repeats = Math.Max(1, r.GetValue(repeats)), RepeatBudget = r.GetValue(budget),
                 Query = Math.Max(1, r.GetValue(query)),
                 Out = CommonOptions.BenchOutput(r.GetValue(output), "bench prefill") ?? Path.Combine("bench", "results", $"prefill-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),

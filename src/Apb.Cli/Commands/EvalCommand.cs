@@ -98,9 +98,18 @@ static class EvalCommand
         return cmd;
     }
 
-    /// <summary>A strategy's label variant with the KV cache's dtype where it is not the default: "retaining heads, fp8 KV cache".</summary>
-    static string? WithKv(string? variant, KvCacheDType kv) =>
-        kv == KvCacheDType.Auto ? variant : variant is null ? $"{kv.Name()} KV cache" : $"{variant}, {kv.Name()} KV cache";
+    /// <summary>
+    /// A strategy's label variant with the KV cache's dtype and the prefill attention where they are not the defaults:
+    /// "retaining heads, fp8 KV cache, fp8 attention".
+    /// </summary>
+    static string? WithKv(string? variant, KvCacheDType kv, bool fp8Attention)
+    {
+        var parts = new List<string>();
+        if (variant is not null) parts.Add(variant);
+        if (kv != KvCacheDType.Auto) parts.Add($"{kv.Name()} KV cache");
+        if (fp8Attention) parts.Add("fp8 attention");
+        return parts.Count == 0 ? null : string.Join(", ", parts);
+    }
 
     static Command Ruler(Io io)
     {
@@ -115,6 +124,7 @@ static class EvalCommand
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
         var kvCache = StrategyFlags.KvCacheOption();
+        var prefillAttention = CommonOptions.PrefillAttention();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
         var chart = new Option<string?>("--chart") { Description = "also draw the accuracy as an SVG chart here (bars per task at one length, lines over several lengths)" };
         var quiet = CommonOptions.Quiet();
@@ -122,7 +132,7 @@ static class EvalCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, json, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, prefillAttention, json, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -136,13 +146,15 @@ static class EvalCommand
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
             var kvDType = KvCacheDTypes.Parse(r.GetValue(kvCache));
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention), r.GetValue(device)!);
+            bool fp8Label = CommonOptions.Fp8AttentionInEffect(fp8, r.GetValue(device)!);
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             float? noveltyWeight = r.GetValue(novelty);
             ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
-                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, kvDType == KvCacheDType.Auto ? null : $"{kvDType.Name()} KV cache")
-                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing)), kvDType)))
+                .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, WithKv(null, kvDType, fp8Label))
+                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing)), kvDType, fp8Label)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -155,7 +167,7 @@ static class EvalCommand
             using var samplesFile = r.GetValue(samplesOut) is string sop ? CommonOptions.CreateOutput(sop, "--samples-out") : null;
 
             string dev = r.GetValue(device)!;
-            using var held = CommonOptions.Backend(dev);
+            using var held = CommonOptions.Backend(dev, fp8);
             LlamaModel? fullModel = null;
 
             var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -180,7 +192,7 @@ static class EvalCommand
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
                         PadTokenId = pad, KvCache = kvDType,
                     };
-                    groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev),
+                    groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev, fp8),
                         b => bundle.LoadWeights(b));
                 }
                 int prompt = e.ContextIds.Length + e.QueryIds.Length;

@@ -67,12 +67,13 @@ static class GenerateCommand
             CheckLength(tokens.Count, options.MaxNewTokens, limit);
 
             string dev = r.GetValue(device)!;
+            bool? fp8 = strategy.Fp8Attention(r, dev);
             var so = strategy.Options(r, bundle.Directory, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
-            using var opened = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev), tokens.Count + options.MaxNewTokens, tokens.Count);
+            using var opened = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev, fp8), tokens.Count + options.MaxNewTokens, tokens.Count);
             if (opened is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             var session = new PrefillProgress(opened, io.Progress(TimeSpan.FromSeconds(5)));
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
-                $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Describe()}");
+                $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Describe()}{StrategyFlags.AttentionLabel(fp8, dev)}");
             var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),
                 piece => { io.Out.Write(piece); io.Out.Flush(); });
             io.Out.WriteLine();

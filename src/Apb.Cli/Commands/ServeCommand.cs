@@ -52,6 +52,7 @@ static class ServeCommand
                     "(a TTFT histogram, prefill and decode seconds): drop --timings");
             if (r.GetValue(gpus) is int g) return Launch(io, g, r);
             string dev = r.GetValue(device)!;
+            bool? fp8 = strategy.Fp8Attention(r, dev);
             int n = r.GetValue(concurrency) ?? (dev == "cpu" ? 4 : 16);
             if (n < 1) throw new ApbException($"--concurrency must be at least 1, got {n}");
             if (r.GetValue(maxQueue) < 0) throw new ApbException($"--max-queue must be 0 or more, got {r.GetValue(maxQueue)}");
@@ -65,8 +66,8 @@ static class ServeCommand
             // Every request is a sequence on one resident rank group: threads of this process (rank r on GPU r mod the
             // GPUs visible), or this process's rank of a launched group, whose rank 0 serves HTTP and the others follow.
             using var group = Runtime.Launch.LaunchEnvironment.Current is { } env
-                ? LaunchedRank.Group(bundle, so, env, () => CommonOptions.Backend(dev))
-                : Runtime.RankGroup.Create(bundle.Config, so, rank => CommonOptions.RankBackend(dev, rank),
+                ? LaunchedRank.Group(bundle, so, env, () => CommonOptions.Backend(dev, fp8))
+                : Runtime.RankGroup.Create(bundle.Config, so, rank => CommonOptions.RankBackend(dev, rank, fp8),
                     b => bundle.LoadWeights(b));
             if (!group.IsLeader)
             {
@@ -76,7 +77,7 @@ static class ServeCommand
             using var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
                 new SchedulerOptions { MaxBatch = n, PrefillChunk = r.GetValue(maxNumTokens), MaxModelLength = r.GetValue(maxModelLen) });
             var served = templateFlags.Apply(new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
-                bundle.StopTokens, scheduler) { Strategy = Describe(group) }, r);
+                bundle.StopTokens, scheduler) { Strategy = Describe(group) + StrategyFlags.AttentionLabel(fp8, dev) }, r);
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {

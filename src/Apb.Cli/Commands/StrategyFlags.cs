@@ -31,6 +31,7 @@ sealed class StrategyFlags
     };
     readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
     readonly Option<string?> _kvCache = KvCacheOption();
+    readonly Option<string?> _prefillAttention = CommonOptions.PrefillAttention();
 
     public const string KvCacheHelp = "how the KV cache stores its rows: auto (the model's activation type, default) | fp8 (E4M3 with a scale per 32 values: " +
         "56% of bf16's bytes; every strategy; a GPU of compute capability 8.9 or later, or the CPU's reference, which computes with the same values)";
@@ -64,8 +65,15 @@ sealed class StrategyFlags
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings, _kvCache }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
     }
+
+    /// <summary>--prefill-attention for <paramref name="device"/> (<see cref="CommonOptions.Fp8Attention"/>).</summary>
+    public bool? Fp8Attention(ParseResult r, string device) => CommonOptions.Fp8Attention(r.GetValue(_prefillAttention), device);
+
+    /// <summary>", fp8 prefill attention" where it is in effect (<see cref="CommonOptions.Fp8AttentionInEffect"/>): for the lines that say how a run computes.</summary>
+    public static string AttentionLabel(bool? fp8, string device) =>
+        CommonOptions.Fp8AttentionInEffect(fp8, device) ? ", fp8 prefill attention (Q K^T in e4m3)" : "";
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
 

@@ -62,7 +62,13 @@ public sealed unsafe partial class CudaBackend
     /// calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k per (128-key tile,
     /// KV head), P V still in bf16. Chunked calls and every other kernel stay bf16.
     /// </summary>
-    public bool AttentionQkFp8 { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8") == "1";
+    public bool AttentionQkFp8 { get; set; } = AttentionQkFp8FromEnvironment;
+
+    /// <summary>
+    /// The default of <see cref="AttentionQkFp8"/>: APB_ATTENTION_QK_FP8=1, the study variable of the scripts; the CLI's
+    /// --prefill-attention overrides it either way.
+    /// </summary>
+    public static bool AttentionQkFp8FromEnvironment => Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8") == "1";
 
     static int ChunkKeysFromEnvironment()
     {
