@@ -40,20 +40,23 @@ public sealed class AttentionHarness : KernelHarness
     }
 
     /// <summary>
-    /// Runs <paramref name="work"/> with the variant's kernel: hopper-qk8 with S in e4m3, hopper in bf16 whatever
-    /// APB_ATTENTION_QK_FP8 says (so that one call times both), auto as the backend is set.
+    /// Runs <paramref name="work"/> with the variant's kernel: hopper-qk8 with S in e4m3 (chunked calls included, through
+    /// <see cref="CudaBackend.Qk8Chunks"/>), hopper in bf16 whatever APB_ATTENTION_QK_FP8 says (so that one call times
+    /// both), auto as the backend is set.
     /// </summary>
     static void With(KernelBenchContext ctx, string variant, Action work)
     {
-        bool was = ctx.Gpu.AttentionQkFp8;
+        bool was = ctx.Gpu.AttentionQkFp8, wasChunks = ctx.Gpu.Qk8Chunks;
         try
         {
             ctx.Gpu.AttentionQkFp8 = variant switch { Qk8 => true, "hopper" => false, _ => was };
+            ctx.Gpu.Qk8Chunks = variant == Qk8 || wasChunks;
             ctx.WithKernel(Kernel(ctx.Gpu, variant), work);
         }
         finally
         {
             ctx.Gpu.AttentionQkFp8 = was;
+            ctx.Gpu.Qk8Chunks = wasChunks;
         }
     }
 

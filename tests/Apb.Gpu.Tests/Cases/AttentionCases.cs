@@ -59,7 +59,8 @@ public static class AttentionCases
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
             if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
-            if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal);
+            if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: false);
+            if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: true);
         }
     }
 
@@ -68,27 +69,33 @@ public static class AttentionCases
     /// head, and e4m3 k, a scale per 128-key tile and KV head), against the CPU reference of the values those codes
     /// stand for, by the same 2x-naive-bf16 rule: the kernel must compute the attention of its rounded q and k exactly
     /// as the bf16 kernel computes that of its inputs. The error against the unrounded reference is what the rounding
-    /// costs; the accuracy harness, not this test, says whether that is acceptable.
+    /// costs; the accuracy harness, not this test, says whether that is acceptable. <paramref name="chunked"/>: in chunks
+    /// of 256 keys as <see cref="CheckChunked"/> takes them (apb_attention_hopper_qk8_chunk_d*, <see cref="CudaBackend.Qk8Chunks"/>).
     /// </summary>
     static void CheckQk8(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int tk, int heads, int kv,
-        int d, bool causal)
+        int d, bool causal, bool chunked)
     {
         var q = (float[])r.Q.Clone();
         for (int i = 0; i < tq; i++) Fp8E4M3.RoundGroups(q.AsSpan(i * heads * d, heads * d), d);
         var rr = AttentionReference.Of(c, q, RoundKeyTiles(r.K, tk, kv, d), r.V, tq, tk, heads, kv, d, causal);
         var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
-        bool was = c.Gpu.AttentionQkFp8;
+        bool was = c.Gpu.AttentionQkFp8, wasChunks = c.Gpu.Qk8Chunks;
         try
         {
             c.Gpu.AttentionQkFp8 = true;
-            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, causal ? AttentionMask.Causal : AttentionMask.None, go, gl));
+            c.Gpu.Qk8Chunks = chunked;
+            var mask = causal ? AttentionMask.Causal : AttentionMask.None;
+            if (chunked) InChunks(c, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+            else c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
         }
         finally
         {
             c.Gpu.AttentionQkFp8 = was;
+            c.Gpu.Qk8Chunks = wasChunks;
         }
-        c.Compare("out", Down(c.Gpu, go), rr.RefO, rr.OutLimit, "hopper qk8 (against its rounded q and k)");
-        c.CompareLse("lse", Down(c.Gpu, gl), rr.RefL, rr.LseLimit, "hopper qk8 (against its rounded q and k)");
+        string name = chunked ? "hopper qk8, chunks of 256 keys (against its rounded q and k)" : "hopper qk8 (against its rounded q and k)";
+        c.Compare("out", Down(c.Gpu, go), rr.RefO, rr.OutLimit, name);
+        c.CompareLse("lse", Down(c.Gpu, gl), rr.RefL, rr.LseLimit, name);
     }
 
     /// <summary>k as QK8 rounds it: each 128-key tile of each KV head through e4m3 with one scale (its largest magnitude to 448).</summary>
@@ -116,6 +123,14 @@ public static class AttentionCases
         int d, AttentionMask mask)
     {
         var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+        InChunks(c, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, chunks of 256 keys");
+        c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, chunks of 256 keys");
+    }
+
+    /// <summary><paramref name="call"/> on the Hopper kernel in chunks of 256 keys, causal calls too, one GQA group of heads at a time.</summary>
+    static void InChunks(GpuCheck c, Action call)
+    {
         int keys = c.Gpu.AttentionChunkKeys;
         long budget = c.Gpu.AttentionStateBudget;
         bool chunkCausal = c.Gpu.ChunkCausalAttention;
@@ -124,7 +139,7 @@ public static class AttentionCases
             c.Gpu.AttentionChunkKeys = 256;
             c.Gpu.AttentionStateBudget = 1;
             c.Gpu.ChunkCausalAttention = true;
-            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+            c.WithKernel(AttentionKernel.Hopper, call);
         }
         finally
         {
@@ -132,7 +147,5 @@ public static class AttentionCases
             c.Gpu.AttentionStateBudget = budget;
             c.Gpu.ChunkCausalAttention = chunkCausal;
         }
-        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, chunks of 256 keys");
-        c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, chunks of 256 keys");
     }
 }

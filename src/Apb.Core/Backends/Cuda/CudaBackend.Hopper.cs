@@ -58,11 +58,19 @@ public sealed unsafe partial class CudaBackend
     int _chunkKeys = ChunkKeysFromEnvironment();
 
     /// <summary>
-    /// An experiment, off unless APB_ATTENTION_QK_FP8=1 (docs/notes/fp8-attention.md): the Hopper kernel's one-pass
-    /// calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k per (128-key tile,
-    /// KV head), P V still in bf16. Chunked calls and every other kernel stay bf16.
+    /// QK8, off by default (--prefill-attention fp8, or APB_ATTENTION_QK_FP8=1; docs/notes/fp8-attention.md): the Hopper
+    /// kernel's one-pass calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k
+    /// per (128-key tile, KV head), P V still in bf16. Chunked calls take QK8 too only with <see cref="Qk8Chunks"/>;
+    /// every other kernel stays bf16.
     /// </summary>
     public bool AttentionQkFp8 { get; set; } = AttentionQkFp8FromEnvironment;
+
+    /// <summary>
+    /// Whether <see cref="AttentionQkFp8"/> reaches chunked calls (non-causal past <see cref="AttentionChunkKeys"/>)
+    /// through apb_attention_hopper_qk8_chunk_d*: off unless APB_ATTENTION_QK_FP8_CHUNKS=1 until that kernel has run on
+    /// a GPU (written in session 17 without one); the GPU tests and `bench kernel attention`'s hopper-qk8 turn it on.
+    /// </summary>
+    public bool Qk8Chunks { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8_CHUNKS") == "1";
 
     /// <summary>
     /// The default of <see cref="AttentionQkFp8"/>: APB_ATTENTION_QK_FP8=1, the study variable of the scripts; the CLI's
@@ -128,9 +136,10 @@ public sealed unsafe partial class CudaBackend
             void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal,
                                                &h0, &chunkTiles, &chunk, &state };
             bool onePass = chunkTiles == 0 || keyTiles <= chunkTiles || (causal != 0 && !ChunkCausalAttention);
-            if (onePass && AttentionQkFp8)
+            if (AttentionQkFp8 && (onePass || Qk8Chunks))
             {
-                AttentionHopperQk8(qp, kp, mv, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal);
+                AttentionHopperQk8(qp, kp, mv, op, lp, lseF32, Tq, Tk, heads, kvHeads, d, qStride, kStride, oStride, scale, causal,
+                    onePass ? 0 : chunkTiles);
                 return;
             }
             if (onePass)
@@ -142,21 +151,8 @@ public sealed unsafe partial class CudaBackend
             // Chunks: a kernel of its own, so that the one-pass kernel carries none of the state code (v5 in the notes:
             // with it, one pass ran 16 % slower).
             string cfn = d == 64 ? "apb_attention_hopper_chunk_d64" : "apb_attention_hopper_chunk_d128";
-            nint f = KernelWithSmem(HopperFile, cfn, smem);
-            int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
-            long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
-            int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
-            state = Pool.Rent(perHead * headsPer, "attention (chunk state)");
-            try
-            {
-                for (h0 = 0; h0 < heads; h0 += headsPer)
-                    for (chunk = 0; chunk < chunks; chunk++)
-                        Context.Launch(f, cfn, ((uint)qTiles, (uint)Math.Min(headsPer, heads - h0), 1), 384, smem, args);
-            }
-            finally
-            {
-                Pool.Return(state);
-            }
+            LaunchChunks(KernelWithSmem(HopperFile, cfn, smem), cfn, smem, args, qTiles, keyTiles, chunkTiles, heads, kvHeads, d,
+                ref h0, ref chunk, ref state);
         }
         finally
         {
@@ -165,11 +161,36 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
+    /// A chunked call's launches, one per (head group, chunk), with the carried state: the head groups are whole GQA
+    /// groups that fit <see cref="AttentionStateBudget"/>. <paramref name="args"/> points at h0, chunk and state, which
+    /// this sets before each launch.
+    /// </summary>
+    void LaunchChunks(nint f, string name, uint smem, void** args, int qTiles, int keyTiles, int chunkTiles, int heads, int kvHeads, int d,
+                      ref int h0, ref int chunk, ref ulong state)
+    {
+        int group = heads / kvHeads, chunks = (keyTiles + chunkTiles - 1) / chunkTiles;
+        long perHead = (long)qTiles * 128 * AttentionStateBytesPerRowHead(d);
+        int headsPer = group * (int)Math.Clamp(AttentionStateBudget / (perHead * group), 1, kvHeads);
+        state = Pool.Rent(perHead * headsPer, "attention (chunk state)");
+        try
+        {
+            for (h0 = 0; h0 < heads; h0 += headsPer)
+                for (chunk = 0; chunk < chunks; chunk++)
+                    Context.Launch(f, name, ((uint)qTiles, (uint)Math.Min(headsPer, heads - h0), 1), 384, smem, args);
+        }
+        finally
+        {
+            Pool.Return(state);
+        }
+    }
+
+    /// <summary>
     /// QK8's launch (<see cref="AttentionQkFp8"/>): q and k quantized into e4m3 codes and scales, their tensor maps (rows
-    /// of d bytes: 128-byte swizzle at d 128, 64-byte at d 64), V's transposed bf16 map as the bf16 kernel has it.
+    /// of d bytes: 128-byte swizzle at d 128, 64-byte at d 64), V's transposed bf16 map as the bf16 kernel has it; one
+    /// pass, or chunks of <paramref name="chunkTiles"/> key tiles (0: one pass) as the bf16 kernel takes them.
     /// </summary>
     void AttentionHopperQk8(ulong qp, ulong kp, byte* mv, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads, int kvHeads,
-                            int d, long qStride, long kStride, long oStride, float scale, int causal)
+                            int d, long qStride, long kStride, long oStride, float scale, int causal, int chunkTiles)
     {
         int keyTiles = (Tk + 127) / 128, qTiles = (Tq + 127) / 128;
         ulong q8 = Pool.Rent((long)Tq * heads * d, "attention (q in e4m3)");
@@ -195,9 +216,20 @@ public sealed unsafe partial class CudaBackend
                 Driver.CU_TENSOR_MAP_DATA_TYPE_UINT8, swizzle);
 
             uint smem = HopperSharedBytes(d, qk8: true);
-            string fn = d == 64 ? "apb_attention_hopper_qk8_d64" : "apb_attention_hopper_qk8_d128";
-            void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal, &qs, &ks };
-            Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
+            if (chunkTiles == 0)
+            {
+                string fn = d == 64 ? "apb_attention_hopper_qk8_d64" : "apb_attention_hopper_qk8_d128";
+                void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal, &qs, &ks };
+                Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
+                return;
+            }
+            string cfn = d == 64 ? "apb_attention_hopper_qk8_chunk_d64" : "apb_attention_hopper_qk8_chunk_d128";
+            int h0 = 0, chunk = 0;
+            ulong state = 0;
+            void** cargs = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal,
+                                                &h0, &chunkTiles, &chunk, &state, &qs, &ks };
+            LaunchChunks(KernelWithSmem(HopperFile, cfn, smem), cfn, smem, cargs, qTiles, keyTiles, chunkTiles, heads, kvHeads, d,
+                ref h0, ref chunk, ref state);
         }
         finally
         {

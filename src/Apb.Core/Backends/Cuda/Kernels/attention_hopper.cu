@@ -246,7 +246,8 @@ struct HopperSmem
 // QK8 (apb_attention_hopper_qk8_d*): S = Q K^T in e4m3 from codes made by apb_qk8_quantize_rows (q: a scale per
 // row and head, qScale [Tq][heads]) and apb_qk8_quantize_key_tiles (k: a scale per 128-key tile and KV head, kScale
 // [tiles][kvHeads]); P V stays bf16. Each row's maximum is then kept in log2 units of the scaled scores (the factor
-// changes with the tile's key scale). One pass only (no chunks). docs/notes/fp8-attention.md.
+// changes with the tile's key scale), and so is a chunk's carried state (apb_attention_hopper_qk8_chunk_d*, the host's
+// choice as for bf16; the merge below reads its maxima in their own unit). docs/notes/fp8-attention.md.
 template <int D, bool CHUNKED, bool QK8 = false>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
@@ -254,7 +255,6 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                                                  int chunk, float* __restrict__ state, const float* __restrict__ qScale = nullptr,
                                                  const float* __restrict__ kScale = nullptr)
 {
-    static_assert(!(QK8 && CHUNKED), "QK8 runs in one pass");
     static_assert(!QK8 || D == 64 || D == 128, "QK8 takes head dims 64 and 128");
     using L = HopperSmem<D, QK8>;
     extern __shared__ unsigned char smraw[];
@@ -649,12 +649,14 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #endif
     if (resume)
     {
-        // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add.
+        // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add. The maxima are
+        // in units of S (bf16: x sl2 makes them log2 units) or already in log2 units (QK8: a factor of 1, folded away).
+        const float mu = QK8 ? 1.f : sl2;
         float pA = st[(D / 2) * 256], pB = st[(D / 2 + 1) * 256];
         float nA = fmaxf(mA, pA), nB = fmaxf(mB, pB);
-        float offA = nA == APB_NEG_INF ? 0.f : nA * sl2, offB = nB == APB_NEG_INF ? 0.f : nB * sl2;
-        float cA = fast_exp2(mA * sl2 - offA), cB = fast_exp2(mB * sl2 - offB);
-        float qA = fast_exp2(pA * sl2 - offA), qB = fast_exp2(pB * sl2 - offB);
+        float offA = nA == APB_NEG_INF ? 0.f : nA * mu, offB = nB == APB_NEG_INF ? 0.f : nB * mu;
+        float cA = fast_exp2(mA * mu - offA), cB = fast_exp2(mB * mu - offB);
+        float qA = fast_exp2(pA * mu - offA), qB = fast_exp2(pB * mu - offB);
 #pragma unroll
         for (int i = 0; i < D / 8; i++)
         {
@@ -721,7 +723,13 @@ extern "C" __global__ void __launch_bounds__(384, 1)                            
 apb_attention_hopper_qk8_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,             \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
     long oStride, float scale, int causal, const float* qScale, const float* kScale)                                    \
-{ attention_hopper<D, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr, qScale, kScale); }
+{ attention_hopper<D, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr, qScale, kScale); } \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+apb_attention_hopper_qk8_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,       \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state, const float* qScale,        \
+    const float* kScale)                                                                                                \
+{ attention_hopper<D, true, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, h0, chunkTiles, chunk, state, qScale, kScale); }
 HOP_QK8_ENTRY(64)
 HOP_QK8_ENTRY(128)
 
