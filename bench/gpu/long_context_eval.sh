@@ -15,7 +15,7 @@
 # (bench/results/long-context-20261205). Greedy decoding is deterministic, so a run's numbers do not depend on its
 # neighbours; its seconds do (times.txt has them, wall clock, neighbours included).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere), SAMPLES (20),
-# TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3), T_RUN (seconds per run, 300),
+# TASKS (all), SHORT (4k,16k; empty: no short run), LONG ("32k 64k"), PARALLEL (3; 1 past 20 samples), T_RUN (seconds per run, 300),
 # STRATEGIES of the xR-L runs (full,star,apb,apb-balanced; #20's bar needs full,star,apb), QUERY (1; 0: no xR-L-query
 # runs) -- at SAMPLES=60 use PARALLEL=1 and split it over calls (LONG="64k" SHORT= QUERY=0 STRATEGIES=apb, ...; files
 # of one seed pair across calls: `apb eval paired FULL.json APB.json --other-strategy apb`),
@@ -32,7 +32,8 @@ SAMPLES=${SAMPLES:-20}
 TASKS=${TASKS:-all}
 SHORT=${SHORT-4k,16k}
 LONG=${LONG:-32k 64k}
-PARALLEL=${PARALLEL:-3}
+# Side by side only at small sample counts (see above): past 20 samples a run, one at a time unless told.
+if [ -z "${PARALLEL:-}" ]; then [[ $SAMPLES =~ ^[0-9]+$ ]] && (( SAMPLES > 20 )) && PARALLEL=1 || PARALLEL=3; fi
 FLAGS=${FLAGS:-}
 T_RUN=${T_RUN:-300}
 STRATEGIES=${STRATEGIES:-full,star,apb,apb-balanced}

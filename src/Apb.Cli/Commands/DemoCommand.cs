@@ -16,7 +16,7 @@ static class DemoCommand
 {
     public const int ContextTokens = 3000, Ranks = 4;
 
-    public static int Run(Io io, string device, int seed)
+    public static int Run(Io io, string device, int seed, bool? fp8Attention = null)
     {
         using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(null));
         var tok = bundle.Tokenizer;
@@ -37,7 +37,7 @@ static class DemoCommand
         // The same session construction as `generate --strategy ...`: a rank group made for the one request.
         int prompt = sample.ContextIds.Length + sample.QueryIds.Length;
         IInferenceSession Open(StrategyOptions o) =>
-            StrategyFlags.Session(bundle, o, () => CommonOptions.Backend(device), RulerHarness.Capacity(sample), prompt)!;
+            StrategyFlags.Session(bundle, o, () => CommonOptions.Backend(device, fp8Attention), RulerHarness.Capacity(sample), prompt)!;
         var (apb, apbTime, apbSession) = Answer(() => Open(apbOptions), sample, tok, sampling, stop);
         var (full, fullTime, _) = Answer(() => Open(new StrategyOptions()), sample, tok, sampling, stop);
 

@@ -49,7 +49,7 @@ static class GenerateCommand
             if (document != null && text != null) throw new ApbException("give either a prompt (--prompt/--prompt-file) or a document (--context/--context-file) with --query, not both");
             // No model and nothing to say: the embedded demo (a needle question, APB over 4 ranks against full attention).
             if (document == null && text == null && r.GetValue(query) == null && model.Get(r) == null)
-                return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0);
+                return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0, strategy.Fp8Attention(r, r.GetValue(device)!));
 
             using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             var tok = templateFlags.Apply(bundle.Tokenizer, r);

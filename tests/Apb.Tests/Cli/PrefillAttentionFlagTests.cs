@@ -26,6 +26,11 @@ public class PrefillAttentionFlagTests
     }
 
     [Fact]
+    public void TheDemoRefusesItToo() =>
+        // generate with no prompt and no model is the embedded demo: the flag reaches it rather than being dropped.
+        HostileCliTests.AssertUserError(CliRun.Apb("generate", "--device", "cpu", "--prefill-attention", "fp8"), "--prefill-attention fp8 runs the Hopper GPU kernel");
+
+    [Fact]
     public void AnUnknownValueIsNamed() =>
         HostileCliTests.AssertUserError(CliRun.Apb("generate", "--model", Tiny, "--prompt", "hi", "--prefill-attention", "fp16"),
             "--prefill-attention fp16: expected bf16 or fp8");
