@@ -52,13 +52,20 @@ static class DoctorCommand
                 o.WriteLine("load trace:");
                 foreach (var line in p.Split('\n').Skip(1)) o.WriteLine(line);
             }
+        // Which prefill attention each GPU gets, and so whether --prefill-attention fp8 can run there (it refuses
+        // otherwise and points here).
+        if (r.NvrtcProblem == null)
+            foreach (var (d, _) in r.Devices)
+                o.WriteLine($"  attention cuda:{d.Ordinal,-4}: {Attention(d.Major, d.Minor)}");
         if (compileKernels && r.NvrtcProblem == null)
             foreach (var (d, _) in r.Devices)
             {
                 try
                 {
                     string arch = KernelCompiler.Architecture(d.Major, d.Minor);
-                    foreach (var f in new[] { "elementwise.cu", "attention.cu" })
+                    var files = CudaBackend.HopperAttentionProblem(arch) is null
+                        ? new[] { "elementwise.cu", "attention.cu", "attention_hopper.cu" } : new[] { "elementwise.cu", "attention.cu" };
+                    foreach (var f in files)
                     {
                         var sw = System.Diagnostics.Stopwatch.StartNew();
                         var image = KernelCompiler.Compile(f, arch);
@@ -72,6 +79,16 @@ static class DoctorCommand
                 }
             }
         return 0;
+    }
+
+    static string Attention(int major, int minor)
+    {
+        string arch;
+        try { arch = KernelCompiler.Architecture(major, minor); }
+        catch (ApbException e) { return e.Message; }
+        return CudaBackend.HopperAttentionProblem(arch) is { } why
+            ? $"the mma.sync kernels ({why}); --prefill-attention fp8 needs the Hopper kernel, so it is refused here"
+            : "the Hopper kernel (wgmma + TMA); --prefill-attention fp8 available";
     }
 
     // NCCL is needed only for `apb launch` (one process per GPU); its absence is reported, not an error.

@@ -17,6 +17,15 @@ public class CudaHostTests
     }
 
     [Fact]
+    public void AGpuThatIsNotHopperIsToldWhyItHasNoHopperKernel()
+    {
+        // What `apb doctor` prints and --prefill-attention fp8's refusal points to; other architectures never reach the
+        // driver or NVRTC checks, so this holds without a GPU.
+        Assert.Equal("sm_86 is not sm_90 (H100/H200)", CudaBackend.HopperAttentionProblem("sm_86"));
+        Assert.Equal("sm_100 is not sm_90 (H100/H200)", CudaBackend.HopperAttentionProblem("sm_100"));
+    }
+
+    [Fact]
     public void GemmTuneIsOffUnlessAskedAndAnUnknownValueSaysWhatItTakes()
     {
         Assert.False(Gemm.ParseTune(null));

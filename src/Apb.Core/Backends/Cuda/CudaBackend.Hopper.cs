@@ -20,8 +20,17 @@ public sealed unsafe partial class CudaBackend
     /// The wgmma + TMA kernel runs here: an sm_90 device, an NVRTC that compiles for sm_90a (not the compute_80 PTX
     /// fallback of an older one) and a driver that encodes tensor maps.
     /// </summary>
-    public bool HopperAttentionAvailable =>
-        _hopperAvailable ??= Context.Arch == "sm_90a" && Driver.cuTensorMapEncodeTiled != null && KernelCompiler.CompilesFor(Context.Arch);
+    public bool HopperAttentionAvailable => _hopperAvailable ??= HopperAttentionProblem(Context.Arch) is null;
+
+    /// <summary>
+    /// Why the Hopper kernel (and so QK8, --prefill-attention fp8) cannot run for <paramref name="arch"/> on this
+    /// machine, or null when it can: for `apb doctor` and the errors that point there.
+    /// </summary>
+    public static string? HopperAttentionProblem(string arch) =>
+        arch != "sm_90a" ? $"{arch} is not sm_90 (H100/H200)"
+        : Driver.cuTensorMapEncodeTiled == null ? "the driver has no cuTensorMapEncodeTiled (TMA descriptors need CUDA 12 or later)"
+        : !KernelCompiler.CompilesFor(arch) ? $"NVRTC {KernelCompiler.NvrtcVersionText()} cannot compile sm_90a (12.0 or later can)"
+        : null;
 
     bool? _hopperAvailable;
 
