@@ -111,20 +111,24 @@ static partial class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "ttft: measurements of each TTFT (median reported)", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "weights and token ids", DefaultValueFactory = _ => 1 };
         var outDir = new Option<string?>("--out", "-o") { Description = "folder for serve.json and serve.md (default bench/results/serve-<utc stamp>)" };
+        var serveAttention = CommonOptions.PrefillAttention();
         var serveQuiet = CommonOptions.Quiet();
         var cmd = new Command("serve", "serving benchmark: TTFT and time per output token p50/p99, throughput and errors for a stream of requests " +
             "against a running server (--url) or the engine in this process; --experiment batch|ttft measure batched decode and TTFT under load")
         {
             url, shape, model, device, strategy, ranks, experiment, requests, concurrency, rate, lengths, output, batch, background,
-            maxBatch, chunk, repeats, seed, outDir, serveQuiet,
+            maxBatch, chunk, repeats, seed, outDir, serveAttention, serveQuiet,
         };
         cmd.SetAction(r => Cli.Guard(io, r.GetValue(serveQuiet), io =>
         {
             var kind = StrategyOptions.ParseStrategy(r.GetValue(strategy)!);
             string dev = r.GetValue(device)!;
+            if (r.GetValue(url) is { } u && r.GetValue(serveAttention) is { } a)
+                throw new ApbException($"--prefill-attention {a} with --url {u}: the server computes as it was started; give the flag to its `apb serve`, or drop --url to bench the engine here");
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(serveAttention), dev);
             var settings = new Bench.Serve.ServeSettings
             {
-                Url = r.GetValue(url), Shape = r.GetValue(shape), Model = r.GetValue(model), Device = dev, NewBackend = () => CommonOptions.Backend(dev),
+                Url = r.GetValue(url), Shape = r.GetValue(shape), Model = r.GetValue(model), Device = dev, NewBackend = () => CommonOptions.Backend(dev, fp8),
                 Strategy = kind, Ranks = CommonOptions.RanksFor(kind, r.GetValue(ranks)), Experiment = r.GetValue(experiment)!,
                 Requests = r.GetValue(requests), Concurrency = r.GetValue(concurrency), Rate = r.GetValue(rate),
                 PromptLengths = Lengths(r, lengths), OutputTokens = r.GetValue(output), Batch = r.GetValue(batch),

@@ -104,7 +104,7 @@ static class CommonOptions
         "within 0.3 points of bf16 on `apb eval ruler` (docs/notes/fp8-attention.md). Hopper GPUs (sm_90) only; non-causal calls longer than " +
         "one chunk of keys stay bf16";
 
-    /// <summary>--prefill-attention, as generate, logits, serve, eval ruler and bench prefill take it.</summary>
+    /// <summary>--prefill-attention, as generate, logits, serve, eval ruler, bench prefill and bench serve take it.</summary>
     public static Option<string?> PrefillAttention() => new("--prefill-attention") { Description = PrefillAttentionHelp };
 
     /// <summary>

@@ -17,6 +17,7 @@ public class PrefillAttentionFlagTests
     [InlineData("serve", "--port", "0")]
     [InlineData("eval", "ruler", "--length", "1k", "--samples", "1")]
     [InlineData("bench", "prefill", "--shape", "tiny", "--lengths", "1k", "--strategies", "full")]
+    [InlineData("bench", "serve", "--shape", "tiny", "--requests", "1")]
     public void Fp8OnTheCpuIsRefusedWithWhatToDo(params string[] command)
     {
         string[] model = command[0] == "bench" ? [] : ["--model", Tiny];
@@ -24,6 +25,11 @@ public class PrefillAttentionFlagTests
         HostileCliTests.AssertUserError(run, "--prefill-attention fp8 runs the Hopper GPU kernel");
         Assert.Contains("--device cuda", run.Err);
     }
+
+    [Fact]
+    public void BenchServeAgainstAServerSaysWhereTheFlagBelongs() =>
+        HostileCliTests.AssertUserError(CliRun.Apb("bench", "serve", "--url", "http://127.0.0.1:9", "--prefill-attention", "fp8"),
+            "give the flag to its `apb serve`");
 
     [Fact]
     public void TheDemoRefusesItToo() =>
