@@ -70,6 +70,7 @@ public sealed class PrefillBench : IDisposable
             CpuLimits.CheckPrefillTime(shape, $"--shape {_o.Shape ?? BenchModel.DefaultShape}", _o, CpuLimits.MeasureGflops());
         }
         _model = BenchModel.Open(_o.Shape, _o.Model, _backend, _o.Seed);
+        if (_backend.AttentionQkFp8) Qk8.RequireHeadDim(_model.Config.HeadDim);
         if (_env != null)
         {
             var options = new StrategyOptions
@@ -113,7 +114,7 @@ public sealed class PrefillBench : IDisposable
     }
 
     PrefillReport Report() => new(_o, _model.Name, _model.Config, _cuda != null ? _cuda.Context.Device.Name : _backend.Name,
-        _launched?.WorldSize ?? 1, _cuda != null, _results, _cuda?.AttentionQkFp8 == true);
+        _launched?.WorldSize ?? 1, _cuda != null, _results, _backend.AttentionQkFp8);
 
     static string Name(StrategyKind s) => s.Name();
 

@@ -340,6 +340,7 @@ public sealed class ServeBench
             try
             {
                 _model = BenchModel.Open(o.Shape, o.Model, _backend, o.Seed);
+                if (_backend.AttentionQkFp8) Qk8.RequireHeadDim(_model.Config.HeadDim);
                 var options = new StrategyOptions { Strategy = o.Strategy, Ranks = o.Strategy == StrategyKind.Full ? 1 : o.Ranks, FallbackBelow = 0 };
                 _group = RankGroup.Create(_model.Config, options, r =>
                 {

@@ -68,7 +68,7 @@ static partial class BenchCommand
             string? chartPath = r.GetValue(chart);
             if (chartPath != null) CommonOptions.CreateOutput(chartPath, "--chart").Dispose();
             string dev = r.GetValue(device)!;
-            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention), dev);
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention));
             if (!(r.GetValue(link) > 0)) throw new ApbException($"--link-gbps must be above 0 (GB/s per direction), got {r.GetValue(link)}");
             var settings = new PrefillSettings
             {
@@ -125,7 +125,7 @@ static partial class BenchCommand
             string dev = r.GetValue(device)!;
             if (r.GetValue(url) is { } u && r.GetValue(serveAttention) is { } a)
                 throw new ApbException($"--prefill-attention {a} with --url {u}: the server computes as it was started; give the flag to its `apb serve`, or drop --url to bench the engine here");
-            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(serveAttention), dev);
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(serveAttention));
             var settings = new Bench.Serve.ServeSettings
             {
                 Url = r.GetValue(url), Shape = r.GetValue(shape), Model = r.GetValue(model), Device = dev, NewBackend = () => CommonOptions.Backend(dev, fp8),

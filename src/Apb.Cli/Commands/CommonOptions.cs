@@ -101,23 +101,20 @@ static class CommonOptions
 
     public const string PrefillAttentionHelp = "the prefill attention's first product: bf16 (default) | fp8 (S = Q K^T in e4m3, q scaled per row " +
         "and head, k per 128 keys and KV head; P V stays bf16): on an H200 1.18x faster attention at 64K-128K and a 128K prefill 9.9 -> 8.7 s, " +
-        "within 0.3 points of bf16 on `apb eval ruler` (docs/notes/fp8-attention.md). Hopper GPUs (sm_90) only; non-causal calls longer than " +
-        "one chunk of keys stay bf16";
+        "within 0.3 points of bf16 on `apb eval ruler` (docs/notes/fp8-attention.md). Hopper GPUs (sm_90), where non-causal calls longer than " +
+        "one chunk of keys stay bf16, and the CPU, which rounds q and k the same way and computes in f32 (the reference)";
 
     /// <summary>--prefill-attention, as generate, logits, serve, eval ruler, bench prefill and bench serve take it.</summary>
     public static Option<string?> PrefillAttention() => new("--prefill-attention") { Description = PrefillAttentionHelp };
 
     /// <summary>
     /// --prefill-attention read: true for fp8, false for bf16, null when not given (the backend's default, which the
-    /// study variable APB_ATTENTION_QK_FP8=1 still turns on). fp8 with --device cpu is refused here, before any work:
-    /// the CPU reference computes attention in f32 and has no e4m3 kernel to run.
+    /// study variable APB_ATTENTION_QK_FP8=1 still turns on for a GPU).
     /// </summary>
-    public static bool? Fp8Attention(string? value, string device) => value switch
+    public static bool? Fp8Attention(string? value) => value switch
     {
         null => null,
         "bf16" => false,
-        "fp8" when device == "cpu" => throw new ApbException("--prefill-attention fp8 runs the Hopper GPU kernel with Q K^T in e4m3; the CPU " +
-            "backend computes attention in f32 and has no such kernel: use --device cuda on an H100/H200, or leave the flag out"),
         "fp8" => true,
         _ => throw new ApbException($"--prefill-attention {value}: expected bf16 or fp8"),
     };
@@ -147,22 +144,15 @@ static class CommonOptions
             : Backend(device, fp8Attention);
 
     /// <summary>
-    /// Sets the CUDA backend's QK8 switch as --prefill-attention asks. fp8 on a GPU without the Hopper kernel is an
-    /// error (the backend disposed first), not a silent bf16 run under an fp8 label.
+    /// Sets the backend's QK8 switch as --prefill-attention asks. A GPU without the Hopper kernel refuses fp8 (the
+    /// backend is disposed before the error goes up): no silent bf16 run under an fp8 label.
     /// </summary>
     static Backends.IBackend WithAttention(Backends.IBackend backend, bool? fp8)
     {
         if (fp8 is not { } on) return backend;
-        if (backend is Backends.Cuda.CudaBackend cuda && (!on || cuda.HopperAttentionAvailable))
-        {
-            cuda.AttentionQkFp8 = on;
-            return backend;
-        }
-        if (!on) return backend; // bf16 on the CPU: what it computes anyway
-        string name = backend is Backends.Cuda.CudaBackend c ? $"{c.Context.Device.Name} ({c.Context.Arch})" : "the CPU backend";
-        backend.Dispose();
-        throw new ApbException($"--prefill-attention fp8 needs the Hopper attention kernel (an sm_90 GPU such as the H100 or H200, and an NVRTC " +
-            $"that compiles sm_90a); {name} does not have it (`apb doctor` says why): leave the flag out to run bf16");
+        try { backend.AttentionQkFp8 = on; }
+        catch { backend.Dispose(); throw; }
+        return backend;
     }
 
     /// <summary>

@@ -146,7 +146,8 @@ static class EvalCommand
             int n = CheckSamples(r.GetValue(samples), taskList, lengths);
             int rankCount = r.GetValue(ranks);
             var kvDType = KvCacheDTypes.Parse(r.GetValue(kvCache));
-            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention), r.GetValue(device)!);
+            bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention));
+            if (fp8 == true) Qk8.RequireHeadDim(bundle.Config.HeadDim);
             bool fp8Label = CommonOptions.Fp8AttentionInEffect(fp8, r.GetValue(device)!);
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             float? noveltyWeight = r.GetValue(novelty);

@@ -49,7 +49,7 @@ static class GenerateCommand
             if (document != null && text != null) throw new ApbException("give either a prompt (--prompt/--prompt-file) or a document (--context/--context-file) with --query, not both");
             // No model and nothing to say: the embedded demo (a needle question, APB over 4 ranks against full attention).
             if (document == null && text == null && r.GetValue(query) == null && model.Get(r) == null)
-                return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0, strategy.Fp8Attention(r, r.GetValue(device)!));
+                return DemoCommand.Run(io, r.GetValue(device)!, r.GetValue(seed) ?? 0, strategy.Fp8Attention(r));
 
             using var bundle = CommonOptions.OpenModel(model.Get(r), io);
             var tok = templateFlags.Apply(bundle.Tokenizer, r);
@@ -67,7 +67,8 @@ static class GenerateCommand
             CheckLength(tokens.Count, options.MaxNewTokens, limit);
 
             string dev = r.GetValue(device)!;
-            bool? fp8 = strategy.Fp8Attention(r, dev);
+            bool? fp8 = strategy.Fp8Attention(r);
+            if (fp8 == true) Backends.Qk8.RequireHeadDim(bundle.Config.HeadDim);
             var so = strategy.Options(r, bundle.Directory, tokens.AnchorInsertAt, tok.PadTokenId ?? 0);
             using var opened = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev, fp8), tokens.Count + options.MaxNewTokens, tokens.Count);
             if (opened is null) return 0; // a launched rank other than 0: it followed rank 0, which reports

@@ -42,7 +42,8 @@ static class LogitsCommand
             var tokens = request.All;
             GenerateCommand.CheckLength(tokens.Count, 0, limit);
             string dev = r.GetValue(device)!;
-            bool? fp8 = strategy.Fp8Attention(r, dev);
+            bool? fp8 = strategy.Fp8Attention(r);
+            if (fp8 == true) Backends.Qk8.RequireHeadDim(bundle.Config.HeadDim);
             var so = strategy.Options(r, bundle.Directory, request.AnchorInsertAt, bundle.Tokenizer.PadTokenId ?? 0);
             using var session = StrategyFlags.Session(bundle, so, () => CommonOptions.Backend(dev, fp8), tokens.Count, tokens.Count);
             if (session is null) return 0; // a launched rank other than 0: it followed rank 0, which reports

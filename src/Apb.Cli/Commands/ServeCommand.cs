@@ -52,7 +52,7 @@ static class ServeCommand
                     "(a TTFT histogram, prefill and decode seconds): drop --timings");
             if (r.GetValue(gpus) is int g) return Launch(io, g, r);
             string dev = r.GetValue(device)!;
-            bool? fp8 = strategy.Fp8Attention(r, dev);
+            bool? fp8 = strategy.Fp8Attention(r);
             int n = r.GetValue(concurrency) ?? (dev == "cpu" ? 4 : 16);
             if (n < 1) throw new ApbException($"--concurrency must be at least 1, got {n}");
             if (r.GetValue(maxQueue) < 0) throw new ApbException($"--max-queue must be 0 or more, got {r.GetValue(maxQueue)}");
@@ -60,6 +60,7 @@ static class ServeCommand
             if (r.GetValue(maxBytes) is < 1024) throw new ApbException($"--max-request-bytes must be at least 1024, got {r.GetValue(maxBytes)}");
             if (r.GetValue(maxModelLen) is < 2) throw new ApbException($"--max-model-len must be at least 2, got {r.GetValue(maxModelLen)}");
             using var bundle = CommonOptions.OpenModel(model.Get(r), io);
+            if (fp8 == true) Backends.Qk8.RequireHeadDim(bundle.Config.HeadDim);
             var so = strategy.Options(r, bundle.Directory, anchorInsertAt: 0, bundle.Tokenizer.PadTokenId ?? 0) with { Timings = false };
             so.Validate(bundle.Config);
 

@@ -68,8 +68,8 @@ sealed class StrategyFlags
         foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
     }
 
-    /// <summary>--prefill-attention for <paramref name="device"/> (<see cref="CommonOptions.Fp8Attention"/>).</summary>
-    public bool? Fp8Attention(ParseResult r, string device) => CommonOptions.Fp8Attention(r.GetValue(_prefillAttention), device);
+    /// <summary>--prefill-attention (<see cref="CommonOptions.Fp8Attention"/>).</summary>
+    public bool? Fp8Attention(ParseResult r) => CommonOptions.Fp8Attention(r.GetValue(_prefillAttention));
 
     /// <summary>", fp8 prefill attention" where it is in effect (<see cref="CommonOptions.Fp8AttentionInEffect"/>): for the lines that say how a run computes.</summary>
     public static string AttentionLabel(bool? fp8, string device) =>

@@ -42,8 +42,24 @@ public static class Fp8E4M3
         return (byte)(sign | Math.Min(code, 0x7E)); // a value that rounds past 448 saturates
     }
 
-    /// <summary>The value <paramref name="x"/> is stored as: <see cref="Decode"/> of <see cref="Encode"/>.</summary>
-    public static float Round(float x) => Decode(Encode(x));
+    /// <summary>
+    /// The value <paramref name="x"/> is stored as: <see cref="Decode"/> of <see cref="Encode"/>, computed on the float's
+    /// bits (the CPU rounds every q, k and cache value through it, where Encode's logarithms would cost more than the
+    /// attention): a normal value keeps 3 of its 23 mantissa bits, rounded to nearest even; below 2^-6 the grid is 2^-9.
+    /// </summary>
+    public static float Round(float x)
+    {
+        float a = MathF.Abs(x);
+        if (a < MinNormal) return MathF.Round(x * 512f) / 512f;   // subnormal steps of 2^-9; MathF.Round ties to even
+        if (float.IsNaN(x)) return x;
+        int bits = BitConverter.SingleToInt32Bits(x);
+        bits = (bits + 0x7FFFF + ((bits >> 20) & 1)) & ~0xFFFFF;  // round the mantissa to 3 bits, ties to even
+        float r = BitConverter.Int32BitsToSingle(bits);
+        return MathF.Abs(r) > Max ? MathF.CopySign(Max, x) : r;   // past 448 (infinity included): saturated, as Encode
+    }
+
+    /// <summary>2^-6, the smallest normal value.</summary>
+    const float MinNormal = 0.015625f;
 
     /// <summary>
     /// A row's scale: its largest magnitude over 448 (fp32 division), so that row / scale spans the format; 1 for a
@@ -66,7 +82,7 @@ public static class Fp8E4M3
         {
             var head = row.Slice(h, group);
             float s = RowScale(head);
-            for (int i = 0; i < head.Length; i++) head[i] = Decode(Encode(head[i] / s)) * s;
+            for (int i = 0; i < head.Length; i++) head[i] = Round(head[i] / s) * s;
         }
     }
 }

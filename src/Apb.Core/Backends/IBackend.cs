@@ -57,6 +57,13 @@ public interface IBackend : IDisposable
     Tensor Allocate(int rows, int cols);
 
     /// <summary>
+    /// QK8 (--prefill-attention fp8): attention calls that <see cref="Qk8.Applies"/> to compute S = Q K^T from q and k
+    /// rounded to e4m3 as <see cref="Qk8"/> says, P V as before. Off by default. A backend that cannot (a GPU without the
+    /// Hopper kernel) refuses true with an ApbException that says why.
+    /// </summary>
+    bool AttentionQkFp8 { get; set; }
+
+    /// <summary>
     /// A tensor that keeps fp32 precision whatever the backend's activation type: log-sum-exp rows, whose rounding to bf16
     /// would put a 1e-2 relative error into every merge weight. Backends that allocate fp32 anyway need not override it.
     /// </summary>

@@ -75,9 +75,12 @@ public static class AttentionCases
     static void CheckQk8(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int tk, int heads, int kv,
         int d, bool causal, bool chunked)
     {
+        // The rounding the CPU backend does for QK8 (Qk8, one home for the rule), on the reference's fp32 inputs.
         var q = (float[])r.Q.Clone();
-        for (int i = 0; i < tq; i++) Fp8E4M3.RoundGroups(q.AsSpan(i * heads * d, heads * d), d);
-        var rr = AttentionReference.Of(c, q, RoundKeyTiles(r.K, tk, kv, d), r.V, tq, tk, heads, kv, d, causal);
+        for (int i = 0; i < tq; i++) Qk8.RoundQueries(q.AsSpan(i * heads * d, heads * d), d);
+        var k = (float[])r.K.Clone();
+        Qk8.RoundKeys(tk, kv, d, j => k.AsSpan(j * kv * d, kv * d));
+        var rr = AttentionReference.Of(c, q, k, r.V, tq, tk, heads, kv, d, causal);
         var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
         bool was = c.Gpu.AttentionQkFp8, wasChunks = c.Gpu.Qk8Chunks;
         try
@@ -96,23 +99,6 @@ public static class AttentionCases
         string name = chunked ? "hopper qk8, chunks of 256 keys (against its rounded q and k)" : "hopper qk8 (against its rounded q and k)";
         c.Compare("out", Down(c.Gpu, go), rr.RefO, rr.OutLimit, name);
         c.CompareLse("lse", Down(c.Gpu, gl), rr.RefL, rr.LseLimit, name);
-    }
-
-    /// <summary>k as QK8 rounds it: each 128-key tile of each KV head through e4m3 with one scale (its largest magnitude to 448).</summary>
-    static float[] RoundKeyTiles(float[] k, int tk, int kv, int d)
-    {
-        var o = (float[])k.Clone();
-        for (int t0 = 0; t0 < tk; t0 += 128)
-            for (int h = 0; h < kv; h++)
-            {
-                // The tile's rows of head h gathered, so that the fp8 cache's rounding rule gives them one scale.
-                int n = Math.Min(tk, t0 + 128) - t0;
-                var tile = new float[n * d];
-                for (int j = 0; j < n; j++) k.AsSpan(((t0 + j) * kv + h) * d, d).CopyTo(tile.AsSpan(j * d));
-                Fp8E4M3.RoundGroups(tile, tile.Length);
-                for (int j = 0; j < n; j++) tile.AsSpan(j * d, d).CopyTo(o.AsSpan(((t0 + j) * kv + h) * d));
-            }
-        return o;
     }
 
     /// <summary>

@@ -49,6 +49,36 @@ public sealed class Fp8E4M3Tests
     }
 
     [Fact]
+    public void RoundOnTheBitsIsTheCodecRoundTrip()
+    {
+        void Same(float x)
+        {
+            float want = Fp8E4M3.Decode(Fp8E4M3.Encode(x)), got = Fp8E4M3.Round(x);
+            Assert.True(want.Equals(got), $"{x:R} (bits {BitConverter.SingleToInt32Bits(x):X8}): codec {want:R}, Round {got:R}");
+        }
+        // Round works on the float's bits; Decode(Encode(x)) is the definition. Every float exponent from 2^-12 to 2^9,
+        // each of the 8 kept mantissas, and the dropped 20 bits at the places that decide: zero, just under and over
+        // half (0x7FFFF, 0x80001), exactly half (a tie, to even), all ones, and a spread between.
+        int[] low = [0, 1, 0x3FFFF, 0x7FFFF, 0x80000, 0x80001, 0xC0000, 0xFFFFF];
+        for (int e = -12; e <= 9; e++)
+            for (int m = 0; m < 8; m++)
+                foreach (int l in low)
+                {
+                    float x = BitConverter.Int32BitsToSingle(((e + 127) << 23) | (m << 20) | l);
+                    Same(x);
+                    Same(-x);
+                }
+        for (int k = 0; k < 64; k++)
+        {
+            Same(k / 512f); Same(-k / 512f); Same((k + 0.5f) / 512f);     // the subnormal grid and its ties
+            Same(448f + k); Same(-(448f + k));                            // saturation, 464 (a tie) included
+        }
+        foreach (float x in new[] { 0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.Epsilon, 0.015625f, 0.0156249990f })
+            Same(x);
+        Assert.True(float.IsNaN(Fp8E4M3.Round(float.NaN)));
+    }
+
+    [Fact]
     public void HeadsAreScaledToTheFormatEachOnItsOwn()
     {
         // Two heads of 4: the first's largest value maps to 448 exactly and comes back exactly; the second is all zeros.

@@ -15,6 +15,8 @@ sealed class FaultyBackend : IBackend, IStepGraphs
     readonly CpuBackend _b = new();
     bool _recording;
 
+    public bool AttentionQkFp8 { get => _b.AttentionQkFp8; set => _b.AttentionQkFp8 = value; }
+
     /// <summary>Step graphs as a recording backend sees them: a step run through <see cref="Replay{T}"/> may not read the device.</summary>
     public bool StepGraphs { get; set; }
 

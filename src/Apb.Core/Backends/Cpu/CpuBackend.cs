@@ -12,6 +12,12 @@ public sealed partial class CpuBackend : IBackend
     int[] _positions = new int[256];
 
     public Tensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
+
+    /// <summary>
+    /// QK8 on the CPU: q and k rounded to the values their e4m3 codes stand for (<see cref="Qk8"/>), then the f32
+    /// attention: what the GPU's kernel computes, and the reference it is held to.
+    /// </summary>
+    public bool AttentionQkFp8 { get; set; }
     public IWeight Load(WeightView w) => new CpuWeight(w);
 
     static CpuTensor C(Tensor t) => t as CpuTensor ?? throw new ArgumentException($"{t} does not belong to the CPU backend");
@@ -152,7 +158,25 @@ public sealed partial class CpuBackend : IBackend
             (lse != null && (lse.Rows != qs.Rows || lse.Cols != heads)))
             throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
         CheckWindow(mask, window);
+        int d = qs.Cols / heads;
+        if (AttentionQkFp8 && Qk8.Applies(qs.Rows, d, window)) (qs, ks) = (RoundedQueries(qs, d), RoundedKeys(ks, kvHeads, d));
         CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse), CpuAttention.WidestVector, window);
+    }
+
+    static CpuTensor RoundedQueries(CpuTensor q, int d)
+    {
+        var r = new CpuTensor(q.Rows, q.Cols);
+        q.Span.CopyTo(r.Span);
+        for (int i = 0; i < r.Rows; i++) Qk8.RoundQueries(r.Row(i), d);
+        return r;
+    }
+
+    static CpuTensor RoundedKeys(CpuTensor k, int kvHeads, int d)
+    {
+        var r = new CpuTensor(k.Rows, k.Cols);
+        k.Span.CopyTo(r.Span);
+        Qk8.RoundKeys(r.Rows, kvHeads, d, r.Row);
+        return r;
     }
 
     /// <summary>A sliding window is a causal mask's lower edge: with no mask it has no meaning.</summary>

@@ -72,7 +72,19 @@ public sealed unsafe partial class CudaBackend
     /// per (128-key tile, KV head), P V still in bf16. Chunked calls take QK8 too only with <see cref="Qk8Chunks"/>;
     /// every other kernel stays bf16.
     /// </summary>
-    public bool AttentionQkFp8 { get; set; } = AttentionQkFp8FromEnvironment;
+    public bool AttentionQkFp8
+    {
+        get => _qk8;
+        set
+        {
+            if (value && !HopperAttentionAvailable)
+                throw new ApbException($"fp8 prefill attention (--prefill-attention fp8) needs the Hopper attention kernel; {Context.Device.Name}: " +
+                    $"{HopperAttentionProblem(Context.Arch)} (`apb doctor` shows it): leave the flag out to run bf16");
+            _qk8 = value;
+        }
+    }
+
+    bool _qk8 = AttentionQkFp8FromEnvironment;
 
     /// <summary>
     /// Whether <see cref="AttentionQkFp8"/> reaches chunked calls (non-causal past <see cref="AttentionChunkKeys"/>)

@@ -1,0 +1,62 @@
+namespace Apb.Backends;
+
+/// <summary>
+/// QK8, the prefill attention with S = Q K^T in FP8 E4M3 (--prefill-attention fp8; docs/notes/fp8-attention.md): which
+/// calls take it and how q and k are rounded, written once for both backends. The CUDA backend's Hopper kernel computes
+/// S from e4m3 codes; the CPU backend rounds q and k to the values those codes stand for and computes in f32, so the two
+/// give the same attention up to the products' own rounding (the GPU tests hold the kernel to this reference).
+/// </summary>
+public static class Qk8
+{
+    /// <summary>
+    /// Calls with fewer query rows take the GPU's mma.sync kernel in bf16 (CudaBackend.HopperMinRows): decode steps and
+    /// short chunks are never rounded.
+    /// </summary>
+    public const int MinQueryRows = 64;
+
+    /// <summary>Keys per k scale: the Hopper kernel's key tile.</summary>
+    public const int KeyTile = 128;
+
+    /// <summary>
+    /// Whether a call of <paramref name="queryRows"/> rows at head dim <paramref name="headDim"/> takes QK8: the Hopper
+    /// kernel's own reach (head dims 64 and 128, no sliding window). On the GPU a non-causal call whose keys go in chunks
+    /// (past CudaBackend.AttentionChunkKeys) stays bf16 unless APB_ATTENTION_QK_FP8_CHUNKS=1 (its kernel has not run yet).
+    /// </summary>
+    public static bool Applies(int queryRows, int headDim, int window) => queryRows >= MinQueryRows && headDim is 64 or 128 && window == 0;
+
+    /// <summary>
+    /// Refuses QK8 for a model whose head dim it does not cover: its every call would run bf16 under an fp8 label.
+    /// </summary>
+    public static void RequireHeadDim(int headDim)
+    {
+        if (headDim is not (64 or 128))
+            throw new ApbException($"--prefill-attention fp8 covers head dims 64 and 128 (the Hopper kernel's); this model's is {headDim}: leave the flag out");
+    }
+
+    /// <summary>q rounded in place: one scale per (row, head), the head's largest magnitude to 448.</summary>
+    public static void RoundQueries(Span<float> row, int headDim) => Fp8E4M3.RoundGroups(row, headDim);
+
+    /// <summary>
+    /// k rounded in place: one scale per <see cref="KeyTile"/> keys of one KV head (the tile's largest magnitude to 448),
+    /// which the kernel folds into the scores without a multiply per key. <paramref name="row"/> gives key j's row.
+    /// </summary>
+    public static void RoundKeys(int keys, int kvHeads, int headDim, Func<int, Span<float>> row)
+    {
+        for (int t0 = 0; t0 < keys; t0 += KeyTile)
+        {
+            int t1 = Math.Min(keys, t0 + KeyTile);
+            for (int h = 0; h < kvHeads; h++)
+            {
+                float amax = 0;
+                for (int j = t0; j < t1; j++)
+                    foreach (float v in row(j).Slice(h * headDim, headDim)) amax = MathF.Max(amax, MathF.Abs(v));
+                float s = amax == 0 ? 1f : amax / Fp8E4M3.Max;   // Fp8E4M3.RowScale's rule over the whole tile
+                for (int j = t0; j < t1; j++)
+                {
+                    var x = row(j).Slice(h * headDim, headDim);
+                    for (int i = 0; i < x.Length; i++) x[i] = Fp8E4M3.Round(x[i] / s) * s;
+                }
+            }
+        }
+    }
+}
