@@ -69,7 +69,8 @@ static class CommonOptions
 
     /// <summary>
     /// Creates (or truncates) an output file named by <paramref name="option"/>, before any work: a missing folder, a
-    /// directory in its place or a read-only location is an error now, not after a long run.
+    /// directory in its place or a read-only location is an error now, not after a long run. Others may read it while
+    /// it is written (an eval's JSON holds every finished row as the run goes: `apb eval paired` can read it then).
     /// </summary>
     public static FileStream CreateOutput(string path, string option)
     {
@@ -77,7 +78,7 @@ static class CommonOptions
         if (Directory.Exists(path)) throw new ApbException($"{option} {path}: is a directory; give a file path such as {Path.Combine(path, "out.json")}");
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder != null && !Directory.Exists(folder)) throw new ApbException($"{option} {path}: the folder {folder} does not exist; create it first");
-        try { return File.Create(path); }
+        try { return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ApbException($"{option} {path}: cannot write the file ({e.Message})", e);

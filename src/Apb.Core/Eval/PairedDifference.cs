@@ -79,11 +79,19 @@ public static class PairedDifference
             throw new ApbException($"{other} was run with --seed {y} and {reference} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
     }
 
+    /// <summary>The file's text, also while `apb eval ruler` still writes it (it lets others read; so must we let it write).</summary>
+    static string ReadShared(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var r = new StreamReader(f);
+        return r.ReadToEnd();
+    }
+
     static long? Seed(string path)
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            using var doc = JsonDocument.Parse(ReadShared(path));
             return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("seed", out var s) &&
                    s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out long v) ? v : null;
         }
@@ -101,7 +109,7 @@ public static class PairedDifference
     public static List<RulerRow> ReadRows(string path, string strategy)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
+        try { doc = JsonDocument.Parse(ReadShared(path)); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {
             throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");

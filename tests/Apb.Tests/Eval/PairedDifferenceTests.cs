@@ -125,4 +125,17 @@ public class PairedDifferenceTests
         Assert.Contains("--seed 1", refused.Err);
         Assert.Contains("run both with one seed", refused.Err);
     }
+    [Fact]
+    public void AFileStillBeingWrittenCanBePaired()
+    {
+        // `apb eval ruler --json` keeps its file open for the whole run (every finished row rewritten into it) and lets
+        // others read it; reading it then must not ask for a share the writer refuses ("used by another process").
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "running.json");
+        using var writer = global::Apb.Cli.Commands.CommonOptions.CreateOutput(path, "--json");
+        var rows = new[] { Row(Full, "a", 1, 1, 0, 1) };
+        RulerHarness.RewriteJson(writer, new RulerRun("apb eval ruler", 0, "cpu", "m", []), rows, complete: false);
+        Assert.Single(PairedDifference.ReadRows(path, "full"));
+        PairedDifference.RequireSameSeed(path, path);
+    }
 }
