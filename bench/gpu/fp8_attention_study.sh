@@ -4,9 +4,10 @@
 # study knobs, then each strategy's paired difference. `bash bench/gpu/fp8_attention_study.sh` from the repository root
 # on the GPU machine (.gpu/apb.xz unpacked as for train.sh).
 # Environment: MODEL (models/embedded), DEVICE (cuda; cpu with small settings checks the script anywhere, where the
-# knobs do nothing and every difference is 0), LENGTHS (16k,32k), SAMPLES (100), TASKS (all), STRATEGIES (full,apb), RANKS (4),
+# emulation's knobs do nothing and every difference is 0, while KIND=qk8 runs the CPU's reference rounding), LENGTHS
+# (16k,32k), SAMPLES (100), TASKS (all), STRATEGIES (full,apb), RANKS (4),
 # KIND (emulate: q, k, v and P rounded by the study knobs in the bf16 kernels; qk8: the QK8 kernel itself, S in e4m3
-# and P V in bf16, APB_ATTENTION_QK_FP8=1), SUMS (emulate only; unrounded: the row sums of the fp32 P; rounded: of the
+# and P V in bf16, --prefill-attention fp8), SUMS (emulate only; unrounded: the row sums of the fp32 P; rounded: of the
 # e4m3 P the product used, through HOP_ROWSUM_MMA=1),
 # T_RUN (seconds per run, 500). Both runs go at once (the small model leaves the GPU mostly idle; greedy decoding is
 # deterministic, so neither's numbers depend on the other). Writes base.* and fp8.* (json, md, log) and paired.txt to
@@ -28,7 +29,7 @@ DEST=${WORK:-/tmp/apb-fp8-study}
 case $KIND/$SUMS in
   emulate/unrounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1"; QK8=0 ;;
   emulate/rounded) FP8_DEFINES="APB_STUDY_FP8_QKV=1,HOP_STUDY_P_E4M3=1,HOP_ROWSUM_MMA=1"; QK8=0 ;;
-  qk8/*) FP8_DEFINES=""; QK8=1 ;;
+  qk8/*) FP8_DEFINES=""; QK8=1 ;;   # through --prefill-attention fp8: on the CPU too, as its reference rounding
   *) echo "KIND=$KIND SUMS=$SUMS: expected KIND emulate (SUMS unrounded or rounded) or qk8"; exit 2 ;;
 esac
 unpack_binaries apb:publish/linux-x64/apb
@@ -38,11 +39,12 @@ rm -rf "$DEST"; mkdir -p "$DEST"
 sha256sum "$MODEL"/*.safetensors > "$DEST/model-sha.txt"
 
 run() {
-  local name=$1 defines=$2 qk8=$3
-  APB_ATTENTION_QK_FP8=$qk8 APB_KERNEL_DEFINES="$defines" timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" \
-    --samples "$SAMPLES" --length "$LENGTHS" --ranks "$RANKS" --strategies "$STRATEGIES" --json "$DEST/$name.json" \
-    > "$DEST/$name.md" 2> "$DEST/$name.log"
-  echo "$name (APB_KERNEL_DEFINES=$defines APB_ATTENTION_QK_FP8=$qk8) rc=$?" >> "$DEST/runs.txt"
+  local name=$1 defines=$2 qk8=$3 attention=bf16
+  [ "$qk8" = 1 ] && attention=fp8
+  APB_KERNEL_DEFINES="$defines" timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" \
+    --samples "$SAMPLES" --length "$LENGTHS" --ranks "$RANKS" --strategies "$STRATEGIES" --prefill-attention "$attention" \
+    --json "$DEST/$name.json" > "$DEST/$name.md" 2> "$DEST/$name.log"
+  echo "$name (APB_KERNEL_DEFINES=$defines --prefill-attention $attention) rc=$?" >> "$DEST/runs.txt"
 }
 
 step "fp8 attention study ($KIND): $LENGTHS, $SAMPLES samples, $STRATEGIES on $RANKS ranks; fp8 run with defines '$FP8_DEFINES', APB_ATTENTION_QK_FP8=$QK8"
