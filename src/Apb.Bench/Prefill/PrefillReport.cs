@@ -49,7 +49,7 @@ public sealed class PrefillReport(PrefillSettings o, string modelName, ModelConf
     {
         var sb = new StringBuilder();
         sb.AppendLine($"## apb bench prefill: {modelName}, query {o.QueryTokens} tokens, {device}, transfer overlap {(StrategyOptions.OverlapFromEnvironment ? "on" : "off (APB_OVERLAP=0)")}" +
-            (fp8Attention ? ", fp8 prefill attention (Q K^T in e4m3)" : ""));
+            (fp8Attention ? ", " + Backends.Qk8.Label : ""));
         sb.AppendLine();
         sb.AppendLine($"| strategy | context | ranks | APB lengths | prefill s (median, runs) | tok/s | floor fraction | slowest rank ms: {PhaseNames} | rank totals ms | imbalance total (busy) | peak GiB per rank | note |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");

@@ -110,7 +110,7 @@ static class CommonOptions
 
     /// <summary>
     /// --prefill-attention read: true for fp8, false for bf16, null when not given (the backend's default, which the
-    /// study variable APB_ATTENTION_QK_FP8=1 still turns on for a GPU).
+    /// study variable APB_ATTENTION_QK_FP8=1 still turns on).
     /// </summary>
     public static bool? Fp8Attention(string? value) => value switch
     {
@@ -121,11 +121,10 @@ static class CommonOptions
     };
 
     /// <summary>
-    /// Whether a backend on <paramref name="device"/> made with <paramref name="fp8"/> computes Q K^T in e4m3: the flag,
-    /// else the study variable (GPU only): what the lines and labels that describe a run say.
+    /// Whether a backend made with <paramref name="fp8"/> computes Q K^T in e4m3: the flag, else the backends' default
+    /// (<see cref="Backends.Qk8.EnvironmentDefault"/>): what the lines and labels that describe a run say.
     /// </summary>
-    public static bool Fp8AttentionInEffect(bool? fp8, string device) =>
-        fp8 ?? (device != "cpu" && Backends.Cuda.CudaBackend.AttentionQkFp8FromEnvironment);
+    public static bool Fp8AttentionInEffect(bool? fp8) => fp8 ?? Backends.Qk8.EnvironmentDefault;
 
     /// <param name="fp8Attention">--prefill-attention (<see cref="Fp8Attention"/>); null leaves the backend's default</param>
     public static Backends.IBackend Backend(string device, bool? fp8Attention = null) => WithAttention(device switch

@@ -52,43 +52,41 @@ static class DoctorCommand
                 o.WriteLine("load trace:");
                 foreach (var line in p.Split('\n').Skip(1)) o.WriteLine(line);
             }
-        // Which prefill attention each GPU gets, and so whether --prefill-attention fp8 can run there (it refuses
-        // otherwise and points here).
-        if (r.NvrtcProblem == null)
-            foreach (var (d, _) in r.Devices)
-                o.WriteLine($"  attention cuda:{d.Ordinal,-4}: {Attention(d.Major, d.Minor)}");
-        if (compileKernels && r.NvrtcProblem == null)
-            foreach (var (d, _) in r.Devices)
+        if (r.NvrtcProblem != null) return 0;
+        foreach (var (d, _) in r.Devices)
+        {
+            // Which prefill attention the GPU gets, and so whether --prefill-attention fp8 can run there (it refuses
+            // otherwise and points here); then, unless --no-compile, whether our kernels compile for it.
+            string arch;
+            try { arch = KernelCompiler.Architecture(d.Major, d.Minor); }
+            catch (ApbException e)
             {
-                try
+                o.WriteLine($"  attention cuda:{d.Ordinal,-4}: {e.Message}");
+                if (!compileKernels) continue;
+                o.WriteLine($"  kernels cuda:{d.Ordinal,-6}: FAILED: {e.Message}");
+                return 1;
+            }
+            string? hopper = CudaBackend.HopperAttentionProblem(arch);
+            o.WriteLine($"  attention cuda:{d.Ordinal,-4}: " + (hopper is null
+                ? "the Hopper kernel (wgmma + TMA); --prefill-attention fp8 available"
+                : $"the mma.sync kernels ({hopper}); --prefill-attention fp8 needs the Hopper kernel, so it is refused here"));
+            if (!compileKernels) continue;
+            try
+            {
+                foreach (var f in hopper is null ? new[] { "elementwise.cu", "attention.cu", "attention_hopper.cu" } : new[] { "elementwise.cu", "attention.cu" })
                 {
-                    string arch = KernelCompiler.Architecture(d.Major, d.Minor);
-                    var files = CudaBackend.HopperAttentionProblem(arch) is null
-                        ? new[] { "elementwise.cu", "attention.cu", "attention_hopper.cu" } : new[] { "elementwise.cu", "attention.cu" };
-                    foreach (var f in files)
-                    {
-                        var sw = System.Diagnostics.Stopwatch.StartNew();
-                        var image = KernelCompiler.Compile(f, arch);
-                        o.WriteLine($"  kernels cuda:{d.Ordinal,-6}: {f} for {arch}: {image.Length / 1024} KiB in {sw.ElapsedMilliseconds} ms");
-                    }
-                }
-                catch (ApbException e)
-                {
-                    o.WriteLine($"  kernels cuda:{d.Ordinal,-6}: FAILED: {e.Message}");
-                    return 1;
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    var image = KernelCompiler.Compile(f, arch);
+                    o.WriteLine($"  kernels cuda:{d.Ordinal,-6}: {f} for {arch}: {image.Length / 1024} KiB in {sw.ElapsedMilliseconds} ms");
                 }
             }
+            catch (ApbException e)
+            {
+                o.WriteLine($"  kernels cuda:{d.Ordinal,-6}: FAILED: {e.Message}");
+                return 1;
+            }
+        }
         return 0;
-    }
-
-    static string Attention(int major, int minor)
-    {
-        string arch;
-        try { arch = KernelCompiler.Architecture(major, minor); }
-        catch (ApbException e) { return e.Message; }
-        return CudaBackend.HopperAttentionProblem(arch) is { } why
-            ? $"the mma.sync kernels ({why}); --prefill-attention fp8 needs the Hopper kernel, so it is refused here"
-            : "the Hopper kernel (wgmma + TMA); --prefill-attention fp8 available";
     }
 
     // NCCL is needed only for `apb launch` (one process per GPU); its absence is reported, not an error.

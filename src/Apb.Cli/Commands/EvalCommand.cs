@@ -44,8 +44,9 @@ static class EvalCommand
         {
             string s = r.GetValue(strategy)!, a = r.GetValue(reference)!, b = r.GetValue(other)!;
             string so = r.GetValue(otherStrategy) ?? s;
-            PairedDifference.RequireSameSeed(a, b);
-            var rowsA = PairedDifference.ReadRows(a, s); var rowsB = PairedDifference.ReadRows(b, so);
+            var fileA = PairedDifference.Read(a, s); var fileB = PairedDifference.Read(b, so);
+            PairedDifference.RequireSameSeed(fileA, fileB);
+            var rowsA = fileA.Rows; var rowsB = fileB.Rows;
             string what = so == s ? s : $"{so} against {s}";
             foreach (var len in rowsB.Select(x => x.Length).Distinct().Order())
             {
@@ -148,7 +149,7 @@ static class EvalCommand
             var kvDType = KvCacheDTypes.Parse(r.GetValue(kvCache));
             bool? fp8 = CommonOptions.Fp8Attention(r.GetValue(prefillAttention));
             if (fp8 == true) Qk8.RequireHeadDim(bundle.Config.HeadDim);
-            bool fp8Label = CommonOptions.Fp8AttentionInEffect(fp8, r.GetValue(device)!);
+            bool fp8Label = CommonOptions.Fp8AttentionInEffect(fp8);
             var (scorerKind, headsPath) = StrategyFlags.Scorer(r.GetValue(scorer), r.GetValue(heads), bundle.Directory);
             float? noveltyWeight = r.GetValue(novelty);
             ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);

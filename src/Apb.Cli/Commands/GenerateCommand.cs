@@ -74,7 +74,7 @@ static class GenerateCommand
             if (opened is null) return 0; // a launched rank other than 0: it followed rank 0, which reports
             var session = new PrefillProgress(opened, io.Progress(TimeSpan.FromSeconds(5)));
             io.Err.WriteLine($"model {Path.GetFullPath(bundle.Directory)} on {dev}; context {tokens.Context.Count} + query {tokens.Query.Count} tokens" +
-                $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Describe()}{StrategyFlags.AttentionLabel(fp8, dev)}");
+                $"{(useChat ? $" ({tok.ChatTemplate.Name} chat)" : "")}; strategy {so.Describe()}{StrategyFlags.AttentionLabel(fp8)}");
             var result = Generator.Run(session, tok, tokens.Context, tokens.Query, options, bundle.StopTokens.ToHashSet(),
                 piece => { io.Out.Write(piece); io.Out.Flush(); });
             io.Out.WriteLine();

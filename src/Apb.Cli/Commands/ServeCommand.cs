@@ -78,7 +78,7 @@ static class ServeCommand
             using var scheduler = new BatchScheduler(group, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
                 new SchedulerOptions { MaxBatch = n, PrefillChunk = r.GetValue(maxNumTokens), MaxModelLength = r.GetValue(maxModelLen) });
             var served = templateFlags.Apply(new ServedModel(r.GetValue(name) ?? ServedModel.DefaultId(bundle.Directory), bundle.Tokenizer,
-                bundle.StopTokens, scheduler) { Strategy = Describe(group) + StrategyFlags.AttentionLabel(fp8, dev) }, r);
+                bundle.StopTokens, scheduler) { Strategy = Describe(group) + StrategyFlags.AttentionLabel(fp8) }, r);
             var log = r.GetValue(quiet) ? null : TextWriter.Synchronized(io.Err);
             var options = new ServerOptions
             {

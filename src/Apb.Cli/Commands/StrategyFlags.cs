@@ -72,8 +72,7 @@ sealed class StrategyFlags
     public bool? Fp8Attention(ParseResult r) => CommonOptions.Fp8Attention(r.GetValue(_prefillAttention));
 
     /// <summary>", fp8 prefill attention" where it is in effect (<see cref="CommonOptions.Fp8AttentionInEffect"/>): for the lines that say how a run computes.</summary>
-    public static string AttentionLabel(bool? fp8, string device) =>
-        CommonOptions.Fp8AttentionInEffect(fp8, device) ? ", fp8 prefill attention (Q K^T in e4m3)" : "";
+    public static string AttentionLabel(bool? fp8) => CommonOptions.Fp8AttentionInEffect(fp8) ? ", " + Backends.Qk8.Label : "";
 
     public bool Timings(ParseResult r) => r.GetValue(_timings);
 

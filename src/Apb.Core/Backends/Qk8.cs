@@ -33,15 +33,17 @@ public static class Qk8
             throw new ApbException($"--prefill-attention fp8 covers head dims 64 and 128 (the Hopper kernel's); this model's is {headDim}: leave the flag out");
     }
 
-    /// <summary>q rounded in place: one scale per (row, head), the head's largest magnitude to 448.</summary>
-    public static void RoundQueries(Span<float> row, int headDim) => Fp8E4M3.RoundGroups(row, headDim);
+    /// <summary>q rounded in place, rows of heads x <paramref name="headDim"/>: one scale per (row, head), the head's largest magnitude to 448.</summary>
+    public static void RoundQueries(Span<float> q, int headDim) => Fp8E4M3.RoundGroups(q, headDim);
 
     /// <summary>
-    /// k rounded in place: one scale per <see cref="KeyTile"/> keys of one KV head (the tile's largest magnitude to 448),
-    /// which the kernel folds into the scores without a multiply per key. <paramref name="row"/> gives key j's row.
+    /// k rounded in place, rows of <paramref name="kvHeads"/> x <paramref name="headDim"/>: one scale per
+    /// <see cref="KeyTile"/> keys of one KV head (the tile's largest magnitude to 448), which the kernel folds into the
+    /// scores without a multiply per key.
     /// </summary>
-    public static void RoundKeys(int keys, int kvHeads, int headDim, Func<int, Span<float>> row)
+    public static void RoundKeys(Span<float> k, int kvHeads, int headDim)
     {
+        int cols = kvHeads * headDim, keys = k.Length / cols;
         for (int t0 = 0; t0 < keys; t0 += KeyTile)
         {
             int t1 = Math.Min(keys, t0 + KeyTile);
@@ -49,14 +51,23 @@ public static class Qk8
             {
                 float amax = 0;
                 for (int j = t0; j < t1; j++)
-                    foreach (float v in row(j).Slice(h * headDim, headDim)) amax = MathF.Max(amax, MathF.Abs(v));
+                    foreach (float v in k.Slice(j * cols + h * headDim, headDim)) amax = MathF.Max(amax, MathF.Abs(v));
                 float s = amax == 0 ? 1f : amax / Fp8E4M3.Max;   // Fp8E4M3.RowScale's rule over the whole tile
                 for (int j = t0; j < t1; j++)
                 {
-                    var x = row(j).Slice(h * headDim, headDim);
+                    var x = k.Slice(j * cols + h * headDim, headDim);
                     for (int i = 0; i < x.Length; i++) x[i] = Fp8E4M3.Round(x[i] / s) * s;
                 }
             }
         }
     }
+
+    /// <summary>
+    /// The backends' default: APB_ATTENTION_QK_FP8=1, the study scripts' switch; --prefill-attention overrides it either
+    /// way.
+    /// </summary>
+    public static bool EnvironmentDefault => Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8") == "1";
+
+    /// <summary>What the lines that describe a run (generate, the serve banner, bench prefill's header) say when QK8 is on.</summary>
+    public const string Label = "fp8 prefill attention (Q K^T in e4m3)";
 }

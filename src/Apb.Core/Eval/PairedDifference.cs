@@ -68,15 +68,17 @@ public static class PairedDifference
             .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
             .Select(t => (t.Task, t.D!.Points)).ToList();
 
+    /// <summary>An `apb eval ruler` JSON file as pairing reads it: its seed (null in a hand-written one) and one strategy's rows.</summary>
+    public sealed record RulerFile(string Path, long? Seed, List<RulerRow> Rows);
+
     /// <summary>
     /// Refuses two harness files of different seeds: their samples differ, so pairing them sample by sample would
-    /// compare unrelated prompts. A file without a "seed" (hand-written) is not checked.
+    /// compare unrelated prompts. A file without a "seed" is not checked.
     /// </summary>
-    public static void RequireSameSeed(string reference, string other)
+    public static void RequireSameSeed(RulerFile reference, RulerFile other)
     {
-        long? a = Seed(reference), b = Seed(other);
-        if (a is { } x && b is { } y && x != y)
-            throw new ApbException($"{other} was run with --seed {y} and {reference} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
+        if (reference.Seed is { } x && other.Seed is { } y && x != y)
+            throw new ApbException($"{other.Path} was run with --seed {y} and {reference.Path} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
     }
 
     /// <summary>The file's text, also while `apb eval ruler` still writes it (it lets others read; so must we let it write).</summary>
@@ -87,26 +89,15 @@ public static class PairedDifference
         return r.ReadToEnd();
     }
 
-    static long? Seed(string path)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(ReadShared(path));
-            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("seed", out var s) &&
-                   s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out long v) ? v : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
-        {
-            throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");
-        }
-    }
+    /// <summary><see cref="Read"/>'s rows alone.</summary>
+    public static List<RulerRow> ReadRows(string path, string strategy) => Read(path, strategy).Rows;
 
     /// <summary>
     /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
     /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
     /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.
     /// </summary>
-    public static List<RulerRow> ReadRows(string path, string strategy)
+    public static RulerFile Read(string path, string strategy)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(ReadShared(path)); }
@@ -138,7 +129,9 @@ public static class PairedDifference
                 throw new ApbException($"{path}: a row of \"results\" lacks a field or has one of the wrong type ({e.Message})");
             }
             if (rows.Count == 0) throw new ApbException($"{path}: no rows of strategy {strategy}");
-            return rows;
+            var root = doc.RootElement;
+            long? seed = root.TryGetProperty("seed", out var sd) && sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out long v) ? v : null;
+            return new RulerFile(path, seed, rows);
         }
     }
 }

@@ -77,9 +77,9 @@ public static class AttentionCases
     {
         // The rounding the CPU backend does for QK8 (Qk8, one home for the rule), on the reference's fp32 inputs.
         var q = (float[])r.Q.Clone();
-        for (int i = 0; i < tq; i++) Qk8.RoundQueries(q.AsSpan(i * heads * d, heads * d), d);
+        Qk8.RoundQueries(q, d);
         var k = (float[])r.K.Clone();
-        Qk8.RoundKeys(tk, kv, d, j => k.AsSpan(j * kv * d, kv * d));
+        Qk8.RoundKeys(k, kv, d);
         var rr = AttentionReference.Of(c, q, k, r.V, tq, tk, heads, kv, d, causal);
         var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
         bool was = c.Gpu.AttentionQkFp8, wasChunks = c.Gpu.Qk8Chunks;

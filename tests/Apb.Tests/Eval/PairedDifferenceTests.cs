@@ -135,7 +135,8 @@ public class PairedDifferenceTests
         using var writer = global::Apb.Cli.Commands.CommonOptions.CreateOutput(path, "--json");
         var rows = new[] { Row(Full, "a", 1, 1, 0, 1) };
         RulerHarness.RewriteJson(writer, new RulerRun("apb eval ruler", 0, "cpu", "m", []), rows, complete: false);
-        Assert.Single(PairedDifference.ReadRows(path, "full"));
-        PairedDifference.RequireSameSeed(path, path);
+        var file = PairedDifference.Read(path, "full");
+        Assert.Single(file.Rows);
+        Assert.Equal(0, file.Seed);
     }
 }

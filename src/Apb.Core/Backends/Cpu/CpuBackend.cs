@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using Apb.Checkpoints;
 
@@ -17,7 +18,7 @@ public sealed partial class CpuBackend : IBackend
     /// QK8 on the CPU: q and k rounded to the values their e4m3 codes stand for (<see cref="Qk8"/>), then the f32
     /// attention: what the GPU's kernel computes, and the reference it is held to.
     /// </summary>
-    public bool AttentionQkFp8 { get; set; }
+    public bool AttentionQkFp8 { get; set; } = Qk8.EnvironmentDefault;
     public IWeight Load(WeightView w) => new CpuWeight(w);
 
     static CpuTensor C(Tensor t) => t as CpuTensor ?? throw new ArgumentException($"{t} does not belong to the CPU backend");
@@ -159,24 +160,25 @@ public sealed partial class CpuBackend : IBackend
             throw new ArgumentException($"attention: q {qs} ({heads} heads), k {ks}, v {vs} ({kvHeads} kv heads), out {o}, lse {lse}");
         CheckWindow(mask, window);
         int d = qs.Cols / heads;
-        if (AttentionQkFp8 && Qk8.Applies(qs.Rows, d, window)) (qs, ks) = (RoundedQueries(qs, d), RoundedKeys(ks, kvHeads, d));
-        CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse), CpuAttention.WidestVector, window);
-    }
-
-    static CpuTensor RoundedQueries(CpuTensor q, int d)
-    {
-        var r = new CpuTensor(q.Rows, q.Cols);
-        q.Span.CopyTo(r.Span);
-        for (int i = 0; i < r.Rows; i++) Qk8.RoundQueries(r.Row(i), d);
-        return r;
-    }
-
-    static CpuTensor RoundedKeys(CpuTensor k, int kvHeads, int d)
-    {
-        var r = new CpuTensor(k.Rows, k.Cols);
-        k.Span.CopyTo(r.Span);
-        Qk8.RoundKeys(r.Rows, kvHeads, d, r.Row);
-        return r;
+        if (!AttentionQkFp8 || !Qk8.Applies(qs.Rows, d, window))
+        {
+            CpuAttention.Run(qs, ks, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse), CpuAttention.WidestVector, window);
+            return;
+        }
+        // QK8: the rounded copies come from the pool (a prefill makes them once per layer, tens of MB at 16K).
+        float[] rq = ArrayPool<float>.Shared.Rent(qs.Rows * qs.Cols), rk = ArrayPool<float>.Shared.Rent(ks.Rows * ks.Cols);
+        try
+        {
+            var q8 = new CpuTensor(rq, 0, qs.Rows, qs.Cols); var k8 = new CpuTensor(rk, 0, ks.Rows, ks.Cols);
+            qs.Span.CopyTo(q8.Span); ks.Span.CopyTo(k8.Span);
+            Qk8.RoundQueries(q8.Span, d);
+            Qk8.RoundKeys(k8.Span, kvHeads, d);
+            CpuAttention.Run(q8, k8, vs, heads, kvHeads, mask, o, lse is null ? null : C(lse), CpuAttention.WidestVector, window);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rq); ArrayPool<float>.Shared.Return(rk);
+        }
     }
 
     /// <summary>A sliding window is a causal mask's lower edge: with no mask it has no meaning.</summary>

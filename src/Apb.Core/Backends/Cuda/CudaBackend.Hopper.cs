@@ -84,20 +84,14 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    bool _qk8 = AttentionQkFp8FromEnvironment;
+    bool _qk8 = Qk8.EnvironmentDefault;
 
     /// <summary>
     /// Whether <see cref="AttentionQkFp8"/> reaches chunked calls (non-causal past <see cref="AttentionChunkKeys"/>)
     /// through apb_attention_hopper_qk8_chunk_d*: off unless APB_ATTENTION_QK_FP8_CHUNKS=1 until that kernel has run on
-    /// a GPU (written in session 17 without one); the GPU tests and `bench kernel attention`'s hopper-qk8 turn it on.
+    /// a GPU; the GPU tests and `bench kernel attention`'s hopper-qk8 turn it on.
     /// </summary>
     public bool Qk8Chunks { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8_CHUNKS") == "1";
-
-    /// <summary>
-    /// The default of <see cref="AttentionQkFp8"/>: APB_ATTENTION_QK_FP8=1, the study variable of the scripts; the CLI's
-    /// --prefill-attention overrides it either way.
-    /// </summary>
-    public static bool AttentionQkFp8FromEnvironment => Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8") == "1";
 
     static int ChunkKeysFromEnvironment()
     {
