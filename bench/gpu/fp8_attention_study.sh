@@ -9,8 +9,11 @@
 # KIND (emulate: q, k, v and P rounded by the study knobs in the bf16 kernels; qk8: the QK8 kernel itself, S in e4m3
 # and P V in bf16, --prefill-attention fp8), SUMS (emulate only; unrounded: the row sums of the fp32 P; rounded: of the
 # e4m3 P the product used, through HOP_ROWSUM_MMA=1),
-# T_RUN (seconds per run, 500). Both runs go at once (the small model leaves the GPU mostly idle; greedy decoding is
-# deterministic, so neither's numbers depend on the other). Writes base.* and fp8.* (json, md, log) and paired.txt to
+# T_RUN (seconds per run, 500), TOGETHER (auto: the two runs at once when STRATEGIES is full alone, else one after the
+# other; 1 or 0 to force). Full attention's runs can share the GPU (the small model leaves it mostly idle; greedy
+# decoding is deterministic, so neither's numbers depend on the other); the multi-rank strategies launch many small
+# kernels per token and two processes time-slice the GPU badly (bench/results/long-context-20261205: APB 75 s alone,
+# past 330 s beside another run). Writes base.* and fp8.* (json, md, log) and paired.txt to
 # WORK (/tmp/apb-fp8-study), all of them as $OUT/fp8-study.tgz; prints the means and the paired lines. Exits 1 when a
 # run failed.
 source "$(dirname "$0")/env.sh"
@@ -49,9 +52,16 @@ run() {
 
 step "fp8 attention study ($KIND): $LENGTHS, $SAMPLES samples, $STRATEGIES on $RANKS ranks; fp8 run with defines '$FP8_DEFINES', APB_ATTENTION_QK_FP8=$QK8"
 : > "$DEST/runs.txt"
-run base "" 0 &
-run fp8 "$FP8_DEFINES" "$QK8" &
-wait
+TOGETHER=${TOGETHER:-auto}
+[ "$TOGETHER" = auto ] && { [ "$STRATEGIES" = full ] && TOGETHER=1 || TOGETHER=0; }
+if [ "$TOGETHER" = 1 ]; then
+  run base "" 0 &
+  run fp8 "$FP8_DEFINES" "$QK8" &
+  wait
+else
+  run base "" 0
+  run fp8 "$FP8_DEFINES" "$QK8"
+fi
 tar -czf "$OUT/fp8-study.tgz" -C "$DEST" .
 step "done"
 cat "$DEST/runs.txt"
