@@ -50,7 +50,8 @@
 // the same P fragments against 8 columns of ones (1 KB of shared memory, written once), so the tensor cores add the
 // rows' sums into 4 accumulators per thread. That removes the 64 adds per thread and tile from the softmax (and the
 // shuffles of the partial sums at the end) for 1/16 more tensor work on the P V side, and the sums are then of the bf16
-// P the products used, not of the fp32 values before rounding. 0 (the default) keeps the sums in the softmax.
+// P the products used, not of the fp32 values before rounding. 0 (the default) keeps the sums in the softmax: 1 measured
+// 1.6-3.7 % slower for bf16 and 1.3-1.9 % for QK8 (docs/kernels/attention.md, 2026-12-05).
 #ifndef HOP_ROWSUM_MMA
 #define HOP_ROWSUM_MMA 0
 #endif
@@ -59,9 +60,11 @@
 // ~4,096 a clock an SM's tensor cores do at the spec's 989 TFLOP/s; derived, not measured), 96 of the 128 bytes
 // a clock the SM's shared memory delivers; from registers it reads the 4 KB of K alone. A tile's shared-memory reads per
 // warpgroup go from 80 KB (Q 16, K 32, Vt 32) to 64 KB, for 32 more registers per consumer thread at d 128 (the 64 x 128
-// Q slice: 8 k-steps x 4). 0 (the default) reads Q from shared memory.
+// Q slice: 8 k-steps x 4; ptxas still fits the kernel in its 168, no spills). 1 is the default: causal 16K / 64K / 128K
+// at d 128 went 671 / 649 / 654 -> 712 / 664 / 668 TFLOP/s in one call, both orders (docs/kernels/attention.md, hopper v10).
+// 0 reads Q from shared memory. QK8's S reads its e4m3 Q from shared memory either way.
 #ifndef HOP_Q_REGS
-#define HOP_Q_REGS 0
+#define HOP_Q_REGS 1
 #endif
 // HOP_STUDY_P_E4M3, 1 for an accuracy study of fp8 prefill attention (with elementwise.cu's APB_STUDY_FP8_QKV; never
 // for serving): P rounded through e4m3 (no scale: the lazy rescale keeps P in [0, 2^8]) before its bf16 packing, what
