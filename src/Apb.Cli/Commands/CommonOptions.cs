@@ -102,8 +102,8 @@ static class CommonOptions
 
     public const string PrefillAttentionHelp = "the prefill attention's first product: bf16 (default) | fp8 (S = Q K^T in e4m3, q scaled per row " +
         "and head, k per 128 keys and KV head; P V stays bf16): on an H200 1.18x faster attention at 64K-128K and a 128K prefill 9.9 -> 8.7 s, " +
-        "within 0.3 points of bf16 on `apb eval ruler` (docs/notes/fp8-attention.md). Hopper GPUs (sm_90), where non-causal calls longer than " +
-        "one chunk of keys stay bf16, and the CPU, which rounds q and k the same way and computes in f32 (the reference)";
+        "within 0.3 points of bf16 on `apb eval ruler`, full attention and APB (docs/notes/fp8-attention.md). Hopper GPUs (sm_90) and the " +
+        "CPU, which rounds q and k the same way and computes in f32 (the reference)";
 
     /// <summary>--prefill-attention, as generate, logits, serve, eval ruler, bench prefill and bench serve take it.</summary>
     public static Option<string?> PrefillAttention() => new("--prefill-attention") { Description = PrefillAttentionHelp };

@@ -19,8 +19,8 @@ public static class Qk8
 
     /// <summary>
     /// Whether a call of <paramref name="queryRows"/> rows at head dim <paramref name="headDim"/> takes QK8: the Hopper
-    /// kernel's own reach (head dims 64 and 128, no sliding window). On the GPU a non-causal call whose keys go in chunks
-    /// (past CudaBackend.AttentionChunkKeys) stays bf16 unless APB_ATTENTION_QK_FP8_CHUNKS=1 (its kernel has not run yet).
+    /// kernel's own reach (head dims 64 and 128, no sliding window), in one pass or in chunks of keys alike (on the GPU
+    /// APB_ATTENTION_QK_FP8_CHUNKS=0 keeps the chunked calls bf16).
     /// </summary>
     public static bool Applies(int queryRows, int headDim, int window) => queryRows >= MinQueryRows && headDim is 64 or 128 && window == 0;
 

@@ -88,10 +88,10 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Whether <see cref="AttentionQkFp8"/> reaches chunked calls (non-causal past <see cref="AttentionChunkKeys"/>)
-    /// through apb_attention_hopper_qk8_chunk_d*: off unless APB_ATTENTION_QK_FP8_CHUNKS=1 until that kernel has run on
-    /// a GPU; the GPU tests and `bench kernel attention`'s hopper-qk8 turn it on.
+    /// through apb_attention_hopper_qk8_chunk_d*: on unless APB_ATTENTION_QK_FP8_CHUNKS=0 (non-causal 128K: 745 TFLOP/s
+    /// in chunks against 626 when those calls stayed bf16, docs/kernels/attention.md).
     /// </summary>
-    public bool Qk8Chunks { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8_CHUNKS") == "1";
+    public bool Qk8Chunks { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_QK_FP8_CHUNKS") != "0";
 
     static int ChunkKeysFromEnvironment()
     {
