@@ -355,6 +355,8 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const unsigned long long onesDesc = sw128_desc(base + L::Ones);
 #endif
     const float sl2 = scale * 1.4426950408889634f;
+    // The rows' maxima times mu are log2 units: bf16 keeps them in units of S, QK8 already in log2 units (softmax below)
+    const float mu = QK8 ? 1.f : sl2;
     const unsigned qBase = base + (unsigned)cw * 64 * L::QRow;   // this warpgroup's 64 rows inside each Q chunk
     // QK8: the rows' q scales, folded with the softmax scale into each tile's factor (with the tile's k scale)
     const float sqA = QK8 && rA < Tq ? qScale[(long)rA * heads + h] : 1.f;
@@ -373,8 +375,13 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     // makes ptxas serialize every product (C7514: 490 TFLOP/s against 665, docs/kernels/attention.md v9).
     unsigned pa[HOP_BN / 16][4];
     float cA = 1.f, cB = 1.f;   // O's rescale for the tile the softmax just saw (when it returned true)
-    // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums.
-    auto softmax = [&](float (&sacc)[HOP_BN / 8][4], int n0) -> bool {
+    // Masks S, moves the rows' maxima (lazily), turns S into P in place (fp32) and adds the row sums. fA / fB turn the
+    // row's S into log2 units of the scaled scores, x = S f, P = 2^(x - m): sl2 for bf16; for QK8 sl2 x the row's q
+    // scale x the tile's k scale, which changes with the tile, so QK8 keeps the maxima mA, mB in those log2 units while
+    // bf16 keeps them in units of S (mu, the maxima's factor to log2 units: 1 or sl2). Each kernel's arithmetic is the
+    // one it was measured with: bf16's maxima meet sl2 where they are used (b1003e2's log2 maxima for both cost bf16
+    // 3.6-4.8 %, docs/kernels/attention.md); the factors of 1 (QK8's mu, bf16's q and k scales) fold away.
+    auto softmax = [&](float (&sacc)[HOP_BN / 8][4], int n0, float fA, float fB) -> bool {
         bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
         if (needMask)
         {
@@ -397,72 +404,20 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
         tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+        if constexpr (QK8) { tA *= fA; tB *= fB; }   // the factors are positive: -inf stays -inf
         bool rescale = !HOP_LAZY_RESCALE
-            || __any_sync(0xffffffffu, (tA - mA) * sl2 > HOP_RESCALE_SLACK || (tB - mB) * sl2 > HOP_RESCALE_SLACK);
+            || __any_sync(0xffffffffu, (tA - mA) * mu > HOP_RESCALE_SLACK || (tB - mB) * mu > HOP_RESCALE_SLACK);
         if (rescale)
         {
             float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-            float oA = nA == APB_NEG_INF ? 0.f : nA * sl2, oB = nB == APB_NEG_INF ? 0.f : nB * sl2;
-            cA = fast_exp2(mA * sl2 - oA); cB = fast_exp2(mB * sl2 - oB);
+            float oA = nA == APB_NEG_INF ? 0.f : nA * mu, oB = nB == APB_NEG_INF ? 0.f : nB * mu;
+            cA = fast_exp2(mA * mu - oA); cB = fast_exp2(mB * mu - oB);
             mA = nA; mB = nB;
 #if !HOP_ROWSUM_MMA
             lA *= cA; lB *= cB;
 #endif
         }
-        const float offA = mA == APB_NEG_INF ? 0.f : mA * sl2, offB = mB == APB_NEG_INF ? 0.f : mB * sl2;
-#pragma unroll
-        for (int nb = 0; nb < HOP_BN / 8; nb++)
-        {
-            sacc[nb][0] = fast_exp2(sacc[nb][0] * sl2 - offA);
-            sacc[nb][1] = fast_exp2(sacc[nb][1] * sl2 - offA);
-            sacc[nb][2] = fast_exp2(sacc[nb][2] * sl2 - offB);
-            sacc[nb][3] = fast_exp2(sacc[nb][3] * sl2 - offB);
-#if !HOP_ROWSUM_MMA
-            lA += sacc[nb][0] + sacc[nb][1];
-            lB += sacc[nb][2] + sacc[nb][3];
-#endif
-        }
-        return rescale;
-    };
-    // QK8's softmax: the same steps as softmax above (kept apart so that the bf16 kernel's code stays as measured), but
-    // S is in e4m3 units and the factor fA / fB (softmax scale x log2 e x the row's q scale x the tile's k scale) varies
-    // with the tile, so the rows' maxima mA, mB are kept in log2 units of the scaled scores: x = S f, P = 2^(x - m).
-    auto softmaxQk8 = [&](float (&sacc)[HOP_BN / 8][4], int n0, float fA, float fB) -> bool {
-        bool needMask = n0 + HOP_BN > Tk || (causal && n0 + HOP_BN - 1 > wgRow0 + shift);
-        if (needMask)
-        {
-#pragma unroll
-            for (int nb = 0; nb < HOP_BN / 8; nb++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                {
-                    int key = n0 + nb * 8 + 2 * t + (e & 1);
-                    int row = e < 2 ? rA : rB;
-                    if (key >= Tk || (causal && key > row + shift)) sacc[nb][e] = APB_NEG_INF;
-                }
-        }
-        float tA = APB_NEG_INF, tB = APB_NEG_INF;
-#pragma unroll
-        for (int nb = 0; nb < HOP_BN / 8; nb++)
-        {
-            tA = fmaxf(tA, fmaxf(sacc[nb][0], sacc[nb][1]));
-            tB = fmaxf(tB, fmaxf(sacc[nb][2], sacc[nb][3]));
-        }
-        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1)); tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1)); tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
-        tA *= fA; tB *= fB;   // the factors are positive: -inf stays -inf
-        bool rescale = !HOP_LAZY_RESCALE || __any_sync(0xffffffffu, tA - mA > HOP_RESCALE_SLACK || tB - mB > HOP_RESCALE_SLACK);
-        if (rescale)
-        {
-            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-            float oA = nA == APB_NEG_INF ? 0.f : nA, oB = nB == APB_NEG_INF ? 0.f : nB;
-            cA = fast_exp2(mA - oA); cB = fast_exp2(mB - oB);
-            mA = nA; mB = nB;
-#if !HOP_ROWSUM_MMA
-            lA *= cA; lB *= cB;
-#endif
-        }
-        const float offA = mA == APB_NEG_INF ? 0.f : mA, offB = mB == APB_NEG_INF ? 0.f : mB;
+        const float offA = mA == APB_NEG_INF ? 0.f : mA * mu, offB = mB == APB_NEG_INF ? 0.f : mB * mu;
 #pragma unroll
         for (int nb = 0; nb < HOP_BN / 8; nb++)
         {
@@ -584,8 +539,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             wgmma_wait0();
             fence_acc(sacc);
             // O is still zero: nothing to rescale
-            if constexpr (QK8) softmaxQk8(sacc, jBegin * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
-            else softmax(sacc, jBegin * HOP_BN);
+            softmax(sacc, jBegin * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
             pack(sacc);
         }
         for (int jj = 1; jj < mine; jj++)
@@ -604,9 +558,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             issuePv(ps);
             wgmma_wait1();   // S_j; P V of tile j - 1 may still run
             fence_acc(sacc);
-            bool rescale;
-            if constexpr (QK8) rescale = softmaxQk8(sacc, (jBegin + jj) * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
-            else rescale = softmax(sacc, (jBegin + jj) * HOP_BN);
+            const bool rescale = softmax(sacc, (jBegin + jj) * HOP_BN, sl2 * sqA * sk, sl2 * sqB * sk);
             wgmma_wait0();
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
@@ -652,9 +604,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #endif
     if (resume)
     {
-        // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units), then add. The maxima are
-        // in units of S (bf16: x sl2 makes them log2 units) or already in log2 units (QK8: a factor of 1, folded away).
-        const float mu = QK8 ? 1.f : sl2;
+        // Two partial softmaxes of the same rows: rescale both to the larger max (log2 units, through mu), then add.
         float pA = st[(D / 2) * 256], pB = st[(D / 2 + 1) * 256];
         float nA = fmaxf(mA, pA), nB = fmaxf(mB, pB);
         float offA = nA == APB_NEG_INF ? 0.f : nA * mu, offB = nB == APB_NEG_INF ? 0.f : nB * mu;
