@@ -65,11 +65,22 @@ public static class Fp8E4M3
     /// A row's scale: its largest magnitude over 448 (fp32 division), so that row / scale spans the format; 1 for a
     /// row of zeros. A non-finite value makes the scale non-finite: such a row is the model's problem, not the cache's.
     /// </summary>
-    public static float RowScale(ReadOnlySpan<float> row)
+    public static float RowScale(ReadOnlySpan<float> row) => ScaleOf(AbsMax(row, 0f));
+
+    /// <summary>The largest magnitude in <paramref name="values"/>, or <paramref name="from"/> if larger.</summary>
+    public static float AbsMax(ReadOnlySpan<float> values, float from)
     {
-        float amax = 0;
-        foreach (float v in row) amax = MathF.Max(amax, MathF.Abs(v));
-        return amax == 0 ? 1f : amax / Max;
+        foreach (float v in values) from = MathF.Max(from, MathF.Abs(v));
+        return from;
+    }
+
+    /// <summary><see cref="RowScale"/>'s rule for a largest magnitude already found (over a row, or a tile of rows).</summary>
+    public static float ScaleOf(float amax) => amax == 0 ? 1f : amax / Max;
+
+    /// <summary><paramref name="values"/> replaced by what their codes at scale <paramref name="scale"/> stand for.</summary>
+    public static void RoundScaled(Span<float> values, float scale)
+    {
+        for (int i = 0; i < values.Length; i++) values[i] = Round(values[i] / scale) * scale;
     }
 
     /// <summary>
@@ -81,8 +92,7 @@ public static class Fp8E4M3
         for (int h = 0; h + group <= row.Length; h += group)
         {
             var head = row.Slice(h, group);
-            float s = RowScale(head);
-            for (int i = 0; i < head.Length; i++) head[i] = Round(head[i] / s) * s;
+            RoundScaled(head, RowScale(head));
         }
     }
 }

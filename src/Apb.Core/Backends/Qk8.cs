@@ -50,14 +50,9 @@ public static class Qk8
             for (int h = 0; h < kvHeads; h++)
             {
                 float amax = 0;
-                for (int j = t0; j < t1; j++)
-                    foreach (float v in k.Slice(j * cols + h * headDim, headDim)) amax = MathF.Max(amax, MathF.Abs(v));
-                float s = amax == 0 ? 1f : amax / Fp8E4M3.Max;   // Fp8E4M3.RowScale's rule over the whole tile
-                for (int j = t0; j < t1; j++)
-                {
-                    var x = k.Slice(j * cols + h * headDim, headDim);
-                    for (int i = 0; i < x.Length; i++) x[i] = Fp8E4M3.Round(x[i] / s) * s;
-                }
+                for (int j = t0; j < t1; j++) amax = Fp8E4M3.AbsMax(k.Slice(j * cols + h * headDim, headDim), amax);
+                float s = Fp8E4M3.ScaleOf(amax);   // one scale for the whole tile
+                for (int j = t0; j < t1; j++) Fp8E4M3.RoundScaled(k.Slice(j * cols + h * headDim, headDim), s);
             }
         }
     }

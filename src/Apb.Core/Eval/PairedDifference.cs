@@ -89,9 +89,6 @@ public static class PairedDifference
         return r.ReadToEnd();
     }
 
-    /// <summary><see cref="Read"/>'s rows alone.</summary>
-    public static List<RulerRow> ReadRows(string path, string strategy) => Read(path, strategy).Rows;
-
     /// <summary>
     /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
     /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from

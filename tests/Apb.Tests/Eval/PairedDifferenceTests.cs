@@ -87,17 +87,17 @@ public class PairedDifferenceTests
         var full = new[] { Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1) };
         var apb = new[] { Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1) };
         string pf = Write("full.json", full), pa = Write("apb.json", [.. full, .. apb]);
-        var d = PairedDifference.Of(PairedDifference.ReadRows(pa, "apb"), PairedDifference.ReadRows(pf, "full"))!;
+        var d = PairedDifference.Of(PairedDifference.Read(pa, "apb").Rows, PairedDifference.Read(pf, "full").Rows)!;
         Assert.Equal(-12.5, d.Points, 9);
         Assert.Equal(12.5, d.StandardError, 9);
 
         // A file from before the scores were kept, another strategy, a file that is not one: each says what is wrong.
         string old = Path.Combine(dir.Path, "old.json");
         File.WriteAllText(old, """{"results": [{"strategy": "full", "ranks": 1, "length": 4096, "task": "a", "accuracy": 1, "samples": 4, "seconds": 1}]}""");
-        Assert.Contains("no per-sample \"scores\"", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(old, "full")).Message);
-        Assert.Contains("no rows of strategy star", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(pf, "star")).Message);
+        Assert.Contains("no per-sample \"scores\"", Assert.Throws<ApbException>(() => PairedDifference.Read(old, "full")).Message);
+        Assert.Contains("no rows of strategy star", Assert.Throws<ApbException>(() => PairedDifference.Read(pf, "star")).Message);
         File.WriteAllText(old, "[1, 2]");
-        Assert.Contains("not an `apb eval ruler` JSON file", Assert.Throws<ApbException>(() => PairedDifference.ReadRows(old, "full")).Message);
+        Assert.Contains("not an `apb eval ruler` JSON file", Assert.Throws<ApbException>(() => PairedDifference.Read(old, "full")).Message);
     }
     [Fact]
     public void TheCommandPairsAnotherRunsStrategyAndRefusesAnotherSeed()
