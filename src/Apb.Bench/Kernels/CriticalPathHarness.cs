@@ -103,7 +103,7 @@ public sealed class CriticalPathHarness : KernelHarness
 
         // Per rank and layer, ms, from the plan the strategy runs (RankWork counts the same calls): the anchor rows
         // causally, then each chunk's rows against [passing; anchor; chunk] bottom-right aligned (balanced APB's chunk 0
-        // against itself only), the chunk's scoring when it sends, and the GEMMs of the rank's rows.
+        // against itself only), the chunk's scoring when it selects, and the GEMMs of the rank's rows.
         double[] Anchored(string tag, SequencePlan plan)
         {
             var ms = new double[ranks];
@@ -116,7 +116,7 @@ public sealed class CriticalPathHarness : KernelHarness
                     bool alone = plan.Layout == SequenceLayout.Zigzag && ch == 0;
                     int keys = alone ? lc : plan.ChunkPassingRows(ch) + a + lc;
                     t += Attend($"{tag} rank {r} chunk {ch} rows", lc, keys, at);
-                    if (plan.ChunkSentRows(ch) > 0) t += Scoring(lc, plan.ChunkPassingLength);
+                    if (plan.ChunkScores(ch)) t += Scoring(plan.ChunkSelectableRows(ch), plan.ChunkPassingLength);
                     at += lc;
                 }
                 ms[r] = t + Gemms(plan.LocalRows(r));

@@ -50,8 +50,7 @@ public sealed record RankWork(int Rank, long LocalRows, double Pairs, long Passi
             bool alone = plan.Layout == SequenceLayout.Zigzag && c == 0;
             pairs += alone ? FullAttention.CausalPairs(lc, lc) : FullAttention.CausalPairs(lc, p + a + lc);
             read += p;
-            int sent = plan.ChunkSentRows(c), real = plan.ChunkRealRows(c);
-            if (sent > 0 && sent < real) scored += real;
+            if (plan.ChunkScores(c)) scored += plan.ChunkSelectableRows(c);
         }
         long received = plan.PassingLength > 0
             ? Enumerable.Range(0, plan.Ranks).Where(j => j != rank).Sum(j => (long)plan.SentRows(j)) : 0;

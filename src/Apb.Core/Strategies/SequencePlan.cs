@@ -101,6 +101,9 @@ public sealed class SequencePlan
         CheckRanks(n, ranks);
         int lc = Ceil(n, 2 * ranks);
         CheckApbLengths(n, ranks, 2 * lc, anchor, passing, queryLength, insertAt);
+        // Every chunk's rows see the whole anchor: one longer than chunk 0 would show chunk 1's rows context after them.
+        if (anchor > lc)
+            throw new ApbException($"anchor of {anchor} tokens is longer than a chunk of {lc} tokens ({n} context tokens in {2 * ranks} chunks over {ranks} ranks): balanced APB's second chunk would see later context through it; use --anchor {lc} or less, fewer ranks, or --strategy apb");
         return new SequencePlan(n, ranks, SequenceLayout.Zigzag, lc, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
             queryLength, insertAt, ranks > 1 ? Ceil(passing, 2) : 0);
     }
@@ -190,10 +193,33 @@ public sealed class SequencePlan
     public int ChunkRealRows(int chunk) => Math.Clamp(ContextLength - chunk * ChunkLength, 0, ChunkLength);
 
     /// <summary>
-    /// Tokens per KV head chunk c passes to the chunks after it: the chunk's passing length, fewer when it has fewer real
-    /// tokens (pad is never selected), none for the last chunk (no chunk after it would read them).
+    /// Context tokens the anchor holds: its first l_a - q rows are context positions 0 .. l_a - q - 1 (the query takes the
+    /// rest); 0 without an anchor.
     /// </summary>
-    public int ChunkSentRows(int chunk) => chunk == ChunkCount - 1 ? 0 : Math.Min(ChunkPassingLength, ChunkRealRows(chunk));
+    public int AnchorContextRows => AnchorLength == 0 ? 0 : Math.Clamp(AnchorLength - QueryLength, 0, ContextLength);
+
+    /// <summary>
+    /// Rows at the start of chunk c that the anchor holds (context positions below <see cref="AnchorContextRows"/>): every
+    /// chunk that reads c's selection has the anchor in front of it, so these rows are already visible there and are
+    /// neither scored nor passed (docs/apb-algorithm.md, 2.3d). In practice the first rows of chunk 0.
+    /// </summary>
+    public int ChunkSkippedRows(int chunk) => Math.Clamp(AnchorContextRows - chunk * ChunkLength, 0, ChunkRealRows(chunk));
+
+    /// <summary>Rows of chunk c that may be passed: its real rows past those the anchor holds.</summary>
+    public int ChunkSelectableRows(int chunk) => ChunkRealRows(chunk) - ChunkSkippedRows(chunk);
+
+    /// <summary>
+    /// Tokens per KV head chunk c passes to the chunks after it: the chunk's passing length, fewer when it has fewer
+    /// selectable tokens (pad is never selected, nor what the anchor holds), none for the last chunk (no chunk after it
+    /// would read them).
+    /// </summary>
+    public int ChunkSentRows(int chunk) => chunk == ChunkCount - 1 ? 0 : Math.Min(ChunkPassingLength, ChunkSelectableRows(chunk));
+
+    /// <summary>
+    /// Whether chunk c scores its selectable rows: it passes some of them but not all (a chunk with no more selectable
+    /// rows than its passing length passes them whole, without scoring).
+    /// </summary>
+    public bool ChunkScores(int chunk) => ChunkSentRows(chunk) > 0 && ChunkSentRows(chunk) < ChunkSelectableRows(chunk);
 
     /// <summary>Rows of chunk c's passing block: what chunks 0..c-1 sent, in chunk order.</summary>
     public int ChunkPassingRows(int chunk)

@@ -51,7 +51,7 @@ public static class SequencePlanner
             StrategyKind.Zigzag => SequencePlan.Zigzag(contextLength, ranks),
             StrategyKind.Star => SequencePlan.Star(contextLength, ranks),
             _ => Rebuild(kind, contextLength, ranks,
-                o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength),
+                o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength, kind == StrategyKind.ApbBalanced),
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
         if (kind.IsApb() && !o.Scorer.UsesHeads()) CheckQueryAware(plan);
@@ -75,7 +75,7 @@ public static class SequencePlanner
     /// <summary>The query-aware scorer reads the query from the anchor: refuse plans that must score without one.</summary>
     static void CheckQueryAware(SequencePlan plan)
     {
-        bool scores = Enumerable.Range(0, plan.ChunkCount).Any(c => plan.ChunkSentRows(c) > 0 && plan.ChunkSentRows(c) < plan.ChunkRealRows(c));
+        bool scores = Enumerable.Range(0, plan.ChunkCount).Any(plan.ChunkScores);
         if (scores && (plan.AnchorLength == 0 || plan.QueryLength == 0))
             throw new ApbException(
                 $"the query-aware scorer reads the query from the anchor, but {(plan.QueryLength == 0 ? "there is no query" : "the anchor is empty (--anchor 0)")}: " +

@@ -30,6 +30,28 @@ public class ApbTests(ITestOutputHelper output)
         Assert.True(err < 1e-5, $"{strategy.Name()} (l_a 0, l_p = l_b = {lb}) x {ranks}, n = {n}: relative error {err:E3} against full");
     }
 
+    /// <summary>
+    /// An anchor without a query is the context start at its own positions, so with whole blocks passed every rank sees
+    /// each earlier context token exactly once, and APB is full attention, provided the rows the anchor holds are not
+    /// passed again (docs/apb-algorithm.md, 2.3d). Passed twice, they would count twice in every later row's softmax.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 37, 7)]
+    [InlineData(4, 61, 16)]   // the anchor is block 0 whole: rank 0 passes nothing
+    [InlineData(8, 101, 5)]
+    [InlineData(2, 37, 7, StrategyKind.ApbBalanced)]
+    [InlineData(4, 61, 8, StrategyKind.ApbBalanced)]   // the anchor is chunk 0 whole
+    public void ApbWithAQueryFreeAnchorPassingWholeBlocksEqualsFull(int ranks, int n, int anchor, StrategyKind strategy = StrategyKind.Apb)
+    {
+        var m = LoadModel("llama-tiny");
+        var context = Ids(n, n + 2, m.Config.VocabSize);
+        int lb = (n + ranks - 1) / ranks;
+        using var s = Session(m, Options(strategy, ranks) with { AnchorLength = anchor, PassingLength = lb });
+        double err = RelativeError(s.AllLogits(context, []), FullLogits(m, context, []));
+        Assert.True(err < 1e-5, $"{strategy.Name()} (l_a {anchor}, no query, l_p = l_b = {lb}) x {ranks}, n = {n}: relative error {err:E3} against full");
+        Assert.Equal(Math.Min(anchor, lb), s.Plan!.ChunkSkippedRows(0));
+    }
+
     [Theory]
     [InlineData(3, 40)]
     [InlineData(4, 61)]
@@ -275,4 +297,24 @@ public class ApbTests(ITestOutputHelper output)
 
     [Fact]
     public void DefaultLengthsNeverExceedTheBlock() => Assert.Equal((10, 10), ApbDefaults.For(1000 * 64, 6400));
+
+    /// <summary>
+    /// Balanced APB's chunk 1 sees the whole anchor, so an anchor past chunk 0 would show it later context. The default
+    /// anchor stops at a chunk (at 128K on 32 ranks: n/32 = 4096 is a whole block, the chunk is 2048) and a longer one
+    /// given by hand is refused.
+    /// </summary>
+    [Fact]
+    public void BalancedAnchorsNeverPassAChunk()
+    {
+        int n = 128 * 1024;
+        Assert.Equal(4096, ApbDefaults.Anchor(n, 32, insertAt: 0, queryLength: 20));
+        Assert.Equal(2048, ApbDefaults.Anchor(n, 32, insertAt: 0, queryLength: 20, balanced: true));
+        var o = new StrategyOptions { Strategy = StrategyKind.ApbBalanced, Ranks = 32, Scorer = ScorerKind.Query };
+        var plan = SequencePlanner.Plan(o, n, 20, 0).Plan!;
+        Assert.Equal(2048, plan.AnchorLength);
+        Assert.Equal(2048, plan.ChunkLength);
+        var e = Assert.Throws<ApbException>(() => SequencePlanner.Plan(o with { AnchorLength = 2049 }, n, 20, 0));
+        Assert.Contains("longer than a chunk of 2048 tokens", e.Message);
+        Assert.Contains("--anchor 2048 or less", e.Message);
+    }
 }

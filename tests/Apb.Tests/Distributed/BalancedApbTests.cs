@@ -19,7 +19,8 @@ public class BalancedApbTests
     /// <summary>
     /// One layer on H in-process ranks, against a reference that knows only each row's global position: an anchor row
     /// sees the anchor causally; a context row in chunk c sees the anchor (c > 0), every earlier chunk whole (l_p' = l_c)
-    /// or none of it (l_p = 0), and its own chunk causally.
+    /// but the context rows the anchor holds, or none of it (l_p = 0), and its own chunk causally. The anchor's rows are
+    /// values of their own here, so a context row that were passed as well would show in the output.
     /// </summary>
     [Theory]
     [InlineData(2, 37, 5, true)]
@@ -66,7 +67,8 @@ public class BalancedApbTests
             if (key < 1000) return chunk > 0;
             int y = key - 1000;
             if (y >= n) return false;
-            return y / lc == chunk ? y <= x : y / lc < chunk && wholeChunks;
+            // Earlier chunks whole, but for the context start the anchor holds (no query here: its first `anchor` positions).
+            return y / lc == chunk ? y <= x : y / lc < chunk && wholeChunks && y >= anchor;
         }
         int checkedRows = 0;
         foreach (var x in local)

@@ -37,6 +37,29 @@ public class SequencePlanTests
         Assert.Equal(0, plan.SentRows(3));
     }
 
+    /// <summary>Rows every later rank sees in its anchor are not passed again (docs/apb-algorithm.md, 2.3d).</summary>
+    [Fact]
+    public void RowsTheAnchorHoldsAreNeitherScoredNorPassed()
+    {
+        // l_a 6 with a query of 3: the anchor holds context positions 0..2, the first three rows of block 0.
+        var plan = SequencePlan.Apb(38, 4, anchor: 6, passing: 2, queryLength: 3, insertAt: 1);
+        Assert.Equal(3, plan.AnchorContextRows);
+        Assert.Equal(new[] { 3, 0, 0, 0 }, Enumerable.Range(0, 4).Select(plan.ChunkSkippedRows));
+        Assert.Equal(new[] { 7, 10, 10, 8 }, Enumerable.Range(0, 4).Select(plan.ChunkSelectableRows));
+        Assert.True(plan.ChunkScores(0));
+        // A passing length of 7 or more passes rank 0's seven other rows whole, unscored.
+        var whole = SequencePlan.Apb(38, 4, anchor: 6, passing: 8, queryLength: 3, insertAt: 1);
+        Assert.Equal(new[] { 7, 8, 8, 0 }, Enumerable.Range(0, 4).Select(whole.SentRows));
+        Assert.False(whole.ChunkScores(0));
+        Assert.True(whole.ChunkScores(1));
+        // Balanced: chunk 0 (on rank 0) skips them; the late chunks are past the anchor.
+        var balanced = SequencePlan.ApbBalanced(40, 2, anchor: 8, passing: 4, queryLength: 3, insertAt: 0);
+        Assert.Equal(new[] { 5, 0, 0, 0 }, Enumerable.Range(0, 4).Select(balanced.ChunkSkippedRows));
+        Assert.Equal(new[] { 2, 2, 2, 0 }, Enumerable.Range(0, 4).Select(balanced.ChunkSentRows));
+        // Without an anchor nothing is skipped.
+        Assert.Equal(0, SequencePlan.Apb(38, 4, anchor: 0, passing: 2, queryLength: 0, insertAt: 0).ChunkSkippedRows(0));
+    }
+
     [Fact]
     public void StarAnchorIsThePlainFirstBlock()
     {

@@ -7,7 +7,7 @@ namespace Apb.Strategies.Apb;
 
 /// <summary>
 /// APB's prefill attention on one rank, per layer (docs/apb-algorithm.md, section 2.3), on the local rows [anchor; block]:
-///   score the block's real tokens (retaining heads on pre-RoPE q/k/v, or query-aware on post-RoPE K) -> RoPE (anchor
+///   score the block's real tokens past those the anchor holds (retaining heads on pre-RoPE q/k/v, or query-aware on post-RoPE K) -> RoPE (anchor
 ///   at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
 ///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]
 ///   (<see cref="AnchoredAttention"/>). The passing block is dropped after the call; only the block's real rows are cached.
@@ -58,10 +58,11 @@ public sealed class ApbAttention : SequenceParallelAttention
     {
         int a = Plan.AnchorRows(Rank), lb = Plan.BlockLength, t = a + lb;
         if (q.Rows != t) throw new ArgumentException($"apb: rank {Rank} got {q.Rows} rows, the plan says {t}");
-        int real = Plan.RealRows(Rank), sent = Plan.SentRows(Rank);
+        // The rows that may be passed: the block's real rows past those the anchor holds (rank 0's first l_a - q).
+        int skip = Plan.ChunkSkippedRows(Rank), real = Plan.ChunkSelectableRows(Rank), sent = Plan.SentRows(Rank);
         bool passes = Plan.PassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
-        bool scores = sent > 0 && sent < real;
-        Tensor qb = q.RowSlice(a, lb), kb = k.RowSlice(a, lb), vb = v.RowSlice(a, lb);
+        bool scores = Plan.ChunkScores(Rank);
+        Tensor qb = q.RowSlice(a + skip, lb - skip), kb = k.RowSlice(a + skip, lb - skip), vb = v.RowSlice(a + skip, lb - skip);
 
         Tensor? s = null; // [real, n_kv] scores, left on the backend: the selection pools and picks where they are
         if (scores && _retaining != null)
@@ -87,7 +88,7 @@ public sealed class ApbAttention : SequenceParallelAttention
                 {
                     if (s is null)
                     {
-                        // Nothing to drop: the block's first `sent` rows (all its real rows) for every head.
+                        // Nothing to drop: the first `sent` selectable rows (all of them) for every head.
                         B.Copy(kb, 0, 0, send, 0, 0, sent, C.KvDim);
                         B.Copy(vb, 0, 0, send, sent, 0, sent, C.KvDim);
                     }
@@ -155,7 +156,7 @@ public sealed class ApbAttention : SequenceParallelAttention
     /// </summary>
     Tensor? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
     {
-        bool rank0Scores = Plan.SentRows(0) > 0 && Plan.SentRows(0) < Plan.RealRows(0);
+        bool rank0Scores = Plan.ChunkScores(0);
         // fp32: the kernel's mean is fp32 and the scores are dots against it; bf16 would round every qbar entry.
         var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
         if (Rank >= 1 && (scores || (Rank == 1 && rank0Scores)))

@@ -25,13 +25,15 @@ public static class ApbDefaults
     /// <summary>
     /// The anchor a request gets when none was given: the table's, grown to hold the chat header, the query and
     /// <see cref="MinAnchorContext"/> context tokens (the paper's l_a = n/32 is shorter than that at short lengths), and
-    /// never longer than the block. An anchor given explicitly is kept as it is (the plan refuses one that cannot hold the query).
+    /// never longer than the block (for balanced APB, never longer than a chunk, half a block: every chunk's rows see the
+    /// whole anchor). An anchor given explicitly is kept as it is (the plan refuses one that cannot hold the query).
     /// </summary>
-    public static int Anchor(int contextLength, int ranks, int insertAt, int queryLength)
+    public static int Anchor(int contextLength, int ranks, int insertAt, int queryLength, bool balanced = false)
     {
         int anchor = For(contextLength, ranks).Anchor;
         if (anchor == 0 || ranks <= 1) return anchor;
-        return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), Block(contextLength, ranks));
+        int room = Block(contextLength, balanced ? 2 * ranks : ranks);
+        return Math.Min(Math.Max(anchor, insertAt + queryLength + MinAnchorContext), room);
     }
 
     /// <summary>

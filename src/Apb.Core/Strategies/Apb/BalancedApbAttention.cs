@@ -9,7 +9,7 @@ namespace Apb.Strategies.Apb;
 /// <summary>
 /// Balanced APB on one rank, per layer (docs/apb-algorithm.md, section 2.6): APB's definition applied to each of 2H
 /// chunks, on the zigzag layout. Rank r's local rows are [anchor; chunk r; chunk 2H-1-r]. Each chunk with a chunk
-/// after it scores its real rows, keeps its top ceil(l_p / 2) per KV head and sends them in one all-gather; then:
+/// after it scores its real rows (past those the anchor holds), keeps its top ceil(l_p / 2) per KV head and sends them in one all-gather; then:
 ///   | query rows        | passing keys                  | anchor keys   | own chunk keys |
 ///   | anchor row i      | hidden                        | j &lt;= i        | hidden         |
 ///   | chunk 0 row t     | none (nothing precedes it)    | hidden        | j &lt;= t        |
@@ -68,7 +68,9 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         if (q.Rows != t) throw new ArgumentException($"apb-balanced: rank {Rank} got {q.Rows} rows, the plan says {t}");
         int[] chunks = Plan.ChunksOf(Rank);
         bool passes = Plan.ChunkPassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
-        bool Scores(int c) => Plan.ChunkSentRows(c) > 0 && Plan.ChunkSentRows(c) < Plan.ChunkRealRows(c);
+        bool Scores(int c) => Plan.ChunkScores(c);
+        // Where chunk i's selectable rows start in the local rows: past the anchor, the early chunk and what the anchor holds.
+        int From(int i) => a + i * lc + Plan.ChunkSkippedRows(chunks[i]);
 
         // Select before RoPE where the retaining heads score (they read pre-RoPE q/k/v), after it for the query-aware
         // scorer (post-RoPE keys); either way each chunk's selection is made before the next chunk's scores overwrite the
@@ -83,7 +85,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
                 {
-                    int at = a + i * lc, real = Plan.ChunkRealRows(chunks[i]);
+                    int at = From(i), real = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
                     using (Measure("scoring"))
                     {
@@ -98,7 +100,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
             if (headScores[i] is { } s)
             {
                 // The heads read pre-RoPE q/k/v; the novelty term reads the rotated keys, as contiguous APB does.
-                using (Measure("scoring")) _headsNovelty[i]!.MixInto(s, k.RowSlice(a + i * lc, s.Rows), _noveltyWeight);
+                using (Measure("scoring")) _headsNovelty[i]!.MixInto(s, k.RowSlice(From(i), s.Rows), _noveltyWeight);
                 Select(i, s);
             }
         if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
@@ -109,9 +111,9 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
                 {
-                    int real = Plan.ChunkRealRows(chunks[i]);
+                    int real = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
-                    using (Measure("scoring")) s = _queryAware.ScoreOnDevice(k.RowSlice(a + i * lc, real), qbar, real);
+                    using (Measure("scoring")) s = _queryAware.ScoreOnDevice(k.RowSlice(From(i), real), qbar, real);
                     Select(i, s); // before the next chunk's scores overwrite the scorer's buffer
                 }
         }
@@ -129,10 +131,11 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
                 {
                     int c = chunks[i], sent = Plan.ChunkSentRows(c);
                     if (sent == 0) continue;
-                    Tensor kc = k.RowSlice(a + i * lc, lc), vc = v.RowSlice(a + i * lc, lc);
+                    int rows = Plan.ChunkSelectableRows(c);
+                    Tensor kc = k.RowSlice(From(i), rows), vc = v.RowSlice(From(i), rows);
                     if (!Scores(c))
                     {
-                        // Nothing to drop: the chunk's first `sent` rows (all its real rows) for every head.
+                        // Nothing to drop: the chunk's first `sent` selectable rows (all of them) for every head.
                         B.Copy(kc, 0, 0, send, at, 0, sent, C.KvDim);
                         B.Copy(vc, 0, 0, send, at + sent, 0, sent, C.KvDim);
                     }
