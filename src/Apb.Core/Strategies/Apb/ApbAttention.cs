@@ -7,11 +7,11 @@ namespace Apb.Strategies.Apb;
 
 /// <summary>
 /// APB's prefill attention on one rank, per layer (docs/apb-algorithm.md, section 2.3), on the local rows [anchor; block]:
-///   score the block's real tokens past those the anchor holds (retaining heads on pre-RoPE q/k/v, or query-aware on post-RoPE K) -> RoPE (anchor
-///   at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
+///   score the block's real tokens past those the anchor holds (retaining heads on pre-RoPE q/k/v, or query-aware on
+///   post-RoPE K) -> RoPE (anchor at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
 ///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]
 ///   (<see cref="AnchoredAttention"/>). The passing block is dropped after the call; only the block's real rows are cached.
-/// The last rank's selection would be read by nobody, so it sends none; a block with no more real tokens than l_p is
+/// The last rank's selection would be read by nobody, so it sends none; a block with no more selectable tokens than l_p is
 /// passed whole without scoring. The all-gather is started before the work that does not need it (the anchor rows'
 /// attention, placing the local keys/values, caching the block) and completed before the block rows' attention, which
 /// reads it (rank 0, which reads none of it, completes it after that attention).
@@ -59,14 +59,14 @@ public sealed class ApbAttention : SequenceParallelAttention
         int a = Plan.AnchorRows(Rank), lb = Plan.BlockLength, t = a + lb;
         if (q.Rows != t) throw new ArgumentException($"apb: rank {Rank} got {q.Rows} rows, the plan says {t}");
         // The rows that may be passed: the block's real rows past those the anchor holds (rank 0's first l_a - q).
-        int skip = Plan.ChunkSkippedRows(Rank), real = Plan.ChunkSelectableRows(Rank), sent = Plan.SentRows(Rank);
+        int skip = Plan.ChunkSkippedRows(Rank), selectable = Plan.ChunkSelectableRows(Rank), sent = Plan.SentRows(Rank);
         bool passes = Plan.PassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
         bool scores = Plan.ChunkScores(Rank);
         Tensor qb = q.RowSlice(a + skip, lb - skip), kb = k.RowSlice(a + skip, lb - skip), vb = v.RowSlice(a + skip, lb - skip);
 
-        Tensor? s = null; // [real, n_kv] scores, left on the backend: the selection pools and picks where they are
+        Tensor? s = null; // [selectable, n_kv] scores, left on the backend: the selection pools and picks where they are
         if (scores && _retaining != null)
-            using (Measure("scoring")) s = _retaining.ScoreOnDevice(layer, qb, kb, vb, real);
+            using (Measure("scoring")) s = _retaining.ScoreOnDevice(layer, qb, kb, vb, selectable);
         Rotate(q, k, Plan.LocalPositions(Rank));
         if (s != null && _headsNovelty != null)
             using (Measure("scoring"))
@@ -75,7 +75,7 @@ public sealed class ApbAttention : SequenceParallelAttention
                 s = _headsNovelty.Widened(s);
                 _headsNovelty.MixInto(s, kb, _noveltyWeight);
             }
-        if (passes && _queryAware != null) s = QueryAwareScores(q, kb, real, scores);
+        if (passes && _queryAware != null) s = QueryAwareScores(q, kb, selectable, scores);
 
         int p = Plan.PassingRows(Rank);
         Tensor? keys = null, values = null, gathered = null;
@@ -150,11 +150,11 @@ public sealed class ApbAttention : SequenceParallelAttention
     }
 
     /// <summary>
-    /// Query-aware scores of this rank's real block rows, or null when it passes its block whole. Ranks >= 1 hold the query
-    /// in their anchors and compute qbar themselves; rank 0 has no anchor, so rank 1 (the lowest rank holding the query:
+    /// Query-aware scores of this rank's selectable block rows, or null when it passes them whole. Ranks >= 1 hold the
+    /// query in their anchors and compute qbar themselves; rank 0 has no anchor, so rank 1 (the lowest rank holding the query:
     /// every anchor is the same, so its qbar is exactly what any anchored rank computes) sends it qbar each layer.
     /// </summary>
-    Tensor? QueryAwareScores(Tensor q, Tensor kb, int real, bool scores)
+    Tensor? QueryAwareScores(Tensor q, Tensor kb, int rows, bool scores)
     {
         bool rank0Scores = Plan.ChunkScores(0);
         // fp32: the kernel's mean is fp32 and the scores are dots against it; bf16 would round every qbar entry.
@@ -168,6 +168,6 @@ public sealed class ApbAttention : SequenceParallelAttention
         }
         if (!scores) return null;
         using var _ = Measure("scoring");
-        return _queryAware!.ScoreOnDevice(kb, qbar, real);
+        return _queryAware!.ScoreOnDevice(kb, qbar, rows);
     }
 }

@@ -9,7 +9,8 @@ namespace Apb.Strategies.Apb;
 /// <summary>
 /// Balanced APB on one rank, per layer (docs/apb-algorithm.md, section 2.6): APB's definition applied to each of 2H
 /// chunks, on the zigzag layout. Rank r's local rows are [anchor; chunk r; chunk 2H-1-r]. Each chunk with a chunk
-/// after it scores its real rows (past those the anchor holds), keeps its top ceil(l_p / 2) per KV head and sends them in one all-gather; then:
+/// after it scores its real rows (past those the anchor holds), keeps its top ceil(l_p / 2) per KV head and sends
+/// them in one all-gather; then:
 ///   | query rows        | passing keys                  | anchor keys   | own chunk keys |
 ///   | anchor row i      | hidden                        | j &lt;= i        | hidden         |
 ///   | chunk 0 row t     | none (nothing precedes it)    | hidden        | j &lt;= t        |
@@ -85,11 +86,11 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
                 {
-                    int at = From(i), real = Plan.ChunkSelectableRows(chunks[i]);
+                    int at = From(i), rows = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
                     using (Measure("scoring"))
                     {
-                        s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, real), k.RowSlice(at, real), v.RowSlice(at, real), real);
+                        s = _retaining.ScoreOnDevice(layer, q.RowSlice(at, rows), k.RowSlice(at, rows), v.RowSlice(at, rows), rows);
                         // The scorer's buffer is the next chunk's: the mix keeps its own copy until the keys are rotated.
                         if (_headsNovelty[i] is { } novelty) headScores[i] = novelty.Widened(s);
                     }
@@ -111,9 +112,9 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
             for (int i = 0; i < 2; i++)
                 if (Scores(chunks[i]))
                 {
-                    int real = Plan.ChunkSelectableRows(chunks[i]);
+                    int rows = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
-                    using (Measure("scoring")) s = _queryAware.ScoreOnDevice(k.RowSlice(From(i), real), qbar, real);
+                    using (Measure("scoring")) s = _queryAware.ScoreOnDevice(k.RowSlice(From(i), rows), qbar, rows);
                     Select(i, s); // before the next chunk's scores overwrite the scorer's buffer
                 }
         }
