@@ -169,7 +169,7 @@ public sealed class PrefillBench : IDisposable
         var rng = BenchModel.CaseRandom(_o.Seed, n);
         var context = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var query = Enumerable.Range(0, _o.QueryTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
-        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind, _o.NoveltyWeight)}" : null };
+        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(s, n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind, _o.NoveltyWeight)}" : null };
 
         // Device memory: predicted per rank, and refused on every rank together when any one would not fit.
         double? need = null;
@@ -238,8 +238,8 @@ public sealed class PrefillBench : IDisposable
         };
     }
 
-    static string ApbLengths(int n, int ranks, int q) =>
-        $"l_a {ApbDefaults.Anchor(n, ranks, insertAt: 0, q)}, l_p {ApbDefaults.For(n, ranks).Passing}";
+    static string ApbLengths(StrategyKind s, int n, int ranks, int q) =>
+        $"l_a {ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced)}, l_p {ApbDefaults.For(n, ranks).Passing}";
 
     sealed record RunResult(double Seconds, double[][]? Profiles);
 

@@ -38,7 +38,7 @@ public static class RankMemory
         long lb = ApbDefaults.Block(n, ranks);
         int passing = ApbDefaults.For(n, ranks).Passing;
         // The anchor as the planner grows it (no chat header here: a header of h tokens adds h rows to it).
-        long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q);
+        long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced);
         long rows = s switch
         {
             StrategyKind.Full => n + q,

@@ -69,7 +69,6 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         if (q.Rows != t) throw new ArgumentException($"apb-balanced: rank {Rank} got {q.Rows} rows, the plan says {t}");
         int[] chunks = Plan.ChunksOf(Rank);
         bool passes = Plan.ChunkPassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
-        bool Scores(int c) => Plan.ChunkScores(c);
         // Where chunk i's selectable rows start in the local rows: past the anchor, the early chunk and what the anchor holds.
         int From(int i) => a + i * lc + Plan.ChunkSkippedRows(chunks[i]);
 
@@ -84,7 +83,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         var headScores = new Tensor?[2];
         if (passes && _retaining != null)
             for (int i = 0; i < 2; i++)
-                if (Scores(chunks[i]))
+                if (Plan.ChunkScores(chunks[i]))
                 {
                     int at = From(i), rows = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
@@ -104,13 +103,13 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
                 using (Measure("scoring")) _headsNovelty[i]!.MixInto(s, k.RowSlice(From(i), s.Rows), _noveltyWeight);
                 Select(i, s);
             }
-        if (passes && _queryAware != null && (Scores(chunks[0]) || Scores(chunks[1])))
+        if (passes && _queryAware != null && (Plan.ChunkScores(chunks[0]) || Plan.ChunkScores(chunks[1])))
         {
             // Every rank's anchor holds the query (rank 0's too, unlike contiguous APB): qbar is computed locally.
             var qbar = Buffer("qbar", 1, C.KvDim, fp32: true);
             using (Measure("scoring")) _queryAware.QueryMean(q.RowSlice(Plan.AnchorInsertAt, Plan.QueryLength), qbar);
             for (int i = 0; i < 2; i++)
-                if (Scores(chunks[i]))
+                if (Plan.ChunkScores(chunks[i]))
                 {
                     int rows = Plan.ChunkSelectableRows(chunks[i]);
                     Tensor s;
@@ -134,7 +133,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
                     if (sent == 0) continue;
                     int rows = Plan.ChunkSelectableRows(c);
                     Tensor kc = k.RowSlice(From(i), rows), vc = v.RowSlice(From(i), rows);
-                    if (!Scores(c))
+                    if (!Plan.ChunkScores(c))
                     {
                         // Nothing to drop: the chunk's first `sent` selectable rows (all of them) for every head.
                         B.Copy(kc, 0, 0, send, at, 0, sent, C.KvDim);
