@@ -71,14 +71,15 @@ static class CommonOptions
     /// Creates (or truncates) an output file named by <paramref name="option"/>, before any work: a missing folder, a
     /// directory in its place or a read-only location is an error now, not after a long run. Others may read it while
     /// it is written (an eval's JSON holds every finished row as the run goes: `apb eval paired` can read it then).
+    /// <paramref name="truncate"/> false opens an existing file as it is (`eval ruler --resume` rewrites it whole).
     /// </summary>
-    public static FileStream CreateOutput(string path, string option)
+    public static FileStream CreateOutput(string path, string option, bool truncate = true)
     {
         if (path == "-") throw new ApbException($"{option} -: this command writes a file here, not stdout; give a file path");
         if (Directory.Exists(path)) throw new ApbException($"{option} {path}: is a directory; give a file path such as {Path.Combine(path, "out.json")}");
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder != null && !Directory.Exists(folder)) throw new ApbException($"{option} {path}: the folder {folder} does not exist; create it first");
-        try { return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read); }
+        try { return new FileStream(path, truncate ? FileMode.Create : FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ApbException($"{option} {path}: cannot write the file ({e.Message})", e);
@@ -89,8 +90,8 @@ static class CommonOptions
     /// An output named by <paramref name="option"/>: "-" is stdout (<paramref name="io"/>'s, UTF-8), anything else a file
     /// created before any work (<see cref="CreateOutput"/>).
     /// </summary>
-    public static Stream OpenOutput(string path, string option, Io io) =>
-        path == "-" ? new WriterStream(io.Out) : CreateOutput(path, option);
+    public static Stream OpenOutput(string path, string option, Io io, bool truncate = true) =>
+        path == "-" ? new WriterStream(io.Out) : CreateOutput(path, option, truncate);
 
     /// <summary>
     /// A bench's --out: its JSON (and markdown) files go there, and its table to stdout already, so "-" is refused

@@ -131,9 +131,10 @@ static class EvalCommand
         var quiet = CommonOptions.Quiet();
         var samplesOut = new Option<string?>("--samples-out") { Description = "also write the samples used as JSON lines here" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
+        var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model and sample count are kept and not run again, its other rows stay in the file. Without --resume an existing --out file is replaced" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, prefillAttention, json, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -164,13 +165,29 @@ static class EvalCommand
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
             // GPU it keeps the device's context alive between the other strategies' sessions, which open their own ranks.
             // Output files are created before the run: an unwritable path is said now, not after an hour of evaluation.
-            using var jsonFile = r.GetValue(json) is string jp ? CommonOptions.OpenOutput(jp, "--out", io) : null;
+            // A file to resume is read first and opened without truncating it, so a refusal below leaves it as it was.
+            string? outPath = r.GetValue(json);
+            RulerResults? earlier = r.GetValue(resume) ? Resumed(outPath) : null;
+            using var jsonFile = outPath is string jp ? CommonOptions.OpenOutput(jp, "--out", io, truncate: earlier is null) : null;
             using var chartFile = r.GetValue(chart) is string cp ? CommonOptions.CreateOutput(cp, "--chart") : null;
             using var samplesFile = r.GetValue(samplesOut) is string sop ? CommonOptions.CreateOutput(sop, "--samples-out") : null;
 
             string dev = r.GetValue(device)!;
             using var held = CommonOptions.Backend(dev, fp8);
             LlamaModel? fullModel = null;
+
+            // The JSON file holds every finished row as the run goes: a run cut short keeps what it measured, and --resume
+            // picks it up from there.
+            var run = jsonFile is null ? null : RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
+                bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind.UsesHeads() && specs.Any(x => x.Name == "apb") ? headsPath : null);
+            List<RulerRow> kept = [], others = [];
+            if (earlier is not null)
+            {
+                (kept, others) = earlier.ResumeFor(run!, specs, [.. taskList.Select(t => t.Name)], lengths, n);
+                run = run! with { EarlierCommands = [.. earlier.EarlierCommands, .. earlier.Command is { } c ? [c] : Array.Empty<string>()] };
+                RulerHarness.RewriteJson(jsonFile!, run, [.. others, .. kept], complete: false);
+                io.Err.WriteLine($"--resume {outPath}: {kept.Count} row(s) kept, not run again; {others.Count} row(s) of other strategies, tasks or lengths left in the file");
+            }
 
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var all = new SampleGenerator(bundle.Tokenizer).GenerateAll(taskList, lengths, n, r.GetValue(seed), r.GetValue(threads), cancel);
@@ -204,11 +221,8 @@ static class EvalCommand
             bool verb = r.GetValue(verbose);
             // A status line per sample (ETA from the rate so far), a line that stays per task.
             using var progress = io.Progress(TimeSpan.FromSeconds(30));
-            long done = 0, total = (long)all.Count * specs.Count;
-            // The JSON file holds every finished row as the run goes: a run cut short keeps what it measured.
-            var run = jsonFile is null ? null : RulerRun.Describe("apb " + string.Join(' ', r.Tokens.Select(t => ShellWord(t.Value))), r.GetValue(seed), dev,
-                bundle.Directory, bundle.Checkpoint.Files.Select(f => f.Path), scorerKind.UsesHeads() && specs.Any(x => x.Name == "apb") ? headsPath : null);
-            var finished = new List<RulerRow>();
+            long done = 0, total = (long)all.Count * specs.Count - kept.Sum(k => k.Samples);
+            var finished = new List<RulerRow>([.. others, .. kept]);
             var rows = RulerHarness.Run(all, specs, Session, bundle.Tokenizer, bundle.StopTokens.ToHashSet(),
                 row =>
                 {
@@ -223,7 +237,7 @@ static class EvalCommand
                     if (verb) progress.Line($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}");
                     progress.Update($"{o.Strategy} {o.Sample.Sample.TargetTokens} {o.Sample.Sample.Task}: sample {Progress.Fraction(done, total, progress.Elapsed)}");
                 },
-                cancel);
+                cancel, kept);
             progress.Clear();
             (jsonFile is WriterStream ? io.Err : io.Out).Write(RulerHarness.FormatTable(rows));
             if (chartFile is not null)
@@ -233,12 +247,23 @@ static class EvalCommand
             }
             if (jsonFile is not null)
             {
-                RulerHarness.RewriteJson(jsonFile, run!, rows, complete: true);
+                RulerHarness.RewriteJson(jsonFile, run!, [.. others, .. rows], complete: true);
                 if (jsonFile is WriterStream) io.Out.WriteLine();
             }
             return 0;
         })));
         return cmd;
+    }
+
+    /// <summary>
+    /// The file --resume continues: null when --out names no file yet (or an empty one: a run stopped before its first
+    /// row), so the run starts it.
+    /// </summary>
+    static RulerResults? Resumed(string? outPath)
+    {
+        if (outPath is null or "-")
+            throw new ApbException("--resume continues the JSON file that --out names: give --out FILE, the file of the run to continue");
+        return File.Exists(outPath) && new FileInfo(outPath).Length > 0 ? RulerResults.Read(outPath) : null;
     }
 
     /// <summary>A strategy name; a number where a strategy belongs is most likely the old `-s N` (now --samples N).</summary>

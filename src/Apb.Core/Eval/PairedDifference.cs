@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Apb.Eval;
 
 /// <summary>
@@ -81,14 +79,6 @@ public static class PairedDifference
             throw new ApbException($"{other.Path} was run with --seed {y} and {reference.Path} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
     }
 
-    /// <summary>The file's text, also while `apb eval ruler` still writes it (it lets others read; so must we let it write).</summary>
-    static string ReadShared(string path)
-    {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        using var r = new StreamReader(f);
-        return r.ReadToEnd();
-    }
-
     /// <summary>
     /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
     /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
@@ -96,39 +86,11 @@ public static class PairedDifference
     /// </summary>
     public static RulerFile Read(string path, string strategy)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(ReadShared(path)); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
-        {
-            throw new ApbException($"{path}: cannot read it as an `apb eval ruler` JSON file ({e.Message})");
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object ||
-                !doc.RootElement.TryGetProperty("results", out var results) || results.ValueKind != JsonValueKind.Array)
-                throw new ApbException($"{path}: no \"results\" array: not an `apb eval ruler` JSON file");
-            var rows = new List<RulerRow>();
-            try
-            {
-                foreach (var r in results.EnumerateArray())
-                {
-                    if (r.GetProperty("strategy").GetString() != strategy) continue;
-                    if (!r.TryGetProperty("scores", out var scores))
-                        throw new ApbException($"{path}: its rows have no per-sample \"scores\" (written before the harness kept them): run it again to pair it");
-                    var spec = new StrategySpec(strategy, r.GetProperty("ranks").GetInt32());
-                    var list = scores.EnumerateArray().Select(x => x.GetDouble()).ToList();
-                    rows.Add(new RulerRow(spec, r.GetProperty("length").GetInt32(), r.GetProperty("task").GetString()!,
-                        r.GetProperty("accuracy").GetDouble(), list.Count, r.GetProperty("seconds").GetDouble(), list));
-                }
-            }
-            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
-            {
-                throw new ApbException($"{path}: a row of \"results\" lacks a field or has one of the wrong type ({e.Message})");
-            }
-            if (rows.Count == 0) throw new ApbException($"{path}: no rows of strategy {strategy}");
-            var root = doc.RootElement;
-            long? seed = root.TryGetProperty("seed", out var sd) && sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out long v) ? v : null;
-            return new RulerFile(path, seed, rows);
-        }
+        var file = RulerResults.Read(path);
+        var rows = file.Rows.Where(r => r.Strategy.Name == strategy).ToList();
+        if (rows.Any(r => r.Scores is null))
+            throw new ApbException($"{path}: its rows have no per-sample \"scores\" (written before the harness kept them): run it again to pair it");
+        if (rows.Count == 0) throw new ApbException($"{path}: no rows of strategy {strategy}");
+        return new RulerFile(path, file.Seed, [.. rows.Select(r => r with { Strategy = new StrategySpec(strategy, r.Strategy.Ranks), Samples = r.Scores!.Count })]);
     }
 }

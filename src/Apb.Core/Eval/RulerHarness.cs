@@ -38,15 +38,26 @@ public static class RulerHarness
     /// <summary>KV rows a session needs for the sample: prompt plus generation budget.</summary>
     public static int Capacity(EncodedSample e) => e.PromptTokens + MaxNewTokens(e);
 
+    /// <summary>
+    /// Every strategy over every (length, task) group of <paramref name="samples"/>, one row each, in that order.
+    /// A group with a row in <paramref name="kept"/> (an earlier run's, same strategy, length and task: `--resume`) is
+    /// not run again: its row takes its place, and onRow is not called for it.
+    /// </summary>
     public static List<RulerRow> Run(IReadOnlyList<EncodedSample> samples, IReadOnlyList<StrategySpec> strategies,
         Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory, HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens,
-        Action<RulerRow>? onRow = null, Action<SampleOutcome>? onSample = null, CancellationToken cancel = default)
+        Action<RulerRow>? onRow = null, Action<SampleOutcome>? onSample = null, CancellationToken cancel = default,
+        IReadOnlyList<RulerRow>? kept = null)
     {
         var rows = new List<RulerRow>();
         var groups = samples.GroupBy(s => (s.Sample.TargetTokens, s.Sample.Task)).ToList();
         foreach (var spec in strategies)
             foreach (var g in groups)
             {
+                if (kept?.FirstOrDefault(k => k.Strategy == spec && k.Length == g.Key.TargetTokens && k.Task == g.Key.Task) is { } done)
+                {
+                    rows.Add(done);
+                    continue;
+                }
                 var sw = Stopwatch.StartNew();
                 var scores = new List<double>();
                 foreach (var e in g)
@@ -118,7 +129,7 @@ public static class RulerHarness
     }
 
     /// <summary>
-    /// {"command", "seed", "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
+    /// {"command", "earlier_commands" (a resumed file's earlier runs, when there are any), "seed", "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
     /// "length", "task", "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when
     /// set), "scores" (each sample's score, in the run's sample order: the same samples for every strategy of a seed, so
     /// files of one seed pair up sample by sample)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
@@ -129,6 +140,12 @@ public static class RulerHarness
         using var w = new System.Text.Json.Utf8JsonWriter(stream, new System.Text.Json.JsonWriterOptions { Indented = true });
         w.WriteStartObject();
         w.WriteString("command", run.Command);
+        if (run.EarlierCommands is { Count: > 0 } earlier)
+        {
+            w.WriteStartArray("earlier_commands");
+            foreach (var c in earlier) w.WriteStringValue(c);
+            w.WriteEndArray();
+        }
         w.WriteNumber("seed", run.Seed);
         w.WriteString("device", run.Device);
         w.WriteString("model", run.Model);

@@ -15,9 +15,11 @@ public sealed record FileHash(string Name, string Sha256)
 /// <summary>
 /// What produced a RULER result file, written beside its results: the command line (to run it again), the sample seed,
 /// the device, the model folder and the hashes of the files that decide the numbers (weights, tokenizer, retaining
-/// heads), so a result can be matched to the exact checkpoint it measured.
+/// heads), so a result can be matched to the exact checkpoint it measured. EarlierCommands: the commands of the runs a
+/// resumed file (`--resume`) holds rows of, oldest first.
 /// </summary>
-public sealed record RulerRun(string Command, int Seed, string Device, string Model, IReadOnlyList<FileHash> Files)
+public sealed record RulerRun(string Command, int Seed, string Device, string Model, IReadOnlyList<FileHash> Files,
+    IReadOnlyList<string>? EarlierCommands = null)
 {
     /// <summary>Hashes the checkpoint's weight files, its tokenizer.json and, when given, the retaining heads file.</summary>
     public static RulerRun Describe(string command, int seed, string device, string modelDirectory,

@@ -147,6 +147,59 @@ public class HarnessTests
     }
 
     [Fact]
+    public void ResumeRunsOnlyTheRowsAStoppedRunDidNotFinishAndRefusesAnotherRunsFile()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json"), heads = tmp.File("heads.safetensors");
+        File.WriteAllText(heads, "not a safetensors file");
+        string[] Args(string strategies = "full,apb", string tasks = "niah_single_1", string samples = "1", string seed = "0") =>
+            ["eval", "ruler", "--model", Repo.TinyModel, "--tasks", tasks, "--length", "640", "--samples", samples, "--seed", seed,
+             "--strategies", strategies, "--ranks", "2", "--json", json];
+        // A run that stops after full attention's row (APB's ranks fail on the heads file).
+        Assert.NotEqual(0, CliRun.Apb([.. Args(), "--retaining-heads", heads]).Code);
+        double fullSeconds = Rows(json).Single().GetProperty("seconds").GetDouble();
+
+        // Another sample count, another seed, no file to continue: refused, and the file is left as it was.
+        byte[] before = File.ReadAllBytes(json);
+        var bad = CliRun.Apb([.. Args(samples: "2"), "--resume"]);
+        Assert.Contains("has 1 samples, this run asks 2: resume with --samples 1", bad.Err);
+        bad = CliRun.Apb([.. Args(seed: "3"), "--resume"]);
+        Assert.Contains("were run with --seed 0, this run with --seed 3", bad.Err);
+        Assert.Equal(before, File.ReadAllBytes(json));
+        bad = CliRun.Apb([.. Args()[..^2], "--resume"]);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("give --out FILE", bad.Err);
+
+        // Resumed: full's row is kept as it was (its seconds are the first run's), APB's is made, the file is complete
+        // and names both commands.
+        var (code, output, err) = CliRun.Apb([.. Args(), "--resume"]);
+        Assert.True(code == 0, err);
+        Assert.Contains("1 row(s) kept, not run again", err);
+        Assert.Contains("apb x2", output);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var root = doc.RootElement;
+        Assert.True(root.GetProperty("complete").GetBoolean());
+        Assert.EndsWith("--resume", root.GetProperty("command").GetString());
+        Assert.EndsWith("--retaining-heads " + heads, Assert.Single(root.GetProperty("earlier_commands").EnumerateArray()).GetString());
+        var rows = root.GetProperty("results").EnumerateArray().ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
+        Assert.Equal(["full", "apb"], rows.Keys);
+        Assert.Equal(fullSeconds, rows["full"].GetProperty("seconds").GetDouble());
+
+        // Resumed again with full alone and another task: APB's row stays in the file, full's is kept, the new task runs.
+        (code, _, err) = CliRun.Apb([.. Args(strategies: "full", tasks: "niah_single_1,vt"), "--resume"]);
+        Assert.True(code == 0, err);
+        Assert.Contains("1 row(s) kept, not run again; 1 row(s) of other strategies, tasks or lengths left in the file", err);
+        var after = Rows(json).Select(r => (r.GetProperty("strategy").GetString(), r.GetProperty("task").GetString())).ToList();
+        Assert.Equal([("apb", "niah_single_1"), ("full", "niah_single_1"), ("full", "vt")], after);
+    }
+
+    static List<JsonElement> Rows(string json)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        return [.. doc.RootElement.GetProperty("results").EnumerateArray().Select(r => r.Clone())];
+    }
+
+    [Fact]
     public void RulerRunsThatChangeApbsDefaultsNameTheVariantInTableAndJson()
     {
         using var tmp = new TempDir();
