@@ -129,7 +129,7 @@ public static class RulerHarness
     }
 
     /// <summary>
-    /// {"command", "earlier_commands" (a resumed file's earlier runs, when there are any), "seed", "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
+    /// {"command", "earlier_commands" (a resumed file's earlier runs, when there are any), "seed", "engine" (apb's version and commit), "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
     /// "length", "task", "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when
     /// set), "scores" (each sample's score, in the run's sample order: the same samples for every strategy of a seed, so
     /// files of one seed pair up sample by sample)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
@@ -147,6 +147,7 @@ public static class RulerHarness
             w.WriteEndArray();
         }
         w.WriteNumber("seed", run.Seed);
+        if (run.Engine is { } engine) w.WriteString("engine", engine);
         w.WriteString("device", run.Device);
         w.WriteString("model", run.Model);
         w.WriteStartObject("sha256");

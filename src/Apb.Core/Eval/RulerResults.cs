@@ -8,7 +8,7 @@ namespace Apb.Eval;
 /// and resuming a run (`apb eval ruler --resume`) both read files through it. Fields a hand-written or older file lacks
 /// are null (seed, device) or empty (hashes, earlier commands); a row without the fields every writer wrote is an error.
 /// </summary>
-public sealed record RulerResults(string Path, string? Command, long? Seed, string? Device, bool Complete,
+public sealed record RulerResults(string Path, string? Command, long? Seed, string? Device, string? Engine, bool Complete,
     IReadOnlyDictionary<string, string> Sha256, IReadOnlyList<string> EarlierCommands, List<RulerRow> Rows)
 {
     public static RulerResults Read(string path)
@@ -52,7 +52,7 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
                 earlier.AddRange(ec.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()!));
             return new RulerResults(path, Text(root, "command"),
                 root.TryGetProperty("seed", out var sd) && sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out long seed) ? seed : null,
-                Text(root, "device"),
+                Text(root, "device"), Text(root, "engine"),
                 root.TryGetProperty("complete", out var c) && c.ValueKind == JsonValueKind.True,
                 hashes, earlier, rows);
         }
@@ -63,9 +63,9 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
     /// (strategies) over <paramref name="tasks"/> at <paramref name="lengths"/>, <paramref name="samples"/> samples a
     /// task: Kept, the rows the run need not make again (same strategy, ranks and variant, length and task, and as many
     /// samples), and Others, the file's rows the run does not plan (other strategies, tasks or lengths), which stay in
-    /// the file. Refuses, saying what differs and what to do, a file of another
-    /// seed, device or model (any file both runs hashed that differs), and a row of the plan with another sample count:
-    /// its samples are not this run's, so neither its mean nor its pairing would be.
+    /// the file. Refuses, saying what differs and what to do, a file of another seed, build of apb (version and commit),
+    /// device or model (any file both runs hashed that differs), and a row of the plan with another sample count: its
+    /// samples are not this run's, so neither its mean nor its pairing would be.
     /// </summary>
     public (List<RulerRow> Kept, List<RulerRow> Others) ResumeFor(RulerRun run, IReadOnlyCollection<StrategySpec> plan,
         IReadOnlyCollection<string> tasks, IReadOnlyCollection<int> lengths, int samples)
@@ -75,6 +75,8 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
             throw new ApbException($"--resume {Path}: its rows were run with {(Seed is { } s ? $"--seed {s}" : "no seed recorded")}, this run with --seed {run.Seed}: their samples differ; {again}");
         if (Device != run.Device)
             throw new ApbException($"--resume {Path}: its rows were run on {Device ?? "an unrecorded device"}, this run is on {run.Device}: one file holds one device's numbers; {again}");
+        if (Engine != run.Engine)
+            throw new ApbException($"--resume {Path}: its rows were made by apb {Engine ?? "of an unrecorded build"}, this is apb {run.Engine}: one file holds one build's numbers; {again} (`apb eval paired` compares two files)");
         if (Sha256.Count == 0)
             throw new ApbException($"--resume {Path}: it records no file hashes, so which model it measured is unknown; {again}");
         foreach (var f in run.Files)

@@ -109,6 +109,8 @@ public class HarnessTests
         Assert.Equal($"apb eval ruler --model {Repo.TinyModel} --tasks niah_single_1,fwe --length 640 --samples 1 --strategies full,apb --ranks 2 --json {json}",
             root.GetProperty("command").GetString());
         Assert.Equal(0, root.GetProperty("seed").GetInt32());
+        Assert.Equal(RulerRun.ThisEngine, root.GetProperty("engine").GetString());
+        Assert.Contains("+", RulerRun.ThisEngine);   // version + commit: the build that made the numbers
         Assert.True(root.GetProperty("complete").GetBoolean());
         Assert.Equal("cpu", root.GetProperty("device").GetString());
         Assert.Equal(Path.GetFullPath(Repo.TinyModel), root.GetProperty("model").GetString());

@@ -19,7 +19,8 @@ public class RulerResultsTests
     }
 
     static readonly RulerRun Run = new("apb eval ruler --json r.json", 0, "cuda", "m",
-        [new FileHash("model.safetensors", "aa" + new string('0', 62)), new FileHash("tokenizer.json", "bb" + new string('0', 62))]);
+        [new FileHash("model.safetensors", "aa" + new string('0', 62)), new FileHash("tokenizer.json", "bb" + new string('0', 62))],
+        Engine: "0.1.0+1111111");
 
     [Fact]
     public void RowsComeBackWithTheirVariantScoresAndWhatMadeThem()
@@ -28,7 +29,7 @@ public class RulerResultsTests
         var file = WriteAndRead(dir, Run with { EarlierCommands = ["apb eval ruler --samples 1"] }, Row(Full, "a", 4096, 1, 0), Row(Apb, "a", 4096, 1, 1));
         Assert.Equal([Full, Apb], file.Rows.Select(r => r.Strategy));
         Assert.Equal([1.0, 0.0], file.Rows[0].Scores!);
-        Assert.Equal((0L, "cuda", false), (file.Seed, file.Device, file.Complete));
+        Assert.Equal((0L, "cuda", "0.1.0+1111111", false), (file.Seed, file.Device, file.Engine, file.Complete));
         Assert.Equal("apb eval ruler --json r.json", file.Command);
         Assert.Equal(["apb eval ruler --samples 1"], file.EarlierCommands);
         Assert.Equal(Run.Files.Select(f => f.Sha256), file.Sha256.Values);
@@ -48,12 +49,14 @@ public class RulerResultsTests
     }
 
     [Fact]
-    public void ResumeRefusesAnotherDeviceModelOrAFileWithoutHashes()
+    public void ResumeRefusesAnotherDeviceBuildModelOrAFileWithoutHashes()
     {
         using var dir = new TempDir();
         var file = WriteAndRead(dir, Run, Row(Full, "a", 4096, 1, 0));
         Assert.Contains("run on cuda, this run is on cpu",
             Assert.Throws<ApbException>(() => file.ResumeFor(Run with { Device = "cpu" }, [Full], ["a"], [4096], 2)).Message);
+        Assert.Contains("made by apb 0.1.0+1111111, this is apb 0.1.0+2222222",
+            Assert.Throws<ApbException>(() => file.ResumeFor(Run with { Engine = "0.1.0+2222222" }, [Full], ["a"], [4096], 2)).Message);
         var otherModel = Run with { Files = [new FileHash("model.safetensors", "cc" + new string('0', 62))] };
         Assert.Contains("its model.safetensors had SHA-256 aa0000000000..., this run's has cc0000000000...",
             Assert.Throws<ApbException>(() => file.ResumeFor(otherModel, [Full], ["a"], [4096], 2)).Message);
