@@ -36,9 +36,10 @@ static class EvalCommand
         var other = new Argument<string>("OTHER") { Description = "another of the same seed, tasks and lengths" };
         var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared (REFERENCE's, and OTHER's unless --other-strategy)", DefaultValueFactory = _ => "full" };
         var otherStrategy = new Option<string?>("--other-strategy") { Description = "OTHER's strategy, when it is not --strategy (e.g. --strategy full --other-strategy apb: APB against full attention of another run)" };
+        var first = new Option<int?>("--samples") { Description = "pair each task's first N samples only: runs of one seed share their first samples whatever their --samples, so a 20-sample run pairs with the start of a 60-sample one" };
         var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation")
         {
-            reference, other, strategy, otherStrategy,
+            reference, other, strategy, otherStrategy, first,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
@@ -47,6 +48,11 @@ static class EvalCommand
             var fileA = PairedDifference.Read(a, s); var fileB = PairedDifference.Read(b, so);
             PairedDifference.RequireSameSeed(fileA, fileB);
             var rowsA = fileA.Rows; var rowsB = fileB.Rows;
+            if (r.GetValue(first) is int n)
+            {
+                rowsA = PairedDifference.FirstSamples(fileA, n);
+                rowsB = PairedDifference.FirstSamples(fileB, n);
+            }
             string what = so == s ? s : $"{so} against {s}";
             foreach (var len in rowsB.Select(x => x.Length).Distinct().Order())
             {

@@ -70,6 +70,19 @@ public static class PairedDifference
     public sealed record RulerFile(string Path, long? Seed, List<RulerRow> Rows);
 
     /// <summary>
+    /// The file's rows cut to each task's first <paramref name="n"/> samples (mean and count with them): samples depend
+    /// only on (seed, task, length, index), so the first n of a longer run are a shorter run's n. A row with fewer is
+    /// an error that says how many it has.
+    /// </summary>
+    public static List<RulerRow> FirstSamples(RulerFile file, int n)
+    {
+        if (n < 1) throw new ApbException($"--samples {n}: pair at least 1 sample a task");
+        return [.. file.Rows.Select(r => r.Scores!.Count >= n
+            ? r with { Scores = [.. r.Scores!.Take(n)], Samples = n, Accuracy = RulerScore.Mean([.. r.Scores!.Take(n)]) }
+            : throw new ApbException($"--samples {n}: {file.Path} has {r.Scores!.Count} samples of {r.Task} at {r.Length}; pair at most that many"))];
+    }
+
+    /// <summary>
     /// Refuses two harness files of different seeds: their samples differ, so pairing them sample by sample would
     /// compare unrelated prompts. A file without a "seed" is not checked.
     /// </summary>

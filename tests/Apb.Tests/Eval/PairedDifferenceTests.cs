@@ -126,6 +126,27 @@ public class PairedDifferenceTests
         Assert.Contains("run both with one seed", refused.Err);
     }
     [Fact]
+    public void SamplesPairsTheFirstSamplesOfRunsOfDifferentLengths()
+    {
+        // A 2-sample APB run against the start of a 4-sample full run of the same seed: the same first two samples.
+        using var dir = new TempDir();
+        string Write(string name, RulerRow[] rows)
+        {
+            string path = Path.Combine(dir.Path, name);
+            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", 0, "cpu", "m", []), rows);
+            return path;
+        }
+        string pf = Write("full.json", [Row(Full, "a", 1, 1, 0, 0)]), pa = Write("apb.json", [Row(Apb, "a", 1, 0)]);
+        Assert.Contains("no task of apb against full pairs up", CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb").Out);
+        // d = 0, -1 over the first two: -50 points, standard error sqrt(0.5 / 2) = 0.5.
+        var (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb", "--samples", "2");
+        Assert.True(code == 0, err);
+        Assert.Contains("1 tasks: -50.0 ± 98.0 (95 %)", output);
+        var bad = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb", "--samples", "3");
+        Assert.Contains("--samples 3: " + pa + " has 2 samples of a at 4096; pair at most that many", bad.Err);
+    }
+
+    [Fact]
     public void AFileStillBeingWrittenCanBePaired()
     {
         // `apb eval ruler --json` keeps its file open for the whole run (every finished row rewritten into it) and lets
