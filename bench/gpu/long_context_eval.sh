@@ -19,7 +19,10 @@
 # STRATEGIES of the xR-L runs (full,star,apb,apb-balanced; #20's bar needs full,star,apb), QUERY (1; 0: no xR-L-query
 # runs) -- at SAMPLES=60 use PARALLEL=1 and split it over calls (LONG="64k" SHORT= QUERY=0 STRATEGIES=apb, ...; files
 # of one seed pair across calls: `apb eval paired FULL.json APB.json --other-strategy apb`),
-# FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set).
+# FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set),
+# RESUME (a folder with an earlier call's NAME.json files, e.g. its long-context.tgz unpacked under .gpu/ and carried:
+# a run whose file is there continues it with `apb eval ruler --resume`, running only the rows it lacks; the binary
+# must be the same build, which --resume checks).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
 # all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means and, where
 # full ran, each strategy's paired difference from it. Exits 1
@@ -54,9 +57,11 @@ run() {
   while (( $(jobs -rp | wc -l) >= PARALLEL )); do wait -n; done
   (
     t=$(date +%s)
+    resume=()
+    if [ -n "${RESUME:-}" ] && [ -s "$RESUME/$name.json" ]; then cp "$RESUME/$name.json" "$DEST/$name.json"; resume=(--resume); fi
     # shellcheck disable=SC2086 # FLAGS is a list of flags
     timeout "$T_RUN" "$APB" eval ruler --model "$MODEL" --device "$DEVICE" --tasks "$TASKS" --samples "$SAMPLES" "$@" $FLAGS \
-      --json "$DEST/$name.json" > "$DEST/$name.md" 2> "$DEST/$name.log"
+      "${resume[@]}" --json "$DEST/$name.json" > "$DEST/$name.md" 2> "$DEST/$name.log"
     echo "$name rc=$? $(( $(date +%s) - t )) s" >> "$DEST/times.txt"
   ) &
 }
