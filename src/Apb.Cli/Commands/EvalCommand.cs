@@ -137,7 +137,7 @@ static class EvalCommand
         var quiet = CommonOptions.Quiet();
         var samplesOut = new Option<string?>("--samples-out") { Description = "also write the samples used as JSON lines here" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
-        var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model and sample count are kept and not run again, its other rows stay in the file. Without --resume an existing --out file is replaced" };
+        var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model, build of apb and sample count are kept and not run again, its other rows stay in the file. Without --resume an existing --out file is replaced" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
             tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
