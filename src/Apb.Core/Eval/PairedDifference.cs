@@ -66,19 +66,16 @@ public static class PairedDifference
             .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
             .Select(t => (t.Task, t.D!.Points)).ToList();
 
-    /// <summary>An `apb eval ruler` JSON file as pairing reads it: its seed (null in a hand-written one) and one strategy's rows.</summary>
-    public sealed record RulerFile(string Path, long? Seed, List<RulerRow> Rows);
-
     /// <summary>
     /// The file's rows cut to each task's first <paramref name="n"/> samples (mean and count with them): samples depend
     /// only on (seed, task, length, index), so the first n of a longer run are a shorter run's n. A row with fewer is
     /// an error that says how many it has.
     /// </summary>
-    public static List<RulerRow> FirstSamples(RulerFile file, int n)
+    public static List<RulerRow> FirstSamples(RulerResults file, int n)
     {
         if (n < 1) throw new ApbException($"--samples {n}: pair at least 1 sample a task");
-        return [.. file.Rows.Select(r => r.Scores!.Count >= n
-            ? r with { Scores = [.. r.Scores!.Take(n)], Samples = n, Accuracy = RulerScore.Mean([.. r.Scores!.Take(n)]) }
+        return [.. file.Rows.Select(r => r.Scores!.Count >= n && r.Scores.Take(n).ToList() is var first
+            ? r with { Scores = first, Samples = n, Accuracy = RulerScore.Mean(first) }
             : throw new ApbException($"--samples {n}: {file.Path} has {r.Scores!.Count} samples of {r.Task} at {r.Length}; pair at most that many"))];
     }
 
@@ -86,24 +83,24 @@ public static class PairedDifference
     /// Refuses two harness files of different seeds: their samples differ, so pairing them sample by sample would
     /// compare unrelated prompts. A file without a "seed" is not checked.
     /// </summary>
-    public static void RequireSameSeed(RulerFile reference, RulerFile other)
+    public static void RequireSameSeed(RulerResults reference, RulerResults other)
     {
         if (reference.Seed is { } x && other.Seed is { } y && x != y)
             throw new ApbException($"{other.Path} was run with --seed {y} and {reference.Path} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
     }
 
     /// <summary>
-    /// The rows of <paramref name="strategy"/> (its name, as the JSON's "strategy") in an `apb eval ruler` JSON file, with
-    /// their per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
+    /// An `apb eval ruler` JSON file with only the rows of <paramref name="strategy"/> (its name, as the JSON's
+    /// "strategy"), each with its per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
     /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.
     /// </summary>
-    public static RulerFile Read(string path, string strategy)
+    public static RulerResults Read(string path, string strategy)
     {
         var file = RulerResults.Read(path);
         var rows = file.Rows.Where(r => r.Strategy.Name == strategy).ToList();
         if (rows.Any(r => r.Scores is null))
             throw new ApbException($"{path}: its rows have no per-sample \"scores\" (written before the harness kept them): run it again to pair it");
         if (rows.Count == 0) throw new ApbException($"{path}: no rows of strategy {strategy}");
-        return new RulerFile(path, file.Seed, [.. rows.Select(r => r with { Strategy = new StrategySpec(strategy, r.Strategy.Ranks), Samples = r.Scores!.Count })]);
+        return file with { Rows = rows };
     }
 }

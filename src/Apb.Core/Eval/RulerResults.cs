@@ -8,7 +8,7 @@ namespace Apb.Eval;
 /// and resuming a run (`apb eval ruler --resume`) both read files through it. Fields a hand-written or older file lacks
 /// are null (seed, device) or empty (hashes, earlier commands); a row without the fields every writer wrote is an error.
 /// </summary>
-public sealed record RulerResults(string Path, string? Command, long? Seed, string? Device, string? Engine, bool Complete,
+public sealed record RulerResults(string Path, string? Command, long? Seed, string? Device, string? Engine,
     IReadOnlyDictionary<string, string> Sha256, IReadOnlyList<string> EarlierCommands, List<RulerRow> Rows)
 {
     public static RulerResults Read(string path)
@@ -52,9 +52,7 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
                 earlier.AddRange(ec.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()!));
             return new RulerResults(path, Text(root, "command"),
                 root.TryGetProperty("seed", out var sd) && sd.ValueKind == JsonValueKind.Number && sd.TryGetInt64(out long seed) ? seed : null,
-                Text(root, "device"), Text(root, "engine"),
-                root.TryGetProperty("complete", out var c) && c.ValueKind == JsonValueKind.True,
-                hashes, earlier, rows);
+                Text(root, "device"), Text(root, "engine"), hashes, earlier, rows);
         }
     }
 

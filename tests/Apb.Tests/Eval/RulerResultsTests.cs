@@ -29,7 +29,7 @@ public class RulerResultsTests
         var file = WriteAndRead(dir, Run with { EarlierCommands = ["apb eval ruler --samples 1"] }, Row(Full, "a", 4096, 1, 0), Row(Apb, "a", 4096, 1, 1));
         Assert.Equal([Full, Apb], file.Rows.Select(r => r.Strategy));
         Assert.Equal([1.0, 0.0], file.Rows[0].Scores!);
-        Assert.Equal((0L, "cuda", "0.1.0+1111111", false), (file.Seed, file.Device, file.Engine, file.Complete));
+        Assert.Equal((0L, "cuda", "0.1.0+1111111"), (file.Seed, file.Device, file.Engine));
         Assert.Equal("apb eval ruler --json r.json", file.Command);
         Assert.Equal(["apb eval ruler --samples 1"], file.EarlierCommands);
         Assert.Equal(Run.Files.Select(f => f.Sha256), file.Sha256.Values);
