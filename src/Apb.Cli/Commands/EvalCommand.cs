@@ -137,7 +137,7 @@ static class EvalCommand
         var quiet = CommonOptions.Quiet();
         var samplesOut = new Option<string?>("--samples-out") { Description = "also write the samples used as JSON lines here" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print every sample's output and score to stderr" };
-        var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model, build of apb and sample count are kept and not run again, its other rows stay in the file. Without --resume an existing --out file is replaced" };
+        var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model and build of apb are kept and not run again, its other rows stay in the file. A larger --samples than the file's grows its rows: only the samples they lack are run. Without --resume an existing --out file is replaced" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
             tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
@@ -192,7 +192,10 @@ static class EvalCommand
                 (kept, others) = earlier.ResumeFor(run!, specs, [.. taskList.Select(t => t.Name)], lengths, n);
                 run = run! with { EarlierCommands = [.. earlier.EarlierCommands, .. earlier.Command is { } c ? [c] : Array.Empty<string>()] };
                 RulerHarness.RewriteJson(jsonFile!, run, [.. others, .. kept], complete: false);
-                io.Err.WriteLine($"--resume {outPath}: {kept.Count} row(s) kept, not run again; {others.Count} row(s) of other strategies, tasks or lengths left in the file");
+                int grown = kept.Count(k => k.Samples < n);
+                io.Err.WriteLine($"--resume {outPath}: {kept.Count - grown} row(s) kept, not run again; " +
+                    (grown > 0 ? $"{grown} row(s) of fewer samples kept and grown to {n} (only the samples they lack are run); " : "") +
+                    $"{others.Count} row(s) of other strategies, tasks or lengths left in the file");
             }
 
             var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -234,6 +237,8 @@ static class EvalCommand
                 {
                     progress.Line($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s; " +
                         $"{Progress.Fraction(done, total, progress.Elapsed)} samples in all)");
+                    // A grown row replaces its kept part.
+                    finished.RemoveAll(f => f.Strategy == row.Strategy && f.Length == row.Length && f.Task == row.Task);
                     finished.Add(row);
                     if (jsonFile is not null) RulerHarness.RewriteJson(jsonFile, run!, finished, complete: false);
                 },

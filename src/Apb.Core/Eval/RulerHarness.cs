@@ -41,7 +41,9 @@ public static class RulerHarness
     /// <summary>
     /// Every strategy over every (length, task) group of <paramref name="samples"/>, one row each, in that order.
     /// A group with a row in <paramref name="kept"/> (an earlier run's, same strategy, length and task: `--resume`) is
-    /// not run again: its row takes its place, and onRow is not called for it.
+    /// not run again: its row takes its place, and onRow is not called for it. A kept row of fewer samples than the group
+    /// has (a run grown with --samples) holds the group's first ones: only the samples from its count on are run, and the
+    /// row that onRow gets has the kept scores followed by the new ones, its seconds the sum of both runs'.
     /// </summary>
     public static List<RulerRow> Run(IReadOnlyList<EncodedSample> samples, IReadOnlyList<StrategySpec> strategies,
         Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory, HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens,
@@ -53,20 +55,23 @@ public static class RulerHarness
         foreach (var spec in strategies)
             foreach (var g in groups)
             {
-                if (kept?.FirstOrDefault(k => k.Strategy == spec && k.Length == g.Key.TargetTokens && k.Task == g.Key.Task) is { } done)
+                var done = kept?.FirstOrDefault(k => k.Strategy == spec && k.Length == g.Key.TargetTokens && k.Task == g.Key.Task);
+                if (done is not null && done.Samples >= g.Count())
                 {
                     rows.Add(done);
                     continue;
                 }
                 var sw = Stopwatch.StartNew();
-                var scores = new List<double>();
+                var scores = new List<double>(done?.Scores ?? []);
                 foreach (var e in g)
                 {
+                    if (done is not null && e.Sample.Index < done.Samples) continue;
                     var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel);
                     scores.Add(outcome.Score);
                     onSample?.Invoke(outcome);
                 }
-                var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count, sw.Elapsed.TotalSeconds, scores);
+                var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count,
+                    (done?.Seconds ?? 0) + sw.Elapsed.TotalSeconds, scores);
                 rows.Add(row);
                 onRow?.Invoke(row);
             }

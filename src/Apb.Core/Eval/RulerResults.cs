@@ -59,11 +59,12 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
     /// <summary>
     /// What `apb eval ruler --resume` keeps of this file for <paramref name="run"/>, which plans <paramref name="plan"/>
     /// (strategies) over <paramref name="tasks"/> at <paramref name="lengths"/>, <paramref name="samples"/> samples a
-    /// task: Kept, the rows the run need not make again (same strategy, ranks and variant, length and task, and as many
-    /// samples), and Others, the file's rows the run does not plan (other strategies, tasks or lengths), which stay in
-    /// the file. Refuses, saying what differs and what to do, a file of another seed, build of apb (version and commit),
-    /// device or model (any file both runs hashed that differs), and a row of the plan with another sample count: its
-    /// samples are not this run's, so neither its mean nor its pairing would be.
+    /// task: Kept, the rows the run need not make again (same strategy, ranks and variant, length and task), whole or in
+    /// part (a row with fewer samples holds the run's first ones: the run makes only the rest), and Others, the file's
+    /// rows the run does not plan (other strategies, tasks or lengths), which stay in the file. Refuses, saying what
+    /// differs and what to do, a file of another seed, build of apb (version and commit), device or model (any file both
+    /// runs hashed that differs), a row of the plan with more samples than the run asks (a mean of more samples than the
+    /// file would say), and one with fewer whose per-sample scores the file lacks.
     /// </summary>
     public (List<RulerRow> Kept, List<RulerRow> Others) ResumeFor(RulerRun run, IReadOnlyCollection<StrategySpec> plan,
         IReadOnlyCollection<string> tasks, IReadOnlyCollection<int> lengths, int samples)
@@ -85,8 +86,12 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
         foreach (var row in Rows)
         {
             if (!plan.Contains(row.Strategy) || !tasks.Contains(row.Task) || !lengths.Contains(row.Length)) { others.Add(row); continue; }
-            if (row.Samples != samples)
-                throw new ApbException($"--resume {Path}: its {row.Strategy} row of {row.Task} at {row.Length} has {row.Samples} samples, this run asks {samples}: resume with --samples {row.Samples}, or {again}");
+            if (row.Samples > samples)
+                throw new ApbException($"--resume {Path}: its {row.Strategy} row of {row.Task} at {row.Length} has {row.Samples} samples, this run asks {samples}: resume with --samples {row.Samples} or more, or {again}");
+            // Fewer samples: a sample depends only on (seed, task, length, index), so the row's are this run's first
+            // ones and the run adds the rest; that needs the row's own scores, not only its mean.
+            if (row.Samples < samples && row.Scores?.Count != row.Samples)
+                throw new ApbException($"--resume {Path}: its {row.Strategy} row of {row.Task} at {row.Length} has {row.Samples} samples but not their scores, so it cannot grow to {samples}: resume with --samples {row.Samples}, or {again}");
             if (!kept.Any(k => k.Strategy == row.Strategy && k.Length == row.Length && k.Task == row.Task)) kept.Add(row);
         }
         return (kept, others);

@@ -161,11 +161,9 @@ public class HarnessTests
         Assert.NotEqual(0, CliRun.Apb([.. Args(), "--retaining-heads", heads]).Code);
         double fullSeconds = Rows(json).Single().GetProperty("seconds").GetDouble();
 
-        // Another sample count, another seed, no file to continue: refused, and the file is left as it was.
+        // Another seed, no file to continue: refused, and the file is left as it was.
         byte[] before = File.ReadAllBytes(json);
-        var bad = CliRun.Apb([.. Args(samples: "2"), "--resume"]);
-        Assert.Contains("has 1 samples, this run asks 2: resume with --samples 1", bad.Err);
-        bad = CliRun.Apb([.. Args(seed: "3"), "--resume"]);
+        var bad = CliRun.Apb([.. Args(seed: "3"), "--resume"]);
         Assert.Contains("were run with --seed 0, this run with --seed 3", bad.Err);
         Assert.Equal(before, File.ReadAllBytes(json));
         bad = CliRun.Apb([.. Args()[..^2], "--resume"]);
@@ -193,6 +191,47 @@ public class HarnessTests
         Assert.Contains("1 row(s) kept, not run again; 1 row(s) of other strategies, tasks or lengths left in the file", err);
         var after = Rows(json).Select(r => (r.GetProperty("strategy").GetString(), r.GetProperty("task").GetString())).ToList();
         Assert.Equal([("apb", "niah_single_1"), ("full", "niah_single_1"), ("full", "vt")], after);
+    }
+
+    [Fact]
+    public void ResumeWithMoreSamplesRunsOnlyTheSamplesARowLacksAndMatchesARunOfThemAll()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("grown.json"), whole = tmp.File("whole.json");
+        string[] Args(string samples, string path, string tasks = "niah_single_1,vt") =>
+            ["eval", "ruler", "--model", Repo.TinyModel, "--tasks", tasks, "--length", "640", "--samples", samples,
+             "--strategies", "full,apb", "--ranks", "2", "--json", path];
+        var (code, _, err) = CliRun.Apb(Args("1", json));
+        Assert.True(code == 0, err);
+        var first = Rows(json).ToDictionary(r => (r.GetProperty("strategy").GetString(), r.GetProperty("task").GetString()));
+
+        // Grown to 3 samples a task: each row keeps its first score and seconds and adds two samples.
+        (code, _, err) = CliRun.Apb([.. Args("3", json), "--resume"]);
+        Assert.True(code == 0, err);
+        Assert.Contains("0 row(s) kept, not run again; 4 row(s) of fewer samples kept and grown to 3", err);
+        var grown = Rows(json);
+        Assert.Equal(4, grown.Count);
+        foreach (var r in grown)
+        {
+            var was = first[(r.GetProperty("strategy").GetString(), r.GetProperty("task").GetString())];
+            Assert.Equal(3, r.GetProperty("samples").GetInt32());
+            Assert.Equal(was.GetProperty("scores")[0].GetDouble(), r.GetProperty("scores")[0].GetDouble());
+            Assert.True(r.GetProperty("seconds").GetDouble() > was.GetProperty("seconds").GetDouble());
+        }
+
+        // The same samples as a run of 3 from the start: sample i depends only on the seed, task, length and i.
+        (code, _, err) = CliRun.Apb(Args("3", whole));
+        Assert.True(code == 0, err);
+        static string Scores(List<JsonElement> rows) => string.Join("; ", rows.Select(r =>
+            $"{r.GetProperty("strategy").GetString()} {r.GetProperty("task").GetString()} {r.GetProperty("scores").GetRawText()} {r.GetProperty("accuracy").GetDouble()}"));
+        Assert.Equal(Scores(Rows(whole)), Scores(grown));
+
+        // Fewer samples than the file's rows: refused, the file left as it was.
+        byte[] before = File.ReadAllBytes(json);
+        var bad = CliRun.Apb([.. Args("2", json), "--resume"]);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("has 3 samples, this run asks 2: resume with --samples 3 or more", bad.Err);
+        Assert.Equal(before, File.ReadAllBytes(json));
     }
 
     static List<JsonElement> Rows(string json)

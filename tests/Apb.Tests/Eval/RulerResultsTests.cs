@@ -49,6 +49,22 @@ public class RulerResultsTests
     }
 
     [Fact]
+    public void ResumeGrowsRowsOfFewerSamplesOnlyWhereTheFileHasTheirScores()
+    {
+        using var dir = new TempDir();
+        var file = WriteAndRead(dir, Run, Row(Full, "a", 4096, 1, 0), Row(Full, "b", 4096, 1, 0, 1) with { Scores = null });
+        // Row a (2 samples, scored) is kept to grow to 3; row b has 3 samples: kept whole although the file lacks its scores.
+        var (kept, _) = file.ResumeFor(Run, [Full], ["a", "b"], [4096], 3);
+        Assert.Equal([2, 3], kept.Select(r => r.Samples));
+        // Growing b to 4 needs its first 3 scores: refused.
+        Assert.Contains("has 3 samples but not their scores, so it cannot grow to 4",
+            Assert.Throws<ApbException>(() => file.ResumeFor(Run, [Full], ["b"], [4096], 4)).Message);
+        // Fewer than the file's: refused.
+        Assert.Contains("has 2 samples, this run asks 1: resume with --samples 2 or more",
+            Assert.Throws<ApbException>(() => file.ResumeFor(Run, [Full], ["a"], [4096], 1)).Message);
+    }
+
+    [Fact]
     public void ResumeRefusesAnotherDeviceBuildModelOrAFileWithoutHashes()
     {
         using var dir = new TempDir();
