@@ -100,12 +100,12 @@ static class InspectCommand
                     $"with --kv-cache-dtype fp8 {Size(RankMemory.KvBytesPerToken(c, KvCacheDType.Fp8))} and {Size(RankMemory.KvBytesPerToken(c, KvCacheDType.Fp8) * (n + (long)q))}");
         if ((long)n + q > c.MaxPositionEmbeddings)
             o.WriteLine($"  note             {n + (long)q:N0} tokens exceed max_position_embeddings {c.MaxPositionEmbeddings}: the model refuses such prompts");
-        o.WriteLine($"  {"strategy",-9}{string.Concat(RankCounts.Select(h => $"{$"{h} GPU{(h > 1 ? "s" : "")}",12}"))}   fewest H200s");
+        o.WriteLine($"  {"strategy",-13}{string.Concat(RankCounts.Select(h => $"{$"{h} GPU{(h > 1 ? "s" : "")}",12}"))}   fewest H200s");
         foreach (var s in Strategies)
         {
             string Cell(int ranks) => (s != StrategyKind.Full && ranks == 1) || RankMemory.Unrunnable(c, s, ranks) is not null
                 ? "-" : Size(RankMemory.PerRank(c, s, n, q, ranks, kv));
-            o.WriteLine($"  {s.ToString().ToLowerInvariant(),-9}{string.Concat(RankCounts.Select(h => $"{Cell(h),12}"))}   {Fewest(c, s, n, q, kv)}");
+            o.WriteLine($"  {s.Name(),-13}{string.Concat(RankCounts.Select(h => $"{Cell(h),12}"))}   {Fewest(c, s, n, q, kv)}");
         }
         o.WriteLine("  (-: not a way to run it: full attention runs on one rank, the others on two or more, Ulysses on rank counts that divide the KV heads" +
             (StrategyOptions.SequenceParallelProblem(c) is { } why ? $"; {why}" : "") + ")");

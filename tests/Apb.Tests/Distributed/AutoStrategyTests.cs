@@ -81,6 +81,10 @@ public class AutoStrategyTests
         Assert.True(run.Code == 0, run.Err);
         Assert.Contains("on 4 ranks", run.Out);
         Assert.Contains("apb-balanced", run.Out);
+        // The memory table names strategies as --strategy takes them, in columns under its header's.
+        var lines = run.Out.Split('\n');
+        string header = lines.Single(l => l.TrimStart().StartsWith("strategy ")), balanced = lines.Single(l => l.TrimStart().StartsWith("apb-balanced ") && l.Contains("GiB"));
+        Assert.Equal(header.IndexOf("1 GPU") + "1 GPU".Length, balanced.IndexOf(" -") + 2);
         Assert.Matches(@"imbalance \(max/mean pairs\) 1\.0[0-9]{2}", run.Out);
         Assert.Contains("--strategy auto picks apb (", run.Out);
         Assert.Contains("APB's default lengths: l_a 2048 (n/32 = 2048); l_p 1024 (n/64 = 1024)", run.Out);
