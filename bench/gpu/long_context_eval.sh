@@ -21,8 +21,8 @@
 # of one seed pair across calls: `apb eval paired FULL.json APB.json --other-strategy apb`),
 # FLAGS (more `apb eval ruler` flags for every run, e.g. "--novelty-weight 0.25": a setting measured on the whole set),
 # RESUME (a folder with an earlier call's NAME.json files, e.g. its long-context.tgz unpacked under .gpu/ and carried:
-# a run whose file is there continues it with `apb eval ruler --resume`, running only the rows it lacks; the binary
-# must be the same build, which --resume checks).
+# a run whose file is there continues it with `apb eval ruler --resume`, running only the rows it lacks, and with a
+# larger SAMPLES than the file's only the samples its rows lack; the binary must be the same build, which --resume checks).
 # Writes NAME.json, NAME.md and NAME.log per run, times.txt and model-sha.txt into WORK (/tmp/apb-long-context), then
 # all of them as $OUT/long-context.tgz (the device tool brings back at most 8 files); prints each run's means and, where
 # full ran, each strategy's paired difference from it. Exits 1
