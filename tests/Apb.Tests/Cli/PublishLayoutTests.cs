@@ -61,6 +61,17 @@ public class PublishLayoutTests
         Assert.False(string.IsNullOrWhiteSpace(output));
     }
 
+    /// <summary>`apb --version` is the build an eval's JSON records as its "engine" (and --resume checks).</summary>
+    [Fact]
+    public void VersionIsTheEngineThatResultFilesRecord()
+    {
+        using var tmp = new TempDir();
+        var (code, output, err) = RunIn(tmp.Path, Path.Combine(PublishCopy(tmp, withModel: false), "apb.dll"), "--version");
+        Assert.True(code == 0, err);
+        Assert.Equal(global::Apb.Eval.RulerRun.ThisEngine, output.Trim());
+        Assert.StartsWith("0.1.0", output);
+    }
+
     [Fact]
     public void WithoutTheModelFolderTheErrorNamesEachPlaceOnce()
     {
