@@ -238,7 +238,7 @@ static class EvalCommand
                     progress.Line($"{row.Strategy} {row.Length} {row.Task}: {100 * row.Accuracy:F1} ({row.Samples} samples, {row.Seconds:F1} s; " +
                         $"{Progress.Fraction(done, total, progress.Elapsed)} samples in all)");
                     // A grown row replaces its kept part.
-                    finished.RemoveAll(f => f.Strategy == row.Strategy && f.Length == row.Length && f.Task == row.Task);
+                    finished.RemoveAll(f => f.Cell == row.Cell);
                     finished.Add(row);
                     if (jsonFile is not null) RulerHarness.RewriteJson(jsonFile, run!, finished, complete: false);
                 },

@@ -16,7 +16,11 @@ public sealed record StrategySpec(string Name, int Ranks, string? Variant = null
 
 /// <summary>One row of the result table: a strategy at a length on a task.</summary>
 public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, double Accuracy, int Samples, double Seconds,
-    IReadOnlyList<double>? Scores = null);
+    IReadOnlyList<double>? Scores = null)
+{
+    /// <summary>Which cell of a run the row fills: one row per strategy, length and task (what --resume keeps or grows).</summary>
+    public (StrategySpec Strategy, int Length, string Task) Cell => (Strategy, Length, Task);
+}
 
 /// <summary>What one sample produced, for --verbose and tests.</summary>
 public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
@@ -55,7 +59,7 @@ public static class RulerHarness
         foreach (var spec in strategies)
             foreach (var g in groups)
             {
-                var done = kept?.FirstOrDefault(k => k.Strategy == spec && k.Length == g.Key.TargetTokens && k.Task == g.Key.Task);
+                var done = kept?.FirstOrDefault(k => k.Cell == (spec, g.Key.TargetTokens, g.Key.Task));
                 if (done is not null && done.Samples >= g.Count())
                 {
                     rows.Add(done);

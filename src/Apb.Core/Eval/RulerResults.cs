@@ -92,7 +92,7 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
             // ones and the run adds the rest; that needs the row's own scores, not only its mean.
             if (row.Samples < samples && row.Scores?.Count != row.Samples)
                 throw new ApbException($"--resume {Path}: its {row.Strategy} row of {row.Task} at {row.Length} has {row.Samples} samples but not their scores, so it cannot grow to {samples}: resume with --samples {row.Samples}, or {again}");
-            if (!kept.Any(k => k.Strategy == row.Strategy && k.Length == row.Length && k.Task == row.Task)) kept.Add(row);
+            if (!kept.Any(k => k.Cell == row.Cell)) kept.Add(row);
         }
         return (kept, others);
     }
