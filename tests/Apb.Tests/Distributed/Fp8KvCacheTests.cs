@@ -108,9 +108,14 @@ public class Fp8KvCacheTests
         Assert.Contains("expected auto", e.Message);
     }
 
+    /// <summary>
+    /// The embedded model on 200 tokens in no language, with the fixture families' bound (e4m3 keeps 3 mantissa bits: a
+    /// stored value may be 1/16 off). Measured over the three steps: run 6 of the model 0.006 / 0.042 / 0.011, run 9
+    /// (shipped since) 0.005 / 0.067 / 0.032; 0.05, the bound before run 9, was run 6's 0.042 with little room.
+    /// </summary>
     [Fact]
     public void ASessionWithAnFp8CacheStaysCloseToTheExactOne() =>
-        AssertFp8SessionTracksTheExactOne(Repo.EmbeddedModel, _ => Enumerable.Range(5, 200).Select(i => i * 7 % 1900 + 10).ToArray(), 0.05);
+        AssertFp8SessionTracksTheExactOne(Repo.EmbeddedModel, _ => Enumerable.Range(5, 200).Select(i => i * 7 % 1900 + 10).ToArray(), 0.1);
 
     /// <summary>
     /// The model at <paramref name="dir"/> through a session with an exact cache and one with an fp8 cache, the exact
