@@ -24,6 +24,7 @@ sealed class StrategyFlags
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
     readonly Option<float?> _novelty = NoveltyWeightOption();
+    readonly Option<bool?> _anchorQuery = AnchorQueryOption();
     readonly Option<int> _fallback = new("--fallback-below")
     {
         Description = $"run star/apb as full attention on one rank below this many context tokens (0 = never; default {StrategyOptions.DefaultFallbackBelow})",
@@ -59,13 +60,20 @@ sealed class StrategyFlags
         },
     };
 
+    /// <summary>--anchor-query, as generate, logits, serve and eval ruler take it.</summary>
+    public static Option<bool?> AnchorQueryOption() => new("--anchor-query")
+    {
+        Description = "whether APB's anchor holds the query (default true, the paper's); false: the anchor is the plain context start, " +
+            "the query is read only after the context, against every rank's cache (needs the retaining-heads scorer)",
+    };
+
     /// <summary>--scorer and --retaining-heads resolved against the model folder (<see cref="ScorerChoice"/>).</summary>
     public static (ScorerKind Scorer, string? HeadsPath) Scorer(string? scorer, string? heads, string? modelDirectory) =>
         ScorerChoice.Resolve(ScorerChoice.Parse(scorer), heads, modelDirectory);
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _anchorQuery, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
     }
 
     /// <summary>--prefill-attention (<see cref="CommonOptions.Fp8Attention"/>).</summary>
@@ -103,6 +111,7 @@ sealed class StrategyFlags
             NoveltyWeight = r.GetValue(_novelty),
             RetainingHeadsPath = heads,
             AnchorInsertAt = anchorInsertAt,
+            AnchorQuery = r.GetValue(_anchorQuery) ?? true,
             FallbackBelow = r.GetValue(_fallback),
             PadTokenId = padTokenId,
             Timings = r.GetValue(_timings),

@@ -5,10 +5,11 @@ namespace Apb.Strategies;
 /// <summary>
 /// What one prefill runs: the strategy (the one asked for, or full attention below the fallback length), on how many
 /// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for. APB
-/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own).
+/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own);
+/// <see cref="AnchorQuery"/> false: its anchor holds no query (the plan's QueryLength is 0; the ranks read it there).
 /// </summary>
 public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query,
-    float? NoveltyWeight = null)
+    float? NoveltyWeight = null, bool AnchorQuery = true)
 {
     public bool Distributed => Plan is not null;
 
@@ -16,7 +17,7 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     public float NoveltyTermWeight => ScorerChoice.NoveltyWeight(Scorer, NoveltyWeight);
 
     public override string ToString() =>
-        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "") +
+        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)}{(AnchorQuery ? "" : ", " + StrategyOptions.QueryFreeAnchorLabel)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -45,6 +46,8 @@ public static class SequencePlanner
         if (kind == StrategyKind.Full) return new PrefillPlan(StrategyKind.Full, 1, null, null);
 
         int ranks = o.Ranks;
+        // A query-free anchor is planned as Star's is: no query rows in it; the query still runs after the context.
+        if (kind.IsApb() && !o.AnchorQuery) queryLength = 0;
         var plan = kind switch
         {
             StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(contextLength, ranks),
@@ -54,8 +57,12 @@ public static class SequencePlanner
                 o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength, kind == StrategyKind.ApbBalanced),
                 o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
         };
-        if (kind.IsApb() && !o.Scorer.UsesHeads()) CheckQueryAware(plan);
-        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight);
+        if (kind.IsApb() && !o.Scorer.UsesHeads())
+        {
+            StrategyOptions.CheckAnchorQuery(o.Scorer, o.AnchorQuery);
+            CheckQueryAware(plan);
+        }
+        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight, AnchorQuery: !kind.IsApb() || o.AnchorQuery);
     }
 
     /// <summary>

@@ -38,6 +38,13 @@ public sealed record StrategyOptions
     public string? RetainingHeadsPath { get; init; }
     /// <summary>Context tokens before the query in APB's anchor: the chat template's header (e.g. 16 for Llama-3, 24 for Qwen-2.5, 0 for base models).</summary>
     public int AnchorInsertAt { get; init; }
+    /// <summary>
+    /// Whether APB's anchor holds the query (the paper's design, the default). False (--anchor-query false): the anchor is
+    /// the plain context start at its own positions, as Star's is, and the query is seen only where it always runs, after
+    /// the context against every rank's cache (docs/apb-algorithm.md, 2.2). The query-aware scorer reads the query from
+    /// the anchor, so it needs true.
+    /// </summary>
+    public bool AnchorQuery { get; init; } = true;
     /// <summary>APB and Star run as full attention on one rank below this many context tokens (0: never).</summary>
     public int FallbackBelow { get; init; } = DefaultFallbackBelow;
     /// <summary>Token id of the pad rows that round the context up to a multiple of the rank count (never seen by real tokens).</summary>
@@ -71,8 +78,19 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)})" : "") +
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)}{(AnchorQuery ? "" : ", " + QueryFreeAnchorLabel)})" : "") +
         (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
+
+    /// <summary>How tables, banners and result files name an APB run whose anchor holds no query.</summary>
+    public const string QueryFreeAnchorLabel = "query-free anchor";
+
+    /// <summary>Refuses an anchor without the query for a scorer that reads the query there (the query-aware ones).</summary>
+    public static void CheckAnchorQuery(ScorerKind scorer, bool anchorQuery)
+    {
+        if (!anchorQuery && !scorer.UsesHeads())
+            throw new ApbException("--anchor-query false leaves the query out of APB's anchor, but the query-aware scorer reads it there: " +
+                "use --scorer retaining (the model's retaining heads), or drop --anchor-query false");
+    }
 
     public static StrategyKind ParseStrategy(string name) => name.ToLowerInvariant() switch
     {
@@ -125,6 +143,7 @@ public sealed record StrategyOptions
         if (Exact && Strategy is StrategyKind.Star or StrategyKind.Apb or StrategyKind.ApbBalanced)
             throw new ApbException($"--exact asks for exact attention, but {Strategy.Name()} is approximate: drop --exact, or use --strategy auto (full or the zigzag ring), full, ring, zigzag or ulysses");
         ScorerChoice.CheckNoveltyWeight(Scorer, NoveltyWeight);
+        if (Strategy.MayRunApb()) CheckAnchorQuery(Scorer, AnchorQuery);
         if (Strategy.MayRunApb() && Scorer.UsesHeads() && string.IsNullOrEmpty(RetainingHeadsPath))
             throw new ApbException("--scorer retaining needs --retaining-heads FILE (a safetensors file with model.layers.{i}.self_attn.fc1.weight and fc2.weight); or use --scorer query, which needs no training");
     }

@@ -259,6 +259,26 @@ public class HarnessTests
     }
 
     [Fact]
+    public void ARulerRunWithAQueryFreeAnchorIsLabelledAndTheQueryAwareScorerIsRefusedBeforeAnySampleIsMade()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json");
+        var (code, output, err) = CliRun.Apb("eval", "ruler", "--model", SmallModel, "--tasks", "niah_single_1", "--length", "640",
+            "--samples", "1", "--strategies", "apb", "--ranks", "2", "--anchor-query", "false", "--json", json);
+        Assert.True(code == 0, err);
+        Assert.Contains("| apb x2 (retaining heads, query-free anchor) |", output);
+        Assert.Equal("retaining heads, query-free anchor", Rows(json).Single().GetProperty("variant").GetString());
+
+        // The fixture has no retaining heads, so auto picks the query-aware scorer, which reads the query in the anchor.
+        var refused = CliRun.Apb("eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640",
+            "--samples", "1", "--strategies", "full,apb", "--ranks", "2", "--anchor-query", "false");
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("--anchor-query false", refused.Err);
+        Assert.Contains("--scorer retaining", refused.Err);
+        Assert.DoesNotContain("generated in", refused.Err);
+    }
+
+    [Fact]
     public void GenerateCommandWritesOneLinePerSampleAndExplainsBadInput()
     {
         using var tmp = new TempDir();

@@ -134,6 +134,11 @@ public class RankGroupTests
             var got = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = weighted }));
             Assert.Equal(w, got.Plan.NoveltyWeight);
         }
+        // So does a query-free anchor (the plan's query rows are 0; the label says why).
+        var queryFree = SequencePlanner.Plan(Options(StrategyKind.Apb, 4) with { AnchorLength = 16, PassingLength = 8, AnchorQuery = false, Scorer = ScorerKind.Retaining }, 100, 5, 3);
+        var free = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = queryFree }));
+        Assert.Equal((false, 0), (free.Plan.AnchorQuery, free.Plan.Plan!.QueryLength));
+        Assert.True(back.Plan.AnchorQuery);
 
         var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12], Greedy: true)));
         Assert.Equal(new[] { 3, 9 }, decode.Sequences);
