@@ -294,8 +294,7 @@ static class EvalCommand
     static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery)
     {
         var parts = new List<string>();
-        if (kind.IsApb()) parts.Add(ScorerChoice.Label(scorer, noveltyWeight));
-        if (kind.IsApb() && !anchorQuery) parts.Add(StrategyOptions.QueryFreeAnchorLabel);
+        if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery));
         if ((kind.IsApb() || kind == StrategyKind.Star) && anchor is int a) parts.Add($"l_a {a}");
         if (kind.IsApb() && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

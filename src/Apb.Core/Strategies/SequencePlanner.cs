@@ -5,19 +5,21 @@ namespace Apb.Strategies;
 /// <summary>
 /// What one prefill runs: the strategy (the one asked for, or full attention below the fallback length), on how many
 /// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for. APB
-/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own);
-/// <see cref="AnchorQuery"/> false: its anchor holds no query (the plan's QueryLength is 0; the ranks read it there).
+/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own).
 /// </summary>
 public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query,
-    float? NoveltyWeight = null, bool AnchorQuery = true)
+    float? NoveltyWeight = null)
 {
     public bool Distributed => Plan is not null;
+
+    /// <summary>False for an APB plan whose anchor holds no query (--anchor-query false): the plan says so itself.</summary>
+    public bool AnchorQuery => !Strategy.IsApb() || Plan is not { QueryLength: 0 };
 
     /// <summary>The novelty term's weight the ranks score with (0: the term is off).</summary>
     public float NoveltyTermWeight => ScorerChoice.NoveltyWeight(Scorer, NoveltyWeight);
 
     public override string ToString() =>
-        Strategy.Name() + (Strategy.IsApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)}{(AnchorQuery ? "" : ", " + StrategyOptions.QueryFreeAnchorLabel)})" : "") +
+        Strategy.Name() + (Strategy.IsApb() ? $" ({StrategyOptions.ApbLabel(Scorer, NoveltyWeight, AnchorQuery)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -62,7 +64,7 @@ public static class SequencePlanner
             StrategyOptions.CheckAnchorQuery(o.Scorer, o.AnchorQuery);
             CheckQueryAware(plan);
         }
-        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight, AnchorQuery: !kind.IsApb() || o.AnchorQuery);
+        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight);
     }
 
     /// <summary>

@@ -78,11 +78,15 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ScorerChoice.Label(Scorer, NoveltyWeight)}{(AnchorQuery ? "" : ", " + QueryFreeAnchorLabel)})" : "") +
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ApbLabel(Scorer, NoveltyWeight, AnchorQuery)})" : "") +
         (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
 
-    /// <summary>How tables, banners and result files name an APB run whose anchor holds no query.</summary>
-    public const string QueryFreeAnchorLabel = "query-free anchor";
+    /// <summary>
+    /// How banners, plans, tables and result files name APB's settings: the scorer (<see cref="ScorerChoice.Label"/>),
+    /// then "query-free anchor" where the anchor holds no query.
+    /// </summary>
+    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery) =>
+        ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor");
 
     /// <summary>Refuses an anchor without the query for a scorer that reads the query there (the query-aware ones).</summary>
     public static void CheckAnchorQuery(ScorerKind scorer, bool anchorQuery)
