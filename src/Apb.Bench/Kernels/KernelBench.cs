@@ -55,6 +55,7 @@ public static class KernelBench
         w.WriteString("harness", harness.Name);
         w.WriteString("command", settings.CommandLine);
         w.WriteString("device", ctx.DeviceName);
+        if (harness.NeedsGpu) w.WriteNumber("warmup_ms", settings.WarmupMs);
         if (settings.Variants is [var only]) w.WriteString("kernel", only);
         w.WriteStartArray("checks");
         foreach (var c in ctx.Checks)

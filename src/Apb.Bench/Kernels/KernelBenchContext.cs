@@ -53,8 +53,11 @@ public sealed class KernelBenchContext : IDisposable
 
     // ------------------------------------------------------------------------------------------------ timing
 
-    /// <summary>Device time of <paramref name="work"/>: one warm-up call, then the median of the repeats (CUDA events).</summary>
-    public TimingStats TimeGpu(Action work, int defaultRepeats) => _timer!.Measure(work, Settings.Repeats ?? defaultRepeats);
+    /// <summary>
+    /// Device time of <paramref name="work"/>: one warm-up call and more until <see cref="KernelBenchSettings.WarmupMs"/>
+    /// of device time has run, then the median of the repeats (CUDA events).
+    /// </summary>
+    public TimingStats TimeGpu(Action work, int defaultRepeats) => _timer!.Measure(work, Settings.Repeats ?? defaultRepeats, warmupMs: Settings.WarmupMs);
 
     /// <summary>Wall time of host work: one warm-up call, then the median of the repeats (Stopwatch).</summary>
     public TimingStats TimeCpu(Action work, int defaultRepeats) => TimingStats.Stopwatch(work, Settings.Repeats ?? defaultRepeats);

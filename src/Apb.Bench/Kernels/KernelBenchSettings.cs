@@ -11,6 +11,12 @@ public sealed record KernelBenchSettings
     public int[]? Sizes { get; init; }
     /// <summary>Timed calls per row (median reported); null: the harness's default for the size.</summary>
     public int? Repeats { get; init; }
+    /// <summary>
+    /// GPU rows: milliseconds of device time to run each row's call before timing it (<see cref="Timing.GpuTimer.Measure"/>
+    /// says why), so a row times the clock a long call runs at, not the boost of an idle card; 0: one warm-up call.
+    /// </summary>
+    public int WarmupMs { get; init; } = DefaultWarmupMs;
+    public const int DefaultWarmupMs = 1000;
     /// <summary>A JSON file for the results (none: the table only).</summary>
     public string? Out { get; init; }
     /// <summary>The CUDA device ordinal of a GPU harness.</summary>

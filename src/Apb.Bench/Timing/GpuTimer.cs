@@ -36,11 +36,24 @@ public sealed unsafe class GpuTimer : IDisposable
         return ms;
     }
 
-    /// <summary>Warm-up calls, then the device time of each of <paramref name="repeats"/> calls.</summary>
-    public TimingStats Measure(Action work, int repeats, int warmup = 1)
+    /// <summary>
+    /// Warm-up calls (at least <paramref name="warmup"/>, and more until <paramref name="warmupMs"/> of device time has
+    /// run), then the device time of each of <paramref name="repeats"/> calls.
+    /// </summary>
+    /// <remarks>
+    /// Why warm up by time: an H100 at rest boosts to 1980 MHz and, under a heavy kernel, drops to ~1500-1600 MHz at its
+    /// 700 W limit within ~200-300 ms (nvidia-smi every 20 ms, bench/results/attention-sustained-20261205). A row of 20
+    /// calls of 3 ms is over before that, so it times the burst clock: bf16 causal attention at 16K read 677-693 TFLOP/s
+    /// that way and 614-627 with 400 calls. A long prefill runs at the limited clock, so the rate it sees is the one
+    /// after the warm-up.
+    /// </remarks>
+    public TimingStats Measure(Action work, int repeats, int warmup = 1, int warmupMs = 0)
     {
         for (int i = 0; i < warmup; i++) work();
         _gpu.Synchronize();
+        // A call far shorter than the warm-up still ends it: the count bounds a harness whose call is a few microseconds.
+        double warmed = 0;
+        for (int i = 0; warmed < warmupMs && i < 1_000_000; i++) warmed += Ms(work);
         return TimingStats.Of(Enumerable.Range(0, Math.Max(repeats, 1)).Select(_ => Ms(work)).ToArray());
     }
 

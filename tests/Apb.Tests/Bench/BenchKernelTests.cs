@@ -21,6 +21,7 @@ public class BenchKernelTests
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
         var root = doc.RootElement;
         Assert.Equal("cpu-attention", root.GetProperty("harness").GetString());
+        Assert.False(root.TryGetProperty("warmup_ms", out _)); // the CPU harnesses time by Stopwatch: no GPU warm-up to report
         Assert.StartsWith("apb bench kernel cpu-attention --lengths 64,128", root.GetProperty("command").GetString());
         Assert.True(root.GetProperty("checks")[0].GetProperty("error").GetDouble() < 1e-5);
         var rows = root.GetProperty("results").EnumerateArray().ToList();
@@ -104,6 +105,7 @@ public class BenchKernelTests
     [InlineData("--mask", "diagonal", "--mask must be causal, none or both (got 'diagonal')")]
     [InlineData("--device", "cpu", "--device must be cuda or cuda:N (got 'cpu')")]
     [InlineData("--repeats", "0", "--repeats must be at least 1 (got 0)")]
+    [InlineData("--warmup-ms", "-1", "--warmup-ms must be >= 0 (got -1)")]
     [InlineData("--lengths", "12q", "--lengths '12q' is not a length")]
     public void BadOptionsOfTheAttentionAliasAreNamed(string option, string value, string message)
     {
