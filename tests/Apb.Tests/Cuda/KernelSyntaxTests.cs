@@ -43,6 +43,7 @@ public sealed class KernelSyntaxTests
         Assert.Contains("__CUDA_ARCH__=900", hopper);
         Assert.Contains("HOP_LAZY_RESCALE=0", hopper);
         Assert.Contains("HOP_ROWSUM_MMA=1", hopper);
+        Assert.Contains("HOP_CLUSTER=1", hopper);
         // A knob of a header is flipped for the files that include it; #ifdef knobs are set.
         Assert.Contains("APB_FP8_BITS=1", KernelSyntax.Variants("decode.cu"));
         Assert.Contains("DV2_MIN_BLOCKS=2", KernelSyntax.Variants("decode.cu"));
@@ -180,6 +181,7 @@ static class KernelSyntax
         #define __align__(n) __attribute__((aligned(n)))
         #define __grid_constant__
         #define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
+        #define __cluster_dims__(...)
         #define __restrict__ __restrict
 
         struct __align__(8) uint2 { unsigned x, y; };

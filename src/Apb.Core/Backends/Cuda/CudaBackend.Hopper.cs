@@ -160,7 +160,11 @@ public sealed unsafe partial class CudaBackend
             if (onePass)
             {
                 string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
-                Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, ((uint)qTiles, (uint)heads, 1), 384, smem, args);
+                // An even count of blocks along x, so the kernel's HOP_CLUSTER build (pairs of blocks; a launch whose grid
+                // the cluster does not divide fails) runs from the same host code: the extra block has no rows and leaves
+                // at once in the default build.
+                uint gridX = (uint)(qTiles + (qTiles & 1));
+                Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, (gridX, (uint)heads, 1), 384, smem, args);
                 return;
             }
             // Chunks: a kernel of its own, so that the one-pass kernel carries none of the state code (v5 in the notes:

@@ -73,6 +73,24 @@
 #ifndef HOP_STUDY_P_E4M3
 #define HOP_STUDY_P_E4M3 0
 #endif
+// HOP_CLUSTER, 1 to launch the bf16 one-pass kernels in clusters of 2 blocks (adjacent query tiles of one head) that
+// share their K/V tiles: each block's producer loads half of a stage's boxes and multicasts them into both blocks'
+// shared memory, so the blocks together ask L2 for half the K/V bytes. Why: a block reads 64 KB of K/V per 128-key
+// tile for 8.4 MFLOP, so at ~660 TFLOP/s the SMs pull ~5 TB/s from L2, and the kernel runs at the board's power
+// limit (bench/results/attention-sustained-20261205): halving that traffic is energy the clock can have back. Both
+// blocks walk the pair's longer key range (causal: one tile more for the later query tile; the other only waits for
+// and releases that stage), a stage is refilled only after all four consumer warpgroups of the pair released it
+// (each releases its own block's stage and the peer's), and a producer waits out its last stages before it exits, so
+// no peer arrives on a block that has left. The host pads an odd grid with one block that has no rows (it still loads
+// and releases its half). 0 (the default): one block per cluster, as measured until now.
+#ifndef HOP_CLUSTER
+#define HOP_CLUSTER 0
+#endif
+#if HOP_CLUSTER
+#define HOP_CLUSTER_DIMS __cluster_dims__(2, 1, 1)
+#else
+#define HOP_CLUSTER_DIMS
+#endif
 #if HOP_STUDY_P_E4M3
 __device__ __forceinline__ float study_e4m3(float x)
 {
@@ -104,6 +122,14 @@ __device__ __forceinline__ void mbar_arrive(unsigned bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
 
+// Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (HOP_CLUSTER's peer).
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank)
+{
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" :: "r"(remote) : "memory");
+}
+
 // Blocks until the phase with the given parity has completed.
 __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity)
 {
@@ -120,6 +146,16 @@ __device__ __forceinline__ void tma_load_2d(unsigned dst, const TensorMap* map, 
 {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
                  :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar) : "memory");
+}
+
+// The same box into the same offset of every block in ctaMask (this cluster's ranks as bits), each completing the
+// bytes on its own barrier at bar's offset.
+__device__ __forceinline__ void tma_load_2d_multicast(unsigned dst, const TensorMap* map, int c0, int c1, unsigned bar,
+                                                      unsigned short ctaMask)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+                 " [%0], [%1, {%2, %3}], [%4], %5;\n"
+                 :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar), "h"(ctaMask) : "memory");
 }
 
 // ---- wgmma
@@ -251,7 +287,7 @@ struct HopperSmem
 // [tiles][kvHeads]); P V stays bf16. Each row's maximum is then kept in log2 units of the scaled scores (the factor
 // changes with the tile's key scale), and so is a chunk's carried state (apb_attention_hopper_qk8_chunk_d*, the host's
 // choice as for bf16; the merge below reads its maxima in their own unit). docs/notes/fp8-attention.md.
-template <int D, bool CHUNKED, bool QK8 = false>
+template <int D, bool CHUNKED, bool QK8 = false, bool CLUSTER = false>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
                                                  int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles,
@@ -259,6 +295,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                                                  const float* __restrict__ kScale = nullptr)
 {
     static_assert(!QK8 || D == 64 || D == 128, "QK8 takes head dims 64 and 128");
+    static_assert(!CLUSTER || (!CHUNKED && !QK8), "HOP_CLUSTER is for the bf16 one-pass kernels");
     using L = HopperSmem<D, QK8>;
     extern __shared__ unsigned char smraw[];
     // TMA's 128-byte swizzle and the wgmma descriptors both assume 1024-byte aligned tiles (the host adds 1 KB of slack).
@@ -277,13 +314,15 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const int shift = Tk - Tq;
     const int m0 = qb * HOP_BM;
 
-    // Keys this block needs: up to the causal limit of its last row (all of Tk without a mask).
-    int keyEnd = Tk;
-    if (causal)
-    {
-        int lastRow = min(m0 + HOP_BM - 1, Tq - 1);
-        keyEnd = max(0, min(Tk, lastRow + shift + 1));
-    }
+    // Keys a query tile needs: up to the causal limit of its last row (all of Tk without a mask); none for a tile past
+    // the last row (the block the host adds to make the grid even).
+    auto keyEndOf = [&](int qTile) {
+        const int first = qTile * HOP_BM;
+        if (first >= Tq) return 0;
+        if (!causal) return Tk;
+        return max(0, min(Tk, min(first + HOP_BM - 1, Tq - 1) + shift + 1));
+    };
+    const int keyEnd = keyEndOf(qb);
     // A chunked launch (chunkTiles > 0) takes key tiles [jBegin, jEnd) of the block's: it resumes the online softmax
     // from the state a launch before it stored, and stores it again unless the block's last tile is in this chunk.
     const int allTiles = (keyEnd + HOP_BN - 1) / HOP_BN;
@@ -295,6 +334,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (chunk > 0 && jBegin >= jEnd) return;   // finished in an earlier chunk (uniform across the block)
     }
     const int tiles = jEnd - jBegin;
+    // HOP_CLUSTER: this block's rank in its pair (the cluster is 2 blocks along x) and the stages both walk: the longer
+    // of the two key ranges (the peer is the adjacent query tile of the same head).
+    const unsigned rank = CLUSTER ? (blockIdx.x & 1u) : 0u;
+    const int stages = CLUSTER ? max(tiles, (keyEndOf(gridDim.x - 1 - (blockIdx.x ^ 1u)) + HOP_BN - 1) / HOP_BN) : tiles;
     // Through a shuffle, as wg below, so that ptxas can see the state branches are uniform across the warp.
     const bool resume = CHUNKED && __shfl_sync(0xffffffffu, jBegin, 0) > 0;
     const bool lastChunk = !CHUNKED || __shfl_sync(0xffffffffu, jEnd == allTiles ? 1 : 0, 0) != 0;
@@ -309,29 +352,59 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     if (threadIdx.x == 0)
     {
         mbar_init(qFull, 1);
-        for (int s = 0; s < HOP_STAGES; s++) { mbar_init(full(s), 1); mbar_init(empty(s), 2); }
+        for (int s = 0; s < HOP_STAGES; s++) { mbar_init(full(s), 1); mbar_init(empty(s), CLUSTER ? 4 : 2); }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
+    // With a peer, its barriers must be initialized before this block's copies or arrivals reach them.
+    if constexpr (CLUSTER)
+        asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    else
+        __syncthreads();
 
     if (wg == 0)
     {
         // Producer. All four warps lower their register budget (setmaxnreg is warpgroup-wide); one thread issues.
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-        if (threadIdx.x == 0 && tiles > 0) // no copy may still be in flight when the block exits
+        if (threadIdx.x == 0 && stages > 0) // no copy may still be in flight when the block exits
         {
-            mbar_expect_tx(qFull, L::QBytes);
-            if constexpr (QK8) tma_load_2d(base, tmQ, h * D, m0, qFull);
-            else for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
-            for (int jj = 0; jj < tiles; jj++)
+            if (tiles > 0)
+            {
+                mbar_expect_tx(qFull, L::QBytes);
+                if constexpr (QK8) tma_load_2d(base, tmQ, h * D, m0, qFull);
+                else for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
+            }
+            for (int jj = 0; jj < stages; jj++)
             {
                 int s = jj % HOP_STAGES, j = jBegin + jj;
                 if (jj >= HOP_STAGES) mbar_wait(empty(s), ((jj / HOP_STAGES) - 1) & 1);
-                mbar_expect_tx(full(s), L::StageBytes);
-                if constexpr (QK8) tma_load_2d(kTile(s), tmK, kh * D, j * HOP_BN, full(s));
-                else for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
-                for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
+                mbar_expect_tx(full(s), L::StageBytes);   // with a peer: its half lands here too
+                if constexpr (CLUSTER)
+                {
+                    // Boxes K 0 .. D/64 - 1, then Vt 0, 1: this block issues every other one, into both blocks.
+#pragma unroll
+                    for (int b = 0; b < D / 64 + HOP_BN / 64; b++)
+                    {
+                        if ((unsigned)(b & 1) != rank) continue;
+                        if (b < D / 64) tma_load_2d_multicast(kTile(s) + b * L::KChunk, tmK, kh * D + b * 64, j * HOP_BN, full(s), 3);
+                        else
+                        {
+                            const int c = b - D / 64;
+                            tma_load_2d_multicast(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s), 3);
+                        }
+                    }
+                }
+                else
+                {
+                    if constexpr (QK8) tma_load_2d(kTile(s), tmK, kh * D, j * HOP_BN, full(s));
+                    else for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
+                    for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
+                }
             }
+            // With a peer: wait until both blocks' consumers released the last use of every stage, so that no peer
+            // arrival or copy reaches this block's shared memory after it exits.
+            if constexpr (CLUSTER)
+                for (int jj = max(stages, HOP_STAGES); jj < stages + HOP_STAGES; jj++)
+                    mbar_wait(empty(jj % HOP_STAGES), ((jj / HOP_STAGES) - 1) & 1);
         }
         return;
     }
@@ -521,6 +594,12 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         fence_regs(pa);   // pa is read until the wait: nothing may write it above here
     };
 
+    // A stage is free for the producer once every consumer warpgroup that reads it let go (with a peer: the peer's too,
+    // since its producer writes into both blocks).
+    auto release = [&](int stage) {
+        mbar_arrive(empty(stage));
+        if constexpr (CLUSTER) mbar_arrive_cluster(empty(stage), rank ^ 1u);
+    };
     // This warpgroup's tiles are a prefix of the launch's (causal: the other consumer may have one more).
     const int mine = max(0, min(tiles, myTiles - jBegin));
     if (tiles > 0) mbar_wait(qFull, 0);
@@ -564,7 +643,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #if HOP_ROWSUM_MMA
             fence_acc(lacc);
 #endif
-            if (tid == 0) mbar_arrive(empty(ps));
+            if (tid == 0) release(ps);
             if (rescale)
             {
 #pragma unroll
@@ -587,14 +666,15 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 #if HOP_ROWSUM_MMA
         fence_acc(lacc);
 #endif
-        if (tid == 0) mbar_arrive(empty(ls));
+        if (tid == 0) release(ls);
     }
-    // Tiles past this warpgroup's causal range: it still releases every stage (the producer waits for both consumers).
-    for (int jj = mine; jj < tiles; jj++)
+    // Tiles past this warpgroup's causal range: it still releases every stage (the producer waits for both consumers;
+    // with a peer, for the pair's longer range).
+    for (int jj = mine; jj < stages; jj++)
     {
         const int s = jj % HOP_STAGES;
         mbar_wait(full(s), (jj / HOP_STAGES) & 1);
-        if (tid == 0) mbar_arrive(empty(s));
+        if (tid == 0) release(s);
     }
 
 #if HOP_ROWSUM_MMA
@@ -656,11 +736,11 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
 // The entry points per head dim: one pass over all keys, and one chunk of chunkTiles key tiles with its state carried
 // through `state` (one launch per chunk). Both take the same arguments, so the host builds one argument list.
 #define HOP_ENTRIES(D)                                                                                                  \
-extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+extern "C" __global__ void __launch_bounds__(384, 1) HOP_CLUSTER_DIMS                                                   \
 apb_attention_hopper_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,                 \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
     long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
-{ attention_hopper<D, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
+{ attention_hopper<D, false, false, HOP_CLUSTER != 0>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
 extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
 apb_attention_hopper_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,           \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
