@@ -82,7 +82,10 @@
 // and releases that stage), a stage is refilled only after all four consumer warpgroups of the pair released it
 // (each releases its own block's stage and the peer's), and a producer waits out its last stages before it exits, so
 // no peer arrives on a block that has left. The host pads an odd grid with one block that has no rows (it still loads
-// and releases its half). 0 (the default): one block per cluster, as measured until now.
+// and releases its half). Measured on an H100 (docs/kernels/attention.md, 2026-12-05, session 23; all 144 attention/
+// GPU tests pass): non-causal one pass +2 to +4.5 % (16K, 32K), causal +2.5 % at 16K, -2 % at 32K and level at 64K
+// and 128K, so the L2 traffic it halves is not what holds long causal calls back. 0 (the default): one block per
+// cluster. The chunk kernels (non-causal past 32K keys) and QK8 have no cluster build.
 #ifndef HOP_CLUSTER
 #define HOP_CLUSTER 0
 #endif
@@ -122,12 +125,15 @@ __device__ __forceinline__ void mbar_arrive(unsigned bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
 
-// Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (HOP_CLUSTER's peer).
+// Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (HOP_CLUSTER's peer). With
+// the default semantics, as CUTLASS's cluster barrier arrives: the same release with .release.cluster spelled out made
+// the cluster build 7-12 % slower than the default build instead of level or faster (session 23's calls 6 and 7; not
+// profiled: likely a cluster-scope fence per tile in the warp that issues the warpgroup's next wgmma).
 __device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank)
 {
     unsigned remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" :: "r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" :: "r"(remote) : "memory");
 }
 
 // Blocks until the phase with the given parity has completed.
