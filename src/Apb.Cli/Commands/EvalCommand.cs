@@ -59,7 +59,7 @@ static class EvalCommand
                 var mine = rowsB.Where(x => x.Length == len).ToList();
                 var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
                 if (d is null) { io.Out.WriteLine($"{len}: no task of {what} pairs up (same task, same sample count) between {a} and {b}"); continue; }
-                var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Points:+0.0;-0.0}");
+                var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Move.Text}");
                 io.Out.WriteLine($"{len}: {b} minus {a}, {what}, {d.Tasks} tasks: {d.Text} (95 %); " +
                                  $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
                                  $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");

@@ -58,13 +58,14 @@ public static class PairedDifference
 
     /// <summary>
     /// The tasks of <paramref name="rows"/> whose mean moved against <paramref name="reference"/> by at least 0.05 points
-    /// (what a table's one decimal shows), each with its move: the means of fractional scores (cwe, fwe) can differ by
-    /// float rounding alone, and that is no move.
+    /// (what a table's one decimal shows), each with its move and that task's own interval: the means of fractional
+    /// scores (cwe, fwe) can differ by float rounding alone, and that is no move; and one task's move of 5 points at 60
+    /// samples is 3 samples, which its interval (about ±10 there) shows to be within what chance moves.
     /// </summary>
-    public static List<(string Task, double Points)> Moved(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
+    public static List<(string Task, Result Move)> Moved(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
         rows.Select(r => (r.Task, D: Of([r], reference)))
             .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
-            .Select(t => (t.Task, t.D!.Points)).ToList();
+            .Select(t => (t.Task, t.D!)).ToList();
 
     /// <summary>
     /// The file's rows cut to each task's first <paramref name="n"/> samples (mean and count with them): samples depend

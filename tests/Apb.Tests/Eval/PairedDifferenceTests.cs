@@ -46,7 +46,9 @@ public class PairedDifferenceTests
         Assert.NotEqual(0, PairedDifference.Of([apb[0]], full)!.Points);
         var moved = PairedDifference.Moved(apb, full);
         Assert.Equal("a", Assert.Single(moved).Task);
-        Assert.Equal(-25, moved[0].Points, 9);
+        Assert.Equal(-25, moved[0].Move.Points, 9);
+        // One of four samples flipped: d = (0, -1, 0, 0), s^2 = 0.25, standard error sqrt(0.25 / 4) = 0.25 -> ± 49.0.
+        Assert.Equal("-25.0 ± 49.0", moved[0].Move.Text);
         // Changed samples: cwe's first (0.3 against 0.30000000000000004) and a's second.
         Assert.Equal(2, PairedDifference.ChangedSamples(apb, full));
         // Over both tasks: (-25 + ~0) / 2 points, standard error 100 x sqrt(0.0625) / 2, as the first test works out.
@@ -115,7 +117,7 @@ public class PairedDifferenceTests
         string pa = Write("apb.json", 0, [Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1)]);
         var (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb");
         Assert.True(code == 0, err);
-        Assert.Contains("4096: " + pa + " minus " + pf + ", apb against full, 2 tasks: -12.5 ± 24.5 (95 %); tasks that moved: a -25.0", output);
+        Assert.Contains("4096: " + pa + " minus " + pf + ", apb against full, 2 tasks: -12.5 ± 24.5 (95 %); tasks that moved: a -25.0 ± 49.0", output);
         // Without the option OTHER's rows are full's too, and this file has none.
         Assert.Contains("no rows of strategy full", CliRun.Apb("eval", "paired", pf, pa).Err);
 
