@@ -51,10 +51,23 @@ public sealed unsafe class GpuTimer : IDisposable
     {
         for (int i = 0; i < warmup; i++) work();
         _gpu.Synchronize();
-        // A call far shorter than the warm-up still ends it: the count bounds a harness whose call is a few microseconds.
-        double warmed = 0;
-        for (int i = 0; warmed < warmupMs && i < 1_000_000; i++) warmed += Ms(work);
+        WarmUp(() => Ms(work), warmupMs);
         return TimingStats.Of(Enumerable.Range(0, Math.Max(repeats, 1)).Select(_ => Ms(work)).ToArray());
+    }
+
+    /// <summary>The most calls a warm-up makes: it ends a harness whose call takes microseconds, whatever its budget.</summary>
+    public const int MaxWarmUpCalls = 1_000_000;
+
+    /// <summary>
+    /// Runs <paramref name="timedCall"/> (one call, returning its milliseconds) until the calls add up to
+    /// <paramref name="warmupMs"/> or <see cref="MaxWarmUpCalls"/> were made; returns how many ran.
+    /// </summary>
+    public static int WarmUp(Func<double> timedCall, int warmupMs)
+    {
+        double warmed = 0;
+        int calls = 0;
+        while (warmed < warmupMs && calls < MaxWarmUpCalls) { warmed += timedCall(); calls++; }
+        return calls;
     }
 
     public void Dispose()
