@@ -168,6 +168,32 @@ public class CudaHostTests
         }
     }
 
+    /// <summary>
+    /// A kernel the host launches but an APB_KERNEL_SOURCES text lacks (an older file timed with a newer binary): the
+    /// failed lookup is explained by where the text came from; with the embedded text there is nothing to add.
+    /// </summary>
+    [Fact]
+    public void AKernelMissingFromAnOverrideTextIsExplained()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "apb-kernel-sources-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "attention_hopper.cu"), "// an older attention_hopper.cu\n");
+            string why = KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_qk8_chunk_d128", dir)!;
+            Assert.Contains("kernel apb_attention_hopper_qk8_chunk_d128 is not in the module compiled from " + Path.Combine(dir, "attention_hopper.cu"), why);
+            Assert.Contains("older (or other) commit than the binary", why);
+            Assert.Contains("unset APB_KERNEL_SOURCES", why);
+            // A file the folder does not hold was compiled from the embedded text: no override to blame.
+            Assert.Null(KernelCompiler.OverrideMissingKernel("decode.cu", "apb_decode_split_d64", dir));
+            Assert.Null(KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_d128", null));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void DecodeAndApbKernelsAreInTheEmbeddedSources()
     {

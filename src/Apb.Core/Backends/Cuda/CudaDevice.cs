@@ -93,8 +93,10 @@ public sealed unsafe class CudaContext : IDisposable
             _modules[file] = module;
         }
         var bytes = Driver.Utf8Z(name);
-        fixed (byte* n = bytes)
-            Driver.Check(Driver.cuModuleGetFunction(&f, module, n), $"cuModuleGetFunction({file}: {name})");
+        int rc;
+        fixed (byte* n = bytes) rc = Driver.cuModuleGetFunction(&f, module, n);
+        if (rc != Driver.CUDA_SUCCESS && KernelCompiler.OverrideMissingKernel(file, name) is { } why) throw new ApbException(why);
+        Driver.Check(rc, $"cuModuleGetFunction({file}: {name})");
         _functions[key] = f;
         if (ProgrammaticLaunch && ProgrammaticFiles.Contains(file)) _programmatic.Add(f);
         return f;

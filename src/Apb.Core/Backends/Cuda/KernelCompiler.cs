@@ -63,6 +63,25 @@ public static unsafe class KernelCompiler
         return dir;
     }
 
+    /// <summary>
+    /// Why kernel <paramref name="name"/> is missing from <paramref name="file"/>'s module when that file was compiled
+    /// from APB_KERNEL_SOURCES (null when it was not): a text from another commit than the binary's host code, which
+    /// launches kernels that text may not have (session 23 met it as a bare CUDA_ERROR_NOT_FOUND from an older
+    /// attention_hopper.cu without the QK8 chunk kernel). Entry names are often made by macros, so the text is not
+    /// searched for the name: the failed lookup is the evidence.
+    /// </summary>
+    public static string? OverrideMissingKernel(string file, string name) => OverrideMissingKernel(file, name, SourceOverrideFolder());
+
+    internal static string? OverrideMissingKernel(string file, string name, string? overrideFolder)
+    {
+        if (overrideFolder == null) return null;
+        string path = Path.Combine(overrideFolder, file);
+        if (!File.Exists(path)) return null;
+        return $"kernel {name} is not in the module compiled from {path}, the text APB_KERNEL_SOURCES={overrideFolder} put in place of the embedded " +
+               $"{file}: this binary's host code launches it, so that text is from an older (or other) commit than the binary. " +
+               "Time that text only on calls that do not need the kernel, add it there, or unset APB_KERNEL_SOURCES";
+    }
+
     /// <summary>The text of a kernel source, e.g. "attention.cu": embedded, or from <see cref="SourceOverrideFolder"/> when it is there.</summary>
     public static string Source(string file) => Source(file, SourceOverrideFolder());
 
