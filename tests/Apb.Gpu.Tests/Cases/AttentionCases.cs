@@ -59,6 +59,7 @@ public static class AttentionCases
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
             if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
+            if (kernel == AttentionKernel.Hopper) CheckPairs(c, r, gq, gk, gv, tq, heads, kv, d, mask);
             if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: false);
             if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: true);
         }
@@ -112,6 +113,29 @@ public static class AttentionCases
         InChunks(c, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
         c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, chunks of 256 keys");
         c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, chunks of 256 keys");
+    }
+
+    /// <summary>
+    /// The Hopper kernel as pairs of blocks sharing their K/V tiles (apb_attention_hopper_pair_d*, every one-pass call:
+    /// <see cref="CudaBackend.AttentionPairs"/> All): an odd count of query tiles pairs the longest tile with the host's
+    /// empty block, and a causal pair walks the longer tile's keys.
+    /// </summary>
+    static void CheckPairs(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int heads, int kv,
+        int d, AttentionMask mask)
+    {
+        var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+        var was = c.Gpu.AttentionPairs;
+        try
+        {
+            c.Gpu.AttentionPairs = AttentionPairing.All;
+            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+        }
+        finally
+        {
+            c.Gpu.AttentionPairs = was;
+        }
+        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, pairs of blocks sharing K/V");
+        c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, pairs of blocks sharing K/V");
     }
 
     /// <summary><paramref name="call"/> on the Hopper kernel in chunks of 256 keys, causal calls too, one GQA group of heads at a time.</summary>

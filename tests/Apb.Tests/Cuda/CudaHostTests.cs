@@ -194,6 +194,30 @@ public class CudaHostTests
         }
     }
 
+    /// <summary>APB_ATTENTION_PAIRS: which one-pass Hopper calls run as pairs of blocks; anything else is refused by name.</summary>
+    [Fact]
+    public void AttentionPairsAreReadFromTheEnvironmentValue()
+    {
+        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs(null));
+        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs(""));
+        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs("off"));
+        Assert.Equal(AttentionPairing.NonCausal, CudaBackend.ParseAttentionPairs("noncausal"));
+        Assert.Equal(AttentionPairing.All, CudaBackend.ParseAttentionPairs("all"));
+        var e = Assert.Throws<ApbException>(() => CudaBackend.ParseAttentionPairs("1"));
+        Assert.Contains("APB_ATTENTION_PAIRS=1: give off, noncausal or all", e.Message);
+    }
+
+    /// <summary>The pair kernels are in the embedded Hopper source for both head dims, each a cluster of 2 blocks.</summary>
+    [Fact]
+    public void ThePairKernelsAreBuiltWithTheHopperKernels()
+    {
+        string hopper = KernelCompiler.Source("attention_hopper.cu");
+        Assert.Contains("__cluster_dims__(2, 1, 1)", hopper);
+        Assert.Contains("\napb_attention_hopper_pair_d##D(", hopper);
+        Assert.Contains("HOP_ENTRIES(64)", hopper);
+        Assert.Contains("HOP_ENTRIES(128)", hopper);
+    }
+
     [Fact]
     public void DecodeAndApbKernelsAreInTheEmbeddedSources()
     {

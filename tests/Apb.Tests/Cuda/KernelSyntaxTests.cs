@@ -43,7 +43,6 @@ public sealed class KernelSyntaxTests
         Assert.Contains("__CUDA_ARCH__=900", hopper);
         Assert.Contains("HOP_LAZY_RESCALE=0", hopper);
         Assert.Contains("HOP_ROWSUM_MMA=1", hopper);
-        Assert.Contains("HOP_CLUSTER=1", hopper);
         // A knob of a header is flipped for the files that include it; #ifdef knobs are set.
         Assert.Contains("APB_FP8_BITS=1", KernelSyntax.Variants("decode.cu"));
         Assert.Contains("DV2_MIN_BLOCKS=2", KernelSyntax.Variants("decode.cu"));

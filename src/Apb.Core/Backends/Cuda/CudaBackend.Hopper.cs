@@ -67,6 +67,26 @@ public sealed unsafe partial class CudaBackend
     int _chunkKeys = ChunkKeysFromEnvironment();
 
     /// <summary>
+    /// Which one-pass bf16 calls of the Hopper kernel run as pairs of blocks sharing their K/V tiles
+    /// (apb_attention_hopper_pair_d*, the kernel file says how): none (the default), the non-causal ones, or all.
+    /// Measured as the compile-time knob it replaces (docs/kernels/attention.md, session 23): non-causal +2-4.5 % at
+    /// 16K-32K, causal +2.5 % at 16K, -2 % at 32K, level at 64K-128K; off until the per-call choice itself is timed.
+    /// APB_ATTENTION_PAIRS=off|noncausal|all sets it.
+    /// </summary>
+    public AttentionPairing AttentionPairs { get; set; } = AttentionPairsFromEnvironment();
+
+    internal static AttentionPairing AttentionPairsFromEnvironment() => ParseAttentionPairs(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
+
+    internal static AttentionPairing ParseAttentionPairs(string? value) => value switch
+    {
+        null or "" or "off" => AttentionPairing.Off,
+        "noncausal" => AttentionPairing.NonCausal,
+        "all" => AttentionPairing.All,
+        _ => throw new ApbException($"APB_ATTENTION_PAIRS={value}: give off, noncausal or all (which one-pass Hopper attention calls run as " +
+                                    "pairs of blocks sharing their K/V tiles), or unset it"),
+    };
+
+    /// <summary>
     /// QK8, off by default (--prefill-attention fp8, or APB_ATTENTION_QK_FP8=1; docs/notes/fp8-attention.md): the Hopper
     /// kernel's one-pass calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k
     /// per (128-key tile, KV head), P V still in bf16. Chunked calls take QK8 too only with <see cref="Qk8Chunks"/>;
@@ -159,10 +179,11 @@ public sealed unsafe partial class CudaBackend
             }
             if (onePass)
             {
-                string fn = d == 64 ? "apb_attention_hopper_d64" : "apb_attention_hopper_d128";
-                // An even count of blocks along x, so the kernel's HOP_CLUSTER build (pairs of blocks; a launch whose grid
-                // the cluster does not divide fails) runs from the same host code: the extra block has no rows and leaves
-                // at once in the default build.
+                bool pairs = AttentionPairs == AttentionPairing.All || (AttentionPairs == AttentionPairing.NonCausal && causal == 0);
+                string fn = (pairs ? "apb_attention_hopper_pair_d" : "apb_attention_hopper_d") + d;
+                // An even count of blocks along x for either kernel: the pair kernel's clusters must divide the grid (the
+                // extra block has no rows; it loads and releases its half of the pair's stages), and the plain kernel's
+                // extra block leaves at once.
                 uint gridX = (uint)(qTiles + (qTiles & 1));
                 Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, (gridX, (uint)heads, 1), 384, smem, args);
                 return;

@@ -11,6 +11,9 @@ namespace Apb.Backends.Cuda;
 /// </summary>
 public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
 
+/// <summary>Which one-pass calls of the Hopper kernel run as pairs of blocks sharing K/V (<see cref="CudaBackend.AttentionPairs"/>).</summary>
+public enum AttentionPairing { Off, NonCausal, All }
+
 /// <summary>The attention kernels' names in reports and in APB_ATTENTION (one table, so they cannot drift apart).</summary>
 public static class AttentionKernels
 {

@@ -73,27 +73,6 @@
 #ifndef HOP_STUDY_P_E4M3
 #define HOP_STUDY_P_E4M3 0
 #endif
-// HOP_CLUSTER, 1 to launch the bf16 one-pass kernels in clusters of 2 blocks (adjacent query tiles of one head) that
-// share their K/V tiles: each block's producer loads half of a stage's boxes and multicasts them into both blocks'
-// shared memory, so the blocks together ask L2 for half the K/V bytes. Why: a block reads 64 KB of K/V per 128-key
-// tile for 8.4 MFLOP, so at ~660 TFLOP/s the SMs pull ~5 TB/s from L2, and the kernel runs at the board's power
-// limit (bench/results/attention-sustained-20261205): halving that traffic is energy the clock can have back. Both
-// blocks walk the pair's longer key range (causal: one tile more for the later query tile; the other only waits for
-// and releases that stage), a stage is refilled only after all four consumer warpgroups of the pair released it
-// (each releases its own block's stage and the peer's), and a producer waits out its last stages before it exits, so
-// no peer arrives on a block that has left. The host pads an odd grid with one block that has no rows (it still loads
-// and releases its half). Measured on an H100 (docs/kernels/attention.md, 2026-12-05, session 23; all 144 attention/
-// GPU tests pass): non-causal one pass +2 to +4.5 % (16K, 32K), causal +2.5 % at 16K, -2 % at 32K and level at 64K
-// and 128K, so the L2 traffic it halves is not what holds long causal calls back. 0 (the default): one block per
-// cluster. The chunk kernels (non-causal past 32K keys) and QK8 have no cluster build.
-#ifndef HOP_CLUSTER
-#define HOP_CLUSTER 0
-#endif
-#if HOP_CLUSTER
-#define HOP_CLUSTER_DIMS __cluster_dims__(2, 1, 1)
-#else
-#define HOP_CLUSTER_DIMS
-#endif
 #if HOP_STUDY_P_E4M3
 __device__ __forceinline__ float study_e4m3(float x)
 {
@@ -125,7 +104,7 @@ __device__ __forceinline__ void mbar_arrive(unsigned bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
 
-// Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (HOP_CLUSTER's peer). With
+// Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (a pair kernel's peer). With
 // the default semantics, as CUTLASS's cluster barrier arrives: the same release with .release.cluster spelled out made
 // the cluster build 7-12 % slower than the default build instead of level or faster (session 23's calls 6 and 7; not
 // profiled: likely a cluster-scope fence per tile in the warp that issues the warpgroup's next wgmma).
@@ -301,7 +280,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                                                  const float* __restrict__ kScale = nullptr)
 {
     static_assert(!QK8 || D == 64 || D == 128, "QK8 takes head dims 64 and 128");
-    static_assert(!CLUSTER || (!CHUNKED && !QK8), "HOP_CLUSTER is for the bf16 one-pass kernels");
+    static_assert(!CLUSTER || (!CHUNKED && !QK8), "the pair kernels are bf16 and one pass");
     using L = HopperSmem<D, QK8>;
     extern __shared__ unsigned char smraw[];
     // TMA's 128-byte swizzle and the wgmma descriptors both assume 1024-byte aligned tiles (the host adds 1 KB of slack).
@@ -340,8 +319,8 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (chunk > 0 && jBegin >= jEnd) return;   // finished in an earlier chunk (uniform across the block)
     }
     const int tiles = jEnd - jBegin;
-    // HOP_CLUSTER: this block's rank in its pair (the cluster is 2 blocks along x) and the stages both walk: the longer
-    // of the two key ranges (the peer is the adjacent query tile of the same head).
+    // The pair kernels: this block's rank in its pair (the cluster is 2 blocks along x) and the stages both walk: the
+    // longer of the two key ranges (the peer is the adjacent query tile of the same head).
     const unsigned rank = CLUSTER ? (blockIdx.x & 1u) : 0u;
     const int stages = CLUSTER ? max(tiles, (keyEndOf(gridDim.x - 1 - (blockIdx.x ^ 1u)) + HOP_BN - 1) / HOP_BN) : tiles;
     // Through a shuffle, as wg below, so that ptxas can see the state branches are uniform across the warp.
@@ -739,14 +718,33 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     }
 }
 
-// The entry points per head dim: one pass over all keys, and one chunk of chunkTiles key tiles with its state carried
-// through `state` (one launch per chunk). Both take the same arguments, so the host builds one argument list.
+// The entry points per head dim: one pass over all keys; the same as clusters of two blocks that share their K/V tiles
+// (below); and one chunk of chunkTiles key tiles with its state carried through `state` (one launch per chunk). All
+// take the same arguments, so the host builds one argument list.
+//
+// The pair kernels (apb_attention_hopper_pair_d*; the host's choice, CudaBackend.AttentionPairs, off by default):
+// clusters of 2 blocks, adjacent query tiles of one head, whose producers each load half of a stage's TMA boxes and
+// multicast them into both blocks' shared memory, so the pair asks L2 for half the K/V bytes. Why: a block reads
+// 64 KB of K/V per 128-key tile for 8.4 MFLOP, so at ~660 TFLOP/s the SMs pull ~5 TB/s from L2, and the kernel runs at
+// the board's power limit (bench/results/attention-sustained-20261205). Both blocks walk the pair's longer key range
+// (causal: one tile more for the later query tile; the other only waits for and releases that stage), a stage is
+// refilled only after all four consumer warpgroups of the pair released it (each releases its own block's stage and
+// the peer's), and a producer waits out its last stages before it exits, so no peer arrives on a block that has left.
+// The host launches an even number of blocks along the query tiles for every one-pass call (an empty block when their
+// count is odd: it still loads and releases its half of the pair's stages). Measured on an H100 as the compile-time
+// knob HOP_CLUSTER (the same code; docs/kernels/attention.md, 2026-12-05, session 23; 144 of 144 attention/ GPU tests):
+// non-causal +2.1 to +4.5 % at 16K and 32K, causal +2.5 % at 16K, -2 % at 32K, level at 64K and 128K.
 #define HOP_ENTRIES(D)                                                                                                  \
-extern "C" __global__ void __launch_bounds__(384, 1) HOP_CLUSTER_DIMS                                                   \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
 apb_attention_hopper_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,                 \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
     long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
-{ attention_hopper<D, false, false, HOP_CLUSTER != 0>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
+{ attention_hopper<D, false>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1)                                          \
+apb_attention_hopper_pair_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,            \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
+{ attention_hopper<D, false, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
 extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
 apb_attention_hopper_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,           \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
