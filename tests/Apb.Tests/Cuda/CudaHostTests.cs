@@ -144,28 +144,21 @@ public class CudaHostTests
     [Fact]
     public void AnOverrideFolderReplacesOnlyTheFilesItHolds()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "apb-kernel-sources-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "attention.cu"), "// an edited attention.cu\n");
-            File.WriteAllText(Path.Combine(dir, "bf16.cuh"), "// an edited bf16.cuh\n");
-            File.WriteAllText(Path.Combine(dir, "new_helper.cuh"), "// a header the embedded set lacks\n");
-            Assert.Equal("// an edited attention.cu\n", KernelCompiler.Source("attention.cu", dir));
-            Assert.Equal(KernelCompiler.Source("decode.cu"), KernelCompiler.Source("decode.cu", dir));
-            var headers = KernelCompiler.Headers(dir);
-            Assert.Equal("// an edited bf16.cuh\n", headers.Single(h => h.Name == "bf16.cuh").Text);
-            Assert.Contains(headers, h => h.Name == "new_helper.cuh");
-            Assert.Equal(KernelCompiler.Headers().Count + 1, headers.Length);
-            // The text is in the cache key, so an edited file never reuses the embedded file's cubin.
-            var options = KernelCompiler.Options("sm_90a");
-            Assert.NotEqual(KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu"), KernelCompiler.Headers(), options, "sm_90a", "12.8"),
-                KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu", dir), headers, options, "sm_90a", "12.8"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var tmp = new TempDir();
+        string dir = tmp.Path;
+        File.WriteAllText(tmp.File("attention.cu"), "// an edited attention.cu\n");
+        File.WriteAllText(tmp.File("bf16.cuh"), "// an edited bf16.cuh\n");
+        File.WriteAllText(tmp.File("new_helper.cuh"), "// a header the embedded set lacks\n");
+        Assert.Equal("// an edited attention.cu\n", KernelCompiler.Source("attention.cu", dir));
+        Assert.Equal(KernelCompiler.Source("decode.cu"), KernelCompiler.Source("decode.cu", dir));
+        var headers = KernelCompiler.Headers(dir);
+        Assert.Equal("// an edited bf16.cuh\n", headers.Single(h => h.Name == "bf16.cuh").Text);
+        Assert.Contains(headers, h => h.Name == "new_helper.cuh");
+        Assert.Equal(KernelCompiler.Headers().Count + 1, headers.Length);
+        // The text is in the cache key, so an edited file never reuses the embedded file's cubin.
+        var options = KernelCompiler.Options("sm_90a");
+        Assert.NotEqual(KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu"), KernelCompiler.Headers(), options, "sm_90a", "12.8"),
+            KernelCompiler.CacheKey(KernelCompiler.Source("attention.cu", dir), headers, options, "sm_90a", "12.8"));
     }
 
     /// <summary>
@@ -175,35 +168,27 @@ public class CudaHostTests
     [Fact]
     public void AKernelMissingFromAnOverrideTextIsExplained()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "apb-kernel-sources-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "attention_hopper.cu"), "// an older attention_hopper.cu\n");
-            string why = KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_qk8_chunk_d128", dir)!;
-            Assert.Contains("kernel apb_attention_hopper_qk8_chunk_d128 is not in the module compiled from " + Path.Combine(dir, "attention_hopper.cu"), why);
-            Assert.Contains("older (or other) commit than the binary", why);
-            Assert.Contains("unset APB_KERNEL_SOURCES", why);
-            // A file the folder does not hold was compiled from the embedded text: no override to blame.
-            Assert.Null(KernelCompiler.OverrideMissingKernel("decode.cu", "apb_decode_split_d64", dir));
-            Assert.Null(KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_d128", null));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("attention_hopper.cu"), "// an older attention_hopper.cu\n");
+        string why = KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_qk8_chunk_d128", dir.Path)!;
+        Assert.Contains("kernel apb_attention_hopper_qk8_chunk_d128 is not in the module compiled from " + dir.File("attention_hopper.cu"), why);
+        Assert.Contains("older (or other) commit than the binary", why);
+        Assert.Contains("unset APB_KERNEL_SOURCES", why);
+        // A file the folder does not hold was compiled from the embedded text: no override to blame.
+        Assert.Null(KernelCompiler.OverrideMissingKernel("decode.cu", "apb_decode_split_d64", dir.Path));
+        Assert.Null(KernelCompiler.OverrideMissingKernel("attention_hopper.cu", "apb_attention_hopper_d128", null));
     }
 
     /// <summary>APB_ATTENTION_PAIRS: which one-pass Hopper calls run as pairs of blocks; anything else is refused by name.</summary>
     [Fact]
     public void AttentionPairsAreReadFromTheEnvironmentValue()
     {
-        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs(null));
-        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs(""));
-        Assert.Equal(AttentionPairing.Off, CudaBackend.ParseAttentionPairs("off"));
-        Assert.Equal(AttentionPairing.NonCausal, CudaBackend.ParseAttentionPairs("noncausal"));
-        Assert.Equal(AttentionPairing.All, CudaBackend.ParseAttentionPairs("all"));
-        var e = Assert.Throws<ApbException>(() => CudaBackend.ParseAttentionPairs("1"));
+        Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse(null));
+        Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse(""));
+        Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse("off"));
+        Assert.Equal(AttentionPairing.NonCausal, AttentionPairings.Parse("noncausal"));
+        Assert.Equal(AttentionPairing.All, AttentionPairings.Parse("all"));
+        var e = Assert.Throws<ApbException>(() => AttentionPairings.Parse("1"));
         Assert.Contains("APB_ATTENTION_PAIRS=1: give off, noncausal or all", e.Message);
     }
 

@@ -73,18 +73,7 @@ public sealed unsafe partial class CudaBackend
     /// 16K-32K, causal +2.5 % at 16K, -2 % at 32K, level at 64K-128K; off until the per-call choice itself is timed.
     /// APB_ATTENTION_PAIRS=off|noncausal|all sets it.
     /// </summary>
-    public AttentionPairing AttentionPairs { get; set; } = AttentionPairsFromEnvironment();
-
-    internal static AttentionPairing AttentionPairsFromEnvironment() => ParseAttentionPairs(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
-
-    internal static AttentionPairing ParseAttentionPairs(string? value) => value switch
-    {
-        null or "" or "off" => AttentionPairing.Off,
-        "noncausal" => AttentionPairing.NonCausal,
-        "all" => AttentionPairing.All,
-        _ => throw new ApbException($"APB_ATTENTION_PAIRS={value}: give off, noncausal or all (which one-pass Hopper attention calls run as " +
-                                    "pairs of blocks sharing their K/V tiles), or unset it"),
-    };
+    public AttentionPairing AttentionPairs { get; set; } = AttentionPairings.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
 
     /// <summary>
     /// QK8, off by default (--prefill-attention fp8, or APB_ATTENTION_QK_FP8=1; docs/notes/fp8-attention.md): the Hopper

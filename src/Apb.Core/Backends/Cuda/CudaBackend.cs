@@ -14,6 +14,20 @@ public enum AttentionKernel { Auto, Generic, TensorCore, Hopper, SplitKv }
 /// <summary>Which one-pass calls of the Hopper kernel run as pairs of blocks sharing K/V (<see cref="CudaBackend.AttentionPairs"/>).</summary>
 public enum AttentionPairing { Off, NonCausal, All }
 
+/// <summary>APB_ATTENTION_PAIRS's values, as <see cref="AttentionKernels"/> reads APB_ATTENTION.</summary>
+public static class AttentionPairings
+{
+    /// <summary>off (or unset), noncausal, all; anything else is refused by name (a typo must not time the wrong kernel).</summary>
+    public static AttentionPairing Parse(string? value) => value switch
+    {
+        null or "" or "off" => AttentionPairing.Off,
+        "noncausal" => AttentionPairing.NonCausal,
+        "all" => AttentionPairing.All,
+        _ => throw new ApbException($"APB_ATTENTION_PAIRS={value}: give off, noncausal or all (which one-pass Hopper attention calls run as " +
+                                    "pairs of blocks sharing their K/V tiles), or unset it"),
+    };
+}
+
 /// <summary>The attention kernels' names in reports and in APB_ATTENTION (one table, so they cannot drift apart).</summary>
 public static class AttentionKernels
 {

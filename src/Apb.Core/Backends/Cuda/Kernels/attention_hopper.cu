@@ -106,8 +106,9 @@ __device__ __forceinline__ void mbar_arrive(unsigned bar)
 
 // Arrives on the barrier at the same shared-memory offset in block `rank` of this cluster (a pair kernel's peer). With
 // the default semantics, as CUTLASS's cluster barrier arrives: the same release with .release.cluster spelled out made
-// the cluster build 7-12 % slower than the default build instead of level or faster (session 23's calls 6 and 7; not
-// profiled: likely a cluster-scope fence per tile in the warp that issues the warpgroup's next wgmma).
+// the cluster build 7-12 % slower than the default build instead of level or faster (bench/results/
+// attention-cluster-20261205, calls 6 and 7; not profiled: likely a cluster-scope fence per tile in the warp that
+// issues the warpgroup's next wgmma).
 __device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned rank)
 {
     unsigned remote;
