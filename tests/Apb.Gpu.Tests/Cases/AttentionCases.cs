@@ -116,26 +116,30 @@ public static class AttentionCases
     }
 
     /// <summary>
-    /// The Hopper kernel as pairs of blocks sharing their K/V tiles (apb_attention_hopper_pair_d*, every one-pass call:
-    /// <see cref="CudaBackend.AttentionPairs"/> All): an odd count of query tiles pairs the longest tile with the host's
+    /// The Hopper kernel's one-pass calls both ways, whatever <see cref="CudaBackend.AttentionPairs"/> defaults to (the
+    /// main check above runs the default): as single blocks (Off) and as pairs of blocks sharing their K/V tiles
+    /// (apb_attention_hopper_pair_d*, All). As pairs, an odd count of query tiles pairs the longest tile with the host's
     /// empty block, and a causal pair walks the longer tile's keys.
     /// </summary>
     static void CheckPairs(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int heads, int kv,
         int d, AttentionMask mask)
     {
-        var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
-        var was = c.Gpu.AttentionPairs;
-        try
+        foreach (var (pairing, name) in new[] { (AttentionPairing.Off, "hopper, single blocks"), (AttentionPairing.All, "hopper, pairs of blocks sharing K/V") })
         {
-            c.Gpu.AttentionPairs = AttentionPairing.All;
-            c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+            var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
+            var was = c.Gpu.AttentionPairs;
+            try
+            {
+                c.Gpu.AttentionPairs = pairing;
+                c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
+            }
+            finally
+            {
+                c.Gpu.AttentionPairs = was;
+            }
+            c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
+            c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
         }
-        finally
-        {
-            c.Gpu.AttentionPairs = was;
-        }
-        c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, "hopper, pairs of blocks sharing K/V");
-        c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, "hopper, pairs of blocks sharing K/V");
     }
 
     /// <summary><paramref name="call"/> on the Hopper kernel in chunks of 256 keys, causal calls too, one GQA group of heads at a time.</summary>

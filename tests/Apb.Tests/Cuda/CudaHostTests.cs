@@ -183,8 +183,8 @@ public class CudaHostTests
     [Fact]
     public void AttentionPairsAreReadFromTheEnvironmentValue()
     {
-        Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse(null));
-        Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse(""));
+        Assert.Equal(AttentionPairing.NonCausal, AttentionPairings.Parse(null));
+        Assert.Equal(AttentionPairing.NonCausal, AttentionPairings.Parse(""));
         Assert.Equal(AttentionPairing.Off, AttentionPairings.Parse("off"));
         Assert.Equal(AttentionPairing.NonCausal, AttentionPairings.Parse("noncausal"));
         Assert.Equal(AttentionPairing.All, AttentionPairings.Parse("all"));

@@ -68,10 +68,11 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Which one-pass bf16 calls of the Hopper kernel run as pairs of blocks sharing their K/V tiles
-    /// (apb_attention_hopper_pair_d*, the kernel file says how): none (the default), the non-causal ones, or all.
-    /// Measured as the compile-time knob it replaces (docs/kernels/attention.md, session 23): non-causal +2-4.5 % at
-    /// 16K-32K, causal +2.5 % at 16K, -2 % at 32K, level at 64K-128K; off until the per-call choice itself is timed.
-    /// APB_ATTENTION_PAIRS=off|noncausal|all sets it.
+    /// (apb_attention_hopper_pair_d*, the kernel file says how): none, the non-causal ones (the default), or all.
+    /// Measured per call on an H100, both orders (docs/kernels/attention.md, session 24): non-causal one pass (up to 32K
+    /// keys) +1.7 to +3.7 % at 16K-32K; causal -3.6 to +2.4 % at 16K and 32K (noise either side), level at 64K-128K. So
+    /// the non-causal calls (ring's and zigzag's off-diagonal blocks, APB's anchor and passing keys) take pairs and the
+    /// causal ones do not. APB_ATTENTION_PAIRS=off|noncausal|all sets it.
     /// </summary>
     public AttentionPairing AttentionPairs { get; set; } = AttentionPairings.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
 

@@ -17,14 +17,14 @@ public enum AttentionPairing { Off, NonCausal, All }
 /// <summary>APB_ATTENTION_PAIRS's values, as <see cref="AttentionKernels"/> reads APB_ATTENTION.</summary>
 public static class AttentionPairings
 {
-    /// <summary>off (or unset), noncausal, all; anything else is refused by name (a typo must not time the wrong kernel).</summary>
+    /// <summary>off, noncausal (or unset: the default), all; anything else is refused by name (a typo must not time the wrong kernel).</summary>
     public static AttentionPairing Parse(string? value) => value switch
     {
-        null or "" or "off" => AttentionPairing.Off,
-        "noncausal" => AttentionPairing.NonCausal,
+        "off" => AttentionPairing.Off,
+        null or "" or "noncausal" => AttentionPairing.NonCausal,
         "all" => AttentionPairing.All,
         _ => throw new ApbException($"APB_ATTENTION_PAIRS={value}: give off, noncausal or all (which one-pass Hopper attention calls run as " +
-                                    "pairs of blocks sharing their K/V tiles), or unset it"),
+                                    "pairs of blocks sharing their K/V tiles), or unset it for the default, noncausal"),
     };
 }
 
