@@ -7,8 +7,9 @@ namespace Apb.Bench.Kernels;
 /// <summary>
 /// The prefill attention kernels (Kernels/attention.cu, attention_hopper.cu) at the Llama-3.1-8B shape: 32 query / 8 KV
 /// heads, d 128, causal (bottom-right) and full, each variant: hopper (wgmma + TMA, sm_90), mma (mma.sync), generic;
-/// hopper-qk8 (the Hopper kernel with S in e4m3, <see cref="CudaBackend.AttentionQkFp8"/>) and hopper-pairs (pairs of
-/// blocks sharing K/V, <see cref="CudaBackend.AttentionPairs"/>) when asked for by name.
+/// hopper-qk8 (the Hopper kernel with S in e4m3, <see cref="CudaBackend.AttentionQkFp8"/>), hopper-pairs (pairs of
+/// blocks sharing K/V, <see cref="CudaBackend.AttentionPairs"/>) and hopper-persistent (one block per SM taking items,
+/// <see cref="CudaBackend.AttentionPersistent"/>) when asked for by name.
 /// FLOPs by FlashAttention's convention: 4 d heads per visible (query, key) pair, N^2 / 2 pairs when causal.
 /// </summary>
 public sealed class AttentionHarness : KernelHarness
@@ -25,36 +26,39 @@ public sealed class AttentionHarness : KernelHarness
     public override string SizeMeaning => "N: query rows and keys (keys + --extra-keys)";
     public override int[] DefaultSizes => [16384, 65536, 131072];
 
-    const string Qk8 = "hopper-qk8", Pairs = "hopper-pairs";
+    const string Qk8 = "hopper-qk8", Pairs = "hopper-pairs", Persistent = "hopper-persistent";
 
     static AttentionKernel Kernel(CudaBackend gpu, string variant) => variant switch
     {
         "auto" => gpu.AttentionKernel,
-        Qk8 or Pairs => AttentionKernel.Hopper,
+        Qk8 or Pairs or Persistent => AttentionKernel.Hopper,
         _ => AttentionKernels.Parse(variant),
     };
 
     string[] Variants(KernelBenchContext ctx)
     {
         string[] all = ctx.Gpu.HopperAttentionAvailable ? ["hopper", "mma", "generic"] : ["mma", "generic"];
-        return Pick(ctx, ["auto", .. all, .. ctx.Gpu.HopperAttentionAvailable ? new[] { Qk8, Pairs } : []], all);
+        return Pick(ctx, ["auto", .. all, .. ctx.Gpu.HopperAttentionAvailable ? new[] { Qk8, Pairs, Persistent } : []], all);
     }
 
     /// <summary>
     /// Runs <paramref name="work"/> with the variant's kernel: hopper-qk8 with S in e4m3 (chunked calls included, through
     /// <see cref="CudaBackend.Qk8Chunks"/>), hopper-pairs as pairs of blocks sharing K/V for every one-pass call
-    /// (<see cref="CudaBackend.AttentionPairs"/>), hopper in bf16 as single blocks whatever APB_ATTENTION_QK_FP8 and
-    /// APB_ATTENTION_PAIRS say (so that one call times all three), auto as the backend is set.
+    /// (<see cref="CudaBackend.AttentionPairs"/>), hopper-persistent on the persistent grid for every one-pass call
+    /// (<see cref="CudaBackend.AttentionPersistent"/>), hopper in bf16 as single blocks on the plain grid whatever
+    /// APB_ATTENTION_QK_FP8, APB_ATTENTION_PAIRS and APB_ATTENTION_PERSISTENT say (so that one call times them all),
+    /// auto as the backend is set.
     /// </summary>
     static void With(KernelBenchContext ctx, string variant, Action work)
     {
-        bool was = ctx.Gpu.AttentionQkFp8, wasChunks = ctx.Gpu.Qk8Chunks;
+        bool was = ctx.Gpu.AttentionQkFp8, wasChunks = ctx.Gpu.Qk8Chunks, wasPersistent = ctx.Gpu.AttentionPersistent;
         var wasPairs = ctx.Gpu.AttentionPairs;
         try
         {
-            ctx.Gpu.AttentionQkFp8 = variant switch { Qk8 => true, "hopper" or Pairs => false, _ => was };
+            ctx.Gpu.AttentionQkFp8 = variant switch { Qk8 => true, "hopper" or Pairs or Persistent => false, _ => was };
             ctx.Gpu.Qk8Chunks = variant == Qk8 || wasChunks;
-            ctx.Gpu.AttentionPairs = variant switch { Pairs => AttentionPairing.All, "hopper" => AttentionPairing.Off, _ => wasPairs };
+            ctx.Gpu.AttentionPairs = variant switch { Pairs => AttentionPairing.All, "hopper" or Persistent => AttentionPairing.Off, _ => wasPairs };
+            ctx.Gpu.AttentionPersistent = variant switch { Persistent => true, "hopper" or Pairs => false, _ => wasPersistent };
             ctx.WithKernel(Kernel(ctx.Gpu, variant), work);
         }
         finally
@@ -62,6 +66,7 @@ public sealed class AttentionHarness : KernelHarness
             ctx.Gpu.AttentionQkFp8 = was;
             ctx.Gpu.Qk8Chunks = wasChunks;
             ctx.Gpu.AttentionPairs = wasPairs;
+            ctx.Gpu.AttentionPersistent = wasPersistent;
         }
     }
 

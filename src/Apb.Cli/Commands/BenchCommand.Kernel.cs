@@ -43,7 +43,7 @@ static partial class BenchCommand
         };
         var output = new Option<string?>("--out", "-o") { Description = "write the results as JSON to this file" };
         var device = new Option<string>("--device") { Description = "the GPU: cuda or cuda:N (cpu-attention and cpu-matmul run on the CPU)", DefaultValueFactory = _ => "cuda" };
-        var variants = new Option<string?>("--variants") { Description = "attention: auto (APB_ATTENTION or the backend's pick), hopper, mma, generic, and by name hopper-qk8 (S in e4m3), hopper-pairs (pairs of blocks sharing K/V); decode: split-kv (the backend's pick), split-kv2, split-kv2pf, split-kv3 (tensor cores), split-kv1, mma, and each split-kv name + -fp8 for an fp8 cache (default: split-kv, split-kv1, mma, split-kv-fp8)" };
+        var variants = new Option<string?>("--variants") { Description = "attention: auto (APB_ATTENTION or the backend's pick), hopper, mma, generic, and by name hopper-qk8 (S in e4m3), hopper-pairs (pairs of blocks sharing K/V), hopper-persistent (one block per SM taking items); decode: split-kv (the backend's pick), split-kv2, split-kv2pf, split-kv3 (tensor cores), split-kv1, mma, and each split-kv name + -fp8 for an fp8 cache (default: split-kv, split-kv1, mma, split-kv-fp8)" };
         var mask = new Option<string>("--mask") { Description = "attention: causal, none, or both", DefaultValueFactory = _ => "both" };
         var extraKeys = new Option<int>("--extra-keys") { Description = "attention: keys beyond the N query rows (APB's passing block: Tk = N + this)", DefaultValueFactory = _ => 0 };
         foreach (var o in new Option[] { lengths, repeats, warmupMs, output, device, variants, mask, extraKeys }) cmd.Options.Add(o);

@@ -59,7 +59,7 @@ public static class AttentionCases
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);
             if (kernel == AttentionKernel.Hopper) CheckChunked(c, r, gq, gk, gv, tq, heads, kv, d, mask);
-            if (kernel == AttentionKernel.Hopper) CheckPairs(c, r, gq, gk, gv, tq, heads, kv, d, mask);
+            if (kernel == AttentionKernel.Hopper) CheckLaunchForms(c, r, gq, gk, gv, tq, heads, kv, d, mask);
             if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: false);
             if (kernel == AttentionKernel.Hopper) CheckQk8(c, r, gq, gk, gv, tq, tk, heads, kv, d, causal, chunked: true);
         }
@@ -116,26 +116,41 @@ public static class AttentionCases
     }
 
     /// <summary>
-    /// The Hopper kernel's one-pass calls both ways, whatever <see cref="CudaBackend.AttentionPairs"/> defaults to (the
-    /// main check above runs the default): as single blocks (Off) and as pairs of blocks sharing their K/V tiles
-    /// (apb_attention_hopper_pair_d*, All). As pairs, an odd count of query tiles pairs the longest tile with the host's
-    /// empty block, and a causal pair walks the longer tile's keys.
+    /// The Hopper kernel's one-pass calls in each launch form, whatever <see cref="CudaBackend.AttentionPairs"/> and
+    /// <see cref="CudaBackend.AttentionPersistent"/> default to (the main check above runs the defaults): single blocks
+    /// on the plain grid; pairs of blocks sharing their K/V tiles (apb_attention_hopper_pair_d*: an odd count of query
+    /// tiles pairs the longest tile with the host's empty block, and a causal pair walks the longer tile's keys); and the
+    /// persistent grid (apb_attention_hopper_persistent_d*: one block per SM taking items), as launched and on 3 blocks,
+    /// where each block walks many items of different heads and lengths (some with no keys at all) through one K/V ring.
     /// </summary>
-    static void CheckPairs(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int heads, int kv,
+    static void CheckLaunchForms(GpuCheck c, AttentionReference r, CudaTensor gq, CudaTensor gk, CudaTensor gv, int tq, int heads, int kv,
         int d, AttentionMask mask)
     {
-        foreach (var (pairing, name) in new[] { (AttentionPairing.Off, "hopper, single blocks"), (AttentionPairing.All, "hopper, pairs of blocks sharing K/V") })
+        var forms = new[]
+        {
+            (AttentionPairing.Off, false, 0, "hopper, single blocks"),
+            (AttentionPairing.All, false, 0, "hopper, pairs of blocks sharing K/V"),
+            (AttentionPairing.Off, true, 0, "hopper, persistent grid"),
+            (AttentionPairing.Off, true, 3, "hopper, persistent grid of 3 blocks"),
+        };
+        foreach (var (pairing, persistent, blocks, name) in forms)
         {
             var go = c.Poisoned(tq, heads * d); var gl = c.Poisoned(tq, heads, CudaDType.F32);
             var was = c.Gpu.AttentionPairs;
+            bool wasPersistent = c.Gpu.AttentionPersistent;
+            int wasBlocks = c.Gpu.AttentionPersistentBlocks;
             try
             {
                 c.Gpu.AttentionPairs = pairing;
+                c.Gpu.AttentionPersistent = persistent;
+                c.Gpu.AttentionPersistentBlocks = blocks;
                 c.WithKernel(AttentionKernel.Hopper, () => c.Gpu.Attention(gq, gk, gv, heads, kv, mask, go, gl));
             }
             finally
             {
                 c.Gpu.AttentionPairs = was;
+                c.Gpu.AttentionPersistent = wasPersistent;
+                c.Gpu.AttentionPersistentBlocks = wasBlocks;
             }
             c.Compare("out", Down(c.Gpu, go), r.RefO, r.OutLimit, name);
             c.CompareLse("lse", Down(c.Gpu, gl), r.RefL, r.LseLimit, name);

@@ -192,13 +192,14 @@ public class CudaHostTests
         Assert.Contains("APB_ATTENTION_PAIRS=1: give off, noncausal or all", e.Message);
     }
 
-    /// <summary>The pair kernels are in the embedded Hopper source for both head dims, each a cluster of 2 blocks.</summary>
+    /// <summary>The pair kernels (each a cluster of 2 blocks) and the persistent ones are in the embedded Hopper source for both head dims.</summary>
     [Fact]
     public void ThePairKernelsAreBuiltWithTheHopperKernels()
     {
         string hopper = KernelCompiler.Source("attention_hopper.cu");
         Assert.Contains("__cluster_dims__(2, 1, 1)", hopper);
         Assert.Contains("\napb_attention_hopper_pair_d##D(", hopper);
+        Assert.Contains("\napb_attention_hopper_persistent_d##D(", hopper);
         Assert.Contains("HOP_ENTRIES(64)", hopper);
         Assert.Contains("HOP_ENTRIES(128)", hopper);
     }

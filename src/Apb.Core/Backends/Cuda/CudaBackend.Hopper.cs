@@ -77,6 +77,19 @@ public sealed unsafe partial class CudaBackend
     public AttentionPairing AttentionPairs { get; set; } = AttentionPairings.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
 
     /// <summary>
+    /// Whether the one-pass bf16 calls that do not run as pairs run on a persistent grid (apb_attention_hopper_persistent_d*:
+    /// one block per SM taking (query tile, head) items from a counter, loading the next item's Q and first K/V stages
+    /// under the last tiles of the current one). Why: ncu on an H100 found 16K causal with the tensor pipe busy 79 % of
+    /// the cycles against 85 % at 64K, ~3 points of it SMs between blocks and ~5 each block's fill and drain
+    /// (docs/kernels/attention.md, session 24). Off until timed; APB_ATTENTION_PERSISTENT=1 sets it.
+    /// </summary>
+    public bool AttentionPersistent { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_PERSISTENT") == "1";
+
+    /// <summary>The most blocks a persistent call launches; 0 (the default): one per SM. The GPU tests set a few, so that
+    /// every block walks many items through one K/V ring even in a small call.</summary>
+    public int AttentionPersistentBlocks { get; set; }
+
+    /// <summary>
     /// QK8, off by default (--prefill-attention fp8, or APB_ATTENTION_QK_FP8=1; docs/notes/fp8-attention.md): the Hopper
     /// kernel's one-pass calls at head dims 64 and 128 compute S = Q K^T in e4m3, q with a scale per (row, head) and k
     /// per (128-key tile, KV head), P V still in bf16. Chunked calls take QK8 too only with <see cref="Qk8Chunks"/>;
@@ -126,10 +139,11 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Bytes of dynamic shared memory: Q tile + 3 stages x (K tile + Vt tile) + 1 KB of ones (used by the kernel's
-    /// HOP_ROWSUM_MMA variant) + 7 mbarriers + 1 KB to align to 1024. At d 128: 231,480 of the 232,448 a block may have.
+    /// HOP_ROWSUM_MMA variant) + 8 mbarriers and the persistent kernel's item slot (8 bytes each) + 1 KB to align to
+    /// 1024. At d 128: 231,496 of the 232,448 a block may have.
     /// </summary>
     static uint HopperSharedBytes(int d, bool qk8 = false) =>
-        (uint)(d * 128 * (qk8 ? 1 : 2) + 3 * (d * 128 * (qk8 ? 1 : 2) + 128 * d * 2) + 1024 + 8 * 7 + 1024);
+        (uint)(d * 128 * (qk8 ? 1 : 2) + 3 * (d * 128 * (qk8 ? 1 : 2) + 128 * d * 2) + 1024 + 8 * 9 + 1024);
 
     void AttentionHopper(ulong qp, ulong kp, ulong vp, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads, int kvHeads,
                          int d, long qStride, long kStride, long oStride, float scale, int causal)
@@ -174,6 +188,11 @@ public sealed unsafe partial class CudaBackend
                 // An even count of blocks along x for either kernel: the pair kernel's clusters must divide the grid (the
                 // extra block has no rows; it loads and releases its half of the pair's stages), and the plain kernel's
                 // extra block leaves at once.
+                if (!pairs && AttentionPersistent)
+                {
+                    LaunchPersistent(d, smem, mq, mk, mv, op, lp, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, qTiles);
+                    return;
+                }
                 uint gridX = (uint)(qTiles + (qTiles & 1));
                 Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, (gridX, (uint)heads, 1), 384, smem, args);
                 return;
@@ -187,6 +206,30 @@ public sealed unsafe partial class CudaBackend
         finally
         {
             Pool.Return(vt); // stream-ordered: a later renter's work queues behind this kernel
+        }
+    }
+
+    /// <summary>
+    /// The persistent one-pass kernel: as many blocks as the GPU has SMs (one fits an SM), or as there are items, taking
+    /// the qTiles x heads items from a counter zeroed here on the stream.
+    /// </summary>
+    void LaunchPersistent(int d, uint smem, byte* mq, byte* mk, byte* mv, ulong op, ulong lp, int lseF32, int Tq, int Tk, int heads,
+                          int kvHeads, long oStride, float scale, int causal, int qTiles)
+    {
+        long items = (long)qTiles * heads;
+        ulong next = Pool.Rent(4, "attention (persistent item counter)");
+        try
+        {
+            Driver.Check(Driver.cuMemsetD32Async(next, 0, 1, Context.Stream), "cuMemsetD32Async(attention item counter)");
+            void** args = stackalloc void*[] { mq, mk, mv, &op, &lp, &lseF32, &Tq, &Tk, &heads, &kvHeads, &oStride, &scale, &causal, &next };
+            string fn = "apb_attention_hopper_persistent_d" + d;
+            int blocks = AttentionPersistentBlocks > 0 ? AttentionPersistentBlocks : Context.Device.Multiprocessors;
+            uint grid = (uint)Math.Min(items, blocks);
+            Context.Launch(KernelWithSmem(HopperFile, fn, smem), fn, (grid, 1, 1), 384, smem, args);
+        }
+        finally
+        {
+            Pool.Return(next); // stream-ordered, as vt
         }
     }
 

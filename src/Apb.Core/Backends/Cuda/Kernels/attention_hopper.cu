@@ -264,8 +264,10 @@ struct HopperSmem
     // With HOP_ROWSUM_MMA, 8 rows of 64 bf16 ones (the row sums' B operand; 1024-aligned like every tile). The host
     // reserves the 1 KB either way (HopperSharedBytes), so the variant needs no host change.
     static constexpr unsigned Ones = QBytes + HOP_STAGES * StageBytes;
-    static constexpr unsigned Barriers = Ones + (HOP_ROWSUM_MMA ? 1024 : 0); // qFull, full[STAGES], empty[STAGES]
-    static constexpr unsigned Total = Barriers + 8 * (1 + 2 * HOP_STAGES);
+    // qFull, full[STAGES], empty[STAGES], then the persistent kernel's qEmpty and its item slot (8 bytes each; the host
+    // reserves them for every kernel, HopperSharedBytes)
+    static constexpr unsigned Barriers = Ones + (HOP_ROWSUM_MMA ? 1024 : 0);
+    static constexpr unsigned Total = Barriers + 8 * (3 + 2 * HOP_STAGES);
 };
 
 // QK8 (apb_attention_hopper_qk8_d*): S = Q K^T in e4m3 from codes made by apb_qk8_quantize_rows (q: a scale per
@@ -273,15 +275,24 @@ struct HopperSmem
 // [tiles][kvHeads]); P V stays bf16. Each row's maximum is then kept in log2 units of the scaled scores (the factor
 // changes with the tile's key scale), and so is a chunk's carried state (apb_attention_hopper_qk8_chunk_d*, the host's
 // choice as for bf16; the merge below reads its maxima in their own unit). docs/notes/fp8-attention.md.
-template <int D, bool CHUNKED, bool QK8 = false, bool CLUSTER = false>
+//
+// PERSISTENT (apb_attention_hopper_persistent_d*): one block per SM walks (query tile, head) items until none is left,
+// taking each from the global counter `next` (zeroed by the host before the launch): the items in the order a
+// plain grid runs its blocks (head by head, the longest causal tiles first), so a block that finishes early takes the
+// next long item and the last ones are short. The producer takes the next item as soon as the consumers hold the
+// current Q in registers (qEmpty), writes its index into the item slot and loads its Q and first K/V stages while the
+// consumers are still on the last tiles and the epilogue of the current one; the consumers read the index after qFull.
+// The K/V ring runs on across items (stage and parity from the count of stages walked so far). -1 in the slot: done.
+template <int D, bool CHUNKED, bool QK8 = false, bool CLUSTER = false, bool PERSISTENT = false>
 __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const TensorMap* tmK, const TensorMap* tmV,
                                                  bf16* __restrict__ o, void* lse, int lseF32, int Tq, int Tk, int heads,
                                                  int kvHeads, long oStride, float scale, int causal, int h0, int chunkTiles,
                                                  int chunk, float* __restrict__ state, const float* __restrict__ qScale = nullptr,
-                                                 const float* __restrict__ kScale = nullptr)
+                                                 const float* __restrict__ kScale = nullptr, int* __restrict__ next = nullptr)
 {
     static_assert(!QK8 || D == 64 || D == 128, "QK8 takes head dims 64 and 128");
     static_assert(!CLUSTER || (!CHUNKED && !QK8), "the pair kernels are bf16 and one pass");
+    static_assert(!PERSISTENT || (!CHUNKED && !QK8 && !CLUSTER), "the persistent kernel is bf16 and one pass");
     using L = HopperSmem<D, QK8>;
     extern __shared__ unsigned char smraw[];
     // TMA's 128-byte swizzle and the wgmma descriptors both assume 1024-byte aligned tiles (the host adds 1 KB of slack).
@@ -289,16 +300,20 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const unsigned qFull = base + L::Barriers;
     auto full = [&](int s) { return base + L::Barriers + 8u * (1 + s); };
     auto empty = [&](int s) { return base + L::Barriers + 8u * (1 + HOP_STAGES + s); };
+    const unsigned qEmpty = base + L::Barriers + 8u * (1 + 2 * HOP_STAGES), itemSlot = qEmpty + 8u;
     auto kTile = [&](int s) { return base + L::QBytes + (unsigned)s * L::StageBytes; };
     auto vTile = [&](int s) { return kTile(s) + L::KBytes; };
 
     // The warpgroup index through a shuffle: ptxas then knows it is uniform across the warp, so the role branches and the
     // loops below are not "divergent paths" around wgmma (where it would serialize every wgmma: warning C7518).
     const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
-    const int qb = gridDim.x - 1 - blockIdx.x;   // the longest causal rows first: they set the grid's tail
-    const int h = h0 + blockIdx.y, kh = h / (heads / kvHeads);
+    // The block's (query tile, head): the longest causal rows first, they set the grid's tail. The persistent kernel
+    // sets these per item (below); every other kernel has one item, its block's.
+    int qb = gridDim.x - 1 - blockIdx.x;
+    int h = h0 + blockIdx.y, kh = h / (heads / kvHeads);
     const int shift = Tk - Tq;
-    const int m0 = qb * HOP_BM;
+    int m0 = qb * HOP_BM;
+    const int qTilesAll = (Tq + HOP_BM - 1) / HOP_BM, items = qTilesAll * heads;   // the persistent kernel's items
 
     // Keys a query tile needs: up to the causal limit of its last row (all of Tk without a mask); none for a tile past
     // the last row (the block the host adds to make the grid even).
@@ -308,7 +323,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         if (!causal) return Tk;
         return max(0, min(Tk, min(first + HOP_BM - 1, Tq - 1) + shift + 1));
     };
-    const int keyEnd = keyEndOf(qb);
+    int keyEnd = keyEndOf(qb);
     // A chunked launch (chunkTiles > 0) takes key tiles [jBegin, jEnd) of the block's: it resumes the online softmax
     // from the state a launch before it stored, and stores it again unless the block's last tile is in this chunk.
     const int allTiles = (keyEnd + HOP_BN - 1) / HOP_BN;
@@ -319,11 +334,11 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         jEnd = min(allTiles, jBegin + chunkTiles);
         if (chunk > 0 && jBegin >= jEnd) return;   // finished in an earlier chunk (uniform across the block)
     }
-    const int tiles = jEnd - jBegin;
+    int tiles = jEnd - jBegin;
     // The pair kernels: this block's rank in its pair (the cluster is 2 blocks along x) and the stages both walk: the
     // longer of the two key ranges (the peer is the adjacent query tile of the same head).
     const unsigned rank = CLUSTER ? (blockIdx.x & 1u) : 0u;
-    const int stages = CLUSTER ? max(tiles, (keyEndOf(gridDim.x - 1 - (blockIdx.x ^ 1u)) + HOP_BN - 1) / HOP_BN) : tiles;
+    int stages = CLUSTER ? max(tiles, (keyEndOf(gridDim.x - 1 - (blockIdx.x ^ 1u)) + HOP_BN - 1) / HOP_BN) : tiles;
     // Through a shuffle, as wg below, so that ptxas can see the state branches are uniform across the warp.
     const bool resume = CHUNKED && __shfl_sync(0xffffffffu, jBegin, 0) > 0;
     const bool lastChunk = !CHUNKED || __shfl_sync(0xffffffffu, jEnd == allTiles ? 1 : 0, 0) != 0;
@@ -339,6 +354,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     {
         mbar_init(qFull, 1);
         for (int s = 0; s < HOP_STAGES; s++) { mbar_init(full(s), 1); mbar_init(empty(s), CLUSTER ? 4 : 2); }
+        if constexpr (PERSISTENT) mbar_init(qEmpty, 256);   // every consumer thread, once it is done with Q
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     // With a peer, its barriers must be initialized before this block's copies or arrivals reach them.
@@ -351,6 +367,39 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     {
         // Producer. All four warps lower their register budget (setmaxnreg is warpgroup-wide); one thread issues.
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+        if constexpr (PERSISTENT)
+        {
+            if (threadIdx.x == 0)
+            {
+                unsigned walked = 0;   // stages of earlier items: the ring's position
+                for (int i = 0;; i++)
+                {
+                    if (i > 0) mbar_wait(qEmpty, (i - 1) & 1);   // the consumers hold the last item's Q in registers
+                    const int w = atomicAdd(next, 1);
+                    asm volatile("st.shared.s32 [%0], %1;\n" :: "r"(itemSlot), "r"(w < items ? w : -1) : "memory");
+                    if (w >= items) { mbar_arrive(qFull); break; }   // the arrival releases the slot's -1
+                    const int iq = qTilesAll - 1 - w % qTilesAll, ih = w / qTilesAll, ikh = ih / (heads / kvHeads);
+                    const int n = (keyEndOf(iq) + HOP_BN - 1) / HOP_BN;
+                    if (n > 0)
+                    {
+                        mbar_expect_tx(qFull, L::QBytes);
+                        for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, ih * D + c * 64, iq * HOP_BM, qFull);
+                    }
+                    else mbar_arrive(qFull);   // no keys: the rows' output is zero, and there is no Q to load
+                    for (int jj = 0; jj < n; jj++)
+                    {
+                        const unsigned q = walked + (unsigned)jj;
+                        const int s = (int)(q % HOP_STAGES);
+                        if (q >= HOP_STAGES) mbar_wait(empty(s), ((q / HOP_STAGES) - 1) & 1);
+                        mbar_expect_tx(full(s), L::StageBytes);
+                        for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, ikh * D + c * 64, jj * HOP_BN, full(s));
+                        for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, jj * HOP_BN + c * 64, ikh * D, full(s));
+                    }
+                    walked += (unsigned)n;
+                }
+            }
+            return;
+        }
         if (threadIdx.x == 0 && stages > 0) // no copy may still be in flight when the block exits
         {
             if (tiles > 0)
@@ -398,6 +447,22 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
     const int cw = wg - 1;                              // consumer warpgroup: rows m0 + 64 cw ...
     const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    // The persistent kernel's items, one per pass; every other kernel runs the body once. walked: the K/V ring's
+    // position (stages of earlier items; 0 for one item, so those kernels index the ring as before).
+    unsigned walked = 0;
+    for (int item = 0;; item++)
+    {
+    if constexpr (PERSISTENT)
+    {
+        mbar_wait(qFull, item & 1);
+        int w;
+        asm volatile("ld.shared.s32 %0, [%1];\n" : "=r"(w) : "r"(itemSlot) : "memory");
+        w = __shfl_sync(0xffffffffu, w, 0);   // uniform, as ptxas must see it around wgmma
+        if (w < 0) break;
+        qb = qTilesAll - 1 - w % qTilesAll; h = w / qTilesAll; kh = h / (heads / kvHeads); m0 = qb * HOP_BM;
+        keyEnd = keyEndOf(qb);
+        tiles = stages = (keyEnd + HOP_BN - 1) / HOP_BN;
+    }
     const int wgRow0 = m0 + cw * 64;
     const int rA = wgRow0 + warp * 16 + g, rB = rA + 8;
     // This warpgroup's own key range: its last row's causal limit (it still takes part in every stage's release).
@@ -588,19 +653,26 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     };
     // This warpgroup's tiles are a prefix of the launch's (causal: the other consumer may have one more).
     const int mine = max(0, min(tiles, myTiles - jBegin));
-    if (tiles > 0) mbar_wait(qFull, 0);
+    if (!PERSISTENT && tiles > 0) mbar_wait(qFull, 0);
+    // The ring position of this item's tile jj: stage and phase parity.
+    auto stageOf = [&](int jj) { return (int)((walked + (unsigned)jj) % HOP_STAGES); };
+    auto parityOf = [&](int jj) { return ((walked + (unsigned)jj) / HOP_STAGES) & 1u; };
+    if constexpr (PERSISTENT)
+        if (mine <= 0) mbar_arrive(qEmpty);   // no Q to read: the producer may load the next
     if (mine > 0)
     {
 #if HOP_Q_REGS
         if constexpr (!QK8) loadQ();
+        if constexpr (PERSISTENT) mbar_arrive(qEmpty);   // this thread's Q is in registers
 #endif
         {
             float sacc[HOP_BN / 8][4];
             const float sk = keyScale(jBegin);
-            mbar_wait(full(0), 0);
+            const int s0 = stageOf(0);
+            mbar_wait(full(s0), parityOf(0));
             fence_acc(sacc);
             wgmma_fence();
-            issueS(sacc, 0);
+            issueS(sacc, s0);
             wgmma_wait0();
             fence_acc(sacc);
             // O is still zero: nothing to rescale
@@ -609,10 +681,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         for (int jj = 1; jj < mine; jj++)
         {
-            const int s = jj % HOP_STAGES, ps = (jj - 1) % HOP_STAGES;
+            const int s = stageOf(jj), ps = stageOf(jj - 1);
             float sacc[HOP_BN / 8][4];
             const float sk = keyScale(jBegin + jj);
-            mbar_wait(full(s), (jj / HOP_STAGES) & 1);
+            mbar_wait(full(s), parityOf(jj));
             fence_acc(sacc);
             fence_acc(oacc);
 #if HOP_ROWSUM_MMA
@@ -640,7 +712,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
             }
             pack(sacc);
         }
-        const int ls = (mine - 1) % HOP_STAGES;
+        const int ls = stageOf(mine - 1);
         fence_acc(oacc);
 #if HOP_ROWSUM_MMA
         fence_acc(lacc);
@@ -653,13 +725,16 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         fence_acc(lacc);
 #endif
         if (tid == 0) release(ls);
+#if !HOP_Q_REGS
+        if constexpr (PERSISTENT) mbar_arrive(qEmpty);   // the last S has read Q
+#endif
     }
     // Tiles past this warpgroup's causal range: it still releases every stage (the producer waits for both consumers;
     // with a peer, for the pair's longer range).
     for (int jj = mine; jj < stages; jj++)
     {
-        const int s = jj % HOP_STAGES;
-        mbar_wait(full(s), (jj / HOP_STAGES) & 1);
+        const int s = stageOf(jj);
+        mbar_wait(full(s), parityOf(jj));
         if (tid == 0) release(s);
     }
 
@@ -717,13 +792,17 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         for (int i = 0; i < D / 8; i++) *(unsigned*)(out + i * 8) = pack_bf16(oacc[i][2] * iB, oacc[i][3] * iB);
         if (lse != 0 && t == 0) store_any(lse, (long)rB * heads + h, lseF32, lB > 0.f ? (QK8 ? mB * 0.6931471805599453f : mB * scale) + logf(lB) : APB_NEG_INF);
     }
+    if constexpr (!PERSISTENT) break;
+    walked += (unsigned)stages;
+    }
 }
 
 // The entry points per head dim: one pass over all keys; the same as clusters of two blocks that share their K/V tiles
-// (below); and one chunk of chunkTiles key tiles with its state carried through `state` (one launch per chunk). All
-// take the same arguments, so the host builds one argument list.
+// (below); the same as a persistent grid (one block per SM taking items from a counter, `next`: PERSISTENT above; the
+// host's choice, CudaBackend.AttentionPersistent); and one chunk of chunkTiles key tiles with its state carried through
+// `state` (one launch per chunk). All but the persistent one take the same arguments, so the host builds one list.
 //
-// The pair kernels (apb_attention_hopper_pair_d*; the host's choice, CudaBackend.AttentionPairs, off by default):
+// The pair kernels (apb_attention_hopper_pair_d*; the host's choice, CudaBackend.AttentionPairs, non-causal calls by default):
 // clusters of 2 blocks, adjacent query tiles of one head, whose producers each load half of a stage's TMA boxes and
 // multicast them into both blocks' shared memory, so the pair asks L2 for half the K/V bytes. Why: a block reads
 // 64 KB of K/V per 128-key tile for 8.4 MFLOP, so at ~660 TFLOP/s the SMs pull ~5 TB/s from L2, and the kernel runs at
@@ -746,6 +825,11 @@ apb_attention_hopper_pair_d##D(const __grid_constant__ TensorMap tmQ, const __gr
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
     long oStride, float scale, int causal, int h0, int chunkTiles, int chunk, float* state)                             \
 { attention_hopper<D, false, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr); } \
+extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
+apb_attention_hopper_persistent_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,      \
+    const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
+    long oStride, float scale, int causal, int* next)                                                                   \
+{ attention_hopper<D, false, false, false, true>(&tmQ, &tmK, &tmV, o, lse, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, 0, 0, 0, nullptr, nullptr, nullptr, next); } \
 extern "C" __global__ void __launch_bounds__(384, 1)                                                                    \
 apb_attention_hopper_chunk_d##D(const __grid_constant__ TensorMap tmQ, const __grid_constant__ TensorMap tmK,           \
     const __grid_constant__ TensorMap tmV, bf16* o, void* lse, int lseF32, int Tq, int Tk, int heads, int kvHeads,      \
