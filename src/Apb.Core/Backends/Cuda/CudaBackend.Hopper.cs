@@ -77,13 +77,15 @@ public sealed unsafe partial class CudaBackend
     public AttentionPairing AttentionPairs { get; set; } = AttentionPairings.Parse(Environment.GetEnvironmentVariable("APB_ATTENTION_PAIRS"));
 
     /// <summary>
-    /// Whether the one-pass bf16 calls that do not run as pairs run on a persistent grid (apb_attention_hopper_persistent_d*:
-    /// one block per SM taking (query tile, head) items from a counter, loading the next item's Q and first K/V stages
-    /// under the last tiles of the current one). Why: ncu on an H100 found 16K causal with the tensor pipe busy 79 % of
-    /// the cycles against 85 % at 64K, ~3 points of it SMs between blocks and ~5 each block's fill and drain
-    /// (docs/kernels/attention.md, session 24). Off until timed; APB_ATTENTION_PERSISTENT=1 sets it.
+    /// Whether the one-pass bf16 calls that do not run as pairs (by default: the causal ones) run on a persistent grid
+    /// (apb_attention_hopper_persistent_d*: one block per SM taking (query tile, head) items from a counter, loading the
+    /// next item's Q and first K/V stages under the last tiles of the current one). Why: ncu on an H100 found 16K causal
+    /// with the tensor pipe busy 79 % of the cycles against 85 % at 64K, ~3 points of it SMs between blocks and ~5 each
+    /// block's fill and drain; the persistent grid took 3.3 % of the cycles off (ncu), and timed interleaved with the
+    /// plain grid in one process, causal 4K / 8K / 16K / 32K ran +6-7.5 / +4.5 / +3.2-3.7 / +0.3-0.7 %, 64K and 128K level
+    /// (docs/kernels/attention.md, session 24). On by default; APB_ATTENTION_PERSISTENT=0 launches the plain grid.
     /// </summary>
-    public bool AttentionPersistent { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_PERSISTENT") == "1";
+    public bool AttentionPersistent { get; set; } = Environment.GetEnvironmentVariable("APB_ATTENTION_PERSISTENT") != "0";
 
     /// <summary>The most blocks a persistent call launches; 0 (the default): one per SM. The GPU tests set a few, so that
     /// every block walks many items through one K/V ring even in a small call.</summary>
