@@ -23,18 +23,30 @@ public static class KernelBench
         harness.Check(ctx);
         var rows = new List<KernelRow>();
         foreach (int size in sizes)
-            foreach (var row in harness.Time(ctx, size))
+        {
+            var rounds = new List<IReadOnlyList<KernelRow>>();
+            for (int round = 1; round <= settings.Rounds; round++)
             {
-                rows.Add(row);
-                log.WriteLine($"  {row.Kernel} {row.Variant} {row.Shape}: {row.Time.MedianMs:F3} ms median of {row.Time.RunsMs.Length}, {F(row.Rate, "F2")} {row.RateUnit}");
+                var got = new List<KernelRow>();
+                foreach (var row in harness.Time(ctx, size))
+                {
+                    got.Add(row);
+                    string of = settings.Rounds > 1 ? $" (round {round} of {settings.Rounds})" : "";
+                    log.WriteLine($"  {row.Kernel} {row.Variant} {row.Shape}{of}: {row.Time.MedianMs:F3} ms median of {row.Time.RunsMs.Length}, {F(row.Rate, "F2")} {row.RateUnit}");
+                }
+                rounds.Add(got);
             }
+            rows.AddRange(KernelRow.Merge(rounds));
+        }
 
         output.WriteLine($"## apb bench kernel {harness.Name}: {ctx.DeviceName}");
         output.WriteLine();
+        if (settings.Rounds > 1)
+            output.WriteLine($"{settings.Rounds} rounds, each size's rows interleaved: median ms is the median of a row's {settings.Rounds} round medians, runs is rounds x calls");
         output.WriteLine("| kernel | variant | shape | median ms | min ms | runs | rate | of peak |");
         output.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
-            output.WriteLine($"| {r.Kernel} | {r.Variant} | {Cell(r.Shape)} | {F(r.Time.MedianMs)} | {F(r.Time.MinMs)} | {r.Time.RunsMs.Length} | {F(r.Rate, "F2")} {r.RateUnit} | {r.OfPeak} |");
+            output.WriteLine($"| {r.Kernel} | {r.Variant} | {Cell(r.Shape)} | {F(r.Time.MedianMs)} | {F(r.MinMs)} | {r.RunsText} | {F(r.Rate, "F2")} {r.RateUnit} | {r.OfPeak} |");
         output.WriteLine();
         foreach (var r in rows) output.WriteLine($"{r.Kernel} {r.Variant} {r.Shape}: {r.Arithmetic}");
         if (settings.Out is { } path)
@@ -56,6 +68,7 @@ public static class KernelBench
         w.WriteString("command", settings.CommandLine);
         w.WriteString("device", ctx.DeviceName);
         if (harness.NeedsGpu) w.WriteNumber("warmup_ms", settings.WarmupMs);
+        w.WriteNumber("rounds", settings.Rounds);
         if (settings.Variants is [var only]) w.WriteString("kernel", only);
         w.WriteStartArray("checks");
         foreach (var c in ctx.Checks)
@@ -71,10 +84,17 @@ public static class KernelBench
             w.WriteStartObject();
             w.WriteString("kernel", r.Kernel); w.WriteString("variant", r.Variant); w.WriteString("shape", r.Shape);
             w.WriteNumber("n", r.Size);
-            Number("median_ms", r.Time.MedianMs); Number("min_ms", r.Time.MinMs);
+            Number("median_ms", r.Time.MedianMs); Number("min_ms", r.MinMs);
+            // Every timed call; with rounds, round after round (round_medians_ms: each round's median, whose median is median_ms).
             w.WriteStartArray("runs_ms");
-            foreach (var x in r.Time.RunsMs) w.WriteNumberValue(x);
+            foreach (var x in r.Rounds?.SelectMany(t => t.RunsMs) ?? r.Time.RunsMs) w.WriteNumberValue(x);
             w.WriteEndArray();
+            if (r.Rounds != null)
+            {
+                w.WriteStartArray("round_medians_ms");
+                foreach (var x in r.Time.RunsMs) w.WriteNumberValue(x);
+                w.WriteEndArray();
+            }
             w.WriteString("bound", r.Work.Bound.ToString().ToLowerInvariant());
             w.WriteString("formula", r.Work.Formula);
             switch (r.Work.Bound)

@@ -17,6 +17,12 @@ public sealed record KernelBenchSettings
     /// </summary>
     public int WarmupMs { get; init; } = DefaultWarmupMs;
     public const int DefaultWarmupMs = 1000;
+    /// <summary>
+    /// How many times to time every row, the rows of a size interleaved (each round times every variant of the size
+    /// once: A B A B ...); a row then reports the median of its rounds' medians. For comparing variants: the first rows
+    /// of a process can read a few % off the rest on a power-limited card (docs/kernels/attention.md, session 24).
+    /// </summary>
+    public int Rounds { get; init; } = 1;
     /// <summary>A JSON file for the results (none: the table only).</summary>
     public string? Out { get; init; }
     /// <summary>The CUDA device ordinal of a GPU harness.</summary>

@@ -22,6 +22,51 @@ public sealed record Work(Bound Bound, double Amount, string Formula, double Flo
 /// <summary>One timed configuration of a kernel, and the line of arithmetic that puts its time against the hardware.</summary>
 public sealed record KernelRow(string Kernel, string Variant, string Shape, int Size, TimingStats Time, Work Work)
 {
+    /// <summary>
+    /// With --rounds: each round's timing of this row, in order; <see cref="Time"/> then holds the rounds' medians (so the
+    /// row's median, and its rate, are the median of the rounds' medians). Null for a row timed once.
+    /// </summary>
+    public IReadOnlyList<TimingStats>? Rounds { get; init; }
+
+    /// <summary>The fastest single call: over every round's calls with --rounds.</summary>
+    public double MinMs => Rounds is { } rounds ? rounds.Min(r => r.MinMs) : Time.MinMs;
+
+    /// <summary>How many calls were timed: "20", or "3 x 20" for 3 rounds of 20.</summary>
+    public string RunsText => Rounds is { } rounds ? $"{rounds.Count} x {rounds[0].RunsMs.Length}" : $"{Time.RunsMs.Length}";
+
+    /// <summary>
+    /// One row per row of a round (the same order, which <see cref="Apb.Bench.Kernels.KernelBench"/> interleaves: every
+    /// variant of a size once per round), each with every round's timing. A row is known by its kernel, variant, shape
+    /// and which repeat of those it is within its round (a variant listed twice times twice per round).
+    /// </summary>
+    public static List<KernelRow> Merge(IReadOnlyList<IReadOnlyList<KernelRow>> rounds)
+    {
+        if (rounds.Count == 1) return [.. rounds[0]];
+        var keyed = rounds.Select(Keyed).ToList();
+        var merged = new List<KernelRow>();
+        foreach (var (key, first) in keyed[0])
+        {
+            var each = keyed.Select((k, i) => k.TryGetValue(key, out var row) ? row.Time
+                : throw new InvalidOperationException($"round {i + 1} has no row {key}: a harness must time the same rows every round")).ToList();
+            merged.Add(first with { Time = TimingStats.Of([.. each.Select(t => t.MedianMs)]), Rounds = each });
+        }
+        return merged;
+
+        static Dictionary<string, KernelRow> Keyed(IReadOnlyList<KernelRow> rows)
+        {
+            var seen = new Dictionary<string, int>();
+            var keyed = new Dictionary<string, KernelRow>();
+            foreach (var r in rows)
+            {
+                string name = $"{r.Kernel} | {r.Variant} | {r.Shape}";
+                int n = seen.GetValueOrDefault(name);
+                seen[name] = n + 1;
+                keyed.Add($"{name} #{n + 1}", r);
+            }
+            return keyed;
+        }
+    }
+
     double Seconds => Time.MedianMs * 1e-3;
 
     /// <summary>TFLOP/s (compute), TB/s (memory), ns per pair (CPU attention) or GFLOP/s (CPU products).</summary>

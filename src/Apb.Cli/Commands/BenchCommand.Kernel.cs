@@ -41,12 +41,18 @@ static partial class BenchCommand
                           "(an idle card boosts for its first ~200 ms); 0: one warm-up call",
             DefaultValueFactory = _ => KernelBenchSettings.DefaultWarmupMs,
         };
+        var rounds = new Option<int>("--rounds")
+        {
+            Description = "time every row this many times, each size's rows interleaved (every variant once per round: A B A B ...), and report " +
+                          "the median of a row's round medians: the way to compare variants, since a process's first rows can read a few % off",
+            DefaultValueFactory = _ => 1,
+        };
         var output = new Option<string?>("--out", "-o") { Description = "write the results as JSON to this file" };
         var device = new Option<string>("--device") { Description = "the GPU: cuda or cuda:N (cpu-attention and cpu-matmul run on the CPU)", DefaultValueFactory = _ => "cuda" };
         var variants = new Option<string?>("--variants") { Description = "attention: auto (APB_ATTENTION or the backend's pick), hopper, mma, generic, and by name hopper-qk8 (S in e4m3), hopper-pairs (pairs of blocks sharing K/V), hopper-persistent (one block per SM taking items); decode: split-kv (the backend's pick), split-kv2, split-kv2pf, split-kv3 (tensor cores), split-kv1, mma, and each split-kv name + -fp8 for an fp8 cache (default: split-kv, split-kv1, mma, split-kv-fp8)" };
         var mask = new Option<string>("--mask") { Description = "attention: causal, none, or both", DefaultValueFactory = _ => "both" };
         var extraKeys = new Option<int>("--extra-keys") { Description = "attention: keys beyond the N query rows (APB's passing block: Tk = N + this)", DefaultValueFactory = _ => 0 };
-        foreach (var o in new Option[] { lengths, repeats, warmupMs, output, device, variants, mask, extraKeys }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { lengths, repeats, warmupMs, rounds, output, device, variants, mask, extraKeys }) cmd.Options.Add(o);
         return (r, name) =>
         {
             string dev = r.GetValue(device)!;
@@ -55,12 +61,14 @@ static partial class BenchCommand
             if (reps is < 1) throw new ApbException($"--repeats must be at least 1 (got {reps})");
             int warm = r.GetValue(warmupMs);
             if (warm < 0) throw new ApbException($"--warmup-ms must be >= 0 (got {warm})");
+            int roundCount = r.GetValue(rounds);
+            if (roundCount < 1) throw new ApbException($"--rounds must be at least 1 (got {roundCount})");
             int extra = r.GetValue(extraKeys);
             if (extra < 0) throw new ApbException($"--extra-keys must be >= 0 (got {extra})");
             return new KernelBenchSettings
             {
                 Name = name, Sizes = r.GetValue(lengths) is { } l ? [.. Eval.SampleGenerator.ParseLengths(l, "--lengths")] : null,
-                Repeats = reps, WarmupMs = warm, Out = CommonOptions.BenchOutput(r.GetValue(output), "bench kernel"), Device = ordinal,
+                Repeats = reps, WarmupMs = warm, Rounds = roundCount, Out = CommonOptions.BenchOutput(r.GetValue(output), "bench kernel"), Device = ordinal,
                 Variants = r.GetValue(variants)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 Masks = r.GetValue(mask) switch
                 {

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Apb.Bench.Kernels;
+using Apb.Bench.Timing;
 using Apb.Tests.Cuda;
 using Xunit;
 
@@ -37,6 +39,52 @@ public class BenchKernelTests
             Assert.Equal(6.0 * t * (t + 1) / 2, r.GetProperty("pairs").GetDouble());
             Assert.Equal(median * 1e-3 / r.GetProperty("pairs").GetDouble() * 1e9, r.GetProperty("ns_per_pair").GetDouble(), 6);
         }
+    }
+
+    /// <summary>--rounds: each size's rows timed round after round, one row each in the table and the JSON, its median the rounds' median.</summary>
+    [Fact]
+    public void RoundsInterleaveTheRowsAndReportTheMedianOfTheRoundMedians()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("rounds.json");
+        var (code, output, err) = CliRun.Apb("bench", "kernel", "cpu-attention", "--lengths", "64", "--repeats", "2", "--rounds", "3", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("3 rounds, each size's rows interleaved", output);
+        Assert.Contains("| 3 x 2 |", output);
+        // The log shows the interleaving: d 64 and d 128 in round 1, then both again in round 2 ...
+        var order = err.Split('\n').Where(l => l.Contains("(round ")).Select(l => l.Contains("T=64 h=6/2 d=64 ") ? "64" : "128").ToList();
+        Assert.Equal(["64", "128", "64", "128", "64", "128"], order);
+
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        Assert.Equal(3, doc.RootElement.GetProperty("rounds").GetInt32());
+        var rows = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["d 64", "d 128"], rows.Select(r => r.GetProperty("variant").GetString()));
+        foreach (var r in rows)
+        {
+            var runs = r.GetProperty("runs_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            var medians = r.GetProperty("round_medians_ms").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(6, runs.Length);
+            Assert.Equal(3, medians.Length);
+            for (int i = 0; i < 3; i++) Assert.Equal((runs[2 * i] + runs[2 * i + 1]) / 2, medians[i], 9);
+            Assert.Equal(medians.Order().ElementAt(1), r.GetProperty("median_ms").GetDouble(), 9);
+            Assert.Equal(runs.Min(), r.GetProperty("min_ms").GetDouble(), 9);
+        }
+    }
+
+    /// <summary>A variant listed twice stays two rows; a round that lacks a row of the first is a harness bug, said so.</summary>
+    [Fact]
+    public void MergeKeepsRepeatedVariantsApartAndRefusesRoundsThatDiffer()
+    {
+        static KernelRow Row(string variant, double ms) =>
+            new("k", variant, "s", 1, TimingStats.Of([ms]), new Work(Bound.Memory, 1, "f"));
+        var merged = KernelRow.Merge([[Row("a", 1), Row("b", 2), Row("a", 3)], [Row("a", 5), Row("b", 6), Row("a", 7)]]);
+        Assert.Equal([("a", 1.0, 5.0), ("b", 2.0, 6.0), ("a", 3.0, 7.0)],
+            merged.Select(r => (r.Variant, r.Rounds![0].MedianMs, r.Rounds[1].MedianMs)));
+        Assert.Equal(3, merged[0].Time.MedianMs); // the median of 1 and 5
+        Assert.Equal("2 x 1", merged[0].RunsText);
+        var e = Assert.Throws<InvalidOperationException>(() => KernelRow.Merge([[Row("a", 1), Row("b", 2)], [Row("a", 5)]]));
+        Assert.Contains("round 2 has no row k | b | s #1", e.Message);
+        Assert.Single(KernelRow.Merge([[Row("a", 1)]]));
     }
 
     [Fact]
@@ -106,6 +154,7 @@ public class BenchKernelTests
     [InlineData("--device", "cpu", "--device must be cuda or cuda:N (got 'cpu')")]
     [InlineData("--repeats", "0", "--repeats must be at least 1 (got 0)")]
     [InlineData("--warmup-ms", "-1", "--warmup-ms must be >= 0 (got -1)")]
+    [InlineData("--rounds", "0", "--rounds must be at least 1 (got 0)")]
     [InlineData("--lengths", "12q", "--lengths '12q' is not a length")]
     public void BadOptionsOfTheAttentionAliasAreNamed(string option, string value, string message)
     {
