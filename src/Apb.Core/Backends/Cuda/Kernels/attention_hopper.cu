@@ -376,7 +376,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                 unsigned walked = 0;   // stages of earlier items: the ring's position
                 for (int i = 0;; i++)
                 {
-                    if (i > 0) mbar_wait(qEmpty, (i - 1) & 1);   // the consumers hold the last item's Q in registers
+                    if (i > 0) mbar_wait(qEmpty, (i - 1) & 1);   // the consumers are done with the last item's Q
                     const int w = atomicAdd(next, 1);
                     asm volatile("st.shared.s32 [%0], %1;\n" :: "r"(itemSlot), "r"(w < items ? w : -1) : "memory");
                     if (w >= items) { mbar_arrive(qFull); break; }   // the arrival releases the slot's -1
@@ -450,7 +450,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     const int cw = wg - 1;                              // consumer warpgroup: rows m0 + 64 cw ...
     const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     // The persistent kernel's items, one per pass; every other kernel runs the body once. walked: the K/V ring's
-    // position (stages of earlier items; 0 for one item, so those kernels index the ring as before).
+    // position (stages of earlier items; 0 for one item, so those kernels index the ring as before). The body is left
+    // at the function's indentation: it is the one-item code the other kernels were measured with, unchanged but for
+    // the ring position.
     unsigned walked = 0;
     for (int item = 0;; item++)
     {
