@@ -15,7 +15,7 @@ namespace Apb.Cli.Commands;
 /// `apb eval generate` writes RULER-style samples (strings + token ids) as JSON lines, for training and inspection;
 /// `apb eval ruler` runs them through one or more strategies and prints accuracy per task.
 /// </summary>
-static class EvalCommand
+static partial class EvalCommand
 {
     public static Command Create(Io io)
     {
@@ -23,6 +23,7 @@ static class EvalCommand
         cmd.Subcommands.Add(Generate(io));
         cmd.Subcommands.Add(Ruler(io));
         cmd.Subcommands.Add(Paired(io));
+        cmd.Subcommands.Add(Coverage(io));
         return cmd;
     }
 

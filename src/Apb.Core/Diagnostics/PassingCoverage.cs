@@ -1,0 +1,194 @@
+using Apb.Attention;
+using Apb.Backends;
+using Apb.Checkpoints;
+using Apb.Model;
+using Apb.Strategies.Apb;
+
+namespace Apb.Diagnostics;
+
+/// <summary>
+/// How much of full attention's softmax a block row keeps when APB or Star lets it see only part of the context, layer
+/// by layer, on one sample (`apb eval coverage`; why: bench/results/apb-multikey-gpu-20261205, where more passed rows
+/// cost multi-key accuracy). The model runs full attention over the context; at each layer, with that layer's q and k:
+///   - each rank's passing selection is made as APB's ranks make it (the retaining heads on the block's pre-RoPE q, k,
+///     v, the novelty term on its rotated keys, the max-pool and top l_p per KV head), from full attention's q, k, v;
+///   - for sampled rows i of ranks 1 .. R-1 and every query head, with s_ij = q_i . k_j / sqrt(d) over the keys j &lt;= i,
+///     coverage = sum over the visible keys of exp(s_ij) / sum over all keys j &lt;= i: 1 when the row sees everything
+///     full attention sees. Visible: Star, the first block and the row's own block up to it; APB, the anchor (the
+///     context's first l_a positions), the rows ranks 0 .. r-1 passed for the row's KV head, and its own block.
+///   - passed share: of the visible mass, the part on passed rows (what APB's softmax gives them), and of the full mass
+///     (what full attention gives the same rows).
+/// Simplifications, said where the numbers are printed: APB's anchor for ranks 1 and up is the context start with the
+/// query inside; here it is the context start alone. The selections come from full attention's activations, where
+/// APB's ranks score their own (which drift from full attention's layer by layer). Blocks: ceil(n / R) rows each.
+/// </summary>
+public sealed class PassingCoverage : IAttention, IDisposable
+{
+    /// <summary>A visible set: Star (<see cref="Passing"/> null), or APB with this passing length per rank and KV head.</summary>
+    public sealed record Setting(int? Passing)
+    {
+        public string Name => Passing is int p ? $"apb l_p {p}" : "star";
+    }
+
+    /// <summary>One layer's means over the sampled rows and heads.</summary>
+    public sealed record LayerResult(int Layer, Setting Setting, double Coverage, double PassedShareVisible, double PassedShareFull);
+
+    readonly IBackend _b;
+    readonly ModelConfig _c;
+    readonly RopeTable _rope;
+    readonly FullAttention _full;
+    readonly RetainingHeadScorer _heads;
+    readonly NoveltyTerm? _novelty;
+    readonly float _noveltyWeight;
+    readonly int _n, _ranks, _block, _anchor, _rowsPerBlock;
+
+    public IReadOnlyList<Setting> Settings { get; }
+    public List<LayerResult> Results { get; } = [];
+
+    /// <param name="contextLength">rows of the forward pass (the context the ranks split)</param>
+    /// <param name="passings">APB's passing lengths to measure (0: the anchor and the own block alone); Star is always measured</param>
+    /// <param name="rowsPerBlock">rows sampled per block of ranks 1 .. R-1, evenly spaced</param>
+    public PassingCoverage(IBackend backend, ModelConfig config, RopeTable rope, RetainingHeadScorer heads, float noveltyWeight,
+        int contextLength, int ranks, int anchor, IReadOnlyList<int> passings, int rowsPerBlock)
+    {
+        if (ranks < 2) throw new ApbException($"coverage needs at least 2 ranks (got {ranks}): one rank sees the whole context");
+        if (rowsPerBlock < 1) throw new ApbException($"rows per block must be at least 1 (got {rowsPerBlock})");
+        if (passings.Any(p => p < 0)) throw new ApbException($"passing lengths must be >= 0 (got {string.Join(",", passings)})");
+        _b = backend; _c = config; _rope = rope; _heads = heads; _noveltyWeight = noveltyWeight;
+        _novelty = noveltyWeight != 0 ? new NoveltyTerm(backend, config) : null;
+        _n = contextLength; _ranks = ranks; _block = (contextLength + ranks - 1) / ranks;
+        if (anchor < 0 || anchor > _block) throw new ApbException($"anchor {anchor} must be between 0 and the block of {_block} rows");
+        _anchor = anchor; _rowsPerBlock = rowsPerBlock;
+        _full = new FullAttention(backend, config, rope, contextLength);
+        Settings = [new Setting(null), .. passings.Distinct().Order().Select(p => new Setting(p))];
+    }
+
+    (int Start, int End) Block(int rank) => (Math.Min(_n, rank * _block), Math.Min(_n, (rank + 1) * _block));
+
+    public void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
+    {
+        if (q.Rows != _n) throw new ArgumentException($"coverage: a forward of {_n} rows in one call, got {q.Rows}");
+        // Pre-RoPE copies for the retaining heads: full attention rotates q and k in place.
+        using var qPre = Copy(q); using var kPre = Copy(k); using var vPre = Copy(v);
+        _full.Attend(layer, q, k, v, output);
+        var passed = Settings.Where(s => s.Passing is not null).ToDictionary(s => s.Passing!.Value, s => Selections(layer, qPre, kPre, vPre, k, s.Passing!.Value));
+
+        int h = _c.NumAttentionHeads, kv = _c.NumKeyValueHeads, d = _c.HeadDim;
+        var qh = new float[(long)_n * h * d]; _b.Download(q, qh);
+        var kh = new float[(long)_n * kv * d]; _b.Download(k, kh);
+        var rows = new List<int>();
+        for (int r = 1; r < _ranks; r++)
+        {
+            var (s, e) = Block(r);
+            for (int t = 0; t < _rowsPerBlock && e > s; t++) rows.Add(s + (int)((2L * t + 1) * (e - s) / (2L * _rowsPerBlock)));
+        }
+        // Per (row, head): coverage and shares for every setting, summed per setting across threads.
+        var sums = new double[Settings.Count, 3];
+        int count = 0;
+        object gate = new();
+        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 3], new float[_n], 0), (x, _, acc) =>
+        {
+            int i = rows[x / h], head = x % h, g = head / (h / kv), r = i / _block;
+            var logits = acc.Item2;
+            float scale = 1f / MathF.Sqrt(d), max = float.NegativeInfinity;
+            var qi = qh.AsSpan((int)((long)i * h * d + head * d), d);
+            for (int j = 0; j <= i; j++)
+            {
+                float dot = 0;
+                var kj = kh.AsSpan((int)((long)j * kv * d + g * d), d);
+                for (int c = 0; c < d; c++) dot += qi[c] * kj[c];
+                logits[j] = dot * scale;
+                if (logits[j] > max) max = logits[j];
+            }
+            double all = 0, own = 0, firstBlock = 0, anchor = 0;
+            int ownStart = Block(r).Start;
+            for (int j = 0; j <= i; j++)
+            {
+                double e = Math.Exp(logits[j] - max);
+                all += e;
+                if (j >= ownStart) own += e;
+                else if (j < _block) firstBlock += e;
+                if (j < _anchor) anchor += e;
+            }
+            for (int si = 0; si < Settings.Count; si++)
+            {
+                var setting = Settings[si];
+                double visible, onPassed = 0;
+                if (setting.Passing is not int p) visible = firstBlock + own;
+                else
+                {
+                    var sel = passed[p];
+                    for (int j = 0; j < r; j++)
+                        foreach (int pos in sel[j][g]) onPassed += Math.Exp(logits[pos] - max);
+                    visible = anchor + onPassed + own;
+                }
+                acc.Item1[si, 0] += visible / all;
+                acc.Item1[si, 1] += visible > 0 ? onPassed / visible : 0;
+                acc.Item1[si, 2] += onPassed / all;
+            }
+            return (acc.Item1, acc.Item2, acc.Item3 + 1);
+        }, acc =>
+        {
+            lock (gate)
+            {
+                for (int si = 0; si < Settings.Count; si++)
+                    for (int m = 0; m < 3; m++) sums[si, m] += acc.Item1[si, m];
+                count += acc.Item3;
+            }
+        });
+        for (int si = 0; si < Settings.Count; si++)
+            Results.Add(new LayerResult(layer, Settings[si], sums[si, 0] / count, sums[si, 1] / count, sums[si, 2] / count));
+    }
+
+    /// <summary>
+    /// The rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in the context: APB's selection on
+    /// the block's selectable rows (rank 0's past the anchor), or all of them when there are no more than l_p.
+    /// </summary>
+    int[][][] Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated, int passing)
+    {
+        int kv = _c.NumKeyValueHeads;
+        var result = new int[_ranks - 1][][];
+        for (int r = 0; r < _ranks - 1; r++)
+        {
+            var (s, e) = Block(r);
+            int from = r == 0 ? Math.Min(e, _anchor) : s, rows = e - from;
+            var perHead = new int[kv][];
+            if (rows <= passing || passing == 0)
+            {
+                for (int g = 0; g < kv; g++) perHead[g] = passing == 0 ? [] : [.. Enumerable.Range(from, rows)];
+                result[r] = perHead;
+                continue;
+            }
+            var scores = _heads.ScoreOnDevice(layer, qPre.RowSlice(from, rows), kPre.RowSlice(from, rows), vPre.RowSlice(from, rows), rows);
+            if (_novelty is not null)
+            {
+                scores = _novelty.Widened(scores);
+                _novelty.MixInto(scores, kRotated.RowSlice(from, rows), _noveltyWeight);
+            }
+            using var picked = _b.Passing.AllocateRows(passing, kv);
+            _b.Passing.SelectPassing(scores, kv, picked);
+            var idx = new int[passing * kv];
+            _b.Passing.Download(picked, idx);
+            for (int g = 0; g < kv; g++)
+            {
+                perHead[g] = new int[passing];
+                for (int i = 0; i < passing; i++) perHead[g][i] = from + idx[i * kv + g];
+            }
+            result[r] = perHead;
+        }
+        return result;
+    }
+
+    Tensor Copy(Tensor x)
+    {
+        var t = _b.Allocate(x.Rows, x.Cols);
+        _b.Copy(x, 0, 0, t, 0, 0, x.Rows, x.Cols);
+        return t;
+    }
+
+    public void Dispose()
+    {
+        _full.Dispose();
+        _novelty?.Dispose();
+    }
+}

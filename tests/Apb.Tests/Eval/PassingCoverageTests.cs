@@ -1,0 +1,60 @@
+using System.Text.Json;
+using Xunit;
+
+namespace Apb.Tests.Eval;
+
+/// <summary>
+/// `apb eval coverage` (Diagnostics/PassingCoverage) on the embedded model at 2K on 4 ranks: the shares it reports obey
+/// what the definition forces, so a wrong visible set or selection shows.
+/// </summary>
+public class PassingCoverageTests
+{
+    [Fact]
+    public void CoverageIsOneWhenEverythingIsPassedAndGrowsWithThePassingLength()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("coverage.json");
+        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", "0,128,100000", "--rows", "8", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("| layer | star | apb l_p 0 | apb l_p 128 | apb l_p 100000 |", output);
+
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var rows = doc.RootElement.GetProperty("results").EnumerateArray()
+            .Select(r => (Layer: r.GetProperty("layer").GetInt32(), Setting: r.GetProperty("setting").GetString()!,
+                          Coverage: r.GetProperty("coverage").GetDouble(), OfVisible: r.GetProperty("passed_share_of_visible").GetDouble(),
+                          OfFull: r.GetProperty("passed_share_of_full").GetDouble()))
+            .ToList();
+        var layers = rows.Select(r => r.Layer).Distinct().ToList();
+        Assert.Equal(6, layers.Count); // the embedded model's layers
+        foreach (int l in layers)
+        {
+            double Of(string s) => rows.Single(r => r.Layer == l && r.Setting == s).Coverage;
+            // Every block row sees every key when every selectable row is passed: full attention itself.
+            Assert.Equal(1.0, Of("apb l_p 100000"), 9);
+            // Top-k sets are nested, so the visible set, and with it the share, can only grow with l_p.
+            Assert.InRange(Of("apb l_p 0"), 1e-6, Of("apb l_p 128") + 1e-12);
+            Assert.True(Of("apb l_p 128") <= 1.0 + 1e-12);
+            // Star's rows of ranks 2 and 3 miss the blocks between the first and their own.
+            Assert.InRange(Of("star"), 1e-6, 1.0 - 1e-6);
+        }
+        foreach (var r in rows.Where(r => r.Setting == "apb l_p 0" || r.Setting == "star"))
+            Assert.Equal(0.0, r.OfFull); // nothing passed
+        foreach (var r in rows.Where(r => r.Setting == "apb l_p 100000"))
+            Assert.Equal(r.OfFull, r.OfVisible, 9); // coverage 1: the two shares are one
+        foreach (var r in rows.Where(r => r.Setting == "apb l_p 128"))
+            Assert.True(r.OfVisible >= r.OfFull - 1e-12, $"layer {r.Layer}: APB's softmax renormalizes over fewer keys, so a passed row's share can only grow");
+    }
+
+    [Theory]
+    [InlineData("--ranks", "1", "coverage needs at least 2 ranks (got 1)")]
+    [InlineData("--passing", "64,-5", "--passing '-5' is not a length >= 0")]
+    [InlineData("--rows", "0", "rows per block must be at least 1 (got 0)")]
+    [InlineData("--task", "niah_single_1,vt", "--task takes one task")]
+    public void BadSettingsAreNamed(string option, string value, string message)
+    {
+        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "1k", option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(message, err);
+        Assert.Equal("", output);
+    }
+}
