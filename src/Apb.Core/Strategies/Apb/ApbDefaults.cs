@@ -13,8 +13,8 @@ namespace Apb.Strategies.Apb;
 /// = 64 left multi-value and multi-query 10 points under full attention, 512 within 4 and 5; at 4K and 16K the floor
 /// raised APB's mean on 4 of the 5 seed-length pairs measured both ways. Where APB runs (bench/results/
 /// long-context-20261204, section 4), n/128 to n/16 scored within a point of n/64 at 32K x4 and 64K x8 on the mean of
-/// the 11 tasks; on the multi-key tasks alone at 64K x8 with 200 samples a task, n/32 (2048) scored 4.3 ± 2.0 under
-/// n/64 (bench/results/apb-multikey-gpu-20261205), so longer is not safer.
+/// the 11 tasks; on the multi-key tasks alone at 64K x8 with 200 samples a task, 2048 (n/32) scored 4.3 ± 2.0 under
+/// the default 896 (n/64 rounded down; bench/results/apb-multikey-gpu-20261205), so longer is not safer.
 /// </remarks>
 public static class ApbDefaults
 {
