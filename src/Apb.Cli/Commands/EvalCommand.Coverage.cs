@@ -79,6 +79,10 @@ static partial class EvalCommand
             var settings = coverage.Settings;
             var layers = coverage.Results.Select(x => x.Layer).Distinct().Order().ToList();
             Table("coverage", settings, x => x.Coverage);
+            io.Out.WriteLine("Output error: |o - o_full| / |o_full| of a row's attention output over its visible keys against full attention's, the same q, k, v " +
+                             "(0: the layer's result is full attention's).");
+            io.Out.WriteLine();
+            Table("output error", settings, x => x.OutputError);
             var apb = settings.Where(s => s.Passing is > 0).ToList();
             if (apb.Count > 0)
             {
@@ -113,6 +117,7 @@ static partial class EvalCommand
                     if (x.Setting.Passing is int lp) w.WriteNumber("passing", lp);
                     w.WriteNumber("coverage", x.Coverage); w.WriteNumber("passed_share_of_visible", x.PassedShareVisible);
                     w.WriteNumber("passed_share_of_full", x.PassedShareFull);
+                    w.WriteNumber("output_error", x.OutputError);
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();

@@ -17,7 +17,10 @@ namespace Apb.Diagnostics;
 ///     full attention sees. Visible: Star, the first block and the row's own block up to it; APB, the anchor (the
 ///     context's first l_a positions), the rows ranks 0 .. r-1 passed for the row's KV head, and its own block.
 ///   - passed share: of the visible mass, the part on passed rows (what APB's softmax gives them), and of the full mass
-///     (what full attention gives the same rows).
+///     (what full attention gives the same rows);
+///   - output error: |o - o_full| / |o_full| for the row's attention output o over its visible keys (softmax over
+///     them, the layer's v) against full attention's, the same q, k and v: how far the layer's result moves, before any
+///     drift of the activations from one layer to the next.
 /// Simplifications, said where the numbers are printed: APB's anchor for ranks 1 and up is the context start with the
 /// query inside; here it is the context start alone. The selections come from full attention's activations, where
 /// APB's ranks score their own (which drift from full attention's layer by layer). Blocks: ceil(n / R) rows each.
@@ -31,7 +34,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
     }
 
     /// <summary>One layer's means over the sampled rows and heads.</summary>
-    public sealed record LayerResult(int Layer, Setting Setting, double Coverage, double PassedShareVisible, double PassedShareFull);
+    public sealed record LayerResult(int Layer, Setting Setting, double Coverage, double PassedShareVisible, double PassedShareFull, double OutputError);
 
     readonly IBackend _b;
     readonly ModelConfig _c;
@@ -76,6 +79,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
         int h = _c.NumAttentionHeads, kv = _c.NumKeyValueHeads, d = _c.HeadDim;
         var qh = new float[(long)_n * h * d]; _b.Download(q, qh);
         var kh = new float[(long)_n * kv * d]; _b.Download(k, kh);
+        var vh = new float[(long)_n * kv * d]; _b.Download(v, vh);
         var rows = new List<int>();
         for (int r = 1; r < _ranks; r++)
         {
@@ -83,10 +87,10 @@ public sealed class PassingCoverage : IAttention, IDisposable
             for (int t = 0; t < _rowsPerBlock && e > s; t++) rows.Add(s + (int)((2L * t + 1) * (e - s) / (2L * _rowsPerBlock)));
         }
         // Per (row, head): coverage and shares for every setting, summed per setting across threads.
-        var sums = new double[Settings.Count, 3];
+        var sums = new double[Settings.Count, 4];
         int count = 0;
         object gate = new();
-        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 3], new float[_n], 0), (x, _, acc) =>
+        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 4], new float[_n], 0), (x, _, acc) =>
         {
             int i = rows[x / h], head = x % h, g = head / (h / kv), r = i / _block;
             var logits = acc.Item2;
@@ -101,30 +105,52 @@ public sealed class PassingCoverage : IAttention, IDisposable
                 if (logits[j] > max) max = logits[j];
             }
             double all = 0, own = 0, firstBlock = 0, anchor = 0;
+            // Sums of e_j v_j over the same sets, for the outputs.
+            var oAll = new double[d]; var oOwn = new double[d]; var oFirst = new double[d]; var oAnchor = new double[d];
             int ownStart = Block(r).Start;
             for (int j = 0; j <= i; j++)
             {
                 double e = Math.Exp(logits[j] - max);
-                all += e;
-                if (j >= ownStart) own += e;
-                else if (j < _block) firstBlock += e;
-                if (j < _anchor) anchor += e;
+                logits[j] = (float)e;
+                var vj = vh.AsSpan((int)((long)j * kv * d + g * d), d);
+                all += e; Add(oAll, vj, e);
+                if (j >= ownStart) { own += e; Add(oOwn, vj, e); }
+                else if (j < _block) { firstBlock += e; Add(oFirst, vj, e); }
+                if (j < _anchor) { anchor += e; Add(oAnchor, vj, e); }
             }
             for (int si = 0; si < Settings.Count; si++)
             {
                 var setting = Settings[si];
                 double visible, onPassed = 0;
-                if (setting.Passing is not int p) visible = firstBlock + own;
+                var o = new double[d];
+                if (setting.Passing is not int p)
+                {
+                    visible = firstBlock + own;
+                    for (int c = 0; c < d; c++) o[c] = oFirst[c] + oOwn[c];
+                }
                 else
                 {
                     var sel = passed[p];
+                    for (int c = 0; c < d; c++) o[c] = oAnchor[c] + oOwn[c];
                     for (int j = 0; j < r; j++)
-                        foreach (int pos in sel[j][g]) onPassed += Math.Exp(logits[pos] - max);
+                        foreach (int pos in sel[j][g])
+                        {
+                            double e = logits[pos]; // exp(s - max), kept above
+                            onPassed += e;
+                            Add(o, vh.AsSpan((int)((long)pos * kv * d + g * d), d), e);
+                        }
                     visible = anchor + onPassed + own;
+                }
+                double diff = 0, norm = 0;
+                for (int c = 0; c < d; c++)
+                {
+                    double full = oAll[c] / all, mine = visible > 0 ? o[c] / visible : 0;
+                    diff += (mine - full) * (mine - full); norm += full * full;
                 }
                 acc.Item1[si, 0] += visible / all;
                 acc.Item1[si, 1] += visible > 0 ? onPassed / visible : 0;
                 acc.Item1[si, 2] += onPassed / all;
+                acc.Item1[si, 3] += norm > 0 ? Math.Sqrt(diff / norm) : 0;
             }
             return (acc.Item1, acc.Item2, acc.Item3 + 1);
         }, acc =>
@@ -132,12 +158,17 @@ public sealed class PassingCoverage : IAttention, IDisposable
             lock (gate)
             {
                 for (int si = 0; si < Settings.Count; si++)
-                    for (int m = 0; m < 3; m++) sums[si, m] += acc.Item1[si, m];
+                    for (int m = 0; m < 4; m++) sums[si, m] += acc.Item1[si, m];
                 count += acc.Item3;
             }
         });
         for (int si = 0; si < Settings.Count; si++)
-            Results.Add(new LayerResult(layer, Settings[si], sums[si, 0] / count, sums[si, 1] / count, sums[si, 2] / count));
+            Results.Add(new LayerResult(layer, Settings[si], sums[si, 0] / count, sums[si, 1] / count, sums[si, 2] / count, sums[si, 3] / count));
+
+        static void Add(double[] o, ReadOnlySpan<float> v, double e)
+        {
+            for (int c = 0; c < o.Length; c++) o[c] += e * v[c];
+        }
     }
 
     /// <summary>

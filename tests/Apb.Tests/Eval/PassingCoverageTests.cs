@@ -22,7 +22,7 @@ public class PassingCoverageTests
         var rows = doc.RootElement.GetProperty("results").EnumerateArray()
             .Select(r => (Layer: r.GetProperty("layer").GetInt32(), Setting: r.GetProperty("setting").GetString()!,
                           Coverage: r.GetProperty("coverage").GetDouble(), OfVisible: r.GetProperty("passed_share_of_visible").GetDouble(),
-                          OfFull: r.GetProperty("passed_share_of_full").GetDouble()))
+                          OfFull: r.GetProperty("passed_share_of_full").GetDouble(), Error: r.GetProperty("output_error").GetDouble()))
             .ToList();
         var layers = rows.Select(r => r.Layer).Distinct().ToList();
         Assert.Equal(6, layers.Count); // the embedded model's layers
@@ -40,7 +40,12 @@ public class PassingCoverageTests
         foreach (var r in rows.Where(r => r.Setting == "apb l_p 0" || r.Setting == "star"))
             Assert.Equal(0.0, r.OfFull); // nothing passed
         foreach (var r in rows.Where(r => r.Setting == "apb l_p 100000"))
+        {
             Assert.Equal(r.OfFull, r.OfVisible, 9); // coverage 1: the two shares are one
+            Assert.True(r.Error < 1e-6, $"layer {r.Layer}: every key visible, so the output is full attention's up to the float weights of the passed rows (error {r.Error})");
+        }
+        foreach (var r in rows.Where(r => r.Setting == "star" || r.Setting == "apb l_p 0"))
+            Assert.InRange(r.Error, 1e-6, 2.0); // keys are missing: the output moves, by less than twice its size
         foreach (var r in rows.Where(r => r.Setting == "apb l_p 128"))
             Assert.True(r.OfVisible >= r.OfFull - 1e-12, $"layer {r.Layer}: APB's softmax renormalizes over fewer keys, so a passed row's share can only grow");
     }
