@@ -132,6 +132,7 @@ static partial class EvalCommand
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
         var anchorQuery = StrategyFlags.AnchorQueryOption();
+        var passingFrom = StrategyFlags.PassingFromLayerOption();
         var kvCache = StrategyFlags.KvCacheOption();
         var prefillAttention = CommonOptions.PrefillAttention();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
@@ -142,7 +143,7 @@ static partial class EvalCommand
         var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model and build of apb are kept and not run again, its other rows stay in the file. A larger --samples than the file's grows its rows: only the samples they lack are run. Without --resume an existing --out file is replaced" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, scorer, heads, novelty, anchorQuery, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, passingFrom, scorer, heads, novelty, anchorQuery, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -164,10 +165,11 @@ static partial class EvalCommand
             ScorerChoice.CheckNoveltyWeight(scorerKind, noveltyWeight);
             bool queryInAnchor = r.GetValue(anchorQuery) ?? true;
             StrategyOptions.CheckAnchorQuery(scorerKind, queryInAnchor);
+            StrategyOptions.CheckPassingFromLayer(r.GetValue(passingFrom), bundle.Config);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, WithKv(null, kvDType, fp8Label))
-                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor), kvDType, fp8Label)))
+                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor, r.GetValue(passingFrom)), kvDType, fp8Label)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
 
@@ -222,7 +224,7 @@ static partial class EvalCommand
                     {
                         Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
-                        AnchorQuery = queryInAnchor,
+                        AnchorQuery = queryInAnchor, PassingFromLayer = r.GetValue(passingFrom),
                         PadTokenId = pad, KvCache = kvDType,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev, fp8),
@@ -292,10 +294,10 @@ static partial class EvalCommand
     /// APB's scorer (always: the default depends on the model folder) and what else a run changes from a strategy's
     /// defaults (the novelty term's weight, a query-free anchor, l_a, l_p), for its table column and JSON rows; null when nothing.
     /// </summary>
-    static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery)
+    static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery, int passingFromLayer)
     {
         var parts = new List<string>();
-        if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery));
+        if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery, passingFromLayer));
         if ((kind.IsApb() || kind == StrategyKind.Star) && anchor is int a) parts.Add($"l_a {a}");
         if (kind.IsApb() && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

@@ -21,6 +21,7 @@ sealed class StrategyFlags
     readonly Option<bool> _exact = new("--exact") { Description = "exact attention only: auto then picks full or the zigzag ring, never apb" };
     readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
     readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table, n/64 capped at 8K, and at least 512 or the whole block)" };
+    readonly Option<int> _passingFrom = PassingFromLayerOption();
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
     readonly Option<float?> _novelty = NoveltyWeightOption();
@@ -33,6 +34,13 @@ sealed class StrategyFlags
     readonly Option<bool> _timings = new("--timings") { Description = "print per-rank time by phase, bytes moved and attention FLOPs" };
     readonly Option<string?> _kvCache = KvCacheOption();
     readonly Option<string?> _prefillAttention = CommonOptions.PrefillAttention();
+
+    /// <summary>--passing-from-layer (<see cref="StrategyOptions.PassingFromLayer"/>), as generate, serve and eval ruler take it.</summary>
+    public static Option<int> PassingFromLayerOption() => new("--passing-from-layer")
+    {
+        Description = "APB passes nothing in the layers below this one (0, the default: every layer, as the paper does; `apb eval coverage` shows why layer 0 may be better without)",
+        DefaultValueFactory = _ => 0,
+    };
 
     public const string KvCacheHelp = "how the KV cache stores its rows: auto (the model's activation type, default) | fp8 (E4M3 with a scale per 32 values: " +
         "56% of bf16's bytes; every strategy; a GPU of compute capability 8.9 or later, or the CPU's reference, which computes with the same values)";
@@ -73,7 +81,7 @@ sealed class StrategyFlags
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _scorer, _heads, _novelty, _anchorQuery, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _passingFrom, _scorer, _heads, _novelty, _anchorQuery, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
     }
 
     /// <summary>--prefill-attention (<see cref="CommonOptions.Fp8Attention"/>).</summary>
@@ -107,6 +115,7 @@ sealed class StrategyFlags
             Exact = r.GetValue(_exact),
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
+            PassingFromLayer = r.GetValue(_passingFrom),
             Scorer = scorer,
             NoveltyWeight = r.GetValue(_novelty),
             RetainingHeadsPath = heads,

@@ -54,7 +54,7 @@ abstract record GroupCommand
                     w.Write(plan.QueryLength); w.Write(plan.AnchorInsertAt);
                 }
                 w.Write(p.Plan.Note ?? ""); w.Write((int)p.Plan.Scorer);
-                w.Write(p.Plan.NoveltyWeight.HasValue); w.Write(p.Plan.NoveltyWeight ?? 0f);
+                w.Write(p.Plan.NoveltyWeight.HasValue); w.Write(p.Plan.NoveltyWeight ?? 0f); w.Write(p.Plan.PassingFromLayer);
                 w.Write(p.DecodeBudget); w.Write(p.AllLogits); w.Write(p.Cancellable); w.Write(p.Timings);
                 break;
             case Decode d:
@@ -108,7 +108,8 @@ abstract record GroupCommand
                 var scorer = (ScorerKind)r.ReadInt32();
                 bool weighted = r.ReadBoolean();
                 float weight = r.ReadSingle();
-                var p = new PrefillPlan(kind, ranks, plan, note.Length == 0 ? null : note, scorer, weighted ? weight : null);
+                int passingFrom = r.ReadInt32();
+                var p = new PrefillPlan(kind, ranks, plan, note.Length == 0 ? null : note, scorer, weighted ? weight : null, passingFrom);
                 return new Prefill(seq, context, query, p, r.ReadInt32(), r.ReadBoolean(), r.ReadBoolean(), r.ReadBoolean());
             }
             case DecodeTag: return new Decode(Ints(r), Ints(r), r.ReadBoolean());

@@ -111,7 +111,7 @@ public sealed class Rank : IDisposable
         using (var strategy = StrategyFactory.Create(c.Plan.Strategy, Backend, _config, Model.Rope, plan, Comm, c.Plan.NoveltyTermWeight,
             // Only APB scores keys: a group built for Star or an exact strategy loads no heads, whatever the scorer says.
             c.Plan.Strategy.IsApb() && c.Plan.Scorer.UsesHeads() ? Retaining ?? throw new InvalidOperationException($"rank {Index} has no retaining heads") : null,
-            _options.Overlap, _options.KvCache))
+            _options.Overlap, _options.KvCache, c.Plan.PassingFromLayer))
         {
             seq.UseCaches(strategy.Caches);
             strategy.Profile = seq.PrefillProfile;

@@ -5,10 +5,11 @@ namespace Apb.Strategies;
 /// <summary>
 /// What one prefill runs: the strategy (the one asked for, or full attention below the fallback length), on how many
 /// ranks, with which plan (null for full attention), and a note saying why it differs from what was asked for. APB
-/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own).
+/// scores with <see cref="Scorer"/>, its novelty term weighted by <see cref="NoveltyWeight"/> (null: the scorer's own),
+/// and passes nothing in the layers below <see cref="PassingFromLayer"/> (<see cref="StrategyOptions.PassingFromLayer"/>).
 /// </summary>
 public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan? Plan, string? Note, ScorerKind Scorer = ScorerKind.Query,
-    float? NoveltyWeight = null)
+    float? NoveltyWeight = null, int PassingFromLayer = 0)
 {
     public bool Distributed => Plan is not null;
 
@@ -19,7 +20,7 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     public float NoveltyTermWeight => ScorerChoice.NoveltyWeight(Scorer, NoveltyWeight);
 
     public override string ToString() =>
-        Strategy.Name() + (Strategy.IsApb() ? $" ({StrategyOptions.ApbLabel(Scorer, NoveltyWeight, AnchorQuery)})" : "") +
+        Strategy.Name() + (Strategy.IsApb() ? $" ({StrategyOptions.ApbLabel(Scorer, NoveltyWeight, AnchorQuery, PassingFromLayer)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");
 }
 
@@ -64,7 +65,7 @@ public static class SequencePlanner
             StrategyOptions.CheckAnchorQuery(o.Scorer, o.AnchorQuery);
             CheckQueryAware(plan);
         }
-        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight);
+        return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight, o.PassingFromLayer);
     }
 
     /// <summary>

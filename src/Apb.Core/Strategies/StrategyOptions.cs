@@ -32,6 +32,13 @@ public sealed record StrategyOptions
     /// turns the term off); null: the scorer's own (<see cref="ScorerChoice.NoveltyWeight"/>).
     /// </summary>
     public float? NoveltyWeight { get; init; }
+    /// <summary>
+    /// APB passes nothing in the layers below this one (0, the default: every layer, as the paper does). Why offer it: on
+    /// the embedded model the passed rows move layer 0's attention output by 62-100 % of its size against 12-23 % without
+    /// them, while in the later layers they bring it closer to full attention's (`apb eval coverage`,
+    /// bench/results/apb-coverage-cpu-20261205). Not yet measured for accuracy.
+    /// </summary>
+    public int PassingFromLayer { get; init; }
     /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
     public bool Exact { get; init; }
     /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
@@ -78,15 +85,23 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ApbLabel(Scorer, NoveltyWeight, AnchorQuery)})" : "") +
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ApbLabel(Scorer, NoveltyWeight, AnchorQuery, PassingFromLayer)})" : "") +
         (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
 
     /// <summary>
     /// How banners, plans, tables and result files name APB's settings: the scorer (<see cref="ScorerChoice.Label"/>),
     /// then "query-free anchor" where the anchor holds no query.
     /// </summary>
-    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery) =>
-        ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor");
+    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0) =>
+        ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +
+        (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "");
+
+    /// <summary><see cref="PassingFromLayer"/> must name one of the model's layers, or the count (no passing at all).</summary>
+    public static void CheckPassingFromLayer(int layer, ModelConfig config)
+    {
+        if (layer < 0 || layer > config.NumHiddenLayers)
+            throw new ApbException($"--passing-from-layer {layer} is outside 0..{config.NumHiddenLayers} (the model's layers): 0 passes in every layer, {config.NumHiddenLayers} in none");
+    }
 
     /// <summary>Refuses an anchor without the query for a scorer that reads the query there (the query-aware ones).</summary>
     public static void CheckAnchorQuery(ScorerKind scorer, bool anchorQuery)
@@ -141,6 +156,7 @@ public sealed record StrategyOptions
         if (Strategy != StrategyKind.Full && SequenceParallelProblem(config) is { } model) throw new ApbException(model);
         if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
         if (PassingLength < 0) throw new ApbException($"--passing must be >= 0, got {PassingLength}");
+        CheckPassingFromLayer(PassingFromLayer, config);
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");
         if ((uint)PadTokenId >= (uint)config.VocabSize)
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");

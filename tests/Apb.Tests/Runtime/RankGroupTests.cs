@@ -139,6 +139,10 @@ public class RankGroupTests
         var free = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = queryFree }));
         Assert.Equal((false, 0), (free.Plan.AnchorQuery, free.Plan.Plan!.QueryLength));
         Assert.True(back.Plan.AnchorQuery);
+        // And the first layer that passes (0 unless given).
+        Assert.Equal(0, back.Plan.PassingFromLayer);
+        var later = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = plan with { PassingFromLayer = 2 } }));
+        Assert.Equal(2, later.Plan.PassingFromLayer);
 
         var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12], Greedy: true)));
         Assert.Equal(new[] { 3, 9 }, decode.Sequences);

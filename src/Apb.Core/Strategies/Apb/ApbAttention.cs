@@ -38,6 +38,9 @@ public sealed class ApbAttention : SequenceParallelAttention
 
     PassingRows? _picked;
 
+    /// <summary>Layers below this one pass nothing: their block rows attend the anchor and their own block (<see cref="StrategyOptions.PassingFromLayer"/>).</summary>
+    public int PassingFromLayer { get; init; }
+
     protected override void DisposeBuffers()
     {
         _picked?.Dispose();
@@ -60,8 +63,9 @@ public sealed class ApbAttention : SequenceParallelAttention
         if (q.Rows != t) throw new ArgumentException($"apb: rank {Rank} got {q.Rows} rows, the plan says {t}");
         // The rows that may be passed: the block's real rows past those the anchor holds (rank 0's first l_a - q).
         int skip = Plan.ChunkSkippedRows(Rank), selectable = Plan.ChunkSelectableRows(Rank), sent = Plan.SentRows(Rank);
-        bool passes = Plan.PassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
-        bool scores = Plan.ChunkScores(Rank);
+        // The same on every rank (the layer too): all join the all-gather or none.
+        bool passes = Plan.PassingLength > 0 && Ranks > 1 && layer >= PassingFromLayer;
+        bool scores = passes && Plan.ChunkScores(Rank);
         Tensor qb = q.RowSlice(a + skip, lb - skip), kb = k.RowSlice(a + skip, lb - skip), vb = v.RowSlice(a + skip, lb - skip);
 
         Tensor? s = null; // [selectable, n_kv] scores, left on the backend: the selection pools and picks where they are
@@ -77,7 +81,7 @@ public sealed class ApbAttention : SequenceParallelAttention
             }
         if (passes && _queryAware != null) s = QueryAwareScores(q, kb, selectable, scores);
 
-        int p = Plan.PassingRows(Rank);
+        int p = passes ? Plan.PassingRows(Rank) : 0;
         Tensor? keys = null, values = null, gathered = null;
         IPendingTransfer? gather = null;
         if (passes)

@@ -63,12 +63,16 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         return (_picked[which] = B.Passing.AllocateRows(count, KvHeads))!;
     }
 
+    /// <summary>Layers below this one pass nothing (<see cref="StrategyOptions.PassingFromLayer"/>).</summary>
+    public int PassingFromLayer { get; init; }
+
     public override void Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor output)
     {
         int a = Plan.AnchorRows(Rank), lc = Plan.ChunkLength, t = a + 2 * lc;
         if (q.Rows != t) throw new ArgumentException($"apb-balanced: rank {Rank} got {q.Rows} rows, the plan says {t}");
         int[] chunks = Plan.ChunksOf(Rank);
-        bool passes = Plan.ChunkPassingLength > 0 && Ranks > 1; // the same on every rank: all join the all-gather or none
+        // The same on every rank (the layer too): all join the all-gather or none.
+        bool passes = Plan.ChunkPassingLength > 0 && Ranks > 1 && layer >= PassingFromLayer;
         // Where chunk i's selectable rows start in the local rows: past the anchor, the early chunk and what the anchor holds.
         int From(int i) => a + i * lc + Plan.ChunkSkippedRows(chunks[i]);
 
@@ -172,7 +176,7 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
                     continue;
                 }
                 // [passing; anchor; chunk]: the local rows now, the passing rows once the all-gather is in.
-                int p = Plan.ChunkPassingRows(c);
+                int p = passes ? Plan.ChunkPassingRows(c) : 0;
                 keys[i] = Buffer($"keys{i}", p + a + lc, C.KvDim);
                 values[i] = Buffer($"values{i}", p + a + lc, C.KvDim);
                 B.Copy(k, 0, 0, keys[i]!, p, 0, a, C.KvDim);
