@@ -23,8 +23,8 @@ static partial class EvalCommand
         var sample = new Option<int>("--sample") { Description = "the sample's index (samples depend only on seed, task, length and index, as in apb eval ruler)", DefaultValueFactory = _ => 0 };
         var seed = Seed();
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks the context is split over", DefaultValueFactory = _ => 8 };
-        var anchor = new Option<int?>("--anchor") { Description = "APB's anchor length l_a (default: ApbDefaults' for the context and ranks)" };
-        var passing = new Option<string?>("--passing") { Description = "comma list of APB passing lengths to measure, 0 for none (default: ApbDefaults' l_p); Star is always measured" };
+        var anchor = new Option<int?>("--anchor") { Description = "APB's anchor length l_a (default: APB's for the context and ranks, as apb eval ruler --anchor-query false plans it)" };
+        var passing = new Option<string?>("--passing") { Description = "comma list of APB passing lengths to measure, 0 for none (default: APB's l_p); Star is always measured" };
         var rows = new Option<int>("--rows") { Description = "rows sampled per block of ranks 1 .. R-1, evenly spaced (each against all its keys, every head)", DefaultValueFactory = _ => 64 };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
@@ -54,21 +54,28 @@ static partial class EvalCommand
             float weight = ScorerChoice.NoveltyWeight(ScorerKind.Retaining, r.GetValue(novelty));
             var e = new SampleGenerator(bundle.Tokenizer).Generate(taskList[0], lengths[0], r.GetValue(seed), index);
             int n = e.ContextIds.Length;
-            var (defaultAnchor, defaultPassing) = ApbDefaults.For(n, rankCount);
-            int anchorRows = r.GetValue(anchor) ?? defaultAnchor;
-            passings ??= [defaultPassing];
+            // APB's plans as `apb eval ruler -s apb --anchor-query false` makes them: the defaults, the refusals, the rows
+            // each rank selects from and sends.
+            var options = new StrategyOptions
+            {
+                Strategy = StrategyKind.Apb, Ranks = rankCount, AnchorLength = r.GetValue(anchor), Scorer = ScorerKind.Retaining,
+                AnchorQuery = false, FallbackBelow = 0,
+            };
+            var plans = (passings?.Select(x => (int?)x) ?? [null])
+                .Select(lp => SequencePlanner.Plan(options with { PassingLength = lp }, n, e.QueryIds.Length, 0).Plan!).ToList();
+            int anchorRows = plans[0].AnchorLength;
 
             string dev = r.GetValue(device)!;
             using var backend = CommonOptions.Backend(dev);
             var llama = bundle.LoadModel(backend);
             using var retaining = RetainingHeads.Open(headsPath!, bundle.Config);
             var scorer = new RetainingHeadScorer(backend, bundle.Config, retaining);
-            using var coverage = new PassingCoverage(backend, bundle.Config, llama.Rope, scorer, weight, n, rankCount, anchorRows, passings, perBlock);
+            using var coverage = new PassingCoverage(backend, bundle.Config, llama.Rope, scorer, weight, plans, perBlock);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             llama.Forward(e.ContextIds, coverage, LogitsFor.None);
             io.Err.WriteLine($"full attention over {n} context tokens on {dev} with the coverage of {coverage.Settings.Count} settings: {sw.Elapsed.TotalSeconds:F1} s");
 
-            int block = (n + rankCount - 1) / rankCount;
+            int block = plans[0].BlockLength;
             io.Out.WriteLine($"## apb eval coverage: {e.Sample.Task}, sample {index} of seed {r.GetValue(seed)}, {n} context tokens, {rankCount} ranks " +
                              $"(blocks of {block}), anchor {anchorRows}, {perBlock} rows a block of ranks 1-{rankCount - 1}, novelty weight {weight.ToString(CultureInfo.InvariantCulture)}");
             io.Out.WriteLine();

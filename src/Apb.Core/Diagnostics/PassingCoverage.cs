@@ -2,6 +2,7 @@ using Apb.Attention;
 using Apb.Backends;
 using Apb.Checkpoints;
 using Apb.Model;
+using Apb.Strategies;
 using Apb.Strategies.Apb;
 
 namespace Apb.Diagnostics;
@@ -10,8 +11,9 @@ namespace Apb.Diagnostics;
 /// How much of full attention's softmax a block row keeps when APB or Star lets it see only part of the context, layer
 /// by layer, on one sample (`apb eval coverage`; why: bench/results/apb-multikey-gpu-20261205, where more passed rows
 /// cost multi-key accuracy). The model runs full attention over the context; at each layer, with that layer's q and k:
-///   - each rank's passing selection is made as APB's ranks make it (the retaining heads on the block's pre-RoPE q, k,
-///     v, the novelty term on its rotated keys, the max-pool and top l_p per KV head), from full attention's q, k, v;
+///   - each rank's passing selection is made as APB's ranks make it, on the rows its <see cref="SequencePlan"/> says
+///     (selectable, sent, scored or passed whole): the retaining heads on the block's pre-RoPE q, k, v, the novelty term
+///     on its rotated keys, the max-pool and the top rows per KV head, from full attention's q, k, v;
 ///   - for sampled rows i of ranks 1 .. R-1 and every query head, with s_ij = q_i . k_j / sqrt(d) over the keys j &lt;= i,
 ///     coverage = sum over the visible keys of exp(s_ij) / sum over all keys j &lt;= i: 1 when the row sees everything
 ///     full attention sees. Visible: Star, the first block and the row's own block up to it; APB, the anchor (the
@@ -21,15 +23,17 @@ namespace Apb.Diagnostics;
 ///   - output error: |o - o_full| / |o_full| for the row's attention output o over its visible keys (softmax over
 ///     them, the layer's v) against full attention's, the same q, k and v: how far the layer's result moves, before any
 ///     drift of the activations from one layer to the next.
-/// Simplifications, said where the numbers are printed: APB's anchor for ranks 1 and up is the context start with the
-/// query inside; here it is the context start alone. The selections come from full attention's activations, where
-/// APB's ranks score their own (which drift from full attention's layer by layer). Blocks: ceil(n / R) rows each.
+/// The plans are APB's with a query-free anchor (--anchor-query false: the anchor is the context start, no query), the
+/// one layout a forward over the context alone can show; the default anchor holds the query too. The selections come
+/// from full attention's activations, where APB's ranks score their own (which drift from full attention's layer by
+/// layer). Both are said where the numbers are printed.
 /// </summary>
 public sealed class PassingCoverage : IAttention, IDisposable
 {
-    /// <summary>A visible set: Star (<see cref="Passing"/> null), or APB with this passing length per rank and KV head.</summary>
-    public sealed record Setting(int? Passing)
+    /// <summary>A visible set: Star (<see cref="Plan"/> null), or APB with this plan.</summary>
+    public sealed record Setting(SequencePlan? Plan)
     {
+        public int? Passing => Plan?.PassingLength;
         public string Name => Passing is int p ? $"apb l_p {p}" : "star";
     }
 
@@ -48,22 +52,24 @@ public sealed class PassingCoverage : IAttention, IDisposable
     public IReadOnlyList<Setting> Settings { get; }
     public List<LayerResult> Results { get; } = [];
 
-    /// <param name="contextLength">rows of the forward pass (the context the ranks split)</param>
-    /// <param name="passings">APB's passing lengths to measure (0: the anchor and the own block alone); Star is always measured</param>
+    /// <param name="plans">APB's plans to measure (SequencePlanner's, a query-free anchor), one per passing length, all of
+    /// one context, rank count and anchor; Star (the same blocks, the first one as its anchor) is always measured</param>
     /// <param name="rowsPerBlock">rows sampled per block of ranks 1 .. R-1, evenly spaced</param>
     public PassingCoverage(IBackend backend, ModelConfig config, RopeTable rope, RetainingHeadScorer heads, float noveltyWeight,
-        int contextLength, int ranks, int anchor, IReadOnlyList<int> passings, int rowsPerBlock)
+        IReadOnlyList<SequencePlan> plans, int rowsPerBlock)
     {
-        if (ranks < 2) throw new ApbException($"coverage needs at least 2 ranks (got {ranks}): one rank sees the whole context");
+        var first = plans.Count > 0 ? plans[0] : throw new ArgumentException("coverage: no plan to measure");
+        if (first.Ranks < 2) throw new ApbException($"coverage needs at least 2 ranks (got {first.Ranks}): one rank sees the whole context");
         if (rowsPerBlock < 1) throw new ApbException($"rows per block must be at least 1 (got {rowsPerBlock})");
-        if (passings.Any(p => p < 0)) throw new ApbException($"passing lengths must be >= 0 (got {string.Join(",", passings)})");
+        if (plans.Any(p => p.Layout != SequenceLayout.Contiguous || p.QueryLength != 0 || p.ContextLength != first.ContextLength
+                           || p.Ranks != first.Ranks || p.AnchorLength != first.AnchorLength))
+            throw new ArgumentException("coverage: the plans must be contiguous APB with a query-free anchor, of one context, rank count and anchor");
         _b = backend; _c = config; _rope = rope; _heads = heads; _noveltyWeight = noveltyWeight;
         _novelty = noveltyWeight != 0 ? new NoveltyTerm(backend, config) : null;
-        _n = contextLength; _ranks = ranks; _block = (contextLength + ranks - 1) / ranks;
-        if (anchor < 0 || anchor > _block) throw new ApbException($"anchor {anchor} must be between 0 and the block of {_block} rows");
-        _anchor = anchor; _rowsPerBlock = rowsPerBlock;
-        _full = new FullAttention(backend, config, rope, contextLength);
-        Settings = [new Setting(null), .. passings.Distinct().Order().Select(p => new Setting(p))];
+        _n = first.ContextLength; _ranks = first.Ranks; _block = first.BlockLength; _anchor = first.AnchorLength;
+        _rowsPerBlock = rowsPerBlock;
+        _full = new FullAttention(backend, config, rope, _n);
+        Settings = [new Setting(null), .. plans.DistinctBy(p => p.PassingLength).OrderBy(p => p.PassingLength).Select(p => new Setting(p))];
     }
 
     (int Start, int End) Block(int rank) => (Math.Min(_n, rank * _block), Math.Min(_n, (rank + 1) * _block));
@@ -74,7 +80,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
         // Pre-RoPE copies for the retaining heads: full attention rotates q and k in place.
         using var qPre = Copy(q); using var kPre = Copy(k); using var vPre = Copy(v);
         _full.Attend(layer, q, k, v, output);
-        var passed = Settings.Where(s => s.Passing is not null).ToDictionary(s => s.Passing!.Value, s => Selections(layer, qPre, kPre, vPre, k, s.Passing!.Value));
+        var passed = Settings.Where(s => s.Plan is not null).ToDictionary(s => s.Passing!.Value, s => Selections(layer, qPre, kPre, vPre, k, s.Plan!));
 
         int h = _c.NumAttentionHeads, kv = _c.NumKeyValueHeads, d = _c.HeadDim;
         var qh = new float[(long)_n * h * d]; _b.Download(q, qh);
@@ -90,11 +96,11 @@ public sealed class PassingCoverage : IAttention, IDisposable
         var sums = new double[Settings.Count, 4];
         int count = 0;
         object gate = new();
-        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 4], new float[_n], 0), (x, _, acc) =>
+        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 4], new double[_n], 0), (x, _, acc) =>
         {
             int i = rows[x / h], head = x % h, g = head / (h / kv), r = i / _block;
-            var logits = acc.Item2;
-            float scale = 1f / MathF.Sqrt(d), max = float.NegativeInfinity;
+            var logits = acc.Item2; // s_ij, then exp(s_ij - max) in place: the passed rows' weights below are the same doubles
+            double scale = 1.0 / Math.Sqrt(d), max = double.NegativeInfinity;
             var qi = qh.AsSpan((int)((long)i * h * d + head * d), d);
             for (int j = 0; j <= i; j++)
             {
@@ -111,7 +117,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
             for (int j = 0; j <= i; j++)
             {
                 double e = Math.Exp(logits[j] - max);
-                logits[j] = (float)e;
+                logits[j] = e;
                 var vj = vh.AsSpan((int)((long)j * kv * d + g * d), d);
                 all += e; Add(oAll, vj, e);
                 if (j >= ownStart) { own += e; Add(oOwn, vj, e); }
@@ -172,21 +178,23 @@ public sealed class PassingCoverage : IAttention, IDisposable
     }
 
     /// <summary>
-    /// The rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in the context: APB's selection on
-    /// the block's selectable rows (rank 0's past the anchor), or all of them when there are no more than l_p.
+    /// The rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in the context: what
+    /// <see cref="ApbAttention"/> sends for <paramref name="plan"/> (its selectable rows past those the anchor holds, all
+    /// of them where the plan says the rank does not score, else the top rows of the heads' scores mixed with the novelty
+    /// term).
     /// </summary>
-    int[][][] Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated, int passing)
+    int[][][] Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated, SequencePlan plan)
     {
         int kv = _c.NumKeyValueHeads;
         var result = new int[_ranks - 1][][];
         for (int r = 0; r < _ranks - 1; r++)
         {
-            var (s, e) = Block(r);
-            int from = r == 0 ? Math.Min(e, _anchor) : s, rows = e - from;
+            int from = r * _block + plan.ChunkSkippedRows(r), rows = plan.ChunkSelectableRows(r), sent = plan.ChunkSentRows(r);
             var perHead = new int[kv][];
-            if (rows <= passing || passing == 0)
+            if (!plan.ChunkScores(r))
             {
-                for (int g = 0; g < kv; g++) perHead[g] = passing == 0 ? [] : [.. Enumerable.Range(from, rows)];
+                // Nothing passed, or every selectable row (the first `sent`, which are all of them).
+                for (int g = 0; g < kv; g++) perHead[g] = [.. Enumerable.Range(from, sent)];
                 result[r] = perHead;
                 continue;
             }
@@ -196,14 +204,14 @@ public sealed class PassingCoverage : IAttention, IDisposable
                 scores = _novelty.Widened(scores);
                 _novelty.MixInto(scores, kRotated.RowSlice(from, rows), _noveltyWeight);
             }
-            using var picked = _b.Passing.AllocateRows(passing, kv);
+            using var picked = _b.Passing.AllocateRows(sent, kv);
             _b.Passing.SelectPassing(scores, kv, picked);
-            var idx = new int[passing * kv];
+            var idx = new int[sent * kv];
             _b.Passing.Download(picked, idx);
             for (int g = 0; g < kv; g++)
             {
-                perHead[g] = new int[passing];
-                for (int i = 0; i < passing; i++) perHead[g][i] = from + idx[i * kv + g];
+                perHead[g] = new int[sent];
+                for (int i = 0; i < sent; i++) perHead[g][i] = from + idx[i * kv + g];
             }
             result[r] = perHead;
         }

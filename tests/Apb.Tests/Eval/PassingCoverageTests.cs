@@ -13,10 +13,18 @@ public class PassingCoverageTests
     public void CoverageIsOneWhenEverythingIsPassedAndGrowsWithThePassingLength()
     {
         using var tmp = new TempDir();
-        string json = tmp.File("coverage.json");
-        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", "0,128,100000", "--rows", "8", "--out", json);
+        // A passing length of a whole block passes every selectable row: the block's length from a first run's JSON.
+        string first = tmp.File("first.json");
+        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", "0", "--rows", "1", "--out", first);
         Assert.True(code == 0, err + output);
-        Assert.Contains("| layer | star | apb l_p 0 | apb l_p 128 | apb l_p 100000 |", output);
+        int n;
+        using (var d = JsonDocument.Parse(File.ReadAllBytes(first))) n = d.RootElement.GetProperty("context_tokens").GetInt32();
+        string all = $"apb l_p {(n + 3) / 4}";
+
+        string json = tmp.File("coverage.json");
+        (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", $"0,128,{(n + 3) / 4}", "--rows", "8", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains($"| layer | star | apb l_p 0 | apb l_p 128 | {all} |", output);
 
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
         var rows = doc.RootElement.GetProperty("results").EnumerateArray()
@@ -30,7 +38,7 @@ public class PassingCoverageTests
         {
             double Of(string s) => rows.Single(r => r.Layer == l && r.Setting == s).Coverage;
             // Every block row sees every key when every selectable row is passed: full attention itself.
-            Assert.Equal(1.0, Of("apb l_p 100000"), 9);
+            Assert.Equal(1.0, Of(all), 9);
             // Top-k sets are nested, so the visible set, and with it the share, can only grow with l_p.
             Assert.InRange(Of("apb l_p 0"), 1e-6, Of("apb l_p 128") + 1e-12);
             Assert.True(Of("apb l_p 128") <= 1.0 + 1e-12);
@@ -39,7 +47,7 @@ public class PassingCoverageTests
         }
         foreach (var r in rows.Where(r => r.Setting == "apb l_p 0" || r.Setting == "star"))
             Assert.Equal(0.0, r.OfFull); // nothing passed
-        foreach (var r in rows.Where(r => r.Setting == "apb l_p 100000"))
+        foreach (var r in rows.Where(r => r.Setting == all))
         {
             Assert.Equal(r.OfFull, r.OfVisible, 9); // coverage 1: the two shares are one
             Assert.True(r.Error < 1e-6, $"layer {r.Layer}: every key visible, so the output is full attention's up to the float weights of the passed rows (error {r.Error})");
