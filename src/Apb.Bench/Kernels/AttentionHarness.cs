@@ -28,6 +28,16 @@ public sealed class AttentionHarness : KernelHarness
 
     const string Qk8 = "hopper-qk8", Pairs = "hopper-pairs", Persistent = "hopper-persistent";
 
+    /// <summary>The Hopper settings a variant fixes (null: the backend's own, as auto and the other kernels run).</summary>
+    static (bool? Qk8, AttentionPairing? Pairs, bool? Persistent) HopperForm(string variant) => variant switch
+    {
+        Qk8 => (true, null, null),
+        "hopper" => (false, AttentionPairing.Off, false),
+        Pairs => (false, AttentionPairing.All, false),
+        Persistent => (false, AttentionPairing.Off, true),
+        _ => (null, null, null),
+    };
+
     static AttentionKernel Kernel(CudaBackend gpu, string variant) => variant switch
     {
         "auto" => gpu.AttentionKernel,
@@ -53,12 +63,13 @@ public sealed class AttentionHarness : KernelHarness
     {
         bool was = ctx.Gpu.AttentionQkFp8, wasChunks = ctx.Gpu.Qk8Chunks, wasPersistent = ctx.Gpu.AttentionPersistent;
         var wasPairs = ctx.Gpu.AttentionPairs;
+        var (qk8, pairs, persistent) = HopperForm(variant);
         try
         {
-            ctx.Gpu.AttentionQkFp8 = variant switch { Qk8 => true, "hopper" or Pairs or Persistent => false, _ => was };
+            ctx.Gpu.AttentionQkFp8 = qk8 ?? was;
             ctx.Gpu.Qk8Chunks = variant == Qk8 || wasChunks;
-            ctx.Gpu.AttentionPairs = variant switch { Pairs => AttentionPairing.All, "hopper" or Persistent => AttentionPairing.Off, _ => wasPairs };
-            ctx.Gpu.AttentionPersistent = variant switch { Persistent => true, "hopper" or Pairs => false, _ => wasPersistent };
+            ctx.Gpu.AttentionPairs = pairs ?? wasPairs;
+            ctx.Gpu.AttentionPersistent = persistent ?? wasPersistent;
             ctx.WithKernel(Kernel(ctx.Gpu, variant), work);
         }
         finally

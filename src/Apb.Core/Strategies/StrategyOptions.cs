@@ -90,7 +90,7 @@ public sealed record StrategyOptions
 
     /// <summary>
     /// How banners, plans, tables and result files name APB's settings: the scorer (<see cref="ScorerChoice.Label"/>),
-    /// then "query-free anchor" where the anchor holds no query.
+    /// then "query-free anchor" where the anchor holds no query, and "passing from layer N" where layers below N pass nothing.
     /// </summary>
     public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0) =>
         ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +

@@ -186,12 +186,12 @@ public sealed unsafe partial class CudaBackend
             if (onePass)
             {
                 bool pairs = AttentionPairs == AttentionPairing.All || (AttentionPairs == AttentionPairing.NonCausal && causal == 0);
-                string fn = (pairs ? "apb_attention_hopper_pair_d" : "apb_attention_hopper_d") + d;
                 if (!pairs && AttentionPersistent)
                 {
                     LaunchPersistent(d, smem, mq, mk, mv, op, lp, lseF32, Tq, Tk, heads, kvHeads, oStride, scale, causal, qTiles);
                     return;
                 }
+                string fn = (pairs ? "apb_attention_hopper_pair_d" : "apb_attention_hopper_d") + d;
                 // An even count of blocks along x for either kernel: the pair kernel's clusters must divide the grid (the
                 // extra block has no rows; it loads and releases its half of the pair's stages), and the plain kernel's
                 // extra block leaves at once.

@@ -369,6 +369,25 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
     {
         // Producer. All four warps lower their register budget (setmaxnreg is warpgroup-wide); one thread issues.
         asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+        // The loads every producer issues: the Q tile of head hh from row0 on qFull; the ring's slot for the q-th stage a
+        // block walks (waited for from the second lap on, its bytes expected: with a peer, its half lands here too); and
+        // K/V tile j of KV head kvh into a slot, without a peer (the pair kernels multicast instead, below).
+        auto issueQ = [&](int hh, int row0) {
+            mbar_expect_tx(qFull, L::QBytes);
+            if constexpr (QK8) tma_load_2d(base, tmQ, hh * D, row0, qFull);
+            else for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, hh * D + c * 64, row0, qFull);
+        };
+        auto claimStage = [&](unsigned q) {
+            const int s = (int)(q % HOP_STAGES);
+            if (q >= HOP_STAGES) mbar_wait(empty(s), ((q / HOP_STAGES) - 1) & 1);
+            mbar_expect_tx(full(s), L::StageBytes);
+            return s;
+        };
+        auto issueKV = [&](int s, int j, int kvh) {
+            if constexpr (QK8) tma_load_2d(kTile(s), tmK, kvh * D, j * HOP_BN, full(s));
+            else for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kvh * D + c * 64, j * HOP_BN, full(s));
+            for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kvh * D, full(s));
+        };
         if constexpr (PERSISTENT)
         {
             if (threadIdx.x == 0)
@@ -382,21 +401,9 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                     if (w >= items) { mbar_arrive(qFull); break; }   // the arrival releases the slot's -1
                     const int iq = qTilesAll - 1 - w % qTilesAll, ih = w / qTilesAll, ikh = ih / (heads / kvHeads);
                     const int n = (keyEndOf(iq) + HOP_BN - 1) / HOP_BN;
-                    if (n > 0)
-                    {
-                        mbar_expect_tx(qFull, L::QBytes);
-                        for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, ih * D + c * 64, iq * HOP_BM, qFull);
-                    }
+                    if (n > 0) issueQ(ih, iq * HOP_BM);
                     else mbar_arrive(qFull);   // no keys: the rows' output is zero, and there is no Q to load
-                    for (int jj = 0; jj < n; jj++)
-                    {
-                        const unsigned q = walked + (unsigned)jj;
-                        const int s = (int)(q % HOP_STAGES);
-                        if (q >= HOP_STAGES) mbar_wait(empty(s), ((q / HOP_STAGES) - 1) & 1);
-                        mbar_expect_tx(full(s), L::StageBytes);
-                        for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, ikh * D + c * 64, jj * HOP_BN, full(s));
-                        for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, jj * HOP_BN + c * 64, ikh * D, full(s));
-                    }
+                    for (int jj = 0; jj < n; jj++) issueKV(claimStage(walked + (unsigned)jj), jj, ikh);
                     walked += (unsigned)n;
                 }
             }
@@ -404,17 +411,10 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
         }
         if (threadIdx.x == 0 && stages > 0) // no copy may still be in flight when the block exits
         {
-            if (tiles > 0)
-            {
-                mbar_expect_tx(qFull, L::QBytes);
-                if constexpr (QK8) tma_load_2d(base, tmQ, h * D, m0, qFull);
-                else for (int c = 0; c < D / 64; c++) tma_load_2d(base + c * L::QChunk, tmQ, h * D + c * 64, m0, qFull);
-            }
+            if (tiles > 0) issueQ(h, m0);
             for (int jj = 0; jj < stages; jj++)
             {
-                int s = jj % HOP_STAGES, j = jBegin + jj;
-                if (jj >= HOP_STAGES) mbar_wait(empty(s), ((jj / HOP_STAGES) - 1) & 1);
-                mbar_expect_tx(full(s), L::StageBytes);   // with a peer: its half lands here too
+                const int s = claimStage((unsigned)jj), j = jBegin + jj;
                 if constexpr (CLUSTER)
                 {
                     // Boxes K 0 .. D/64 - 1, then Vt 0, 1: this block issues every other one, into both blocks.
@@ -430,12 +430,7 @@ __device__ __forceinline__ void attention_hopper(const TensorMap* tmQ, const Ten
                         }
                     }
                 }
-                else
-                {
-                    if constexpr (QK8) tma_load_2d(kTile(s), tmK, kh * D, j * HOP_BN, full(s));
-                    else for (int c = 0; c < D / 64; c++) tma_load_2d(kTile(s) + c * L::KChunk, tmK, kh * D + c * 64, j * HOP_BN, full(s));
-                    for (int c = 0; c < HOP_BN / 64; c++) tma_load_2d(vTile(s) + c * L::VChunk, tmV, j * HOP_BN + c * 64, kh * D, full(s));
-                }
+                else issueKV(s, j, kh);
             }
             // With a peer: wait until both blocks' consumers released the last use of every stage, so that no peer
             // arrival or copy reaches this block's shared memory after it exits.
