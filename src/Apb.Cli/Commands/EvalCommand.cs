@@ -127,7 +127,7 @@ static partial class EvalCommand
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => CommonOptions.DefaultRanks };
         var device = CommonOptions.Device();
         var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
-        var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: n/64 capped at 8K, at least 512 or the whole block; see ApbDefaults)" };
+        var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: n/128, half the paper's n/64, capped at 8K, at least 512 or the whole block; see ApbDefaults)" };
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();

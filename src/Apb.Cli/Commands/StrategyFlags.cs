@@ -20,7 +20,7 @@ sealed class StrategyFlags
     readonly Option<int?> _ranks = new("--ranks", "-r") { Description = "ranks to split the context over (default 1 for full, 4 otherwise)" };
     readonly Option<bool> _exact = new("--exact") { Description = "exact attention only: auto then picks full or the zigzag ring, never apb" };
     readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
-    readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: the paper's table, n/64 capped at 8K, and at least 512 or the whole block)" };
+    readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: n/128, half the paper's n/64, capped at 8K, at least 512 or the whole block; see ApbDefaults)" };
     readonly Option<int> _passingFrom = PassingFromLayerOption();
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };

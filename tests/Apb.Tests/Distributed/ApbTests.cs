@@ -271,25 +271,25 @@ public class ApbTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData(32 * 1024, 1024, 512)]
-    [InlineData(64 * 1024, 2048, 1024)]
-    [InlineData(128 * 1024, 4096, 2048)]
-    [InlineData(256 * 1024, 8192, 4096)]
-    [InlineData(512 * 1024, 8192, 8192)]
+    [InlineData(64 * 1024, 2048, 512)]
+    [InlineData(128 * 1024, 4096, 1024)]
+    [InlineData(256 * 1024, 8192, 2048)]
+    [InlineData(512 * 1024, 8192, 4096)]
     [InlineData(1024 * 1024, 8192, 8192)]
-    [InlineData(16 * 1024, 512, 512)]   // l_p: n/64 = 256, raised to the table's smallest entry
+    [InlineData(16 * 1024, 512, 512)]   // l_p: n/128 = 128, raised to the table's smallest entry
     [InlineData(10000, 256, 512)]   // l_a: 312, rounded down to a multiple of 128
     [InlineData(2000, 62, 250)]     // l_a too short for 128: proportional; l_p: 512 is more than the block of 250
-    public void DefaultLengthsFollowThePaperTable(int n, int anchor, int passing)
+    public void DefaultLengthsFollowTheTable(int n, int anchor, int passing)
     {
         Assert.Equal((anchor, passing), ApbDefaults.For(n, 8));
     }
 
     [Theory]
-    [InlineData(128 * 1024, 8, "l_a 4096 (n/32 = 4096); l_p 2048 (n/64 = 2048). n/32 and n/64 are the paper's table")]
-    [InlineData(1024 * 1024, 8, "l_a 8192 (n/32 = 32768, capped at 8K); l_p 8192 (n/64 = 16384, capped at 8K)")]
-    [InlineData(16 * 1024, 4, "l_p 512 (n/64 = 256, raised to 512, the shortest default")]
+    [InlineData(128 * 1024, 8, "l_a 4096 (n/32 = 4096); l_p 1024 (n/128 = 1024). n/32 is the paper's anchor; n/128 is half its passing length")]
+    [InlineData(1024 * 1024, 8, "l_a 8192 (n/32 = 32768, capped at 8K); l_p 8192 (n/128 = 8192)")]
+    [InlineData(16 * 1024, 4, "l_p 512 (n/128 = 128, raised to 512, the shortest default")]
     [InlineData(10000, 8, "l_a 256 (n/32 = 312, rounded down to a multiple of 128)")]
-    [InlineData(2000, 8, "l_p 250 (n/64 = 31, raised to 512, the shortest default: a short block holds as many facts as a long one, cut to the block of 250)")]
+    [InlineData(2000, 8, "l_p 250 (n/128 = 15, raised to 512, the shortest default: a short block holds as many facts as a long one, cut to the block of 250)")]
     public void DefaultLengthsSayHowTheyWereReached(int n, int ranks, string part)
     {
         Assert.Contains(part, ApbDefaults.Why(n, ranks));

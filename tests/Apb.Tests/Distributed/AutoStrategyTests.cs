@@ -87,7 +87,7 @@ public class AutoStrategyTests
         Assert.Equal(header.IndexOf("1 GPU") + "1 GPU".Length, balanced.IndexOf(" -") + 2);
         Assert.Matches(@"imbalance \(max/mean pairs\) 1\.0[0-9]{2}", run.Out);
         Assert.Contains("--strategy auto picks apb (", run.Out);
-        Assert.Contains("APB's default lengths: l_a 2048 (n/32 = 2048); l_p 1024 (n/64 = 1024)", run.Out);
+        Assert.Contains("APB's default lengths: l_a 2048 (n/32 = 2048); l_p 512 (n/128 = 512)", run.Out);
         HostileCliTests.AssertUserError(CliRun.Apb("inspect", "--model", Repo.TinyModel, "--ranks", "4"), "--ranks needs --context");
         HostileCliTests.AssertUserError(CliRun.Apb("inspect", "--model", Repo.TinyModel, "--context", "64k", "--ranks", "1"), "give 2 to 64 ranks");
     }

@@ -1,20 +1,25 @@
 namespace Apb.Strategies.Apb;
 
 /// <summary>
-/// APB's anchor and passing lengths by context length, from the paper's sweep (Llama-3-8B-1M, H = 8): 32K: 1K/0.5K,
-/// 64K: 2K/1K, 128K: 4K/2K, 256K: 8K/4K, 512K and beyond: 8K/8K. That table is l_a = n/32 and l_p = n/64, each capped at
-/// 8K. Below 32K the anchor scales down by the same rule, but the passing length stays at the table's smallest entry,
-/// <see cref="MinPassing"/> (512): a short block holds as many facts as a long one (a needle is ~25 tokens whatever the
-/// context), so n/64 rows cannot carry them (at 4K, 64 rows for a 1K block that may hold 3 needles). Lengths are
-/// multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed the block.
+/// APB's anchor and passing lengths by context length. The anchor is the paper's (its sweep on Llama-3-8B-1M, H = 8:
+/// 32K: 1K, 64K: 2K, 128K: 4K, 256K and beyond: 8K, i.e. l_a = n/32 capped at 8K). The passing length is ours: n/128
+/// capped at 8K and at least <see cref="MinPassing"/> (512): 32K and 64K 512, 128K 1K, 256K 2K, 512K 4K, 1M and beyond
+/// 8K. That is half the paper's n/64 from 64K up (its table: 32K 0.5K, 64K 1K, 128K 2K, 256K 4K, 512K 8K), because
+/// on our model at 64K n/128 scored above n/64 on 8 ranks and level on 4 (remarks). Past 64K neither is measured on
+/// our model (it does not hold 128K): the rule carries our ratio on rather than switching to the paper's at a length,
+/// and `--passing` sets any length. Below 64K the floor matters: a short block holds as many facts as a long one (a
+/// needle is ~25 tokens whatever the context), so n/128 rows cannot carry them (at 4K, 32 rows for a 1K block that may
+/// hold 3 needles).
+/// Lengths are multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed the block.
 /// </summary>
 /// <remarks>
-/// Measured on the embedded model, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): at 4K, l_p = n/64
-/// = 64 left multi-value and multi-query 10 points under full attention, 512 within 4 and 5; at 4K and 16K the floor
-/// raised APB's mean on 4 of the 5 seed-length pairs measured both ways. Where APB runs (bench/results/
-/// long-context-20261204, section 4), n/128 to n/16 scored within a point of n/64 at 32K x4 and 64K x8 on the mean of
-/// the 11 tasks; on the multi-key tasks alone at 64K x8 with 200 samples a task, 2048 (n/32) scored 4.3 ± 2.0 under
-/// the default 896 (n/64 rounded down; bench/results/apb-multikey-gpu-20261205), so longer is not safer.
+/// Measured on the embedded model, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): at 4K, l_p = 64
+/// left multi-value and multi-query 10 points under full attention, 512 within 4 and 5; at 4K and 16K the floor raised
+/// APB's mean on 4 of the 5 seed-length pairs measured both ways. At 64K (bench/results/apb-passing-gpu-20261205, one
+/// H100, the 11 RULER tasks, 60 samples a task, paired): 8 ranks, l_p 512 against the paper's 896, +1.6 ± 0.9 on seed
+/// 0's samples and +1.1 ± 1.0 on seed 1's; 4 ranks, 512 against 1024, +0.1 ± 0.5; on the multi-key tasks alone at 8
+/// ranks (200 samples a task) +1.8 ± 1.7, while 2048 scored 4.3 ± 2.0 under 896: longer is not safer. Passing nothing
+/// in layer 0 (`--passing-from-layer 1`) cost 1.1 to 2.6 points on the mean, vt 20 to 26, in the same runs.
 /// </remarks>
 public static class ApbDefaults
 {
@@ -51,14 +56,14 @@ public static class ApbDefaults
             int got = Length(contextLength, divisor, floor, lb, steps);
             return $"{name} {got} (n/{divisor} = {contextLength / divisor}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
         }
-        return Rule("l_a", 32, 0) + "; " + Rule("l_p", 64, MinPassing) +
-            ". n/32 and n/64 are the paper's table; on our model n/128 to n/16 scored within a point of n/64 at 32K and 64K";
+        return Rule("l_a", 32, 0) + "; " + Rule("l_p", 128, MinPassing) +
+            ". n/32 is the paper's anchor; n/128 is half its passing length, which on our model scored above n/64 at 64K on 8 ranks and level on 4";
     }
 
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {
         int lb = Block(contextLength, ranks);
-        return (Length(contextLength, 32, 0, lb, null), Length(contextLength, 64, MinPassing, lb, null));
+        return (Length(contextLength, 32, 0, lb, null), Length(contextLength, 128, MinPassing, lb, null));
     }
 
     /// <summary>A rank's block: the context split over the ranks, rounded up (the last rank's may be shorter).</summary>
