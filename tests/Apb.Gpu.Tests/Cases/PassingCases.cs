@@ -29,7 +29,7 @@ public static class PassingCases
                      (65536, 8, 1024, true, false), (300, 3, 300, false, true), (50, 2, 1, true, true), (7, 8, 5, true, false) })
             yield return new("passing", $"select_passing {count} of {rows} rows x {heads} heads{(coarse ? " (coarse: ties)" : "")} {(f32 ? "f32" : "bf16")}",
                 c => Select(c, rows, heads, count, coarse, f32));
-        // APB's own shape: a 128K context over 8 ranks is 16K-row blocks, l_p 2048, 8 KV heads (Llama-3.1-8B), 64 query rows.
+        // APB's shape: a 128K context over 8 ranks is 16K-row blocks, l_p 2048 (the paper's; ApbDefaults passes 1024), 8 KV heads (Llama-3.1-8B), 64 query rows.
         foreach (var (block, passing, qRows, heads, kv, d) in new[] { (16384, 2048, 64, 32, 8, 128), (1000, 100, 16, 8, 2, 64) })
             yield return new("passing", $"device chain: score, select {passing} of {block} rows, gather K/V ({heads}/{kv} heads, d={d})",
                 c => DeviceChain(c, block, passing, qRows, heads, kv, d));
