@@ -40,7 +40,7 @@ require_gpu_tests() {
 }
 
 # Unpacks the binaries that travel xz-compressed (the device tool's working-tree limit) from ${PACK:-.gpu}: each
-# NAME:PATH argument is NAME.xz -> PATH, made executable; a pack that is not there is skipped.
+# NAME:PATH argument is NAME.xz -> PATH, made executable; a pack that is not there is skipped. Then unpack_builds.
 unpack_binaries() {
   local f src dst
   for f; do
@@ -48,7 +48,25 @@ unpack_binaries() {
     mkdir -p "$(dirname "$dst")"
     [ -f "$src" ] && xz -dc "$src" > "$dst" && chmod +x "$dst"
   done
+  unpack_builds   # a carried builds.tar.xz (tools/publish-gpu.sh) installs its current build over those
   return 0
+}
+
+# Unpacks .gpu/builds.tar.xz (tools/publish-gpu.sh: every build kept, one archive): the current build as
+# publish/linux-x64/apb and publish/gpu-tests/Apb.Gpu.Tests, every build as publish/builds/NAME/ (for A/B runs of two
+# commits' host code in one call). Without the archive it does nothing (scripts may still use unpack_binaries).
+unpack_builds() {
+  local pack=${PACK:-$ROOT/.gpu}/builds.tar.xz current
+  [ -f "$pack" ] || return 0
+  rm -rf "$ROOT/publish/builds" && mkdir -p "$ROOT/publish/builds" "$ROOT/publish/linux-x64" "$ROOT/publish/gpu-tests"
+  xz -dc "$pack" | tar -C "$ROOT/publish" -xf -
+  current=$(cat "$ROOT/publish/builds/CURRENT" 2>/dev/null || true)
+  [ -n "$current" ] && [ -d "$ROOT/publish/builds/$current" ] || { echo "builds.tar.xz names no current build"; return 0; }
+  cp "$ROOT/publish/builds/$current/apb" "$ROOT/publish/linux-x64/apb"
+  [ -f "$ROOT/publish/builds/$current/Apb.Gpu.Tests" ] && cp "$ROOT/publish/builds/$current/Apb.Gpu.Tests" "$ROOT/publish/gpu-tests/Apb.Gpu.Tests"
+  find "$ROOT/publish/builds" -type f \( -name apb -o -name Apb.Gpu.Tests \) -exec chmod +x {} +
+  chmod +x "$ROOT/publish/linux-x64/apb"
+  echo "builds: $(ls "$ROOT/publish/builds" | grep -v CURRENT | tr '\n' ' ')(current: $current, commit $(cat "$ROOT/publish/builds/$current/commit.txt"))"
 }
 
 # The start of a script that writes a summary: makes $WORK, unpacks the binaries named (unpack_binaries' NAME:PATH
