@@ -23,6 +23,7 @@ static partial class EvalCommand
         cmd.Subcommands.Add(Generate(io));
         cmd.Subcommands.Add(Ruler(io));
         cmd.Subcommands.Add(Paired(io));
+        cmd.Subcommands.Add(Show(io));
         cmd.Subcommands.Add(Coverage(io));
         return cmd;
     }
@@ -64,6 +65,34 @@ static partial class EvalCommand
                 io.Out.WriteLine($"{len}: {b} minus {a}, {what}, {d.Tasks} tasks: {d.Text} (95 %); " +
                                  $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
                                  $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>
+    /// `apb eval show FILE...`: each results file's table as `apb eval ruler` printed it at the end of the run (accuracy
+    /// and seconds per task, length and strategy, the means, and each strategy minus full attention where the file has
+    /// full's rows), after what made it: the command, seed, device and build. For files of earlier sessions, without
+    /// running anything again.
+    /// </summary>
+    static Command Show(Io io)
+    {
+        var files = new Argument<string[]>("FILE") { Description = "`apb eval ruler` JSON files", Arity = ArgumentArity.OneOrMore };
+        var cmd = new Command("show", "print the tables of `apb eval ruler` JSON files, with the command, seed, device and build that made each") { files };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            foreach (var path in r.GetValue(files)!)
+            {
+                var f = RulerResults.Read(path);
+                io.Out.WriteLine($"{path}: {f.Rows.Count} rows; seed {f.Seed?.ToString() ?? "not recorded"}, " +
+                                 $"{f.Device ?? "device not recorded"}, apb {f.Engine ?? "(build not recorded)"}");
+                if (f.Command is not null) io.Out.WriteLine($"  {f.Command}");
+                foreach (var c in f.EarlierCommands) io.Out.WriteLine($"  (earlier, resumed: {c})");
+                io.Out.WriteLine();
+                io.Out.Write(f.Rows.Count == 0 ? "(no rows)\n" : RulerHarness.FormatTable(f.Rows));
+                io.Out.WriteLine();
             }
             return 0;
         }));
