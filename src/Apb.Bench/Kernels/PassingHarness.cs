@@ -11,7 +11,8 @@ namespace Apb.Bench.Kernels;
 /// a 16K-row block per rank, l_p = 2048 rows passed per KV head (the paper's length; ApbDefaults passes 1024 there),
 /// 8 KV heads (Llama-3.1-8B), d 128, 64 query rows of 32 heads. group_mean makes qbar, head_dot scores the block's
 /// keys, select_passing max-pools and picks the top l_p rows per head, gather_head_rows copies those rows of K and V;
-/// "chain" is all four as ApbAttention runs them, the selected rows never leaving the device. Bytes: what each op must read and write once.
+/// "chain" is all four as ApbAttention runs them, the selected rows never leaving the device. Bytes: what each op must
+/// read and write once.
 /// </summary>
 public sealed class PassingHarness : KernelHarness
 {

@@ -9,8 +9,8 @@ namespace Apb.Strategies.Apb;
 /// our model (it does not hold 128K): the rule carries our ratio on rather than switching to the paper's at a length,
 /// and `--passing` sets any length. Below 64K the floor matters: a short block holds as many facts as a long one (a
 /// needle is ~25 tokens whatever the context), so n/128 rows cannot carry them (at 4K, 32 rows for a 1K block that may
-/// hold 3 needles).
-/// Lengths are multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed the block.
+/// hold 3 needles). Lengths are multiples of 128 (tile-friendly) once they reach 128, rounded down, and never exceed
+/// the block.
 /// </summary>
 /// <remarks>
 /// Measured on the embedded model, 4 ranks, 20 samples per task (bench/results/apb-defaults-20261204): at 4K, l_p = 64
