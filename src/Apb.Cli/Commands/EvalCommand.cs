@@ -66,6 +66,9 @@ static partial class EvalCommand
                                  $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
                                  $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");
             }
+            var differs = PairedDifference.Differences(fileA, fileB);
+            if (differs.Count > 0)
+                io.Out.WriteLine($"note: the files were made differently ({string.Join("; ", differs)}): the difference above may hold that too");
             return 0;
         }));
         return cmd;

@@ -91,6 +91,22 @@ public static class PairedDifference
     }
 
     /// <summary>
+    /// What made the two files that differs besides the setting compared: the build of apb, the device, and any file
+    /// both hashed (weights, retaining heads, tokenizer), each "what: reference's against other's". Empty when nothing
+    /// recorded differs. A difference of builds or devices is a second cause a paired difference may hold (kernels
+    /// that should compute the same, another card), so `apb eval paired` prints it beside the result.
+    /// </summary>
+    public static List<string> Differences(RulerResults reference, RulerResults other)
+    {
+        var d = new List<string>();
+        if (reference.Engine is { } e1 && other.Engine is { } e2 && e1 != e2) d.Add($"build: apb {e1} against apb {e2}");
+        if (reference.Device is { } d1 && other.Device is { } d2 && d1 != d2) d.Add($"device: {d1} against {d2}");
+        foreach (var (name, hash) in reference.Sha256.OrderBy(x => x.Key, StringComparer.Ordinal))
+            if (other.Sha256.TryGetValue(name, out var h) && h != hash) d.Add($"{name}: {hash[..Math.Min(12, hash.Length)]}... against {h[..Math.Min(12, h.Length)]}...");
+        return d;
+    }
+
+    /// <summary>
     /// An `apb eval ruler` JSON file with only the rows of <paramref name="strategy"/> (its name, as the JSON's
     /// "strategy"), each with its per-sample scores: for pairing runs of one seed that could not share one invocation (a setting read from
     /// the environment, another binary). A file without scores (written before they were kept) is an error that says so.

@@ -128,6 +128,31 @@ public class PairedDifferenceTests
         Assert.Contains("run both with one seed", refused.Err);
     }
     [Fact]
+    public void PairedSaysWhatElseDiffersBetweenTheFiles()
+    {
+        // Two builds on two devices, and another weights file: each said beside the result; the same provenance says nothing.
+        using var dir = new TempDir();
+        string Write(string name, string device, string engine, string weightsHash, RulerRow[] rows)
+        {
+            string path = Path.Combine(dir.Path, name);
+            using (var f = File.Create(path))
+                RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", 0, device, "m",
+                    [new FileHash("model.safetensors", weightsHash), new FileHash("tokenizer.json", "ab12")], Engine: engine), rows);
+            return path;
+        }
+        RulerRow[] rows = [Row(Full, "a", 1, 1, 0, 1)];
+        string a = Write("a.json", "cuda", "0.1.0+aaaa", "1111111111111111", rows);
+        string b = Write("b.json", "cpu", "0.1.0+bbbb", "2222222222222222", rows);
+        var (code, output, err) = CliRun.Apb("eval", "paired", a, b);
+        Assert.True(code == 0, err);
+        Assert.Contains("note: the files were made differently (build: apb 0.1.0+aaaa against apb 0.1.0+bbbb; device: cuda against cpu; " +
+                        "model.safetensors: 111111111111... against 222222222222...)", output);
+        Assert.DoesNotContain("tokenizer.json", output);
+        string same = Write("same.json", "cuda", "0.1.0+aaaa", "1111111111111111", rows);
+        Assert.DoesNotContain("note:", CliRun.Apb("eval", "paired", a, same).Out);
+    }
+
+    [Fact]
     public void SamplesPairsTheFirstSamplesOfRunsOfDifferentLengths()
     {
         // A 2-sample APB run against the start of a 4-sample full run of the same seed: the same first two samples.
