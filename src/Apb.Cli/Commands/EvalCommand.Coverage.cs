@@ -65,6 +65,8 @@ static partial class EvalCommand
                 .Select(lp => SequencePlanner.Plan(options with { PassingLength = lp }, n, e.QueryIds.Length, 0).Plan!).ToList();
             int anchorRows = plans[0].AnchorLength;
 
+            // The output file is created before the forward (minutes at 64K on a CPU): an unwritable path is said now.
+            using var jsonFile = r.GetValue(json) is string path ? CommonOptions.CreateOutput(path, "--out") : null;
             string dev = r.GetValue(device)!;
             using var backend = CommonOptions.Backend(dev);
             var llama = bundle.LoadModel(backend);
@@ -85,33 +87,21 @@ static partial class EvalCommand
             io.Out.WriteLine();
             var settings = coverage.Settings;
             var layers = coverage.Results.Select(x => x.Layer).Distinct().Order().ToList();
-            Table("coverage", settings, x => x.Coverage);
+            Table(settings, xs => xs.Average(x => x.Coverage).ToString("F3", CultureInfo.InvariantCulture));
             io.Out.WriteLine("Output error: |o - o_full| / |o_full| of a row's attention output over its visible keys against full attention's, the same q, k, v " +
                              "(0: the layer's result is full attention's).");
             io.Out.WriteLine();
-            Table("output error", settings, x => x.OutputError);
+            Table(settings, xs => xs.Average(x => x.OutputError).ToString("F3", CultureInfo.InvariantCulture));
             var apb = settings.Where(s => s.Passing is > 0).ToList();
             if (apb.Count > 0)
             {
                 io.Out.WriteLine("Passed rows: their share of APB's softmax over the visible keys (in brackets: of full attention's).");
                 io.Out.WriteLine();
-                io.Out.WriteLine($"| layer | {string.Join(" | ", apb.Select(s => s.Name))} |");
-                io.Out.WriteLine($"|---|{string.Concat(apb.Select(_ => "---|"))}");
-                foreach (int l in layers.Append(-1))
-                {
-                    var cells = apb.Select(s =>
-                    {
-                        var xs = coverage.Results.Where(x => x.Setting == s && (l < 0 || x.Layer == l)).ToList();
-                        return $"{xs.Average(x => x.PassedShareVisible):F3} ({xs.Average(x => x.PassedShareFull):F3})";
-                    });
-                    io.Out.WriteLine($"| {(l < 0 ? "**mean**" : l.ToString(CultureInfo.InvariantCulture))} | {string.Join(" | ", cells)} |");
-                }
-                io.Out.WriteLine();
+                Table(apb, xs => string.Create(CultureInfo.InvariantCulture, $"{xs.Average(x => x.PassedShareVisible):F3} ({xs.Average(x => x.PassedShareFull):F3})"));
             }
-            if (r.GetValue(json) is string path)
+            if (jsonFile is not null)
             {
-                using var f = CommonOptions.CreateOutput(path, "--out");
-                using var w = new Utf8JsonWriter(f, new JsonWriterOptions { Indented = true });
+                using var w = new Utf8JsonWriter(jsonFile, new JsonWriterOptions { Indented = true });
                 w.WriteStartObject();
                 w.WriteString("task", e.Sample.Task); w.WriteNumber("sample", index); w.WriteNumber("seed", r.GetValue(seed));
                 w.WriteNumber("context_tokens", n); w.WriteNumber("ranks", rankCount); w.WriteNumber("anchor", anchorRows);
@@ -132,13 +122,14 @@ static partial class EvalCommand
             }
             return 0;
 
-            void Table(string what, IReadOnlyList<PassingCoverage.Setting> cols, Func<PassingCoverage.LayerResult, double> value)
+            // One row per layer and a mean row; a cell is what `cell` makes of a setting's results there.
+            void Table(IReadOnlyList<PassingCoverage.Setting> cols, Func<IEnumerable<PassingCoverage.LayerResult>, string> cell)
             {
                 io.Out.WriteLine($"| layer | {string.Join(" | ", cols.Select(s => s.Name))} |");
                 io.Out.WriteLine($"|---|{string.Concat(cols.Select(_ => "---|"))}");
                 foreach (int l in layers.Append(-1))
                 {
-                    var cells = cols.Select(s => coverage.Results.Where(x => x.Setting == s && (l < 0 || x.Layer == l)).Average(value).ToString("F3", CultureInfo.InvariantCulture));
+                    var cells = cols.Select(s => cell(coverage.Results.Where(x => x.Setting == s && (l < 0 || x.Layer == l))));
                     io.Out.WriteLine($"| {(l < 0 ? "**mean**" : l.ToString(CultureInfo.InvariantCulture))} | {string.Join(" | ", cells)} |");
                 }
                 io.Out.WriteLine();

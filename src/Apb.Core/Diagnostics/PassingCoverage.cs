@@ -80,7 +80,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
         // Pre-RoPE copies for the retaining heads: full attention rotates q and k in place.
         using var qPre = Copy(q); using var kPre = Copy(k); using var vPre = Copy(v);
         _full.Attend(layer, q, k, v, output);
-        var passed = Settings.Where(s => s.Plan is not null).ToDictionary(s => s.Passing!.Value, s => Selections(layer, qPre, kPre, vPre, k, s.Plan!));
+        var passed = Selections(layer, qPre, kPre, vPre, k);
 
         int h = _c.NumAttentionHeads, kv = _c.NumKeyValueHeads, d = _c.HeadDim;
         var qh = new float[(long)_n * h * d]; _b.Download(q, qh);
@@ -92,14 +92,14 @@ public sealed class PassingCoverage : IAttention, IDisposable
             var (s, e) = Block(r);
             for (int t = 0; t < _rowsPerBlock && e > s; t++) rows.Add(s + (int)((2L * t + 1) * (e - s) / (2L * _rowsPerBlock)));
         }
-        // Per (row, head): coverage and shares for every setting, summed per setting across threads.
-        var sums = new double[Settings.Count, 4];
-        int count = 0;
-        object gate = new();
-        Parallel.For(0, rows.Count * h, () => (new double[Settings.Count, 4], new double[_n], 0), (x, _, acc) =>
+        // Per (row, head) and setting: coverage, the two passed shares and the output error, each item in its own slot
+        // and summed in order after, so that a run's numbers do not depend on how the threads split the items.
+        int items = rows.Count * h, ns = Settings.Count;
+        var each = new double[items, ns, 4];
+        Parallel.For(0, items, () => new double[_n], (x, _, logits) =>
         {
             int i = rows[x / h], head = x % h, g = head / (h / kv), r = i / _block;
-            var logits = acc.Item2; // s_ij, then exp(s_ij - max) in place: the passed rows' weights below are the same doubles
+            // logits: s_ij, then exp(s_ij - max) in place: the passed rows' weights below are the same doubles
             double scale = 1.0 / Math.Sqrt(d), max = double.NegativeInfinity;
             var qi = qh.AsSpan((int)((long)i * h * d + head * d), d);
             for (int j = 0; j <= i; j++)
@@ -153,23 +153,20 @@ public sealed class PassingCoverage : IAttention, IDisposable
                     double full = oAll[c] / all, mine = visible > 0 ? o[c] / visible : 0;
                     diff += (mine - full) * (mine - full); norm += full * full;
                 }
-                acc.Item1[si, 0] += visible / all;
-                acc.Item1[si, 1] += visible > 0 ? onPassed / visible : 0;
-                acc.Item1[si, 2] += onPassed / all;
-                acc.Item1[si, 3] += norm > 0 ? Math.Sqrt(diff / norm) : 0;
+                each[x, si, 0] = visible / all;
+                each[x, si, 1] = visible > 0 ? onPassed / visible : 0;
+                each[x, si, 2] = onPassed / all;
+                each[x, si, 3] = norm > 0 ? Math.Sqrt(diff / norm) : 0;
             }
-            return (acc.Item1, acc.Item2, acc.Item3 + 1);
-        }, acc =>
+            return logits;
+        }, _ => { });
+        for (int si = 0; si < ns; si++)
         {
-            lock (gate)
-            {
-                for (int si = 0; si < Settings.Count; si++)
-                    for (int m = 0; m < 4; m++) sums[si, m] += acc.Item1[si, m];
-                count += acc.Item3;
-            }
-        });
-        for (int si = 0; si < Settings.Count; si++)
-            Results.Add(new LayerResult(layer, Settings[si], sums[si, 0] / count, sums[si, 1] / count, sums[si, 2] / count, sums[si, 3] / count));
+            var mean = new double[4];
+            for (int x = 0; x < items; x++)
+                for (int m = 0; m < 4; m++) mean[m] += each[x, si, m] / items;
+            Results.Add(new LayerResult(layer, Settings[si], mean[0], mean[1], mean[2], mean[3]));
+        }
 
         static void Add(double[] o, ReadOnlySpan<float> v, double e)
         {
@@ -178,42 +175,50 @@ public sealed class PassingCoverage : IAttention, IDisposable
     }
 
     /// <summary>
-    /// The rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in the context: what
-    /// <see cref="ApbAttention"/> sends for <paramref name="plan"/> (its selectable rows past those the anchor holds, all
-    /// of them where the plan says the rank does not score, else the top rows of the heads' scores mixed with the novelty
-    /// term).
+    /// For each APB setting (by its l_p), the rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in
+    /// the context: what <see cref="ApbAttention"/> sends for that plan (its selectable rows past those the anchor holds,
+    /// all of them where the plan says the rank does not score, else the top rows of the heads' scores mixed with the
+    /// novelty term). The plans share the anchor, so a rank's selectable rows and their scores are the same for every
+    /// l_p: each rank is scored once, and each plan picks its own count from those scores.
     /// </summary>
-    int[][][] Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated, SequencePlan plan)
+    Dictionary<int, int[][][]> Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated)
     {
         int kv = _c.NumKeyValueHeads;
-        var result = new int[_ranks - 1][][];
+        var plans = Settings.Where(s => s.Plan is not null).Select(s => s.Plan!).ToList();
+        var result = plans.ToDictionary(p => p.PassingLength, _ => new int[_ranks - 1][][]);
         for (int r = 0; r < _ranks - 1; r++)
         {
-            int from = r * _block + plan.ChunkSkippedRows(r), rows = plan.ChunkSelectableRows(r), sent = plan.ChunkSentRows(r);
-            var perHead = new int[kv][];
-            if (!plan.ChunkScores(r))
+            Tensor? scores = null;   // the scorers' own buffer: valid until the next rank is scored
+            foreach (var plan in plans)
             {
-                // Nothing passed, or every selectable row (the first `sent`, which are all of them).
-                for (int g = 0; g < kv; g++) perHead[g] = [.. Enumerable.Range(from, sent)];
-                result[r] = perHead;
-                continue;
+                int from = r * _block + plan.ChunkSkippedRows(r), rows = plan.ChunkSelectableRows(r), sent = plan.ChunkSentRows(r);
+                var perHead = new int[kv][];
+                result[plan.PassingLength][r] = perHead;
+                if (!plan.ChunkScores(r))
+                {
+                    // Nothing passed, or every selectable row (the first `sent`, which are all of them).
+                    for (int g = 0; g < kv; g++) perHead[g] = [.. Enumerable.Range(from, sent)];
+                    continue;
+                }
+                if (scores is null)
+                {
+                    scores = _heads.ScoreOnDevice(layer, qPre.RowSlice(from, rows), kPre.RowSlice(from, rows), vPre.RowSlice(from, rows), rows);
+                    if (_novelty is not null)
+                    {
+                        scores = _novelty.Widened(scores);
+                        _novelty.MixInto(scores, kRotated.RowSlice(from, rows), _noveltyWeight);
+                    }
+                }
+                using var picked = _b.Passing.AllocateRows(sent, kv);
+                _b.Passing.SelectPassing(scores, kv, picked);
+                var idx = new int[sent * kv];
+                _b.Passing.Download(picked, idx);
+                for (int g = 0; g < kv; g++)
+                {
+                    perHead[g] = new int[sent];
+                    for (int i = 0; i < sent; i++) perHead[g][i] = from + idx[i * kv + g];
+                }
             }
-            var scores = _heads.ScoreOnDevice(layer, qPre.RowSlice(from, rows), kPre.RowSlice(from, rows), vPre.RowSlice(from, rows), rows);
-            if (_novelty is not null)
-            {
-                scores = _novelty.Widened(scores);
-                _novelty.MixInto(scores, kRotated.RowSlice(from, rows), _noveltyWeight);
-            }
-            using var picked = _b.Passing.AllocateRows(sent, kv);
-            _b.Passing.SelectPassing(scores, kv, picked);
-            var idx = new int[sent * kv];
-            _b.Passing.Download(picked, idx);
-            for (int g = 0; g < kv; g++)
-            {
-                perHead[g] = new int[sent];
-                for (int i = 0; i < sent; i++) perHead[g][i] = from + idx[i * kv + g];
-            }
-            result[r] = perHead;
         }
         return result;
     }
