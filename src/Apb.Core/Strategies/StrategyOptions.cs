@@ -36,7 +36,9 @@ public sealed record StrategyOptions
     /// APB passes nothing in the layers below this one (0, the default: every layer, as the paper does). Why offer it: on
     /// the embedded model the passed rows move layer 0's attention output by 62-100 % of its size against 12-23 % without
     /// them, while in the later layers they bring it closer to full attention's (`apb eval coverage`,
-    /// bench/results/apb-coverage-cpu-20261205). Not yet measured for accuracy.
+    /// bench/results/apb-coverage-cpu-20261205). Why it is not the default: 1 cost 1.1 to 2.6 points of the RULER mean
+    /// at 32K and 64K on 4 and 8 ranks, 20 to 26 of variable tracking, which needs the rows layer 0 passes
+    /// (bench/results/apb-passing-gpu-20261205).
     /// </summary>
     public int PassingFromLayer { get; init; }
     /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
