@@ -5,6 +5,7 @@
 #     overridable
 #   - the NVRTC kernel cache outside $OUT (only a few files come back from there; a fresh machine compiles once)
 #   - step (a step's heading, with the time and the seconds since the start) and append_log (a step's output into $LOG)
+#   - unpack_binaries / unpack_builds (the binaries that travel), ruler_run / pack_runs (a session's `apb eval ruler` runs)
 set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -67,6 +68,27 @@ unpack_builds() {
   find "$ROOT/publish/builds" -type f \( -name apb -o -name Apb.Gpu.Tests \) -exec chmod +x {} +
   chmod +x "$ROOT/publish/linux-x64/apb"
   echo "builds: $(ls "$ROOT/publish/builds" | grep -v CURRENT | tr '\n' ' ')(current: $current, commit $(cat "$ROOT/publish/builds/$current/commit.txt"))"
+}
+
+# One `apb eval ruler` run of a session script: ruler_run NAME SECONDS ARGS... runs it on ${MODEL:-models/embedded} and
+# ${DEVICE:-cuda} under a time limit, writes NAME.json / .md / .log into ${RUNS:-$OUT/r}, appends "NAME rc=.. N s" to
+# times.txt there and prints the run's mean rows. pack_runs then tars that folder into $OUT/runs.tgz (the device tool
+# brings back at most 8 files). Pair the files with `apb eval paired`.
+ruler_run() {
+  local name=$1 limit=$2 dir=${RUNS:-$OUT/r} start rc
+  shift 2
+  mkdir -p "$dir"
+  start=$(date +%s)
+  timeout "$limit" "$APB" eval ruler --model "${MODEL:-models/embedded}" --device "${DEVICE:-cuda}" "$@" \
+    --json "$dir/$name.json" > "$dir/$name.md" 2> "$dir/$name.log"
+  rc=$?
+  echo "$name rc=$rc $(( $(date +%s) - start )) s" | tee -a "$dir/times.txt"
+  grep -E '\*\*mean' "$dir/$name.md"
+  return 0
+}
+pack_runs() {
+  local dir=${RUNS:-$OUT/r}
+  tar -C "$(dirname "$dir")" -czf "$OUT/runs.tgz" "$(basename "$dir")"
 }
 
 # The start of a script that writes a summary: makes $WORK, unpacks the binaries named (unpack_binaries' NAME:PATH
