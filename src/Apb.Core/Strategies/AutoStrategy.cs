@@ -10,8 +10,10 @@ namespace Apb.Strategies;
 ///   3. --exact: the zigzag ring (exact, balanced causal work);
 ///   4. otherwise APB when it can run (its anchor must hold the chat header and the query) and its slowest rank costs
 ///      less than the zigzag ring's, else the zigzag ring: a long query grows APB's anchor until an exact ring is cheaper.
-/// Contiguous APB, not apb-balanced: the balanced layout's slowest rank is ~1.2x faster at 128K, but it lost 1.0-1.5
-/// RULER points against contiguous APB at 16K on our model (bench/results/balanced-gpu-20261203).
+/// Contiguous APB, not apb-balanced: the balanced layout's slowest rank is 1.1x (default l_p) to 1.2x faster at 128K in
+/// the one-GPU model of the ranks, but it lost 1.0-1.5 RULER points against contiguous APB at 16K on our model
+/// (bench/results/balanced-gpu-20261203), is level with it at 64K (-0.8 ± 1.1 on 8 ranks, +0.1 ± 0.8 on 4;
+/// bench/results/session26-gpu-20261205), and its speed-up has not been timed on several GPUs.
 /// The cost of a rank is one layer's work in FLOPs, counted from the plan (<see cref="RankWork"/>):
 ///   pairs x 4 n_h d (attention) + local rows x 2 x (the layer's weights) (projections and MLP) + received bytes x F / B,
 /// where received bytes are K and V rows of kv_dim in bf16 and F / B converts bytes to FLOPs at an H200's dense bf16
