@@ -155,13 +155,6 @@ public interface IBackend : IDisposable
     void SiluMul(Tensor gate, Tensor up, Tensor output);
     void Silu(Tensor x);
 
-    /// <summary>
-    /// A hint that changes no result: <paramref name="weight"/> is what the product after the next attention call reads
-    /// (a layer's o_proj). A device backend whose decode attention leaves memory bandwidth unused may bring the weight
-    /// into its cache while that attention runs, so that a product of a few rows finds it there. The default ignores it.
-    /// </summary>
-    void PrefetchDuringAttention(IWeight weight) { }
-
     /// <summary>Rotates each head's pairs (i, i + d/2) by position x inv_freq, as HF's rotate_half does.</summary>
     void Rope(Tensor x, int heads, ReadOnlySpan<int> positions, RopeTable table);
 

@@ -104,7 +104,6 @@ public sealed class LlamaModel : IDisposable
                 if (L.QNorm is { } qNorm) HeadNorm(ws.Q.View(T * c.NumAttentionHeads, c.HeadDim), qNorm);
                 if (L.KNorm is { } kNorm) HeadNorm(ws.K.View(T * c.NumKeyValueHeads, c.HeadDim), kNorm);
             }
-            b.PrefetchDuringAttention(L.OProj);
             attention.Attend(l, ws.Q, ws.K, ws.V, ws.Attn);
             bool lastLayer = l + 1 == c.NumHiddenLayers;
             // After the last attention only the logits read anything: none of it without logits (the caches are

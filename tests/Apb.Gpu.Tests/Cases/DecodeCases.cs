@@ -40,16 +40,6 @@ public static class DecodeCases
                 yield return new GpuCase("decode", $"{Name(version)} batch of {lengths.Length}: Tk {string.Join('/', lengths.Take(4))}{(lengths.Length > 4 ? "/..." : "")} h={heads}/{kv} d={d}",
                     c => c.WithDecodeKernel(version, () => CheckBatch(c, lengths, heads, kv, d)));
         }
-        // Version 3 with a weight named by IBackend.PrefetchDuringAttention (its blocks ask L2 for it): the same bits as
-        // without, one sequence and a batch; a 32 MB weight (a Llama-3.1-8B o_proj) and one past the three quarters of
-        // L2 the backend caps it at.
-        foreach (var (rows, cols) in new[] { (4096, 4096), (16384, 4096) })
-        {
-            yield return new GpuCase("decode", $"v3 prefetch of a [{rows}, {cols}] weight: Tq=1 Tk=65536 h=32/8 d=128, bit for bit",
-                c => c.WithDecodeKernel(DecodeKernelVersion.V3, () => CheckPrefetch(c, rows, cols, batch: false)));
-            yield return new GpuCase("decode", $"v3 prefetch of a [{rows}, {cols}] weight: batch of 3, bit for bit",
-                c => c.WithDecodeKernel(DecodeKernelVersion.V3, () => CheckPrefetch(c, rows, cols, batch: true)));
-        }
         // The batch's KV appends (IBackend.ScatterRows): one launch, each row to its own cache's next row; kv_dim 1024
         // (the fast path) and 24 (rows of 48 bytes: the copy-per-row fallback), bf16 and fp32.
         foreach (var (rows, cols, dtype) in new[] { (16, 1024, CudaDType.BF16), (5, 24, CudaDType.BF16), (3, 256, CudaDType.F32) })
@@ -94,39 +84,6 @@ public static class DecodeCases
         var got = Down(c.Gpu, go);
         for (int i = 0; i < b; i++)
             c.Compare($"sequence {i} (Tk {lengths[i]})", got.AsSpan(i * heads * d, heads * d).ToArray(), refs[i].RefO, refs[i].OutLimit, "split-kv batch");
-    }
-
-    /// <summary>The decode attention with and without a prefetch hint for a [rows, cols] weight: identical bits.</summary>
-    static void CheckPrefetch(GpuCheck c, int rows, int cols, bool batch)
-    {
-        const int heads = 32, kv = 8, d = 128;
-        int[] lengths = batch ? [65536, 3000, 1] : [65536];
-        var refs = lengths.Select(tk => AttentionReference.Make(c, 1, tk, heads, kv, d, causal: true)).ToArray();
-        var keys = new Tensor[refs.Length]; var values = new Tensor[refs.Length];
-        for (int i = 0; i < refs.Length; i++)
-        {
-            keys[i] = c.OnGpu(refs[i].K, lengths[i], kv * d); values[i] = c.OnGpu(refs[i].V, lengths[i], kv * d);
-        }
-        var gq = c.OnGpu(refs.SelectMany(r => r.Q).ToArray(), refs.Length, heads * d);
-        var weight = c.Gpu.LoadRandom("prefetched", rows, cols, RandomValues.Key(11, 3), 0.02f, 0f);
-        float[] Run(bool hint)
-        {
-            var go = c.Poisoned(refs.Length, heads * d);
-            bool was = c.Gpu.AttentionPrefetch;
-            c.Gpu.AttentionPrefetch = hint;
-            try
-            {
-                c.Gpu.PrefetchDuringAttention(weight);
-                if (batch) c.Gpu.DecodeAttention(gq, keys, values, heads, kv, go);
-                else c.WithKernel(AttentionKernel.SplitKv, () => c.Gpu.Attention(gq, keys[0], values[0], heads, kv, AttentionMask.Causal, go, null));
-            }
-            finally { c.Gpu.AttentionPrefetch = was; }
-            return Down(c.Gpu, go);
-        }
-        var without = Run(false);
-        var with = Run(true);
-        c.Compare("out with the hint", with, without, 0, "split-kv prefetch");
-        c.Compare("out against the CPU", with.AsSpan(0, heads * d).ToArray(), refs[0].RefO, refs[0].OutLimit, "split-kv prefetch");
     }
 
     internal static string Name(DecodeKernelVersion v) => v switch

@@ -63,32 +63,6 @@ public static class Fp8KvCases
             yield return new("fp8kv", $"decode {DecodeCases.Name(version)} refuses 24 pairs per KV head (3 rows x 8 heads per KV head), naming its limit of {limit}",
                 c => c.WithDecodeKernel(version, () => DecodeRefusesWideCall(c, limit)));
         yield return new("fp8kv", "a chunk of 40 rows after 300 attends to earlier rows as stored and to its own as computed (KvCache.Attend's fresh rows)", ChunkAttend);
-        yield return new("fp8kv", "decode v3 Tq=1 Tk=65536 h=32/8 d=128 with a 32 MB weight prefetched during it (PrefetchDuringAttention): bit for bit",
-            c => c.WithDecodeKernel(DecodeKernelVersion.V3, () => DecodePrefetch(c)));
-    }
-
-    /// <summary>The fp8 decode with and without a prefetch hint for a Llama-3.1-8B o_proj-sized weight: the same bits.</summary>
-    static void DecodePrefetch(GpuCheck c)
-    {
-        const int tk = 65536, heads = 32, kv = 8, d = 128, cols = kv * d;
-        var (gk, _) = CacheOf(c, c.Rand((long)tk * cols, 1.5f), cols); var (gv, _) = CacheOf(c, c.Rand((long)tk * cols), cols);
-        var gq = c.OnGpu(c.Rand(heads * d, 1.5f), 1, heads * d);
-        var weight = c.Gpu.LoadRandom("prefetched", 4096, 4096, RandomValues.Key(11, 4), 0.02f, 0f);
-        float[] Run(bool hint)
-        {
-            var go = c.Poisoned(1, heads * d);
-            bool was = c.Gpu.AttentionPrefetch;
-            c.Gpu.AttentionPrefetch = hint;
-            try
-            {
-                c.Gpu.PrefetchDuringAttention(weight);
-                c.Gpu.DecodeAttentionFp8(gq, gk, gv, heads, kv, AttentionMask.Causal, go, null);
-            }
-            finally { c.Gpu.AttentionPrefetch = was; }
-            return Down(c.Gpu, go);
-        }
-        var without = Run(false);
-        c.Compare("out with the hint", Run(true), without, 0, "split-kv fp8 prefetch");
     }
 
     /// <summary>

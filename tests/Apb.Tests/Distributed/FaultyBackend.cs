@@ -98,16 +98,8 @@ sealed class FaultyBackend : IBackend, IStepGraphs
         _b.Rope(x, heads, positions, table);
     }
 
-    /// <summary>Each <see cref="IBackend.PrefetchDuringAttention"/> hint an attention call was made under: the weight's name and the call's layer.</summary>
-    public List<(string Weight, int Layer)> Prefetches { get; } = [];
-    string? _prefetch;
-
-    public void PrefetchDuringAttention(IWeight weight) => _prefetch = weight.Name;
-
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, AttentionMask mask, Tensor output, Tensor? lse, int window = 0)
     {
-        if (_prefetch is { } named) Prefetches.Add((named, _ropes / 2 - 1));
-        _prefetch = null;   // as CudaBackend: every attention call ends the hint
         _beforeAttention?.Invoke(_ropes / 2 - 1);
         _b.Attention(q, k, v, heads, kvHeads, mask, output, lse, window);
     }

@@ -51,28 +51,6 @@ public sealed unsafe partial class CudaBackend
         return _resident[f] = Math.Max(1, blocks);
     }
 
-    /// <summary>
-    /// Whether <see cref="PrefetchDuringAttention"/> acts: the version-3 decode kernel then asks L2 for the named weight
-    /// (at most three quarters of L2) at its blocks' start (decode_mma.cu). APB_DECODE_PREFETCH=1 turns it on.
-    /// </summary>
-    public bool AttentionPrefetch { get; set; } = Environment.GetEnvironmentVariable("APB_DECODE_PREFETCH") == "1";
-
-    (ulong Ptr, long Bytes) _attentionPrefetch; // the weight named for the next attention call, or (0, 0)
-
-    public void PrefetchDuringAttention(IWeight weight)
-    {
-        var w = C(weight);
-        _attentionPrefetch = AttentionPrefetch ? (w.Ptr, Math.Min((long)w.Rows * w.Cols * 2, Context.Device.L2Bytes * 3 / 4)) : default;
-    }
-
-    /// <summary>The hint for this attention call, cleared: every attention call ends it, whether its kernel takes it or not.</summary>
-    (ulong Ptr, long Bytes) TakeAttentionPrefetch()
-    {
-        var p = _attentionPrefetch;
-        _attentionPrefetch = default;
-        return p;
-    }
-
     ulong _decodeScratch; // partial outputs and LSEs of the splits, fp32, grown as needed
     long _decodeScratchBytes;
 
@@ -125,9 +103,7 @@ public sealed unsafe partial class CudaBackend
         long qStride = qs.Cols;
         float scale = 1f / MathF.Sqrt(d);
         int causal = mask == AttentionMask.Causal ? 1 : 0;
-        // Versions 1 and 2 take the first 14 arguments (the driver reads as many as a kernel has), version 3 the prefetch too.
-        var (pf, pfBytes) = TakeAttentionPrefetch();
-        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit, &pf, &pfBytes };
+        void** sa = stackalloc void*[] { &qp, &kp, &vp, &partO, &partLse, &tq, &tk, &heads, &kvHeads, &qStride, &kStride, &scale, &causal, &perSplit };
         Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)rowBlocks), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, l, rowsOut, heads, d, splits);
     }
@@ -175,8 +151,7 @@ public sealed unsafe partial class CudaBackend
         ulong qp = qs.Ptr;
         long qStride = qs.Cols;
         float scale = 1f / MathF.Sqrt(d);
-        var (pf, pfBytes) = TakeAttentionPrefetch();   // read by version 3 only, as in SplitDecode
-        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit, &pf, &pfBytes };
+        void** sa = stackalloc void*[] { &qp, &tp, &lens, &partO, &partLse, &heads, &kvHeads, &qStride, &kStride, &scale, &perSplit };
         Context.Launch(k.F, k.Name, ((uint)splits, (uint)kvHeads, (uint)b), k.Threads, k.Smem, sa);
         DecodeMerge(partO, partLse, o, null, rowsOut, heads, d, splits);
     }

@@ -686,7 +686,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         int causal = mask == AttentionMask.Causal ? 1 : 0;
         bool aligned = (qp | kp | vp | op) % 16 == 0 && qStride % 8 == 0 && kStride % 8 == 0 && oStride % 8 == 0;
         var chosen = ChooseAttentionKernel(AttentionKernel, Tq, d, aligned, HopperAttentionAvailable, window);
-        if (chosen != AttentionKernel.SplitKv) TakeAttentionPrefetch();   // only the split-KV decode takes the hint
         if (chosen == AttentionKernel.SplitKv)
             DecodeAttention(qs, ks, vs, heads, kvHeads, mask, o, l);
         else if (chosen == AttentionKernel.Hopper)

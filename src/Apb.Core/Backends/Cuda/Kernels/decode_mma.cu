@@ -28,10 +28,6 @@
 //    multiplied by 2^100 (exact: a power of two), so no product comes near fp32's denormals; 2^20 undoes the rest.
 // Conventions as decode.cu: fp32 softmax in log2 units (exp2), causal = bottom-right aligned, a pair that sees no key
 // gets output 0 and LSE -inf; kernels launched with programmatic dependent launch (pdl_enter first).
-// Both entry points take one more range, pf / pfBytes (null / 0 for none): a weight the product after this attention
-// reads (a decode step's o_proj), which the blocks ask L2 for at their start, each a share of its 128-byte lines, so it
-// streams in beside the cache, whose reads leave HBM bandwidth unused (the fp8 kernel reads at ~68 % of it:
-// docs/kernels/decode-mma.md), instead of after it. It changes no output.
 
 #include "bf16.cuh"
 #include "fp8.cuh"
@@ -40,30 +36,6 @@
 #define DV3_THREADS 128
 #define DV3_WARPS (DV3_THREADS / 32)
 #define DV3_TILE 16   // keys per warp step
-
-// DV3_PF_EVICT_LAST, 1 (the default): the prefetched lines are marked evict-last, so that the cache rows streaming
-// through L2 after them (evict-normal) are the ones replaced; 0: plain prefetch.
-#ifndef DV3_PF_EVICT_LAST
-#define DV3_PF_EVICT_LAST 1
-#endif
-
-// This block's share of the pfBytes at pf, asked of L2 a line at a time (no register waits on it: prefetch returns at once).
-__device__ __forceinline__ void dv3_prefetch(const char* pf, long long pfBytes)
-{
-    if (pfBytes <= 0) return;
-    long long blocks = (long long)gridDim.x * gridDim.y * gridDim.z;
-    long long b = blockIdx.x + (long long)gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-    long long lines = (pfBytes + 127) >> 7, per = (lines + blocks - 1) / blocks;
-    long long first = b * per, last = first + per < lines ? first + per : lines;
-    for (long long i = first + threadIdx.x; i < last; i += blockDim.x)
-    {
-#if DV3_PF_EVICT_LAST
-        asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(pf + (i << 7)));
-#else
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(pf + (i << 7)));
-#endif
-    }
-}
 
 // Two e4m3 codes, in bytes 0 and 2 of t (bytes 1 and 3 are ignored), as a bf16 pair (byte 0's in the low half) whose
 // values are the codes' times 2^-120, exactly: a code's 7 magnitude bits (4 exponent, 3 mantissa) placed in the low
@@ -510,12 +482,11 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
 }
 
 // One sequence (Tq rows, bottom-right causal or none): grid (splits, KV heads); the signature of decode.cu's version 2
-// (kStride: elements of a bf16 row, bytes of an fp8 one) and the prefetch range (weights: asked for before pdl_wait).
+// (kStride: elements of a bf16 row, bytes of an fp8 one).
 #define DV3_SPLIT(D, FP8, HI, NAME) \
 extern "C" __global__ void DV3_BOUNDS NAME(const bf16* q, const void* k, const void* v, float* partO, \
-    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit, \
-    const char* pf, long long pfBytes) \
-{ pdl_launch_dependents(); dv3_prefetch(pf, pfBytes); pdl_wait(); \
+    float* partLse, int Tq, int Tk, int heads, int kvHeads, long qStride, long kStride, float scale, int causal, int keysPerSplit) \
+{ pdl_enter(); \
   decode_mma<D, FP8, HI>(q, (const unsigned char*)k, (const unsigned char*)v, FP8 ? kStride : 2 * kStride, kvHeads * D, partO, partLse, \
       Tq, Tk, heads, kvHeads, qStride, scale, causal, keysPerSplit, 0); }
 
@@ -524,8 +495,8 @@ extern "C" __global__ void DV3_BOUNDS NAME(const bf16* q, const void* k, const v
 #define DV3_BATCH(D, FP8, HI, NAME) \
 extern "C" __global__ void DV3_BOUNDS NAME(const bf16* q, const unsigned long long* __restrict__ kv, \
     const int* __restrict__ lens, float* partO, float* partLse, int heads, int kvHeads, long qStride, long kStride, float scale, \
-    int keysPerSplit, const char* pf, long long pfBytes) \
-{ pdl_launch_dependents(); dv3_prefetch(pf, pfBytes); pdl_wait(); int b = blockIdx.z; \
+    int keysPerSplit) \
+{ pdl_enter(); int b = blockIdx.z; \
   decode_mma<D, FP8, HI>(q + (long)b * qStride, (const unsigned char*)kv[2 * b], (const unsigned char*)kv[2 * b + 1], \
       FP8 ? kStride : 2 * kStride, kvHeads * D, partO, partLse, 1, lens[b], heads, kvHeads, qStride, scale, 0, keysPerSplit, (long)b * heads); }
 
