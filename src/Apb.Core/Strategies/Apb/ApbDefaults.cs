@@ -20,9 +20,9 @@ namespace Apb.Strategies.Apb;
 /// 0's samples and +1.1 ± 1.0 on seed 1's; 4 ranks, 512 against 1024, +0.1 ± 0.5; on the multi-key tasks alone at 8
 /// ranks (200 samples a task) +1.8 ± 1.7, while 2048 scored 4.3 ± 2.0 under 896: longer is not safer. Passing nothing
 /// in layer 0 (`--passing-from-layer 1`) cost 1.1 to 2.6 points on the mean, vt 20 to 26, in the same runs. The same
-/// rule helps the balanced layout at 64K: +1.4 ± 1.1 on 8 ranks, +0.7 ± 0.7 on 4 (bench/results/session26-gpu-20261205).
-/// At 32K the floor holds l_p at 512 where n/128 is 256: 256 was +0.6 ± 0.9 and +0.7 ± 1.0 on 8 ranks (seeds 0 and 1)
-/// and 0.0 ± 0.6 on 4 (same folder), inside the noise, so the floor was kept.
+/// rule helps the balanced layout at 64K: +1.4 ± 1.1 on 8 ranks, +0.7 ± 0.7 on 4
+/// (bench/results/session26-gpu-20261205). At 32K the floor holds l_p at 512 where n/128 is 256: 256 was +0.6 ± 0.9
+/// and +0.7 ± 1.0 on 8 ranks (seeds 0 and 1) and 0.0 ± 0.6 on 4 (same folder), inside the noise, so the floor stayed.
 /// </remarks>
 public static class ApbDefaults
 {
