@@ -65,6 +65,19 @@ static class PageActions
 {
     public static IWebElement ById(this IWebDriver d, string id) => d.FindElement(By.Id(id));
 
+    /// <summary>
+    /// Presses a button: it must be shown and enabled, then it gets the click through its own activation (a script's
+    /// click(), which submits the form as a user's click does, constraint checks included). WebDriver's pointer click,
+    /// dispatched at the button's coordinates, was lost twice in CI under load (the page never saw it: no request went
+    /// out, and the test waited 60 s for an answer to it).
+    /// </summary>
+    public static void Press(this IWebDriver d, string id)
+    {
+        var button = d.ById(id);
+        Assert.True(button.Displayed && button.Enabled, $"the {id} button is not shown and enabled, so a user could not press it");
+        ((IJavaScriptExecutor)d).ExecuteScript("arguments[0].click();", button);
+    }
+
     /// <summary>An element's text as the DOM holds it (Selenium's Text trims and folds white space).</summary>
     public static string Content(this IWebDriver d, string id) =>
         (string)((IJavaScriptExecutor)d).ExecuteScript("return document.getElementById(arguments[0]).textContent;", id)!;

@@ -105,11 +105,11 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         finally { File.Delete(file); }
         d.Paste("max-tokens", "2000");
         d.ById("question").SendKeys("Tell me everything about the mill.");
-        d.ById("send").Click();
+        d.Press("send");
 
         // Text on the page while the request still runs: the answer streams.
         await d.Until(x => x.Content("answer").Length >= 10 && x.ById("stop").Enabled, "streamed text while the answer runs");
-        d.ById("stop").Click();
+        d.Press("stop");
         await d.Until(x => x.Content("timing").StartsWith("Stopped"), "the page to say it stopped");
         string shown = d.Content("answer");
 
@@ -152,7 +152,7 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         Assert.Equal(400, refused.Status);
         string tooLong = refused.Body.GetProperty("error").GetProperty("message").GetString()!;
         d.Paste("max-tokens", "100000");
-        d.ById("send").Click();
+        d.Press("send");
         await d.Until(x => x.Content("error") == tooLong, "the 400's message");
         Assert.Equal("alert", d.ById("error").GetDomAttribute("role"));
 
@@ -166,7 +166,7 @@ public sealed class PageTests(PageBrowser browser) : IClassFixture<PageBrowser>
         {
             var held = Harness.PostAsync(http, Chat, """{"messages": [{"role": "user", "content": "Hold on."}], "max_tokens": 2}""");
             await Harness.WaitUntilAsync(() => server.Runner.Queue.Running == 1, "the held request to take the slot");
-            d.ById("send").Click();
+            d.Press("send");
             await d.Until(x => x.Content("error").Contains("the server is busy"), "the 429's message");
             probe.Gate.Set();
             Assert.Equal(200, (await held).Status);
