@@ -30,45 +30,67 @@ static partial class EvalCommand
 
     /// <summary>
     /// `apb eval paired A.json B.json`: B's task mean minus A's per length, sample by sample (PairedDifference). With
-    /// --other-strategy, B's rows of another strategy: APB in one run against full attention in another.
+    /// --other-strategy, B's rows of another strategy: APB in one run against full attention in another. More pairs of
+    /// files (`A1 B1 A2 B2 ...`, each pair of its own seed) pool their samples into one difference per length.
     /// </summary>
     static Command Paired(Io io)
     {
-        var reference = new Argument<string>("REFERENCE") { Description = "an `apb eval ruler` JSON file (the baseline)" };
-        var other = new Argument<string>("OTHER") { Description = "another of the same seed, tasks and lengths" };
+        var files = new Argument<string[]>("REFERENCE OTHER")
+        {
+            Description = "`apb eval ruler` JSON files in pairs: the baseline, then another run of the same seed, tasks and lengths; " +
+                          "more pairs (other seeds) pool their samples",
+            Arity = new ArgumentArity(2, 100000),
+        };
         var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared (REFERENCE's, and OTHER's unless --other-strategy)", DefaultValueFactory = _ => "full" };
         var otherStrategy = new Option<string?>("--other-strategy") { Description = "OTHER's strategy, when it is not --strategy (e.g. --strategy full --other-strategy apb: APB against full attention of another run)" };
         var first = new Option<int?>("--samples") { Description = "pair each task's first N samples only: runs of one seed share their first samples whatever their --samples, so a 20-sample run pairs with the start of a 60-sample one" };
-        var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation")
+        var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation, and pooled over several seeds' pairs")
         {
-            reference, other, strategy, otherStrategy, first,
+            files, strategy, otherStrategy, first,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
-            string s = r.GetValue(strategy)!, a = r.GetValue(reference)!, b = r.GetValue(other)!;
+            string s = r.GetValue(strategy)!;
             string so = r.GetValue(otherStrategy) ?? s;
-            var fileA = PairedDifference.Read(a, s); var fileB = PairedDifference.Read(b, so);
-            PairedDifference.RequireSameSeed(fileA, fileB);
-            var rowsA = fileA.Rows; var rowsB = fileB.Rows;
-            if (r.GetValue(first) is int n)
+            var paths = r.GetValue(files)!;
+            if (paths.Length % 2 != 0)
+                throw new ApbException($"{paths.Length} files: give them in pairs, REFERENCE then OTHER ({string.Join(" ", paths)})");
+            var runs = new List<(string A, string B, RulerResults FileA, RulerResults FileB, PairedDifference.Pair Rows)>();
+            for (int i = 0; i < paths.Length; i += 2)
             {
-                rowsA = PairedDifference.FirstSamples(fileA, n);
-                rowsB = PairedDifference.FirstSamples(fileB, n);
+                string a = paths[i], b = paths[i + 1];
+                var fileA = PairedDifference.Read(a, s); var fileB = PairedDifference.Read(b, so);
+                PairedDifference.RequireSameSeed(fileA, fileB);
+                var rowsA = fileA.Rows; var rowsB = fileB.Rows;
+                if (r.GetValue(first) is int n)
+                {
+                    rowsA = PairedDifference.FirstSamples(fileA, n);
+                    rowsB = PairedDifference.FirstSamples(fileB, n);
+                }
+                runs.Add((a, b, fileA, fileB, new PairedDifference.Pair(rowsB, rowsA)));
             }
+            PairedDifference.RequireDistinctSeeds([.. runs.Select(x => x.FileA)]);
             string what = so == s ? s : $"{so} against {s}";
-            foreach (var len in rowsB.Select(x => x.Length).Distinct().Order())
+            string minus = runs.Count == 1 ? $"{runs[0].B} minus {runs[0].A}"
+                : $"pooled over {runs.Count} pairs (seeds {string.Join(", ", runs.Select(x => x.FileA.Seed?.ToString() ?? "?"))}), " +
+                  string.Join(" + ", runs.Select(x => $"{x.B} minus {x.A}"));
+            foreach (var len in runs.SelectMany(x => x.Rows.Rows).Select(x => x.Length).Distinct().Order())
             {
-                var mine = rowsB.Where(x => x.Length == len).ToList();
-                var d = PairedDifference.Of(mine, rowsA.Where(x => x.Length == len).ToList());
-                if (d is null) { io.Out.WriteLine($"{len}: no task of {what} pairs up (same task, same sample count) between {a} and {b}"); continue; }
-                var moved = PairedDifference.Moved(mine, rowsA).Select(t => $"{t.Task} {t.Move.Text}");
-                io.Out.WriteLine($"{len}: {b} minus {a}, {what}, {d.Tasks} tasks: {d.Text} (95 %); " +
+                var atLength = runs.Select(x => new PairedDifference.Pair(
+                    x.Rows.Rows.Where(y => y.Length == len).ToList(), x.Rows.Reference.Where(y => y.Length == len).ToList())).ToList();
+                var d = PairedDifference.Of(atLength);
+                if (d is null) { io.Out.WriteLine($"{len}: no task of {what} pairs up (same task, same sample count) in {minus}"); continue; }
+                var moved = PairedDifference.Moved(atLength).Select(t => $"{t.Task} {t.Move.Text}");
+                io.Out.WriteLine($"{len}: {minus}, {what}, {d.Tasks} tasks: {d.Text} (95 %); " +
                                  $"tasks that moved: {(moved.Any() ? string.Join(", ", moved) : "none")}; " +
-                                 $"samples whose score changed: {PairedDifference.ChangedSamples(mine, rowsA)}");
+                                 $"samples whose score changed: {PairedDifference.ChangedSamples(atLength)}");
             }
-            var differs = PairedDifference.Differences(fileA, fileB);
-            if (differs.Count > 0)
-                io.Out.WriteLine($"note: the files were made differently ({string.Join("; ", differs)}): the difference above may hold that too");
+            foreach (var x in runs)
+            {
+                var differs = PairedDifference.Differences(x.FileA, x.FileB);
+                if (differs.Count > 0)
+                    io.Out.WriteLine($"note: {(runs.Count == 1 ? "the files were" : $"{x.A} and {x.B} were")} made differently ({string.Join("; ", differs)}): the difference above may hold that too");
+            }
             return 0;
         }));
         return cmd;

@@ -23,19 +23,26 @@ public static class PairedDifference
     /// The paired difference of <paramref name="rows"/> against <paramref name="reference"/> over the tasks both have
     /// with per-sample scores of equal count (the rows of one length); null when no task pairs up.
     /// </summary>
-    public static Result? Of(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference)
+    public static Result? Of(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) => Of([new Pair(rows, reference)]);
+
+    /// <summary>
+    /// The same over several pairs of runs, each of its own seed (other samples): a task's difference is the mean of
+    /// d_i over every pair's samples of it, its variance that of those pooled samples. Two seeds of 60 samples a task
+    /// pool to 120, an interval about 1/sqrt(2) as wide as either's.
+    /// </summary>
+    public static Result? Of(IReadOnlyList<Pair> pairs)
     {
         double sumDiff = 0, sumVar = 0;
         int tasks = 0;
-        foreach (var r in rows)
+        foreach (var task in Tasks(pairs))
         {
-            if (Pair(r, reference) is not var (a, b)) continue;
-            int n = a.Count;
-            double mean = 0;
-            for (int i = 0; i < n; i++) mean += a[i] - b[i];
+            var d = Differences(task, pairs);
+            if (d.Count == 0) continue;
+            int n = d.Count;
+            double mean = 0, ss = 0;
+            foreach (double x in d) mean += x;
             mean /= n;
-            double ss = 0;
-            for (int i = 0; i < n; i++) { double d = a[i] - b[i] - mean; ss += d * d; }
+            foreach (double x in d) ss += (x - mean) * (x - mean);
             sumDiff += mean;
             sumVar += n > 1 ? ss / (n - 1) / n : 0;
             tasks++;
@@ -44,16 +51,35 @@ public static class PairedDifference
         return new Result(100 * sumDiff / tasks, 100 * Math.Sqrt(sumVar) / tasks, tasks);
     }
 
+    /// <summary>One run's rows against a reference run's rows of the same seed: what <see cref="Of(IReadOnlyList{Pair})"/> pools.</summary>
+    public sealed record Pair(IReadOnlyList<RulerRow> Rows, IReadOnlyList<RulerRow> Reference);
+
     /// <summary>How many samples of <paramref name="rows"/> scored differently from their pair in <paramref name="reference"/>:
     /// a task's mean can stay put while answers flip both ways.</summary>
-    public static int ChangedSamples(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
-        rows.Sum(r => Pair(r, reference) is var (a, b) ? a.Where((x, i) => x != b[i]).Count() : 0);
+    public static int ChangedSamples(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) => ChangedSamples([new Pair(rows, reference)]);
 
-    /// <summary>Row r's per-sample scores and those of the same task and length in reference, when both have as many.</summary>
-    static (IReadOnlyList<double> Row, IReadOnlyList<double> Reference)? Pair(RulerRow r, IReadOnlyList<RulerRow> reference)
+    /// <summary><see cref="ChangedSamples(IReadOnlyList{RulerRow}, IReadOnlyList{RulerRow})"/> over every pair.</summary>
+    public static int ChangedSamples(IReadOnlyList<Pair> pairs) => Tasks(pairs).Sum(t => Differences(t, pairs).Count(d => d != 0));
+
+    /// <summary>The (task, length)s of the pairs' rows, in the order they first appear.</summary>
+    static IEnumerable<(string Task, int Length)> Tasks(IReadOnlyList<Pair> pairs) =>
+        pairs.SelectMany(p => p.Rows).Select(r => (r.Task, r.Length)).Distinct();
+
+    /// <summary>
+    /// d_i = score_i - reference score_i over the samples of <paramref name="task"/> in every pair where both rows have
+    /// per-sample scores of equal count (a pair without the task adds nothing).
+    /// </summary>
+    static List<double> Differences((string Task, int Length) task, IReadOnlyList<Pair> pairs)
     {
-        var f = reference.FirstOrDefault(x => x.Task == r.Task && x.Length == r.Length);
-        return r.Scores is { Count: > 0 } a && f?.Scores is { } b && b.Count == a.Count ? (a, b) : null;
+        var d = new List<double>();
+        foreach (var p in pairs)
+        {
+            var r = p.Rows.FirstOrDefault(x => x.Task == task.Task && x.Length == task.Length);
+            var f = p.Reference.FirstOrDefault(x => x.Task == task.Task && x.Length == task.Length);
+            if (r?.Scores is { Count: > 0 } a && f?.Scores is { } b && b.Count == a.Count)
+                for (int i = 0; i < a.Count; i++) d.Add(a[i] - b[i]);
+        }
+        return d;
     }
 
     /// <summary>
@@ -63,7 +89,11 @@ public static class PairedDifference
     /// samples is 3 samples, which its interval (about ±10 there) shows to be within what chance moves.
     /// </summary>
     public static List<(string Task, Result Move)> Moved(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
-        rows.Select(r => (r.Task, D: Of([r], reference)))
+        Moved([new Pair(rows, reference)]);
+
+    /// <summary><see cref="Moved(IReadOnlyList{RulerRow}, IReadOnlyList{RulerRow})"/> over every pair's samples of a task.</summary>
+    public static List<(string Task, Result Move)> Moved(IReadOnlyList<Pair> pairs) =>
+        Tasks(pairs).Select(t => (t.Task, D: Of([.. pairs.Select(p => new Pair(p.Rows.Where(r => r.Task == t.Task && r.Length == t.Length).ToList(), p.Reference))])))
             .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
             .Select(t => (t.Task, t.D!)).ToList();
 
@@ -88,6 +118,18 @@ public static class PairedDifference
     {
         if (reference.Seed is { } x && other.Seed is { } y && x != y)
             throw new ApbException($"{other.Path} was run with --seed {y} and {reference.Path} with --seed {x}: their samples differ, so they do not pair; run both with one seed");
+    }
+
+    /// <summary>
+    /// Refuses pairs to pool whose reference runs share a seed: their samples are the same prompts, so pooling them would
+    /// count each sample twice and make the interval look narrower than it is. A file without a "seed" is not checked.
+    /// </summary>
+    public static void RequireDistinctSeeds(IReadOnlyList<RulerResults> references)
+    {
+        var seen = new Dictionary<long, string>();
+        foreach (var f in references)
+            if (f.Seed is { } seed && !seen.TryAdd(seed, f.Path))
+                throw new ApbException($"{seen[seed]} and {f.Path} were both run with --seed {seed}: pairs to pool must be of different seeds (the same seed's samples are the same prompts); pair such runs one at a time");
     }
 
     /// <summary>

@@ -174,6 +174,54 @@ public class PairedDifferenceTests
     }
 
     [Fact]
+    public void PairsOfSeveralSeedsPoolTheirSamplesTaskByTask()
+    {
+        // Seed 0: task a d = 0, -1, 0, 0; seed 1: task a d = -1, 0, -1, 0. Pooled, task a's 8 differences have mean -3/8
+        // and sample variance (3 x (5/8)^2 + 5 x (3/8)^2) / 7 = 15/56, so a standard error of sqrt(15/56 / 8). Task b
+        // is only in seed 0's pair (d = 0 x 4): it adds its own samples alone.
+        var full0 = new[] { Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1) };
+        var apb0 = new[] { Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1) };
+        var full1 = new[] { Row(Full, "a", 1, 1, 1, 0) };
+        var apb1 = new[] { Row(Apb, "a", 0, 1, 0, 0) };
+        var d = PairedDifference.Of([new PairedDifference.Pair(apb0, full0), new PairedDifference.Pair(apb1, full1)])!;
+        Assert.Equal(2, d.Tasks);
+        Assert.Equal(100 * (-3.0 / 8) / 2, d.Points, 9);
+        Assert.Equal(100 * Math.Sqrt(15.0 / 56 / 8) / 2, d.StandardError, 9);
+        Assert.Equal(3, PairedDifference.ChangedSamples([new PairedDifference.Pair(apb0, full0), new PairedDifference.Pair(apb1, full1)]));
+        var moved = PairedDifference.Moved([new PairedDifference.Pair(apb0, full0), new PairedDifference.Pair(apb1, full1)]);
+        Assert.Equal("a", Assert.Single(moved).Task);
+        Assert.Equal(-37.5, moved[0].Move.Points, 9);
+        // One pair is the two-argument form, bit for bit.
+        Assert.Equal(PairedDifference.Of(apb0, full0), PairedDifference.Of([new PairedDifference.Pair(apb0, full0)]));
+    }
+
+    [Fact]
+    public void TheCommandPoolsPairsOfFilesAndRefusesAnOddCountOrARepeatedSeed()
+    {
+        using var dir = new TempDir();
+        string Write(string name, int seed, RulerRow[] rows)
+        {
+            string path = Path.Combine(dir.Path, name);
+            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", seed, "cpu", "m", []), rows);
+            return path;
+        }
+        string f0 = Write("full0.json", 0, [Row(Full, "a", 1, 1, 0, 1)]), a0 = Write("apb0.json", 0, [Row(Apb, "a", 1, 0, 0, 1)]);
+        string f1 = Write("full1.json", 1, [Row(Full, "a", 1, 1, 1, 0)]), a1 = Write("apb1.json", 1, [Row(Apb, "a", 0, 1, 0, 0)]);
+        var (code, output, err) = CliRun.Apb("eval", "paired", f0, a0, f1, a1, "--other-strategy", "apb");
+        Assert.True(code == 0, err);
+        // Task a alone: -37.5 points, standard error sqrt(15/56 / 8) = 0.183 -> ± 35.9.
+        Assert.Contains($"4096: pooled over 2 pairs (seeds 0, 1), {a0} minus {f0} + {a1} minus {f1}, apb against full, 1 tasks: -37.5 ± 35.9 (95 %)", output);
+        Assert.Contains("samples whose score changed: 3", output);
+
+        var odd = CliRun.Apb("eval", "paired", f0, a0, f1, "--other-strategy", "apb");
+        Assert.NotEqual(0, odd.Code);
+        Assert.Contains("3 files: give them in pairs, REFERENCE then OTHER", odd.Err);
+        var twice = CliRun.Apb("eval", "paired", f0, a0, f0, a0, "--other-strategy", "apb");
+        Assert.NotEqual(0, twice.Code);
+        Assert.Contains("were both run with --seed 0: pairs to pool must be of different seeds", twice.Err);
+    }
+
+    [Fact]
     public void AFileStillBeingWrittenCanBePaired()
     {
         // `apb eval ruler --json` keeps its file open for the whole run (every finished row rewritten into it) and lets

@@ -22,7 +22,8 @@ namespace Apb.Strategies.Apb;
 /// in layer 0 (`--passing-from-layer 1`) cost 1.1 to 2.6 points on the mean, vt 20 to 26, in the same runs. The same
 /// rule helps the balanced layout at 64K: +1.4 ± 1.1 on 8 ranks, +0.7 ± 0.7 on 4
 /// (bench/results/session26-gpu-20261205). At 32K the floor holds l_p at 512 where n/128 is 256: 256 was +0.6 ± 0.9
-/// and +0.7 ± 1.0 on 8 ranks (seeds 0 and 1) and 0.0 ± 0.6 on 4 (same folder), inside the noise, so the floor stayed.
+/// and +0.7 ± 1.0 on 8 ranks (seeds 0 and 1; +0.7 ± 0.7 pooled) and 0.0 ± 0.6 on 4 (same folder), inside the noise
+/// or at its edge, so the floor stayed (a floor by block size would give 4K on 4 ranks the 64 rows that lost 10 points).
 /// </remarks>
 public static class ApbDefaults
 {
