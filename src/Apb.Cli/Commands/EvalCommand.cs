@@ -39,7 +39,7 @@ static partial class EvalCommand
         {
             Description = "`apb eval ruler` JSON files in pairs: the baseline, then another run of the same seed, tasks and lengths; " +
                           "more pairs (other seeds) pool their samples",
-            Arity = new ArgumentArity(2, 100000),
+            Arity = ArgumentArity.OneOrMore,   // an odd count is refused below, with the reason
         };
         var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared (REFERENCE's, and OTHER's unless --other-strategy)", DefaultValueFactory = _ => "full" };
         var otherStrategy = new Option<string?>("--other-strategy") { Description = "OTHER's strategy, when it is not --strategy (e.g. --strategy full --other-strategy apb: APB against full attention of another run)" };
@@ -55,29 +55,25 @@ static partial class EvalCommand
             var paths = r.GetValue(files)!;
             if (paths.Length % 2 != 0)
                 throw new ApbException($"{paths.Length} files: give them in pairs, REFERENCE then OTHER ({string.Join(" ", paths)})");
-            var runs = new List<(string A, string B, RulerResults FileA, RulerResults FileB, PairedDifference.Pair Rows)>();
+            var runs = new List<(RulerResults A, RulerResults B, PairedDifference.Pair Rows)>();
             for (int i = 0; i < paths.Length; i += 2)
             {
-                string a = paths[i], b = paths[i + 1];
-                var fileA = PairedDifference.Read(a, s); var fileB = PairedDifference.Read(b, so);
+                var fileA = PairedDifference.Read(paths[i], s); var fileB = PairedDifference.Read(paths[i + 1], so);
                 PairedDifference.RequireSameSeed(fileA, fileB);
-                var rowsA = fileA.Rows; var rowsB = fileB.Rows;
-                if (r.GetValue(first) is int n)
-                {
-                    rowsA = PairedDifference.FirstSamples(fileA, n);
-                    rowsB = PairedDifference.FirstSamples(fileB, n);
-                }
-                runs.Add((a, b, fileA, fileB, new PairedDifference.Pair(rowsB, rowsA)));
+                var pair = r.GetValue(first) is int n
+                    ? new PairedDifference.Pair(PairedDifference.FirstSamples(fileB, n), PairedDifference.FirstSamples(fileA, n))
+                    : new PairedDifference.Pair(fileB.Rows, fileA.Rows);
+                runs.Add((fileA, fileB, pair));
             }
-            PairedDifference.RequireDistinctSeeds([.. runs.Select(x => x.FileA)]);
+            PairedDifference.RequireDistinctSeeds([.. runs.Select(x => x.A)]);
             string what = so == s ? s : $"{so} against {s}";
-            string minus = runs.Count == 1 ? $"{runs[0].B} minus {runs[0].A}"
-                : $"pooled over {runs.Count} pairs (seeds {string.Join(", ", runs.Select(x => x.FileA.Seed?.ToString() ?? "?"))}), " +
-                  string.Join(" + ", runs.Select(x => $"{x.B} minus {x.A}"));
+            string minus = runs.Count == 1 ? $"{runs[0].B.Path} minus {runs[0].A.Path}"
+                : $"pooled over {runs.Count} pairs (seeds {string.Join(", ", runs.Select(x => x.A.Seed?.ToString() ?? "?"))}), " +
+                  string.Join(" + ", runs.Select(x => $"{x.B.Path} minus {x.A.Path}"));
             foreach (var len in runs.SelectMany(x => x.Rows.Rows).Select(x => x.Length).Distinct().Order())
             {
-                var atLength = runs.Select(x => new PairedDifference.Pair(
-                    x.Rows.Rows.Where(y => y.Length == len).ToList(), x.Rows.Reference.Where(y => y.Length == len).ToList())).ToList();
+                // A task pairs with the reference's row of its own length, so only OTHER's rows need cutting to one length.
+                var atLength = runs.Select(x => x.Rows with { Rows = [.. x.Rows.Rows.Where(y => y.Length == len)] }).ToList();
                 var d = PairedDifference.Of(atLength);
                 if (d is null) { io.Out.WriteLine($"{len}: no task of {what} pairs up (same task, same sample count) in {minus}"); continue; }
                 var moved = PairedDifference.Moved(atLength).Select(t => $"{t.Task} {t.Move.Text}");
@@ -87,9 +83,9 @@ static partial class EvalCommand
             }
             foreach (var x in runs)
             {
-                var differs = PairedDifference.Differences(x.FileA, x.FileB);
+                var differs = PairedDifference.Differences(x.A, x.B);
                 if (differs.Count > 0)
-                    io.Out.WriteLine($"note: {(runs.Count == 1 ? "the files were" : $"{x.A} and {x.B} were")} made differently ({string.Join("; ", differs)}): the difference above may hold that too");
+                    io.Out.WriteLine($"note: {(runs.Count == 1 ? "the files were" : $"{x.A.Path} and {x.B.Path} were")} made differently ({string.Join("; ", differs)}): the difference above may hold that too");
             }
             return 0;
         }));
@@ -180,8 +176,8 @@ static partial class EvalCommand
         var strategies = new Option<string>("--strategies", "--strategy", "-s") { Description = "comma list of full, ring, zigzag, ulysses, star, apb, apb-balanced", DefaultValueFactory = _ => "full" };
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks for every strategy but full (in-process ranks: threads, each with its own backend on --device)", DefaultValueFactory = _ => CommonOptions.DefaultRanks };
         var device = CommonOptions.Device();
-        var anchor = new Option<int?>("--anchor") { Description = "APB anchor length l_a (default: by context length, see ApbDefaults)" };
-        var passing = new Option<int?>("--passing") { Description = "APB passing length l_p (default: n/128, half the paper's n/64, capped at 8K, at least 512 or the whole block; see ApbDefaults)" };
+        var anchor = new Option<int?>("--anchor") { Description = StrategyFlags.AnchorHelp };
+        var passing = new Option<int?>("--passing") { Description = StrategyFlags.PassingHelp };
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();

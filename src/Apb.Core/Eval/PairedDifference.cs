@@ -36,19 +36,29 @@ public static class PairedDifference
         int tasks = 0;
         foreach (var task in Tasks(pairs))
         {
-            var d = Differences(task, pairs);
-            if (d.Count == 0) continue;
-            int n = d.Count;
-            double mean = 0, ss = 0;
-            foreach (double x in d) mean += x;
-            mean /= n;
-            foreach (double x in d) ss += (x - mean) * (x - mean);
+            if (TaskDifference(task, pairs) is not var (mean, variance)) continue;
             sumDiff += mean;
-            sumVar += n > 1 ? ss / (n - 1) / n : 0;
+            sumVar += variance;
             tasks++;
         }
         if (tasks == 0) return null;
         return new Result(100 * sumDiff / tasks, 100 * Math.Sqrt(sumVar) / tasks, tasks);
+    }
+
+    /// <summary>
+    /// One task's mean of d_i over every pair's samples and the variance of that mean (s^2 / n); null where no pair has
+    /// the task with scores of equal count.
+    /// </summary>
+    static (double Mean, double Variance)? TaskDifference((string Task, int Length) task, IReadOnlyList<Pair> pairs)
+    {
+        var d = Differences(task, pairs);
+        int n = d.Count;
+        if (n == 0) return null;
+        double mean = 0, ss = 0;
+        foreach (double x in d) mean += x;
+        mean /= n;
+        foreach (double x in d) ss += (x - mean) * (x - mean);
+        return (mean, n > 1 ? ss / (n - 1) / n : 0);
     }
 
     /// <summary>One run's rows against a reference run's rows of the same seed: what <see cref="Of(IReadOnlyList{Pair})"/> pools.</summary>
@@ -92,10 +102,14 @@ public static class PairedDifference
         Moved([new Pair(rows, reference)]);
 
     /// <summary><see cref="Moved(IReadOnlyList{RulerRow}, IReadOnlyList{RulerRow})"/> over every pair's samples of a task.</summary>
-    public static List<(string Task, Result Move)> Moved(IReadOnlyList<Pair> pairs) =>
-        Tasks(pairs).Select(t => (t.Task, D: Of([.. pairs.Select(p => new Pair(p.Rows.Where(r => r.Task == t.Task && r.Length == t.Length).ToList(), p.Reference))])))
-            .Where(t => t.D is { } d && Math.Abs(d.Points) >= 0.05)
-            .Select(t => (t.Task, t.D!)).ToList();
+    public static List<(string Task, Result Move)> Moved(IReadOnlyList<Pair> pairs)
+    {
+        var moved = new List<(string Task, Result Move)>();
+        foreach (var t in Tasks(pairs))
+            if (TaskDifference(t, pairs) is var (mean, variance) && Math.Abs(100 * mean) >= 0.05)
+                moved.Add((t.Task, new Result(100 * mean, 100 * Math.Sqrt(variance), 1)));
+        return moved;
+    }
 
     /// <summary>
     /// The file's rows cut to each task's first <paramref name="n"/> samples (mean and count with them): samples depend
