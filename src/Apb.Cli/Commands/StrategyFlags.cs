@@ -19,8 +19,8 @@ sealed class StrategyFlags
     };
     readonly Option<int?> _ranks = new("--ranks", "-r") { Description = "ranks to split the context over (default 1 for full, 4 otherwise)" };
     readonly Option<bool> _exact = new("--exact") { Description = "exact attention only: auto then picks full or the zigzag ring, never apb" };
-    readonly Option<int?> _anchor = new("--anchor") { Description = "APB anchor length l_a in tokens (default: the paper's table by context length)" };
-    readonly Option<int?> _passing = new("--passing") { Description = "APB passing length l_p per rank and KV head (default: n/128, half the paper's n/64, capped at 8K, at least 512 or the whole block; see ApbDefaults)" };
+    readonly Option<int?> _anchor = new("--anchor") { Description = AnchorHelp };
+    readonly Option<int?> _passing = new("--passing") { Description = PassingHelp };
     readonly Option<int> _passingFrom = PassingFromLayerOption();
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
@@ -47,6 +47,14 @@ sealed class StrategyFlags
 
     /// <summary>--kv-cache-dtype, as generate, logits, serve and eval ruler take it (bench decode takes a list).</summary>
     public static Option<string?> KvCacheOption() => new("--kv-cache-dtype") { Description = KvCacheHelp };
+
+    /// <summary>--anchor and --passing as generate, logits, serve and eval ruler take them: the defaults from ApbDefaults' rule.</summary>
+    public static readonly string AnchorHelp =
+        $"APB anchor length l_a in tokens (default: n/{ApbDefaults.AnchorDivisor}, the paper's table, capped at {ApbDefaults.MaxLength / 1024}K and " +
+        "grown to hold the chat header and the query; see ApbDefaults)";
+    public static readonly string PassingHelp =
+        $"APB passing length l_p per rank and KV head (default: n/{ApbDefaults.PassingDivisor}, half the paper's n/64, capped at " +
+        $"{ApbDefaults.MaxLength / 1024}K, at least {ApbDefaults.MinPassing} or the whole block; see ApbDefaults)";
 
     public const string ScorerHelp = "APB token scorer: auto (default: retaining when --retaining-heads is given or the model folder has " + ScorerChoice.HeadsFileName +
         ", query otherwise) | retaining (trained heads, follows chains) | retaining-only (the heads alone) | query (training-free, follows chains) | query-only (the query term alone)";

@@ -28,6 +28,10 @@ namespace Apb.Strategies.Apb;
 public static class ApbDefaults
 {
     public const int MaxLength = 8 * 1024;
+    /// <summary>l_a = n / this (the paper's table).</summary>
+    public const int AnchorDivisor = 32;
+    /// <summary>l_p = n / this (half the paper's n/64; the class comment says why).</summary>
+    public const int PassingDivisor = 128;
     /// <summary>The shortest default passing length: the paper's l_p at 32K, its shortest context.</summary>
     public const int MinPassing = 512;
     /// <summary>Context tokens a default anchor keeps besides the chat header and the query.</summary>
@@ -60,14 +64,14 @@ public static class ApbDefaults
             int got = Length(contextLength, divisor, floor, lb, steps);
             return $"{name} {got} (n/{divisor} = {contextLength / divisor}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
         }
-        return Rule("l_a", 32, 0) + "; " + Rule("l_p", 128, MinPassing) +
-            ". n/32 is the paper's anchor; n/128 is half its passing length, which on our model scored above n/64 at 64K on 8 ranks and level on 4";
+        return Rule("l_a", AnchorDivisor, 0) + "; " + Rule("l_p", PassingDivisor, MinPassing) +
+            $". n/{AnchorDivisor} is the paper's anchor; n/{PassingDivisor} is half its passing length, which on our model scored above n/64 at 64K on 8 ranks and level on 4";
     }
 
     public static (int Anchor, int Passing) For(int contextLength, int ranks)
     {
         int lb = Block(contextLength, ranks);
-        return (Length(contextLength, 32, 0, lb, null), Length(contextLength, 128, MinPassing, lb, null));
+        return (Length(contextLength, AnchorDivisor, 0, lb, null), Length(contextLength, PassingDivisor, MinPassing, lb, null));
     }
 
     /// <summary>A rank's block: the context split over the ranks, rounded up (the last rank's may be shorter).</summary>
