@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Apb.Eval;
+using Apb.Tokenization;
 using Xunit;
 
 namespace Apb.Tests.Eval;
@@ -13,20 +15,19 @@ public class PassingCoverageTests
     public void CoverageIsOneWhenEverythingIsPassedAndGrowsWithThePassingLength()
     {
         using var tmp = new TempDir();
-        // A passing length of a whole block passes every selectable row: the block's length from a first run's JSON.
-        string first = tmp.File("first.json");
-        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", "0", "--rows", "1", "--out", first);
-        Assert.True(code == 0, err + output);
-        int n;
-        using (var d = JsonDocument.Parse(File.ReadAllBytes(first))) n = d.RootElement.GetProperty("context_tokens").GetInt32();
+        // A passing length of a whole block passes every selectable row: the block of the command's sample (its
+        // defaults: niah_multikey_2, seed 0, sample 0, the embedded model's tokenizer) over 4 ranks.
+        var tokenizer = HfTokenizer.Load(Path.Combine(Repo.EmbeddedModel, "tokenizer.json"), Path.Combine(Repo.EmbeddedModel, "tokenizer_config.json"));
+        int n = new SampleGenerator(tokenizer).Generate(RulerTasks.Get("niah_multikey_2"), 2048, 0, 0).ContextIds.Length;
         string all = $"apb l_p {(n + 3) / 4}";
 
         string json = tmp.File("coverage.json");
-        (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", $"0,128,{(n + 3) / 4}", "--rows", "8", "--out", json);
+        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", $"0,128,{(n + 3) / 4}", "--rows", "8", "--out", json);
         Assert.True(code == 0, err + output);
         Assert.Contains($"| layer | star | apb l_p 0 | apb l_p 128 | {all} |", output);
 
         using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        Assert.Equal(n, doc.RootElement.GetProperty("context_tokens").GetInt32());   // the sample the block was worked out for
         var rows = doc.RootElement.GetProperty("results").EnumerateArray()
             .Select(r => (Layer: r.GetProperty("layer").GetInt32(), Setting: r.GetProperty("setting").GetString()!,
                           Coverage: r.GetProperty("coverage").GetDouble(), OfVisible: r.GetProperty("passed_share_of_visible").GetDouble(),
