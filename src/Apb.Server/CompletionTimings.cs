@@ -4,7 +4,7 @@ using Apb.Serving;
 namespace Apb.Server;
 
 /// <summary>
-/// Where a chat completion's time went, sent only when the request asks for it with <c>"apb_timings": true</c> (an
+/// Where a completion's time went (chat or text), sent only when the request asks for it with <c>"apb_timings": true</c> (an
 /// extension of OpenAI's API): in the response body, or in the stream's chunk that carries finish_reason. Times are
 /// milliseconds on the server: the wait in line, the prefill, time to first token from arrival (the wait included) and
 /// the decode steps; decode tokens/s counts the tokens after the first (which the prefill produced).

@@ -73,5 +73,7 @@ public sealed class CompletionRequest
     public int? Logprobs { get; set; }
     public string? Suffix { get; set; }
     public string? User { get; set; }
+    /// <summary>Ours, as in chat: true adds "timings" (<see cref="CompletionTimings"/>) to the answer.</summary>
+    public bool? ApbTimings { get; set; }
     [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
 }

@@ -54,7 +54,11 @@ public sealed record ChatDelta(string? Role, string? Content);
 
 /// <summary>Both the whole answer and each streamed chunk of /v1/completions ("object": "text_completion").</summary>
 public sealed record TextCompletionResponse(
-    string Id, string Object, long Created, string Model, IReadOnlyList<TextChoice> Choices, Usage? Usage);
+    string Id, string Object, long Created, string Model, IReadOnlyList<TextChoice> Choices, Usage? Usage)
+{
+    /// <summary>In the answer, or on the chunk with choice 0's finish_reason, only when the request asked ("apb_timings": true).</summary>
+    public CompletionTimings? Timings { get; init; }
+}
 
 public sealed record TextChoice(
     string Text, int Index,

@@ -10,7 +10,7 @@ namespace Apb.Server;
 sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
 {
     const string Known = "model, prompt, stream, stream_options, max_tokens, temperature, top_p, top_k, seed, stop, n, " +
-        "best_of (= n), echo (false), frequency_penalty, presence_penalty, logit_bias, logprobs, suffix (null), user";
+        "best_of (= n), echo (false), frequency_penalty, presence_penalty, logit_bias, logprobs, suffix (null), user, apb_timings";
 
     public async Task HandleAsync(HttpContext ctx, CancellationTokenSource cancel)
     {
@@ -34,7 +34,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
             var results = await ChoiceRuns.RunAsync(runner, admission, r.Jobs, null, cancel.Token);
             log.Finished(results);
             await HttpJson.WriteAsync(ctx, Body(results.Select((c, i) => new TextChoice(c.Text, i, Logprobs(c), c.FinishReason)).ToArray(),
-                Usage.Of(results)), ServerJson.Api.TextCompletionResponse);
+                Usage.Of(results)) with { Timings = CompletionTimings.For(r.Jobs[0], results[0]) }, ServerJson.Api.TextCompletionResponse);
             return;
         }
 
@@ -45,7 +45,8 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
             (i, text) => events.WriteAsync(Body([new TextChoice(text, i, null, null)], null), type, cancel.Token), cancel);
         // A choice's logprobs come whole with its last chunk (the one that carries its finish_reason).
         for (int i = 0; i < done.Length; i++)
-            await events.WriteAsync(Body([new TextChoice("", i, Logprobs(done[i]), done[i].FinishReason)], null), type, cancel.Token);
+            await events.WriteAsync(Body([new TextChoice("", i, Logprobs(done[i]), done[i].FinishReason)], null)
+                with { Timings = i == 0 ? CompletionTimings.For(r.Jobs[0], done[0]) : null }, type, cancel.Token);
         if (r.IncludeUsage) await events.WriteAsync(Body([], Usage.Of(done)), type, cancel.Token);
         log.Finished(done);
         await events.DoneAsync(cancel.Token);
@@ -75,7 +76,7 @@ sealed class TextCompletions(InferenceRunner runner, ServerOptions options)
         int maxNew = TokenBudget.Resolve(model.MaxPositions, prompt.Count, req.MaxTokens, options.DefaultCompletionMaxTokens,
             promptParam: "prompt");
         model.Engine.Check(prompt, maxNew);
-        var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived };
+        var job = new CompletionJob(prompt, sampling with { MaxNewTokens = maxNew }, stop) { ArrivedAt = arrived, Timings = req.ApbTimings == true };
         return new Request(ChoiceRuns.Jobs(job, n), req.Stream == true, RequestFields.IncludeUsage(req.StreamOptions), top is not null, req.User);
     }
 

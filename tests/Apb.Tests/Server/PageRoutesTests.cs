@@ -85,6 +85,44 @@ public class PageRoutesTests(SharedServer shared)
         Assert.Equal("apb_timings", error.GetProperty("error").GetProperty("param").GetString());
     }
 
+    /// <summary>
+    /// /v1/completions takes the same extension: benchmark clients time long prompts there, as raw text. The timings
+    /// agree with the usage, come on the chunk with choice 0's finish_reason when streamed, and not at all unasked.
+    /// </summary>
+    [Fact]
+    public async Task TextCompletionsCarryTimingsWhenAsked()
+    {
+        var http = shared.Http;
+        const string Text = "/v1/completions";
+        const string Prompt = """{"prompt": "The mill grinds grain. The mill grinds", "max_tokens": 2, "temperature": 0, "n": 2""";
+        var (_, plain) = await Harness.PostAsync(http, Text, Prompt + "}");
+        Assert.False(plain.TryGetProperty("timings", out _));
+
+        var (status, body) = await Harness.PostAsync(http, Text, Prompt + ", \"apb_timings\": true}");
+        Assert.Equal(200, status);
+        var t = body.GetProperty("timings");
+        var usage = body.GetProperty("usage");
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32(), t.GetProperty("prompt_tokens").GetInt32());
+        // Choice 0's tokens (the usage sums both choices').
+        int mine = t.GetProperty("completion_tokens").GetInt32();
+        Assert.InRange(mine, 1, 2);
+        Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), mine + 1, mine + 2);
+        Assert.True(t.GetProperty("prefill_ms").GetDouble() > 0);
+        Assert.Equal(RankProfileTable.Columns,
+            t.GetProperty("prefill_ranks").GetProperty("columns").EnumerateArray().Select(c => c.GetString()));
+
+        var (_, events) = await Harness.StreamAsync(http, Text, Prompt + ", \"stream\": true, \"apb_timings\": true}");
+        var timed = events.Where(e => e.Contains("\"timings\"")).Select(e => JsonDocument.Parse(e).RootElement).Single();
+        var choice = timed.GetProperty("choices").EnumerateArray().Single();
+        Assert.Equal(0, choice.GetProperty("index").GetInt32());
+        Assert.NotEqual(JsonValueKind.Null, choice.GetProperty("finish_reason").ValueKind);
+        Assert.True(timed.GetProperty("timings").GetProperty("time_to_first_token_ms").GetDouble() > 0);
+
+        var (bad, error) = await Harness.PostAsync(http, Text, Prompt + ", \"apb_timings\": 1}");
+        Assert.Equal(400, bad);
+        Assert.Equal("apb_timings", error.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task ThePagesOwnOriginMayPostAndOthersStillMayNot()
     {
