@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
@@ -37,7 +36,7 @@ public static class Rendezvous
     /// <summary>As above on a listener already started (tests bind port 0 and read the port back).</summary>
     public static Socket?[] Serve(TcpListener listener, int worldSize, ReadOnlySpan<byte> id, TimeSpan timeout)
     {
-        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        var deadline = SocketDeadline.After(timeout);
         var peers = new Socket?[worldSize];
         int joined = 1;
         var hello = new byte[12];
@@ -45,7 +44,7 @@ public static class Rendezvous
         {
             while (joined < worldSize)
             {
-                var left = Left(deadline);
+                var left = SocketDeadline.Left(deadline);
                 if (left <= TimeSpan.Zero || !listener.Server.Poll((int)Math.Min(left.TotalMicroseconds, int.MaxValue), SelectMode.SelectRead))
                 {
                     var missing = Enumerable.Range(1, worldSize - 1).Where(r => peers[r] is null);
@@ -53,7 +52,7 @@ public static class Rendezvous
                         $"{string.Join(", ", missing)} of {worldSize} to connect (is that node started, with the same --master-addr/--master-port and --nnodes?)");
                 }
                 var s = listener.AcceptSocket();
-                if (!ReadExactly(s, hello, deadline))
+                if (!SocketDeadline.ReadExactly(s, hello, deadline))
                 {
                     s.Dispose();
                     continue; // a port scanner or a rank that died while connecting: keep waiting for the real one
@@ -94,19 +93,20 @@ public static class Rendezvous
     /// </summary>
     public static (byte[] Id, Socket Connection) Join(string host, int port, int rank, int worldSize, TimeSpan timeout)
     {
-        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        var deadline = SocketDeadline.After(timeout);
         string lastError = "";
         var hello = new byte[12];
         var len = new byte[4];
         while (true)
         {
-            if (Left(deadline) <= TimeSpan.Zero)
+            if (SocketDeadline.Left(deadline) <= TimeSpan.Zero)
                 throw new ApbException($"rendezvous: rank {rank} could not reach rank 0 at {host}:{port} within {timeout.TotalSeconds:0.#} s ({lastError}); " +
                     "is rank 0 running, and are --master-addr/--master-port the same on every node?");
             var client = new TcpClient { NoDelay = true };
             try
             {
-                using var cts = new CancellationTokenSource(Left(deadline) < TimeSpan.FromSeconds(5) ? Left(deadline) : TimeSpan.FromSeconds(5));
+                var left = SocketDeadline.Left(deadline);
+                using var cts = new CancellationTokenSource(left < TimeSpan.FromSeconds(5) ? left : TimeSpan.FromSeconds(5));
                 client.ConnectAsync(host, port, cts.Token).AsTask().GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is SocketException or OperationCanceledException)
@@ -123,13 +123,13 @@ public static class Rendezvous
                 BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
                 BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(8), worldSize);
                 s.Send(hello);
-                if (!ReadExactly(s, len, deadline))
+                if (!SocketDeadline.ReadExactly(s, len, deadline))
                     throw new ApbException($"rendezvous: rank {rank} checked in with rank 0 at {host}:{port} but got no id within {timeout.TotalSeconds:0.#} s " +
                         "(rank 0 is still waiting for another rank, or it failed: see its output)");
                 int n = BinaryPrimitives.ReadInt32LittleEndian(len);
                 if (n <= 0 || n > 4096) throw new ApbException($"rendezvous: rank 0 at {host}:{port} sent a {n}-byte id: not an apb rank 0");
                 var id = new byte[n];
-                if (!ReadExactly(s, id, deadline)) throw new ApbException($"rendezvous: rank 0 at {host}:{port} closed the connection in the middle of the id");
+                if (!SocketDeadline.ReadExactly(s, id, deadline)) throw new ApbException($"rendezvous: rank 0 at {host}:{port} closed the connection in the middle of the id");
                 return (id, s);
             }
             catch
@@ -138,24 +138,5 @@ public static class Rendezvous
                 throw;
             }
         }
-    }
-
-    static TimeSpan Left(long deadline) => TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
-
-    /// <summary>False when the peer closed or the deadline passed first.</summary>
-    static bool ReadExactly(Socket s, Span<byte> buffer, long deadline)
-    {
-        int got = 0;
-        while (got < buffer.Length)
-        {
-            var left = Left(deadline);
-            if (left <= TimeSpan.Zero || !s.Poll((int)Math.Min(left.TotalMicroseconds, int.MaxValue), SelectMode.SelectRead)) return false;
-            int n;
-            try { n = s.Receive(buffer[got..]); }
-            catch (SocketException) { return false; }
-            if (n == 0) return false;
-            got += n;
-        }
-        return true;
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -21,14 +20,14 @@ public static class SocketMesh
     {
         int world = followers.Length;
         using var listener = Listen(masterAddr);
-        var deadline = Deadline(timeout);
+        var deadline = SocketDeadline.After(timeout);
         var table = new (string Host, int Port)[world];
         table[0] = (masterAddr, Port(listener));
         for (int r = 1; r < world; r++)
         {
             var s = followers[r]!;
             var buf = new byte[4];
-            if (!ReadExactly(s, buf, deadline)) throw new ApbException($"socket mesh: rank {r} did not send its data port within {timeout.TotalSeconds:0.#} s");
+            if (!SocketDeadline.ReadExactly(s, buf, deadline)) throw new ApbException($"socket mesh: rank {r} did not send its data port within {timeout.TotalSeconds:0.#} s");
             table[r] = (Plain(((IPEndPoint)s.RemoteEndPoint!).Address).ToString(), BinaryPrimitives.ReadInt32LittleEndian(buf));
         }
         var encoded = Encode(table);
@@ -39,7 +38,7 @@ public static class SocketMesh
     /// <summary>A follower's side: <paramref name="leader"/> is its rendezvous connection to rank 0.</summary>
     public static Socket?[] Follow(Socket leader, int rank, int world, TimeSpan timeout)
     {
-        var deadline = Deadline(timeout);
+        var deadline = SocketDeadline.After(timeout);
         var local = Plain(((IPEndPoint)leader.LocalEndPoint!).Address);
         using var listener = new TcpListener(local, 0);
         listener.Start(world);
@@ -47,9 +46,9 @@ public static class SocketMesh
         BinaryPrimitives.WriteInt32LittleEndian(port, Port(listener));
         leader.Send(port);
         var len = new byte[4];
-        if (!ReadExactly(leader, len, deadline)) throw new ApbException($"socket mesh: rank {rank} got no address table from rank 0 within {timeout.TotalSeconds:0.#} s");
+        if (!SocketDeadline.ReadExactly(leader, len, deadline)) throw new ApbException($"socket mesh: rank {rank} got no address table from rank 0 within {timeout.TotalSeconds:0.#} s");
         var body = new byte[BinaryPrimitives.ReadInt32LittleEndian(len)];
-        if (body.Length > 1 << 20 || !ReadExactly(leader, body, deadline)) throw new ApbException($"socket mesh: rank {rank}: rank 0's address table is malformed or cut short");
+        if (body.Length > 1 << 20 || !SocketDeadline.ReadExactly(leader, body, deadline)) throw new ApbException($"socket mesh: rank {rank}: rank 0's address table is malformed or cut short");
         var table = Decode(body, world);
         return Mesh(rank, world, table, listener, deadline, timeout);
     }
@@ -64,7 +63,7 @@ public static class SocketMesh
                 var c = new TcpClient { NoDelay = true };
                 try
                 {
-                    using var cts = new CancellationTokenSource(Left(deadline) > TimeSpan.Zero ? Left(deadline) : TimeSpan.FromMilliseconds(1));
+                    using var cts = new CancellationTokenSource(SocketDeadline.Left(deadline) > TimeSpan.Zero ? SocketDeadline.Left(deadline) : TimeSpan.FromMilliseconds(1));
                     c.ConnectAsync(table[j].Host, table[j].Port, cts.Token).AsTask().GetAwaiter().GetResult();
                 }
                 catch (Exception e) when (e is SocketException or OperationCanceledException)
@@ -80,12 +79,12 @@ public static class SocketMesh
             }
             for (int k = rank + 1; k < world; k++)
             {
-                if (!listener.Server.Poll((int)Math.Max(1, Math.Min(Left(deadline).TotalMicroseconds, int.MaxValue)), SelectMode.SelectRead))
+                if (!listener.Server.Poll((int)Math.Max(1, Math.Min(SocketDeadline.Left(deadline).TotalMicroseconds, int.MaxValue)), SelectMode.SelectRead))
                     throw new ApbException($"socket mesh: rank {rank} waited {timeout.TotalSeconds:0.#} s for ranks above it to connect; missing: " +
                         string.Join(", ", Enumerable.Range(rank + 1, world - rank - 1).Where(r => peers[r] is null)));
                 var s = listener.AcceptSocket();
                 var hello = new byte[8];
-                if (!ReadExactly(s, hello, deadline) || BinaryPrimitives.ReadUInt32LittleEndian(hello) != Hello) { s.Dispose(); k--; continue; }
+                if (!SocketDeadline.ReadExactly(s, hello, deadline) || BinaryPrimitives.ReadUInt32LittleEndian(hello) != Hello) { s.Dispose(); k--; continue; }
                 int from = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4));
                 if (from <= rank || from >= world || peers[from] is not null)
                     throw new ApbException($"socket mesh: rank {rank} got a connection claiming to be rank {from}");
@@ -130,24 +129,5 @@ public static class SocketMesh
     {
         using var r = new BinaryReader(new MemoryStream(body), Encoding.UTF8);
         return Enumerable.Range(0, world).Select(_ => (r.ReadString(), r.ReadInt32())).ToArray();
-    }
-
-    static long Deadline(TimeSpan t) => Stopwatch.GetTimestamp() + (long)(t.TotalSeconds * Stopwatch.Frequency);
-    static TimeSpan Left(long deadline) => TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
-
-    static bool ReadExactly(Socket s, Span<byte> buffer, long deadline)
-    {
-        int got = 0;
-        while (got < buffer.Length)
-        {
-            var left = Left(deadline);
-            if (left <= TimeSpan.Zero || !s.Poll((int)Math.Min(left.TotalMicroseconds, int.MaxValue), SelectMode.SelectRead)) return false;
-            int n;
-            try { n = s.Receive(buffer[got..]); }
-            catch (SocketException) { return false; }
-            if (n == 0) return false;
-            got += n;
-        }
-        return true;
     }
 }
