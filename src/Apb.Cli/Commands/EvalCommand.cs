@@ -25,6 +25,7 @@ static partial class EvalCommand
         cmd.Subcommands.Add(Paired(io));
         cmd.Subcommands.Add(Show(io));
         cmd.Subcommands.Add(Coverage(io));
+        cmd.Subcommands.Add(Depth(io));
         return cmd;
     }
 

@@ -50,6 +50,12 @@ public static class RulerTasks
         new("niah_multikey_3_prefix", "multikey_3 where half the values start like the asked value (training only)", SharedPrefixHaystack),
     ];
 
+    /// <summary>
+    /// Whether a task's answer stands in one place of the context (a needle, or vt's chain starting at its first
+    /// variable): cwe and fwe count words over the whole context, so where their answers first appear says nothing.
+    /// </summary>
+    public static bool HasNeedle(string task) => task is not ("cwe" or "fwe");
+
     public static RulerTask Get(string name) => All.Concat(Training).FirstOrDefault(t => t.Name == name)
         ?? throw new ApbException($"unknown task '{name}': expected all or a comma list of {string.Join(", ", All.Select(t => t.Name))}" +
                                   $" (training only: {string.Join(", ", Training.Select(t => t.Name))})");

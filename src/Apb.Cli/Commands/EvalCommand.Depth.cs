@@ -1,0 +1,76 @@
+using System.CommandLine;
+using Apb.Eval;
+
+namespace Apb.Cli.Commands;
+
+static partial class EvalCommand
+{
+    /// <summary>
+    /// `apb eval depth FILE.json...`: each row's per-sample scores by where the asked needle sits in the context, in
+    /// quarters (<see cref="NeedleDepth"/>). The samples are made again from the file's seed with the run's tokenizer
+    /// (samples depend only on seed, task, length and index), which is checked against the hash the file recorded.
+    /// </summary>
+    static Command Depth(Io io)
+    {
+        var files = new Argument<string[]>("FILE") { Description = "`apb eval ruler` JSON files (with per-sample scores)", Arity = ArgumentArity.OneOrMore };
+        var strategy = new Option<string?>("--strategy") { Description = "only this strategy's rows (e.g. full, apb); default: every row" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "the run's model folder (its tokenizer.json measured the samples); default: the embedded model's" };
+        var seed = new Option<int?>("--seed") { Description = "the samples' seed, for a file that did not record it" };
+        var threads = Threads();
+        var cmd = new Command("depth", "a run's accuracy by where the asked needle sits: the first, second, third and last quarter of the context")
+        {
+            files, strategy, tokenizer, seed, threads,
+        };
+        cmd.SetAction(r => Cli.Guard(io, () =>
+        {
+            string dir = CommonOptions.ResolveModel(r.GetValue(tokenizer));
+            var tok = LoadTokenizer(dir);
+            var tokHash = FileHash.Of(File.Exists(dir) ? dir : Path.Combine(dir, "tokenizer.json"));
+            foreach (var path in r.GetValue(files)!)
+            {
+                var f = RulerResults.Read(path);
+                int s = SeedOf(f, r.GetValue(seed));
+                if (f.Sha256.TryGetValue("tokenizer.json", out var want) && want != tokHash.Sha256)
+                    throw new ApbException($"{path} was measured with a tokenizer.json of SHA-256 {want[..12]}..., {dir}'s is {tokHash.Sha256[..12]}...: " +
+                        "the samples would differ; give the run's model folder with --tokenizer");
+                var rows = f.Rows.Where(x => (r.GetValue(strategy) is not { } only || x.Strategy.Name == only) && RulerTasks.HasNeedle(x.Task)).ToList();
+                if (rows.Count == 0)
+                    throw new ApbException($"{path} has no rows{(r.GetValue(strategy) is { } o ? $" of strategy {o} (it has: {string.Join(", ", f.Rows.Select(x => x.Strategy.Name).Distinct())})" : "")}");
+                var samples = SamplesOf(rows, tok, s, r.GetValue(threads));
+                var left = f.Rows.Select(x => x.Task).Where(t => !RulerTasks.HasNeedle(t)).Distinct().ToList();
+                io.Out.WriteLine($"{path}: seed {s}, {rows.Count} rows; each cell: the mean score of the samples whose needle lies in that quarter " +
+                                 $"of the context (their count){(left.Count > 0 ? $"; {string.Join(", ", left)} left out (no needle: they count words over the whole context)" : "")}");
+                io.Out.WriteLine();
+                io.Out.Write(NeedleDepth.Format(rows.Select(x => NeedleDepth.Of(x, i => samples[(x.Task, x.Length)][i]))));
+                io.Out.WriteLine();
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    static int SeedOf(RulerResults f, int? given)
+    {
+        if (f.Seed is long recorded)
+        {
+            if (given is int g && g != recorded)
+                throw new ApbException($"{f.Path} records seed {recorded}; --seed {g} would score its rows against other samples. Leave --seed out.");
+            return (int)recorded;
+        }
+        return given ?? throw new ApbException($"{f.Path} does not record its samples' seed: give it with --seed (apb eval ruler's default is 0)");
+    }
+
+    /// <summary>Samples 0 .. n - 1 of every (task, length) of the rows, n the most scores any of its rows has.</summary>
+    static Dictionary<(string, int), IReadOnlyList<EvalSample>> SamplesOf(List<RulerRow> rows, Tokenization.HfTokenizer tok, int seed, int threads)
+    {
+        var gen = new SampleGenerator(tok);
+        var jobs = rows.GroupBy(x => (x.Task, x.Length))
+            .SelectMany(g => Enumerable.Range(0, g.Max(x => x.Scores?.Count ?? 0)).Select(i => (Task: RulerTasks.Get(g.Key.Task), g.Key.Length, Index: i)))
+            .ToArray();
+        var made = new EvalSample[jobs.Length];
+        var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
+        Parallel.For(0, jobs.Length, po, j => made[j] = gen.Generate(jobs[j].Task, jobs[j].Length, seed, jobs[j].Index).Sample);
+        return jobs.Select((j, k) => (Key: (j.Task.Name, j.Length), Sample: made[k])).GroupBy(x => x.Key)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<EvalSample>)[.. g.Select(x => x.Sample).OrderBy(x => x.Index)]);
+    }
+}

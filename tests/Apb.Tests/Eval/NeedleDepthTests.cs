@@ -1,0 +1,82 @@
+using Apb.Eval;
+using Xunit;
+
+namespace Apb.Tests.Eval;
+
+/// <summary>
+/// Accuracy by the needle's depth: where a sample's needle is placed, how a row's scores split by it, and `apb eval depth`
+/// on real samples, whose quarters must add back up to each row's accuracy.
+/// </summary>
+public class NeedleDepthTests
+{
+    static EvalSample Sample(string task, string context, params string[] answers) => new(task, 4096, 0, context, "q", answers);
+
+    [Fact]
+    public void TheNeedlesOwnSentencePlacesTheSampleNotAnEarlierMentionOfItsValue()
+    {
+        // 100 characters; "7" stands at 10 as a haystack word, its needle sentence at 60: third quarter.
+        string context = new string('.', 10) + "7" + new string('.', 49) + "is: 7." + new string('.', 34);
+        Assert.Equal(100, context.Length);
+        Assert.Equal(2, NeedleDepth.Quarter(Sample("niah_single_1", context, "7")));
+        // Without a needle sentence (vt's variables), the value's first place: 10 of 100, first quarter.
+        Assert.Equal(0, NeedleDepth.Quarter(Sample("vt", context.Replace("is: 7.", "......"), "7")));
+        // The last character belongs to the last quarter, not a fifth bin.
+        Assert.Equal(3, NeedleDepth.Quarter(Sample("niah_single_1", new string('.', 99) + "x", "x")));
+        // No place: an answer the context lacks, and the word-counting tasks, whose answers are everywhere.
+        Assert.Null(NeedleDepth.Quarter(Sample("niah_single_1", context, "8")));
+        Assert.Null(NeedleDepth.Quarter(Sample("cwe", context, "7")));
+        Assert.Null(NeedleDepth.Quarter(Sample("fwe", context, "7")));
+    }
+
+    [Fact]
+    public void ARowsScoresSplitByQuarterWithEmptyQuartersMarked()
+    {
+        // Samples 0..4 with needles in quarters 0, 0, 1, 3, and none (left out); scores 1, 0, 1, 0.5, 1.
+        string At(int q) => new string('.', 25 * q) + "is: v." + new string('.', 94 - 25 * q);
+        var samples = new[] { At(0), At(0), At(1), At(3), new string('.', 100) }.Select(c => Sample("niah_single_2", c, "v")).ToArray();
+        var row = new RulerRow(new StrategySpec("apb", 4), 4096, "niah_single_2", 0.7, 5, 1.0, [1, 0, 1, 0.5, 1]);
+        var d = NeedleDepth.Of(row, i => samples[i]);
+        Assert.Equal(4, d.Placed);
+        Assert.Equal([(0.5, 2), (1.0, 1)], d.Quarters.Take(2));
+        Assert.Equal(0, d.Quarters[2].Count);
+        Assert.True(double.IsNaN(d.Quarters[2].Mean));
+        Assert.Equal((0.5, 1), d.Quarters[3]);
+        Assert.Contains("| apb x4 | niah_single_2 | 4096 | 0.50 (2) | 1.00 (1) | - | 0.50 (1) |", NeedleDepth.Format([d]));
+
+        var old = row with { Scores = null };
+        Assert.Contains("no per-sample scores", Assert.Throws<ApbException>(() => NeedleDepth.Of(old, i => samples[i])).Message);
+    }
+
+    [Fact]
+    public void TheCommandRemakesTheRunsSamplesAndItsQuartersAddUpToEachRowsAccuracy()
+    {
+        // Run 9 of the embedded model at 4K on the CPU (20 samples a task, full and APB x4), committed with its scores.
+        string file = Path.Combine(Repo.Root, "bench", "results", "train-run9-20261205", "cpu-4k", "new-4k.json");
+        var results = RulerResults.Read(file);
+        var (code, output, err) = CliRun.Apb("eval", "depth", file, "--tokenizer", Repo.EmbeddedModel);
+        Assert.True(code == 0, err);
+        Assert.Contains("cwe, fwe left out", output);
+        var lines = output.Split('\n').Where(l => l.StartsWith("| full |") || l.StartsWith("| apb x4")).ToList();
+        var rows = results.Rows.Where(r => RulerTasks.HasNeedle(r.Task)).ToList();
+        Assert.Equal(rows.Count, lines.Count);
+        foreach (var r in rows)
+        {
+            var cells = lines.Single(l => l.StartsWith($"| {r.Strategy} | {r.Task} |")).Split('|').Skip(4).Take(4)
+                .Select(c => c.Trim()).Where(c => c != "-")
+                .Select(c => (Mean: double.Parse(c[..c.IndexOf(' ')]), Count: int.Parse(c[(c.IndexOf('(') + 1)..c.IndexOf(')')]))).ToList();
+            // Every needle task's sample has a place (the generator writes the value into the context), so the counts
+            // are the row's samples and the count-weighted means its accuracy (to the table's two decimals).
+            Assert.Equal(r.Samples, cells.Sum(c => c.Count));
+            Assert.Equal(r.Accuracy, cells.Sum(c => c.Mean * c.Count) / r.Samples, 0.005 + 1e-9);
+        }
+        // Those sums hold however the scores are binned; the bins themselves, as tools/needle_depth.py (the Python
+        // script this command replaced, an independent reading of the samples' JSON) gave them for this file:
+        Assert.Contains("| full | niah_single_1 | 4096 | 1.00 (4) | 1.00 (6) | 1.00 (4) | 1.00 (6) |", output);
+        Assert.Contains("| apb x4 (retaining heads) | niah_multikey_3 | 4096 | 1.00 (3) | 0.88 (8) | 0.75 (4) | 1.00 (5) |", output);
+
+        // Another seed, another tokenizer, a strategy the file lacks: refused, saying what to do.
+        Assert.Contains("Leave --seed out", CliRun.Apb("eval", "depth", file, "--seed", "1", "--tokenizer", Repo.EmbeddedModel).Err);
+        Assert.Contains("give the run's model folder with --tokenizer", CliRun.Apb("eval", "depth", file, "--tokenizer", Repo.TinyModel).Err);
+        Assert.Contains("no rows of strategy star (it has: full, apb)", CliRun.Apb("eval", "depth", file, "--strategy", "star", "--tokenizer", Repo.EmbeddedModel).Err);
+    }
+}
