@@ -81,6 +81,10 @@ p.add_argument("--heads", type=int, default=6)
 p.add_argument("--kv-heads", type=int, default=2)
 p.add_argument("--ffn", type=int, default=1024)
 p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3 with --init, else 2e-3)")
+p.add_argument("--heads-seconds", type=float, default=45.0,
+               help="time for retraining the retaining heads on the new backbone (at most; the clock may leave less); 0 keeps "
+                    "--init's heads unchanged: run 11 (bench/results/train-run11-20261206) retrained them to a lower loss "
+                    "that selected worse under APB")
 p.add_argument("--warmup", type=int, help="linear warm-up steps (default 50 with --init, else 150)")
 p.add_argument("--start-len", type=int, default=256, help="first curriculum length")
 p.add_argument("--advance-acc", type=float, help="move up a length at this recent train accuracy (default 0.85 with --init, else 0.9)")
@@ -636,77 +640,84 @@ except Exception as e:
     guard("evaluation", e)
 
 # ---------------------------------------------------------------- 7. retaining heads (Locret-style), frozen backbone
-try:
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+if args.heads_seconds <= 0:
+    kept = os.path.join(args.init or "", "retaining_heads.safetensors")
+    assert WARM and os.path.exists(kept), "--heads-seconds 0 keeps --init's retaining heads: --init must have them"
+    shutil.copyfile(kept, os.path.join(MODEL_DIR, "retaining_heads.safetensors"))
+    metrics["retaining_heads"] = {"steps": 0, "kept": kept}
+    log(f"retaining heads: kept {kept} unchanged (--heads-seconds 0)")
+else:
+    try:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    nh, nkv, hd = args.heads, args.kv_heads, args.hidden // args.heads
-    group = nh // nkv
-    heads = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear((nh + 2 * nkv) * hd, 1024, bias=False), torch.nn.SiLU(),
-                                                     torch.nn.Linear(1024, nkv, bias=False)) for _ in range(args.layers)]).to(dev)
-    init_heads = os.path.join(args.init, "retaining_heads.safetensors") if WARM else None
-    if init_heads and os.path.exists(init_heads):  # optional: a start closer than random; retrained on the new backbone
-        hsd = load_file(init_heads)
-        names = {f"model.layers.{i}.self_attn.fc{j + 1}.weight": heads[i][2 * j].weight for i in range(args.layers) for j in range(2)}
-        if all(k in hsd and hsd[k].shape == w_.shape for k, w_ in names.items()):
-            with torch.no_grad():
-                for k, w_ in names.items():
-                    w_.copy_(hsd[k].float())
-            log(f"retaining heads start from {init_heads}")
-        else:
-            log(f"retaining heads: {init_heads} does not match the architecture; starting from random")
-    hopt = torch.optim.AdamW(heads.parameters(), lr=1e-3, weight_decay=0.0)
-    for p_ in model.parameters():
-        p_.requires_grad_(False)
-    head_L = max([L for L in (4096, 2048, 1024) if L in pools and ready(L)] or [256])
-    head_end = time.time() + (3.0 if args.smoke else max(5.0, min(45.0, left() - 20)))
-    hstep, hloss = 0, float("nan")
-    while time.time() < head_end:
-        rows = draw(head_L, 2)
-        if not rows:
-            break
-        loss_sum = 0.0
-        for task, c, q, a in rows:
-            ids = torch.from_numpy(np.concatenate([c, q, a]).astype(np.int64))[None].to(dev)
-            n_ctx = len(c)
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev == "cuda"):
-                out = model.model(input_ids=ids, output_hidden_states=True)
-                pos = torch.arange(ids.size(1), device=dev)[None]
-            feats, targets = [], []
-            with torch.no_grad():
-                for i, layer in enumerate(model.model.layers):
-                    x = layer.input_layernorm(out.hidden_states[i].float())
-                    at = layer.self_attn
-                    q_ = at.q_proj(x).float()
-                    k_ = at.k_proj(x).float()
-                    v_ = at.v_proj(x).float()
-                    cos, sin = model.model.rotary_emb(x, pos)
-                    qr, kr = apply_rotary_pos_emb(q_.view(1, -1, nh, hd).transpose(1, 2), k_.view(1, -1, nkv, hd).transpose(1, 2),
-                                                  cos.float(), sin.float())
-                    # the most any query/answer token (any head of the GQA group) attends to each context key, as a logit
-                    qq = qr[0, :, n_ctx:].reshape(nkv, group, -1, hd).reshape(nkv, -1, hd)       # [nkv, group*Tq, d]
-                    logits = torch.einsum("hqd,hkd->hkq", qq, kr[0, :, :n_ctx]) / math.sqrt(hd)    # [nkv, n_ctx, group*Tq]
-                    targets.append(logits.amax(-1).transpose(0, 1))                                # [n_ctx, nkv]
-                    feats.append(torch.cat([q_[0, :n_ctx], k_[0, :n_ctx], v_[0, :n_ctx]], -1))
-            for i in range(args.layers):
-                pred = heads[i](feats[i])
-                l1 = F.smooth_l1_loss(pred, targets[i])
-                smooth = (pred[1:] - pred[:-1]).pow(2).mean()
-                loss_sum = loss_sum + l1 + 0.1 * smooth
-        hopt.zero_grad(set_to_none=True)
-        (loss_sum / len(rows)).backward()
-        hopt.step()
-        hstep += 1
-        hloss = float(loss_sum) / len(rows)
-        if hstep % 50 == 0:
-            log(f"retaining heads: step {hstep} loss {hloss:.4f}")
-    metrics["retaining_heads"] = {"steps": hstep, "loss": round(hloss, 4), "length": head_L,
-                                  "init": init_heads if init_heads and os.path.exists(init_heads) else None}
-    log(f"retaining heads: {hstep} steps at length {head_L}, loss {hloss:.4f}")
-    assert hstep > 0, "no retaining-head step ran"
-    save_file({f"model.layers.{i}.self_attn.fc{j + 1}.weight": heads[i][2 * j].weight.detach().to(torch.bfloat16).contiguous().cpu()
-               for i in range(args.layers) for j in range(2)}, os.path.join(MODEL_DIR, "retaining_heads.safetensors"))
-except Exception as e:
-    guard("retaining heads", e)
+        nh, nkv, hd = args.heads, args.kv_heads, args.hidden // args.heads
+        group = nh // nkv
+        heads = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear((nh + 2 * nkv) * hd, 1024, bias=False), torch.nn.SiLU(),
+                                                         torch.nn.Linear(1024, nkv, bias=False)) for _ in range(args.layers)]).to(dev)
+        init_heads = os.path.join(args.init, "retaining_heads.safetensors") if WARM else None
+        if init_heads and os.path.exists(init_heads):  # optional: a start closer than random; retrained on the new backbone
+            hsd = load_file(init_heads)
+            names = {f"model.layers.{i}.self_attn.fc{j + 1}.weight": heads[i][2 * j].weight for i in range(args.layers) for j in range(2)}
+            if all(k in hsd and hsd[k].shape == w_.shape for k, w_ in names.items()):
+                with torch.no_grad():
+                    for k, w_ in names.items():
+                        w_.copy_(hsd[k].float())
+                log(f"retaining heads start from {init_heads}")
+            else:
+                log(f"retaining heads: {init_heads} does not match the architecture; starting from random")
+        hopt = torch.optim.AdamW(heads.parameters(), lr=1e-3, weight_decay=0.0)
+        for p_ in model.parameters():
+            p_.requires_grad_(False)
+        head_L = max([L for L in (4096, 2048, 1024) if L in pools and ready(L)] or [256])
+        head_end = time.time() + (3.0 if args.smoke else max(5.0, min(args.heads_seconds, left() - 20)))
+        hstep, hloss = 0, float("nan")
+        while time.time() < head_end:
+            rows = draw(head_L, 2)
+            if not rows:
+                break
+            loss_sum = 0.0
+            for task, c, q, a in rows:
+                ids = torch.from_numpy(np.concatenate([c, q, a]).astype(np.int64))[None].to(dev)
+                n_ctx = len(c)
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev == "cuda"):
+                    out = model.model(input_ids=ids, output_hidden_states=True)
+                    pos = torch.arange(ids.size(1), device=dev)[None]
+                feats, targets = [], []
+                with torch.no_grad():
+                    for i, layer in enumerate(model.model.layers):
+                        x = layer.input_layernorm(out.hidden_states[i].float())
+                        at = layer.self_attn
+                        q_ = at.q_proj(x).float()
+                        k_ = at.k_proj(x).float()
+                        v_ = at.v_proj(x).float()
+                        cos, sin = model.model.rotary_emb(x, pos)
+                        qr, kr = apply_rotary_pos_emb(q_.view(1, -1, nh, hd).transpose(1, 2), k_.view(1, -1, nkv, hd).transpose(1, 2),
+                                                      cos.float(), sin.float())
+                        # the most any query/answer token (any head of the GQA group) attends to each context key, as a logit
+                        qq = qr[0, :, n_ctx:].reshape(nkv, group, -1, hd).reshape(nkv, -1, hd)       # [nkv, group*Tq, d]
+                        logits = torch.einsum("hqd,hkd->hkq", qq, kr[0, :, :n_ctx]) / math.sqrt(hd)    # [nkv, n_ctx, group*Tq]
+                        targets.append(logits.amax(-1).transpose(0, 1))                                # [n_ctx, nkv]
+                        feats.append(torch.cat([q_[0, :n_ctx], k_[0, :n_ctx], v_[0, :n_ctx]], -1))
+                for i in range(args.layers):
+                    pred = heads[i](feats[i])
+                    l1 = F.smooth_l1_loss(pred, targets[i])
+                    smooth = (pred[1:] - pred[:-1]).pow(2).mean()
+                    loss_sum = loss_sum + l1 + 0.1 * smooth
+            hopt.zero_grad(set_to_none=True)
+            (loss_sum / len(rows)).backward()
+            hopt.step()
+            hstep += 1
+            hloss = float(loss_sum) / len(rows)
+            if hstep % 50 == 0:
+                log(f"retaining heads: step {hstep} loss {hloss:.4f}")
+        metrics["retaining_heads"] = {"steps": hstep, "loss": round(hloss, 4), "length": head_L,
+                                      "init": init_heads if init_heads and os.path.exists(init_heads) else None}
+        log(f"retaining heads: {hstep} steps at length {head_L}, loss {hloss:.4f}")
+        assert hstep > 0, "no retaining-head step ran"
+        save_file({f"model.layers.{i}.self_attn.fc{j + 1}.weight": heads[i][2 * j].weight.detach().to(torch.bfloat16).contiguous().cpu()
+                   for i in range(args.layers) for j in range(2)}, os.path.join(MODEL_DIR, "retaining_heads.safetensors"))
+    except Exception as e:
+        guard("retaining heads", e)
 
 stop_gen.set()
 for j in jobs:  # generators still running (a short run): ours, by handle
