@@ -15,7 +15,7 @@ public class ReadmeCommandTests
         var entries = new List<(string[], string)>();
         foreach (var line in block)
         {
-            var m = Regex.Match(line, @"^    apb (\w+)(?: (prefill|decode|serve|kernel|attention|ruler|generate|paired|coverage)\b)?");
+            var m = Regex.Match(line, @"^    apb (\w+)(?: (prefill|decode|serve|kernel|attention|ruler|generate|paired|coverage|show|depth)\b)?");
             if (m.Success) entries.Add((m.Groups[2].Success ? [m.Groups[1].Value, m.Groups[2].Value] : [m.Groups[1].Value], line));
             else if (entries.Count > 0) entries[^1] = (entries[^1].Item1, entries[^1].Item2 + " " + line);
         }
