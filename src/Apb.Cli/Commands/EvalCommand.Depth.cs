@@ -33,9 +33,12 @@ static partial class EvalCommand
                 if (f.Sha256.TryGetValue("tokenizer.json", out var want) && want != tokHash.Sha256)
                     throw new ApbException($"{path} was measured with a tokenizer.json of SHA-256 {want[..12]}..., {dir}'s is {tokHash.Sha256[..12]}...: " +
                         "the samples would differ; give the run's model folder with --tokenizer");
-                var rows = f.Rows.Where(x => (r.GetValue(strategy) is not { } only || x.Strategy.Name == only) && RulerTasks.HasNeedle(x.Task)).ToList();
+                var rows = f.Rows.Where(x => r.GetValue(strategy) is not { } only || x.Strategy.Name == only).ToList();
                 if (rows.Count == 0)
-                    throw new ApbException($"{path} has no rows{(r.GetValue(strategy) is { } o ? $" of strategy {o} (it has: {string.Join(", ", f.Rows.Select(x => x.Strategy.Name).Distinct())})" : "")}");
+                    throw new ApbException($"{path} has no rows of strategy {r.GetValue(strategy)} (it has: {string.Join(", ", f.Rows.Select(x => x.Strategy.Name).Distinct())})");
+                rows = [.. rows.Where(x => RulerTasks.HasNeedle(x.Task))];
+                if (rows.Count == 0)
+                    throw new ApbException($"{path} has rows of cwe and fwe only: they count words over the whole context, so they have no needle to place");
                 var samples = SamplesOf(rows, tok, s, r.GetValue(threads));
                 var left = f.Rows.Select(x => x.Task).Where(t => !RulerTasks.HasNeedle(t)).Distinct().ToList();
                 io.Out.WriteLine($"{path}: seed {s}, {rows.Count} rows; each cell: the mean score of the samples whose needle lies in that quarter " +
@@ -69,7 +72,14 @@ static partial class EvalCommand
             .ToArray();
         var made = new EvalSample[jobs.Length];
         var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
-        Parallel.For(0, jobs.Length, po, j => made[j] = gen.Generate(jobs[j].Task, jobs[j].Length, seed, jobs[j].Index).Sample);
+        try
+        {
+            Parallel.For(0, jobs.Length, po, j => made[j] = gen.Generate(jobs[j].Task, jobs[j].Length, seed, jobs[j].Index).Sample);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();   // the sample's own error, not a wrapper
+        }
         return jobs.Select((j, k) => (Key: (j.Task.Name, j.Length), Sample: made[k])).GroupBy(x => x.Key)
             .ToDictionary(g => g.Key, g => (IReadOnlyList<EvalSample>)[.. g.Select(x => x.Sample).OrderBy(x => x.Index)]);
     }

@@ -79,4 +79,32 @@ public class NeedleDepthTests
         Assert.Contains("give the run's model folder with --tokenizer", CliRun.Apb("eval", "depth", file, "--tokenizer", Repo.TinyModel).Err);
         Assert.Contains("no rows of strategy star (it has: full, apb)", CliRun.Apb("eval", "depth", file, "--strategy", "star", "--tokenizer", Repo.EmbeddedModel).Err);
     }
+
+    [Fact]
+    public void FilesItCannotPlaceAreRefusedWithTheReason()
+    {
+        using var dir = new TempDir();
+        string Write(string name, string json)
+        {
+            string path = Path.Combine(dir.Path, name);
+            File.WriteAllText(path, json);
+            return path;
+        }
+        string Row(string task, int length) =>
+            $$"""{"strategy": "full", "ranks": 1, "length": {{length}}, "task": "{{task}}", "accuracy": 1, "samples": 2, "seconds": 1, "scores": [1, 1]}""";
+        var e = Repo.EmbeddedModel;
+        string words = Write("words.json", $$"""{"seed": 0, "results": [{{Row("cwe", 4096)}}, {{Row("fwe", 4096)}}]}""");
+        Assert.Contains("cwe and fwe only", CliRun.Apb("eval", "depth", words, "--tokenizer", e).Err);
+        string noSeed = Write("noseed.json", $$"""{"results": [{{Row("niah_single_1", 1024)}}]}""");
+        var (code, _, err) = CliRun.Apb("eval", "depth", noSeed, "--tokenizer", e);
+        Assert.NotEqual(0, code);
+        Assert.Contains("give it with --seed", err);
+        Assert.Equal(0, CliRun.Apb("eval", "depth", noSeed, "--seed", "0", "--tokenizer", e).Code);
+        // A length no sample can be made at: the generator's own message, not a wrapped exception.
+        string tiny = Write("tiny.json", $$"""{"seed": 0, "results": [{{Row("niah_single_1", 8)}}]}""");
+        (code, _, err) = CliRun.Apb("eval", "depth", tiny, "--tokenizer", e);
+        Assert.NotEqual(0, code);
+        Assert.Contains("too short for any task", err);
+        Assert.DoesNotContain("AggregateException", err);
+    }
 }
