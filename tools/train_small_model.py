@@ -104,6 +104,8 @@ p.add_argument("--smoke", action="store_true", help="every code path in well und
 args = p.parse_args()
 
 WARM = args.init is not None
+if args.heads_seconds <= 0 and not (WARM and os.path.exists(os.path.join(args.init, "retaining_heads.safetensors"))):
+    p.error("--heads-seconds 0 keeps --init's retaining heads: give --init a checkpoint folder that has retaining_heads.safetensors")
 LR = args.lr if args.lr is not None else (1e-3 if WARM else 2e-3)
 WARMUP = args.warmup if args.warmup is not None else (50 if WARM else 150)
 ADVANCE_ACC = args.advance_acc if args.advance_acc is not None else (0.85 if WARM else 0.9)
@@ -641,8 +643,7 @@ except Exception as e:
 
 # ---------------------------------------------------------------- 7. retaining heads (Locret-style), frozen backbone
 if args.heads_seconds <= 0:
-    kept = os.path.join(args.init or "", "retaining_heads.safetensors")
-    assert WARM and os.path.exists(kept), "--heads-seconds 0 keeps --init's retaining heads: --init must have them"
+    kept = os.path.join(args.init, "retaining_heads.safetensors")   # checked at the start
     shutil.copyfile(kept, os.path.join(MODEL_DIR, "retaining_heads.safetensors"))
     metrics["retaining_heads"] = {"steps": 0, "kept": kept}
     log(f"retaining heads: kept {kept} unchanged (--heads-seconds 0)")
