@@ -10,8 +10,10 @@
 # .gpu/builds/CURRENT naming the build that bench/gpu/env.sh's unpack_builds installs as publish/linux-x64/apb and
 # publish/gpu-tests/Apb.Gpu.Tests (the others land in publish/builds/NAME/). Why one archive: the device tool carries at
 # most 64 MiB with the working tree, whose tracked files are ~57 MB; one apb build compresses to ~6 MB and two separate
-# ones do not fit, while a second build of a nearby commit adds well under 1 MB to a shared archive (this script's
-# output in session 25: 6,584 KiB for one build of both binaries, 7,223 KiB with a second apb). Carry ".gpu/builds.tar.xz" (and the call's script folder), never all of .gpu/.
+# ones do not fit, while a second build of a nearby commit adds less to a shared archive (this script's output: session
+# 25, 6,584 KiB for one build of both binaries, 7,223 KiB with a second apb; session 27, 6,628 KiB for one build and
+# 9,024 KiB with a second of both binaries, 63 of the 64 MiB: drop the older build). Carry ".gpu/builds.tar.xz" (and
+# the call's script folder), never all of .gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 builds=.gpu/builds

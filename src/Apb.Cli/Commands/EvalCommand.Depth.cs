@@ -25,7 +25,7 @@ static partial class EvalCommand
         {
             string dir = CommonOptions.ResolveModel(r.GetValue(tokenizer));
             var tok = LoadTokenizer(dir);
-            var tokHash = FileHash.Of(File.Exists(dir) ? dir : Path.Combine(dir, "tokenizer.json"));
+            var tokHash = FileHash.Of(TokenizerFile(dir));
             foreach (var path in r.GetValue(files)!)
             {
                 var f = RulerResults.Read(path);
@@ -63,24 +63,15 @@ static partial class EvalCommand
         return given ?? throw new ApbException($"{f.Path} does not record its samples' seed: give it with --seed (apb eval ruler's default is 0)");
     }
 
-    /// <summary>Samples 0 .. n - 1 of every (task, length) of the rows, n the most scores any of its rows has.</summary>
-    static Dictionary<(string, int), IReadOnlyList<EvalSample>> SamplesOf(List<RulerRow> rows, Tokenization.HfTokenizer tok, int seed, int threads)
+    /// <summary>
+    /// Samples 0 .. n - 1 of every task and length of the rows (n the most scores a row has), by (task, length): the
+    /// rows of a results file are a grid of tasks and lengths, so the generator's grid is the file's.
+    /// </summary>
+    static Dictionary<(string, int), EvalSample[]> SamplesOf(List<RulerRow> rows, Tokenization.HfTokenizer tok, int seed, int threads)
     {
-        var gen = new SampleGenerator(tok);
-        var jobs = rows.GroupBy(x => (x.Task, x.Length))
-            .SelectMany(g => Enumerable.Range(0, g.Max(x => x.Scores?.Count ?? 0)).Select(i => (Task: RulerTasks.Get(g.Key.Task), g.Key.Length, Index: i)))
-            .ToArray();
-        var made = new EvalSample[jobs.Length];
-        var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
-        try
-        {
-            Parallel.For(0, jobs.Length, po, j => made[j] = gen.Generate(jobs[j].Task, jobs[j].Length, seed, jobs[j].Index).Sample);
-        }
-        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();   // the sample's own error, not a wrapper
-        }
-        return jobs.Select((j, k) => (Key: (j.Task.Name, j.Length), Sample: made[k])).GroupBy(x => x.Key)
-            .ToDictionary(g => g.Key, g => (IReadOnlyList<EvalSample>)[.. g.Select(x => x.Sample).OrderBy(x => x.Index)]);
+        var tasks = rows.Select(x => x.Task).Distinct().Select(RulerTasks.Get).ToList();
+        var lengths = rows.Select(x => x.Length).Distinct().ToList();
+        var made = new SampleGenerator(tok).GenerateAll(tasks, lengths, rows.Max(x => x.Scores?.Count ?? 0), seed, threads);
+        return made.Select(e => e.Sample).GroupBy(x => (x.Task, x.TargetTokens)).ToDictionary(g => g.Key, g => g.OrderBy(x => x.Index).ToArray());
     }
 }

@@ -381,9 +381,12 @@ static partial class EvalCommand
         return n;
     }
 
+    /// <summary>--tokenizer's file: the argument itself when it is a file, else tokenizer.json in that folder.</summary>
+    static string TokenizerFile(string dir) => File.Exists(dir) ? dir : Path.Combine(dir, "tokenizer.json");
+
     static HfTokenizer LoadTokenizer(string dir)
     {
-        string path = File.Exists(dir) ? dir : Path.Combine(dir, "tokenizer.json");
+        string path = TokenizerFile(dir);
         if (!File.Exists(path)) throw new ApbException($"{path}: tokenizer.json not found (--tokenizer takes a model folder or a tokenizer.json file)");
         string cfg = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json");
         return HfTokenizer.Load(path, File.Exists(cfg) ? cfg : null);

@@ -14,7 +14,11 @@ public static class NeedleDepth
     public const int Bins = 4;
 
     /// <summary>One row of a run (task, length, strategy) split by depth: each quarter's mean score and sample count.</summary>
-    public sealed record Row(string Task, int Length, StrategySpec Strategy, IReadOnlyList<(double Mean, int Count)> Quarters, int Placed);
+    public sealed record Row(string Task, int Length, StrategySpec Strategy, IReadOnlyList<(double Mean, int Count)> Quarters)
+    {
+        /// <summary>The samples that have a place (the rest hold no needle and are left out).</summary>
+        public int Placed => Quarters.Sum(q => q.Count);
+    }
 
     /// <summary>The quarter (0..3) of <paramref name="s"/>'s context that holds its needle, or null when it holds none.</summary>
     public static int? Quarter(EvalSample s)
@@ -44,7 +48,7 @@ public static class NeedleDepth
             count[q]++;
         }
         return new Row(row.Task, row.Length, row.Strategy,
-            [.. Enumerable.Range(0, Bins).Select(q => (count[q] == 0 ? double.NaN : sum[q] / count[q], count[q]))], count.Sum());
+            [.. Enumerable.Range(0, Bins).Select(q => (count[q] == 0 ? double.NaN : sum[q] / count[q], count[q]))]);
     }
 
     /// <summary>A pipe table: a line per row, "0.84 (15)" per quarter (mean, samples), "-" for an empty quarter.</summary>

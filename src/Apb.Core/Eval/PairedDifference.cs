@@ -64,11 +64,8 @@ public static class PairedDifference
     /// <summary>One run's rows against a reference run's rows of the same seed: what <see cref="Of(IReadOnlyList{Pair})"/> pools.</summary>
     public sealed record Pair(IReadOnlyList<RulerRow> Rows, IReadOnlyList<RulerRow> Reference);
 
-    /// <summary>How many samples of <paramref name="rows"/> scored differently from their pair in <paramref name="reference"/>:
-    /// a task's mean can stay put while answers flip both ways.</summary>
-    public static int ChangedSamples(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) => ChangedSamples([new Pair(rows, reference)]);
-
-    /// <summary><see cref="ChangedSamples(IReadOnlyList{RulerRow}, IReadOnlyList{RulerRow})"/> over every pair.</summary>
+    /// <summary>How many samples scored differently from their pair in the reference, over every pair: a task's mean can
+    /// stay put while answers flip both ways.</summary>
     public static int ChangedSamples(IReadOnlyList<Pair> pairs) => Tasks(pairs).Sum(t => Differences(t, pairs).Count(d => d != 0));
 
     /// <summary>The (task, length)s of the pairs' rows, in the order they first appear.</summary>
@@ -93,15 +90,11 @@ public static class PairedDifference
     }
 
     /// <summary>
-    /// The tasks of <paramref name="rows"/> whose mean moved against <paramref name="reference"/> by at least 0.05 points
+    /// The tasks whose mean, over every pair's samples of the task, moved against the reference by at least 0.05 points
     /// (what a table's one decimal shows), each with its move and that task's own interval: the means of fractional
     /// scores (cwe, fwe) can differ by float rounding alone, and that is no move; and one task's move of 5 points at 60
     /// samples is 3 samples, which its interval (about ±10 there) shows to be within what chance moves.
     /// </summary>
-    public static List<(string Task, Result Move)> Moved(IReadOnlyList<RulerRow> rows, IReadOnlyList<RulerRow> reference) =>
-        Moved([new Pair(rows, reference)]);
-
-    /// <summary><see cref="Moved(IReadOnlyList{RulerRow}, IReadOnlyList{RulerRow})"/> over every pair's samples of a task.</summary>
     public static List<(string Task, Result Move)> Moved(IReadOnlyList<Pair> pairs)
     {
         var moved = new List<(string Task, Result Move)>();

@@ -11,6 +11,14 @@ public class PairedDifferenceTests
     static RulerRow Row(StrategySpec s, string task, params double[] scores) =>
         new(s, 4096, task, scores.Average(), scores.Length, 1.0, scores);
 
+    /// <summary>A results file of these rows in <paramref name="dir"/>, as `apb eval ruler --seed` writes it.</summary>
+    static string WriteRun(TempDir dir, string name, int seed, RulerRow[] rows)
+    {
+        string path = Path.Combine(dir.Path, name);
+        using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", seed, "cpu", "m", []), rows);
+        return path;
+    }
+
     [Fact]
     public void DifferenceIsTheMeanOverTasksOfEachTasksMeanDifference()
     {
@@ -44,13 +52,13 @@ public class PairedDifferenceTests
         var full = new[] { Row(Full, "cwe", 0.1 + 0.2, 0.5), Row(Full, "a", 1, 1, 0, 1) };
         var apb = new[] { Row(Apb, "cwe", 0.3, 0.5), Row(Apb, "a", 1, 0, 0, 1) };
         Assert.NotEqual(0, PairedDifference.Of([apb[0]], full)!.Points);
-        var moved = PairedDifference.Moved(apb, full);
+        var moved = PairedDifference.Moved([new PairedDifference.Pair(apb, full)]);
         Assert.Equal("a", Assert.Single(moved).Task);
         Assert.Equal(-25, moved[0].Move.Points, 9);
         // One of four samples flipped: d = (0, -1, 0, 0), s^2 = 0.25, standard error sqrt(0.25 / 4) = 0.25 -> ± 49.0.
         Assert.Equal("-25.0 ± 49.0", moved[0].Move.Text);
         // Changed samples: cwe's first (0.3 against 0.30000000000000004) and a's second.
-        Assert.Equal(2, PairedDifference.ChangedSamples(apb, full));
+        Assert.Equal(2, PairedDifference.ChangedSamples([new PairedDifference.Pair(apb, full)]));
         // Over both tasks: (-25 + ~0) / 2 points, standard error 100 x sqrt(0.0625) / 2, as the first test works out.
         Assert.Equal("-12.5 ± 24.5", PairedDifference.Of(apb, full)!.Text);
     }
@@ -107,12 +115,7 @@ public class PairedDifferenceTests
         // Full attention from one run and APB from another (the GPU evals that timed out after full and were re-run
         // for APB alone): --other-strategy names OTHER's rows.
         using var dir = new TempDir();
-        string Write(string name, int seed, RulerRow[] rows)
-        {
-            string path = Path.Combine(dir.Path, name);
-            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", seed, "cpu", "m", []), rows);
-            return path;
-        }
+        string Write(string name, int seed, RulerRow[] rows) => WriteRun(dir, name, seed, rows);
         string pf = Write("full.json", 0, [Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1)]);
         string pa = Write("apb.json", 0, [Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1)]);
         var (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb");
@@ -157,12 +160,7 @@ public class PairedDifferenceTests
     {
         // A 2-sample APB run against the start of a 4-sample full run of the same seed: the same first two samples.
         using var dir = new TempDir();
-        string Write(string name, RulerRow[] rows)
-        {
-            string path = Path.Combine(dir.Path, name);
-            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", 0, "cpu", "m", []), rows);
-            return path;
-        }
+        string Write(string name, RulerRow[] rows) => WriteRun(dir, name, 0, rows);
         string pf = Write("full.json", [Row(Full, "a", 1, 1, 0, 0)]), pa = Write("apb.json", [Row(Apb, "a", 1, 0)]);
         Assert.Contains("no task of apb against full pairs up", CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb").Out);
         // d = 0, -1 over the first two: -50 points, standard error sqrt(0.5 / 2) = 0.5.
@@ -199,12 +197,7 @@ public class PairedDifferenceTests
     public void TheCommandPoolsPairsOfFilesAndRefusesAnOddCountOrARepeatedSeed()
     {
         using var dir = new TempDir();
-        string Write(string name, int seed, RulerRow[] rows)
-        {
-            string path = Path.Combine(dir.Path, name);
-            using (var f = File.Create(path)) RulerHarness.WriteJson(f, new RulerRun("apb eval ruler", seed, "cpu", "m", []), rows);
-            return path;
-        }
+        string Write(string name, int seed, RulerRow[] rows) => WriteRun(dir, name, seed, rows);
         string f0 = Write("full0.json", 0, [Row(Full, "a", 1, 1, 0, 1)]), a0 = Write("apb0.json", 0, [Row(Apb, "a", 1, 0, 0, 1)]);
         string f1 = Write("full1.json", 1, [Row(Full, "a", 1, 1, 1, 0)]), a1 = Write("apb1.json", 1, [Row(Apb, "a", 0, 1, 0, 0)]);
         var (code, output, err) = CliRun.Apb("eval", "paired", f0, a0, f1, a1, "--other-strategy", "apb");
