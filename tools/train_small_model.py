@@ -484,7 +484,9 @@ if WARM:  # the starting point is the first candidate: the run cannot end below 
 metrics["phases"]["setup_s"] = round(time.time() - T0, 1)
 log("training starts")
 
-SAVE_RESERVE = 85                   # final selection, save + pack, report evaluation, retaining heads (~45 s), pack
+# final selection, save + pack, report evaluation (~40 s), retaining heads (~45 s, none when --heads-seconds 0 keeps
+# --init's), pack
+SAVE_RESERVE = 40 if args.heads_seconds <= 0 else 85
 train_start = time.time()
 train_end = train_start + 12 if args.smoke else T0 + args.seconds - SAVE_RESERVE
 L_idx = LENGTHS.index(args.start_len)
