@@ -15,14 +15,14 @@ public class HarnessTests
     /// <summary>
     /// The CI slice of the accuracy issues: every task, 2 samples each at 1K tokens, through the CLI on the CPU, APB with
     /// its default scorer (no --scorer: auto, which on models/embedded must pick the retaining heads the folder ships,
-    /// mixed with the novelty term). Measured on the committed model (models/embedded, run 9, sha256 20982cf9...), the
+    /// mixed with the novelty term). Measured on the committed model (models/embedded, run 12, sha256 d7047628...), the
     /// same samples as this test, with the default l_p of 512 (so every 256-token block passes all of its rows):
     /// <list type="bullet">
-    /// <item>full 93.8 (every needle task and vt 100):
+    /// <item>full 93.3 (every needle task and vt 100):
     /// <c>apb eval ruler --model models/embedded --tasks all --length 1k --samples 2 --ranks 4 --strategies full,apb</c></item>
-    /// <item>default APB x4 93.7 (every needle task and vt 100 but multi-query 87.5): what is lost here is not
-    /// selection (nothing is dropped) but the anchor, the query copied in front of every later block. (Run 6 of the
-    /// model with APB's code before the anchor rows stopped being passed again: 90.8, vt 80.)</item>
+    /// <item>default APB x4 92.2 (every needle task 100 but multi-query 87.5, vt 90): what is lost here is not
+    /// selection (nothing is dropped) but the anchor, the query copied in front of every later block. (Run 9 of the
+    /// model: 93.7, vt 100; run 6 with APB's code before the anchor rows stopped being passed again: 90.8, vt 80.)</item>
     /// </list>
     /// The single-needle and multi-key tasks must stay within 5 points of full (issue #24's bar). vt is held to a floor
     /// instead, as 2 samples cannot resolve 5 points (one variable is 10); the floor catches a default that falls further
@@ -41,25 +41,26 @@ public class HarnessTests
         string[] retrieval = [.. RulerTasks.All.Select(t => t.Name).Where(n => n.StartsWith("niah_", StringComparison.Ordinal)), "vt"];
         double retrievalMean = retrieval.Average(t => rows[t]), fullMean = rows.Values.Average();
         Assert.True(retrievalMean >= 0.9, $"full attention: needle tasks and vt {retrievalMean:F3} (was 1.0 when committed)\n{table}");
-        Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (0.938 on run 9 of the model)\n{table}");
+        Assert.True(fullMean >= 0.8, $"full attention: mean {fullMean:F3} over all tasks (0.933 on run 12 of the model)\n{table}");
 
         (code, table, err) = CliRun.Apb([.. common, "--strategies", "apb", "--json", apb]);
         Assert.True(code == 0, err);
         Assert.Contains("| apb x4 (retaining heads) |", table); // auto picked the heads in the model folder
         var apbRows = Accuracies(apb);
         double apbMean = apbRows.Values.Average();
-        Assert.True(apbMean >= fullMean - 0.12, $"default APB x4: mean {apbMean:F3} against full's {fullMean:F3} (0.937 vs 0.938 on run 9)\n{table}");
+        Assert.True(apbMean >= fullMean - 0.12, $"default APB x4: mean {apbMean:F3} against full's {fullMean:F3} (0.922 vs 0.933 on run 12)\n{table}");
         foreach (var task in new[] { "niah_single_1", "niah_multikey_1" })
             Assert.True(apbRows[task] >= rows[task] - 0.05, $"default APB x4: {task} {apbRows[task]:F3} against full's {rows[task]:F3} (bar: 5 points)\n{table}");
-        Assert.True(apbRows["vt"] >= 0.75, $"default APB x4: vt {apbRows["vt"]:F3} (1.0 on run 9, as full)\n{table}");
+        Assert.True(apbRows["vt"] >= 0.75, $"default APB x4: vt {apbRows["vt"]:F3} (0.9 on run 12, full 1.0)\n{table}");
     }
 
     /// <summary>
     /// Issue #24's CI bar where APB runs with room to pass a chain: niah_single_1, niah_multikey_1 and vt at 4K, 6 samples
     /// each, 4 ranks, the default scorer (the retaining heads with the novelty term), every task within 5 points of full.
     /// With 6 samples one missed vt variable is 3.3 points and two are 6.7, so this allows APB one miss in 30. Measured on
-    /// the CPU on run 9 of the model: full 100 / 100 / 100, APB 100 / 100 / 100 (about 47 s for both on 2 cores; run 6:
-    /// APB's vt 96.7); over 20 samples (the GPU, bench/results/train-run9-20261205 call5) APB's vt at 4K is 100:
+    /// the CPU on run 12 of the model (run 9 the same): full 100 / 100 / 100, APB 100 / 100 / 100 (about 47 s for both
+    /// on 2 cores; run 6: APB's vt 96.7); over 20 samples (the CPU, bench/results/train-run12-20261206/cpu-4k) APB's vt at
+    /// 4K is 100:
     /// <c>apb eval ruler --model models/embedded --tasks niah_single_1,niah_multikey_1,vt --length 4k --samples 6 --ranks 4 --strategies full,apb</c>
     /// </summary>
     [Fact]
