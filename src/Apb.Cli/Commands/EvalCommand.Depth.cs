@@ -6,9 +6,10 @@ namespace Apb.Cli.Commands;
 static partial class EvalCommand
 {
     /// <summary>
-    /// `apb eval depth FILE.json...`: each row's per-sample scores by where the asked needle sits in the context, in
-    /// quarters (<see cref="NeedleDepth"/>). The samples are made again from the file's seed with the run's tokenizer
-    /// (samples depend only on seed, task, length and index), which is checked against the hash the file recorded.
+    /// `apb eval depth FILE.json... [--parts N]`: each row's per-sample scores by where the asked needle sits in the
+    /// context, in quarters or N equal parts (<see cref="NeedleDepth"/>). The samples are made again from the file's seed
+    /// with the run's tokenizer (samples depend only on seed, task, length and index), which is checked against the hash
+    /// the file recorded.
     /// </summary>
     static Command Depth(Io io)
     {
@@ -16,13 +17,19 @@ static partial class EvalCommand
         var strategy = new Option<string?>("--strategy") { Description = "only this strategy's rows (e.g. full, apb); default: every row" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "the run's model folder (its tokenizer.json measured the samples); default: the embedded model's" };
         var seed = new Option<int?>("--seed") { Description = "the samples' seed, for a file that did not record it" };
-        var threads = Threads();
-        var cmd = new Command("depth", "a run's accuracy by where the asked needle sits: the first, second, third and last quarter of the context")
+        var parts = new Option<int>("--parts")
         {
-            files, strategy, tokenizer, seed, threads,
+            Description = $"split the context into N equal parts (2 to {NeedleDepth.MaxParts}); the number of ranks gives one part per rank's block",
+            DefaultValueFactory = _ => NeedleDepth.DefaultParts,
+        };
+        var threads = Threads();
+        var cmd = new Command("depth", "a run's accuracy by where the asked needle sits: the first, second, third and last quarter of the context, or --parts N")
+        {
+            files, strategy, tokenizer, seed, parts, threads,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
+            int n = NeedleDepth.CheckParts(r.GetValue(parts));   // before the samples are made: a bad --parts fails at once
             string dir = CommonOptions.ResolveModel(r.GetValue(tokenizer));
             var tok = LoadTokenizer(dir);
             var tokHash = FileHash.Of(TokenizerFile(dir));
@@ -41,10 +48,10 @@ static partial class EvalCommand
                     throw new ApbException($"{path} has rows of cwe and fwe only: they count words over the whole context, so they have no needle to place");
                 var samples = SamplesOf(rows, tok, s, r.GetValue(threads));
                 var left = f.Rows.Select(x => x.Task).Where(t => !RulerTasks.HasNeedle(t)).Distinct().ToList();
-                io.Out.WriteLine($"{path}: seed {s}, {rows.Count} rows; each cell: the mean score of the samples whose needle lies in that quarter " +
+                io.Out.WriteLine($"{path}: seed {s}, {rows.Count} rows; each cell: the mean score of the samples whose needle lies in that {(n == 4 ? "quarter" : "part")} " +
                                  $"of the context (their count){(left.Count > 0 ? $"; {string.Join(", ", left)} left out (no needle: they count words over the whole context)" : "")}");
                 io.Out.WriteLine();
-                io.Out.Write(NeedleDepth.Format(rows.Select(x => NeedleDepth.Of(x, i => samples[(x.Task, x.Length)][i]))));
+                io.Out.Write(NeedleDepth.Format(rows.Select(x => NeedleDepth.Of(x, i => samples[(x.Task, x.Length)][i], n))));
                 io.Out.WriteLine();
             }
             return 0;
