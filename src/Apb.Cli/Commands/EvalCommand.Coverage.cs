@@ -92,6 +92,18 @@ static partial class EvalCommand
                              "(0: the layer's result is full attention's).");
             io.Out.WriteLine();
             Table(settings, xs => xs.Average(x => x.OutputError).ToString("F3", CultureInfo.InvariantCulture));
+            // A later APB rank reads more passed rows (every earlier rank's block); a Star rank reads one block at any rank.
+            io.Out.WriteLine("Output error by rank (the mean over layers of each rank's rows):");
+            io.Out.WriteLine();
+            io.Out.WriteLine($"| setting | {string.Join(" | ", Enumerable.Range(1, rankCount - 1).Select(k => $"rank {k}"))} |");
+            io.Out.WriteLine($"|---|{string.Concat(Enumerable.Repeat("---|", rankCount - 1))}");
+            foreach (var s in settings)
+            {
+                var mine = coverage.Results.Where(x => x.Setting == s).ToList();
+                var cells = Enumerable.Range(0, rankCount - 1).Select(k => mine.Average(x => x.OutputErrorByRank[k]).ToString("F3", CultureInfo.InvariantCulture));
+                io.Out.WriteLine($"| {s.Name} | {string.Join(" | ", cells)} |");
+            }
+            io.Out.WriteLine();
             var apb = settings.Where(s => s.Passing is > 0).ToList();
             if (apb.Count > 0)
             {
@@ -115,6 +127,10 @@ static partial class EvalCommand
                     w.WriteNumber("coverage", x.Coverage); w.WriteNumber("passed_share_of_visible", x.PassedShareVisible);
                     w.WriteNumber("passed_share_of_full", x.PassedShareFull);
                     w.WriteNumber("output_error", x.OutputError);
+                    w.WriteStartArray("output_error_by_rank");   // ranks 1 .. R-1 (rank 0 has no row to measure)
+                    foreach (double v in x.OutputErrorByRank)
+                        if (double.IsNaN(v)) w.WriteNullValue(); else w.WriteNumberValue(v);   // null: a rank with no rows
+                    w.WriteEndArray();
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();

@@ -22,7 +22,8 @@ namespace Apb.Diagnostics;
 ///     (what full attention gives the same rows);
 ///   - output error: |o - o_full| / |o_full| for the row's attention output o over its visible keys (softmax over
 ///     them, the layer's v) against full attention's, the same q, k and v: how far the layer's result moves, before any
-///     drift of the activations from one layer to the next.
+///     drift of the activations from one layer to the next; also per rank, since a later APB rank reads more passed
+///     rows (r earlier ranks' passing blocks) while a Star rank reads one block however late it is.
 /// The plans are APB's with a query-free anchor (--anchor-query false: the anchor is the context start, no query), the
 /// one layout a forward over the context alone can show; the default anchor holds the query too. The selections come
 /// from full attention's activations, where APB's ranks score their own (which drift from full attention's layer by
@@ -37,8 +38,13 @@ public sealed class PassingCoverage : IAttention, IDisposable
         public string Name => Passing is int p ? $"apb l_p {p}" : "star";
     }
 
-    /// <summary>One layer's means over the sampled rows and heads.</summary>
-    public sealed record LayerResult(int Layer, Setting Setting, double Coverage, double PassedShareVisible, double PassedShareFull, double OutputError);
+    /// <summary>
+    /// One layer's means over the sampled rows and heads; <paramref name="OutputErrorByRank"/>[r - 1] is the output error's
+    /// mean over rank r's rows (ranks 1 .. R-1, the same number of rows each where every block holds that many, and then
+    /// their mean is <paramref name="OutputError"/>; a rank with no rows has NaN).
+    /// </summary>
+    public sealed record LayerResult(int Layer, Setting Setting, double Coverage, double PassedShareVisible, double PassedShareFull, double OutputError,
+        IReadOnlyList<double> OutputErrorByRank);
 
     readonly IBackend _b;
     readonly ModelConfig _c;
@@ -160,12 +166,19 @@ public sealed class PassingCoverage : IAttention, IDisposable
             }
             return logits;
         }, _ => { });
+        var itemsOfRank = new int[_ranks - 1];
+        for (int x = 0; x < items; x++) itemsOfRank[rows[x / h] / _block - 1]++;
         for (int si = 0; si < ns; si++)
         {
             var mean = new double[4];
+            var byRank = itemsOfRank.Select(c => c == 0 ? double.NaN : 0.0).ToArray();
             for (int x = 0; x < items; x++)
+            {
                 for (int m = 0; m < 4; m++) mean[m] += each[x, si, m] / items;
-            Results.Add(new LayerResult(layer, Settings[si], mean[0], mean[1], mean[2], mean[3]));
+                int r = rows[x / h] / _block - 1;
+                byRank[r] += each[x, si, 3] / itemsOfRank[r];
+            }
+            Results.Add(new LayerResult(layer, Settings[si], mean[0], mean[1], mean[2], mean[3], byRank));
         }
 
         static void Add(double[] o, ReadOnlySpan<float> v, double e)

@@ -31,7 +31,8 @@ public class PassingCoverageTests
         var rows = doc.RootElement.GetProperty("results").EnumerateArray()
             .Select(r => (Layer: r.GetProperty("layer").GetInt32(), Setting: r.GetProperty("setting").GetString()!,
                           Coverage: r.GetProperty("coverage").GetDouble(), OfVisible: r.GetProperty("passed_share_of_visible").GetDouble(),
-                          OfFull: r.GetProperty("passed_share_of_full").GetDouble(), Error: r.GetProperty("output_error").GetDouble()))
+                          OfFull: r.GetProperty("passed_share_of_full").GetDouble(), Error: r.GetProperty("output_error").GetDouble(),
+                          ByRank: r.GetProperty("output_error_by_rank").EnumerateArray().Select(x => x.GetDouble()).ToArray()))
             .ToList();
         var layers = rows.Select(r => r.Layer).Distinct().ToList();
         Assert.Equal(6, layers.Count); // the embedded model's layers
@@ -57,6 +58,20 @@ public class PassingCoverageTests
             Assert.InRange(r.Error, 1e-6, 2.0); // keys are missing: the output moves, by less than twice its size
         foreach (var r in rows.Where(r => r.Setting == "apb l_p 128"))
             Assert.True(r.OfVisible >= r.OfFull - 1e-12, $"layer {r.Layer}: APB's softmax renormalizes over fewer keys, so a passed row's share can only grow");
+
+        // By rank: ranks 1-3 with 8 rows each, so the ranks' mean is the layer's; a Star row of rank 1 sees the first block
+        // and its own, every key before it, so its output is full attention's, while later Star ranks miss blocks.
+        Assert.Contains("| setting | rank 1 | rank 2 | rank 3 |", output);
+        foreach (var r in rows)
+        {
+            Assert.Equal(3, r.ByRank.Length);
+            Assert.Equal(r.Error, r.ByRank.Average(), 9);
+        }
+        foreach (var r in rows.Where(r => r.Setting == "star"))
+        {
+            Assert.True(r.ByRank[0] < 1e-6, $"layer {r.Layer}: Star's rank 1 sees every earlier key (error {r.ByRank[0]})");
+            Assert.True(r.ByRank[2] > 1e-6, $"layer {r.Layer}: Star's rank 3 misses blocks 1 and 2 (error {r.ByRank[2]})");
+        }
     }
 
     [Theory]
