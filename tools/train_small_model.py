@@ -484,9 +484,9 @@ if WARM:  # the starting point is the first candidate: the run cannot end below 
 metrics["phases"]["setup_s"] = round(time.time() - T0, 1)
 log("training starts")
 
-# The end of a run: final selection, save, report evaluation, pack (31 s on an H200 in run 12), and the retaining heads'
-# ~45 s unless --heads-seconds 0 keeps --init's.
-SAVE_RESERVE = 40 if args.heads_seconds <= 0 else 85
+# The end of a run: final selection, save, report evaluation, pack (31 s on an H200 in run 12), then the retaining heads'
+# --heads-seconds (none when 0 keeps --init's heads).
+SAVE_RESERVE = 40 + max(0.0, args.heads_seconds)
 train_start = time.time()
 train_end = train_start + 12 if args.smoke else T0 + args.seconds - SAVE_RESERVE
 L_idx = LENGTHS.index(args.start_len)
