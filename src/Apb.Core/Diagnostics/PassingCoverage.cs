@@ -166,8 +166,10 @@ public sealed class PassingCoverage : IAttention, IDisposable
             }
             return logits;
         }, _ => { });
+        // Item x's rank less one (rows are of ranks 1 .. R-1), and each rank's item count.
+        var rankOf = new int[items];
         var itemsOfRank = new int[_ranks - 1];
-        for (int x = 0; x < items; x++) itemsOfRank[rows[x / h] / _block - 1]++;
+        for (int x = 0; x < items; x++) itemsOfRank[rankOf[x] = rows[x / h] / _block - 1]++;
         for (int si = 0; si < ns; si++)
         {
             var mean = new double[4];
@@ -175,8 +177,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
             for (int x = 0; x < items; x++)
             {
                 for (int m = 0; m < 4; m++) mean[m] += each[x, si, m] / items;
-                int r = rows[x / h] / _block - 1;
-                byRank[r] += each[x, si, 3] / itemsOfRank[r];
+                byRank[rankOf[x]] += each[x, si, 3] / itemsOfRank[rankOf[x]];
             }
             Results.Add(new LayerResult(layer, Settings[si], mean[0], mean[1], mean[2], mean[3], byRank));
         }

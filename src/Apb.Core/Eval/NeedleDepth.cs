@@ -22,9 +22,10 @@ public static class NeedleDepth
     }
 
     /// <summary>The part (0 .. parts - 1) of <paramref name="s"/>'s context that holds its needle, or null when it holds none.</summary>
-    public static int? Part(EvalSample s, int parts = DefaultParts)
+    public static int? Part(EvalSample s, int parts = DefaultParts) => PartOf(s, CheckParts(parts));
+
+    static int? PartOf(EvalSample s, int parts)
     {
-        CheckParts(parts);
         if (!RulerTasks.HasNeedle(s.Task) || s.Answers.Count == 0 || s.Context.Length == 0) return null;
         string answer = s.Answers[0];
         int at = s.Context.IndexOf($"is: {answer}.", StringComparison.Ordinal);
@@ -46,7 +47,7 @@ public static class NeedleDepth
         var count = new int[parts];
         for (int i = 0; i < scores.Count; i++)
         {
-            if (Part(sampleAt(i), parts) is not int q) continue;
+            if (PartOf(sampleAt(i), parts) is not int q) continue;   // parts checked once, above
             sum[q] += scores[i];
             count[q]++;
         }

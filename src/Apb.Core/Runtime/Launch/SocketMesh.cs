@@ -63,7 +63,8 @@ public static class SocketMesh
                 var c = new TcpClient { NoDelay = true };
                 try
                 {
-                    using var cts = new CancellationTokenSource(SocketDeadline.Left(deadline) > TimeSpan.Zero ? SocketDeadline.Left(deadline) : TimeSpan.FromMilliseconds(1));
+                    var left = SocketDeadline.Left(deadline);
+                    using var cts = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1));
                     c.ConnectAsync(table[j].Host, table[j].Port, cts.Token).AsTask().GetAwaiter().GetResult();
                 }
                 catch (Exception e) when (e is SocketException or OperationCanceledException)
