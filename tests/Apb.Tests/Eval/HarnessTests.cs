@@ -58,9 +58,9 @@ public class HarnessTests
     /// Issue #24's CI bar where APB runs with room to pass a chain: niah_single_1, niah_multikey_1 and vt at 4K, 6 samples
     /// each, 4 ranks, the default scorer (the retaining heads with the novelty term), every task within 5 points of full.
     /// With 6 samples one missed vt variable is 3.3 points and two are 6.7, so this allows APB one miss in 30. Measured on
-    /// the CPU on run 12 of the model (run 9 the same): full 100 / 100 / 100, APB 100 / 100 / 100 (about 47 s for both
-    /// on 2 cores; run 6: APB's vt 96.7); over 20 samples (the CPU, bench/results/train-run12-20261206/cpu-4k) APB's vt at
-    /// 4K is 100:
+    /// the CPU on run 12 of the model (run 9 the same): full 100 / 100 / 100, APB 100 / 100 / 100 (48 s for both on
+    /// 2 cores, the command below; run 6: APB's vt 96.7); over 20 samples (the CPU, bench/results/train-run12-20261206/cpu-4k)
+    /// APB's vt at 4K is 100:
     /// <c>apb eval ruler --model models/embedded --tasks niah_single_1,niah_multikey_1,vt --length 4k --samples 6 --ranks 4 --strategies full,apb</c>
     /// </summary>
     [Fact]
