@@ -184,6 +184,7 @@ static partial class EvalCommand
         var novelty = StrategyFlags.NoveltyWeightOption();
         var anchorQuery = StrategyFlags.AnchorQueryOption();
         var passingFrom = StrategyFlags.PassingFromLayerOption();
+        var passingBudget = StrategyFlags.PassingBudgetOption();
         var kvCache = StrategyFlags.KvCacheOption();
         var prefillAttention = CommonOptions.PrefillAttention();
         var json = new Option<string?>("--out", "-o", "--json") { Description = "also write {\"results\": [...]} here (accuracy as a fraction; - for stdout, the table then goes to stderr)" };
@@ -194,7 +195,7 @@ static partial class EvalCommand
         var resume = new Option<bool>("--resume") { Description = "continue the --out file of a run that stopped (a time limit, Ctrl-C, a failure): its rows of the same strategy and settings, seed, device, model and build of apb are kept and not run again, its other rows stay in the file. A larger --samples than the file's grows its rows: only the samples they lack are run. Without --resume an existing --out file is replaced" };
         var cmd = new Command("ruler", "accuracy per task, length and strategy: same samples for every strategy, greedy decoding")
         {
-            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, passingFrom, scorer, heads, novelty, anchorQuery, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
+            tasks, length, samples, seed, threads, strategies, ranks, device, anchor, passing, passingFrom, passingBudget, scorer, heads, novelty, anchorQuery, kvCache, prefillAttention, json, resume, samplesOut, verbose, chart, quiet,
         };
         model.AddTo(cmd);
         cmd.SetAction((r, cancel) => Task.FromResult(Cli.Guard(io, r.GetValue(quiet), io =>
@@ -217,12 +218,16 @@ static partial class EvalCommand
             bool queryInAnchor = r.GetValue(anchorQuery) ?? true;
             StrategyOptions.CheckAnchorQuery(scorerKind, queryInAnchor);
             StrategyOptions.CheckPassingFromLayer(r.GetValue(passingFrom), bundle.Config);
+            int budget = r.GetValue(passingBudget);
+            StrategyOptions.CheckPassingBudget(budget, StrategyKind.Apb);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, WithKv(null, kvDType, fp8Label))
-                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor, r.GetValue(passingFrom)), kvDType, fp8Label)))
+                    : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor, r.GetValue(passingFrom), budget), kvDType, fp8Label)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
+            if (budget > 0 && !specs.Any(x => ParseStrategy(x.Name).IsApb()))
+                throw new ApbException($"--passing-budget caps the rows APB passes, but --strategies {r.GetValue(strategies)} runs no APB: add apb or apb-balanced, or drop --passing-budget");
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
@@ -276,6 +281,8 @@ static partial class EvalCommand
                         Strategy = StrategyOptions.ParseStrategy(spec.Name), Ranks = spec.Ranks, AnchorLength = r.GetValue(anchor),
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
                         AnchorQuery = queryInAnchor, PassingFromLayer = r.GetValue(passingFrom),
+                        // Only APB reads passed rows: star, ring and the rest run as they would without it.
+                        PassingBudget = StrategyOptions.ParseStrategy(spec.Name).IsApb() ? budget : 0,
                         PadTokenId = pad, KvCache = kvDType,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev, fp8),
@@ -345,10 +352,11 @@ static partial class EvalCommand
     /// APB's scorer (always: the default depends on the model folder) and what else a run changes from a strategy's
     /// defaults (the novelty term's weight, a query-free anchor, l_a, l_p), for its table column and JSON rows; null when nothing.
     /// </summary>
-    static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery, int passingFromLayer)
+    static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery, int passingFromLayer,
+        int passingBudget)
     {
         var parts = new List<string>();
-        if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery, passingFromLayer));
+        if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery, passingFromLayer, passingBudget));
         if ((kind.IsApb() || kind == StrategyKind.Star) && anchor is int a) parts.Add($"l_a {a}");
         if (kind.IsApb() && passing is int p) parts.Add($"l_p {p}");
         return parts.Count == 0 ? null : string.Join(", ", parts);

@@ -22,6 +22,7 @@ sealed class StrategyFlags
     readonly Option<int?> _anchor = new("--anchor") { Description = AnchorHelp };
     readonly Option<int?> _passing = new("--passing") { Description = PassingHelp };
     readonly Option<int> _passingFrom = PassingFromLayerOption();
+    readonly Option<int> _passingBudget = PassingBudgetOption();
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
     readonly Option<float?> _novelty = NoveltyWeightOption();
@@ -39,6 +40,14 @@ sealed class StrategyFlags
     public static Option<int> PassingFromLayerOption() => new("--passing-from-layer")
     {
         Description = "APB passes nothing in the layers below this one (0, the default: every layer, as the paper does; on our model 1 lost 1-2.6 points of RULER, variable tracking needing layer 0's passed rows: docs/apb-algorithm.md 2.3)",
+        DefaultValueFactory = _ => 0,
+    };
+
+    /// <summary>--passing-budget (<see cref="StrategyOptions.PassingBudget"/>), as generate, logits, serve and eval ruler take it.</summary>
+    public static Option<int> PassingBudgetOption() => new("--passing-budget")
+    {
+        Description = "APB: the most passed rows per KV head a rank reads (0, the default: all of them, as the paper does); rank r reads the best " +
+            "B/r rows of each earlier rank's selection, so a late rank reads about B however many ranks precede it (docs/apb-algorithm.md 2.8)",
         DefaultValueFactory = _ => 0,
     };
 
@@ -89,7 +98,7 @@ sealed class StrategyFlags
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _passingFrom, _scorer, _heads, _novelty, _anchorQuery, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
+        foreach (var o in new Option[] { _strategy, _ranks, _exact, _anchor, _passing, _passingFrom, _passingBudget, _scorer, _heads, _novelty, _anchorQuery, _fallback, _timings, _kvCache, _prefillAttention }) c.Options.Add(o);
     }
 
     /// <summary>--prefill-attention (<see cref="CommonOptions.Fp8Attention"/>).</summary>
@@ -124,6 +133,7 @@ sealed class StrategyFlags
             AnchorLength = r.GetValue(_anchor),
             PassingLength = r.GetValue(_passing),
             PassingFromLayer = r.GetValue(_passingFrom),
+            PassingBudget = r.GetValue(_passingBudget),
             Scorer = scorer,
             NoveltyWeight = r.GetValue(_novelty),
             RetainingHeadsPath = heads,

@@ -48,9 +48,11 @@ public interface IPassingOps
     /// <summary>
     /// Max-pools <paramref name="scores"/> [rows, heads] along the rows (window <see cref="PoolWindow"/>, stride 1, same
     /// length, -inf outside the rows), then writes per head the picked.Count rows with the highest pooled score (ties to
-    /// the earlier row) in ascending order: entry i x heads + h is head h's i-th row.
+    /// the earlier row): entry i x heads + h is head h's i-th row. In ascending row order, or with
+    /// <paramref name="bestFirst"/> by descending pooled score (ties: the earlier row first), so that every prefix of m
+    /// rows is the selection of m rows: a passing budget's receivers read prefixes (SequencePlan.PassingBudget).
     /// </summary>
-    void SelectPassing(Tensor scores, int heads, PassingRows picked);
+    void SelectPassing(Tensor scores, int heads, PassingRows picked, bool bestFirst = false);
 
     /// <summary>dst[i, head h] = src[rows[i, h], head h]: rows chosen separately per head into [rows.Count, heads x d].</summary>
     void GatherHeadRows(Tensor src, int heads, PassingRows rows, Tensor dst);

@@ -51,7 +51,7 @@ abstract record GroupCommand
                 if (plan is not null)
                 {
                     w.Write(plan.ContextLength); w.Write(plan.AnchorLength); w.Write(plan.PassingLength);
-                    w.Write(plan.QueryLength); w.Write(plan.AnchorInsertAt);
+                    w.Write(plan.QueryLength); w.Write(plan.AnchorInsertAt); w.Write(plan.PassingBudget);
                 }
                 w.Write(p.Plan.Note ?? ""); w.Write((int)p.Plan.Scorer);
                 w.Write(p.Plan.NoveltyWeight.HasValue); w.Write(p.Plan.NoveltyWeight ?? 0f); w.Write(p.Plan.PassingFromLayer);
@@ -101,8 +101,8 @@ abstract record GroupCommand
                 SequencePlan? plan = null;
                 if (r.ReadBoolean())
                 {
-                    int n = r.ReadInt32(), anchor = r.ReadInt32(), passing = r.ReadInt32(), q = r.ReadInt32(), at = r.ReadInt32();
-                    plan = SequencePlanner.Rebuild(kind, n, ranks, anchor, passing, q, at);
+                    int n = r.ReadInt32(), anchor = r.ReadInt32(), passing = r.ReadInt32(), q = r.ReadInt32(), at = r.ReadInt32(), budget = r.ReadInt32();
+                    plan = SequencePlanner.Rebuild(kind, n, ranks, anchor, passing, q, at, budget);
                 }
                 string note = r.ReadString();
                 var scorer = (ScorerKind)r.ReadInt32();

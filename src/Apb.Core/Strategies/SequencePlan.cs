@@ -43,13 +43,21 @@ public sealed class SequencePlan
     /// ceil(l_p / 2) for balanced APB, whose ranks hold two chunks each (docs/apb-algorithm.md, 2.6).
     /// </summary>
     public int ChunkPassingLength { get; }
+    /// <summary>
+    /// B: the most passed rows per KV head a chunk reads (0: no budget, every earlier chunk's whole selection, as the
+    /// paper). Chunk c, with c earlier chunks sending, reads the best floor(B / c) rows of each selection, so a late
+    /// chunk reads about B rows however many chunks precede it (docs/apb-algorithm.md, 2.8).
+    /// </summary>
+    public int PassingBudget { get; }
 
-    SequencePlan(int n, int ranks, SequenceLayout layout, int chunk, int anchor, int passing, int query, int insertAt, int? chunkPassing = null)
+    SequencePlan(int n, int ranks, SequenceLayout layout, int chunk, int anchor, int passing, int query, int insertAt,
+        int? chunkPassing = null, int budget = 0)
     {
         ContextLength = n; Ranks = ranks; Layout = layout; ChunkLength = chunk;
         BlockLength = layout == SequenceLayout.Zigzag ? 2 * chunk : chunk;
         AnchorLength = anchor; PassingLength = passing; QueryLength = query; AnchorInsertAt = insertAt;
         ChunkPassingLength = chunkPassing ?? passing;
+        PassingBudget = budget;
     }
 
     /// <summary>Ring, Ulysses: contiguous blocks, no anchor.</summary>
@@ -76,15 +84,16 @@ public sealed class SequencePlan
 
     /// <summary>
     /// APB: anchor of <paramref name="anchor"/> tokens (the context start with the query inserted after
-    /// <paramref name="insertAt"/> tokens), <paramref name="passing"/> tokens per KV head passed forward by each rank.
+    /// <paramref name="insertAt"/> tokens), <paramref name="passing"/> tokens per KV head passed forward by each rank,
+    /// each rank reading at most <paramref name="budget"/> of them (<see cref="PassingBudget"/>; 0: all).
     /// </summary>
-    public static SequencePlan Apb(int n, int ranks, int anchor, int passing, int queryLength, int insertAt)
+    public static SequencePlan Apb(int n, int ranks, int anchor, int passing, int queryLength, int insertAt, int budget = 0)
     {
         CheckRanks(n, ranks);
         int lb = Ceil(n, ranks);
-        CheckApbLengths(n, ranks, lb, anchor, passing, queryLength, insertAt);
+        CheckApbLengths(n, ranks, lb, anchor, passing, queryLength, insertAt, budget);
         return new SequencePlan(n, ranks, SequenceLayout.Contiguous, lb, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
-            queryLength, insertAt);
+            queryLength, insertAt, budget: ranks > 1 ? budget : 0);
     }
 
     /// <summary>
@@ -92,26 +101,27 @@ public sealed class SequencePlan
     /// in front of every rank's rows (rank 0's late chunk needs one too; its early chunk, the context start, does not
     /// read it), and each chunk passing ceil(l_p / 2) tokens per KV head, so that a rank's two chunks pass what one
     /// contiguous block of the same length would. <paramref name="passing"/> is l_p per rank, as for <see cref="Apb"/>.
-    /// One rank gets the contiguous plan (no anchor, nothing passed: full attention).
+    /// One rank gets the contiguous plan (no anchor, nothing passed: full attention). A <paramref name="budget"/> caps
+    /// what each chunk reads, as it caps each block of contiguous APB (<see cref="PassingBudget"/>).
     /// </summary>
-    public static SequencePlan ApbBalanced(int n, int ranks, int anchor, int passing, int queryLength, int insertAt)
+    public static SequencePlan ApbBalanced(int n, int ranks, int anchor, int passing, int queryLength, int insertAt, int budget = 0)
     {
         // One rank has nothing to balance: the contiguous plan, full attention.
-        if (ranks == 1) return Apb(n, ranks, anchor, passing, queryLength, insertAt);
+        if (ranks == 1) return Apb(n, ranks, anchor, passing, queryLength, insertAt, budget);
         CheckRanks(n, ranks);
         int lc = Ceil(n, 2 * ranks);
-        CheckApbLengths(n, ranks, 2 * lc, anchor, passing, queryLength, insertAt);
+        CheckApbLengths(n, ranks, 2 * lc, anchor, passing, queryLength, insertAt, budget);
         // Every chunk's rows see the whole anchor: one longer than chunk 0 would show chunk 1's rows context after them.
         if (anchor > lc)
             throw new ApbException($"anchor of {anchor} tokens is longer than a chunk of {lc} tokens ({n} context tokens in {2 * ranks} chunks over {ranks} ranks): balanced APB's second chunk would see later context through it; use --anchor {lc} or less, fewer ranks, or --strategy apb");
-        return new SequencePlan(n, ranks, SequenceLayout.Zigzag, lc, ranks > 1 ? anchor : 0, ranks > 1 ? passing : 0,
-            queryLength, insertAt, ranks > 1 ? Ceil(passing, 2) : 0);
+        return new SequencePlan(n, ranks, SequenceLayout.Zigzag, lc, anchor, passing, queryLength, insertAt, Ceil(passing, 2), budget);
     }
 
-    static void CheckApbLengths(int n, int ranks, int lb, int anchor, int passing, int queryLength, int insertAt)
+    static void CheckApbLengths(int n, int ranks, int lb, int anchor, int passing, int queryLength, int insertAt, int budget)
     {
         if (anchor < 0) throw new ApbException($"anchor length must be >= 0, got {anchor}");
         if (passing < 0) throw new ApbException($"passing length must be >= 0, got {passing}");
+        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
         if (anchor > lb)
             throw new ApbException($"anchor of {anchor} tokens is longer than the block of {lb} tokens ({n} context tokens over {ranks} ranks): use --anchor {lb} or less, or fewer ranks");
         if (passing > lb)
@@ -211,21 +221,47 @@ public sealed class SequencePlan
     /// <summary>
     /// Tokens per KV head chunk c passes to the chunks after it: the chunk's passing length, fewer when it has fewer
     /// selectable tokens (pad is never selected, nor what the anchor holds), none for the last chunk (no chunk after it
-    /// would read them).
+    /// would read them). Under a budget no more than the most any later chunk reads: chunk c + 1's floor(B / (c + 1)).
     /// </summary>
-    public int ChunkSentRows(int chunk) => chunk == ChunkCount - 1 ? 0 : Math.Min(ChunkPassingLength, ChunkSelectableRows(chunk));
+    public int ChunkSentRows(int chunk)
+    {
+        if (chunk == ChunkCount - 1) return 0;
+        int sent = Math.Min(ChunkPassingLength, ChunkSelectableRows(chunk));
+        return PassingBudget > 0 ? Math.Min(sent, PassingBudget / (chunk + 1)) : sent;
+    }
+
+    /// <summary>
+    /// Rows per KV head of chunk <paramref name="sender"/>'s selection that chunk <paramref name="receiver"/> (a later
+    /// one) reads: all it sent, or under a budget the first floor(B / receiver) of them, which the sender ordered best
+    /// first (<see cref="ChunkSendsBestFirst"/>).
+    /// </summary>
+    public int ChunkReadRows(int sender, int receiver)
+    {
+        if (sender < 0 || receiver <= sender || receiver >= ChunkCount)
+            throw new ArgumentOutOfRangeException(nameof(receiver), $"chunk {receiver} does not read chunk {sender}'s selection ({ChunkCount} chunks)");
+        int sent = ChunkSentRows(sender);
+        return PassingBudget > 0 ? Math.Min(sent, PassingBudget / receiver) : sent;
+    }
+
+    /// <summary>
+    /// Whether chunk c orders its selection best first (each prefix its own best rows, <see cref="Backends.IPassingOps.SelectPassing"/>):
+    /// under a budget, when some later chunk reads fewer rows than it sent (the last one reads the fewest).
+    /// </summary>
+    public bool ChunkSendsBestFirst(int chunk) =>
+        PassingBudget > 0 && chunk < ChunkCount - 1 && ChunkReadRows(chunk, ChunkCount - 1) < ChunkSentRows(chunk);
 
     /// <summary>
     /// Whether chunk c scores its selectable rows: it passes some of them but not all (a chunk with no more selectable
-    /// rows than its passing length passes them whole, without scoring).
+    /// rows than its passing length passes them whole, without scoring), or later chunks read only its best ones.
     /// </summary>
-    public bool ChunkScores(int chunk) => ChunkSentRows(chunk) > 0 && ChunkSentRows(chunk) < ChunkSelectableRows(chunk);
+    public bool ChunkScores(int chunk) => ChunkSentRows(chunk) > 0 &&
+        (ChunkSentRows(chunk) < ChunkSelectableRows(chunk) || ChunkSendsBestFirst(chunk));
 
-    /// <summary>Rows of chunk c's passing block: what chunks 0..c-1 sent, in chunk order.</summary>
+    /// <summary>Rows of chunk c's passing block: what it reads of chunks 0..c-1's selections, in chunk order.</summary>
     public int ChunkPassingRows(int chunk)
     {
         int p = 0;
-        for (int j = 0; j < chunk; j++) p += ChunkSentRows(j);
+        for (int j = 0; j < chunk; j++) p += ChunkReadRows(j, chunk);
         return p;
     }
 
@@ -273,5 +309,6 @@ public sealed class SequencePlan
 
     public override string ToString() =>
         $"{Ranks} ranks x {BlockLength} rows ({Layout}), n = {ContextLength}, pad {PaddedLength - ContextLength}, l_a = {AnchorLength}, l_p = {PassingLength}" +
-        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "");
+        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "") +
+        (PassingBudget > 0 ? $", passing budget {PassingBudget}" : "");
 }

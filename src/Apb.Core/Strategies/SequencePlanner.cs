@@ -58,7 +58,7 @@ public static class SequencePlanner
             StrategyKind.Star => SequencePlan.Star(contextLength, ranks),
             _ => Rebuild(kind, contextLength, ranks,
                 o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength, kind == StrategyKind.ApbBalanced),
-                o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt),
+                o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt, o.PassingBudget),
         };
         if (kind.IsApb() && !o.Scorer.UsesHeads())
         {
@@ -72,13 +72,14 @@ public static class SequencePlanner
     /// The plan a leader computed, from the numbers it sent (a process group's followers rebuild it exactly rather than
     /// re-deriving it from options that could differ between machines).
     /// </summary>
-    public static SequencePlan Rebuild(StrategyKind kind, int n, int ranks, int anchor, int passing, int queryLength, int insertAt) => kind switch
+    public static SequencePlan Rebuild(StrategyKind kind, int n, int ranks, int anchor, int passing, int queryLength, int insertAt,
+        int passingBudget = 0) => kind switch
     {
         StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(n, ranks),
         StrategyKind.Zigzag => SequencePlan.Zigzag(n, ranks),
         StrategyKind.Star => SequencePlan.Star(n, ranks),
-        StrategyKind.Apb => SequencePlan.Apb(n, ranks, anchor, passing, queryLength, insertAt),
-        StrategyKind.ApbBalanced => SequencePlan.ApbBalanced(n, ranks, anchor, passing, queryLength, insertAt),
+        StrategyKind.Apb => SequencePlan.Apb(n, ranks, anchor, passing, queryLength, insertAt, passingBudget),
+        StrategyKind.ApbBalanced => SequencePlan.ApbBalanced(n, ranks, anchor, passing, queryLength, insertAt, passingBudget),
         _ => throw new ArgumentException($"{kind} has no sequence plan"),
     };
 

@@ -41,6 +41,12 @@ public sealed record StrategyOptions
     /// (bench/results/apb-passing-gpu-20261205).
     /// </summary>
     public int PassingFromLayer { get; init; }
+    /// <summary>
+    /// B: the most passed rows per KV head an APB rank (a chunk, for balanced APB) reads; rank r reads the best
+    /// floor(B / r) of each earlier rank's selection (<see cref="SequencePlan.PassingBudget"/>, docs/apb-algorithm.md
+    /// 2.8). 0, the default: no budget, every earlier rank's whole selection, as the paper does.
+    /// </summary>
+    public int PassingBudget { get; init; }
     /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
     public bool Exact { get; init; }
     /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
@@ -87,16 +93,26 @@ public sealed record StrategyOptions
     /// novelty term's weight when it is not the scorer's own).
     /// </summary>
     public string Describe() => Strategy.Name() + (Strategy == StrategyKind.Full && Ranks == 1 ? "" : $" x{Ranks}") +
-        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ApbLabel(Scorer, NoveltyWeight, AnchorQuery, PassingFromLayer)})" : "") +
+        (Exact ? ", exact" : Strategy.MayRunApb() ? $" ({ApbLabel(Scorer, NoveltyWeight, AnchorQuery, PassingFromLayer, PassingBudget)})" : "") +
         (KvCache == KvCacheDType.Auto ? "" : $", {KvCache.Name()} KV cache");
 
     /// <summary>
     /// How banners, plans, tables and result files name APB's settings: the scorer (<see cref="ScorerChoice.Label"/>),
-    /// then "query-free anchor" where the anchor holds no query, and "passing from layer N" where layers below N pass nothing.
+    /// then "query-free anchor" where the anchor holds no query, "passing from layer N" where layers below N pass nothing,
+    /// and "passing budget B" where a rank reads at most B passed rows.
     /// </summary>
-    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0) =>
+    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0, int passingBudget = 0) =>
         ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +
-        (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "");
+        (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "") +
+        (passingBudget > 0 ? $", passing budget {passingBudget}" : "");
+
+    /// <summary>A passing budget is a count of rows, 0 for none, and only APB passes rows.</summary>
+    public static void CheckPassingBudget(int budget, StrategyKind strategy)
+    {
+        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
+        if (budget > 0 && !strategy.MayRunApb())
+            throw new ApbException($"--passing-budget caps the rows APB passes, but {strategy.Name()} passes none: drop --passing-budget, or use --strategy apb, apb-balanced or auto");
+    }
 
     /// <summary><see cref="PassingFromLayer"/> must name one of the model's layers, or the count (no passing at all).</summary>
     public static void CheckPassingFromLayer(int layer, ModelConfig config)
@@ -159,6 +175,7 @@ public sealed record StrategyOptions
         if (AnchorLength < 0) throw new ApbException($"--anchor must be >= 0, got {AnchorLength}");
         if (PassingLength < 0) throw new ApbException($"--passing must be >= 0, got {PassingLength}");
         CheckPassingFromLayer(PassingFromLayer, config);
+        CheckPassingBudget(PassingBudget, Strategy);
         if (AnchorInsertAt < 0) throw new ApbException($"anchor insert position must be >= 0, got {AnchorInsertAt}");
         if ((uint)PadTokenId >= (uint)config.VocabSize)
             throw new ApbException($"pad token id {PadTokenId} is outside the vocabulary (0..{config.VocabSize - 1})");

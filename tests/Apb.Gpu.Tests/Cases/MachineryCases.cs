@@ -27,6 +27,9 @@ public static class MachineryCases
         foreach (var scorer in new[] { ScorerKind.Retaining, ScorerKind.Query })
             yield return new("passing", $"APB prefill on 4 CUDA ranks ({ScorerChoice.Label(scorer)}, random weights): no host round trip inside the layers",
                 c => NoRoundTrips(c, scorer));
+        // A passing budget orders the selection best first and reads prefixes: on the device too.
+        yield return new("passing", "APB prefill on 4 CUDA ranks (retaining heads, passing budget 40, random weights): no host round trip inside the layers",
+            c => NoRoundTrips(c, ScorerKind.Retaining, budget: 40));
     }
 
     /// <summary>Exact: a copy. The sources are row slices past their first rows, as the block's q, k and v are.</summary>
@@ -68,14 +71,14 @@ public static class MachineryCases
         c.Compare("retaining-head scores", got, want, 3e-2);
     }
 
-    static void NoRoundTrips(GpuCheck c, ScorerKind scorer)
+    static void NoRoundTrips(GpuCheck c, ScorerKind scorer, int budget = 0)
     {
         const int ranks = 4, context = 1024, queryTokens = 16, anchor = 64;
         var config = ModelShapes.Get("small");
         var options = new StrategyOptions
         {
             Strategy = StrategyKind.Apb, Ranks = ranks, FallbackBelow = 0, AnchorLength = anchor, PassingLength = 32, Scorer = scorer,
-            Timings = true, RetainingHeadsPath = scorer == ScorerKind.Retaining ? RetainingHeadsFile.Write(config, 64, seed: 7) : null,
+            PassingBudget = budget, Timings = true, RetainingHeadsPath = scorer == ScorerKind.Retaining ? RetainingHeadsFile.Write(config, 64, seed: 7) : null,
         };
         using var group = RankGroup.Create(config, options, _ => new CudaBackend(c.Gpu.Context.Device.Ordinal), b => RandomWeights.Create(config, b));
         var ids = Enumerable.Range(0, context + queryTokens).Select(_ => c.Rng.Next(config.VocabSize)).ToArray();

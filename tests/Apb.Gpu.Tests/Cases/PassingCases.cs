@@ -29,6 +29,10 @@ public static class PassingCases
                      (65536, 8, 1024, true, false), (300, 3, 300, false, true), (50, 2, 1, true, true), (7, 8, 5, true, false) })
             yield return new("passing", $"select_passing {count} of {rows} rows x {heads} heads{(coarse ? " (coarse: ties)" : "")} {(f32 ? "f32" : "bf16")}",
                 c => Select(c, rows, heads, count, coarse, f32));
+        // Best first (a passing budget's senders): the ranking kernel after the selection; 8192 spans 32 blocks a head.
+        foreach (var (rows, heads, count, coarse) in new[] { (65536, 8, 512, false), (65536, 8, 8192, true), (300, 3, 300, true), (50, 2, 1, false), (1000, 8, 257, true) })
+            yield return new("passing", $"select_passing best first {count} of {rows} rows x {heads} heads{(coarse ? " (coarse: ties)" : "")}",
+                c => Select(c, rows, heads, count, coarse, f32: true, bestFirst: true));
         // APB's shape: a 128K context over 8 ranks is 16K-row blocks, l_p 2048 (the paper's; ApbDefaults passes 1024), 8 KV heads (Llama-3.1-8B), 64 query rows.
         foreach (var (block, passing, qRows, heads, kv, d) in new[] { (16384, 2048, 64, 32, 8, 128), (1000, 100, 16, 8, 2, 64) })
             yield return new("passing", $"device chain: score, select {passing} of {block} rows, gather K/V ({heads}/{kv} heads, d={d})",
@@ -91,13 +95,13 @@ public static class PassingCases
     /// The same scores on both sides, so the picked rows must match exactly, ties included (the max-pool makes runs of
     /// equal values; "coarse" scores add many more). The GPU's index slots are set to -1 before every selection.
     /// </summary>
-    static void Select(GpuCheck c, int rows, int heads, int count, bool coarse, bool f32)
+    static void Select(GpuCheck c, int rows, int heads, int count, bool coarse, bool f32, bool bestFirst = false)
     {
         var sc = c.Rand((long)rows * heads, 3f);
         if (coarse) for (int i = 0; i < sc.Length; i++) sc[i] = MathF.Round(sc[i] * 2) / 2;
         using var ci = Ref(c).AllocateRows(count, heads); using var gi = c.Gpu.Passing.AllocateRows(count, heads);
-        Ref(c).SelectPassing(c.OnCpu(sc, rows, heads), heads, ci);
-        c.Gpu.Passing.SelectPassing(c.OnGpu(sc, rows, heads, f32 ? CudaDType.F32 : CudaDType.BF16), heads, gi);
+        Ref(c).SelectPassing(c.OnCpu(sc, rows, heads), heads, ci, bestFirst);
+        c.Gpu.Passing.SelectPassing(c.OnGpu(sc, rows, heads, f32 ? CudaDType.F32 : CudaDType.BF16), heads, gi, bestFirst);
         c.Compare("picked rows", Rows(c.Gpu.Passing, gi), Rows(Ref(c), ci), 0);
     }
 

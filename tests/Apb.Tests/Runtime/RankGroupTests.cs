@@ -143,6 +143,12 @@ public class RankGroupTests
         Assert.Equal(0, back.Plan.PassingFromLayer);
         var later = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = plan with { PassingFromLayer = 2 } }));
         Assert.Equal(2, later.Plan.PassingFromLayer);
+        // And a passing budget, which changes what each rank reads: the followers rebuild the same plan.
+        var budgeted = SequencePlanner.Plan(Options(StrategyKind.Apb, 4) with { AnchorLength = 16, PassingLength = 8, PassingBudget = 10 }, 100, 5, 3);
+        var capped = (GroupCommand.Prefill)GroupCommand.Parse(GroupCommand.Encode(prefill with { Plan = budgeted }));
+        Assert.Equal(10, capped.Plan.Plan!.PassingBudget);
+        Assert.Equal(budgeted.Plan!.PassingRows(3), capped.Plan.Plan.PassingRows(3));
+        Assert.Equal(0, back.Plan.Plan.PassingBudget);
 
         var decode = (GroupCommand.Decode)GroupCommand.Parse(GroupCommand.Encode(new GroupCommand.Decode([3, 9], [11, 12], Greedy: true)));
         Assert.Equal(new[] { 3, 9 }, decode.Sequences);

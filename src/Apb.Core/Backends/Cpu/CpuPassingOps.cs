@@ -108,12 +108,12 @@ public sealed class CpuPassingOps : IPassingOps
         return new CpuRows(count, heads);
     }
 
-    public void SelectPassing(Tensor scores, int heads, PassingRows picked)
+    public void SelectPassing(Tensor scores, int heads, PassingRows picked, bool bestFirst = false)
     {
         var s = C(scores); var p = C(picked);
         if (s.Cols != heads || p.Heads != heads || p.Count > s.Rows)
             throw new ArgumentException($"select_passing: {p.Count} of the rows of {s} for {heads} heads");
-        Select(s.Span, s.Rows, heads, p.Count).CopyTo(p.Index, 0);
+        Select(s.Span, s.Rows, heads, p.Count, bestFirst).CopyTo(p.Index, 0);
     }
 
     public void GatherHeadRows(Tensor src, int heads, PassingRows rows, Tensor dst)
@@ -158,9 +158,10 @@ public sealed class CpuPassingOps : IPassingOps
 
     /// <summary>
     /// For each head the <paramref name="count"/> rows with the highest pooled score (ties go to the earlier row), in
-    /// ascending order. Returns [count, heads] row-major: entry i x heads + h is head h's i-th row.
+    /// ascending order, or in that ranking's order with <paramref name="bestFirst"/>. Returns [count, heads] row-major:
+    /// entry i x heads + h is head h's i-th row.
     /// </summary>
-    public static int[] Select(ReadOnlySpan<float> scores, int rows, int heads, int count)
+    public static int[] Select(ReadOnlySpan<float> scores, int rows, int heads, int count, bool bestFirst = false)
     {
         if (count > rows) throw new ArgumentException($"cannot select {count} of {rows} rows");
         var pooled = MaxPool(scores, rows, heads);
@@ -175,7 +176,7 @@ public sealed class CpuPassingOps : IPassingOps
                 int c = pooled[b * heads + head].CompareTo(pooled[a * heads + head]);
                 return c != 0 ? c : a.CompareTo(b);
             });
-            Array.Sort(order, 0, count);
+            if (!bestFirst) Array.Sort(order, 0, count);
             for (int i = 0; i < count; i++) picked[i * heads + h] = order[i];
         }
         return picked;

@@ -26,6 +26,8 @@ public sealed unsafe partial class CudaBackend
     {
         ulong _pooled;   // selection scratch: the pooled scores (fp32)
         long _pooledBytes;
+        ulong _ascending; // best-first scratch: the selection in ascending order, reordered into the picked rows
+        long _ascendingBytes;
 
         DeviceRows R(PassingRows r) =>
             r is DeviceRows d && d.Owner == b && d.Ptr != 0 ? d : throw new ArgumentException($"{r} does not belong to {b.Name} (or was disposed)");
@@ -135,8 +137,11 @@ public sealed unsafe partial class CudaBackend
             return new DeviceRows(b, b.Pool.Rent(bytes, $"[{count}, {heads}] passing row indices"), count, heads);
         }
 
-        /// <summary>Max-pool and top-k per head on the device (one block per head, radix select); the indices stay there.</summary>
-        public void SelectPassing(Tensor scores, int heads, PassingRows picked)
+        /// <summary>
+        /// Max-pool and top-k per head on the device (one block per head, radix select); the indices stay there. Best
+        /// first: the ascending selection is copied aside and ranked back into the picked rows (apb_rank_best_first).
+        /// </summary>
+        public void SelectPassing(Tensor scores, int heads, PassingRows picked, bool bestFirst = false)
         {
             var s = C(scores); var p = R(picked);
             int count = p.Count;
@@ -155,6 +160,13 @@ public sealed unsafe partial class CudaBackend
             b.Context.Launch(b.Context.Function(ApbFile, "apb_max_pool5"), "apb_max_pool5", (GridFor(n), 1, 1), 256, 0, pa);
             void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &ip };
             b.Context.Launch(b.Context.Function(ApbFile, "apb_topk_rows"), "apb_topk_rows", ((uint)heads, 1, 1), 1024, 0, ta);
+            if (!bestFirst || count == 1) return;
+            long bytes = (long)count * heads * 4;
+            ulong ap = b.Scratch(ref _ascending, ref _ascendingBytes, bytes, 4096, "APB selection before ranking");
+            Driver.Check(Driver.cuMemcpyDtoDAsync(ap, ip, (nuint)bytes, b.Context.Stream), "cuMemcpyDtoDAsync(picked rows)");
+            void** ra = stackalloc void*[] { &pp, &heads, &ap, &count, &ip };
+            b.Context.Launch(b.Context.Function(ApbFile, "apb_rank_best_first"), "apb_rank_best_first",
+                ((uint)((count + 255) / 256), (uint)heads, 1), 256, 0, ra);
         }
 
         /// <summary>The passing-block gather: one launch for all rows and heads, reading the indices where they are.</summary>

@@ -9,7 +9,8 @@ namespace Apb.Strategies.Apb;
 /// APB's prefill attention on one rank, per layer (docs/apb-algorithm.md, section 2.3), on the local rows [anchor; block]:
 ///   score the block's real tokens past those the anchor holds (retaining heads on pre-RoPE q/k/v, or query-aware on
 ///   post-RoPE K) -> RoPE (anchor at 0..l_a-1, block at its global positions) -> keep the top l_p per KV head after a max-pool -> all-gather the
-///   selections -> rank r keeps those of ranks 0..r-1 (its passing block) -> attention with keys [passing; anchor; block]
+///   selections -> rank r keeps those of ranks 0..r-1 (its passing block; under a passing budget B the best floor(B / r)
+///   of each, which their senders put first: docs/apb-algorithm.md, 2.8) -> attention with keys [passing; anchor; block]
 ///   (<see cref="AnchoredAttention"/>). The passing block is dropped after the call; only the block's real rows are cached.
 /// The last rank's selection would be read by nobody, so it sends none; a block with no more selectable tokens than l_p is
 /// passed whole without scoring. The all-gather is started before the work that does not need it (the anchor rows'
@@ -99,7 +100,7 @@ public sealed class ApbAttention : SequenceParallelAttention
                     else
                     {
                         var picked = Picked(sent);
-                        B.Passing.SelectPassing(s, KvHeads, picked);
+                        B.Passing.SelectPassing(s, KvHeads, picked, Plan.ChunkSendsBestFirst(Rank));
                         B.Passing.GatherHeadRows(kb, KvHeads, picked, send.RowSlice(0, sent));
                         B.Passing.GatherHeadRows(vb, KvHeads, picked, send.RowSlice(sent, sent));
                     }
@@ -133,16 +134,17 @@ public sealed class ApbAttention : SequenceParallelAttention
         if (gather != null && p > 0)
         {
             gather.Complete();
-            // Rank j's message is [K_j; V_j]; rank r's passing block is K_0..K_{r-1} (and V likewise), in rank order.
+            // Rank j's message is [K_j; V_j]; rank r's passing block is K_0..K_{r-1} (and V likewise), in rank order, each
+            // the first rows rank r reads of it (all of them without a passing budget; the best ones, sent first, with).
             using (Measure("other"))
             {
                 int at = 0, row = 0;
                 for (int j = 0; j < Rank; j++)
                 {
-                    int n = Plan.SentRows(j);
-                    B.Copy(gathered!, at, 0, keys!, row, 0, n, C.KvDim);
-                    B.Copy(gathered!, at + n, 0, values!, row, 0, n, C.KvDim);
-                    at += 2 * n; row += n;
+                    int n = Plan.SentRows(j), read = Plan.ChunkReadRows(j, Rank);
+                    B.Copy(gathered!, at, 0, keys!, row, 0, read, C.KvDim);
+                    B.Copy(gathered!, at + n, 0, values!, row, 0, read, C.KvDim);
+                    at += 2 * n; row += read;
                 }
             }
         }

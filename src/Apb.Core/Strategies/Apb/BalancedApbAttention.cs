@@ -82,7 +82,8 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         // Top-k is timed as "selection" and the rest as "scoring", as contiguous APB times them.
         void Select(int i, Tensor scores)
         {
-            using (Measure("selection")) B.Passing.SelectPassing(scores, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])));
+            using (Measure("selection"))
+                B.Passing.SelectPassing(scores, KvHeads, Picked(i, Plan.ChunkSentRows(chunks[i])), Plan.ChunkSendsBestFirst(chunks[i]));
         }
         var headScores = new Tensor?[2];
         if (passes && _retaining != null)
@@ -204,20 +205,23 @@ public sealed class BalancedApbAttention : SequenceParallelAttention
         CountAttention(pairs);
     }
 
-    /// <summary>Copies the selections of chunks 0..chunk-1, in chunk order, into rows [0, P) of keys and values.</summary>
+    /// <summary>
+    /// Copies what chunk reads of the selections of chunks 0..chunk-1 (all of each, or under a passing budget the best
+    /// rows, which come first), in chunk order, into rows [0, P) of keys and values.
+    /// </summary>
     void PlacePassing(Tensor gathered, int chunk, Tensor keys, Tensor values)
     {
         int row = 0;
         for (int c = 0; c < chunk; c++)
         {
-            int n = Plan.ChunkSentRows(c);
-            if (n == 0) continue;
+            int n = Plan.ChunkSentRows(c), read = Plan.ChunkReadRows(c, chunk);
+            if (read == 0) continue;
             int j = Plan.RankOfChunk(c), at = 0;
             for (int i = 0; i < j; i++) at += 2 * Plan.SentRows(i);
             if (c >= Ranks) at += 2 * Plan.ChunkSentRows(j); // the late chunk follows the early one in rank j's message
-            B.Copy(gathered, at, 0, keys, row, 0, n, C.KvDim);
-            B.Copy(gathered, at + n, 0, values, row, 0, n, C.KvDim);
-            row += n;
+            B.Copy(gathered, at, 0, keys, row, 0, read, C.KvDim);
+            B.Copy(gathered, at + n, 0, values, row, 0, read, C.KvDim);
+            row += read;
         }
     }
 }
