@@ -76,6 +76,24 @@ public class PassingBudgetTests
     }
 
     /// <summary>
+    /// inspect's work table under a budget: at 64K on 8 ranks (l_p 512) the late ranks read about B = 1024 passed rows,
+    /// not 3,584, so contiguous APB's ranks are more even (max/mean pairs 1.069 against 1.263 without it).
+    /// </summary>
+    [Fact]
+    public void InspectShowsTheWorkPerRankUnderABudget()
+    {
+        var (code, output, err) = CliRun.Apb("inspect", "--context", "64k", "--ranks", "8", "--passing-budget", "1024");
+        Assert.True(code == 0, err + output);
+        Assert.Contains("passing budget 1024", output);
+        Assert.Contains("imbalance (max/mean pairs) 1.069", output);
+        (code, output, _) = CliRun.Apb("inspect", "--context", "64k", "--ranks", "8");
+        Assert.Contains("imbalance (max/mean pairs) 1.263", output);
+        (code, _, err) = CliRun.Apb("inspect", "--context", "64k", "--passing-budget", "1024");
+        Assert.Equal(1, code);
+        Assert.Contains("--passing-budget needs --ranks", err);
+    }
+
+    /// <summary>
     /// Best first, every prefix of m rows is the selection of m rows (as a set) and the whole is the ascending
     /// selection reordered; coarse scores make many ties, which go to the earlier row in both orders.
     /// </summary>
