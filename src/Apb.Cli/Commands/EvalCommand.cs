@@ -218,7 +218,7 @@ static partial class EvalCommand
             bool queryInAnchor = r.GetValue(anchorQuery) ?? true;
             StrategyOptions.CheckAnchorQuery(scorerKind, queryInAnchor);
             StrategyOptions.CheckPassingFromLayer(r.GetValue(passingFrom), bundle.Config);
-            int budget = r.GetValue(passingBudget);
+            int? budget = r.GetValue(passingBudget);
             StrategyOptions.CheckPassingBudget(budget, StrategyKind.Apb);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
@@ -226,8 +226,8 @@ static partial class EvalCommand
                     : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor, r.GetValue(passingFrom), budget), kvDType, fp8Label)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
-            if (budget > 0 && !specs.Any(x => ParseStrategy(x.Name).IsApb()))
-                throw new ApbException($"--passing-budget caps the rows APB passes, but --strategies {r.GetValue(strategies)} runs no APB: add apb or apb-balanced, or drop --passing-budget");
+            if (budget is not null && !specs.Any(x => ParseStrategy(x.Name).IsApb()))
+                throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {r.GetValue(strategies)} runs no APB: add apb or apb-balanced, or drop --passing-budget");
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a
@@ -282,7 +282,7 @@ static partial class EvalCommand
                         PassingLength = r.GetValue(passing), Scorer = scorerKind, NoveltyWeight = noveltyWeight, RetainingHeadsPath = headsPath, FallbackBelow = 0,
                         AnchorQuery = queryInAnchor, PassingFromLayer = r.GetValue(passingFrom),
                         // Only APB reads passed rows: star, ring and the rest run as they would without it.
-                        PassingBudget = StrategyOptions.ParseStrategy(spec.Name).IsApb() ? budget : 0,
+                        PassingBudget = StrategyOptions.ParseStrategy(spec.Name).IsApb() ? budget : null,
                         PadTokenId = pad, KvCache = kvDType,
                     };
                     groups[spec] = group = RankGroup.Create(bundle.Config, options, _ => CommonOptions.Backend(dev, fp8),
@@ -353,7 +353,7 @@ static partial class EvalCommand
     /// defaults (the novelty term's weight, a query-free anchor, l_a, l_p), for its table column and JSON rows; null when nothing.
     /// </summary>
     static string? Variant(StrategyKind kind, ScorerKind scorer, float? noveltyWeight, int? anchor, int? passing, bool anchorQuery, int passingFromLayer,
-        int passingBudget)
+        int? passingBudget)
     {
         var parts = new List<string>();
         if (kind.IsApb()) parts.Add(StrategyOptions.ApbLabel(scorer, noveltyWeight, anchorQuery, passingFromLayer, passingBudget));

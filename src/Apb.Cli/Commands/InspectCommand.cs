@@ -28,7 +28,7 @@ static class InspectCommand
             Description = "with --context: also each rank's attention work under contiguous and balanced APB on this many ranks, and what --strategy auto picks and why",
         };
         var budget = StrategyFlags.PassingBudgetOption();
-        budget.Description = "with --ranks: APB's passing budget in the work table (the most passed rows a rank reads; 0, the default: none; docs/apb-algorithm.md 2.8)";
+        budget.Description = $"with --ranks: APB's passing budget in the work table (the most passed rows a rank reads; default {ApbDefaults.BudgetFactor} x the default l_p; 0: none; docs/apb-algorithm.md 2.8)";
         var kvCache = StrategyFlags.KvCacheOption();
         kvCache.Description = "with --context: count the KV caches in the per-rank table as this dtype stores them (auto = bf16 on a GPU, default; fp8)";
         var cmd = new Command("inspect", "print a model's shape, dtypes, parameter count, tokenizer and memory needs") { context, query, ranks, budget, kvCache };
@@ -44,9 +44,9 @@ static class InspectCommand
             var kv = KvCacheDTypes.Parse(r.GetValue(kvCache));
             if (r.GetValue(kvCache) is not null && n is null)
                 throw new ApbException("--kv-cache-dtype needs --context: it changes the per-rank memory table, which depends on the context length (e.g. --context 128k --kv-cache-dtype fp8)");
-            int passingBudget = r.GetValue(budget);
+            int? passingBudget = r.GetValue(budget);
             StrategyOptions.CheckPassingBudget(passingBudget, StrategyKind.Apb);
-            if (passingBudget > 0 && h is null)
+            if (passingBudget is not null && h is null)
                 throw new ApbException("--passing-budget needs --ranks and --context: it changes the work per rank (e.g. --context 64k --ranks 8 --passing-budget 1024)");
             if (h is < 2 or > StrategyOptions.MaxRanks)
                 throw new ApbException($"--ranks {h} for the work per rank: give 2 to {StrategyOptions.MaxRanks} ranks");
@@ -122,16 +122,16 @@ static class InspectCommand
     /// plans: <see cref="RankWork"/>), the zigzag ring's for scale, and what auto picks (<see cref="AutoStrategy"/>); APB's
     /// under a passing budget where one is given.
     /// </summary>
-    static void Work(TextWriter o, int n, int q, int ranks, int budget)
+    static void Work(TextWriter o, int n, int q, int ranks, int? budget)
     {
         var options = new StrategyOptions { Ranks = ranks, PassingBudget = budget };
         o.WriteLine();
         o.WriteLine($"Attention work per rank and layer for {n:N0} context + {q} query tokens on {ranks} ranks (APB's default lengths" +
-            (budget > 0 ? $", passing budget {budget}" : "") + ", query after 0 header tokens):");
+            (budget switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" }) + ", query after 0 header tokens):");
         o.WriteLine($"  {"layout",-14}{"rank",5}{"local rows",12}{"pairs (M)",12}{"passing read",14}{"received",10}{"scored",9}");
         foreach (var kind in new[] { StrategyKind.Apb, StrategyKind.ApbBalanced, StrategyKind.Zigzag })
         {
-            var plan = SequencePlanner.Plan(options with { Strategy = kind, FallbackBelow = 0, PassingBudget = kind.IsApb() ? budget : 0 }, n, q, 0).Plan!;
+            var plan = SequencePlanner.Plan(options with { Strategy = kind, FallbackBelow = 0, PassingBudget = kind.IsApb() ? budget : null }, n, q, 0).Plan!;
             var work = RankWork.All(kind, plan);
             foreach (var w in work)
                 o.WriteLine($"  {(w.Rank == 0 ? kind.Name() : ""),-14}{w.Rank,5}{w.LocalRows,12:N0}{w.Pairs / 1e6,12:F1}{w.PassingRead,14:N0}{w.Received,10:N0}{w.Scored,9:N0}");

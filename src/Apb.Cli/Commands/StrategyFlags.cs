@@ -22,7 +22,7 @@ sealed class StrategyFlags
     readonly Option<int?> _anchor = new("--anchor") { Description = AnchorHelp };
     readonly Option<int?> _passing = new("--passing") { Description = PassingHelp };
     readonly Option<int> _passingFrom = PassingFromLayerOption();
-    readonly Option<int> _passingBudget = PassingBudgetOption();
+    readonly Option<int?> _passingBudget = PassingBudgetOption();
     readonly Option<string?> _scorer = new("--scorer") { Description = ScorerHelp };
     readonly Option<string?> _heads = new("--retaining-heads") { Description = HeadsHelp };
     readonly Option<float?> _novelty = NoveltyWeightOption();
@@ -44,11 +44,11 @@ sealed class StrategyFlags
     };
 
     /// <summary>--passing-budget (<see cref="StrategyOptions.PassingBudget"/>), as generate, logits, serve and eval ruler take it.</summary>
-    public static Option<int> PassingBudgetOption() => new("--passing-budget")
+    public static Option<int?> PassingBudgetOption() => new("--passing-budget")
     {
-        Description = "APB: the most passed rows per KV head a rank reads (0, the default: all of them, as the paper does); rank r reads the best " +
+        Description = $"APB: the most passed rows per KV head a rank reads (default: {ApbDefaults.BudgetFactor} x l_p with the default --passing, none with a --passing given; " +
+            "0: none, every rank reads every earlier selection whole, as the paper does); rank r reads the best " +
             "B/r rows of each earlier rank's selection, so a late rank reads about B however many ranks precede it (docs/apb-algorithm.md 2.8)",
-        DefaultValueFactory = _ => 0,
     };
 
     public const string KvCacheHelp = "how the KV cache stores its rows: auto (the model's activation type, default) | fp8 (E4M3 with a scale per 32 values: " +

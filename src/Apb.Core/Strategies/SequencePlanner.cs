@@ -56,9 +56,7 @@ public static class SequencePlanner
             StrategyKind.Ring or StrategyKind.Ulysses => SequencePlan.Contiguous(contextLength, ranks),
             StrategyKind.Zigzag => SequencePlan.Zigzag(contextLength, ranks),
             StrategyKind.Star => SequencePlan.Star(contextLength, ranks),
-            _ => Rebuild(kind, contextLength, ranks,
-                o.AnchorLength ?? ApbDefaults.Anchor(contextLength, ranks, anchorInsertAt, queryLength, kind == StrategyKind.ApbBalanced),
-                o.PassingLength ?? ApbDefaults.For(contextLength, ranks).Passing, queryLength, anchorInsertAt, o.PassingBudget),
+            _ => ApbPlan(kind, o, contextLength, ranks, queryLength, anchorInsertAt),
         };
         if (kind.IsApb() && !o.Scorer.UsesHeads())
         {
@@ -66,6 +64,20 @@ public static class SequencePlanner
             CheckQueryAware(plan);
         }
         return new PrefillPlan(kind, ranks, plan, null, o.Scorer, o.NoveltyWeight, o.PassingFromLayer);
+    }
+
+    /// <summary>
+    /// APB's plan with the lengths given or <see cref="ApbDefaults"/>' (the anchor grown to hold the header and the
+    /// query). The passing budget is the one given; without one, the default passing length comes with the default
+    /// budget (twice it), and a passing length given by hand runs as the paper defines it, every rank reading every
+    /// earlier selection whole (`--passing L` alone keeps its meaning; `--passing-budget` adds a budget to it).
+    /// </summary>
+    static SequencePlan ApbPlan(StrategyKind kind, StrategyOptions o, int n, int ranks, int queryLength, int insertAt)
+    {
+        int anchor = o.AnchorLength ?? ApbDefaults.Anchor(n, ranks, insertAt, queryLength, kind == StrategyKind.ApbBalanced);
+        int passing = o.PassingLength ?? ApbDefaults.For(n, ranks).Passing;
+        int budget = o.PassingBudget ?? (o.PassingLength is null ? ApbDefaults.Budget(passing) : 0);
+        return Rebuild(kind, n, ranks, anchor, passing, queryLength, insertAt, budget);
     }
 
     /// <summary>

@@ -44,9 +44,10 @@ public sealed record StrategyOptions
     /// <summary>
     /// B: the most passed rows per KV head an APB rank (a chunk, for balanced APB) reads; rank r reads the best
     /// floor(B / r) of each earlier rank's selection (<see cref="SequencePlan.PassingBudget"/>, docs/apb-algorithm.md
-    /// 2.8). 0, the default: no budget, every earlier rank's whole selection, as the paper does.
+    /// 2.8). Null: with the default l_p, <see cref="ApbDefaults.Budget"/> (twice l_p), with an l_p given by hand none;
+    /// 0: no budget, every earlier rank's whole selection, as the paper does.
     /// </summary>
-    public int PassingBudget { get; init; }
+    public int? PassingBudget { get; init; }
     /// <summary>Exact attention only: <see cref="StrategyKind.Auto"/> then chooses between full and the zigzag ring.</summary>
     public bool Exact { get; init; }
     /// <summary>safetensors file with model.layers.{i}.self_attn.fc1.weight / fc2.weight, for <see cref="ScorerKind.Retaining"/>.</summary>
@@ -99,19 +100,21 @@ public sealed record StrategyOptions
     /// <summary>
     /// How banners, plans, tables and result files name APB's settings: the scorer (<see cref="ScorerChoice.Label"/>),
     /// then "query-free anchor" where the anchor holds no query, "passing from layer N" where layers below N pass nothing,
-    /// and "passing budget B" where a rank reads at most B passed rows.
+    /// and a passing budget given by hand ("passing budget B", or "no passing budget" for 0; the default, twice l_p, is
+    /// not named).
     /// </summary>
-    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0, int passingBudget = 0) =>
+    public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0, int? passingBudget = null) =>
         ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +
         (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "") +
-        (passingBudget > 0 ? $", passing budget {passingBudget}" : "");
+        (passingBudget switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" });
 
     /// <summary>A passing budget is a count of rows, 0 for none, and only APB passes rows.</summary>
-    public static void CheckPassingBudget(int budget, StrategyKind strategy)
+    public static void CheckPassingBudget(int? given, StrategyKind strategy)
     {
+        if (given is not int budget) return;
         if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
-        if (budget > 0 && !strategy.MayRunApb())
-            throw new ApbException($"--passing-budget caps the rows APB passes, but {strategy.Name()} passes none: drop --passing-budget, or use --strategy apb, apb-balanced or auto");
+        if (!strategy.MayRunApb())
+            throw new ApbException($"--passing-budget sets how many rows APB passes, but {strategy.Name()} passes none: drop --passing-budget, or use --strategy apb, apb-balanced or auto");
     }
 
     /// <summary><see cref="PassingFromLayer"/> must name one of the model's layers, or the count (no passing at all).</summary>

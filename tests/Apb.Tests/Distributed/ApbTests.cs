@@ -285,7 +285,7 @@ public class ApbTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(128 * 1024, 8, "l_a 4096 (n/32 = 4096); l_p 1024 (n/128 = 1024). n/32 is the paper's anchor; n/128 is half its passing length")]
+    [InlineData(128 * 1024, 8, "l_a 4096 (n/32 = 4096); l_p 1024 (n/128 = 1024); passing budget 2048 (2 l_p). n/32 is the paper's anchor; n/128 is half its passing length")]
     [InlineData(1024 * 1024, 8, "l_a 8192 (n/32 = 32768, capped at 8K); l_p 8192 (n/128 = 8192)")]
     [InlineData(16 * 1024, 4, "l_p 512 (n/128 = 128, raised to 512, the shortest default")]
     [InlineData(10000, 8, "l_a 256 (n/32 = 312, rounded down to a multiple of 128)")]

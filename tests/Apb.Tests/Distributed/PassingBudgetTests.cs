@@ -47,14 +47,37 @@ public class PassingBudgetTests
         Assert.Equal(new[] { 0, 256, 512, 600, 600, 600, 600, 595 }, Enumerable.Range(0, 8).Select(balanced.ChunkPassingRows));
     }
 
+    /// <summary>
+    /// The default lengths come with the default budget, twice l_p; a passing length given by hand runs as the paper
+    /// defines it unless a budget is given too; 0 turns the budget off.
+    /// </summary>
+    [Fact]
+    public void TheDefaultBudgetComesWithTheDefaultPassingLength()
+    {
+        int Budget(StrategyOptions o) => SequencePlanner.Plan(o, 65536, 32, 0).Plan!.PassingBudget;
+        foreach (var kind in new[] { StrategyKind.Apb, StrategyKind.ApbBalanced })
+        {
+            var o = Options(kind, 8);
+            Assert.Equal(2 * 512, Budget(o));
+            Assert.Equal(0, Budget(o with { PassingLength = 1024 }));
+            Assert.Equal(700, Budget(o with { PassingLength = 1024, PassingBudget = 700 }));
+            Assert.Equal(0, Budget(o with { PassingBudget = 0 }));
+        }
+        // auto's APB gets the same default.
+        Assert.Equal(1024, Budget(Options(StrategyKind.Auto, 8) with { Exact = false }));
+    }
+
     [Fact]
     public void ANegativeBudgetAndABudgetForAStrategyThatPassesNothingAreRefused()
     {
         var e = Assert.Throws<ApbException>(() => SequencePlan.Apb(100, 4, 8, 4, 2, 0, budget: -1));
         Assert.Contains("--passing-budget must be >= 0", e.Message);
         var config = LoadModel("embedded-random").Config;
-        e = Assert.Throws<ApbException>(() => (Options(StrategyKind.Star, 4) with { PassingBudget = 8 }).Validate(config));
-        Assert.Contains("star passes none", e.Message);
+        foreach (int budget in new[] { 8, 0 })
+        {
+            e = Assert.Throws<ApbException>(() => (Options(StrategyKind.Star, 4) with { PassingBudget = budget }).Validate(config));
+            Assert.Contains("star passes none", e.Message);
+        }
         (Options(StrategyKind.Auto, 4) with { PassingBudget = 8 }).Validate(config); // auto may run APB
         Assert.Contains("passing budget 8", (Options(StrategyKind.Apb, 4) with { PassingBudget = 8 }).Describe());
     }
@@ -77,20 +100,25 @@ public class PassingBudgetTests
 
     /// <summary>
     /// inspect's work table under a budget: at 64K on 8 ranks (l_p 512) the late ranks read about B = 1024 passed rows,
-    /// not 3,584, so contiguous APB's ranks are more even (max/mean pairs 1.069 against 1.263 without it).
+    /// not 3,584, so contiguous APB's ranks are more even (max/mean pairs 1.069 against 1.263 without it). 1024 is the
+    /// default there (twice the default l_p).
     /// </summary>
     [Fact]
     public void InspectShowsTheWorkPerRankUnderABudget()
     {
-        var (code, output, err) = CliRun.Apb("inspect", "--context", "64k", "--ranks", "8", "--passing-budget", "1024");
-        Assert.True(code == 0, err + output);
-        Assert.Contains("passing budget 1024", output);
-        Assert.Contains("imbalance (max/mean pairs) 1.069", output);
-        (code, output, _) = CliRun.Apb("inspect", "--context", "64k", "--ranks", "8");
-        Assert.Contains("imbalance (max/mean pairs) 1.263", output);
-        (code, _, err) = CliRun.Apb("inspect", "--context", "64k", "--passing-budget", "1024");
-        Assert.Equal(1, code);
-        Assert.Contains("--passing-budget needs --ranks", err);
+        foreach (var given in new[] { new[] { "--passing-budget", "1024" }, [] })
+        {
+            var (code, output, err) = CliRun.Apb(["inspect", "--context", "64k", "--ranks", "8", .. given]);
+            Assert.True(code == 0, err + output);
+            Assert.Contains("l_a 2048, l_p 512, passing budget 1024", output);
+            Assert.Contains("imbalance (max/mean pairs) 1.069", output);
+        }
+        var (_, none, _) = CliRun.Apb("inspect", "--context", "64k", "--ranks", "8", "--passing-budget", "0");
+        Assert.Contains("imbalance (max/mean pairs) 1.263", none);
+        Assert.Contains("no passing budget", none);
+        var refused = CliRun.Apb("inspect", "--context", "64k", "--passing-budget", "1024");
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("--passing-budget needs --ranks", refused.Err);
     }
 
     /// <summary>
