@@ -36,9 +36,9 @@ public static class RankMemory
     public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
     {
         long lb = ApbDefaults.Block(n, ranks);
-        int passing = ApbDefaults.For(n, ranks).Passing;
         // The anchor as the planner grows it (no chat header here: a header of h tokens adds h rows to it).
         long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced);
+        long passing = s.IsApb() ? MostPassingRows(s, n, q, ranks) : 0;
         long rows = s switch
         {
             StrategyKind.Full => n + q,
@@ -49,9 +49,9 @@ public static class RankMemory
         long keys = s switch
         {
             StrategyKind.Full or StrategyKind.Ulysses => n + q,
-            StrategyKind.Apb => rows + (ranks - 1) * (long)passing,
-            // Two key buffers, [passing; anchor; chunk] per chunk: the anchor twice, the chunks' passing about H l_p.
-            StrategyKind.ApbBalanced => rows + anchor + ranks * (long)passing,
+            StrategyKind.Apb => rows + passing,
+            // Two key buffers, [passing; anchor; chunk] per chunk: the anchor twice, both chunks' passing rows.
+            StrategyKind.ApbBalanced => rows + anchor + passing,
             StrategyKind.Star => rows,
             _ => 2 * lb,
         };
@@ -68,6 +68,19 @@ public static class RankMemory
             : 0;
         long logits = (long)q * c.VocabSize * 4;
         return workspace + cache + attention + chunkState + logits + (1L << 30);
+    }
+
+    /// <summary>
+    /// The most passed rows one rank holds under APB's default plan (its lengths and passing budget): the largest
+    /// passing block of the contiguous layout, the two chunks' together in the balanced one. Without a plan (fewer
+    /// context tokens than ranks) the budget-free bound, H l_p.
+    /// </summary>
+    static long MostPassingRows(StrategyKind s, int n, int q, int ranks)
+    {
+        if (n < ranks || ranks < 2) return (long)Math.Max(ranks, 1) * ApbDefaults.For(n, ranks).Passing;
+        // The lengths do not depend on the scorer; the retaining one skips the query-aware scorer's check for a query.
+        var plan = SequencePlanner.Plan(new StrategyOptions { Strategy = s, Ranks = ranks, FallbackBelow = 0, Scorer = ScorerKind.Retaining }, n, q, 0).Plan!;
+        return Enumerable.Range(0, ranks).Max(r => plan.ChunksOf(r).Sum(c => (long)plan.ChunkPassingRows(c)));
     }
 
     /// <summary>Weights plus <see cref="BeyondWeights"/>: one rank's device memory for the prefill.</summary>
