@@ -25,6 +25,8 @@ static partial class EvalCommand
         var ranks = new Option<int>("--ranks", "-r") { Description = "ranks the context is split over", DefaultValueFactory = _ => 8 };
         var anchor = new Option<int?>("--anchor") { Description = "APB's anchor length l_a (default: APB's for the context and ranks, as apb eval ruler --anchor-query false plans it)" };
         var passing = new Option<string?>("--passing") { Description = "comma list of APB passing lengths to measure, 0 for none (default: APB's l_p); Star is always measured" };
+        var budget = StrategyFlags.PassingBudgetOption();
+        budget.Description = "APB's passing budget for every passing length measured (default: APB's, twice the default l_p, none with --passing given; 0: none)";
         var rows = new Option<int>("--rows") { Description = "rows sampled per block of ranks 1 .. R-1, evenly spaced (each against all its keys, every head)", DefaultValueFactory = _ => 64 };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
@@ -32,7 +34,7 @@ static partial class EvalCommand
         var json = new Option<string?>("--out", "-o") { Description = "also write the per-layer results as JSON here" };
         var cmd = new Command("coverage", "per layer, the share of full attention's softmax a block row keeps under Star and under APB's passing lengths, on one sample")
         {
-            task, length, sample, seed, ranks, anchor, passing, rows, heads, novelty, device, json,
+            task, length, sample, seed, ranks, anchor, passing, budget, rows, heads, novelty, device, json,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => Cli.Guard(io, () =>
@@ -59,8 +61,9 @@ static partial class EvalCommand
             var options = new StrategyOptions
             {
                 Strategy = StrategyKind.Apb, Ranks = rankCount, AnchorLength = r.GetValue(anchor), Scorer = ScorerKind.Retaining,
-                AnchorQuery = false, FallbackBelow = 0,
+                AnchorQuery = false, FallbackBelow = 0, PassingBudget = r.GetValue(budget),
             };
+            StrategyOptions.CheckPassingBudget(options.PassingBudget, StrategyKind.Apb);
             var plans = (passings?.Select(x => (int?)x) ?? [null])
                 .Select(lp => SequencePlanner.Plan(options with { PassingLength = lp }, n, e.QueryIds.Length, 0).Plan!).ToList();
             int anchorRows = plans[0].AnchorLength;
@@ -123,7 +126,7 @@ static partial class EvalCommand
                 {
                     w.WriteStartObject();
                     w.WriteNumber("layer", x.Layer); w.WriteString("setting", x.Setting.Name);
-                    if (x.Setting.Passing is int lp) w.WriteNumber("passing", lp);
+                    if (x.Setting.Plan is { } plan) { w.WriteNumber("passing", plan.PassingLength); w.WriteNumber("passing_budget", plan.PassingBudget); }
                     w.WriteNumber("coverage", x.Coverage); w.WriteNumber("passed_share_of_visible", x.PassedShareVisible);
                     w.WriteNumber("passed_share_of_full", x.PassedShareFull);
                     w.WriteNumber("output_error", x.OutputError);

@@ -17,7 +17,8 @@ namespace Apb.Diagnostics;
 ///   - for sampled rows i of ranks 1 .. R-1 and every query head, with s_ij = q_i . k_j / sqrt(d) over the keys j &lt;= i,
 ///     coverage = sum over the visible keys of exp(s_ij) / sum over all keys j &lt;= i: 1 when the row sees everything
 ///     full attention sees. Visible: Star, the first block and the row's own block up to it; APB, the anchor (the
-///     context's first l_a positions), the rows ranks 0 .. r-1 passed for the row's KV head, and its own block.
+///     context's first l_a positions), the rows ranks 0 .. r-1 passed for the row's KV head (under a passing budget the
+///     first floor(B / r) of each, which their senders ordered best first), and its own block.
 ///   - passed share: of the visible mass, the part on passed rows (what APB's softmax gives them), and of the full mass
 ///     (what full attention gives the same rows);
 ///   - output error: |o - o_full| / |o_full| for the row's attention output o over its visible keys (softmax over
@@ -31,11 +32,12 @@ namespace Apb.Diagnostics;
 /// </summary>
 public sealed class PassingCoverage : IAttention, IDisposable
 {
-    /// <summary>A visible set: Star (<see cref="Plan"/> null), or APB with this plan.</summary>
+    /// <summary>A visible set: Star (<see cref="Plan"/> null), or APB with this plan (its passing length and budget).</summary>
     public sealed record Setting(SequencePlan? Plan)
     {
         public int? Passing => Plan?.PassingLength;
-        public string Name => Passing is int p ? $"apb l_p {p}" : "star";
+        public string Name => Plan is not { } p ? "star" : $"apb l_p {p.PassingLength}" + (p.PassingBudget > 0 ? $" B {p.PassingBudget}" : "");
+        internal (int Passing, int Budget) Key => (Plan?.PassingLength ?? -1, Plan?.PassingBudget ?? 0);
     }
 
     /// <summary>
@@ -58,8 +60,9 @@ public sealed class PassingCoverage : IAttention, IDisposable
     public IReadOnlyList<Setting> Settings { get; }
     public List<LayerResult> Results { get; } = [];
 
-    /// <param name="plans">APB's plans to measure (SequencePlanner's, a query-free anchor), one per passing length, all of
-    /// one context, rank count and anchor; Star (the same blocks, the first one as its anchor) is always measured</param>
+    /// <param name="plans">APB's plans to measure (SequencePlanner's, a query-free anchor), one per passing length and
+    /// budget, all of one context, rank count and anchor; Star (the same blocks, the first one as its anchor) is always
+    /// measured</param>
     /// <param name="rowsPerBlock">rows sampled per block of ranks 1 .. R-1, evenly spaced</param>
     public PassingCoverage(IBackend backend, ModelConfig config, RopeTable rope, RetainingHeadScorer heads, float noveltyWeight,
         IReadOnlyList<SequencePlan> plans, int rowsPerBlock)
@@ -75,7 +78,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
         _n = first.ContextLength; _ranks = first.Ranks; _block = first.BlockLength; _anchor = first.AnchorLength;
         _rowsPerBlock = rowsPerBlock;
         _full = new FullAttention(backend, config, rope, _n);
-        Settings = [new Setting(null), .. plans.DistinctBy(p => p.PassingLength).OrderBy(p => p.PassingLength).Select(p => new Setting(p))];
+        Settings = [new Setting(null), .. plans.Select(p => new Setting(p)).DistinctBy(s => s.Key).OrderBy(s => s.Key)];
     }
 
     (int Start, int End) Block(int rank) => (Math.Min(_n, rank * _block), Math.Min(_n, (rank + 1) * _block));
@@ -135,17 +138,17 @@ public sealed class PassingCoverage : IAttention, IDisposable
                 var setting = Settings[si];
                 double visible, onPassed = 0;
                 var o = new double[d];
-                if (setting.Passing is not int p)
+                if (setting.Plan is not { } plan)
                 {
                     visible = firstBlock + own;
                     for (int c = 0; c < d; c++) o[c] = oFirst[c] + oOwn[c];
                 }
                 else
                 {
-                    var sel = passed[p];
+                    var sel = passed[setting.Key];
                     for (int c = 0; c < d; c++) o[c] = oAnchor[c] + oOwn[c];
                     for (int j = 0; j < r; j++)
-                        foreach (int pos in sel[j][g])
+                        foreach (int pos in sel[j][g].AsSpan(0, plan.ChunkReadRows(j, r)))
                         {
                             double e = logits[pos]; // exp(s - max), kept above
                             onPassed += e;
@@ -189,25 +192,27 @@ public sealed class PassingCoverage : IAttention, IDisposable
     }
 
     /// <summary>
-    /// For each APB setting (by its l_p), the rows each rank 0 .. R-2 passes at this layer, per KV head, as positions in
-    /// the context: what <see cref="ApbAttention"/> sends for that plan (its selectable rows past those the anchor holds,
-    /// all of them where the plan says the rank does not score, else the top rows of the heads' scores mixed with the
-    /// novelty term). The plans share the anchor, so a rank's selectable rows and their scores are the same for every
-    /// l_p: each rank is scored once, and each plan picks its own count from those scores.
+    /// For each APB setting (by its l_p and budget), the rows each rank 0 .. R-2 passes at this layer, per KV head, as
+    /// positions in the context, in the order it sends them: what <see cref="ApbAttention"/> sends for that plan (its
+    /// selectable rows past those the anchor holds, all of them where the plan says the rank does not score, else the top
+    /// rows of the heads' scores mixed with the novelty term, best first where later ranks read prefixes). The plans
+    /// share the anchor, so a rank's selectable rows and their scores are the same for every setting: each rank is scored
+    /// once, and each plan picks its own count from those scores.
     /// </summary>
-    Dictionary<int, int[][][]> Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated)
+    Dictionary<(int, int), int[][][]> Selections(int layer, Tensor qPre, Tensor kPre, Tensor vPre, Tensor kRotated)
     {
         int kv = _c.NumKeyValueHeads;
-        var plans = Settings.Where(s => s.Plan is not null).Select(s => s.Plan!).ToList();
-        var result = plans.ToDictionary(p => p.PassingLength, _ => new int[_ranks - 1][][]);
+        var settings = Settings.Where(s => s.Plan is not null).ToList();
+        var result = settings.ToDictionary(s => s.Key, _ => new int[_ranks - 1][][]);
         for (int r = 0; r < _ranks - 1; r++)
         {
             Tensor? scores = null;   // the scorers' own buffer: valid until the next rank is scored
-            foreach (var plan in plans)
+            foreach (var setting in settings)
             {
+                var plan = setting.Plan!;
                 int from = r * _block + plan.ChunkSkippedRows(r), rows = plan.ChunkSelectableRows(r), sent = plan.ChunkSentRows(r);
                 var perHead = new int[kv][];
-                result[plan.PassingLength][r] = perHead;
+                result[setting.Key][r] = perHead;
                 if (!plan.ChunkScores(r))
                 {
                     // Nothing passed, or every selectable row (the first `sent`, which are all of them).
@@ -224,7 +229,7 @@ public sealed class PassingCoverage : IAttention, IDisposable
                     }
                 }
                 using var picked = _b.Passing.AllocateRows(sent, kv);
-                _b.Passing.SelectPassing(scores, kv, picked);
+                _b.Passing.SelectPassing(scores, kv, picked, plan.ChunkSendsBestFirst(r));
                 var idx = new int[sent * kv];
                 _b.Passing.Download(picked, idx);
                 for (int g = 0; g < kv; g++)

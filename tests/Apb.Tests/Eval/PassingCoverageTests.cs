@@ -74,8 +74,38 @@ public class PassingCoverageTests
         }
     }
 
+    /// <summary>
+    /// Under a passing budget B a rank r row sees the best floor(B / r) rows of each earlier rank: with B 64 on 4 ranks,
+    /// rank 3 reads 21 of each whether l_p is 64, 32 or 21 (for 21 the budget never binds), and rank 2 reads 32 of each
+    /// for l_p 64 and 32, so those ranks' output errors agree; rank 1 reads all of l_p, so there they differ.
+    /// </summary>
+    [Fact]
+    public void UnderABudgetARankSeesTheBestRowsOfItsShare()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("coverage.json");
+        var (code, output, err) = CliRun.Apb("eval", "coverage", "--length", "2k", "--ranks", "4", "--passing", "64,32,21", "--passing-budget", "64",
+            "--rows", "8", "--out", json);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("| layer | star | apb l_p 21 B 64 | apb l_p 32 B 64 | apb l_p 64 B 64 |", output);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(json));
+        var rows = doc.RootElement.GetProperty("results").EnumerateArray()
+            .Select(r => (Layer: r.GetProperty("layer").GetInt32(), Setting: r.GetProperty("setting").GetString()!,
+                          ByRank: r.GetProperty("output_error_by_rank").EnumerateArray().Select(x => x.GetDouble()).ToArray()))
+            .ToList();
+        foreach (int l in rows.Select(r => r.Layer).Distinct())
+        {
+            double[] Of(int lp) => rows.Single(r => r.Layer == l && r.Setting == $"apb l_p {lp} B 64").ByRank;
+            Assert.Equal(Of(21)[2], Of(64)[2], 9);
+            Assert.Equal(Of(32)[2], Of(64)[2], 9);
+            Assert.Equal(Of(32)[1], Of(64)[1], 9);
+            Assert.NotEqual(Of(32)[0], Of(64)[0], 9);
+        }
+    }
+
     [Theory]
     [InlineData("--ranks", "1", "coverage needs at least 2 ranks (got 1)")]
+    [InlineData("--passing-budget", "-1", "--passing-budget must be >= 0")]
     [InlineData("--passing", "64,-5", "--passing '-5' is not a length >= 0")]
     [InlineData("--rows", "0", "rows per block must be at least 1 (got 0)")]
     [InlineData("--task", "niah_single_1,vt", "--task takes one task")]
