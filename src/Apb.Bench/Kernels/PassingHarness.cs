@@ -10,7 +10,8 @@ namespace Apb.Bench.Kernels;
 /// APB's passing ops on the device (Kernels/apb.cu, IBackend.Passing) at APB's shapes: a 128K context over 8 ranks is
 /// a 16K-row block per rank, l_p = 2048 rows passed per KV head (the paper's length; ApbDefaults passes 1024 there),
 /// 8 KV heads (Llama-3.1-8B), d 128, 64 query rows of 32 heads. group_mean makes qbar, head_dot scores the block's
-/// keys, select_passing max-pools and picks the top l_p rows per head, gather_head_rows copies those rows of K and V;
+/// keys, select_passing max-pools and picks the top l_p rows per head (and, best first, orders them for a passing
+/// budget's prefixes: docs/apb-algorithm.md 2.8), gather_head_rows copies those rows of K and V;
 /// "chain" is all four as ApbAttention runs them, the selected rows never leaving the device. Bytes: what each op must
 /// read and write once.
 /// </summary>
@@ -41,6 +42,14 @@ public sealed class PassingHarness : KernelHarness
         var got = new int[count * kv]; ops.Download(gRows, got);
         var want = new int[count * kv]; cpu.Download(cRows, want);
         ctx.Expect($"select_passing {count} of {rows} rows", got.Select(i => (float)i).ToArray(), want.Select(i => (float)i).ToArray(), 0);
+        using (var gBest = ops.AllocateRows(count, kv))
+        using (var cBest = cpu.AllocateRows(count, kv))
+        {
+            ops.SelectPassing(gs, kv, gBest, bestFirst: true); cpu.SelectPassing(ctx.OnCpu(scores, rows, kv), kv, cBest, bestFirst: true);
+            var gotBest = new int[count * kv]; ops.Download(gBest, gotBest);
+            var wantBest = new int[count * kv]; cpu.Download(cBest, wantBest);
+            ctx.Expect($"select_passing best first {count} of {rows} rows", gotBest.Select(i => (float)i).ToArray(), wantBest.Select(i => (float)i).ToArray(), 0);
+        }
         using var gv = ctx.OnGpu(v, rows, kv * d); using var gg = ctx.Gpu.Allocate(count, kv * d, CudaDType.BF16);
         ops.GatherHeadRows(gv, kv, gRows, gg);
         var cg = ctx.Cpu.Allocate(count, kv * d); cpu.GatherHeadRows(ctx.OnCpu(v, rows, kv * d), kv, cRows, cg);
@@ -63,6 +72,7 @@ public sealed class PassingHarness : KernelHarness
         void GroupMean() => ops.GroupMean(q, Heads, KvHeads, qbar);
         void HeadDot() => ops.HeadDot(k, qbar, KvHeads, scores);
         void Select() => ops.SelectPassing(scores, KvHeads, picked);
+        void SelectBestFirst() => ops.SelectPassing(scores, KvHeads, picked, bestFirst: true);
         void Gather() { ops.GatherHeadRows(k, KvHeads, picked, sentK); ops.GatherHeadRows(v, KvHeads, picked, sentV); }
         GroupMean(); HeadDot(); Select(); // inputs for the later ops when each is timed alone
 
@@ -72,6 +82,10 @@ public sealed class PassingHarness : KernelHarness
             new Work(Bound.Memory, kBytes + sBytes, $"read K + write scores: {rows} x {KvHeads} x ({D} x 2 + 4) B"));
         yield return new KernelRow("select_passing", "cuda", shape, rows, ctx.TimeGpu(Select, 20),
             new Work(Bound.Memory, 3 * sBytes + picks, $"read scores, write + read pooled: 3 x {rows} x {KvHeads} x 4 B + {Passing} x {KvHeads} indices x 4 B"));
+        // The ranking adds l_p^2 comparisons per head in shared memory and a copy of the indices: timed with the selection.
+        yield return new KernelRow("select_passing best first", "cuda", shape, rows, ctx.TimeGpu(SelectBestFirst, 20),
+            new Work(Bound.Memory, 3 * sBytes + 3 * picks, $"the selection's bytes + copy and rewrite of {Passing} x {KvHeads} indices"));
+        Select(); // ascending again for the gather and chain rows below
         yield return new KernelRow("gather_head_rows", "K + V", shape, rows, ctx.TimeGpu(Gather, 20),
             new Work(Bound.Memory, 2 * gathered + picks, $"read + write: 2 x 2 x {Passing} x {KvHeads} x {D} x 2 B + indices"));
         yield return new KernelRow("passing chain", "on device", shape, rows, ctx.TimeGpu(() => { GroupMean(); HeadDot(); Select(); Gather(); }, 20),
