@@ -45,6 +45,9 @@ public sealed class PrefillBench : IDisposable
     {
         _o = settings; _out = output; _log = log; _progress = progress ?? Progress.Silent;
         if (_o.Strategies.Length == 0) throw new ApbException("--strategies is empty");
+        StrategyOptions.CheckPassingBudget(settings.PassingBudget, StrategyKind.Apb);
+        if (settings.PassingBudget is not null && !settings.Strategies.Any(x => x.IsApb()))
+            throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {string.Join(',', settings.Strategies.Select(x => x.Name()))} runs no APB: add apb or apb-balanced, or drop --passing-budget");
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
@@ -76,7 +79,7 @@ public sealed class PrefillBench : IDisposable
             var options = new StrategyOptions
             {
                 Strategy = GroupStrategy(StrategyKind.Ring), Ranks = _env.WorldSize, FallbackBelow = 0, PadTokenId = 0,
-                Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads,
+                Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads, PassingBudget = _o.PassingBudget,
                 CollectiveTimeout = _env.CollectiveTimeout ?? InProcessGroup.DefaultTimeout,
             };
             _launched = ProcessGroup.Open(_model.Config, _model.Weights, _backend, options, _env);
@@ -123,8 +126,9 @@ public sealed class PrefillBench : IDisposable
           (r.PeakGiB is { } p ? $", peak {string.Join("/", p.Select(x => Markdown.F(x, "F1")))} GiB" : "")
         : $"{r.Strategy} n={r.Length}: {r.Status}: {r.Note}";
 
-    // A group loads the retaining heads only when made for APB: with heads, the groups are APB's (cases pick their strategy).
-    StrategyKind GroupStrategy(StrategyKind otherwise) => _scorer.Kind.UsesHeads() ? StrategyKind.Apb : otherwise;
+    // A group loads the retaining heads, and takes a passing budget, only when made for APB: with either, the groups are
+    // APB's (each case's request names its strategy).
+    StrategyKind GroupStrategy(StrategyKind otherwise) => _scorer.Kind.UsesHeads() || _o.PassingBudget is not null ? StrategyKind.Apb : otherwise;
 
     int RanksFor(StrategyKind s) => s == StrategyKind.Full ? 1 : _launched?.WorldSize ?? _o.Ranks ?? 2;
 
@@ -139,7 +143,7 @@ public sealed class PrefillBench : IDisposable
         var options = new StrategyOptions
         {
             Strategy = GroupStrategy(ranks == 1 ? StrategyKind.Full : StrategyKind.Ring), Ranks = ranks, FallbackBelow = 0, PadTokenId = 0,
-            Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads,
+            Scorer = _scorer.Kind, NoveltyWeight = _o.NoveltyWeight, RetainingHeadsPath = _scorer.Heads, PassingBudget = _o.PassingBudget,
         };
         return _groups[ranks] = RankGroup.Create(_model.Config, options, r =>
         {
@@ -175,7 +179,7 @@ public sealed class PrefillBench : IDisposable
         double? need = null;
         if (_cuda != null)
         {
-            long bytes = RankMemory.BeyondWeights(config, s, n, query.Length, ranks);
+            long bytes = RankMemory.BeyondWeights(config, s, n, query.Length, ranks, passingBudget: _o.PassingBudget);
             need = bytes / (double)(1L << 30);
             // Ranks that are threads of this process share its device: each needs its bytes out of what that device has.
             long sharing = _launched != null ? 1 : ranks;
@@ -238,8 +242,12 @@ public sealed class PrefillBench : IDisposable
         };
     }
 
-    static string ApbLengths(StrategyKind s, int n, int ranks, int q) =>
-        $"l_a {ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced)}, l_p {ApbDefaults.For(n, ranks).Passing}";
+    string ApbLengths(StrategyKind s, int n, int ranks, int q)
+    {
+        int passing = ApbDefaults.For(n, ranks).Passing, budget = _o.PassingBudget ?? ApbDefaults.Budget(passing);
+        return $"l_a {ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced)}, l_p {passing}" +
+            (budget > 0 ? $", passing budget {budget}" : ", no passing budget");
+    }
 
     sealed record RunResult(double Seconds, double[][]? Profiles);
 

@@ -16,6 +16,8 @@ public sealed record PrefillSettings
     public ScorerKind? Scorer { get; init; }
     /// <summary>--novelty-weight: APB's novelty term's weight, or null for the scorer's own.</summary>
     public float? NoveltyWeight { get; init; }
+    /// <summary>--passing-budget: APB's passing budget, or null for the default (twice the default l_p); 0: none.</summary>
+    public int? PassingBudget { get; init; }
     /// <summary>--retaining-heads: a safetensors file of retaining heads, or null.</summary>
     public string? RetainingHeads { get; init; }
     public required int[] Lengths { get; init; }

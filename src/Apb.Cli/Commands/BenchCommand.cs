@@ -52,6 +52,7 @@ static partial class BenchCommand
         var scorer = new Option<string?>("--scorer") { Description = StrategyFlags.ScorerHelp };
         var heads = new Option<string?>("--retaining-heads") { Description = StrategyFlags.HeadsHelp };
         var novelty = StrategyFlags.NoveltyWeightOption();
+        var passingBudget = StrategyFlags.PassingBudgetOption();
         var link = new Option<double>("--link-gbps") { Description = "GB/s per direction of the GPU link the modeled multi-GPU prefill assumes (default: NVLink 4 on an H200, 900 GB/s per GPU both ways = 450)", DefaultValueFactory = _ => Bench.Prefill.PrefillModel.NvLink4GBps };
         var noProfile = new Option<bool>("--no-profile") { Description = "skip the instrumented run (per-phase breakdown)" };
         var chart = new Option<string?>("--chart") { Description = "also draw prefill seconds against context length as an SVG chart here" };
@@ -61,7 +62,7 @@ static partial class BenchCommand
             "Ring/zigzag overlap each K/V transfer with the block attention and APB its all-gather with the anchor attention; " +
             "APB_OVERLAP=0 in the environment serializes them instead, to measure what overlap buys (recorded in the output)")
         {
-            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, scorer, heads, novelty, link, noProfile, chart, prefillAttention, quiet,
+            shape, model, strategies, lengths, ranks, device, warmup, repeats, budget, query, output, seed, peak, scorer, heads, novelty, passingBudget, link, noProfile, chart, prefillAttention, quiet,
         };
         cmd.SetAction(r => Cli.Guard(io, r.GetValue(quiet), io =>
         {
@@ -81,6 +82,7 @@ static partial class BenchCommand
                 Query = Math.Max(1, r.GetValue(query)),
                 Out = CommonOptions.BenchOutput(r.GetValue(output), "bench prefill") ?? Path.Combine("bench", "results", $"prefill-{DateTime.UtcNow:yyyyMMdd-HHmmss}"),
                 Scorer = ScorerChoice.Parse(r.GetValue(scorer)), RetainingHeads = r.GetValue(heads), NoveltyWeight = r.GetValue(novelty),
+                PassingBudget = r.GetValue(passingBudget),
                 Seed = r.GetValue(seed), PeakTflops = r.GetValue(peak), LinkGBps = r.GetValue(link), Profile = !r.GetValue(noProfile), Chart = chartPath,
                 CommandLine = CommandLine(r),
             };

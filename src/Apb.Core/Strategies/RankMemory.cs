@@ -33,12 +33,14 @@ public static class RankMemory
     /// workspace for its local rows, the KV caches it keeps, the attention's key-side buffers three times over (received
     /// blocks, LSE merges, outputs), the attention's chunk state, the query's logits and 1 GiB for the libraries' workspaces.
     /// </summary>
-    public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto)
+    /// <param name="passingBudget">APB's passing budget as given (null: the default plan's)</param>
+    public static long BeyondWeights(ModelConfig c, StrategyKind s, int n, int q, int ranks, KvCacheDType kvDType = KvCacheDType.Auto,
+        int? passingBudget = null)
     {
         long lb = ApbDefaults.Block(n, ranks);
         // The anchor as the planner grows it (no chat header here: a header of h tokens adds h rows to it).
         long anchor = ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced);
-        long passing = s.IsApb() ? MostPassingRows(s, n, q, ranks) : 0;
+        long passing = s.IsApb() ? MostPassingRows(s, n, q, ranks, passingBudget) : 0;
         long rows = s switch
         {
             StrategyKind.Full => n + q,
@@ -71,15 +73,16 @@ public static class RankMemory
     }
 
     /// <summary>
-    /// The most passed rows one rank holds under APB's default plan (its lengths and passing budget): the largest
+    /// The most passed rows one rank holds under APB's default plan (its lengths, and its passing budget unless one is
+    /// given): the largest
     /// passing block of the contiguous layout, the two chunks' together in the balanced one. Without a plan (fewer
     /// context tokens than ranks) the budget-free bound, H l_p.
     /// </summary>
-    static long MostPassingRows(StrategyKind s, int n, int q, int ranks)
+    static long MostPassingRows(StrategyKind s, int n, int q, int ranks, int? passingBudget)
     {
         if (n < ranks || ranks < 2) return (long)Math.Max(ranks, 1) * ApbDefaults.For(n, ranks).Passing;
         // The lengths do not depend on the scorer; the retaining one skips the query-aware scorer's check for a query.
-        var plan = SequencePlanner.Plan(new StrategyOptions { Strategy = s, Ranks = ranks, FallbackBelow = 0, Scorer = ScorerKind.Retaining }, n, q, 0).Plan!;
+        var plan = SequencePlanner.Plan(new StrategyOptions { Strategy = s, Ranks = ranks, FallbackBelow = 0, Scorer = ScorerKind.Retaining, PassingBudget = passingBudget }, n, q, 0).Plan!;
         return Enumerable.Range(0, ranks).Max(r => plan.ChunksOf(r).Sum(c => (long)plan.ChunkPassingRows(c)));
     }
 

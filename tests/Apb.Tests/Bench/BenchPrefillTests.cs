@@ -95,6 +95,22 @@ public class BenchPrefillTests
         Assert.Contains("--lengths", b.Err);
     }
 
+    /// <summary>--passing-budget reaches APB's plan (its row says the budget) and is refused without an APB strategy.</summary>
+    [Fact]
+    public void APassingBudgetIsRunAndNamedAndRefusedWithoutApb()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("bench");
+        var (code, output, err) = CliRun.Apb("bench", "prefill", "--shape", "tiny", "--ranks", "4", "--lengths", "256", "--strategies", "apb",
+            "--passing-budget", "0", "--warmup", "0", "--repeats", "1", "--no-profile", "--out", dir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("no passing budget", File.ReadAllText(Path.Combine(dir, "prefill.json")));
+        var refused = CliRun.Apb("bench", "prefill", "--shape", "tiny", "--lengths", "256", "--strategies", "full,star", "--passing-budget", "64",
+            "--out", tmp.File("none"));
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("runs no APB", refused.Err);
+    }
+
     [Fact]
     public void LengthsAcceptAKSuffix()
     {
