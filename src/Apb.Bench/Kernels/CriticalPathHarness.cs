@@ -16,7 +16,9 @@ namespace Apb.Bench.Kernels;
 /// each of its two chunks bottom-right causal over every key up to the chunk's end), its GEMMs for its rows (QKV, O,
 /// gate, up, down of one layer, random weights) and, for APB ranks that send, the query-aware scorer's chain. A layer
 /// costs the slowest rank's time; the link adds the bytes a rank receives per layer at NVLink 4's 450 GB/s each way
-/// (serial: added; overlapped: the larger of the two). 32 layers. In-process ranks on one GPU cannot show this: their
+/// (serial: added; overlapped: the larger of the two). 32 layers. Both APB layouts are modeled without a passing
+/// budget (the paper's rule) and with the default one (twice l_p; docs/apb-algorithm.md 2.8; its best-first ranking
+/// kernel is not in the scorer's time). In-process ranks on one GPU cannot show this: their
 /// contexts share the GPU, so a rank's phase times include the others' kernels.
 /// </summary>
 public sealed class CriticalPathHarness : KernelHarness
@@ -123,10 +125,15 @@ public sealed class CriticalPathHarness : KernelHarness
             }
             return ms;
         }
+        int budget = ApbDefaults.Budget(passing);
         var apbPlan = SequencePlan.Apb(Context, ranks, anchor, passing, QueryRows, 0);
         var balancedPlan = SequencePlan.ApbBalanced(Context, ranks, anchor, passing, QueryRows, 0);
+        var apbBudgetPlan = SequencePlan.Apb(Context, ranks, anchor, passing, QueryRows, 0, budget);
+        var balancedBudgetPlan = SequencePlan.ApbBalanced(Context, ranks, anchor, passing, QueryRows, 0, budget);
         var apb = Anchored("apb", apbPlan);
         var balanced = Anchored("apb-balanced", balancedPlan);
+        var apbBudget = Anchored($"apb B {budget}", apbBudgetPlan);
+        var balancedBudget = Anchored($"apb-balanced B {budget}", balancedBudgetPlan);
         var zigzag = new double[ranks];
         for (int r = 0; r < ranks; r++)
             zigzag[r] = Attend($"zigzag rank {r} chunk {r}", chunk, (r + 1) * chunk) +
@@ -142,10 +149,12 @@ public sealed class CriticalPathHarness : KernelHarness
             ("apb", apb, LinkMs(MostReceived(StrategyKind.Apb, apbPlan))),
             ("apb-balanced", balanced, LinkMs(MostReceived(StrategyKind.ApbBalanced, balancedPlan))),
             ("zigzag", zigzag, LinkMs((ranks - 1) * (double)block)),
+            ($"apb B {budget}", apbBudget, LinkMs(MostReceived(StrategyKind.Apb, apbBudgetPlan))),
+            ($"apb-balanced B {budget}", balancedBudget, LinkMs(MostReceived(StrategyKind.ApbBalanced, balancedBudgetPlan))),
         };
         ctx.Log.WriteLine($"critical path, {ranks} GPUs, 128K (l_a {anchor}, l_p {passing}): per rank and layer, ms (attention + GEMMs + scoring):");
         foreach (var (name, perRank, link) in models)
-            ctx.Log.WriteLine($"  {name,-13} {string.Join(" ", perRank.Select(x => x.ToString("F2")))}  (slowest {perRank.Max():F2}, " +
+            ctx.Log.WriteLine($"  {name,-23} {string.Join(" ", perRank.Select(x => x.ToString("F2")))}  (slowest {perRank.Max():F2}, " +
                               $"max/mean {perRank.Max() / perRank.Average():F3}; link {link:F3} per layer)");
         double Serial((string, double[] PerRank, double Link) m) => Layers * (m.PerRank.Max() + m.Link) / 1e3;
         double Overlapped((string, double[] PerRank, double Link) m) => Layers * Math.Max(m.PerRank.Max(), m.Link) / 1e3;
@@ -155,6 +164,7 @@ public sealed class CriticalPathHarness : KernelHarness
                               $"/ zigzag {Serial(m) / Serial(z):F3} serial, {Overlapped(m) / Overlapped(z):F3} overlapped");
         ctx.Log.WriteLine($"  apb-balanced / apb: {Serial(models[1]) / Serial(models[0]):F3} serial, {Overlapped(models[1]) / Overlapped(models[0]):F3} overlapped " +
                           "(issue #22's bar at 8 GPUs: apb / zigzag 0.70; Spava reports 1.18x for a balanced layout with overlap)");
+        ctx.Log.WriteLine($"  with the passing budget / without: apb {Serial(models[3]) / Serial(models[0]):F3}, apb-balanced {Serial(models[4]) / Serial(models[1]):F3} serial");
         return rows;
     }
 }
