@@ -173,7 +173,7 @@ public sealed class PrefillBench : IDisposable
         var rng = BenchModel.CaseRandom(_o.Seed, n);
         var context = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var query = Enumerable.Range(0, _o.QueryTokens).Select(_ => rng.Next(config.VocabSize)).ToArray();
-        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(s, n, ranks, query.Length)}, {ScorerChoice.Label(_scorer.Kind, _o.NoveltyWeight)}" : null };
+        baseResult = baseResult with { Plan = s.IsApb() ? $"{ApbLengths(options, n, query.Length)}, {ScorerChoice.Label(_scorer.Kind, _o.NoveltyWeight)}" : null };
 
         // Device memory: predicted per rank, and refused on every rank together when any one would not fit.
         double? need = null;
@@ -242,11 +242,16 @@ public sealed class PrefillBench : IDisposable
         };
     }
 
-    string ApbLengths(StrategyKind s, int n, int ranks, int q)
+    // The lengths and budget of the plan the ranks will run (SequencePlanner's rules, from the case's options); a plan
+    // it refuses is the run's to report, so the label only says so.
+    static string ApbLengths(StrategyOptions options, int n, int q)
     {
-        int passing = ApbDefaults.For(n, ranks).Passing, budget = _o.PassingBudget ?? ApbDefaults.Budget(passing);
-        return $"l_a {ApbDefaults.Anchor(n, ranks, insertAt: 0, q, s == StrategyKind.ApbBalanced)}, l_p {passing}" +
-            (budget > 0 ? $", passing budget {budget}" : ", no passing budget");
+        try
+        {
+            var plan = SequencePlanner.Plan(options, n, q, 0).Plan!;
+            return $"l_a {plan.AnchorLength}, l_p {plan.PassingLength}" + (plan.PassingBudget > 0 ? $", passing budget {plan.PassingBudget}" : ", no passing budget");
+        }
+        catch (ApbException) { return "no plan"; }
     }
 
     sealed record RunResult(double Seconds, double[][]? Profiles);
