@@ -45,9 +45,7 @@ public sealed class PrefillBench : IDisposable
     {
         _o = settings; _out = output; _log = log; _progress = progress ?? Progress.Silent;
         if (_o.Strategies.Length == 0) throw new ApbException("--strategies is empty");
-        StrategyOptions.CheckPassingBudget(settings.PassingBudget, StrategyKind.Apb);
-        if (settings.PassingBudget is not null && !settings.Strategies.Any(x => x.IsApb()))
-            throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {string.Join(',', settings.Strategies.Select(x => x.Name()))} runs no APB: add apb or apb-balanced, or drop --passing-budget");
+        StrategyOptions.CheckPassingBudget(settings.PassingBudget, settings.Strategies);
         if (_env != null) ProcessGroup.DieWithLauncher(_env);
         _backend = settings.NewBackend();
         _cuda = _backend as CudaBackend;
@@ -246,11 +244,7 @@ public sealed class PrefillBench : IDisposable
     // it refuses is the run's to report, so the label only says so.
     static string ApbLengths(StrategyOptions options, int n, int q)
     {
-        try
-        {
-            var plan = SequencePlanner.Plan(options, n, q, 0).Plan!;
-            return $"l_a {plan.AnchorLength}, l_p {plan.PassingLength}" + (plan.PassingBudget > 0 ? $", passing budget {plan.PassingBudget}" : ", no passing budget");
-        }
+        try { return SequencePlanner.Plan(options, n, q, 0).Plan!.ApbLengths; }
         catch (ApbException) { return "no plan"; }
     }
 

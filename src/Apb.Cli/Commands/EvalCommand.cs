@@ -219,15 +219,13 @@ static partial class EvalCommand
             StrategyOptions.CheckAnchorQuery(scorerKind, queryInAnchor);
             StrategyOptions.CheckPassingFromLayer(r.GetValue(passingFrom), bundle.Config);
             int? budget = r.GetValue(passingBudget);
-            StrategyOptions.CheckPassingBudget(budget, StrategyKind.Apb);
             var specs = r.GetValue(strategies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(ParseStrategy)
                 .Select(k => k == StrategyKind.Full ? new StrategySpec("full", 1, WithKv(null, kvDType, fp8Label))
                     : new StrategySpec(k.Name(), rankCount, WithKv(Variant(k, scorerKind, noveltyWeight, r.GetValue(anchor), r.GetValue(passing), queryInAnchor, r.GetValue(passingFrom), budget), kvDType, fp8Label)))
                 .Distinct().ToList();
             if (specs.Count == 0) throw new ApbException("--strategies names no strategy: use e.g. full,star,apb");
-            if (budget is not null && !specs.Any(x => ParseStrategy(x.Name).IsApb()))
-                throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {r.GetValue(strategies)} runs no APB: add apb or apb-balanced, or drop --passing-budget");
+            StrategyOptions.CheckPassingBudget(budget, [.. specs.Select(x => ParseStrategy(x.Name))]);
 
             // Open the device before the samples are made (a missing GPU is said now, not after minutes of generation) and
             // hold it to the end: full attention runs every sample on one model loaded on it (as the server does), and on a

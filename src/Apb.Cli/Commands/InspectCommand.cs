@@ -127,7 +127,7 @@ static class InspectCommand
         var options = new StrategyOptions { Ranks = ranks, PassingBudget = budget };
         o.WriteLine();
         o.WriteLine($"Attention work per rank and layer for {n:N0} context + {q} query tokens on {ranks} ranks (APB's default lengths" +
-            (budget switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" }) + ", query after 0 header tokens):");
+            StrategyOptions.BudgetLabel(budget) + ", query after 0 header tokens):");
         o.WriteLine($"  {"layout",-14}{"rank",5}{"local rows",12}{"pairs (M)",12}{"passing read",14}{"received",10}{"scored",9}");
         foreach (var kind in new[] { StrategyKind.Apb, StrategyKind.ApbBalanced, StrategyKind.Zigzag })
         {
@@ -136,8 +136,7 @@ static class InspectCommand
             foreach (var w in work)
                 o.WriteLine($"  {(w.Rank == 0 ? kind.Name() : ""),-14}{w.Rank,5}{w.LocalRows,12:N0}{w.Pairs / 1e6,12:F1}{w.PassingRead,14:N0}{w.Received,10:N0}{w.Scored,9:N0}");
             o.WriteLine($"  {"",-14}imbalance (max/mean pairs) {RankWork.Imbalance(work):F3}; slowest rank {AutoStrategy.Cost(kind, plan) / 1e12:F2} TFLOP" +
-                (kind.IsApb() ? $"; l_a {plan.AnchorLength}, l_p {plan.PassingLength}{(plan.ChunkPassingLength != plan.PassingLength ? $" ({plan.ChunkPassingLength} per chunk)" : "")}" +
-                    (plan.PassingBudget > 0 ? $", passing budget {plan.PassingBudget}" : "") : " (exact)"));
+                (kind.IsApb() ? $"; {plan.ApbLengths}" : " (exact)"));
         }
         o.WriteLine("  (pairs: visible query-key pairs; passing read, received and scored: rows per KV head; cost model: docs/apb-algorithm.md 2.7; passing budget: 2.8)");
         o.WriteLine($"APB's default lengths: {ApbDefaults.Why(n, ranks)}");

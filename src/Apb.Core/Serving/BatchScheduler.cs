@@ -460,9 +460,7 @@ public sealed class BatchScheduler : IGenerationEngine
         if (_budget == 0) return 0;
         var c = _group.Config;
         long rows = plan.Plan is { } sp ? sp.LocalRows(sp.Ranks - 1) : Math.Min(p.Count, _o.PrefillChunk);
-        // The largest passing block: the last rank's without a passing budget; under one, a middle rank's may be larger.
-        long keys = plan.Plan is { } s2
-            ? s2.LocalRows(s2.Ranks - 1) + Enumerable.Range(0, s2.Ranks).Max(r => (long)s2.PassingRows(r)) + 2L * s2.BlockLength : rows;
+        long keys = plan.Plan is { } s2 ? s2.LocalRows(s2.Ranks - 1) + (long)s2.MostPassingRows + 2L * s2.BlockLength : rows;
         long perRow = 3L * c.HiddenSize + 2L * c.QDim + 2L * c.KvDim + 2L * c.IntermediateSize;
         return (rows * perRow + 3 * keys * (c.QDim + 2L * c.KvDim) + (long)p.Query.Count * c.VocabSize) * _elementBytes;
     }

@@ -54,7 +54,7 @@ public static class AutoStrategy
             return (StrategyKind.Zigzag, $"auto: APB cannot run this request ({e.Message}), so the exact zigzag ring over {h} ranks");
         }
         double ca = Cost(StrategyKind.Apb, apb), cz = Cost(StrategyKind.Zigzag, zigzag);
-        string costs = $"slowest rank {ca / 1e12:F2} TFLOP a layer for APB (l_a {apb.AnchorLength}, l_p {apb.PassingLength}{(apb.PassingBudget > 0 ? $", passing budget {apb.PassingBudget}" : "")}) against {cz / 1e12:F2} for the zigzag ring";
+        string costs = $"slowest rank {ca / 1e12:F2} TFLOP a layer for APB ({apb.ApbLengths}) against {cz / 1e12:F2} for the zigzag ring";
         return ca < cz
             ? (StrategyKind.Apb, $"auto: apb over {h} ranks: {costs}")
             : (StrategyKind.Zigzag, $"auto: the exact zigzag ring over {h} ranks: {costs} (the anchor of {apb.AnchorLength} tokens costs more than it saves)");

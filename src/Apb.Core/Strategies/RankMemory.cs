@@ -74,16 +74,15 @@ public static class RankMemory
 
     /// <summary>
     /// The most passed rows one rank holds under APB's default plan (its lengths, and its passing budget unless one is
-    /// given): the largest
-    /// passing block of the contiguous layout, the two chunks' together in the balanced one. Without a plan (fewer
-    /// context tokens than ranks) the budget-free bound, H l_p.
+    /// given): <see cref="SequencePlan.MostPassingRows"/>. Without a plan (fewer context tokens than ranks) the
+    /// budget-free bound, H l_p.
     /// </summary>
     static long MostPassingRows(StrategyKind s, int n, int q, int ranks, int? passingBudget)
     {
         if (n < ranks || ranks < 2) return (long)Math.Max(ranks, 1) * ApbDefaults.For(n, ranks).Passing;
         // The lengths do not depend on the scorer; the retaining one skips the query-aware scorer's check for a query.
         var plan = SequencePlanner.Plan(new StrategyOptions { Strategy = s, Ranks = ranks, FallbackBelow = 0, Scorer = ScorerKind.Retaining, PassingBudget = passingBudget }, n, q, 0).Plan!;
-        return Enumerable.Range(0, ranks).Max(r => plan.ChunksOf(r).Sum(c => (long)plan.ChunkPassingRows(c)));
+        return plan.MostPassingRows;
     }
 
     /// <summary>Weights plus <see cref="BeyondWeights"/>: one rank's device memory for the prefill.</summary>

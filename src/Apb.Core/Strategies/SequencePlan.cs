@@ -266,6 +266,17 @@ public sealed class SequencePlan
     }
 
     /// <summary>
+    /// The most passed rows per KV head one rank holds: its chunks' passing blocks together, the largest over the ranks
+    /// (the last rank's without a budget; under one, a middle rank's may be larger). What the memory models size by.
+    /// </summary>
+    public int MostPassingRows => Enumerable.Range(0, Ranks).Max(r => ChunksOf(r).Sum(ChunkPassingRows));
+
+    /// <summary>"l_a 4096, l_p 1024 (512 per chunk), passing budget 2048": APB's lengths as tables, notes and labels print them.</summary>
+    public string ApbLengths => $"l_a {AnchorLength}, l_p {PassingLength}" +
+        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "") +
+        (PassingBudget > 0 ? $", passing budget {PassingBudget}" : ", no passing budget");
+
+    /// <summary>
     /// The anchor's tokens: the context start with the query inserted after <see cref="AnchorInsertAt"/> tokens, truncated
     /// to l_a. Star's anchor has no query (QueryLength 0), so it is the plain first block.
     /// </summary>

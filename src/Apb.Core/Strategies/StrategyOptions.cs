@@ -105,16 +105,32 @@ public sealed record StrategyOptions
     /// </summary>
     public static string ApbLabel(ScorerKind scorer, float? noveltyWeight, bool anchorQuery, int passingFromLayer = 0, int? passingBudget = null) =>
         ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +
-        (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "") +
-        (passingBudget switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" });
+        (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "") + BudgetLabel(passingBudget);
+
+    /// <summary>", passing budget B" for a budget given by hand, ", no passing budget" for 0, nothing for the default.</summary>
+    public static string BudgetLabel(int? given) => given switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" };
 
     /// <summary>A passing budget is a count of rows, 0 for none, and only APB passes rows.</summary>
     public static void CheckPassingBudget(int? given, StrategyKind strategy)
     {
-        if (given is not int budget) return;
-        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
+        if (given is null) return;
+        CheckBudgetSign(given.Value);
         if (!strategy.MayRunApb())
             throw new ApbException($"--passing-budget sets how many rows APB passes, but {strategy.Name()} passes none: drop --passing-budget, or use --strategy apb, apb-balanced or auto");
+    }
+
+    /// <summary>The same for a command that runs a list of strategies (eval ruler, bench prefill): one of them must be APB.</summary>
+    public static void CheckPassingBudget(int? given, IReadOnlyCollection<StrategyKind> strategies)
+    {
+        if (given is null) return;
+        CheckBudgetSign(given.Value);
+        if (!strategies.Any(s => s.IsApb()))
+            throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {string.Join(',', strategies.Select(s => s.Name()))} runs no APB: add apb or apb-balanced, or drop --passing-budget");
+    }
+
+    static void CheckBudgetSign(int budget)
+    {
+        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
     }
 
     /// <summary><see cref="PassingFromLayer"/> must name one of the model's layers, or the count (no passing at all).</summary>

@@ -30,13 +30,15 @@ public class PassingBudgetTests
         // Rank 0's selection is read in prefixes (146 of 512 by rank 7): it goes best first. Rank 6's only reader takes all.
         Assert.True(plan.ChunkSendsBestFirst(0));
         Assert.False(plan.ChunkSendsBestFirst(6));
-        Assert.False(Enumerable.Range(0, 8).Any(none.ChunkSendsBestFirst));
+        Assert.DoesNotContain(Enumerable.Range(0, 8), none.ChunkSendsBestFirst);
+        // What the memory models size by: under the budget rank 2's 1,024 rows pass rank 7's 1,022.
+        Assert.Equal((1024, 3584), (plan.MostPassingRows, none.MostPassingRows));
         Assert.Contains("passing budget 1024", plan.ToString());
         Assert.DoesNotContain("budget", none.ToString());
         // A budget no rank reaches ((H - 1) l_p or more) changes nothing.
         var loose = SequencePlan.Apb(65536, 8, anchor: 2048, passing: 512, queryLength: 32, insertAt: 0, budget: 7 * 512);
         Assert.Equal(Enumerable.Range(0, 8).Select(none.PassingRows), Enumerable.Range(0, 8).Select(loose.PassingRows));
-        Assert.False(Enumerable.Range(0, 8).Any(loose.ChunkSendsBestFirst));
+        Assert.DoesNotContain(Enumerable.Range(0, 8), loose.ChunkSendsBestFirst);
         // A budget smaller than the senders leaves the late ranks nothing to read from anyone.
         var tight = SequencePlan.Apb(800, 8, anchor: 20, passing: 10, queryLength: 4, insertAt: 0, budget: 3);
         Assert.Equal(new[] { 0, 3, 2, 3, 0, 0, 0, 0 }, Enumerable.Range(0, 8).Select(tight.PassingRows));
@@ -45,6 +47,9 @@ public class PassingBudgetTests
         var balanced = SequencePlan.ApbBalanced(65536, 4, anchor: 1024, passing: 512, queryLength: 32, insertAt: 0, budget: 600);
         Assert.Equal(new[] { 256, 256, 200, 150, 120, 100, 85, 0 }, Enumerable.Range(0, 8).Select(balanced.ChunkSentRows));
         Assert.Equal(new[] { 0, 256, 512, 600, 600, 600, 600, 595 }, Enumerable.Range(0, 8).Select(balanced.ChunkPassingRows));
+        Assert.Equal(600 + 600, balanced.MostPassingRows); // rank 3 holds chunks 3 and 4
+        Assert.Equal("l_a 1024, l_p 512 (256 per chunk), passing budget 600", balanced.ApbLengths);
+        Assert.Equal("l_a 2048, l_p 512, no passing budget", none.ApbLengths);
     }
 
     /// <summary>
@@ -185,15 +190,7 @@ public class PassingBudgetTests
                 var pos = plan.LocalPositions(r);
                 // Row values by what the row is: the anchor's i-th row, or the context at its global position.
                 int Id(int i) => i < a ? i : 1000 + pos[i];
-                Tensor Make(int kind, int cols)
-                {
-                    var values = Enumerable.Range(0, rows).Select(i =>
-                    {
-                        var rng = new Random(kind * 100_000 + Id(i));
-                        return Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-                    }).ToArray();
-                    return Filled(b, rows, cols, e => values[e / cols][e % cols]);
-                }
+                Tensor Make(int kind, int cols) => RowsById(b, rows, cols, kind, Id);
                 Tensor q = Make(1, c.QDim), k = Make(2, c.KvDim), v = Make(3, c.KvDim), o = b.Allocate(rows, c.QDim);
                 using (var att = new ApbAttention(b, c, rope, plan, comm, null)) att.Attend(0, q, k, v, o);
                 return Values(b, o);
