@@ -35,11 +35,6 @@ public class BalancedApbTests
         Assert.Equal(wholeChunks ? lc : 0, plan.ChunkPassingLength);
         var rope = new RopeTable(c.Rope, c.HeadDim);
         // Row values from (kind, global id): anchor rows are ids 0..a-1, context position x is id 1000 + x.
-        float[] Row(int kind, int id, int cols)
-        {
-            var rng = new Random(kind * 100_000 + id);
-            return Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        }
         var group = new InProcessGroup(ranks, TimeSpan.FromSeconds(30));
         var local = group.Run(r =>
         {
@@ -48,7 +43,7 @@ public class BalancedApbTests
             int a = plan.AnchorRows(r), rows = plan.LocalRows(r);
             var pos = plan.LocalPositions(r);
             int Id(int i) => i < a ? i : 1000 + pos[i];
-            Tensor Make(int kind, int cols) => Filled(b, rows, cols, e => Row(kind, Id(e / cols), cols)[e % cols]);
+            Tensor Make(int kind, int cols) => RowsById(b, rows, cols, kind, Id);
             Tensor q = Make(1, qd), k = Make(2, kvd), v = Make(3, kvd), o = b.Allocate(rows, qd);
             using (var att = new BalancedApbAttention(b, c, rope, plan, comm, null)) att.Attend(0, q, k, v, o);
             // q and k were rotated in place: the reference reads the same post-RoPE rows.

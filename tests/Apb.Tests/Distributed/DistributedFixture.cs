@@ -83,4 +83,18 @@ static class DistributedFixture
         b.Upload(Enumerable.Range(0, rows * cols).Select(f).ToArray(), t);
         return t;
     }
+
+    /// <summary>
+    /// A new CPU tensor whose row i holds values in [-1, 1) drawn from (kind, idOf(i)) alone: rows with one id are equal on
+    /// every rank, so a one-layer test's rows are what they are (an anchor row, a context position), wherever they sit.
+    /// </summary>
+    public static Tensor RowsById(CpuBackend b, int rows, int cols, int kind, Func<int, int> idOf)
+    {
+        var values = Enumerable.Range(0, rows).Select(i =>
+        {
+            var rng = new Random(kind * 100_000 + idOf(i));
+            return Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        }).ToArray();
+        return Filled(b, rows, cols, e => values[e / cols][e % cols]);
+    }
 }
