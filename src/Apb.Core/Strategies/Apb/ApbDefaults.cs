@@ -31,7 +31,8 @@ namespace Apb.Strategies.Apb;
 /// multi-query -1.7 ± 1.4, multi-key +4 to +5); at 32K on 4 ranks B 512 (= l_p there; the default 1024 is not measured)
 /// +0.1 ± 0.9 (multi-key +1.0 ± 1.2 on 200 a task); balanced APB at 64K x8 +3.7 ± 1.7 on multi-key. B 512 and 2048 at 64K x8 scored +2.3 ± 1.7 and +1.2 ± 1.0 on
 /// multi-key: fewer passed rows for the late ranks help, some is what multi-value lives on. It also shortens the last
-/// rank's work (64K x8: 5.48 against 5.84 TFLOP a layer, `apb inspect --context 64k --ranks 8`).
+/// rank's work (64K x8: 5.48 against 5.84 TFLOP a layer, `apb inspect --context 64k --ranks 8`, then with
+/// `--passing-budget 0`).
 /// </remarks>
 public static class ApbDefaults
 {
