@@ -36,7 +36,7 @@ require_model() {
 require_gpu_tests() {
   [ ! -x "$GPU_TESTS" ] && [ -f "$GPU_TESTS.xz" ] && xz -dk "$GPU_TESTS.xz" && chmod +x "$GPU_TESTS"
   [ -x "$GPU_TESTS" ] && return 0
-  echo "no GPU test binary at $GPU_TESTS: publish it first (dotnet publish tests/Apb.Gpu.Tests -c Release -r linux-x64 -p:PublishAot=true -o publish/gpu-tests)"
+  echo "no GPU test binary at $GPU_TESTS: carry .gpu/gpu-tests.tar.xz (tools/publish-gpu.sh) or publish it first (dotnet publish tests/Apb.Gpu.Tests -c Release -r linux-x64 -p:PublishAot=true -o publish/gpu-tests)"
   exit 2
 }
 
@@ -53,14 +53,16 @@ unpack_binaries() {
   return 0
 }
 
-# Unpacks .gpu/builds.tar.xz (tools/publish-gpu.sh: every build kept, one archive): the current build as
-# publish/linux-x64/apb and publish/gpu-tests/Apb.Gpu.Tests, every build as publish/builds/NAME/ (for A/B runs of two
-# commits' host code in one call). Without the archive it does nothing (scripts may still use unpack_binaries).
+# Unpacks .gpu/builds.tar.xz (tools/publish-gpu.sh: every build's apb, one archive) and, when it was carried too,
+# .gpu/gpu-tests.tar.xz (every build's Apb.Gpu.Tests): the current build as publish/linux-x64/apb and
+# publish/gpu-tests/Apb.Gpu.Tests, every build as publish/builds/NAME/ (for A/B runs of two commits' host code in one
+# call). Without the archives it does nothing (scripts may still use unpack_binaries).
 unpack_builds() {
-  local pack=${PACK:-$ROOT/.gpu}/builds.tar.xz current
-  [ -f "$pack" ] || return 0
+  local dir=${PACK:-$ROOT/.gpu} current
+  [ -f "$dir/builds.tar.xz" ] || return 0
   rm -rf "$ROOT/publish/builds" && mkdir -p "$ROOT/publish/builds" "$ROOT/publish/linux-x64" "$ROOT/publish/gpu-tests"
-  xz -dc "$pack" | tar -C "$ROOT/publish" -xf -
+  xz -dc "$dir/builds.tar.xz" | tar -C "$ROOT/publish" -xf -
+  [ -f "$dir/gpu-tests.tar.xz" ] && xz -dc "$dir/gpu-tests.tar.xz" | tar -C "$ROOT/publish" -xf -
   current=$(cat "$ROOT/publish/builds/CURRENT" 2>/dev/null || true)
   [ -n "$current" ] && [ -d "$ROOT/publish/builds/$current" ] || { echo "builds.tar.xz names no current build"; return 0; }
   cp "$ROOT/publish/builds/$current/apb" "$ROOT/publish/linux-x64/apb"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What APB's passing budget (docs/apb-algorithm.md 2.8) costs and saves in time, on one GPU, in one call
-# (`bash bench/gpu/passing_budget.sh` from the repository root; the binaries from .gpu/builds.tar.xz):
+# (`bash bench/gpu/passing_budget.sh` from the repository root; the binaries from .gpu/builds.tar.xz and
+# .gpu/gpu-tests.tar.xz, both carried):
 #   1. the GPU cases of the best-first selection and of a budgeted APB prefill (Apb.Gpu.Tests --filter)
 #   2. apb bench kernel passing: the selection with and without the best-first order, at 16K and 32K rows
 #   3. apb bench kernel critical-path at 8 and 4 ranks: each rank's work alone at 128K (Llama-3.1-8B shape), the
