@@ -311,9 +311,12 @@ static partial class EvalCommand
                     if (verb) progress.Line($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}");
                     progress.Update($"{o.Strategy} {o.Sample.Sample.TargetTokens} {o.Sample.Sample.Task}: sample {Progress.Fraction(done, total, progress.Elapsed)}");
                 },
-                cancel, kept);
+                cancel, kept, describe: s => (s as GroupSession)?.Prefilled?.Settings);
             progress.Clear();
             (jsonFile is WriterStream ? io.Err : io.Out).Write(RulerHarness.FormatTable(rows));
+            // What the defaults chose per request (APB's lengths and budget, Star's anchor), once per strategy and length.
+            foreach (var g in rows.Where(x => x.Settings is not null).GroupBy(x => (x.Strategy, x.Length)))
+                io.Err.WriteLine($"settings: {g.Key.Strategy} at {g.Key.Length}: {RulerHarness.MergeSettings(g.Select(x => x.Settings!))}");
             if (chartFile is not null)
             {
                 chartFile.Write(System.Text.Encoding.UTF8.GetBytes(ResultCharts.Ruler(rows)));

@@ -14,16 +14,20 @@ public sealed record StrategySpec(string Name, int Ranks, string? Variant = null
     public override string ToString() => (Ranks == 1 ? Name : $"{Name} x{Ranks}") + (Variant is null ? "" : $" ({Variant})");
 }
 
-/// <summary>One row of the result table: a strategy at a length on a task.</summary>
+/// <summary>
+/// One row of the result table: a strategy at a length on a task. <see cref="Settings"/>: what the row's samples ran with
+/// where defaults chose it per request (APB's l_a, l_p and budget; <see cref="Strategies.PrefillPlan.Settings"/>), its
+/// samples' values merged into ranges (<see cref="RulerHarness.MergeSettings"/>); null where nothing was recorded.
+/// </summary>
 public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, double Accuracy, int Samples, double Seconds,
-    IReadOnlyList<double>? Scores = null)
+    IReadOnlyList<double>? Scores = null, string? Settings = null)
 {
     /// <summary>Which cell of a run the row fills: one row per strategy, length and task (what --resume keeps or grows).</summary>
     public (StrategySpec Strategy, int Length, string Task) Cell => (Strategy, Length, Task);
 }
 
-/// <summary>What one sample produced, for --verbose and tests.</summary>
-public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score);
+/// <summary>What one sample produced, for --verbose and tests; Settings as the session described itself (null: not asked).</summary>
+public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score, string? Settings = null);
 
 /// <summary>
 /// Runs the same samples through each strategy with greedy decoding and scores them RULER's way. Sessions come from a
@@ -48,11 +52,12 @@ public static class RulerHarness
     /// not run again: its row takes its place, and onRow is not called for it. A kept row of fewer samples than the group
     /// has (a run grown with --samples) holds the group's first ones: only the samples from its count on are run, and the
     /// row that onRow gets has the kept scores followed by the new ones, its seconds the sum of both runs'.
+    /// <paramref name="describe"/>, when given, says what a session ran with after its sample (the row's Settings).
     /// </summary>
     public static List<RulerRow> Run(IReadOnlyList<EncodedSample> samples, IReadOnlyList<StrategySpec> strategies,
         Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory, HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens,
         Action<RulerRow>? onRow = null, Action<SampleOutcome>? onSample = null, CancellationToken cancel = default,
-        IReadOnlyList<RulerRow>? kept = null)
+        IReadOnlyList<RulerRow>? kept = null, Func<IInferenceSession, string?>? describe = null)
     {
         var rows = new List<RulerRow>();
         var groups = samples.GroupBy(s => (s.Sample.TargetTokens, s.Sample.Task)).ToList();
@@ -67,28 +72,71 @@ public static class RulerHarness
                 }
                 var sw = Stopwatch.StartNew();
                 var scores = new List<double>(done?.Scores ?? []);
+                var settings = new List<string>(done?.Settings is { } ds ? [ds] : []);
                 foreach (var e in g)
                 {
                     if (done is not null && e.Sample.Index < done.Samples) continue;
-                    var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel);
+                    var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel, describe);
                     scores.Add(outcome.Score);
+                    if (outcome.Settings is { } set) settings.Add(set);
                     onSample?.Invoke(outcome);
                 }
                 var row = new RulerRow(spec, g.Key.TargetTokens, g.Key.Task, RulerScore.Mean(scores), scores.Count,
-                    (done?.Seconds ?? 0) + sw.Elapsed.TotalSeconds, scores);
+                    (done?.Seconds ?? 0) + sw.Elapsed.TotalSeconds, scores, MergeSettings(settings));
                 rows.Add(row);
                 onRow?.Invoke(row);
             }
         return rows;
     }
 
+    /// <summary>Between the differently worded settings of one row (<see cref="MergeSettings"/>).</summary>
+    public const string SettingsSeparator = " | ";
+
+    static readonly System.Text.RegularExpressions.Regex Number = new(@"(\d+)(?:-(\d+))?");
+
+    /// <summary>
+    /// Samples' settings as one line: those worded alike but for their numbers become one, each number the range it took
+    /// ("l_a 96, l_p 504" and "l_a 112, l_p 500" -> "l_a 96-112, l_p 500-504"; a merged line merges again), differently
+    /// worded ones are kept apart, joined by <see cref="SettingsSeparator"/> in the order first seen; null for none.
+    /// </summary>
+    public static string? MergeSettings(IEnumerable<string> settings)
+    {
+        var shapes = new List<(string Shape, string[] Text, long[] Lo, long[] Hi)>();
+        foreach (var line in settings.SelectMany(x => x.Split(SettingsSeparator)))
+        {
+            var ms = Number.Matches(line);
+            string shape = Number.Replace(line, "#");
+            var text = new string[ms.Count + 1];   // the words around the numbers
+            int from = 0;
+            for (int i = 0; i < ms.Count; i++) { text[i] = line[from..ms[i].Index]; from = ms[i].Index + ms[i].Length; }
+            text[ms.Count] = line[from..];
+            long[] lo = [.. ms.Select(m => long.Parse(m.Groups[1].Value))];
+            long[] hi = [.. ms.Select(m => long.Parse(m.Groups[2].Success ? m.Groups[2].Value : m.Groups[1].Value))];
+            int at = shapes.FindIndex(x => x.Shape == shape);
+            if (at < 0) { shapes.Add((shape, text, lo, hi)); continue; }
+            for (int i = 0; i < lo.Length; i++)
+            {
+                shapes[at].Lo[i] = Math.Min(shapes[at].Lo[i], lo[i]);
+                shapes[at].Hi[i] = Math.Max(shapes[at].Hi[i], hi[i]);
+            }
+        }
+        if (shapes.Count == 0) return null;
+        return string.Join(SettingsSeparator, shapes.Select(x =>
+        {
+            var sb = new System.Text.StringBuilder(x.Text[0]);
+            for (int i = 0; i < x.Lo.Length; i++)
+                sb.Append(x.Lo[i] == x.Hi[i] ? $"{x.Lo[i]}" : $"{x.Lo[i]}-{x.Hi[i]}").Append(x.Text[i + 1]);
+            return sb.ToString();
+        }));
+    }
+
     public static SampleOutcome RunOne(StrategySpec spec, EncodedSample e, Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory,
-        HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens, CancellationToken cancel = default)
+        HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens, CancellationToken cancel = default, Func<IInferenceSession, string?>? describe = null)
     {
         var options = new SamplingOptions { MaxNewTokens = MaxNewTokens(e) };
         using var session = sessionFactory(spec, e);
         var result = Generator.Run(session, tokenizer, e.ContextIds, e.QueryIds, options, stopTokens, cancel: cancel);
-        return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers));
+        return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers), describe?.Invoke(session));
     }
 
     /// <summary>Markdown table: one row per task and length, one accuracy column per strategy (x100, as RULER prints).</summary>
@@ -140,7 +188,8 @@ public static class RulerHarness
     /// <summary>
     /// {"command", "earlier_commands" (a resumed file's earlier runs, when there are any), "seed", "engine" (apb's version and commit), "device", "model", "sha256": {file: hash}, "complete", "results": [{"strategy", "ranks",
     /// "length", "task", "accuracy" (0..1), "samples", "seconds" (this row's samples together, one run), "variant" (when
-    /// set), "scores" (each sample's score, in the run's sample order: the same samples for every strategy of a seed, so
+    /// set), "settings" (what the samples ran with where defaults chose it per request: APB's l_a, l_p and passing budget,
+    /// Star's l_a; <see cref="RulerRow.Settings"/>), "scores" (each sample's score, in the run's sample order: the same samples for every strategy of a seed, so
     /// files of one seed pair up sample by sample)}, ...]}. complete is false while the run goes on (<see cref="RewriteJson"/>) and in what a run that stopped
     /// early left behind.
     /// </summary>
@@ -175,6 +224,7 @@ public static class RulerHarness
             w.WriteNumber("samples", r.Samples);
             w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
             if (r.Strategy.Variant is { } variant) w.WriteString("variant", variant);
+            if (r.Settings is { } settings) w.WriteString("settings", settings);
             if (r.Scores is { } scores)
             {
                 w.WriteStartArray("scores");

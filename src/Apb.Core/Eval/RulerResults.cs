@@ -35,8 +35,9 @@ public sealed record RulerResults(string Path, string? Command, long? Seed, stri
                     List<double>? scores = r.TryGetProperty("scores", out var s) ? [.. s.EnumerateArray().Select(x => x.GetDouble())] : null;
                     // "samples" is the scores' count where both are there; a hand-written file may give either
                     int samples = r.TryGetProperty("samples", out var n) ? n.GetInt32() : scores?.Count ?? throw new KeyNotFoundException("\"samples\"");
+                    string? settings = r.TryGetProperty("settings", out var st) && st.ValueKind == JsonValueKind.String ? st.GetString() : null;
                     rows.Add(new RulerRow(spec, r.GetProperty("length").GetInt32(), r.GetProperty("task").GetString()!,
-                        r.GetProperty("accuracy").GetDouble(), samples, r.GetProperty("seconds").GetDouble(), scores));
+                        r.GetProperty("accuracy").GetDouble(), samples, r.GetProperty("seconds").GetDouble(), scores, settings));
                 }
             }
             catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)

@@ -19,6 +19,24 @@ public sealed record PrefillPlan(StrategyKind Strategy, int Ranks, SequencePlan?
     /// <summary>The novelty term's weight the ranks score with (0: the term is off).</summary>
     public float NoveltyTermWeight => ScorerChoice.NoveltyWeight(Scorer, NoveltyWeight);
 
+    /// <summary>
+    /// The lengths this request ran with where defaults chose them per request: APB's l_a, l_p and passing budget, Star's
+    /// l_a, and the note when the strategy differs from the one asked for; null for full attention and the exact
+    /// strategies, whose plan follows from the rank count. What an accuracy file records per row, so a file made under
+    /// one build's defaults still says what ran.
+    /// </summary>
+    public string? Settings
+    {
+        get
+        {
+            string? lengths = Plan is null ? null
+                : Strategy.IsApb() ? Plan.ApbLengths
+                : Strategy == StrategyKind.Star ? $"l_a {Plan.AnchorLength}"
+                : null;
+            return lengths is null ? Note : Note is null ? lengths : $"{lengths}; {Note}";
+        }
+    }
+
     public override string ToString() =>
         Strategy.Name() + (Strategy.IsApb() ? $" ({StrategyOptions.ApbLabel(Scorer, NoveltyWeight, AnchorQuery, PassingFromLayer)})" : "") +
         $", {Ranks} rank(s)" + (Plan is null ? "" : $", {Plan}");

@@ -263,6 +263,47 @@ public class HarnessTests
     }
 
     [Fact]
+    public void RulerRowsRecordTheLengthsTheDefaultsChoseSoAFileSaysWhatRan()
+    {
+        using var tmp = new TempDir();
+        string json = tmp.File("ruler.json");
+        string[] Args(string samples, params string[] more) => ["eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1",
+            "--length", "640", "--samples", samples, "--strategies", "full,star,apb", "--ranks", "2", "--json", json, .. more];
+        var (code, _, err) = CliRun.Apb(Args("1"));
+        Assert.True(code == 0, err);
+        var rows = Rows(json).ToDictionary(r => r.GetProperty("strategy").GetString()!, r => r);
+        Assert.False(rows["full"].TryGetProperty("settings", out _), "full attention's plan follows from nothing a default chose");
+        Assert.Matches(@"^l_a \d+$", rows["star"].GetProperty("settings").GetString());
+        // With the default lengths APB runs a passing budget of twice l_p (ApbDefaults.Budget).
+        var m = System.Text.RegularExpressions.Regex.Match(rows["apb"].GetProperty("settings").GetString()!, @"^l_a \d+, l_p (\d+), passing budget (\d+)$");
+        Assert.True(m.Success, rows["apb"].GetProperty("settings").GetString());
+        Assert.Equal(2 * int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value));
+        Assert.Contains($"settings: apb x2 (query-aware scorer) at 640: {rows["apb"].GetProperty("settings").GetString()}", err);
+
+        // A resumed run keeps the kept samples' settings and merges the new ones into them.
+        (code, _, err) = CliRun.Apb(Args("2", "--resume"));
+        Assert.True(code == 0, err);
+        Assert.Matches(@"^l_a \d+(-\d+)?, l_p \d+(-\d+)?, passing budget \d+(-\d+)?$",
+            Rows(json).Single(r => r.GetProperty("strategy").GetString() == "apb").GetProperty("settings").GetString());
+
+        (code, _, err) = CliRun.Apb(["eval", "ruler", "--model", Repo.TinyModel, "--tasks", "niah_single_1", "--length", "640", "--samples", "1",
+            "--strategies", "apb", "--ranks", "2", "--passing-budget", "0", "--json", json]);
+        Assert.True(code == 0, err);
+        Assert.EndsWith(", no passing budget", Rows(json).Single().GetProperty("settings").GetString());
+    }
+
+    [Fact]
+    public void SettingsWordedAlikeMergeIntoRangesAndOthersStayApart()
+    {
+        Assert.Null(RulerHarness.MergeSettings([]));
+        Assert.Equal("l_a 96-112, l_p 500-504, passing budget 1000-1008",
+            RulerHarness.MergeSettings(["l_a 96, l_p 504, passing budget 1008", "l_a 112, l_p 500, passing budget 1000", "l_a 98, l_p 503, passing budget 1006"]));
+        // A merged line merges again (a resumed row), and a differently worded one is kept apart, in the order first seen.
+        Assert.Equal("l_a 90-112, l_p 500-504 | l_a 4096; ran as full attention",
+            RulerHarness.MergeSettings(["l_a 96-112, l_p 500-504", "l_a 4096; ran as full attention", "l_a 90, l_p 501"]));
+    }
+
+    [Fact]
     public void ARulerRunWithAQueryFreeAnchorIsLabelledAndTheQueryAwareScorerIsRefusedBeforeAnySampleIsMade()
     {
         using var tmp = new TempDir();
