@@ -114,6 +114,7 @@ static partial class EvalCommand
                 foreach (var c in f.EarlierCommands) io.Out.WriteLine($"  (earlier, resumed: {c})");
                 io.Out.WriteLine();
                 io.Out.Write(f.Rows.Count == 0 ? "(no rows)\n" : RulerHarness.FormatTable(f.Rows));
+                foreach (var line in RulerHarness.FormatSettings(f.Rows)) io.Out.WriteLine(line);
                 io.Out.WriteLine();
             }
             return 0;
@@ -315,8 +316,7 @@ static partial class EvalCommand
             progress.Clear();
             (jsonFile is WriterStream ? io.Err : io.Out).Write(RulerHarness.FormatTable(rows));
             // What the defaults chose per request (APB's lengths and budget, Star's anchor), once per strategy and length.
-            foreach (var g in rows.Where(x => x.Settings is not null).GroupBy(x => (x.Strategy, x.Length)))
-                io.Err.WriteLine($"settings: {g.Key.Strategy} at {g.Key.Length}: {RulerHarness.MergeSettings(g.Select(x => x.Settings!))}");
+            foreach (var line in RulerHarness.FormatSettings(rows)) io.Err.WriteLine(line);
             if (chartFile is not null)
             {
                 chartFile.Write(System.Text.Encoding.UTF8.GetBytes(ResultCharts.Ruler(rows)));

@@ -139,6 +139,11 @@ public static class RulerHarness
         return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers), describe?.Invoke(session));
     }
 
+    /// <summary>"settings: apb x4 at 32768: l_a 1024, l_p 512, passing budget 1024", one line per strategy and length that recorded any.</summary>
+    public static IEnumerable<string> FormatSettings(IReadOnlyList<RulerRow> rows) =>
+        rows.Where(x => x.Settings is not null).GroupBy(x => (x.Strategy, x.Length))
+            .Select(g => $"settings: {g.Key.Strategy} at {g.Key.Length}: {MergeSettings(g.Select(x => x.Settings!))}");
+
     /// <summary>Markdown table: one row per task and length, one accuracy column per strategy (x100, as RULER prints).</summary>
     public static string FormatTable(IReadOnlyList<RulerRow> rows)
     {

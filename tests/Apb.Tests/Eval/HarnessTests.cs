@@ -279,6 +279,8 @@ public class HarnessTests
         Assert.True(m.Success, rows["apb"].GetProperty("settings").GetString());
         Assert.Equal(2 * int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value));
         Assert.Contains($"settings: apb x2 (query-aware scorer) at 640: {rows["apb"].GetProperty("settings").GetString()}", err);
+        var shown = CliRun.Apb("eval", "show", json);
+        Assert.Contains($"settings: apb x2 (query-aware scorer) at 640: {rows["apb"].GetProperty("settings").GetString()}", shown.Out);
 
         // A resumed run keeps the kept samples' settings and merges the new ones into them.
         (code, _, err) = CliRun.Apb(Args("2", "--resume"));
