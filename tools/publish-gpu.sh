@@ -12,9 +12,10 @@
 # publish/gpu-tests/Apb.Gpu.Tests when it is carried). Why several builds share an archive: a second build of a
 # nearby commit adds less to a shared one (session 25: 6,584 KiB for one build of both binaries, 7,223 KiB with a
 # second apb). Why two archives: the device tool carries at most 64 MiB with the working tree (in practice it refused
-# 65.5 MB and took 65.3, session 30), the tracked files are ~59 MB, and both binaries of one build compress to ~6.8 MB
-# (apb ~6.1, the GPU tests ~0.7): a call that runs no GPU test carries .gpu/builds.tar.xz alone, one that does carries
-# .gpu/gpu-tests.tar.xz too when the total fits. Carry those (and the call's script folder), never all of .gpu/.
+# 65.5 MB and took 65.3, session 30); the tracked files are ~57 MB (bench/results' raw GPU test logs gzipped), apb's
+# archive ~6.1 MB and the GPU tests' ~1.4 MB: a call that runs no GPU test carries .gpu/builds.tar.xz alone, one that
+# does carries .gpu/gpu-tests.tar.xz too, while the total fits (the script prints it). Carry those (and the call's
+# script folder), never all of .gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 builds=.gpu/builds
