@@ -19,6 +19,10 @@ for setting in "64k x8" "64k x4" "32k x4" "32k x8"; do
   esac
   vs full $full apb $apb
   vs star $star apb $apb
+  # the task groups of issue #20's bar: APB against Star on multi-key, multi-value and vt
+  p $star $apb --strategy star --other-strategy apb --tasks niah_multikey_1,niah_multikey_2,niah_multikey_3
+  p $star $apb --strategy star --other-strategy apb --tasks niah_multivalue
+  p $star $apb --strategy star --other-strategy apb --tasks vt
   vs full $full star $star
   [ -f "$query" ] && { vs full $full apb $query; vs star $star apb $query; vs apb $apb apb $query; }
   [ -f "$bal" ] && { vs full $full apb-balanced $bal; vs star $star apb-balanced $bal; vs apb $apb apb-balanced $bal; }

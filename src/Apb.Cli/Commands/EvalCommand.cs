@@ -45,9 +45,10 @@ static partial class EvalCommand
         var strategy = new Option<string>("--strategy") { Description = "the strategy whose rows are compared (REFERENCE's, and OTHER's unless --other-strategy)", DefaultValueFactory = _ => "full" };
         var otherStrategy = new Option<string?>("--other-strategy") { Description = "OTHER's strategy, when it is not --strategy (e.g. --strategy full --other-strategy apb: APB against full attention of another run)" };
         var first = new Option<int?>("--samples") { Description = "pair each task's first N samples only: runs of one seed share their first samples whatever their --samples, so a 20-sample run pairs with the start of a 60-sample one" };
+        var only = new Option<string?>("--tasks") { Description = "pair these tasks only, a comma list as the files name them (e.g. niah_multikey_1,niah_multikey_2,niah_multikey_3 for a strategy against another on multi-key alone); default: every task both files have" };
         var cmd = new Command("paired", "OTHER's task mean minus REFERENCE's, sample by sample, with a 95 % interval: for runs of one seed that could not share one invocation, and pooled over several seeds' pairs")
         {
-            files, strategy, otherStrategy, first,
+            files, strategy, otherStrategy, first, only,
         };
         cmd.SetAction(r => Cli.Guard(io, () =>
         {
@@ -56,6 +57,8 @@ static partial class EvalCommand
             var paths = r.GetValue(files)!;
             if (paths.Length % 2 != 0)
                 throw new ApbException($"{paths.Length} files: give them in pairs, REFERENCE then OTHER ({string.Join(" ", paths)})");
+            HashSet<string>? tasks = r.GetValue(only) is string list ? [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)] : null;
+            if (tasks is { Count: 0 }) throw new ApbException("--tasks names no task: give a comma list as the files name them, e.g. niah_multikey_1,niah_multikey_2");
             var runs = new List<(RulerResults A, RulerResults B, PairedDifference.Pair Rows)>();
             for (int i = 0; i < paths.Length; i += 2)
             {
@@ -64,6 +67,13 @@ static partial class EvalCommand
                 var pair = r.GetValue(first) is int n
                     ? new PairedDifference.Pair(PairedDifference.FirstSamples(fileB, n), PairedDifference.FirstSamples(fileA, n))
                     : new PairedDifference.Pair(fileB.Rows, fileA.Rows);
+                if (tasks is not null)
+                {
+                    foreach (var file in new[] { fileA, fileB })
+                        if (tasks.FirstOrDefault(t => !file.Rows.Any(x => x.Task == t)) is { } missing)
+                            throw new ApbException($"--tasks {missing}: {file.Path} has no row of that task (it has {string.Join(", ", file.Rows.Select(x => x.Task).Distinct())})");
+                    pair = new PairedDifference.Pair([.. pair.Rows.Where(x => tasks.Contains(x.Task))], [.. pair.Reference.Where(x => tasks.Contains(x.Task))]);
+                }
                 runs.Add((fileA, fileB, pair));
             }
             PairedDifference.RequireDistinctSeeds([.. runs.Select(x => x.A)]);

@@ -131,6 +131,26 @@ public class PairedDifferenceTests
         Assert.Contains("run both with one seed", refused.Err);
     }
     [Fact]
+    public void TasksPairsTheNamedTasksAloneAndRefusesATaskAFileLacks()
+    {
+        // Task a alone: d = 0, -1, 0, 0: -25.0 points, standard error sqrt(0.25 / 4) = 0.25, interval 1.96 x 25 = 49.0.
+        using var dir = new TempDir();
+        string pf = WriteRun(dir, "full.json", 0, [Row(Full, "a", 1, 1, 0, 1), Row(Full, "b", 1, 0, 1, 1)]);
+        string pa = WriteRun(dir, "apb.json", 0, [Row(Apb, "a", 1, 0, 0, 1), Row(Apb, "b", 1, 0, 1, 1)]);
+        var (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb", "--tasks", "a");
+        Assert.True(code == 0, err);
+        Assert.Contains("apb against full, 1 tasks: -25.0 ± 49.0 (95 %)", output);
+        (code, output, err) = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb", "--tasks", "b");
+        Assert.True(code == 0, err);
+        Assert.Contains("1 tasks: 0.0 ± 0.0 (95 %); tasks that moved: none", output);
+
+        var refused = CliRun.Apb("eval", "paired", pf, pa, "--other-strategy", "apb", "--tasks", "a,vt");
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("--tasks vt: " + pf + " has no row of that task (it has a, b)", refused.Err);
+        Assert.Contains("--tasks names no task", CliRun.Apb("eval", "paired", pf, pa, "--tasks", ",").Err);
+    }
+
+    [Fact]
     public void PairedSaysWhatElseDiffersBetweenTheFiles()
     {
         // Two builds on two devices, and another weights file: each said beside the result; the same provenance says nothing.
