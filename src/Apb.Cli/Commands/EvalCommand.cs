@@ -322,7 +322,7 @@ static partial class EvalCommand
                     if (verb) progress.Line($"  [{o.Strategy} {o.Sample.Sample.Task} #{o.Sample.Sample.Index}] {o.Score:F2} expected [{string.Join(", ", o.Sample.Sample.Answers)}] got {Quote(o.Output)}");
                     progress.Update($"{o.Strategy} {o.Sample.Sample.TargetTokens} {o.Sample.Sample.Task}: sample {Progress.Fraction(done, total, progress.Elapsed)}");
                 },
-                cancel, kept, describe: s => (s as GroupSession)?.Prefilled?.Settings);
+                cancel, kept);
             progress.Clear();
             (jsonFile is WriterStream ? io.Err : io.Out).Write(RulerHarness.FormatTable(rows));
             // What the defaults chose per request (APB's lengths and budget, Star's anchor), once per strategy and length.

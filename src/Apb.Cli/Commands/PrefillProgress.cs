@@ -17,6 +17,7 @@ sealed class PrefillProgress(IInferenceSession inner, Progress progress) : IInfe
 
     public IInferenceSession Inner => inner;
     public int Length => inner.Length;
+    public string? Settings => inner.Settings;
     public float[] Decode(int token) => inner.Decode(token);
 
     public float[] Prefill(IReadOnlyList<int> context, IReadOnlyList<int> query)

@@ -12,4 +12,11 @@ public interface IInferenceSession : IDisposable
 
     /// <summary>Tokens held in the cache(s) so far.</summary>
     int Length { get; }
+
+    /// <summary>
+    /// What defaults chose for this request, once it has prefilled: APB's l_a, l_p and passing budget, Star's l_a, a note
+    /// when the strategy differs from the one asked for (<see cref="Strategies.PrefillPlan.Settings"/>); null where
+    /// nothing was chosen (one rank, the exact strategies) and before the prefill. What an accuracy file records per row.
+    /// </summary>
+    string? Settings => null;
 }

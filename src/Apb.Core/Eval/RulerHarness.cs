@@ -26,7 +26,7 @@ public sealed record RulerRow(StrategySpec Strategy, int Length, string Task, do
     public (StrategySpec Strategy, int Length, string Task) Cell => (Strategy, Length, Task);
 }
 
-/// <summary>What one sample produced, for --verbose and tests; Settings as the session described itself (null: not asked).</summary>
+/// <summary>What one sample produced, for --verbose and tests; Settings as its session reported them (IInferenceSession.Settings).</summary>
 public sealed record SampleOutcome(StrategySpec Strategy, EncodedSample Sample, string Output, double Score, string? Settings = null);
 
 /// <summary>
@@ -52,12 +52,11 @@ public static class RulerHarness
     /// not run again: its row takes its place, and onRow is not called for it. A kept row of fewer samples than the group
     /// has (a run grown with --samples) holds the group's first ones: only the samples from its count on are run, and the
     /// row that onRow gets has the kept scores followed by the new ones, its seconds the sum of both runs'.
-    /// <paramref name="describe"/>, when given, says what a session ran with after its sample (the row's Settings).
     /// </summary>
     public static List<RulerRow> Run(IReadOnlyList<EncodedSample> samples, IReadOnlyList<StrategySpec> strategies,
         Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory, HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens,
         Action<RulerRow>? onRow = null, Action<SampleOutcome>? onSample = null, CancellationToken cancel = default,
-        IReadOnlyList<RulerRow>? kept = null, Func<IInferenceSession, string?>? describe = null)
+        IReadOnlyList<RulerRow>? kept = null)
     {
         var rows = new List<RulerRow>();
         var groups = samples.GroupBy(s => (s.Sample.TargetTokens, s.Sample.Task)).ToList();
@@ -76,7 +75,7 @@ public static class RulerHarness
                 foreach (var e in g)
                 {
                     if (done is not null && e.Sample.Index < done.Samples) continue;
-                    var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel, describe);
+                    var outcome = RunOne(spec, e, sessionFactory, tokenizer, stopTokens, cancel);
                     scores.Add(outcome.Score);
                     if (outcome.Settings is { } set) settings.Add(set);
                     onSample?.Invoke(outcome);
@@ -131,12 +130,12 @@ public static class RulerHarness
     }
 
     public static SampleOutcome RunOne(StrategySpec spec, EncodedSample e, Func<StrategySpec, EncodedSample, IInferenceSession> sessionFactory,
-        HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens, CancellationToken cancel = default, Func<IInferenceSession, string?>? describe = null)
+        HfTokenizer tokenizer, IReadOnlyCollection<int> stopTokens, CancellationToken cancel = default)
     {
         var options = new SamplingOptions { MaxNewTokens = MaxNewTokens(e) };
         using var session = sessionFactory(spec, e);
         var result = Generator.Run(session, tokenizer, e.ContextIds, e.QueryIds, options, stopTokens, cancel: cancel);
-        return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers), describe?.Invoke(session));
+        return new SampleOutcome(spec, e, result.Text, RulerScore.Score(result.Text, e.Sample.Answers), session.Settings);
     }
 
     /// <summary>"settings: apb x4 at 32768: l_a 1024, l_p 512, passing budget 1024", one line per strategy and length that recorded any.</summary>

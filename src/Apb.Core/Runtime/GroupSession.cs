@@ -34,6 +34,7 @@ public sealed class GroupSession : IInferenceSession
     public int Ranks => Prefilled?.Ranks ?? _group.WorldSize;
     /// <summary>Why the strategy that ran differs from the one asked for, else null.</summary>
     public string? Note => Prefilled?.Note;
+    public string? Settings => Prefilled?.Settings;
     public int Length { get; private set; }
     public int DecodeSteps { get; private set; }
     /// <summary>Per rank (all processes), the prefill's cost; null unless the group records timings.</summary>

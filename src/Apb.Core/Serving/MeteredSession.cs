@@ -11,6 +11,7 @@ namespace Apb.Serving;
 sealed class MeteredSession(IInferenceSession inner) : IInferenceSession
 {
     public int Length => inner.Length;
+    public string? Settings => inner.Settings;
     public TimeSpan PrefillTime { get; private set; }
     public TimeSpan DecodeTime { get; private set; }
     public int Decodes { get; private set; }
