@@ -82,9 +82,9 @@ public sealed class PassingHarness : KernelHarness
             new Work(Bound.Memory, kBytes + sBytes, $"read K + write scores: {rows} x {KvHeads} x ({D} x 2 + 4) B"));
         yield return new KernelRow("select_passing", "cuda", shape, rows, ctx.TimeGpu(Select, 20),
             new Work(Bound.Memory, 3 * sBytes + picks, $"read scores, write + read pooled: 3 x {rows} x {KvHeads} x 4 B + {Passing} x {KvHeads} indices x 4 B"));
-        // The ranking adds l_p^2 comparisons per head in shared memory and a copy of the indices: timed with the selection.
+        // The ranking adds l_p^2 comparisons per head in shared memory and a read and write of the indices: timed with the selection.
         yield return new KernelRow("select_passing best first", "cuda", shape, rows, ctx.TimeGpu(SelectBestFirst, 20),
-            new Work(Bound.Memory, 3 * sBytes + 3 * picks, $"the selection's bytes + copy and rewrite of {Passing} x {KvHeads} indices"));
+            new Work(Bound.Memory, 3 * sBytes + 3 * picks, $"the selection's bytes + the ranking's read and write of {Passing} x {KvHeads} indices"));
         Select(); // ascending again for the gather and chain rows below
         yield return new KernelRow("gather_head_rows", "K + V", shape, rows, ctx.TimeGpu(Gather, 20),
             new Work(Bound.Memory, 2 * gathered + picks, $"read + write: 2 x 2 x {Passing} x {KvHeads} x {D} x 2 B + indices"));

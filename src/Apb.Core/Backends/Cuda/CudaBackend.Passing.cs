@@ -139,7 +139,7 @@ public sealed unsafe partial class CudaBackend
 
         /// <summary>
         /// Max-pool and top-k per head on the device (one block per head, radix select); the indices stay there. Best
-        /// first: the ascending selection is copied aside and ranked back into the picked rows (apb_rank_best_first).
+        /// first: top-k writes its ascending selection to scratch and apb_rank_best_first ranks it into the picked rows.
         /// </summary>
         public void SelectPassing(Tensor scores, int heads, PassingRows picked, bool bestFirst = false)
         {
@@ -153,18 +153,18 @@ public sealed unsafe partial class CudaBackend
             long n = (long)rows * heads;
             ulong sp = s.Ptr, ip = p.Ptr;
             ulong pp = b.Scratch(ref _pooled, ref _pooledBytes, n * 4, 4096, "APB pooled scores");
+            bool rank = bestFirst && count > 1;
+            ulong top = rank ? b.Scratch(ref _ascending, ref _ascendingBytes, (long)count * heads * 4, 4096, "APB selection before ranking") : ip;
             // -1 in every index slot first: a slot the kernel failed to write makes the gather write NaN rows.
-            Driver.Check(Driver.cuMemsetD32Async(ip, 0xffffffffu, (nuint)((long)count * heads), b.Context.Stream), "cuMemsetD32Async(picked rows)");
+            Driver.Check(Driver.cuMemsetD32Async(top, 0xffffffffu, (nuint)((long)count * heads), b.Context.Stream), "cuMemsetD32Async(picked rows)");
             int f32 = s.DType == CudaDType.F32 ? 1 : 0;
             void** pa = stackalloc void*[] { &sp, &f32, &pp, &rows, &heads };
             b.Context.Launch(b.Context.Function(ApbFile, "apb_max_pool5"), "apb_max_pool5", (GridFor(n), 1, 1), 256, 0, pa);
-            void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &ip };
+            void** ta = stackalloc void*[] { &pp, &rows, &heads, &count, &top };
             b.Context.Launch(b.Context.Function(ApbFile, "apb_topk_rows"), "apb_topk_rows", ((uint)heads, 1, 1), 1024, 0, ta);
-            if (!bestFirst || count == 1) return;
-            long bytes = (long)count * heads * 4;
-            ulong ap = b.Scratch(ref _ascending, ref _ascendingBytes, bytes, 4096, "APB selection before ranking");
-            Driver.Check(Driver.cuMemcpyDtoDAsync(ap, ip, (nuint)bytes, b.Context.Stream), "cuMemcpyDtoDAsync(picked rows)");
-            void** ra = stackalloc void*[] { &pp, &heads, &ap, &count, &ip };
+            if (!rank) return;
+            // Every picked slot is written: the ranks of a head's rows are 0 .. count - 1, each once.
+            void** ra = stackalloc void*[] { &pp, &heads, &top, &count, &ip };
             b.Context.Launch(b.Context.Function(ApbFile, "apb_rank_best_first"), "apb_rank_best_first",
                 ((uint)((count + 255) / 256), (uint)heads, 1), 256, 0, ra);
         }

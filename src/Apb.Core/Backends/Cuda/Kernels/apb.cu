@@ -262,8 +262,6 @@ extern "C" __global__ void __launch_bounds__(APB_TOPK_THREADS) apb_topk_rows(con
     }
 }
 
-// The retaining heads' input: dst[t, :] = [a[t, :]; b[t, :]; c[t, :]] (q, k, v of one row side by side), one grid-stride
-// pass over dst's rows x (aCols + bCols + cCols) elements instead of three strided copies.
 // The selection best first: each head's `count` picked rows (ascending, from apb_topk_rows) reordered by descending
 // pooled score, ties to the earlier row (the order apb_topk_rows selects by), so every prefix of m rows is the top-m
 // selection. Grid (ceil(count / 256), heads), 256 threads: thread i counts the picked rows that come before its own
@@ -296,6 +294,8 @@ extern "C" __global__ void __launch_bounds__(256) apb_rank_best_first(const floa
     if (i < count) out[(long)rank * heads + h] = row;
 }
 
+// The retaining heads' input: dst[t, :] = [a[t, :]; b[t, :]; c[t, :]] (q, k, v of one row side by side), one grid-stride
+// pass over dst's rows x (aCols + bCols + cCols) elements instead of three strided copies.
 extern "C" __global__ void apb_concat3(const bf16* __restrict__ a, int aCols, const bf16* __restrict__ b, int bCols,
     const bf16* __restrict__ c, int cCols, bf16* __restrict__ dst, long rows)
 {
