@@ -117,11 +117,17 @@ public sealed class SequencePlan
         return new SequencePlan(n, ranks, SequenceLayout.Zigzag, lc, anchor, passing, queryLength, insertAt, Ceil(passing, 2), budget);
     }
 
+    /// <summary>A passing budget is a count of rows, 0 for none (<see cref="PassingBudget"/>).</summary>
+    public static void CheckPassingBudget(int budget)
+    {
+        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
+    }
+
     static void CheckApbLengths(int n, int ranks, int lb, int anchor, int passing, int queryLength, int insertAt, int budget)
     {
         if (anchor < 0) throw new ApbException($"anchor length must be >= 0, got {anchor}");
         if (passing < 0) throw new ApbException($"passing length must be >= 0, got {passing}");
-        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
+        CheckPassingBudget(budget);
         if (anchor > lb)
             throw new ApbException($"anchor of {anchor} tokens is longer than the block of {lb} tokens ({n} context tokens over {ranks} ranks): use --anchor {lb} or less, or fewer ranks");
         if (passing > lb)
@@ -273,8 +279,7 @@ public sealed class SequencePlan
 
     /// <summary>"l_a 4096, l_p 1024 (512 per chunk), passing budget 2048": APB's lengths as tables, notes and labels print them.</summary>
     public string ApbLengths => $"l_a {AnchorLength}, l_p {PassingLength}" +
-        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "") +
-        (PassingBudget > 0 ? $", passing budget {PassingBudget}" : ", no passing budget");
+        (ChunkPassingLength != PassingLength ? $" ({ChunkPassingLength} per chunk)" : "") + StrategyOptions.BudgetLabel(PassingBudget);
 
     /// <summary>
     /// The anchor's tokens: the context start with the query inserted after <see cref="AnchorInsertAt"/> tokens, truncated

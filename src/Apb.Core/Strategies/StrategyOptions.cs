@@ -107,14 +107,14 @@ public sealed record StrategyOptions
         ScorerChoice.Label(scorer, noveltyWeight) + (anchorQuery ? "" : ", query-free anchor") +
         (passingFromLayer > 0 ? $", passing from layer {passingFromLayer}" : "") + BudgetLabel(passingBudget);
 
-    /// <summary>", passing budget B" for a budget given by hand, ", no passing budget" for 0, nothing for the default.</summary>
+    /// <summary>", passing budget B" for a budget (given by hand, or a plan's), ", no passing budget" for 0, nothing for null (the default, not yet resolved).</summary>
     public static string BudgetLabel(int? given) => given switch { null => "", 0 => ", no passing budget", int b => $", passing budget {b}" };
 
     /// <summary>A passing budget is a count of rows, 0 for none, and only APB passes rows.</summary>
     public static void CheckPassingBudget(int? given, StrategyKind strategy)
     {
         if (given is null) return;
-        CheckBudgetSign(given.Value);
+        SequencePlan.CheckPassingBudget(given.Value);
         if (!strategy.MayRunApb())
             throw new ApbException($"--passing-budget sets how many rows APB passes, but {strategy.Name()} passes none: drop --passing-budget, or use --strategy apb, apb-balanced or auto");
     }
@@ -123,14 +123,9 @@ public sealed record StrategyOptions
     public static void CheckPassingBudget(int? given, IReadOnlyCollection<StrategyKind> strategies)
     {
         if (given is null) return;
-        CheckBudgetSign(given.Value);
+        SequencePlan.CheckPassingBudget(given.Value);
         if (!strategies.Any(s => s.IsApb()))
             throw new ApbException($"--passing-budget sets how many rows APB passes, but --strategies {string.Join(',', strategies.Select(s => s.Name()))} runs no APB: add apb or apb-balanced, or drop --passing-budget");
-    }
-
-    static void CheckBudgetSign(int budget)
-    {
-        if (budget < 0) throw new ApbException($"--passing-budget must be >= 0 (0: no budget), got {budget}");
     }
 
     /// <summary><see cref="PassingFromLayer"/> must name one of the model's layers, or the count (no passing at all).</summary>

@@ -28,9 +28,10 @@ namespace Apb.Strategies.Apb;
 /// (bench/results/apb-passing-budget-20261206, one H100, paired with the budget-free runs on the same samples), at 64K on
 /// 8 ranks (B 1024): multi-key +2.2 ± 1.3 (200 samples a task; level with Star, 0.0 ± 1.7, from -2.2 ± 1.9), the whole
 /// gain where the needle lies in ranks 4-7 (+5.9), the 11 tasks +0.5 ± 0.7 over seeds 0 and 1 (multi-value -1.5 ± 1.2,
-/// multi-query -1.7 ± 1.4, multi-key +4 to +5); at 32K on 4 ranks B 512 (= l_p there; the default 1024 is not measured)
-/// +0.1 ± 0.9 (multi-key +1.0 ± 1.2 on 200 a task); balanced APB at 64K x8 +3.7 ± 1.7 on multi-key. B 512 and 2048 at 64K x8 scored +2.3 ± 1.7 and +1.2 ± 1.0 on
-/// multi-key: fewer passed rows for the late ranks help, some is what multi-value lives on. It also shortens the last
+/// multi-query -1.7 ± 1.4, multi-key +4 to +5); at 32K on 4 ranks B 512 (= l_p there) +0.1 ± 0.9 (multi-key +1.0 ± 1.2
+/// on 200 a task) and the default 1024 +0.1 ± 0.6 (multi-key +0.3 ± 0.8; bench/results/apb-long-context-20261206,
+/// paired.txt); balanced APB at 64K x8 +3.7 ± 1.7 on multi-key. B 512 and 2048 at 64K x8 scored +2.3 ± 1.7 and
+/// +1.2 ± 1.0 on multi-key: fewer passed rows for the late ranks help, some is what multi-value lives on. It also shortens the last
 /// rank's work (64K x8: 5.48 against 5.84 TFLOP a layer, `apb inspect --context 64k --ranks 8`, then with
 /// `--passing-budget 0`).
 /// </remarks>
