@@ -19,8 +19,9 @@ for setting in "64k x8" "64k x4" "32k x4" "32k x8"; do
   esac
   vs full $full apb $apb
   vs star $star apb $apb
-  # the task groups of issue #20's bar: APB against Star on multi-key, multi-value and vt
+  # the task groups of issue #20's bar: APB against Star on multi-key, multi-value and vt, and against full on multi-key
   p $star $apb --strategy star --other-strategy apb --tasks niah_multikey_1,niah_multikey_2,niah_multikey_3
+  p $full $apb --strategy full --other-strategy apb --tasks niah_multikey_1,niah_multikey_2,niah_multikey_3
   p $star $apb --strategy star --other-strategy apb --tasks niah_multivalue
   p $star $apb --strategy star --other-strategy apb --tasks vt
   vs full $full star $star
@@ -36,6 +37,9 @@ echo "## multi-key, 32K, 4 ranks, 200 samples a task"
 vs full $R12/call4/mk-x4-32k.json apb call1/mk-x4-32k.json
 vs star $R12/call4/mk-x4-32k.json apb call1/mk-x4-32k.json
 vs full $R12/call4/mk-x4-32k.json star $R12/call4/mk-x4-32k.json
+echo "## the default budget (B 1024) at 32K x4 against run 12's budget-free APB on the same samples"
+vs apb $R12/call2/n-x4-32k-apb.json apb call1/n-x4-32k.json
+vs apb $R12/call4/mk-x4-32k.json apb call1/mk-x4-32k.json
 echo "## 32K, 8 ranks, seed 1 (60 samples a task, full and APB in one run), and pooled with seed 0"
 vs full call4/n-x8-32k-s1.json apb call4/n-x8-32k-s1.json
 p $R12/call2/n-full-32k.json call2/n-x8-32k.json call4/n-x8-32k-s1.json call4/n-x8-32k-s1.json --strategy full --other-strategy apb

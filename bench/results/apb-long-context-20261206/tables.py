@@ -2,7 +2,8 @@
 
 Each setting's columns come from `apb eval ruler` JSON files of the same seed (0) and samples, some made in earlier
 sessions (the paths say which); every file records its build, device and weights. Accuracy in percent, per task and
-the mean over the tasks the column has. The paired differences with their intervals are paired.sh's (paired.txt).
+the mean over the tasks the column has. The paired differences with their intervals, by task group too
+(`apb eval paired ... --tasks`), are paired.sh's (paired.txt).
 """
 import json, os
 
@@ -77,45 +78,3 @@ for setting, columns in SETTINGS:
         print(f"\nNot run: {', '.join(missing)}.")
     print()
 
-# APB against Star (and full) by task group, paired sample by sample: the mean over the group's tasks of each task's
-# mean difference, with a 95 % interval from the tasks' own variances (as `apb eval paired` computes the 11-task mean).
-GROUPS = [("multi-key", ["niah_multikey_1", "niah_multikey_2", "niah_multikey_3"]), ("multi-value", ["niah_multivalue"]),
-          ("vt", ["vt"]), ("all 11", TASKS)]
-
-
-def scores(path, strategy):
-    if not os.path.exists(path):
-        return None
-    return {x["task"]: x["scores"] for x in json.load(open(path))["results"] if x["strategy"] == strategy}
-
-
-def paired(ref, other, tasks):
-    means, var = [], 0.0
-    for t in tasks:
-        if t not in ref or t not in other:
-            return None
-        d = [100 * (b - a) for a, b in zip(ref[t], other[t])]
-        n = len(d)
-        m = sum(d) / n
-        means.append(m)
-        var += (sum((x - m) ** 2 for x in d) / (n - 1) / n) if n > 1 else 0.0
-    k = len(tasks)
-    return sum(means) / k, 1.96 * (var ** 0.5) / k
-
-
-print("### APB (retaining heads) against Star and full, by task group (paired, 95 %)\n")
-print("| setting | against | " + " | ".join(g for g, _ in GROUPS) + " |")
-print("|---" * (len(GROUPS) + 2) + "|")
-for setting, columns in SETTINGS:
-    cols = {name: (path, s) for name, path, s in columns}
-    apb = scores(*cols["APB"]) if "APB" in cols else None
-    for against in ("Star", "full"):
-        ref = scores(*cols[against]) if against in cols else None
-        if apb is None or ref is None:
-            continue
-        cells = []
-        for _, tasks in GROUPS:
-            r = paired(ref, apb, tasks)
-            cells.append("-" if r is None else f"{r[0]:+.1f} ± {r[1]:.1f}")
-        print(f"| {setting} | {against} | " + " | ".join(cells) + " |")
-print()
