@@ -5,7 +5,8 @@
 #     overridable
 #   - the NVRTC kernel cache outside $OUT (only a few files come back from there; a fresh machine compiles once)
 #   - step (a step's heading, with the time and the seconds since the start) and append_log (a step's output into $LOG)
-#   - unpack_binaries / unpack_builds (the binaries that travel), ruler_run / pack_runs (a session's `apb eval ruler` runs)
+#   - unpack_binaries / unpack_builds (the binaries that travel), ruler_run / pack_runs (a session's `apb eval ruler` runs),
+#     begin_ruler_call / left (a call script of such runs under a time limit)
 set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -92,6 +93,21 @@ pack_runs() {
   local dir=${RUNS:-$OUT/r}
   tar -C "$(dirname "$dir")" -czf "$OUT/runs.tgz" "$(basename "$dir")"
 }
+
+# The start of a session's call script of ruler_run runs: RUNS=$1 (a fresh folder, outside $OUT: pack_runs brings it
+# back) with the GPU's name and the model's hashes at the top of its times.txt, the binaries installed, and the clock
+# that `left` reads started. A script then guards each run by what is left: [ "$(left)" -gt 90 ] && ruler_run NAME ...
+begin_ruler_call() {
+  export RUNS=$1
+  call_t0=$(date +%s)
+  unpack_binaries
+  rm -rf "$RUNS" && mkdir -p "$RUNS"
+  { nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU (nvidia-smi not found)"
+    sha256sum "${MODEL:-models/embedded}"/*.safetensors; } | tee -a "$RUNS/times.txt"
+}
+
+# Seconds a call script begun by begin_ruler_call has left: CALL_LIMIT (default 500) less the time since it began.
+left() { echo $(( ${CALL_LIMIT:-500} - ($(date +%s) - call_t0) )); }
 
 # The start of a script that writes a summary: makes $WORK, unpacks the binaries named (unpack_binaries' NAME:PATH
 # arguments), empties SUMMARY=$OUT/summary.md and stops when there is no apb binary.
