@@ -27,17 +27,32 @@ public sealed class DecodeHarness : KernelHarness
     // split-kv-fp8: the backend's pick against an fp8 cache (--kv-cache-dtype fp8: E4M3 codes, a scale per 32 values),
     // the same keys in 144 bytes per row and KV head where bf16 takes 256; split-kv2-fp8 / split-kv2pf-fp8 /
     // split-kv3-fp8: versions 2 and 3 forced.
-    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv3", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8", "split-kv3-fp8"];
+    // A suffix -onehead (split-kv3-onehead, split-kv3-fp8-onehead): the layout probe of decode-mma.md. One KV head (4
+    // query heads) and 8 x the keys: the same bytes and the same work per (key, KV head) row as the 8-head row, but each
+    // block's share of the cache is one contiguous run of rows, where with 8 heads a block reads its head's 128 codes
+    // (256 B in bf16) and 16 B of scales out of every 1152-byte row (2048 in bf16).
+    static readonly string[] All = ["split-kv", "split-kv2", "split-kv2pf", "split-kv3", "split-kv1", "mma", Fp8Variant, "split-kv2-fp8", "split-kv2pf-fp8", "split-kv3-fp8",
+                                    "split-kv3" + OneHead, "split-kv3-fp8" + OneHead];
     static readonly string[] Defaults = ["split-kv", "split-kv1", "mma", Fp8Variant];
     const string Fp8Variant = "split-kv-fp8";
 
-    static bool IsFp8(string variant) => variant.EndsWith("-fp8");
+    const string OneHead = "-onehead";
+
+    static bool IsOneHead(string variant) => variant.EndsWith(OneHead);
+
+    static string Base(string variant) => IsOneHead(variant) ? variant[..^OneHead.Length] : variant;
+
+    static bool IsFp8(string variant) => Base(variant).EndsWith("-fp8");
+
+    /// <summary>A variant's heads and keys for a size of tk keys: the model's 32 / 8, or the probe's 4 / 1 over 8 x tk.</summary>
+    static (int Heads, int KvHeads, int Keys) Shape(string variant, int tk) =>
+        IsOneHead(variant) ? (Heads / KvHeads, 1, tk * KvHeads) : (Heads, KvHeads, tk);
 
     static AttentionKernel Kernel(string variant) => AttentionKernels.Parse(variant.StartsWith("split-kv") ? "split-kv" : variant);
 
     static DecodeKernelVersion Version(string variant)
     {
-        string v = IsFp8(variant) ? variant[..^"-fp8".Length] : variant;
+        string v = IsFp8(variant) ? Base(variant)[..^"-fp8".Length] : Base(variant);
         return DecodeKernels.Parse(v.StartsWith("split-kv") ? v["split-kv".Length..] : null);
     }
 
@@ -52,45 +67,56 @@ public sealed class DecodeHarness : KernelHarness
     public override void Check(KernelBenchContext ctx)
     {
         const int tk = 1000;
-        var q = ctx.HostValues(Heads * D); var k = ctx.HostValues(tk * KvHeads * D); var v = ctx.HostValues(tk * KvHeads * D);
-        var co = ctx.Cpu.Allocate(1, Heads * D);
-        ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(k, tk, KvHeads * D), ctx.OnCpu(v, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
-        var want = Down(ctx.Cpu, co);
-        using var gq = ctx.OnGpu(q, 1, Heads * D); using var gk = ctx.OnGpu(k, tk, KvHeads * D); using var gv = ctx.OnGpu(v, tk, KvHeads * D);
-        using var go = ctx.Gpu.Allocate(1, Heads * D, CudaDType.BF16);
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => !IsFp8(x)))
+        var variants = Pick(ctx, All, Defaults);
+        foreach (bool oneHead in new[] { false, true })
         {
-            Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, Heads, KvHeads, AttentionMask.Causal, go, null));
-            ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
+            var picked = variants.Where(x => IsOneHead(x) == oneHead).ToArray();
+            if (picked.Length > 0) Check(ctx, picked, Shape(picked[0], tk));
         }
-        var fp8 = Pick(ctx, All, Defaults).Where(IsFp8).ToArray();
+    }
+
+    static void Check(KernelBenchContext ctx, string[] variants, (int Heads, int KvHeads, int Keys) shape)
+    {
+        var (heads, kvHeads, tk) = shape;
+        var q = ctx.HostValues(heads * D); var k = ctx.HostValues(tk * kvHeads * D); var v = ctx.HostValues(tk * kvHeads * D);
+        var co = ctx.Cpu.Allocate(1, heads * D);
+        ctx.Cpu.Attention(ctx.OnCpu(q, 1, heads * D), ctx.OnCpu(k, tk, kvHeads * D), ctx.OnCpu(v, tk, kvHeads * D), heads, kvHeads, AttentionMask.Causal, co, null);
+        var want = Down(ctx.Cpu, co);
+        using var gq = ctx.OnGpu(q, 1, heads * D); using var gk = ctx.OnGpu(k, tk, kvHeads * D); using var gv = ctx.OnGpu(v, tk, kvHeads * D);
+        using var go = ctx.Gpu.Allocate(1, heads * D, CudaDType.BF16);
+        foreach (var variant in variants.Where(x => !IsFp8(x)))
+        {
+            Run(ctx, variant, () => ctx.Gpu.Attention(gq, gk, gv, heads, kvHeads, AttentionMask.Causal, go, null));
+            ctx.Expect($"{variant} Tq=1 Tk={tk} h={heads}/{kvHeads} d={D}", Down(ctx.Gpu, go), want, 2e-2);
+        }
+        var fp8 = variants.Where(IsFp8).ToArray();
         if (fp8.Length == 0 || !ctx.Gpu.Fp8KvAvailable) return;
         // fp8: against the CPU's attention over the values the codes stand for (the host codec quantizes k and v).
-        var (k8, kValues) = Quantize(ctx, k, tk); var (v8, vValues) = Quantize(ctx, v, tk);
-        ctx.Cpu.Attention(ctx.OnCpu(q, 1, Heads * D), ctx.OnCpu(kValues, tk, KvHeads * D), ctx.OnCpu(vValues, tk, KvHeads * D), Heads, KvHeads, AttentionMask.Causal, co, null);
+        var (k8, kValues) = Quantize(ctx, k, tk, kvHeads); var (v8, vValues) = Quantize(ctx, v, tk, kvHeads);
+        ctx.Cpu.Attention(ctx.OnCpu(q, 1, heads * D), ctx.OnCpu(kValues, tk, kvHeads * D), ctx.OnCpu(vValues, tk, kvHeads * D), heads, kvHeads, AttentionMask.Causal, co, null);
         var want8 = Down(ctx.Cpu, co);
         foreach (var variant in fp8)
         {
-            Run(ctx, variant, () => ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, Heads, KvHeads, AttentionMask.Causal, go, null));
-            ctx.Expect($"{variant} Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", Down(ctx.Gpu, go), want8, 2e-2);
+            Run(ctx, variant, () => ctx.Gpu.DecodeAttentionFp8(gq, k8, v8, heads, kvHeads, AttentionMask.Causal, go, null));
+            ctx.Expect($"{variant} Tq=1 Tk={tk} h={heads}/{kvHeads} d={D}", Down(ctx.Gpu, go), want8, 2e-2);
         }
         k8.Dispose(); v8.Dispose();
     }
 
     /// <summary>[rows, KV heads x d] values as fp8 cache rows on the device, and the values they stand for.</summary>
-    static (Tensor Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows)
+    static (Tensor Rows, float[] Values) Quantize(KernelBenchContext ctx, float[] x, int rows, int kvHeads)
     {
         var values = new float[x.Length];
-        var bytes = CudaBackend.EncodeFp8Rows(x, KvHeads * D, values);
-        var r = ctx.Gpu.AllocateKv(rows, KvHeads * D, KvCacheDType.Fp8);
+        var bytes = CudaBackend.EncodeFp8Rows(x, kvHeads * D, values);
+        var r = ctx.Gpu.AllocateKv(rows, kvHeads * D, KvCacheDType.Fp8);
         ctx.Gpu.UploadBytes(bytes, r);
         return (r, values);
     }
 
     /// <summary>Random fp8 cache rows for timing: any finite code (0x7F and 0xFF, the NaNs, become 0x7E), scales in [1, 2) / 448.</summary>
-    static Tensor RandomFp8(KernelBenchContext ctx, int rows)
+    static Tensor RandomFp8(KernelBenchContext ctx, int rows, int kvHeads)
     {
-        int cols = KvHeads * D, rowBytes = CudaBackend.Fp8RowBytes(cols);
+        int cols = kvHeads * D, rowBytes = CudaBackend.Fp8RowBytes(cols);
         var bytes = new byte[(long)rows * rowBytes];
         Random.Shared.NextBytes(bytes);
         for (long r = 0; r < rows; r++)
@@ -110,23 +136,35 @@ public sealed class DecodeHarness : KernelHarness
         var gpu = ctx.Gpu;
         using var q = ctx.DeviceRandom(1, Heads * D); using var k = ctx.DeviceRandom(tk, KvHeads * D); using var v = ctx.DeviceRandom(tk, KvHeads * D);
         using var o = gpu.Allocate(1, Heads * D, CudaDType.BF16); using var l = gpu.AllocateF32(1, Heads);
-        var work = new Work(Bound.Memory, 2.0 * tk * KvHeads * D * 2, $"K + V: 2 x {tk} keys x {KvHeads} heads x d {D} x 2 B");
         foreach (var variant in Pick(ctx, All, Defaults))
         {
-            Timing.TimingStats? time = null;
+            if (IsFp8(variant) && !gpu.Fp8KvAvailable) continue;
+            var (heads, kvHeads, rows) = Shape(variant, tk);
+            string layout = IsOneHead(variant) ? ", one contiguous run per block" : "";
+            Tensor kt = k, vt = v;
+            Work work;
             if (IsFp8(variant))
             {
-                if (!gpu.Fp8KvAvailable) continue;
-                var k8 = RandomFp8(ctx, tk); var v8 = RandomFp8(ctx, tk);
-                var work8 = new Work(Bound.Memory, 2.0 * tk * CudaBackend.Fp8RowBytes(KvHeads * D),
-                                     $"K + V: 2 x {tk} keys x {KvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales)");
-                Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttentionFp8(q, k8, v8, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
-                k8.Dispose(); v8.Dispose();
-                yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work8);
-                continue;
+                kt = RandomFp8(ctx, rows, kvHeads); vt = RandomFp8(ctx, rows, kvHeads);
+                work = new Work(Bound.Memory, 2.0 * rows * CudaBackend.Fp8RowBytes(kvHeads * D),
+                                $"K + V: 2 x {rows} keys x {kvHeads} heads x (d {D} codes + {D / KvCacheDTypes.Fp8Group} fp32 scales){layout}");
             }
-            Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.Attention(q, k, v, Heads, KvHeads, AttentionMask.Causal, o, l), 20));
-            yield return new KernelRow(Name, variant, $"Tq=1 Tk={tk} h={Heads}/{KvHeads} d={D}", tk, time!, work);
+            else
+            {
+                if (IsOneHead(variant)) { kt = ctx.DeviceRandom(rows, kvHeads * D); vt = ctx.DeviceRandom(rows, kvHeads * D); }
+                work = new Work(Bound.Memory, 2.0 * rows * kvHeads * D * 2, $"K + V: 2 x {rows} keys x {kvHeads} heads x d {D} x 2 B{layout}");
+            }
+            Tensor qv = q, ov = o, lv = l;
+            if (heads != Heads) { qv = ctx.DeviceRandom(1, heads * D); ov = gpu.Allocate(1, heads * D, CudaDType.BF16); lv = gpu.AllocateF32(1, heads); }
+            Timing.TimingStats? time = null;
+            Run(ctx, variant, () => time = ctx.TimeGpu(() =>
+            {
+                if (IsFp8(variant)) gpu.DecodeAttentionFp8(qv, kt, vt, heads, kvHeads, AttentionMask.Causal, ov, lv);
+                else gpu.Attention(qv, kt, vt, heads, kvHeads, AttentionMask.Causal, ov, lv);
+            }, 20));
+            if (kt != k) { kt.Dispose(); vt.Dispose(); }
+            if (qv != q) { qv.Dispose(); ov.Dispose(); lv.Dispose(); }
+            yield return new KernelRow(Name, variant, $"Tq=1 Tk={rows} h={heads}/{kvHeads} d={D}", tk, time!, work);
         }
         // The same bytes as a serving step of 16 sequences of Tk/16 keys each, in one batched launch (mma has no batch kernel).
         const int batch = 16;
