@@ -173,7 +173,7 @@ public sealed class DecodeHarness : KernelHarness
         var values = Enumerable.Range(0, batch).Select(i => (Tensor)v.RowSlice(i * each, each)).ToArray();
         using var qb = ctx.DeviceRandom(batch, Heads * D); using var ob = gpu.Allocate(batch, Heads * D, CudaDType.BF16);
         var batchWork = new Work(Bound.Memory, 2.0 * batch * each * KvHeads * D * 2, $"K + V of {batch} caches of {each} keys");
-        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && !IsFp8(x)))
+        foreach (var variant in Pick(ctx, All, Defaults).Where(x => x.StartsWith("split-kv") && !IsFp8(x) && !IsOneHead(x)))
         {
             Timing.TimingStats? time = null;
             Run(ctx, variant, () => time = ctx.TimeGpu(() => gpu.DecodeAttention(qb, keys, values, Heads, KvHeads, ob), 20));
