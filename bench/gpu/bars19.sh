@@ -2,8 +2,9 @@
 # Issue #19's bars measured again in one place, on one card, at one commit (docs/kernels/README.md, "Issue #19's bars"):
 # `PART=1 bash bench/gpu/bars19.sh` (the kernels: attention bf16 and QK8 beside cuDNN and the card's own GEMM, the
 # split-KV decode kernel), then `PART=2` (end to end: the 8B prefill at 32K / 128K / 256K, bf16 and fp8 attention; the
-# decode step at 8K / 128K, bf16 and fp8 cache). Two parts so that each fits one device call; on a warm machine the
-# second reuses the first's compiled kernels. Needs the published apb (tools/publish-gpu.sh; unpack_builds) and, for
+# decode step at 8K / 128K, bf16 and fp8 cache), and `PART=3` (the 256K prefill, bf16 and fp8 attention: about 67
+# GiB, more than an 80 GB H100 has free, so an H200's call). Parts so that each fits one device call; on a warm machine
+# a later part reuses an earlier one's compiled kernels. Needs the published apb (tools/publish-gpu.sh; unpack_builds) and, for
 # cuDNN, torch. Writes $OUT/bars19-partN.md (the table lines) and $OUT/bars19-partN.tgz (every log and JSON).
 source "$(dirname "$0")/env.sh"
 require_apb
@@ -32,11 +33,13 @@ if [ "$PART" = 1 ]; then
   run cudnn-causal 90 python3 bench/peers/attention_sdpa.py --lengths 16k,64k,128k --mask causal
   run cudnn-none 60 python3 bench/peers/attention_sdpa.py --lengths 128k --mask none
   run decode-kernel 90 "$APB" bench kernel decode --variants split-kv3,split-kv3-fp8,split-kv3-onehead,split-kv3-fp8-onehead --lengths 128k --rounds 3 --out "$WORK/decode-kernel.json"
-else
+elif [ "$PART" = 2 ]; then
   run prefill-bf16 150 "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 32k,128k --query 64 --strategies full --warmup 1 --repeats 3 --no-profile --out "$WORK/prefill-bf16"
   run prefill-fp8 130 "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 32k,128k --query 64 --strategies full --warmup 1 --repeats 3 --no-profile --prefill-attention fp8 --out "$WORK/prefill-fp8"
   run decode 150 "$APB" bench decode --device cuda --shape llama-3.1-8b --contexts 8k,128k --kv-cache-dtype auto,fp8 --out "$WORK/decode"
-  run prefill-256k 120 "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 256k --query 64 --strategies full --warmup 0 --repeats 2 --no-profile --out "$WORK/prefill-256k"
+else
+  run prefill-256k 200 "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 256k --query 64 --strategies full --warmup 1 --repeats 2 --no-profile --out "$WORK/prefill-256k"
+  run prefill-256k-fp8 200 "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 256k --query 64 --strategies full --warmup 1 --repeats 2 --no-profile --prefill-attention fp8 --out "$WORK/prefill-256k-fp8"
 fi
 tar czf "$OUT/bars19-part$PART.tgz" -C "$WORK" . 2>/dev/null
 cat "$S"
