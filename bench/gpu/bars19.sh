@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue #19's bars measured again in one place, on one card, at one commit (docs/kernels/README.md, "Issue #19's bars"):
 # `PART=1 bash bench/gpu/bars19.sh` (the kernels: attention bf16 and QK8 beside cuDNN and the card's own GEMM, the
-# split-KV decode kernel), then `PART=2` (end to end: the 8B prefill at 32K / 128K / 256K, bf16 and fp8 attention; the
+# split-KV decode kernel), then `PART=2` (end to end: the 8B prefill at 32K / 128K, bf16 and fp8 attention; the
 # decode step at 8K / 128K, bf16 and fp8 cache), and `PART=3` (the 256K prefill, bf16 and fp8 attention: about 67
 # GiB, more than an 80 GB H100 has free, so an H200's call). Parts so that each fits one device call; on a warm machine
 # a later part reuses an earlier one's compiled kernels. Needs the published apb (tools/publish-gpu.sh; unpack_builds) and, for
