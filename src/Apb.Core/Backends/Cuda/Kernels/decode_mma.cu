@@ -169,12 +169,6 @@ __device__ __forceinline__ int dv3_query(const bf16* __restrict__ q, long qStrid
 #ifndef DV3_SCALE_SHFL
 #define DV3_SCALE_SHFL 1
 #endif
-// DV3_UNROLL2, 0 by default; 1 unrolls the tile loop by two, so that the compiler may schedule one tile's conversions
-// and S products (independent of the softmax state) under the previous tile's softmax and P V: more independent work
-// per warp for a kernel whose warps wait on their own dependent chains (docs/kernels/decode-mma.md, 2026-12-06).
-#ifndef DV3_UNROLL2
-#define DV3_UNROLL2 0
-#endif
 #ifdef DV3_MIN_BLOCKS
 #define DV3_BOUNDS __launch_bounds__(DV3_THREADS, DV3_MIN_BLOCKS)
 #else
@@ -319,9 +313,6 @@ __device__ __forceinline__ void decode_mma(const bf16* __restrict__ q, const uns
     Dv3Tile<D, FP8> cur, ahead;
     if (t0 < end) dv3_load<D, FP8>(cur, t0, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
     if (PF >= 2 && t0 + stride < end) dv3_load<D, FP8>(ahead, t0 + stride, end, kRows, vRows, rowBytes, scaleOffset, kh, r, c);
-#if DV3_UNROLL2
-#pragma unroll 2
-#endif
     for (; t0 < end; t0 += stride)
     {
         Dv3Tile<D, FP8> nxt;
