@@ -82,8 +82,8 @@ public static class ApbDefaults
             int got = Length(contextLength, divisor, floor, lb, steps);
             return $"{name} {got} (n/{divisor} = {contextLength / divisor}" + (steps.Count > 0 ? $", {string.Join(", ", steps)}" : "") + ")";
         }
-        int passing = Length(contextLength, PassingDivisor, MinPassing, lb, null);
-        return Rule("l_a", AnchorDivisor, 0) + "; " + Rule("l_p", PassingDivisor, MinPassing) + $"; passing budget {Budget(passing)} ({BudgetFactor} l_p)" +
+        return Rule("l_a", AnchorDivisor, 0) + "; " + Rule("l_p", PassingDivisor, MinPassing) +
+            $"; passing budget {Budget(For(contextLength, ranks).Passing)} ({BudgetFactor} l_p)" +
             $". n/{AnchorDivisor} is the paper's anchor; n/{PassingDivisor} is half its passing length, which on our model scored above n/64 at 64K on 8 ranks and level on 4; " +
             "the budget (ours) keeps a late rank's passed rows near 2 l_p, which scored level or better on the mean and +2 on multi-key at 64K on 8 ranks";
     }
