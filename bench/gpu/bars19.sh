@@ -10,21 +10,19 @@ source "$(dirname "$0")/env.sh"
 require_apb
 PART=${PART:-1}
 WORK=$(mktemp -d /tmp/bars19.XXXX)
-S="$OUT/bars19-part$PART.md"
-t0=$(date +%s)
-left() { echo $(( ${CALL_LIMIT:-540} - ($(date +%s) - t0) )); }
+SUMMARY="$OUT/bars19-part$PART.md"
+CALL_LIMIT=${CALL_LIMIT:-540}   # env.sh's left(): the seconds this call has left
 # run NAME SECONDS CMD...: one command under a time limit (never past the call's), its table lines into the summary.
 run() {
   local name=$1 limit=$2; shift 2
-  [ "$(left)" -lt 20 ] && { echo "skipped $name: the call's time is spent" | tee -a "$S"; return; }
+  [ "$(left)" -lt 20 ] && { echo "skipped $name: the call's time is spent" | tee -a "$SUMMARY"; return; }
   [ "$limit" -gt "$(( $(left) - 10 ))" ] && limit=$(( $(left) - 10 ))
   step "$name ($limit s)"
   timeout "$limit" "$@" > "$WORK/$name.md" 2> "$WORK/$name.log"
-  local rc=$?
-  { echo; echo "### $name (rc $rc, $(( $(date +%s) - t0 )) s): ${*/#$ROOT\//}"; grep -E "^\||TFLOP/s|TB/s|^[0-9]+ passed" "$WORK/$name.md" | head -40; } >> "$S"
+  summarize $? "$name" "$name (+$(( $(date +%s) - t0 )) s): ${*/#$ROOT\//}" '^\||TFLOP/s|TB/s|^[0-9]+ passed'
 }
 { echo "# #19's bars, part $PART: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1), $(date -u +%F),"
-  echo "apb of $(cat publish/builds/CURRENT 2>/dev/null || echo '?') ($(cat publish/builds/$(cat publish/builds/CURRENT 2>/dev/null)/commit.txt 2>/dev/null || echo 'commit not recorded'))"; } > "$S"
+  echo "apb of $(cat publish/builds/CURRENT 2>/dev/null || echo '?') ($(cat publish/builds/$(cat publish/builds/CURRENT 2>/dev/null)/commit.txt 2>/dev/null || echo 'commit not recorded'))"; } > "$SUMMARY"
 
 if [ "$PART" = 1 ]; then
   run attention-causal 150 "$APB" bench kernel attention --variants hopper,hopper-qk8 --mask causal --lengths 16k,64k,128k --rounds 2 --out "$WORK/attention-causal.json"
@@ -44,4 +42,4 @@ else
   run prefill-256k-fp8 ${T_256K:-200} "$APB" bench prefill --device cuda --shape llama-3.1-8b --lengths 32k,256k --query 64 --strategies full --warmup 0 --repeats ${REPEATS_256K:-1} --no-profile --prefill-attention fp8 --out "$WORK/prefill-256k-fp8"
 fi
 tar czf "$OUT/bars19-part$PART.tgz" -C "$WORK" . 2>/dev/null
-cat "$S"
+cat "$SUMMARY"

@@ -106,8 +106,9 @@ begin_ruler_call() {
     sha256sum "${MODEL:-models/embedded}"/*.safetensors; } | tee -a "$RUNS/times.txt"
 }
 
-# Seconds a call script begun by begin_ruler_call has left: CALL_LIMIT (default 500) less the time since it began.
-left() { echo $(( ${CALL_LIMIT:-500} - ($(date +%s) - call_t0) )); }
+# Seconds a call script has left: CALL_LIMIT (default 500) less the time since begin_ruler_call, or for a script that
+# did not call it, since this file was sourced (t0 below).
+left() { echo $(( ${CALL_LIMIT:-500} - ($(date +%s) - ${call_t0:-$t0}) )); }
 
 # The start of a script that writes a summary: makes $WORK, unpacks the binaries named (unpack_binaries' NAME:PATH
 # arguments), empties SUMMARY=$OUT/summary.md and stops when there is no apb binary.
